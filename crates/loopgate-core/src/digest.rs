@@ -1,0 +1,181 @@
+//! Proposal digests: SHA-256 over the RFC 8785 (JCS) canonical JSON of
+//! `{system, action, subject, input, output}`.
+//!
+//! Every approval is bound to the digest the reviewer saw; an edit of the
+//! output makes a new digest.
+
+use std::fmt;
+
+use serde_json::{Value, json};
+use sha2::{Digest as _, Sha256};
+
+/// `sha256:<64 hex>`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Digest(String);
+
+/// The parts of a proposal the digest covers.
+#[derive(Debug, Clone, Copy)]
+pub struct DigestParts<'a> {
+    /// System id.
+    pub system: &'a str,
+    /// Action.
+    pub action: &'a str,
+    /// `{"type", "id", "attributes"}`.
+    pub subject: &'a Value,
+    /// Input.
+    pub input: &'a Value,
+    /// Output.
+    pub output: &'a Value,
+}
+
+impl Digest {
+    /// Computes the digest of a proposal.
+    pub fn of(parts: DigestParts<'_>) -> Digest {
+        let document = json!({
+            "system": parts.system,
+            "action": parts.action,
+            "subject": parts.subject,
+            "input": parts.input,
+            "output": parts.output,
+        });
+        Digest::of_json(&document)
+    }
+
+    /// SHA-256 over the canonical JSON of any value.
+    pub fn of_json(value: &Value) -> Digest {
+        let hash = Sha256::digest(canonical_json(value));
+        Digest(format!("sha256:{}", hex::encode(hash)))
+    }
+
+    /// Parses `sha256:<64 lowercase hex>`.
+    pub fn parse(text: &str) -> Option<Digest> {
+        let hex_part = text.strip_prefix("sha256:")?;
+        let well_formed = hex_part.len() == 64
+            && hex_part.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
+        well_formed.then(|| Digest(text.to_owned()))
+    }
+
+    /// The digest as text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for Digest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// RFC 8785 canonical JSON bytes of a value.
+pub fn canonical_json(value: &Value) -> Vec<u8> {
+    // serde_jcs only fails on values that are not JSON (such as NaN), and a
+    // `serde_json::Value` cannot hold those.
+    serde_jcs::to_vec(value).unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    /// Test cases of RFC 8785, section 3.2.2 and appendix B.
+    #[test]
+    fn rfc8785_examples() {
+        let input = r#"{
+  "numbers": [333333333.33333329, 1E30, 4.50, 2e-3, 0.000000000000000000000000001],
+  "string": "\u20ac$\u000F\u000aA'\u0042\u0022\u005c\\\"\/",
+  "literals": [null, true, false]
+}"#;
+        let value: Value = serde_json::from_str(input).unwrap();
+        let expected = r#"{"literals":[null,true,false],"numbers":[333333333.3333333,1e+30,4.5,0.002,1e-27],"string":"€$\u000f\nA'B\"\\\\\"/"}"#;
+        assert_eq!(String::from_utf8(canonical_json(&value)).unwrap(), expected);
+
+        let sorting = r#"{"\u20ac": "Euro Sign", "\r": "Carriage Return", "\ufb33": "Hebrew Letter Dalet With Dagesh", "1": "One", "\ud83d\ude00": "Emoji: Grinning Face", "\u0080": "Control", "\u00f6": "Latin Small Letter O With Diaeresis"}"#;
+        let value: Value = serde_json::from_str(sorting).unwrap();
+        let keys: Vec<String> = match serde_json::from_slice::<serde_json::Map<String, Value>>(&canonical_json(&value)) {
+            Ok(map) => map.values().map(|v| v.as_str().unwrap_or_default().to_owned()).collect(),
+            Err(_) => Vec::new(),
+        };
+        // serde_json's map keeps insertion order only with preserve_order; compare the raw text instead.
+        let text = String::from_utf8(canonical_json(&value)).unwrap();
+        let order = ["Carriage Return", "One", "Control", "Latin Small", "Euro Sign", "Emoji", "Hebrew"];
+        let positions: Vec<usize> = order.iter().map(|it| text.find(it).unwrap()).collect();
+        assert!(positions.windows(2).all(|w| w[0] < w[1]), "{text}");
+        assert_eq!(keys.len(), 7);
+    }
+
+    #[test]
+    fn rfc8785_numbers() {
+        // Appendix B: IEEE 754 values and their canonical text.
+        let cases = [
+            (0x0000000000000000_u64, "0"),
+            (0x8000000000000000, "0"),
+            (0x0000000000000001, "5e-324"),
+            (0x8000000000000001, "-5e-324"),
+            (0x7fefffffffffffff, "1.7976931348623157e+308"),
+            (0xffefffffffffffff, "-1.7976931348623157e+308"),
+            (0x4340000000000000, "9007199254740992"),
+            (0xc340000000000000, "-9007199254740992"),
+            (0x4430000000000000, "295147905179352830000"),
+            (0x44b52d02c7e14af5, "9.999999999999997e+22"),
+            (0x44b52d02c7e14af6, "1e+23"),
+            (0x44b52d02c7e14af7, "1.0000000000000001e+23"),
+            (0x444b1ae4d6e2ef4e, "999999999999999700000"),
+            (0x444b1ae4d6e2ef4f, "999999999999999900000"),
+            (0x444b1ae4d6e2ef50, "1e+21"),
+            (0x3eb0c6f7a0b5ed8c, "9.999999999999997e-7"),
+            (0x3eb0c6f7a0b5ed8d, "0.000001"),
+            (0x41b3de4355555553, "333333333.3333332"),
+            (0x41b3de4355555554, "333333333.33333325"),
+            (0x41b3de4355555555, "333333333.3333333"),
+            (0x41b3de4355555556, "333333333.3333334"),
+            (0x41b3de4355555557, "333333333.33333343"),
+            (0xbecbf647612f3696, "-0.0000033333333333333333"),
+            (0x43143ff3c1cb0959, "1424953923781206.2"),
+        ];
+        for (bits, expected) in cases {
+            let value = serde_json::Number::from_f64(f64::from_bits(bits)).map(Value::Number).unwrap();
+            assert_eq!(String::from_utf8(canonical_json(&value)).unwrap(), expected, "bits {bits:#x}");
+        }
+    }
+
+    #[test]
+    fn digest_is_stable() {
+        let subject = json!({"type": "Account", "id": "acct-1", "attributes": {}});
+        let parts = DigestParts { system: "s", action: "a", subject: &subject, input: &json!({}), output: &json!({"x": 1}) };
+        let digest = Digest::of(parts);
+        assert!(Digest::parse(digest.as_str()).is_some());
+        expect_test::expect!["sha256:9964f393cff00a660f8c3be2542cbe8ada17668c97c2dfb82f8b67c6d14e6b35"]
+            .assert_eq(digest.as_str());
+    }
+
+    fn arb_json() -> impl Strategy<Value = Value> {
+        let leaf = prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::Bool),
+            any::<i64>().prop_map(|n| json!(n)),
+            "[a-z€😀]{0,8}".prop_map(Value::String),
+        ];
+        leaf.prop_recursive(4, 32, 6, |inner| {
+            prop_oneof![
+                prop::collection::vec(inner.clone(), 0..6).prop_map(Value::Array),
+                prop::collection::btree_map("[a-zA-Z0-9]{1,6}", inner, 0..6)
+                    .prop_map(|m| Value::Object(m.into_iter().collect())),
+            ]
+        })
+    }
+
+    proptest! {
+        #[test]
+        fn digest_ignores_key_order_and_whitespace(value in arb_json()) {
+            let pretty = serde_json::to_string_pretty(&value).unwrap();
+            let reparsed: Value = serde_json::from_str(&pretty).unwrap();
+            prop_assert_eq!(Digest::of_json(&value), Digest::of_json(&reparsed));
+            let canonical = canonical_json(&value);
+            let again: Value = serde_json::from_slice(&canonical).unwrap();
+            prop_assert_eq!(canonical_json(&again), canonical);
+        }
+    }
+}

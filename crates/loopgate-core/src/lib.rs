@@ -1,0 +1,20 @@
+//! loopgate's domain: ids, timestamps, digests, Cedar routing and the review
+//! state machine.
+//!
+//! Architecture invariant: this crate does no IO and has no async. It never
+//! reads the clock or a random source: functions that need the time take
+//! `now: Timestamp`, and ids come in as arguments. Its errors are refusals
+//! (a stale digest, a self-approval), never IO failures.
+
+pub mod digest;
+pub mod duration;
+mod enums;
+pub mod ids;
+pub mod review;
+pub mod routing;
+pub mod timestamp;
+
+pub use digest::Digest;
+pub use enums::*;
+pub use ids::{ProposalId, SystemId, TaskId, UserId};
+pub use timestamp::Timestamp;

@@ -1,0 +1,151 @@
+//! The error code table and the RFC 9457 problem body.
+
+use serde::{Deserialize, Serialize};
+
+/// Every error the API returns carries one of these stable codes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ErrorCode {
+    /// The request body or a parameter is not valid.
+    ValidationFailed,
+    /// No credentials, or unknown credentials.
+    Unauthenticated,
+    /// The caller's role does not allow this.
+    Forbidden,
+    /// The resource does not exist (or the caller may not see it).
+    NotFound,
+    /// The idempotency key was used before with a different proposal.
+    IdempotencyConflict,
+    /// The proposal or task is already decided.
+    AlreadyDecided,
+    /// The decision was made on a digest that is no longer current.
+    StaleDigest,
+    /// Another reviewer holds the lease on the task.
+    LeaseHeld,
+    /// A principal may not approve what it submitted.
+    SelfApproval,
+    /// The system is paused (kill switch).
+    SystemPaused,
+    /// The request body is over the size limit.
+    PayloadTooLarge,
+    /// Too many requests.
+    RateLimited,
+    /// The Cedar policy text is invalid.
+    PolicyInvalid,
+    /// The store is unavailable for a moment; retry.
+    Unavailable,
+    /// Something went wrong inside loopgate.
+    Internal,
+}
+
+impl ErrorCode {
+    /// Every code, in the order of docs/errors.md.
+    pub const ALL: &'static [ErrorCode] = &[
+        ErrorCode::ValidationFailed,
+        ErrorCode::Unauthenticated,
+        ErrorCode::Forbidden,
+        ErrorCode::NotFound,
+        ErrorCode::IdempotencyConflict,
+        ErrorCode::AlreadyDecided,
+        ErrorCode::StaleDigest,
+        ErrorCode::LeaseHeld,
+        ErrorCode::SelfApproval,
+        ErrorCode::SystemPaused,
+        ErrorCode::PayloadTooLarge,
+        ErrorCode::RateLimited,
+        ErrorCode::PolicyInvalid,
+        ErrorCode::Unavailable,
+        ErrorCode::Internal,
+    ];
+
+    /// The HTTP status of this code.
+    pub fn status(self) -> u16 {
+        match self {
+            ErrorCode::ValidationFailed => 422,
+            ErrorCode::Unauthenticated => 401,
+            ErrorCode::Forbidden => 403,
+            ErrorCode::NotFound => 404,
+            ErrorCode::IdempotencyConflict => 409,
+            ErrorCode::AlreadyDecided => 409,
+            ErrorCode::StaleDigest => 409,
+            ErrorCode::LeaseHeld => 409,
+            ErrorCode::SelfApproval => 403,
+            ErrorCode::SystemPaused => 423,
+            ErrorCode::PayloadTooLarge => 413,
+            ErrorCode::RateLimited => 429,
+            ErrorCode::PolicyInvalid => 422,
+            ErrorCode::Unavailable => 503,
+            ErrorCode::Internal => 500,
+        }
+    }
+
+    /// The stable string clients match on.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorCode::ValidationFailed => "validation_failed",
+            ErrorCode::Unauthenticated => "unauthenticated",
+            ErrorCode::Forbidden => "forbidden",
+            ErrorCode::NotFound => "not_found",
+            ErrorCode::IdempotencyConflict => "idempotency_conflict",
+            ErrorCode::AlreadyDecided => "already_decided",
+            ErrorCode::StaleDigest => "stale_digest",
+            ErrorCode::LeaseHeld => "lease_held",
+            ErrorCode::SelfApproval => "self_approval",
+            ErrorCode::SystemPaused => "system_paused",
+            ErrorCode::PayloadTooLarge => "payload_too_large",
+            ErrorCode::RateLimited => "rate_limited",
+            ErrorCode::PolicyInvalid => "policy_invalid",
+            ErrorCode::Unavailable => "unavailable",
+            ErrorCode::Internal => "internal",
+        }
+    }
+
+    /// The fixed title of this code.
+    pub fn title(self) -> &'static str {
+        match self {
+            ErrorCode::ValidationFailed => "request is not valid",
+            ErrorCode::Unauthenticated => "authentication required",
+            ErrorCode::Forbidden => "not allowed for this caller",
+            ErrorCode::NotFound => "not found",
+            ErrorCode::IdempotencyConflict => "idempotency key reused with a different proposal",
+            ErrorCode::AlreadyDecided => "already decided",
+            ErrorCode::StaleDigest => "proposal changed since it was shown",
+            ErrorCode::LeaseHeld => "task is claimed by another reviewer",
+            ErrorCode::SelfApproval => "a principal may not approve its own proposal",
+            ErrorCode::SystemPaused => "system is paused",
+            ErrorCode::PayloadTooLarge => "request body too large",
+            ErrorCode::RateLimited => "too many requests",
+            ErrorCode::PolicyInvalid => "policy is not valid",
+            ErrorCode::Unavailable => "service unavailable",
+            ErrorCode::Internal => "internal error",
+        }
+    }
+
+    /// Parses the stable string back into a code.
+    pub fn from_str_code(code: &str) -> Option<ErrorCode> {
+        ErrorCode::ALL.iter().copied().find(|it| it.as_str() == code)
+    }
+}
+
+/// An RFC 9457 problem body (`application/problem+json`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct Problem {
+    /// A URI naming the code's section of docs/errors.md.
+    #[serde(rename = "type")]
+    pub type_: String,
+    /// The fixed title of the code.
+    pub title: String,
+    /// The HTTP status.
+    pub status: u16,
+    /// The stable error code.
+    pub code: String,
+    /// What happened this time.
+    pub detail: String,
+    /// What to do about it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub help: Option<String>,
+    /// Extra members, such as `current_digest`.
+    #[serde(flatten)]
+    #[cfg_attr(feature = "openapi", schema(value_type = Object))]
+    pub extra: serde_json::Map<String, serde_json::Value>,
+}

@@ -1,0 +1,560 @@
+//! Request and response bodies.
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+#[cfg(feature = "openapi")]
+use utoipa::ToSchema;
+
+/// A page of a list: `{"items": [...], "next_cursor": "..." | null}`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct Page<T> {
+    /// The items of this page.
+    pub items: Vec<T>,
+    /// Pass as `cursor` to get the next page; null on the last page.
+    pub next_cursor: Option<String>,
+}
+
+/// What the subject of a proposal is.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct Subject {
+    /// The subject's type, e.g. `Account`.
+    #[serde(rename = "type")]
+    pub type_: String,
+    /// The subject's id.
+    pub id: String,
+    /// Group attributes (for fairness analysis and policies).
+    #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(value_type = Object))]
+    pub attributes: Map<String, Value>,
+}
+
+/// The model that produced a proposal.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct Model {
+    /// Model name.
+    pub name: String,
+    /// Model version.
+    #[serde(default)]
+    pub version: Option<String>,
+}
+
+/// `POST /v1/proposals`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct SubmitProposal {
+    /// The system id; optional with a system API key (it is the key's system).
+    #[serde(default)]
+    pub system: Option<String>,
+    /// What the AI wants to do, e.g. `block_card`.
+    pub action: String,
+    /// What the proposal concerns.
+    pub subject: Subject,
+    /// What the model saw.
+    #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(value_type = Object))]
+    pub input: Value,
+    /// What will be executed or published if approved.
+    #[cfg_attr(feature = "openapi", schema(value_type = Object))]
+    pub output: Value,
+    /// The model's confidence in `[0, 1]`.
+    #[serde(default)]
+    pub confidence: Option<f64>,
+    /// The model's explanation.
+    #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(value_type = Object))]
+    pub explanation: Option<Value>,
+    /// The model that produced the proposal.
+    #[serde(default)]
+    pub model: Option<Model>,
+    /// Extra facts for policies (amounts as integers in minor units).
+    #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(value_type = Object))]
+    pub context: Map<String, Value>,
+    /// Unique per system; the `Idempotency-Key` header works too.
+    #[serde(default)]
+    pub idempotency_key: Option<String>,
+}
+
+/// Lifecycle of a proposal.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum ProposalStatus {
+    /// Waiting for people.
+    Pending,
+    /// May go ahead.
+    Approved,
+    /// Must not go ahead.
+    Rejected,
+    /// Withdrawn by the system.
+    Cancelled,
+}
+
+/// The route policy chose.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum Route {
+    /// Go ahead without review.
+    Allow,
+    /// Refused by policy.
+    Deny,
+    /// Human review.
+    Review,
+}
+
+/// Who settled a proposal.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum DecidedBy {
+    /// The policy route (allow, deny, or on-the-loop review).
+    Policy,
+    /// Human reviewers.
+    Reviewers,
+    /// The SLA ran out and `on_timeout` applied.
+    Timeout,
+    /// The system was paused.
+    KillSwitch,
+    /// The system cancelled its proposal.
+    System,
+}
+
+/// A proposal as the API returns it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct Proposal {
+    /// `prp_…`
+    pub id: String,
+    /// System id.
+    pub system: String,
+    /// Action.
+    pub action: String,
+    /// Lifecycle state.
+    pub status: ProposalStatus,
+    /// `sha256:…` of the current `{system, action, subject, input, output}`.
+    pub digest: String,
+    /// The route policy chose.
+    pub route: Route,
+    /// The policy-set version the proposal was routed under.
+    pub policy_version: String,
+    /// Ids of the policies that determined the route.
+    pub matched_policies: Vec<String>,
+    /// Set when a human later rejected or changed an already approved proposal.
+    pub overridden: bool,
+    /// RFC 3339.
+    pub created_at: String,
+    /// Subject.
+    pub subject: Subject,
+    /// Input.
+    #[cfg_attr(feature = "openapi", schema(value_type = Object))]
+    pub input: Value,
+    /// Current output (reviewers may have edited it).
+    #[cfg_attr(feature = "openapi", schema(value_type = Object))]
+    pub output: Value,
+    /// Confidence.
+    pub confidence: Option<f64>,
+    /// Explanation.
+    #[cfg_attr(feature = "openapi", schema(value_type = Object))]
+    pub explanation: Option<Value>,
+    /// Model.
+    pub model: Option<Model>,
+    /// Context.
+    #[cfg_attr(feature = "openapi", schema(value_type = Object))]
+    pub context: Map<String, Value>,
+    /// Idempotency key.
+    pub idempotency_key: Option<String>,
+    /// Null while pending.
+    pub resolution: Option<Resolution>,
+}
+
+/// How a proposal ended.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct Resolution {
+    /// `approved`, `rejected` or `cancelled`.
+    pub outcome: ProposalStatus,
+    /// Who settled it.
+    pub decided_by: DecidedBy,
+    /// The output to execute (the edited one if reviewers modified it).
+    #[cfg_attr(feature = "openapi", schema(value_type = Object))]
+    pub output: Value,
+    /// Whether reviewers edited the output.
+    pub modified: bool,
+    /// Digest of the resolved proposal.
+    pub digest: String,
+    /// Policy-set version.
+    pub policy_version: String,
+    /// Matched policy ids.
+    pub matched_policies: Vec<String>,
+    /// The human decisions that led here.
+    pub decisions: Vec<DecisionRecord>,
+    /// RFC 3339.
+    pub decided_at: String,
+    /// Proof of inclusion in the audit log; null until the audit log issues it.
+    #[cfg_attr(feature = "openapi", schema(value_type = Object))]
+    pub receipt: Option<Value>,
+}
+
+/// A reviewer's verdict.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum Verdict {
+    /// Approve the current output.
+    Approve,
+    /// Reject.
+    Reject,
+    /// Approve an edited output.
+    Modify,
+    /// Send to the next group of the escalation chain.
+    Escalate,
+}
+
+/// One recorded human decision.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct DecisionRecord {
+    /// Reviewer's username.
+    pub reviewer: String,
+    /// Verdict.
+    pub verdict: Verdict,
+    /// The digest the reviewer saw.
+    pub digest: String,
+    /// Rationale.
+    pub rationale: Option<String>,
+    /// Task level (escalation level) at the time.
+    pub level: u32,
+    /// RFC 3339.
+    pub decided_at: String,
+}
+
+/// `POST /v1/tasks/{id}/decision`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct DecisionRequest {
+    /// Verdict.
+    pub verdict: Verdict,
+    /// Why.
+    #[serde(default)]
+    pub rationale: Option<String>,
+    /// The edited output (modify only).
+    #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(value_type = Object))]
+    pub output: Option<Value>,
+    /// Optional labels for feedback.
+    #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(value_type = Object))]
+    pub labels: Option<Map<String, Value>>,
+    /// The digest shown to the reviewer.
+    pub seen_digest: String,
+}
+
+/// Kind of a review task.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum TaskKind {
+    /// Blocks the proposal until decided.
+    Gate,
+    /// On-the-loop review after the proposal went ahead.
+    PostHoc,
+    /// Quality sample of an auto-approved proposal.
+    QaSample,
+}
+
+/// State of a review task.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum TaskState {
+    /// In the queue.
+    Open,
+    /// A reviewer holds the lease.
+    Claimed,
+    /// Decided.
+    Done,
+    /// Ran out of time with nowhere to escalate.
+    Expired,
+    /// The proposal was cancelled.
+    Cancelled,
+}
+
+/// A review task.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct Task {
+    /// `tsk_…`
+    pub id: String,
+    /// The proposal under review.
+    pub proposal_id: String,
+    /// System id.
+    pub system: String,
+    /// Action.
+    pub action: String,
+    /// Reviewer group.
+    pub group: String,
+    /// Kind.
+    pub kind: TaskKind,
+    /// State.
+    pub state: TaskState,
+    /// Escalation level, 0 first.
+    pub level: u32,
+    /// Approvals required.
+    pub required: u32,
+    /// Approvals of the current digest so far.
+    pub approvals: u32,
+    /// RFC 3339, or null without an SLA.
+    pub due_at: Option<String>,
+    /// Username holding the lease.
+    pub claimed_by: Option<String>,
+    /// RFC 3339.
+    pub lease_expires_at: Option<String>,
+    /// Reviewers do not see the model's output and confidence.
+    pub blind: bool,
+    /// RFC 3339.
+    pub created_at: String,
+}
+
+/// Response of a decision.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct DecisionResponse {
+    /// The task after the decision.
+    pub task: Task,
+    /// The proposal after the decision.
+    pub proposal: Proposal,
+}
+
+/// EU AI Act risk tier.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum RiskTier {
+    /// Minimal risk.
+    Minimal,
+    /// Limited risk.
+    Limited,
+    /// High risk.
+    High,
+    /// Unacceptable risk.
+    Unacceptable,
+}
+
+/// Oversight mode of a system.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum Oversight {
+    /// Review blocks the proposal.
+    InTheLoop,
+    /// Review happens after the proposal went ahead.
+    OnTheLoop,
+    /// No review except QA samples.
+    Automated,
+}
+
+/// Kill switch state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum SystemStatus {
+    /// Proposals are routed.
+    Active,
+    /// Every new proposal is rejected.
+    Paused,
+}
+
+/// A registered AI system.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct System {
+    /// Slug, e.g. `fraud-detector`.
+    pub id: String,
+    /// Display name.
+    pub name: String,
+    /// Accountable owner.
+    pub owner: String,
+    /// Intended purpose.
+    pub purpose: String,
+    /// Risk tier.
+    pub risk_tier: RiskTier,
+    /// Oversight mode.
+    pub oversight: Oversight,
+    /// Kill switch.
+    pub status: SystemStatus,
+    /// RFC 3339.
+    pub created_at: String,
+    /// RFC 3339.
+    pub updated_at: String,
+}
+
+/// `POST /v1/systems`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct CreateSystem {
+    /// Slug: lowercase letters, digits and `-`, 1 to 64 characters.
+    pub id: String,
+    /// Display name.
+    pub name: String,
+    /// Accountable owner.
+    #[serde(default)]
+    pub owner: String,
+    /// Intended purpose.
+    #[serde(default)]
+    pub purpose: String,
+    /// Risk tier.
+    pub risk_tier: RiskTier,
+    /// Oversight mode.
+    pub oversight: Oversight,
+}
+
+/// `PATCH /v1/systems/{id}`: every field optional.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct UpdateSystem {
+    /// Display name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// Owner.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub owner: Option<String>,
+    /// Purpose.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub purpose: Option<String>,
+    /// Risk tier.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub risk_tier: Option<RiskTier>,
+    /// Oversight mode.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub oversight: Option<Oversight>,
+    /// Kill switch.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<SystemStatus>,
+}
+
+/// A secret shown once: a system API key or a personal token.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct IssuedSecret {
+    /// Id of the key or token (not secret).
+    pub id: String,
+    /// The secret; only its hash is stored, it cannot be shown again.
+    pub secret: String,
+    /// The system or user it belongs to.
+    pub owner: String,
+    /// RFC 3339.
+    pub created_at: String,
+}
+
+/// A role of a user.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    /// Everything.
+    Admin,
+    /// Publishes policies.
+    PolicyAuthor,
+    /// Works review queues of their groups.
+    Reviewer,
+    /// Reads everything, changes nothing.
+    Auditor,
+}
+
+/// A user.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct User {
+    /// `usr_…`
+    pub id: String,
+    /// Unique login name.
+    pub username: String,
+    /// Roles.
+    pub roles: Vec<Role>,
+    /// Reviewer groups.
+    pub groups: Vec<String>,
+    /// RFC 3339.
+    pub created_at: String,
+}
+
+/// `POST /v1/users`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct CreateUser {
+    /// Unique login name.
+    pub username: String,
+    /// Roles.
+    pub roles: Vec<Role>,
+    /// Reviewer groups.
+    #[serde(default)]
+    pub groups: Vec<String>,
+}
+
+/// `PATCH /v1/users/{id}`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct UpdateUser {
+    /// Roles.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub roles: Option<Vec<Role>>,
+    /// Reviewer groups.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub groups: Option<Vec<String>>,
+}
+
+/// `POST /v1/policies` and `POST /v1/policies/validate`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct PublishPolicy {
+    /// Cedar policy text.
+    pub text: String,
+    /// Why this version.
+    #[serde(default)]
+    pub description: String,
+}
+
+/// A published policy-set version.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct PolicyVersion {
+    /// Version: the hash of the text.
+    pub version: String,
+    /// Publication order, 1 first.
+    pub seq: u64,
+    /// Why.
+    pub description: String,
+    /// Username or `loopgate` (loaded from `--policies`).
+    pub created_by: String,
+    /// RFC 3339.
+    pub created_at: String,
+    /// Whether this is the live version.
+    pub active: bool,
+    /// Ids of the policies in the set.
+    pub policy_ids: Vec<String>,
+    /// Cedar text.
+    pub text: String,
+}
+
+/// Result of `POST /v1/policies/validate`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct PolicyValidation {
+    /// The version the text would get.
+    pub version: String,
+    /// Ids of the policies in the set.
+    pub policy_ids: Vec<String>,
+}
