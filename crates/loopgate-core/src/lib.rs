@@ -10,6 +10,7 @@ pub mod digest;
 pub mod duration;
 mod enums;
 pub mod ids;
+pub mod proposal;
 pub mod review;
 pub mod routing;
 pub mod timestamp;

@@ -1,0 +1,72 @@
+//! Store errors: a database failure, or a refusal by core (`TxError`).
+
+use loopgate_core::ProposalId;
+
+/// The database failed, or a row was missing or conflicting.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum StoreError {
+    /// No such row.
+    #[error("not found")]
+    NotFound,
+    /// A unique key is taken.
+    #[error("conflict: {0}")]
+    Conflict(String),
+    /// The database is unavailable for now (busy, locked, closed).
+    #[error("database unavailable: {0}")]
+    Unavailable(String),
+    /// Anything else.
+    #[error("database error: {0}")]
+    Other(String),
+}
+
+/// A transactional write's error: `Refused` means core said no and nothing
+/// was written; `Store` means the database failed.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum TxError<E> {
+    /// Core refused; nothing was written.
+    #[error("{0}")]
+    Refused(E),
+    /// The database failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// Refusals of a submission.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum SubmitError {
+    /// The key was used with another digest.
+    #[error("idempotency key `{key}` was used for `{existing}` with a different digest")]
+    IdempotencyConflict { key: String, existing: ProposalId },
+    /// The system does not exist.
+    #[error("unknown system `{0}`")]
+    UnknownSystem(String),
+}
+
+impl From<rusqlite::Error> for StoreError {
+    fn from(error: rusqlite::Error) -> StoreError {
+        use rusqlite::ErrorCode as Code;
+        match &error {
+            rusqlite::Error::QueryReturnedNoRows => StoreError::NotFound,
+            rusqlite::Error::SqliteFailure(failure, _) => match failure.code {
+                Code::ConstraintViolation => StoreError::Conflict(error.to_string()),
+                Code::DatabaseBusy | Code::DatabaseLocked | Code::CannotOpen | Code::DiskFull | Code::SystemIoFailure => {
+                    StoreError::Unavailable(error.to_string())
+                }
+                _ => StoreError::Other(error.to_string()),
+            },
+            _ => StoreError::Other(error.to_string()),
+        }
+    }
+}
+
+impl From<serde_json::Error> for StoreError {
+    fn from(error: serde_json::Error) -> StoreError {
+        StoreError::Other(format!("stored JSON is not valid: {error}"))
+    }
+}
+
+impl<E> From<rusqlite::Error> for TxError<E> {
+    fn from(error: rusqlite::Error) -> TxError<E> {
+        TxError::Store(StoreError::from(error))
+    }
+}

@@ -1,0 +1,367 @@
+//! Records the store reads and writes: domain types plus bookkeeping.
+
+use loopgate_core::review::{Decision, Effect, Task};
+use loopgate_core::routing::Routing;
+use loopgate_core::{
+    DecidedBy, Digest, Oversight, ProposalId, ProposalStatus, RiskTier, Role, SystemId, SystemStatus, TaskState, Timestamp,
+    UserId,
+};
+use serde_json::{Map, Value};
+
+use crate::NewPlan;
+
+/// Who is calling.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Principal {
+    /// A person (token).
+    User(UserRecord),
+    /// An AI system (API key).
+    System(SystemId),
+}
+
+/// A user.
+#[derive(Debug, Clone, PartialEq)]
+pub struct UserRecord {
+    /// Id.
+    pub id: UserId,
+    /// Unique login name.
+    pub username: String,
+    /// Roles.
+    pub roles: Vec<Role>,
+    /// Reviewer groups.
+    pub groups: Vec<String>,
+    /// Creation time.
+    pub created_at: Timestamp,
+}
+
+/// A new user.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewUser {
+    /// Id.
+    pub id: UserId,
+    /// Unique login name.
+    pub username: String,
+    /// Roles.
+    pub roles: Vec<Role>,
+    /// Reviewer groups.
+    pub groups: Vec<String>,
+    /// Argon2id hash of a password, if any.
+    pub password_hash: Option<String>,
+}
+
+/// A change to a user.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct UserPatch {
+    /// New roles.
+    pub roles: Option<Vec<Role>>,
+    /// New groups.
+    pub groups: Option<Vec<String>>,
+}
+
+/// Whose a credential is.
+#[derive(Debug, Clone, PartialEq)]
+pub enum CredentialOwner {
+    /// A user's personal token.
+    User(UserId),
+    /// A system's API key.
+    System(SystemId),
+}
+
+/// A new API key or token; only its hash.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewCredential {
+    /// Public id.
+    pub id: String,
+    /// SHA-256 of the secret, hex.
+    pub hash: String,
+    /// Owner.
+    pub owner: CredentialOwner,
+}
+
+/// A registered system.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SystemRecord {
+    /// Slug.
+    pub id: SystemId,
+    /// Name.
+    pub name: String,
+    /// Owner.
+    pub owner: String,
+    /// Purpose.
+    pub purpose: String,
+    /// Risk tier.
+    pub risk_tier: RiskTier,
+    /// Oversight mode.
+    pub oversight: Oversight,
+    /// Kill switch.
+    pub status: SystemStatus,
+    /// Creation time.
+    pub created_at: Timestamp,
+    /// Last change.
+    pub updated_at: Timestamp,
+}
+
+/// A new system.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewSystem {
+    /// Slug.
+    pub id: SystemId,
+    /// Name.
+    pub name: String,
+    /// Owner.
+    pub owner: String,
+    /// Purpose.
+    pub purpose: String,
+    /// Risk tier.
+    pub risk_tier: RiskTier,
+    /// Oversight mode.
+    pub oversight: Oversight,
+}
+
+/// A change to a system.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct SystemPatch {
+    /// Name.
+    pub name: Option<String>,
+    /// Owner.
+    pub owner: Option<String>,
+    /// Purpose.
+    pub purpose: Option<String>,
+    /// Risk tier.
+    pub risk_tier: Option<RiskTier>,
+    /// Oversight mode.
+    pub oversight: Option<Oversight>,
+    /// Kill switch.
+    pub status: Option<SystemStatus>,
+}
+
+/// A policy version to publish.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewPolicy {
+    /// Hash of the text.
+    pub version: String,
+    /// Cedar text.
+    pub text: String,
+    /// Why.
+    pub description: String,
+    /// Policy ids in the set.
+    pub policy_ids: Vec<String>,
+}
+
+/// A published policy version.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PolicyRecord {
+    /// Publication order.
+    pub seq: i64,
+    /// Hash of the text.
+    pub version: String,
+    /// Cedar text.
+    pub text: String,
+    /// Why.
+    pub description: String,
+    /// Policy ids.
+    pub policy_ids: Vec<String>,
+    /// Who.
+    pub created_by: String,
+    /// When.
+    pub created_at: Timestamp,
+}
+
+/// A proposal to insert, already routed and planned.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewProposal {
+    /// Id.
+    pub id: ProposalId,
+    /// The first task's id, used when the plan has a task.
+    pub task_id: loopgate_core::TaskId,
+    /// System.
+    pub system: SystemId,
+    /// Action.
+    pub action: String,
+    /// `{"type", "id", "attributes"}`.
+    pub subject: Value,
+    /// Input.
+    pub input: Value,
+    /// Output.
+    pub output: Value,
+    /// Confidence.
+    pub confidence: Option<f64>,
+    /// Explanation.
+    pub explanation: Option<Value>,
+    /// Model.
+    pub model: Option<Value>,
+    /// Context.
+    pub context: Map<String, Value>,
+    /// Idempotency key.
+    pub idempotency_key: Option<String>,
+    /// Digest.
+    pub digest: Digest,
+    /// `user:<name>` or `system:<id>`.
+    pub submitted_by: String,
+    /// Routing.
+    pub routing: Routing,
+    /// First state.
+    pub plan: NewPlan,
+}
+
+/// Result of a submission.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Submitted {
+    /// Inserted now.
+    Created(ProposalRecord),
+    /// The same key and digest were submitted before.
+    Existing(ProposalRecord),
+}
+
+/// A stored proposal.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ProposalRecord {
+    /// Order of insertion (the cursor).
+    pub seq: i64,
+    /// Id.
+    pub id: ProposalId,
+    /// System.
+    pub system: SystemId,
+    /// Action.
+    pub action: String,
+    /// Subject JSON.
+    pub subject: Value,
+    /// Input.
+    pub input: Value,
+    /// Current output.
+    pub output: Value,
+    /// Confidence.
+    pub confidence: Option<f64>,
+    /// Explanation.
+    pub explanation: Option<Value>,
+    /// Model.
+    pub model: Option<Value>,
+    /// Context.
+    pub context: Map<String, Value>,
+    /// Idempotency key.
+    pub idempotency_key: Option<String>,
+    /// Current digest.
+    pub digest: Digest,
+    /// Lifecycle state.
+    pub status: ProposalStatus,
+    /// Route.
+    pub route: loopgate_core::Route,
+    /// Policy version.
+    pub policy_version: String,
+    /// Matched policies.
+    pub matched_policies: Vec<String>,
+    /// Overridden later.
+    pub overridden: bool,
+    /// Edited by reviewers before resolution.
+    pub modified: bool,
+    /// Who settled it.
+    pub decided_by: Option<DecidedBy>,
+    /// When.
+    pub decided_at: Option<Timestamp>,
+    /// Submitter.
+    pub submitted_by: String,
+    /// Creation time.
+    pub created_at: Timestamp,
+    /// Human decisions, oldest first.
+    pub decisions: Vec<Decision>,
+}
+
+/// Filters of the proposal list.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ProposalFilter {
+    /// Only this system.
+    pub system: Option<SystemId>,
+    /// Only this status.
+    pub status: Option<ProposalStatus>,
+    /// Only this action.
+    pub action: Option<String>,
+    /// Continue after this cursor.
+    pub before_seq: Option<i64>,
+    /// Page size.
+    pub limit: u32,
+}
+
+/// A page and the cursor of the next one.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Paged<T> {
+    /// Items.
+    pub items: Vec<T>,
+    /// Cursor of the next page.
+    pub next: Option<i64>,
+}
+
+/// A task with what a reviewer needs to see in a list.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TaskRecord {
+    /// Order of insertion (the cursor).
+    pub seq: i64,
+    /// The task.
+    pub task: Task,
+    /// System of the proposal.
+    pub system: SystemId,
+    /// Action of the proposal.
+    pub action: String,
+    /// Approvals of the current digest.
+    pub approvals: u32,
+}
+
+/// Filters of the task list.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct TaskFilter {
+    /// Only these groups (`None`: every group).
+    pub groups: Option<Vec<String>>,
+    /// Only this effective state (`open` includes lapsed claims).
+    pub state: Option<TaskState>,
+    /// Only this system.
+    pub system: Option<SystemId>,
+    /// Continue after this cursor.
+    pub after_seq: Option<i64>,
+    /// Page size.
+    pub limit: u32,
+}
+
+/// A reviewer as the store sees one.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ReviewerRef {
+    /// Username.
+    pub name: String,
+    /// Groups.
+    pub groups: Vec<String>,
+}
+
+/// What a decision did.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DecisionOutcome {
+    /// The task after.
+    pub task: TaskRecord,
+    /// The proposal after.
+    pub proposal: ProposalRecord,
+    /// The effect.
+    pub effect: Effect,
+}
+
+/// What a deadline did.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TimerOutcome {
+    /// The proposal.
+    pub proposal_id: ProposalId,
+    /// The effect.
+    pub effect: Effect,
+}
+
+/// One row of the event log.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EventRecord {
+    /// Position.
+    pub seq: i64,
+    /// When.
+    pub time: Timestamp,
+    /// `user:<name>`, `system:<id>` or `loopgate`.
+    pub actor: String,
+    /// E.g. `proposal.submitted`.
+    pub type_: String,
+    /// The id the event is about.
+    pub subject: Option<String>,
+    /// Ids and digests; never payloads.
+    pub data: Value,
+}

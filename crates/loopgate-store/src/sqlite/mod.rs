@@ -1,0 +1,211 @@
+//! The embedded SQLite backend (rusqlite, bundled SQLite).
+//!
+//! Writes go through one writer thread that commits in groups: it takes every
+//! job waiting in its queue, runs each in its own savepoint inside one
+//! `BEGIN IMMEDIATE` transaction, commits once (WAL, `synchronous=FULL`), and
+//! only then answers the callers. A refused job rolls back its savepoint
+//! alone. Reads run on a small pool of connections on tokio's blocking
+//! threads and see every committed write.
+
+mod queries;
+mod store;
+
+use std::path::Path;
+use std::sync::{Arc, Mutex, mpsc};
+
+use rusqlite::Connection;
+use tokio::sync::{Semaphore, oneshot};
+
+use crate::{StoreError, TxError};
+
+const MIGRATIONS: &[(&str, &str)] = &[("0001_core", include_str!("../../migrations/sqlite/0001_core.sql"))];
+const MAX_BATCH: usize = 1024;
+const N_READERS: usize = 4;
+
+/// The SQLite store; cheap to clone.
+#[derive(Clone)]
+pub struct SqliteStore {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    writer: Mutex<mpsc::Sender<Job>>,
+    readers: Mutex<Vec<Connection>>,
+    read_permits: Semaphore,
+}
+
+/// A job runs inside its own savepoint and returns whether it succeeded and
+/// how to answer its caller once the commit outcome is known.
+type Job = Box<dyn FnOnce(&Connection) -> (bool, Finish) + Send>;
+type Finish = Box<dyn FnOnce(Option<&StoreError>) + Send>;
+
+impl SqliteStore {
+    /// Opens (creating if needed) the database file and runs migrations.
+    pub fn open(path: &Path) -> Result<SqliteStore, StoreError> {
+        let writer = connect(path)?;
+        migrate(&writer)?;
+        let mut readers = Vec::with_capacity(N_READERS);
+        for _ in 0..N_READERS {
+            readers.push(connect(path)?);
+        }
+        let (sender, receiver) = mpsc::channel::<Job>();
+        std::thread::Builder::new()
+            .name("loopgate-sqlite-writer".to_owned())
+            .spawn(move || write_loop(writer, receiver))
+            .map_err(|e| StoreError::Other(format!("cannot start the writer thread: {e}")))?;
+        let inner = Inner {
+            writer: Mutex::new(sender),
+            readers: Mutex::new(readers),
+            read_permits: Semaphore::new(N_READERS),
+        };
+        Ok(SqliteStore { inner: Arc::new(inner) })
+    }
+
+    /// Runs `job` in the writer's next group commit.
+    async fn write<T, E>(&self, job: impl FnOnce(&Connection) -> Result<T, TxError<E>> + Send + 'static) -> Result<T, TxError<E>>
+    where
+        T: Send + 'static,
+        E: Send + 'static,
+    {
+        let (answer, answered) = oneshot::channel();
+        let boxed: Job = Box::new(move |conn| {
+            let res = job(conn);
+            let ok = res.is_ok();
+            let finish: Finish = Box::new(move |commit_error| {
+                let out = match commit_error {
+                    Some(error) if ok => Err(TxError::Store(error.clone())),
+                    _ => res,
+                };
+                let _ = answer.send(out);
+            });
+            (ok, finish)
+        });
+        let sent = match self.inner.writer.lock() {
+            Ok(sender) => sender.send(boxed).is_ok(),
+            Err(_) => false,
+        };
+        if !sent {
+            return Err(TxError::Store(StoreError::Unavailable("the writer has stopped".to_owned())));
+        }
+        match answered.await {
+            Ok(res) => res,
+            Err(_) => Err(TxError::Store(StoreError::Unavailable("the writer has stopped".to_owned()))),
+        }
+    }
+
+    /// A write that core cannot refuse.
+    async fn write_plain<T: Send + 'static>(
+        &self,
+        job: impl FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        let res: Result<T, TxError<std::convert::Infallible>> = self.write(move |conn| job(conn).map_err(TxError::Store)).await;
+        match res {
+            Ok(value) => Ok(value),
+            Err(TxError::Store(error)) => Err(error),
+            Err(TxError::Refused(never)) => match never {},
+        }
+    }
+
+    /// Runs `job` on a reader connection.
+    async fn read<T: Send + 'static>(&self, job: impl FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static) -> Result<T, StoreError> {
+        let _permit = self
+            .inner
+            .read_permits
+            .acquire()
+            .await
+            .map_err(|_| StoreError::Unavailable("the store is closed".to_owned()))?;
+        let inner = Arc::clone(&self.inner);
+        let task = tokio::task::spawn_blocking(move || {
+            let conn = match inner.readers.lock() {
+                Ok(mut readers) => readers.pop(),
+                Err(_) => None,
+            };
+            let Some(conn) = conn else {
+                return Err(StoreError::Unavailable("no reader connection".to_owned()));
+            };
+            let res = job(&conn);
+            if let Ok(mut readers) = inner.readers.lock() {
+                readers.push(conn);
+            }
+            res
+        });
+        match task.await {
+            Ok(res) => res,
+            Err(e) => Err(StoreError::Other(format!("read task failed: {e}"))),
+        }
+    }
+}
+
+fn connect(path: &Path) -> Result<Connection, StoreError> {
+    let conn = Connection::open(path).map_err(|e| StoreError::Unavailable(format!("cannot open `{}`: {e}", path.display())))?;
+    conn.execute_batch(
+        "PRAGMA journal_mode = WAL;
+         PRAGMA synchronous = FULL;
+         PRAGMA foreign_keys = ON;
+         PRAGMA busy_timeout = 5000;
+         PRAGMA cache_size = -16000;",
+    )?;
+    Ok(conn)
+}
+
+fn migrate(conn: &Connection) -> Result<(), StoreError> {
+    let current: i64 = conn.query_row("PRAGMA user_version", [], |row| row.get(0))?;
+    for (number, (name, sql)) in MIGRATIONS.iter().enumerate() {
+        let version = i64::try_from(number).unwrap_or(i64::MAX) + 1;
+        if version <= current {
+            continue;
+        }
+        let script = format!("BEGIN IMMEDIATE; {sql}\n; PRAGMA user_version = {version}; COMMIT;");
+        if let Err(error) = conn.execute_batch(&script) {
+            let _ = conn.execute_batch("ROLLBACK");
+            return Err(StoreError::Other(format!("migration {name} failed: {error}")));
+        }
+    }
+    let known = i64::try_from(MIGRATIONS.len()).unwrap_or(i64::MAX);
+    if known < current {
+        return Err(StoreError::Other(format!(
+            "the database is at schema version {current}, newer than this binary knows ({known}); upgrade loopgate"
+        )));
+    }
+    Ok(())
+}
+
+fn write_loop(conn: Connection, receiver: mpsc::Receiver<Job>) {
+    while let Ok(first) = receiver.recv() {
+        let mut batch = vec![first];
+        while batch.len() < MAX_BATCH {
+            match receiver.try_recv() {
+                Ok(job) => batch.push(job),
+                Err(_) => break,
+            }
+        }
+        if let Err(error) = conn.execute_batch("BEGIN IMMEDIATE") {
+            let error = StoreError::from(error);
+            for job in batch {
+                let (_, finish) = job(&conn);
+                finish(Some(&error));
+            }
+            continue;
+        }
+        let mut finishes = Vec::with_capacity(batch.len());
+        for job in batch {
+            let began = conn.execute_batch("SAVEPOINT job").is_ok();
+            let (ok, finish) = job(&conn);
+            let closed = match ok && began {
+                true => conn.execute_batch("RELEASE job"),
+                false => conn.execute_batch("ROLLBACK TO job; RELEASE job"),
+            };
+            if let Err(error) = closed {
+                tracing::error!(%error, "savepoint could not be closed");
+            }
+            finishes.push(finish);
+        }
+        let committed = conn.execute_batch("COMMIT").map_err(StoreError::from);
+        if committed.is_err() {
+            let _ = conn.execute_batch("ROLLBACK");
+        }
+        for finish in finishes {
+            finish(committed.as_ref().err());
+        }
+    }
+}

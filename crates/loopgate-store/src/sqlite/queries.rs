@@ -1,0 +1,357 @@
+//! SQL shared by the SQLite store's methods: row mapping, loading a review
+//! case, writing a transition, and appending events.
+
+use std::time::Duration;
+
+use loopgate_core::review::{Case, CaseParts, Decision, ProposalState, Task};
+use loopgate_core::routing::ReviewPlan;
+use loopgate_core::{
+    DecidedBy, Digest, OnTimeout, ProposalId, ProposalStatus, Role, Route, SystemId, TaskId, TaskKind, TaskState, Timestamp,
+    UserId, Verdict,
+};
+use rusqlite::{Connection, OptionalExtension, Row, params};
+use serde_json::{Value, json};
+
+use crate::{ProposalRecord, StoreError, SystemRecord, TaskRecord, UserRecord};
+
+pub(super) const PROPOSAL_COLUMNS: &str = "seq, id, system, action, subject, input, output, confidence, explanation, model, \
+     context, idempotency_key, digest, status, route, policy_version, matched_policies, overridden, modified, decided_by, \
+     decided_at, submitted_by, created_at";
+
+pub(super) const TASK_COLUMNS: &str = "t.seq, t.id, t.proposal_id, t.kind, t.state, t.grp, t.level, t.required, t.due_at, \
+     t.claimed_by, t.lease_expires_at, t.first_group, t.sla_ms, t.escalate_to, t.on_timeout, t.blind, t.sample_probability, \
+     t.created_at, p.system, p.action, \
+     (SELECT count(*) FROM decisions d WHERE d.proposal_id = t.proposal_id AND d.verdict IN ('approve', 'modify') AND d.digest = p.digest)";
+
+pub(super) fn parse<T>(text: &str, parse: impl Fn(&str) -> Option<T>) -> Result<T, StoreError> {
+    parse(text).ok_or_else(|| StoreError::Other(format!("unexpected stored value `{text}`")))
+}
+
+fn json_column(text: Option<String>) -> Result<Option<Value>, StoreError> {
+    match text {
+        None => Ok(None),
+        Some(text) => Ok(Some(serde_json::from_str(&text)?)),
+    }
+}
+
+pub(super) fn to_json(value: &impl serde::Serialize) -> String {
+    serde_json::to_string(value).unwrap_or_else(|_| String::from("null"))
+}
+
+/// A row in the order of `PROPOSAL_COLUMNS`, without decisions.
+pub(super) fn proposal_row(row: &Row<'_>) -> Result<ProposalRecord, StoreError> {
+    let id: String = row.get(1)?;
+    let system: String = row.get(2)?;
+    let context: Option<Value> = json_column(row.get(10)?)?;
+    let matched: String = row.get(16)?;
+    Ok(ProposalRecord {
+        seq: row.get(0)?,
+        id: parse(&id, ProposalId::parse)?,
+        system: parse(&system, SystemId::parse)?,
+        action: row.get(3)?,
+        subject: serde_json::from_str(&row.get::<_, String>(4)?)?,
+        input: serde_json::from_str(&row.get::<_, String>(5)?)?,
+        output: serde_json::from_str(&row.get::<_, String>(6)?)?,
+        confidence: row.get(7)?,
+        explanation: json_column(row.get(8)?)?,
+        model: json_column(row.get(9)?)?,
+        context: match context {
+            Some(Value::Object(map)) => map,
+            _ => serde_json::Map::new(),
+        },
+        idempotency_key: row.get(11)?,
+        digest: parse(&row.get::<_, String>(12)?, Digest::parse)?,
+        status: parse(&row.get::<_, String>(13)?, ProposalStatus::parse)?,
+        route: parse(&row.get::<_, String>(14)?, Route::parse)?,
+        policy_version: row.get(15)?,
+        matched_policies: serde_json::from_str(&matched)?,
+        overridden: row.get(17)?,
+        modified: row.get(18)?,
+        decided_by: match row.get::<_, Option<String>>(19)? {
+            Some(text) => Some(parse(&text, DecidedBy::parse)?),
+            None => None,
+        },
+        decided_at: row.get::<_, Option<i64>>(20)?.map(Timestamp::from_millis),
+        submitted_by: row.get(21)?,
+        created_at: Timestamp::from_millis(row.get(22)?),
+        decisions: Vec::new(),
+    })
+}
+
+pub(super) fn decisions(conn: &Connection, proposal_id: &str) -> Result<Vec<Decision>, StoreError> {
+    let mut statement = conn.prepare_cached(
+        "SELECT reviewer, verdict, digest, rationale, output, labels, level, decided_at
+         FROM decisions WHERE proposal_id = ?1 ORDER BY seq",
+    )?;
+    let mut rows = statement.query(params![proposal_id])?;
+    let mut out = Vec::new();
+    while let Some(row) = rows.next()? {
+        let labels = match json_column(row.get(5)?)? {
+            Some(Value::Object(map)) => Some(map),
+            _ => None,
+        };
+        out.push(Decision {
+            reviewer: row.get(0)?,
+            verdict: parse(&row.get::<_, String>(1)?, Verdict::parse)?,
+            digest: parse(&row.get::<_, String>(2)?, Digest::parse)?,
+            rationale: row.get(3)?,
+            output: json_column(row.get(4)?)?,
+            labels,
+            level: row.get(6)?,
+            decided_at: Timestamp::from_millis(row.get(7)?),
+        });
+    }
+    Ok(out)
+}
+
+pub(super) fn proposal(conn: &Connection, id: &str) -> Result<Option<ProposalRecord>, StoreError> {
+    let sql = format!("SELECT {PROPOSAL_COLUMNS} FROM proposals WHERE id = ?1");
+    let mut statement = conn.prepare_cached(&sql)?;
+    let mut rows = statement.query(params![id])?;
+    let Some(row) = rows.next()? else {
+        return Ok(None);
+    };
+    let mut record = proposal_row(row)?;
+    record.decisions = decisions(conn, id)?;
+    Ok(Some(record))
+}
+
+/// A row in the order of `TASK_COLUMNS`.
+pub(super) fn task_row(row: &Row<'_>) -> Result<TaskRecord, StoreError> {
+    let escalate_to: String = row.get(13)?;
+    let plan = ReviewPlan {
+        group: row.get(11)?,
+        approvals: row.get(7)?,
+        sla: row.get::<_, Option<i64>>(12)?.map(|ms| Duration::from_millis(u64::try_from(ms).unwrap_or(0))),
+        escalate_to: serde_json::from_str(&escalate_to)?,
+        on_timeout: parse(&row.get::<_, String>(14)?, OnTimeout::parse)?,
+        blind: row.get(15)?,
+    };
+    let task = Task {
+        id: parse(&row.get::<_, String>(1)?, TaskId::parse)?,
+        proposal_id: parse(&row.get::<_, String>(2)?, ProposalId::parse)?,
+        kind: parse(&row.get::<_, String>(3)?, TaskKind::parse)?,
+        state: parse(&row.get::<_, String>(4)?, TaskState::parse)?,
+        group: row.get(5)?,
+        level: row.get(6)?,
+        required: row.get(7)?,
+        due_at: row.get::<_, Option<i64>>(8)?.map(Timestamp::from_millis),
+        claimed_by: row.get(9)?,
+        lease_expires_at: row.get::<_, Option<i64>>(10)?.map(Timestamp::from_millis),
+        plan,
+        sample_probability: row.get(16)?,
+        created_at: Timestamp::from_millis(row.get(17)?),
+    };
+    Ok(TaskRecord {
+        seq: row.get(0)?,
+        task,
+        system: parse(&row.get::<_, String>(18)?, SystemId::parse)?,
+        action: row.get(19)?,
+        approvals: row.get(20)?,
+    })
+}
+
+pub(super) fn task(conn: &Connection, id: &str) -> Result<Option<TaskRecord>, StoreError> {
+    let sql = format!("SELECT {TASK_COLUMNS} FROM tasks t JOIN proposals p ON p.id = t.proposal_id WHERE t.id = ?1");
+    let mut statement = conn.prepare_cached(&sql)?;
+    let mut rows = statement.query(params![id])?;
+    match rows.next()? {
+        Some(row) => Ok(Some(task_row(row)?)),
+        None => Ok(None),
+    }
+}
+
+pub(super) fn insert_task(conn: &Connection, task: &Task, now: Timestamp) -> Result<(), StoreError> {
+    let plan = &task.plan;
+    conn.prepare_cached(
+        "INSERT INTO tasks (id, proposal_id, kind, state, grp, level, required, due_at, claimed_by, lease_expires_at,
+             first_group, sla_ms, escalate_to, on_timeout, blind, sample_probability, created_at, updated_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?17)",
+    )?
+    .execute(params![
+        task.id.as_str(),
+        task.proposal_id.as_str(),
+        task.kind.as_str(),
+        task.state.as_str(),
+        task.group,
+        task.level,
+        task.required,
+        task.due_at.map(Timestamp::millis),
+        task.claimed_by,
+        task.lease_expires_at.map(Timestamp::millis),
+        plan.group,
+        plan.sla.map(|sla| i64::try_from(sla.as_millis()).unwrap_or(i64::MAX)),
+        to_json(&plan.escalate_to),
+        plan.on_timeout.as_str(),
+        plan.blind,
+        task.sample_probability,
+        now.millis(),
+    ])?;
+    Ok(())
+}
+
+pub(super) fn update_task(conn: &Connection, task: &Task, now: Timestamp) -> Result<(), StoreError> {
+    conn.prepare_cached(
+        "UPDATE tasks SET state = ?2, grp = ?3, level = ?4, due_at = ?5, claimed_by = ?6, lease_expires_at = ?7, updated_at = ?8
+         WHERE id = ?1",
+    )?
+    .execute(params![
+        task.id.as_str(),
+        task.state.as_str(),
+        task.group,
+        task.level,
+        task.due_at.map(Timestamp::millis),
+        task.claimed_by,
+        task.lease_expires_at.map(Timestamp::millis),
+        now.millis(),
+    ])?;
+    Ok(())
+}
+
+/// Loads everything a decision on `task_id` reads.
+pub(super) fn case(conn: &Connection, task_id: &str) -> Result<Option<Case>, StoreError> {
+    let Some(task) = task(conn, task_id)? else {
+        return Ok(None);
+    };
+    let Some(proposal) = proposal(conn, task.task.proposal_id.as_str())? else {
+        return Err(StoreError::Other(format!("task `{task_id}` has no proposal")));
+    };
+    Ok(Some(case_of(proposal, task.task)))
+}
+
+pub(super) fn case_of(proposal: ProposalRecord, task: Task) -> Case {
+    Case {
+        proposal: ProposalState {
+            status: proposal.status,
+            digest: proposal.digest,
+            output: proposal.output,
+            modified: proposal.modified,
+            overridden: proposal.overridden,
+            decided_by: proposal.decided_by,
+            decided_at: proposal.decided_at,
+            submitted_by: proposal.submitted_by,
+        },
+        task,
+        decisions: proposal.decisions,
+        parts: CaseParts {
+            system: proposal.system.as_str().to_owned(),
+            action: proposal.action,
+            subject: proposal.subject,
+            input: proposal.input,
+        },
+    }
+}
+
+/// Writes the proposal and task of a case as core left them.
+pub(super) fn write_case(conn: &Connection, case: &Case, now: Timestamp) -> Result<(), StoreError> {
+    let proposal = &case.proposal;
+    conn.prepare_cached(
+        "UPDATE proposals SET status = ?2, digest = ?3, output = ?4, modified = ?5, overridden = ?6, decided_by = ?7,
+             decided_at = ?8
+         WHERE id = ?1",
+    )?
+    .execute(params![
+        case.task.proposal_id.as_str(),
+        proposal.status.as_str(),
+        proposal.digest.as_str(),
+        to_json(&proposal.output),
+        proposal.modified,
+        proposal.overridden,
+        proposal.decided_by.map(DecidedBy::as_str),
+        proposal.decided_at.map(Timestamp::millis),
+    ])?;
+    update_task(conn, &case.task, now)
+}
+
+pub(super) fn insert_decision(conn: &Connection, task: &Task, decision: &Decision) -> Result<(), StoreError> {
+    conn.prepare_cached(
+        "INSERT INTO decisions (proposal_id, task_id, reviewer, verdict, digest, rationale, output, labels, level, decided_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+    )?
+    .execute(params![
+        task.proposal_id.as_str(),
+        task.id.as_str(),
+        decision.reviewer,
+        decision.verdict.as_str(),
+        decision.digest.as_str(),
+        decision.rationale,
+        decision.output.as_ref().map(to_json),
+        decision.labels.as_ref().map(to_json),
+        decision.level,
+        decision.decided_at.millis(),
+    ])?;
+    Ok(())
+}
+
+/// Appends an event. `data` holds ids and digests, never payloads.
+pub(super) fn event(conn: &Connection, now: Timestamp, actor: &str, type_: &str, subject: &str, data: Value) -> Result<(), StoreError> {
+    conn.prepare_cached("INSERT INTO events (time, actor, type, subject, data) VALUES (?1, ?2, ?3, ?4, ?5)")?
+        .execute(params![now.millis(), actor, type_, subject, to_json(&data)])?;
+    Ok(())
+}
+
+pub(super) fn task_event_data(task: &Task) -> Value {
+    json!({"task": task.id.as_str(), "proposal": task.proposal_id.as_str(), "group": task.group, "level": task.level,
+           "state": task.state.as_str(), "kind": task.kind.as_str()})
+}
+
+pub(super) fn system(conn: &Connection, id: &str) -> Result<Option<SystemRecord>, StoreError> {
+    let mut statement = conn.prepare_cached(
+        "SELECT id, name, owner, purpose, risk_tier, oversight, status, created_at, updated_at FROM systems WHERE id = ?1",
+    )?;
+    let mut rows = statement.query(params![id])?;
+    match rows.next()? {
+        Some(row) => Ok(Some(system_row(row)?)),
+        None => Ok(None),
+    }
+}
+
+pub(super) fn system_row(row: &Row<'_>) -> Result<SystemRecord, StoreError> {
+    Ok(SystemRecord {
+        id: parse(&row.get::<_, String>(0)?, SystemId::parse)?,
+        name: row.get(1)?,
+        owner: row.get(2)?,
+        purpose: row.get(3)?,
+        risk_tier: parse(&row.get::<_, String>(4)?, loopgate_core::RiskTier::parse)?,
+        oversight: parse(&row.get::<_, String>(5)?, loopgate_core::Oversight::parse)?,
+        status: parse(&row.get::<_, String>(6)?, loopgate_core::SystemStatus::parse)?,
+        created_at: Timestamp::from_millis(row.get(7)?),
+        updated_at: Timestamp::from_millis(row.get(8)?),
+    })
+}
+
+pub(super) const USER_COLUMNS: &str = "id, username, roles, groups_, created_at";
+
+pub(super) fn user_row(row: &Row<'_>) -> Result<UserRecord, StoreError> {
+    let roles: Vec<String> = serde_json::from_str(&row.get::<_, String>(2)?)?;
+    let mut parsed = Vec::with_capacity(roles.len());
+    for role in roles {
+        parsed.push(parse(&role, Role::parse)?);
+    }
+    Ok(UserRecord {
+        id: parse(&row.get::<_, String>(0)?, UserId::parse)?,
+        username: row.get(1)?,
+        roles: parsed,
+        groups: serde_json::from_str(&row.get::<_, String>(3)?)?,
+        created_at: Timestamp::from_millis(row.get(4)?),
+    })
+}
+
+pub(super) fn user(conn: &Connection, id: &str) -> Result<Option<UserRecord>, StoreError> {
+    let sql = format!("SELECT {USER_COLUMNS} FROM users WHERE id = ?1");
+    let mut statement = conn.prepare_cached(&sql)?;
+    let mut rows = statement.query(params![id])?;
+    match rows.next()? {
+        Some(row) => Ok(Some(user_row(row)?)),
+        None => Ok(None),
+    }
+}
+
+pub(super) fn roles_json(roles: &[Role]) -> String {
+    let names: Vec<&str> = roles.iter().map(|role| role.as_str()).collect();
+    to_json(&names)
+}
+
+pub(super) fn meta(conn: &Connection, key: &str) -> Result<Option<String>, StoreError> {
+    Ok(conn.query_row("SELECT value FROM meta WHERE key = ?1", params![key], |row| row.get(0)).optional()?)
+}

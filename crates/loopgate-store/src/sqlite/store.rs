@@ -1,0 +1,595 @@
+//! `Store` for `SqliteStore`.
+
+use std::time::Duration;
+
+use loopgate_core::review::{self, DecisionInput, Effect, Reviewer, ReviewError, Task};
+use loopgate_core::{ProposalId, ProposalStatus, SystemId, TaskId, TaskState, Timestamp, UserId};
+use rusqlite::{Connection, params, params_from_iter};
+use serde_json::json;
+
+use super::SqliteStore;
+use super::queries::{self as q, PROPOSAL_COLUMNS, TASK_COLUMNS, USER_COLUMNS, to_json};
+use crate::{
+    CredentialOwner, DecisionOutcome, EventRecord, NewCredential, NewPolicy, NewProposal, NewSystem, NewUser, Paged,
+    PolicyRecord, Principal, ProposalFilter, ProposalRecord, ReviewerRef, Store, StoreError, SubmitError, Submitted,
+    SystemPatch, SystemRecord, TaskFilter, TaskRecord, TimerOutcome, TxError, UserPatch, UserRecord,
+};
+
+#[async_trait::async_trait]
+impl Store for SqliteStore {
+    async fn sampling_secret(&self, candidate: String) -> Result<String, StoreError> {
+        self.write_plain(move |conn| {
+            conn.execute("INSERT OR IGNORE INTO meta (key, value) VALUES ('sampling_secret', ?1)", params![candidate])?;
+            q::meta(conn, "sampling_secret")?.ok_or(StoreError::NotFound)
+        })
+        .await
+    }
+
+    async fn bootstrap_admin(&self, admin: NewUser, token: Option<NewCredential>, now: Timestamp) -> Result<bool, StoreError> {
+        self.write_plain(move |conn| {
+            let n_users: i64 = conn.query_row("SELECT count(*) FROM users", [], |row| row.get(0))?;
+            if 0 < n_users {
+                return Ok(false);
+            }
+            insert_user(conn, &admin, "loopgate", now)?;
+            if let Some(token) = token {
+                insert_credential(conn, &token, "loopgate", now)?;
+            }
+            Ok(true)
+        })
+        .await
+    }
+
+    async fn principal(&self, credential_hash: &str) -> Result<Option<Principal>, StoreError> {
+        let hash = credential_hash.to_owned();
+        self.read(move |conn| {
+            let mut statement = conn.prepare_cached("SELECT kind, owner FROM credentials WHERE hash = ?1")?;
+            let mut rows = statement.query(params![hash])?;
+            let Some(row) = rows.next()? else {
+                return Ok(None);
+            };
+            let (kind, owner): (String, String) = (row.get(0)?, row.get(1)?);
+            match kind.as_str() {
+                "system" => Ok(Some(Principal::System(q::parse(&owner, SystemId::parse)?))),
+                _ => Ok(q::user(conn, &owner)?.map(Principal::User)),
+            }
+        })
+        .await
+    }
+
+    async fn create_user(&self, user: NewUser, actor: &str, now: Timestamp) -> Result<UserRecord, StoreError> {
+        let actor = actor.to_owned();
+        self.write_plain(move |conn| {
+            insert_user(conn, &user, &actor, now)?;
+            q::user(conn, user.id.as_str())?.ok_or(StoreError::NotFound)
+        })
+        .await
+    }
+
+    async fn users(&self) -> Result<Vec<UserRecord>, StoreError> {
+        self.read(|conn| {
+            let sql = format!("SELECT {USER_COLUMNS} FROM users ORDER BY username");
+            let mut statement = conn.prepare_cached(&sql)?;
+            let mut rows = statement.query([])?;
+            let mut out = Vec::new();
+            while let Some(row) = rows.next()? {
+                out.push(q::user_row(row)?);
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn user(&self, id: &UserId) -> Result<Option<UserRecord>, StoreError> {
+        let id = id.clone();
+        self.read(move |conn| q::user(conn, id.as_str())).await
+    }
+
+    async fn update_user(&self, id: &UserId, patch: UserPatch, actor: &str, now: Timestamp) -> Result<UserRecord, StoreError> {
+        let (id, actor) = (id.clone(), actor.to_owned());
+        self.write_plain(move |conn| {
+            let before = q::user(conn, id.as_str())?.ok_or(StoreError::NotFound)?;
+            let roles = patch.roles.unwrap_or(before.roles);
+            let groups = patch.groups.unwrap_or(before.groups);
+            conn.execute(
+                "UPDATE users SET roles = ?2, groups_ = ?3 WHERE id = ?1",
+                params![id.as_str(), q::roles_json(&roles), to_json(&groups)],
+            )?;
+            let data = json!({"user": id.as_str(), "roles": roles.iter().map(|r| r.as_str()).collect::<Vec<_>>(), "groups": groups});
+            q::event(conn, now, &actor, "user.updated", id.as_str(), data)?;
+            q::user(conn, id.as_str())?.ok_or(StoreError::NotFound)
+        })
+        .await
+    }
+
+    async fn create_credential(&self, credential: NewCredential, actor: &str, now: Timestamp) -> Result<(), StoreError> {
+        let actor = actor.to_owned();
+        self.write_plain(move |conn| insert_credential(conn, &credential, &actor, now)).await
+    }
+
+    async fn create_system(&self, system: NewSystem, actor: &str, now: Timestamp) -> Result<SystemRecord, StoreError> {
+        let actor = actor.to_owned();
+        self.write_plain(move |conn| {
+            conn.prepare_cached(
+                "INSERT INTO systems (id, name, owner, purpose, risk_tier, oversight, status, created_at, updated_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'active', ?7, ?7)",
+            )?
+            .execute(params![
+                system.id.as_str(),
+                system.name,
+                system.owner,
+                system.purpose,
+                system.risk_tier.as_str(),
+                system.oversight.as_str(),
+                now.millis()
+            ])?;
+            let data = json!({"system": system.id.as_str(), "risk_tier": system.risk_tier.as_str(), "oversight": system.oversight.as_str()});
+            q::event(conn, now, &actor, "system.created", system.id.as_str(), data)?;
+            q::system(conn, system.id.as_str())?.ok_or(StoreError::NotFound)
+        })
+        .await
+    }
+
+    async fn systems(&self) -> Result<Vec<SystemRecord>, StoreError> {
+        self.read(|conn| {
+            let mut statement = conn.prepare_cached(
+                "SELECT id, name, owner, purpose, risk_tier, oversight, status, created_at, updated_at FROM systems ORDER BY id",
+            )?;
+            let mut rows = statement.query([])?;
+            let mut out = Vec::new();
+            while let Some(row) = rows.next()? {
+                out.push(q::system_row(row)?);
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn system(&self, id: &SystemId) -> Result<Option<SystemRecord>, StoreError> {
+        let id = id.clone();
+        self.read(move |conn| q::system(conn, id.as_str())).await
+    }
+
+    async fn update_system(&self, id: &SystemId, patch: SystemPatch, actor: &str, now: Timestamp) -> Result<SystemRecord, StoreError> {
+        let (id, actor) = (id.clone(), actor.to_owned());
+        self.write_plain(move |conn| {
+            let before = q::system(conn, id.as_str())?.ok_or(StoreError::NotFound)?;
+            let after = SystemRecord {
+                name: patch.name.unwrap_or(before.name.clone()),
+                owner: patch.owner.unwrap_or(before.owner.clone()),
+                purpose: patch.purpose.unwrap_or(before.purpose.clone()),
+                risk_tier: patch.risk_tier.unwrap_or(before.risk_tier),
+                oversight: patch.oversight.unwrap_or(before.oversight),
+                status: patch.status.unwrap_or(before.status),
+                updated_at: now,
+                ..before.clone()
+            };
+            conn.prepare_cached(
+                "UPDATE systems SET name = ?2, owner = ?3, purpose = ?4, risk_tier = ?5, oversight = ?6, status = ?7, updated_at = ?8
+                 WHERE id = ?1",
+            )?
+            .execute(params![
+                id.as_str(),
+                after.name,
+                after.owner,
+                after.purpose,
+                after.risk_tier.as_str(),
+                after.oversight.as_str(),
+                after.status.as_str(),
+                now.millis()
+            ])?;
+            let type_ = match (before.status, after.status) {
+                (loopgate_core::SystemStatus::Active, loopgate_core::SystemStatus::Paused) => "system.paused",
+                (loopgate_core::SystemStatus::Paused, loopgate_core::SystemStatus::Active) => "system.resumed",
+                _ => "system.updated",
+            };
+            let data = json!({"system": id.as_str(), "risk_tier": after.risk_tier.as_str(),
+                              "oversight": after.oversight.as_str(), "status": after.status.as_str()});
+            q::event(conn, now, &actor, type_, id.as_str(), data)?;
+            Ok(after)
+        })
+        .await
+    }
+
+    async fn publish_policy(&self, policy: NewPolicy, actor: &str, now: Timestamp) -> Result<PolicyRecord, StoreError> {
+        let actor = actor.to_owned();
+        self.write_plain(move |conn| {
+            conn.execute(
+                "INSERT INTO policies (version, text, description, policy_ids, created_by, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                params![policy.version, policy.text, policy.description, to_json(&policy.policy_ids), actor, now.millis()],
+            )?;
+            let seq = conn.last_insert_rowid();
+            q::event(conn, now, &actor, "policy.published", &policy.version, json!({"version": policy.version, "seq": seq}))?;
+            Ok(PolicyRecord {
+                seq,
+                version: policy.version,
+                text: policy.text,
+                description: policy.description,
+                policy_ids: policy.policy_ids,
+                created_by: actor,
+                created_at: now,
+            })
+        })
+        .await
+    }
+
+    async fn policies(&self) -> Result<Vec<PolicyRecord>, StoreError> {
+        self.read(|conn| {
+            let mut statement = conn.prepare_cached(
+                "SELECT seq, version, text, description, policy_ids, created_by, created_at FROM policies ORDER BY seq DESC",
+            )?;
+            let mut rows = statement.query([])?;
+            let mut out = Vec::new();
+            while let Some(row) = rows.next()? {
+                out.push(PolicyRecord {
+                    seq: row.get(0)?,
+                    version: row.get(1)?,
+                    text: row.get(2)?,
+                    description: row.get(3)?,
+                    policy_ids: serde_json::from_str(&row.get::<_, String>(4)?)?,
+                    created_by: row.get(5)?,
+                    created_at: Timestamp::from_millis(row.get(6)?),
+                });
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn submit(&self, new: NewProposal, now: Timestamp) -> Result<Submitted, TxError<SubmitError>> {
+        self.write(move |conn| submit(conn, new, now)).await
+    }
+
+    async fn proposal(&self, id: &ProposalId) -> Result<Option<ProposalRecord>, StoreError> {
+        let id = id.clone();
+        self.read(move |conn| q::proposal(conn, id.as_str())).await
+    }
+
+    async fn proposals(&self, filter: ProposalFilter) -> Result<Paged<ProposalRecord>, StoreError> {
+        self.read(move |conn| {
+            let mut sql = format!("SELECT {PROPOSAL_COLUMNS} FROM proposals WHERE seq < ?1");
+            let mut args: Vec<rusqlite::types::Value> = vec![filter.before_seq.unwrap_or(i64::MAX).into()];
+            if let Some(system) = &filter.system {
+                args.push(system.as_str().to_owned().into());
+                sql.push_str(&format!(" AND system = ?{}", args.len()));
+            }
+            if let Some(status) = filter.status {
+                args.push(status.as_str().to_owned().into());
+                sql.push_str(&format!(" AND status = ?{}", args.len()));
+            }
+            if let Some(action) = &filter.action {
+                args.push(action.clone().into());
+                sql.push_str(&format!(" AND action = ?{}", args.len()));
+            }
+            args.push(i64::from(filter.limit).saturating_add(1).into());
+            sql.push_str(&format!(" ORDER BY seq DESC LIMIT ?{}", args.len()));
+            let mut statement = conn.prepare_cached(&sql)?;
+            let mut rows = statement.query(params_from_iter(args))?;
+            let mut items = Vec::new();
+            while let Some(row) = rows.next()? {
+                items.push(q::proposal_row(row)?);
+            }
+            let next = page_cursor(&mut items, filter.limit, |it| it.seq);
+            for item in &mut items {
+                item.decisions = q::decisions(conn, item.id.as_str())?;
+            }
+            Ok(Paged { items, next })
+        })
+        .await
+    }
+
+    async fn cancel(&self, id: &ProposalId, actor: &str, now: Timestamp) -> Result<ProposalRecord, TxError<ReviewError>> {
+        let (id, actor) = (id.clone(), actor.to_owned());
+        self.write(move |conn| {
+            let proposal = q::proposal(conn, id.as_str())?.ok_or(StoreError::NotFound)?;
+            if proposal.status.is_terminal() {
+                return Err(TxError::Refused(ReviewError::AlreadyDecided { state: proposal.status.as_str() }));
+            }
+            conn.prepare_cached(
+                "UPDATE proposals SET status = 'cancelled', decided_by = 'system', decided_at = ?2 WHERE id = ?1",
+            )?
+            .execute(params![id.as_str(), now.millis()])?;
+            conn.prepare_cached(
+                "UPDATE tasks SET state = 'cancelled', claimed_by = NULL, lease_expires_at = NULL, updated_at = ?2
+                 WHERE proposal_id = ?1 AND state IN ('open', 'claimed')",
+            )?
+            .execute(params![id.as_str(), now.millis()])?;
+            q::event(conn, now, &actor, "proposal.cancelled", id.as_str(), json!({"proposal": id.as_str()}))?;
+            Ok(q::proposal(conn, id.as_str())?.ok_or(StoreError::NotFound)?)
+        })
+        .await
+    }
+
+    async fn tasks(&self, filter: TaskFilter, now: Timestamp) -> Result<Paged<TaskRecord>, StoreError> {
+        self.read(move |conn| {
+            let mut sql = format!("SELECT {TASK_COLUMNS} FROM tasks t JOIN proposals p ON p.id = t.proposal_id WHERE t.seq > ?1");
+            let mut args: Vec<rusqlite::types::Value> = vec![filter.after_seq.unwrap_or(0).into()];
+            match filter.state {
+                Some(TaskState::Open) => {
+                    args.push(now.millis().into());
+                    let n = args.len();
+                    sql.push_str(&format!(" AND (t.state = 'open' OR (t.state = 'claimed' AND t.lease_expires_at <= ?{n}))"));
+                }
+                Some(TaskState::Claimed) => {
+                    args.push(now.millis().into());
+                    let n = args.len();
+                    sql.push_str(&format!(" AND t.state = 'claimed' AND t.lease_expires_at > ?{n}"));
+                }
+                Some(state) => {
+                    args.push(state.as_str().to_owned().into());
+                    sql.push_str(&format!(" AND t.state = ?{}", args.len()));
+                }
+                None => (),
+            }
+            if let Some(groups) = &filter.groups {
+                if groups.is_empty() {
+                    return Ok(Paged { items: Vec::new(), next: None });
+                }
+                let start = args.len() + 1;
+                args.extend(groups.iter().map(|g| rusqlite::types::Value::from(g.clone())));
+                let marks: Vec<String> = (start..=args.len()).map(|i| format!("?{i}")).collect();
+                sql.push_str(&format!(" AND t.grp IN ({})", marks.join(", ")));
+            }
+            if let Some(system) = &filter.system {
+                args.push(system.as_str().to_owned().into());
+                sql.push_str(&format!(" AND p.system = ?{}", args.len()));
+            }
+            args.push(i64::from(filter.limit).saturating_add(1).into());
+            sql.push_str(&format!(" ORDER BY t.seq LIMIT ?{}", args.len()));
+            let mut statement = conn.prepare_cached(&sql)?;
+            let mut rows = statement.query(params_from_iter(args))?;
+            let mut items = Vec::new();
+            while let Some(row) = rows.next()? {
+                items.push(q::task_row(row)?);
+            }
+            let next = page_cursor(&mut items, filter.limit, |it| it.seq);
+            Ok(Paged { items, next })
+        })
+        .await
+    }
+
+    async fn task(&self, id: &TaskId) -> Result<Option<TaskRecord>, StoreError> {
+        let id = id.clone();
+        self.read(move |conn| q::task(conn, id.as_str())).await
+    }
+
+    async fn claim(&self, id: &TaskId, reviewer: &ReviewerRef, lease: Duration, now: Timestamp) -> Result<TaskRecord, TxError<ReviewError>> {
+        let (id, reviewer) = (id.clone(), reviewer.clone());
+        self.write(move |conn| {
+            let record = q::task(conn, id.as_str())?.ok_or(StoreError::NotFound)?;
+            let who = Reviewer { name: &reviewer.name, groups: &reviewer.groups };
+            let task = review::claim(&record.task, who, now, lease).map_err(TxError::Refused)?;
+            q::update_task(conn, &task, now)?;
+            q::event(conn, now, &format!("user:{}", reviewer.name), "task.claimed", id.as_str(), q::task_event_data(&task))?;
+            Ok(TaskRecord { task, ..record })
+        })
+        .await
+    }
+
+    async fn release(&self, id: &TaskId, reviewer: &ReviewerRef, now: Timestamp) -> Result<TaskRecord, TxError<ReviewError>> {
+        let (id, reviewer) = (id.clone(), reviewer.clone());
+        self.write(move |conn| {
+            let record = q::task(conn, id.as_str())?.ok_or(StoreError::NotFound)?;
+            let who = Reviewer { name: &reviewer.name, groups: &reviewer.groups };
+            let task = review::release(&record.task, who, now).map_err(TxError::Refused)?;
+            q::update_task(conn, &task, now)?;
+            q::event(conn, now, &format!("user:{}", reviewer.name), "task.released", id.as_str(), q::task_event_data(&task))?;
+            Ok(TaskRecord { task, ..record })
+        })
+        .await
+    }
+
+    async fn decide(&self, id: &TaskId, reviewer: &ReviewerRef, input: DecisionInput, now: Timestamp) -> Result<DecisionOutcome, TxError<ReviewError>> {
+        let (id, reviewer) = (id.clone(), reviewer.clone());
+        self.write(move |conn| {
+            let case = q::case(conn, id.as_str())?.ok_or(StoreError::NotFound)?;
+            let who = Reviewer { name: &reviewer.name, groups: &reviewer.groups };
+            let decided = review::decide(&case, who, input, now).map_err(TxError::Refused)?;
+            let actor = format!("user:{}", reviewer.name);
+            q::insert_decision(conn, &decided.case.task, &decided.decision)?;
+            q::write_case(conn, &decided.case, now)?;
+            let proposal_id = decided.case.task.proposal_id.as_str();
+            let data = json!({"proposal": proposal_id, "task": id.as_str(), "verdict": decided.decision.verdict.as_str(),
+                              "digest": decided.decision.digest.as_str(), "seen_digest": case.proposal.digest.as_str(),
+                              "level": decided.decision.level});
+            q::event(conn, now, &actor, "decision.recorded", proposal_id, data)?;
+            effect_events(conn, now, &actor, &decided.case, decided.effect)?;
+            let task = q::task(conn, id.as_str())?.ok_or(StoreError::NotFound)?;
+            let proposal = q::proposal(conn, proposal_id)?.ok_or(StoreError::NotFound)?;
+            Ok(DecisionOutcome { task, proposal, effect: decided.effect })
+        })
+        .await
+    }
+
+    async fn run_timers(&self, now: Timestamp, limit: u32) -> Result<Vec<TimerOutcome>, StoreError> {
+        self.write_plain(move |conn| {
+            let ids: Vec<String> = {
+                let mut statement = conn.prepare_cached(
+                    "SELECT id FROM tasks WHERE state IN ('open', 'claimed') AND due_at IS NOT NULL AND due_at <= ?1
+                     ORDER BY due_at LIMIT ?2",
+                )?;
+                let rows = statement.query_map(params![now.millis(), limit], |row| row.get(0))?;
+                rows.collect::<Result<_, _>>()?
+            };
+            let mut out = Vec::with_capacity(ids.len());
+            for id in ids {
+                let Some(case) = q::case(conn, &id)? else { continue };
+                let Some((next, effect)) = review::expire(&case, now) else { continue };
+                q::write_case(conn, &next, now)?;
+                effect_events(conn, now, "loopgate", &next, effect)?;
+                out.push(TimerOutcome { proposal_id: next.task.proposal_id.clone(), effect });
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn queue_depth(&self, now: Timestamp) -> Result<Vec<(String, u64)>, StoreError> {
+        self.read(move |conn| {
+            let mut statement = conn.prepare_cached(
+                "SELECT grp, count(*) FROM tasks
+                 WHERE state = 'open' OR (state = 'claimed' AND lease_expires_at <= ?1) GROUP BY grp ORDER BY grp",
+            )?;
+            let rows = statement.query_map(params![now.millis()], |row| Ok((row.get(0)?, row.get(1)?)))?;
+            Ok(rows.collect::<Result<_, _>>()?)
+        })
+        .await
+    }
+
+    async fn events(&self, after: i64, limit: u32) -> Result<Vec<EventRecord>, StoreError> {
+        self.read(move |conn| {
+            let mut statement =
+                conn.prepare_cached("SELECT seq, time, actor, type, subject, data FROM events WHERE seq > ?1 ORDER BY seq LIMIT ?2")?;
+            let mut rows = statement.query(params![after, limit])?;
+            let mut out = Vec::new();
+            while let Some(row) = rows.next()? {
+                out.push(EventRecord {
+                    seq: row.get(0)?,
+                    time: Timestamp::from_millis(row.get(1)?),
+                    actor: row.get(2)?,
+                    type_: row.get(3)?,
+                    subject: row.get(4)?,
+                    data: serde_json::from_str(&row.get::<_, String>(5)?)?,
+                });
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        self.read(|conn| Ok(conn.query_row("SELECT 1", [], |row| row.get::<_, i64>(0)).map(|_| ())?)).await
+    }
+}
+
+fn submit(conn: &Connection, new: NewProposal, now: Timestamp) -> Result<Submitted, TxError<SubmitError>> {
+    if let Some(key) = &new.idempotency_key {
+        let existing: Option<(String, String)> = {
+            let mut statement =
+                conn.prepare_cached("SELECT id, submitted_digest FROM proposals WHERE system = ?1 AND idempotency_key = ?2")?;
+            let mut rows = statement.query(params![new.system.as_str(), key])?;
+            match rows.next()? {
+                Some(row) => Some((row.get(0)?, row.get(1)?)),
+                None => None,
+            }
+        };
+        if let Some((id, submitted_digest)) = existing {
+            let record = q::proposal(conn, &id)?.ok_or(StoreError::NotFound)?;
+            if submitted_digest != new.digest.as_str() {
+                return Err(TxError::Refused(SubmitError::IdempotencyConflict { key: key.clone(), existing: record.id }));
+            }
+            return Ok(Submitted::Existing(record));
+        }
+    }
+    if q::system(conn, new.system.as_str())?.is_none() {
+        return Err(TxError::Refused(SubmitError::UnknownSystem(new.system.as_str().to_owned())));
+    }
+    let plan = &new.plan;
+    let routing = &new.routing;
+    conn.prepare_cached(
+        "INSERT INTO proposals (id, system, action, idempotency_key, digest, submitted_digest, subject, input, output, confidence, explanation,
+             model, context, status, route, policy_version, matched_policies, overridden, modified, decided_by, decided_at,
+             submitted_by, created_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, 0, 0, ?17, ?18, ?19, ?20)",
+    )?
+    .execute(params![
+        new.id.as_str(),
+        new.system.as_str(),
+        new.action,
+        new.idempotency_key,
+        new.digest.as_str(),
+        to_json(&new.subject),
+        to_json(&new.input),
+        to_json(&new.output),
+        new.confidence,
+        new.explanation.as_ref().map(to_json),
+        new.model.as_ref().map(to_json),
+        to_json(&new.context),
+        plan.status.as_str(),
+        routing.route.as_str(),
+        routing.policy_version,
+        to_json(&routing.matched),
+        plan.decided_by.map(|it| it.as_str()),
+        plan.decided_by.map(|_| now.millis()),
+        new.submitted_by,
+        now.millis(),
+    ])?;
+    let id = new.id.as_str();
+    let actor = &new.submitted_by;
+    q::event(conn, now, actor, "proposal.submitted", id, json!({"proposal": id, "system": new.system.as_str(), "action": new.action, "digest": new.digest.as_str()}))?;
+    let routed = json!({"proposal": id, "route": routing.route.as_str(), "policy_version": routing.policy_version, "matched_policies": routing.matched});
+    q::event(conn, now, "loopgate", "proposal.routed", id, routed)?;
+    if let Some(planned) = &plan.task {
+        let task = Task {
+            id: new.task_id.clone(),
+            proposal_id: new.id.clone(),
+            kind: planned.kind,
+            state: TaskState::Open,
+            group: planned.review.group.clone(),
+            level: 0,
+            required: planned.review.approvals,
+            due_at: planned.review.sla.map(|sla| now.plus(sla)),
+            claimed_by: None,
+            lease_expires_at: None,
+            plan: planned.review.clone(),
+            sample_probability: planned.sample_probability,
+            created_at: now,
+        };
+        q::insert_task(conn, &task, now)?;
+        q::event(conn, now, "loopgate", "task.created", task.id.as_str(), q::task_event_data(&task))?;
+    }
+    if plan.status.is_terminal() {
+        let data = json!({"proposal": id, "outcome": plan.status.as_str(), "decided_by": plan.decided_by.map(|it| it.as_str()), "digest": new.digest.as_str()});
+        q::event(conn, now, "loopgate", "proposal.resolved", id, data)?;
+    }
+    let record = q::proposal(conn, id)?.ok_or(StoreError::NotFound)?;
+    Ok(Submitted::Created(record))
+}
+
+fn effect_events(conn: &Connection, now: Timestamp, actor: &str, case: &review::Case, effect: Effect) -> Result<(), StoreError> {
+    let proposal_id = case.task.proposal_id.as_str();
+    let task_id = case.task.id.as_str();
+    match effect {
+        Effect::Recorded | Effect::Confirmed => Ok(()),
+        Effect::Escalated => q::event(conn, now, actor, "task.escalated", task_id, q::task_event_data(&case.task)),
+        Effect::Expired => q::event(conn, now, actor, "task.expired", task_id, q::task_event_data(&case.task)),
+        Effect::Overridden => q::event(conn, now, actor, "proposal.overridden", proposal_id, json!({"proposal": proposal_id, "task": task_id})),
+        Effect::Resolved => {
+            if case.task.state == TaskState::Expired {
+                q::event(conn, now, actor, "task.expired", task_id, q::task_event_data(&case.task))?;
+            }
+            let data = json!({"proposal": proposal_id, "outcome": case.proposal.status.as_str(),
+                              "decided_by": case.proposal.decided_by.map(|it| it.as_str()), "digest": case.proposal.digest.as_str(),
+                              "modified": case.proposal.modified});
+            debug_assert!(case.proposal.status != ProposalStatus::Pending);
+            q::event(conn, now, actor, "proposal.resolved", proposal_id, data)
+        }
+    }
+}
+
+fn insert_user(conn: &Connection, user: &NewUser, actor: &str, now: Timestamp) -> Result<(), StoreError> {
+    conn.prepare_cached("INSERT INTO users (id, username, roles, groups_, password_hash, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)")?
+        .execute(params![user.id.as_str(), user.username, q::roles_json(&user.roles), to_json(&user.groups), user.password_hash, now.millis()])?;
+    let data = json!({"user": user.id.as_str(), "username": user.username, "roles": user.roles.iter().map(|r| r.as_str()).collect::<Vec<_>>(), "groups": user.groups});
+    q::event(conn, now, actor, "user.created", user.id.as_str(), data)
+}
+
+fn insert_credential(conn: &Connection, credential: &NewCredential, actor: &str, now: Timestamp) -> Result<(), StoreError> {
+    let (kind, owner) = match &credential.owner {
+        CredentialOwner::User(id) => ("user", id.as_str().to_owned()),
+        CredentialOwner::System(id) => ("system", id.as_str().to_owned()),
+    };
+    conn.prepare_cached("INSERT INTO credentials (id, hash, kind, owner, created_at) VALUES (?1, ?2, ?3, ?4, ?5)")?
+        .execute(params![credential.id, credential.hash, kind, owner, now.millis()])?;
+    q::event(conn, now, actor, "key.created", &credential.id, json!({"key": credential.id, "kind": kind, "owner": owner}))
+}
+
+/// Trims the look-ahead row of a page and returns the next cursor.
+fn page_cursor<T>(items: &mut Vec<T>, limit: u32, seq: impl Fn(&T) -> i64) -> Option<i64> {
+    let limit = usize::try_from(limit).unwrap_or(usize::MAX);
+    if items.len() <= limit {
+        return None;
+    }
+    items.truncate(limit);
+    items.last().map(seq)
+}
