@@ -15,6 +15,8 @@ pub enum ErrorCode {
     NotFound,
     /// The idempotency key was used before with a different proposal.
     IdempotencyConflict,
+    /// A resource with this id or name exists already.
+    AlreadyExists,
     /// The proposal or task is already decided.
     AlreadyDecided,
     /// The decision was made on a digest that is no longer current.
@@ -45,6 +47,7 @@ impl ErrorCode {
         ErrorCode::Forbidden,
         ErrorCode::NotFound,
         ErrorCode::IdempotencyConflict,
+        ErrorCode::AlreadyExists,
         ErrorCode::AlreadyDecided,
         ErrorCode::StaleDigest,
         ErrorCode::LeaseHeld,
@@ -65,6 +68,7 @@ impl ErrorCode {
             ErrorCode::Forbidden => 403,
             ErrorCode::NotFound => 404,
             ErrorCode::IdempotencyConflict => 409,
+            ErrorCode::AlreadyExists => 409,
             ErrorCode::AlreadyDecided => 409,
             ErrorCode::StaleDigest => 409,
             ErrorCode::LeaseHeld => 409,
@@ -86,6 +90,7 @@ impl ErrorCode {
             ErrorCode::Forbidden => "forbidden",
             ErrorCode::NotFound => "not_found",
             ErrorCode::IdempotencyConflict => "idempotency_conflict",
+            ErrorCode::AlreadyExists => "already_exists",
             ErrorCode::AlreadyDecided => "already_decided",
             ErrorCode::StaleDigest => "stale_digest",
             ErrorCode::LeaseHeld => "lease_held",
@@ -107,6 +112,7 @@ impl ErrorCode {
             ErrorCode::Forbidden => "not allowed for this caller",
             ErrorCode::NotFound => "not found",
             ErrorCode::IdempotencyConflict => "idempotency key reused with a different proposal",
+            ErrorCode::AlreadyExists => "already exists",
             ErrorCode::AlreadyDecided => "already decided",
             ErrorCode::StaleDigest => "proposal changed since it was shown",
             ErrorCode::LeaseHeld => "task is claimed by another reviewer",

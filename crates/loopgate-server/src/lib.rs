@@ -1,14 +1,42 @@
-pub fn add(left: u64, right: u64) -> u64 {
-    left + right
-}
+//! loopgate's HTTP server: the axum application, its state, and the
+//! background workers (deadline timers).
+//!
+//! Architecture invariant: this is the only crate that knows HTTP, and
+//! `clock.rs` is the only place that reads the system clock. Handlers keep no
+//! state between requests; everything durable is in the store.
 
-#[cfg(test)]
-mod tests {
-    use super::*;
+pub mod auth;
+pub mod clock;
+pub mod config;
+mod convert;
+pub mod http;
+mod metrics;
+mod secrets;
+mod state;
+pub mod timers;
+mod waiters;
 
-    #[test]
-    fn it_works() {
-        let result = add(2, 2);
-        assert_eq!(result, 4);
-    }
+pub use clock::{Clock, ManualClock, SystemClock};
+pub use config::{Config, StartError};
+pub use state::{AppState, Started, start};
+
+use std::future::Future;
+
+use tokio::net::TcpListener;
+
+/// Serves the API on `listener` until `shutdown` completes, then drains:
+/// stops accepting, answers open long-polls with the current state, lets
+/// running handlers finish, and stops the workers.
+pub async fn serve(listener: TcpListener, app: AppState, shutdown: impl Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
+    let router = http::router(app.clone());
+    let workers = timers::spawn(app.clone());
+    let cancel = app.shutdown.clone();
+    let signal = async move {
+        shutdown.await;
+        cancel.cancel();
+    };
+    let res = axum::serve(listener, router).with_graceful_shutdown(signal).await;
+    app.shutdown.cancel();
+    let _ = workers.await;
+    res
 }

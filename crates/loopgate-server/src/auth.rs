@@ -1,0 +1,83 @@
+//! Who is calling: `Authorization: Bearer <key or token>` resolved to a
+//! principal, and the role checks every handler makes (deny by default).
+
+use axum::extract::FromRequestParts;
+use axum::http::header;
+use axum::http::request::Parts;
+use loopgate_core::{Role, SystemId};
+use loopgate_proto::ErrorCode;
+use loopgate_store::{Principal, ReviewerRef, UserRecord};
+
+use crate::AppState;
+use crate::http::error::ApiError;
+use crate::secrets::hash_secret;
+
+/// The authenticated caller.
+#[derive(Debug, Clone)]
+pub struct Caller(pub Principal);
+
+impl FromRequestParts<AppState> for Caller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, app: &AppState) -> Result<Caller, ApiError> {
+        let unauthenticated = |detail: &str| {
+            ApiError::new(ErrorCode::Unauthenticated, detail)
+                .help("send `Authorization: Bearer <token>` with a system API key or a personal token")
+        };
+        let Some(value) = parts.headers.get(header::AUTHORIZATION) else {
+            return Err(unauthenticated("no credentials were sent"));
+        };
+        let token = value.to_str().ok().and_then(|it| it.strip_prefix("Bearer ")).map(str::trim);
+        let Some(token) = token.filter(|it| !it.is_empty()) else {
+            return Err(unauthenticated("the Authorization header is not a bearer token"));
+        };
+        match app.store.principal(&hash_secret(token)).await? {
+            Some(principal) => Ok(Caller(principal)),
+            None => Err(unauthenticated("the token is not known")),
+        }
+    }
+}
+
+impl Caller {
+    /// `user:<name>` or `system:<id>`, as events and proposals record it.
+    pub fn actor(&self) -> String {
+        match &self.0 {
+            Principal::User(user) => format!("user:{}", user.username),
+            Principal::System(id) => format!("system:{id}"),
+        }
+    }
+
+    /// The user, if the caller has any of `roles` (admins have every role).
+    pub fn user_with(&self, roles: &[Role]) -> Result<&UserRecord, ApiError> {
+        match &self.0 {
+            Principal::User(user) if user.roles.iter().any(|r| *r == Role::Admin || roles.contains(r)) => Ok(user),
+            _ => Err(forbidden(roles)),
+        }
+    }
+
+    /// Whether the caller is a user with any of `roles` (admins have every role).
+    pub fn has(&self, roles: &[Role]) -> bool {
+        self.user_with(roles).is_ok()
+    }
+
+    /// The system, for a system API key.
+    pub fn system(&self) -> Option<&SystemId> {
+        match &self.0 {
+            Principal::System(id) => Some(id),
+            Principal::User(_) => None,
+        }
+    }
+
+    /// The caller as a reviewer (role `reviewer` or `admin`).
+    pub fn reviewer(&self) -> Result<ReviewerRef, ApiError> {
+        let user = self.user_with(&[Role::Reviewer])?;
+        Ok(ReviewerRef { name: user.username.clone(), groups: user.groups.clone() })
+    }
+}
+
+fn forbidden(roles: &[Role]) -> ApiError {
+    let mut names: Vec<&str> = roles.iter().map(|r| r.as_str()).collect();
+    names.push("admin");
+    ApiError::forbidden(format!("this needs one of the roles {}", names.join(", ")))
+        .help("ask an admin for the role, or use a token that has it")
+}

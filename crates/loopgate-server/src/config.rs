@@ -1,0 +1,70 @@
+//! Server configuration, already merged from `loopgate.toml`, `LOOPGATE_*`
+//! and flags by the binary.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use loopgate_core::Route;
+
+/// Everything the server needs to start.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Where the database (and later the audit keys) live.
+    pub data_dir: PathBuf,
+    /// `sqlite://PATH`; `None` means `<data_dir>/loopgate.db`.
+    pub database_url: Option<String>,
+    /// A Cedar file or a directory of `*.cedar` files, published at start when changed.
+    pub policies: Option<PathBuf>,
+    /// The route when no policy matches.
+    pub default_route: Route,
+    /// How long a claim lasts.
+    pub lease: Duration,
+    /// Largest accepted request body.
+    pub max_body_bytes: usize,
+    /// Longest long-poll.
+    pub max_wait: Duration,
+    /// How often deadlines are checked.
+    pub timer_interval: Duration,
+    /// On first start, the admin's API token.
+    pub bootstrap_token: Option<String>,
+    /// On first start, the admin's password.
+    pub admin_password: Option<String>,
+}
+
+impl Config {
+    /// Defaults for a data directory.
+    pub fn new(data_dir: PathBuf) -> Config {
+        Config {
+            data_dir,
+            database_url: None,
+            policies: None,
+            default_route: Route::Review,
+            lease: Duration::from_secs(300),
+            max_body_bytes: 1024 * 1024,
+            max_wait: Duration::from_secs(60),
+            timer_interval: Duration::from_secs(1),
+            bootstrap_token: None,
+            admin_password: None,
+        }
+    }
+}
+
+/// Why the server could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The data directory or database could not be opened.
+    #[error("cannot open the database: {0}")]
+    Store(#[from] loopgate_store::StoreError),
+    /// The database URL is not supported.
+    #[error("{0}")]
+    DatabaseUrl(String),
+    /// The policy files could not be read or parsed.
+    #[error("policies in `{path}`: {problem}")]
+    Policies { path: String, problem: String },
+    /// The data directory could not be created.
+    #[error("cannot create the data directory `{path}`: {problem}")]
+    DataDir { path: String, problem: String },
+    /// A bootstrap token that could never be used.
+    #[error("LOOPGATE_BOOTSTRAP_TOKEN must be at least 16 characters")]
+    WeakBootstrapToken,
+}

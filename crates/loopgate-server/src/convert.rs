@@ -1,0 +1,154 @@
+//! Domain and store records to wire types, by hand (core does not know the
+//! wire format), and wire enums to domain enums.
+#![allow(dead_code, reason = "map_enum! emits both directions; not every one is used")]
+
+use loopgate_core::review::Decision;
+use loopgate_core::{self as core, Timestamp};
+use loopgate_proto as proto;
+use loopgate_store::{PolicyRecord, ProposalRecord, SystemRecord, TaskRecord, UserRecord};
+use serde_json::Value;
+
+/// Maps an enum between proto and core by variant name.
+macro_rules! map_enum {
+    ($fn_to:ident, $fn_from:ident, $proto:ident, $core:ident, [$($variant:ident),+]) => {
+        pub(crate) fn $fn_to(value: proto::$proto) -> core::$core {
+            match value { $(proto::$proto::$variant => core::$core::$variant),+ }
+        }
+        pub(crate) fn $fn_from(value: core::$core) -> proto::$proto {
+            match value { $(core::$core::$variant => proto::$proto::$variant),+ }
+        }
+    };
+}
+
+map_enum!(route_to_core, route_to_proto, Route, Route, [Allow, Deny, Review]);
+map_enum!(status_to_core, status_to_proto, ProposalStatus, ProposalStatus, [Pending, Approved, Rejected, Cancelled]);
+map_enum!(decided_by_to_core, decided_by_to_proto, DecidedBy, DecidedBy, [Policy, Reviewers, Timeout, KillSwitch, System]);
+map_enum!(verdict_to_core, verdict_to_proto, Verdict, Verdict, [Approve, Reject, Modify, Escalate]);
+map_enum!(kind_to_core, kind_to_proto, TaskKind, TaskKind, [Gate, PostHoc, QaSample]);
+map_enum!(state_to_core, state_to_proto, TaskState, TaskState, [Open, Claimed, Done, Expired, Cancelled]);
+map_enum!(risk_to_core, risk_to_proto, RiskTier, RiskTier, [Minimal, Limited, High, Unacceptable]);
+map_enum!(oversight_to_core, oversight_to_proto, Oversight, Oversight, [InTheLoop, OnTheLoop, Automated]);
+map_enum!(system_status_to_core, system_status_to_proto, SystemStatus, SystemStatus, [Active, Paused]);
+map_enum!(role_to_core, role_to_proto, Role, Role, [Admin, PolicyAuthor, Reviewer, Auditor]);
+
+pub(crate) fn proposal(record: ProposalRecord) -> proto::Proposal {
+    let resolution = match (record.status.is_terminal(), record.decided_by) {
+        (true, Some(decided_by)) => Some(proto::Resolution {
+            outcome: status_to_proto(record.status),
+            decided_by: decided_by_to_proto(decided_by),
+            output: record.output.clone(),
+            modified: record.modified,
+            digest: record.digest.to_string(),
+            policy_version: record.policy_version.clone(),
+            matched_policies: record.matched_policies.clone(),
+            decisions: record.decisions.iter().map(decision).collect(),
+            decided_at: record.decided_at.map(Timestamp::to_rfc3339).unwrap_or_default(),
+            receipt: None,
+        }),
+        _ => None,
+    };
+    let subject = proto::Subject {
+        type_: record.subject.get("type").and_then(Value::as_str).unwrap_or_default().to_owned(),
+        id: record.subject.get("id").and_then(Value::as_str).unwrap_or_default().to_owned(),
+        attributes: match record.subject.get("attributes") {
+            Some(Value::Object(map)) => map.clone(),
+            _ => serde_json::Map::new(),
+        },
+    };
+    let model = record.model.and_then(|it| serde_json::from_value(it).ok());
+    proto::Proposal {
+        id: record.id.to_string(),
+        system: record.system.to_string(),
+        action: record.action,
+        status: status_to_proto(record.status),
+        digest: record.digest.to_string(),
+        route: route_to_proto(record.route),
+        policy_version: record.policy_version,
+        matched_policies: record.matched_policies,
+        overridden: record.overridden,
+        created_at: record.created_at.to_rfc3339(),
+        subject,
+        input: record.input,
+        output: record.output,
+        confidence: record.confidence,
+        explanation: record.explanation,
+        model,
+        context: record.context,
+        idempotency_key: record.idempotency_key,
+        resolution,
+    }
+}
+
+fn decision(decision: &Decision) -> proto::DecisionRecord {
+    proto::DecisionRecord {
+        reviewer: decision.reviewer.clone(),
+        verdict: verdict_to_proto(decision.verdict),
+        digest: decision.digest.to_string(),
+        rationale: decision.rationale.clone(),
+        level: decision.level,
+        decided_at: decision.decided_at.to_rfc3339(),
+    }
+}
+
+pub(crate) fn task(record: TaskRecord, now: Timestamp) -> proto::Task {
+    let task = record.task;
+    let state = task.effective_state(now);
+    let (claimed_by, lease_expires_at) = match state {
+        core::TaskState::Claimed => (task.claimed_by.clone(), task.lease_expires_at.map(Timestamp::to_rfc3339)),
+        _ => (None, None),
+    };
+    proto::Task {
+        id: task.id.to_string(),
+        proposal_id: task.proposal_id.to_string(),
+        system: record.system.to_string(),
+        action: record.action,
+        group: task.group,
+        kind: kind_to_proto(task.kind),
+        state: state_to_proto(state),
+        level: task.level,
+        required: task.required,
+        approvals: record.approvals,
+        due_at: task.due_at.map(Timestamp::to_rfc3339),
+        claimed_by,
+        lease_expires_at,
+        blind: task.plan.blind,
+        created_at: task.created_at.to_rfc3339(),
+    }
+}
+
+pub(crate) fn system(record: SystemRecord) -> proto::System {
+    proto::System {
+        id: record.id.to_string(),
+        name: record.name,
+        owner: record.owner,
+        purpose: record.purpose,
+        risk_tier: risk_to_proto(record.risk_tier),
+        oversight: oversight_to_proto(record.oversight),
+        status: system_status_to_proto(record.status),
+        created_at: record.created_at.to_rfc3339(),
+        updated_at: record.updated_at.to_rfc3339(),
+    }
+}
+
+pub(crate) fn user(record: UserRecord) -> proto::User {
+    proto::User {
+        id: record.id.to_string(),
+        username: record.username,
+        roles: record.roles.into_iter().map(role_to_proto).collect(),
+        groups: record.groups,
+        created_at: record.created_at.to_rfc3339(),
+    }
+}
+
+pub(crate) fn policy(record: PolicyRecord, active: bool) -> proto::PolicyVersion {
+    proto::PolicyVersion {
+        version: record.version,
+        seq: u64::try_from(record.seq).unwrap_or(0),
+        description: record.description,
+        created_by: record.created_by,
+        created_at: record.created_at.to_rfc3339(),
+        active,
+        policy_ids: record.policy_ids,
+        text: record.text,
+    }
+}

@@ -1,0 +1,101 @@
+//! Extractors that refuse bad input with a problem response: JSON bodies
+//! (size and depth are checked before parsing), query strings and ids.
+
+use axum::extract::{FromRequest, FromRequestParts, Query, Request};
+use axum::http::request::Parts;
+use loopgate_proto::ErrorCode;
+use serde::de::DeserializeOwned;
+
+use crate::AppState;
+use crate::http::error::ApiError;
+
+/// JSON deeper than this is refused before parsing.
+pub const MAX_DEPTH: usize = 64;
+
+/// A JSON request body.
+pub struct JsonBody<T>(pub T);
+
+impl<T: DeserializeOwned> FromRequest<AppState> for JsonBody<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, app: &AppState) -> Result<JsonBody<T>, ApiError> {
+        let limit = app.config.max_body_bytes;
+        let too_large = || {
+            ApiError::new(ErrorCode::PayloadTooLarge, format!("request body is larger than {limit} bytes"))
+                .help("send a smaller body; large payloads belong in your own storage, referenced by id")
+        };
+        let declared = req
+            .headers()
+            .get(axum::http::header::CONTENT_LENGTH)
+            .and_then(|it| it.to_str().ok())
+            .and_then(|it| it.parse::<usize>().ok());
+        if declared.is_some_and(|n| limit < n) {
+            return Err(too_large());
+        }
+        let bytes = axum::body::to_bytes(req.into_body(), limit).await.map_err(|_| too_large())?;
+        if bytes.is_empty() {
+            return Err(ApiError::invalid("request body is empty; a JSON object is expected"));
+        }
+        if MAX_DEPTH < json_depth(&bytes) {
+            return Err(ApiError::invalid(format!("JSON is nested deeper than {MAX_DEPTH} levels")));
+        }
+        match serde_json::from_slice(&bytes) {
+            Ok(value) => Ok(JsonBody(value)),
+            Err(error) => Err(ApiError::invalid(format!("request body is not valid: {error}"))
+                .help("check the body against the API reference at /openapi.json")),
+        }
+    }
+}
+
+/// Query parameters.
+pub struct Params<T>(pub T);
+
+impl<T: DeserializeOwned + Send> FromRequestParts<AppState> for Params<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, app: &AppState) -> Result<Params<T>, ApiError> {
+        match Query::<T>::from_request_parts(parts, app).await {
+            Ok(Query(value)) => Ok(Params(value)),
+            Err(rejection) => Err(ApiError::invalid(format!("query string is not valid: {}", rejection.body_text()))),
+        }
+    }
+}
+
+/// The nesting depth of JSON text, counting brackets outside strings.
+/// Malformed text is left to the parser.
+pub fn json_depth(bytes: &[u8]) -> usize {
+    let (mut depth, mut deepest, mut in_string, mut escaped) = (0_usize, 0_usize, false, false);
+    for &b in bytes {
+        if in_string {
+            match (escaped, b) {
+                (true, _) => escaped = false,
+                (false, b'\\') => escaped = true,
+                (false, b'"') => in_string = false,
+                _ => (),
+            }
+            continue;
+        }
+        match b {
+            b'"' => in_string = true,
+            b'{' | b'[' => {
+                depth += 1;
+                deepest = deepest.max(depth);
+            }
+            b'}' | b']' => depth = depth.saturating_sub(1),
+            _ => (),
+        }
+    }
+    deepest
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn depth() {
+        assert_eq!(json_depth(br#"{"a": [1, {"b": "[[[{{"}]}"#), 3);
+        assert_eq!(json_depth(br#""\"[""#), 0);
+        assert_eq!(json_depth(&b"[".repeat(100)), 100);
+    }
+}

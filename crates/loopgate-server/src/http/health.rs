@@ -1,0 +1,47 @@
+//! Liveness, readiness, metrics, the OpenAPI document and the landing page.
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::{Html, IntoResponse, Response};
+use loopgate_proto::ErrorCode;
+use utoipa::OpenApi;
+
+use crate::AppState;
+use crate::http::ApiDoc;
+use crate::http::error::ApiError;
+
+/// The process is up.
+#[utoipa::path(get, path = "/healthz", tag = "operations", security(), responses((status = 200, description = "ok")))]
+pub async fn healthz() -> &'static str {
+    "ok"
+}
+
+/// The store answers and the server is not shutting down.
+#[utoipa::path(get, path = "/readyz", tag = "operations", security(),
+    responses((status = 200, description = "ready"), (status = 503, body = loopgate_proto::Problem)))]
+pub async fn readyz(State(app): State<AppState>) -> Result<&'static str, ApiError> {
+    if app.shutdown.is_cancelled() {
+        return Err(ApiError::new(ErrorCode::Unavailable, "the server is shutting down"));
+    }
+    app.store.ping().await?;
+    Ok("ready")
+}
+
+/// Prometheus metrics.
+#[utoipa::path(get, path = "/metrics", tag = "operations", security(), responses((status = 200, description = "Prometheus text format")))]
+pub async fn metrics(State(app): State<AppState>) -> Result<Response, ApiError> {
+    let queue = app.store.queue_depth(app.clock.now()).await?;
+    let body = app.metrics.render(&queue, app.waiters.len());
+    Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body).into_response())
+}
+
+/// The OpenAPI 3.1 document.
+pub async fn openapi() -> Json<utoipa::openapi::OpenApi> {
+    Json(ApiDoc::openapi())
+}
+
+/// A minimal landing page: what this is, and a small queue console over the API.
+pub async fn index() -> (StatusCode, Html<&'static str>) {
+    (StatusCode::OK, Html(include_str!("index.html")))
+}

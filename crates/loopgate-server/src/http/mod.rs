@@ -1,0 +1,130 @@
+//! The router: one module per resource, one error mapping (`error.rs`), the
+//! OpenAPI document generated from the handlers.
+
+pub mod error;
+pub mod extract;
+pub mod health;
+pub mod proposals;
+pub mod policies;
+pub mod systems;
+pub mod tasks;
+pub mod users;
+
+use std::any::Any;
+
+use axum::Router;
+use axum::http::{StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, patch, post};
+use loopgate_proto::ErrorCode;
+use tower_http::catch_panic::CatchPanicLayer;
+use utoipa::OpenApi;
+
+use crate::AppState;
+use error::ApiError;
+
+/// The OpenAPI 3.1 document.
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "loopgate", description = "Human-in-the-loop control plane for AI: proposals, policy routing, review, resolution."),
+    paths(
+        proposals::submit, proposals::get, proposals::list, proposals::cancel,
+        tasks::list, tasks::get, tasks::claim, tasks::release, tasks::decide,
+        systems::list, systems::create, systems::update, systems::create_key,
+        users::list, users::create, users::update, users::create_token,
+        policies::list, policies::publish, policies::validate,
+        health::healthz, health::readyz, health::metrics,
+    ),
+    components(schemas(loopgate_proto::Problem)),
+    modifiers(&BearerAuth),
+    security(("bearer" = [])),
+)]
+pub struct ApiDoc;
+
+struct BearerAuth;
+
+impl utoipa::Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+        let components = openapi.components.get_or_insert_with(Default::default);
+        let scheme = HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build();
+        components.add_security_scheme("bearer", SecurityScheme::Http(scheme));
+    }
+}
+
+/// Every route of the API.
+pub fn router(app: AppState) -> Router {
+    Router::new()
+        .route("/", get(health::index))
+        .route("/healthz", get(health::healthz))
+        .route("/readyz", get(health::readyz))
+        .route("/metrics", get(health::metrics))
+        .route("/openapi.json", get(health::openapi))
+        .route("/v1/proposals", post(proposals::submit).get(proposals::list))
+        .route("/v1/proposals/{id}", get(proposals::get))
+        .route("/v1/proposals/{id}/cancel", post(proposals::cancel))
+        .route("/v1/tasks", get(tasks::list))
+        .route("/v1/tasks/{id}", get(tasks::get))
+        .route("/v1/tasks/{id}/claim", post(tasks::claim))
+        .route("/v1/tasks/{id}/release", post(tasks::release))
+        .route("/v1/tasks/{id}/decision", post(tasks::decide))
+        .route("/v1/systems", get(systems::list).post(systems::create))
+        .route("/v1/systems/{id}", patch(systems::update))
+        .route("/v1/systems/{id}/keys", post(systems::create_key))
+        .route("/v1/users", get(users::list).post(users::create))
+        .route("/v1/users/{id}", patch(users::update))
+        .route("/v1/users/{id}/tokens", post(users::create_token))
+        .route("/v1/policies", get(policies::list).post(policies::publish))
+        .route("/v1/policies/validate", post(policies::validate))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(CatchPanicLayer::custom(panicked))
+        .with_state(app)
+}
+
+async fn not_found(uri: Uri) -> ApiError {
+    ApiError::new(ErrorCode::NotFound, format!("no route for `{}`", uri.path())).help("the API reference is at /openapi.json")
+}
+
+async fn method_not_allowed(uri: Uri) -> Response {
+    let error = ApiError::new(ErrorCode::NotFound, format!("`{}` does not accept this method", uri.path()))
+        .help("the API reference is at /openapi.json");
+    let mut response = error.into_response();
+    *response.status_mut() = StatusCode::METHOD_NOT_ALLOWED;
+    response
+}
+
+fn panicked(_: Box<dyn Any + Send + 'static>) -> Response {
+    ApiError::internal(&"a handler panicked").into_response()
+}
+
+/// Parses a path id, or 404 (an id that cannot exist names nothing).
+pub(crate) fn parse_id<T>(text: &str, parse: impl Fn(&str) -> Option<T>, what: &str) -> Result<T, ApiError> {
+    parse(text).ok_or_else(|| ApiError::not_found(what, text))
+}
+
+/// Page size: default 50, 1 to 500.
+pub(crate) fn page_limit(limit: Option<u32>) -> Result<u32, ApiError> {
+    match limit {
+        None => Ok(50),
+        Some(n) if (1..=500).contains(&n) => Ok(n),
+        Some(n) => Err(ApiError::invalid(format!("`limit` must be from 1 to 500, not {n}"))),
+    }
+}
+
+/// Opaque cursors: the position of the last item seen.
+pub(crate) mod cursor {
+    use crate::http::error::ApiError;
+
+    pub(crate) fn encode(seq: i64) -> String {
+        format!("c{seq}")
+    }
+
+    pub(crate) fn decode(cursor: Option<&str>) -> Result<Option<i64>, ApiError> {
+        let Some(text) = cursor else { return Ok(None) };
+        match text.strip_prefix('c').and_then(|n| n.parse::<i64>().ok()) {
+            Some(seq) if 0 <= seq => Ok(Some(seq)),
+            _ => Err(ApiError::invalid(format!("`{text}` is not a cursor from this API")).help("pass `next_cursor` of the previous page")),
+        }
+    }
+}

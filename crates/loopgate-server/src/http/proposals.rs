@@ -1,0 +1,276 @@
+//! `/v1/proposals`: submit (with idempotency and long-poll), read, list, cancel.
+
+use std::time::Duration;
+
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use loopgate_core::digest::DigestParts;
+use loopgate_core::duration::parse_short;
+use loopgate_core::proposal::plan;
+use loopgate_core::routing::{Defaults, ReviewPlan, RoutingRequest, is_sampled, route};
+use loopgate_core::{Digest, ProposalId, Role, SystemId, TaskId};
+use loopgate_proto as proto;
+use loopgate_store::{NewProposal, ProposalFilter, ProposalRecord, Submitted};
+use serde::Deserialize;
+use serde_json::json;
+
+use crate::auth::Caller;
+use crate::convert;
+use crate::http::error::ApiError;
+use crate::http::extract::{JsonBody, Params};
+use crate::http::{cursor, page_limit, parse_id};
+use crate::AppState;
+
+/// `?wait=30s`.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct WaitQuery {
+    /// Long-poll: return as soon as the proposal is resolved, or after this long (max 60s), e.g. `30s`.
+    wait: Option<String>,
+}
+
+/// Submit a proposal.
+#[utoipa::path(post, path = "/v1/proposals", tag = "proposals", params(WaitQuery),
+    request_body = proto::SubmitProposal,
+    responses((status = 201, body = proto::Proposal, description = "accepted and stored"),
+              (status = 200, body = proto::Proposal, description = "idempotent replay"),
+              (status = 409, body = proto::Problem), (status = 422, body = proto::Problem)))]
+pub async fn submit(
+    State(app): State<AppState>,
+    caller: Caller,
+    Params(query): Params<WaitQuery>,
+    headers: HeaderMap,
+    JsonBody(body): JsonBody<proto::SubmitProposal>,
+) -> Result<(StatusCode, Json<proto::Proposal>), ApiError> {
+    let wait = parse_wait(&app, query.wait.as_deref())?;
+    let system_id = match (caller.system(), body.system.as_deref()) {
+        (Some(own), None) => own.clone(),
+        (Some(own), Some(named)) if named == own.as_str() => own.clone(),
+        (Some(own), Some(named)) => {
+            return Err(ApiError::forbidden(format!("this API key belongs to system `{own}`, not `{named}`")));
+        }
+        (None, Some(named)) => {
+            caller.user_with(&[])?;
+            SystemId::parse(named).ok_or_else(|| ApiError::invalid(format!("`{named}` is not a system id")))?
+        }
+        (None, None) => return Err(ApiError::invalid("`system` is required when submitting with a personal token")),
+    };
+    let idempotency_key = idempotency_key(&headers, body.idempotency_key.as_deref())?;
+    check_text("action", &body.action, 128)?;
+    check_text("subject.type", &body.subject.type_, 128)?;
+    check_text("subject.id", &body.subject.id, 256)?;
+    if let Some(confidence) = body.confidence {
+        if !(0.0..=1.0).contains(&confidence) {
+            return Err(ApiError::invalid(format!("`confidence` must be between 0 and 1, not {confidence}")));
+        }
+    }
+    let Some(system) = app.store.system(&system_id).await? else {
+        return Err(ApiError::invalid(format!("unknown system `{system_id}`")).help("register the system first: POST /v1/systems"));
+    };
+
+    let subject = json!({"type": body.subject.type_, "id": body.subject.id, "attributes": body.subject.attributes});
+    let digest = Digest::of(DigestParts {
+        system: system_id.as_str(),
+        action: &body.action,
+        subject: &subject,
+        input: &body.input,
+        output: &body.output,
+    });
+    let policies = app.live_policies();
+    let model_version = body.model.as_ref().and_then(|m| m.version.as_deref());
+    let request = RoutingRequest {
+        system: system_id.as_str(),
+        action: &body.action,
+        subject_type: &body.subject.type_,
+        subject_id: &body.subject.id,
+        subject_attributes: &body.subject.attributes,
+        context: &body.context,
+        confidence: body.confidence,
+        risk_tier: system.risk_tier,
+        oversight: system.oversight,
+        model_version,
+    };
+    let defaults = Defaults { route: app.config.default_route, review: ReviewPlan::default_review() };
+    let routing = route(&policies, &request, &defaults);
+    let id = ProposalId::from_unique(&ulid::Ulid::new().to_string());
+    let sampled = is_sampled(&app.sampling_secret, id.as_str(), routing.sample_rate);
+    let plan = plan(&routing, system.oversight, system.status, sampled);
+    let new = NewProposal {
+        id,
+        task_id: TaskId::from_unique(&ulid::Ulid::new().to_string()),
+        system: system_id,
+        action: body.action,
+        subject,
+        input: body.input,
+        output: body.output,
+        confidence: body.confidence,
+        explanation: body.explanation,
+        model: body.model.map(|m| json!({"name": m.name, "version": m.version})),
+        context: body.context,
+        idempotency_key,
+        digest,
+        submitted_by: caller.actor(),
+        routing,
+        plan,
+    };
+    let now = app.clock.now();
+    let (status, record) = match app.store.submit(new, now).await? {
+        Submitted::Created(record) => {
+            app.metrics.proposal(record.route, record.status);
+            if record.status.is_terminal() {
+                app.metrics.resolution(record.status);
+            }
+            (StatusCode::CREATED, record)
+        }
+        Submitted::Existing(record) => (StatusCode::OK, record),
+    };
+    let record = match wait {
+        Some(wait) if !record.status.is_terminal() => wait_for(&app, &record.id, wait).await?,
+        _ => record,
+    };
+    Ok((status, Json(convert::proposal(record))))
+}
+
+/// Read a proposal; with `?wait=` long-poll until it is resolved.
+#[utoipa::path(get, path = "/v1/proposals/{id}", tag = "proposals", params(("id" = String, Path), WaitQuery),
+    responses((status = 200, body = proto::Proposal), (status = 404, body = proto::Problem)))]
+pub async fn get(
+    State(app): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    Params(query): Params<WaitQuery>,
+) -> Result<Json<proto::Proposal>, ApiError> {
+    let wait = parse_wait(&app, query.wait.as_deref())?;
+    let id = parse_id(&id, ProposalId::parse, "proposal")?;
+    let record = app.store.proposal(&id).await?.ok_or_else(|| ApiError::not_found("proposal", id.as_str()))?;
+    check_can_read(&caller, &record)?;
+    let record = match wait {
+        Some(wait) if !record.status.is_terminal() => wait_for(&app, &id, wait).await?,
+        _ => record,
+    };
+    Ok(Json(convert::proposal(record)))
+}
+
+/// Filters of `GET /v1/proposals`.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct ListQuery {
+    /// Only this system.
+    system: Option<String>,
+    /// Only this status: pending, approved, rejected, cancelled.
+    status: Option<proto::ProposalStatus>,
+    /// Only this action.
+    action: Option<String>,
+    /// From a previous page's `next_cursor`.
+    cursor: Option<String>,
+    /// Page size, 1 to 500 (default 50).
+    limit: Option<u32>,
+}
+
+/// List proposals, newest first.
+#[utoipa::path(get, path = "/v1/proposals", tag = "proposals", params(ListQuery),
+    responses((status = 200, body = proto::Page<proto::Proposal>)))]
+pub async fn list(
+    State(app): State<AppState>,
+    caller: Caller,
+    Params(query): Params<ListQuery>,
+) -> Result<Json<proto::Page<proto::Proposal>>, ApiError> {
+    let own_system = caller.system().cloned();
+    if own_system.is_none() {
+        caller.user_with(&[Role::Reviewer, Role::Auditor])?;
+    }
+    let system = match (own_system, query.system.as_deref()) {
+        (Some(own), None) => Some(own),
+        (Some(own), Some(named)) if named == own.as_str() => Some(own),
+        (Some(_), Some(_)) => return Err(ApiError::forbidden("a system API key lists only its own proposals")),
+        (None, Some(named)) => Some(parse_id(named, SystemId::parse, "system")?),
+        (None, None) => None,
+    };
+    let filter = ProposalFilter {
+        system,
+        status: query.status.map(convert::status_to_core),
+        action: query.action,
+        before_seq: cursor::decode(query.cursor.as_deref())?,
+        limit: page_limit(query.limit)?,
+    };
+    let page = app.store.proposals(filter).await?;
+    let items = page.items.into_iter().map(convert::proposal).collect();
+    Ok(Json(proto::Page { items, next_cursor: page.next.map(cursor::encode) }))
+}
+
+/// Withdraw a pending proposal.
+#[utoipa::path(post, path = "/v1/proposals/{id}/cancel", tag = "proposals", params(("id" = String, Path)),
+    responses((status = 200, body = proto::Proposal), (status = 409, body = proto::Problem)))]
+pub async fn cancel(State(app): State<AppState>, caller: Caller, Path(id): Path<String>) -> Result<Json<proto::Proposal>, ApiError> {
+    let id = parse_id(&id, ProposalId::parse, "proposal")?;
+    let record = app.store.proposal(&id).await?.ok_or_else(|| ApiError::not_found("proposal", id.as_str()))?;
+    match caller.system() {
+        Some(own) if *own == record.system => (),
+        Some(_) => return Err(ApiError::not_found("proposal", id.as_str())),
+        None => drop(caller.user_with(&[])?),
+    }
+    let record = app.store.cancel(&id, &caller.actor(), app.clock.now()).await?;
+    app.metrics.resolution(record.status);
+    app.waiters.resolved(&id);
+    Ok(Json(convert::proposal(record)))
+}
+
+/// Waits until the proposal is resolved, `wait` runs out, or the server shuts down.
+pub(crate) async fn wait_for(app: &AppState, id: &ProposalId, wait: Duration) -> Result<ProposalRecord, ApiError> {
+    let mut subscription = app.waiters.subscribe(id);
+    let record = app.store.proposal(id).await?.ok_or_else(|| ApiError::not_found("proposal", id.as_str()))?;
+    if record.status.is_terminal() {
+        return Ok(record);
+    }
+    tokio::select! {
+        () = subscription.changed() => (),
+        () = tokio::time::sleep(wait) => (),
+        () = app.shutdown.cancelled() => (),
+    }
+    drop(subscription);
+    Ok(app.store.proposal(id).await?.ok_or_else(|| ApiError::not_found("proposal", id.as_str()))?)
+}
+
+fn check_can_read(caller: &Caller, record: &ProposalRecord) -> Result<(), ApiError> {
+    match caller.system() {
+        Some(own) if *own == record.system => Ok(()),
+        // Another system's proposal does not exist as far as this key knows.
+        Some(_) => Err(ApiError::not_found("proposal", record.id.as_str())),
+        None => caller.user_with(&[Role::Reviewer, Role::Auditor]).map(|_| ()),
+    }
+}
+
+fn parse_wait(app: &AppState, wait: Option<&str>) -> Result<Option<Duration>, ApiError> {
+    let Some(text) = wait else { return Ok(None) };
+    match parse_short(text) {
+        Some(wait) => Ok(Some(wait.min(app.config.max_wait))),
+        None => Err(ApiError::invalid(format!("`wait` must be a duration such as `30s` or `500ms`, not `{text}`"))),
+    }
+}
+
+fn idempotency_key(headers: &HeaderMap, body: Option<&str>) -> Result<Option<String>, ApiError> {
+    let header = match headers.get("idempotency-key") {
+        Some(value) => Some(value.to_str().map_err(|_| ApiError::invalid("the Idempotency-Key header is not text"))?),
+        None => None,
+    };
+    let key = match (header, body) {
+        (Some(a), Some(b)) if a != b => {
+            return Err(ApiError::invalid("the Idempotency-Key header and `idempotency_key` differ; send one"));
+        }
+        (Some(key), _) | (None, Some(key)) => key,
+        (None, None) => return Ok(None),
+    };
+    check_text("idempotency_key", key, 255)?;
+    Ok(Some(key.to_owned()))
+}
+
+/// Non-empty, at most `max` bytes, no control characters.
+pub(crate) fn check_text(field: &str, value: &str, max: usize) -> Result<(), ApiError> {
+    if value.is_empty() || max < value.len() || value.chars().any(char::is_control) {
+        return Err(ApiError::invalid(format!(
+            "`{field}` must be 1 to {max} bytes of text without control characters"
+        )));
+    }
+    Ok(())
+}

@@ -1,0 +1,104 @@
+//! `/v1/systems`: the inventory of AI systems, the kill switch, API keys.
+
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use loopgate_core::{Role, SystemId};
+use loopgate_proto as proto;
+use loopgate_store::{CredentialOwner, NewCredential, NewSystem, SystemPatch};
+
+use crate::AppState;
+use crate::auth::Caller;
+use crate::convert;
+use crate::http::error::ApiError;
+use crate::http::extract::JsonBody;
+use crate::http::parse_id;
+use crate::http::proposals::check_text;
+use crate::secrets::{hash_secret, new_secret};
+
+/// Every system.
+#[utoipa::path(get, path = "/v1/systems", tag = "systems", responses((status = 200, body = proto::Page<proto::System>)))]
+pub async fn list(State(app): State<AppState>, caller: Caller) -> Result<Json<proto::Page<proto::System>>, ApiError> {
+    caller.user_with(&[Role::Auditor, Role::PolicyAuthor])?;
+    let items = app.store.systems().await?.into_iter().map(convert::system).collect();
+    Ok(Json(proto::Page { items, next_cursor: None }))
+}
+
+/// Register a system.
+#[utoipa::path(post, path = "/v1/systems", tag = "systems", request_body = proto::CreateSystem,
+    responses((status = 201, body = proto::System), (status = 409, body = proto::Problem)))]
+pub async fn create(
+    State(app): State<AppState>,
+    caller: Caller,
+    JsonBody(body): JsonBody<proto::CreateSystem>,
+) -> Result<(StatusCode, Json<proto::System>), ApiError> {
+    caller.user_with(&[])?;
+    let Some(id) = SystemId::parse(&body.id) else {
+        return Err(ApiError::invalid(format!(
+            "`{}` is not a valid system id: use 1 to 64 lowercase letters, digits and `-`, starting with a letter",
+            body.id
+        )));
+    };
+    check_text("name", &body.name, 200)?;
+    let new = NewSystem {
+        id,
+        name: body.name,
+        owner: body.owner,
+        purpose: body.purpose,
+        risk_tier: convert::risk_to_core(body.risk_tier),
+        oversight: convert::oversight_to_core(body.oversight),
+    };
+    let record = app.store.create_system(new, &caller.actor(), app.clock.now()).await?;
+    Ok((StatusCode::CREATED, Json(convert::system(record))))
+}
+
+/// Change a system; `{"status": "paused"}` is the kill switch.
+#[utoipa::path(patch, path = "/v1/systems/{id}", tag = "systems", params(("id" = String, Path)),
+    request_body = proto::UpdateSystem, responses((status = 200, body = proto::System), (status = 404, body = proto::Problem)))]
+pub async fn update(
+    State(app): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    JsonBody(body): JsonBody<proto::UpdateSystem>,
+) -> Result<Json<proto::System>, ApiError> {
+    caller.user_with(&[])?;
+    let id = parse_id(&id, SystemId::parse, "system")?;
+    if let Some(name) = &body.name {
+        check_text("name", name, 200)?;
+    }
+    let patch = SystemPatch {
+        name: body.name,
+        owner: body.owner,
+        purpose: body.purpose,
+        risk_tier: body.risk_tier.map(convert::risk_to_core),
+        oversight: body.oversight.map(convert::oversight_to_core),
+        status: body.status.map(convert::system_status_to_core),
+    };
+    let record = app.store.update_system(&id, patch, &caller.actor(), app.clock.now()).await.map_err(|e| match e {
+        loopgate_store::StoreError::NotFound => ApiError::not_found("system", id.as_str()),
+        other => other.into(),
+    })?;
+    Ok(Json(convert::system(record)))
+}
+
+/// A new API key for a system, shown once.
+#[utoipa::path(post, path = "/v1/systems/{id}/keys", tag = "systems", params(("id" = String, Path)),
+    responses((status = 201, body = proto::IssuedSecret), (status = 404, body = proto::Problem)))]
+pub async fn create_key(
+    State(app): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<(StatusCode, Json<proto::IssuedSecret>), ApiError> {
+    caller.user_with(&[])?;
+    let id = parse_id(&id, SystemId::parse, "system")?;
+    if app.store.system(&id).await?.is_none() {
+        return Err(ApiError::not_found("system", id.as_str()));
+    }
+    let secret = new_secret("lgk_").map_err(|e| ApiError::internal(&e))?;
+    let key_id = format!("key_{}", ulid::Ulid::new());
+    let now = app.clock.now();
+    let credential = NewCredential { id: key_id.clone(), hash: hash_secret(&secret), owner: CredentialOwner::System(id.clone()) };
+    app.store.create_credential(credential, &caller.actor(), now).await?;
+    let issued = proto::IssuedSecret { id: key_id, secret, owner: id.to_string(), created_at: now.to_rfc3339() };
+    Ok((StatusCode::CREATED, Json(issued)))
+}

@@ -1,0 +1,112 @@
+//! `/v1/users`: people, their roles and reviewer groups, personal tokens.
+
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use loopgate_core::ids::is_group_name;
+use loopgate_core::{Role, UserId};
+use loopgate_proto as proto;
+use loopgate_store::{CredentialOwner, NewCredential, NewUser, Principal, StoreError, UserPatch};
+
+use crate::AppState;
+use crate::auth::Caller;
+use crate::convert;
+use crate::http::error::ApiError;
+use crate::http::extract::JsonBody;
+use crate::http::parse_id;
+use crate::secrets::{hash_secret, new_secret};
+
+/// Every user.
+#[utoipa::path(get, path = "/v1/users", tag = "users", responses((status = 200, body = proto::Page<proto::User>)))]
+pub async fn list(State(app): State<AppState>, caller: Caller) -> Result<Json<proto::Page<proto::User>>, ApiError> {
+    caller.user_with(&[Role::Auditor])?;
+    let items = app.store.users().await?.into_iter().map(convert::user).collect();
+    Ok(Json(proto::Page { items, next_cursor: None }))
+}
+
+/// Create a user.
+#[utoipa::path(post, path = "/v1/users", tag = "users", request_body = proto::CreateUser,
+    responses((status = 201, body = proto::User), (status = 409, body = proto::Problem)))]
+pub async fn create(
+    State(app): State<AppState>,
+    caller: Caller,
+    JsonBody(body): JsonBody<proto::CreateUser>,
+) -> Result<(StatusCode, Json<proto::User>), ApiError> {
+    caller.user_with(&[])?;
+    let username_ok = !body.username.is_empty()
+        && body.username.len() <= 64
+        && body.username.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b));
+    if !username_ok {
+        return Err(ApiError::invalid(format!(
+            "`{}` is not a valid username: use 1 to 64 letters, digits, `.`, `_` and `-`",
+            body.username
+        )));
+    }
+    check_groups(&body.groups)?;
+    let new = NewUser {
+        id: UserId::from_unique(&ulid::Ulid::new().to_string()),
+        username: body.username,
+        roles: body.roles.into_iter().map(convert::role_to_core).collect(),
+        groups: body.groups,
+        password_hash: None,
+    };
+    let record = app.store.create_user(new, &caller.actor(), app.clock.now()).await?;
+    Ok((StatusCode::CREATED, Json(convert::user(record))))
+}
+
+/// Change a user's roles or groups.
+#[utoipa::path(patch, path = "/v1/users/{id}", tag = "users", params(("id" = String, Path)), request_body = proto::UpdateUser,
+    responses((status = 200, body = proto::User), (status = 404, body = proto::Problem)))]
+pub async fn update(
+    State(app): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    JsonBody(body): JsonBody<proto::UpdateUser>,
+) -> Result<Json<proto::User>, ApiError> {
+    caller.user_with(&[])?;
+    let id = parse_id(&id, UserId::parse, "user")?;
+    if let Some(groups) = &body.groups {
+        check_groups(groups)?;
+    }
+    let patch = UserPatch {
+        roles: body.roles.map(|roles| roles.into_iter().map(convert::role_to_core).collect()),
+        groups: body.groups,
+    };
+    let record = app.store.update_user(&id, patch, &caller.actor(), app.clock.now()).await.map_err(|e| match e {
+        StoreError::NotFound => ApiError::not_found("user", id.as_str()),
+        other => other.into(),
+    })?;
+    Ok(Json(convert::user(record)))
+}
+
+/// A new personal API token, shown once (admins, or the user for themself).
+#[utoipa::path(post, path = "/v1/users/{id}/tokens", tag = "users", params(("id" = String, Path)),
+    responses((status = 201, body = proto::IssuedSecret), (status = 404, body = proto::Problem)))]
+pub async fn create_token(
+    State(app): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<(StatusCode, Json<proto::IssuedSecret>), ApiError> {
+    let id = parse_id(&id, UserId::parse, "user")?;
+    let is_self = matches!(&caller.0, Principal::User(user) if user.id == id);
+    if !is_self {
+        caller.user_with(&[])?;
+    }
+    if app.store.user(&id).await?.is_none() {
+        return Err(ApiError::not_found("user", id.as_str()));
+    }
+    let secret = new_secret("lgt_").map_err(|e| ApiError::internal(&e))?;
+    let token_id = format!("tok_{}", ulid::Ulid::new());
+    let now = app.clock.now();
+    let credential = NewCredential { id: token_id.clone(), hash: hash_secret(&secret), owner: CredentialOwner::User(id.clone()) };
+    app.store.create_credential(credential, &caller.actor(), now).await?;
+    let issued = proto::IssuedSecret { id: token_id, secret, owner: id.to_string(), created_at: now.to_rfc3339() };
+    Ok((StatusCode::CREATED, Json(issued)))
+}
+
+fn check_groups(groups: &[String]) -> Result<(), ApiError> {
+    match groups.iter().find(|g| !is_group_name(g)) {
+        Some(bad) => Err(ApiError::invalid(format!("`{bad}` is not a group name: use lowercase letters, digits, `-` and `_`"))),
+        None => Ok(()),
+    }
+}

@@ -1,0 +1,105 @@
+//! Prometheus metrics, kept in atomics and written in the text exposition
+//! format on `/metrics`.
+
+use std::fmt::Write as _;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use loopgate_core::{ProposalStatus, Route, Verdict};
+
+const BUCKETS: [f64; 12] = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0];
+
+/// Counters and histograms.
+#[derive(Default)]
+pub(crate) struct Metrics {
+    /// By route (3) × status (4).
+    proposals: [[AtomicU64; 4]; 3],
+    /// Resolutions by outcome (4).
+    resolutions: [AtomicU64; 4],
+    /// Decisions by verdict (4).
+    decisions: [AtomicU64; 4],
+    decision_latency: Histogram,
+}
+
+#[derive(Default)]
+struct Histogram {
+    buckets: [AtomicU64; 12],
+    count: AtomicU64,
+    sum_micros: AtomicU64,
+}
+
+impl Metrics {
+    pub(crate) fn proposal(&self, route: Route, status: ProposalStatus) {
+        if let Some(counter) = self.proposals.get(index(Route::ALL, route)).and_then(|row| row.get(index(ProposalStatus::ALL, status))) {
+            counter.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    pub(crate) fn resolution(&self, outcome: ProposalStatus) {
+        if let Some(counter) = self.resolutions.get(index(ProposalStatus::ALL, outcome)) {
+            counter.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    pub(crate) fn decision(&self, verdict: Verdict, latency: Duration) {
+        if let Some(counter) = self.decisions.get(index(Verdict::ALL, verdict)) {
+            counter.fetch_add(1, Ordering::Relaxed);
+        }
+        let seconds = latency.as_secs_f64();
+        for (bound, bucket) in BUCKETS.iter().zip(&self.decision_latency.buckets) {
+            if seconds <= *bound {
+                bucket.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        self.decision_latency.count.fetch_add(1, Ordering::Relaxed);
+        let micros = u64::try_from(latency.as_micros()).unwrap_or(u64::MAX);
+        self.decision_latency.sum_micros.fetch_add(micros, Ordering::Relaxed);
+    }
+
+    /// The exposition text; `queue` is open tasks per group, `waiters` the open long-polls.
+    pub(crate) fn render(&self, queue: &[(String, u64)], waiters: usize) -> String {
+        let mut out = String::new();
+        out.push_str("# HELP loopgate_proposals_total Proposals accepted, by route and first status.\n");
+        out.push_str("# TYPE loopgate_proposals_total counter\n");
+        for (route, row) in Route::ALL.iter().zip(&self.proposals) {
+            for (status, counter) in ProposalStatus::ALL.iter().zip(row) {
+                let n = counter.load(Ordering::Relaxed);
+                let _ = writeln!(out, "loopgate_proposals_total{{route=\"{route}\",status=\"{status}\"}} {n}");
+            }
+        }
+        out.push_str("# HELP loopgate_resolutions_total Proposals resolved, by outcome.\n");
+        out.push_str("# TYPE loopgate_resolutions_total counter\n");
+        for (outcome, counter) in ProposalStatus::ALL.iter().zip(&self.resolutions).skip(1) {
+            let _ = writeln!(out, "loopgate_resolutions_total{{outcome=\"{outcome}\"}} {}", counter.load(Ordering::Relaxed));
+        }
+        out.push_str("# HELP loopgate_decisions_total Reviewer decisions, by verdict.\n");
+        out.push_str("# TYPE loopgate_decisions_total counter\n");
+        for (verdict, counter) in Verdict::ALL.iter().zip(&self.decisions) {
+            let _ = writeln!(out, "loopgate_decisions_total{{verdict=\"{verdict}\"}} {}", counter.load(Ordering::Relaxed));
+        }
+        out.push_str("# HELP loopgate_decision_duration_seconds Time to record a decision durably.\n");
+        out.push_str("# TYPE loopgate_decision_duration_seconds histogram\n");
+        let histogram = &self.decision_latency;
+        for (bound, bucket) in BUCKETS.iter().zip(&histogram.buckets) {
+            let _ = writeln!(out, "loopgate_decision_duration_seconds_bucket{{le=\"{bound}\"}} {}", bucket.load(Ordering::Relaxed));
+        }
+        let count = histogram.count.load(Ordering::Relaxed);
+        let _ = writeln!(out, "loopgate_decision_duration_seconds_bucket{{le=\"+Inf\"}} {count}");
+        let sum = histogram.sum_micros.load(Ordering::Relaxed) as f64 / 1e6;
+        let _ = writeln!(out, "loopgate_decision_duration_seconds_sum {sum}");
+        let _ = writeln!(out, "loopgate_decision_duration_seconds_count {count}");
+        out.push_str("# HELP loopgate_queue_depth Open review tasks, by group.\n");
+        out.push_str("# TYPE loopgate_queue_depth gauge\n");
+        for (group, n) in queue {
+            let _ = writeln!(out, "loopgate_queue_depth{{group=\"{group}\"}} {n}");
+        }
+        out.push_str("# HELP loopgate_waiting_proposals Proposals with open long-polls.\n");
+        out.push_str("# TYPE loopgate_waiting_proposals gauge\n");
+        let _ = writeln!(out, "loopgate_waiting_proposals {waiters}");
+        out
+    }
+}
+
+fn index<T: PartialEq>(all: &[T], value: T) -> usize {
+    all.iter().position(|it| *it == value).unwrap_or(0)
+}

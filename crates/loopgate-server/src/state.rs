@@ -1,0 +1,169 @@
+//! The application state shared by handlers and workers, and start-up:
+//! open the store, create the first admin, load policies.
+
+use std::path::Path;
+use std::sync::{Arc, RwLock};
+
+use loopgate_core::routing::Policies;
+use loopgate_core::{Role, UserId};
+use loopgate_store::sqlite::SqliteStore;
+use loopgate_store::{CredentialOwner, NewCredential, NewPolicy, NewUser, Store};
+use tokio_util::sync::CancellationToken;
+
+use crate::metrics::Metrics;
+use crate::secrets::{hash_password, hash_secret, new_secret};
+use crate::waiters::Waiters;
+use crate::{Clock, Config, StartError};
+
+/// Everything a handler needs.
+#[derive(Clone)]
+pub struct AppState {
+    /// The store.
+    pub store: Arc<dyn Store>,
+    /// The clock.
+    pub clock: Arc<dyn Clock>,
+    /// The configuration.
+    pub config: Arc<Config>,
+    pub(crate) waiters: Waiters,
+    pub(crate) policies: Arc<RwLock<Arc<Policies>>>,
+    pub(crate) metrics: Arc<Metrics>,
+    pub(crate) sampling_secret: Arc<Vec<u8>>,
+    /// Cancelled when the server shuts down.
+    pub shutdown: CancellationToken,
+}
+
+/// A started application and what the operator must see once.
+pub struct Started {
+    /// The state to serve.
+    pub app: AppState,
+    /// On first start without `LOOPGATE_BOOTSTRAP_TOKEN`: the admin's new token.
+    pub generated_admin_token: Option<String>,
+}
+
+/// Opens the store, creates the first admin and publishes `--policies`.
+pub async fn start(config: Config, clock: Arc<dyn Clock>) -> Result<Started, StartError> {
+    let store = open_store(&config)?;
+    let now = clock.now();
+
+    let candidate = new_secret("").map_err(|e| StartError::DatabaseUrl(format!("no random source: {e}")))?;
+    let sampling_secret = store.sampling_secret(candidate).await?.into_bytes();
+
+    let generated_admin_token = bootstrap(store.as_ref(), &config, now).await?;
+
+    let mut live = match store.policies().await?.into_iter().next() {
+        Some(record) => Policies::parse(&record.text).map_err(|e| StartError::Policies {
+            path: format!("stored version {}", record.version),
+            problem: e.to_string(),
+        })?,
+        None => Policies::empty(),
+    };
+    if let Some(path) = &config.policies {
+        let text = read_policies(path)?;
+        let parsed = Policies::parse(&text).map_err(|e| StartError::Policies { path: path.display().to_string(), problem: e.to_string() })?;
+        if parsed.version() != live.version() {
+            let new = NewPolicy {
+                version: parsed.version().to_owned(),
+                text,
+                description: format!("loaded from {}", path.display()),
+                policy_ids: parsed.ids().to_vec(),
+            };
+            store.publish_policy(new, "loopgate", now).await?;
+            live = parsed;
+        }
+    }
+
+    let app = AppState {
+        store,
+        clock,
+        config: Arc::new(config),
+        waiters: Waiters::default(),
+        policies: Arc::new(RwLock::new(Arc::new(live))),
+        metrics: Arc::new(Metrics::default()),
+        sampling_secret: Arc::new(sampling_secret),
+        shutdown: CancellationToken::new(),
+    };
+    Ok(Started { app, generated_admin_token })
+}
+
+impl AppState {
+    /// The live policy set.
+    pub(crate) fn live_policies(&self) -> Arc<Policies> {
+        match self.policies.read() {
+            Ok(live) => Arc::clone(&live),
+            Err(poisoned) => Arc::clone(&poisoned.into_inner()),
+        }
+    }
+
+    pub(crate) fn set_live_policies(&self, policies: Policies) {
+        match self.policies.write() {
+            Ok(mut live) => *live = Arc::new(policies),
+            Err(poisoned) => *poisoned.into_inner() = Arc::new(policies),
+        }
+    }
+}
+
+fn open_store(config: &Config) -> Result<Arc<dyn Store>, StartError> {
+    let path = match config.database_url.as_deref() {
+        None => config.data_dir.join("loopgate.db"),
+        Some(url) => match url.strip_prefix("sqlite://") {
+            Some(path) => Path::new(path).to_path_buf(),
+            None if url.starts_with("postgres://") || url.starts_with("postgresql://") => {
+                return Err(StartError::DatabaseUrl(
+                    "PostgreSQL is not supported by this build yet; use sqlite://PATH or leave --database-url unset".to_owned(),
+                ));
+            }
+            None => return Err(StartError::DatabaseUrl(format!("database URL must start with sqlite://, got `{url}`"))),
+        },
+    };
+    if let Some(parent) = path.parent().filter(|it| !it.as_os_str().is_empty()) {
+        std::fs::create_dir_all(parent).map_err(|e| StartError::DataDir { path: parent.display().to_string(), problem: e.to_string() })?;
+    }
+    Ok(Arc::new(SqliteStore::open(&path)?))
+}
+
+async fn bootstrap(store: &dyn Store, config: &Config, now: loopgate_core::Timestamp) -> Result<Option<String>, StartError> {
+    let (token, generated) = match &config.bootstrap_token {
+        Some(token) if token.len() < 16 => return Err(StartError::WeakBootstrapToken),
+        Some(token) => (token.clone(), false),
+        None => (new_secret("lgt_").map_err(|e| StartError::DatabaseUrl(format!("no random source: {e}")))?, true),
+    };
+    let password_hash = match &config.admin_password {
+        Some(password) => Some(hash_password(password).map_err(StartError::DatabaseUrl)?),
+        None => None,
+    };
+    let id = UserId::from_unique(&ulid::Ulid::new().to_string());
+    let admin = NewUser {
+        id: id.clone(),
+        username: "admin".to_owned(),
+        roles: vec![Role::Admin],
+        groups: Vec::new(),
+        password_hash,
+    };
+    let credential = NewCredential {
+        id: format!("tok_{}", ulid::Ulid::new()),
+        hash: hash_secret(&token),
+        owner: CredentialOwner::User(id),
+    };
+    let created = store.bootstrap_admin(admin, Some(credential), now).await?;
+    Ok((created && generated).then_some(token))
+}
+
+/// Reads a Cedar file, or every `*.cedar` file of a directory in name order.
+pub(crate) fn read_policies(path: &Path) -> Result<String, StartError> {
+    let problem = |e: std::io::Error| StartError::Policies { path: path.display().to_string(), problem: e.to_string() };
+    if !path.is_dir() {
+        return std::fs::read_to_string(path).map_err(problem);
+    }
+    let mut files: Vec<_> = std::fs::read_dir(path)
+        .map_err(problem)?
+        .filter_map(|entry| entry.ok().map(|it| it.path()))
+        .filter(|it| it.extension().is_some_and(|ext| ext == "cedar"))
+        .collect();
+    files.sort();
+    let mut text = String::new();
+    for file in files {
+        text.push_str(&std::fs::read_to_string(&file).map_err(problem)?);
+        text.push('\n');
+    }
+    Ok(text)
+}

@@ -1,0 +1,58 @@
+//! The deadline worker: escalates overdue tasks and applies `on_timeout`,
+//! from a durable schedule (`tasks.due_at`), so deadlines survive restarts.
+
+use std::time::Duration;
+
+use loopgate_core::review::Effect;
+use loopgate_store::StoreError;
+use tokio::task::JoinHandle;
+
+use crate::AppState;
+
+/// What wakes the worker.
+enum Wake {
+    Tick,
+    Shutdown,
+}
+
+/// Starts the worker; it stops at shutdown.
+pub(crate) fn spawn(app: AppState) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut interval = tokio::time::interval(app.config.timer_interval);
+        interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            let wake = tokio::select! {
+                _ = interval.tick() => Wake::Tick,
+                () = app.shutdown.cancelled() => Wake::Shutdown,
+            };
+            match wake {
+                Wake::Shutdown => return,
+                Wake::Tick => {
+                    if let Err(error) = run_due(&app).await {
+                        tracing::warn!(%error, "deadline run failed; retrying on the next tick");
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                    }
+                }
+            }
+        }
+    })
+}
+
+/// Runs every deadline due now and wakes the waiters of resolved proposals.
+/// Returns the number of tasks changed. Tests call this after moving the clock.
+pub async fn run_due(app: &AppState) -> Result<usize, StoreError> {
+    let mut total = 0;
+    loop {
+        let now = app.clock.now();
+        let outcomes = app.store.run_timers(now, 500).await?;
+        total += outcomes.len();
+        for outcome in &outcomes {
+            if outcome.effect == Effect::Resolved {
+                app.waiters.resolved(&outcome.proposal_id);
+            }
+        }
+        if outcomes.len() < 500 {
+            return Ok(total);
+        }
+    }
+}

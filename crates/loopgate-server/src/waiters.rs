@@ -1,0 +1,75 @@
+//! Wakes long-polls the moment a proposal is resolved.
+//!
+//! A waiter subscribes before it reads the store, so a resolution committed
+//! between the read and the wait still wakes it. Entries are dropped when the
+//! proposal resolves or the last waiter leaves.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use loopgate_core::ProposalId;
+use tokio::sync::watch;
+
+/// Waiters by proposal.
+#[derive(Clone, Default)]
+pub(crate) struct Waiters {
+    map: Arc<Mutex<HashMap<ProposalId, watch::Sender<()>>>>,
+}
+
+/// One waiter; leaves on drop.
+pub(crate) struct Subscription {
+    waiters: Waiters,
+    id: ProposalId,
+    receiver: Option<watch::Receiver<()>>,
+}
+
+impl Waiters {
+    /// Subscribes to `id`'s resolution.
+    pub(crate) fn subscribe(&self, id: &ProposalId) -> Subscription {
+        let receiver = match self.map.lock() {
+            Ok(mut map) => Some(map.entry(id.clone()).or_insert_with(|| watch::channel(()).0).subscribe()),
+            Err(_) => None,
+        };
+        Subscription { waiters: self.clone(), id: id.clone(), receiver }
+    }
+
+    /// Wakes every waiter of `id`.
+    pub(crate) fn resolved(&self, id: &ProposalId) {
+        let sender = match self.map.lock() {
+            Ok(mut map) => map.remove(id),
+            Err(_) => None,
+        };
+        if let Some(sender) = sender {
+            sender.send_replace(());
+        }
+    }
+
+    /// Number of proposals with waiters (for metrics).
+    pub(crate) fn len(&self) -> usize {
+        self.map.lock().map(|map| map.len()).unwrap_or(0)
+    }
+}
+
+impl Subscription {
+    /// Completes when the proposal is resolved.
+    pub(crate) async fn changed(&mut self) {
+        match &mut self.receiver {
+            Some(receiver) => {
+                let _ = receiver.changed().await;
+            }
+            None => std::future::pending().await,
+        }
+    }
+}
+
+impl Drop for Subscription {
+    fn drop(&mut self) {
+        drop(self.receiver.take());
+        if let Ok(mut map) = self.waiters.map.lock() {
+            let unused = map.get(&self.id).is_some_and(|sender| sender.receiver_count() == 0);
+            if unused {
+                map.remove(&self.id);
+            }
+        }
+    }
+}
