@@ -1,14 +1,220 @@
-pub fn add(left: u64, right: u64) -> u64 {
-    left + right
+//! A typed Rust client for the loopgate HTTP API, over the wire types of
+//! `loopgate-proto`. It never depends on the server or the store.
+//!
+//! Submissions carry an idempotency key (one is made when the caller gives
+//! none), so a retry after a dropped connection never makes a second proposal.
+#![deny(missing_docs, rustdoc::broken_intra_doc_links)]
+
+use std::time::Duration;
+
+use loopgate_proto as proto;
+use reqwest::{Method, StatusCode};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+/// A failed call.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    /// The server answered with a problem.
+    #[error("{}{}", .0.detail, .0.help.as_ref().map(|h| format!(" ({h})")).unwrap_or_default())]
+    Problem(Box<proto::Problem>),
+    /// The server could not be reached or answered something unexpected.
+    #[error("{0}")]
+    Transport(String),
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
+impl ClientError {
+    /// The problem's stable code, if the server answered with one.
+    pub fn code(&self) -> Option<&str> {
+        match self {
+            ClientError::Problem(problem) => Some(&problem.code),
+            ClientError::Transport(_) => None,
+        }
+    }
+}
 
-    #[test]
-    fn it_works() {
-        let result = add(2, 2);
-        assert_eq!(result, 4);
+/// A connection to one loopgate server with one credential.
+#[derive(Debug, Clone)]
+pub struct Client {
+    base: String,
+    token: String,
+    http: reqwest::Client,
+    retries: u32,
+}
+
+/// Filters of the task queue.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct TaskQuery {
+    /// `open` (default), `claimed`, `done`, `expired`, `cancelled`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub state: Option<String>,
+    /// Only this group.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub group: Option<String>,
+    /// Only this system.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub system: Option<String>,
+    /// Page cursor.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cursor: Option<String>,
+    /// Page size.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub limit: Option<u32>,
+}
+
+impl Client {
+    /// A client for `base` (e.g. `http://127.0.0.1:8460`) with a bearer token.
+    pub fn new(base: &str, token: &str) -> Result<Client, ClientError> {
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(90))
+            .pool_max_idle_per_host(64)
+            .build()
+            .map_err(|e| ClientError::Transport(e.to_string()))?;
+        Ok(Client { base: base.trim_end_matches('/').to_owned(), token: token.to_owned(), http, retries: 3 })
+    }
+
+    /// Submits a proposal; with `wait`, long-polls until it is resolved.
+    pub async fn submit(&self, proposal: &proto::SubmitProposal, wait: Option<Duration>) -> Result<proto::Proposal, ClientError> {
+        let mut proposal = proposal.clone();
+        if proposal.idempotency_key.is_none() {
+            proposal.idempotency_key = Some(format!("client-{}", ulid::Ulid::new()));
+        }
+        let path = format!("/v1/proposals{}", wait_query(wait));
+        let mut attempt = 0;
+        loop {
+            match self.call(Method::POST, &path, Some(&proposal)).await {
+                Err(ClientError::Transport(_)) if attempt < self.retries => {
+                    attempt += 1;
+                    tokio::time::sleep(Duration::from_millis(100 * u64::from(attempt))).await;
+                }
+                res => return res,
+            }
+        }
+    }
+
+    /// Reads a proposal; with `wait`, long-polls until it is resolved.
+    pub async fn proposal(&self, id: &str, wait: Option<Duration>) -> Result<proto::Proposal, ClientError> {
+        self.call::<(), _>(Method::GET, &format!("/v1/proposals/{id}{}", wait_query(wait)), None).await
+    }
+
+    /// Waits until the proposal is resolved, long-polling as long as it takes.
+    pub async fn wait(&self, id: &str) -> Result<proto::Proposal, ClientError> {
+        loop {
+            let proposal = self.proposal(id, Some(Duration::from_secs(60))).await?;
+            if proposal.resolution.is_some() {
+                return Ok(proposal);
+            }
+        }
+    }
+
+    /// Withdraws a pending proposal.
+    pub async fn cancel(&self, id: &str) -> Result<proto::Proposal, ClientError> {
+        self.call::<(), _>(Method::POST, &format!("/v1/proposals/{id}/cancel"), None).await
+    }
+
+    /// The caller's task queue.
+    pub async fn tasks(&self, query: &TaskQuery) -> Result<proto::Page<proto::Task>, ClientError> {
+        let mut pairs = Vec::new();
+        for (key, value) in [("state", &query.state), ("group", &query.group), ("system", &query.system), ("cursor", &query.cursor)] {
+            if let Some(value) = value {
+                pairs.push(format!("{key}={value}"));
+            }
+        }
+        if let Some(limit) = query.limit {
+            pairs.push(format!("limit={limit}"));
+        }
+        let query = if pairs.is_empty() { String::new() } else { format!("?{}", pairs.join("&")) };
+        self.call::<(), _>(Method::GET, &format!("/v1/tasks{query}"), None).await
+    }
+
+    /// One task.
+    pub async fn task(&self, id: &str) -> Result<proto::Task, ClientError> {
+        self.call::<(), _>(Method::GET, &format!("/v1/tasks/{id}"), None).await
+    }
+
+    /// Takes the lease on a task.
+    pub async fn claim(&self, id: &str) -> Result<proto::Task, ClientError> {
+        self.call::<(), _>(Method::POST, &format!("/v1/tasks/{id}/claim"), None).await
+    }
+
+    /// Gives the lease back.
+    pub async fn release(&self, id: &str) -> Result<proto::Task, ClientError> {
+        self.call::<(), _>(Method::POST, &format!("/v1/tasks/{id}/release"), None).await
+    }
+
+    /// Decides a task.
+    pub async fn decide(&self, id: &str, decision: &proto::DecisionRequest) -> Result<proto::DecisionResponse, ClientError> {
+        self.call(Method::POST, &format!("/v1/tasks/{id}/decision"), Some(decision)).await
+    }
+
+    /// Every system.
+    pub async fn systems(&self) -> Result<proto::Page<proto::System>, ClientError> {
+        self.call::<(), _>(Method::GET, "/v1/systems", None).await
+    }
+
+    /// Registers a system.
+    pub async fn create_system(&self, system: &proto::CreateSystem) -> Result<proto::System, ClientError> {
+        self.call(Method::POST, "/v1/systems", Some(system)).await
+    }
+
+    /// Changes a system (pause, resume, oversight, …).
+    pub async fn update_system(&self, id: &str, patch: &proto::UpdateSystem) -> Result<proto::System, ClientError> {
+        self.call(Method::PATCH, &format!("/v1/systems/{id}"), Some(patch)).await
+    }
+
+    /// A new API key for a system.
+    pub async fn create_key(&self, system: &str) -> Result<proto::IssuedSecret, ClientError> {
+        self.call::<(), _>(Method::POST, &format!("/v1/systems/{system}/keys"), None).await
+    }
+
+    /// Every user.
+    pub async fn users(&self) -> Result<proto::Page<proto::User>, ClientError> {
+        self.call::<(), _>(Method::GET, "/v1/users", None).await
+    }
+
+    /// Creates a user.
+    pub async fn create_user(&self, user: &proto::CreateUser) -> Result<proto::User, ClientError> {
+        self.call(Method::POST, "/v1/users", Some(user)).await
+    }
+
+    /// A new personal token for a user.
+    pub async fn create_token(&self, user_id: &str) -> Result<proto::IssuedSecret, ClientError> {
+        self.call::<(), _>(Method::POST, &format!("/v1/users/{user_id}/tokens"), None).await
+    }
+
+    /// Publishes a policy version.
+    pub async fn publish_policy(&self, policy: &proto::PublishPolicy) -> Result<proto::PolicyVersion, ClientError> {
+        self.call(Method::POST, "/v1/policies", Some(policy)).await
+    }
+
+    /// Every policy version, newest first.
+    pub async fn policies(&self) -> Result<proto::Page<proto::PolicyVersion>, ClientError> {
+        self.call::<(), _>(Method::GET, "/v1/policies", None).await
+    }
+
+    async fn call<B: Serialize, T: DeserializeOwned>(&self, method: Method, path: &str, body: Option<&B>) -> Result<T, ClientError> {
+        let url = format!("{}{path}", self.base);
+        let mut request = self.http.request(method, &url).bearer_auth(&self.token);
+        if let Some(body) = body {
+            request = request.json(body);
+        }
+        let response = request.send().await.map_err(|e| ClientError::Transport(format!("cannot reach {}: {e}", self.base)))?;
+        let status = response.status();
+        let bytes = response.bytes().await.map_err(|e| ClientError::Transport(e.to_string()))?;
+        if status.is_success() {
+            return serde_json::from_slice(&bytes).map_err(|e| ClientError::Transport(format!("unexpected answer from {url}: {e}")));
+        }
+        match serde_json::from_slice::<proto::Problem>(&bytes) {
+            Ok(problem) => Err(ClientError::Problem(Box::new(problem))),
+            Err(_) if status == StatusCode::NOT_FOUND => Err(ClientError::Transport(format!("{url} was not found; is this a loopgate server?"))),
+            Err(_) => Err(ClientError::Transport(format!("{url} answered {status}"))),
+        }
+    }
+}
+
+fn wait_query(wait: Option<Duration>) -> String {
+    match wait {
+        Some(wait) => format!("?wait={}ms", wait.as_millis()),
+        None => String::new(),
     }
 }

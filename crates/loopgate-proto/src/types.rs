@@ -300,6 +300,8 @@ pub struct Task {
     pub system: String,
     /// Action.
     pub action: String,
+    /// The proposal's current digest: send it back as `seen_digest`.
+    pub digest: String,
     /// Reviewer group.
     pub group: String,
     /// Kind.

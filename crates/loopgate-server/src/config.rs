@@ -1,7 +1,7 @@
 //! Server configuration, already merged from `loopgate.toml`, `LOOPGATE_*`
 //! and flags by the binary.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use loopgate_core::Route;
@@ -67,4 +67,24 @@ pub enum StartError {
     /// A bootstrap token that could never be used.
     #[error("LOOPGATE_BOOTSTRAP_TOKEN must be at least 16 characters")]
     WeakBootstrapToken,
+}
+
+/// Reads a Cedar file, or every `*.cedar` file of a directory in name order.
+pub fn read_policies(path: &Path) -> Result<String, StartError> {
+    let problem = |e: std::io::Error| StartError::Policies { path: path.display().to_string(), problem: e.to_string() };
+    if !path.is_dir() {
+        return std::fs::read_to_string(path).map_err(problem);
+    }
+    let mut files: Vec<_> = std::fs::read_dir(path)
+        .map_err(problem)?
+        .filter_map(|entry| entry.ok().map(|it| it.path()))
+        .filter(|it| it.extension().is_some_and(|ext| ext == "cedar"))
+        .collect();
+    files.sort();
+    let mut text = String::new();
+    for file in files {
+        text.push_str(&std::fs::read_to_string(&file).map_err(problem)?);
+        text.push('\n');
+    }
+    Ok(text)
 }

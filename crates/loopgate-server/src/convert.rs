@@ -102,6 +102,7 @@ pub(crate) fn task(record: TaskRecord, now: Timestamp) -> proto::Task {
         proposal_id: task.proposal_id.to_string(),
         system: record.system.to_string(),
         action: record.action,
+        digest: record.digest.to_string(),
         group: task.group,
         kind: kind_to_proto(task.kind),
         state: state_to_proto(state),

@@ -58,7 +58,7 @@ pub async fn start(config: Config, clock: Arc<dyn Clock>) -> Result<Started, Sta
         None => Policies::empty(),
     };
     if let Some(path) = &config.policies {
-        let text = read_policies(path)?;
+        let text = crate::config::read_policies(path)?;
         let parsed = Policies::parse(&text).map_err(|e| StartError::Policies { path: path.display().to_string(), problem: e.to_string() })?;
         if parsed.version() != live.version() {
             let new = NewPolicy {
@@ -146,24 +146,4 @@ async fn bootstrap(store: &dyn Store, config: &Config, now: loopgate_core::Times
     };
     let created = store.bootstrap_admin(admin, Some(credential), now).await?;
     Ok((created && generated).then_some(token))
-}
-
-/// Reads a Cedar file, or every `*.cedar` file of a directory in name order.
-pub(crate) fn read_policies(path: &Path) -> Result<String, StartError> {
-    let problem = |e: std::io::Error| StartError::Policies { path: path.display().to_string(), problem: e.to_string() };
-    if !path.is_dir() {
-        return std::fs::read_to_string(path).map_err(problem);
-    }
-    let mut files: Vec<_> = std::fs::read_dir(path)
-        .map_err(problem)?
-        .filter_map(|entry| entry.ok().map(|it| it.path()))
-        .filter(|it| it.extension().is_some_and(|ext| ext == "cedar"))
-        .collect();
-    files.sort();
-    let mut text = String::new();
-    for file in files {
-        text.push_str(&std::fs::read_to_string(&file).map_err(problem)?);
-        text.push('\n');
-    }
-    Ok(text)
 }

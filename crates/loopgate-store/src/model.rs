@@ -301,6 +301,8 @@ pub struct TaskRecord {
     pub system: SystemId,
     /// Action of the proposal.
     pub action: String,
+    /// Current digest of the proposal.
+    pub digest: Digest,
     /// Approvals of the current digest.
     pub approvals: u32,
 }

@@ -1,3 +1,44 @@
-fn main() {
-    println!("Hello, world!");
+//! The `loopgate` binary: the clap CLI. `serve` and `demo` run the server;
+//! the other commands talk to a running server over HTTP with the client.
+//! Any error ends as one sentence on stderr and a non-zero exit.
+#![expect(clippy::print_stdout, reason = "a CLI prints its results")]
+
+mod bench;
+mod cli;
+mod commands;
+mod config;
+mod demo;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+fn main() -> ExitCode {
+    let cli = cli::Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("error: cannot start the async runtime: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(commands::run(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("error: {}", one_sentence(&error));
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// The error and its causes on one line.
+fn one_sentence(error: &anyhow::Error) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    for cause in error.chain() {
+        let text = cause.to_string();
+        if !parts.iter().any(|it| it.contains(&text)) {
+            parts.push(text);
+        }
+    }
+    parts.join(": ")
 }

@@ -20,7 +20,7 @@ pub(super) const PROPOSAL_COLUMNS: &str = "seq, id, system, action, subject, inp
 
 pub(super) const TASK_COLUMNS: &str = "t.seq, t.id, t.proposal_id, t.kind, t.state, t.grp, t.level, t.required, t.due_at, \
      t.claimed_by, t.lease_expires_at, t.first_group, t.sla_ms, t.escalate_to, t.on_timeout, t.blind, t.sample_probability, \
-     t.created_at, p.system, p.action, \
+     t.created_at, p.system, p.action, p.digest, \
      (SELECT count(*) FROM decisions d WHERE d.proposal_id = t.proposal_id AND d.verdict IN ('approve', 'modify') AND d.digest = p.digest)";
 
 pub(super) fn parse<T>(text: &str, parse: impl Fn(&str) -> Option<T>) -> Result<T, StoreError> {
@@ -147,7 +147,8 @@ pub(super) fn task_row(row: &Row<'_>) -> Result<TaskRecord, StoreError> {
         task,
         system: parse(&row.get::<_, String>(18)?, SystemId::parse)?,
         action: row.get(19)?,
-        approvals: row.get(20)?,
+        digest: parse(&row.get::<_, String>(20)?, Digest::parse)?,
+        approvals: row.get(21)?,
     })
 }
 

@@ -1,0 +1,254 @@
+//! `loopgate bench`: load over real HTTP. By default it starts its own
+//! server on a fresh data directory (same binary, loopback port 0); with
+//! `--server` it drives a running one (`--token` of an admin).
+//!
+//! Two workloads:
+//! - `cycle`: N simulated AI systems submit with `?wait=` (long-poll) and R
+//!   reviewers approve from their queue; a cycle is submit → task →
+//!   decision → waiting client unblocked.
+//! - `ingest`: N systems submit proposals that policy allows at once.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+use clap::Args;
+use hdrhistogram::Histogram;
+use loopgate_client::{Client, TaskQuery};
+use loopgate_proto as proto;
+use loopgate_server::{Config, SystemClock};
+use serde_json::json;
+use tokio::net::TcpListener;
+
+const POLICY: &str = r#"
+@id("bench-auto") @route("allow") permit (principal == System::"bench-auto", action, resource);
+@id("bench-review") @reviewers("bench") permit (principal == System::"bench-hitl", action, resource);
+"#;
+
+#[derive(Debug, Args)]
+pub(crate) struct BenchArgs {
+    /// `cycle` (human in the loop) or `ingest` (auto-allowed proposals).
+    #[arg(long, default_value = "cycle")]
+    workload: String,
+    /// Concurrent simulated AI systems.
+    #[arg(long, default_value_t = 64)]
+    systems: usize,
+    /// Concurrent reviewers (cycle only).
+    #[arg(long, default_value_t = 8)]
+    reviewers: usize,
+    /// How long to run.
+    #[arg(long, default_value = "10s")]
+    duration: String,
+    /// A running server to drive instead of starting one.
+    #[arg(long)]
+    server: Option<String>,
+    /// Admin token of `--server`.
+    #[arg(long, env = "LOOPGATE_TOKEN", hide_env_values = true)]
+    token: Option<String>,
+}
+
+struct Shared {
+    decided_at: Mutex<HashMap<String, Instant>>,
+    cycle: Mutex<Histogram<u64>>,
+    unblock: Mutex<Histogram<u64>>,
+    errors: Mutex<u64>,
+}
+
+pub(crate) async fn run(args: BenchArgs) -> anyhow::Result<()> {
+    let duration = loopgate_core::duration::parse_short(&args.duration).context("--duration must look like `10s`")?;
+    let (base, admin_token, _data_dir) = match (&args.server, &args.token) {
+        (Some(server), Some(token)) => (server.clone(), token.clone(), None),
+        (Some(_), None) => anyhow::bail!("--server needs --token of an admin"),
+        (None, _) => {
+            let dir = std::env::temp_dir().join(format!("loopgate-bench-{}", ulid::Ulid::new()));
+            let token = format!("lgt_bench_{}", ulid::Ulid::new());
+            let mut config = Config::new(dir.clone());
+            config.bootstrap_token = Some(token.clone());
+            let started = loopgate_server::start(config, Arc::new(SystemClock)).await?;
+            let listener = TcpListener::bind("127.0.0.1:0").await?;
+            let addr = listener.local_addr()?;
+            tokio::spawn(loopgate_server::serve(listener, started.app, std::future::pending()));
+            (format!("http://{addr}"), token, Some(TempDir(dir)))
+        }
+    };
+    let admin = Client::new(&base, &admin_token)?;
+    let keys = setup(&admin).await?;
+    let shared = Arc::new(Shared {
+        decided_at: Mutex::new(HashMap::new()),
+        cycle: Mutex::new(Histogram::new(3)?),
+        unblock: Mutex::new(Histogram::new(3)?),
+        errors: Mutex::new(0),
+    });
+    let deadline = Instant::now() + duration;
+    let started = Instant::now();
+    let mut submitters = Vec::new();
+    let key = match args.workload.as_str() {
+        "cycle" => keys.hitl.clone(),
+        "ingest" => keys.auto.clone(),
+        other => anyhow::bail!("--workload must be `cycle` or `ingest`, not `{other}`"),
+    };
+    let wait = args.workload == "cycle";
+    for worker in 0..args.systems {
+        let client = Client::new(&base, &key)?;
+        submitters.push(tokio::spawn(submitter(client, worker, wait, deadline, Arc::clone(&shared))));
+    }
+    let mut reviewers = Vec::new();
+    if wait {
+        for (index, token) in keys.reviewers.iter().take(args.reviewers.max(1)).enumerate() {
+            let client = Client::new(&base, token)?;
+            let n = args.reviewers.max(1);
+            reviewers.push(tokio::spawn(reviewer(client, index, n, deadline + Duration::from_secs(2), Arc::clone(&shared))));
+        }
+    }
+    let mut n_done = 0_u64;
+    for handle in submitters {
+        n_done += handle.await.unwrap_or(0);
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    for handle in reviewers {
+        handle.abort();
+    }
+    let report = |name: &str, histogram: &Histogram<u64>| {
+        println!(
+            "{name:<28} p50 {:>8.2} ms   p90 {:>8.2} ms   p99 {:>8.2} ms   max {:>8.2} ms   (n={})",
+            histogram.value_at_quantile(0.5) as f64 / 1000.0,
+            histogram.value_at_quantile(0.9) as f64 / 1000.0,
+            histogram.value_at_quantile(0.99) as f64 / 1000.0,
+            histogram.max() as f64 / 1000.0,
+            histogram.len()
+        );
+    };
+    println!("workload {}: {} systems, {} reviewers, {:.1} s", args.workload, args.systems, if wait { args.reviewers } else { 0 }, elapsed);
+    println!("throughput                   {:.0} {}/s", n_done as f64 / elapsed, if wait { "cycles" } else { "proposals" });
+    if let Ok(cycle) = shared.cycle.lock() {
+        report(if wait { "cycle (submit → resolved)" } else { "submit (durable 201)" }, &cycle);
+    }
+    if wait {
+        if let Ok(unblock) = shared.unblock.lock() {
+            report("decision → client unblocked", &unblock);
+        }
+    }
+    println!("errors                       {}", shared.errors.lock().map(|it| *it).unwrap_or(0));
+    Ok(())
+}
+
+struct Keys {
+    auto: String,
+    hitl: String,
+    reviewers: Vec<String>,
+}
+
+async fn setup(admin: &Client) -> anyhow::Result<Keys> {
+    let run = ulid::Ulid::new().to_string().to_lowercase();
+    for id in ["bench-auto", "bench-hitl"] {
+        let system = proto::CreateSystem {
+            id: id.into(),
+            name: id.into(),
+            owner: "bench".into(),
+            purpose: "load test".into(),
+            risk_tier: proto::RiskTier::Minimal,
+            oversight: proto::Oversight::InTheLoop,
+        };
+        match admin.create_system(&system).await {
+            Ok(_) => (),
+            Err(error) if error.code() == Some("already_exists") => (),
+            Err(error) => return Err(error.into()),
+        }
+    }
+    admin.publish_policy(&proto::PublishPolicy { text: POLICY.into(), description: "loopgate bench".into() }).await?;
+    let auto = admin.create_key("bench-auto").await?.secret;
+    let hitl = admin.create_key("bench-hitl").await?.secret;
+    let mut reviewers = Vec::new();
+    for i in 0..16 {
+        let user = proto::CreateUser { username: format!("bench-{run}-{i}"), roles: vec![proto::Role::Reviewer], groups: vec!["bench".into()] };
+        let user = admin.create_user(&user).await?;
+        reviewers.push(admin.create_token(&user.id).await?.secret);
+    }
+    Ok(Keys { auto, hitl, reviewers })
+}
+
+async fn submitter(client: Client, worker: usize, wait: bool, deadline: Instant, shared: Arc<Shared>) -> u64 {
+    let mut n = 0;
+    let wait_for = wait.then_some(Duration::from_secs(30));
+    while Instant::now() < deadline {
+        let proposal = proto::SubmitProposal {
+            system: None,
+            action: "act".into(),
+            subject: proto::Subject { type_: "Item".into(), id: format!("item-{worker}-{n}"), attributes: Default::default() },
+            input: json!({"n": n}),
+            output: json!({"ok": true}),
+            confidence: Some(0.9),
+            explanation: None,
+            model: None,
+            context: Default::default(),
+            idempotency_key: None,
+        };
+        let started = Instant::now();
+        let res = client.submit(&proposal, wait_for).await;
+        let finished = Instant::now();
+        match res {
+            Ok(done) if done.resolution.is_some() => {
+                n += 1;
+                record(&shared.cycle, finished - started);
+                let decided = shared.decided_at.lock().ok().and_then(|mut map| map.remove(&done.id));
+                if let Some(decided) = decided {
+                    record(&shared.unblock, finished.saturating_duration_since(decided));
+                }
+            }
+            _ => {
+                if let Ok(mut errors) = shared.errors.lock() {
+                    *errors += 1;
+                }
+            }
+        }
+    }
+    n
+}
+
+async fn reviewer(client: Client, index: usize, n_reviewers: usize, deadline: Instant, shared: Arc<Shared>) {
+    while Instant::now() < deadline {
+        let page = match client.tasks(&TaskQuery { limit: Some(200), ..Default::default() }).await {
+            Ok(page) => page,
+            Err(_) => continue,
+        };
+        let mine: Vec<_> = page.items.into_iter().filter(|task| hash(&task.id) % n_reviewers == index).collect();
+        if mine.is_empty() {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+            continue;
+        }
+        for task in mine {
+            let decision = proto::DecisionRequest {
+                verdict: proto::Verdict::Approve,
+                rationale: None,
+                output: None,
+                labels: None,
+                seen_digest: task.digest.clone(),
+            };
+            // Measured from sending the decision, so the figure includes its durable write.
+            if let Ok(mut map) = shared.decided_at.lock() {
+                map.insert(task.proposal_id.clone(), Instant::now());
+            }
+            let _ = client.decide(&task.id, &decision).await;
+        }
+    }
+}
+
+fn record(histogram: &Mutex<Histogram<u64>>, elapsed: Duration) {
+    if let Ok(mut histogram) = histogram.lock() {
+        let _ = histogram.record(u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX).max(1));
+    }
+}
+
+fn hash(text: &str) -> usize {
+    text.bytes().fold(0_usize, |h, b| h.wrapping_mul(31).wrapping_add(usize::from(b)))
+}
+
+/// Removes the bench's data directory at the end.
+struct TempDir(std::path::PathBuf);
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}

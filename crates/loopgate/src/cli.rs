@@ -1,0 +1,258 @@
+//! The command line, declared with clap. Every server setting is also read
+//! from `loopgate.toml` and `LOOPGATE_*` (flags > environment > file).
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+/// loopgate: a human-in-the-loop control plane for AI.
+#[derive(Debug, Parser)]
+#[command(name = "loopgate", version, about)]
+pub(crate) struct Cli {
+    /// Configuration file (default: ./loopgate.toml when it exists).
+    #[arg(long, global = true, env = "LOOPGATE_CONFIG")]
+    pub(crate) config: Option<PathBuf>,
+    #[command(subcommand)]
+    pub(crate) command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum Command {
+    /// Run the server.
+    Serve(ServeArgs),
+    /// Run the server with seeded scenarios, demo accounts and a simulator.
+    Demo(DemoArgs),
+    /// Manage AI systems.
+    #[command(subcommand)]
+    System(SystemCommand),
+    /// Manage users.
+    #[command(subcommand)]
+    User(UserCommand),
+    /// Policies: validate locally, publish, list.
+    #[command(subcommand)]
+    Policy(PolicyCommand),
+    /// Submit a proposal.
+    Submit(SubmitArgs),
+    /// Work the review queue.
+    #[command(subcommand)]
+    Review(ReviewCommand),
+    /// Load-test a running server and print throughput and latency.
+    Bench(crate::bench::BenchArgs),
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct ServeArgs {
+    /// Address to listen on [default: 127.0.0.1:8460].
+    #[arg(long, env = "LOOPGATE_BIND")]
+    pub(crate) bind: Option<SocketAddr>,
+    /// Data directory [default: ./loopgate-data].
+    #[arg(long, env = "LOOPGATE_DATA_DIR")]
+    pub(crate) data_dir: Option<PathBuf>,
+    /// Database URL, `sqlite://PATH` [default: <data-dir>/loopgate.db].
+    #[arg(long, env = "LOOPGATE_DATABASE_URL")]
+    pub(crate) database_url: Option<String>,
+    /// Cedar policy file or directory of `*.cedar` files, published at start when changed.
+    #[arg(long, env = "LOOPGATE_POLICIES")]
+    pub(crate) policies: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct DemoArgs {
+    #[command(flatten)]
+    pub(crate) serve: ServeArgs,
+    /// Proposals per second the simulator submits (0 turns it off).
+    #[arg(long, default_value_t = 1.0)]
+    pub(crate) rate: f64,
+}
+
+/// Where the server is and who is calling.
+#[derive(Debug, Args)]
+pub(crate) struct Remote {
+    /// Server URL [default: http://127.0.0.1:8460].
+    #[arg(long, env = "LOOPGATE_SERVER", global = true)]
+    pub(crate) server: Option<String>,
+    /// API token or system key.
+    #[arg(long, env = "LOOPGATE_TOKEN", global = true, hide_env_values = true)]
+    pub(crate) token: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum SystemCommand {
+    /// List systems.
+    List(Remote0),
+    /// Register a system.
+    Create {
+        /// Slug, e.g. `fraud-detector`.
+        id: String,
+        /// Display name.
+        #[arg(long)]
+        name: String,
+        /// Accountable owner.
+        #[arg(long, default_value = "")]
+        owner: String,
+        /// Intended purpose.
+        #[arg(long, default_value = "")]
+        purpose: String,
+        /// minimal, limited, high, unacceptable.
+        #[arg(long, default_value = "limited")]
+        risk_tier: String,
+        /// in_the_loop, on_the_loop, automated.
+        #[arg(long, default_value = "in_the_loop")]
+        oversight: String,
+        #[command(flatten)]
+        remote: Remote,
+    },
+    /// Kill switch: reject every new proposal of the system.
+    Pause(SystemRef),
+    /// Lift the kill switch.
+    Resume(SystemRef),
+    /// Issue a new API key (shown once).
+    Key(SystemRef),
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct Remote0 {
+    #[command(flatten)]
+    pub(crate) remote: Remote,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct SystemRef {
+    /// System id.
+    pub(crate) id: String,
+    #[command(flatten)]
+    pub(crate) remote: Remote,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum UserCommand {
+    /// List users.
+    List(Remote0),
+    /// Create a user.
+    Create {
+        /// Login name.
+        username: String,
+        /// Roles, comma separated: admin, policy_author, reviewer, auditor.
+        #[arg(long, value_delimiter = ',')]
+        roles: Vec<String>,
+        /// Reviewer groups, comma separated.
+        #[arg(long, value_delimiter = ',')]
+        groups: Vec<String>,
+        #[command(flatten)]
+        remote: Remote,
+    },
+    /// Issue a personal API token (shown once).
+    Token {
+        /// User id (`usr_…`).
+        id: String,
+        #[command(flatten)]
+        remote: Remote,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum PolicyCommand {
+    /// Check a Cedar file or directory locally, without a server.
+    Validate {
+        /// File or directory of `*.cedar` files.
+        path: PathBuf,
+    },
+    /// Publish a Cedar file or directory as the new live version.
+    Publish {
+        /// File or directory of `*.cedar` files.
+        path: PathBuf,
+        /// Why this version.
+        #[arg(long, default_value = "")]
+        description: String,
+        #[command(flatten)]
+        remote: Remote,
+    },
+    /// List published versions.
+    List(Remote0),
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct SubmitArgs {
+    /// A JSON file with the whole proposal (`-` for stdin); the flags below build one instead.
+    #[arg(long)]
+    pub(crate) file: Option<PathBuf>,
+    /// System id (needed with a personal token).
+    #[arg(long)]
+    pub(crate) system: Option<String>,
+    /// Action.
+    #[arg(long)]
+    pub(crate) action: Option<String>,
+    /// Subject as TYPE:ID, e.g. `Account:acct-1`.
+    #[arg(long)]
+    pub(crate) subject: Option<String>,
+    /// Input JSON.
+    #[arg(long, default_value = "{}")]
+    pub(crate) input: String,
+    /// Output JSON.
+    #[arg(long, default_value = "{}")]
+    pub(crate) output: String,
+    /// Context JSON object.
+    #[arg(long, default_value = "{}")]
+    pub(crate) context: String,
+    /// Model confidence in [0, 1].
+    #[arg(long)]
+    pub(crate) confidence: Option<f64>,
+    /// Idempotency key.
+    #[arg(long)]
+    pub(crate) idempotency_key: Option<String>,
+    /// Wait until the proposal is resolved.
+    #[arg(long)]
+    pub(crate) wait: bool,
+    #[command(flatten)]
+    pub(crate) remote: Remote,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum ReviewCommand {
+    /// Your open tasks.
+    List {
+        /// Only this group.
+        #[arg(long)]
+        group: Option<String>,
+        #[command(flatten)]
+        remote: Remote,
+    },
+    /// A task and its proposal.
+    Show(TaskRef),
+    /// Take the lease on a task.
+    Claim(TaskRef),
+    /// Approve.
+    Approve(Decide),
+    /// Reject.
+    Reject(Decide),
+    /// Approve an edited output.
+    Modify {
+        #[command(flatten)]
+        decide: Decide,
+        /// The edited output JSON.
+        #[arg(long)]
+        output: String,
+    },
+    /// Send up the escalation chain.
+    Escalate(Decide),
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct TaskRef {
+    /// Task id (`tsk_…`).
+    pub(crate) id: String,
+    #[command(flatten)]
+    pub(crate) remote: Remote,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct Decide {
+    /// Task id (`tsk_…`).
+    pub(crate) id: String,
+    /// Why.
+    #[arg(long, short)]
+    pub(crate) rationale: Option<String>,
+    #[command(flatten)]
+    pub(crate) remote: Remote,
+}

@@ -1,0 +1,83 @@
+//! `loopgate.toml`, merged under environment variables and flags
+//! (clap already folds `LOOPGATE_*` into the flags).
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::Context as _;
+use loopgate_core::Route;
+use loopgate_server::Config;
+use serde::Deserialize;
+
+use crate::cli::{Remote, ServeArgs};
+
+/// The file's keys; every one optional.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct FileConfig {
+    bind: Option<SocketAddr>,
+    data_dir: Option<PathBuf>,
+    database_url: Option<String>,
+    policies: Option<PathBuf>,
+    default_route: Option<String>,
+    lease_seconds: Option<u64>,
+    max_body_bytes: Option<usize>,
+    server: Option<String>,
+    token: Option<String>,
+}
+
+pub(crate) const DEFAULT_BIND: &str = "127.0.0.1:8460";
+pub(crate) const DEFAULT_SERVER: &str = "http://127.0.0.1:8460";
+
+impl FileConfig {
+    /// Reads `path`, or `./loopgate.toml` when it exists, or nothing.
+    pub(crate) fn load(path: Option<&Path>) -> anyhow::Result<FileConfig> {
+        let (path, required) = match path {
+            Some(path) => (path.to_path_buf(), true),
+            None => (PathBuf::from("loopgate.toml"), false),
+        };
+        let text = match std::fs::read_to_string(&path) {
+            Ok(text) => text,
+            Err(error) if !required && error.kind() == std::io::ErrorKind::NotFound => return Ok(FileConfig::default()),
+            Err(error) => return Err(error).with_context(|| format!("cannot read the configuration file `{}`", path.display())),
+        };
+        toml::from_str(&text).with_context(|| format!("the configuration file `{}` is not valid", path.display()))
+    }
+
+    /// The server configuration and bind address.
+    pub(crate) fn server_config(&self, args: &ServeArgs) -> anyhow::Result<(Config, SocketAddr)> {
+        let bind = match (args.bind, self.bind) {
+            (Some(bind), _) | (None, Some(bind)) => bind,
+            (None, None) => DEFAULT_BIND.parse().context("default bind address")?,
+        };
+        let data_dir = args.data_dir.clone().or_else(|| self.data_dir.clone()).unwrap_or_else(|| PathBuf::from("loopgate-data"));
+        let mut config = Config::new(data_dir);
+        config.database_url = args.database_url.clone().or_else(|| self.database_url.clone());
+        config.policies = args.policies.clone().or_else(|| self.policies.clone());
+        if let Some(route) = &self.default_route {
+            config.default_route = match Route::parse(route) {
+                Some(route) => route,
+                None => anyhow::bail!("`default_route` must be allow, deny or review, not `{route}`"),
+            };
+        }
+        if let Some(seconds) = self.lease_seconds {
+            config.lease = Duration::from_secs(seconds);
+        }
+        if let Some(bytes) = self.max_body_bytes {
+            config.max_body_bytes = bytes;
+        }
+        config.bootstrap_token = std::env::var("LOOPGATE_BOOTSTRAP_TOKEN").ok().filter(|it| !it.is_empty());
+        config.admin_password = std::env::var("LOOPGATE_ADMIN_PASSWORD").ok().filter(|it| !it.is_empty());
+        Ok((config, bind))
+    }
+
+    /// The client of a remote command.
+    pub(crate) fn client(&self, remote: &Remote) -> anyhow::Result<loopgate_client::Client> {
+        let server = remote.server.clone().or_else(|| self.server.clone()).unwrap_or_else(|| DEFAULT_SERVER.to_owned());
+        let Some(token) = remote.token.clone().or_else(|| self.token.clone()) else {
+            anyhow::bail!("no token: pass --token, set LOOPGATE_TOKEN, or put `token` in loopgate.toml");
+        };
+        Ok(loopgate_client::Client::new(&server, &token)?)
+    }
+}
