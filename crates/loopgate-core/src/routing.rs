@@ -143,7 +143,7 @@ impl Policies {
     /// Parses Cedar text and checks loopgate's annotations. A policy may name
     /// itself with `@id("…")`; otherwise Cedar's `policy0`, `policy1`, … apply.
     pub fn parse(text: &str) -> Result<Policies, PolicyError> {
-        let parsed = PolicySet::from_str(text).map_err(|e| PolicyError::Syntax(cedar_message(&e)))?;
+        let parsed = PolicySet::from_str(text).map_err(|e| PolicyError::Syntax(located_message(text, &e)))?;
         if parsed.templates().next().is_some() {
             return Err(PolicyError::Template);
         }
@@ -231,10 +231,16 @@ pub fn route(policies: &Policies, request: &RoutingRequest<'_>, defaults: &Defau
     }
     let permits: Vec<(&String, &Rules)> =
         matched.iter().filter_map(|id| policies.rules.get(id).map(|rules| (id, rules))).collect();
-    let sample_rate = permits.iter().map(|(_, rules)| rules.sample).fold(0.0, f64::max);
+    // QA samples go to the group of the policy with the highest sampling rate.
+    let sampler = permits.iter().filter(|(_, rules)| 0.0 < rules.sample).fold(None, |best: Option<&Rules>, (_, rules)| match best {
+        Some(best) if rules.sample <= best.sample => Some(best),
+        _ => Some(rules),
+    });
+    let sample_rate = sampler.map_or(0.0, |rules| rules.sample);
     let reviews: Vec<&(&String, &Rules)> = permits.iter().filter(|(_, r)| r.route == Route::Review).collect();
     if reviews.is_empty() {
-        return Routing { route: Route::Allow, sample_rate, ..base };
+        let review = sampler.map_or_else(|| defaults.review.clone(), |rules| rules.review.clone());
+        return Routing { route: Route::Allow, sample_rate, review, ..base };
     }
     // INVARIANT: `reviews` is in policy id order, so `min_by` keeps the first of equals.
     let strictest = reviews.iter().min_by(|(_, a), (_, b)| {
@@ -401,6 +407,34 @@ fn decimal(value: f64) -> Value {
     // Cedar decimals hold 4 places and stay within ±922337203685477.
     let clamped = value.clamp(-922_337_203_685_477.0, 922_337_203_685_477.0);
     json!({"__extn": {"fn": "decimal", "arg": format!("{clamped:.4}")}})
+}
+
+/// Cedar's message with the line and column of each labelled span, e.g.
+/// `unexpected token `resource` at line 1, column 26`.
+fn located_message(text: &str, error: &(dyn miette::Diagnostic + Send + Sync)) -> String {
+    let mut message = cedar_message(error);
+    let mut related: Vec<&dyn miette::Diagnostic> = error.related().map(|it| it.collect()).unwrap_or_default();
+    if related.is_empty() {
+        related.push(error);
+    }
+    let mut places = Vec::new();
+    for diagnostic in related {
+        for label in diagnostic.labels().into_iter().flatten() {
+            let offset = label.offset().min(text.len());
+            let before = text.get(..offset).unwrap_or_default();
+            let line = before.matches('\n').count() + 1;
+            let column = before.rsplit('\n').next().map_or(0, |it| it.chars().count()) + 1;
+            places.push(format!("line {line}, column {column}"));
+        }
+    }
+    places.dedup();
+    if !places.is_empty() {
+        message.push_str(&format!(" at {}", places.join("; ")));
+    }
+    if let Some(help) = error.help() {
+        message.push_str(&format!(" ({help})"));
+    }
+    message
 }
 
 fn cedar_message(error: &dyn std::error::Error) -> String {

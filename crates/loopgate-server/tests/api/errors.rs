@@ -1,0 +1,100 @@
+//! Every error code as a snapshot, and bad input that must never be a 500.
+
+use reqwest::{Method, StatusCode};
+use serde_json::json;
+
+use crate::harness::{ADMIN_TOKEN, proposal, spawn_app, spawn_with};
+
+#[tokio::test]
+async fn error_bodies() {
+    let app = spawn_app().await;
+    let key = app.system("fraud-detector", "in_the_loop").await;
+    let reviewer = app.user("rev", &["reviewer"], &["ops"]).await;
+
+    let none = app.call(Method::GET, "/v1/tasks", None, None).await;
+    assert_eq!(none.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(none.content_type, "application/problem+json");
+    insta::assert_json_snapshot!("unauthenticated", none.body);
+    let unknown = app.get("/v1/tasks", "lgt_nope").await;
+    insta::assert_json_snapshot!("unauthenticated_unknown_token", unknown.body);
+
+    let forbidden = app.post("/v1/systems", &reviewer, json!({"id": "x", "name": "x", "risk_tier": "minimal", "oversight": "automated"})).await;
+    insta::assert_json_snapshot!("forbidden", forbidden.body);
+
+    let route = app.get("/v1/nothing-here", &reviewer).await;
+    insta::assert_json_snapshot!("not_found_route", route.body);
+    let missing = app.get("/v1/proposals/prp_01J000000000000000000000", &reviewer).await;
+    insta::assert_json_snapshot!("not_found_proposal", missing.body);
+    let bad_id = app.get("/v1/proposals/..%2F..%2Fetc", &reviewer).await;
+    assert_eq!(bad_id.status, StatusCode::NOT_FOUND);
+
+    let exists = app.post("/v1/systems", ADMIN_TOKEN, json!({"id": "fraud-detector", "name": "x", "risk_tier": "minimal", "oversight": "automated"})).await;
+    insta::assert_json_snapshot!("already_exists", exists.body);
+
+    let invalid = app.post("/v1/policies", ADMIN_TOKEN, json!({"text": "permit(principal, action resource);"})).await;
+    assert_eq!(invalid.status, StatusCode::UNPROCESSABLE_ENTITY);
+    insta::assert_json_snapshot!("policy_invalid_syntax", invalid.body);
+    let annotation = app.post("/v1/policies", ADMIN_TOKEN, json!({"text": "@id(\"p\") @approvals(\"many\") permit(principal, action, resource);"})).await;
+    insta::assert_json_snapshot!("policy_invalid_annotation", annotation.body);
+    // The live version is untouched.
+    let versions = app.get("/v1/policies", ADMIN_TOKEN).await;
+    assert_eq!(versions.body["items"].as_array().unwrap().len(), 0);
+
+    let malformed = app.raw(Method::POST, "/v1/proposals", &key, b"{\"action\": ".to_vec()).await;
+    insta::assert_json_snapshot!("malformed_json", malformed.body);
+    let wrong_type = app.post("/v1/proposals", &key, json!({"action": 5, "subject": {"type": "T", "id": "1"}, "output": {}})).await;
+    insta::assert_json_snapshot!("wrong_type", wrong_type.body);
+    let unknown_field = app.post("/v1/proposals", &key, json!({"action": "a", "subject": {"type": "T", "id": "1"}, "output": {}, "outptu": {}})).await;
+    insta::assert_json_snapshot!("unknown_field", unknown_field.body);
+    let confidence = app.post("/v1/proposals", &key, json!({"action": "a", "subject": {"type": "T", "id": "1"}, "output": {}, "confidence": 1.5})).await;
+    insta::assert_json_snapshot!("confidence_out_of_range", confidence.body);
+    let cursor = app.get("/v1/proposals?cursor=zzz", &reviewer).await;
+    insta::assert_json_snapshot!("bad_cursor", cursor.body);
+    let wait = app.get("/v1/proposals?wait=forever", &reviewer).await;
+    assert_eq!(wait.status, StatusCode::UNPROCESSABLE_ENTITY);
+    let state = app.get("/v1/tasks?state=sleeping", &reviewer).await;
+    assert_eq!(state.status, StatusCode::UNPROCESSABLE_ENTITY);
+    let digest = app.post("/v1/tasks/tsk_1/decision", &reviewer, json!({"verdict": "approve", "seen_digest": "md5:x"})).await;
+    assert_eq!(digest.status, StatusCode::UNPROCESSABLE_ENTITY);
+    let method = app.call(Method::DELETE, "/v1/proposals", Some(&reviewer), None).await;
+    assert_eq!(method.status, StatusCode::METHOD_NOT_ALLOWED);
+    assert_eq!(method.content_type, "application/problem+json");
+}
+
+#[tokio::test]
+async fn oversized_and_too_deep_bodies_are_refused_before_parsing() {
+    let app = spawn_with(|config| config.max_body_bytes = 4096).await;
+    let key = app.system("fraud-detector", "in_the_loop").await;
+    let mut big = proposal("a", json!({"blob": "x".repeat(8192)}), json!({}));
+    big["idempotency_key"] = json!("big");
+    let too_large = app.post("/v1/proposals", &key, big).await;
+    assert_eq!(too_large.status, StatusCode::PAYLOAD_TOO_LARGE);
+    insta::assert_json_snapshot!("payload_too_large", too_large.body);
+
+    let deep = format!("{{\"action\": \"a\", \"subject\": {{\"type\": \"T\", \"id\": \"1\"}}, \"output\": {}1{}}}", "[".repeat(100), "]".repeat(100));
+    let too_deep = app.raw(Method::POST, "/v1/proposals", &key, deep.into_bytes()).await;
+    insta::assert_json_snapshot!("too_deep", too_deep.body);
+    // Nothing was written.
+    let listed = app.get("/v1/proposals", ADMIN_TOKEN).await;
+    assert_eq!(listed.body["items"].as_array().unwrap().len(), 0);
+}
+
+#[tokio::test]
+async fn health_metrics_and_openapi() {
+    let app = spawn_app().await;
+    let health = app.call(Method::GET, "/healthz", None, None).await;
+    assert_eq!(health.status, StatusCode::OK);
+    let ready = app.call(Method::GET, "/readyz", None, None).await;
+    assert_eq!(ready.status, StatusCode::OK);
+    let key = app.system("fraud-detector", "in_the_loop").await;
+    app.submit(&key, "a", json!({}), json!({})).await;
+    let metrics = app.call(Method::GET, "/metrics", None, None).await;
+    let text = metrics.body.as_str().unwrap();
+    assert!(text.contains("loopgate_proposals_total{route=\"review\",status=\"pending\"} 1"), "{text}");
+    assert!(text.contains("loopgate_queue_depth{group=\"reviewers\"} 1"), "{text}");
+    assert!(text.contains("loopgate_decision_duration_seconds_bucket"), "{text}");
+
+    let openapi = app.call(Method::GET, "/openapi.json", None, None).await;
+    assert_eq!(openapi.body["openapi"], "3.1.0");
+    insta::assert_json_snapshot!("openapi", openapi.body);
+}

@@ -1,0 +1,8 @@
+//! The HTTP-level integration suite: a real server on a loopback port with a
+//! fresh SQLite data directory per test, driven over HTTP.
+
+mod errors;
+mod harness;
+mod proposals;
+mod review;
+mod routing;
