@@ -70,11 +70,20 @@ impl Client {
             .pool_max_idle_per_host(64)
             .build()
             .map_err(|e| ClientError::Transport(e.to_string()))?;
-        Ok(Client { base: base.trim_end_matches('/').to_owned(), token: token.to_owned(), http, retries: 3 })
+        Ok(Client {
+            base: base.trim_end_matches('/').to_owned(),
+            token: token.to_owned(),
+            http,
+            retries: 3,
+        })
     }
 
     /// Submits a proposal; with `wait`, long-polls until it is resolved.
-    pub async fn submit(&self, proposal: &proto::SubmitProposal, wait: Option<Duration>) -> Result<proto::Proposal, ClientError> {
+    pub async fn submit(
+        &self,
+        proposal: &proto::SubmitProposal,
+        wait: Option<Duration>,
+    ) -> Result<proto::Proposal, ClientError> {
         let mut proposal = proposal.clone();
         if proposal.idempotency_key.is_none() {
             proposal.idempotency_key = Some(format!("client-{}", ulid::Ulid::new()));
@@ -93,8 +102,17 @@ impl Client {
     }
 
     /// Reads a proposal; with `wait`, long-polls until it is resolved.
-    pub async fn proposal(&self, id: &str, wait: Option<Duration>) -> Result<proto::Proposal, ClientError> {
-        self.call::<(), _>(Method::GET, &format!("/v1/proposals/{id}{}", wait_query(wait)), None).await
+    pub async fn proposal(
+        &self,
+        id: &str,
+        wait: Option<Duration>,
+    ) -> Result<proto::Proposal, ClientError> {
+        self.call::<(), _>(
+            Method::GET,
+            &format!("/v1/proposals/{id}{}", wait_query(wait)),
+            None,
+        )
+        .await
     }
 
     /// Waits until the proposal is resolved, long-polling as long as it takes.
@@ -109,13 +127,19 @@ impl Client {
 
     /// Withdraws a pending proposal.
     pub async fn cancel(&self, id: &str) -> Result<proto::Proposal, ClientError> {
-        self.call::<(), _>(Method::POST, &format!("/v1/proposals/{id}/cancel"), None).await
+        self.call::<(), _>(Method::POST, &format!("/v1/proposals/{id}/cancel"), None)
+            .await
     }
 
     /// The caller's task queue.
     pub async fn tasks(&self, query: &TaskQuery) -> Result<proto::Page<proto::Task>, ClientError> {
         let mut pairs = Vec::new();
-        for (key, value) in [("state", &query.state), ("group", &query.group), ("system", &query.system), ("cursor", &query.cursor)] {
+        for (key, value) in [
+            ("state", &query.state),
+            ("group", &query.group),
+            ("system", &query.system),
+            ("cursor", &query.cursor),
+        ] {
             if let Some(value) = value {
                 pairs.push(format!("{key}={value}"));
             }
@@ -123,28 +147,45 @@ impl Client {
         if let Some(limit) = query.limit {
             pairs.push(format!("limit={limit}"));
         }
-        let query = if pairs.is_empty() { String::new() } else { format!("?{}", pairs.join("&")) };
-        self.call::<(), _>(Method::GET, &format!("/v1/tasks{query}"), None).await
+        let query = if pairs.is_empty() {
+            String::new()
+        } else {
+            format!("?{}", pairs.join("&"))
+        };
+        self.call::<(), _>(Method::GET, &format!("/v1/tasks{query}"), None)
+            .await
     }
 
     /// One task.
     pub async fn task(&self, id: &str) -> Result<proto::Task, ClientError> {
-        self.call::<(), _>(Method::GET, &format!("/v1/tasks/{id}"), None).await
+        self.call::<(), _>(Method::GET, &format!("/v1/tasks/{id}"), None)
+            .await
     }
 
     /// Takes the lease on a task.
     pub async fn claim(&self, id: &str) -> Result<proto::Task, ClientError> {
-        self.call::<(), _>(Method::POST, &format!("/v1/tasks/{id}/claim"), None).await
+        self.call::<(), _>(Method::POST, &format!("/v1/tasks/{id}/claim"), None)
+            .await
     }
 
     /// Gives the lease back.
     pub async fn release(&self, id: &str) -> Result<proto::Task, ClientError> {
-        self.call::<(), _>(Method::POST, &format!("/v1/tasks/{id}/release"), None).await
+        self.call::<(), _>(Method::POST, &format!("/v1/tasks/{id}/release"), None)
+            .await
     }
 
     /// Decides a task.
-    pub async fn decide(&self, id: &str, decision: &proto::DecisionRequest) -> Result<proto::DecisionResponse, ClientError> {
-        self.call(Method::POST, &format!("/v1/tasks/{id}/decision"), Some(decision)).await
+    pub async fn decide(
+        &self,
+        id: &str,
+        decision: &proto::DecisionRequest,
+    ) -> Result<proto::DecisionResponse, ClientError> {
+        self.call(
+            Method::POST,
+            &format!("/v1/tasks/{id}/decision"),
+            Some(decision),
+        )
+        .await
     }
 
     /// Every system.
@@ -153,18 +194,27 @@ impl Client {
     }
 
     /// Registers a system.
-    pub async fn create_system(&self, system: &proto::CreateSystem) -> Result<proto::System, ClientError> {
+    pub async fn create_system(
+        &self,
+        system: &proto::CreateSystem,
+    ) -> Result<proto::System, ClientError> {
         self.call(Method::POST, "/v1/systems", Some(system)).await
     }
 
     /// Changes a system (pause, resume, oversight, …).
-    pub async fn update_system(&self, id: &str, patch: &proto::UpdateSystem) -> Result<proto::System, ClientError> {
-        self.call(Method::PATCH, &format!("/v1/systems/{id}"), Some(patch)).await
+    pub async fn update_system(
+        &self,
+        id: &str,
+        patch: &proto::UpdateSystem,
+    ) -> Result<proto::System, ClientError> {
+        self.call(Method::PATCH, &format!("/v1/systems/{id}"), Some(patch))
+            .await
     }
 
     /// A new API key for a system.
     pub async fn create_key(&self, system: &str) -> Result<proto::IssuedSecret, ClientError> {
-        self.call::<(), _>(Method::POST, &format!("/v1/systems/{system}/keys"), None).await
+        self.call::<(), _>(Method::POST, &format!("/v1/systems/{system}/keys"), None)
+            .await
     }
 
     /// Every user.
@@ -179,11 +229,15 @@ impl Client {
 
     /// A new personal token for a user.
     pub async fn create_token(&self, user_id: &str) -> Result<proto::IssuedSecret, ClientError> {
-        self.call::<(), _>(Method::POST, &format!("/v1/users/{user_id}/tokens"), None).await
+        self.call::<(), _>(Method::POST, &format!("/v1/users/{user_id}/tokens"), None)
+            .await
     }
 
     /// Publishes a policy version.
-    pub async fn publish_policy(&self, policy: &proto::PublishPolicy) -> Result<proto::PolicyVersion, ClientError> {
+    pub async fn publish_policy(
+        &self,
+        policy: &proto::PublishPolicy,
+    ) -> Result<proto::PolicyVersion, ClientError> {
         self.call(Method::POST, "/v1/policies", Some(policy)).await
     }
 
@@ -192,21 +246,35 @@ impl Client {
         self.call::<(), _>(Method::GET, "/v1/policies", None).await
     }
 
-    async fn call<B: Serialize, T: DeserializeOwned>(&self, method: Method, path: &str, body: Option<&B>) -> Result<T, ClientError> {
+    async fn call<B: Serialize, T: DeserializeOwned>(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&B>,
+    ) -> Result<T, ClientError> {
         let url = format!("{}{path}", self.base);
         let mut request = self.http.request(method, &url).bearer_auth(&self.token);
         if let Some(body) = body {
             request = request.json(body);
         }
-        let response = request.send().await.map_err(|e| ClientError::Transport(format!("cannot reach {}: {e}", self.base)))?;
+        let response = request
+            .send()
+            .await
+            .map_err(|e| ClientError::Transport(format!("cannot reach {}: {e}", self.base)))?;
         let status = response.status();
-        let bytes = response.bytes().await.map_err(|e| ClientError::Transport(e.to_string()))?;
+        let bytes = response
+            .bytes()
+            .await
+            .map_err(|e| ClientError::Transport(e.to_string()))?;
         if status.is_success() {
-            return serde_json::from_slice(&bytes).map_err(|e| ClientError::Transport(format!("unexpected answer from {url}: {e}")));
+            return serde_json::from_slice(&bytes)
+                .map_err(|e| ClientError::Transport(format!("unexpected answer from {url}: {e}")));
         }
         match serde_json::from_slice::<proto::Problem>(&bytes) {
             Ok(problem) => Err(ClientError::Problem(Box::new(problem))),
-            Err(_) if status == StatusCode::NOT_FOUND => Err(ClientError::Transport(format!("{url} was not found; is this a loopgate server?"))),
+            Err(_) if status == StatusCode::NOT_FOUND => Err(ClientError::Transport(format!(
+                "{url} was not found; is this a loopgate server?"
+            ))),
             Err(_) => Err(ClientError::Transport(format!("{url} answered {status}"))),
         }
     }

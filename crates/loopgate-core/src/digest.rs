@@ -51,7 +51,9 @@ impl Digest {
     pub fn parse(text: &str) -> Option<Digest> {
         let hex_part = text.strip_prefix("sha256:")?;
         let well_formed = hex_part.len() == 64
-            && hex_part.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
+            && hex_part
+                .bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
         well_formed.then(|| Digest(text.to_owned()))
     }
 
@@ -94,13 +96,26 @@ mod tests {
 
         let sorting = r#"{"\u20ac": "Euro Sign", "\r": "Carriage Return", "\ufb33": "Hebrew Letter Dalet With Dagesh", "1": "One", "\ud83d\ude00": "Emoji: Grinning Face", "\u0080": "Control", "\u00f6": "Latin Small Letter O With Diaeresis"}"#;
         let value: Value = serde_json::from_str(sorting).unwrap();
-        let keys: Vec<String> = match serde_json::from_slice::<serde_json::Map<String, Value>>(&canonical_json(&value)) {
-            Ok(map) => map.values().map(|v| v.as_str().unwrap_or_default().to_owned()).collect(),
-            Err(_) => Vec::new(),
-        };
+        let keys: Vec<String> =
+            match serde_json::from_slice::<serde_json::Map<String, Value>>(&canonical_json(&value))
+            {
+                Ok(map) => map
+                    .values()
+                    .map(|v| v.as_str().unwrap_or_default().to_owned())
+                    .collect(),
+                Err(_) => Vec::new(),
+            };
         // serde_json's map keeps insertion order only with preserve_order; compare the raw text instead.
         let text = String::from_utf8(canonical_json(&value)).unwrap();
-        let order = ["Carriage Return", "One", "Control", "Latin Small", "Euro Sign", "Emoji", "Hebrew"];
+        let order = [
+            "Carriage Return",
+            "One",
+            "Control",
+            "Latin Small",
+            "Euro Sign",
+            "Emoji",
+            "Hebrew",
+        ];
         let positions: Vec<usize> = order.iter().map(|it| text.find(it).unwrap()).collect();
         assert!(positions.windows(2).all(|w| w[0] < w[1]), "{text}");
         assert_eq!(keys.len(), 7);
@@ -136,19 +151,33 @@ mod tests {
             (0x43143ff3c1cb0959, "1424953923781206.2"),
         ];
         for (bits, expected) in cases {
-            let value = serde_json::Number::from_f64(f64::from_bits(bits)).map(Value::Number).unwrap();
-            assert_eq!(String::from_utf8(canonical_json(&value)).unwrap(), expected, "bits {bits:#x}");
+            let value = serde_json::Number::from_f64(f64::from_bits(bits))
+                .map(Value::Number)
+                .unwrap();
+            assert_eq!(
+                String::from_utf8(canonical_json(&value)).unwrap(),
+                expected,
+                "bits {bits:#x}"
+            );
         }
     }
 
     #[test]
     fn digest_is_stable() {
         let subject = json!({"type": "Account", "id": "acct-1", "attributes": {}});
-        let parts = DigestParts { system: "s", action: "a", subject: &subject, input: &json!({}), output: &json!({"x": 1}) };
+        let parts = DigestParts {
+            system: "s",
+            action: "a",
+            subject: &subject,
+            input: &json!({}),
+            output: &json!({"x": 1}),
+        };
         let digest = Digest::of(parts);
         assert!(Digest::parse(digest.as_str()).is_some());
-        expect_test::expect!["sha256:9964f393cff00a660f8c3be2542cbe8ada17668c97c2dfb82f8b67c6d14e6b35"]
-            .assert_eq(digest.as_str());
+        expect_test::expect![
+            "sha256:9964f393cff00a660f8c3be2542cbe8ada17668c97c2dfb82f8b67c6d14e6b35"
+        ]
+        .assert_eq(digest.as_str());
     }
 
     fn arb_json() -> impl Strategy<Value = Value> {

@@ -20,7 +20,10 @@ pub fn parse_iso8601(text: &str) -> Option<Duration> {
         None => (rest, ""),
     };
     let mut total = 0.0_f64;
-    for (part, units) in [(date_part, &[('W', 604_800.0), ('D', 86_400.0)][..]), (time_part, &[('H', 3600.0), ('M', 60.0), ('S', 1.0)][..])] {
+    for (part, units) in [
+        (date_part, &[('W', 604_800.0), ('D', 86_400.0)][..]),
+        (time_part, &[('H', 3600.0), ('M', 60.0), ('S', 1.0)][..]),
+    ] {
         let mut number = String::new();
         let mut unit_idx = 0;
         for c in part.chars() {
@@ -74,12 +77,17 @@ mod tests {
     #[test]
     fn iso8601() {
         assert_eq!(parse_iso8601("PT4H"), Some(Duration::from_secs(4 * 3600)));
-        assert_eq!(parse_iso8601("P1DT12H"), Some(Duration::from_secs(36 * 3600)));
+        assert_eq!(
+            parse_iso8601("P1DT12H"),
+            Some(Duration::from_secs(36 * 3600))
+        );
         assert_eq!(parse_iso8601("PT90S"), Some(Duration::from_secs(90)));
         assert_eq!(parse_iso8601("PT1M30S"), Some(Duration::from_secs(90)));
         assert_eq!(parse_iso8601("P2W"), Some(Duration::from_secs(14 * 86400)));
         assert_eq!(parse_iso8601("PT0.5S"), Some(Duration::from_millis(500)));
-        for bad in ["", "P", "PT", "4H", "PT4", "P1M", "PT4H3H", "PTH", "P1.5D", "PT0S", "PT-1H"] {
+        for bad in [
+            "", "P", "PT", "4H", "PT4", "P1M", "PT4H3H", "PTH", "P1.5D", "PT0S", "PT-1H",
+        ] {
             assert_eq!(parse_iso8601(bad), None, "{bad}");
         }
     }

@@ -65,7 +65,9 @@ impl SystemId {
         let starts_with_letter = text.bytes().next().is_some_and(|b| b.is_ascii_lowercase());
         let well_formed = starts_with_letter
             && text.len() <= 64
-            && text.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+            && text
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
         well_formed.then(|| SystemId(text.to_owned()))
     }
 
@@ -85,7 +87,9 @@ impl fmt::Display for SystemId {
 pub fn is_group_name(text: &str) -> bool {
     !text.is_empty()
         && text.len() <= 64
-        && text.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
+        && text
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
 }
 
 #[cfg(test)]

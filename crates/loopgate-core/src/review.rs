@@ -214,7 +214,12 @@ impl Task {
 }
 
 /// Takes or renews the lease on a task.
-pub fn claim(task: &Task, reviewer: Reviewer<'_>, now: Timestamp, lease: Duration) -> Result<Task, ReviewError> {
+pub fn claim(
+    task: &Task,
+    reviewer: Reviewer<'_>,
+    now: Timestamp,
+    lease: Duration,
+) -> Result<Task, ReviewError> {
     check_active(task, now)?;
     check_group(task, reviewer)?;
     check_lease(task, reviewer, now)?;
@@ -229,36 +234,60 @@ pub fn claim(task: &Task, reviewer: Reviewer<'_>, now: Timestamp, lease: Duratio
 pub fn release(task: &Task, reviewer: Reviewer<'_>, now: Timestamp) -> Result<Task, ReviewError> {
     check_active(task, now)?;
     if task.lease_holder(now) != Some(reviewer.name) {
-        return Err(ReviewError::NotClaimed { reviewer: reviewer.name.to_owned() });
+        return Err(ReviewError::NotClaimed {
+            reviewer: reviewer.name.to_owned(),
+        });
     }
     Ok(open(task.clone()))
 }
 
 /// Applies one reviewer's decision.
-pub fn decide(case: &Case, reviewer: Reviewer<'_>, input: DecisionInput, now: Timestamp) -> Result<Decided, ReviewError> {
+pub fn decide(
+    case: &Case,
+    reviewer: Reviewer<'_>,
+    input: DecisionInput,
+    now: Timestamp,
+) -> Result<Decided, ReviewError> {
     let task = &case.task;
     check_active(task, now)?;
     let is_gate = task.kind == TaskKind::Gate;
     if is_gate && case.proposal.status.is_terminal() {
-        return Err(ReviewError::AlreadyDecided { state: case.proposal.status.as_str() });
+        return Err(ReviewError::AlreadyDecided {
+            state: case.proposal.status.as_str(),
+        });
     }
     check_group(task, reviewer)?;
     check_lease(task, reviewer, now)?;
     if case.decisions.iter().any(|it| it.reviewer == reviewer.name) {
-        return Err(ReviewError::AlreadyVoted { reviewer: reviewer.name.to_owned() });
+        return Err(ReviewError::AlreadyVoted {
+            reviewer: reviewer.name.to_owned(),
+        });
     }
     if input.seen_digest != case.proposal.digest {
-        return Err(ReviewError::StaleDigest { seen: input.seen_digest, current: case.proposal.digest.clone() });
+        return Err(ReviewError::StaleDigest {
+            seen: input.seen_digest,
+            current: case.proposal.digest.clone(),
+        });
     }
     let approves = matches!(input.verdict, Verdict::Approve | Verdict::Modify);
     let submitted_by_reviewer = case.proposal.submitted_by == format!("user:{}", reviewer.name);
     if approves && submitted_by_reviewer {
-        return Err(ReviewError::SelfApproval { reviewer: reviewer.name.to_owned() });
+        return Err(ReviewError::SelfApproval {
+            reviewer: reviewer.name.to_owned(),
+        });
     }
     let new_output = match (input.verdict, input.output) {
         (Verdict::Modify, Some(output)) => Some(output),
-        (Verdict::Modify, None) => return Err(ReviewError::Invalid("a `modify` decision needs the edited `output`")),
-        (_, Some(_)) => return Err(ReviewError::Invalid("`output` is only accepted with the `modify` verdict")),
+        (Verdict::Modify, None) => {
+            return Err(ReviewError::Invalid(
+                "a `modify` decision needs the edited `output`",
+            ));
+        }
+        (_, Some(_)) => {
+            return Err(ReviewError::Invalid(
+                "`output` is only accepted with the `modify` verdict",
+            ));
+        }
         (_, None) => None,
     };
 
@@ -275,11 +304,18 @@ pub fn decide(case: &Case, reviewer: Reviewer<'_>, input: DecisionInput, now: Ti
     };
     let effect = match (input.verdict, is_gate) {
         (Verdict::Escalate, _) => {
-            next.task = escalate(task, now).ok_or_else(|| ReviewError::NoEscalation { group: task.group.clone() })?;
+            next.task = escalate(task, now).ok_or_else(|| ReviewError::NoEscalation {
+                group: task.group.clone(),
+            })?;
             Effect::Escalated
         }
         (Verdict::Reject, true) => {
-            settle(&mut next, ProposalStatus::Rejected, DecidedBy::Reviewers, now);
+            settle(
+                &mut next,
+                ProposalStatus::Rejected,
+                DecidedBy::Reviewers,
+                now,
+            );
             Effect::Resolved
         }
         (Verdict::Approve | Verdict::Modify, true) => {
@@ -299,7 +335,12 @@ pub fn decide(case: &Case, reviewer: Reviewer<'_>, input: DecisionInput, now: Ti
             }
             let n_approvals = 1 + count_approvals(&case.decisions, &next.proposal.digest);
             if task.required <= n_approvals {
-                settle(&mut next, ProposalStatus::Approved, DecidedBy::Reviewers, now);
+                settle(
+                    &mut next,
+                    ProposalStatus::Approved,
+                    DecidedBy::Reviewers,
+                    now,
+                );
                 Effect::Resolved
             } else {
                 next.task = open(next.task);
@@ -317,14 +358,20 @@ pub fn decide(case: &Case, reviewer: Reviewer<'_>, input: DecisionInput, now: Ti
         }
     };
     next.decisions.push(decision.clone());
-    Ok(Decided { case: next, decision, effect })
+    Ok(Decided {
+        case: next,
+        decision,
+        effect,
+    })
 }
 
 /// Approvals of `digest` among the decisions, one per reviewer.
 pub fn count_approvals(decisions: &[Decision], digest: &Digest) -> u32 {
     let n = decisions
         .iter()
-        .filter(|it| matches!(it.verdict, Verdict::Approve | Verdict::Modify) && &it.digest == digest)
+        .filter(|it| {
+            matches!(it.verdict, Verdict::Approve | Verdict::Modify) && &it.digest == digest
+        })
         .count();
     u32::try_from(n).unwrap_or(u32::MAX)
 }
@@ -388,14 +435,19 @@ fn check_active(task: &Task, now: Timestamp) -> Result<(), ReviewError> {
     let state = task.effective_state(now);
     match state.is_active() {
         true => Ok(()),
-        false => Err(ReviewError::AlreadyDecided { state: state.as_str() }),
+        false => Err(ReviewError::AlreadyDecided {
+            state: state.as_str(),
+        }),
     }
 }
 
 fn check_group(task: &Task, reviewer: Reviewer<'_>) -> Result<(), ReviewError> {
     match reviewer.groups.iter().any(|g| g == &task.group) {
         true => Ok(()),
-        false => Err(ReviewError::NotInGroup { group: task.group.clone(), reviewer: reviewer.name.to_owned() }),
+        false => Err(ReviewError::NotInGroup {
+            group: task.group.clone(),
+            reviewer: reviewer.name.to_owned(),
+        }),
     }
 }
 
@@ -403,7 +455,10 @@ fn check_lease(task: &Task, reviewer: Reviewer<'_>, now: Timestamp) -> Result<()
     match task.lease_holder(now) {
         Some(holder) if holder != reviewer.name => Err(ReviewError::LeaseHeld {
             holder: holder.to_owned(),
-            until: task.lease_expires_at.map(Timestamp::to_rfc3339).unwrap_or_default(),
+            until: task
+                .lease_expires_at
+                .map(Timestamp::to_rfc3339)
+                .unwrap_or_default(),
         }),
         _ => Ok(()),
     }

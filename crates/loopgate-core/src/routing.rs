@@ -93,7 +93,11 @@ pub enum PolicyError {
     Syntax(String),
     /// An annotation has a bad value.
     #[error("policy `{policy}`: annotation `@{annotation}` {problem}")]
-    Annotation { policy: String, annotation: String, problem: String },
+    Annotation {
+        policy: String,
+        annotation: String,
+        problem: String,
+    },
     /// Templates need links, which loopgate does not manage.
     #[error("policy templates are not supported")]
     Template,
@@ -143,7 +147,8 @@ impl Policies {
     /// Parses Cedar text and checks loopgate's annotations. A policy may name
     /// itself with `@id("…")`; otherwise Cedar's `policy0`, `policy1`, … apply.
     pub fn parse(text: &str) -> Result<Policies, PolicyError> {
-        let parsed = PolicySet::from_str(text).map_err(|e| PolicyError::Syntax(located_message(text, &e)))?;
+        let parsed = PolicySet::from_str(text)
+            .map_err(|e| PolicyError::Syntax(located_message(text, &e)))?;
         if parsed.templates().next().is_some() {
             return Err(PolicyError::Template);
         }
@@ -159,14 +164,21 @@ impl Policies {
             if policy.effect() == Effect::Permit {
                 rules.insert(id.clone(), read_rules(&id, &policy)?);
             }
-            set.add(policy).map_err(|e| PolicyError::Syntax(cedar_message(&e)))?;
+            set.add(policy)
+                .map_err(|e| PolicyError::Syntax(cedar_message(&e)))?;
             ids.push(id);
         }
         let version = {
             let hash = Sha256::digest(text.as_bytes());
             hex::encode(hash.get(..8).unwrap_or_default())
         };
-        Ok(Policies { set, version, text: text.to_owned(), rules, ids })
+        Ok(Policies {
+            set,
+            version,
+            text: text.to_owned(),
+            rules,
+            ids,
+        })
     }
 
     /// The empty set (everything takes the default route).
@@ -214,7 +226,11 @@ pub fn route(policies: &Policies, request: &RoutingRequest<'_>, defaults: &Defau
             sample_rate: 0.0,
         };
     };
-    let mut matched: Vec<String> = response.diagnostics().reason().map(|id| id.to_string()).collect();
+    let mut matched: Vec<String> = response
+        .diagnostics()
+        .reason()
+        .map(|id| id.to_string())
+        .collect();
     matched.sort_by_key(|id| policies.ids.iter().position(|it| it == id));
     let base = Routing {
         route: Route::Deny,
@@ -225,35 +241,60 @@ pub fn route(policies: &Policies, request: &RoutingRequest<'_>, defaults: &Defau
     };
     if response.decision() == Decision::Deny {
         if matched.is_empty() {
-            return Routing { route: defaults.route, ..base };
+            return Routing {
+                route: defaults.route,
+                ..base
+            };
         }
         return base;
     }
-    let permits: Vec<(&String, &Rules)> =
-        matched.iter().filter_map(|id| policies.rules.get(id).map(|rules| (id, rules))).collect();
+    let permits: Vec<(&String, &Rules)> = matched
+        .iter()
+        .filter_map(|id| policies.rules.get(id).map(|rules| (id, rules)))
+        .collect();
     // QA samples go to the group of the policy with the highest sampling rate.
-    let sampler = permits.iter().filter(|(_, rules)| 0.0 < rules.sample).fold(None, |best: Option<&Rules>, (_, rules)| match best {
-        Some(best) if rules.sample <= best.sample => Some(best),
-        _ => Some(rules),
-    });
+    let sampler = permits.iter().filter(|(_, rules)| 0.0 < rules.sample).fold(
+        None,
+        |best: Option<&Rules>, (_, rules)| match best {
+            Some(best) if rules.sample <= best.sample => Some(best),
+            _ => Some(rules),
+        },
+    );
     let sample_rate = sampler.map_or(0.0, |rules| rules.sample);
-    let reviews: Vec<&(&String, &Rules)> = permits.iter().filter(|(_, r)| r.route == Route::Review).collect();
+    let reviews: Vec<&(&String, &Rules)> = permits
+        .iter()
+        .filter(|(_, r)| r.route == Route::Review)
+        .collect();
     if reviews.is_empty() {
         let review = sampler.map_or_else(|| defaults.review.clone(), |rules| rules.review.clone());
-        return Routing { route: Route::Allow, sample_rate, review, ..base };
+        return Routing {
+            route: Route::Allow,
+            sample_rate,
+            review,
+            ..base
+        };
     }
     // INVARIANT: `reviews` is in policy id order, so `min_by` keeps the first of equals.
     let strictest = reviews.iter().min_by(|(_, a), (_, b)| {
         let sla_a = a.review.sla.unwrap_or(Duration::MAX);
         let sla_b = b.review.sla.unwrap_or(Duration::MAX);
-        b.review.approvals.cmp(&a.review.approvals).then(sla_a.cmp(&sla_b))
+        b.review
+            .approvals
+            .cmp(&a.review.approvals)
+            .then(sla_a.cmp(&sla_b))
     });
     let review = match strictest {
         Some((_, rules)) => rules.review.clone(),
         None => defaults.review.clone(),
     };
     let matched = reviews.iter().map(|(id, _)| (*id).clone()).collect();
-    Routing { route: Route::Review, matched, review, sample_rate, ..base }
+    Routing {
+        route: Route::Review,
+        matched,
+        review,
+        sample_rate,
+        ..base
+    }
 }
 
 /// Deterministic QA sampling: a proposal is sampled when
@@ -281,32 +322,55 @@ fn read_rules(id: &str, policy: &cedar_policy::Policy) -> Result<Rules, PolicyEr
     let route = match policy.annotation("route") {
         None | Some("review") => Route::Review,
         Some("allow") => Route::Allow,
-        Some(other) => return Err(bad("route", format!("must be `allow` or `review`, not `{other}`"))),
+        Some(other) => {
+            return Err(bad(
+                "route",
+                format!("must be `allow` or `review`, not `{other}`"),
+            ));
+        }
     };
     let group = match policy.annotation("reviewers") {
         None => DEFAULT_GROUP.to_owned(),
         Some(group) if is_group_name(group) => group.to_owned(),
-        Some(other) => return Err(bad("reviewers", format!("must be a group name (a-z, 0-9, `-`, `_`), not `{other}`"))),
+        Some(other) => {
+            return Err(bad(
+                "reviewers",
+                format!("must be a group name (a-z, 0-9, `-`, `_`), not `{other}`"),
+            ));
+        }
     };
     let approvals = match policy.annotation("approvals") {
         None => 1,
         Some(text) => match text.parse::<u32>() {
             Ok(n) if (1..=20).contains(&n) => n,
-            _ => return Err(bad("approvals", format!("must be a whole number from 1 to 20, not `{text}`"))),
+            _ => {
+                return Err(bad(
+                    "approvals",
+                    format!("must be a whole number from 1 to 20, not `{text}`"),
+                ));
+            }
         },
     };
     let sla = match policy.annotation("sla") {
         None => None,
         Some(text) => match parse_iso8601(text) {
             Some(duration) => Some(duration),
-            None => return Err(bad("sla", format!("must be an ISO 8601 duration such as `PT4H`, not `{text}`"))),
+            None => {
+                return Err(bad(
+                    "sla",
+                    format!("must be an ISO 8601 duration such as `PT4H`, not `{text}`"),
+                ));
+            }
         },
     };
     let mut escalate_to = Vec::new();
     if let Some(text) = policy.annotation("escalate_to") {
         for group in text.split(',').map(str::trim) {
             if !is_group_name(group) {
-                return Err(bad("escalate_to", format!("must be group names separated by commas, not `{text}`")));
+                return Err(bad(
+                    "escalate_to",
+                    format!("must be group names separated by commas, not `{text}`"),
+                ));
             }
             escalate_to.push(group.to_owned());
         }
@@ -315,29 +379,58 @@ fn read_rules(id: &str, policy: &cedar_policy::Policy) -> Result<Rules, PolicyEr
         None => OnTimeout::Reject,
         Some(text) => match OnTimeout::parse(text) {
             Some(it) => it,
-            None => return Err(bad("on_timeout", format!("must be `reject`, `approve` or `escalate`, not `{text}`"))),
+            None => {
+                return Err(bad(
+                    "on_timeout",
+                    format!("must be `reject`, `approve` or `escalate`, not `{text}`"),
+                ));
+            }
         },
     };
     let blind = match policy.annotation("blind") {
         None | Some("false") => false,
         Some("true") => true,
-        Some(other) => return Err(bad("blind", format!("must be `true` or `false`, not `{other}`"))),
+        Some(other) => {
+            return Err(bad(
+                "blind",
+                format!("must be `true` or `false`, not `{other}`"),
+            ));
+        }
     };
     let sample = match policy.annotation("sample") {
         None => 0.0,
         Some(text) => match text.parse::<f64>() {
             Ok(rate) if (0.0..=1.0).contains(&rate) => rate,
-            _ => return Err(bad("sample", format!("must be a fraction from 0 to 1, not `{text}`"))),
+            _ => {
+                return Err(bad(
+                    "sample",
+                    format!("must be a fraction from 0 to 1, not `{text}`"),
+                ));
+            }
         },
     };
-    let review = ReviewPlan { group, approvals, sla, escalate_to, on_timeout, blind };
-    Ok(Rules { route, review, sample })
+    let review = ReviewPlan {
+        group,
+        approvals,
+        sla,
+        escalate_to,
+        on_timeout,
+        blind,
+    };
+    Ok(Rules {
+        route,
+        review,
+        sample,
+    })
 }
 
 fn cedar_request(request: &RoutingRequest<'_>) -> Result<(Request, Entities), String> {
     let uid = |type_name: &str, id: &str| -> Result<EntityUid, String> {
         let type_name = EntityTypeName::from_str(type_name).map_err(|e| e.to_string())?;
-        Ok(EntityUid::from_type_name_and_id(type_name, EntityId::new(id)))
+        Ok(EntityUid::from_type_name_and_id(
+            type_name,
+            EntityId::new(id),
+        ))
     };
     let principal = uid("System", request.system)?;
     let action = uid("Action", request.action)?;
@@ -357,9 +450,11 @@ fn cedar_request(request: &RoutingRequest<'_>) -> Result<(Request, Entities), St
     if let Some(version) = request.model_version {
         context.insert("model_version".to_owned(), json!(version));
     }
-    let context = Context::from_json_value(Value::Object(context), None).map_err(|e| e.to_string())?;
+    let context =
+        Context::from_json_value(Value::Object(context), None).map_err(|e| e.to_string())?;
 
-    let attributes = to_cedar_json(&Value::Object(request.subject_attributes.clone())).unwrap_or(json!({}));
+    let attributes =
+        to_cedar_json(&Value::Object(request.subject_attributes.clone())).unwrap_or(json!({}));
     let entities = json!([
         {
             "uid": {"type": "System", "id": request.system},
@@ -373,7 +468,8 @@ fn cedar_request(request: &RoutingRequest<'_>) -> Result<(Request, Entities), St
         }
     ]);
     let entities = Entities::from_json_value(entities, None).map_err(|e| e.to_string())?;
-    let cedar_request = Request::new(principal, action, resource, context, None).map_err(|e| e.to_string())?;
+    let cedar_request =
+        Request::new(principal, action, resource, context, None).map_err(|e| e.to_string())?;
     Ok((cedar_request, entities))
 }
 
@@ -387,7 +483,9 @@ fn to_cedar_json(value: &Value) -> Option<Value> {
             Some(_) => Some(value.clone()),
             None => n.as_f64().map(decimal),
         },
-        Value::Array(items) => Some(Value::Array(items.iter().filter_map(to_cedar_json).collect())),
+        Value::Array(items) => Some(Value::Array(
+            items.iter().filter_map(to_cedar_json).collect(),
+        )),
         Value::Object(map) => {
             let mut out = Map::new();
             for (key, value) in map {
@@ -413,7 +511,8 @@ fn decimal(value: f64) -> Value {
 /// `unexpected token `resource` at line 1, column 26`.
 fn located_message(text: &str, error: &(dyn miette::Diagnostic + Send + Sync)) -> String {
     let mut message = cedar_message(error);
-    let mut related: Vec<&dyn miette::Diagnostic> = error.related().map(|it| it.collect()).unwrap_or_default();
+    let mut related: Vec<&dyn miette::Diagnostic> =
+        error.related().map(|it| it.collect()).unwrap_or_default();
     if related.is_empty() {
         related.push(error);
     }
@@ -423,7 +522,11 @@ fn located_message(text: &str, error: &(dyn miette::Diagnostic + Send + Sync)) -
             let offset = label.offset().min(text.len());
             let before = text.get(..offset).unwrap_or_default();
             let line = before.matches('\n').count() + 1;
-            let column = before.rsplit('\n').next().map_or(0, |it| it.chars().count()) + 1;
+            let column = before
+                .rsplit('\n')
+                .next()
+                .map_or(0, |it| it.chars().count())
+                + 1;
             places.push(format!("line {line}, column {column}"));
         }
     }

@@ -128,7 +128,10 @@ impl ErrorCode {
 
     /// Parses the stable string back into a code.
     pub fn from_str_code(code: &str) -> Option<ErrorCode> {
-        ErrorCode::ALL.iter().copied().find(|it| it.as_str() == code)
+        ErrorCode::ALL
+            .iter()
+            .copied()
+            .find(|it| it.as_str() == code)
     }
 }
 

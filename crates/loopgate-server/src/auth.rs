@@ -21,15 +21,22 @@ impl FromRequestParts<AppState> for Caller {
 
     async fn from_request_parts(parts: &mut Parts, app: &AppState) -> Result<Caller, ApiError> {
         let unauthenticated = |detail: &str| {
-            ApiError::new(ErrorCode::Unauthenticated, detail)
-                .help("send `Authorization: Bearer <token>` with a system API key or a personal token")
+            ApiError::new(ErrorCode::Unauthenticated, detail).help(
+                "send `Authorization: Bearer <token>` with a system API key or a personal token",
+            )
         };
         let Some(value) = parts.headers.get(header::AUTHORIZATION) else {
             return Err(unauthenticated("no credentials were sent"));
         };
-        let token = value.to_str().ok().and_then(|it| it.strip_prefix("Bearer ")).map(str::trim);
+        let token = value
+            .to_str()
+            .ok()
+            .and_then(|it| it.strip_prefix("Bearer "))
+            .map(str::trim);
         let Some(token) = token.filter(|it| !it.is_empty()) else {
-            return Err(unauthenticated("the Authorization header is not a bearer token"));
+            return Err(unauthenticated(
+                "the Authorization header is not a bearer token",
+            ));
         };
         match app.store.principal(&hash_secret(token)).await? {
             Some(principal) => Ok(Caller(principal)),
@@ -50,7 +57,14 @@ impl Caller {
     /// The user, if the caller has any of `roles` (admins have every role).
     pub fn user_with(&self, roles: &[Role]) -> Result<&UserRecord, ApiError> {
         match &self.0 {
-            Principal::User(user) if user.roles.iter().any(|r| *r == Role::Admin || roles.contains(r)) => Ok(user),
+            Principal::User(user)
+                if user
+                    .roles
+                    .iter()
+                    .any(|r| *r == Role::Admin || roles.contains(r)) =>
+            {
+                Ok(user)
+            }
             _ => Err(forbidden(roles)),
         }
     }
@@ -71,7 +85,10 @@ impl Caller {
     /// The caller as a reviewer (role `reviewer` or `admin`).
     pub fn reviewer(&self) -> Result<ReviewerRef, ApiError> {
         let user = self.user_with(&[Role::Reviewer])?;
-        Ok(ReviewerRef { name: user.username.clone(), groups: user.groups.clone() })
+        Ok(ReviewerRef {
+            name: user.username.clone(),
+            groups: user.groups.clone(),
+        })
     }
 }
 

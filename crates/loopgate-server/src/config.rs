@@ -71,7 +71,10 @@ pub enum StartError {
 
 /// Reads a Cedar file, or every `*.cedar` file of a directory in name order.
 pub fn read_policies(path: &Path) -> Result<String, StartError> {
-    let problem = |e: std::io::Error| StartError::Policies { path: path.display().to_string(), problem: e.to_string() };
+    let problem = |e: std::io::Error| StartError::Policies {
+        path: path.display().to_string(),
+        problem: e.to_string(),
+    };
     if !path.is_dir() {
         return std::fs::read_to_string(path).map_err(problem);
     }

@@ -1,6 +1,9 @@
 //! Domain and store records to wire types, by hand (core does not know the
 //! wire format), and wire enums to domain enums.
-#![allow(dead_code, reason = "map_enum! emits both directions; not every one is used")]
+#![allow(
+    dead_code,
+    reason = "map_enum! emits both directions; not every one is used"
+)]
 
 use loopgate_core::review::Decision;
 use loopgate_core::{self as core, Timestamp};
@@ -20,16 +23,76 @@ macro_rules! map_enum {
     };
 }
 
-map_enum!(route_to_core, route_to_proto, Route, Route, [Allow, Deny, Review]);
-map_enum!(status_to_core, status_to_proto, ProposalStatus, ProposalStatus, [Pending, Approved, Rejected, Cancelled]);
-map_enum!(decided_by_to_core, decided_by_to_proto, DecidedBy, DecidedBy, [Policy, Reviewers, Timeout, KillSwitch, System]);
-map_enum!(verdict_to_core, verdict_to_proto, Verdict, Verdict, [Approve, Reject, Modify, Escalate]);
-map_enum!(kind_to_core, kind_to_proto, TaskKind, TaskKind, [Gate, PostHoc, QaSample]);
-map_enum!(state_to_core, state_to_proto, TaskState, TaskState, [Open, Claimed, Done, Expired, Cancelled]);
-map_enum!(risk_to_core, risk_to_proto, RiskTier, RiskTier, [Minimal, Limited, High, Unacceptable]);
-map_enum!(oversight_to_core, oversight_to_proto, Oversight, Oversight, [InTheLoop, OnTheLoop, Automated]);
-map_enum!(system_status_to_core, system_status_to_proto, SystemStatus, SystemStatus, [Active, Paused]);
-map_enum!(role_to_core, role_to_proto, Role, Role, [Admin, PolicyAuthor, Reviewer, Auditor]);
+map_enum!(
+    route_to_core,
+    route_to_proto,
+    Route,
+    Route,
+    [Allow, Deny, Review]
+);
+map_enum!(
+    status_to_core,
+    status_to_proto,
+    ProposalStatus,
+    ProposalStatus,
+    [Pending, Approved, Rejected, Cancelled]
+);
+map_enum!(
+    decided_by_to_core,
+    decided_by_to_proto,
+    DecidedBy,
+    DecidedBy,
+    [Policy, Reviewers, Timeout, KillSwitch, System]
+);
+map_enum!(
+    verdict_to_core,
+    verdict_to_proto,
+    Verdict,
+    Verdict,
+    [Approve, Reject, Modify, Escalate]
+);
+map_enum!(
+    kind_to_core,
+    kind_to_proto,
+    TaskKind,
+    TaskKind,
+    [Gate, PostHoc, QaSample]
+);
+map_enum!(
+    state_to_core,
+    state_to_proto,
+    TaskState,
+    TaskState,
+    [Open, Claimed, Done, Expired, Cancelled]
+);
+map_enum!(
+    risk_to_core,
+    risk_to_proto,
+    RiskTier,
+    RiskTier,
+    [Minimal, Limited, High, Unacceptable]
+);
+map_enum!(
+    oversight_to_core,
+    oversight_to_proto,
+    Oversight,
+    Oversight,
+    [InTheLoop, OnTheLoop, Automated]
+);
+map_enum!(
+    system_status_to_core,
+    system_status_to_proto,
+    SystemStatus,
+    SystemStatus,
+    [Active, Paused]
+);
+map_enum!(
+    role_to_core,
+    role_to_proto,
+    Role,
+    Role,
+    [Admin, PolicyAuthor, Reviewer, Auditor]
+);
 
 pub(crate) fn proposal(record: ProposalRecord) -> proto::Proposal {
     let resolution = match (record.status.is_terminal(), record.decided_by) {
@@ -42,14 +105,27 @@ pub(crate) fn proposal(record: ProposalRecord) -> proto::Proposal {
             policy_version: record.policy_version.clone(),
             matched_policies: record.matched_policies.clone(),
             decisions: record.decisions.iter().map(decision).collect(),
-            decided_at: record.decided_at.map(Timestamp::to_rfc3339).unwrap_or_default(),
+            decided_at: record
+                .decided_at
+                .map(Timestamp::to_rfc3339)
+                .unwrap_or_default(),
             receipt: None,
         }),
         _ => None,
     };
     let subject = proto::Subject {
-        type_: record.subject.get("type").and_then(Value::as_str).unwrap_or_default().to_owned(),
-        id: record.subject.get("id").and_then(Value::as_str).unwrap_or_default().to_owned(),
+        type_: record
+            .subject
+            .get("type")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_owned(),
+        id: record
+            .subject
+            .get("id")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_owned(),
         attributes: match record.subject.get("attributes") {
             Some(Value::Object(map)) => map.clone(),
             _ => serde_json::Map::new(),
@@ -94,7 +170,10 @@ pub(crate) fn task(record: TaskRecord, now: Timestamp) -> proto::Task {
     let task = record.task;
     let state = task.effective_state(now);
     let (claimed_by, lease_expires_at) = match state {
-        core::TaskState::Claimed => (task.claimed_by.clone(), task.lease_expires_at.map(Timestamp::to_rfc3339)),
+        core::TaskState::Claimed => (
+            task.claimed_by.clone(),
+            task.lease_expires_at.map(Timestamp::to_rfc3339),
+        ),
         _ => (None, None),
     };
     proto::Task {

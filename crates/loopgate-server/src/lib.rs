@@ -27,7 +27,11 @@ use tokio::net::TcpListener;
 /// Serves the API on `listener` until `shutdown` completes, then drains:
 /// stops accepting, answers open long-polls with the current state, lets
 /// running handlers finish, and stops the workers.
-pub async fn serve(listener: TcpListener, app: AppState, shutdown: impl Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
+pub async fn serve(
+    listener: TcpListener,
+    app: AppState,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
     let router = http::router(app.clone());
     let workers = timers::spawn(app.clone());
     let cancel = app.shutdown.clone();
@@ -35,7 +39,9 @@ pub async fn serve(listener: TcpListener, app: AppState, shutdown: impl Future<O
         shutdown.await;
         cancel.cancel();
     };
-    let res = axum::serve(listener, router).with_graceful_shutdown(signal).await;
+    let res = axum::serve(listener, router)
+        .with_graceful_shutdown(signal)
+        .await;
     app.shutdown.cancel();
     let _ = workers.await;
     res

@@ -7,7 +7,9 @@ use std::time::Duration;
 
 use loopgate_core::{ProposalStatus, Route, Verdict};
 
-const BUCKETS: [f64; 12] = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0];
+const BUCKETS: [f64; 12] = [
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0,
+];
 
 /// Counters and histograms.
 #[derive(Default)]
@@ -30,7 +32,11 @@ struct Histogram {
 
 impl Metrics {
     pub(crate) fn proposal(&self, route: Route, status: ProposalStatus) {
-        if let Some(counter) = self.proposals.get(index(Route::ALL, route)).and_then(|row| row.get(index(ProposalStatus::ALL, status))) {
+        if let Some(counter) = self
+            .proposals
+            .get(index(Route::ALL, route))
+            .and_then(|row| row.get(index(ProposalStatus::ALL, status)))
+        {
             counter.fetch_add(1, Ordering::Relaxed);
         }
     }
@@ -53,38 +59,62 @@ impl Metrics {
         }
         self.decision_latency.count.fetch_add(1, Ordering::Relaxed);
         let micros = u64::try_from(latency.as_micros()).unwrap_or(u64::MAX);
-        self.decision_latency.sum_micros.fetch_add(micros, Ordering::Relaxed);
+        self.decision_latency
+            .sum_micros
+            .fetch_add(micros, Ordering::Relaxed);
     }
 
     /// The exposition text; `queue` is open tasks per group, `waiters` the open long-polls.
     pub(crate) fn render(&self, queue: &[(String, u64)], waiters: usize) -> String {
         let mut out = String::new();
-        out.push_str("# HELP loopgate_proposals_total Proposals accepted, by route and first status.\n");
+        out.push_str(
+            "# HELP loopgate_proposals_total Proposals accepted, by route and first status.\n",
+        );
         out.push_str("# TYPE loopgate_proposals_total counter\n");
         for (route, row) in Route::ALL.iter().zip(&self.proposals) {
             for (status, counter) in ProposalStatus::ALL.iter().zip(row) {
                 let n = counter.load(Ordering::Relaxed);
-                let _ = writeln!(out, "loopgate_proposals_total{{route=\"{route}\",status=\"{status}\"}} {n}");
+                let _ = writeln!(
+                    out,
+                    "loopgate_proposals_total{{route=\"{route}\",status=\"{status}\"}} {n}"
+                );
             }
         }
         out.push_str("# HELP loopgate_resolutions_total Proposals resolved, by outcome.\n");
         out.push_str("# TYPE loopgate_resolutions_total counter\n");
         for (outcome, counter) in ProposalStatus::ALL.iter().zip(&self.resolutions).skip(1) {
-            let _ = writeln!(out, "loopgate_resolutions_total{{outcome=\"{outcome}\"}} {}", counter.load(Ordering::Relaxed));
+            let _ = writeln!(
+                out,
+                "loopgate_resolutions_total{{outcome=\"{outcome}\"}} {}",
+                counter.load(Ordering::Relaxed)
+            );
         }
         out.push_str("# HELP loopgate_decisions_total Reviewer decisions, by verdict.\n");
         out.push_str("# TYPE loopgate_decisions_total counter\n");
         for (verdict, counter) in Verdict::ALL.iter().zip(&self.decisions) {
-            let _ = writeln!(out, "loopgate_decisions_total{{verdict=\"{verdict}\"}} {}", counter.load(Ordering::Relaxed));
+            let _ = writeln!(
+                out,
+                "loopgate_decisions_total{{verdict=\"{verdict}\"}} {}",
+                counter.load(Ordering::Relaxed)
+            );
         }
-        out.push_str("# HELP loopgate_decision_duration_seconds Time to record a decision durably.\n");
+        out.push_str(
+            "# HELP loopgate_decision_duration_seconds Time to record a decision durably.\n",
+        );
         out.push_str("# TYPE loopgate_decision_duration_seconds histogram\n");
         let histogram = &self.decision_latency;
         for (bound, bucket) in BUCKETS.iter().zip(&histogram.buckets) {
-            let _ = writeln!(out, "loopgate_decision_duration_seconds_bucket{{le=\"{bound}\"}} {}", bucket.load(Ordering::Relaxed));
+            let _ = writeln!(
+                out,
+                "loopgate_decision_duration_seconds_bucket{{le=\"{bound}\"}} {}",
+                bucket.load(Ordering::Relaxed)
+            );
         }
         let count = histogram.count.load(Ordering::Relaxed);
-        let _ = writeln!(out, "loopgate_decision_duration_seconds_bucket{{le=\"+Inf\"}} {count}");
+        let _ = writeln!(
+            out,
+            "loopgate_decision_duration_seconds_bucket{{le=\"+Inf\"}} {count}"
+        );
         let sum = histogram.sum_micros.load(Ordering::Relaxed) as f64 / 1e6;
         let _ = writeln!(out, "loopgate_decision_duration_seconds_sum {sum}");
         let _ = writeln!(out, "loopgate_decision_duration_seconds_count {count}");

@@ -22,5 +22,8 @@ pub(crate) fn hash_password(password: &str) -> Result<String, String> {
     let mut salt = [0_u8; 16];
     getrandom::fill(&mut salt).map_err(|e| e.to_string())?;
     let salt = SaltString::encode_b64(&salt).map_err(|e| e.to_string())?;
-    argon2::Argon2::default().hash_password(password.as_bytes(), &salt).map(|it| it.to_string()).map_err(|e| e.to_string())
+    argon2::Argon2::default()
+        .hash_password(password.as_bytes(), &salt)
+        .map(|it| it.to_string())
+        .map_err(|e| e.to_string())
 }

@@ -45,7 +45,8 @@ pub async fn start(config: Config, clock: Arc<dyn Clock>) -> Result<Started, Sta
     let store = open_store(&config)?;
     let now = clock.now();
 
-    let candidate = new_secret("").map_err(|e| StartError::DatabaseUrl(format!("no random source: {e}")))?;
+    let candidate =
+        new_secret("").map_err(|e| StartError::DatabaseUrl(format!("no random source: {e}")))?;
     let sampling_secret = store.sampling_secret(candidate).await?.into_bytes();
 
     let generated_admin_token = bootstrap(store.as_ref(), &config, now).await?;
@@ -59,7 +60,10 @@ pub async fn start(config: Config, clock: Arc<dyn Clock>) -> Result<Started, Sta
     };
     if let Some(path) = &config.policies {
         let text = crate::config::read_policies(path)?;
-        let parsed = Policies::parse(&text).map_err(|e| StartError::Policies { path: path.display().to_string(), problem: e.to_string() })?;
+        let parsed = Policies::parse(&text).map_err(|e| StartError::Policies {
+            path: path.display().to_string(),
+            problem: e.to_string(),
+        })?;
         if parsed.version() != live.version() {
             let new = NewPolicy {
                 version: parsed.version().to_owned(),
@@ -82,7 +86,10 @@ pub async fn start(config: Config, clock: Arc<dyn Clock>) -> Result<Started, Sta
         sampling_secret: Arc::new(sampling_secret),
         shutdown: CancellationToken::new(),
     };
-    Ok(Started { app, generated_admin_token })
+    Ok(Started {
+        app,
+        generated_admin_token,
+    })
 }
 
 impl AppState {
@@ -112,20 +119,35 @@ fn open_store(config: &Config) -> Result<Arc<dyn Store>, StartError> {
                     "PostgreSQL is not supported by this build yet; use sqlite://PATH or leave --database-url unset".to_owned(),
                 ));
             }
-            None => return Err(StartError::DatabaseUrl(format!("database URL must start with sqlite://, got `{url}`"))),
+            None => {
+                return Err(StartError::DatabaseUrl(format!(
+                    "database URL must start with sqlite://, got `{url}`"
+                )));
+            }
         },
     };
     if let Some(parent) = path.parent().filter(|it| !it.as_os_str().is_empty()) {
-        std::fs::create_dir_all(parent).map_err(|e| StartError::DataDir { path: parent.display().to_string(), problem: e.to_string() })?;
+        std::fs::create_dir_all(parent).map_err(|e| StartError::DataDir {
+            path: parent.display().to_string(),
+            problem: e.to_string(),
+        })?;
     }
     Ok(Arc::new(SqliteStore::open(&path)?))
 }
 
-async fn bootstrap(store: &dyn Store, config: &Config, now: loopgate_core::Timestamp) -> Result<Option<String>, StartError> {
+async fn bootstrap(
+    store: &dyn Store,
+    config: &Config,
+    now: loopgate_core::Timestamp,
+) -> Result<Option<String>, StartError> {
     let (token, generated) = match &config.bootstrap_token {
         Some(token) if token.len() < 16 => return Err(StartError::WeakBootstrapToken),
         Some(token) => (token.clone(), false),
-        None => (new_secret("lgt_").map_err(|e| StartError::DatabaseUrl(format!("no random source: {e}")))?, true),
+        None => (
+            new_secret("lgt_")
+                .map_err(|e| StartError::DatabaseUrl(format!("no random source: {e}")))?,
+            true,
+        ),
     };
     let password_hash = match &config.admin_password {
         Some(password) => Some(hash_password(password).map_err(StartError::DatabaseUrl)?),

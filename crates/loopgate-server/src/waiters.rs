@@ -27,10 +27,18 @@ impl Waiters {
     /// Subscribes to `id`'s resolution.
     pub(crate) fn subscribe(&self, id: &ProposalId) -> Subscription {
         let receiver = match self.map.lock() {
-            Ok(mut map) => Some(map.entry(id.clone()).or_insert_with(|| watch::channel(()).0).subscribe()),
+            Ok(mut map) => Some(
+                map.entry(id.clone())
+                    .or_insert_with(|| watch::channel(()).0)
+                    .subscribe(),
+            ),
             Err(_) => None,
         };
-        Subscription { waiters: self.clone(), id: id.clone(), receiver }
+        Subscription {
+            waiters: self.clone(),
+            id: id.clone(),
+            receiver,
+        }
     }
 
     /// Wakes every waiter of `id`.
@@ -66,7 +74,9 @@ impl Drop for Subscription {
     fn drop(&mut self) {
         drop(self.receiver.take());
         if let Ok(mut map) = self.waiters.map.lock() {
-            let unused = map.get(&self.id).is_some_and(|sender| sender.receiver_count() == 0);
+            let unused = map
+                .get(&self.id)
+                .is_some_and(|sender| sender.receiver_count() == 0);
             if unused {
                 map.remove(&self.id);
             }

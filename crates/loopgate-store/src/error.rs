@@ -49,9 +49,11 @@ impl From<rusqlite::Error> for StoreError {
             rusqlite::Error::QueryReturnedNoRows => StoreError::NotFound,
             rusqlite::Error::SqliteFailure(failure, _) => match failure.code {
                 Code::ConstraintViolation => StoreError::Conflict(error.to_string()),
-                Code::DatabaseBusy | Code::DatabaseLocked | Code::CannotOpen | Code::DiskFull | Code::SystemIoFailure => {
-                    StoreError::Unavailable(error.to_string())
-                }
+                Code::DatabaseBusy
+                | Code::DatabaseLocked
+                | Code::CannotOpen
+                | Code::DiskFull
+                | Code::SystemIoFailure => StoreError::Unavailable(error.to_string()),
                 _ => StoreError::Other(error.to_string()),
             },
             _ => StoreError::Other(error.to_string()),

@@ -28,57 +28,125 @@ pub trait Store: Send + Sync + 'static {
     async fn sampling_secret(&self, candidate: String) -> Result<String, StoreError>;
 
     /// Creates the first admin when there are no users. Returns whether it did.
-    async fn bootstrap_admin(&self, admin: NewUser, token: Option<NewCredential>, now: Timestamp) -> Result<bool, StoreError>;
+    async fn bootstrap_admin(
+        &self,
+        admin: NewUser,
+        token: Option<NewCredential>,
+        now: Timestamp,
+    ) -> Result<bool, StoreError>;
     /// The principal a credential hash belongs to.
     async fn principal(&self, credential_hash: &str) -> Result<Option<Principal>, StoreError>;
 
     /// Creates a user (`Conflict` when the username is taken).
-    async fn create_user(&self, user: NewUser, actor: &str, now: Timestamp) -> Result<UserRecord, StoreError>;
+    async fn create_user(
+        &self,
+        user: NewUser,
+        actor: &str,
+        now: Timestamp,
+    ) -> Result<UserRecord, StoreError>;
     /// All users, by username.
     async fn users(&self) -> Result<Vec<UserRecord>, StoreError>;
     /// One user.
     async fn user(&self, id: &UserId) -> Result<Option<UserRecord>, StoreError>;
     /// Changes roles or groups.
-    async fn update_user(&self, id: &UserId, patch: UserPatch, actor: &str, now: Timestamp) -> Result<UserRecord, StoreError>;
+    async fn update_user(
+        &self,
+        id: &UserId,
+        patch: UserPatch,
+        actor: &str,
+        now: Timestamp,
+    ) -> Result<UserRecord, StoreError>;
     /// Stores the hash of a new key or token.
-    async fn create_credential(&self, credential: NewCredential, actor: &str, now: Timestamp) -> Result<(), StoreError>;
+    async fn create_credential(
+        &self,
+        credential: NewCredential,
+        actor: &str,
+        now: Timestamp,
+    ) -> Result<(), StoreError>;
 
     /// Registers a system (`Conflict` when the id is taken).
-    async fn create_system(&self, system: NewSystem, actor: &str, now: Timestamp) -> Result<SystemRecord, StoreError>;
+    async fn create_system(
+        &self,
+        system: NewSystem,
+        actor: &str,
+        now: Timestamp,
+    ) -> Result<SystemRecord, StoreError>;
     /// All systems, by id.
     async fn systems(&self) -> Result<Vec<SystemRecord>, StoreError>;
     /// One system.
     async fn system(&self, id: &SystemId) -> Result<Option<SystemRecord>, StoreError>;
     /// Changes a system (the kill switch is `status`).
-    async fn update_system(&self, id: &SystemId, patch: SystemPatch, actor: &str, now: Timestamp) -> Result<SystemRecord, StoreError>;
+    async fn update_system(
+        &self,
+        id: &SystemId,
+        patch: SystemPatch,
+        actor: &str,
+        now: Timestamp,
+    ) -> Result<SystemRecord, StoreError>;
 
     /// Publishes a policy version and makes it live.
-    async fn publish_policy(&self, policy: NewPolicy, actor: &str, now: Timestamp) -> Result<PolicyRecord, StoreError>;
+    async fn publish_policy(
+        &self,
+        policy: NewPolicy,
+        actor: &str,
+        now: Timestamp,
+    ) -> Result<PolicyRecord, StoreError>;
     /// Every version, newest first.
     async fn policies(&self) -> Result<Vec<PolicyRecord>, StoreError>;
 
     /// Inserts a proposal with its planned first state, or returns the
     /// stored one with the same idempotency key and digest.
-    async fn submit(&self, new: NewProposal, now: Timestamp) -> Result<Submitted, TxError<SubmitError>>;
+    async fn submit(
+        &self,
+        new: NewProposal,
+        now: Timestamp,
+    ) -> Result<Submitted, TxError<SubmitError>>;
     /// One proposal with its decisions.
     async fn proposal(&self, id: &ProposalId) -> Result<Option<ProposalRecord>, StoreError>;
     /// A page of proposals, newest first.
     async fn proposals(&self, filter: ProposalFilter) -> Result<Paged<ProposalRecord>, StoreError>;
     /// Withdraws a pending proposal.
-    async fn cancel(&self, id: &ProposalId, actor: &str, now: Timestamp) -> Result<ProposalRecord, TxError<ReviewError>>;
+    async fn cancel(
+        &self,
+        id: &ProposalId,
+        actor: &str,
+        now: Timestamp,
+    ) -> Result<ProposalRecord, TxError<ReviewError>>;
 
     /// A page of tasks, oldest first.
-    async fn tasks(&self, filter: TaskFilter, now: Timestamp) -> Result<Paged<TaskRecord>, StoreError>;
+    async fn tasks(
+        &self,
+        filter: TaskFilter,
+        now: Timestamp,
+    ) -> Result<Paged<TaskRecord>, StoreError>;
     /// One task.
     async fn task(&self, id: &TaskId) -> Result<Option<TaskRecord>, StoreError>;
     /// Takes or renews the lease.
-    async fn claim(&self, id: &TaskId, reviewer: &ReviewerRef, lease: Duration, now: Timestamp) -> Result<TaskRecord, TxError<ReviewError>>;
+    async fn claim(
+        &self,
+        id: &TaskId,
+        reviewer: &ReviewerRef,
+        lease: Duration,
+        now: Timestamp,
+    ) -> Result<TaskRecord, TxError<ReviewError>>;
     /// Gives the lease back.
-    async fn release(&self, id: &TaskId, reviewer: &ReviewerRef, now: Timestamp) -> Result<TaskRecord, TxError<ReviewError>>;
+    async fn release(
+        &self,
+        id: &TaskId,
+        reviewer: &ReviewerRef,
+        now: Timestamp,
+    ) -> Result<TaskRecord, TxError<ReviewError>>;
     /// Records a decision and applies its effect.
-    async fn decide(&self, id: &TaskId, reviewer: &ReviewerRef, input: DecisionInput, now: Timestamp) -> Result<DecisionOutcome, TxError<ReviewError>>;
+    async fn decide(
+        &self,
+        id: &TaskId,
+        reviewer: &ReviewerRef,
+        input: DecisionInput,
+        now: Timestamp,
+    ) -> Result<DecisionOutcome, TxError<ReviewError>>;
     /// Runs every deadline due at `now` (at most `limit`); returns what changed.
-    async fn run_timers(&self, now: Timestamp, limit: u32) -> Result<Vec<TimerOutcome>, StoreError>;
+    async fn run_timers(&self, now: Timestamp, limit: u32)
+    -> Result<Vec<TimerOutcome>, StoreError>;
 
     /// Open tasks per group (for metrics and the queue).
     async fn queue_depth(&self, now: Timestamp) -> Result<Vec<(String, u64)>, StoreError>;

@@ -3,8 +3,8 @@
 use loopgate_core::review::{Decision, Effect, Task};
 use loopgate_core::routing::Routing;
 use loopgate_core::{
-    DecidedBy, Digest, Oversight, ProposalId, ProposalStatus, RiskTier, Role, SystemId, SystemStatus, TaskState, Timestamp,
-    UserId,
+    DecidedBy, Digest, Oversight, ProposalId, ProposalStatus, RiskTier, Role, SystemId,
+    SystemStatus, TaskState, Timestamp, UserId,
 };
 use serde_json::{Map, Value};
 

@@ -56,7 +56,8 @@ struct Shared {
 }
 
 pub(crate) async fn run(args: BenchArgs) -> anyhow::Result<()> {
-    let duration = loopgate_core::duration::parse_short(&args.duration).context("--duration must look like `10s`")?;
+    let duration = loopgate_core::duration::parse_short(&args.duration)
+        .context("--duration must look like `10s`")?;
     let (base, admin_token, _data_dir) = match (&args.server, &args.token) {
         (Some(server), Some(token)) => (server.clone(), token.clone(), None),
         (Some(_), None) => anyhow::bail!("--server needs --token of an admin"),
@@ -68,7 +69,11 @@ pub(crate) async fn run(args: BenchArgs) -> anyhow::Result<()> {
             let started = loopgate_server::start(config, Arc::new(SystemClock)).await?;
             let listener = TcpListener::bind("127.0.0.1:0").await?;
             let addr = listener.local_addr()?;
-            tokio::spawn(loopgate_server::serve(listener, started.app, std::future::pending()));
+            tokio::spawn(loopgate_server::serve(
+                listener,
+                started.app,
+                std::future::pending(),
+            ));
             (format!("http://{addr}"), token, Some(TempDir(dir)))
         }
     };
@@ -91,14 +96,31 @@ pub(crate) async fn run(args: BenchArgs) -> anyhow::Result<()> {
     let wait = args.workload == "cycle";
     for worker in 0..args.systems {
         let client = Client::new(&base, &key)?;
-        submitters.push(tokio::spawn(submitter(client, worker, wait, deadline, Arc::clone(&shared))));
+        submitters.push(tokio::spawn(submitter(
+            client,
+            worker,
+            wait,
+            deadline,
+            Arc::clone(&shared),
+        )));
     }
     let mut reviewers = Vec::new();
     if wait {
-        for (index, token) in keys.reviewers.iter().take(args.reviewers.max(1)).enumerate() {
+        for (index, token) in keys
+            .reviewers
+            .iter()
+            .take(args.reviewers.max(1))
+            .enumerate()
+        {
             let client = Client::new(&base, token)?;
             let n = args.reviewers.max(1);
-            reviewers.push(tokio::spawn(reviewer(client, index, n, deadline + Duration::from_secs(2), Arc::clone(&shared))));
+            reviewers.push(tokio::spawn(reviewer(
+                client,
+                index,
+                n,
+                deadline + Duration::from_secs(2),
+                Arc::clone(&shared),
+            )));
         }
     }
     let mut n_done = 0_u64;
@@ -119,17 +141,35 @@ pub(crate) async fn run(args: BenchArgs) -> anyhow::Result<()> {
             histogram.len()
         );
     };
-    println!("workload {}: {} systems, {} reviewers, {:.1} s", args.workload, args.systems, if wait { args.reviewers } else { 0 }, elapsed);
-    println!("throughput                   {:.0} {}/s", n_done as f64 / elapsed, if wait { "cycles" } else { "proposals" });
+    println!(
+        "workload {}: {} systems, {} reviewers, {:.1} s",
+        args.workload,
+        args.systems,
+        if wait { args.reviewers } else { 0 },
+        elapsed
+    );
+    println!(
+        "throughput                   {:.0} {}/s",
+        n_done as f64 / elapsed,
+        if wait { "cycles" } else { "proposals" }
+    );
     if let Ok(cycle) = shared.cycle.lock() {
-        report(if wait { "cycle (submit → resolved)" } else { "submit (durable 201)" }, &cycle);
+        report(
+            if wait {
+                "cycle (submit → resolved)"
+            } else {
+                "submit (durable 201)"
+            },
+            &cycle,
+        );
     }
-    if wait {
-        if let Ok(unblock) = shared.unblock.lock() {
-            report("decision → client unblocked", &unblock);
-        }
+    if let (true, Ok(unblock)) = (wait, shared.unblock.lock()) {
+        report("decision → client unblocked", &unblock);
     }
-    println!("errors                       {}", shared.errors.lock().map(|it| *it).unwrap_or(0));
+    println!(
+        "errors                       {}",
+        shared.errors.lock().map(|it| *it).unwrap_or(0)
+    );
     Ok(())
 }
 
@@ -156,26 +196,49 @@ async fn setup(admin: &Client) -> anyhow::Result<Keys> {
             Err(error) => return Err(error.into()),
         }
     }
-    admin.publish_policy(&proto::PublishPolicy { text: POLICY.into(), description: "loopgate bench".into() }).await?;
+    admin
+        .publish_policy(&proto::PublishPolicy {
+            text: POLICY.into(),
+            description: "loopgate bench".into(),
+        })
+        .await?;
     let auto = admin.create_key("bench-auto").await?.secret;
     let hitl = admin.create_key("bench-hitl").await?.secret;
     let mut reviewers = Vec::new();
     for i in 0..16 {
-        let user = proto::CreateUser { username: format!("bench-{run}-{i}"), roles: vec![proto::Role::Reviewer], groups: vec!["bench".into()] };
+        let user = proto::CreateUser {
+            username: format!("bench-{run}-{i}"),
+            roles: vec![proto::Role::Reviewer],
+            groups: vec!["bench".into()],
+        };
         let user = admin.create_user(&user).await?;
         reviewers.push(admin.create_token(&user.id).await?.secret);
     }
-    Ok(Keys { auto, hitl, reviewers })
+    Ok(Keys {
+        auto,
+        hitl,
+        reviewers,
+    })
 }
 
-async fn submitter(client: Client, worker: usize, wait: bool, deadline: Instant, shared: Arc<Shared>) -> u64 {
+async fn submitter(
+    client: Client,
+    worker: usize,
+    wait: bool,
+    deadline: Instant,
+    shared: Arc<Shared>,
+) -> u64 {
     let mut n = 0;
     let wait_for = wait.then_some(Duration::from_secs(30));
     while Instant::now() < deadline {
         let proposal = proto::SubmitProposal {
             system: None,
             action: "act".into(),
-            subject: proto::Subject { type_: "Item".into(), id: format!("item-{worker}-{n}"), attributes: Default::default() },
+            subject: proto::Subject {
+                type_: "Item".into(),
+                id: format!("item-{worker}-{n}"),
+                attributes: Default::default(),
+            },
             input: json!({"n": n}),
             output: json!({"ok": true}),
             confidence: Some(0.9),
@@ -191,7 +254,11 @@ async fn submitter(client: Client, worker: usize, wait: bool, deadline: Instant,
             Ok(done) if done.resolution.is_some() => {
                 n += 1;
                 record(&shared.cycle, finished - started);
-                let decided = shared.decided_at.lock().ok().and_then(|mut map| map.remove(&done.id));
+                let decided = shared
+                    .decided_at
+                    .lock()
+                    .ok()
+                    .and_then(|mut map| map.remove(&done.id));
                 if let Some(decided) = decided {
                     record(&shared.unblock, finished.saturating_duration_since(decided));
                 }
@@ -206,13 +273,29 @@ async fn submitter(client: Client, worker: usize, wait: bool, deadline: Instant,
     n
 }
 
-async fn reviewer(client: Client, index: usize, n_reviewers: usize, deadline: Instant, shared: Arc<Shared>) {
+async fn reviewer(
+    client: Client,
+    index: usize,
+    n_reviewers: usize,
+    deadline: Instant,
+    shared: Arc<Shared>,
+) {
     while Instant::now() < deadline {
-        let page = match client.tasks(&TaskQuery { limit: Some(200), ..Default::default() }).await {
+        let page = match client
+            .tasks(&TaskQuery {
+                limit: Some(200),
+                ..Default::default()
+            })
+            .await
+        {
             Ok(page) => page,
             Err(_) => continue,
         };
-        let mine: Vec<_> = page.items.into_iter().filter(|task| hash(&task.id) % n_reviewers == index).collect();
+        let mine: Vec<_> = page
+            .items
+            .into_iter()
+            .filter(|task| hash(&task.id) % n_reviewers == index)
+            .collect();
         if mine.is_empty() {
             tokio::time::sleep(Duration::from_millis(1)).await;
             continue;
@@ -236,12 +319,18 @@ async fn reviewer(client: Client, index: usize, n_reviewers: usize, deadline: In
 
 fn record(histogram: &Mutex<Histogram<u64>>, elapsed: Duration) {
     if let Ok(mut histogram) = histogram.lock() {
-        let _ = histogram.record(u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX).max(1));
+        let _ = histogram.record(
+            u64::try_from(elapsed.as_micros())
+                .unwrap_or(u64::MAX)
+                .max(1),
+        );
     }
 }
 
 fn hash(text: &str) -> usize {
-    text.bytes().fold(0_usize, |h, b| h.wrapping_mul(31).wrapping_add(usize::from(b)))
+    text.bytes().fold(0_usize, |h, b| {
+        h.wrapping_mul(31).wrapping_add(usize::from(b))
+    })
 }
 
 /// Removes the bench's data directory at the end.

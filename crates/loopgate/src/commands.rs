@@ -11,7 +11,9 @@ use serde::Serialize;
 use serde_json::Value;
 use tokio::net::TcpListener;
 
-use crate::cli::{Cli, Command, Decide, PolicyCommand, ReviewCommand, SubmitArgs, SystemCommand, UserCommand};
+use crate::cli::{
+    Cli, Command, Decide, PolicyCommand, ReviewCommand, SubmitArgs, SystemCommand, UserCommand,
+};
 use crate::config::FileConfig;
 
 pub(crate) async fn run(cli: Cli) -> anyhow::Result<()> {
@@ -39,11 +41,19 @@ pub(crate) async fn run(cli: Cli) -> anyhow::Result<()> {
 async fn serve(config: Config, bind: std::net::SocketAddr) -> anyhow::Result<()> {
     let started = loopgate_server::start(config, Arc::new(SystemClock)).await?;
     if let Some(token) = &started.generated_admin_token {
-        println!("First start: created user `admin` with API token (shown once, store it now):\n  {token}");
+        println!(
+            "First start: created user `admin` with API token (shown once, store it now):\n  {token}"
+        );
     }
-    let listener = TcpListener::bind(bind).await.with_context(|| format!("cannot listen on {bind}"))?;
-    tracing::info!(address = %bind, "loopgate is serving");
-    loopgate_server::serve(listener, started.app, shutdown_signal()).await.context("the server stopped")?;
+    let listener = TcpListener::bind(bind)
+        .await
+        .with_context(|| format!("cannot listen on {bind}"))?;
+    let address = listener.local_addr()?;
+    println!("loopgate listening on http://{address}");
+    tracing::info!(%address, "loopgate is serving");
+    loopgate_server::serve(listener, started.app, shutdown_signal())
+        .await
+        .context("the server stopped")?;
     tracing::info!("loopgate stopped");
     Ok(())
 }
@@ -73,7 +83,9 @@ pub(crate) async fn shutdown_signal() {
 pub(crate) fn init_logging() {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,tower_http=warn"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     let _ = match std::env::var("LOOPGATE_LOG_FORMAT").as_deref() {
         Ok("json") => builder.json().try_init(),
         _ => builder.try_init(),
@@ -86,11 +98,26 @@ async fn system(file: &FileConfig, command: SystemCommand) -> anyhow::Result<()>
             let page = file.client(&args.remote)?.systems().await?;
             for system in page.items {
                 let status = json_name(&system.status);
-                println!("{:<24} {:<10} {:<13} {:<8} {}", system.id, json_name(&system.risk_tier), json_name(&system.oversight), status, system.name);
+                println!(
+                    "{:<24} {:<10} {:<13} {:<8} {}",
+                    system.id,
+                    json_name(&system.risk_tier),
+                    json_name(&system.oversight),
+                    status,
+                    system.name
+                );
             }
             Ok(())
         }
-        SystemCommand::Create { id, name, owner, purpose, risk_tier, oversight, remote } => {
+        SystemCommand::Create {
+            id,
+            name,
+            owner,
+            purpose,
+            risk_tier,
+            oversight,
+            remote,
+        } => {
             let create = proto::CreateSystem {
                 id,
                 name,
@@ -102,16 +129,35 @@ async fn system(file: &FileConfig, command: SystemCommand) -> anyhow::Result<()>
             print_json(&file.client(&remote)?.create_system(&create).await?)
         }
         SystemCommand::Pause(args) => {
-            let patch = proto::UpdateSystem { status: Some(proto::SystemStatus::Paused), ..Default::default() };
-            print_json(&file.client(&args.remote)?.update_system(&args.id, &patch).await?)
+            let patch = proto::UpdateSystem {
+                status: Some(proto::SystemStatus::Paused),
+                ..Default::default()
+            };
+            print_json(
+                &file
+                    .client(&args.remote)?
+                    .update_system(&args.id, &patch)
+                    .await?,
+            )
         }
         SystemCommand::Resume(args) => {
-            let patch = proto::UpdateSystem { status: Some(proto::SystemStatus::Active), ..Default::default() };
-            print_json(&file.client(&args.remote)?.update_system(&args.id, &patch).await?)
+            let patch = proto::UpdateSystem {
+                status: Some(proto::SystemStatus::Active),
+                ..Default::default()
+            };
+            print_json(
+                &file
+                    .client(&args.remote)?
+                    .update_system(&args.id, &patch)
+                    .await?,
+            )
         }
         SystemCommand::Key(args) => {
             let key = file.client(&args.remote)?.create_key(&args.id).await?;
-            println!("API key for `{}` (shown once):\n  {}", key.owner, key.secret);
+            println!(
+                "API key for `{}` (shown once):\n  {}",
+                key.owner, key.secret
+            );
             Ok(())
         }
     }
@@ -122,21 +168,39 @@ async fn user(file: &FileConfig, command: UserCommand) -> anyhow::Result<()> {
         UserCommand::List(args) => {
             for user in file.client(&args.remote)?.users().await?.items {
                 let roles: Vec<String> = user.roles.iter().map(json_name).collect();
-                println!("{:<30} {:<16} {:<30} {}", user.id, user.username, roles.join(","), user.groups.join(","));
+                println!(
+                    "{:<30} {:<16} {:<30} {}",
+                    user.id,
+                    user.username,
+                    roles.join(","),
+                    user.groups.join(",")
+                );
             }
             Ok(())
         }
-        UserCommand::Create { username, roles, groups, remote } => {
+        UserCommand::Create {
+            username,
+            roles,
+            groups,
+            remote,
+        } => {
             let mut parsed = Vec::new();
             for role in &roles {
                 parsed.push(from_name(role, "role")?);
             }
-            let create = proto::CreateUser { username, roles: parsed, groups };
+            let create = proto::CreateUser {
+                username,
+                roles: parsed,
+                groups,
+            };
             print_json(&file.client(&remote)?.create_user(&create).await?)
         }
         UserCommand::Token { id, remote } => {
             let token = file.client(&remote)?.create_token(&id).await?;
-            println!("API token for `{}` (shown once):\n  {}", token.owner, token.secret);
+            println!(
+                "API token for `{}` (shown once):\n  {}",
+                token.owner, token.secret
+            );
             Ok(())
         }
     }
@@ -146,23 +210,42 @@ async fn policy(file: &FileConfig, command: PolicyCommand) -> anyhow::Result<()>
     match command {
         PolicyCommand::Validate { path } => {
             let text = loopgate_server::config::read_policies(&path)?;
-            let policies = Policies::parse(&text).with_context(|| format!("`{}` is not a valid policy set", path.display()))?;
-            println!("valid: {} policies, version {}", policies.ids().len(), policies.version());
+            let policies = Policies::parse(&text)
+                .with_context(|| format!("`{}` is not a valid policy set", path.display()))?;
+            println!(
+                "valid: {} policies, version {}",
+                policies.ids().len(),
+                policies.version()
+            );
             for id in policies.ids() {
                 println!("  {id}");
             }
             Ok(())
         }
-        PolicyCommand::Publish { path, description, remote } => {
+        PolicyCommand::Publish {
+            path,
+            description,
+            remote,
+        } => {
             let text = loopgate_server::config::read_policies(&path)?;
-            let published = file.client(&remote)?.publish_policy(&proto::PublishPolicy { text, description }).await?;
-            println!("published version {} ({} policies), now live", published.version, published.policy_ids.len());
+            let published = file
+                .client(&remote)?
+                .publish_policy(&proto::PublishPolicy { text, description })
+                .await?;
+            println!(
+                "published version {} ({} policies), now live",
+                published.version,
+                published.policy_ids.len()
+            );
             Ok(())
         }
         PolicyCommand::List(args) => {
             for version in file.client(&args.remote)?.policies().await?.items {
                 let live = if version.active { "live" } else { "" };
-                println!("{:>4} {:<18} {:<5} {:<24} {}", version.seq, version.version, live, version.created_at, version.description);
+                println!(
+                    "{:>4} {:<18} {:<5} {:<24} {}",
+                    version.seq, version.version, live, version.created_at, version.description
+                );
             }
             Ok(())
         }
@@ -174,19 +257,33 @@ async fn submit(file: &FileConfig, args: SubmitArgs) -> anyhow::Result<()> {
     let proposal: proto::SubmitProposal = match &args.file {
         Some(path) => {
             let text = match path.to_str() {
-                Some("-") => std::io::read_to_string(std::io::stdin()).context("cannot read stdin")?,
-                _ => std::fs::read_to_string(path).with_context(|| format!("cannot read `{}`", path.display()))?,
+                Some("-") => {
+                    std::io::read_to_string(std::io::stdin()).context("cannot read stdin")?
+                }
+                _ => std::fs::read_to_string(path)
+                    .with_context(|| format!("cannot read `{}`", path.display()))?,
             };
-            serde_json::from_str(&text).with_context(|| format!("`{}` is not a valid proposal", path.display()))?
+            serde_json::from_str(&text)
+                .with_context(|| format!("`{}` is not a valid proposal", path.display()))?
         }
         None => {
-            let Some(action) = args.action.clone() else { anyhow::bail!("pass --action (or --file with a whole proposal)") };
-            let Some(subject) = args.subject.as_deref() else { anyhow::bail!("pass --subject TYPE:ID") };
-            let Some((type_, id)) = subject.split_once(':') else { anyhow::bail!("--subject must be TYPE:ID, e.g. Account:acct-1") };
+            let Some(action) = args.action.clone() else {
+                anyhow::bail!("pass --action (or --file with a whole proposal)")
+            };
+            let Some(subject) = args.subject.as_deref() else {
+                anyhow::bail!("pass --subject TYPE:ID")
+            };
+            let Some((type_, id)) = subject.split_once(':') else {
+                anyhow::bail!("--subject must be TYPE:ID, e.g. Account:acct-1")
+            };
             proto::SubmitProposal {
                 system: args.system.clone(),
                 action,
-                subject: proto::Subject { type_: type_.to_owned(), id: id.to_owned(), attributes: Default::default() },
+                subject: proto::Subject {
+                    type_: type_.to_owned(),
+                    id: id.to_owned(),
+                    attributes: Default::default(),
+                },
                 input: parse_json("--input", &args.input)?,
                 output: parse_json("--output", &args.output)?,
                 confidence: args.confidence,
@@ -214,13 +311,28 @@ async fn submit(file: &FileConfig, args: SubmitArgs) -> anyhow::Result<()> {
 async fn review(file: &FileConfig, command: ReviewCommand) -> anyhow::Result<()> {
     match command {
         ReviewCommand::List { group, remote } => {
-            let page = file.client(&remote)?.tasks(&TaskQuery { group, ..Default::default() }).await?;
+            let page = file
+                .client(&remote)?
+                .tasks(&TaskQuery {
+                    group,
+                    ..Default::default()
+                })
+                .await?;
             if page.items.is_empty() {
                 println!("no open tasks");
             }
             for task in page.items {
                 let due = task.due_at.unwrap_or_else(|| "-".to_owned());
-                println!("{:<30} {:<20} {:<18} {:<16} {}/{} due {}", task.id, task.system, task.action, task.group, task.approvals, task.required, due);
+                println!(
+                    "{:<30} {:<20} {:<18} {:<16} {}/{} due {}",
+                    task.id,
+                    task.system,
+                    task.action,
+                    task.group,
+                    task.approvals,
+                    task.required,
+                    due
+                );
             }
             Ok(())
         }
@@ -230,25 +342,48 @@ async fn review(file: &FileConfig, command: ReviewCommand) -> anyhow::Result<()>
             let proposal = client.proposal(&task.proposal_id, None).await?;
             print_json(&serde_json::json!({"task": task, "proposal": proposal}))
         }
-        ReviewCommand::Claim(args) => print_json(&file.client(&args.remote)?.claim(&args.id).await?),
+        ReviewCommand::Claim(args) => {
+            print_json(&file.client(&args.remote)?.claim(&args.id).await?)
+        }
         ReviewCommand::Approve(args) => decide(file, args, proto::Verdict::Approve, None).await,
         ReviewCommand::Reject(args) => decide(file, args, proto::Verdict::Reject, None).await,
         ReviewCommand::Escalate(args) => decide(file, args, proto::Verdict::Escalate, None).await,
-        ReviewCommand::Modify { decide: args, output } => {
+        ReviewCommand::Modify {
+            decide: args,
+            output,
+        } => {
             let output = parse_json("--output", &output)?;
             decide(file, args, proto::Verdict::Modify, Some(output)).await
         }
     }
 }
 
-async fn decide(file: &FileConfig, args: Decide, verdict: proto::Verdict, output: Option<Value>) -> anyhow::Result<()> {
+async fn decide(
+    file: &FileConfig,
+    args: Decide,
+    verdict: proto::Verdict,
+    output: Option<Value>,
+) -> anyhow::Result<()> {
     let client: Client = file.client(&args.remote)?;
     let task = client.task(&args.id).await?;
     let proposal = client.proposal(&task.proposal_id, None).await?;
-    let request = proto::DecisionRequest { verdict, rationale: args.rationale, output, labels: None, seen_digest: proposal.digest };
+    let request = proto::DecisionRequest {
+        verdict,
+        rationale: args.rationale,
+        output,
+        labels: None,
+        seen_digest: proposal.digest,
+    };
     let response = client.decide(&args.id, &request).await?;
     let status = json_name(&response.proposal.status);
-    println!("{} {}: task {} is {}, proposal {} is {status}", json_name(&verdict), args.id, response.task.id, json_name(&response.task.state), response.proposal.id);
+    println!(
+        "{} {}: task {} is {}, proposal {} is {status}",
+        json_name(&verdict),
+        args.id,
+        response.task.id,
+        json_name(&response.task.state),
+        response.proposal.id
+    );
     Ok(())
 }
 
@@ -271,5 +406,6 @@ fn json_name(value: &impl Serialize) -> String {
 
 /// Parses an enum from its wire name.
 fn from_name<T: serde::de::DeserializeOwned>(name: &str, what: &str) -> anyhow::Result<T> {
-    serde_json::from_value(Value::String(name.to_owned())).map_err(|_| anyhow::anyhow!("`{name}` is not a {what}"))
+    serde_json::from_value(Value::String(name.to_owned()))
+        .map_err(|_| anyhow::anyhow!("`{name}` is not a {what}"))
 }

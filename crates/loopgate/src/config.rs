@@ -39,10 +39,17 @@ impl FileConfig {
         };
         let text = match std::fs::read_to_string(&path) {
             Ok(text) => text,
-            Err(error) if !required && error.kind() == std::io::ErrorKind::NotFound => return Ok(FileConfig::default()),
-            Err(error) => return Err(error).with_context(|| format!("cannot read the configuration file `{}`", path.display())),
+            Err(error) if !required && error.kind() == std::io::ErrorKind::NotFound => {
+                return Ok(FileConfig::default());
+            }
+            Err(error) => {
+                return Err(error).with_context(|| {
+                    format!("cannot read the configuration file `{}`", path.display())
+                });
+            }
         };
-        toml::from_str(&text).with_context(|| format!("the configuration file `{}` is not valid", path.display()))
+        toml::from_str(&text)
+            .with_context(|| format!("the configuration file `{}` is not valid", path.display()))
     }
 
     /// The server configuration and bind address.
@@ -51,14 +58,23 @@ impl FileConfig {
             (Some(bind), _) | (None, Some(bind)) => bind,
             (None, None) => DEFAULT_BIND.parse().context("default bind address")?,
         };
-        let data_dir = args.data_dir.clone().or_else(|| self.data_dir.clone()).unwrap_or_else(|| PathBuf::from("loopgate-data"));
+        let data_dir = args
+            .data_dir
+            .clone()
+            .or_else(|| self.data_dir.clone())
+            .unwrap_or_else(|| PathBuf::from("loopgate-data"));
         let mut config = Config::new(data_dir);
-        config.database_url = args.database_url.clone().or_else(|| self.database_url.clone());
+        config.database_url = args
+            .database_url
+            .clone()
+            .or_else(|| self.database_url.clone());
         config.policies = args.policies.clone().or_else(|| self.policies.clone());
         if let Some(route) = &self.default_route {
             config.default_route = match Route::parse(route) {
                 Some(route) => route,
-                None => anyhow::bail!("`default_route` must be allow, deny or review, not `{route}`"),
+                None => {
+                    anyhow::bail!("`default_route` must be allow, deny or review, not `{route}`")
+                }
             };
         }
         if let Some(seconds) = self.lease_seconds {
@@ -67,16 +83,26 @@ impl FileConfig {
         if let Some(bytes) = self.max_body_bytes {
             config.max_body_bytes = bytes;
         }
-        config.bootstrap_token = std::env::var("LOOPGATE_BOOTSTRAP_TOKEN").ok().filter(|it| !it.is_empty());
-        config.admin_password = std::env::var("LOOPGATE_ADMIN_PASSWORD").ok().filter(|it| !it.is_empty());
+        config.bootstrap_token = std::env::var("LOOPGATE_BOOTSTRAP_TOKEN")
+            .ok()
+            .filter(|it| !it.is_empty());
+        config.admin_password = std::env::var("LOOPGATE_ADMIN_PASSWORD")
+            .ok()
+            .filter(|it| !it.is_empty());
         Ok((config, bind))
     }
 
     /// The client of a remote command.
     pub(crate) fn client(&self, remote: &Remote) -> anyhow::Result<loopgate_client::Client> {
-        let server = remote.server.clone().or_else(|| self.server.clone()).unwrap_or_else(|| DEFAULT_SERVER.to_owned());
+        let server = remote
+            .server
+            .clone()
+            .or_else(|| self.server.clone())
+            .unwrap_or_else(|| DEFAULT_SERVER.to_owned());
         let Some(token) = remote.token.clone().or_else(|| self.token.clone()) else {
-            anyhow::bail!("no token: pass --token, set LOOPGATE_TOKEN, or put `token` in loopgate.toml");
+            anyhow::bail!(
+                "no token: pass --token, set LOOPGATE_TOKEN, or put `token` in loopgate.toml"
+            );
         };
         Ok(loopgate_client::Client::new(&server, &token)?)
     }

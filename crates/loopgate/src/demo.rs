@@ -17,18 +17,77 @@ const POLICIES: &str = include_str!("../demo/policies.cedar");
 
 /// The five scenarios' systems: id, name, owner, purpose, risk tier, oversight.
 const SYSTEMS: [(&str, &str, &str, &str, proto::RiskTier, proto::Oversight); 5] = [
-    ("fraud-detector", "Card fraud detector", "payments-risk", "Flags and blocks card transactions that look fraudulent", proto::RiskTier::High, proto::Oversight::InTheLoop),
-    ("diagnosis-assistant", "Diagnosis assistant", "clinical-ai", "Suggests diagnoses from radiology reports", proto::RiskTier::High, proto::Oversight::InTheLoop),
-    ("content-moderator", "Content moderator", "trust-and-safety", "Removes posts that break community rules", proto::RiskTier::Limited, proto::Oversight::OnTheLoop),
-    ("lead-scorer", "Sales lead scorer", "sales-ops", "Scores inbound leads for the sales team", proto::RiskTier::Minimal, proto::Oversight::Automated),
-    ("support-agent", "Support agent", "customer-support", "An LLM agent that answers customers and calls CRM tools", proto::RiskTier::Limited, proto::Oversight::InTheLoop),
+    (
+        "fraud-detector",
+        "Card fraud detector",
+        "payments-risk",
+        "Flags and blocks card transactions that look fraudulent",
+        proto::RiskTier::High,
+        proto::Oversight::InTheLoop,
+    ),
+    (
+        "diagnosis-assistant",
+        "Diagnosis assistant",
+        "clinical-ai",
+        "Suggests diagnoses from radiology reports",
+        proto::RiskTier::High,
+        proto::Oversight::InTheLoop,
+    ),
+    (
+        "content-moderator",
+        "Content moderator",
+        "trust-and-safety",
+        "Removes posts that break community rules",
+        proto::RiskTier::Limited,
+        proto::Oversight::OnTheLoop,
+    ),
+    (
+        "lead-scorer",
+        "Sales lead scorer",
+        "sales-ops",
+        "Scores inbound leads for the sales team",
+        proto::RiskTier::Minimal,
+        proto::Oversight::Automated,
+    ),
+    (
+        "support-agent",
+        "Support agent",
+        "customer-support",
+        "An LLM agent that answers customers and calls CRM tools",
+        proto::RiskTier::Limited,
+        proto::Oversight::InTheLoop,
+    ),
 ];
 
 /// Demo accounts: username, roles, groups.
 const USERS: [(&str, &[proto::Role], &[&str]); 4] = [
-    ("rita", &[proto::Role::Reviewer], &["fraud-analysts", "clinicians", "moderators", "sales-ops", "support-leads"]),
-    ("sam", &[proto::Role::Reviewer], &["fraud-analysts", "fraud-leads", "clinicians", "senior-clinicians", "support-leads"]),
-    ("ana", &[proto::Role::PolicyAuthor, proto::Role::Auditor], &[]),
+    (
+        "rita",
+        &[proto::Role::Reviewer],
+        &[
+            "fraud-analysts",
+            "clinicians",
+            "moderators",
+            "sales-ops",
+            "support-leads",
+        ],
+    ),
+    (
+        "sam",
+        &[proto::Role::Reviewer],
+        &[
+            "fraud-analysts",
+            "fraud-leads",
+            "clinicians",
+            "senior-clinicians",
+            "support-leads",
+        ],
+    ),
+    (
+        "ana",
+        &[proto::Role::PolicyAuthor, proto::Role::Auditor],
+        &[],
+    ),
     ("audrey", &[proto::Role::Auditor], &[]),
 ];
 
@@ -38,10 +97,17 @@ pub(crate) async fn run(mut config: Config, bind: SocketAddr, rate: f64) -> anyh
         None => format!("lgt_demo_admin_{}", ulid::Ulid::new()),
     };
     config.bootstrap_token = Some(admin_token.clone());
-    let listener = TcpListener::bind(bind).await.with_context(|| format!("cannot listen on {bind}"))?;
+    let listener = TcpListener::bind(bind)
+        .await
+        .with_context(|| format!("cannot listen on {bind}"))?;
     let started = loopgate_server::start(config, Arc::new(SystemClock)).await?;
-    let first_start = started.generated_admin_token.is_none() && started.app.store.systems().await?.is_empty();
-    let server = tokio::spawn(loopgate_server::serve(listener, started.app, crate::commands::shutdown_signal()));
+    let first_start =
+        started.generated_admin_token.is_none() && started.app.store.systems().await?.is_empty();
+    let server = tokio::spawn(loopgate_server::serve(
+        listener,
+        started.app,
+        crate::commands::shutdown_signal(),
+    ));
 
     let base = format!("http://{bind}");
     let admin = Client::new(&base, &admin_token)?;
@@ -56,25 +122,45 @@ pub(crate) async fn run(mut config: Config, bind: SocketAddr, rate: f64) -> anyh
     for (name, token) in &accounts {
         println!("  {name:<8} {token}");
     }
-    println!("\nTry:\n  export LOOPGATE_TOKEN={}\n  loopgate review list\n", accounts.first().map(|it| it.1.as_str()).unwrap_or_default());
+    println!(
+        "\nTry:\n  export LOOPGATE_TOKEN={}\n  loopgate review list\n",
+        accounts.first().map(|it| it.1.as_str()).unwrap_or_default()
+    );
     if 0.0 < rate {
         println!("The simulator submits {rate} proposals per second. Stop with Ctrl-C.");
         tokio::spawn(simulate(base.clone(), keys, rate));
     }
-    server.await.context("the server task failed")?.context("the server stopped")?;
+    server
+        .await
+        .context("the server task failed")?
+        .context("the server stopped")?;
     Ok(())
 }
 
 async fn seed(admin: &Client) -> anyhow::Result<()> {
     for (id, name, owner, purpose, risk_tier, oversight) in SYSTEMS {
-        let system = proto::CreateSystem { id: id.into(), name: name.into(), owner: owner.into(), purpose: purpose.into(), risk_tier, oversight };
+        let system = proto::CreateSystem {
+            id: id.into(),
+            name: name.into(),
+            owner: owner.into(),
+            purpose: purpose.into(),
+            risk_tier,
+            oversight,
+        };
         admin.create_system(&system).await?;
     }
     for (username, roles, groups) in USERS {
-        let user = proto::CreateUser { username: username.into(), roles: roles.to_vec(), groups: groups.iter().map(|g| g.to_string()).collect() };
+        let user = proto::CreateUser {
+            username: username.into(),
+            roles: roles.to_vec(),
+            groups: groups.iter().map(|g| g.to_string()).collect(),
+        };
         admin.create_user(&user).await?;
     }
-    let policy = proto::PublishPolicy { text: POLICIES.to_owned(), description: "demo scenarios".to_owned() };
+    let policy = proto::PublishPolicy {
+        text: POLICIES.to_owned(),
+        description: "demo scenarios".to_owned(),
+    };
     admin.publish_policy(&policy).await?;
     Ok(())
 }
@@ -85,7 +171,10 @@ async fn accounts(admin: &Client) -> anyhow::Result<Vec<(String, String)>> {
     let users = admin.users().await?.items;
     for (username, _, _) in USERS.iter().chain([("admin", &[][..], &[][..])].iter()) {
         if let Some(user) = users.iter().find(|u| u.username == *username) {
-            out.push((user.username.clone(), admin.create_token(&user.id).await?.secret));
+            out.push((
+                user.username.clone(),
+                admin.create_token(&user.id).await?.secret,
+            ));
         }
     }
     Ok(out)
@@ -113,7 +202,9 @@ async fn simulate(base: String, keys: Vec<(String, String)>, rate: f64) {
     loop {
         interval.tick().await;
         n += 1;
-        let Some((system, client)) = clients.get(rng.below(clients.len() as u64) as usize) else { return };
+        let Some((system, client)) = clients.get(rng.below(clients.len() as u64) as usize) else {
+            return;
+        };
         let proposal = synthetic(system, n, &mut rng);
         if let Err(error) = client.submit(&proposal, None).await {
             tracing::warn!(%error, "simulator submission failed");
@@ -147,7 +238,13 @@ pub(crate) fn synthetic(system: &str, n: u64, rng: &mut Rng) -> proto::SubmitPro
         }
         "diagnosis-assistant" => {
             attributes.insert("sex".into(), json!(rng.pick(&["female", "male"])));
-            let (finding, severity) = rng.pick(&[("pneumonia", "high"), ("pleural effusion", "high"), ("no acute findings", "low"), ("rib fracture", "medium"), ("cardiomegaly", "medium")]);
+            let (finding, severity) = rng.pick(&[
+                ("pneumonia", "high"),
+                ("pleural effusion", "high"),
+                ("no acute findings", "low"),
+                ("rib fracture", "medium"),
+                ("cardiomegaly", "medium"),
+            ]);
             (
                 "suggest_diagnosis".to_owned(),
                 "Patient",
@@ -158,7 +255,10 @@ pub(crate) fn synthetic(system: &str, n: u64, rng: &mut Rng) -> proto::SubmitPro
             )
         }
         "content-moderator" => {
-            attributes.insert("language".into(), json!(rng.pick(&["en", "de", "es", "ar"])));
+            attributes.insert(
+                "language".into(),
+                json!(rng.pick(&["en", "de", "es", "ar"])),
+            );
             let label = rng.pick(&["hate_speech", "spam", "harassment", "nudity", "violence"]);
             (
                 "remove_post".to_owned(),
@@ -170,7 +270,10 @@ pub(crate) fn synthetic(system: &str, n: u64, rng: &mut Rng) -> proto::SubmitPro
             )
         }
         "lead-scorer" => {
-            attributes.insert("company_size".into(), json!(rng.pick(&["1-10", "11-50", "51-200", "201-1000", "1000+"])));
+            attributes.insert(
+                "company_size".into(),
+                json!(rng.pick(&["1-10", "11-50", "51-200", "201-1000", "1000+"])),
+            );
             let score = rng.below(100);
             (
                 "score_lead".to_owned(),
@@ -183,11 +286,23 @@ pub(crate) fn synthetic(system: &str, n: u64, rng: &mut Rng) -> proto::SubmitPro
         }
         _ => {
             attributes.insert("gender".into(), json!(rng.pick(&genders)));
-            let tool = rng.pick(&["lookup_order", "send_email", "send_email", "issue_refund", "issue_refund"]);
+            let tool = rng.pick(&[
+                "lookup_order",
+                "send_email",
+                "send_email",
+                "issue_refund",
+                "issue_refund",
+            ]);
             let amount = [500, 2_500, 9_900, 49_900, 150_000][rng.below(5) as usize];
             let (output, context) = match tool {
-                "issue_refund" => (json!({"order_id": format!("ord-{n}"), "amount_minor": amount, "currency": "EUR", "reason": "damaged item"}), json!({"amount_minor": amount})),
-                "send_email" => (json!({"to": format!("customer{n}@example.com"), "subject": "About your order", "body": "Hello, we are sorry for the trouble; a replacement is on its way."}), json!({})),
+                "issue_refund" => (
+                    json!({"order_id": format!("ord-{n}"), "amount_minor": amount, "currency": "EUR", "reason": "damaged item"}),
+                    json!({"amount_minor": amount}),
+                ),
+                "send_email" => (
+                    json!({"to": format!("customer{n}@example.com"), "subject": "About your order", "body": "Hello, we are sorry for the trouble; a replacement is on its way."}),
+                    json!({}),
+                ),
                 _ => (json!({"order_id": format!("ord-{n}")}), json!({})),
             };
             (
@@ -207,12 +322,19 @@ pub(crate) fn synthetic(system: &str, n: u64, rng: &mut Rng) -> proto::SubmitPro
     proto::SubmitProposal {
         system: None,
         action,
-        subject: proto::Subject { type_: subject_type.to_owned(), id: format!("{}-{}", subject_type.to_lowercase(), rng.below(5000)), attributes },
+        subject: proto::Subject {
+            type_: subject_type.to_owned(),
+            id: format!("{}-{}", subject_type.to_lowercase(), rng.below(5000)),
+            attributes,
+        },
         input,
         output,
         confidence: Some(confidence),
         explanation: Some(explanation),
-        model: Some(proto::Model { name: format!("{system}-model"), version: Some("2026.11.1".to_owned()) }),
+        model: Some(proto::Model {
+            name: format!("{system}-model"),
+            version: Some("2026.11.1".to_owned()),
+        }),
         context,
         idempotency_key: Some(format!("sim-{}-{n}", ulid::Ulid::new())),
     }

@@ -13,7 +13,12 @@ fn case(required: u32, kind: TaskKind) -> Case {
     let subject = json!({"type": "Account", "id": "a-1", "attributes": {}});
     let input = json!({"amount": 1});
     let output = json!({"block": true});
-    let parts = CaseParts { system: "sys".into(), action: "act".into(), subject, input };
+    let parts = CaseParts {
+        system: "sys".into(),
+        action: "act".into(),
+        subject,
+        input,
+    };
     let digest = digest_of(&parts, &output);
     let plan = ReviewPlan {
         group: "g0".into(),
@@ -59,7 +64,13 @@ fn case(required: u32, kind: TaskKind) -> Case {
 }
 
 fn digest_of(parts: &CaseParts, output: &Value) -> Digest {
-    Digest::of(DigestParts { system: &parts.system, action: &parts.action, subject: &parts.subject, input: &parts.input, output })
+    Digest::of(DigestParts {
+        system: &parts.system,
+        action: &parts.action,
+        subject: &parts.subject,
+        input: &parts.input,
+        output,
+    })
 }
 
 fn groups() -> Vec<String> {
@@ -67,7 +78,13 @@ fn groups() -> Vec<String> {
 }
 
 fn input(verdict: Verdict, case: &Case) -> DecisionInput {
-    DecisionInput { verdict, rationale: None, output: None, labels: None, seen_digest: case.proposal.digest.clone() }
+    DecisionInput {
+        verdict,
+        rationale: None,
+        output: None,
+        labels: None,
+        seen_digest: case.proposal.digest.clone(),
+    }
 }
 
 #[test]
@@ -75,17 +92,59 @@ fn quorum_needs_distinct_reviewers() {
     let now = Timestamp::from_millis(T0);
     let groups = groups();
     let start = case(2, TaskKind::Gate);
-    let first = decide(&start, Reviewer { name: "ann", groups: &groups }, input(Verdict::Approve, &start), now).unwrap();
+    let first = decide(
+        &start,
+        Reviewer {
+            name: "ann",
+            groups: &groups,
+        },
+        input(Verdict::Approve, &start),
+        now,
+    )
+    .unwrap();
     assert_eq!(first.effect, Effect::Recorded);
     assert_eq!(first.case.proposal.status, ProposalStatus::Pending);
-    let again = decide(&first.case, Reviewer { name: "ann", groups: &groups }, input(Verdict::Approve, &first.case), now);
-    assert_eq!(again.unwrap_err(), ReviewError::AlreadyVoted { reviewer: "ann".into() });
-    let second = decide(&first.case, Reviewer { name: "bob", groups: &groups }, input(Verdict::Approve, &first.case), now).unwrap();
+    let again = decide(
+        &first.case,
+        Reviewer {
+            name: "ann",
+            groups: &groups,
+        },
+        input(Verdict::Approve, &first.case),
+        now,
+    );
+    assert_eq!(
+        again.unwrap_err(),
+        ReviewError::AlreadyVoted {
+            reviewer: "ann".into()
+        }
+    );
+    let second = decide(
+        &first.case,
+        Reviewer {
+            name: "bob",
+            groups: &groups,
+        },
+        input(Verdict::Approve, &first.case),
+        now,
+    )
+    .unwrap();
     assert_eq!(second.effect, Effect::Resolved);
     assert_eq!(second.case.proposal.status, ProposalStatus::Approved);
     assert_eq!(second.case.proposal.decided_by, Some(DecidedBy::Reviewers));
-    let late = decide(&second.case, Reviewer { name: "cid", groups: &groups }, input(Verdict::Approve, &second.case), now);
-    assert_eq!(late.unwrap_err(), ReviewError::AlreadyDecided { state: "done" });
+    let late = decide(
+        &second.case,
+        Reviewer {
+            name: "cid",
+            groups: &groups,
+        },
+        input(Verdict::Approve, &second.case),
+        now,
+    );
+    assert_eq!(
+        late.unwrap_err(),
+        ReviewError::AlreadyDecided { state: "done" }
+    );
 }
 
 #[test]
@@ -93,15 +152,54 @@ fn modify_resets_approvals_of_the_old_digest() {
     let now = Timestamp::from_millis(T0);
     let groups = groups();
     let start = case(2, TaskKind::Gate);
-    let first = decide(&start, Reviewer { name: "ann", groups: &groups }, input(Verdict::Approve, &start), now).unwrap();
+    let first = decide(
+        &start,
+        Reviewer {
+            name: "ann",
+            groups: &groups,
+        },
+        input(Verdict::Approve, &start),
+        now,
+    )
+    .unwrap();
     let mut edit = input(Verdict::Modify, &first.case);
     edit.output = Some(json!({"block": false}));
-    let second = decide(&first.case, Reviewer { name: "bob", groups: &groups }, edit, now).unwrap();
-    assert_eq!(second.effect, Effect::Recorded, "ann approved the old digest only");
+    let second = decide(
+        &first.case,
+        Reviewer {
+            name: "bob",
+            groups: &groups,
+        },
+        edit,
+        now,
+    )
+    .unwrap();
+    assert_eq!(
+        second.effect,
+        Effect::Recorded,
+        "ann approved the old digest only"
+    );
     assert_ne!(second.case.proposal.digest, start.proposal.digest);
-    let stale = decide(&second.case, Reviewer { name: "cid", groups: &groups }, input(Verdict::Approve, &start), now);
+    let stale = decide(
+        &second.case,
+        Reviewer {
+            name: "cid",
+            groups: &groups,
+        },
+        input(Verdict::Approve, &start),
+        now,
+    );
     assert!(matches!(stale, Err(ReviewError::StaleDigest { .. })));
-    let third = decide(&second.case, Reviewer { name: "cid", groups: &groups }, input(Verdict::Approve, &second.case), now).unwrap();
+    let third = decide(
+        &second.case,
+        Reviewer {
+            name: "cid",
+            groups: &groups,
+        },
+        input(Verdict::Approve, &second.case),
+        now,
+    )
+    .unwrap();
     assert_eq!(third.effect, Effect::Resolved);
     assert!(third.case.proposal.modified);
     assert_eq!(third.case.proposal.output, json!({"block": false}));
@@ -112,11 +210,45 @@ fn separation_of_duties_and_groups() {
     let now = Timestamp::from_millis(T0);
     let groups = groups();
     let start = case(1, TaskKind::Gate);
-    let own = decide(&start, Reviewer { name: "sub", groups: &groups }, input(Verdict::Approve, &start), now);
-    assert_eq!(own.unwrap_err(), ReviewError::SelfApproval { reviewer: "sub".into() });
-    let rejected = decide(&start, Reviewer { name: "sub", groups: &groups }, input(Verdict::Reject, &start), now).unwrap();
-    assert_eq!(rejected.case.proposal.status, ProposalStatus::Rejected, "rejecting your own proposal is fine");
-    let outsider = decide(&start, Reviewer { name: "out", groups: &[] }, input(Verdict::Approve, &start), now);
+    let own = decide(
+        &start,
+        Reviewer {
+            name: "sub",
+            groups: &groups,
+        },
+        input(Verdict::Approve, &start),
+        now,
+    );
+    assert_eq!(
+        own.unwrap_err(),
+        ReviewError::SelfApproval {
+            reviewer: "sub".into()
+        }
+    );
+    let rejected = decide(
+        &start,
+        Reviewer {
+            name: "sub",
+            groups: &groups,
+        },
+        input(Verdict::Reject, &start),
+        now,
+    )
+    .unwrap();
+    assert_eq!(
+        rejected.case.proposal.status,
+        ProposalStatus::Rejected,
+        "rejecting your own proposal is fine"
+    );
+    let outsider = decide(
+        &start,
+        Reviewer {
+            name: "out",
+            groups: &[],
+        },
+        input(Verdict::Approve, &start),
+        now,
+    );
     assert!(matches!(outsider, Err(ReviewError::NotInGroup { .. })));
 }
 
@@ -125,17 +257,75 @@ fn leases_are_exclusive_until_they_lapse() {
     let now = Timestamp::from_millis(T0);
     let groups = groups();
     let start = case(1, TaskKind::Gate);
-    let claimed = claim(&start.task, Reviewer { name: "ann", groups: &groups }, now, 5 * MINUTE).unwrap();
-    let held = claim(&claimed, Reviewer { name: "bob", groups: &groups }, now, 5 * MINUTE);
+    let claimed = claim(
+        &start.task,
+        Reviewer {
+            name: "ann",
+            groups: &groups,
+        },
+        now,
+        5 * MINUTE,
+    )
+    .unwrap();
+    let held = claim(
+        &claimed,
+        Reviewer {
+            name: "bob",
+            groups: &groups,
+        },
+        now,
+        5 * MINUTE,
+    );
     assert!(matches!(held, Err(ReviewError::LeaseHeld { .. })));
     let mut with_lease = start.clone();
     with_lease.task = claimed.clone();
-    let blocked = decide(&with_lease, Reviewer { name: "bob", groups: &groups }, input(Verdict::Approve, &start), now);
+    let blocked = decide(
+        &with_lease,
+        Reviewer {
+            name: "bob",
+            groups: &groups,
+        },
+        input(Verdict::Approve, &start),
+        now,
+    );
     assert!(matches!(blocked, Err(ReviewError::LeaseHeld { .. })));
     let later = now.plus(6 * MINUTE);
-    assert!(claim(&claimed, Reviewer { name: "bob", groups: &groups }, later, 5 * MINUTE).is_ok());
-    assert!(release(&claimed, Reviewer { name: "bob", groups: &groups }, now).is_err());
-    assert_eq!(release(&claimed, Reviewer { name: "ann", groups: &groups }, now).unwrap().state, TaskState::Open);
+    assert!(
+        claim(
+            &claimed,
+            Reviewer {
+                name: "bob",
+                groups: &groups
+            },
+            later,
+            5 * MINUTE
+        )
+        .is_ok()
+    );
+    assert!(
+        release(
+            &claimed,
+            Reviewer {
+                name: "bob",
+                groups: &groups
+            },
+            now
+        )
+        .is_err()
+    );
+    assert_eq!(
+        release(
+            &claimed,
+            Reviewer {
+                name: "ann",
+                groups: &groups
+            },
+            now
+        )
+        .unwrap()
+        .state,
+        TaskState::Open
+    );
 }
 
 #[test]
@@ -147,8 +337,19 @@ fn timeouts_escalate_then_fail_closed() {
     let due = Timestamp::from_millis(T0).plus(Duration::from_secs(3600));
     let (escalated, effect) = expire(&start, due).unwrap();
     assert_eq!(effect, Effect::Escalated);
-    assert_eq!((escalated.task.group.as_str(), escalated.task.level), ("g1", 1));
-    let no_more = decide(&escalated, Reviewer { name: "ann", groups: &groups }, input(Verdict::Escalate, &escalated), due);
+    assert_eq!(
+        (escalated.task.group.as_str(), escalated.task.level),
+        ("g1", 1)
+    );
+    let no_more = decide(
+        &escalated,
+        Reviewer {
+            name: "ann",
+            groups: &groups,
+        },
+        input(Verdict::Escalate, &escalated),
+        due,
+    );
     assert!(matches!(no_more, Err(ReviewError::NoEscalation { .. })));
     let (timed_out, effect) = expire(&escalated, due.plus(Duration::from_secs(3600))).unwrap();
     assert_eq!(effect, Effect::Resolved);
@@ -162,26 +363,52 @@ fn post_hoc_rejection_overrides() {
     let now = Timestamp::from_millis(T0);
     let groups = groups();
     let start = case(1, TaskKind::PostHoc);
-    let done = decide(&start, Reviewer { name: "ann", groups: &groups }, input(Verdict::Reject, &start), now).unwrap();
+    let done = decide(
+        &start,
+        Reviewer {
+            name: "ann",
+            groups: &groups,
+        },
+        input(Verdict::Reject, &start),
+        now,
+    )
+    .unwrap();
     assert_eq!(done.effect, Effect::Overridden);
     assert!(done.case.proposal.overridden);
-    assert_eq!(done.case.proposal.status, ProposalStatus::Approved, "terminal states never change");
+    assert_eq!(
+        done.case.proposal.status,
+        ProposalStatus::Approved,
+        "terminal states never change"
+    );
 }
 
 #[derive(Debug, Clone)]
 enum Op {
     Claim(usize),
     Release(usize),
-    Decide { reviewer: usize, verdict: Verdict, stale: bool },
+    Decide {
+        reviewer: usize,
+        verdict: Verdict,
+        stale: bool,
+    },
     Advance(u64),
 }
 
 fn op() -> impl Strategy<Value = Op> {
-    let verdict = prop_oneof![Just(Verdict::Approve), Just(Verdict::Reject), Just(Verdict::Modify), Just(Verdict::Escalate)];
+    let verdict = prop_oneof![
+        Just(Verdict::Approve),
+        Just(Verdict::Reject),
+        Just(Verdict::Modify),
+        Just(Verdict::Escalate)
+    ];
     prop_oneof![
         (0..5_usize).prop_map(Op::Claim),
         (0..5_usize).prop_map(Op::Release),
-        (0..5_usize, verdict, any::<bool>()).prop_map(|(reviewer, verdict, stale)| Op::Decide { reviewer, verdict, stale }),
+        (0..5_usize, verdict, any::<bool>()).prop_map(|(reviewer, verdict, stale)| Op::Decide {
+            reviewer,
+            verdict,
+            stale
+        }),
         (0..7200_u64).prop_map(Op::Advance),
     ]
 }

@@ -1,4 +1,5 @@
 //! Data-driven routing tests: policy text + proposal → expected route.
+#![allow(clippy::type_complexity, reason = "a fixture tuple")]
 
 use expect_test::{Expect, expect};
 
@@ -6,7 +7,16 @@ use super::*;
 
 /// A proposal in one line: `action key=value ...`; the keys `confidence`,
 /// `oversight`, `risk` and `attr.<name>` are special, the rest go to context.
-fn fixture(line: &str) -> (String, Map<String, Value>, Map<String, Value>, Option<f64>, Oversight, RiskTier) {
+fn fixture(
+    line: &str,
+) -> (
+    String,
+    Map<String, Value>,
+    Map<String, Value>,
+    Option<f64>,
+    Oversight,
+    RiskTier,
+) {
     let mut words = line.split_whitespace();
     let action = words.next().unwrap().to_owned();
     let (mut context, mut attributes) = (Map::new(), Map::new());
@@ -43,12 +53,18 @@ fn check(policies: &str, proposal: &str, expect: Expect) {
         oversight,
         model_version: Some("1.0"),
     };
-    let defaults = Defaults { route: Route::Review, review: ReviewPlan::default_review() };
+    let defaults = Defaults {
+        route: Route::Review,
+        review: ReviewPlan::default_review(),
+    };
     let routing = route(&policies, &request, &defaults);
     let mut text = format!("{} by [{}]", routing.route, routing.matched.join(", "));
     if routing.route == Route::Review {
         let plan = &routing.review;
-        text.push_str(&format!(" group={} approvals={}", plan.group, plan.approvals));
+        text.push_str(&format!(
+            " group={} approvals={}",
+            plan.group, plan.approvals
+        ));
         if let Some(sla) = plan.sla {
             text.push_str(&format!(" sla={}s", sla.as_secs()));
         }
@@ -74,7 +90,11 @@ fn check_invalid(policies: &str, expect: Expect) {
 
 #[test]
 fn no_policies_take_the_default_route() {
-    check("", "block_card", expect!["review by [] group=reviewers approvals=1 on_timeout=reject"]);
+    check(
+        "",
+        "block_card",
+        expect!["review by [] group=reviewers approvals=1 on_timeout=reject"],
+    );
 }
 
 #[test]
@@ -110,7 +130,9 @@ fn review_beats_allow() {
 permit(principal, action, resource) when { context.confidence.lessThan(decimal("0.9")) };
 "#,
         "block_card confidence=0.87",
-        expect!["review by [low-confidence] group=fraud-analysts approvals=1 sla=14400s on_timeout=reject"],
+        expect![
+            "review by [low-confidence] group=fraud-analysts approvals=1 sla=14400s on_timeout=reject"
+        ],
     );
 }
 
@@ -123,7 +145,9 @@ fn strictest_review_wins() {
 @id("c") @reviewers("three") @approvals("2") @sla("PT2H") @escalate_to("leads, heads") @on_timeout("escalate") @blind("true") permit(principal, action, resource);
 "#,
         "diagnose",
-        expect!["review by [a, b, c] group=three approvals=2 sla=7200s escalate_to=leads,heads on_timeout=escalate blind"],
+        expect![
+            "review by [a, b, c] group=three approvals=2 sla=7200s escalate_to=leads,heads on_timeout=escalate blind"
+        ],
     );
 }
 
@@ -145,9 +169,21 @@ fn principal_action_and_subject_attributes() {
 @route("allow") permit(principal == System::"fraud-detector", action == Action::"flag", resource)
   when { resource.attributes.country == "DE" && context.risk_tier == "limited" };
 "#;
-    check(policies, "flag attr.country=DE", expect!["allow by [policy0]"]);
-    check(policies, "flag attr.country=FR", expect!["review by [] group=reviewers approvals=1 on_timeout=reject"]);
-    check(policies, "other attr.country=DE", expect!["review by [] group=reviewers approvals=1 on_timeout=reject"]);
+    check(
+        policies,
+        "flag attr.country=DE",
+        expect!["allow by [policy0]"],
+    );
+    check(
+        policies,
+        "flag attr.country=FR",
+        expect!["review by [] group=reviewers approvals=1 on_timeout=reject"],
+    );
+    check(
+        policies,
+        "other attr.country=DE",
+        expect!["review by [] group=reviewers approvals=1 on_timeout=reject"],
+    );
 }
 
 #[test]
@@ -170,11 +206,15 @@ fn invalid_annotations_are_named() {
     );
     check_invalid(
         r#"@id("x") @sla("4 hours") permit(principal, action, resource);"#,
-        expect!["policy `x`: annotation `@sla` must be an ISO 8601 duration such as `PT4H`, not `4 hours`"],
+        expect![
+            "policy `x`: annotation `@sla` must be an ISO 8601 duration such as `PT4H`, not `4 hours`"
+        ],
     );
     check_invalid(
         r#"@approvals("0") permit(principal, action, resource);"#,
-        expect!["policy `policy0`: annotation `@approvals` must be a whole number from 1 to 20, not `0`"],
+        expect![
+            "policy `policy0`: annotation `@approvals` must be a whole number from 1 to 20, not `0`"
+        ],
     );
     check_invalid(
         r#"@sample("1.5") @route("allow") permit(principal, action, resource);"#,
@@ -190,9 +230,14 @@ fn syntax_errors_carry_cedars_message() {
 
 #[test]
 fn sampling_is_deterministic() {
-    let sampled: usize = (0..10_000).filter(|i| is_sampled(b"secret", &format!("prp_{i}"), 0.05)).count();
+    let sampled: usize = (0..10_000)
+        .filter(|i| is_sampled(b"secret", &format!("prp_{i}"), 0.05))
+        .count();
     assert!((400..600).contains(&sampled), "{sampled}");
-    assert_eq!(is_sampled(b"secret", "prp_1", 0.5), is_sampled(b"secret", "prp_1", 0.5));
+    assert_eq!(
+        is_sampled(b"secret", "prp_1", 0.5),
+        is_sampled(b"secret", "prp_1", 0.5)
+    );
     assert!(!is_sampled(b"secret", "prp_1", 0.0));
     assert!(is_sampled(b"secret", "prp_1", 1.0));
 }

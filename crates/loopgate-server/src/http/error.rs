@@ -11,9 +11,12 @@ use serde_json::{Map, Value, json};
 /// Where each code's documentation lives.
 pub const ERRORS_DOC: &str = "https://github.com/loopgate/loopgate/blob/main/docs/errors.md";
 
-/// An error on its way to becoming a problem response.
+/// An error on its way to becoming a problem response (boxed: errors are rare, `Result`s are everywhere).
 #[derive(Debug)]
-pub struct ApiError {
+pub struct ApiError(Box<Inner>);
+
+#[derive(Debug)]
+struct Inner {
     code: ErrorCode,
     detail: String,
     help: Option<String>,
@@ -23,18 +26,23 @@ pub struct ApiError {
 impl ApiError {
     /// An error with a code and what happened.
     pub fn new(code: ErrorCode, detail: impl Into<String>) -> ApiError {
-        ApiError { code, detail: detail.into(), help: None, extra: Map::new() }
+        ApiError(Box::new(Inner {
+            code,
+            detail: detail.into(),
+            help: None,
+            extra: Map::new(),
+        }))
     }
 
     /// Adds what to do about it.
     pub fn help(mut self, help: impl Into<String>) -> ApiError {
-        self.help = Some(help.into());
+        self.0.help = Some(help.into());
         self
     }
 
     /// Adds an extension member.
     pub fn with(mut self, key: &str, value: Value) -> ApiError {
-        self.extra.insert(key.to_owned(), value);
+        self.0.extra.insert(key.to_owned(), value);
         self
     }
 
@@ -57,34 +65,42 @@ impl ApiError {
     pub fn internal(cause: &dyn std::fmt::Display) -> ApiError {
         let request_id = ulid::Ulid::new().to_string();
         tracing::error!(request_id, error = %cause, "internal error");
-        ApiError::new(ErrorCode::Internal, format!("something went wrong inside loopgate (request `{request_id}`)"))
-            .help("the cause is in the server log under this request id")
-            .with("request_id", json!(request_id))
+        ApiError::new(
+            ErrorCode::Internal,
+            format!("something went wrong inside loopgate (request `{request_id}`)"),
+        )
+        .help("the cause is in the server log under this request id")
+        .with("request_id", json!(request_id))
     }
 
     /// The code.
     pub fn code(&self) -> ErrorCode {
-        self.code
+        self.0.code
     }
 }
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let status = StatusCode::from_u16(self.code.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        let inner = *self.0;
+        let status =
+            StatusCode::from_u16(inner.code.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
         let problem = Problem {
-            type_: format!("{ERRORS_DOC}#{}", self.code.as_str()),
-            title: self.code.title().to_owned(),
+            type_: format!("{ERRORS_DOC}#{}", inner.code.as_str()),
+            title: inner.code.title().to_owned(),
             status: status.as_u16(),
-            code: self.code.as_str().to_owned(),
-            detail: self.detail,
-            help: self.help,
-            extra: self.extra,
+            code: inner.code.as_str().to_owned(),
+            detail: inner.detail,
+            help: inner.help,
+            extra: inner.extra,
         };
         let body = serde_json::to_vec(&problem).unwrap_or_default();
         let mut response = (status, body).into_response();
         let headers = response.headers_mut();
-        headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/problem+json"));
-        if self.code == ErrorCode::Unavailable {
+        headers.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/problem+json"),
+        );
+        if inner.code == ErrorCode::Unavailable {
             headers.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
         }
         response
@@ -94,13 +110,21 @@ impl IntoResponse for ApiError {
 impl From<StoreError> for ApiError {
     fn from(error: StoreError) -> ApiError {
         match error {
-            StoreError::NotFound => ApiError::new(ErrorCode::NotFound, "the resource does not exist"),
-            StoreError::Conflict(_) => ApiError::new(ErrorCode::AlreadyExists, "a resource with this id or name already exists")
-                .help("choose another id or name, or update the existing one"),
+            StoreError::NotFound => {
+                ApiError::new(ErrorCode::NotFound, "the resource does not exist")
+            }
+            StoreError::Conflict(_) => ApiError::new(
+                ErrorCode::AlreadyExists,
+                "a resource with this id or name already exists",
+            )
+            .help("choose another id or name, or update the existing one"),
             StoreError::Unavailable(cause) => {
                 tracing::warn!(%cause, "store unavailable");
-                ApiError::new(ErrorCode::Unavailable, "the database is unavailable for a moment")
-                    .help("retry after a second; nothing was changed")
+                ApiError::new(
+                    ErrorCode::Unavailable,
+                    "the database is unavailable for a moment",
+                )
+                .help("retry after a second; nothing was changed")
             }
             StoreError::Other(cause) => ApiError::internal(&cause),
         }
@@ -121,21 +145,25 @@ impl From<ReviewError> for ApiError {
         let detail = error.to_string();
         match error {
             ReviewError::AlreadyDecided { .. } | ReviewError::AlreadyVoted { .. } => {
-                ApiError::new(ErrorCode::AlreadyDecided, detail).help("reload the task list; this one needs nothing more from you")
+                ApiError::new(ErrorCode::AlreadyDecided, detail)
+                    .help("reload the task list; this one needs nothing more from you")
             }
-            ReviewError::StaleDigest { current, .. } => ApiError::new(ErrorCode::StaleDigest, detail)
-                .help("reload the proposal and decide again")
-                .with("current_digest", json!(current.as_str())),
+            ReviewError::StaleDigest { current, .. } => {
+                ApiError::new(ErrorCode::StaleDigest, detail)
+                    .help("reload the proposal and decide again")
+                    .with("current_digest", json!(current.as_str()))
+            }
             ReviewError::LeaseHeld { holder, until } => ApiError::new(ErrorCode::LeaseHeld, detail)
                 .help("pick another task, or wait until the lease ends")
                 .with("claimed_by", json!(holder))
                 .with("lease_expires_at", json!(until)),
             ReviewError::NotClaimed { .. } => ApiError::new(ErrorCode::LeaseHeld, detail),
-            ReviewError::SelfApproval { .. } => {
-                ApiError::new(ErrorCode::SelfApproval, detail).help("another reviewer has to approve it")
-            }
+            ReviewError::SelfApproval { .. } => ApiError::new(ErrorCode::SelfApproval, detail)
+                .help("another reviewer has to approve it"),
             ReviewError::NotInGroup { .. } => ApiError::new(ErrorCode::Forbidden, detail),
-            ReviewError::NoEscalation { .. } => ApiError::invalid(detail).help("approve or reject instead"),
+            ReviewError::NoEscalation { .. } => {
+                ApiError::invalid(detail).help("approve or reject instead")
+            }
             ReviewError::Invalid(_) => ApiError::invalid(detail),
         }
     }
@@ -145,16 +173,21 @@ impl From<SubmitError> for ApiError {
     fn from(error: SubmitError) -> ApiError {
         let detail = error.to_string();
         match error {
-            SubmitError::IdempotencyConflict { existing, .. } => ApiError::new(ErrorCode::IdempotencyConflict, detail)
-                .help("use a new idempotency key for a different proposal")
-                .with("existing_proposal", json!(existing.as_str())),
-            SubmitError::UnknownSystem(_) => ApiError::invalid(detail).help("register the system first: POST /v1/systems"),
+            SubmitError::IdempotencyConflict { existing, .. } => {
+                ApiError::new(ErrorCode::IdempotencyConflict, detail)
+                    .help("use a new idempotency key for a different proposal")
+                    .with("existing_proposal", json!(existing.as_str()))
+            }
+            SubmitError::UnknownSystem(_) => {
+                ApiError::invalid(detail).help("register the system first: POST /v1/systems")
+            }
         }
     }
 }
 
 impl From<PolicyError> for ApiError {
     fn from(error: PolicyError) -> ApiError {
-        ApiError::new(ErrorCode::PolicyInvalid, error.to_string()).help("fix the policy text; the live version is unchanged")
+        ApiError::new(ErrorCode::PolicyInvalid, error.to_string())
+            .help("fix the policy text; the live version is unchanged")
     }
 }

@@ -21,8 +21,13 @@ impl<T: DeserializeOwned> FromRequest<AppState> for JsonBody<T> {
     async fn from_request(req: Request, app: &AppState) -> Result<JsonBody<T>, ApiError> {
         let limit = app.config.max_body_bytes;
         let too_large = || {
-            ApiError::new(ErrorCode::PayloadTooLarge, format!("request body is larger than {limit} bytes"))
-                .help("send a smaller body; large payloads belong in your own storage, referenced by id")
+            ApiError::new(
+                ErrorCode::PayloadTooLarge,
+                format!("request body is larger than {limit} bytes"),
+            )
+            .help(
+                "send a smaller body; large payloads belong in your own storage, referenced by id",
+            )
         };
         let declared = req
             .headers()
@@ -32,17 +37,25 @@ impl<T: DeserializeOwned> FromRequest<AppState> for JsonBody<T> {
         if declared.is_some_and(|n| limit < n) {
             return Err(too_large());
         }
-        let bytes = axum::body::to_bytes(req.into_body(), limit).await.map_err(|_| too_large())?;
+        let bytes = axum::body::to_bytes(req.into_body(), limit)
+            .await
+            .map_err(|_| too_large())?;
         if bytes.is_empty() {
-            return Err(ApiError::invalid("request body is empty; a JSON object is expected"));
+            return Err(ApiError::invalid(
+                "request body is empty; a JSON object is expected",
+            ));
         }
         if MAX_DEPTH < json_depth(&bytes) {
-            return Err(ApiError::invalid(format!("JSON is nested deeper than {MAX_DEPTH} levels")));
+            return Err(ApiError::invalid(format!(
+                "JSON is nested deeper than {MAX_DEPTH} levels"
+            )));
         }
         match serde_json::from_slice(&bytes) {
             Ok(value) => Ok(JsonBody(value)),
-            Err(error) => Err(ApiError::invalid(format!("request body is not valid: {error}"))
-                .help("check the body against the API reference at /openapi.json")),
+            Err(error) => Err(
+                ApiError::invalid(format!("request body is not valid: {error}"))
+                    .help("check the body against the API reference at /openapi.json"),
+            ),
         }
     }
 }
@@ -56,7 +69,10 @@ impl<T: DeserializeOwned + Send> FromRequestParts<AppState> for Params<T> {
     async fn from_request_parts(parts: &mut Parts, app: &AppState) -> Result<Params<T>, ApiError> {
         match Query::<T>::from_request_parts(parts, app).await {
             Ok(Query(value)) => Ok(Params(value)),
-            Err(rejection) => Err(ApiError::invalid(format!("query string is not valid: {}", rejection.body_text()))),
+            Err(rejection) => Err(ApiError::invalid(format!(
+                "query string is not valid: {}",
+                rejection.body_text()
+            ))),
         }
     }
 }

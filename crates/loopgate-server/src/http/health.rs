@@ -22,7 +22,10 @@ pub async fn healthz() -> &'static str {
     responses((status = 200, description = "ready"), (status = 503, body = loopgate_proto::Problem)))]
 pub async fn readyz(State(app): State<AppState>) -> Result<&'static str, ApiError> {
     if app.shutdown.is_cancelled() {
-        return Err(ApiError::new(ErrorCode::Unavailable, "the server is shutting down"));
+        return Err(ApiError::new(
+            ErrorCode::Unavailable,
+            "the server is shutting down",
+        ));
     }
     app.store.ping().await?;
     Ok("ready")

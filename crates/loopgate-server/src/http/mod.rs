@@ -4,8 +4,8 @@
 pub mod error;
 pub mod extract;
 pub mod health;
-pub mod proposals;
 pub mod policies;
+pub mod proposals;
 pub mod systems;
 pub mod tasks;
 pub mod users;
@@ -60,7 +60,10 @@ pub fn router(app: AppState) -> Router {
         .route("/readyz", get(health::readyz))
         .route("/metrics", get(health::metrics))
         .route("/openapi.json", get(health::openapi))
-        .route("/v1/proposals", post(proposals::submit).get(proposals::list))
+        .route(
+            "/v1/proposals",
+            post(proposals::submit).get(proposals::list),
+        )
         .route("/v1/proposals/{id}", get(proposals::get))
         .route("/v1/proposals/{id}/cancel", post(proposals::cancel))
         .route("/v1/tasks", get(tasks::list))
@@ -83,12 +86,19 @@ pub fn router(app: AppState) -> Router {
 }
 
 async fn not_found(uri: Uri) -> ApiError {
-    ApiError::new(ErrorCode::NotFound, format!("no route for `{}`", uri.path())).help("the API reference is at /openapi.json")
+    ApiError::new(
+        ErrorCode::NotFound,
+        format!("no route for `{}`", uri.path()),
+    )
+    .help("the API reference is at /openapi.json")
 }
 
 async fn method_not_allowed(uri: Uri) -> Response {
-    let error = ApiError::new(ErrorCode::NotFound, format!("`{}` does not accept this method", uri.path()))
-        .help("the API reference is at /openapi.json");
+    let error = ApiError::new(
+        ErrorCode::NotFound,
+        format!("`{}` does not accept this method", uri.path()),
+    )
+    .help("the API reference is at /openapi.json");
     let mut response = error.into_response();
     *response.status_mut() = StatusCode::METHOD_NOT_ALLOWED;
     response
@@ -99,7 +109,11 @@ fn panicked(_: Box<dyn Any + Send + 'static>) -> Response {
 }
 
 /// Parses a path id, or 404 (an id that cannot exist names nothing).
-pub(crate) fn parse_id<T>(text: &str, parse: impl Fn(&str) -> Option<T>, what: &str) -> Result<T, ApiError> {
+pub(crate) fn parse_id<T>(
+    text: &str,
+    parse: impl Fn(&str) -> Option<T>,
+    what: &str,
+) -> Result<T, ApiError> {
     parse(text).ok_or_else(|| ApiError::not_found(what, text))
 }
 
@@ -108,7 +122,9 @@ pub(crate) fn page_limit(limit: Option<u32>) -> Result<u32, ApiError> {
     match limit {
         None => Ok(50),
         Some(n) if (1..=500).contains(&n) => Ok(n),
-        Some(n) => Err(ApiError::invalid(format!("`limit` must be from 1 to 500, not {n}"))),
+        Some(n) => Err(ApiError::invalid(format!(
+            "`limit` must be from 1 to 500, not {n}"
+        ))),
     }
 }
 
@@ -124,7 +140,10 @@ pub(crate) mod cursor {
         let Some(text) = cursor else { return Ok(None) };
         match text.strip_prefix('c').and_then(|n| n.parse::<i64>().ok()) {
             Some(seq) if 0 <= seq => Ok(Some(seq)),
-            _ => Err(ApiError::invalid(format!("`{text}` is not a cursor from this API")).help("pass `next_cursor` of the previous page")),
+            _ => Err(
+                ApiError::invalid(format!("`{text}` is not a cursor from this API"))
+                    .help("pass `next_cursor` of the previous page"),
+            ),
         }
     }
 }

@@ -16,11 +16,21 @@ use crate::http::extract::JsonBody;
 
 /// Every version, newest first; the first is live.
 #[utoipa::path(get, path = "/v1/policies", tag = "policies", responses((status = 200, body = proto::Page<proto::PolicyVersion>)))]
-pub async fn list(State(app): State<AppState>, caller: Caller) -> Result<Json<proto::Page<proto::PolicyVersion>>, ApiError> {
+pub async fn list(
+    State(app): State<AppState>,
+    caller: Caller,
+) -> Result<Json<proto::Page<proto::PolicyVersion>>, ApiError> {
     caller.user_with(&[Role::PolicyAuthor, Role::Auditor])?;
     let records = app.store.policies().await?;
-    let items = records.into_iter().enumerate().map(|(i, record)| convert::policy(record, i == 0)).collect();
-    Ok(Json(proto::Page { items, next_cursor: None }))
+    let items = records
+        .into_iter()
+        .enumerate()
+        .map(|(i, record)| convert::policy(record, i == 0))
+        .collect();
+    Ok(Json(proto::Page {
+        items,
+        next_cursor: None,
+    }))
 }
 
 /// Publish a new version and make it live. Invalid text leaves the live version untouched.
@@ -39,7 +49,10 @@ pub async fn publish(
         description: body.description,
         policy_ids: policies.ids().to_vec(),
     };
-    let record = app.store.publish_policy(new, &caller.actor(), app.clock.now()).await?;
+    let record = app
+        .store
+        .publish_policy(new, &caller.actor(), app.clock.now())
+        .await?;
     app.set_live_policies(policies);
     Ok((StatusCode::CREATED, Json(convert::policy(record, true))))
 }
@@ -53,5 +66,8 @@ pub async fn validate(
 ) -> Result<Json<proto::PolicyValidation>, ApiError> {
     caller.user_with(&[Role::PolicyAuthor])?;
     let policies = Policies::parse(&body.text)?;
-    Ok(Json(proto::PolicyValidation { version: policies.version().to_owned(), policy_ids: policies.ids().to_vec() }))
+    Ok(Json(proto::PolicyValidation {
+        version: policies.version().to_owned(),
+        policy_ids: policies.ids().to_vec(),
+    }))
 }

@@ -15,12 +15,12 @@ use loopgate_store::{NewProposal, ProposalFilter, ProposalRecord, Submitted};
 use serde::Deserialize;
 use serde_json::json;
 
+use crate::AppState;
 use crate::auth::Caller;
 use crate::convert;
 use crate::http::error::ApiError;
 use crate::http::extract::{JsonBody, Params};
 use crate::http::{cursor, page_limit, parse_id};
-use crate::AppState;
 
 /// `?wait=30s`.
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
@@ -48,25 +48,37 @@ pub async fn submit(
         (Some(own), None) => own.clone(),
         (Some(own), Some(named)) if named == own.as_str() => own.clone(),
         (Some(own), Some(named)) => {
-            return Err(ApiError::forbidden(format!("this API key belongs to system `{own}`, not `{named}`")));
+            return Err(ApiError::forbidden(format!(
+                "this API key belongs to system `{own}`, not `{named}`"
+            )));
         }
         (None, Some(named)) => {
             caller.user_with(&[])?;
-            SystemId::parse(named).ok_or_else(|| ApiError::invalid(format!("`{named}` is not a system id")))?
+            SystemId::parse(named)
+                .ok_or_else(|| ApiError::invalid(format!("`{named}` is not a system id")))?
         }
-        (None, None) => return Err(ApiError::invalid("`system` is required when submitting with a personal token")),
+        (None, None) => {
+            return Err(ApiError::invalid(
+                "`system` is required when submitting with a personal token",
+            ));
+        }
     };
     let idempotency_key = idempotency_key(&headers, body.idempotency_key.as_deref())?;
     check_text("action", &body.action, 128)?;
     check_text("subject.type", &body.subject.type_, 128)?;
     check_text("subject.id", &body.subject.id, 256)?;
-    if let Some(confidence) = body.confidence {
-        if !(0.0..=1.0).contains(&confidence) {
-            return Err(ApiError::invalid(format!("`confidence` must be between 0 and 1, not {confidence}")));
+    if let Some(confidence) = body.confidence
+        && !(0.0..=1.0).contains(&confidence)
+    {
+        {
+            return Err(ApiError::invalid(format!(
+                "`confidence` must be between 0 and 1, not {confidence}"
+            )));
         }
     }
     let Some(system) = app.store.system(&system_id).await? else {
-        return Err(ApiError::invalid(format!("unknown system `{system_id}`")).help("register the system first: POST /v1/systems"));
+        return Err(ApiError::invalid(format!("unknown system `{system_id}`"))
+            .help("register the system first: POST /v1/systems"));
     };
 
     let subject = json!({"type": body.subject.type_, "id": body.subject.id, "attributes": body.subject.attributes});
@@ -91,7 +103,10 @@ pub async fn submit(
         oversight: system.oversight,
         model_version,
     };
-    let defaults = Defaults { route: app.config.default_route, review: ReviewPlan::default_review() };
+    let defaults = Defaults {
+        route: app.config.default_route,
+        review: ReviewPlan::default_review(),
+    };
     let routing = route(&policies, &request, &defaults);
     let id = ProposalId::from_unique(&ulid::Ulid::new().to_string());
     let sampled = is_sampled(&app.sampling_secret, id.as_str(), routing.sample_rate);
@@ -106,7 +121,9 @@ pub async fn submit(
         output: body.output,
         confidence: body.confidence,
         explanation: body.explanation,
-        model: body.model.map(|m| json!({"name": m.name, "version": m.version})),
+        model: body
+            .model
+            .map(|m| json!({"name": m.name, "version": m.version})),
         context: body.context,
         idempotency_key,
         digest,
@@ -143,7 +160,11 @@ pub async fn get(
 ) -> Result<Json<proto::Proposal>, ApiError> {
     let wait = parse_wait(&app, query.wait.as_deref())?;
     let id = parse_id(&id, ProposalId::parse, "proposal")?;
-    let record = app.store.proposal(&id).await?.ok_or_else(|| ApiError::not_found("proposal", id.as_str()))?;
+    let record = app
+        .store
+        .proposal(&id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("proposal", id.as_str()))?;
     check_can_read(&caller, &record)?;
     let record = match wait {
         Some(wait) if !record.status.is_terminal() => wait_for(&app, &id, wait).await?,
@@ -183,7 +204,11 @@ pub async fn list(
     let system = match (own_system, query.system.as_deref()) {
         (Some(own), None) => Some(own),
         (Some(own), Some(named)) if named == own.as_str() => Some(own),
-        (Some(_), Some(_)) => return Err(ApiError::forbidden("a system API key lists only its own proposals")),
+        (Some(_), Some(_)) => {
+            return Err(ApiError::forbidden(
+                "a system API key lists only its own proposals",
+            ));
+        }
         (None, Some(named)) => Some(parse_id(named, SystemId::parse, "system")?),
         (None, None) => None,
     };
@@ -196,30 +221,52 @@ pub async fn list(
     };
     let page = app.store.proposals(filter).await?;
     let items = page.items.into_iter().map(convert::proposal).collect();
-    Ok(Json(proto::Page { items, next_cursor: page.next.map(cursor::encode) }))
+    Ok(Json(proto::Page {
+        items,
+        next_cursor: page.next.map(cursor::encode),
+    }))
 }
 
 /// Withdraw a pending proposal.
 #[utoipa::path(post, path = "/v1/proposals/{id}/cancel", tag = "proposals", params(("id" = String, Path)),
     responses((status = 200, body = proto::Proposal), (status = 409, body = proto::Problem)))]
-pub async fn cancel(State(app): State<AppState>, caller: Caller, Path(id): Path<String>) -> Result<Json<proto::Proposal>, ApiError> {
+pub async fn cancel(
+    State(app): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Json<proto::Proposal>, ApiError> {
     let id = parse_id(&id, ProposalId::parse, "proposal")?;
-    let record = app.store.proposal(&id).await?.ok_or_else(|| ApiError::not_found("proposal", id.as_str()))?;
+    let record = app
+        .store
+        .proposal(&id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("proposal", id.as_str()))?;
     match caller.system() {
         Some(own) if *own == record.system => (),
         Some(_) => return Err(ApiError::not_found("proposal", id.as_str())),
         None => drop(caller.user_with(&[])?),
     }
-    let record = app.store.cancel(&id, &caller.actor(), app.clock.now()).await?;
+    let record = app
+        .store
+        .cancel(&id, &caller.actor(), app.clock.now())
+        .await?;
     app.metrics.resolution(record.status);
     app.waiters.resolved(&id);
     Ok(Json(convert::proposal(record)))
 }
 
 /// Waits until the proposal is resolved, `wait` runs out, or the server shuts down.
-pub(crate) async fn wait_for(app: &AppState, id: &ProposalId, wait: Duration) -> Result<ProposalRecord, ApiError> {
+pub(crate) async fn wait_for(
+    app: &AppState,
+    id: &ProposalId,
+    wait: Duration,
+) -> Result<ProposalRecord, ApiError> {
     let mut subscription = app.waiters.subscribe(id);
-    let record = app.store.proposal(id).await?.ok_or_else(|| ApiError::not_found("proposal", id.as_str()))?;
+    let record = app
+        .store
+        .proposal(id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("proposal", id.as_str()))?;
     if record.status.is_terminal() {
         return Ok(record);
     }
@@ -229,7 +276,10 @@ pub(crate) async fn wait_for(app: &AppState, id: &ProposalId, wait: Duration) ->
         () = app.shutdown.cancelled() => (),
     }
     drop(subscription);
-    Ok(app.store.proposal(id).await?.ok_or_else(|| ApiError::not_found("proposal", id.as_str()))?)
+    app.store
+        .proposal(id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("proposal", id.as_str()))
 }
 
 fn check_can_read(caller: &Caller, record: &ProposalRecord) -> Result<(), ApiError> {
@@ -237,7 +287,9 @@ fn check_can_read(caller: &Caller, record: &ProposalRecord) -> Result<(), ApiErr
         Some(own) if *own == record.system => Ok(()),
         // Another system's proposal does not exist as far as this key knows.
         Some(_) => Err(ApiError::not_found("proposal", record.id.as_str())),
-        None => caller.user_with(&[Role::Reviewer, Role::Auditor]).map(|_| ()),
+        None => caller
+            .user_with(&[Role::Reviewer, Role::Auditor])
+            .map(|_| ()),
     }
 }
 
@@ -245,18 +297,26 @@ fn parse_wait(app: &AppState, wait: Option<&str>) -> Result<Option<Duration>, Ap
     let Some(text) = wait else { return Ok(None) };
     match parse_short(text) {
         Some(wait) => Ok(Some(wait.min(app.config.max_wait))),
-        None => Err(ApiError::invalid(format!("`wait` must be a duration such as `30s` or `500ms`, not `{text}`"))),
+        None => Err(ApiError::invalid(format!(
+            "`wait` must be a duration such as `30s` or `500ms`, not `{text}`"
+        ))),
     }
 }
 
 fn idempotency_key(headers: &HeaderMap, body: Option<&str>) -> Result<Option<String>, ApiError> {
     let header = match headers.get("idempotency-key") {
-        Some(value) => Some(value.to_str().map_err(|_| ApiError::invalid("the Idempotency-Key header is not text"))?),
+        Some(value) => Some(
+            value
+                .to_str()
+                .map_err(|_| ApiError::invalid("the Idempotency-Key header is not text"))?,
+        ),
         None => None,
     };
     let key = match (header, body) {
         (Some(a), Some(b)) if a != b => {
-            return Err(ApiError::invalid("the Idempotency-Key header and `idempotency_key` differ; send one"));
+            return Err(ApiError::invalid(
+                "the Idempotency-Key header and `idempotency_key` differ; send one",
+            ));
         }
         (Some(key), _) | (None, Some(key)) => key,
         (None, None) => return Ok(None),

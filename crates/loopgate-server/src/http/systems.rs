@@ -18,10 +18,22 @@ use crate::secrets::{hash_secret, new_secret};
 
 /// Every system.
 #[utoipa::path(get, path = "/v1/systems", tag = "systems", responses((status = 200, body = proto::Page<proto::System>)))]
-pub async fn list(State(app): State<AppState>, caller: Caller) -> Result<Json<proto::Page<proto::System>>, ApiError> {
+pub async fn list(
+    State(app): State<AppState>,
+    caller: Caller,
+) -> Result<Json<proto::Page<proto::System>>, ApiError> {
     caller.user_with(&[Role::Auditor, Role::PolicyAuthor])?;
-    let items = app.store.systems().await?.into_iter().map(convert::system).collect();
-    Ok(Json(proto::Page { items, next_cursor: None }))
+    let items = app
+        .store
+        .systems()
+        .await?
+        .into_iter()
+        .map(convert::system)
+        .collect();
+    Ok(Json(proto::Page {
+        items,
+        next_cursor: None,
+    }))
 }
 
 /// Register a system.
@@ -48,7 +60,10 @@ pub async fn create(
         risk_tier: convert::risk_to_core(body.risk_tier),
         oversight: convert::oversight_to_core(body.oversight),
     };
-    let record = app.store.create_system(new, &caller.actor(), app.clock.now()).await?;
+    let record = app
+        .store
+        .create_system(new, &caller.actor(), app.clock.now())
+        .await?;
     Ok((StatusCode::CREATED, Json(convert::system(record))))
 }
 
@@ -74,10 +89,14 @@ pub async fn update(
         oversight: body.oversight.map(convert::oversight_to_core),
         status: body.status.map(convert::system_status_to_core),
     };
-    let record = app.store.update_system(&id, patch, &caller.actor(), app.clock.now()).await.map_err(|e| match e {
-        loopgate_store::StoreError::NotFound => ApiError::not_found("system", id.as_str()),
-        other => other.into(),
-    })?;
+    let record = app
+        .store
+        .update_system(&id, patch, &caller.actor(), app.clock.now())
+        .await
+        .map_err(|e| match e {
+            loopgate_store::StoreError::NotFound => ApiError::not_found("system", id.as_str()),
+            other => other.into(),
+        })?;
     Ok(Json(convert::system(record)))
 }
 
@@ -97,8 +116,19 @@ pub async fn create_key(
     let secret = new_secret("lgk_").map_err(|e| ApiError::internal(&e))?;
     let key_id = format!("key_{}", ulid::Ulid::new());
     let now = app.clock.now();
-    let credential = NewCredential { id: key_id.clone(), hash: hash_secret(&secret), owner: CredentialOwner::System(id.clone()) };
-    app.store.create_credential(credential, &caller.actor(), now).await?;
-    let issued = proto::IssuedSecret { id: key_id, secret, owner: id.to_string(), created_at: now.to_rfc3339() };
+    let credential = NewCredential {
+        id: key_id.clone(),
+        hash: hash_secret(&secret),
+        owner: CredentialOwner::System(id.clone()),
+    };
+    app.store
+        .create_credential(credential, &caller.actor(), now)
+        .await?;
+    let issued = proto::IssuedSecret {
+        id: key_id,
+        secret,
+        owner: id.to_string(),
+        created_at: now.to_rfc3339(),
+    };
     Ok((StatusCode::CREATED, Json(issued)))
 }

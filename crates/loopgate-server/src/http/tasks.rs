@@ -36,19 +36,32 @@ pub struct TaskQuery {
 /// The caller's queue: tasks of the caller's groups (admins and auditors see every group), oldest first.
 #[utoipa::path(get, path = "/v1/tasks", tag = "tasks", params(TaskQuery),
     responses((status = 200, body = proto::Page<proto::Task>)))]
-pub async fn list(State(app): State<AppState>, caller: Caller, Params(query): Params<TaskQuery>) -> Result<Json<proto::Page<proto::Task>>, ApiError> {
+pub async fn list(
+    State(app): State<AppState>,
+    caller: Caller,
+    Params(query): Params<TaskQuery>,
+) -> Result<Json<proto::Page<proto::Task>>, ApiError> {
     let user = caller.user_with(&[Role::Reviewer, Role::Auditor])?;
-    let sees_all = user.roles.iter().any(|r| matches!(r, Role::Admin | Role::Auditor));
+    let sees_all = user
+        .roles
+        .iter()
+        .any(|r| matches!(r, Role::Admin | Role::Auditor));
     let groups = match (query.group, sees_all) {
         (Some(group), true) => Some(vec![group]),
         (Some(group), false) if user.groups.contains(&group) => Some(vec![group]),
-        (Some(group), false) => return Err(ApiError::forbidden(format!("you are not a member of group `{group}`"))),
+        (Some(group), false) => {
+            return Err(ApiError::forbidden(format!(
+                "you are not a member of group `{group}`"
+            )));
+        }
         (None, true) => None,
         (None, false) => Some(user.groups.clone()),
     };
     let filter = TaskFilter {
         groups,
-        state: Some(convert::state_to_core(query.state.unwrap_or(proto::TaskState::Open))),
+        state: Some(convert::state_to_core(
+            query.state.unwrap_or(proto::TaskState::Open),
+        )),
         system: match query.system.as_deref() {
             Some(system) => Some(parse_id(system, SystemId::parse, "system")?),
             None => None,
@@ -58,35 +71,61 @@ pub async fn list(State(app): State<AppState>, caller: Caller, Params(query): Pa
     };
     let now = app.clock.now();
     let page = app.store.tasks(filter, now).await?;
-    let items = page.items.into_iter().map(|it| convert::task(it, now)).collect();
-    Ok(Json(proto::Page { items, next_cursor: page.next.map(cursor::encode) }))
+    let items = page
+        .items
+        .into_iter()
+        .map(|it| convert::task(it, now))
+        .collect();
+    Ok(Json(proto::Page {
+        items,
+        next_cursor: page.next.map(cursor::encode),
+    }))
 }
 
 /// One task.
 #[utoipa::path(get, path = "/v1/tasks/{id}", tag = "tasks", params(("id" = String, Path)),
     responses((status = 200, body = proto::Task), (status = 404, body = proto::Problem)))]
-pub async fn get(State(app): State<AppState>, caller: Caller, Path(id): Path<String>) -> Result<Json<proto::Task>, ApiError> {
+pub async fn get(
+    State(app): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Json<proto::Task>, ApiError> {
     caller.user_with(&[Role::Reviewer, Role::Auditor])?;
     let id = parse_id(&id, TaskId::parse, "task")?;
-    let record = app.store.task(&id).await?.ok_or_else(|| ApiError::not_found("task", id.as_str()))?;
+    let record = app
+        .store
+        .task(&id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("task", id.as_str()))?;
     Ok(Json(convert::task(record, app.clock.now())))
 }
 
 /// Take (or renew) the lease on a task.
 #[utoipa::path(post, path = "/v1/tasks/{id}/claim", tag = "tasks", params(("id" = String, Path)),
     responses((status = 200, body = proto::Task), (status = 409, body = proto::Problem)))]
-pub async fn claim(State(app): State<AppState>, caller: Caller, Path(id): Path<String>) -> Result<Json<proto::Task>, ApiError> {
+pub async fn claim(
+    State(app): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Json<proto::Task>, ApiError> {
     let reviewer = caller.reviewer()?;
     let id = parse_id(&id, TaskId::parse, "task")?;
     let now = app.clock.now();
-    let record = app.store.claim(&id, &reviewer, app.config.lease, now).await?;
+    let record = app
+        .store
+        .claim(&id, &reviewer, app.config.lease, now)
+        .await?;
     Ok(Json(convert::task(record, now)))
 }
 
 /// Give the lease back.
 #[utoipa::path(post, path = "/v1/tasks/{id}/release", tag = "tasks", params(("id" = String, Path)),
     responses((status = 200, body = proto::Task), (status = 409, body = proto::Problem)))]
-pub async fn release(State(app): State<AppState>, caller: Caller, Path(id): Path<String>) -> Result<Json<proto::Task>, ApiError> {
+pub async fn release(
+    State(app): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Json<proto::Task>, ApiError> {
     let reviewer = caller.reviewer()?;
     let id = parse_id(&id, TaskId::parse, "task")?;
     let now = app.clock.now();
@@ -109,10 +148,15 @@ pub async fn decide(
     let reviewer = caller.reviewer()?;
     let id = parse_id(&id, TaskId::parse, "task")?;
     let Some(seen_digest) = Digest::parse(&body.seen_digest) else {
-        return Err(ApiError::invalid(format!("`seen_digest` must be `sha256:` and 64 hex digits, not `{}`", body.seen_digest)));
+        return Err(ApiError::invalid(format!(
+            "`seen_digest` must be `sha256:` and 64 hex digits, not `{}`",
+            body.seen_digest
+        )));
     };
-    if let Some(rationale) = &body.rationale {
-        if 10_000 < rationale.len() {
+    if let Some(rationale) = &body.rationale
+        && 10_000 < rationale.len()
+    {
+        {
             return Err(ApiError::invalid("`rationale` must be at most 10000 bytes"));
         }
     }
@@ -129,7 +173,11 @@ pub async fn decide(
         app.waiters.resolved(&outcome.proposal.id);
         app.metrics.resolution(outcome.proposal.status);
     }
-    app.metrics.decision(convert::verdict_to_core(body.verdict), started.elapsed());
+    app.metrics
+        .decision(convert::verdict_to_core(body.verdict), started.elapsed());
     debug_assert!(matches!(caller.0, Principal::User(_)));
-    Ok(Json(proto::DecisionResponse { task: convert::task(outcome.task, now), proposal: convert::proposal(outcome.proposal) }))
+    Ok(Json(proto::DecisionResponse {
+        task: convert::task(outcome.task, now),
+        proposal: convert::proposal(outcome.proposal),
+    }))
 }

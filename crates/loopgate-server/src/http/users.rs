@@ -18,10 +18,22 @@ use crate::secrets::{hash_secret, new_secret};
 
 /// Every user.
 #[utoipa::path(get, path = "/v1/users", tag = "users", responses((status = 200, body = proto::Page<proto::User>)))]
-pub async fn list(State(app): State<AppState>, caller: Caller) -> Result<Json<proto::Page<proto::User>>, ApiError> {
+pub async fn list(
+    State(app): State<AppState>,
+    caller: Caller,
+) -> Result<Json<proto::Page<proto::User>>, ApiError> {
     caller.user_with(&[Role::Auditor])?;
-    let items = app.store.users().await?.into_iter().map(convert::user).collect();
-    Ok(Json(proto::Page { items, next_cursor: None }))
+    let items = app
+        .store
+        .users()
+        .await?
+        .into_iter()
+        .map(convert::user)
+        .collect();
+    Ok(Json(proto::Page {
+        items,
+        next_cursor: None,
+    }))
 }
 
 /// Create a user.
@@ -35,7 +47,10 @@ pub async fn create(
     caller.user_with(&[])?;
     let username_ok = !body.username.is_empty()
         && body.username.len() <= 64
-        && body.username.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b));
+        && body
+            .username
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b));
     if !username_ok {
         return Err(ApiError::invalid(format!(
             "`{}` is not a valid username: use 1 to 64 letters, digits, `.`, `_` and `-`",
@@ -50,7 +65,10 @@ pub async fn create(
         groups: body.groups,
         password_hash: None,
     };
-    let record = app.store.create_user(new, &caller.actor(), app.clock.now()).await?;
+    let record = app
+        .store
+        .create_user(new, &caller.actor(), app.clock.now())
+        .await?;
     Ok((StatusCode::CREATED, Json(convert::user(record))))
 }
 
@@ -69,13 +87,19 @@ pub async fn update(
         check_groups(groups)?;
     }
     let patch = UserPatch {
-        roles: body.roles.map(|roles| roles.into_iter().map(convert::role_to_core).collect()),
+        roles: body
+            .roles
+            .map(|roles| roles.into_iter().map(convert::role_to_core).collect()),
         groups: body.groups,
     };
-    let record = app.store.update_user(&id, patch, &caller.actor(), app.clock.now()).await.map_err(|e| match e {
-        StoreError::NotFound => ApiError::not_found("user", id.as_str()),
-        other => other.into(),
-    })?;
+    let record = app
+        .store
+        .update_user(&id, patch, &caller.actor(), app.clock.now())
+        .await
+        .map_err(|e| match e {
+            StoreError::NotFound => ApiError::not_found("user", id.as_str()),
+            other => other.into(),
+        })?;
     Ok(Json(convert::user(record)))
 }
 
@@ -98,15 +122,28 @@ pub async fn create_token(
     let secret = new_secret("lgt_").map_err(|e| ApiError::internal(&e))?;
     let token_id = format!("tok_{}", ulid::Ulid::new());
     let now = app.clock.now();
-    let credential = NewCredential { id: token_id.clone(), hash: hash_secret(&secret), owner: CredentialOwner::User(id.clone()) };
-    app.store.create_credential(credential, &caller.actor(), now).await?;
-    let issued = proto::IssuedSecret { id: token_id, secret, owner: id.to_string(), created_at: now.to_rfc3339() };
+    let credential = NewCredential {
+        id: token_id.clone(),
+        hash: hash_secret(&secret),
+        owner: CredentialOwner::User(id.clone()),
+    };
+    app.store
+        .create_credential(credential, &caller.actor(), now)
+        .await?;
+    let issued = proto::IssuedSecret {
+        id: token_id,
+        secret,
+        owner: id.to_string(),
+        created_at: now.to_rfc3339(),
+    };
     Ok((StatusCode::CREATED, Json(issued)))
 }
 
 fn check_groups(groups: &[String]) -> Result<(), ApiError> {
     match groups.iter().find(|g| !is_group_name(g)) {
-        Some(bad) => Err(ApiError::invalid(format!("`{bad}` is not a group name: use lowercase letters, digits, `-` and `_`"))),
+        Some(bad) => Err(ApiError::invalid(format!(
+            "`{bad}` is not a group name: use lowercase letters, digits, `-` and `_`"
+        ))),
         None => Ok(()),
     }
 }

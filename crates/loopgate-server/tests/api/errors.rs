@@ -18,12 +18,20 @@ async fn error_bodies() {
     let unknown = app.get("/v1/tasks", "lgt_nope").await;
     insta::assert_json_snapshot!("unauthenticated_unknown_token", unknown.body);
 
-    let forbidden = app.post("/v1/systems", &reviewer, json!({"id": "x", "name": "x", "risk_tier": "minimal", "oversight": "automated"})).await;
+    let forbidden = app
+        .post(
+            "/v1/systems",
+            &reviewer,
+            json!({"id": "x", "name": "x", "risk_tier": "minimal", "oversight": "automated"}),
+        )
+        .await;
     insta::assert_json_snapshot!("forbidden", forbidden.body);
 
     let route = app.get("/v1/nothing-here", &reviewer).await;
     insta::assert_json_snapshot!("not_found_route", route.body);
-    let missing = app.get("/v1/proposals/prp_01J000000000000000000000", &reviewer).await;
+    let missing = app
+        .get("/v1/proposals/prp_01J000000000000000000000", &reviewer)
+        .await;
     insta::assert_json_snapshot!("not_found_proposal", missing.body);
     let bad_id = app.get("/v1/proposals/..%2F..%2Fetc", &reviewer).await;
     assert_eq!(bad_id.status, StatusCode::NOT_FOUND);
@@ -31,20 +39,51 @@ async fn error_bodies() {
     let exists = app.post("/v1/systems", ADMIN_TOKEN, json!({"id": "fraud-detector", "name": "x", "risk_tier": "minimal", "oversight": "automated"})).await;
     insta::assert_json_snapshot!("already_exists", exists.body);
 
-    let invalid = app.post("/v1/policies", ADMIN_TOKEN, json!({"text": "permit(principal, action resource);"})).await;
+    let invalid = app
+        .post(
+            "/v1/policies",
+            ADMIN_TOKEN,
+            json!({"text": "permit(principal, action resource);"}),
+        )
+        .await;
     assert_eq!(invalid.status, StatusCode::UNPROCESSABLE_ENTITY);
     insta::assert_json_snapshot!("policy_invalid_syntax", invalid.body);
-    let annotation = app.post("/v1/policies", ADMIN_TOKEN, json!({"text": "@id(\"p\") @approvals(\"many\") permit(principal, action, resource);"})).await;
+    let annotation = app
+        .post(
+            "/v1/policies",
+            ADMIN_TOKEN,
+            json!({"text": "@id(\"p\") @approvals(\"many\") permit(principal, action, resource);"}),
+        )
+        .await;
     insta::assert_json_snapshot!("policy_invalid_annotation", annotation.body);
     // The live version is untouched.
     let versions = app.get("/v1/policies", ADMIN_TOKEN).await;
     assert_eq!(versions.body["items"].as_array().unwrap().len(), 0);
 
-    let malformed = app.raw(Method::POST, "/v1/proposals", &key, b"{\"action\": ".to_vec()).await;
+    let malformed = app
+        .raw(
+            Method::POST,
+            "/v1/proposals",
+            &key,
+            b"{\"action\": ".to_vec(),
+        )
+        .await;
     insta::assert_json_snapshot!("malformed_json", malformed.body);
-    let wrong_type = app.post("/v1/proposals", &key, json!({"action": 5, "subject": {"type": "T", "id": "1"}, "output": {}})).await;
+    let wrong_type = app
+        .post(
+            "/v1/proposals",
+            &key,
+            json!({"action": 5, "subject": {"type": "T", "id": "1"}, "output": {}}),
+        )
+        .await;
     insta::assert_json_snapshot!("wrong_type", wrong_type.body);
-    let unknown_field = app.post("/v1/proposals", &key, json!({"action": "a", "subject": {"type": "T", "id": "1"}, "output": {}, "outptu": {}})).await;
+    let unknown_field = app
+        .post(
+            "/v1/proposals",
+            &key,
+            json!({"action": "a", "subject": {"type": "T", "id": "1"}, "output": {}, "outptu": {}}),
+        )
+        .await;
     insta::assert_json_snapshot!("unknown_field", unknown_field.body);
     let confidence = app.post("/v1/proposals", &key, json!({"action": "a", "subject": {"type": "T", "id": "1"}, "output": {}, "confidence": 1.5})).await;
     insta::assert_json_snapshot!("confidence_out_of_range", confidence.body);
@@ -54,9 +93,17 @@ async fn error_bodies() {
     assert_eq!(wait.status, StatusCode::UNPROCESSABLE_ENTITY);
     let state = app.get("/v1/tasks?state=sleeping", &reviewer).await;
     assert_eq!(state.status, StatusCode::UNPROCESSABLE_ENTITY);
-    let digest = app.post("/v1/tasks/tsk_1/decision", &reviewer, json!({"verdict": "approve", "seen_digest": "md5:x"})).await;
+    let digest = app
+        .post(
+            "/v1/tasks/tsk_1/decision",
+            &reviewer,
+            json!({"verdict": "approve", "seen_digest": "md5:x"}),
+        )
+        .await;
     assert_eq!(digest.status, StatusCode::UNPROCESSABLE_ENTITY);
-    let method = app.call(Method::DELETE, "/v1/proposals", Some(&reviewer), None).await;
+    let method = app
+        .call(Method::DELETE, "/v1/proposals", Some(&reviewer), None)
+        .await;
     assert_eq!(method.status, StatusCode::METHOD_NOT_ALLOWED);
     assert_eq!(method.content_type, "application/problem+json");
 }
@@ -71,8 +118,14 @@ async fn oversized_and_too_deep_bodies_are_refused_before_parsing() {
     assert_eq!(too_large.status, StatusCode::PAYLOAD_TOO_LARGE);
     insta::assert_json_snapshot!("payload_too_large", too_large.body);
 
-    let deep = format!("{{\"action\": \"a\", \"subject\": {{\"type\": \"T\", \"id\": \"1\"}}, \"output\": {}1{}}}", "[".repeat(100), "]".repeat(100));
-    let too_deep = app.raw(Method::POST, "/v1/proposals", &key, deep.into_bytes()).await;
+    let deep = format!(
+        "{{\"action\": \"a\", \"subject\": {{\"type\": \"T\", \"id\": \"1\"}}, \"output\": {}1{}}}",
+        "[".repeat(100),
+        "]".repeat(100)
+    );
+    let too_deep = app
+        .raw(Method::POST, "/v1/proposals", &key, deep.into_bytes())
+        .await;
     insta::assert_json_snapshot!("too_deep", too_deep.body);
     // Nothing was written.
     let listed = app.get("/v1/proposals", ADMIN_TOKEN).await;
@@ -90,9 +143,18 @@ async fn health_metrics_and_openapi() {
     app.submit(&key, "a", json!({}), json!({})).await;
     let metrics = app.call(Method::GET, "/metrics", None, None).await;
     let text = metrics.body.as_str().unwrap();
-    assert!(text.contains("loopgate_proposals_total{route=\"review\",status=\"pending\"} 1"), "{text}");
-    assert!(text.contains("loopgate_queue_depth{group=\"reviewers\"} 1"), "{text}");
-    assert!(text.contains("loopgate_decision_duration_seconds_bucket"), "{text}");
+    assert!(
+        text.contains("loopgate_proposals_total{route=\"review\",status=\"pending\"} 1"),
+        "{text}"
+    );
+    assert!(
+        text.contains("loopgate_queue_depth{group=\"reviewers\"} 1"),
+        "{text}"
+    );
+    assert!(
+        text.contains("loopgate_decision_duration_seconds_bucket"),
+        "{text}"
+    );
 
     let openapi = app.call(Method::GET, "/openapi.json", None, None).await;
     assert_eq!(openapi.body["openapi"], "3.1.0");

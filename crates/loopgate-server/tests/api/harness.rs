@@ -1,5 +1,4 @@
 //! Starts a real server on port 0 with a manual clock and typed helpers.
-#![expect(clippy::unwrap_used, clippy::expect_used, reason = "test harness")]
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -38,16 +37,34 @@ pub(crate) async fn spawn_with(configure: impl FnOnce(&mut Config)) -> TestApp {
     config.timer_interval = Duration::from_secs(3600);
     configure(&mut config);
     let clock = ManualClock::new(Timestamp::from_millis(T0));
-    let started = loopgate_server::start(config, Arc::new(clock.clone())).await.unwrap();
+    let started = loopgate_server::start(config, Arc::new(clock.clone()))
+        .await
+        .unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let app = started.app.clone();
-    tokio::spawn(loopgate_server::serve(listener, started.app, std::future::pending()));
-    TestApp { base: format!("http://{addr}"), clock, app, http: reqwest::Client::new(), _dir: dir }
+    tokio::spawn(loopgate_server::serve(
+        listener,
+        started.app,
+        std::future::pending(),
+    ));
+    TestApp {
+        base: format!("http://{addr}"),
+        clock,
+        app,
+        http: reqwest::Client::new(),
+        _dir: dir,
+    }
 }
 
 impl TestApp {
-    pub(crate) async fn call(&self, method: Method, path: &str, token: Option<&str>, body: Option<Value>) -> Response {
+    pub(crate) async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        token: Option<&str>,
+        body: Option<Value>,
+    ) -> Response {
         let mut request = self.http.request(method, format!("{}{path}", self.base));
         if let Some(token) = token {
             request = request.bearer_auth(token);
@@ -58,7 +75,13 @@ impl TestApp {
         into_response(request.send().await.unwrap()).await
     }
 
-    pub(crate) async fn raw(&self, method: Method, path: &str, token: &str, body: Vec<u8>) -> Response {
+    pub(crate) async fn raw(
+        &self,
+        method: Method,
+        path: &str,
+        token: &str,
+        body: Vec<u8>,
+    ) -> Response {
         let request = self
             .http
             .request(method, format!("{}{path}", self.base))
@@ -81,28 +104,50 @@ impl TestApp {
         let body = json!({"id": id, "name": id, "owner": "team", "purpose": "tests", "risk_tier": "high", "oversight": oversight});
         let created = self.post("/v1/systems", ADMIN_TOKEN, body).await;
         assert_eq!(created.status, StatusCode::CREATED, "{}", created.body);
-        let key = self.post(&format!("/v1/systems/{id}/keys"), ADMIN_TOKEN, json!({})).await;
+        let key = self
+            .post(&format!("/v1/systems/{id}/keys"), ADMIN_TOKEN, json!({}))
+            .await;
         assert_eq!(key.status, StatusCode::CREATED, "{}", key.body);
         key.body["secret"].as_str().unwrap().to_owned()
     }
 
     /// Creates a user and returns a personal token.
     pub(crate) async fn user(&self, username: &str, roles: &[&str], groups: &[&str]) -> String {
-        let created = self.post("/v1/users", ADMIN_TOKEN, json!({"username": username, "roles": roles, "groups": groups})).await;
+        let created = self
+            .post(
+                "/v1/users",
+                ADMIN_TOKEN,
+                json!({"username": username, "roles": roles, "groups": groups}),
+            )
+            .await;
         assert_eq!(created.status, StatusCode::CREATED, "{}", created.body);
         let id = created.body["id"].as_str().unwrap().to_owned();
-        let token = self.post(&format!("/v1/users/{id}/tokens"), ADMIN_TOKEN, json!({})).await;
+        let token = self
+            .post(&format!("/v1/users/{id}/tokens"), ADMIN_TOKEN, json!({}))
+            .await;
         assert_eq!(token.status, StatusCode::CREATED, "{}", token.body);
         token.body["secret"].as_str().unwrap().to_owned()
     }
 
     pub(crate) async fn publish(&self, text: &str) -> Response {
-        self.post("/v1/policies", ADMIN_TOKEN, json!({"text": text, "description": "test"})).await
+        self.post(
+            "/v1/policies",
+            ADMIN_TOKEN,
+            json!({"text": text, "description": "test"}),
+        )
+        .await
     }
 
     /// Submits a proposal with the given output and context.
-    pub(crate) async fn submit(&self, key: &str, action: &str, output: Value, context: Value) -> Response {
-        self.post("/v1/proposals", key, proposal(action, output, context)).await
+    pub(crate) async fn submit(
+        &self,
+        key: &str,
+        action: &str,
+        output: Value,
+        context: Value,
+    ) -> Response {
+        self.post("/v1/proposals", key, proposal(action, output, context))
+            .await
     }
 
     /// The open tasks a reviewer sees.
@@ -115,12 +160,20 @@ impl TestApp {
     /// The task of a proposal, from the reviewer's queue.
     pub(crate) async fn task_of(&self, token: &str, proposal_id: &str) -> Value {
         let tasks = self.tasks(token).await;
-        tasks.into_iter().find(|t| t["proposal_id"] == proposal_id).unwrap_or_else(|| panic!("no open task for {proposal_id}"))
+        tasks
+            .into_iter()
+            .find(|t| t["proposal_id"] == proposal_id)
+            .unwrap_or_else(|| panic!("no open task for {proposal_id}"))
     }
 
     pub(crate) async fn decide(&self, token: &str, task: &Value, verdict: &str) -> Response {
         let body = json!({"verdict": verdict, "rationale": "test", "seen_digest": task["digest"]});
-        self.post(&format!("/v1/tasks/{}/decision", task["id"].as_str().unwrap()), token, body).await
+        self.post(
+            &format!("/v1/tasks/{}/decision", task["id"].as_str().unwrap()),
+            token,
+            body,
+        )
+        .await
     }
 
     /// Moves the clock and runs the deadline worker.
@@ -143,8 +196,17 @@ pub(crate) fn proposal(action: &str, output: Value, context: Value) -> Value {
 
 async fn into_response(response: reqwest::Response) -> Response {
     let status = response.status();
-    let content_type = response.headers().get("content-type").map(|v| v.to_str().unwrap().to_owned()).unwrap_or_default();
+    let content_type = response
+        .headers()
+        .get("content-type")
+        .map(|v| v.to_str().unwrap().to_owned())
+        .unwrap_or_default();
     let bytes = response.bytes().await.unwrap();
-    let body = serde_json::from_slice(&bytes).unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into_owned()));
-    Response { status, body, content_type }
+    let body = serde_json::from_slice(&bytes)
+        .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into_owned()));
+    Response {
+        status,
+        body,
+        content_type,
+    }
 }

@@ -7,7 +7,8 @@ use serde_json::json;
 
 use crate::harness::{ADMIN_TOKEN, proposal, spawn_app};
 
-const REVIEW_ALL: &str = r#"@id("review-all") @reviewers("analysts") permit(principal, action, resource);"#;
+const REVIEW_ALL: &str =
+    r#"@id("review-all") @reviewers("analysts") permit(principal, action, resource);"#;
 
 #[tokio::test]
 async fn submit_routes_and_stores_a_proposal() {
@@ -48,8 +49,19 @@ async fn idempotency_key_replays_or_conflicts() {
 
     // The header works the same way, and the key is per system.
     let mut via_header = body.clone();
-    via_header.as_object_mut().unwrap().remove("idempotency_key");
-    let header = app.http.post(format!("{}/v1/proposals", app.base)).bearer_auth(&key).header("Idempotency-Key", "tx-9/block").json(&via_header).send().await.unwrap();
+    via_header
+        .as_object_mut()
+        .unwrap()
+        .remove("idempotency_key");
+    let header = app
+        .http
+        .post(format!("{}/v1/proposals", app.base))
+        .bearer_auth(&key)
+        .header("Idempotency-Key", "tx-9/block")
+        .json(&via_header)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(header.status(), StatusCode::OK);
 
     body["output"] = json!({"block": false});
@@ -63,11 +75,15 @@ async fn long_poll_returns_the_moment_a_decision_lands() {
     let app = spawn_app().await;
     let key = app.system("fraud-detector", "in_the_loop").await;
     let rita = app.user("rita", &["reviewer"], &["reviewers"]).await;
-    let submitted = app.submit(&key, "block_card", json!({"block": true}), json!({})).await;
+    let submitted = app
+        .submit(&key, "block_card", json!({"block": true}), json!({}))
+        .await;
     let id = submitted.body["id"].as_str().unwrap().to_owned();
 
     // A wait that runs out returns the pending state.
-    let pending = app.get(&format!("/v1/proposals/{id}?wait=50ms"), &key).await;
+    let pending = app
+        .get(&format!("/v1/proposals/{id}?wait=50ms"), &key)
+        .await;
     assert_eq!(pending.body["status"], "pending");
 
     let base = app.base.clone();
@@ -75,13 +91,24 @@ async fn long_poll_returns_the_moment_a_decision_lands() {
     let waiter_id = id.clone();
     let waiter = tokio::spawn(async move {
         let client = reqwest::Client::new();
-        let response = client.get(format!("{base}/v1/proposals/{waiter_id}?wait=30s")).bearer_auth(waiter_key).send().await.unwrap();
+        let response = client
+            .get(format!("{base}/v1/proposals/{waiter_id}?wait=30s"))
+            .bearer_auth(waiter_key)
+            .send()
+            .await
+            .unwrap();
         response.json::<serde_json::Value>().await.unwrap()
     });
     tokio::time::sleep(Duration::from_millis(50)).await;
     let task = app.task_of(&rita, &id).await;
-    assert_eq!(app.decide(&rita, &task, "approve").await.status, StatusCode::OK);
-    let resolved = tokio::time::timeout(Duration::from_secs(10), waiter).await.unwrap().unwrap();
+    assert_eq!(
+        app.decide(&rita, &task, "approve").await.status,
+        StatusCode::OK
+    );
+    let resolved = tokio::time::timeout(Duration::from_secs(10), waiter)
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(resolved["status"], "approved");
     assert_eq!(resolved["resolution"]["decided_by"], "reviewers");
     assert_eq!(resolved["resolution"]["decisions"][0]["reviewer"], "rita");
@@ -96,8 +123,17 @@ async fn submit_with_wait_blocks_until_resolved() {
     let body = proposal("block_card", json!({"block": true}), json!({}));
     let waiter = tokio::spawn(async move {
         let client = reqwest::Client::new();
-        let response = client.post(format!("{base}/v1/proposals?wait=30s")).bearer_auth(key).json(&body).send().await.unwrap();
-        (response.status(), response.json::<serde_json::Value>().await.unwrap())
+        let response = client
+            .post(format!("{base}/v1/proposals?wait=30s"))
+            .bearer_auth(key)
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        (
+            response.status(),
+            response.json::<serde_json::Value>().await.unwrap(),
+        )
     });
     let task = loop {
         let tasks = app.tasks(&rita).await;
@@ -106,8 +142,14 @@ async fn submit_with_wait_blocks_until_resolved() {
         }
         tokio::time::sleep(Duration::from_millis(10)).await;
     };
-    assert_eq!(app.decide(&rita, &task, "reject").await.status, StatusCode::OK);
-    let (status, resolved) = tokio::time::timeout(Duration::from_secs(10), waiter).await.unwrap().unwrap();
+    assert_eq!(
+        app.decide(&rita, &task, "reject").await.status,
+        StatusCode::OK
+    );
+    let (status, resolved) = tokio::time::timeout(Duration::from_secs(10), waiter)
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(status, StatusCode::CREATED);
     assert_eq!(resolved["status"], "rejected");
 }
@@ -119,7 +161,8 @@ async fn list_pages_with_a_stable_cursor_and_filters() {
     let other = app.system("lead-scorer", "automated").await;
     let auditor = app.user("audrey", &["auditor"], &[]).await;
     for i in 0..7 {
-        app.submit(&key, &format!("act-{i}"), json!({"i": i}), json!({})).await;
+        app.submit(&key, &format!("act-{i}"), json!({"i": i}), json!({}))
+            .await;
     }
     app.submit(&other, "score", json!({}), json!({})).await;
     let mut seen = Vec::new();
@@ -139,7 +182,12 @@ async fn list_pages_with_a_stable_cursor_and_filters() {
             None => break,
         }
     }
-    assert_eq!(seen, ["act-6", "act-5", "act-4", "act-3", "act-2", "act-1", "act-0"]);
+    assert_eq!(
+        seen,
+        [
+            "act-6", "act-5", "act-4", "act-3", "act-2", "act-1", "act-0"
+        ]
+    );
     let approved = app.get("/v1/proposals?status=approved", &auditor).await;
     assert_eq!(approved.body["items"].as_array().unwrap().len(), 1);
     // A system key lists only its own proposals.
@@ -155,16 +203,24 @@ async fn cancel_withdraws_a_pending_proposal_once() {
     let key = app.system("fraud-detector", "in_the_loop").await;
     let other = app.system("other", "in_the_loop").await;
     let rita = app.user("rita", &["reviewer"], &["reviewers"]).await;
-    let submitted = app.submit(&key, "block_card", json!({"block": true}), json!({})).await;
+    let submitted = app
+        .submit(&key, "block_card", json!({"block": true}), json!({}))
+        .await;
     let id = submitted.body["id"].as_str().unwrap();
     let task = app.task_of(&rita, id).await;
-    let foreign = app.post(&format!("/v1/proposals/{id}/cancel"), &other, json!({})).await;
+    let foreign = app
+        .post(&format!("/v1/proposals/{id}/cancel"), &other, json!({}))
+        .await;
     assert_eq!(foreign.status, StatusCode::NOT_FOUND);
-    let cancelled = app.post(&format!("/v1/proposals/{id}/cancel"), &key, json!({})).await;
+    let cancelled = app
+        .post(&format!("/v1/proposals/{id}/cancel"), &key, json!({}))
+        .await;
     assert_eq!(cancelled.status, StatusCode::OK);
     assert_eq!(cancelled.body["status"], "cancelled");
     assert_eq!(cancelled.body["resolution"]["decided_by"], "system");
-    let again = app.post(&format!("/v1/proposals/{id}/cancel"), &key, json!({})).await;
+    let again = app
+        .post(&format!("/v1/proposals/{id}/cancel"), &key, json!({}))
+        .await;
     assert_eq!(again.status, StatusCode::CONFLICT);
     assert_eq!(again.body["code"], "already_decided");
     let late = app.decide(&rita, &task, "approve").await;
@@ -179,7 +235,10 @@ async fn a_system_key_sees_only_its_own_proposals() {
     let other = app.system("other", "in_the_loop").await;
     let submitted = app.submit(&key, "block_card", json!({}), json!({})).await;
     let id = submitted.body["id"].as_str().unwrap();
-    assert_eq!(app.get(&format!("/v1/proposals/{id}"), &other).await.status, StatusCode::NOT_FOUND);
+    assert_eq!(
+        app.get(&format!("/v1/proposals/{id}"), &other).await.status,
+        StatusCode::NOT_FOUND
+    );
     let named = app.post("/v1/proposals", &key, json!({"system": "other", "action": "a", "subject": {"type": "T", "id": "1"}, "output": {}})).await;
     assert_eq!(named.status, StatusCode::FORBIDDEN);
     // An admin may submit for any system with a personal token.

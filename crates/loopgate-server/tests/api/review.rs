@@ -24,11 +24,15 @@ fn id(response: &Value) -> String {
 
 #[tokio::test]
 async fn quorum_needs_distinct_reviewers_and_ends_once() {
-    let (app, key) = setup(r#"@reviewers("clinicians") @approvals("2") permit(principal, action, resource);"#).await;
+    let (app, key) =
+        setup(r#"@reviewers("clinicians") @approvals("2") permit(principal, action, resource);"#)
+            .await;
     let ann = app.user("ann", &["reviewer"], &["clinicians"]).await;
     let bob = app.user("bob", &["reviewer"], &["clinicians"]).await;
     let cid = app.user("cid", &["reviewer"], &["clinicians"]).await;
-    let proposal = app.submit(&key, "diagnose", json!({"finding": "pneumonia"}), json!({})).await;
+    let proposal = app
+        .submit(&key, "diagnose", json!({"finding": "pneumonia"}), json!({}))
+        .await;
     let task = app.task_of(&ann, &id(&proposal.body)).await;
     assert_eq!(task["required"], 2);
 
@@ -53,13 +57,18 @@ async fn quorum_needs_distinct_reviewers_and_ends_once() {
 
 #[tokio::test]
 async fn one_reject_rejects() {
-    let (app, key) = setup(r#"@reviewers("clinicians") @approvals("3") permit(principal, action, resource);"#).await;
+    let (app, key) =
+        setup(r#"@reviewers("clinicians") @approvals("3") permit(principal, action, resource);"#)
+            .await;
     let ann = app.user("ann", &["reviewer"], &["clinicians"]).await;
     let proposal = app.submit(&key, "diagnose", json!({}), json!({})).await;
     let task = app.task_of(&ann, &id(&proposal.body)).await;
     let rejected = app.decide(&ann, &task, "reject").await;
     assert_eq!(rejected.body["proposal"]["status"], "rejected");
-    assert_eq!(rejected.body["proposal"]["resolution"]["decided_by"], "reviewers");
+    assert_eq!(
+        rejected.body["proposal"]["resolution"]["decided_by"],
+        "reviewers"
+    );
 }
 
 #[tokio::test]
@@ -76,17 +85,34 @@ async fn a_principal_may_not_approve_what_it_submitted() {
 
 #[tokio::test]
 async fn modify_makes_a_new_digest_and_stale_decisions_are_refused() {
-    let (app, key) = setup(r#"@reviewers("leads") @approvals("2") permit(principal, action, resource);"#).await;
+    let (app, key) =
+        setup(r#"@reviewers("leads") @approvals("2") permit(principal, action, resource);"#).await;
     let ann = app.user("ann", &["reviewer"], &["leads"]).await;
     let bob = app.user("bob", &["reviewer"], &["leads"]).await;
-    let proposal = app.submit(&key, "mcp:crm/issue_refund", json!({"amount_minor": 5000}), json!({})).await;
+    let proposal = app
+        .submit(
+            &key,
+            "mcp:crm/issue_refund",
+            json!({"amount_minor": 5000}),
+            json!({}),
+        )
+        .await;
     let task = app.task_of(&ann, &id(&proposal.body)).await;
     let body = json!({"verdict": "modify", "rationale": "half is enough", "output": {"amount_minor": 2500}, "seen_digest": task["digest"]});
-    let modified = app.post(&format!("/v1/tasks/{}/decision", task["id"].as_str().unwrap()), &ann, body).await;
+    let modified = app
+        .post(
+            &format!("/v1/tasks/{}/decision", task["id"].as_str().unwrap()),
+            &ann,
+            body,
+        )
+        .await;
     assert_eq!(modified.status, StatusCode::OK, "{}", modified.body);
     let new_digest = modified.body["proposal"]["digest"].clone();
     assert_ne!(new_digest, task["digest"]);
-    assert_eq!(modified.body["proposal"]["output"], json!({"amount_minor": 2500}));
+    assert_eq!(
+        modified.body["proposal"]["output"],
+        json!({"amount_minor": 2500})
+    );
 
     let stale = app.decide(&bob, &task, "approve").await;
     assert_eq!(stale.status, StatusCode::CONFLICT);
@@ -110,19 +136,39 @@ async fn leases_keep_two_reviewers_off_one_task() {
     let proposal = app.submit(&key, "a", json!({}), json!({})).await;
     let task = app.task_of(&ann, &id(&proposal.body)).await;
     let task_id = task["id"].as_str().unwrap();
-    let claimed = app.post(&format!("/v1/tasks/{task_id}/claim"), &ann, json!({})).await;
+    let claimed = app
+        .post(&format!("/v1/tasks/{task_id}/claim"), &ann, json!({}))
+        .await;
     assert_eq!(claimed.status, StatusCode::OK);
     assert_eq!(claimed.body["state"], "claimed");
     assert_eq!(claimed.body["claimed_by"], "ann");
-    let held = app.post(&format!("/v1/tasks/{task_id}/claim"), &bob, json!({})).await;
+    let held = app
+        .post(&format!("/v1/tasks/{task_id}/claim"), &bob, json!({}))
+        .await;
     assert_eq!(held.status, StatusCode::CONFLICT);
     insta::assert_json_snapshot!("lease_held", held.body, {".detail" => "[detail]", ".lease_expires_at" => "[time]"});
-    assert_eq!(app.decide(&bob, &task, "approve").await.status, StatusCode::CONFLICT);
+    assert_eq!(
+        app.decide(&bob, &task, "approve").await.status,
+        StatusCode::CONFLICT
+    );
     // The queue does not offer a claimed task.
     assert!(app.tasks(&bob).await.is_empty());
-    assert_eq!(app.post(&format!("/v1/tasks/{task_id}/release"), &bob, json!({})).await.status, StatusCode::CONFLICT);
-    assert_eq!(app.post(&format!("/v1/tasks/{task_id}/release"), &ann, json!({})).await.status, StatusCode::OK);
-    assert_eq!(app.decide(&bob, &task, "approve").await.status, StatusCode::OK);
+    assert_eq!(
+        app.post(&format!("/v1/tasks/{task_id}/release"), &bob, json!({}))
+            .await
+            .status,
+        StatusCode::CONFLICT
+    );
+    assert_eq!(
+        app.post(&format!("/v1/tasks/{task_id}/release"), &ann, json!({}))
+            .await
+            .status,
+        StatusCode::OK
+    );
+    assert_eq!(
+        app.decide(&bob, &task, "approve").await.status,
+        StatusCode::OK
+    );
 }
 
 #[tokio::test]
@@ -132,11 +178,19 @@ async fn lapsed_leases_return_to_the_queue() {
     let bob = app.user("bob", &["reviewer"], &["ops"]).await;
     let proposal = app.submit(&key, "a", json!({}), json!({})).await;
     let task = app.task_of(&ann, &id(&proposal.body)).await;
-    app.post(&format!("/v1/tasks/{}/claim", task["id"].as_str().unwrap()), &ann, json!({})).await;
+    app.post(
+        &format!("/v1/tasks/{}/claim", task["id"].as_str().unwrap()),
+        &ann,
+        json!({}),
+    )
+    .await;
     app.advance(Duration::from_secs(301)).await;
     let back = app.task_of(&bob, &id(&proposal.body)).await;
     assert_eq!(back["state"], "open");
-    assert_eq!(app.decide(&bob, &back, "approve").await.status, StatusCode::OK);
+    assert_eq!(
+        app.decide(&bob, &back, "approve").await.status,
+        StatusCode::OK
+    );
 }
 
 #[tokio::test]
@@ -154,13 +208,21 @@ async fn deadlines_escalate_then_fail_closed() {
     assert_eq!(app.advance(3 * HOUR).await, 1);
     assert!(app.tasks(&analyst).await.is_empty());
     let escalated = app.task_of(&lead, &proposal_id).await;
-    assert_eq!((escalated["group"].as_str(), escalated["level"].as_u64()), (Some("leads"), Some(1)));
+    assert_eq!(
+        (escalated["group"].as_str(), escalated["level"].as_u64()),
+        (Some("leads"), Some(1))
+    );
 
     assert_eq!(app.advance(4 * HOUR).await, 1);
     let resolved = app.get(&format!("/v1/proposals/{proposal_id}"), &key).await;
     assert_eq!(resolved.body["status"], "rejected");
     assert_eq!(resolved.body["resolution"]["decided_by"], "timeout");
-    let expired = app.get(&format!("/v1/tasks/{}", task["id"].as_str().unwrap()), &lead).await;
+    let expired = app
+        .get(
+            &format!("/v1/tasks/{}", task["id"].as_str().unwrap()),
+            &lead,
+        )
+        .await;
     assert_eq!(expired.body["state"], "expired");
 }
 
@@ -179,7 +241,9 @@ async fn on_timeout_approve_and_manual_escalation() {
     let nowhere = app.decide(&lead, &at_lead, "escalate").await;
     assert_eq!(nowhere.status, StatusCode::UNPROCESSABLE_ENTITY);
     app.advance(2 * HOUR).await;
-    let resolved = app.get(&format!("/v1/proposals/{}", id(&proposal.body)), &key).await;
+    let resolved = app
+        .get(&format!("/v1/proposals/{}", id(&proposal.body)), &key)
+        .await;
     assert_eq!(resolved.body["status"], "approved");
     assert_eq!(resolved.body["resolution"]["decided_by"], "timeout");
 }
@@ -187,11 +251,14 @@ async fn on_timeout_approve_and_manual_escalation() {
 #[tokio::test]
 async fn deadlines_survive_a_restart_of_the_worker() {
     // The schedule is the `due_at` column: a fresh run of the worker finds it.
-    let (app, key) = setup(r#"@reviewers("analysts") @sla("PT1M") permit(principal, action, resource);"#).await;
+    let (app, key) =
+        setup(r#"@reviewers("analysts") @sla("PT1M") permit(principal, action, resource);"#).await;
     let proposal = app.submit(&key, "a", json!({}), json!({})).await;
     app.clock.advance(Duration::from_secs(120));
     assert_eq!(loopgate_server::timers::run_due(&app.app).await.unwrap(), 1);
-    let resolved = app.get(&format!("/v1/proposals/{}", id(&proposal.body)), &key).await;
+    let resolved = app
+        .get(&format!("/v1/proposals/{}", id(&proposal.body)), &key)
+        .await;
     assert_eq!(resolved.body["status"], "rejected");
 }
 
@@ -200,25 +267,47 @@ async fn kill_switch_rejects_new_proposals_and_keeps_reviews_decidable() {
     let (app, key) = setup(r#"@reviewers("ops") permit(principal, action, resource);"#).await;
     let ann = app.user("ann", &["reviewer"], &["ops"]).await;
     let before = app.submit(&key, "a", json!({}), json!({})).await;
-    let paused = app.call(reqwest::Method::PATCH, "/v1/systems/fraud-detector", Some(ADMIN_TOKEN), Some(json!({"status": "paused"}))).await;
+    let paused = app
+        .call(
+            reqwest::Method::PATCH,
+            "/v1/systems/fraud-detector",
+            Some(ADMIN_TOKEN),
+            Some(json!({"status": "paused"})),
+        )
+        .await;
     assert_eq!(paused.body["status"], "paused");
     let during = app.submit(&key, "a", json!({}), json!({})).await;
     assert_eq!(during.status, StatusCode::CREATED);
     assert_eq!(during.body["status"], "rejected");
     assert_eq!(during.body["resolution"]["decided_by"], "kill_switch");
     let task = app.task_of(&ann, &id(&before.body)).await;
-    assert_eq!(app.decide(&ann, &task, "approve").await.body["proposal"]["status"], "approved");
-    app.call(reqwest::Method::PATCH, "/v1/systems/fraud-detector", Some(ADMIN_TOKEN), Some(json!({"status": "active"}))).await;
-    assert_eq!(app.submit(&key, "a", json!({}), json!({})).await.body["status"], "pending");
+    assert_eq!(
+        app.decide(&ann, &task, "approve").await.body["proposal"]["status"],
+        "approved"
+    );
+    app.call(
+        reqwest::Method::PATCH,
+        "/v1/systems/fraud-detector",
+        Some(ADMIN_TOKEN),
+        Some(json!({"status": "active"})),
+    )
+    .await;
+    assert_eq!(
+        app.submit(&key, "a", json!({}), json!({})).await.body["status"],
+        "pending"
+    );
 }
 
 #[tokio::test]
 async fn on_the_loop_goes_ahead_and_a_later_rejection_overrides() {
     let app = spawn_app().await;
     let key = app.system("content-moderator", "on_the_loop").await;
-    app.publish(r#"@reviewers("moderators") permit(principal, action, resource);"#).await;
+    app.publish(r#"@reviewers("moderators") permit(principal, action, resource);"#)
+        .await;
     let mia = app.user("mia", &["reviewer"], &["moderators"]).await;
-    let proposal = app.submit(&key, "remove_post", json!({"remove": true}), json!({})).await;
+    let proposal = app
+        .submit(&key, "remove_post", json!({"remove": true}), json!({}))
+        .await;
     assert_eq!(proposal.body["status"], "approved");
     assert_eq!(proposal.body["resolution"]["decided_by"], "policy");
     let task = app.task_of(&mia, &id(&proposal.body)).await;
@@ -234,10 +323,17 @@ async fn automated_systems_skip_review_except_qa_samples() {
     let key = app.system("lead-scorer", "automated").await;
     let ops = app.user("oli", &["reviewer"], &["sales-ops"]).await;
     app.publish(r#"@route("allow") @sample("1") @reviewers("sales-ops") permit(principal, action == Action::"sampled", resource);"#).await;
-    let unsampled = app.submit(&key, "score_lead", json!({"score": 80}), json!({})).await;
+    let unsampled = app
+        .submit(&key, "score_lead", json!({"score": 80}), json!({}))
+        .await;
     assert_eq!(unsampled.body["status"], "approved");
-    assert_eq!(unsampled.body["route"], "review", "no policy matched: the default route");
-    let sampled = app.submit(&key, "sampled", json!({"score": 80}), json!({})).await;
+    assert_eq!(
+        unsampled.body["route"], "review",
+        "no policy matched: the default route"
+    );
+    let sampled = app
+        .submit(&key, "sampled", json!({"score": 80}), json!({}))
+        .await;
     assert_eq!(sampled.body["route"], "allow");
     let tasks = app.tasks(&ops).await;
     assert_eq!(tasks.len(), 1);
@@ -254,11 +350,15 @@ async fn forbid_denies() {
 "#,
     )
     .await;
-    let denied = app.submit(&key, "refund", json!({}), json!({"amount_minor": 150000})).await;
+    let denied = app
+        .submit(&key, "refund", json!({}), json!({"amount_minor": 150000}))
+        .await;
     assert_eq!(denied.body["status"], "rejected");
     assert_eq!(denied.body["route"], "deny");
     assert_eq!(denied.body["matched_policies"], json!(["limit"]));
-    let allowed = app.submit(&key, "refund", json!({}), json!({"amount_minor": 100})).await;
+    let allowed = app
+        .submit(&key, "refund", json!({}), json!({"amount_minor": 100}))
+        .await;
     assert_eq!(allowed.body["status"], "approved");
 }
 
@@ -278,7 +378,13 @@ async fn fifty_reviewers_racing_produce_exactly_one_outcome() {
             let verdict = if i % 2 == 0 { "approve" } else { "reject" };
             let body = json!({"verdict": verdict, "seen_digest": task["digest"]});
             let url = format!("{base}/v1/tasks/{}/decision", task["id"].as_str().unwrap());
-            let response = reqwest::Client::new().post(url).bearer_auth(token).json(&body).send().await.unwrap();
+            let response = reqwest::Client::new()
+                .post(url)
+                .bearer_auth(token)
+                .json(&body)
+                .send()
+                .await
+                .unwrap();
             response.status()
         }));
     }
@@ -291,8 +397,16 @@ async fn fifty_reviewers_racing_produce_exactly_one_outcome() {
         }
     }
     assert_eq!(n_ok, 1);
-    let resolved = app.get(&format!("/v1/proposals/{}", id(&proposal.body)), &key).await;
-    assert_eq!(resolved.body["resolution"]["decisions"].as_array().unwrap().len(), 1);
+    let resolved = app
+        .get(&format!("/v1/proposals/{}", id(&proposal.body)), &key)
+        .await;
+    assert_eq!(
+        resolved.body["resolution"]["decisions"]
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
 }
 
 #[tokio::test]
@@ -309,18 +423,68 @@ async fn roles_are_checked_on_every_route() {
     // (token, method, path, body, expected status)
     let cases: Vec<(&str, &str, String, Option<Value>, u16)> = vec![
         (&key, "GET", "/v1/tasks".into(), None, 403),
-        (&key, "POST", "/v1/systems".into(), Some(system.clone()), 403),
-        (&key, "POST", format!("/v1/tasks/{task_id}/claim"), None, 403),
-        (&reviewer, "POST", "/v1/systems".into(), Some(system.clone()), 403),
-        (&reviewer, "POST", "/v1/policies".into(), Some(policy.clone()), 403),
+        (
+            &key,
+            "POST",
+            "/v1/systems".into(),
+            Some(system.clone()),
+            403,
+        ),
+        (
+            &key,
+            "POST",
+            format!("/v1/tasks/{task_id}/claim"),
+            None,
+            403,
+        ),
+        (
+            &reviewer,
+            "POST",
+            "/v1/systems".into(),
+            Some(system.clone()),
+            403,
+        ),
+        (
+            &reviewer,
+            "POST",
+            "/v1/policies".into(),
+            Some(policy.clone()),
+            403,
+        ),
         (&reviewer, "GET", "/v1/users".into(), None, 403),
-        (&reviewer, "POST", "/v1/proposals".into(), Some(json!({"system": "fraud-detector", "action": "a", "subject": {"type": "T", "id": "1"}, "output": {}})), 403),
-        (&auditor, "POST", format!("/v1/tasks/{task_id}/decision"), Some(json!({"verdict": "approve", "seen_digest": task["digest"]})), 403),
+        (
+            &reviewer,
+            "POST",
+            "/v1/proposals".into(),
+            Some(
+                json!({"system": "fraud-detector", "action": "a", "subject": {"type": "T", "id": "1"}, "output": {}}),
+            ),
+            403,
+        ),
+        (
+            &auditor,
+            "POST",
+            format!("/v1/tasks/{task_id}/decision"),
+            Some(json!({"verdict": "approve", "seen_digest": task["digest"]})),
+            403,
+        ),
         (&auditor, "GET", "/v1/proposals".into(), None, 200),
         (&auditor, "GET", "/v1/tasks".into(), None, 200),
         (&auditor, "GET", "/v1/systems".into(), None, 200),
-        (&auditor, "PATCH", "/v1/systems/fraud-detector".into(), Some(json!({"status": "paused"})), 403),
-        (&author, "POST", "/v1/policies/validate".into(), Some(policy.clone()), 200),
+        (
+            &auditor,
+            "PATCH",
+            "/v1/systems/fraud-detector".into(),
+            Some(json!({"status": "paused"})),
+            403,
+        ),
+        (
+            &author,
+            "POST",
+            "/v1/policies/validate".into(),
+            Some(policy.clone()),
+            200,
+        ),
         (&author, "GET", "/v1/proposals".into(), None, 403),
         (&reviewer, "GET", "/v1/proposals".into(), None, 200),
         (ADMIN_TOKEN, "GET", "/v1/users".into(), None, 200),
@@ -328,6 +492,11 @@ async fn roles_are_checked_on_every_route() {
     for (token, method, path, body, expected) in cases {
         let method = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
         let response = app.call(method.clone(), &path, Some(token), body).await;
-        assert_eq!(response.status.as_u16(), expected, "{method} {path}: {}", response.body);
+        assert_eq!(
+            response.status.as_u16(),
+            expected,
+            "{method} {path}: {}",
+            response.body
+        );
     }
 }

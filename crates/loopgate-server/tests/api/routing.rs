@@ -29,7 +29,12 @@ async fn routes_recorded_on_proposals() {
     let cases = [
         (1000, 0.95, "DE", "allow approved [fraud-auto]"),
         (90000, 0.95, "DE", "review pending [fraud-large]"),
-        (90000, 0.3, "DE", "review pending [fraud-large, fraud-unsure]"),
+        (
+            90000,
+            0.3,
+            "DE",
+            "review pending [fraud-large, fraud-unsure]",
+        ),
         (1000, 0.7, "DE", "review pending []"),
         (1000, 0.95, "XX", "deny rejected [germany-only]"),
     ];
@@ -44,8 +49,18 @@ async fn routes_recorded_on_proposals() {
         });
         let response = app.post("/v1/proposals", &key, body).await;
         assert_eq!(response.status, StatusCode::CREATED, "{}", response.body);
-        let matched: Vec<&str> = response.body["matched_policies"].as_array().unwrap().iter().map(|v| v.as_str().unwrap()).collect();
-        let line = format!("{} {} [{}]", s(&response.body["route"]), s(&response.body["status"]), matched.join(", "));
+        let matched: Vec<&str> = response.body["matched_policies"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_str().unwrap())
+            .collect();
+        let line = format!(
+            "{} {} [{}]",
+            s(&response.body["route"]),
+            s(&response.body["status"]),
+            matched.join(", ")
+        );
         actual.push(line);
     }
     let expected: Vec<&str> = cases.iter().map(|c| c.3).collect();

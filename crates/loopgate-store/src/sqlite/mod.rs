@@ -18,7 +18,10 @@ use tokio::sync::{Semaphore, oneshot};
 
 use crate::{StoreError, TxError};
 
-const MIGRATIONS: &[(&str, &str)] = &[("0001_core", include_str!("../../migrations/sqlite/0001_core.sql"))];
+const MIGRATIONS: &[(&str, &str)] = &[(
+    "0001_core",
+    include_str!("../../migrations/sqlite/0001_core.sql"),
+)];
 const MAX_BATCH: usize = 1024;
 const N_READERS: usize = 4;
 
@@ -58,11 +61,16 @@ impl SqliteStore {
             readers: Mutex::new(readers),
             read_permits: Semaphore::new(N_READERS),
         };
-        Ok(SqliteStore { inner: Arc::new(inner) })
+        Ok(SqliteStore {
+            inner: Arc::new(inner),
+        })
     }
 
     /// Runs `job` in the writer's next group commit.
-    async fn write<T, E>(&self, job: impl FnOnce(&Connection) -> Result<T, TxError<E>> + Send + 'static) -> Result<T, TxError<E>>
+    async fn write<T, E>(
+        &self,
+        job: impl FnOnce(&Connection) -> Result<T, TxError<E>> + Send + 'static,
+    ) -> Result<T, TxError<E>>
     where
         T: Send + 'static,
         E: Send + 'static,
@@ -85,11 +93,15 @@ impl SqliteStore {
             Err(_) => false,
         };
         if !sent {
-            return Err(TxError::Store(StoreError::Unavailable("the writer has stopped".to_owned())));
+            return Err(TxError::Store(StoreError::Unavailable(
+                "the writer has stopped".to_owned(),
+            )));
         }
         match answered.await {
             Ok(res) => res,
-            Err(_) => Err(TxError::Store(StoreError::Unavailable("the writer has stopped".to_owned()))),
+            Err(_) => Err(TxError::Store(StoreError::Unavailable(
+                "the writer has stopped".to_owned(),
+            ))),
         }
     }
 
@@ -98,7 +110,9 @@ impl SqliteStore {
         &self,
         job: impl FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
     ) -> Result<T, StoreError> {
-        let res: Result<T, TxError<std::convert::Infallible>> = self.write(move |conn| job(conn).map_err(TxError::Store)).await;
+        let res: Result<T, TxError<std::convert::Infallible>> = self
+            .write(move |conn| job(conn).map_err(TxError::Store))
+            .await;
         match res {
             Ok(value) => Ok(value),
             Err(TxError::Store(error)) => Err(error),
@@ -107,7 +121,10 @@ impl SqliteStore {
     }
 
     /// Runs `job` on a reader connection.
-    async fn read<T: Send + 'static>(&self, job: impl FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static) -> Result<T, StoreError> {
+    async fn read<T: Send + 'static>(
+        &self,
+        job: impl FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, StoreError> {
         let _permit = self
             .inner
             .read_permits
@@ -137,7 +154,8 @@ impl SqliteStore {
 }
 
 fn connect(path: &Path) -> Result<Connection, StoreError> {
-    let conn = Connection::open(path).map_err(|e| StoreError::Unavailable(format!("cannot open `{}`: {e}", path.display())))?;
+    let conn = Connection::open(path)
+        .map_err(|e| StoreError::Unavailable(format!("cannot open `{}`: {e}", path.display())))?;
     conn.execute_batch(
         "PRAGMA journal_mode = WAL;
          PRAGMA synchronous = FULL;
@@ -158,7 +176,9 @@ fn migrate(conn: &Connection) -> Result<(), StoreError> {
         let script = format!("BEGIN IMMEDIATE; {sql}\n; PRAGMA user_version = {version}; COMMIT;");
         if let Err(error) = conn.execute_batch(&script) {
             let _ = conn.execute_batch("ROLLBACK");
-            return Err(StoreError::Other(format!("migration {name} failed: {error}")));
+            return Err(StoreError::Other(format!(
+                "migration {name} failed: {error}"
+            )));
         }
     }
     let known = i64::try_from(MIGRATIONS.len()).unwrap_or(i64::MAX);

@@ -6,8 +6,8 @@ use std::time::Duration;
 use loopgate_core::review::{Case, CaseParts, Decision, ProposalState, Task};
 use loopgate_core::routing::ReviewPlan;
 use loopgate_core::{
-    DecidedBy, Digest, OnTimeout, ProposalId, ProposalStatus, Role, Route, SystemId, TaskId, TaskKind, TaskState, Timestamp,
-    UserId, Verdict,
+    DecidedBy, Digest, OnTimeout, ProposalId, ProposalStatus, Role, Route, SystemId, TaskId,
+    TaskKind, TaskState, Timestamp, UserId, Verdict,
 };
 use rusqlite::{Connection, OptionalExtension, Row, params};
 use serde_json::{Value, json};
@@ -122,7 +122,9 @@ pub(super) fn task_row(row: &Row<'_>) -> Result<TaskRecord, StoreError> {
     let plan = ReviewPlan {
         group: row.get(11)?,
         approvals: row.get(7)?,
-        sla: row.get::<_, Option<i64>>(12)?.map(|ms| Duration::from_millis(u64::try_from(ms).unwrap_or(0))),
+        sla: row
+            .get::<_, Option<i64>>(12)?
+            .map(|ms| Duration::from_millis(u64::try_from(ms).unwrap_or(0))),
         escalate_to: serde_json::from_str(&escalate_to)?,
         on_timeout: parse(&row.get::<_, String>(14)?, OnTimeout::parse)?,
         blind: row.get(15)?,
@@ -153,7 +155,9 @@ pub(super) fn task_row(row: &Row<'_>) -> Result<TaskRecord, StoreError> {
 }
 
 pub(super) fn task(conn: &Connection, id: &str) -> Result<Option<TaskRecord>, StoreError> {
-    let sql = format!("SELECT {TASK_COLUMNS} FROM tasks t JOIN proposals p ON p.id = t.proposal_id WHERE t.id = ?1");
+    let sql = format!(
+        "SELECT {TASK_COLUMNS} FROM tasks t JOIN proposals p ON p.id = t.proposal_id WHERE t.id = ?1"
+    );
     let mut statement = conn.prepare_cached(&sql)?;
     let mut rows = statement.query(params![id])?;
     match rows.next()? {
@@ -162,7 +166,11 @@ pub(super) fn task(conn: &Connection, id: &str) -> Result<Option<TaskRecord>, St
     }
 }
 
-pub(super) fn insert_task(conn: &Connection, task: &Task, now: Timestamp) -> Result<(), StoreError> {
+pub(super) fn insert_task(
+    conn: &Connection,
+    task: &Task,
+    now: Timestamp,
+) -> Result<(), StoreError> {
     let plan = &task.plan;
     conn.prepare_cached(
         "INSERT INTO tasks (id, proposal_id, kind, state, grp, level, required, due_at, claimed_by, lease_expires_at,
@@ -191,7 +199,11 @@ pub(super) fn insert_task(conn: &Connection, task: &Task, now: Timestamp) -> Res
     Ok(())
 }
 
-pub(super) fn update_task(conn: &Connection, task: &Task, now: Timestamp) -> Result<(), StoreError> {
+pub(super) fn update_task(
+    conn: &Connection,
+    task: &Task,
+    now: Timestamp,
+) -> Result<(), StoreError> {
     conn.prepare_cached(
         "UPDATE tasks SET state = ?2, grp = ?3, level = ?4, due_at = ?5, claimed_by = ?6, lease_expires_at = ?7, updated_at = ?8
          WHERE id = ?1",
@@ -215,7 +227,9 @@ pub(super) fn case(conn: &Connection, task_id: &str) -> Result<Option<Case>, Sto
         return Ok(None);
     };
     let Some(proposal) = proposal(conn, task.task.proposal_id.as_str())? else {
-        return Err(StoreError::Other(format!("task `{task_id}` has no proposal")));
+        return Err(StoreError::Other(format!(
+            "task `{task_id}` has no proposal"
+        )));
     };
     Ok(Some(case_of(proposal, task.task)))
 }
@@ -264,7 +278,11 @@ pub(super) fn write_case(conn: &Connection, case: &Case, now: Timestamp) -> Resu
     update_task(conn, &case.task, now)
 }
 
-pub(super) fn insert_decision(conn: &Connection, task: &Task, decision: &Decision) -> Result<(), StoreError> {
+pub(super) fn insert_decision(
+    conn: &Connection,
+    task: &Task,
+    decision: &Decision,
+) -> Result<(), StoreError> {
     conn.prepare_cached(
         "INSERT INTO decisions (proposal_id, task_id, reviewer, verdict, digest, rationale, output, labels, level, decided_at)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
@@ -285,9 +303,18 @@ pub(super) fn insert_decision(conn: &Connection, task: &Task, decision: &Decisio
 }
 
 /// Appends an event. `data` holds ids and digests, never payloads.
-pub(super) fn event(conn: &Connection, now: Timestamp, actor: &str, type_: &str, subject: &str, data: Value) -> Result<(), StoreError> {
-    conn.prepare_cached("INSERT INTO events (time, actor, type, subject, data) VALUES (?1, ?2, ?3, ?4, ?5)")?
-        .execute(params![now.millis(), actor, type_, subject, to_json(&data)])?;
+pub(super) fn event(
+    conn: &Connection,
+    now: Timestamp,
+    actor: &str,
+    type_: &str,
+    subject: &str,
+    data: Value,
+) -> Result<(), StoreError> {
+    conn.prepare_cached(
+        "INSERT INTO events (time, actor, type, subject, data) VALUES (?1, ?2, ?3, ?4, ?5)",
+    )?
+    .execute(params![now.millis(), actor, type_, subject, to_json(&data)])?;
     Ok(())
 }
 
@@ -315,7 +342,10 @@ pub(super) fn system_row(row: &Row<'_>) -> Result<SystemRecord, StoreError> {
         purpose: row.get(3)?,
         risk_tier: parse(&row.get::<_, String>(4)?, loopgate_core::RiskTier::parse)?,
         oversight: parse(&row.get::<_, String>(5)?, loopgate_core::Oversight::parse)?,
-        status: parse(&row.get::<_, String>(6)?, loopgate_core::SystemStatus::parse)?,
+        status: parse(
+            &row.get::<_, String>(6)?,
+            loopgate_core::SystemStatus::parse,
+        )?,
         created_at: Timestamp::from_millis(row.get(7)?),
         updated_at: Timestamp::from_millis(row.get(8)?),
     })
@@ -354,5 +384,11 @@ pub(super) fn roles_json(roles: &[Role]) -> String {
 }
 
 pub(super) fn meta(conn: &Connection, key: &str) -> Result<Option<String>, StoreError> {
-    Ok(conn.query_row("SELECT value FROM meta WHERE key = ?1", params![key], |row| row.get(0)).optional()?)
+    Ok(conn
+        .query_row(
+            "SELECT value FROM meta WHERE key = ?1",
+            params![key],
+            |row| row.get(0),
+        )
+        .optional()?)
 }

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use loopgate_core::review::{self, DecisionInput, Effect, Reviewer, ReviewError, Task};
+use loopgate_core::review::{self, DecisionInput, Effect, ReviewError, Reviewer, Task};
 use loopgate_core::{ProposalId, ProposalStatus, SystemId, TaskId, TaskState, Timestamp, UserId};
 use rusqlite::{Connection, params, params_from_iter};
 use serde_json::json;
@@ -10,24 +10,34 @@ use serde_json::json;
 use super::SqliteStore;
 use super::queries::{self as q, PROPOSAL_COLUMNS, TASK_COLUMNS, USER_COLUMNS, to_json};
 use crate::{
-    CredentialOwner, DecisionOutcome, EventRecord, NewCredential, NewPolicy, NewProposal, NewSystem, NewUser, Paged,
-    PolicyRecord, Principal, ProposalFilter, ProposalRecord, ReviewerRef, Store, StoreError, SubmitError, Submitted,
-    SystemPatch, SystemRecord, TaskFilter, TaskRecord, TimerOutcome, TxError, UserPatch, UserRecord,
+    CredentialOwner, DecisionOutcome, EventRecord, NewCredential, NewPolicy, NewProposal,
+    NewSystem, NewUser, Paged, PolicyRecord, Principal, ProposalFilter, ProposalRecord,
+    ReviewerRef, Store, StoreError, SubmitError, Submitted, SystemPatch, SystemRecord, TaskFilter,
+    TaskRecord, TimerOutcome, TxError, UserPatch, UserRecord,
 };
 
 #[async_trait::async_trait]
 impl Store for SqliteStore {
     async fn sampling_secret(&self, candidate: String) -> Result<String, StoreError> {
         self.write_plain(move |conn| {
-            conn.execute("INSERT OR IGNORE INTO meta (key, value) VALUES ('sampling_secret', ?1)", params![candidate])?;
+            conn.execute(
+                "INSERT OR IGNORE INTO meta (key, value) VALUES ('sampling_secret', ?1)",
+                params![candidate],
+            )?;
             q::meta(conn, "sampling_secret")?.ok_or(StoreError::NotFound)
         })
         .await
     }
 
-    async fn bootstrap_admin(&self, admin: NewUser, token: Option<NewCredential>, now: Timestamp) -> Result<bool, StoreError> {
+    async fn bootstrap_admin(
+        &self,
+        admin: NewUser,
+        token: Option<NewCredential>,
+        now: Timestamp,
+    ) -> Result<bool, StoreError> {
         self.write_plain(move |conn| {
-            let n_users: i64 = conn.query_row("SELECT count(*) FROM users", [], |row| row.get(0))?;
+            let n_users: i64 =
+                conn.query_row("SELECT count(*) FROM users", [], |row| row.get(0))?;
             if 0 < n_users {
                 return Ok(false);
             }
@@ -43,7 +53,8 @@ impl Store for SqliteStore {
     async fn principal(&self, credential_hash: &str) -> Result<Option<Principal>, StoreError> {
         let hash = credential_hash.to_owned();
         self.read(move |conn| {
-            let mut statement = conn.prepare_cached("SELECT kind, owner FROM credentials WHERE hash = ?1")?;
+            let mut statement =
+                conn.prepare_cached("SELECT kind, owner FROM credentials WHERE hash = ?1")?;
             let mut rows = statement.query(params![hash])?;
             let Some(row) = rows.next()? else {
                 return Ok(None);
@@ -57,7 +68,12 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn create_user(&self, user: NewUser, actor: &str, now: Timestamp) -> Result<UserRecord, StoreError> {
+    async fn create_user(
+        &self,
+        user: NewUser,
+        actor: &str,
+        now: Timestamp,
+    ) -> Result<UserRecord, StoreError> {
         let actor = actor.to_owned();
         self.write_plain(move |conn| {
             insert_user(conn, &user, &actor, now)?;
@@ -85,7 +101,13 @@ impl Store for SqliteStore {
         self.read(move |conn| q::user(conn, id.as_str())).await
     }
 
-    async fn update_user(&self, id: &UserId, patch: UserPatch, actor: &str, now: Timestamp) -> Result<UserRecord, StoreError> {
+    async fn update_user(
+        &self,
+        id: &UserId,
+        patch: UserPatch,
+        actor: &str,
+        now: Timestamp,
+    ) -> Result<UserRecord, StoreError> {
         let (id, actor) = (id.clone(), actor.to_owned());
         self.write_plain(move |conn| {
             let before = q::user(conn, id.as_str())?.ok_or(StoreError::NotFound)?;
@@ -102,12 +124,23 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn create_credential(&self, credential: NewCredential, actor: &str, now: Timestamp) -> Result<(), StoreError> {
+    async fn create_credential(
+        &self,
+        credential: NewCredential,
+        actor: &str,
+        now: Timestamp,
+    ) -> Result<(), StoreError> {
         let actor = actor.to_owned();
-        self.write_plain(move |conn| insert_credential(conn, &credential, &actor, now)).await
+        self.write_plain(move |conn| insert_credential(conn, &credential, &actor, now))
+            .await
     }
 
-    async fn create_system(&self, system: NewSystem, actor: &str, now: Timestamp) -> Result<SystemRecord, StoreError> {
+    async fn create_system(
+        &self,
+        system: NewSystem,
+        actor: &str,
+        now: Timestamp,
+    ) -> Result<SystemRecord, StoreError> {
         let actor = actor.to_owned();
         self.write_plain(move |conn| {
             conn.prepare_cached(
@@ -150,7 +183,13 @@ impl Store for SqliteStore {
         self.read(move |conn| q::system(conn, id.as_str())).await
     }
 
-    async fn update_system(&self, id: &SystemId, patch: SystemPatch, actor: &str, now: Timestamp) -> Result<SystemRecord, StoreError> {
+    async fn update_system(
+        &self,
+        id: &SystemId,
+        patch: SystemPatch,
+        actor: &str,
+        now: Timestamp,
+    ) -> Result<SystemRecord, StoreError> {
         let (id, actor) = (id.clone(), actor.to_owned());
         self.write_plain(move |conn| {
             let before = q::system(conn, id.as_str())?.ok_or(StoreError::NotFound)?;
@@ -191,7 +230,12 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn publish_policy(&self, policy: NewPolicy, actor: &str, now: Timestamp) -> Result<PolicyRecord, StoreError> {
+    async fn publish_policy(
+        &self,
+        policy: NewPolicy,
+        actor: &str,
+        now: Timestamp,
+    ) -> Result<PolicyRecord, StoreError> {
         let actor = actor.to_owned();
         self.write_plain(move |conn| {
             conn.execute(
@@ -236,7 +280,11 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn submit(&self, new: NewProposal, now: Timestamp) -> Result<Submitted, TxError<SubmitError>> {
+    async fn submit(
+        &self,
+        new: NewProposal,
+        now: Timestamp,
+    ) -> Result<Submitted, TxError<SubmitError>> {
         self.write(move |conn| submit(conn, new, now)).await
     }
 
@@ -248,7 +296,8 @@ impl Store for SqliteStore {
     async fn proposals(&self, filter: ProposalFilter) -> Result<Paged<ProposalRecord>, StoreError> {
         self.read(move |conn| {
             let mut sql = format!("SELECT {PROPOSAL_COLUMNS} FROM proposals WHERE seq < ?1");
-            let mut args: Vec<rusqlite::types::Value> = vec![filter.before_seq.unwrap_or(i64::MAX).into()];
+            let mut args: Vec<rusqlite::types::Value> =
+                vec![filter.before_seq.unwrap_or(i64::MAX).into()];
             if let Some(system) = &filter.system {
                 args.push(system.as_str().to_owned().into());
                 sql.push_str(&format!(" AND system = ?{}", args.len()));
@@ -278,7 +327,12 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn cancel(&self, id: &ProposalId, actor: &str, now: Timestamp) -> Result<ProposalRecord, TxError<ReviewError>> {
+    async fn cancel(
+        &self,
+        id: &ProposalId,
+        actor: &str,
+        now: Timestamp,
+    ) -> Result<ProposalRecord, TxError<ReviewError>> {
         let (id, actor) = (id.clone(), actor.to_owned());
         self.write(move |conn| {
             let proposal = q::proposal(conn, id.as_str())?.ok_or(StoreError::NotFound)?;
@@ -300,7 +354,11 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn tasks(&self, filter: TaskFilter, now: Timestamp) -> Result<Paged<TaskRecord>, StoreError> {
+    async fn tasks(
+        &self,
+        filter: TaskFilter,
+        now: Timestamp,
+    ) -> Result<Paged<TaskRecord>, StoreError> {
         self.read(move |conn| {
             let mut sql = format!("SELECT {TASK_COLUMNS} FROM tasks t JOIN proposals p ON p.id = t.proposal_id WHERE t.seq > ?1");
             let mut args: Vec<rusqlite::types::Value> = vec![filter.after_seq.unwrap_or(0).into()];
@@ -353,33 +411,70 @@ impl Store for SqliteStore {
         self.read(move |conn| q::task(conn, id.as_str())).await
     }
 
-    async fn claim(&self, id: &TaskId, reviewer: &ReviewerRef, lease: Duration, now: Timestamp) -> Result<TaskRecord, TxError<ReviewError>> {
+    async fn claim(
+        &self,
+        id: &TaskId,
+        reviewer: &ReviewerRef,
+        lease: Duration,
+        now: Timestamp,
+    ) -> Result<TaskRecord, TxError<ReviewError>> {
         let (id, reviewer) = (id.clone(), reviewer.clone());
         self.write(move |conn| {
             let record = q::task(conn, id.as_str())?.ok_or(StoreError::NotFound)?;
-            let who = Reviewer { name: &reviewer.name, groups: &reviewer.groups };
+            let who = Reviewer {
+                name: &reviewer.name,
+                groups: &reviewer.groups,
+            };
             let task = review::claim(&record.task, who, now, lease).map_err(TxError::Refused)?;
             q::update_task(conn, &task, now)?;
-            q::event(conn, now, &format!("user:{}", reviewer.name), "task.claimed", id.as_str(), q::task_event_data(&task))?;
+            q::event(
+                conn,
+                now,
+                &format!("user:{}", reviewer.name),
+                "task.claimed",
+                id.as_str(),
+                q::task_event_data(&task),
+            )?;
             Ok(TaskRecord { task, ..record })
         })
         .await
     }
 
-    async fn release(&self, id: &TaskId, reviewer: &ReviewerRef, now: Timestamp) -> Result<TaskRecord, TxError<ReviewError>> {
+    async fn release(
+        &self,
+        id: &TaskId,
+        reviewer: &ReviewerRef,
+        now: Timestamp,
+    ) -> Result<TaskRecord, TxError<ReviewError>> {
         let (id, reviewer) = (id.clone(), reviewer.clone());
         self.write(move |conn| {
             let record = q::task(conn, id.as_str())?.ok_or(StoreError::NotFound)?;
-            let who = Reviewer { name: &reviewer.name, groups: &reviewer.groups };
+            let who = Reviewer {
+                name: &reviewer.name,
+                groups: &reviewer.groups,
+            };
             let task = review::release(&record.task, who, now).map_err(TxError::Refused)?;
             q::update_task(conn, &task, now)?;
-            q::event(conn, now, &format!("user:{}", reviewer.name), "task.released", id.as_str(), q::task_event_data(&task))?;
+            q::event(
+                conn,
+                now,
+                &format!("user:{}", reviewer.name),
+                "task.released",
+                id.as_str(),
+                q::task_event_data(&task),
+            )?;
             Ok(TaskRecord { task, ..record })
         })
         .await
     }
 
-    async fn decide(&self, id: &TaskId, reviewer: &ReviewerRef, input: DecisionInput, now: Timestamp) -> Result<DecisionOutcome, TxError<ReviewError>> {
+    async fn decide(
+        &self,
+        id: &TaskId,
+        reviewer: &ReviewerRef,
+        input: DecisionInput,
+        now: Timestamp,
+    ) -> Result<DecisionOutcome, TxError<ReviewError>> {
         let (id, reviewer) = (id.clone(), reviewer.clone());
         self.write(move |conn| {
             let case = q::case(conn, id.as_str())?.ok_or(StoreError::NotFound)?;
@@ -401,7 +496,11 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn run_timers(&self, now: Timestamp, limit: u32) -> Result<Vec<TimerOutcome>, StoreError> {
+    async fn run_timers(
+        &self,
+        now: Timestamp,
+        limit: u32,
+    ) -> Result<Vec<TimerOutcome>, StoreError> {
         self.write_plain(move |conn| {
             let ids: Vec<String> = {
                 let mut statement = conn.prepare_cached(
@@ -458,11 +557,20 @@ impl Store for SqliteStore {
     }
 
     async fn ping(&self) -> Result<(), StoreError> {
-        self.read(|conn| Ok(conn.query_row("SELECT 1", [], |row| row.get::<_, i64>(0)).map(|_| ())?)).await
+        self.read(|conn| {
+            Ok(conn
+                .query_row("SELECT 1", [], |row| row.get::<_, i64>(0))
+                .map(|_| ())?)
+        })
+        .await
     }
 }
 
-fn submit(conn: &Connection, new: NewProposal, now: Timestamp) -> Result<Submitted, TxError<SubmitError>> {
+fn submit(
+    conn: &Connection,
+    new: NewProposal,
+    now: Timestamp,
+) -> Result<Submitted, TxError<SubmitError>> {
     if let Some(key) = &new.idempotency_key {
         let existing: Option<(String, String)> = {
             let mut statement =
@@ -476,13 +584,18 @@ fn submit(conn: &Connection, new: NewProposal, now: Timestamp) -> Result<Submitt
         if let Some((id, submitted_digest)) = existing {
             let record = q::proposal(conn, &id)?.ok_or(StoreError::NotFound)?;
             if submitted_digest != new.digest.as_str() {
-                return Err(TxError::Refused(SubmitError::IdempotencyConflict { key: key.clone(), existing: record.id }));
+                return Err(TxError::Refused(SubmitError::IdempotencyConflict {
+                    key: key.clone(),
+                    existing: record.id,
+                }));
             }
             return Ok(Submitted::Existing(record));
         }
     }
     if q::system(conn, new.system.as_str())?.is_none() {
-        return Err(TxError::Refused(SubmitError::UnknownSystem(new.system.as_str().to_owned())));
+        return Err(TxError::Refused(SubmitError::UnknownSystem(
+            new.system.as_str().to_owned(),
+        )));
     }
     let plan = &new.plan;
     let routing = &new.routing;
@@ -516,7 +629,14 @@ fn submit(conn: &Connection, new: NewProposal, now: Timestamp) -> Result<Submitt
     ])?;
     let id = new.id.as_str();
     let actor = &new.submitted_by;
-    q::event(conn, now, actor, "proposal.submitted", id, json!({"proposal": id, "system": new.system.as_str(), "action": new.action, "digest": new.digest.as_str()}))?;
+    q::event(
+        conn,
+        now,
+        actor,
+        "proposal.submitted",
+        id,
+        json!({"proposal": id, "system": new.system.as_str(), "action": new.action, "digest": new.digest.as_str()}),
+    )?;
     let routed = json!({"proposal": id, "route": routing.route.as_str(), "policy_version": routing.policy_version, "matched_policies": routing.matched});
     q::event(conn, now, "loopgate", "proposal.routed", id, routed)?;
     if let Some(planned) = &plan.task {
@@ -536,7 +656,14 @@ fn submit(conn: &Connection, new: NewProposal, now: Timestamp) -> Result<Submitt
             created_at: now,
         };
         q::insert_task(conn, &task, now)?;
-        q::event(conn, now, "loopgate", "task.created", task.id.as_str(), q::task_event_data(&task))?;
+        q::event(
+            conn,
+            now,
+            "loopgate",
+            "task.created",
+            task.id.as_str(),
+            q::task_event_data(&task),
+        )?;
     }
     if plan.status.is_terminal() {
         let data = json!({"proposal": id, "outcome": plan.status.as_str(), "decided_by": plan.decided_by.map(|it| it.as_str()), "digest": new.digest.as_str()});
@@ -546,17 +673,51 @@ fn submit(conn: &Connection, new: NewProposal, now: Timestamp) -> Result<Submitt
     Ok(Submitted::Created(record))
 }
 
-fn effect_events(conn: &Connection, now: Timestamp, actor: &str, case: &review::Case, effect: Effect) -> Result<(), StoreError> {
+fn effect_events(
+    conn: &Connection,
+    now: Timestamp,
+    actor: &str,
+    case: &review::Case,
+    effect: Effect,
+) -> Result<(), StoreError> {
     let proposal_id = case.task.proposal_id.as_str();
     let task_id = case.task.id.as_str();
     match effect {
         Effect::Recorded | Effect::Confirmed => Ok(()),
-        Effect::Escalated => q::event(conn, now, actor, "task.escalated", task_id, q::task_event_data(&case.task)),
-        Effect::Expired => q::event(conn, now, actor, "task.expired", task_id, q::task_event_data(&case.task)),
-        Effect::Overridden => q::event(conn, now, actor, "proposal.overridden", proposal_id, json!({"proposal": proposal_id, "task": task_id})),
+        Effect::Escalated => q::event(
+            conn,
+            now,
+            actor,
+            "task.escalated",
+            task_id,
+            q::task_event_data(&case.task),
+        ),
+        Effect::Expired => q::event(
+            conn,
+            now,
+            actor,
+            "task.expired",
+            task_id,
+            q::task_event_data(&case.task),
+        ),
+        Effect::Overridden => q::event(
+            conn,
+            now,
+            actor,
+            "proposal.overridden",
+            proposal_id,
+            json!({"proposal": proposal_id, "task": task_id}),
+        ),
         Effect::Resolved => {
             if case.task.state == TaskState::Expired {
-                q::event(conn, now, actor, "task.expired", task_id, q::task_event_data(&case.task))?;
+                q::event(
+                    conn,
+                    now,
+                    actor,
+                    "task.expired",
+                    task_id,
+                    q::task_event_data(&case.task),
+                )?;
             }
             let data = json!({"proposal": proposal_id, "outcome": case.proposal.status.as_str(),
                               "decided_by": case.proposal.decided_by.map(|it| it.as_str()), "digest": case.proposal.digest.as_str(),
@@ -567,21 +728,46 @@ fn effect_events(conn: &Connection, now: Timestamp, actor: &str, case: &review::
     }
 }
 
-fn insert_user(conn: &Connection, user: &NewUser, actor: &str, now: Timestamp) -> Result<(), StoreError> {
+fn insert_user(
+    conn: &Connection,
+    user: &NewUser,
+    actor: &str,
+    now: Timestamp,
+) -> Result<(), StoreError> {
     conn.prepare_cached("INSERT INTO users (id, username, roles, groups_, password_hash, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)")?
         .execute(params![user.id.as_str(), user.username, q::roles_json(&user.roles), to_json(&user.groups), user.password_hash, now.millis()])?;
     let data = json!({"user": user.id.as_str(), "username": user.username, "roles": user.roles.iter().map(|r| r.as_str()).collect::<Vec<_>>(), "groups": user.groups});
     q::event(conn, now, actor, "user.created", user.id.as_str(), data)
 }
 
-fn insert_credential(conn: &Connection, credential: &NewCredential, actor: &str, now: Timestamp) -> Result<(), StoreError> {
+fn insert_credential(
+    conn: &Connection,
+    credential: &NewCredential,
+    actor: &str,
+    now: Timestamp,
+) -> Result<(), StoreError> {
     let (kind, owner) = match &credential.owner {
         CredentialOwner::User(id) => ("user", id.as_str().to_owned()),
         CredentialOwner::System(id) => ("system", id.as_str().to_owned()),
     };
-    conn.prepare_cached("INSERT INTO credentials (id, hash, kind, owner, created_at) VALUES (?1, ?2, ?3, ?4, ?5)")?
-        .execute(params![credential.id, credential.hash, kind, owner, now.millis()])?;
-    q::event(conn, now, actor, "key.created", &credential.id, json!({"key": credential.id, "kind": kind, "owner": owner}))
+    conn.prepare_cached(
+        "INSERT INTO credentials (id, hash, kind, owner, created_at) VALUES (?1, ?2, ?3, ?4, ?5)",
+    )?
+    .execute(params![
+        credential.id,
+        credential.hash,
+        kind,
+        owner,
+        now.millis()
+    ])?;
+    q::event(
+        conn,
+        now,
+        actor,
+        "key.created",
+        &credential.id,
+        json!({"key": credential.id, "kind": kind, "owner": owner}),
+    )
 }
 
 /// Trims the look-ahead row of a page and returns the next cursor.

@@ -1,0 +1,309 @@
+//! Durability: SIGKILL the real binary while systems submit and reviewers
+//! decide, restart it on the same data directory, and check that nothing
+//! acknowledged was lost and nothing was resolved twice.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, reason = "test")]
+
+use std::collections::{HashMap, HashSet};
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+const ADMIN: &str = "lgt_crash_test_admin_token_000";
+
+struct Server {
+    child: Child,
+    base: String,
+}
+
+fn start(data_dir: &std::path::Path) -> Server {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_loopgate"))
+        .args(["serve", "--bind", "127.0.0.1:0", "--data-dir"])
+        .arg(data_dir)
+        .env("LOOPGATE_BOOTSTRAP_TOKEN", ADMIN)
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let mut lines = BufReader::new(stdout).lines();
+    let base = loop {
+        let line = lines
+            .next()
+            .expect("the server printed its address")
+            .unwrap();
+        if let Some(address) = line.strip_prefix("loopgate listening on ") {
+            break address.to_owned();
+        }
+    };
+    Server { child, base }
+}
+
+async fn call(
+    http: &reqwest::Client,
+    method: reqwest::Method,
+    url: String,
+    token: &str,
+    body: Option<Value>,
+) -> Result<(u16, Value), reqwest::Error> {
+    let mut request = http
+        .request(method, url)
+        .bearer_auth(token)
+        .timeout(Duration::from_secs(10));
+    if let Some(body) = body {
+        request = request.json(&body);
+    }
+    let response = request.send().await?;
+    let status = response.status().as_u16();
+    let body = response.json::<Value>().await.unwrap_or(Value::Null);
+    Ok((status, body))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sigkill_loses_nothing_acknowledged_and_resolves_nothing_twice() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = start(dir.path());
+    let http = reqwest::Client::new();
+    let base = server.base.clone();
+    let post = reqwest::Method::POST;
+    let system =
+        json!({"id": "sys", "name": "sys", "risk_tier": "high", "oversight": "in_the_loop"});
+    assert_eq!(
+        call(
+            &http,
+            post.clone(),
+            format!("{base}/v1/systems"),
+            ADMIN,
+            Some(system)
+        )
+        .await
+        .unwrap()
+        .0,
+        201
+    );
+    let key = call(
+        &http,
+        post.clone(),
+        format!("{base}/v1/systems/sys/keys"),
+        ADMIN,
+        None,
+    )
+    .await
+    .unwrap()
+    .1["secret"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let user = call(
+        &http,
+        post.clone(),
+        format!("{base}/v1/users"),
+        ADMIN,
+        Some(json!({"username": "rev", "roles": ["reviewer"], "groups": ["reviewers"]})),
+    )
+    .await
+    .unwrap()
+    .1;
+    let reviewer = call(
+        &http,
+        post.clone(),
+        format!("{base}/v1/users/{}/tokens", user["id"].as_str().unwrap()),
+        ADMIN,
+        None,
+    )
+    .await
+    .unwrap()
+    .1["secret"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+
+    // Acknowledged submissions (idempotency key → id) and decisions (proposal id).
+    let accepted: Arc<Mutex<HashMap<String, String>>> = Arc::default();
+    let decided: Arc<Mutex<HashSet<String>>> = Arc::default();
+    let mut workers = Vec::new();
+    for worker in 0..8 {
+        let (http, base, key, accepted) = (
+            http.clone(),
+            base.clone(),
+            key.clone(),
+            Arc::clone(&accepted),
+        );
+        workers.push(tokio::spawn(async move {
+            for n in 0.. {
+                let idem = format!("w{worker}-{n}");
+                let body = json!({"action": "a", "subject": {"type": "T", "id": idem}, "output": {"n": n}, "idempotency_key": idem});
+                match call(&http, reqwest::Method::POST, format!("{base}/v1/proposals"), &key, Some(body)).await {
+                    Ok((201 | 200, body)) => drop(accepted.lock().unwrap().insert(idem, body["id"].as_str().unwrap().to_owned())),
+                    Ok((status, body)) => panic!("unexpected {status}: {body}"),
+                    Err(_) => return,
+                }
+            }
+        }));
+    }
+    {
+        let (http, base, reviewer, decided) = (
+            http.clone(),
+            base.clone(),
+            reviewer.clone(),
+            Arc::clone(&decided),
+        );
+        workers.push(tokio::spawn(async move {
+            loop {
+                let Ok((200, page)) = call(
+                    &http,
+                    reqwest::Method::GET,
+                    format!("{base}/v1/tasks?limit=20"),
+                    &reviewer,
+                    None,
+                )
+                .await
+                else {
+                    return;
+                };
+                for task in page["items"].as_array().unwrap() {
+                    let body = json!({"verdict": "approve", "seen_digest": task["digest"]});
+                    match call(
+                        &http,
+                        reqwest::Method::POST,
+                        format!("{base}/v1/tasks/{}/decision", task["id"].as_str().unwrap()),
+                        &reviewer,
+                        Some(body),
+                    )
+                    .await
+                    {
+                        Ok((200, _)) => drop(
+                            decided
+                                .lock()
+                                .unwrap()
+                                .insert(task["proposal_id"].as_str().unwrap().to_owned()),
+                        ),
+                        Ok(_) => (),
+                        Err(_) => return,
+                    }
+                }
+            }
+        }));
+    }
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let mut child = server.child;
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+    for worker in workers {
+        let _ = worker.await;
+    }
+    let accepted = accepted.lock().unwrap().clone();
+    let decided = decided.lock().unwrap().clone();
+    assert!(
+        50 < accepted.len(),
+        "too little load to mean anything: {}",
+        accepted.len()
+    );
+    assert!(!decided.is_empty());
+
+    let server = start(dir.path());
+    let base = server.base.clone();
+    for (idem, id) in &accepted {
+        let (status, proposal) = call(
+            &http,
+            reqwest::Method::GET,
+            format!("{base}/v1/proposals/{id}"),
+            &key,
+            None,
+        )
+        .await
+        .unwrap();
+        assert_eq!(status, 200, "acknowledged proposal {id} is gone");
+        assert!(
+            proposal["resolution"]["decisions"]
+                .as_array()
+                .is_none_or(|d| d.len() <= 1)
+        );
+        // A retry after the crash finds the same proposal.
+        let body = json!({"action": "a", "subject": {"type": "T", "id": idem}, "output": {"n": proposal["output"]["n"]}, "idempotency_key": idem});
+        let (status, again) = call(
+            &http,
+            reqwest::Method::POST,
+            format!("{base}/v1/proposals"),
+            &key,
+            Some(body),
+        )
+        .await
+        .unwrap();
+        assert_eq!((status, &again["id"]), (200, &json!(id)));
+    }
+    for id in &decided {
+        let (_, proposal) = call(
+            &http,
+            reqwest::Method::GET,
+            format!("{base}/v1/proposals/{id}"),
+            &key,
+            None,
+        )
+        .await
+        .unwrap();
+        assert_eq!(
+            proposal["status"], "approved",
+            "acknowledged decision on {id} is gone"
+        );
+        assert_eq!(
+            proposal["resolution"]["decisions"]
+                .as_array()
+                .unwrap()
+                .len(),
+            1
+        );
+    }
+
+    // A waiter that reconnects after the restart gets the resolution.
+    let (_, page) = call(
+        &http,
+        reqwest::Method::GET,
+        format!("{base}/v1/tasks?limit=1"),
+        &reviewer,
+        None,
+    )
+    .await
+    .unwrap();
+    if let Some(task) = page["items"].as_array().unwrap().first().cloned() {
+        let proposal_id = task["proposal_id"].as_str().unwrap().to_owned();
+        let waiter = {
+            let (http, base, key, proposal_id) =
+                (http.clone(), base.clone(), key.clone(), proposal_id.clone());
+            tokio::spawn(async move {
+                call(
+                    &http,
+                    reqwest::Method::GET,
+                    format!("{base}/v1/proposals/{proposal_id}?wait=20s"),
+                    &key,
+                    None,
+                )
+                .await
+                .unwrap()
+                .1
+            })
+        };
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let body = json!({"verdict": "reject", "seen_digest": task["digest"]});
+        assert_eq!(
+            call(
+                &http,
+                reqwest::Method::POST,
+                format!("{base}/v1/tasks/{}/decision", task["id"].as_str().unwrap()),
+                &reviewer,
+                Some(body)
+            )
+            .await
+            .unwrap()
+            .0,
+            200
+        );
+        assert_eq!(waiter.await.unwrap()["status"], "rejected");
+    }
+    let mut child = server.child;
+    child.kill().unwrap();
+    child.wait().unwrap();
+}
