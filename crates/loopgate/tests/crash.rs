@@ -1,7 +1,12 @@
 //! Durability: SIGKILL the real binary while systems submit and reviewers
 //! decide, restart it on the same data directory, and check that nothing
 //! acknowledged was lost and nothing was resolved twice.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, reason = "test")]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "test"
+)]
 
 use std::collections::{HashMap, HashSet};
 use std::io::{BufRead, BufReader};

@@ -1,6 +1,11 @@
 //! The HTTP-level integration suite: a real server on a loopback port with a
 //! fresh SQLite data directory per test, driven over HTTP.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, reason = "tests")]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "tests"
+)]
 
 mod errors;
 mod harness;

@@ -1,0 +1,114 @@
+//! Tidy checks, run with the tests: docs cover every error code and route,
+//! every module says what it is for, and no test is skipped.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "test"
+)]
+
+use std::path::{Path, PathBuf};
+
+use loopgate_proto::ErrorCode;
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+fn read(path: &str) -> String {
+    std::fs::read_to_string(root().join(path)).unwrap_or_else(|e| panic!("{path}: {e}"))
+}
+
+fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            rust_files(&path, out);
+        } else if path.extension().is_some_and(|ext| ext == "rs") {
+            out.push(path);
+        }
+    }
+}
+
+#[test]
+fn every_error_code_has_a_section_in_docs() {
+    let docs = read("docs/errors.md");
+    for code in ErrorCode::ALL {
+        assert!(
+            docs.contains(&format!("\n## {}\n", code.as_str())),
+            "docs/errors.md lacks a section for `{}`",
+            code.as_str()
+        );
+        assert_eq!(ErrorCode::from_str_code(code.as_str()), Some(*code));
+    }
+}
+
+#[test]
+fn every_module_starts_with_a_doc_comment_and_no_test_is_skipped() {
+    let mut files = Vec::new();
+    rust_files(&root().join("crates"), &mut files);
+    assert!(20 < files.len());
+    let ignore = ["#[", "ignore]"].concat();
+    let should_panic = ["#[", "should_panic"].concat();
+    for file in files {
+        let text = std::fs::read_to_string(&file).unwrap();
+        assert!(
+            text.starts_with("//!"),
+            "{} does not start with a `//!` comment",
+            file.display()
+        );
+        assert!(!text.contains(&ignore), "{} skips a test", file.display());
+        assert!(
+            !text.contains(&should_panic),
+            "{} uses should_panic",
+            file.display()
+        );
+        for (n, line) in text.lines().enumerate() {
+            assert!(
+                !line.ends_with(' '),
+                "{}:{} has trailing whitespace",
+                file.display(),
+                n + 1
+            );
+        }
+    }
+}
+
+#[test]
+fn every_routed_path_is_in_the_openapi_document_and_back() {
+    let router = read("crates/loopgate-server/src/http/mod.rs");
+    let mut routed: Vec<String> = router
+        .split(".route(")
+        .skip(1)
+        .filter_map(|rest| rest.trim_start().strip_prefix('"')?.split('"').next())
+        .filter(|path| !matches!(*path, "/" | "/openapi.json"))
+        .map(str::to_owned)
+        .collect();
+    routed.sort();
+    let snapshot = read("crates/loopgate-server/tests/api/snapshots/api__errors__openapi.snap");
+    let json = snapshot.splitn(3, "---").nth(2).unwrap();
+    let document: serde_json::Value = serde_json::from_str(json).unwrap();
+    let mut documented: Vec<String> = document["paths"]
+        .as_object()
+        .unwrap()
+        .keys()
+        .cloned()
+        .collect();
+    documented.sort();
+    assert_eq!(routed, documented);
+}
+
+#[test]
+fn every_environment_variable_is_documented() {
+    let readme = read("README.md");
+    let sources = [
+        read("crates/loopgate/src/cli.rs"),
+        read("crates/loopgate/src/config.rs"),
+        read("crates/loopgate/src/commands.rs"),
+    ]
+    .concat();
+    for chunk in sources.split("\"LOOPGATE_").skip(1) {
+        let name = format!("LOOPGATE_{}", chunk.split('"').next().unwrap());
+        assert!(readme.contains(&name), "README.md does not document {name}");
+    }
+}
