@@ -10,7 +10,7 @@ pub struct Timestamp(i64);
 
 impl Timestamp {
     /// From milliseconds since the epoch.
-    pub fn from_millis(millis: i64) -> Timestamp {
+    pub const fn from_millis(millis: i64) -> Timestamp {
         Timestamp(millis)
     }
 

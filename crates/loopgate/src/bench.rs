@@ -132,7 +132,7 @@ pub(crate) async fn run(args: BenchArgs) -> anyhow::Result<()> {
         handle.abort();
     }
     let report = |name: &str, histogram: &Histogram<u64>| {
-        println!(
+        out!(
             "{name:<28} p50 {:>8.2} ms   p90 {:>8.2} ms   p99 {:>8.2} ms   max {:>8.2} ms   (n={})",
             histogram.value_at_quantile(0.5) as f64 / 1000.0,
             histogram.value_at_quantile(0.9) as f64 / 1000.0,
@@ -141,14 +141,14 @@ pub(crate) async fn run(args: BenchArgs) -> anyhow::Result<()> {
             histogram.len()
         );
     };
-    println!(
+    out!(
         "workload {}: {} systems, {} reviewers, {:.1} s",
         args.workload,
         args.systems,
         if wait { args.reviewers } else { 0 },
         elapsed
     );
-    println!(
+    out!(
         "throughput                   {:.0} {}/s",
         n_done as f64 / elapsed,
         if wait { "cycles" } else { "proposals" }
@@ -166,7 +166,7 @@ pub(crate) async fn run(args: BenchArgs) -> anyhow::Result<()> {
     if let (true, Ok(unblock)) = (wait, shared.unblock.lock()) {
         report("decision → client unblocked", &unblock);
     }
-    println!(
+    out!(
         "errors                       {}",
         shared.errors.lock().map(|it| *it).unwrap_or(0)
     );

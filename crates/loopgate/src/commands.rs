@@ -41,7 +41,7 @@ pub(crate) async fn run(cli: Cli) -> anyhow::Result<()> {
 async fn serve(config: Config, bind: std::net::SocketAddr) -> anyhow::Result<()> {
     let started = loopgate_server::start(config, Arc::new(SystemClock)).await?;
     if let Some(token) = &started.generated_admin_token {
-        println!(
+        out!(
             "First start: created user `admin` with API token (shown once, store it now):\n  {token}"
         );
     }
@@ -49,7 +49,7 @@ async fn serve(config: Config, bind: std::net::SocketAddr) -> anyhow::Result<()>
         .await
         .with_context(|| format!("cannot listen on {bind}"))?;
     let address = listener.local_addr()?;
-    println!("loopgate listening on http://{address}");
+    out!("loopgate listening on http://{address}");
     tracing::info!(%address, "loopgate is serving");
     loopgate_server::serve(listener, started.app, shutdown_signal())
         .await
@@ -98,7 +98,7 @@ async fn system(file: &FileConfig, command: SystemCommand) -> anyhow::Result<()>
             let page = file.client(&args.remote)?.systems().await?;
             for system in page.items {
                 let status = json_name(&system.status);
-                println!(
+                out!(
                     "{:<24} {:<10} {:<13} {:<8} {}",
                     system.id,
                     json_name(&system.risk_tier),
@@ -154,9 +154,10 @@ async fn system(file: &FileConfig, command: SystemCommand) -> anyhow::Result<()>
         }
         SystemCommand::Key(args) => {
             let key = file.client(&args.remote)?.create_key(&args.id).await?;
-            println!(
+            out!(
                 "API key for `{}` (shown once):\n  {}",
-                key.owner, key.secret
+                key.owner,
+                key.secret
             );
             Ok(())
         }
@@ -168,7 +169,7 @@ async fn user(file: &FileConfig, command: UserCommand) -> anyhow::Result<()> {
         UserCommand::List(args) => {
             for user in file.client(&args.remote)?.users().await?.items {
                 let roles: Vec<String> = user.roles.iter().map(json_name).collect();
-                println!(
+                out!(
                     "{:<30} {:<16} {:<30} {}",
                     user.id,
                     user.username,
@@ -197,9 +198,10 @@ async fn user(file: &FileConfig, command: UserCommand) -> anyhow::Result<()> {
         }
         UserCommand::Token { id, remote } => {
             let token = file.client(&remote)?.create_token(&id).await?;
-            println!(
+            out!(
                 "API token for `{}` (shown once):\n  {}",
-                token.owner, token.secret
+                token.owner,
+                token.secret
             );
             Ok(())
         }
@@ -212,13 +214,13 @@ async fn policy(file: &FileConfig, command: PolicyCommand) -> anyhow::Result<()>
             let text = loopgate_server::config::read_policies(&path)?;
             let policies = Policies::parse(&text)
                 .with_context(|| format!("`{}` is not a valid policy set", path.display()))?;
-            println!(
+            out!(
                 "valid: {} policies, version {}",
                 policies.ids().len(),
                 policies.version()
             );
             for id in policies.ids() {
-                println!("  {id}");
+                out!("  {id}");
             }
             Ok(())
         }
@@ -232,7 +234,7 @@ async fn policy(file: &FileConfig, command: PolicyCommand) -> anyhow::Result<()>
                 .client(&remote)?
                 .publish_policy(&proto::PublishPolicy { text, description })
                 .await?;
-            println!(
+            out!(
                 "published version {} ({} policies), now live",
                 published.version,
                 published.policy_ids.len()
@@ -242,9 +244,13 @@ async fn policy(file: &FileConfig, command: PolicyCommand) -> anyhow::Result<()>
         PolicyCommand::List(args) => {
             for version in file.client(&args.remote)?.policies().await?.items {
                 let live = if version.active { "live" } else { "" };
-                println!(
+                out!(
                     "{:>4} {:<18} {:<5} {:<24} {}",
-                    version.seq, version.version, live, version.created_at, version.description
+                    version.seq,
+                    version.version,
+                    live,
+                    version.created_at,
+                    version.description
                 );
             }
             Ok(())
@@ -319,11 +325,11 @@ async fn review(file: &FileConfig, command: ReviewCommand) -> anyhow::Result<()>
                 })
                 .await?;
             if page.items.is_empty() {
-                println!("no open tasks");
+                out!("no open tasks");
             }
             for task in page.items {
                 let due = task.due_at.unwrap_or_else(|| "-".to_owned());
-                println!(
+                out!(
                     "{:<30} {:<20} {:<18} {:<16} {}/{} due {}",
                     task.id,
                     task.system,
@@ -376,7 +382,7 @@ async fn decide(
     };
     let response = client.decide(&args.id, &request).await?;
     let status = json_name(&response.proposal.status);
-    println!(
+    out!(
         "{} {}: task {} is {}, proposal {} is {status}",
         json_name(&verdict),
         args.id,
@@ -392,7 +398,7 @@ fn parse_json(flag: &str, text: &str) -> anyhow::Result<Value> {
 }
 
 fn print_json(value: &impl Serialize) -> anyhow::Result<()> {
-    println!("{}", serde_json::to_string_pretty(value)?);
+    out!("{}", serde_json::to_string_pretty(value)?);
     Ok(())
 }
 

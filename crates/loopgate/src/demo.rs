@@ -117,17 +117,17 @@ pub(crate) async fn run(mut config: Config, bind: SocketAddr, rate: f64) -> anyh
     let accounts = accounts(&admin).await?;
     let keys = system_keys(&admin).await?;
 
-    println!("\nloopgate demo is running at {base}/  (API reference: {base}/openapi.json)\n");
-    println!("Demo accounts (tokens are new on every start):");
+    out!("\nloopgate demo is running at {base}/  (API reference: {base}/openapi.json)\n");
+    out!("Demo accounts (tokens are new on every start):");
     for (name, token) in &accounts {
-        println!("  {name:<8} {token}");
+        out!("  {name:<8} {token}");
     }
-    println!(
+    out!(
         "\nTry:\n  export LOOPGATE_TOKEN={}\n  loopgate review list\n",
         accounts.first().map(|it| it.1.as_str()).unwrap_or_default()
     );
     if 0.0 < rate {
-        println!("The simulator submits {rate} proposals per second. Stop with Ctrl-C.");
+        out!("The simulator submits {rate} proposals per second. Stop with Ctrl-C.");
         tokio::spawn(simulate(base.clone(), keys, rate));
     }
     server

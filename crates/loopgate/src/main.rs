@@ -1,7 +1,14 @@
 //! The `loopgate` binary: the clap CLI. `serve` and `demo` run the server;
 //! the other commands talk to a running server over HTTP with the client.
 //! Any error ends as one sentence on stderr and a non-zero exit.
-#![expect(clippy::print_stdout, reason = "a CLI prints its results")]
+
+/// Prints a line to stdout; a closed pipe (`loopgate review list | head`) is not an error.
+macro_rules! out {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout(), $($arg)*);
+    }};
+}
 
 mod bench;
 mod cli;

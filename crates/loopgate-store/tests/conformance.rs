@@ -1,0 +1,372 @@
+//! The store conformance suite: each behaviour is written once against
+//! `&dyn Store` and run on every backend (today: SQLite; PostgreSQL joins
+//! with the same cases).
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "tests"
+)]
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use loopgate_core::digest::DigestParts;
+use loopgate_core::proposal::plan;
+use loopgate_core::review::{DecisionInput, ReviewError};
+use loopgate_core::routing::{ReviewPlan, Routing};
+use loopgate_core::{
+    Digest, Oversight, ProposalId, ProposalStatus, RiskTier, Route, SystemId, SystemStatus, TaskId,
+    TaskState, Timestamp, Verdict,
+};
+use loopgate_store::sqlite::SqliteStore;
+use loopgate_store::{
+    NewProposal, NewSystem, ProposalFilter, ReviewerRef, Store, SubmitError, Submitted, TaskFilter,
+    TxError,
+};
+use serde_json::json;
+
+const T0: Timestamp = Timestamp::from_millis(1_795_000_000_000);
+
+struct Backend {
+    store: Arc<dyn Store>,
+    _dir: tempfile::TempDir,
+}
+
+fn sqlite() -> Backend {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(&dir.path().join("loopgate.db")).unwrap();
+    Backend {
+        store: Arc::new(store),
+        _dir: dir,
+    }
+}
+
+/// Instantiates each case once per backend.
+macro_rules! conformance {
+    ($($case:ident),+ $(,)?) => {
+        mod sqlite_backend {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $case() {
+                    let backend = super::sqlite();
+                    super::$case(backend.store.as_ref()).await;
+                }
+            )+
+        }
+    };
+}
+
+conformance!(
+    submit_is_idempotent_per_key_and_digest,
+    a_lease_is_exclusive,
+    a_reviewer_decides_a_proposal_once,
+    terminal_states_never_change,
+    cursor_paging_is_stable,
+    racing_claims_have_one_winner,
+    every_change_writes_its_event,
+);
+
+async fn setup(store: &dyn Store) -> SystemId {
+    let system = SystemId::parse("sys").unwrap();
+    let new = NewSystem {
+        id: system.clone(),
+        name: "sys".into(),
+        owner: "team".into(),
+        purpose: "tests".into(),
+        risk_tier: RiskTier::High,
+        oversight: Oversight::InTheLoop,
+    };
+    store.create_system(new, "user:admin", T0).await.unwrap();
+    system
+}
+
+fn new_proposal(
+    system: &SystemId,
+    n: u32,
+    key: Option<&str>,
+    output: serde_json::Value,
+    required: u32,
+) -> NewProposal {
+    let subject = json!({"type": "T", "id": format!("s{n}"), "attributes": {}});
+    let input = json!({"n": n});
+    let digest = Digest::of(DigestParts {
+        system: system.as_str(),
+        action: "act",
+        subject: &subject,
+        input: &input,
+        output: &output,
+    });
+    let review = ReviewPlan {
+        group: "g".into(),
+        approvals: required,
+        ..ReviewPlan::default_review()
+    };
+    let routing = Routing {
+        route: Route::Review,
+        matched: vec![],
+        policy_version: "v".into(),
+        review,
+        sample_rate: 0.0,
+    };
+    let plan = plan(&routing, Oversight::InTheLoop, SystemStatus::Active, false);
+    NewProposal {
+        id: ProposalId::from_unique(&format!("P{n}{}", key.unwrap_or(""))),
+        task_id: TaskId::from_unique(&format!("T{n}{}", key.unwrap_or(""))),
+        system: system.clone(),
+        action: "act".into(),
+        subject,
+        input,
+        output,
+        confidence: Some(0.5),
+        explanation: None,
+        model: None,
+        context: Default::default(),
+        idempotency_key: key.map(str::to_owned),
+        digest,
+        submitted_by: "system:sys".into(),
+        routing,
+        plan,
+    }
+}
+
+fn reviewer(name: &str) -> ReviewerRef {
+    ReviewerRef {
+        name: name.into(),
+        groups: vec!["g".into()],
+    }
+}
+
+fn approve(digest: &Digest) -> DecisionInput {
+    DecisionInput {
+        verdict: Verdict::Approve,
+        rationale: None,
+        output: None,
+        labels: None,
+        seen_digest: digest.clone(),
+    }
+}
+
+async fn submit_is_idempotent_per_key_and_digest(store: &dyn Store) {
+    let system = setup(store).await;
+    let first = store
+        .submit(new_proposal(&system, 1, Some("k"), json!({"a": 1}), 1), T0)
+        .await
+        .unwrap();
+    let Submitted::Created(created) = first else {
+        panic!("expected a new proposal")
+    };
+    let mut again = new_proposal(&system, 1, Some("k"), json!({"a": 1}), 1);
+    again.id = ProposalId::from_unique("other");
+    match store.submit(again, T0).await.unwrap() {
+        Submitted::Existing(existing) => assert_eq!(existing.id, created.id),
+        Submitted::Created(_) => panic!("a replay created a second proposal"),
+    }
+    let mut different = new_proposal(&system, 1, Some("k"), json!({"a": 2}), 1);
+    different.id = ProposalId::from_unique("third");
+    match store.submit(different, T0).await {
+        Err(TxError::Refused(SubmitError::IdempotencyConflict { existing, .. })) => {
+            assert_eq!(existing, created.id)
+        }
+        other => panic!("expected a conflict, got {other:?}"),
+    }
+    let page = store
+        .proposals(ProposalFilter {
+            limit: 10,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(page.items.len(), 1);
+}
+
+async fn a_lease_is_exclusive(store: &dyn Store) {
+    let system = setup(store).await;
+    let new = new_proposal(&system, 1, None, json!({}), 1);
+    let task_id = new.task_id.clone();
+    store.submit(new, T0).await.unwrap();
+    let lease = Duration::from_secs(60);
+    store
+        .claim(&task_id, &reviewer("ann"), lease, T0)
+        .await
+        .unwrap();
+    let held = store.claim(&task_id, &reviewer("bob"), lease, T0).await;
+    assert!(
+        matches!(held, Err(TxError::Refused(ReviewError::LeaseHeld { .. }))),
+        "{held:?}"
+    );
+    let later = T0.plus(Duration::from_secs(61));
+    let taken = store
+        .claim(&task_id, &reviewer("bob"), lease, later)
+        .await
+        .unwrap();
+    assert_eq!(taken.task.claimed_by.as_deref(), Some("bob"));
+}
+
+async fn a_reviewer_decides_a_proposal_once(store: &dyn Store) {
+    let system = setup(store).await;
+    let new = new_proposal(&system, 1, None, json!({}), 2);
+    let (task_id, digest) = (new.task_id.clone(), new.digest.clone());
+    store.submit(new, T0).await.unwrap();
+    let first = store
+        .decide(&task_id, &reviewer("ann"), approve(&digest), T0)
+        .await
+        .unwrap();
+    assert_eq!(first.proposal.status, ProposalStatus::Pending);
+    let twice = store
+        .decide(&task_id, &reviewer("ann"), approve(&digest), T0)
+        .await;
+    assert!(
+        matches!(
+            twice,
+            Err(TxError::Refused(ReviewError::AlreadyVoted { .. }))
+        ),
+        "{twice:?}"
+    );
+    let second = store
+        .decide(&task_id, &reviewer("bob"), approve(&digest), T0)
+        .await
+        .unwrap();
+    assert_eq!(second.proposal.status, ProposalStatus::Approved);
+    assert_eq!(second.proposal.decisions.len(), 2);
+}
+
+async fn terminal_states_never_change(store: &dyn Store) {
+    let system = setup(store).await;
+    let new = new_proposal(&system, 1, None, json!({}), 1);
+    let (id, task_id, digest) = (new.id.clone(), new.task_id.clone(), new.digest.clone());
+    store.submit(new, T0).await.unwrap();
+    store.cancel(&id, "system:sys", T0).await.unwrap();
+    let late = store
+        .decide(&task_id, &reviewer("ann"), approve(&digest), T0)
+        .await;
+    assert!(
+        matches!(
+            late,
+            Err(TxError::Refused(ReviewError::AlreadyDecided { .. }))
+        ),
+        "{late:?}"
+    );
+    let again = store.cancel(&id, "system:sys", T0).await;
+    assert!(matches!(
+        again,
+        Err(TxError::Refused(ReviewError::AlreadyDecided { .. }))
+    ));
+    let stored = store.proposal(&id).await.unwrap().unwrap();
+    assert_eq!(stored.status, ProposalStatus::Cancelled);
+    let task = store.task(&task_id).await.unwrap().unwrap();
+    assert_eq!(task.task.state, TaskState::Cancelled);
+    assert!(
+        store
+            .run_timers(T0.plus(Duration::from_secs(1_000_000)), 100)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}
+
+async fn cursor_paging_is_stable(store: &dyn Store) {
+    let system = setup(store).await;
+    for n in 0..10 {
+        store
+            .submit(new_proposal(&system, n, None, json!({}), 1), T0)
+            .await
+            .unwrap();
+    }
+    let first = store
+        .tasks(
+            TaskFilter {
+                limit: 4,
+                state: Some(TaskState::Open),
+                ..Default::default()
+            },
+            T0,
+        )
+        .await
+        .unwrap();
+    // Inserts after the first page do not shift what comes next.
+    store
+        .submit(new_proposal(&system, 99, None, json!({}), 1), T0)
+        .await
+        .unwrap();
+    let mut seen: Vec<String> = first.items.iter().map(|t| t.task.id.to_string()).collect();
+    let mut cursor = first.next;
+    while let Some(after) = cursor {
+        let page = store
+            .tasks(
+                TaskFilter {
+                    limit: 4,
+                    after_seq: Some(after),
+                    state: Some(TaskState::Open),
+                    ..Default::default()
+                },
+                T0,
+            )
+            .await
+            .unwrap();
+        seen.extend(page.items.iter().map(|t| t.task.id.to_string()));
+        cursor = page.next;
+    }
+    assert_eq!(seen.len(), 11);
+    let mut unique = seen.clone();
+    unique.dedup();
+    assert_eq!(unique, seen);
+}
+
+async fn racing_claims_have_one_winner(store: &dyn Store) {
+    let system = setup(store).await;
+    let new = new_proposal(&system, 1, None, json!({}), 1);
+    let task_id = new.task_id.clone();
+    store.submit(new, T0).await.unwrap();
+    let claims = (0..20).map(|i| {
+        let task_id = task_id.clone();
+        async move {
+            store
+                .claim(
+                    &task_id,
+                    &reviewer(&format!("r{i}")),
+                    Duration::from_secs(60),
+                    T0,
+                )
+                .await
+        }
+    });
+    let results = futures::future::join_all(claims).await;
+    assert_eq!(results.iter().filter(|r| r.is_ok()).count(), 1);
+}
+
+async fn every_change_writes_its_event(store: &dyn Store) {
+    let system = setup(store).await;
+    let new = new_proposal(&system, 1, None, json!({}), 1);
+    let (task_id, digest) = (new.task_id.clone(), new.digest.clone());
+    store.submit(new, T0).await.unwrap();
+    store
+        .decide(&task_id, &reviewer("ann"), approve(&digest), T0)
+        .await
+        .unwrap();
+    let types: Vec<String> = store
+        .events(0, 100)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| e.type_)
+        .collect();
+    assert_eq!(
+        types,
+        [
+            "system.created",
+            "proposal.submitted",
+            "proposal.routed",
+            "task.created",
+            "decision.recorded",
+            "proposal.resolved"
+        ]
+    );
+    // Events carry digests, never payloads.
+    let events = store.events(0, 100).await.unwrap();
+    assert!(
+        events
+            .iter()
+            .all(|e| !e.data.to_string().contains("\"n\":1"))
+    );
+}
