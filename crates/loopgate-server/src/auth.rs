@@ -38,7 +38,16 @@ impl FromRequestParts<AppState> for Caller {
                 "the Authorization header is not a bearer token",
             ));
         };
-        match app.store.principal(&hash_secret(token)).await? {
+        let hash = hash_secret(token);
+        let principal = match app.principals.get(&hash) {
+            Some(principal) => principal,
+            None => {
+                let principal = app.store.principal(&hash).await?;
+                app.principals.insert(hash, principal.clone());
+                principal
+            }
+        };
+        match principal {
             Some(principal) => Ok(Caller(principal)),
             None => Err(unauthenticated("the token is not known")),
         }

@@ -6,6 +6,7 @@
 //! state between requests; everything durable is in the store.
 
 pub mod auth;
+mod cache;
 pub mod clock;
 pub mod config;
 mod convert;

@@ -3,13 +3,15 @@
 
 use std::path::Path;
 use std::sync::{Arc, RwLock};
+use std::time::Duration;
 
 use loopgate_core::routing::Policies;
-use loopgate_core::{Role, UserId};
+use loopgate_core::{Role, SystemId, UserId};
 use loopgate_store::sqlite::SqliteStore;
-use loopgate_store::{CredentialOwner, NewCredential, NewPolicy, NewUser, Store};
+use loopgate_store::{CredentialOwner, NewCredential, NewPolicy, NewUser, Principal, Store, StoreError, SystemRecord};
 use tokio_util::sync::CancellationToken;
 
+use crate::cache::TtlCache;
 use crate::metrics::Metrics;
 use crate::secrets::{hash_password, hash_secret, new_secret};
 use crate::waiters::Waiters;
@@ -28,6 +30,10 @@ pub struct AppState {
     pub(crate) policies: Arc<RwLock<Arc<Policies>>>,
     pub(crate) metrics: Arc<Metrics>,
     pub(crate) sampling_secret: Arc<Vec<u8>>,
+    /// Credential hash → principal (`None`: unknown credential).
+    pub(crate) principals: Arc<TtlCache<String, Option<Principal>>>,
+    /// System id → system, for routing.
+    pub(crate) systems: Arc<TtlCache<SystemId, SystemRecord>>,
     /// Cancelled when the server shuts down.
     pub shutdown: CancellationToken,
 }
@@ -84,6 +90,8 @@ pub async fn start(config: Config, clock: Arc<dyn Clock>) -> Result<Started, Sta
         policies: Arc::new(RwLock::new(Arc::new(live))),
         metrics: Arc::new(Metrics::default()),
         sampling_secret: Arc::new(sampling_secret),
+        principals: Arc::new(TtlCache::new(Duration::from_secs(5))),
+        systems: Arc::new(TtlCache::new(Duration::from_secs(2))),
         shutdown: CancellationToken::new(),
     };
     Ok(Started {
@@ -99,6 +107,18 @@ impl AppState {
             Ok(live) => Arc::clone(&live),
             Err(poisoned) => Arc::clone(&poisoned.into_inner()),
         }
+    }
+
+    /// A system, from the cache when fresh.
+    pub(crate) async fn system(&self, id: &SystemId) -> Result<Option<SystemRecord>, StoreError> {
+        if let Some(system) = self.systems.get(id) {
+            return Ok(Some(system));
+        }
+        let system = self.store.system(id).await?;
+        if let Some(system) = &system {
+            self.systems.insert(id.clone(), system.clone());
+        }
+        Ok(system)
     }
 
     pub(crate) fn set_live_policies(&self, policies: Policies) {

@@ -76,7 +76,7 @@ pub async fn submit(
             )));
         }
     }
-    let Some(system) = app.store.system(&system_id).await? else {
+    let Some(system) = app.system(&system_id).await? else {
         return Err(ApiError::invalid(format!("unknown system `{system_id}`"))
             .help("register the system first: POST /v1/systems"));
     };

@@ -97,6 +97,7 @@ pub async fn update(
             loopgate_store::StoreError::NotFound => ApiError::not_found("system", id.as_str()),
             other => other.into(),
         })?;
+    app.systems.clear();
     Ok(Json(convert::system(record)))
 }
 

@@ -100,6 +100,7 @@ pub async fn update(
             StoreError::NotFound => ApiError::not_found("user", id.as_str()),
             other => other.into(),
         })?;
+    app.principals.clear();
     Ok(Json(convert::user(record)))
 }
 

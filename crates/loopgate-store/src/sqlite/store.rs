@@ -627,6 +627,7 @@ fn submit(
         new.submitted_by,
         now.millis(),
     ])?;
+    let seq = conn.last_insert_rowid();
     let id = new.id.as_str();
     let actor = &new.submitted_by;
     q::event(
@@ -669,7 +670,33 @@ fn submit(
         let data = json!({"proposal": id, "outcome": plan.status.as_str(), "decided_by": plan.decided_by.map(|it| it.as_str()), "digest": new.digest.as_str()});
         q::event(conn, now, "loopgate", "proposal.resolved", id, data)?;
     }
-    let record = q::proposal(conn, id)?.ok_or(StoreError::NotFound)?;
+    // The row as inserted; reading it back would cost the writer two queries.
+    let record = ProposalRecord {
+        seq,
+        id: new.id,
+        system: new.system,
+        action: new.action,
+        subject: new.subject,
+        input: new.input,
+        output: new.output,
+        confidence: new.confidence,
+        explanation: new.explanation,
+        model: new.model,
+        context: new.context,
+        idempotency_key: new.idempotency_key,
+        digest: new.digest,
+        status: plan.status,
+        route: routing.route,
+        policy_version: new.routing.policy_version,
+        matched_policies: new.routing.matched,
+        overridden: false,
+        modified: false,
+        decided_by: plan.decided_by,
+        decided_at: plan.decided_by.map(|_| now),
+        submitted_by: new.submitted_by,
+        created_at: now,
+        decisions: Vec::new(),
+    };
     Ok(Submitted::Created(record))
 }
 
