@@ -15,7 +15,10 @@ pub(crate) struct TtlCache<K, V> {
 
 impl<K: Eq + Hash, V: Clone> TtlCache<K, V> {
     pub(crate) fn new(ttl: Duration) -> TtlCache<K, V> {
-        TtlCache { ttl, entries: Mutex::new(HashMap::new()) }
+        TtlCache {
+            ttl,
+            entries: Mutex::new(HashMap::new()),
+        }
     }
 
     pub(crate) fn get(&self, key: &K) -> Option<V> {

@@ -8,7 +8,9 @@ use std::time::Duration;
 use loopgate_core::routing::Policies;
 use loopgate_core::{Role, SystemId, UserId};
 use loopgate_store::sqlite::SqliteStore;
-use loopgate_store::{CredentialOwner, NewCredential, NewPolicy, NewUser, Principal, Store, StoreError, SystemRecord};
+use loopgate_store::{
+    CredentialOwner, NewCredential, NewPolicy, NewUser, Principal, Store, StoreError, SystemRecord,
+};
 use tokio_util::sync::CancellationToken;
 
 use crate::cache::TtlCache;

@@ -254,6 +254,8 @@ pub struct ProposalRecord {
     pub overridden: bool,
     /// Edited by reviewers before resolution.
     pub modified: bool,
+    /// Reviewed blind: reviewers do not see output and confidence.
+    pub blind: bool,
     /// Who settled it.
     pub decided_by: Option<DecidedBy>,
     /// When.

@@ -165,12 +165,20 @@ pub async fn get(
         .proposal(&id)
         .await?
         .ok_or_else(|| ApiError::not_found("proposal", id.as_str()))?;
+    let blind = record.blind;
     check_can_read(&caller, &record)?;
     let record = match wait {
         Some(wait) if !record.status.is_terminal() => wait_for(&app, &id, wait).await?,
         _ => record,
     };
-    Ok(Json(convert::proposal(record)))
+    let mut proposal = convert::proposal(record);
+    // Blind review: a reviewer forms a judgement without the model's answer.
+    let reviewer_only = caller.system().is_none() && !caller.has(&[Role::Auditor]);
+    if blind && reviewer_only && proposal.resolution.is_none() {
+        proposal.output = serde_json::Value::Null;
+        proposal.confidence = None;
+    }
+    Ok(Json(proposal))
 }
 
 /// Filters of `GET /v1/proposals`.

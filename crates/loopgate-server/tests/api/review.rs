@@ -500,3 +500,66 @@ async fn roles_are_checked_on_every_route() {
         );
     }
 }
+
+#[tokio::test]
+async fn blind_review_hides_the_models_answer_from_reviewers() {
+    let (app, key) =
+        setup(r#"@reviewers("ops") @blind("true") permit(principal, action, resource);"#).await;
+    let ann = app.user("ann", &["reviewer"], &["ops"]).await;
+    let auditor = app.user("aud", &["auditor"], &[]).await;
+    let proposal = app
+        .submit(&key, "a", json!({"verdict": "spam"}), json!({}))
+        .await;
+    let path = format!("/v1/proposals/{}", id(&proposal.body));
+    let seen = app.get(&path, &ann).await;
+    assert_eq!(
+        (seen.body["output"].clone(), seen.body["confidence"].clone()),
+        (Value::Null, Value::Null)
+    );
+    assert_eq!(
+        app.get(&path, &auditor).await.body["output"],
+        json!({"verdict": "spam"})
+    );
+    let task = app.task_of(&ann, &id(&proposal.body)).await;
+    assert_eq!(task["blind"], true);
+    let decided = app.decide(&ann, &task, "approve").await;
+    assert_eq!(decided.body["proposal"]["status"], "approved");
+    assert_eq!(
+        app.get(&path, &ann).await.body["output"],
+        json!({"verdict": "spam"}),
+        "shown once decided"
+    );
+}
+
+#[tokio::test]
+async fn policies_load_from_a_directory_at_start() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("a.cedar"),
+        r#"@id("a") @route("allow") permit(principal, action == Action::"go", resource);"#,
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("b.cedar"),
+        r#"@id("b") forbid(principal, action == Action::"stop", resource);"#,
+    )
+    .unwrap();
+    std::fs::write(dir.path().join("notes.txt"), "not a policy").unwrap();
+    let policies = dir.path().to_path_buf();
+    let app = crate::harness::spawn_with(move |config| config.policies = Some(policies)).await;
+    let key = app.system("fraud-detector", "in_the_loop").await;
+    assert_eq!(
+        app.submit(&key, "go", json!({}), json!({})).await.body["status"],
+        "approved"
+    );
+    let stopped = app.submit(&key, "stop", json!({}), json!({})).await;
+    assert_eq!(
+        (
+            stopped.body["status"].as_str(),
+            stopped.body["matched_policies"].clone()
+        ),
+        (Some("rejected"), json!(["b"]))
+    );
+    let versions = app.get("/v1/policies", ADMIN_TOKEN).await;
+    assert_eq!(versions.body["items"][0]["created_by"], "loopgate");
+}

@@ -66,6 +66,7 @@ CREATE TABLE proposals (
     matched_policies TEXT NOT NULL,
     overridden INTEGER NOT NULL,
     modified INTEGER NOT NULL,
+    blind INTEGER NOT NULL,
     decided_by TEXT,
     decided_at INTEGER,
     submitted_by TEXT NOT NULL,

@@ -16,7 +16,7 @@ use crate::{ProposalRecord, StoreError, SystemRecord, TaskRecord, UserRecord};
 
 pub(super) const PROPOSAL_COLUMNS: &str = "seq, id, system, action, subject, input, output, confidence, explanation, model, \
      context, idempotency_key, digest, status, route, policy_version, matched_policies, overridden, modified, decided_by, \
-     decided_at, submitted_by, created_at";
+     decided_at, submitted_by, created_at, blind";
 
 pub(super) const TASK_COLUMNS: &str = "t.seq, t.id, t.proposal_id, t.kind, t.state, t.grp, t.level, t.required, t.due_at, \
      t.claimed_by, t.lease_expires_at, t.first_group, t.sla_ms, t.escalate_to, t.on_timeout, t.blind, t.sample_probability, \
@@ -74,6 +74,7 @@ pub(super) fn proposal_row(row: &Row<'_>) -> Result<ProposalRecord, StoreError> 
         decided_at: row.get::<_, Option<i64>>(20)?.map(Timestamp::from_millis),
         submitted_by: row.get(21)?,
         created_at: Timestamp::from_millis(row.get(22)?),
+        blind: row.get(23)?,
         decisions: Vec::new(),
     })
 }

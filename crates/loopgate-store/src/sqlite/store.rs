@@ -599,11 +599,12 @@ fn submit(
     }
     let plan = &new.plan;
     let routing = &new.routing;
+    let blind = plan.task.as_ref().is_some_and(|task| task.review.blind);
     conn.prepare_cached(
         "INSERT INTO proposals (id, system, action, idempotency_key, digest, submitted_digest, subject, input, output, confidence, explanation,
-             model, context, status, route, policy_version, matched_policies, overridden, modified, decided_by, decided_at,
-             submitted_by, created_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, 0, 0, ?17, ?18, ?19, ?20)",
+             model, context, status, route, policy_version, matched_policies, overridden, modified, blind, decided_by,
+             decided_at, submitted_by, created_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, 0, 0, ?21, ?17, ?18, ?19, ?20)",
     )?
     .execute(params![
         new.id.as_str(),
@@ -626,6 +627,7 @@ fn submit(
         plan.decided_by.map(|_| now.millis()),
         new.submitted_by,
         now.millis(),
+        blind,
     ])?;
     let seq = conn.last_insert_rowid();
     let id = new.id.as_str();
@@ -691,6 +693,7 @@ fn submit(
         matched_policies: new.routing.matched,
         overridden: false,
         modified: false,
+        blind,
         decided_by: plan.decided_by,
         decided_at: plan.decided_by.map(|_| now),
         submitted_by: new.submitted_by,
