@@ -23,6 +23,37 @@ pub(super) const TASK_COLUMNS: &str = "t.seq, t.id, t.proposal_id, t.kind, t.sta
      t.created_at, p.system, p.action, p.digest, \
      (SELECT count(*) FROM decisions d WHERE d.proposal_id = t.proposal_id AND d.verdict IN ('approve', 'modify') AND d.digest = p.digest)";
 
+/// Every row of a query, mapped.
+pub(super) fn all<T>(
+    conn: &Connection,
+    sql: &str,
+    params: impl rusqlite::Params,
+    map: impl Fn(&Row<'_>) -> Result<T, StoreError>,
+) -> Result<Vec<T>, StoreError> {
+    let mut statement = conn.prepare_cached(sql)?;
+    let mut rows = statement.query(params)?;
+    let mut out = Vec::new();
+    while let Some(row) = rows.next()? {
+        out.push(map(row)?);
+    }
+    Ok(out)
+}
+
+/// The first row of a query, mapped.
+pub(super) fn one<T>(
+    conn: &Connection,
+    sql: &str,
+    params: impl rusqlite::Params,
+    map: impl Fn(&Row<'_>) -> Result<T, StoreError>,
+) -> Result<Option<T>, StoreError> {
+    let mut statement = conn.prepare_cached(sql)?;
+    let mut rows = statement.query(params)?;
+    match rows.next()? {
+        Some(row) => Ok(Some(map(row)?)),
+        None => Ok(None),
+    }
+}
+
 pub(super) fn parse<T>(text: &str, parse: impl Fn(&str) -> Option<T>) -> Result<T, StoreError> {
     parse(text).ok_or_else(|| StoreError::Other(format!("unexpected stored value `{text}`")))
 }
@@ -80,18 +111,14 @@ pub(super) fn proposal_row(row: &Row<'_>) -> Result<ProposalRecord, StoreError> 
 }
 
 pub(super) fn decisions(conn: &Connection, proposal_id: &str) -> Result<Vec<Decision>, StoreError> {
-    let mut statement = conn.prepare_cached(
-        "SELECT reviewer, verdict, digest, rationale, output, labels, level, decided_at
-         FROM decisions WHERE proposal_id = ?1 ORDER BY seq",
-    )?;
-    let mut rows = statement.query(params![proposal_id])?;
-    let mut out = Vec::new();
-    while let Some(row) = rows.next()? {
+    let sql = "SELECT reviewer, verdict, digest, rationale, output, labels, level, decided_at
+               FROM decisions WHERE proposal_id = ?1 ORDER BY seq";
+    all(conn, sql, params![proposal_id], |row| {
         let labels = match json_column(row.get(5)?)? {
             Some(Value::Object(map)) => Some(map),
             _ => None,
         };
-        out.push(Decision {
+        Ok(Decision {
             reviewer: row.get(0)?,
             verdict: parse(&row.get::<_, String>(1)?, Verdict::parse)?,
             digest: parse(&row.get::<_, String>(2)?, Digest::parse)?,
@@ -100,19 +127,15 @@ pub(super) fn decisions(conn: &Connection, proposal_id: &str) -> Result<Vec<Deci
             labels,
             level: row.get(6)?,
             decided_at: Timestamp::from_millis(row.get(7)?),
-        });
-    }
-    Ok(out)
+        })
+    })
 }
 
 pub(super) fn proposal(conn: &Connection, id: &str) -> Result<Option<ProposalRecord>, StoreError> {
     let sql = format!("SELECT {PROPOSAL_COLUMNS} FROM proposals WHERE id = ?1");
-    let mut statement = conn.prepare_cached(&sql)?;
-    let mut rows = statement.query(params![id])?;
-    let Some(row) = rows.next()? else {
+    let Some(mut record) = one(conn, &sql, params![id], proposal_row)? else {
         return Ok(None);
     };
-    let mut record = proposal_row(row)?;
     record.decisions = decisions(conn, id)?;
     Ok(Some(record))
 }
@@ -159,12 +182,7 @@ pub(super) fn task(conn: &Connection, id: &str) -> Result<Option<TaskRecord>, St
     let sql = format!(
         "SELECT {TASK_COLUMNS} FROM tasks t JOIN proposals p ON p.id = t.proposal_id WHERE t.id = ?1"
     );
-    let mut statement = conn.prepare_cached(&sql)?;
-    let mut rows = statement.query(params![id])?;
-    match rows.next()? {
-        Some(row) => Ok(Some(task_row(row)?)),
-        None => Ok(None),
-    }
+    one(conn, &sql, params![id], task_row)
 }
 
 pub(super) fn insert_task(
@@ -325,15 +343,12 @@ pub(super) fn task_event_data(task: &Task) -> Value {
 }
 
 pub(super) fn system(conn: &Connection, id: &str) -> Result<Option<SystemRecord>, StoreError> {
-    let mut statement = conn.prepare_cached(
-        "SELECT id, name, owner, purpose, risk_tier, oversight, status, created_at, updated_at FROM systems WHERE id = ?1",
-    )?;
-    let mut rows = statement.query(params![id])?;
-    match rows.next()? {
-        Some(row) => Ok(Some(system_row(row)?)),
-        None => Ok(None),
-    }
+    let sql = format!("SELECT {SYSTEM_COLUMNS} FROM systems WHERE id = ?1");
+    one(conn, &sql, params![id], system_row)
 }
+
+pub(super) const SYSTEM_COLUMNS: &str =
+    "id, name, owner, purpose, risk_tier, oversight, status, created_at, updated_at";
 
 pub(super) fn system_row(row: &Row<'_>) -> Result<SystemRecord, StoreError> {
     Ok(SystemRecord {
@@ -371,12 +386,7 @@ pub(super) fn user_row(row: &Row<'_>) -> Result<UserRecord, StoreError> {
 
 pub(super) fn user(conn: &Connection, id: &str) -> Result<Option<UserRecord>, StoreError> {
     let sql = format!("SELECT {USER_COLUMNS} FROM users WHERE id = ?1");
-    let mut statement = conn.prepare_cached(&sql)?;
-    let mut rows = statement.query(params![id])?;
-    match rows.next()? {
-        Some(row) => Ok(Some(user_row(row)?)),
-        None => Ok(None),
-    }
+    one(conn, &sql, params![id], user_row)
 }
 
 pub(super) fn roles_json(roles: &[Role]) -> String {

@@ -85,13 +85,7 @@ impl Store for SqliteStore {
     async fn users(&self) -> Result<Vec<UserRecord>, StoreError> {
         self.read(|conn| {
             let sql = format!("SELECT {USER_COLUMNS} FROM users ORDER BY username");
-            let mut statement = conn.prepare_cached(&sql)?;
-            let mut rows = statement.query([])?;
-            let mut out = Vec::new();
-            while let Some(row) = rows.next()? {
-                out.push(q::user_row(row)?);
-            }
-            Ok(out)
+            q::all(conn, &sql, [], q::user_row)
         })
         .await
     }
@@ -165,15 +159,8 @@ impl Store for SqliteStore {
 
     async fn systems(&self) -> Result<Vec<SystemRecord>, StoreError> {
         self.read(|conn| {
-            let mut statement = conn.prepare_cached(
-                "SELECT id, name, owner, purpose, risk_tier, oversight, status, created_at, updated_at FROM systems ORDER BY id",
-            )?;
-            let mut rows = statement.query([])?;
-            let mut out = Vec::new();
-            while let Some(row) = rows.next()? {
-                out.push(q::system_row(row)?);
-            }
-            Ok(out)
+            let sql = format!("SELECT {} FROM systems ORDER BY id", q::SYSTEM_COLUMNS);
+            q::all(conn, &sql, [], q::system_row)
         })
         .await
     }
@@ -259,13 +246,9 @@ impl Store for SqliteStore {
 
     async fn policies(&self) -> Result<Vec<PolicyRecord>, StoreError> {
         self.read(|conn| {
-            let mut statement = conn.prepare_cached(
-                "SELECT seq, version, text, description, policy_ids, created_by, created_at FROM policies ORDER BY seq DESC",
-            )?;
-            let mut rows = statement.query([])?;
-            let mut out = Vec::new();
-            while let Some(row) = rows.next()? {
-                out.push(PolicyRecord {
+            let sql = "SELECT seq, version, text, description, policy_ids, created_by, created_at FROM policies ORDER BY seq DESC";
+            q::all(conn, sql, [], |row| {
+                Ok(PolicyRecord {
                     seq: row.get(0)?,
                     version: row.get(1)?,
                     text: row.get(2)?,
@@ -273,9 +256,8 @@ impl Store for SqliteStore {
                     policy_ids: serde_json::from_str(&row.get::<_, String>(4)?)?,
                     created_by: row.get(5)?,
                     created_at: Timestamp::from_millis(row.get(6)?),
-                });
-            }
-            Ok(out)
+                })
+            })
         })
         .await
     }
@@ -312,12 +294,7 @@ impl Store for SqliteStore {
             }
             args.push(i64::from(filter.limit).saturating_add(1).into());
             sql.push_str(&format!(" ORDER BY seq DESC LIMIT ?{}", args.len()));
-            let mut statement = conn.prepare_cached(&sql)?;
-            let mut rows = statement.query(params_from_iter(args))?;
-            let mut items = Vec::new();
-            while let Some(row) = rows.next()? {
-                items.push(q::proposal_row(row)?);
-            }
+            let mut items = q::all(conn, &sql, params_from_iter(args), q::proposal_row)?;
             let next = page_cursor(&mut items, filter.limit, |it| it.seq);
             for item in &mut items {
                 item.decisions = q::decisions(conn, item.id.as_str())?;
@@ -394,12 +371,7 @@ impl Store for SqliteStore {
             }
             args.push(i64::from(filter.limit).saturating_add(1).into());
             sql.push_str(&format!(" ORDER BY t.seq LIMIT ?{}", args.len()));
-            let mut statement = conn.prepare_cached(&sql)?;
-            let mut rows = statement.query(params_from_iter(args))?;
-            let mut items = Vec::new();
-            while let Some(row) = rows.next()? {
-                items.push(q::task_row(row)?);
-            }
+            let mut items = q::all(conn, &sql, params_from_iter(args), q::task_row)?;
             let next = page_cursor(&mut items, filter.limit, |it| it.seq);
             Ok(Paged { items, next })
         })
@@ -537,21 +509,17 @@ impl Store for SqliteStore {
 
     async fn events(&self, after: i64, limit: u32) -> Result<Vec<EventRecord>, StoreError> {
         self.read(move |conn| {
-            let mut statement =
-                conn.prepare_cached("SELECT seq, time, actor, type, subject, data FROM events WHERE seq > ?1 ORDER BY seq LIMIT ?2")?;
-            let mut rows = statement.query(params![after, limit])?;
-            let mut out = Vec::new();
-            while let Some(row) = rows.next()? {
-                out.push(EventRecord {
+            let sql = "SELECT seq, time, actor, type, subject, data FROM events WHERE seq > ?1 ORDER BY seq LIMIT ?2";
+            q::all(conn, sql, params![after, limit], |row| {
+                Ok(EventRecord {
                     seq: row.get(0)?,
                     time: Timestamp::from_millis(row.get(1)?),
                     actor: row.get(2)?,
                     type_: row.get(3)?,
                     subject: row.get(4)?,
                     data: serde_json::from_str(&row.get::<_, String>(5)?)?,
-                });
-            }
-            Ok(out)
+                })
+            })
         })
         .await
     }
