@@ -92,10 +92,7 @@ const USERS: [(&str, &[proto::Role], &[&str]); 4] = [
 ];
 
 pub(crate) async fn run(mut config: Config, bind: SocketAddr, rate: f64) -> anyhow::Result<()> {
-    let admin_token = match config.bootstrap_token.clone() {
-        Some(token) => token,
-        None => format!("lgt_demo_admin_{}", ulid::Ulid::new()),
-    };
+    let admin_token = demo_admin_token(&config)?;
     config.bootstrap_token = Some(admin_token.clone());
     let listener = TcpListener::bind(bind)
         .await
@@ -135,6 +132,32 @@ pub(crate) async fn run(mut config: Config, bind: SocketAddr, rate: f64) -> anyh
         .context("the server task failed")?
         .context("the server stopped")?;
     Ok(())
+}
+
+/// The demo's admin token: `LOOPGATE_BOOTSTRAP_TOKEN`, or one kept in the
+/// data directory so that a second `loopgate demo` can still seed and print.
+fn demo_admin_token(config: &Config) -> anyhow::Result<String> {
+    if let Some(token) = &config.bootstrap_token {
+        return Ok(token.clone());
+    }
+    let path = config.data_dir.join("demo-admin-token");
+    if let Ok(token) = std::fs::read_to_string(&path) {
+        return Ok(token.trim().to_owned());
+    }
+    std::fs::create_dir_all(&config.data_dir).with_context(|| {
+        format!(
+            "cannot create the data directory `{}`",
+            config.data_dir.display()
+        )
+    })?;
+    let token = format!("lgt_demo_admin_{}", ulid::Ulid::new());
+    std::fs::write(&path, &token).with_context(|| format!("cannot write `{}`", path.display()))?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))?;
+    }
+    Ok(token)
 }
 
 async fn seed(admin: &Client) -> anyhow::Result<()> {
