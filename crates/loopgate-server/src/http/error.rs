@@ -191,3 +191,48 @@ impl From<PolicyError> for ApiError {
             .help("fix the policy text; the live version is unchanged")
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use axum::body::to_bytes;
+
+    use super::*;
+
+    /// One body for every code: the stable part of the contract.
+    #[tokio::test]
+    async fn every_code_renders_as_a_problem() {
+        let mut bodies = Vec::new();
+        for code in ErrorCode::ALL {
+            let response = ApiError::new(*code, "what happened")
+                .help("what to do")
+                .into_response();
+            assert_eq!(response.status().as_u16(), code.status());
+            let content_type = response
+                .headers()
+                .get(header::CONTENT_TYPE)
+                .and_then(|it| it.to_str().ok());
+            assert_eq!(content_type, Some("application/problem+json"));
+            let retry_after = response.headers().contains_key(header::RETRY_AFTER);
+            assert_eq!(retry_after, *code == ErrorCode::Unavailable);
+            let bytes = to_bytes(response.into_body(), 1 << 16)
+                .await
+                .unwrap_or_default();
+            bodies.push(serde_json::from_slice::<Value>(&bytes).unwrap_or_default());
+        }
+        insta::assert_json_snapshot!("every_error_code", bodies);
+    }
+
+    #[tokio::test]
+    async fn internal_errors_keep_their_cause_out_of_the_body() {
+        let response = ApiError::from(StoreError::Other(
+            "disk I/O error at /var/lib/secret".into(),
+        ))
+        .into_response();
+        let bytes = to_bytes(response.into_body(), 1 << 16)
+            .await
+            .unwrap_or_default();
+        let text = String::from_utf8_lossy(&bytes);
+        assert!(!text.contains("/var/lib/secret"), "{text}");
+        assert!(text.contains("request_id"), "{text}");
+    }
+}
