@@ -449,7 +449,9 @@ impl Store for SqliteStore {
     ) -> Result<DecisionOutcome, TxError<ReviewError>> {
         let (id, reviewer) = (id.clone(), reviewer.clone());
         self.write(move |conn| {
-            let case = q::case(conn, id.as_str())?.ok_or(StoreError::NotFound)?;
+            let task = q::task(conn, id.as_str())?.ok_or(StoreError::NotFound)?;
+            let proposal = q::proposal(conn, task.task.proposal_id.as_str())?.ok_or(StoreError::NotFound)?;
+            let case = q::case_of(proposal.clone(), task.task.clone());
             let who = Reviewer { name: &reviewer.name, groups: &reviewer.groups };
             let decided = review::decide(&case, who, input, now).map_err(TxError::Refused)?;
             let actor = format!("user:{}", reviewer.name);
@@ -461,8 +463,25 @@ impl Store for SqliteStore {
                               "level": decided.decision.level});
             q::event(conn, now, &actor, "decision.recorded", proposal_id, data)?;
             effect_events(conn, now, &actor, &decided.case, decided.effect)?;
-            let task = q::task(conn, id.as_str())?.ok_or(StoreError::NotFound)?;
-            let proposal = q::proposal(conn, proposal_id)?.ok_or(StoreError::NotFound)?;
+            // The answer is built from the transition; reading it back would cost the writer three queries.
+            let after = &decided.case;
+            let task = TaskRecord {
+                task: after.task.clone(),
+                digest: after.proposal.digest.clone(),
+                approvals: review::count_approvals(&after.decisions, &after.proposal.digest),
+                ..task
+            };
+            let proposal = ProposalRecord {
+                status: after.proposal.status,
+                digest: after.proposal.digest.clone(),
+                output: after.proposal.output.clone(),
+                modified: after.proposal.modified,
+                overridden: after.proposal.overridden,
+                decided_by: after.proposal.decided_by,
+                decided_at: after.proposal.decided_at,
+                decisions: after.decisions.clone(),
+                ..proposal
+            };
             Ok(DecisionOutcome { task, proposal, effect: decided.effect })
         })
         .await
