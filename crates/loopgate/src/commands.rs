@@ -12,7 +12,8 @@ use serde_json::Value;
 use tokio::net::TcpListener;
 
 use crate::cli::{
-    Cli, Command, Decide, PolicyCommand, ReviewCommand, SubmitArgs, SystemCommand, UserCommand,
+    Cli, Command, Decide, PolicyCommand, ReviewCommand, SubmitArgs, SystemCommand, SystemRef,
+    UserCommand,
 };
 use crate::config::FileConfig;
 
@@ -128,30 +129,8 @@ async fn system(file: &FileConfig, command: SystemCommand) -> anyhow::Result<()>
             };
             print_json(&file.client(&remote)?.create_system(&create).await?)
         }
-        SystemCommand::Pause(args) => {
-            let patch = proto::UpdateSystem {
-                status: Some(proto::SystemStatus::Paused),
-                ..Default::default()
-            };
-            print_json(
-                &file
-                    .client(&args.remote)?
-                    .update_system(&args.id, &patch)
-                    .await?,
-            )
-        }
-        SystemCommand::Resume(args) => {
-            let patch = proto::UpdateSystem {
-                status: Some(proto::SystemStatus::Active),
-                ..Default::default()
-            };
-            print_json(
-                &file
-                    .client(&args.remote)?
-                    .update_system(&args.id, &patch)
-                    .await?,
-            )
-        }
+        SystemCommand::Pause(args) => set_status(file, args, proto::SystemStatus::Paused).await,
+        SystemCommand::Resume(args) => set_status(file, args, proto::SystemStatus::Active).await,
         SystemCommand::Key(args) => {
             let key = file.client(&args.remote)?.create_key(&args.id).await?;
             out!(
@@ -162,6 +141,24 @@ async fn system(file: &FileConfig, command: SystemCommand) -> anyhow::Result<()>
             Ok(())
         }
     }
+}
+
+/// The kill switch: pause or resume a system.
+async fn set_status(
+    file: &FileConfig,
+    args: SystemRef,
+    status: proto::SystemStatus,
+) -> anyhow::Result<()> {
+    let patch = proto::UpdateSystem {
+        status: Some(status),
+        ..Default::default()
+    };
+    print_json(
+        &file
+            .client(&args.remote)?
+            .update_system(&args.id, &patch)
+            .await?,
+    )
 }
 
 async fn user(file: &FileConfig, command: UserCommand) -> anyhow::Result<()> {
