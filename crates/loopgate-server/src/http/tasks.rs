@@ -90,13 +90,21 @@ pub async fn get(
     caller: Caller,
     Path(id): Path<String>,
 ) -> Result<Json<proto::Task>, ApiError> {
-    caller.user_with(&[Role::Reviewer, Role::Auditor])?;
+    let user = caller.user_with(&[Role::Reviewer, Role::Auditor])?;
     let id = parse_id(&id, TaskId::parse, "task")?;
     let record = app
         .store
         .task(&id)
         .await?
         .ok_or_else(|| ApiError::not_found("task", id.as_str()))?;
+    // A reviewer sees the tasks of their groups, as in the queue.
+    let sees_all = user
+        .roles
+        .iter()
+        .any(|r| matches!(r, Role::Admin | Role::Auditor));
+    if !sees_all && !user.groups.contains(&record.task.group) {
+        return Err(ApiError::not_found("task", id.as_str()));
+    }
     Ok(Json(convert::task(record, app.clock.now())))
 }
 

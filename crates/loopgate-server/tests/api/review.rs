@@ -415,6 +415,7 @@ async fn roles_are_checked_on_every_route() {
     let reviewer = app.user("rev", &["reviewer"], &["ops"]).await;
     let auditor = app.user("aud", &["auditor"], &[]).await;
     let author = app.user("pa", &["policy_author"], &[]).await;
+    let outsider = app.user("out", &["reviewer"], &["elsewhere"]).await;
     let proposal = app.submit(&key, "a", json!({}), json!({})).await;
     let task = app.task_of(&reviewer, &id(&proposal.body)).await;
     let task_id = task["id"].as_str().unwrap();
@@ -488,6 +489,9 @@ async fn roles_are_checked_on_every_route() {
         (&author, "GET", "/v1/proposals".into(), None, 403),
         (&reviewer, "GET", "/v1/proposals".into(), None, 200),
         (ADMIN_TOKEN, "GET", "/v1/users".into(), None, 200),
+        (&outsider, "GET", format!("/v1/tasks/{task_id}"), None, 404),
+        (&reviewer, "GET", format!("/v1/tasks/{task_id}"), None, 200),
+        (&auditor, "GET", format!("/v1/tasks/{task_id}"), None, 200),
     ];
     for (token, method, path, body, expected) in cases {
         let method = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
