@@ -29,7 +29,8 @@ pub struct AppState {
     /// The configuration.
     pub config: Arc<Config>,
     pub(crate) waiters: Waiters,
-    pub(crate) policies: Arc<RwLock<Arc<Policies>>>,
+    /// The live policy set and its publication number (newest wins).
+    pub(crate) policies: Arc<RwLock<(i64, Arc<Policies>)>>,
     pub(crate) metrics: Arc<Metrics>,
     pub(crate) sampling_secret: Arc<Vec<u8>>,
     /// Credential hash → principal (`None`: unknown credential).
@@ -59,12 +60,15 @@ pub async fn start(config: Config, clock: Arc<dyn Clock>) -> Result<Started, Sta
 
     let generated_admin_token = bootstrap(store.as_ref(), &config, now).await?;
 
-    let mut live = match store.policies().await?.into_iter().next() {
-        Some(record) => Policies::parse(&record.text).map_err(|e| StartError::Policies {
-            path: format!("stored version {}", record.version),
-            problem: e.to_string(),
-        })?,
-        None => Policies::empty(),
+    let (mut live_seq, mut live) = match store.policies().await?.into_iter().next() {
+        Some(record) => {
+            let parsed = Policies::parse(&record.text).map_err(|e| StartError::Policies {
+                path: format!("stored version {}", record.version),
+                problem: e.to_string(),
+            })?;
+            (record.seq, parsed)
+        }
+        None => (0, Policies::empty()),
     };
     if let Some(path) = &config.policies {
         let text = crate::config::read_policies(path)?;
@@ -79,7 +83,7 @@ pub async fn start(config: Config, clock: Arc<dyn Clock>) -> Result<Started, Sta
                 description: format!("loaded from {}", path.display()),
                 policy_ids: parsed.ids().to_vec(),
             };
-            store.publish_policy(new, "loopgate", now).await?;
+            live_seq = store.publish_policy(new, "loopgate", now).await?.seq;
             live = parsed;
         }
     }
@@ -89,7 +93,7 @@ pub async fn start(config: Config, clock: Arc<dyn Clock>) -> Result<Started, Sta
         clock,
         config: Arc::new(config),
         waiters: Waiters::default(),
-        policies: Arc::new(RwLock::new(Arc::new(live))),
+        policies: Arc::new(RwLock::new((live_seq, Arc::new(live)))),
         metrics: Arc::new(Metrics::default()),
         sampling_secret: Arc::new(sampling_secret),
         principals: Arc::new(TtlCache::new(Duration::from_secs(5))),
@@ -106,8 +110,8 @@ impl AppState {
     /// The live policy set.
     pub(crate) fn live_policies(&self) -> Arc<Policies> {
         match self.policies.read() {
-            Ok(live) => Arc::clone(&live),
-            Err(poisoned) => Arc::clone(&poisoned.into_inner()),
+            Ok(live) => Arc::clone(&live.1),
+            Err(poisoned) => Arc::clone(&poisoned.into_inner().1),
         }
     }
 
@@ -123,10 +127,15 @@ impl AppState {
         Ok(system)
     }
 
-    pub(crate) fn set_live_policies(&self, policies: Policies) {
-        match self.policies.write() {
-            Ok(mut live) => *live = Arc::new(policies),
-            Err(poisoned) => *poisoned.into_inner() = Arc::new(policies),
+    /// Makes `policies` live unless a newer publication already is: two
+    /// concurrent publishes end with the newest row live, as a restart would.
+    pub(crate) fn set_live_policies(&self, seq: i64, policies: Policies) {
+        let mut live = match self.policies.write() {
+            Ok(live) => live,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        if live.0 < seq {
+            *live = (seq, Arc::new(policies));
         }
     }
 }

@@ -53,7 +53,7 @@ pub async fn publish(
         .store
         .publish_policy(new, &caller.actor(), app.clock.now())
         .await?;
-    app.set_live_policies(policies);
+    app.set_live_policies(record.seq, policies);
     Ok((StatusCode::CREATED, Json(convert::policy(record, true))))
 }
 
