@@ -48,7 +48,7 @@ pub async fn run_due(app: &AppState) -> Result<usize, StoreError> {
         total += outcomes.len();
         for outcome in &outcomes {
             if outcome.effect == Effect::Resolved {
-                app.waiters.resolved(&outcome.proposal_id);
+                app.waiters.resolved(&outcome.proposal_id, None);
             }
         }
         if outcomes.len() < 500 {

@@ -8,19 +8,23 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use loopgate_core::ProposalId;
+use loopgate_store::ProposalRecord;
 use tokio::sync::watch;
+
+/// What a resolution sends: the committed record when the resolver has it.
+type Resolved = Option<Arc<ProposalRecord>>;
 
 /// Waiters by proposal.
 #[derive(Clone, Default)]
 pub(crate) struct Waiters {
-    map: Arc<Mutex<HashMap<ProposalId, watch::Sender<()>>>>,
+    map: Arc<Mutex<HashMap<ProposalId, watch::Sender<Resolved>>>>,
 }
 
 /// One waiter; leaves on drop.
 pub(crate) struct Subscription {
     waiters: Waiters,
     id: ProposalId,
-    receiver: Option<watch::Receiver<()>>,
+    receiver: Option<watch::Receiver<Resolved>>,
 }
 
 impl Waiters {
@@ -29,7 +33,7 @@ impl Waiters {
         let receiver = match self.map.lock() {
             Ok(mut map) => Some(
                 map.entry(id.clone())
-                    .or_insert_with(|| watch::channel(()).0)
+                    .or_insert_with(|| watch::channel(None).0)
                     .subscribe(),
             ),
             Err(_) => None,
@@ -41,14 +45,14 @@ impl Waiters {
         }
     }
 
-    /// Wakes every waiter of `id`.
-    pub(crate) fn resolved(&self, id: &ProposalId) {
+    /// Wakes every waiter of `id`, handing them the committed record if given.
+    pub(crate) fn resolved(&self, id: &ProposalId, record: Option<&ProposalRecord>) {
         let sender = match self.map.lock() {
             Ok(mut map) => map.remove(id),
             Err(_) => None,
         };
         if let Some(sender) = sender {
-            sender.send_replace(());
+            sender.send_replace(record.map(|it| Arc::new(it.clone())));
         }
     }
 
@@ -59,12 +63,13 @@ impl Waiters {
 }
 
 impl Subscription {
-    /// Completes when the proposal is resolved.
-    pub(crate) async fn changed(&mut self) {
+    /// Completes when the proposal is resolved, with the record when the resolver sent it.
+    pub(crate) async fn changed(&mut self) -> Resolved {
         match &mut self.receiver {
-            Some(receiver) => {
-                let _ = receiver.changed().await;
-            }
+            Some(receiver) => match receiver.changed().await {
+                Ok(()) => receiver.borrow_and_update().clone(),
+                Err(_) => None,
+            },
             None => std::future::pending().await,
         }
     }

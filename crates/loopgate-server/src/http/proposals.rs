@@ -21,6 +21,7 @@ use crate::convert;
 use crate::http::error::ApiError;
 use crate::http::extract::{JsonBody, Params};
 use crate::http::{cursor, page_limit, parse_id};
+use crate::waiters::Subscription;
 
 /// `?wait=30s`.
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
@@ -131,6 +132,8 @@ pub async fn submit(
         routing,
         plan,
     };
+    // A new proposal cannot be resolved before it exists: subscribing now means no read after the insert.
+    let subscription = wait.map(|_| app.waiters.subscribe(&new.id));
     let now = app.clock.now();
     let (status, record) = match app.store.submit(new, now).await? {
         Submitted::Created(record) => {
@@ -142,8 +145,14 @@ pub async fn submit(
         }
         Submitted::Existing(record) => (StatusCode::OK, record),
     };
-    let record = match wait {
-        Some(wait) if !record.status.is_terminal() => wait_for(&app, &record.id, wait).await?,
+    let record = match (wait, subscription) {
+        (Some(wait), Some(subscription)) if !record.status.is_terminal() => {
+            match status {
+                StatusCode::CREATED => wait_on(&app, subscription, &record.id, wait).await?,
+                // An idempotent replay has another id than the one subscribed to.
+                _ => wait_for(&app, &record.id, wait).await?,
+            }
+        }
         _ => record,
     };
     Ok((status, Json(convert::proposal(record))))
@@ -259,7 +268,7 @@ pub async fn cancel(
         .cancel(&id, &caller.actor(), app.clock.now())
         .await?;
     app.metrics.resolution(record.status);
-    app.waiters.resolved(&id);
+    app.waiters.resolved(&id, Some(&record));
     Ok(Json(convert::proposal(record)))
 }
 
@@ -269,7 +278,8 @@ pub(crate) async fn wait_for(
     id: &ProposalId,
     wait: Duration,
 ) -> Result<ProposalRecord, ApiError> {
-    let mut subscription = app.waiters.subscribe(id);
+    // INVARIANT: subscribe before reading, so a resolution committed in between still wakes us.
+    let subscription = app.waiters.subscribe(id);
     let record = app
         .store
         .proposal(id)
@@ -278,12 +288,25 @@ pub(crate) async fn wait_for(
     if record.status.is_terminal() {
         return Ok(record);
     }
-    tokio::select! {
-        () = subscription.changed() => (),
-        () = tokio::time::sleep(wait) => (),
-        () = app.shutdown.cancelled() => (),
-    }
+    wait_on(app, subscription, id, wait).await
+}
+
+/// Waits on a subscription taken before the proposal could have been resolved.
+async fn wait_on(
+    app: &AppState,
+    mut subscription: Subscription,
+    id: &ProposalId,
+    wait: Duration,
+) -> Result<ProposalRecord, ApiError> {
+    let resolved = tokio::select! {
+        resolved = subscription.changed() => resolved,
+        () = tokio::time::sleep(wait) => None,
+        () = app.shutdown.cancelled() => None,
+    };
     drop(subscription);
+    if let Some(record) = resolved {
+        return Ok(ProposalRecord::clone(&record));
+    }
     app.store
         .proposal(id)
         .await?

@@ -178,7 +178,8 @@ pub async fn decide(
     let now = app.clock.now();
     let outcome = app.store.decide(&id, &reviewer, input, now).await?;
     if outcome.effect == Effect::Resolved {
-        app.waiters.resolved(&outcome.proposal.id);
+        app.waiters
+            .resolved(&outcome.proposal.id, Some(&outcome.proposal));
         app.metrics.resolution(outcome.proposal.status);
     }
     app.metrics
