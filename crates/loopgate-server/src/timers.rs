@@ -49,6 +49,7 @@ pub async fn run_due(app: &AppState) -> Result<usize, StoreError> {
         for outcome in &outcomes {
             if outcome.effect == Effect::Resolved {
                 app.waiters.resolved(&outcome.proposal_id, None);
+                app.metrics.resolution(outcome.status);
             }
         }
         if outcomes.len() < 500 {

@@ -349,6 +349,8 @@ pub struct DecisionOutcome {
 pub struct TimerOutcome {
     /// The proposal.
     pub proposal_id: ProposalId,
+    /// The proposal's status after the deadline ran.
+    pub status: ProposalStatus,
     /// The effect.
     pub effect: Effect,
 }

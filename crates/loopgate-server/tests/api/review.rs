@@ -224,6 +224,12 @@ async fn deadlines_escalate_then_fail_closed() {
         )
         .await;
     assert_eq!(expired.body["state"], "expired");
+    let metrics = app.call(reqwest::Method::GET, "/metrics", None, None).await;
+    let text = metrics.body.as_str().unwrap();
+    assert!(
+        text.contains("loopgate_resolutions_total{outcome=\"rejected\"} 1"),
+        "{text}"
+    );
 }
 
 #[tokio::test]

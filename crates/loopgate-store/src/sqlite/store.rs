@@ -507,7 +507,7 @@ impl Store for SqliteStore {
                 let Some((next, effect)) = review::expire(&case, now) else { continue };
                 q::write_case(conn, &next, now)?;
                 effect_events(conn, now, "loopgate", &next, effect)?;
-                out.push(TimerOutcome { proposal_id: next.task.proposal_id.clone(), effect });
+                out.push(TimerOutcome { proposal_id: next.task.proposal_id.clone(), status: next.proposal.status, effect });
             }
             Ok(out)
         })
