@@ -85,6 +85,8 @@ CREATE TABLE tasks (
     grp TEXT NOT NULL,
     level INTEGER NOT NULL,
     required INTEGER NOT NULL,
+    -- Approvals of the proposal's current digest, kept by every decision.
+    approvals INTEGER NOT NULL DEFAULT 0,
     due_at INTEGER,
     claimed_by TEXT,
     lease_expires_at INTEGER,

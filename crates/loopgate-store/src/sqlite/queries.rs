@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use loopgate_core::review::{Case, CaseParts, Decision, ProposalState, Task};
+use loopgate_core::review::{Case, CaseParts, Decision, ProposalState, Task, count_approvals};
 use loopgate_core::routing::ReviewPlan;
 use loopgate_core::{
     DecidedBy, Digest, OnTimeout, ProposalId, ProposalStatus, Role, Route, SystemId, TaskId,
@@ -21,7 +21,7 @@ pub(super) const PROPOSAL_COLUMNS: &str = "seq, id, system, action, subject, inp
 pub(super) const TASK_COLUMNS: &str = "t.seq, t.id, t.proposal_id, t.kind, t.state, t.grp, t.level, t.required, t.due_at, \
      t.claimed_by, t.lease_expires_at, t.first_group, t.sla_ms, t.escalate_to, t.on_timeout, t.blind, t.sample_probability, \
      t.created_at, p.system, p.action, p.digest, \
-     (SELECT count(*) FROM decisions d WHERE d.proposal_id = t.proposal_id AND d.verdict IN ('approve', 'modify') AND d.digest = p.digest)";
+     t.approvals";
 
 /// Every row of a query, mapped.
 pub(super) fn all<T>(
@@ -294,7 +294,11 @@ pub(super) fn write_case(conn: &Connection, case: &Case, now: Timestamp) -> Resu
         proposal.decided_by.map(DecidedBy::as_str),
         proposal.decided_at.map(Timestamp::millis),
     ])?;
-    update_task(conn, &case.task, now)
+    update_task(conn, &case.task, now)?;
+    let approvals = count_approvals(&case.decisions, &case.proposal.digest);
+    conn.prepare_cached("UPDATE tasks SET approvals = ?2 WHERE id = ?1")?
+        .execute(params![case.task.id.as_str(), approvals])?;
+    Ok(())
 }
 
 pub(super) fn insert_decision(
