@@ -390,26 +390,9 @@ impl Store for SqliteStore {
         lease: Duration,
         now: Timestamp,
     ) -> Result<TaskRecord, TxError<ReviewError>> {
-        let (id, reviewer) = (id.clone(), reviewer.clone());
-        self.write(move |conn| {
-            let record = q::task(conn, id.as_str())?.ok_or(StoreError::NotFound)?;
-            let who = Reviewer {
-                name: &reviewer.name,
-                groups: &reviewer.groups,
-            };
-            let task = review::claim(&record.task, who, now, lease).map_err(TxError::Refused)?;
-            q::update_task(conn, &task, now)?;
-            q::event(
-                conn,
-                now,
-                &format!("user:{}", reviewer.name),
-                "task.claimed",
-                id.as_str(),
-                q::task_event_data(&task),
-            )?;
-            Ok(TaskRecord { task, ..record })
-        })
-        .await
+        let transition = move |task: &Task, who: Reviewer<'_>| review::claim(task, who, now, lease);
+        self.move_lease(id, reviewer, now, "task.claimed", transition)
+            .await
     }
 
     async fn release(
@@ -418,26 +401,9 @@ impl Store for SqliteStore {
         reviewer: &ReviewerRef,
         now: Timestamp,
     ) -> Result<TaskRecord, TxError<ReviewError>> {
-        let (id, reviewer) = (id.clone(), reviewer.clone());
-        self.write(move |conn| {
-            let record = q::task(conn, id.as_str())?.ok_or(StoreError::NotFound)?;
-            let who = Reviewer {
-                name: &reviewer.name,
-                groups: &reviewer.groups,
-            };
-            let task = review::release(&record.task, who, now).map_err(TxError::Refused)?;
-            q::update_task(conn, &task, now)?;
-            q::event(
-                conn,
-                now,
-                &format!("user:{}", reviewer.name),
-                "task.released",
-                id.as_str(),
-                q::task_event_data(&task),
-            )?;
-            Ok(TaskRecord { task, ..record })
-        })
-        .await
+        let transition = move |task: &Task, who: Reviewer<'_>| review::release(task, who, now);
+        self.move_lease(id, reviewer, now, "task.released", transition)
+            .await
     }
 
     async fn decide(
@@ -548,6 +514,41 @@ impl Store for SqliteStore {
             Ok(conn
                 .query_row("SELECT 1", [], |row| row.get::<_, i64>(0))
                 .map(|_| ())?)
+        })
+        .await
+    }
+}
+
+impl SqliteStore {
+    /// Claim and release: load the task, let core move its lease, write the
+    /// task and its event.
+    async fn move_lease(
+        &self,
+        id: &TaskId,
+        reviewer: &ReviewerRef,
+        now: Timestamp,
+        event: &'static str,
+        transition: impl FnOnce(&Task, Reviewer<'_>) -> Result<Task, ReviewError> + Send + 'static,
+    ) -> Result<TaskRecord, TxError<ReviewError>> {
+        let (id, reviewer) = (id.clone(), reviewer.clone());
+        self.write(move |conn| {
+            let record = q::task(conn, id.as_str())?.ok_or(StoreError::NotFound)?;
+            let who = Reviewer {
+                name: &reviewer.name,
+                groups: &reviewer.groups,
+            };
+            let task = transition(&record.task, who).map_err(TxError::Refused)?;
+            q::update_task(conn, &task, now)?;
+            let actor = format!("user:{}", reviewer.name);
+            q::event(
+                conn,
+                now,
+                &actor,
+                event,
+                id.as_str(),
+                q::task_event_data(&task),
+            )?;
+            Ok(TaskRecord { task, ..record })
         })
         .await
     }
