@@ -64,6 +64,9 @@ pub enum StartError {
     /// The data directory could not be created.
     #[error("cannot create the data directory `{path}`: {problem}")]
     DataDir { path: String, problem: String },
+    /// The first admin or the sampling secret could not be made.
+    #[error("cannot set up secrets: {0}")]
+    Secrets(String),
     /// A bootstrap token that could never be used.
     #[error("LOOPGATE_BOOTSTRAP_TOKEN must be at least 16 characters")]
     WeakBootstrapToken,

@@ -55,7 +55,7 @@ pub async fn start(config: Config, clock: Arc<dyn Clock>) -> Result<Started, Sta
     let now = clock.now();
 
     let candidate =
-        new_secret("").map_err(|e| StartError::DatabaseUrl(format!("no random source: {e}")))?;
+        new_secret("").map_err(|e| StartError::Secrets(format!("no random source: {e}")))?;
     let sampling_secret = store.sampling_secret(candidate).await?.into_bytes();
 
     let generated_admin_token = bootstrap(store.as_ref(), &config, now).await?;
@@ -176,12 +176,12 @@ async fn bootstrap(
         Some(token) => (token.clone(), false),
         None => (
             new_secret("lgt_")
-                .map_err(|e| StartError::DatabaseUrl(format!("no random source: {e}")))?,
+                .map_err(|e| StartError::Secrets(format!("no random source: {e}")))?,
             true,
         ),
     };
     let password_hash = match &config.admin_password {
-        Some(password) => Some(hash_password(password).map_err(StartError::DatabaseUrl)?),
+        Some(password) => Some(hash_password(password).map_err(StartError::Secrets)?),
         None => None,
     };
     let id = UserId::from_unique(&ulid::Ulid::new().to_string());

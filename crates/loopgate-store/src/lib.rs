@@ -13,7 +13,6 @@ pub mod sqlite;
 
 use std::time::Duration;
 
-use loopgate_core::proposal::Plan;
 use loopgate_core::review::{DecisionInput, ReviewError};
 use loopgate_core::{ProposalId, SystemId, TaskId, Timestamp, UserId};
 
@@ -155,6 +154,3 @@ pub trait Store: Send + Sync + 'static {
     /// Checks that the database answers.
     async fn ping(&self) -> Result<(), StoreError>;
 }
-
-/// The planned first state is part of a new proposal.
-pub type NewPlan = Plan;

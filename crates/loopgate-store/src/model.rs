@@ -8,8 +8,6 @@ use loopgate_core::{
 };
 use serde_json::{Map, Value};
 
-use crate::NewPlan;
-
 /// Who is calling.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Principal {
@@ -201,7 +199,7 @@ pub struct NewProposal {
     /// Routing.
     pub routing: Routing,
     /// First state.
-    pub plan: NewPlan,
+    pub plan: loopgate_core::proposal::Plan,
 }
 
 /// Result of a submission.

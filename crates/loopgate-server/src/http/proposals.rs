@@ -133,7 +133,7 @@ pub async fn submit(
         plan,
     };
     // A new proposal cannot be resolved before it exists: subscribing now means no read after the insert.
-    let subscription = wait.map(|_| app.waiters.subscribe(&new.id));
+    let waiting = wait.map(|wait| (wait, app.waiters.subscribe(&new.id)));
     let now = app.clock.now();
     let (status, record) = match app.store.submit(new, now).await? {
         Submitted::Created(record) => {
@@ -145,14 +145,12 @@ pub async fn submit(
         }
         Submitted::Existing(record) => (StatusCode::OK, record),
     };
-    let record = match (wait, subscription) {
-        (Some(wait), Some(subscription)) if !record.status.is_terminal() => {
-            match status {
-                StatusCode::CREATED => wait_on(&app, subscription, &record.id, wait).await?,
-                // An idempotent replay has another id than the one subscribed to.
-                _ => wait_for(&app, &record.id, wait).await?,
-            }
-        }
+    let record = match waiting {
+        Some((wait, subscription)) if !record.status.is_terminal() => match status {
+            StatusCode::CREATED => wait_on(&app, subscription, &record.id, wait).await?,
+            // An idempotent replay has another id than the one subscribed to.
+            _ => wait_for(&app, &record.id, wait).await?,
+        },
         _ => record,
     };
     Ok((status, Json(convert::proposal(record))))

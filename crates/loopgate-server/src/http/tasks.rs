@@ -7,7 +7,7 @@ use axum::extract::{Path, State};
 use loopgate_core::review::{DecisionInput, Effect};
 use loopgate_core::{Digest, Role, SystemId, TaskId};
 use loopgate_proto as proto;
-use loopgate_store::{Principal, TaskFilter};
+use loopgate_store::TaskFilter;
 use serde::Deserialize;
 
 use crate::AppState;
@@ -184,7 +184,6 @@ pub async fn decide(
     }
     app.metrics
         .decision(convert::verdict_to_core(body.verdict), started.elapsed());
-    debug_assert!(matches!(caller.0, Principal::User(_)));
     Ok(Json(proto::DecisionResponse {
         task: convert::task(outcome.task, now),
         proposal: convert::proposal(outcome.proposal),
