@@ -1,8 +1,12 @@
 //! Proposal digests: SHA-256 over the RFC 8785 (JCS) canonical JSON of
-//! `{system, action, subject, input, output}`.
+//! `{action, input, output, salt, subject, system}`, where `salt` is the
+//! proposal's own random salt in base64url.
 //!
 //! Every approval is bound to the digest the reviewer saw; an edit of the
-//! output makes a new digest.
+//! output makes a new digest. Because the salt is in it, a digest in the
+//! audit log cannot be linked to a guessed payload once the salt is erased
+//! (crypto-shredding). The idempotency fingerprint is the same document
+//! with an empty salt; it lives only beside the payload and is erased with it.
 
 use std::fmt;
 
@@ -26,12 +30,15 @@ pub struct DigestParts<'a> {
     pub input: &'a Value,
     /// Output.
     pub output: &'a Value,
+    /// The proposal's salt (empty for the idempotency fingerprint).
+    pub salt: &'a [u8],
 }
 
 impl Digest {
     /// Computes the digest of a proposal.
     pub fn of(parts: DigestParts<'_>) -> Digest {
         let document = json!({
+            "salt": crate::audit::entry::salt_text(parts.salt),
             "system": parts.system,
             "action": parts.action,
             "subject": parts.subject,
@@ -171,11 +178,19 @@ mod tests {
             subject: &subject,
             input: &json!({}),
             output: &json!({"x": 1}),
+            salt: &[0; 32],
         };
         let digest = Digest::of(parts);
         assert!(Digest::parse(digest.as_str()).is_some());
+        assert_ne!(
+            digest,
+            Digest::of(DigestParts {
+                salt: &[1; 32],
+                ..parts
+            })
+        );
         expect_test::expect![
-            "sha256:9964f393cff00a660f8c3be2542cbe8ada17668c97c2dfb82f8b67c6d14e6b35"
+            "sha256:de3ff5cdbbade5346842d037be689da9f79fdbce1539c84bb7bd59f7d4452ce8"
         ]
         .assert_eq(digest.as_str());
     }

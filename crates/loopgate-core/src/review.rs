@@ -109,6 +109,22 @@ pub struct CaseParts {
     pub subject: Value,
     /// Input JSON.
     pub input: Value,
+    /// The proposal's salt; empty once erased.
+    pub salt: Vec<u8>,
+}
+
+impl CaseParts {
+    /// The digest of the proposal with this output.
+    pub fn digest(&self, output: &Value) -> Digest {
+        Digest::of(DigestParts {
+            system: &self.system,
+            action: &self.action,
+            subject: &self.subject,
+            input: &self.input,
+            output,
+            salt: &self.salt,
+        })
+    }
 }
 
 /// Who decides.
@@ -320,14 +336,7 @@ pub fn decide(
         }
         (Verdict::Approve | Verdict::Modify, true) => {
             if let Some(output) = new_output {
-                let parts = &case.parts;
-                let digest = Digest::of(DigestParts {
-                    system: &parts.system,
-                    action: &parts.action,
-                    subject: &parts.subject,
-                    input: &parts.input,
-                    output: &output,
-                });
+                let digest = case.parts.digest(&output);
                 decision.digest = digest.clone();
                 next.proposal.digest = digest;
                 next.proposal.output = output;

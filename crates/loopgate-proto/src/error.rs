@@ -19,6 +19,8 @@ pub enum ErrorCode {
     AlreadyExists,
     /// The proposal or task is already decided.
     AlreadyDecided,
+    /// The proposal is still pending (erasure needs a settled one).
+    StillPending,
     /// The decision was made on a digest that is no longer current.
     StaleDigest,
     /// Another reviewer holds the lease on the task.
@@ -49,6 +51,7 @@ impl ErrorCode {
         ErrorCode::IdempotencyConflict,
         ErrorCode::AlreadyExists,
         ErrorCode::AlreadyDecided,
+        ErrorCode::StillPending,
         ErrorCode::StaleDigest,
         ErrorCode::LeaseHeld,
         ErrorCode::SelfApproval,
@@ -70,6 +73,7 @@ impl ErrorCode {
             ErrorCode::IdempotencyConflict => 409,
             ErrorCode::AlreadyExists => 409,
             ErrorCode::AlreadyDecided => 409,
+            ErrorCode::StillPending => 409,
             ErrorCode::StaleDigest => 409,
             ErrorCode::LeaseHeld => 409,
             ErrorCode::SelfApproval => 403,
@@ -92,6 +96,7 @@ impl ErrorCode {
             ErrorCode::IdempotencyConflict => "idempotency_conflict",
             ErrorCode::AlreadyExists => "already_exists",
             ErrorCode::AlreadyDecided => "already_decided",
+            ErrorCode::StillPending => "still_pending",
             ErrorCode::StaleDigest => "stale_digest",
             ErrorCode::LeaseHeld => "lease_held",
             ErrorCode::SelfApproval => "self_approval",
@@ -114,6 +119,7 @@ impl ErrorCode {
             ErrorCode::IdempotencyConflict => "idempotency key reused with a different proposal",
             ErrorCode::AlreadyExists => "already exists",
             ErrorCode::AlreadyDecided => "already decided",
+            ErrorCode::StillPending => "proposal is still pending",
             ErrorCode::StaleDigest => "proposal changed since it was shown",
             ErrorCode::LeaseHeld => "task is claimed by another reviewer",
             ErrorCode::SelfApproval => "a principal may not approve its own proposal",

@@ -173,6 +173,9 @@ pub struct Proposal {
     pub idempotency_key: Option<String>,
     /// Null while pending.
     pub resolution: Option<Resolution>,
+    /// When its payloads were erased (then subject, input and output are null).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub erased_at: Option<String>,
 }
 
 /// How a proposal ended.
@@ -198,9 +201,98 @@ pub struct Resolution {
     pub decisions: Vec<DecisionRecord>,
     /// RFC 3339.
     pub decided_at: String,
-    /// Proof of inclusion in the audit log; null until the audit log issues it.
-    #[cfg_attr(feature = "openapi", schema(value_type = Object))]
-    pub receipt: Option<Value>,
+    /// Proof that the resolution is in the audit log; null until a
+    /// checkpoint covers it (within the checkpoint interval, 1 s by default).
+    pub receipt: Option<Receipt>,
+}
+
+/// One audit entry.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct AuditEntry {
+    /// Leaf index.
+    pub index: u64,
+    /// Canonical JSON text, exactly as hashed into the leaf.
+    pub entry: String,
+    /// Inclusion proof to the reported checkpoint, when it covers the entry.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub inclusion_proof: Option<Vec<String>>,
+}
+
+/// `GET /v1/audit/entries`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct AuditEntries {
+    /// Entries in index order.
+    pub items: Vec<AuditEntry>,
+}
+
+/// `GET /v1/audit/proof/inclusion`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct InclusionProof {
+    /// Leaf index.
+    pub index: u64,
+    /// Tree size.
+    pub size: u64,
+    /// Base64 hashes from the leaf up.
+    pub proof: Vec<String>,
+}
+
+/// `GET /v1/audit/proof/consistency`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct ConsistencyProof {
+    /// Older size.
+    pub from: u64,
+    /// Newer size.
+    pub to: u64,
+    /// Base64 hashes (RFC 9162 2.1.4).
+    pub proof: Vec<String>,
+}
+
+/// `GET /v1/proposals/{id}/audit`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct ProposalAudit {
+    /// Proposal id.
+    pub proposal: String,
+    /// The proposal's salt (base64url); null once erased.
+    pub salt: Option<String>,
+    /// When its payloads were erased.
+    pub erased_at: Option<String>,
+    /// Size of the checkpoint the proofs lead to (0: none yet).
+    pub tree_size: u64,
+    /// The newest signed checkpoint.
+    pub checkpoint: Option<String>,
+    /// Its entries, oldest first.
+    pub entries: Vec<AuditEntry>,
+}
+
+/// `POST /v1/proposals/{id}/erase`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct EraseProposal {
+    /// Why (only its hash enters the audit log).
+    pub reason: String,
+}
+
+/// A decision receipt: checkable offline with the log's public key alone
+/// (`loopgate audit verify-receipt`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct Receipt {
+    /// Leaf index of the `proposal.resolved` entry.
+    pub index: u64,
+    /// Tree size of the checkpoint.
+    pub tree_size: u64,
+    /// The entry, canonical JSON text, exactly as hashed.
+    pub entry: String,
+    /// The signed checkpoint (C2SP signed note).
+    pub checkpoint: String,
+    /// RFC 9162 inclusion proof, base64 hashes from the leaf up.
+    pub inclusion_proof: Vec<String>,
 }
 
 /// A reviewer's verdict.

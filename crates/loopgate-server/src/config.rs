@@ -9,7 +9,7 @@ use loopgate_core::Route;
 /// Everything the server needs to start.
 #[derive(Debug, Clone)]
 pub struct Config {
-    /// Where the database (and later the audit keys) live.
+    /// Where the database and the audit signing key live.
     pub data_dir: PathBuf,
     /// `sqlite://PATH`; `None` means `<data_dir>/loopgate.db`.
     pub database_url: Option<String>,
@@ -29,6 +29,12 @@ pub struct Config {
     pub bootstrap_token: Option<String>,
     /// On first start, the admin's password.
     pub admin_password: Option<String>,
+    /// Longest time between a change and a checkpoint that covers it.
+    pub audit_checkpoint_interval: Duration,
+    /// Serve `/v1/audit/*` without a token (the public key always is).
+    pub audit_public: bool,
+    /// The log's origin (and key name), used when the key is generated.
+    pub audit_origin: Option<String>,
 }
 
 impl Config {
@@ -45,6 +51,9 @@ impl Config {
             timer_interval: Duration::from_secs(1),
             bootstrap_token: None,
             admin_password: None,
+            audit_checkpoint_interval: Duration::from_secs(1),
+            audit_public: false,
+            audit_origin: None,
         }
     }
 }

@@ -152,6 +152,7 @@ pub(crate) fn proposal(record: ProposalRecord) -> proto::Proposal {
         context: record.context,
         idempotency_key: record.idempotency_key,
         resolution,
+        erased_at: record.erased_at.map(Timestamp::to_rfc3339),
     }
 }
 

@@ -1,10 +1,11 @@
 //! loopgate's HTTP server: the axum application, its state, and the
-//! background workers (deadline timers).
+//! background workers (deadline timers, the audit sequencer).
 //!
 //! Architecture invariant: this is the only crate that knows HTTP, and
 //! `clock.rs` is the only place that reads the system clock. Handlers keep no
 //! state between requests; everything durable is in the store.
 
+pub mod audit;
 pub mod auth;
 mod cache;
 pub mod clock;
@@ -35,6 +36,7 @@ pub async fn serve(
 ) -> std::io::Result<()> {
     let router = http::router(app.clone());
     let workers = timers::spawn(app.clone());
+    let sequencer = audit::spawn(app.clone());
     let cancel = app.shutdown.clone();
     let signal = async move {
         shutdown.await;
@@ -45,5 +47,6 @@ pub async fn serve(
         .await;
     app.shutdown.cancel();
     let _ = workers.await;
+    let _ = sequencer.await;
     res
 }

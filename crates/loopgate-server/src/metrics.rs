@@ -21,6 +21,8 @@ pub(crate) struct Metrics {
     /// Decisions by verdict (4).
     decisions: [AtomicU64; 4],
     decision_latency: Histogram,
+    /// Entries the sequencer appended to the audit log.
+    audit_entries: AtomicU64,
 }
 
 #[derive(Default)]
@@ -65,6 +67,10 @@ impl Metrics {
     }
 
     /// The exposition text; `queue` is open tasks per group, `waiters` the open long-polls.
+    pub(crate) fn audit_appended(&self, n: u64) {
+        self.audit_entries.fetch_add(n, Ordering::Relaxed);
+    }
+
     pub(crate) fn render(&self, queue: &[(String, u64)], waiters: usize) -> String {
         let mut out = String::new();
         out.push_str(
@@ -126,6 +132,13 @@ impl Metrics {
         out.push_str("# HELP loopgate_waiting_proposals Proposals with open long-polls.\n");
         out.push_str("# TYPE loopgate_waiting_proposals gauge\n");
         let _ = writeln!(out, "loopgate_waiting_proposals {waiters}");
+        out.push_str("# HELP loopgate_audit_entries_total Entries appended to the audit log by this process.\n");
+        out.push_str("# TYPE loopgate_audit_entries_total counter\n");
+        let _ = writeln!(
+            out,
+            "loopgate_audit_entries_total {}",
+            self.audit_entries.load(Ordering::Relaxed)
+        );
         out
     }
 }

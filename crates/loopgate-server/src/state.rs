@@ -37,6 +37,8 @@ pub struct AppState {
     pub(crate) principals: Arc<TtlCache<String, Option<Principal>>>,
     /// System id → system, for routing.
     pub(crate) systems: Arc<TtlCache<SystemId, SystemRecord>>,
+    /// The audit log's signer and last checkpoint.
+    pub(crate) audit: Arc<crate::audit::Audit>,
     /// Cancelled when the server shuts down.
     pub shutdown: CancellationToken,
 }
@@ -52,6 +54,7 @@ pub struct Started {
 /// Opens the store, creates the first admin and publishes `--policies`.
 pub async fn start(config: Config, clock: Arc<dyn Clock>) -> Result<Started, StartError> {
     let store = open_store(&config)?;
+    let audit = crate::audit::Audit::open(&config.data_dir, config.audit_origin.as_deref())?;
     let now = clock.now();
 
     let candidate =
@@ -98,6 +101,7 @@ pub async fn start(config: Config, clock: Arc<dyn Clock>) -> Result<Started, Sta
         sampling_secret: Arc::new(sampling_secret),
         principals: Arc::new(TtlCache::new(Duration::from_secs(5))),
         systems: Arc::new(TtlCache::new(Duration::from_secs(2))),
+        audit: Arc::new(audit),
         shutdown: CancellationToken::new(),
     };
     Ok(Started {

@@ -14,6 +14,10 @@ pub enum StoreError {
     /// The database is unavailable for now (busy, locked, closed).
     #[error("database unavailable: {0}")]
     Unavailable(String),
+    /// The request cannot be answered from what is stored (a proof for a
+    /// tree larger than the log).
+    #[error("{0}")]
+    Invalid(String),
     /// Anything else.
     #[error("database error: {0}")]
     Other(String),
@@ -40,6 +44,14 @@ pub enum SubmitError {
     /// The system does not exist.
     #[error("unknown system `{0}`")]
     UnknownSystem(String),
+}
+
+/// Refusals of an erasure.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum EraseError {
+    /// Only settled proposals can be erased: review needs the payload.
+    #[error("proposal `{0}` is still pending; cancel or decide it first")]
+    Pending(ProposalId),
 }
 
 impl From<rusqlite::Error> for StoreError {

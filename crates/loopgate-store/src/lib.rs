@@ -13,10 +13,11 @@ pub mod sqlite;
 
 use std::time::Duration;
 
+use loopgate_core::audit::Hash;
 use loopgate_core::review::{DecisionInput, ReviewError};
 use loopgate_core::{ProposalId, SystemId, TaskId, Timestamp, UserId};
 
-pub use error::{StoreError, SubmitError, TxError};
+pub use error::{EraseError, StoreError, SubmitError, TxError};
 pub use model::*;
 
 /// Every durable read and write.
@@ -149,8 +150,55 @@ pub trait Store: Send + Sync + 'static {
 
     /// Open tasks per group (for metrics and the queue).
     async fn queue_depth(&self, now: Timestamp) -> Result<Vec<(String, u64)>, StoreError>;
-    /// Events, oldest first, from `after` (exclusive).
-    async fn events(&self, after: i64, limit: u32) -> Result<Vec<EventRecord>, StoreError>;
+    /// Erases a settled proposal's payloads (subject, input, output,
+    /// explanation, context, rationales, edited outputs, labels), its salt
+    /// and its idempotency fingerprint; the audit log keeps verifying.
+    async fn erase(
+        &self,
+        id: &ProposalId,
+        actor: &str,
+        reason: &str,
+        now: Timestamp,
+    ) -> Result<ProposalRecord, TxError<EraseError>>;
+    /// Erases proposals of systems with a retention period that settled
+    /// before it ran out (at most `limit`); returns their ids.
+    async fn erase_expired(
+        &self,
+        now: Timestamp,
+        limit: u32,
+    ) -> Result<Vec<ProposalId>, StoreError>;
+
+    /// Moves up to `limit` queued events into the audit log, in order, and
+    /// grows the tree and its tiles in the same transaction. Only one
+    /// sequencer may run at a time.
+    async fn sequence(&self, limit: u32) -> Result<Sequenced, StoreError>;
+    /// The sequenced tree's size and root.
+    async fn tree_head(&self) -> Result<TreeHead, StoreError>;
+    /// Stores a signed checkpoint.
+    async fn add_checkpoint(&self, checkpoint: CheckpointRecord) -> Result<(), StoreError>;
+    /// The newest checkpoint.
+    async fn latest_checkpoint(&self) -> Result<Option<CheckpointRecord>, StoreError>;
+    /// Checkpoints larger than `after`, smallest first.
+    async fn checkpoints(
+        &self,
+        after: u64,
+        limit: u32,
+    ) -> Result<Vec<CheckpointRecord>, StoreError>;
+    /// Entries `[start, end)` of the log.
+    async fn entries(&self, start: u64, end: u64) -> Result<Vec<Vec<u8>>, StoreError>;
+    /// A proposal's (or any subject's) entries with their indexes.
+    async fn subject_entries(&self, subject: &str) -> Result<Vec<(u64, Vec<u8>)>, StoreError>;
+    /// The widest stored version of a hash tile.
+    async fn tile(&self, level: u32, index: u64) -> Result<Option<Vec<u8>>, StoreError>;
+    /// Inclusion proofs of `indexes` in the tree of `size` leaves, read from
+    /// the tiles in one go (`size` at most the tree head's).
+    async fn inclusion_proofs(
+        &self,
+        indexes: Vec<u64>,
+        size: u64,
+    ) -> Result<Vec<Vec<Hash>>, StoreError>;
+    /// The consistency proof between two sizes (at most the tree head's).
+    async fn consistency_proof(&self, from: u64, to: u64) -> Result<Vec<Hash>, StoreError>;
     /// Checks that the database answers.
     async fn ping(&self) -> Result<(), StoreError>;
 }

@@ -192,8 +192,12 @@ pub struct NewProposal {
     pub context: Map<String, Value>,
     /// Idempotency key.
     pub idempotency_key: Option<String>,
-    /// Digest.
+    /// Digest (salted with `salt`).
     pub digest: Digest,
+    /// The same document without the salt: what an idempotent replay must match.
+    pub fingerprint: Digest,
+    /// The proposal's random salt for its digest and audit hashes.
+    pub salt: Vec<u8>,
     /// `user:<name>` or `system:<id>`.
     pub submitted_by: String,
     /// Routing.
@@ -264,6 +268,10 @@ pub struct ProposalRecord {
     pub created_at: Timestamp,
     /// Human decisions, oldest first.
     pub decisions: Vec<Decision>,
+    /// The salt of the digest and the audit hashes; empty once erased.
+    pub salt: Vec<u8>,
+    /// When the payloads and salt were erased.
+    pub erased_at: Option<Timestamp>,
 }
 
 /// Filters of the proposal list.
@@ -353,19 +361,31 @@ pub struct TimerOutcome {
     pub effect: Effect,
 }
 
-/// One row of the event log.
-#[derive(Debug, Clone, PartialEq)]
-pub struct EventRecord {
-    /// Position.
-    pub seq: i64,
-    /// When.
+/// The sequenced tree: how many entries and their RFC 9162 root.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TreeHead {
+    /// Number of entries.
+    pub size: u64,
+    /// Root hash.
+    pub root: loopgate_core::audit::Hash,
+}
+
+/// What one sequencing step did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Sequenced {
+    /// Entries appended by this step.
+    pub appended: u64,
+    /// The tree after it.
+    pub head: TreeHead,
+}
+
+/// A signed checkpoint as stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CheckpointRecord {
+    /// Tree size it commits to.
+    pub size: u64,
+    /// When it was signed.
     pub time: Timestamp,
-    /// `user:<name>`, `system:<id>` or `loopgate`.
-    pub actor: String,
-    /// E.g. `proposal.submitted`.
-    pub type_: String,
-    /// The id the event is about.
-    pub subject: Option<String>,
-    /// Ids and digests; never payloads.
-    pub data: Value,
+    /// The signed note.
+    pub note: String,
 }

@@ -65,6 +65,8 @@ conformance!(
     cursor_paging_is_stable,
     racing_claims_have_one_winner,
     every_change_writes_its_event,
+    the_log_grows_in_order_and_proves_inclusion,
+    erasure_keeps_the_log_and_drops_the_payload,
 );
 
 async fn setup(store: &dyn Store) -> SystemId {
@@ -90,13 +92,20 @@ fn new_proposal(
 ) -> NewProposal {
     let subject = json!({"type": "T", "id": format!("s{n}"), "attributes": {}});
     let input = json!({"n": n});
-    let digest = Digest::of(DigestParts {
+    // A fresh salt per call, as the server makes one per submission.
+    let salt: Vec<u8> = (0..32)
+        .map(|i| (n as u8).wrapping_mul(31).wrapping_add(i) ^ key.map_or(0, |k| k.len() as u8))
+        .collect();
+    let parts = DigestParts {
         system: system.as_str(),
         action: "act",
         subject: &subject,
         input: &input,
         output: &output,
-    });
+        salt: &salt,
+    };
+    let digest = Digest::of(parts);
+    let fingerprint = Digest::of(DigestParts { salt: &[], ..parts });
     let review = ReviewPlan {
         group: "g".into(),
         approvals: required,
@@ -124,6 +133,8 @@ fn new_proposal(
         context: Default::default(),
         idempotency_key: key.map(str::to_owned),
         digest,
+        fingerprint,
+        salt,
         submitted_by: "system:sys".into(),
         routing,
         plan,
@@ -344,13 +355,17 @@ async fn every_change_writes_its_event(store: &dyn Store) {
         .decide(&task_id, &reviewer("ann"), approve(&digest), T0)
         .await
         .unwrap();
-    let types: Vec<String> = store
-        .events(0, 100)
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|e| e.type_)
+    let sequenced = store.sequence(1000).await.unwrap();
+    assert_eq!(sequenced.appended, 6);
+    let entries = store.entries(0, sequenced.head.size).await.unwrap();
+    let heads: Vec<(u64, String)> = entries
+        .iter()
+        .map(|entry| {
+            let head = loopgate_core::audit::entry::parse_head(entry).unwrap();
+            (head.index, head.type_.into_owned())
+        })
         .collect();
+    let types: Vec<&str> = heads.iter().map(|(_, t)| t.as_str()).collect();
     assert_eq!(
         types,
         [
@@ -362,11 +377,114 @@ async fn every_change_writes_its_event(store: &dyn Store) {
             "proposal.resolved"
         ]
     );
-    // Events carry digests, never payloads.
-    let events = store.events(0, 100).await.unwrap();
     assert!(
-        events
+        heads
             .iter()
-            .all(|e| !e.data.to_string().contains("\"n\":1"))
+            .enumerate()
+            .all(|(i, (index, _))| *index == i as u64)
     );
+    // Entries carry digests and salted hashes, never payloads.
+    assert!(
+        entries
+            .iter()
+            .all(|e| !String::from_utf8_lossy(e).contains("\"n\":1"))
+    );
+    assert_eq!(
+        sequenced.head.root,
+        loopgate_core::audit::merkle::root_of(&entries)
+    );
+}
+
+async fn the_log_grows_in_order_and_proves_inclusion(store: &dyn Store) {
+    let system = setup(store).await;
+    let mut previous = store.tree_head().await.unwrap();
+    for n in 0..40 {
+        let new = new_proposal(&system, n, None, json!({"n": n}), 1);
+        store.submit(new, T0).await.unwrap();
+        if n % 7 == 0 {
+            let step = store.sequence(5).await.unwrap();
+            assert!(step.head.size >= previous.size);
+            previous = step.head;
+        }
+    }
+    while store.sequence(100).await.unwrap().appended > 0 {}
+    let head = store.tree_head().await.unwrap();
+    assert_eq!(head.size, 1 + 40 * 3);
+    let entries = store.entries(0, head.size).await.unwrap();
+    assert_eq!(loopgate_core::audit::merkle::root_of(&entries), head.root);
+    let indexes: Vec<u64> = (0..head.size).collect();
+    let proofs = store.inclusion_proofs(indexes, head.size).await.unwrap();
+    for (index, proof) in proofs.iter().enumerate() {
+        let leaf = loopgate_core::audit::leaf_hash(&entries[index]);
+        loopgate_core::audit::merkle::verify_inclusion(
+            index as u64,
+            head.size,
+            &leaf,
+            proof,
+            &head.root,
+        )
+        .unwrap();
+    }
+    let old = loopgate_core::audit::merkle::root_of(&entries[..previous.size as usize]);
+    let proof = store
+        .consistency_proof(previous.size, head.size)
+        .await
+        .unwrap();
+    loopgate_core::audit::merkle::verify_consistency(
+        previous.size,
+        head.size,
+        &old,
+        &head.root,
+        &proof,
+    )
+    .unwrap();
+    assert!(
+        store
+            .inclusion_proofs(vec![0], head.size + 1)
+            .await
+            .is_err()
+    );
+}
+
+async fn erasure_keeps_the_log_and_drops_the_payload(store: &dyn Store) {
+    let system = setup(store).await;
+    let new = new_proposal(&system, 1, Some("k"), json!({"secret": "x"}), 1);
+    let (id, task_id, digest) = (new.id.clone(), new.task_id.clone(), new.digest.clone());
+    store.submit(new, T0).await.unwrap();
+    assert!(matches!(
+        store.erase(&id, "user:admin", "gdpr", T0).await,
+        Err(TxError::Refused(_))
+    ));
+    store
+        .decide(&task_id, &reviewer("ann"), approve(&digest), T0)
+        .await
+        .unwrap();
+    store.sequence(1000).await.unwrap();
+    let before = store.tree_head().await.unwrap();
+    let erased = store.erase(&id, "user:admin", "gdpr", T0).await.unwrap();
+    assert!(erased.salt.is_empty() && erased.erased_at.is_some());
+    assert_eq!(
+        (erased.input.clone(), erased.output.clone()),
+        (json!(null), json!(null))
+    );
+    assert_eq!(
+        erased.digest, digest,
+        "the salted digest stays; it no longer links"
+    );
+    let after = store.sequence(1000).await.unwrap();
+    assert_eq!(after.appended, 1);
+    let proof = store
+        .consistency_proof(before.size, after.head.size)
+        .await
+        .unwrap();
+    let entries = store.entries(0, before.size).await.unwrap();
+    let old = loopgate_core::audit::merkle::root_of(&entries);
+    loopgate_core::audit::merkle::verify_consistency(
+        before.size,
+        after.head.size,
+        &old,
+        &after.head.root,
+        &proof,
+    )
+    .unwrap();
 }

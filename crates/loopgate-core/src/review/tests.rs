@@ -18,6 +18,7 @@ fn case(required: u32, kind: TaskKind) -> Case {
         action: "act".into(),
         subject,
         input,
+        salt: vec![5; 32],
     };
     let digest = digest_of(&parts, &output);
     let plan = ReviewPlan {
@@ -64,13 +65,7 @@ fn case(required: u32, kind: TaskKind) -> Case {
 }
 
 fn digest_of(parts: &CaseParts, output: &Value) -> Digest {
-    Digest::of(DigestParts {
-        system: &parts.system,
-        action: &parts.action,
-        subject: &parts.subject,
-        input: &parts.input,
-        output,
-    })
+    parts.digest(output)
 }
 
 fn groups() -> Vec<String> {

@@ -5,6 +5,7 @@ use axum::response::{IntoResponse, Response};
 use loopgate_core::review::ReviewError;
 use loopgate_core::routing::PolicyError;
 use loopgate_proto::{ErrorCode, Problem};
+use loopgate_store::EraseError;
 use loopgate_store::{StoreError, SubmitError, TxError};
 use serde_json::{Map, Value, json};
 
@@ -126,6 +127,7 @@ impl From<StoreError> for ApiError {
                 )
                 .help("retry after a second; nothing was changed")
             }
+            StoreError::Invalid(message) => ApiError::invalid(message),
             StoreError::Other(cause) => ApiError::internal(&cause),
         }
     }
@@ -137,6 +139,13 @@ impl<E: Into<ApiError>> From<TxError<E>> for ApiError {
             TxError::Refused(refusal) => refusal.into(),
             TxError::Store(error) => error.into(),
         }
+    }
+}
+
+impl From<EraseError> for ApiError {
+    fn from(error: EraseError) -> ApiError {
+        ApiError::new(ErrorCode::StillPending, error.to_string())
+            .help("cancel or decide the proposal, then erase it")
     }
 }
 

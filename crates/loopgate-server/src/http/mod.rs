@@ -1,6 +1,7 @@
 //! The router: one module per resource, one error mapping (`error.rs`), the
 //! OpenAPI document generated from the handlers.
 
+pub mod audit;
 pub mod error;
 pub mod extract;
 pub mod health;
@@ -33,6 +34,8 @@ use error::ApiError;
         systems::list, systems::create, systems::update, systems::create_key,
         users::list, users::create, users::update, users::create_token,
         policies::list, policies::publish, policies::validate,
+        audit::pubkey, audit::checkpoint, audit::issue, audit::tile, audit::entries,
+        audit::inclusion, audit::consistency, audit::proposal, proposals::erase,
         health::healthz, health::readyz, health::metrics,
     ),
     components(schemas(loopgate_proto::Problem)),
@@ -66,6 +69,17 @@ pub fn router(app: AppState) -> Router {
         )
         .route("/v1/proposals/{id}", get(proposals::get))
         .route("/v1/proposals/{id}/cancel", post(proposals::cancel))
+        .route("/v1/proposals/{id}/erase", post(proposals::erase))
+        .route("/v1/proposals/{id}/audit", get(audit::proposal))
+        .route("/v1/audit/pubkey", get(audit::pubkey))
+        .route(
+            "/v1/audit/checkpoint",
+            get(audit::checkpoint).post(audit::issue),
+        )
+        .route("/v1/audit/tile/{*path}", get(audit::tile))
+        .route("/v1/audit/entries", get(audit::entries))
+        .route("/v1/audit/proof/inclusion", get(audit::inclusion))
+        .route("/v1/audit/proof/consistency", get(audit::consistency))
         .route("/v1/tasks", get(tasks::list))
         .route("/v1/tasks/{id}", get(tasks::get))
         .route("/v1/tasks/{id}/claim", post(tasks::claim))

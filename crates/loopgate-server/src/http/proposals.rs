@@ -5,6 +5,7 @@ use std::time::Duration;
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
+use loopgate_core::audit::entry::SALT_LEN;
 use loopgate_core::digest::DigestParts;
 use loopgate_core::duration::parse_short;
 use loopgate_core::proposal::plan;
@@ -83,13 +84,18 @@ pub async fn submit(
     };
 
     let subject = json!({"type": body.subject.type_, "id": body.subject.id, "attributes": body.subject.attributes});
-    let digest = Digest::of(DigestParts {
+    let mut salt = vec![0u8; SALT_LEN];
+    getrandom::fill(&mut salt).map_err(|error| ApiError::internal(&error.to_string()))?;
+    let parts = DigestParts {
         system: system_id.as_str(),
         action: &body.action,
         subject: &subject,
         input: &body.input,
         output: &body.output,
-    });
+        salt: &salt,
+    };
+    let digest = Digest::of(parts);
+    let fingerprint = Digest::of(DigestParts { salt: &[], ..parts });
     let policies = app.live_policies();
     let model_version = body.model.as_ref().and_then(|m| m.version.as_deref());
     let request = RoutingRequest {
@@ -128,6 +134,8 @@ pub async fn submit(
         context: body.context,
         idempotency_key,
         digest,
+        fingerprint,
+        salt,
         submitted_by: caller.actor(),
         routing,
         plan,
@@ -179,6 +187,9 @@ pub async fn get(
         _ => record,
     };
     let mut proposal = convert::proposal(record);
+    if let Some(resolution) = proposal.resolution.as_mut() {
+        resolution.receipt = crate::audit::receipt(&app, &id).await?;
+    }
     // Blind review: a reviewer forms a judgement without the model's answer.
     let reviewer_only = caller.system().is_none() && !caller.has(&[Role::Auditor]);
     if blind && reviewer_only && proposal.resolution.is_none() {
@@ -267,6 +278,27 @@ pub async fn cancel(
         .await?;
     app.metrics.resolution(record.status);
     app.waiters.resolved(&id, Some(&record));
+    Ok(Json(convert::proposal(record)))
+}
+
+/// Erase a settled proposal's payloads and salt (right to erasure). The
+/// audit log keeps verifying; its salted hashes can no longer be linked.
+#[utoipa::path(post, path = "/v1/proposals/{id}/erase", tag = "proposals", params(("id" = String, Path)),
+    request_body = proto::EraseProposal,
+    responses((status = 200, body = proto::Proposal), (status = 409, body = proto::Problem)))]
+pub async fn erase(
+    State(app): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    JsonBody(body): JsonBody<proto::EraseProposal>,
+) -> Result<Json<proto::Proposal>, ApiError> {
+    caller.user_with(&[])?;
+    let id = parse_id(&id, ProposalId::parse, "proposal")?;
+    check_text("reason", &body.reason, 1000)?;
+    let record = app
+        .store
+        .erase(&id, &caller.actor(), &body.reason, app.clock.now())
+        .await?;
     Ok(Json(convert::proposal(record)))
 }
 

@@ -28,7 +28,7 @@ async fn submit_routes_and_stores_a_proposal() {
     });
     let created = app.post("/v1/proposals", &key, body).await;
     assert_eq!(created.status, StatusCode::CREATED);
-    insta::assert_json_snapshot!("proposal_created", created.body, {".id" => "[id]"});
+    insta::assert_json_snapshot!("proposal_created", created.body, {".id" => "[id]", ".digest" => "[digest]"});
     let id = created.body["id"].as_str().unwrap();
     let read = app.get(&format!("/v1/proposals/{id}"), &key).await;
     assert_eq!(read.status, StatusCode::OK);

@@ -7,6 +7,7 @@
 //! alone. Reads run on a small pool of connections on tokio's blocking
 //! threads and see every committed write.
 
+mod audit;
 mod queries;
 mod store;
 
@@ -18,10 +19,16 @@ use tokio::sync::{Semaphore, oneshot};
 
 use crate::{StoreError, TxError};
 
-const MIGRATIONS: &[(&str, &str)] = &[(
-    "0001_core",
-    include_str!("../../migrations/sqlite/0001_core.sql"),
-)];
+const MIGRATIONS: &[(&str, &str)] = &[
+    (
+        "0001_core",
+        include_str!("../../migrations/sqlite/0001_core.sql"),
+    ),
+    (
+        "0002_audit",
+        include_str!("../../migrations/sqlite/0002_audit.sql"),
+    ),
+];
 const MAX_BATCH: usize = 1024;
 const N_READERS: usize = 4;
 
@@ -35,6 +42,9 @@ struct Inner {
     writer: Mutex<mpsc::Sender<Job>>,
     readers: Mutex<Vec<Connection>>,
     read_permits: Semaphore,
+    /// The audit sequencer's tile state; `None` until loaded or after a
+    /// failed step.
+    sequencer: tokio::sync::Mutex<Option<loopgate_core::audit::tile::TileBuilder>>,
 }
 
 /// A job runs inside its own savepoint and returns whether it succeeded and
@@ -60,6 +70,7 @@ impl SqliteStore {
             writer: Mutex::new(sender),
             readers: Mutex::new(readers),
             read_permits: Semaphore::new(N_READERS),
+            sequencer: tokio::sync::Mutex::new(None),
         };
         Ok(SqliteStore {
             inner: Arc::new(inner),

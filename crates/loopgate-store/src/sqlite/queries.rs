@@ -3,6 +3,7 @@
 
 use std::time::Duration;
 
+use loopgate_core::audit::entry;
 use loopgate_core::review::{Case, CaseParts, Decision, ProposalState, Task, count_approvals};
 use loopgate_core::routing::ReviewPlan;
 use loopgate_core::{
@@ -16,7 +17,7 @@ use crate::{ProposalRecord, StoreError, SystemRecord, TaskRecord, UserRecord};
 
 pub(super) const PROPOSAL_COLUMNS: &str = "seq, id, system, action, subject, input, output, confidence, explanation, model, \
      context, idempotency_key, digest, status, route, policy_version, matched_policies, overridden, modified, decided_by, \
-     decided_at, submitted_by, created_at, blind";
+     decided_at, submitted_by, created_at, blind, salt, erased_at";
 
 pub(super) const TASK_COLUMNS: &str = "t.seq, t.id, t.proposal_id, t.kind, t.state, t.grp, t.level, t.required, t.due_at, \
      t.claimed_by, t.lease_expires_at, t.first_group, t.sla_ms, t.escalate_to, t.on_timeout, t.blind, t.sample_probability, \
@@ -106,6 +107,8 @@ pub(super) fn proposal_row(row: &Row<'_>) -> Result<ProposalRecord, StoreError> 
         submitted_by: row.get(21)?,
         created_at: Timestamp::from_millis(row.get(22)?),
         blind: row.get(23)?,
+        salt: row.get::<_, Option<Vec<u8>>>(24)?.unwrap_or_default(),
+        erased_at: row.get::<_, Option<i64>>(25)?.map(Timestamp::from_millis),
         decisions: Vec::new(),
     })
 }
@@ -272,6 +275,7 @@ pub(super) fn case_of(proposal: ProposalRecord, task: Task) -> Case {
             action: proposal.action,
             subject: proposal.subject,
             input: proposal.input,
+            salt: proposal.salt,
         },
     }
 }
@@ -325,7 +329,9 @@ pub(super) fn insert_decision(
     Ok(())
 }
 
-/// Appends an event. `data` holds ids and digests, never payloads.
+/// Appends an event to the audit log's queue, in the caller's transaction.
+/// `data` holds ids, digests and salted hashes, never payloads; it is
+/// stored as canonical JSON so that the sequencer only has to frame it.
 pub(super) fn event(
     conn: &Connection,
     now: Timestamp,
@@ -337,13 +343,28 @@ pub(super) fn event(
     conn.prepare_cached(
         "INSERT INTO events (time, actor, type, subject, data) VALUES (?1, ?2, ?3, ?4, ?5)",
     )?
-    .execute(params![now.millis(), actor, type_, subject, to_json(&data)])?;
+    .execute(params![
+        now.millis(),
+        actor,
+        type_,
+        subject,
+        entry::canonical_data(&data)
+    ])?;
     Ok(())
 }
 
-pub(super) fn task_event_data(task: &Task) -> Value {
-    json!({"task": task.id.as_str(), "proposal": task.proposal_id.as_str(), "group": task.group, "level": task.level,
-           "state": task.state.as_str(), "kind": task.kind.as_str()})
+/// A `task.*` event; its subject is the proposal, so that a proposal's
+/// audit trail is one lookup.
+pub(super) fn task_event(
+    conn: &Connection,
+    now: Timestamp,
+    actor: &str,
+    type_: &str,
+    task: &Task,
+) -> Result<(), StoreError> {
+    let data = json!({"task": task.id.as_str(), "proposal": task.proposal_id.as_str(), "group": task.group,
+                      "level": task.level, "state": task.state.as_str(), "kind": task.kind.as_str()});
+    event(conn, now, actor, type_, task.proposal_id.as_str(), data)
 }
 
 pub(super) fn system(conn: &Connection, id: &str) -> Result<Option<SystemRecord>, StoreError> {

@@ -5,15 +5,19 @@ use std::time::Duration;
 use loopgate_core::review::{self, DecisionInput, Effect, ReviewError, Reviewer, Task};
 use loopgate_core::{ProposalId, ProposalStatus, SystemId, TaskId, TaskState, Timestamp, UserId};
 use rusqlite::{Connection, params, params_from_iter};
-use serde_json::json;
+use serde_json::{Value, json};
 
-use super::SqliteStore;
+use loopgate_core::audit::entry::salted_hash;
+
+use loopgate_core::audit::Hash;
+
 use super::queries::{self as q, PROPOSAL_COLUMNS, TASK_COLUMNS, USER_COLUMNS, to_json};
+use super::{SqliteStore, audit};
 use crate::{
-    CredentialOwner, DecisionOutcome, EventRecord, NewCredential, NewPolicy, NewProposal,
-    NewSystem, NewUser, Paged, PolicyRecord, Principal, ProposalFilter, ProposalRecord,
-    ReviewerRef, Store, StoreError, SubmitError, Submitted, SystemPatch, SystemRecord, TaskFilter,
-    TaskRecord, TimerOutcome, TxError, UserPatch, UserRecord,
+    CheckpointRecord, CredentialOwner, DecisionOutcome, EraseError, NewCredential, NewPolicy,
+    NewProposal, NewSystem, NewUser, Paged, PolicyRecord, Principal, ProposalFilter,
+    ProposalRecord, ReviewerRef, Sequenced, Store, StoreError, SubmitError, Submitted, SystemPatch,
+    SystemRecord, TaskFilter, TaskRecord, TimerOutcome, TreeHead, TxError, UserPatch, UserRecord,
 };
 
 #[async_trait::async_trait]
@@ -424,9 +428,18 @@ impl Store for SqliteStore {
             q::insert_decision(conn, &decided.case.task, &decided.decision)?;
             q::write_case(conn, &decided.case, now)?;
             let proposal_id = decided.case.task.proposal_id.as_str();
-            let data = json!({"proposal": proposal_id, "task": id.as_str(), "verdict": decided.decision.verdict.as_str(),
-                              "digest": decided.decision.digest.as_str(), "seen_digest": case.proposal.digest.as_str(),
-                              "level": decided.decision.level});
+            let decision = &decided.decision;
+            let salt = &case.parts.salt;
+            let mut data = json!({"proposal": proposal_id, "task": id.as_str(), "verdict": decision.verdict.as_str(),
+                                  "digest": decision.digest.as_str(), "seen_digest": case.proposal.digest.as_str(),
+                                  "level": decision.level});
+            let hashed = [("rationale", decision.rationale.as_ref().map(|r| json!(r))), ("output", decision.output.clone()),
+                          ("labels", decision.labels.clone().map(Value::Object))];
+            for (field, value) in hashed {
+                if let (Some(value), Some(map)) = (value, data.as_object_mut()) {
+                    map.insert(field.to_owned(), json!(salted_hash(salt, field, &value).to_string()));
+                }
+            }
             q::event(conn, now, &actor, "decision.recorded", proposal_id, data)?;
             effect_events(conn, now, &actor, &decided.case, decided.effect)?;
             // The answer is built from the transition; reading it back would cost the writer three queries.
@@ -492,21 +505,81 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn events(&self, after: i64, limit: u32) -> Result<Vec<EventRecord>, StoreError> {
-        self.read(move |conn| {
-            let sql = "SELECT seq, time, actor, type, subject, data FROM events WHERE seq > ?1 ORDER BY seq LIMIT ?2";
-            q::all(conn, sql, params![after, limit], |row| {
-                Ok(EventRecord {
-                    seq: row.get(0)?,
-                    time: Timestamp::from_millis(row.get(1)?),
-                    actor: row.get(2)?,
-                    type_: row.get(3)?,
-                    subject: row.get(4)?,
-                    data: serde_json::from_str(&row.get::<_, String>(5)?)?,
-                })
-            })
-        })
-        .await
+    async fn erase(
+        &self,
+        id: &ProposalId,
+        actor: &str,
+        reason: &str,
+        now: Timestamp,
+    ) -> Result<ProposalRecord, TxError<EraseError>> {
+        let (id, actor, reason) = (id.clone(), actor.to_owned(), reason.to_owned());
+        self.write(move |conn| audit::erase(conn, &id, &actor, &reason, now))
+            .await
+    }
+
+    async fn erase_expired(
+        &self,
+        now: Timestamp,
+        limit: u32,
+    ) -> Result<Vec<ProposalId>, StoreError> {
+        self.write_plain(move |conn| audit::erase_expired(conn, now, limit))
+            .await
+    }
+
+    async fn sequence(&self, limit: u32) -> Result<Sequenced, StoreError> {
+        self.sequence_events(limit).await
+    }
+
+    async fn tree_head(&self) -> Result<TreeHead, StoreError> {
+        self.read(audit::head).await
+    }
+
+    async fn add_checkpoint(&self, checkpoint: CheckpointRecord) -> Result<(), StoreError> {
+        self.write_plain(move |conn| audit::add_checkpoint(conn, &checkpoint))
+            .await
+    }
+
+    async fn latest_checkpoint(&self) -> Result<Option<CheckpointRecord>, StoreError> {
+        self.read(audit::latest_checkpoint).await
+    }
+
+    async fn checkpoints(
+        &self,
+        after: u64,
+        limit: u32,
+    ) -> Result<Vec<CheckpointRecord>, StoreError> {
+        self.read(move |conn| audit::checkpoints(conn, after, limit))
+            .await
+    }
+
+    async fn entries(&self, start: u64, end: u64) -> Result<Vec<Vec<u8>>, StoreError> {
+        self.read(move |conn| audit::entries(conn, start, end))
+            .await
+    }
+
+    async fn subject_entries(&self, subject: &str) -> Result<Vec<(u64, Vec<u8>)>, StoreError> {
+        let subject = subject.to_owned();
+        self.read(move |conn| audit::subject_entries(conn, &subject))
+            .await
+    }
+
+    async fn tile(&self, level: u32, index: u64) -> Result<Option<Vec<u8>>, StoreError> {
+        self.read(move |conn| audit::stored_tile(conn, level, index))
+            .await
+    }
+
+    async fn inclusion_proofs(
+        &self,
+        indexes: Vec<u64>,
+        size: u64,
+    ) -> Result<Vec<Vec<Hash>>, StoreError> {
+        self.read(move |conn| audit::inclusion_proofs(conn, &indexes, size))
+            .await
+    }
+
+    async fn consistency_proof(&self, from: u64, to: u64) -> Result<Vec<Hash>, StoreError> {
+        self.read(move |conn| audit::consistency_proof(conn, from, to))
+            .await
     }
 
     async fn ping(&self) -> Result<(), StoreError> {
@@ -540,14 +613,7 @@ impl SqliteStore {
             let task = transition(&record.task, who).map_err(TxError::Refused)?;
             q::update_task(conn, &task, now)?;
             let actor = format!("user:{}", reviewer.name);
-            q::event(
-                conn,
-                now,
-                &actor,
-                event,
-                id.as_str(),
-                q::task_event_data(&task),
-            )?;
+            q::task_event(conn, now, &actor, event, &task)?;
             Ok(TaskRecord { task, ..record })
         })
         .await
@@ -561,17 +627,18 @@ fn submit(
 ) -> Result<Submitted, TxError<SubmitError>> {
     if let Some(key) = &new.idempotency_key {
         let existing: Option<(String, String)> = {
-            let mut statement =
-                conn.prepare_cached("SELECT id, submitted_digest FROM proposals WHERE system = ?1 AND idempotency_key = ?2")?;
+            let mut statement = conn.prepare_cached(
+                "SELECT id, fingerprint FROM proposals WHERE system = ?1 AND idempotency_key = ?2",
+            )?;
             let mut rows = statement.query(params![new.system.as_str(), key])?;
             match rows.next()? {
                 Some(row) => Some((row.get(0)?, row.get(1)?)),
                 None => None,
             }
         };
-        if let Some((id, submitted_digest)) = existing {
+        if let Some((id, fingerprint)) = existing {
             let record = q::proposal(conn, &id)?.ok_or(StoreError::NotFound)?;
-            if submitted_digest != new.digest.as_str() {
+            if fingerprint != new.fingerprint.as_str() {
                 return Err(TxError::Refused(SubmitError::IdempotencyConflict {
                     key: key.clone(),
                     existing: record.id,
@@ -589,10 +656,10 @@ fn submit(
     let routing = &new.routing;
     let blind = plan.task.as_ref().is_some_and(|task| task.review.blind);
     conn.prepare_cached(
-        "INSERT INTO proposals (id, system, action, idempotency_key, digest, submitted_digest, subject, input, output, confidence, explanation,
+        "INSERT INTO proposals (id, system, action, idempotency_key, digest, fingerprint, subject, input, output, confidence, explanation,
              model, context, status, route, policy_version, matched_policies, overridden, modified, blind, decided_by,
-             decided_at, submitted_by, created_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, 0, 0, ?21, ?17, ?18, ?19, ?20)",
+             decided_at, submitted_by, created_at, salt)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?22, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, 0, 0, ?21, ?17, ?18, ?19, ?20, ?23)",
     )?
     .execute(params![
         new.id.as_str(),
@@ -616,6 +683,8 @@ fn submit(
         new.submitted_by,
         now.millis(),
         blind,
+        new.fingerprint.as_str(),
+        new.salt,
     ])?;
     let seq = conn.last_insert_rowid();
     let id = new.id.as_str();
@@ -626,7 +695,10 @@ fn submit(
         actor,
         "proposal.submitted",
         id,
-        json!({"proposal": id, "system": new.system.as_str(), "action": new.action, "digest": new.digest.as_str()}),
+        json!({"proposal": id, "system": new.system.as_str(), "action": new.action, "digest": new.digest.as_str(),
+               "subject": salted_hash(&new.salt, "subject", &new.subject).to_string(),
+               "input": salted_hash(&new.salt, "input", &new.input).to_string(),
+               "output": salted_hash(&new.salt, "output", &new.output).to_string()}),
     )?;
     let routed = json!({"proposal": id, "route": routing.route.as_str(), "policy_version": routing.policy_version, "matched_policies": routing.matched});
     q::event(conn, now, "loopgate", "proposal.routed", id, routed)?;
@@ -647,14 +719,7 @@ fn submit(
             created_at: now,
         };
         q::insert_task(conn, &task, now)?;
-        q::event(
-            conn,
-            now,
-            "loopgate",
-            "task.created",
-            task.id.as_str(),
-            q::task_event_data(&task),
-        )?;
+        q::task_event(conn, now, "loopgate", "task.created", &task)?;
     }
     if plan.status.is_terminal() {
         let data = json!({"proposal": id, "outcome": plan.status.as_str(), "decided_by": plan.decided_by.map(|it| it.as_str()), "digest": new.digest.as_str()});
@@ -687,6 +752,8 @@ fn submit(
         submitted_by: new.submitted_by,
         created_at: now,
         decisions: Vec::new(),
+        salt: new.salt,
+        erased_at: None,
     };
     Ok(Submitted::Created(record))
 }
@@ -702,22 +769,8 @@ fn effect_events(
     let task_id = case.task.id.as_str();
     match effect {
         Effect::Recorded | Effect::Confirmed => Ok(()),
-        Effect::Escalated => q::event(
-            conn,
-            now,
-            actor,
-            "task.escalated",
-            task_id,
-            q::task_event_data(&case.task),
-        ),
-        Effect::Expired => q::event(
-            conn,
-            now,
-            actor,
-            "task.expired",
-            task_id,
-            q::task_event_data(&case.task),
-        ),
+        Effect::Escalated => q::task_event(conn, now, actor, "task.escalated", &case.task),
+        Effect::Expired => q::task_event(conn, now, actor, "task.expired", &case.task),
         Effect::Overridden => q::event(
             conn,
             now,
@@ -728,14 +781,7 @@ fn effect_events(
         ),
         Effect::Resolved => {
             if case.task.state == TaskState::Expired {
-                q::event(
-                    conn,
-                    now,
-                    actor,
-                    "task.expired",
-                    task_id,
-                    q::task_event_data(&case.task),
-                )?;
+                q::task_event(conn, now, actor, "task.expired", &case.task)?;
             }
             let data = json!({"proposal": proposal_id, "outcome": case.proposal.status.as_str(),
                               "decided_by": case.proposal.decided_by.map(|it| it.as_str()), "digest": case.proposal.digest.as_str(),

@@ -1,0 +1,315 @@
+//! `/v1/audit/*`: the public key, checkpoints, C2SP tlog-tiles, entries and
+//! proofs; and `/v1/proposals/{id}/audit`, a proposal's trail with proofs.
+//!
+//! Reads need an auditor or admin token unless `audit_public` is set; the
+//! public key is always public. Nothing here can change an entry.
+
+use axum::Json;
+use axum::extract::{FromRequestParts as _, Path, State};
+use axum::http::header::{CACHE_CONTROL, CONTENT_TYPE};
+use axum::http::request::Parts;
+use axum::http::{HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as BASE64;
+use loopgate_core::audit::entry::salt_text;
+use loopgate_core::audit::tile::{self, TileId, WIDTH};
+use loopgate_core::{ProposalId, Role};
+use loopgate_proto as proto;
+use serde::Deserialize;
+
+use crate::AppState;
+use crate::auth::Caller;
+use crate::http::error::ApiError;
+use crate::http::extract::Params;
+use crate::http::parse_id;
+
+/// Most entries per `GET /v1/audit/entries`.
+const MAX_ENTRIES: u64 = 1000;
+
+async fn check_reader(app: &AppState, parts: &mut Parts) -> Result<(), ApiError> {
+    if app.config.audit_public {
+        return Ok(());
+    }
+    let caller = Caller::from_request_parts(parts, app).await?;
+    caller.user_with(&[Role::Auditor])?;
+    Ok(())
+}
+
+fn text(body: String, cache: &'static str) -> Response {
+    let mut response = body.into_response();
+    let headers = response.headers_mut();
+    headers.insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    headers.insert(CACHE_CONTROL, HeaderValue::from_static(cache));
+    response
+}
+
+/// The verifier key: `<origin>+<key id>+<base64 Ed25519 key>`.
+#[utoipa::path(get, path = "/v1/audit/pubkey", tag = "audit", security(()),
+    responses((status = 200, description = "the C2SP signed-note verifier key", content_type = "text/plain")))]
+pub async fn pubkey(State(app): State<AppState>) -> Response {
+    text(
+        format!("{}\n", app.audit.signer.verifier().to_text()),
+        "public, max-age=86400",
+    )
+}
+
+/// The newest signed checkpoint (C2SP tlog-checkpoint).
+#[utoipa::path(get, path = "/v1/audit/checkpoint", tag = "audit",
+    responses((status = 200, description = "a signed note", content_type = "text/plain"), (status = 404, body = proto::Problem)))]
+pub async fn checkpoint(
+    State(app): State<AppState>,
+    mut parts: Parts,
+) -> Result<Response, ApiError> {
+    check_reader(&app, &mut parts).await?;
+    let latest = app.store.latest_checkpoint().await?.ok_or_else(|| {
+        ApiError::new(
+            proto::ErrorCode::NotFound,
+            "no checkpoint has been issued yet",
+        )
+        .help("POST /v1/audit/checkpoint issues one now")
+    })?;
+    Ok(text(latest.note, "no-store"))
+}
+
+/// Sequences every queued event and signs a checkpoint now.
+#[utoipa::path(post, path = "/v1/audit/checkpoint", tag = "audit",
+    responses((status = 201, description = "the new signed note", content_type = "text/plain")))]
+pub async fn issue(State(app): State<AppState>, caller: Caller) -> Result<Response, ApiError> {
+    caller.user_with(&[Role::Auditor])?;
+    let latest = crate::audit::sequence_and_sign(&app, true)
+        .await?
+        .ok_or_else(|| ApiError::internal(&"no checkpoint after signing"))?;
+    let mut response = text(latest.note, "no-store");
+    *response.status_mut() = StatusCode::CREATED;
+    Ok(response)
+}
+
+/// A C2SP tlog-tiles hash tile (`<L>/<N>[.p/<W>]`) or entry bundle
+/// (`entries/<N>[.p/<W>]`).
+#[utoipa::path(get, path = "/v1/audit/tile/{path}", tag = "audit", params(("path" = String, Path)),
+    responses((status = 200, description = "tile bytes", content_type = "application/octet-stream"), (status = 404, body = proto::Problem)))]
+pub async fn tile(
+    State(app): State<AppState>,
+    Path(path): Path<String>,
+    mut parts: Parts,
+) -> Result<Response, ApiError> {
+    check_reader(&app, &mut parts).await?;
+    let id = TileId::parse(&path).ok_or_else(|| ApiError::not_found("tile", &path))?;
+    let missing = || ApiError::not_found("tile", &path);
+    let bytes = match id.level {
+        Some(level) => {
+            let stored = app.store.tile(level, id.index).await?.ok_or_else(missing)?;
+            let wanted = usize::try_from(id.width * 32).map_err(|_| missing())?;
+            stored.get(..wanted).ok_or_else(missing)?.to_vec()
+        }
+        None => {
+            let start = id.index.checked_mul(WIDTH).ok_or_else(missing)?;
+            let head = app.store.tree_head().await?;
+            if start + id.width > head.size {
+                return Err(missing());
+            }
+            let entries = app.store.entries(start, start + id.width).await?;
+            let mut bundle = Vec::new();
+            for entry in &entries {
+                tile::push_bundle_entry(&mut bundle, entry)
+                    .map_err(|error| ApiError::internal(&error))?;
+            }
+            bundle
+        }
+    };
+    let cache = if id.width == WIDTH {
+        "public, max-age=31536000, immutable"
+    } else {
+        "public, max-age=3600"
+    };
+    let mut response = bytes.into_response();
+    let headers = response.headers_mut();
+    headers.insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static("application/octet-stream"),
+    );
+    headers.insert(CACHE_CONTROL, HeaderValue::from_static(cache));
+    Ok(response)
+}
+
+/// Range of `GET /v1/audit/entries`.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+pub struct EntriesQuery {
+    /// First index (inclusive).
+    pub start: u64,
+    /// Last index (exclusive); at most 1000 after `start`.
+    pub end: u64,
+}
+
+/// Entries `[start, end)`, as the canonical JSON text that was hashed.
+#[utoipa::path(get, path = "/v1/audit/entries", tag = "audit", params(EntriesQuery),
+    responses((status = 200, body = proto::AuditEntries), (status = 400, body = proto::Problem)))]
+pub async fn entries(
+    State(app): State<AppState>,
+    Params(query): Params<EntriesQuery>,
+    mut parts: Parts,
+) -> Result<Json<proto::AuditEntries>, ApiError> {
+    check_reader(&app, &mut parts).await?;
+    if query.end < query.start || query.end - query.start > MAX_ENTRIES {
+        return Err(ApiError::invalid(format!(
+            "`end` must be from `start` to `start` + {MAX_ENTRIES}"
+        )));
+    }
+    let entries = app.store.entries(query.start, query.end).await?;
+    let items = entries
+        .into_iter()
+        .zip(query.start..)
+        .map(|(entry, index)| proto::AuditEntry {
+            index,
+            entry: String::from_utf8_lossy(&entry).into_owned(),
+            inclusion_proof: None,
+        })
+        .collect();
+    Ok(Json(proto::AuditEntries { items }))
+}
+
+/// Query of the inclusion proof.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+pub struct InclusionQuery {
+    /// Leaf index.
+    pub index: u64,
+    /// Tree size (a checkpoint's); defaults to the newest checkpoint's.
+    pub size: Option<u64>,
+}
+
+/// The RFC 9162 inclusion proof of an entry.
+#[utoipa::path(get, path = "/v1/audit/proof/inclusion", tag = "audit", params(InclusionQuery),
+    responses((status = 200, body = proto::InclusionProof), (status = 400, body = proto::Problem)))]
+pub async fn inclusion(
+    State(app): State<AppState>,
+    Params(query): Params<InclusionQuery>,
+    mut parts: Parts,
+) -> Result<Json<proto::InclusionProof>, ApiError> {
+    check_reader(&app, &mut parts).await?;
+    let size = match query.size {
+        Some(size) => size,
+        None => latest_size(&app).await?,
+    };
+    if query.index >= size {
+        return Err(ApiError::invalid(format!(
+            "`index` {} is not below the tree size {size}",
+            query.index
+        )));
+    }
+    let proofs = app.store.inclusion_proofs(vec![query.index], size).await?;
+    let proof = proofs.into_iter().next().unwrap_or_default();
+    Ok(Json(proto::InclusionProof {
+        index: query.index,
+        size,
+        proof: encode(&proof),
+    }))
+}
+
+/// Query of the consistency proof.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+pub struct ConsistencyQuery {
+    /// The older tree size (at least 1).
+    pub from: u64,
+    /// The newer tree size; defaults to the newest checkpoint's.
+    pub to: Option<u64>,
+}
+
+/// The RFC 9162 consistency proof between two tree sizes.
+#[utoipa::path(get, path = "/v1/audit/proof/consistency", tag = "audit", params(ConsistencyQuery),
+    responses((status = 200, body = proto::ConsistencyProof), (status = 400, body = proto::Problem)))]
+pub async fn consistency(
+    State(app): State<AppState>,
+    Params(query): Params<ConsistencyQuery>,
+    mut parts: Parts,
+) -> Result<Json<proto::ConsistencyProof>, ApiError> {
+    check_reader(&app, &mut parts).await?;
+    let to = match query.to {
+        Some(to) => to,
+        None => latest_size(&app).await?,
+    };
+    if query.from == 0 || query.from > to {
+        return Err(ApiError::invalid(format!(
+            "`from` must be from 1 to `to` ({to}), not {}",
+            query.from
+        )));
+    }
+    let proof = app.store.consistency_proof(query.from, to).await?;
+    Ok(Json(proto::ConsistencyProof {
+        from: query.from,
+        to,
+        proof: encode(&proof),
+    }))
+}
+
+async fn latest_size(app: &AppState) -> Result<u64, ApiError> {
+    match app.store.latest_checkpoint().await? {
+        Some(checkpoint) => Ok(checkpoint.size),
+        None => Err(ApiError::invalid(
+            "no checkpoint has been issued yet; pass the size",
+        )),
+    }
+}
+
+fn encode(proof: &[loopgate_core::audit::Hash]) -> Vec<String> {
+    proof.iter().map(|hash| BASE64.encode(hash)).collect()
+}
+
+/// A proposal's audit trail: its entries with inclusion proofs to the
+/// newest checkpoint, and its salt, so that its digest and salted hashes
+/// can be recomputed from the payload.
+#[utoipa::path(get, path = "/v1/proposals/{id}/audit", tag = "audit", params(("id" = String, Path)),
+    responses((status = 200, body = proto::ProposalAudit), (status = 404, body = proto::Problem)))]
+pub async fn proposal(
+    State(app): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Json<proto::ProposalAudit>, ApiError> {
+    let id = parse_id(&id, ProposalId::parse, "proposal")?;
+    let record = app
+        .store
+        .proposal(&id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("proposal", id.as_str()))?;
+    let own_system = caller.system() == Some(&record.system);
+    if !own_system {
+        caller.user_with(&[Role::Reviewer, Role::Auditor])?;
+    }
+    let checkpoint = app.store.latest_checkpoint().await?;
+    let entries = app.store.subject_entries(id.as_str()).await?;
+    let size = checkpoint.as_ref().map_or(0, |c| c.size);
+    let covered: Vec<u64> = entries
+        .iter()
+        .map(|(index, _)| *index)
+        .filter(|index| *index < size)
+        .collect();
+    let mut proofs = if covered.is_empty() {
+        Vec::new()
+    } else {
+        app.store.inclusion_proofs(covered, size).await?
+    }
+    .into_iter();
+    let items = entries
+        .into_iter()
+        .map(|(index, entry)| proto::AuditEntry {
+            index,
+            entry: String::from_utf8_lossy(&entry).into_owned(),
+            inclusion_proof: if index < size {
+                proofs.next().map(|proof| encode(&proof))
+            } else {
+                None
+            },
+        })
+        .collect();
+    Ok(Json(proto::ProposalAudit {
+        proposal: id.to_string(),
+        salt: (!record.salt.is_empty()).then(|| salt_text(&record.salt)),
+        erased_at: record.erased_at.map(loopgate_core::Timestamp::to_rfc3339),
+        tree_size: size,
+        checkpoint: checkpoint.map(|c| c.note),
+        entries: items,
+    }))
+}

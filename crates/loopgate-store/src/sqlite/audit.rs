@@ -1,0 +1,320 @@
+//! The audit log in SQLite: the sequencer's transaction (queued events →
+//! entries, tiles, tree head), checkpoints, proofs read from tiles, and
+//! erasure.
+//!
+//! The sequencer's tile state (`TileBuilder`) lives in memory behind a
+//! mutex. Each step works on a copy inside the write job and the copy
+//! replaces the original only when the commit succeeded, so a failed step
+//! leaves nothing half-applied; the next step reloads from the tiles.
+
+use loopgate_core::audit::entry;
+use loopgate_core::audit::merkle::{self, Hash, ProofError};
+use loopgate_core::audit::tile::{TileBuilder, TileSource};
+use loopgate_core::{ProposalId, Timestamp};
+use rusqlite::{Connection, OptionalExtension, params};
+use serde_json::json;
+
+use super::SqliteStore;
+use super::queries as q;
+use crate::{
+    CheckpointRecord, EraseError, ProposalRecord, Sequenced, StoreError, TreeHead, TxError,
+};
+
+pub(super) fn head(conn: &Connection) -> Result<TreeHead, StoreError> {
+    let row: Option<(i64, Vec<u8>)> = conn
+        .prepare_cached("SELECT size, root FROM audit_head WHERE id = 0")?
+        .query_row([], |row| Ok((row.get(0)?, row.get(1)?)))
+        .optional()?;
+    let Some((size, root)) = row else {
+        return Ok(TreeHead {
+            size: 0,
+            root: merkle::empty_root(),
+        });
+    };
+    let root = Hash::try_from(root.as_slice())
+        .map_err(|_| StoreError::Other("the audit tree head's root is not 32 bytes".into()))?;
+    Ok(TreeHead {
+        size: to_u64(size)?,
+        root,
+    })
+}
+
+fn to_u64(value: i64) -> Result<u64, StoreError> {
+    u64::try_from(value).map_err(|_| StoreError::Other(format!("negative audit size {value}")))
+}
+
+fn to_i64(value: u64) -> Result<i64, StoreError> {
+    i64::try_from(value).map_err(|_| StoreError::Other(format!("audit index {value} is too large")))
+}
+
+fn tile(conn: &Connection, level: u32, index: u64) -> Result<Option<Vec<u8>>, StoreError> {
+    Ok(conn
+        .prepare_cached("SELECT data FROM audit_tiles WHERE level = ?1 AND idx = ?2")?
+        .query_row(params![level, to_i64(index)?], |row| row.get(0))
+        .optional()?)
+}
+
+fn missing_tile() -> StoreError {
+    StoreError::Other("an audit tile the tree head needs is missing".into())
+}
+
+fn load_builder(conn: &Connection) -> Result<TileBuilder, StoreError> {
+    let head = head(conn)?;
+    let builder = TileBuilder::restore(
+        head.size,
+        |level, index| tile(conn, level, index)?.ok_or_else(missing_tile),
+        missing_tile,
+    )?;
+    if builder.root() != head.root {
+        return Err(StoreError::Other(
+            "the audit tiles do not give the stored root".into(),
+        ));
+    }
+    Ok(builder)
+}
+
+/// One sequencer step, inside the writer's transaction.
+fn sequence_step(
+    conn: &Connection,
+    builder: &mut TileBuilder,
+    limit: u32,
+) -> Result<Sequenced, StoreError> {
+    let mut select = conn.prepare_cached(
+        "SELECT seq, time, actor, type, subject, data FROM events ORDER BY seq LIMIT ?1",
+    )?;
+    let mut insert =
+        conn.prepare_cached("INSERT INTO audit_entries (idx, subject, entry) VALUES (?1, ?2, ?3)")?;
+    let mut rows = select.query(params![limit])?;
+    let mut last_seq = None;
+    let mut appended = 0u64;
+    while let Some(row) = rows.next()? {
+        let seq: i64 = row.get(0)?;
+        let time = Timestamp::from_millis(row.get(1)?).to_rfc3339();
+        let actor: String = row.get(2)?;
+        let type_: String = row.get(3)?;
+        let subject: Option<String> = row.get(4)?;
+        let data: String = row.get(5)?;
+        let index = builder.size();
+        let bytes = entry::encode(index, &time, &actor, &type_, subject.as_deref(), &data);
+        builder.append(merkle::leaf_hash(&bytes));
+        insert.execute(params![to_i64(index)?, subject, bytes])?;
+        last_seq = Some(seq);
+        appended += 1;
+    }
+    if let Some(last) = last_seq {
+        conn.prepare_cached("DELETE FROM events WHERE seq <= ?1")?
+            .execute(params![last])?;
+        let mut upsert = conn.prepare_cached(
+            "INSERT INTO audit_tiles (level, idx, data) VALUES (?1, ?2, ?3)
+             ON CONFLICT (level, idx) DO UPDATE SET data = excluded.data",
+        )?;
+        for (level, index, bytes) in builder.take_dirty() {
+            upsert.execute(params![level, to_i64(index)?, bytes])?;
+        }
+        conn.prepare_cached(
+            "INSERT INTO audit_head (id, size, root) VALUES (0, ?1, ?2)
+             ON CONFLICT (id) DO UPDATE SET size = excluded.size, root = excluded.root",
+        )?
+        .execute(params![to_i64(builder.size())?, builder.root().to_vec()])?;
+    }
+    Ok(Sequenced {
+        appended,
+        head: TreeHead {
+            size: builder.size(),
+            root: builder.root(),
+        },
+    })
+}
+
+impl SqliteStore {
+    pub(super) async fn sequence_events(&self, limit: u32) -> Result<Sequenced, StoreError> {
+        let mut state = self.inner.sequencer.lock().await;
+        let builder = match state.take() {
+            Some(builder) => builder,
+            None => self.read(load_builder).await?,
+        };
+        let (builder, sequenced) = self
+            .write_plain(move |conn| {
+                let mut builder = builder;
+                let sequenced = sequence_step(conn, &mut builder, limit)?;
+                Ok((builder, sequenced))
+            })
+            .await?;
+        *state = Some(builder);
+        Ok(sequenced)
+    }
+}
+
+pub(super) fn add_checkpoint(
+    conn: &Connection,
+    checkpoint: &CheckpointRecord,
+) -> Result<(), StoreError> {
+    conn.prepare_cached(
+        "INSERT INTO audit_checkpoints (size, time, note) VALUES (?1, ?2, ?3) ON CONFLICT (size) DO NOTHING",
+    )?
+    .execute(params![
+        to_i64(checkpoint.size)?,
+        checkpoint.time.millis(),
+        checkpoint.note
+    ])?;
+    Ok(())
+}
+
+pub(super) fn checkpoints(
+    conn: &Connection,
+    after: u64,
+    limit: u32,
+) -> Result<Vec<CheckpointRecord>, StoreError> {
+    let sql =
+        "SELECT size, time, note FROM audit_checkpoints WHERE size > ?1 ORDER BY size LIMIT ?2";
+    q::all(conn, sql, params![to_i64(after)?, limit], checkpoint_row)
+}
+
+pub(super) fn latest_checkpoint(conn: &Connection) -> Result<Option<CheckpointRecord>, StoreError> {
+    let sql = "SELECT size, time, note FROM audit_checkpoints ORDER BY size DESC LIMIT 1";
+    q::one(conn, sql, [], checkpoint_row)
+}
+
+fn checkpoint_row(row: &rusqlite::Row<'_>) -> Result<CheckpointRecord, StoreError> {
+    Ok(CheckpointRecord {
+        size: to_u64(row.get(0)?)?,
+        time: Timestamp::from_millis(row.get(1)?),
+        note: row.get(2)?,
+    })
+}
+
+pub(super) fn entries(conn: &Connection, start: u64, end: u64) -> Result<Vec<Vec<u8>>, StoreError> {
+    let sql = "SELECT entry FROM audit_entries WHERE idx >= ?1 AND idx < ?2 ORDER BY idx";
+    q::all(conn, sql, params![to_i64(start)?, to_i64(end)?], |row| {
+        Ok(row.get(0)?)
+    })
+}
+
+pub(super) fn subject_entries(
+    conn: &Connection,
+    subject: &str,
+) -> Result<Vec<(u64, Vec<u8>)>, StoreError> {
+    let sql = "SELECT idx, entry FROM audit_entries WHERE subject = ?1 ORDER BY idx";
+    q::all(conn, sql, params![subject], |row| {
+        Ok((to_u64(row.get(0)?)?, row.get(1)?))
+    })
+}
+
+pub(super) fn stored_tile(
+    conn: &Connection,
+    level: u32,
+    index: u64,
+) -> Result<Option<Vec<u8>>, StoreError> {
+    tile(conn, level, index)
+}
+
+fn proof_error(error: ProofError<loopgate_core::audit::tile::TileError<StoreError>>) -> StoreError {
+    use loopgate_core::audit::tile::TileError;
+    match error {
+        ProofError::OutOfRange(message) => StoreError::Invalid(message.to_owned()),
+        ProofError::Source(TileError::Source(error)) => error,
+        ProofError::Source(TileError::Missing) => {
+            StoreError::Invalid("the tree is not that large yet".to_owned())
+        }
+    }
+}
+
+fn check_size(conn: &Connection, size: u64) -> Result<(), StoreError> {
+    let head = head(conn)?;
+    if size > head.size {
+        return Err(StoreError::Invalid(format!(
+            "the log holds {} entries, fewer than {size}",
+            head.size
+        )));
+    }
+    Ok(())
+}
+
+pub(super) fn inclusion_proofs(
+    conn: &Connection,
+    indexes: &[u64],
+    size: u64,
+) -> Result<Vec<Vec<Hash>>, StoreError> {
+    check_size(conn, size)?;
+    let mut source = TileSource::new(|level, index| tile(conn, level, index));
+    indexes
+        .iter()
+        .map(|&index| merkle::inclusion_proof(&mut source, index, size).map_err(proof_error))
+        .collect()
+}
+
+pub(super) fn consistency_proof(
+    conn: &Connection,
+    from: u64,
+    to: u64,
+) -> Result<Vec<Hash>, StoreError> {
+    check_size(conn, to)?;
+    let mut source = TileSource::new(|level, index| tile(conn, level, index));
+    merkle::consistency_proof(&mut source, from, to).map_err(proof_error)
+}
+
+/// Erases a settled proposal's payloads, salt and fingerprint.
+pub(super) fn erase(
+    conn: &Connection,
+    id: &ProposalId,
+    actor: &str,
+    reason: &str,
+    now: Timestamp,
+) -> Result<ProposalRecord, TxError<EraseError>> {
+    let record = q::proposal(conn, id.as_str())?.ok_or(StoreError::NotFound)?;
+    if !record.status.is_terminal() {
+        return Err(TxError::Refused(EraseError::Pending(id.clone())));
+    }
+    if record.erased_at.is_some() {
+        return Ok(record);
+    }
+    erase_rows(conn, id.as_str(), now)?;
+    let data = json!({"proposal": id.as_str(), "reason_hash": reason_digest(reason)});
+    q::event(conn, now, actor, "proposal.erased", id.as_str(), data)?;
+    Ok(q::proposal(conn, id.as_str())?.ok_or(StoreError::NotFound)?)
+}
+
+/// The reason is free text and may name the data subject: only its hash is logged.
+fn reason_digest(reason: &str) -> String {
+    loopgate_core::Digest::of_json(&json!(reason)).to_string()
+}
+
+fn erase_rows(conn: &Connection, id: &str, now: Timestamp) -> Result<(), StoreError> {
+    conn.prepare_cached(
+        "UPDATE proposals SET subject = 'null', input = 'null', output = 'null', explanation = NULL, context = '{}',
+             model = NULL, fingerprint = '', salt = NULL, erased_at = ?2
+         WHERE id = ?1",
+    )?
+    .execute(params![id, now.millis()])?;
+    conn.prepare_cached(
+        "UPDATE decisions SET rationale = NULL, output = NULL, labels = NULL WHERE proposal_id = ?1",
+    )?
+    .execute(params![id])?;
+    Ok(())
+}
+
+/// Erases what retention periods have run out on.
+pub(super) fn erase_expired(
+    conn: &Connection,
+    now: Timestamp,
+    limit: u32,
+) -> Result<Vec<ProposalId>, StoreError> {
+    let sql = "SELECT p.id FROM proposals p JOIN systems s ON s.id = p.system
+               WHERE s.retention_ms IS NOT NULL AND p.erased_at IS NULL AND p.decided_at IS NOT NULL
+                 AND p.decided_at + s.retention_ms <= ?1
+               ORDER BY p.decided_at LIMIT ?2";
+    let ids: Vec<String> = q::all(conn, sql, params![now.millis(), limit], |row| {
+        Ok(row.get(0)?)
+    })?;
+    let mut erased = Vec::with_capacity(ids.len());
+    for id in ids {
+        erase_rows(conn, &id, now)?;
+        let data = json!({"proposal": id, "reason": "retention"});
+        q::event(conn, now, "loopgate", "proposal.erased", &id, data)?;
+        erased.push(
+            ProposalId::parse(&id)
+                .ok_or_else(|| StoreError::Other(format!("bad proposal id {id}")))?,
+        );
+    }
+    Ok(erased)
+}
