@@ -246,12 +246,102 @@ impl Client {
         self.call::<(), _>(Method::GET, "/v1/policies", None).await
     }
 
+    /// Erases a settled proposal's payloads and salt (admin).
+    pub async fn erase(&self, id: &str, reason: &str) -> Result<proto::Proposal, ClientError> {
+        let body = proto::EraseProposal {
+            reason: reason.to_owned(),
+        };
+        self.call(
+            Method::POST,
+            &format!("/v1/proposals/{id}/erase"),
+            Some(&body),
+        )
+        .await
+    }
+
+    /// A proposal's audit trail with inclusion proofs and its salt.
+    pub async fn proposal_audit(&self, id: &str) -> Result<proto::ProposalAudit, ClientError> {
+        self.call::<(), _>(Method::GET, &format!("/v1/proposals/{id}/audit"), None)
+            .await
+    }
+
+    /// The audit log's verifier key.
+    pub async fn audit_pubkey(&self) -> Result<String, ClientError> {
+        let bytes = self
+            .raw::<()>(Method::GET, "/v1/audit/pubkey", None)
+            .await?;
+        Ok(String::from_utf8_lossy(&bytes).trim_end().to_owned())
+    }
+
+    /// The newest signed checkpoint.
+    pub async fn audit_checkpoint(&self) -> Result<String, ClientError> {
+        let bytes = self
+            .raw::<()>(Method::GET, "/v1/audit/checkpoint", None)
+            .await?;
+        Ok(String::from_utf8_lossy(&bytes).into_owned())
+    }
+
+    /// Sequences everything queued and signs a checkpoint now.
+    pub async fn issue_checkpoint(&self) -> Result<String, ClientError> {
+        let bytes = self
+            .raw::<()>(Method::POST, "/v1/audit/checkpoint", None)
+            .await?;
+        Ok(String::from_utf8_lossy(&bytes).into_owned())
+    }
+
+    /// Stored checkpoints larger than `after`, smallest first.
+    pub async fn audit_checkpoints(
+        &self,
+        after: u64,
+    ) -> Result<proto::AuditCheckpoints, ClientError> {
+        let path = format!("/v1/audit/checkpoints?after={after}");
+        self.call::<(), _>(Method::GET, &path, None).await
+    }
+
+    /// A tile or entry bundle by its path under `tile/`.
+    pub async fn audit_tile(&self, path: &str) -> Result<Vec<u8>, ClientError> {
+        let path = format!("/v1/audit/tile/{path}");
+        self.raw::<()>(Method::GET, &path, None).await
+    }
+
+    /// The inclusion proof of an entry in the tree of `size`.
+    pub async fn inclusion_proof(
+        &self,
+        index: u64,
+        size: u64,
+    ) -> Result<proto::InclusionProof, ClientError> {
+        let path = format!("/v1/audit/proof/inclusion?index={index}&size={size}");
+        self.call::<(), _>(Method::GET, &path, None).await
+    }
+
+    /// The consistency proof between two tree sizes.
+    pub async fn consistency_proof(
+        &self,
+        from: u64,
+        to: u64,
+    ) -> Result<proto::ConsistencyProof, ClientError> {
+        let path = format!("/v1/audit/proof/consistency?from={from}&to={to}");
+        self.call::<(), _>(Method::GET, &path, None).await
+    }
+
     async fn call<B: Serialize, T: DeserializeOwned>(
         &self,
         method: Method,
         path: &str,
         body: Option<&B>,
     ) -> Result<T, ClientError> {
+        let bytes = self.raw(method, path, body).await?;
+        serde_json::from_slice(&bytes).map_err(|e| {
+            ClientError::Transport(format!("unexpected answer from {}{path}: {e}", self.base))
+        })
+    }
+
+    async fn raw<B: Serialize>(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&B>,
+    ) -> Result<Vec<u8>, ClientError> {
         let url = format!("{}{path}", self.base);
         let mut request = self.http.request(method, &url).bearer_auth(&self.token);
         if let Some(body) = body {
@@ -267,8 +357,7 @@ impl Client {
             .await
             .map_err(|e| ClientError::Transport(e.to_string()))?;
         if status.is_success() {
-            return serde_json::from_slice(&bytes)
-                .map_err(|e| ClientError::Transport(format!("unexpected answer from {url}: {e}")));
+            return Ok(bytes.to_vec());
         }
         match serde_json::from_slice::<proto::Problem>(&bytes) {
             Ok(problem) => Err(ClientError::Problem(Box::new(problem))),

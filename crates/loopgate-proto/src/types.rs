@@ -269,6 +269,28 @@ pub struct ProposalAudit {
     pub entries: Vec<AuditEntry>,
 }
 
+/// One stored checkpoint.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct AuditCheckpoint {
+    /// Tree size.
+    pub size: u64,
+    /// RFC 3339.
+    pub time: String,
+    /// The signed note.
+    pub note: String,
+}
+
+/// `GET /v1/audit/checkpoints`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct AuditCheckpoints {
+    /// Smallest first.
+    pub items: Vec<AuditCheckpoint>,
+    /// Pass as `after` for the next page; null at the end.
+    pub next_after: Option<u64>,
+}
+
 /// `POST /v1/proposals/{id}/erase`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(ToSchema))]

@@ -37,6 +37,12 @@ pub(crate) enum Command {
     /// Work the review queue.
     #[command(subcommand)]
     Review(ReviewCommand),
+    /// The tamper-evident audit log: key, checkpoints, proofs, export, offline verification.
+    #[command(subcommand)]
+    Audit(crate::audit::AuditCommand),
+    /// Erase payloads (right to erasure); the audit log keeps verifying.
+    #[command(subcommand)]
+    Erase(crate::audit::EraseCommand),
     /// Load-test a running server and print throughput and latency.
     Bench(crate::bench::BenchArgs),
 }

@@ -35,6 +35,8 @@ pub(crate) async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Policy(command) => policy(&file, command).await,
         Command::Submit(args) => submit(&file, args).await,
         Command::Review(command) => review(&file, command).await,
+        Command::Audit(command) => crate::audit::run(&file, command).await,
+        Command::Erase(command) => crate::audit::erase(&file, command).await,
         Command::Bench(args) => crate::bench::run(args).await,
     }
 }

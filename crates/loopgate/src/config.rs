@@ -25,6 +25,9 @@ pub(crate) struct FileConfig {
     max_body_bytes: Option<usize>,
     server: Option<String>,
     token: Option<String>,
+    audit_checkpoint_ms: Option<u64>,
+    audit_public: Option<bool>,
+    audit_origin: Option<String>,
 }
 
 pub(crate) const DEFAULT_BIND: &str = "127.0.0.1:8460";
@@ -83,6 +86,11 @@ impl FileConfig {
         if let Some(bytes) = self.max_body_bytes {
             config.max_body_bytes = bytes;
         }
+        if let Some(ms) = self.audit_checkpoint_ms {
+            config.audit_checkpoint_interval = Duration::from_millis(ms.max(1));
+        }
+        config.audit_public = self.audit_public.unwrap_or(false);
+        config.audit_origin = self.audit_origin.clone();
         config.bootstrap_token = std::env::var("LOOPGATE_BOOTSTRAP_TOKEN")
             .ok()
             .filter(|it| !it.is_empty());

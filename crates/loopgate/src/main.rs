@@ -10,6 +10,7 @@ macro_rules! out {
     }};
 }
 
+mod audit;
 mod bench;
 mod cli;
 mod commands;

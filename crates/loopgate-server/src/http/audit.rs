@@ -88,6 +88,40 @@ pub async fn issue(State(app): State<AppState>, caller: Caller) -> Result<Respon
     Ok(response)
 }
 
+/// Page of `GET /v1/audit/checkpoints`.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+pub struct CheckpointsQuery {
+    /// Only checkpoints larger than this size.
+    #[serde(default)]
+    pub after: u64,
+}
+
+/// Every stored checkpoint, smallest first, 1000 a page: what an auditor
+/// needs to check that the log only ever grew.
+#[utoipa::path(get, path = "/v1/audit/checkpoints", tag = "audit", params(CheckpointsQuery),
+    responses((status = 200, body = proto::AuditCheckpoints)))]
+pub async fn checkpoints(
+    State(app): State<AppState>,
+    Params(query): Params<CheckpointsQuery>,
+    mut parts: Parts,
+) -> Result<Json<proto::AuditCheckpoints>, ApiError> {
+    check_reader(&app, &mut parts).await?;
+    const PAGE: u32 = 1000;
+    let records = app.store.checkpoints(query.after, PAGE).await?;
+    let next_after = (records.len() == PAGE as usize)
+        .then(|| records.last().map(|c| c.size))
+        .flatten();
+    let items = records
+        .into_iter()
+        .map(|c| proto::AuditCheckpoint {
+            size: c.size,
+            time: c.time.to_rfc3339(),
+            note: c.note,
+        })
+        .collect();
+    Ok(Json(proto::AuditCheckpoints { items, next_after }))
+}
+
 /// A C2SP tlog-tiles hash tile (`<L>/<N>[.p/<W>]`) or entry bundle
 /// (`entries/<N>[.p/<W>]`).
 #[utoipa::path(get, path = "/v1/audit/tile/{path}", tag = "audit", params(("path" = String, Path)),

@@ -34,7 +34,7 @@ use error::ApiError;
         systems::list, systems::create, systems::update, systems::create_key,
         users::list, users::create, users::update, users::create_token,
         policies::list, policies::publish, policies::validate,
-        audit::pubkey, audit::checkpoint, audit::issue, audit::tile, audit::entries,
+        audit::pubkey, audit::checkpoint, audit::issue, audit::checkpoints, audit::tile, audit::entries,
         audit::inclusion, audit::consistency, audit::proposal, proposals::erase,
         health::healthz, health::readyz, health::metrics,
     ),
@@ -76,6 +76,7 @@ pub fn router(app: AppState) -> Router {
             "/v1/audit/checkpoint",
             get(audit::checkpoint).post(audit::issue),
         )
+        .route("/v1/audit/checkpoints", get(audit::checkpoints))
         .route("/v1/audit/tile/{*path}", get(audit::tile))
         .route("/v1/audit/entries", get(audit::entries))
         .route("/v1/audit/proof/inclusion", get(audit::inclusion))
