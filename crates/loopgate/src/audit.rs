@@ -380,7 +380,9 @@ pub(crate) fn verify_dir(
             .with_context(|| format!("cannot read `{}`", path.display()))?;
         notes.push((format!("checkpoints/{}", file_name(&path)), note));
     }
-    if let Ok(note) = std::fs::read_to_string(dir.join("checkpoint")) {
+    if let Ok(note) = std::fs::read_to_string(dir.join("checkpoint"))
+        && !notes.iter().any(|(_, known)| *known == note)
+    {
         notes.push(("checkpoint".to_owned(), note));
     }
     let mut log = LogVerifier::new(verifier, notes).map_err(fail)?;

@@ -1,6 +1,7 @@
 //! Durability: SIGKILL the real binary while systems submit and reviewers
 //! decide, restart it on the same data directory, and check that nothing
-//! acknowledged was lost and nothing was resolved twice.
+//! acknowledged was lost, nothing was resolved twice, and the audit log
+//! holds every acknowledged change and verifies.
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
@@ -9,63 +10,14 @@
 )]
 
 use std::collections::{HashMap, HashSet};
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use serde_json::{Value, json};
+use serde_json::json;
 
-const ADMIN: &str = "lgt_crash_test_admin_token_000";
+mod common;
 
-struct Server {
-    child: Child,
-    base: String,
-}
-
-fn start(data_dir: &std::path::Path) -> Server {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_loopgate"))
-        .args(["serve", "--bind", "127.0.0.1:0", "--data-dir"])
-        .arg(data_dir)
-        .env("LOOPGATE_BOOTSTRAP_TOKEN", ADMIN)
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let stdout = child.stdout.take().unwrap();
-    let mut lines = BufReader::new(stdout).lines();
-    let base = loop {
-        let line = lines
-            .next()
-            .expect("the server printed its address")
-            .unwrap();
-        if let Some(address) = line.strip_prefix("loopgate listening on ") {
-            break address.to_owned();
-        }
-    };
-    Server { child, base }
-}
-
-async fn call(
-    http: &reqwest::Client,
-    method: reqwest::Method,
-    url: String,
-    token: &str,
-    body: Option<Value>,
-) -> Result<(u16, Value), reqwest::Error> {
-    let mut request = http
-        .request(method, url)
-        .bearer_auth(token)
-        .timeout(Duration::from_secs(10));
-    if let Some(body) = body {
-        request = request.json(&body);
-    }
-    let response = request.send().await?;
-    let status = response.status().as_u16();
-    let body = response.json::<Value>().await.unwrap_or(Value::Null);
-    Ok((status, body))
-}
+use common::{ADMIN, call, start};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn sigkill_loses_nothing_acknowledged_and_resolves_nothing_twice() {
@@ -308,6 +260,78 @@ async fn sigkill_loses_nothing_acknowledged_and_resolves_nothing_twice() {
         );
         assert_eq!(waiter.await.unwrap()["status"], "rejected");
     }
+
+    // The audit log survived the crash: every acknowledged change is in it,
+    // and an export verifies offline.
+    let (status, _) = call(
+        &http,
+        post.clone(),
+        format!("{base}/v1/audit/checkpoint"),
+        ADMIN,
+        None,
+    )
+    .await
+    .unwrap();
+    assert_eq!(status, 201);
+    for id in accepted.values().chain(&decided) {
+        let (_, trail) = call(
+            &http,
+            reqwest::Method::GET,
+            format!("{base}/v1/proposals/{id}/audit"),
+            ADMIN,
+            None,
+        )
+        .await
+        .unwrap();
+        let entries = trail["entries"].as_array().unwrap();
+        let has = |type_: &str| {
+            entries.iter().any(|e| {
+                e["entry"]
+                    .as_str()
+                    .unwrap()
+                    .contains(&format!("\"type\":\"{type_}\""))
+            })
+        };
+        assert!(
+            has("proposal.submitted"),
+            "acknowledged proposal {id} is not in the audit log"
+        );
+        assert!(entries.iter().all(|e| e["inclusion_proof"].is_array()));
+        if decided.contains(id) {
+            assert!(
+                has("decision.recorded") && has("proposal.resolved"),
+                "acknowledged decision on {id} is not in the audit log"
+            );
+        }
+    }
+    let export = dir.path().join("export");
+    let run = |args: &[&str]| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_loopgate"))
+            .args(args)
+            .env("LOOPGATE_SERVER", &base)
+            .env("LOOPGATE_TOKEN", ADMIN)
+            .output()
+            .unwrap()
+    };
+    let exported = run(&["audit", "export", "--out", export.to_str().unwrap()]);
+    assert!(
+        exported.status.success(),
+        "{}",
+        String::from_utf8_lossy(&exported.stderr)
+    );
+    let pubkey = String::from_utf8(run(&["audit", "pubkey"]).stdout).unwrap();
+    let verified = run(&[
+        "audit",
+        "verify",
+        export.to_str().unwrap(),
+        "--pubkey",
+        pubkey.trim(),
+    ]);
+    assert!(
+        verified.status.success(),
+        "{}",
+        String::from_utf8_lossy(&verified.stderr)
+    );
     let mut child = server.child;
     child.kill().unwrap();
     child.wait().unwrap();

@@ -181,7 +181,7 @@ pub struct EntriesQuery {
 
 /// Entries `[start, end)`, as the canonical JSON text that was hashed.
 #[utoipa::path(get, path = "/v1/audit/entries", tag = "audit", params(EntriesQuery),
-    responses((status = 200, body = proto::AuditEntries), (status = 400, body = proto::Problem)))]
+    responses((status = 200, body = proto::AuditEntries), (status = 422, body = proto::Problem)))]
 pub async fn entries(
     State(app): State<AppState>,
     Params(query): Params<EntriesQuery>,
@@ -217,7 +217,7 @@ pub struct InclusionQuery {
 
 /// The RFC 9162 inclusion proof of an entry.
 #[utoipa::path(get, path = "/v1/audit/proof/inclusion", tag = "audit", params(InclusionQuery),
-    responses((status = 200, body = proto::InclusionProof), (status = 400, body = proto::Problem)))]
+    responses((status = 200, body = proto::InclusionProof), (status = 422, body = proto::Problem)))]
 pub async fn inclusion(
     State(app): State<AppState>,
     Params(query): Params<InclusionQuery>,
@@ -254,7 +254,7 @@ pub struct ConsistencyQuery {
 
 /// The RFC 9162 consistency proof between two tree sizes.
 #[utoipa::path(get, path = "/v1/audit/proof/consistency", tag = "audit", params(ConsistencyQuery),
-    responses((status = 200, body = proto::ConsistencyProof), (status = 400, body = proto::Problem)))]
+    responses((status = 200, body = proto::ConsistencyProof), (status = 422, body = proto::Problem)))]
 pub async fn consistency(
     State(app): State<AppState>,
     Params(query): Params<ConsistencyQuery>,

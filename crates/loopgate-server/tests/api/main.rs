@@ -7,6 +7,7 @@
     reason = "tests"
 )]
 
+mod audit;
 mod errors;
 mod harness;
 mod proposals;
