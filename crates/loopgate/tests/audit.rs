@@ -170,10 +170,7 @@ async fn an_export_verifies_and_every_tampering_is_named() {
     let export = export().await;
     let (ok, output) = verify(&export.path, &export.pubkey);
     assert!(ok, "{output}");
-    assert!(
-        output.starts_with("verified: 1804 entries, 4 checkpoints"),
-        "{output}"
-    );
+    assert!(output.starts_with("verified: 1804 entries, "), "{output}");
     // The key may also be given as a file.
     let (ok, _) = verify(&export.path, export.path.join("pubkey").to_str().unwrap());
     assert!(ok);

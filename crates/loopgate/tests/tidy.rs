@@ -113,3 +113,38 @@ fn every_environment_variable_is_documented() {
         assert!(readme.contains(&name), "README.md does not document {name}");
     }
 }
+
+#[test]
+fn every_audit_event_type_is_documented() {
+    let audit = read("docs/audit.md");
+    let store = [
+        read("crates/loopgate-store/src/sqlite/store.rs"),
+        read("crates/loopgate-store/src/sqlite/audit.rs"),
+        read("crates/loopgate-store/src/sqlite/queries.rs"),
+    ]
+    .concat();
+    let prefixes = [
+        "system.",
+        "user.",
+        "key.",
+        "policy.",
+        "proposal.",
+        "task.",
+        "decision.",
+    ];
+    let mut found = 0;
+    for chunk in store.split('"').skip(1).step_by(2) {
+        let is_type = prefixes.iter().any(|p| chunk.starts_with(p))
+            && chunk
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b == b'.' || b == b'_');
+        if is_type {
+            found += 1;
+            assert!(
+                audit.contains(&format!("`{chunk}`")),
+                "event type `{chunk}` is not in docs/audit.md"
+            );
+        }
+    }
+    assert!(found > 10, "found only {found} event types");
+}

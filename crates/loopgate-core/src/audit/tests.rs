@@ -11,7 +11,7 @@ use proptest::prelude::*;
 use serde::Deserialize;
 
 use super::merkle::*;
-use super::tile::{TileBuilder, TileId, TileSource, encode_index};
+use super::tile::{TileBuilder, TileId, TileSource, encode_index, tree_of};
 
 fn data_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/merkle")
@@ -216,7 +216,7 @@ fn tile_proofs_equal_memory_proofs_across_tile_boundaries() {
     assert_eq!(root, root_of_hashes(&all));
     let mut memory = MemoryTree::new(all);
     let mut tiles =
-        TileSource::new(|level, index| Ok::<_, ()>(stored.get(&(level, index)).cloned()));
+        TileSource::new(|level, index| Ok::<_, ()>(tree_of(stored.get(&(level, index)).cloned())));
     for (index, size) in [
         (0, 1),
         (255, 256),

@@ -3,6 +3,7 @@
 //! level while the sequencer appends, and a `NodeSource` over stored tiles.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use super::merkle::{Frontier, Hash, NodeSource, node_hash};
 
@@ -179,7 +180,7 @@ impl TileBuilder {
             };
             edges.push((index, hashes));
         }
-        let mut source = TileSource::new(|level, index| tile(level, index).map(Some));
+        let mut source = TileSource::new(|level, index| tile(level, index).map(Some).map(tree_of));
         let frontier = Frontier::restore(size, |level, index| {
             source.node(level, index).map_err(|error| match error {
                 TileError::Source(error) => error,
@@ -265,6 +266,45 @@ pub fn hashes_of(bytes: &[u8]) -> Option<Vec<Hash>> {
     )
 }
 
+/// A tile with every level of its subtree computed once, so that proofs
+/// read nodes instead of rehashing the tile.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TileTree {
+    /// `levels[r]` holds the nodes `r` levels above the tile's base.
+    levels: Vec<Vec<Hash>>,
+}
+
+impl TileTree {
+    /// Builds the subtree of a tile's bytes; `None` when they are not hashes.
+    pub fn new(bytes: &[u8]) -> Option<TileTree> {
+        let mut levels = vec![hashes_of(bytes)?];
+        while let Some(below) = levels.last().filter(|level| level.len() > 1) {
+            let above = below
+                .chunks_exact(2)
+                .map(|pair| node_hash(&pair[0], &pair[1]))
+                .collect();
+            levels.push(above);
+        }
+        Some(TileTree { levels })
+    }
+
+    /// Number of base hashes.
+    pub fn width(&self) -> u64 {
+        self.levels.first().map_or(0, |base| base.len() as u64)
+    }
+
+    /// Whether the tile is full (and so never changes).
+    pub fn is_full(&self) -> bool {
+        self.width() == WIDTH
+    }
+
+    /// The node `rise` levels above the base, over base hashes from `first`.
+    fn node(&self, rise: u32, first: u64) -> Option<Hash> {
+        let level = self.levels.get(rise as usize)?;
+        level.get(usize::try_from(first >> rise).ok()?).copied()
+    }
+}
+
 /// Why a node could not be read from tiles.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum TileError<E> {
@@ -274,15 +314,15 @@ pub enum TileError<E> {
     Source(E),
 }
 
-/// A `NodeSource` over stored tiles, caching the tiles it reads.
+/// A `NodeSource` over stored tiles, keeping the tiles it reads.
 pub struct TileSource<F> {
     fetch: F,
-    cache: BTreeMap<(u32, u64), Vec<Hash>>,
+    cache: BTreeMap<(u32, u64), Arc<TileTree>>,
 }
 
 impl<F, E> TileSource<F>
 where
-    F: FnMut(u32, u64) -> Result<Option<Vec<u8>>, E>,
+    F: FnMut(u32, u64) -> Result<Option<Arc<TileTree>>, E>,
 {
     /// `fetch(level, index)` returns the widest stored version of a tile.
     pub fn new(fetch: F) -> TileSource<F> {
@@ -293,37 +333,31 @@ where
     }
 }
 
+/// Turns stored tile bytes into a `TileTree` for a `TileSource`.
+pub fn tree_of(bytes: Option<Vec<u8>>) -> Option<Arc<TileTree>> {
+    bytes.and_then(|bytes| TileTree::new(&bytes)).map(Arc::new)
+}
+
 impl<F, E> NodeSource for TileSource<F>
 where
-    F: FnMut(u32, u64) -> Result<Option<Vec<u8>>, E>,
+    F: FnMut(u32, u64) -> Result<Option<Arc<TileTree>>, E>,
 {
     type Error = TileError<E>;
 
     fn node(&mut self, level: u32, index: u64) -> Result<Hash, TileError<E>> {
-        let tile_level = level / HEIGHT;
         let rise = level % HEIGHT;
         let first = index << rise;
-        let count = 1u64 << rise;
-        let key = (tile_level, first / WIDTH);
-        if !self.cache.contains_key(&key) {
-            let bytes = (self.fetch)(key.0, key.1)
-                .map_err(TileError::Source)?
-                .ok_or(TileError::Missing)?;
-            let hashes = hashes_of(&bytes).ok_or(TileError::Missing)?;
-            self.cache.insert(key, hashes);
-        }
-        let hashes = self.cache.get(&key).ok_or(TileError::Missing)?;
-        let offset = (first % WIDTH) as usize;
-        let mut layer: Vec<Hash> = hashes
-            .get(offset..offset + count as usize)
-            .ok_or(TileError::Missing)?
-            .to_vec();
-        while layer.len() > 1 {
-            layer = layer
-                .chunks_exact(2)
-                .map(|pair| node_hash(&pair[0], &pair[1]))
-                .collect();
-        }
-        layer.first().copied().ok_or(TileError::Missing)
+        let key = (level / HEIGHT, first / WIDTH);
+        let tile = match self.cache.get(&key) {
+            Some(tile) => Arc::clone(tile),
+            None => {
+                let tile = (self.fetch)(key.0, key.1)
+                    .map_err(TileError::Source)?
+                    .ok_or(TileError::Missing)?;
+                self.cache.insert(key, Arc::clone(&tile));
+                tile
+            }
+        };
+        tile.node(rise, first % WIDTH).ok_or(TileError::Missing)
     }
 }

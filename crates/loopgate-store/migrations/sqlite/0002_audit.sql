@@ -1,6 +1,5 @@
--- The tamper-evident audit log: per-proposal salts, erasure, and the
--- sequenced log (entries, hash tiles, tree head, signed checkpoints).
--- `events` stays the queue the sequencer drains in order.
+-- The tamper-evident audit log: per-proposal salts, erasure, and the Merkle
+-- tree over `events` (hash tiles, tree head, signed checkpoints).
 
 ALTER TABLE proposals ADD COLUMN salt BLOB;
 -- Payloads of settled proposals are erased this long after settling.
@@ -9,12 +8,10 @@ ALTER TABLE proposals ADD COLUMN erased_at INTEGER;
 -- The unsalted digest an idempotent replay must match; erased with the payload.
 ALTER TABLE proposals RENAME COLUMN submitted_digest TO fingerprint;
 
-CREATE TABLE audit_entries (
-    idx INTEGER PRIMARY KEY,
-    subject TEXT,
-    entry BLOB NOT NULL
-);
-CREATE INDEX audit_entries_by_subject ON audit_entries (subject);
+-- The log's entries are the rows of `events`: entry `i` is the event with
+-- `seq = i + 1`, framed as canonical JSON (loopgate_core::audit::entry).
+-- One writer and no deletes keep `seq` dense; the sequencer checks it.
+CREATE INDEX events_by_subject ON events (subject);
 
 -- C2SP tlog-tiles: the widest version of each hash tile.
 CREATE TABLE audit_tiles (
@@ -38,9 +35,9 @@ CREATE TABLE audit_checkpoints (
 );
 
 -- No interface changes an entry: the database refuses it too.
-CREATE TRIGGER audit_entries_no_update BEFORE UPDATE ON audit_entries
+CREATE TRIGGER events_no_update BEFORE UPDATE ON events
 BEGIN SELECT RAISE(ABORT, 'audit entries are immutable'); END;
-CREATE TRIGGER audit_entries_no_delete BEFORE DELETE ON audit_entries
+CREATE TRIGGER events_no_delete BEFORE DELETE ON events
 BEGIN SELECT RAISE(ABORT, 'audit entries are append-only'); END;
 CREATE TRIGGER audit_checkpoints_no_update BEFORE UPDATE ON audit_checkpoints
 BEGIN SELECT RAISE(ABORT, 'checkpoints are immutable'); END;

@@ -9,7 +9,10 @@
 
 use loopgate_core::audit::entry;
 use loopgate_core::audit::merkle::{self, Hash, ProofError};
-use loopgate_core::audit::tile::{TileBuilder, TileSource};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use loopgate_core::audit::tile::{TileBuilder, TileSource, TileTree, tree_of};
 use loopgate_core::{ProposalId, Timestamp};
 use rusqlite::{Connection, OptionalExtension, params};
 use serde_json::json;
@@ -73,37 +76,45 @@ fn load_builder(conn: &Connection) -> Result<TileBuilder, StoreError> {
     Ok(builder)
 }
 
-/// One sequencer step, inside the writer's transaction.
+const EVENT_COLUMNS: &str = "seq, time, actor, type, subject, data";
+
+/// The entry of an `events` row (in `EVENT_COLUMNS` order): its index and
+/// canonical bytes. Entry `i` is the event with `seq = i + 1`.
+fn entry_row(row: &rusqlite::Row<'_>) -> Result<(u64, Vec<u8>), StoreError> {
+    let index = to_u64(row.get::<_, i64>(0)? - 1)?;
+    let time = Timestamp::from_millis(row.get(1)?).to_rfc3339();
+    let actor: String = row.get(2)?;
+    let type_: String = row.get(3)?;
+    let subject: Option<String> = row.get(4)?;
+    let data: String = row.get(5)?;
+    let bytes = entry::encode(index, &time, &actor, &type_, subject.as_deref(), &data);
+    Ok((index, bytes))
+}
+
+/// One sequencer step, inside the writer's transaction: hashes the next
+/// queued events into the tree and stores the changed tiles and the head.
+/// Events are never copied: they are the entries.
 fn sequence_step(
     conn: &Connection,
     builder: &mut TileBuilder,
     limit: u32,
 ) -> Result<Sequenced, StoreError> {
-    let mut select = conn.prepare_cached(
-        "SELECT seq, time, actor, type, subject, data FROM events ORDER BY seq LIMIT ?1",
-    )?;
-    let mut insert =
-        conn.prepare_cached("INSERT INTO audit_entries (idx, subject, entry) VALUES (?1, ?2, ?3)")?;
-    let mut rows = select.query(params![limit])?;
-    let mut last_seq = None;
+    let sql = format!("SELECT {EVENT_COLUMNS} FROM events WHERE seq > ?1 ORDER BY seq LIMIT ?2");
+    let mut select = conn.prepare_cached(&sql)?;
+    let mut rows = select.query(params![to_i64(builder.size())?, limit])?;
     let mut appended = 0u64;
     while let Some(row) = rows.next()? {
-        let seq: i64 = row.get(0)?;
-        let time = Timestamp::from_millis(row.get(1)?).to_rfc3339();
-        let actor: String = row.get(2)?;
-        let type_: String = row.get(3)?;
-        let subject: Option<String> = row.get(4)?;
-        let data: String = row.get(5)?;
-        let index = builder.size();
-        let bytes = entry::encode(index, &time, &actor, &type_, subject.as_deref(), &data);
+        let (index, bytes) = entry_row(row)?;
+        if index != builder.size() {
+            return Err(StoreError::Other(format!(
+                "the audit queue has a gap: expected entry {}, found {index}",
+                builder.size()
+            )));
+        }
         builder.append(merkle::leaf_hash(&bytes));
-        insert.execute(params![to_i64(index)?, subject, bytes])?;
-        last_seq = Some(seq);
         appended += 1;
     }
-    if let Some(last) = last_seq {
-        conn.prepare_cached("DELETE FROM events WHERE seq <= ?1")?
-            .execute(params![last])?;
+    if appended > 0 {
         let mut upsert = conn.prepare_cached(
             "INSERT INTO audit_tiles (level, idx, data) VALUES (?1, ?2, ?3)
              ON CONFLICT (level, idx) DO UPDATE SET data = excluded.data",
@@ -183,21 +194,22 @@ fn checkpoint_row(row: &rusqlite::Row<'_>) -> Result<CheckpointRecord, StoreErro
     })
 }
 
+/// Entries `[start, end)`, sequenced or not.
 pub(super) fn entries(conn: &Connection, start: u64, end: u64) -> Result<Vec<Vec<u8>>, StoreError> {
-    let sql = "SELECT entry FROM audit_entries WHERE idx >= ?1 AND idx < ?2 ORDER BY idx";
-    q::all(conn, sql, params![to_i64(start)?, to_i64(end)?], |row| {
-        Ok(row.get(0)?)
+    let sql =
+        format!("SELECT {EVENT_COLUMNS} FROM events WHERE seq > ?1 AND seq <= ?2 ORDER BY seq");
+    q::all(conn, &sql, params![to_i64(start)?, to_i64(end)?], |row| {
+        Ok(entry_row(row)?.1)
     })
 }
 
+/// A subject's entries with their indexes, sequenced or not.
 pub(super) fn subject_entries(
     conn: &Connection,
     subject: &str,
 ) -> Result<Vec<(u64, Vec<u8>)>, StoreError> {
-    let sql = "SELECT idx, entry FROM audit_entries WHERE subject = ?1 ORDER BY idx";
-    q::all(conn, sql, params![subject], |row| {
-        Ok((to_u64(row.get(0)?)?, row.get(1)?))
-    })
+    let sql = format!("SELECT {EVENT_COLUMNS} FROM events WHERE subject = ?1 ORDER BY seq");
+    q::all(conn, &sql, params![subject], entry_row)
 }
 
 pub(super) fn stored_tile(
@@ -230,13 +242,53 @@ fn check_size(conn: &Connection, size: u64) -> Result<(), StoreError> {
     Ok(())
 }
 
+/// Full tiles never change: proofs keep up to `TILE_CACHE` of them, with
+/// their subtrees computed, across calls.
+const TILE_CACHE: usize = 4096;
+
+/// Full tiles already read, shared by the readers.
+#[derive(Default)]
+pub(super) struct TileCache(Mutex<HashMap<(u32, u64), Arc<TileTree>>>);
+
+impl TileCache {
+    fn read(
+        &self,
+        conn: &Connection,
+        level: u32,
+        index: u64,
+    ) -> Result<Option<Arc<TileTree>>, StoreError> {
+        let cached = match self.0.lock() {
+            Ok(map) => map.get(&(level, index)).cloned(),
+            Err(poisoned) => poisoned.into_inner().get(&(level, index)).cloned(),
+        };
+        if cached.is_some() {
+            return Ok(cached);
+        }
+        let Some(tree) = tree_of(tile(conn, level, index)?) else {
+            return Ok(None);
+        };
+        if tree.is_full() {
+            let mut map = match self.0.lock() {
+                Ok(map) => map,
+                Err(poisoned) => poisoned.into_inner(),
+            };
+            if map.len() >= TILE_CACHE {
+                map.clear();
+            }
+            map.insert((level, index), Arc::clone(&tree));
+        }
+        Ok(Some(tree))
+    }
+}
+
 pub(super) fn inclusion_proofs(
     conn: &Connection,
+    cache: &TileCache,
     indexes: &[u64],
     size: u64,
 ) -> Result<Vec<Vec<Hash>>, StoreError> {
     check_size(conn, size)?;
-    let mut source = TileSource::new(|level, index| tile(conn, level, index));
+    let mut source = TileSource::new(|level, index| cache.read(conn, level, index));
     indexes
         .iter()
         .map(|&index| merkle::inclusion_proof(&mut source, index, size).map_err(proof_error))
@@ -245,11 +297,12 @@ pub(super) fn inclusion_proofs(
 
 pub(super) fn consistency_proof(
     conn: &Connection,
+    cache: &TileCache,
     from: u64,
     to: u64,
 ) -> Result<Vec<Hash>, StoreError> {
     check_size(conn, to)?;
-    let mut source = TileSource::new(|level, index| tile(conn, level, index));
+    let mut source = TileSource::new(|level, index| cache.read(conn, level, index));
     merkle::consistency_proof(&mut source, from, to).map_err(proof_error)
 }
 

@@ -1,5 +1,6 @@
 //! `Store` for `SqliteStore`.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use loopgate_core::review::{self, DecisionInput, Effect, ReviewError, Reviewer, Task};
@@ -573,12 +574,14 @@ impl Store for SqliteStore {
         indexes: Vec<u64>,
         size: u64,
     ) -> Result<Vec<Vec<Hash>>, StoreError> {
-        self.read(move |conn| audit::inclusion_proofs(conn, &indexes, size))
+        let tiles = Arc::clone(&self.inner.tiles);
+        self.read(move |conn| audit::inclusion_proofs(conn, &tiles, &indexes, size))
             .await
     }
 
     async fn consistency_proof(&self, from: u64, to: u64) -> Result<Vec<Hash>, StoreError> {
-        self.read(move |conn| audit::consistency_proof(conn, from, to))
+        let tiles = Arc::clone(&self.inner.tiles);
+        self.read(move |conn| audit::consistency_proof(conn, &tiles, from, to))
             .await
     }
 
