@@ -101,9 +101,8 @@ pub fn index_of(entry: &[u8]) -> Option<u64> {
 }
 
 fn rfind(haystack: &[u8], needle: &[u8]) -> Option<usize> {
-    haystack
-        .windows(needle.len())
-        .rposition(|window| window == needle)
+    let (&first, _) = needle.split_first()?;
+    memchr::memrchr_iter(first, haystack).find(|&i| haystack[i..].starts_with(needle))
 }
 
 #[cfg(test)]
