@@ -511,6 +511,9 @@ pub struct System {
     pub created_at: String,
     /// RFC 3339.
     pub updated_at: String,
+    /// Payloads of settled proposals are erased this long after settling (ISO 8601).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retention: Option<String>,
 }
 
 /// `POST /v1/systems`.
@@ -557,6 +560,9 @@ pub struct UpdateSystem {
     /// Kill switch.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub status: Option<SystemStatus>,
+    /// Retention of payloads after settling, ISO 8601 (`P90D`), or `off`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retention: Option<String>,
 }
 
 /// A secret shown once: a system API key or a personal token.

@@ -208,6 +208,7 @@ pub(crate) fn system(record: SystemRecord) -> proto::System {
         status: system_status_to_proto(record.status),
         created_at: record.created_at.to_rfc3339(),
         updated_at: record.updated_at.to_rfc3339(),
+        retention: record.retention.map(|r| format!("PT{}S", r.as_secs())),
     }
 }
 

@@ -1,5 +1,6 @@
 //! The deadline worker: escalates overdue tasks and applies `on_timeout`,
-//! from a durable schedule (`tasks.due_at`), so deadlines survive restarts.
+//! from a durable schedule (`tasks.due_at`), so deadlines survive restarts;
+//! and erases payloads whose system's retention period has run out.
 
 use std::time::Duration;
 
@@ -53,6 +54,8 @@ pub async fn run_due(app: &AppState) -> Result<usize, StoreError> {
             }
         }
         if outcomes.len() < 500 {
+            // Retention: erase the payloads whose time has run out.
+            while app.store.erase_expired(now, 500).await?.len() == 500 {}
             return Ok(total);
         }
     }

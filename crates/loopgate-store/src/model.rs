@@ -97,6 +97,8 @@ pub struct SystemRecord {
     pub created_at: Timestamp,
     /// Last change.
     pub updated_at: Timestamp,
+    /// Payloads of settled proposals are erased this long after settling.
+    pub retention: Option<std::time::Duration>,
 }
 
 /// A new system.
@@ -131,6 +133,8 @@ pub struct SystemPatch {
     pub oversight: Option<Oversight>,
     /// Kill switch.
     pub status: Option<SystemStatus>,
+    /// `Some(None)` turns retention off.
+    pub retention: Option<Option<std::time::Duration>>,
 }
 
 /// A policy version to publish.

@@ -115,6 +115,15 @@ pub(crate) enum SystemCommand {
     Resume(SystemRef),
     /// Issue a new API key (shown once).
     Key(SystemRef),
+    /// Erase payloads this long after a proposal settles (ISO 8601, e.g. `P90D`), or `off`.
+    Retention {
+        /// System id.
+        id: String,
+        /// `P90D`, `PT12H`, ... or `off`.
+        period: String,
+        #[command(flatten)]
+        remote: Remote,
+    },
 }
 
 #[derive(Debug, Args)]

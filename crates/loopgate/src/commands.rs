@@ -133,6 +133,9 @@ async fn system(file: &FileConfig, command: SystemCommand) -> anyhow::Result<()>
         }
         SystemCommand::Pause(args) => set_status(file, args, proto::SystemStatus::Paused).await,
         SystemCommand::Resume(args) => set_status(file, args, proto::SystemStatus::Active).await,
+        SystemCommand::Retention { id, period, remote } => {
+            set_retention(file, &id, period, &remote).await
+        }
         SystemCommand::Key(args) => {
             let key = file.client(&args.remote)?.create_key(&args.id).await?;
             out!(
@@ -143,6 +146,20 @@ async fn system(file: &FileConfig, command: SystemCommand) -> anyhow::Result<()>
             Ok(())
         }
     }
+}
+
+/// Sets or clears a system's retention period.
+async fn set_retention(
+    file: &FileConfig,
+    id: &str,
+    period: String,
+    remote: &crate::cli::Remote,
+) -> anyhow::Result<()> {
+    let patch = proto::UpdateSystem {
+        retention: Some(period),
+        ..Default::default()
+    };
+    print_json(&file.client(remote)?.update_system(id, &patch).await?)
 }
 
 /// The kill switch: pause or resume a system.

@@ -81,6 +81,18 @@ pub async fn update(
     if let Some(name) = &body.name {
         check_text("name", name, 200)?;
     }
+    let retention = match body.retention.as_deref() {
+        None => None,
+        Some("off") => Some(None),
+        Some(text) => match loopgate_core::duration::parse_iso8601(text) {
+            Some(duration) => Some(Some(duration)),
+            None => {
+                return Err(ApiError::invalid(format!(
+                    "`retention` must be an ISO 8601 duration such as P90D, or `off`, not `{text}`"
+                )));
+            }
+        },
+    };
     let patch = SystemPatch {
         name: body.name,
         owner: body.owner,
@@ -88,6 +100,7 @@ pub async fn update(
         risk_tier: body.risk_tier.map(convert::risk_to_core),
         oversight: body.oversight.map(convert::oversight_to_core),
         status: body.status.map(convert::system_status_to_core),
+        retention,
     };
     let record = app
         .store

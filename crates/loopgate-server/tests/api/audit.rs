@@ -369,3 +369,45 @@ async fn erasure_drops_the_payload_and_the_log_still_verifies() {
         "{last}"
     );
 }
+
+#[tokio::test]
+async fn retention_erases_settled_payloads_when_it_runs_out() {
+    let (app, key) = setup().await;
+    let call = |body: Value| {
+        app.call(
+            Method::PATCH,
+            "/v1/systems/fraud-detector",
+            Some(ADMIN_TOKEN),
+            Some(body),
+        )
+    };
+    let bad = call(json!({"retention": "soon"})).await;
+    assert_eq!(bad.body["code"], "validation_failed");
+    let set = call(json!({"retention": "P1D"})).await;
+    assert_eq!(set.status, StatusCode::OK, "{}", set.body);
+    assert_eq!(set.body["retention"], "PT86400S");
+
+    let settled = app
+        .submit(&key, "score", json!({"score": 0.5}), json!({}))
+        .await;
+    let pending = app
+        .submit(&key, "block", json!({"card": "x"}), json!({}))
+        .await;
+    app.advance(std::time::Duration::from_secs(2 * 86_400))
+        .await;
+    let id = settled.body["id"].as_str().unwrap();
+    let read = app.get(&format!("/v1/proposals/{id}"), ADMIN_TOKEN).await;
+    assert!(read.body["erased_at"].is_string(), "{}", read.body);
+    assert_eq!(read.body["output"], Value::Null);
+    let pending_id = pending.body["id"].as_str().unwrap();
+    let kept = app
+        .get(&format!("/v1/proposals/{pending_id}"), ADMIN_TOKEN)
+        .await;
+    assert!(
+        kept.body.get("erased_at").is_none(),
+        "only settled proposals are erased"
+    );
+
+    let off = call(json!({"retention": "off"})).await;
+    assert!(off.body.get("retention").is_none(), "{}", off.body);
+}

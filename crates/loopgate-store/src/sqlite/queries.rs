@@ -373,7 +373,7 @@ pub(super) fn system(conn: &Connection, id: &str) -> Result<Option<SystemRecord>
 }
 
 pub(super) const SYSTEM_COLUMNS: &str =
-    "id, name, owner, purpose, risk_tier, oversight, status, created_at, updated_at";
+    "id, name, owner, purpose, risk_tier, oversight, status, created_at, updated_at, retention_ms";
 
 pub(super) fn system_row(row: &Row<'_>) -> Result<SystemRecord, StoreError> {
     Ok(SystemRecord {
@@ -389,6 +389,10 @@ pub(super) fn system_row(row: &Row<'_>) -> Result<SystemRecord, StoreError> {
         )?,
         created_at: Timestamp::from_millis(row.get(7)?),
         updated_at: Timestamp::from_millis(row.get(8)?),
+        retention: row
+            .get::<_, Option<i64>>(9)?
+            .and_then(|ms| u64::try_from(ms).ok())
+            .map(Duration::from_millis),
     })
 }
 

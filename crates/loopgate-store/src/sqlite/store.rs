@@ -192,11 +192,13 @@ impl Store for SqliteStore {
                 risk_tier: patch.risk_tier.unwrap_or(before.risk_tier),
                 oversight: patch.oversight.unwrap_or(before.oversight),
                 status: patch.status.unwrap_or(before.status),
+                retention: patch.retention.unwrap_or(before.retention),
                 updated_at: now,
                 ..before.clone()
             };
             conn.prepare_cached(
-                "UPDATE systems SET name = ?2, owner = ?3, purpose = ?4, risk_tier = ?5, oversight = ?6, status = ?7, updated_at = ?8
+                "UPDATE systems SET name = ?2, owner = ?3, purpose = ?4, risk_tier = ?5, oversight = ?6, status = ?7, updated_at = ?8,
+                     retention_ms = ?9
                  WHERE id = ?1",
             )?
             .execute(params![
@@ -207,7 +209,8 @@ impl Store for SqliteStore {
                 after.risk_tier.as_str(),
                 after.oversight.as_str(),
                 after.status.as_str(),
-                now.millis()
+                now.millis(),
+                after.retention.map(|r| i64::try_from(r.as_millis()).unwrap_or(i64::MAX))
             ])?;
             let type_ = match (before.status, after.status) {
                 (loopgate_core::SystemStatus::Active, loopgate_core::SystemStatus::Paused) => "system.paused",
@@ -215,7 +218,8 @@ impl Store for SqliteStore {
                 _ => "system.updated",
             };
             let data = json!({"system": id.as_str(), "risk_tier": after.risk_tier.as_str(),
-                              "oversight": after.oversight.as_str(), "status": after.status.as_str()});
+                              "oversight": after.oversight.as_str(), "status": after.status.as_str(),
+                              "retention_ms": after.retention.map(|r| r.as_millis() as u64)});
             q::event(conn, now, &actor, type_, id.as_str(), data)?;
             Ok(after)
         })
