@@ -17,7 +17,7 @@ use serde_json::json;
 
 mod common;
 
-use common::{ADMIN, call, start};
+use common::{ADMIN, call, start, system_key};
 
 struct Export {
     _dir: tempfile::TempDir,
@@ -46,30 +46,7 @@ async fn export() -> Export {
     let base = server.base.clone();
     let http = reqwest::Client::new();
     let post = reqwest::Method::POST;
-    let system =
-        json!({"id": "sys", "name": "sys", "risk_tier": "high", "oversight": "in_the_loop"});
-    call(
-        &http,
-        post.clone(),
-        format!("{base}/v1/systems"),
-        ADMIN,
-        Some(system),
-    )
-    .await
-    .unwrap();
-    let key = call(
-        &http,
-        post.clone(),
-        format!("{base}/v1/systems/sys/keys"),
-        ADMIN,
-        None,
-    )
-    .await
-    .unwrap()
-    .1["secret"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let key = system_key(&http, &base).await;
     for n in 0..600 {
         if n == 100 || n == 400 {
             let (status, _) = call(

@@ -17,7 +17,7 @@ use serde_json::json;
 
 mod common;
 
-use common::{ADMIN, call, start};
+use common::{ADMIN, call, start, system_key};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn sigkill_loses_nothing_acknowledged_and_resolves_nothing_twice() {
@@ -26,34 +26,7 @@ async fn sigkill_loses_nothing_acknowledged_and_resolves_nothing_twice() {
     let http = reqwest::Client::new();
     let base = server.base.clone();
     let post = reqwest::Method::POST;
-    let system =
-        json!({"id": "sys", "name": "sys", "risk_tier": "high", "oversight": "in_the_loop"});
-    assert_eq!(
-        call(
-            &http,
-            post.clone(),
-            format!("{base}/v1/systems"),
-            ADMIN,
-            Some(system)
-        )
-        .await
-        .unwrap()
-        .0,
-        201
-    );
-    let key = call(
-        &http,
-        post.clone(),
-        format!("{base}/v1/systems/sys/keys"),
-        ADMIN,
-        None,
-    )
-    .await
-    .unwrap()
-    .1["secret"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let key = system_key(&http, &base).await;
     let user = call(
         &http,
         post.clone(),

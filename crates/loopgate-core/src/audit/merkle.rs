@@ -352,6 +352,20 @@ pub fn verify_consistency<P: AsRef<[u8]>>(
     Ok(())
 }
 
+/// Every complete level over `base`: `[base, pairs of base, ...]` up to a
+/// single node (or fewer, when `base` is not a power of two wide).
+pub fn levels_above(base: Vec<Hash>) -> Vec<Vec<Hash>> {
+    let mut levels = vec![base];
+    while let Some(below) = levels.last().filter(|level| level.len() > 1) {
+        let above = below
+            .chunks_exact(2)
+            .map(|pair| node_hash(&pair[0], &pair[1]))
+            .collect();
+        levels.push(above);
+    }
+    levels
+}
+
 /// All node hashes of a small tree in memory; a `NodeSource` for tests and
 /// for the offline verifier's checks of served proofs.
 #[derive(Debug, Clone, Default)]
@@ -362,15 +376,9 @@ pub struct MemoryTree {
 impl MemoryTree {
     /// Builds the tree over these leaf hashes.
     pub fn new(leaves: Vec<Hash>) -> MemoryTree {
-        let mut levels = vec![leaves];
-        while let Some(below) = levels.last().filter(|level| level.len() > 1) {
-            let above = below
-                .chunks_exact(2)
-                .map(|pair| node_hash(&pair[0], &pair[1]))
-                .collect();
-            levels.push(above);
+        MemoryTree {
+            levels: levels_above(leaves),
         }
-        MemoryTree { levels }
     }
 }
 

@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use super::merkle::{Frontier, Hash, NodeSource, node_hash};
+use super::merkle::{Frontier, Hash, NodeSource};
 
 /// Tile height: a tile at tile level `L` holds hashes of tree level `8 L`.
 pub const HEIGHT: u32 = 8;
@@ -277,15 +277,9 @@ pub struct TileTree {
 impl TileTree {
     /// Builds the subtree of a tile's bytes; `None` when they are not hashes.
     pub fn new(bytes: &[u8]) -> Option<TileTree> {
-        let mut levels = vec![hashes_of(bytes)?];
-        while let Some(below) = levels.last().filter(|level| level.len() > 1) {
-            let above = below
-                .chunks_exact(2)
-                .map(|pair| node_hash(&pair[0], &pair[1]))
-                .collect();
-            levels.push(above);
-        }
-        Some(TileTree { levels })
+        Some(TileTree {
+            levels: super::merkle::levels_above(hashes_of(bytes)?),
+        })
     }
 
     /// Number of base hashes.

@@ -12,9 +12,9 @@ use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
+use loopgate_core::Role;
 use loopgate_core::audit::entry::salt_text;
 use loopgate_core::audit::tile::{self, TileId, WIDTH};
-use loopgate_core::{ProposalId, Role};
 use loopgate_proto as proto;
 use serde::Deserialize;
 
@@ -22,7 +22,6 @@ use crate::AppState;
 use crate::auth::Caller;
 use crate::http::error::ApiError;
 use crate::http::extract::Params;
-use crate::http::parse_id;
 
 /// Most entries per `GET /v1/audit/entries`.
 const MAX_ENTRIES: u64 = 1000;
@@ -302,12 +301,7 @@ pub async fn proposal(
     caller: Caller,
     Path(id): Path<String>,
 ) -> Result<Json<proto::ProposalAudit>, ApiError> {
-    let id = parse_id(&id, ProposalId::parse, "proposal")?;
-    let record = app
-        .store
-        .proposal(&id)
-        .await?
-        .ok_or_else(|| ApiError::not_found("proposal", id.as_str()))?;
+    let (id, record) = crate::http::proposals::load(&app, &id).await?;
     let own_system = caller.system() == Some(&record.system);
     if !own_system {
         caller.user_with(&[Role::Reviewer, Role::Auditor])?;

@@ -174,12 +174,7 @@ pub async fn get(
     Params(query): Params<WaitQuery>,
 ) -> Result<Json<proto::Proposal>, ApiError> {
     let wait = parse_wait(&app, query.wait.as_deref())?;
-    let id = parse_id(&id, ProposalId::parse, "proposal")?;
-    let record = app
-        .store
-        .proposal(&id)
-        .await?
-        .ok_or_else(|| ApiError::not_found("proposal", id.as_str()))?;
+    let (id, record) = load(&app, &id).await?;
     let blind = record.blind;
     check_can_read(&caller, &record)?;
     let record = match wait {
@@ -261,12 +256,7 @@ pub async fn cancel(
     caller: Caller,
     Path(id): Path<String>,
 ) -> Result<Json<proto::Proposal>, ApiError> {
-    let id = parse_id(&id, ProposalId::parse, "proposal")?;
-    let record = app
-        .store
-        .proposal(&id)
-        .await?
-        .ok_or_else(|| ApiError::not_found("proposal", id.as_str()))?;
+    let (id, record) = load(&app, &id).await?;
     match caller.system() {
         Some(own) if *own == record.system => (),
         Some(_) => return Err(ApiError::not_found("proposal", id.as_str())),
@@ -300,6 +290,20 @@ pub async fn erase(
         .erase(&id, &caller.actor(), &body.reason, app.clock.now())
         .await?;
     Ok(Json(convert::proposal(record)))
+}
+
+/// The proposal a path id names, or 404.
+pub(crate) async fn load(
+    app: &AppState,
+    id: &str,
+) -> Result<(ProposalId, ProposalRecord), ApiError> {
+    let id = parse_id(id, ProposalId::parse, "proposal")?;
+    let record = app
+        .store
+        .proposal(&id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("proposal", id.as_str()))?;
+    Ok((id, record))
 }
 
 /// Waits until the proposal is resolved, `wait` runs out, or the server shuts down.

@@ -58,3 +58,29 @@ pub(crate) async fn call(
     let body = response.json::<Value>().await.unwrap_or(Value::Null);
     Ok((status, body))
 }
+
+/// Registers the system `sys` and returns a new API key for it.
+pub(crate) async fn system_key(http: &reqwest::Client, base: &str) -> String {
+    let post = reqwest::Method::POST;
+    let system = serde_json::json!({"id": "sys", "name": "sys", "risk_tier": "high", "oversight": "in_the_loop"});
+    let (status, _) = call(
+        http,
+        post.clone(),
+        format!("{base}/v1/systems"),
+        ADMIN,
+        Some(system),
+    )
+    .await
+    .unwrap();
+    assert_eq!(status, 201);
+    let (_, key) = call(
+        http,
+        post,
+        format!("{base}/v1/systems/sys/keys"),
+        ADMIN,
+        None,
+    )
+    .await
+    .unwrap();
+    key["secret"].as_str().unwrap().to_owned()
+}
