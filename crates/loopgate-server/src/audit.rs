@@ -109,7 +109,7 @@ pub async fn sequence_and_sign(
     app: &AppState,
     force: bool,
 ) -> Result<Option<CheckpointRecord>, StoreError> {
-    let mut head = loop {
+    let head = loop {
         let step = app.store.sequence(BATCH).await?;
         app.metrics.audit_appended(step.appended);
         if step.appended < u64::from(BATCH) {
@@ -136,7 +136,6 @@ pub async fn sequence_and_sign(
             Some(previous) if previous.time.millis() > now.millis() => previous.time,
             _ => now,
         };
-        head = app.store.tree_head().await?;
         let checkpoint = Checkpoint {
             origin: app.audit.signer.name().to_owned(),
             size: head.size,
