@@ -9,7 +9,6 @@
 )]
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use loopgate_core::audit::merkle::leaf_hash;
 use loopgate_core::audit::tile::{push_bundle_entry, split_bundle};
@@ -17,26 +16,12 @@ use serde_json::json;
 
 mod common;
 
-use common::{ADMIN, call, start, system_key};
+use common::{ADMIN, call, cli, start, system_key};
 
 struct Export {
     _dir: tempfile::TempDir,
     path: PathBuf,
     pubkey: String,
-}
-
-fn loopgate(base: &str, args: &[&str]) -> (bool, String, String) {
-    let output = Command::new(env!("CARGO_BIN_EXE_loopgate"))
-        .args(args)
-        .env("LOOPGATE_SERVER", base)
-        .env("LOOPGATE_TOKEN", ADMIN)
-        .output()
-        .unwrap();
-    (
-        output.status.success(),
-        String::from_utf8(output.stdout).unwrap(),
-        String::from_utf8(output.stderr).unwrap(),
-    )
 }
 
 /// A log of 1,804 entries (8 bundles, a level-1 tile) with four or more checkpoints.
@@ -72,15 +57,14 @@ async fn export() -> Export {
         .unwrap();
         assert_eq!(status, 201);
     }
-    let (ok, _, stderr) = loopgate(&base, &["audit", "checkpoint", "--issue"]);
+    let (ok, _, stderr) = cli(&base, &["audit", "checkpoint", "--issue"]);
     assert!(ok, "{stderr}");
     let path = dir.path().join("export");
-    let (ok, stdout, stderr) =
-        loopgate(&base, &["audit", "export", "--out", path.to_str().unwrap()]);
+    let (ok, stdout, stderr) = cli(&base, &["audit", "export", "--out", path.to_str().unwrap()]);
     assert!(ok, "{stderr}");
     // Checkpoints come at 100 and 400, at the end, and on the 1 s interval.
     assert!(stdout.starts_with("exported 1804 entries, "), "{stdout}");
-    let (_, pubkey, _) = loopgate(&base, &["audit", "pubkey"]);
+    let (_, pubkey, _) = cli(&base, &["audit", "pubkey"]);
     let mut child = server.child;
     child.kill().unwrap();
     child.wait().unwrap();
@@ -92,7 +76,7 @@ async fn export() -> Export {
 }
 
 fn verify(dir: &Path, pubkey: &str) -> (bool, String) {
-    let (ok, stdout, stderr) = loopgate(
+    let (ok, stdout, stderr) = cli(
         "http://127.0.0.1:9",
         &["audit", "verify", dir.to_str().unwrap(), "--pubkey", pubkey],
     );

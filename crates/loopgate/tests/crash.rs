@@ -17,7 +17,7 @@ use serde_json::json;
 
 mod common;
 
-use common::{ADMIN, call, start, system_key};
+use common::{ADMIN, call, cli, start, system_key};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn sigkill_loses_nothing_acknowledged_and_resolves_nothing_twice() {
@@ -278,33 +278,23 @@ async fn sigkill_loses_nothing_acknowledged_and_resolves_nothing_twice() {
         }
     }
     let export = dir.path().join("export");
-    let run = |args: &[&str]| {
-        std::process::Command::new(env!("CARGO_BIN_EXE_loopgate"))
-            .args(args)
-            .env("LOOPGATE_SERVER", &base)
-            .env("LOOPGATE_TOKEN", ADMIN)
-            .output()
-            .unwrap()
-    };
-    let exported = run(&["audit", "export", "--out", export.to_str().unwrap()]);
-    assert!(
-        exported.status.success(),
-        "{}",
-        String::from_utf8_lossy(&exported.stderr)
+    let (ok, _, stderr) = cli(
+        &base,
+        &["audit", "export", "--out", export.to_str().unwrap()],
     );
-    let pubkey = String::from_utf8(run(&["audit", "pubkey"]).stdout).unwrap();
-    let verified = run(&[
-        "audit",
-        "verify",
-        export.to_str().unwrap(),
-        "--pubkey",
-        pubkey.trim(),
-    ]);
-    assert!(
-        verified.status.success(),
-        "{}",
-        String::from_utf8_lossy(&verified.stderr)
+    assert!(ok, "{stderr}");
+    let (_, pubkey, _) = cli(&base, &["audit", "pubkey"]);
+    let (ok, _, stderr) = cli(
+        &base,
+        &[
+            "audit",
+            "verify",
+            export.to_str().unwrap(),
+            "--pubkey",
+            pubkey.trim(),
+        ],
     );
+    assert!(ok, "{stderr}");
     let mut child = server.child;
     child.kill().unwrap();
     child.wait().unwrap();

@@ -84,3 +84,18 @@ pub(crate) async fn system_key(http: &reqwest::Client, base: &str) -> String {
     .unwrap();
     key["secret"].as_str().unwrap().to_owned()
 }
+
+/// Runs the CLI against `base` as the admin: (success, stdout, stderr).
+pub(crate) fn cli(base: &str, args: &[&str]) -> (bool, String, String) {
+    let output = Command::new(env!("CARGO_BIN_EXE_loopgate"))
+        .args(args)
+        .env("LOOPGATE_SERVER", base)
+        .env("LOOPGATE_TOKEN", ADMIN)
+        .output()
+        .unwrap();
+    (
+        output.status.success(),
+        String::from_utf8(output.stdout).unwrap(),
+        String::from_utf8(output.stderr).unwrap(),
+    )
+}
