@@ -84,6 +84,7 @@ mod tests {
             policy_version: "v".into(),
             review: ReviewPlan::default_review(),
             sample_rate,
+            limits: vec![],
         }
     }
 

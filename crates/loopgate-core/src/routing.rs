@@ -9,15 +9,16 @@
 //! Precedence: deny > review > allow; among review matches the strictest wins
 //! (most approvals, then shortest SLA, then policy id order).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::str::FromStr;
+use std::sync::{Arc, LazyLock, OnceLock};
 use std::time::Duration;
 
 use cedar_policy::{
-    Authorizer, Context, Decision, Effect, Entities, EntityId, EntityTypeName, EntityUid, PolicyId,
-    PolicySet, Request,
+    Authorizer, Context, Decision, Effect, Entities, Entity, EntityId, EntityTypeName, EntityUid,
+    PolicyId, PolicySet, Request, RestrictedExpression,
 };
-use serde_json::{Map, Value, json};
+use serde_json::{Map, Value};
 use sha2::{Digest as _, Sha256};
 
 use crate::duration::parse_iso8601;
@@ -27,6 +28,15 @@ use crate::{OnTimeout, Oversight, RiskTier, Route};
 /// The group that reviews when a review route names none.
 pub const DEFAULT_GROUP: &str = "reviewers";
 
+pub mod cases;
+pub mod diff;
+mod index;
+pub mod limit;
+pub mod lint;
+pub mod schema;
+
+pub use limit::{AutoLimit, Rate};
+
 /// A parsed, checked policy set with loopgate's annotations read.
 #[derive(Debug, Clone)]
 pub struct Policies {
@@ -35,6 +45,7 @@ pub struct Policies {
     text: String,
     rules: HashMap<String, Rules>,
     ids: Vec<String>,
+    index: Arc<index::PolicyIndex>,
 }
 
 /// What one permit policy's annotations say.
@@ -43,6 +54,7 @@ struct Rules {
     route: Route,
     review: ReviewPlan,
     sample: f64,
+    max_auto: Option<Rate>,
 }
 
 /// How a review is carried out.
@@ -116,6 +128,25 @@ pub struct Routing {
     pub review: ReviewPlan,
     /// QA sampling rate of the matched policies (0 when none).
     pub sample_rate: f64,
+    /// Caps on automation of the matched allow policies (`@max_auto`): when
+    /// any is used up, the proposal goes to review instead (see
+    /// [`Routing::over_limit`]).
+    pub limits: Vec<AutoLimit>,
+}
+
+impl Routing {
+    /// The routing when the automation cap of `limit` is used up: review by
+    /// that policy's group and plan.
+    pub fn over_limit(&self, limit: &AutoLimit) -> Routing {
+        Routing {
+            route: Route::Review,
+            matched: vec![limit.policy.clone()],
+            policy_version: self.policy_version.clone(),
+            review: limit.review.clone(),
+            sample_rate: 0.0,
+            limits: Vec::new(),
+        }
+    }
 }
 
 /// What a proposal brings to routing.
@@ -172,12 +203,14 @@ impl Policies {
             let hash = Sha256::digest(text.as_bytes());
             hex::encode(hash.get(..8).unwrap_or_default())
         };
+        let index = Arc::new(index::PolicyIndex::new(set.policies()));
         Ok(Policies {
             set,
             version,
             text: text.to_owned(),
             rules,
             ids,
+            index,
         })
     }
 
@@ -189,6 +222,7 @@ impl Policies {
             text: String::new(),
             rules: HashMap::new(),
             ids: Vec::new(),
+            index: Arc::default(),
         }
     }
 
@@ -206,13 +240,39 @@ impl Policies {
     pub fn ids(&self) -> &[String] {
         &self.ids
     }
+
+    /// The Cedar policy set.
+    pub fn cedar(&self) -> &PolicySet {
+        &self.set
+    }
 }
 
-/// Routes one proposal.
+/// Routes one proposal, evaluating only the policies whose scope can
+/// match it (see `index`): the same answer as [`route_with_whole_set`].
 pub fn route(policies: &Policies, request: &RoutingRequest<'_>, defaults: &Defaults) -> Routing {
+    let candidates = policies.index.candidates(request.system, request.action);
+    decide(policies, &candidates, request, defaults)
+}
+
+/// Routes one proposal by evaluating every policy of the set: the reference
+/// that [`route`] must agree with, kept for tests and benchmarks.
+pub fn route_with_whole_set(
+    policies: &Policies,
+    request: &RoutingRequest<'_>,
+    defaults: &Defaults,
+) -> Routing {
+    decide(policies, &policies.set, request, defaults)
+}
+
+fn decide(
+    policies: &Policies,
+    set: &PolicySet,
+    request: &RoutingRequest<'_>,
+    defaults: &Defaults,
+) -> Routing {
     let response = match cedar_request(request) {
         Ok((cedar_request, entities)) => {
-            Some(Authorizer::new().is_authorized(&cedar_request, &policies.set, &entities))
+            Some(Authorizer::new().is_authorized(&cedar_request, set, &entities))
         }
         Err(_) => None,
     };
@@ -224,6 +284,7 @@ pub fn route(policies: &Policies, request: &RoutingRequest<'_>, defaults: &Defau
             policy_version: policies.version.clone(),
             review: defaults.review.clone(),
             sample_rate: 0.0,
+            limits: Vec::new(),
         };
     };
     let mut matched: Vec<String> = response
@@ -238,6 +299,7 @@ pub fn route(policies: &Policies, request: &RoutingRequest<'_>, defaults: &Defau
         policy_version: policies.version.clone(),
         review: defaults.review.clone(),
         sample_rate: 0.0,
+        limits: Vec::new(),
     };
     if response.decision() == Decision::Deny {
         if matched.is_empty() {
@@ -267,10 +329,21 @@ pub fn route(policies: &Policies, request: &RoutingRequest<'_>, defaults: &Defau
         .collect();
     if reviews.is_empty() {
         let review = sampler.map_or_else(|| defaults.review.clone(), |rules| rules.review.clone());
+        let limits = permits
+            .iter()
+            .filter_map(|(id, rules)| {
+                rules.max_auto.map(|rate| AutoLimit {
+                    policy: (*id).clone(),
+                    rate,
+                    review: rules.review.clone(),
+                })
+            })
+            .collect();
         return Routing {
             route: Route::Allow,
             sample_rate,
             review,
+            limits,
             ..base
         };
     }
@@ -409,6 +482,26 @@ fn read_rules(id: &str, policy: &cedar_policy::Policy) -> Result<Rules, PolicyEr
             }
         },
     };
+    let max_auto = match policy.annotation("max_auto") {
+        None => None,
+        Some(text) => match Rate::parse(text) {
+            Some(rate) => Some(rate),
+            None => {
+                return Err(bad(
+                    "max_auto",
+                    format!(
+                        "must be a count per period such as `100/h` (s, m, h or d), not `{text}`"
+                    ),
+                ));
+            }
+        },
+    };
+    if max_auto.is_some() && route != Route::Allow {
+        return Err(bad(
+            "max_auto",
+            "caps automation, so it needs `@route(\"allow\")`".to_owned(),
+        ));
+    }
     let review = ReviewPlan {
         group,
         approvals,
@@ -421,90 +514,128 @@ fn read_rules(id: &str, policy: &cedar_policy::Policy) -> Result<Rules, PolicyEr
         route,
         review,
         sample,
+        max_auto,
     })
 }
 
+/// Cedar's type names, parsed once (parsing a name runs Cedar's parser).
+static TYPES: LazyLock<Option<[EntityTypeName; 3]>> = LazyLock::new(|| {
+    let parse = |name: &str| EntityTypeName::from_str(name).ok();
+    Some([parse("System")?, parse("Action")?, parse("Subject")?])
+});
+
+/// Confidences as Cedar decimals, made on first use: `new_decimal` parses
+/// the extension's name each time, a third of a routing's cost.
+static CONFIDENCES: LazyLock<Vec<OnceLock<RestrictedExpression>>> =
+    LazyLock::new(|| (0..=10_000).map(|_| OnceLock::new()).collect());
+
+fn confidence(value: f64) -> RestrictedExpression {
+    let step = (value.clamp(0.0, 1.0) * 10_000.0).round();
+    // INVARIANT: `step` is a whole number from 0 to 10,000.
+    match CONFIDENCES.get(step as usize) {
+        Some(cell) if (step / 10_000.0 - value).abs() < 1e-12 => {
+            cell.get_or_init(|| decimal(step / 10_000.0)).clone()
+        }
+        _ => decimal(value),
+    }
+}
+
 fn cedar_request(request: &RoutingRequest<'_>) -> Result<(Request, Entities), String> {
-    let uid = |type_name: &str, id: &str| -> Result<EntityUid, String> {
-        let type_name = EntityTypeName::from_str(type_name).map_err(|e| e.to_string())?;
-        Ok(EntityUid::from_type_name_and_id(
-            type_name,
-            EntityId::new(id),
-        ))
+    let Some([system_type, action_type, subject_type]) = TYPES.as_ref() else {
+        return Err("Cedar refused loopgate's entity type names".to_owned());
     };
-    let principal = uid("System", request.system)?;
-    let action = uid("Action", request.action)?;
-    let resource = uid("Subject", request.subject_id)?;
+    let uid = |type_name: &EntityTypeName, id: &str| {
+        EntityUid::from_type_name_and_id(type_name.clone(), EntityId::new(id))
+    };
+    let principal = uid(system_type, request.system);
+    let action = uid(action_type, request.action);
+    let resource = uid(subject_type, request.subject_id);
 
-    let mut context = Map::new();
-    for (key, value) in request.context {
-        if let Some(value) = to_cedar_json(value) {
-            context.insert(key.clone(), value);
-        }
-    }
+    let text = |value: &str| RestrictedExpression::new_string(value.to_owned());
+    // Keys loopgate sets replace the proposal's own keys of the same name.
+    let ours = |key: &str| match key {
+        "risk_tier" | "oversight" => true,
+        "confidence" => request.confidence.is_some(),
+        "model_version" => request.model_version.is_some(),
+        _ => false,
+    };
+    let mut context: Vec<(String, RestrictedExpression)> = request
+        .context
+        .iter()
+        .filter(|(key, _)| !is_reserved(key) && !ours(key))
+        .filter_map(|(key, value)| Some((key.clone(), to_cedar(value)?)))
+        .collect();
     if let Some(confidence) = request.confidence {
-        context.insert("confidence".to_owned(), decimal(confidence));
+        context.push(("confidence".to_owned(), self::confidence(confidence)));
     }
-    context.insert("risk_tier".to_owned(), json!(request.risk_tier.as_str()));
-    context.insert("oversight".to_owned(), json!(request.oversight.as_str()));
+    context.push(("risk_tier".to_owned(), text(request.risk_tier.as_str())));
+    context.push(("oversight".to_owned(), text(request.oversight.as_str())));
     if let Some(version) = request.model_version {
-        context.insert("model_version".to_owned(), json!(version));
+        context.push(("model_version".to_owned(), text(version)));
     }
-    let context =
-        Context::from_json_value(Value::Object(context), None).map_err(|e| e.to_string())?;
+    let context = Context::from_pairs(context).map_err(|e| e.to_string())?;
 
-    let attributes =
-        to_cedar_json(&Value::Object(request.subject_attributes.clone())).unwrap_or(json!({}));
-    let entities = json!([
-        {
-            "uid": {"type": "System", "id": request.system},
-            "attrs": {"risk_tier": request.risk_tier.as_str(), "oversight": request.oversight.as_str()},
-            "parents": []
-        },
-        {
-            "uid": {"type": "Subject", "id": request.subject_id},
-            "attrs": {"type": request.subject_type, "attributes": attributes},
-            "parents": []
-        }
-    ]);
-    let entities = Entities::from_json_value(entities, None).map_err(|e| e.to_string())?;
+    let system = Entity::new(
+        principal.clone(),
+        HashMap::from([
+            ("risk_tier".to_owned(), text(request.risk_tier.as_str())),
+            ("oversight".to_owned(), text(request.oversight.as_str())),
+        ]),
+        HashSet::new(),
+    )
+    .map_err(|e| e.to_string())?;
+    let subject = Entity::new(
+        resource.clone(),
+        HashMap::from([
+            ("type".to_owned(), text(request.subject_type)),
+            ("attributes".to_owned(), record(request.subject_attributes)),
+        ]),
+        HashSet::new(),
+    )
+    .map_err(|e| e.to_string())?;
+    let entities = Entities::from_entities([system, subject], None).map_err(|e| e.to_string())?;
     let cedar_request =
         Request::new(principal, action, resource, context, None).map_err(|e| e.to_string())?;
     Ok((cedar_request, entities))
 }
 
-/// JSON as Cedar reads it: floats become decimals (4 places), nulls and
-/// keys that Cedar reserves (`__extn`, `__entity`) are dropped.
-fn to_cedar_json(value: &Value) -> Option<Value> {
+/// Keys Cedar's JSON format reserves; dropped from records.
+fn is_reserved(key: &str) -> bool {
+    key.starts_with("__")
+}
+
+/// JSON as Cedar reads it: whole numbers become Longs, other numbers
+/// decimals (4 places), arrays sets; nulls are dropped.
+fn to_cedar(value: &Value) -> Option<RestrictedExpression> {
     match value {
         Value::Null => None,
-        Value::Bool(_) | Value::String(_) => Some(value.clone()),
+        Value::Bool(b) => Some(RestrictedExpression::new_bool(*b)),
+        Value::String(s) => Some(RestrictedExpression::new_string(s.clone())),
         Value::Number(n) => match n.as_i64() {
-            Some(_) => Some(value.clone()),
+            Some(long) => Some(RestrictedExpression::new_long(long)),
             None => n.as_f64().map(decimal),
         },
-        Value::Array(items) => Some(Value::Array(
-            items.iter().filter_map(to_cedar_json).collect(),
+        Value::Array(items) => Some(RestrictedExpression::new_set(
+            items.iter().filter_map(to_cedar),
         )),
-        Value::Object(map) => {
-            let mut out = Map::new();
-            for (key, value) in map {
-                if key.starts_with("__") {
-                    continue;
-                }
-                if let Some(value) = to_cedar_json(value) {
-                    out.insert(key.clone(), value);
-                }
-            }
-            Some(Value::Object(out))
-        }
+        Value::Object(map) => Some(record(map)),
     }
 }
 
-fn decimal(value: f64) -> Value {
+fn record(map: &Map<String, Value>) -> RestrictedExpression {
+    let fields = map
+        .iter()
+        .filter(|(key, _)| !is_reserved(key))
+        .filter_map(|(key, value)| Some((key.clone(), to_cedar(value)?)));
+    // INVARIANT: a JSON map has no duplicate keys, the only failure of new_record.
+    RestrictedExpression::new_record(fields)
+        .unwrap_or_else(|_| RestrictedExpression::new_bool(false))
+}
+
+fn decimal(value: f64) -> RestrictedExpression {
     // Cedar decimals hold 4 places and stay within ±922337203685477.
     let clamped = value.clamp(-922_337_203_685_477.0, 922_337_203_685_477.0);
-    json!({"__extn": {"fn": "decimal", "arg": format!("{clamped:.4}")}})
+    RestrictedExpression::new_decimal(format!("{clamped:.4}"))
 }
 
 /// Cedar's message with the line and column of each labelled span, e.g.

@@ -117,6 +117,7 @@ fn new_proposal(
         policy_version: "v".into(),
         review,
         sample_rate: 0.0,
+        limits: vec![],
     };
     let plan = plan(&routing, Oversight::InTheLoop, SystemStatus::Active, false);
     NewProposal {

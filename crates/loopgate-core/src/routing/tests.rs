@@ -2,6 +2,7 @@
 #![allow(clippy::type_complexity, reason = "a fixture tuple")]
 
 use expect_test::{Expect, expect};
+use serde_json::json;
 
 use super::*;
 
@@ -240,4 +241,418 @@ fn sampling_is_deterministic() {
     );
     assert!(!is_sampled(b"secret", "prp_1", 0.0));
     assert!(is_sampled(b"secret", "prp_1", 1.0));
+}
+
+#[test]
+fn max_auto_caps_allow_routes() {
+    let policies = Policies::parse(
+        r#"
+@id("small") @route("allow") @max_auto("100/h") @reviewers("fraud-analysts")
+permit(principal, action, resource);
+"#,
+    )
+    .unwrap();
+    let (action, context, attributes, ..) = fixture("block_card");
+    let request = RoutingRequest {
+        system: "fraud-detector",
+        action: &action,
+        subject_type: "Account",
+        subject_id: "acct-1",
+        subject_attributes: &attributes,
+        context: &context,
+        confidence: None,
+        risk_tier: RiskTier::Limited,
+        oversight: Oversight::InTheLoop,
+        model_version: None,
+    };
+    let defaults = Defaults {
+        route: Route::Review,
+        review: ReviewPlan::default_review(),
+    };
+    let routing = route(&policies, &request, &defaults);
+    assert_eq!(routing.route, Route::Allow);
+    let [limit] = routing.limits.as_slice() else {
+        panic!("{:?}", routing.limits)
+    };
+    assert_eq!(
+        (limit.policy.as_str(), limit.rate.to_string()),
+        ("small", "100/h".to_owned())
+    );
+    let over = routing.over_limit(limit);
+    assert_eq!(over.route, Route::Review);
+    assert_eq!(over.matched, vec!["small".to_owned()]);
+    assert_eq!(over.review.group, "fraud-analysts");
+}
+
+#[test]
+fn max_auto_needs_an_allow_route_and_a_rate() {
+    check_invalid(
+        r#"@max_auto("100/h") permit(principal, action, resource);"#,
+        expect![[
+            r#"policy `policy0`: annotation `@max_auto` caps automation, so it needs `@route("allow")`"#
+        ]],
+    );
+    check_invalid(
+        r#"@route("allow") @max_auto("lots") permit(principal, action, resource);"#,
+        expect![
+            "policy `policy0`: annotation `@max_auto` must be a count per period such as `100/h` (s, m, h or d), not `lots`"
+        ],
+    );
+}
+
+#[test]
+fn the_index_evaluates_only_policies_in_scope() {
+    let policies = Policies::parse(
+        r#"
+permit(principal == System::"a", action == Action::"x", resource);
+permit(principal == System::"a", action, resource);
+permit(principal, action in [Action::"x", Action::"y"], resource);
+permit(principal, action, resource);
+permit(principal == System::"b", action == Action::"y", resource);
+permit(principal == Subject::"a", action == Action::"x", resource);
+permit(principal, action == Other::Action::"x", resource);
+"#,
+    )
+    .unwrap();
+    let count = |p: &str, a: &str| policies.index.candidate_count(p, a);
+    assert_eq!(count("a", "x"), 4);
+    assert_eq!(count("a", "y"), 3);
+    assert_eq!(count("a", "z"), 2);
+    assert_eq!(count("b", "y"), 3);
+    assert_eq!(count("c", "z"), 1);
+}
+
+mod differential {
+    //! For random policy sets and requests, the indexed evaluation gives the
+    //! same route, matched policies and plan as Cedar over the whole set.
+    use proptest::prelude::*;
+
+    use super::*;
+
+    fn principal() -> impl Strategy<Value = String> {
+        prop_oneof![
+            Just("principal".to_owned()),
+            (0..4).prop_map(|i| format!("principal == System::\"s{i}\"")),
+            (0..4).prop_map(|i| format!("principal in System::\"s{i}\"")),
+            Just("principal is System".to_owned()),
+            Just("principal is Subject".to_owned()),
+            (0..4).prop_map(|i| format!("principal is System in System::\"s{i}\"")),
+            Just("principal == Subject::\"s0\"".to_owned()),
+        ]
+    }
+
+    fn action() -> impl Strategy<Value = String> {
+        prop_oneof![
+            Just("action".to_owned()),
+            (0..5).prop_map(|i| format!("action == Action::\"a{i}\"")),
+            (0..5, 0..5)
+                .prop_map(|(i, j)| format!("action in [Action::\"a{i}\", Action::\"a{j}\"]")),
+            (0..5).prop_map(|i| format!("action in Action::\"a{i}\"")),
+        ]
+    }
+
+    fn condition() -> impl Strategy<Value = String> {
+        prop_oneof![
+            Just(String::new()),
+            (0..200_i64)
+                .prop_map(|k| format!("when {{ context has amount && context.amount > {k} }}")),
+            // Errors when `amount` is missing: Cedar skips the policy.
+            (0..200_i64).prop_map(|k| format!("when {{ context.amount <= {k} }}")),
+            Just("when { context.confidence.lessThan(decimal(\"0.5\")) }".to_owned()),
+            Just("when { resource.attributes has g && resource.attributes.g == \"x\" }".to_owned()),
+            Just("unless { principal.risk_tier == \"high\" }".to_owned()),
+            Just("when { false }".to_owned()),
+        ]
+    }
+
+    fn annotations() -> impl Strategy<Value = String> {
+        prop_oneof![
+            Just(String::new()),
+            Just("@route(\"allow\")".to_owned()),
+            Just("@route(\"allow\") @sample(\"0.1\") @reviewers(\"qa\")".to_owned()),
+            Just("@route(\"allow\") @max_auto(\"5/h\")".to_owned()),
+            (1..4_u32).prop_map(|n| format!("@reviewers(\"g{n}\") @approvals(\"{n}\")")),
+            (1..4_u32).prop_map(|n| format!("@sla(\"PT{n}H\")")),
+        ]
+    }
+
+    fn policy() -> impl Strategy<Value = String> {
+        (
+            any::<bool>(),
+            annotations(),
+            principal(),
+            action(),
+            condition(),
+        )
+            .prop_map(|(forbid, annotations, principal, action, condition)| {
+                if forbid {
+                    format!("forbid({principal}, {action}, resource) {condition};")
+                } else {
+                    format!("{annotations} permit({principal}, {action}, resource) {condition};")
+                }
+            })
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(300))]
+        #[test]
+        fn indexed_routing_is_cedars_routing(
+            policies in prop::collection::vec(policy(), 0..25),
+            requests in prop::collection::vec(
+                (0..5_u32, 0..6_u32, prop::option::of(0..250_i64), prop::option::of(0.0..1.0_f64), any::<bool>(), any::<bool>()),
+                1..8,
+            ),
+        ) {
+            let text = policies.join("\n");
+            let policies = Policies::parse(&text).unwrap();
+            let defaults = Defaults { route: Route::Review, review: ReviewPlan::default_review() };
+            for (system, action, amount, confidence, group_x, high) in requests {
+                let (system, action) = (format!("s{system}"), format!("a{action}"));
+                let mut context = Map::new();
+                if let Some(amount) = amount {
+                    context.insert("amount".to_owned(), amount.into());
+                }
+                let mut attributes = Map::new();
+                if group_x {
+                    attributes.insert("g".to_owned(), "x".into());
+                }
+                let request = RoutingRequest {
+                    system: &system,
+                    action: &action,
+                    subject_type: "Account",
+                    subject_id: "acct-1",
+                    subject_attributes: &attributes,
+                    context: &context,
+                    confidence,
+                    risk_tier: if high { RiskTier::High } else { RiskTier::Limited },
+                    oversight: Oversight::InTheLoop,
+                    model_version: None,
+                };
+                let indexed = route(&policies, &request, &defaults);
+                let whole = route_with_whole_set(&policies, &request, &defaults);
+                prop_assert_eq!(indexed, whole, "policies:\n{}", text);
+            }
+        }
+    }
+}
+
+mod lifecycle {
+    //! Schema, lint, case files and diffs.
+    use std::collections::{BTreeMap, BTreeSet};
+
+    use expect_test::expect;
+
+    use super::super::cases;
+    use super::super::diff::diff;
+    use super::super::lint::{Deployment, lint};
+    use super::super::schema::{Finding, Shape, generate};
+    use super::*;
+
+    fn fraud_shape() -> Shape {
+        serde_json::from_value(json!({
+            "actions": {"block_card": {"context": {"amount_minor": "Long", "merchant": "String"}}},
+            "subject_attributes": {"region": "String"}
+        }))
+        .unwrap()
+    }
+
+    fn show(findings: &[Finding]) -> String {
+        findings
+            .iter()
+            .map(|f| format!("{}: {}\n", f.policy, f.message))
+            .collect()
+    }
+
+    #[test]
+    fn the_schema_comes_from_declarations() {
+        let other: Shape = serde_json::from_value(json!({
+            "actions": {"block_card": {"context": {"merchant": "Long"}}, "mcp:crm/refund": {}}
+        }))
+        .unwrap();
+        let schema = generate([&fraud_shape(), &other]);
+        expect![[r#"
+            // Generated by loopgate from the systems' declarations. Do not edit.
+            entity System = { "oversight": String, "risk_tier": String };
+            entity Subject = { "attributes": { "region"?: String }, "type": String };
+            action "block_card" appliesTo {
+              principal: [System],
+              resource: [Subject],
+              context: { "amount_minor"?: Long, "confidence": decimal, "model_version"?: String, "oversight": String, "risk_tier": String }
+            };
+            action "mcp:crm/refund" appliesTo {
+              principal: [System],
+              resource: [Subject],
+              context: { "confidence": decimal, "model_version"?: String, "oversight": String, "risk_tier": String }
+            };
+        "#]]
+        .assert_eq(&schema.text);
+        assert_eq!(
+            schema.notes,
+            vec![
+                "action `block_card`: systems declare `merchant` with different types; it is left out of the schema"
+            ]
+        );
+    }
+
+    #[test]
+    fn validation_names_the_policy_and_line() {
+        let schema = generate([&fraud_shape()]);
+        let policies = Policies::parse(
+            r#"@id("ok") @route("allow")
+permit(principal, action == Action::"block_card", resource)
+  when { context has amount_minor && context.amount_minor < 500 && context.confidence.greaterThan(decimal("0.9")) };
+@id("typo")
+permit(principal, action == Action::"block_card", resource)
+  when { context.ammount_minor > 5 };
+@id("wrong-type")
+permit(principal, action == Action::"block_card", resource)
+  when { context has merchant && context.merchant > 5 };
+@id("undeclared")
+permit(principal, action == Action::"refund", resource);
+"#,
+        )
+        .unwrap();
+        let validation = schema.validate(&policies);
+        let errors = show(&validation.errors);
+        assert!(errors.contains("typo: "), "{errors}");
+        assert!(errors.contains("ammount_minor"), "{errors}");
+        assert!(errors.contains("line 6"), "{errors}");
+        assert!(errors.contains("wrong-type: "), "{errors}");
+        assert!(!errors.contains("ok: "), "{errors}");
+        expect![[r#"
+            undeclared: not type-checked: no system declares action `refund`
+        "#]]
+        .assert_eq(&show(&validation.warnings));
+    }
+
+    #[test]
+    fn lint_warns_about_likely_mistakes() {
+        let policies = Policies::parse(
+            r#"@id("no-group") permit(principal == System::"fraud-detector", action, resource);
+@id("typo") @reviewer("leads") @reviewers("leads") permit(principal, action, resource);
+@id("auto-approve") @reviewers("leads") @on_timeout("approve") permit(principal, action, resource);
+@id("unknown-system") @route("allow") @sla("PT1H") permit(principal == System::"ghost", action, resource);
+@id("wrong-type") @route("allow") permit(principal == Subject::"x", action, resource);
+@id("never") @route("allow") permit(principal, action, resource) when { false };
+@id("deny") @reviewers("leads") forbid(principal, action == Action::"block_card", resource);
+"#,
+        )
+        .unwrap();
+        let deployment = Deployment {
+            systems: BTreeMap::from([("fraud-detector".to_owned(), RiskTier::High)]),
+            staffed_groups: BTreeSet::from(["reviewers".to_owned()]),
+            schema: Some(generate([&fraud_shape()])),
+        };
+        expect![[r#"
+            no-group: sends to review without `@reviewers`: the default group `reviewers` decides
+            typo: unknown annotation `@reviewer` (did you mean `@reviewers`?): loopgate ignores it
+            typo: group `leads` has no members: its reviews would wait for no one
+            auto-approve: `@on_timeout("approve")` approves unreviewed proposals of high-risk system `fraud-detector`
+            auto-approve: group `leads` has no members: its reviews would wait for no one
+            unknown-system: names system `ghost`, which is not registered: it matches nothing until it is
+            unknown-system: `@sla` has no effect on an allow route
+            wrong-type: can never match: the principal is always a `System`, not a `Subject`
+            wrong-type: policy is impossible: the policy expression evaluates to false for all valid requests at line 5, column 1
+            wrong-type: unable to find an applicable action given the policy scope constraints at line 5, column 1
+            never: policy is impossible: the policy expression evaluates to false for all valid requests at line 6, column 1
+            deny: `@reviewers` has no effect on a `forbid`: it denies
+        "#]]
+        .assert_eq(&show(&lint(&policies, &deployment)));
+    }
+
+    #[test]
+    fn case_files_check_routes_and_name_bad_lines() {
+        let policies = Policies::parse(
+            r#"@id("small") @route("allow") permit(principal, action == Action::"block_card", resource)
+  when { context has amount_minor && context.amount_minor < 500 };
+@id("large") @reviewers("fraud-analysts") @approvals("2") permit(principal, action == Action::"block_card", resource)
+  when { context has amount_minor && context.amount_minor >= 500 };
+"#,
+        )
+        .unwrap();
+        let file = cases::parse(
+            r#"
+cases:
+  - name: small amounts go through
+    system: fraud-detector
+    action: block_card
+    context: {amount_minor: 100}
+    expect: {route: allow, matched: [small]}
+  - name: large amounts need two analysts
+    system: fraud-detector
+    action: block_card
+    context: {amount_minor: 90000}
+    expect: {route: review, reviewers: fraud-leads, approvals: 2}
+"#,
+        )
+        .unwrap();
+        let defaults = Defaults {
+            route: Route::Review,
+            review: ReviewPlan::default_review(),
+        };
+        let results = cases::run(&policies, &file, &defaults, |_| None);
+        let shown: Vec<String> = results
+            .iter()
+            .map(|r| {
+                format!(
+                    "{} {} {:?} [{}]",
+                    r.name,
+                    r.passed,
+                    r.failures,
+                    r.matched.join(",")
+                )
+            })
+            .collect();
+        expect![[r#"
+            [
+                "small amounts go through true [] [small]",
+                "large amounts need two analysts false [\"expected reviewers `fraud-leads`, got `fraud-analysts`\"] [large]",
+            ]
+        "#]]
+        .assert_debug_eq(&shown);
+
+        let error = cases::parse(
+            "cases:\n  - system: a\n    action: b\n    expect: {route: allow}\n    contex: {}\n",
+        )
+        .unwrap_err();
+        assert!(error.contains("unknown field `contex`"), "{error}");
+        assert!(error.contains("line 5"), "{error}");
+        let error = cases::parse(
+            r#"{"cases": [{"system": "a", "action": "b", "expect": {"route": "maybe"}}]}"#,
+        )
+        .unwrap_err();
+        expect!["case 1: `expect.route` must be `allow`, `review` or `deny`, not `maybe`"]
+            .assert_eq(&error);
+        let error = cases::parse("{\"cases\": [\n{\"system\": 1}]}").unwrap_err();
+        assert!(error.contains("line 2"), "{error}");
+    }
+
+    #[test]
+    fn diffs_are_by_policy_id() {
+        let old = Policies::parse(
+            r#"@id("a") permit(principal, action, resource);
+@id("b") @route("allow") permit(principal, action, resource) when { context.x < 5 };
+@id("gone") forbid(principal, action, resource);
+"#,
+        )
+        .unwrap();
+        let new = Policies::parse(
+            r#"@id("a")    permit(principal, action, resource);
+@id("b") @route("allow") permit(principal, action, resource) when { context.x < 50 };
+@id("new") forbid(principal, action, resource);
+"#,
+        )
+        .unwrap();
+        let d = diff(&old, &new);
+        assert_eq!(
+            (d.added.clone(), d.removed.clone(), d.unchanged),
+            (vec!["new".to_owned()], vec!["gone".to_owned()], 1)
+        );
+        let [changed] = d.changed.as_slice() else {
+            panic!("{d:?}")
+        };
+        assert_eq!(changed.id, "b");
+        assert!(changed.diff.contains("-@id(\"b\") @route(\"allow\") permit(principal, action, resource) when { context.x < 5 };"), "{}", changed.diff);
+        assert!(changed.diff.contains("+@id(\"b\")"), "{}", changed.diff);
+    }
 }
