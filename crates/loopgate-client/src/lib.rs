@@ -246,6 +246,122 @@ impl Client {
         self.call::<(), _>(Method::GET, "/v1/policies", None).await
     }
 
+    /// One policy version.
+    pub async fn policy(&self, version: &str) -> Result<proto::PolicyVersion, ClientError> {
+        let path = format!("/v1/policies/{version}");
+        self.call::<(), _>(Method::GET, &path, None).await
+    }
+
+    /// Makes a stored version live (rollback, promotion) or shadow.
+    pub async fn activate_policy(
+        &self,
+        version: &str,
+        body: &proto::ActivatePolicy,
+    ) -> Result<proto::PolicyVersion, ClientError> {
+        let path = format!("/v1/policies/{version}/activate");
+        self.call(Method::POST, &path, Some(body)).await
+    }
+
+    /// Every activation, newest first.
+    pub async fn policy_activations(&self) -> Result<Vec<proto::PolicyActivation>, ClientError> {
+        self.call::<(), _>(Method::GET, "/v1/policies/activations", None)
+            .await
+    }
+
+    /// Schema errors and lint warnings for policy text.
+    pub async fn validate_policy(
+        &self,
+        body: &proto::PublishPolicy,
+    ) -> Result<proto::PolicyValidation, ClientError> {
+        self.call(Method::POST, "/v1/policies/validate", Some(body))
+            .await
+    }
+
+    /// The Cedar schema generated from the systems' declarations.
+    pub async fn policy_schema(&self) -> Result<proto::PolicySchema, ClientError> {
+        self.call::<(), _>(Method::GET, "/v1/policies/schema", None)
+            .await
+    }
+
+    /// Runs a case file on the server (with the registered systems' tiers).
+    pub async fn test_policies(
+        &self,
+        body: &proto::TestPolicies,
+    ) -> Result<proto::PolicyTestReport, ClientError> {
+        self.call(Method::POST, "/v1/policies/test", Some(body)).await
+    }
+
+    /// Replays history under a draft; `progress(done, total)` sees each
+    /// progress line of the stream.
+    pub async fn replay_policies(
+        &self,
+        body: &proto::ReplayPolicies,
+        mut progress: impl FnMut(u64, u64),
+    ) -> Result<proto::ReplayReport, ClientError> {
+        let url = format!("{}/v1/policies/replay?stream=true", self.base);
+        let mut response = self
+            .http
+            .post(&url)
+            .bearer_auth(&self.token)
+            .json(body)
+            .send()
+            .await
+            .map_err(|e| ClientError::Transport(format!("cannot reach {}: {e}", self.base)))?;
+        if !response.status().is_success() {
+            let status = response.status();
+            let bytes = response
+                .bytes()
+                .await
+                .map_err(|e| ClientError::Transport(e.to_string()))?;
+            return Err(match serde_json::from_slice::<proto::Problem>(&bytes) {
+                Ok(problem) => ClientError::Problem(Box::new(problem)),
+                Err(_) => ClientError::Transport(format!("{url} answered {status}")),
+            });
+        }
+        let mut pending: Vec<u8> = Vec::new();
+        loop {
+            let chunk = response
+                .chunk()
+                .await
+                .map_err(|e| ClientError::Transport(e.to_string()))?;
+            let Some(chunk) = chunk else {
+                return Err(ClientError::Transport(
+                    "the replay stream ended without a report".to_owned(),
+                ));
+            };
+            pending.extend_from_slice(&chunk);
+            while let Some(end) = pending.iter().position(|b| *b == b'\n') {
+                let line: Vec<u8> = pending.drain(..=end).collect();
+                let line: proto::ReplayLine = serde_json::from_slice(&line).map_err(|e| {
+                    ClientError::Transport(format!("unexpected replay line: {e}"))
+                })?;
+                match line {
+                    proto::ReplayLine::Progress { done, total } => progress(done, total),
+                    proto::ReplayLine::Report(report) => return Ok(report),
+                    proto::ReplayLine::Error(problem) => {
+                        return Err(ClientError::Problem(Box::new(problem)));
+                    }
+                }
+            }
+        }
+    }
+
+    /// What the shadow version disagreed on.
+    pub async fn shadow_report(&self) -> Result<proto::ShadowReport, ClientError> {
+        self.call::<(), _>(Method::GET, "/v1/policies/shadow", None)
+            .await
+    }
+
+    /// Stops shadow evaluation.
+    pub async fn stop_shadow(&self, reason: &str) -> Result<(), ClientError> {
+        let body = proto::StopShadow {
+            reason: reason.to_owned(),
+        };
+        self.raw(Method::DELETE, "/v1/policies/shadow", Some(&body))
+            .await
+            .map(drop)
+    }
+
     /// Erases a settled proposal's payloads and salt (admin).
     pub async fn erase(&self, id: &str, reason: &str) -> Result<proto::Proposal, ClientError> {
         let body = proto::EraseProposal {

@@ -514,6 +514,13 @@ pub struct System {
     /// Payloads of settled proposals are erased this long after settling (ISO 8601).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub retention: Option<String>,
+    /// Declared actions and attribute types, for the generated Cedar schema:
+    /// `{"actions": {"block_card": {"context": {"amount_minor": "Long"}}},
+    /// "subject_attributes": {"region": "String"}}`; types are `Long`,
+    /// `String`, `Bool`, `decimal`, `Set<String>`, `Set<Long>`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<Object>))]
+    pub shape: Option<serde_json::Value>,
 }
 
 /// `POST /v1/systems`.
@@ -535,6 +542,13 @@ pub struct CreateSystem {
     pub risk_tier: RiskTier,
     /// Oversight mode.
     pub oversight: Oversight,
+    /// Declared actions and attribute types, for the generated Cedar schema:
+    /// `{"actions": {"block_card": {"context": {"amount_minor": "Long"}}},
+    /// "subject_attributes": {"region": "String"}}`; types are `Long`,
+    /// `String`, `Bool`, `decimal`, `Set<String>`, `Set<Long>`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<Object>))]
+    pub shape: Option<serde_json::Value>,
 }
 
 /// `PATCH /v1/systems/{id}`: every field optional.
@@ -563,6 +577,13 @@ pub struct UpdateSystem {
     /// Retention of payloads after settling, ISO 8601 (`P90D`), or `off`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub retention: Option<String>,
+    /// Declared actions and attribute types, for the generated Cedar schema:
+    /// `{"actions": {"block_card": {"context": {"amount_minor": "Long"}}},
+    /// "subject_attributes": {"region": "String"}}`; types are `Long`,
+    /// `String`, `Bool`, `decimal`, `Set<String>`, `Set<Long>`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<Object>))]
+    pub shape: Option<serde_json::Value>,
 }
 
 /// A secret shown once: a system API key or a personal token.
@@ -647,6 +668,259 @@ pub struct PublishPolicy {
     /// Why this version.
     #[serde(default)]
     pub description: String,
+    /// `live` (default) routes every proposal; `shadow` is evaluated beside
+    /// the live version and never changes an outcome.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mode: Option<PolicyMode>,
+    /// A case file (YAML or JSON text) that must pass before the version is
+    /// published.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cases: Option<String>,
+}
+
+/// How a version is published or activated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum PolicyMode {
+    /// Routes every proposal.
+    Live,
+    /// Evaluated beside the live version; never changes an outcome.
+    Shadow,
+}
+
+/// A lint warning or validation error about one policy.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct PolicyFinding {
+    /// The policy id (empty for the set as a whole).
+    pub policy: String,
+    /// What, with the line and column where known.
+    pub message: String,
+}
+
+/// `POST /v1/policies/{version}/activate`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct ActivatePolicy {
+    /// Why (kept in the audit log).
+    pub reason: String,
+    /// `live` (default) or `shadow`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mode: Option<PolicyMode>,
+}
+
+/// `DELETE /v1/policies/shadow`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct StopShadow {
+    /// Why (kept in the audit log).
+    pub reason: String,
+}
+
+/// One activation of a version.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct PolicyActivation {
+    /// The version.
+    pub version: String,
+    /// `live`, `shadow` or `shadow_off`.
+    pub mode: String,
+    /// Why.
+    pub reason: String,
+    /// Who.
+    pub actor: String,
+    /// RFC 3339.
+    pub at: String,
+}
+
+/// The generated Cedar schema.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct PolicySchema {
+    /// Cedar schema syntax.
+    pub text: String,
+    /// Declared actions.
+    pub actions: Vec<String>,
+    /// Conflicts between declarations, left out of the schema.
+    pub notes: Vec<String>,
+}
+
+/// `POST /v1/policies/test`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct TestPolicies {
+    /// Cedar text to test; the live version when missing.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub text: Option<String>,
+    /// The case file, YAML or JSON text.
+    pub cases: String,
+}
+
+/// Results of a case file.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct PolicyTestReport {
+    /// The version tested.
+    pub version: String,
+    /// Cases that passed.
+    pub passed: u32,
+    /// Cases that failed.
+    pub failed: u32,
+    /// Every case, in file order.
+    pub cases: Vec<PolicyCaseResult>,
+}
+
+/// One case's result.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct PolicyCaseResult {
+    /// The case's name.
+    pub name: String,
+    /// Whether it passed.
+    pub passed: bool,
+    /// What did not match.
+    pub failures: Vec<String>,
+    /// The route it took.
+    pub route: Route,
+    /// The policies that decided it.
+    pub matched: Vec<String>,
+    /// Reviewer group (review routes).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reviewers: Option<String>,
+    /// Approvals required (review routes).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub approvals: Option<u32>,
+}
+
+/// `POST /v1/policies/replay`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct ReplayPolicies {
+    /// The draft Cedar text.
+    pub text: String,
+    /// How far back: `30d`, `12h`, `90m` or an ISO 8601 duration.
+    pub since: String,
+    /// Examples kept per transition (default 5, at most 100).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub examples: Option<u32>,
+}
+
+/// What a draft would have changed over a period.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct ReplayReport {
+    /// The draft's version.
+    pub version: String,
+    /// RFC 3339 start of the period.
+    pub since: String,
+    /// Proposals replayed.
+    pub replayed: u64,
+    /// Skipped because their payload was erased.
+    pub skipped_erased: u64,
+    /// Routed the same way.
+    pub unchanged: u64,
+    /// Route transitions, most first.
+    pub transitions: Vec<RouteTransition>,
+    /// Review tasks per group: how many more (or fewer) the draft would create.
+    pub workload: Vec<GroupWorkload>,
+    /// Proposals that reviewers rejected and the draft would allow.
+    pub rejected_now_allowed: u64,
+    /// Proposals that reviewers approved and the draft would deny.
+    pub approved_now_denied: u64,
+}
+
+/// One route transition.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct RouteTransition {
+    /// The route taken.
+    pub from: Route,
+    /// The route the draft gives.
+    pub to: Route,
+    /// How many.
+    pub count: u64,
+    /// Some proposal ids.
+    pub examples: Vec<String>,
+}
+
+/// Change in review workload for one group.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct GroupWorkload {
+    /// The group.
+    pub group: String,
+    /// Reviews the draft adds to the group.
+    pub added: u64,
+    /// Reviews it takes away.
+    pub removed: u64,
+}
+
+/// One line of a streamed replay (`?stream=true`, `application/x-ndjson`):
+/// progress lines, then the report.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum ReplayLine {
+    /// Proposals done out of the total.
+    Progress {
+        /// Done.
+        done: u64,
+        /// Total.
+        total: u64,
+    },
+    /// The final report.
+    Report(ReplayReport),
+    /// The replay failed part way.
+    Error(crate::Problem),
+}
+
+/// The shadow version's record.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct ShadowReport {
+    /// The shadow version; none when no shadow runs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<String>,
+    /// The live version.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub live_version: Option<String>,
+    /// RFC 3339: since when it runs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub since: Option<String>,
+    /// Proposals evaluated since.
+    pub evaluated: u64,
+    /// Of those, routed differently.
+    pub disagreements: u64,
+    /// Transitions (live → shadow).
+    pub transitions: Vec<RouteTransition>,
+    /// The latest disagreements.
+    pub recent: Vec<ShadowDisagreement>,
+}
+
+/// One disagreement.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct ShadowDisagreement {
+    /// The proposal.
+    pub proposal_id: String,
+    /// Live route.
+    pub live_route: String,
+    /// Shadow route.
+    pub shadow_route: String,
+    /// Live matched policies.
+    pub live_matched: Vec<String>,
+    /// Shadow matched policies.
+    pub shadow_matched: Vec<String>,
+    /// Shadow reviewer group.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shadow_group: Option<String>,
+    /// RFC 3339.
+    pub at: String,
 }
 
 /// A published policy-set version.
@@ -665,10 +939,16 @@ pub struct PolicyVersion {
     pub created_at: String,
     /// Whether this is the live version.
     pub active: bool,
+    /// Whether this is the shadow version.
+    #[serde(default)]
+    pub shadow: bool,
     /// Ids of the policies in the set.
     pub policy_ids: Vec<String>,
     /// Cedar text.
     pub text: String,
+    /// Lint warnings (on publish).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<PolicyFinding>,
 }
 
 /// Result of `POST /v1/policies/validate`.
@@ -679,4 +959,10 @@ pub struct PolicyValidation {
     pub version: String,
     /// Ids of the policies in the set.
     pub policy_ids: Vec<String>,
+    /// Errors against the generated schema: publishing would be refused.
+    #[serde(default)]
+    pub errors: Vec<PolicyFinding>,
+    /// Lint warnings.
+    #[serde(default)]
+    pub warnings: Vec<PolicyFinding>,
 }

@@ -35,6 +35,8 @@ pub struct Config {
     pub audit_public: bool,
     /// The log's origin (and key name), used when the key is generated.
     pub audit_origin: Option<String>,
+    /// Publishing a policy version requires a case file that passes.
+    pub require_policy_tests: bool,
 }
 
 impl Config {
@@ -54,6 +56,7 @@ impl Config {
             audit_checkpoint_interval: Duration::from_secs(1),
             audit_public: false,
             audit_origin: None,
+            require_policy_tests: false,
         }
     }
 }

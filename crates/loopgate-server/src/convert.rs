@@ -209,6 +209,7 @@ pub(crate) fn system(record: SystemRecord) -> proto::System {
         created_at: record.created_at.to_rfc3339(),
         updated_at: record.updated_at.to_rfc3339(),
         retention: record.retention.map(|r| format!("PT{}S", r.as_secs())),
+        shape: record.shape,
     }
 }
 
@@ -230,7 +231,9 @@ pub(crate) fn policy(record: PolicyRecord, active: bool) -> proto::PolicyVersion
         created_by: record.created_by,
         created_at: record.created_at.to_rfc3339(),
         active,
+        shadow: false,
         policy_ids: record.policy_ids,
         text: record.text,
+        warnings: Vec::new(),
     }
 }

@@ -9,7 +9,7 @@ use loopgate_core::routing::Policies;
 use loopgate_core::{Role, SystemId, UserId};
 use loopgate_store::sqlite::SqliteStore;
 use loopgate_store::{
-    CredentialOwner, NewCredential, NewPolicy, NewUser, Principal, Store, StoreError, SystemRecord,
+    ActivationMode, CredentialOwner, NewCredential, NewPolicy, NewUser, Principal, Store, StoreError, SystemRecord,
 };
 use tokio_util::sync::CancellationToken;
 
@@ -29,8 +29,10 @@ pub struct AppState {
     /// The configuration.
     pub config: Arc<Config>,
     pub(crate) waiters: Waiters,
-    /// The live policy set and its publication number (newest wins).
-    pub(crate) policies: Arc<RwLock<(i64, Arc<Policies>)>>,
+    /// The live and shadow policy sets, as the store's activations say.
+    pub(crate) policies: Arc<RwLock<Active>>,
+    /// Serializes publishing and activation with reloading `policies`.
+    pub(crate) policy_lock: Arc<tokio::sync::Mutex<()>>,
     pub(crate) metrics: Arc<Metrics>,
     pub(crate) sampling_secret: Arc<Vec<u8>>,
     /// Credential hash → principal (`None`: unknown credential).
@@ -63,31 +65,30 @@ pub async fn start(config: Config, clock: Arc<dyn Clock>) -> Result<Started, Sta
 
     let generated_admin_token = bootstrap(store.as_ref(), &config, now).await?;
 
-    let (mut live_seq, mut live) = match store.policies().await?.into_iter().next() {
-        Some(record) => {
-            let parsed = Policies::parse(&record.text).map_err(|e| StartError::Policies {
-                path: format!("stored version {}", record.version),
-                problem: e.to_string(),
-            })?;
-            (record.seq, parsed)
-        }
-        None => (0, Policies::empty()),
-    };
+    let mut active = load_active(store.as_ref()).await?;
     if let Some(path) = &config.policies {
         let text = crate::config::read_policies(path)?;
-        let parsed = Policies::parse(&text).map_err(|e| StartError::Policies {
+        let bad = |problem: String| StartError::Policies {
             path: path.display().to_string(),
-            problem: e.to_string(),
-        })?;
-        if parsed.version() != live.version() {
+            problem,
+        };
+        let parsed = Policies::parse(&text).map_err(|e| bad(e.to_string()))?;
+        if parsed.version() != active.live.version() {
+            let systems = store.systems().await?;
+            let schema = crate::http::policies::schema_of(&systems).map_err(bad)?;
+            if let Some(error) = schema.validate(&parsed).errors.first() {
+                return Err(bad(format!("policy `{}`: {}", error.policy, error.message)));
+            }
             let new = NewPolicy {
                 version: parsed.version().to_owned(),
                 text,
                 description: format!("loaded from {}", path.display()),
                 policy_ids: parsed.ids().to_vec(),
             };
-            live_seq = store.publish_policy(new, "loopgate", now).await?.seq;
-            live = parsed;
+            store
+                .publish_policy(new, ActivationMode::Live, "loopgate", now)
+                .await?;
+            active = load_active(store.as_ref()).await?;
         }
     }
 
@@ -96,7 +97,8 @@ pub async fn start(config: Config, clock: Arc<dyn Clock>) -> Result<Started, Sta
         clock,
         config: Arc::new(config),
         waiters: Waiters::default(),
-        policies: Arc::new(RwLock::new((live_seq, Arc::new(live)))),
+        policies: Arc::new(RwLock::new(active)),
+        policy_lock: Arc::new(tokio::sync::Mutex::new(())),
         metrics: Arc::new(Metrics::default()),
         sampling_secret: Arc::new(sampling_secret),
         principals: Arc::new(TtlCache::new(Duration::from_secs(5))),
@@ -113,9 +115,14 @@ pub async fn start(config: Config, clock: Arc<dyn Clock>) -> Result<Started, Sta
 impl AppState {
     /// The live policy set.
     pub(crate) fn live_policies(&self) -> Arc<Policies> {
+        Arc::clone(&self.active_policies().live)
+    }
+
+    /// The live and shadow sets.
+    pub(crate) fn active_policies(&self) -> Active {
         match self.policies.read() {
-            Ok(live) => Arc::clone(&live.1),
-            Err(poisoned) => Arc::clone(&poisoned.into_inner().1),
+            Ok(active) => active.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
         }
     }
 
@@ -131,17 +138,69 @@ impl AppState {
         Ok(system)
     }
 
-    /// Makes `policies` live unless a newer publication already is: two
-    /// concurrent publishes end with the newest row live, as a restart would.
-    pub(crate) fn set_live_policies(&self, seq: i64, policies: Policies) {
-        let mut live = match self.policies.write() {
-            Ok(live) => live,
-            Err(poisoned) => poisoned.into_inner(),
+    /// Reloads the live and shadow sets from the store; callers hold
+    /// `policy_lock` around their write and this reload.
+    pub(crate) async fn reload_policies(&self) -> Result<(), StartError> {
+        let current = self.active_policies();
+        let state = self.store.policy_state().await?;
+        let reuse = |record: &loopgate_store::PolicyRecord| -> Option<Arc<Policies>> {
+            [Some(&current.live), current.shadow.as_ref()]
+                .into_iter()
+                .flatten()
+                .find(|it| it.version() == record.version)
+                .cloned()
         };
-        if live.0 < seq {
-            *live = (seq, Arc::new(policies));
+        let parse = |record: &loopgate_store::PolicyRecord| -> Result<Arc<Policies>, StartError> {
+            match reuse(record) {
+                Some(it) => Ok(it),
+                None => parse_stored(record).map(Arc::new),
+            }
+        };
+        let live = match &state.live {
+            Some(record) => parse(record)?,
+            None => Arc::new(Policies::empty()),
+        };
+        let shadow = match &state.shadow {
+            Some((record, _)) => Some(parse(record)?),
+            None => None,
+        };
+        let active = Active { live, shadow };
+        match self.policies.write() {
+            Ok(mut slot) => *slot = active,
+            Err(poisoned) => *poisoned.into_inner() = active,
         }
+        Ok(())
     }
+}
+
+/// The live set and the shadow set, if one runs.
+#[derive(Clone)]
+pub(crate) struct Active {
+    pub(crate) live: Arc<Policies>,
+    pub(crate) shadow: Option<Arc<Policies>>,
+}
+
+fn parse_stored(record: &loopgate_store::PolicyRecord) -> Result<Policies, StartError> {
+    Policies::parse(&record.text).map_err(|e| StartError::Policies {
+        path: format!("stored version {}", record.version),
+        problem: e.to_string(),
+    })
+}
+
+async fn load_active(store: &dyn Store) -> Result<Active, StartError> {
+    let state = store.policy_state().await?;
+    let live = match &state.live {
+        Some(record) => parse_stored(record)?,
+        None => Policies::empty(),
+    };
+    let shadow = match &state.shadow {
+        Some((record, _)) => Some(Arc::new(parse_stored(record)?)),
+        None => None,
+    };
+    Ok(Active {
+        live: Arc::new(live),
+        shadow,
+    })
 }
 
 fn open_store(config: &Config) -> Result<Arc<dyn Store>, StartError> {

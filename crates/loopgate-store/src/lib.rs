@@ -84,14 +84,57 @@ pub trait Store: Send + Sync + 'static {
         now: Timestamp,
     ) -> Result<SystemRecord, StoreError>;
 
-    /// Publishes a policy version and makes it live.
+    /// Stores a policy version (once per text) and activates it as `mode`
+    /// (`Live` or `Shadow`), with its description as the reason.
     async fn publish_policy(
         &self,
         policy: NewPolicy,
+        mode: ActivationMode,
         actor: &str,
         now: Timestamp,
     ) -> Result<PolicyRecord, StoreError>;
-    /// Every version, newest first.
+
+    /// Activates a stored version (rollback, promotion of a shadow) or ends
+    /// shadow evaluation (`ShadowOff`, `version` ignored). `NotFound` for an
+    /// unknown version.
+    async fn activate_policy(
+        &self,
+        version: &str,
+        mode: ActivationMode,
+        reason: &str,
+        actor: &str,
+        now: Timestamp,
+    ) -> Result<PolicyState, StoreError>;
+
+    /// One stored version.
+    async fn policy(&self, version: &str) -> Result<Option<PolicyRecord>, StoreError>;
+
+    /// The live and shadow versions.
+    async fn policy_state(&self) -> Result<PolicyState, StoreError>;
+
+    /// Every activation, newest first.
+    async fn activations(&self) -> Result<Vec<Activation>, StoreError>;
+
+    /// What the shadow `version` disagreed on since `since` (at most `limit` recent rows).
+    async fn shadow_summary(
+        &self,
+        version: &str,
+        since: Timestamp,
+        limit: u32,
+    ) -> Result<ShadowSummary, StoreError>;
+
+    /// How many proposals were submitted at or after `since`.
+    async fn count_since(&self, since: Timestamp) -> Result<u64, StoreError>;
+
+    /// Proposals submitted at or after `since` with `seq > after`, in order.
+    async fn replay_rows(
+        &self,
+        since: Timestamp,
+        after: i64,
+        limit: u32,
+    ) -> Result<Vec<ReplayRow>, StoreError>;
+
+    /// Every stored version, newest first.
     async fn policies(&self) -> Result<Vec<PolicyRecord>, StoreError>;
 
     /// Inserts a proposal with its planned first state, or returns the

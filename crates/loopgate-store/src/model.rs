@@ -99,6 +99,8 @@ pub struct SystemRecord {
     pub updated_at: Timestamp,
     /// Payloads of settled proposals are erased this long after settling.
     pub retention: Option<std::time::Duration>,
+    /// Declared actions and attribute types (`routing::schema::Shape` JSON).
+    pub shape: Option<Value>,
 }
 
 /// A new system.
@@ -116,6 +118,8 @@ pub struct NewSystem {
     pub risk_tier: RiskTier,
     /// Oversight mode.
     pub oversight: Oversight,
+    /// Declared actions and attribute types.
+    pub shape: Option<Value>,
 }
 
 /// A change to a system.
@@ -135,6 +139,8 @@ pub struct SystemPatch {
     pub status: Option<SystemStatus>,
     /// `Some(None)` turns retention off.
     pub retention: Option<Option<std::time::Duration>>,
+    /// A new declaration of actions and attribute types.
+    pub shape: Option<Value>,
 }
 
 /// A policy version to publish.
@@ -208,6 +214,148 @@ pub struct NewProposal {
     pub routing: Routing,
     /// First state.
     pub plan: loopgate_core::proposal::Plan,
+    /// `@max_auto` caps to count, and what to do instead when one is used up.
+    pub limits: Option<AutoLimits>,
+    /// What the shadow policy version made of this proposal, when one runs.
+    pub shadow: Option<ShadowOutcome>,
+}
+
+/// Automation caps a proposal counts against, checked and counted in the
+/// submitting transaction.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AutoLimits {
+    /// (policy id, most per window, window start).
+    pub counters: Vec<(String, u32, Timestamp)>,
+    /// The routing when any cap is used up.
+    pub routing: Routing,
+    /// The plan when any cap is used up.
+    pub plan: loopgate_core::proposal::Plan,
+}
+
+/// The shadow version's routing of one proposal.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ShadowOutcome {
+    /// The shadow version.
+    pub version: String,
+    /// Its route.
+    pub route: loopgate_core::Route,
+    /// Its matched policies.
+    pub matched: Vec<String>,
+    /// Its reviewer group, for review routes.
+    pub group: Option<String>,
+}
+
+/// How a version is activated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ActivationMode {
+    /// Routes every proposal.
+    Live,
+    /// Evaluated beside the live version; never changes an outcome.
+    Shadow,
+    /// Ends shadow evaluation.
+    ShadowOff,
+}
+
+impl ActivationMode {
+    /// `live`, `shadow`, `shadow_off`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ActivationMode::Live => "live",
+            ActivationMode::Shadow => "shadow",
+            ActivationMode::ShadowOff => "shadow_off",
+        }
+    }
+}
+
+/// One activation: who made which version live or shadow, when and why.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Activation {
+    /// Order.
+    pub seq: i64,
+    /// The version.
+    pub version: String,
+    /// `live`, `shadow` or `shadow_off`.
+    pub mode: String,
+    /// Why.
+    pub reason: String,
+    /// Who.
+    pub actor: String,
+    /// When.
+    pub at: Timestamp,
+}
+
+/// The live and shadow versions.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct PolicyState {
+    /// The live version (none before the first publish).
+    pub live: Option<PolicyRecord>,
+    /// The shadow version and since when it runs.
+    pub shadow: Option<(PolicyRecord, Timestamp)>,
+}
+
+/// A proposal on which the shadow version disagreed with the live one.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Disagreement {
+    /// The proposal.
+    pub proposal_id: String,
+    /// The shadow version.
+    pub version: String,
+    /// The live route.
+    pub live_route: String,
+    /// The shadow route.
+    pub shadow_route: String,
+    /// Live matched policies.
+    pub live_matched: Vec<String>,
+    /// Shadow matched policies.
+    pub shadow_matched: Vec<String>,
+    /// The shadow reviewer group.
+    pub shadow_group: Option<String>,
+    /// When.
+    pub at: Timestamp,
+}
+
+/// What a shadow version did since it started.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ShadowSummary {
+    /// Proposals submitted since the shadow version started.
+    pub evaluated: u64,
+    /// Of those, how many it routed differently.
+    pub disagreements: u64,
+    /// (live route, shadow route, count), most first.
+    pub transitions: Vec<(String, String, u64)>,
+    /// The latest disagreements, newest first.
+    pub recent: Vec<Disagreement>,
+}
+
+/// A stored proposal as replay reads it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ReplayRow {
+    /// Storage order.
+    pub seq: i64,
+    /// Id.
+    pub id: String,
+    /// System.
+    pub system: String,
+    /// Action.
+    pub action: String,
+    /// `{"type", "id", "attributes"}` (`null` once erased).
+    pub subject: Value,
+    /// Context.
+    pub context: Map<String, Value>,
+    /// Confidence.
+    pub confidence: Option<f64>,
+    /// Model version.
+    pub model_version: Option<String>,
+    /// The route it took.
+    pub route: loopgate_core::Route,
+    /// Its state.
+    pub status: loopgate_core::ProposalStatus,
+    /// Who settled it.
+    pub decided_by: Option<loopgate_core::DecidedBy>,
+    /// The group of its first review task, if any.
+    pub group: Option<String>,
+    /// Whether its payload was erased.
+    pub erased: bool,
 }
 
 /// Result of a submission.

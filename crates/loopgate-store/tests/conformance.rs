@@ -21,6 +21,7 @@ use loopgate_core::{
 };
 use loopgate_store::sqlite::SqliteStore;
 use loopgate_store::{
+    ActivationMode, AutoLimits, NewPolicy, ShadowOutcome,
     NewProposal, NewSystem, ProposalFilter, ReviewerRef, Store, SubmitError, Submitted, TaskFilter,
     TxError,
 };
@@ -67,6 +68,9 @@ conformance!(
     every_change_writes_its_event,
     the_log_grows_in_order_and_proves_inclusion,
     erasure_keeps_the_log_and_drops_the_payload,
+    activations_decide_the_live_and_shadow_versions,
+    automation_caps_hold_under_concurrency,
+    shadow_disagreements_are_recorded_and_replay_reads_history,
 );
 
 async fn setup(store: &dyn Store) -> SystemId {
@@ -78,6 +82,7 @@ async fn setup(store: &dyn Store) -> SystemId {
         purpose: "tests".into(),
         risk_tier: RiskTier::High,
         oversight: Oversight::InTheLoop,
+        shape: None,
     };
     store.create_system(new, "user:admin", T0).await.unwrap();
     system
@@ -139,6 +144,8 @@ fn new_proposal(
         submitted_by: "system:sys".into(),
         routing,
         plan,
+        limits: None,
+        shadow: None,
     }
 }
 
@@ -488,4 +495,143 @@ async fn erasure_keeps_the_log_and_drops_the_payload(store: &dyn Store) {
         &proof,
     )
     .unwrap();
+}
+
+fn new_policy(text: &str) -> NewPolicy {
+    NewPolicy {
+        version: format!("v-{text}"),
+        text: text.into(),
+        description: format!("publish {text}"),
+        policy_ids: vec![],
+    }
+}
+
+async fn activations_decide_the_live_and_shadow_versions(store: &dyn Store) {
+    assert_eq!(store.policy_state().await.unwrap().live, None);
+    let a = store
+        .publish_policy(new_policy("a"), ActivationMode::Live, "user:ann", T0)
+        .await
+        .unwrap();
+    let b = store
+        .publish_policy(new_policy("b"), ActivationMode::Live, "user:ann", T0)
+        .await
+        .unwrap();
+    let state = store.policy_state().await.unwrap();
+    assert_eq!(state.live.unwrap().version, b.version);
+    assert_eq!(state.shadow, None);
+
+    // Publishing the same text again stores nothing new.
+    let again = store
+        .publish_policy(new_policy("a"), ActivationMode::Shadow, "user:ann", T0)
+        .await
+        .unwrap();
+    assert_eq!(again.seq, a.seq);
+    assert_eq!(store.policies().await.unwrap().len(), 2);
+    let state = store.policy_state().await.unwrap();
+    assert_eq!(state.live.as_ref().unwrap().version, b.version);
+    assert_eq!(state.shadow.as_ref().unwrap().0.version, a.version);
+
+    // Promoting the shadow ends it; rolling back makes an old version live.
+    let state = store
+        .activate_policy(&a.version, ActivationMode::Live, "promote", "user:ann", T0)
+        .await
+        .unwrap();
+    assert_eq!(state.live.unwrap().version, a.version);
+    assert_eq!(state.shadow, None);
+    let state = store
+        .activate_policy(&b.version, ActivationMode::Live, "roll back", "user:bob", T0)
+        .await
+        .unwrap();
+    assert_eq!(state.live.unwrap().version, b.version);
+    assert!(matches!(
+        store
+            .activate_policy("nope", ActivationMode::Live, "x", "user:bob", T0)
+            .await,
+        Err(loopgate_store::StoreError::NotFound)
+    ));
+    assert!(
+        store
+            .activate_policy("", ActivationMode::ShadowOff, "x", "user:bob", T0)
+            .await
+            .is_err()
+    );
+    store
+        .activate_policy(&a.version, ActivationMode::Shadow, "try a", "user:bob", T0)
+        .await
+        .unwrap();
+    let state = store
+        .activate_policy("", ActivationMode::ShadowOff, "enough", "user:bob", T0)
+        .await
+        .unwrap();
+    assert_eq!(state.shadow, None);
+
+    let history = store.activations().await.unwrap();
+    let modes: Vec<(String, String, String)> = history
+        .iter()
+        .map(|it| (it.mode.clone(), it.reason.clone(), it.actor.clone()))
+        .collect();
+    assert_eq!(modes[0], ("shadow_off".into(), "enough".into(), "user:bob".into()));
+    assert_eq!(modes[2], ("live".into(), "roll back".into(), "user:bob".into()));
+    assert_eq!(history.len(), 7);
+}
+
+async fn automation_caps_hold_under_concurrency(store: &dyn Store) {
+    let system = setup(store).await;
+    let window = Timestamp::from_millis(T0.millis() / 3_600_000 * 3_600_000);
+    // Twenty submissions in flight at once, each allowed under a cap of 5/h.
+    let submissions = (0..20).map(|n| {
+        let mut new = new_proposal(&system, n, None, json!({"n": n}), 1);
+        let mut allow = new.routing.clone();
+        allow.route = Route::Allow;
+        let allowed = plan(&allow, Oversight::InTheLoop, SystemStatus::Active, false);
+        new.limits = Some(AutoLimits {
+            counters: vec![("cap".into(), 5, window)],
+            routing: new.routing.clone(),
+            plan: new.plan.clone(),
+        });
+        new.routing = allow;
+        new.plan = allowed;
+        store.submit(new, T0)
+    });
+    let mut approved = 0;
+    for result in futures::future::join_all(submissions).await {
+        match result.unwrap() {
+            Submitted::Created(record) if record.status == ProposalStatus::Approved => {
+                approved += 1;
+            }
+            Submitted::Created(record) => assert_eq!(record.status, ProposalStatus::Pending),
+            Submitted::Existing(_) => panic!("no keys"),
+        }
+    }
+    assert_eq!(approved, 5, "exactly the cap is automated");
+}
+
+async fn shadow_disagreements_are_recorded_and_replay_reads_history(store: &dyn Store) {
+    let system = setup(store).await;
+    for n in 0..4 {
+        let mut new = new_proposal(&system, n, None, json!({"n": n}), 1);
+        new.shadow = Some(ShadowOutcome {
+            version: "shadow-v".into(),
+            route: if n % 2 == 0 { Route::Allow } else { Route::Review },
+            matched: vec!["p".into()],
+            group: (n % 2 == 1).then(|| "g".into()),
+        });
+        store.submit(new, T0).await.unwrap();
+    }
+    let summary = store.shadow_summary("shadow-v", T0, 10).await.unwrap();
+    assert_eq!(summary.evaluated, 4);
+    assert_eq!(summary.disagreements, 2);
+    assert_eq!(summary.transitions, vec![("review".into(), "allow".into(), 2)]);
+    assert_eq!(summary.recent.len(), 2);
+
+    assert_eq!(store.count_since(T0).await.unwrap(), 4);
+    let first = store.replay_rows(T0, 0, 3).await.unwrap();
+    assert_eq!(first.len(), 3);
+    assert_eq!(first[0].route, Route::Review);
+    assert_eq!(first[0].group.as_deref(), Some("g"));
+    assert_eq!(first[0].subject["id"], "s0");
+    let rest = store.replay_rows(T0, first[2].seq, 3).await.unwrap();
+    assert_eq!(rest.len(), 1);
+    let later = Timestamp::from_millis(T0.millis() + 1);
+    assert_eq!(store.count_since(later).await.unwrap(), 0);
 }

@@ -189,6 +189,7 @@ async fn setup(admin: &Client) -> anyhow::Result<Keys> {
             purpose: "load test".into(),
             risk_tier: proto::RiskTier::Minimal,
             oversight: proto::Oversight::InTheLoop,
+            shape: None,
         };
         match admin.create_system(&system).await {
             Ok(_) => (),
@@ -200,6 +201,8 @@ async fn setup(admin: &Client) -> anyhow::Result<Keys> {
         .publish_policy(&proto::PublishPolicy {
             text: POLICY.into(),
             description: "loopgate bench".into(),
+            mode: None,
+            cases: None,
         })
         .await?;
     let auto = admin.create_key("bench-auto").await?.secret;

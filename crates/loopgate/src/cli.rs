@@ -31,7 +31,7 @@ pub(crate) enum Command {
     User(UserCommand),
     /// Policies: validate locally, publish, list.
     #[command(subcommand)]
-    Policy(PolicyCommand),
+    Policy(crate::policy::PolicyCommand),
     /// Submit a proposal.
     Submit(SubmitArgs),
     /// Work the review queue.
@@ -115,6 +115,15 @@ pub(crate) enum SystemCommand {
     Resume(SystemRef),
     /// Issue a new API key (shown once).
     Key(SystemRef),
+    /// Declare actions and attribute types (JSON or YAML file) for the generated Cedar schema.
+    Shape {
+        /// System id.
+        id: String,
+        /// `{"actions": {"block_card": {"context": {"amount_minor": "Long"}}}, "subject_attributes": {...}}`.
+        file: PathBuf,
+        #[command(flatten)]
+        remote: Remote,
+    },
     /// Erase payloads this long after a proposal settles (ISO 8601, e.g. `P90D`), or `off`.
     Retention {
         /// System id.
@@ -166,26 +175,6 @@ pub(crate) enum UserCommand {
     },
 }
 
-#[derive(Debug, Subcommand)]
-pub(crate) enum PolicyCommand {
-    /// Check a Cedar file or directory locally, without a server.
-    Validate {
-        /// File or directory of `*.cedar` files.
-        path: PathBuf,
-    },
-    /// Publish a Cedar file or directory as the new live version.
-    Publish {
-        /// File or directory of `*.cedar` files.
-        path: PathBuf,
-        /// Why this version.
-        #[arg(long, default_value = "")]
-        description: String,
-        #[command(flatten)]
-        remote: Remote,
-    },
-    /// List published versions.
-    List(Remote0),
-}
 
 #[derive(Debug, Args)]
 pub(crate) struct SubmitArgs {

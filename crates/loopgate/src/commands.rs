@@ -4,7 +4,6 @@ use std::sync::Arc;
 
 use anyhow::Context as _;
 use loopgate_client::{Client, TaskQuery};
-use loopgate_core::routing::Policies;
 use loopgate_proto as proto;
 use loopgate_server::{Config, SystemClock};
 use serde::Serialize;
@@ -12,7 +11,7 @@ use serde_json::Value;
 use tokio::net::TcpListener;
 
 use crate::cli::{
-    Cli, Command, Decide, PolicyCommand, ReviewCommand, SubmitArgs, SystemCommand, SystemRef,
+    Cli, Command, Decide, ReviewCommand, SubmitArgs, SystemCommand, SystemRef,
     UserCommand,
 };
 use crate::config::FileConfig;
@@ -32,7 +31,7 @@ pub(crate) async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::System(command) => system(&file, command).await,
         Command::User(command) => user(&file, command).await,
-        Command::Policy(command) => policy(&file, command).await,
+        Command::Policy(command) => crate::policy::run(&file, command).await,
         Command::Submit(args) => submit(&file, args).await,
         Command::Review(command) => review(&file, command).await,
         Command::Audit(command) => crate::audit::run(&file, command).await,
@@ -128,11 +127,29 @@ async fn system(file: &FileConfig, command: SystemCommand) -> anyhow::Result<()>
                 purpose,
                 risk_tier: from_name(&risk_tier, "risk tier")?,
                 oversight: from_name(&oversight, "oversight mode")?,
+                shape: None,
             };
             print_json(&file.client(&remote)?.create_system(&create).await?)
         }
         SystemCommand::Pause(args) => set_status(file, args, proto::SystemStatus::Paused).await,
         SystemCommand::Resume(args) => set_status(file, args, proto::SystemStatus::Active).await,
+        SystemCommand::Shape { id, file: path, remote } => {
+            let text = std::fs::read_to_string(&path)
+                .with_context(|| format!("cannot read `{}`", path.display()))?;
+            let shape: Value = match text.trim_start().starts_with('{') {
+                true => serde_json::from_str(&text)
+                    .with_context(|| format!("`{}` is not valid JSON", path.display()))?,
+                false => yaml_serde::from_str(&text)
+                    .with_context(|| format!("`{}` is not valid YAML", path.display()))?,
+            };
+            let patch = proto::UpdateSystem {
+                shape: Some(shape),
+                ..Default::default()
+            };
+            let system = file.client(&remote)?.update_system(&id, &patch).await?;
+            out!("`{}` declares its actions; `loopgate policy schema` shows the schema", system.id);
+            Ok(())
+        }
         SystemCommand::Retention { id, period, remote } => {
             set_retention(file, &id, period, &remote).await
         }
@@ -219,56 +236,6 @@ async fn user(file: &FileConfig, command: UserCommand) -> anyhow::Result<()> {
                 token.owner,
                 token.secret
             );
-            Ok(())
-        }
-    }
-}
-
-async fn policy(file: &FileConfig, command: PolicyCommand) -> anyhow::Result<()> {
-    match command {
-        PolicyCommand::Validate { path } => {
-            let text = loopgate_server::config::read_policies(&path)?;
-            let policies = Policies::parse(&text)
-                .with_context(|| format!("`{}` is not a valid policy set", path.display()))?;
-            out!(
-                "valid: {} policies, version {}",
-                policies.ids().len(),
-                policies.version()
-            );
-            for id in policies.ids() {
-                out!("  {id}");
-            }
-            Ok(())
-        }
-        PolicyCommand::Publish {
-            path,
-            description,
-            remote,
-        } => {
-            let text = loopgate_server::config::read_policies(&path)?;
-            let published = file
-                .client(&remote)?
-                .publish_policy(&proto::PublishPolicy { text, description })
-                .await?;
-            out!(
-                "published version {} ({} policies), now live",
-                published.version,
-                published.policy_ids.len()
-            );
-            Ok(())
-        }
-        PolicyCommand::List(args) => {
-            for version in file.client(&args.remote)?.policies().await?.items {
-                let live = if version.active { "live" } else { "" };
-                out!(
-                    "{:>4} {:<18} {:<5} {:<24} {}",
-                    version.seq,
-                    version.version,
-                    live,
-                    version.created_at,
-                    version.description
-                );
-            }
             Ok(())
         }
     }

@@ -14,6 +14,10 @@ use serde_json::{Map, Value, json};
 use tokio::net::TcpListener;
 
 const POLICIES: &str = include_str!("../demo/policies.cedar");
+/// What each demo system declares: its actions and attribute types.
+const SHAPES: &str = include_str!("../demo/shapes.json");
+/// The tests the demo policies must pass to be published.
+const CASES: &str = include_str!("../demo/cases.yaml");
 
 /// The five scenarios' systems: id, name, owner, purpose, risk tier, oversight.
 const SYSTEMS: [(&str, &str, &str, &str, proto::RiskTier, proto::Oversight); 5] = [
@@ -161,6 +165,7 @@ fn demo_admin_token(config: &Config) -> anyhow::Result<String> {
 }
 
 async fn seed(admin: &Client) -> anyhow::Result<()> {
+    let shapes: serde_json::Map<String, Value> = serde_json::from_str(SHAPES)?;
     for (id, name, owner, purpose, risk_tier, oversight) in SYSTEMS {
         let system = proto::CreateSystem {
             id: id.into(),
@@ -169,6 +174,7 @@ async fn seed(admin: &Client) -> anyhow::Result<()> {
             purpose: purpose.into(),
             risk_tier,
             oversight,
+            shape: shapes.get(id).cloned(),
         };
         admin.create_system(&system).await?;
     }
@@ -183,6 +189,8 @@ async fn seed(admin: &Client) -> anyhow::Result<()> {
     let policy = proto::PublishPolicy {
         text: POLICIES.to_owned(),
         description: "demo scenarios".to_owned(),
+        mode: None,
+        cases: Some(CASES.to_owned()),
     };
     admin.publish_policy(&policy).await?;
     Ok(())

@@ -16,6 +16,7 @@ mod cli;
 mod commands;
 mod config;
 mod demo;
+mod policy;
 
 use std::process::ExitCode;
 

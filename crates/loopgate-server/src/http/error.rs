@@ -80,12 +80,13 @@ impl ApiError {
     }
 }
 
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
+impl ApiError {
+    /// The problem document this error becomes.
+    pub fn problem(self) -> Problem {
         let inner = *self.0;
         let status =
             StatusCode::from_u16(inner.code.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-        let problem = Problem {
+        Problem {
             type_: format!("{ERRORS_DOC}#{}", inner.code.as_str()),
             title: inner.code.title().to_owned(),
             status: status.as_u16(),
@@ -93,7 +94,15 @@ impl IntoResponse for ApiError {
             detail: inner.detail,
             help: inner.help,
             extra: inner.extra,
-        };
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let code = self.0.code;
+        let problem = self.problem();
+        let status = StatusCode::from_u16(problem.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
         let body = serde_json::to_vec(&problem).unwrap_or_default();
         let mut response = (status, body).into_response();
         let headers = response.headers_mut();
@@ -101,7 +110,7 @@ impl IntoResponse for ApiError {
             header::CONTENT_TYPE,
             HeaderValue::from_static("application/problem+json"),
         );
-        if inner.code == ErrorCode::Unavailable {
+        if code == ErrorCode::Unavailable {
             headers.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
         }
         response

@@ -33,7 +33,9 @@ use error::ApiError;
         tasks::list, tasks::get, tasks::claim, tasks::release, tasks::decide,
         systems::list, systems::create, systems::update, systems::create_key,
         users::list, users::create, users::update, users::create_token,
-        policies::list, policies::publish, policies::validate,
+        policies::list, policies::publish, policies::validate, policies::get, policies::activate,
+        policies::activations, policies::schema, policies::test, policies::replay, policies::shadow,
+        policies::stop_shadow,
         audit::pubkey, audit::checkpoint, audit::issue, audit::checkpoints, audit::tile, audit::entries,
         audit::inclusion, audit::consistency, audit::proposal, proposals::erase,
         health::healthz, health::readyz, health::metrics,
@@ -94,6 +96,16 @@ pub fn router(app: AppState) -> Router {
         .route("/v1/users/{id}/tokens", post(users::create_token))
         .route("/v1/policies", get(policies::list).post(policies::publish))
         .route("/v1/policies/validate", post(policies::validate))
+        .route("/v1/policies/schema", get(policies::schema))
+        .route("/v1/policies/test", post(policies::test))
+        .route("/v1/policies/replay", post(policies::replay))
+        .route("/v1/policies/activations", get(policies::activations))
+        .route(
+            "/v1/policies/shadow",
+            get(policies::shadow).delete(policies::stop_shadow),
+        )
+        .route("/v1/policies/{version}", get(policies::get))
+        .route("/v1/policies/{version}/activate", post(policies::activate))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(CatchPanicLayer::custom(panicked))

@@ -1,31 +1,48 @@
-//! `/v1/policies`: publish immutable policy versions, list them, validate text.
+//! `/v1/policies`: publish immutable versions (live or shadow), activate and
+//! roll back, validate against the generated schema and lint, run case
+//! files, replay history under a draft, and report what a shadow disagreed on.
+
+use std::collections::{BTreeMap, HashMap};
+use std::convert::Infallible;
+use std::time::Duration;
 
 use axum::Json;
-use axum::extract::State;
-use axum::http::StatusCode;
-use loopgate_core::Role;
-use loopgate_core::routing::Policies;
+use axum::body::{Body, Bytes};
+use axum::extract::{Path, State};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use loopgate_core::routing::lint::{Deployment, lint};
+use loopgate_core::routing::schema::{Finding, GeneratedSchema, Shape, generate};
+use loopgate_core::routing::{Defaults, Policies, ReviewPlan, RoutingRequest, cases, route};
+use loopgate_core::{DecidedBy, ProposalStatus, Role, Route, Timestamp};
 use loopgate_proto as proto;
-use loopgate_store::NewPolicy;
+use loopgate_store::{ActivationMode, NewPolicy, PolicyState, ReplayRow, SystemRecord};
+use serde::Deserialize;
+use serde_json::{Map, json};
 
 use crate::AppState;
 use crate::auth::Caller;
 use crate::convert;
 use crate::http::error::ApiError;
-use crate::http::extract::JsonBody;
+use crate::http::extract::{JsonBody, Params};
 
-/// Every version, newest first; the first is live.
+const AUTHORS: &[Role] = &[Role::PolicyAuthor];
+const READERS: &[Role] = &[Role::PolicyAuthor, Role::Auditor];
+
+/// Every version, newest first, marked live or shadow.
 #[utoipa::path(get, path = "/v1/policies", tag = "policies", responses((status = 200, body = proto::Page<proto::PolicyVersion>)))]
 pub async fn list(
     State(app): State<AppState>,
     caller: Caller,
 ) -> Result<Json<proto::Page<proto::PolicyVersion>>, ApiError> {
-    caller.user_with(&[Role::PolicyAuthor, Role::Auditor])?;
-    let records = app.store.policies().await?;
-    let items = records
+    caller.user_with(READERS)?;
+    let state = app.store.policy_state().await?;
+    let items = app
+        .store
+        .policies()
+        .await?
         .into_iter()
-        .enumerate()
-        .map(|(i, record)| convert::policy(record, i == 0))
+        .map(|record| version_of(record, &state))
         .collect();
     Ok(Json(proto::Page {
         items,
@@ -33,7 +50,27 @@ pub async fn list(
     }))
 }
 
-/// Publish a new version and make it live. Invalid text leaves the live version untouched.
+/// One version.
+#[utoipa::path(get, path = "/v1/policies/{version}", tag = "policies",
+    params(("version" = String, Path, description = "the version hash")),
+    responses((status = 200, body = proto::PolicyVersion), (status = 404, body = proto::Problem)))]
+pub async fn get(
+    State(app): State<AppState>,
+    caller: Caller,
+    Path(version): Path<String>,
+) -> Result<Json<proto::PolicyVersion>, ApiError> {
+    caller.user_with(READERS)?;
+    let record = app
+        .store
+        .policy(&version)
+        .await?
+        .ok_or_else(|| ApiError::not_found("policy version", &version))?;
+    let state = app.store.policy_state().await?;
+    Ok(Json(version_of(record, &state)))
+}
+
+/// Publish a new version, live (default) or shadow. Text that does not
+/// parse, fails the schema, or fails its case file leaves everything as it was.
 #[utoipa::path(post, path = "/v1/policies", tag = "policies", request_body = proto::PublishPolicy,
     responses((status = 201, body = proto::PolicyVersion), (status = 422, body = proto::Problem)))]
 pub async fn publish(
@@ -41,33 +78,643 @@ pub async fn publish(
     caller: Caller,
     JsonBody(body): JsonBody<proto::PublishPolicy>,
 ) -> Result<(StatusCode, Json<proto::PolicyVersion>), ApiError> {
-    caller.user_with(&[Role::PolicyAuthor])?;
-    let policies = Policies::parse(&body.text)?;
+    caller.user_with(AUTHORS)?;
+    let (policies, warnings) = check(&app, &body.text).await?;
+    match &body.cases {
+        Some(text) => {
+            let report = run_cases(&app, &policies, text).await?;
+            if report.failed > 0 {
+                return Err(ApiError::new(
+                    proto::ErrorCode::PolicyInvalid,
+                    format!(
+                        "{} of {} policy tests failed; the version was not published",
+                        report.failed,
+                        report.failed + report.passed
+                    ),
+                )
+                .with("tests", json!(report)));
+            }
+        }
+        None if app.config.require_policy_tests => {
+            return Err(ApiError::invalid(
+                "this server requires policy tests: send `cases` with the policy text",
+            )
+            .help("`loopgate policy publish FILE --tests CASES`"));
+        }
+        None => {}
+    }
+    let mode = match body.mode {
+        Some(proto::PolicyMode::Shadow) => ActivationMode::Shadow,
+        _ => ActivationMode::Live,
+    };
     let new = NewPolicy {
         version: policies.version().to_owned(),
         text: body.text,
         description: body.description,
         policy_ids: policies.ids().to_vec(),
     };
+    let _guard = app.policy_lock.lock().await;
     let record = app
         .store
-        .publish_policy(new, &caller.actor(), app.clock.now())
+        .publish_policy(new, mode, &caller.actor(), app.clock.now())
         .await?;
-    app.set_live_policies(record.seq, policies);
-    Ok((StatusCode::CREATED, Json(convert::policy(record, true))))
+    app.reload_policies()
+        .await
+        .map_err(|e| ApiError::internal(&e))?;
+    let state = app.store.policy_state().await?;
+    let mut version = version_of(record, &state);
+    version.warnings = findings(warnings);
+    Ok((StatusCode::CREATED, Json(version)))
 }
 
-/// Check policy text without publishing it.
+/// Make a stored version live (rollback, or promotion of a shadow) or shadow.
+#[utoipa::path(post, path = "/v1/policies/{version}/activate", tag = "policies",
+    params(("version" = String, Path, description = "the version hash")),
+    request_body = proto::ActivatePolicy,
+    responses((status = 200, body = proto::PolicyVersion), (status = 404, body = proto::Problem)))]
+pub async fn activate(
+    State(app): State<AppState>,
+    caller: Caller,
+    Path(version): Path<String>,
+    JsonBody(body): JsonBody<proto::ActivatePolicy>,
+) -> Result<Json<proto::PolicyVersion>, ApiError> {
+    caller.user_with(AUTHORS)?;
+    if body.reason.trim().is_empty() {
+        return Err(ApiError::invalid("`reason` must say why"));
+    }
+    let mode = match body.mode {
+        Some(proto::PolicyMode::Shadow) => ActivationMode::Shadow,
+        _ => ActivationMode::Live,
+    };
+    let _guard = app.policy_lock.lock().await;
+    let state = app
+        .store
+        .activate_policy(
+            &version,
+            mode,
+            &body.reason,
+            &caller.actor(),
+            app.clock.now(),
+        )
+        .await
+        .map_err(|error| match error {
+            loopgate_store::StoreError::NotFound => ApiError::not_found("policy version", &version),
+            other => other.into(),
+        })?;
+    app.reload_policies()
+        .await
+        .map_err(|e| ApiError::internal(&e))?;
+    let record = app
+        .store
+        .policy(&version)
+        .await?
+        .ok_or_else(|| ApiError::not_found("policy version", &version))?;
+    Ok(Json(version_of(record, &state)))
+}
+
+/// Who activated which version, when and why; newest first.
+#[utoipa::path(get, path = "/v1/policies/activations", tag = "policies",
+    responses((status = 200, body = Vec<proto::PolicyActivation>)))]
+pub async fn activations(
+    State(app): State<AppState>,
+    caller: Caller,
+) -> Result<Json<Vec<proto::PolicyActivation>>, ApiError> {
+    caller.user_with(READERS)?;
+    let items = app
+        .store
+        .activations()
+        .await?
+        .into_iter()
+        .map(|it| proto::PolicyActivation {
+            version: it.version,
+            mode: it.mode,
+            reason: it.reason,
+            actor: it.actor,
+            at: it.at.to_rfc3339(),
+        })
+        .collect();
+    Ok(Json(items))
+}
+
+/// Check policy text without publishing it: schema errors and lint warnings.
 #[utoipa::path(post, path = "/v1/policies/validate", tag = "policies", request_body = proto::PublishPolicy,
     responses((status = 200, body = proto::PolicyValidation), (status = 422, body = proto::Problem)))]
 pub async fn validate(
+    State(app): State<AppState>,
     caller: Caller,
     JsonBody(body): JsonBody<proto::PublishPolicy>,
 ) -> Result<Json<proto::PolicyValidation>, ApiError> {
-    caller.user_with(&[Role::PolicyAuthor])?;
+    caller.user_with(AUTHORS)?;
     let policies = Policies::parse(&body.text)?;
+    let deployment = deployment(&app).await?;
+    let errors = deployment
+        .schema
+        .as_ref()
+        .map(|schema| schema.validate(&policies).errors)
+        .unwrap_or_default();
     Ok(Json(proto::PolicyValidation {
         version: policies.version().to_owned(),
         policy_ids: policies.ids().to_vec(),
+        errors: findings(errors),
+        warnings: findings(lint(&policies, &deployment)),
     }))
+}
+
+/// The Cedar schema generated from the systems' declarations.
+#[utoipa::path(get, path = "/v1/policies/schema", tag = "policies",
+    responses((status = 200, body = proto::PolicySchema)))]
+pub async fn schema(
+    State(app): State<AppState>,
+    caller: Caller,
+) -> Result<Json<proto::PolicySchema>, ApiError> {
+    caller.user_with(READERS)?;
+    let systems = app.store.systems().await?;
+    let schema = schema_of(&systems).map_err(ApiError::invalid)?;
+    Ok(Json(proto::PolicySchema {
+        text: schema.text,
+        actions: schema.actions.into_iter().collect(),
+        notes: schema.notes,
+    }))
+}
+
+/// Run a case file against policy text (or the live version).
+#[utoipa::path(post, path = "/v1/policies/test", tag = "policies", request_body = proto::TestPolicies,
+    responses((status = 200, body = proto::PolicyTestReport), (status = 422, body = proto::Problem)))]
+pub async fn test(
+    State(app): State<AppState>,
+    caller: Caller,
+    JsonBody(body): JsonBody<proto::TestPolicies>,
+) -> Result<Json<proto::PolicyTestReport>, ApiError> {
+    caller.user_with(AUTHORS)?;
+    let policies = match &body.text {
+        Some(text) => std::sync::Arc::new(Policies::parse(text)?),
+        None => app.live_policies(),
+    };
+    Ok(Json(run_cases(&app, &policies, &body.cases).await?))
+}
+
+/// `?stream=true`.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct ReplayQuery {
+    /// Stream progress lines and then the report as NDJSON.
+    #[serde(default)]
+    stream: bool,
+}
+
+/// Route the stored proposals of a period under a draft and report what
+/// would change. With `?stream=true` the answer is NDJSON: progress lines,
+/// then the report.
+#[utoipa::path(post, path = "/v1/policies/replay", tag = "policies", params(ReplayQuery),
+    request_body = proto::ReplayPolicies,
+    responses((status = 200, body = proto::ReplayReport), (status = 422, body = proto::Problem)))]
+pub async fn replay(
+    State(app): State<AppState>,
+    caller: Caller,
+    Params(query): Params<ReplayQuery>,
+    JsonBody(body): JsonBody<proto::ReplayPolicies>,
+) -> Result<Response, ApiError> {
+    caller.user_with(READERS)?;
+    let draft = std::sync::Arc::new(Policies::parse(&body.text)?);
+    let period = parse_period(&body.since).ok_or_else(|| {
+        ApiError::invalid(format!(
+            "`since` must be a period such as `30d`, `12h` or `P7D`, not `{}`",
+            body.since
+        ))
+    })?;
+    let since = Timestamp::from_millis(
+        app.clock
+            .now()
+            .millis()
+            .saturating_sub(i64::try_from(period.as_millis()).unwrap_or(i64::MAX)),
+    );
+    let examples = body.examples.unwrap_or(5).min(100) as usize;
+    if !query.stream {
+        let report = run_replay(&app, draft, since, examples, |_, _| true).await?;
+        return Ok(Json(report).into_response());
+    }
+    let (sender, receiver) = tokio::sync::mpsc::channel::<Bytes>(16);
+    tokio::spawn(async move {
+        let progress = sender.clone();
+        let result = run_replay(&app, draft, since, examples, move |done, total| {
+            let line = proto::ReplayLine::Progress { done, total };
+            progress.try_send(ndjson(&line)).is_ok() || !progress.is_closed()
+        })
+        .await;
+        let line = match result {
+            Ok(report) => proto::ReplayLine::Report(report),
+            Err(error) => proto::ReplayLine::Error(error.problem()),
+        };
+        let _ = sender.send(ndjson(&line)).await;
+    });
+    let stream = futures::stream::unfold(receiver, |mut receiver| async move {
+        receiver
+            .recv()
+            .await
+            .map(|bytes| (Ok::<Bytes, Infallible>(bytes), receiver))
+    });
+    Ok((
+        [(header::CONTENT_TYPE, "application/x-ndjson")],
+        Body::from_stream(stream),
+    )
+        .into_response())
+}
+
+/// What the shadow version did since it started.
+#[utoipa::path(get, path = "/v1/policies/shadow", tag = "policies",
+    responses((status = 200, body = proto::ShadowReport)))]
+pub async fn shadow(
+    State(app): State<AppState>,
+    caller: Caller,
+) -> Result<Json<proto::ShadowReport>, ApiError> {
+    caller.user_with(READERS)?;
+    let state = app.store.policy_state().await?;
+    let live_version = state.live.as_ref().map(|it| it.version.clone());
+    let Some((record, since)) = state.shadow else {
+        return Ok(Json(proto::ShadowReport {
+            version: None,
+            live_version,
+            since: None,
+            evaluated: 0,
+            disagreements: 0,
+            transitions: Vec::new(),
+            recent: Vec::new(),
+        }));
+    };
+    let summary = app.store.shadow_summary(&record.version, since, 50).await?;
+    let mut examples: HashMap<(String, String), Vec<String>> = HashMap::new();
+    for it in &summary.recent {
+        let list = examples
+            .entry((it.live_route.clone(), it.shadow_route.clone()))
+            .or_default();
+        if list.len() < 5 {
+            list.push(it.proposal_id.clone());
+        }
+    }
+    let transitions = summary
+        .transitions
+        .iter()
+        .filter_map(|(from, to, count)| {
+            Some(proto::RouteTransition {
+                from: convert::route_to_proto(Route::parse(from)?),
+                to: convert::route_to_proto(Route::parse(to)?),
+                count: *count,
+                examples: examples
+                    .remove(&(from.clone(), to.clone()))
+                    .unwrap_or_default(),
+            })
+        })
+        .collect();
+    Ok(Json(proto::ShadowReport {
+        version: Some(record.version),
+        live_version,
+        since: Some(since.to_rfc3339()),
+        evaluated: summary.evaluated,
+        disagreements: summary.disagreements,
+        transitions,
+        recent: summary
+            .recent
+            .into_iter()
+            .map(|it| proto::ShadowDisagreement {
+                proposal_id: it.proposal_id,
+                live_route: it.live_route,
+                shadow_route: it.shadow_route,
+                live_matched: it.live_matched,
+                shadow_matched: it.shadow_matched,
+                shadow_group: it.shadow_group,
+                at: it.at.to_rfc3339(),
+            })
+            .collect(),
+    }))
+}
+
+/// Stop evaluating the shadow version.
+#[utoipa::path(delete, path = "/v1/policies/shadow", tag = "policies", request_body = proto::StopShadow,
+    responses((status = 204), (status = 422, body = proto::Problem)))]
+pub async fn stop_shadow(
+    State(app): State<AppState>,
+    caller: Caller,
+    JsonBody(body): JsonBody<proto::StopShadow>,
+) -> Result<StatusCode, ApiError> {
+    caller.user_with(AUTHORS)?;
+    if body.reason.trim().is_empty() {
+        return Err(ApiError::invalid("`reason` must say why"));
+    }
+    let _guard = app.policy_lock.lock().await;
+    app.store
+        .activate_policy(
+            "",
+            ActivationMode::ShadowOff,
+            &body.reason,
+            &caller.actor(),
+            app.clock.now(),
+        )
+        .await?;
+    app.reload_policies()
+        .await
+        .map_err(|e| ApiError::internal(&e))?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// The schema generated from the systems' declarations; an error names a
+/// system whose stored declaration does not read.
+pub(crate) fn schema_of(systems: &[SystemRecord]) -> Result<GeneratedSchema, String> {
+    let mut shapes = Vec::new();
+    for system in systems {
+        if let Some(value) = &system.shape {
+            let shape: Shape = serde_json::from_value(value.clone())
+                .map_err(|e| format!("system `{}`: its shape does not read: {e}", system.id))?;
+            shapes.push(shape);
+        }
+    }
+    Ok(generate(&shapes))
+}
+
+/// Reads a `shape` declaration from a request.
+pub(crate) fn read_shape(value: &serde_json::Value) -> Result<Shape, ApiError> {
+    serde_json::from_value(value.clone()).map_err(|e| {
+        ApiError::invalid(format!("`shape` is not a declaration: {e}")).help(
+            "{\"actions\": {\"<action>\": {\"context\": {\"<name>\": \"Long|String|Bool|decimal|Set<String>|Set<Long>\"}}}, \"subject_attributes\": {...}}",
+        )
+    })
+}
+
+async fn deployment(app: &AppState) -> Result<Deployment, ApiError> {
+    let systems = app.store.systems().await?;
+    let schema = schema_of(&systems).map_err(ApiError::invalid)?;
+    let staffed_groups = app
+        .store
+        .users()
+        .await?
+        .into_iter()
+        .flat_map(|user| user.groups)
+        .collect();
+    Ok(Deployment {
+        systems: systems
+            .iter()
+            .map(|it| (it.id.as_str().to_owned(), it.risk_tier))
+            .collect(),
+        staffed_groups,
+        schema: (!schema.actions.is_empty()).then_some(schema),
+    })
+}
+
+/// Parses and validates text for publishing: schema errors refuse it,
+/// lint warnings come back.
+async fn check(app: &AppState, text: &str) -> Result<(Policies, Vec<Finding>), ApiError> {
+    let policies = Policies::parse(text)?;
+    let deployment = deployment(app).await?;
+    if let Some(schema) = &deployment.schema {
+        let errors = schema.validate(&policies).errors;
+        if let Some(first) = errors.first() {
+            return Err(ApiError::new(
+                proto::ErrorCode::PolicyInvalid,
+                format!("policy `{}`: {}", first.policy, first.message),
+            )
+            .help("`loopgate policy schema` shows the schema generated from the systems' declarations")
+            .with("errors", json!(findings(errors))));
+        }
+    }
+    let warnings = lint(&policies, &deployment);
+    Ok((policies, warnings))
+}
+
+async fn run_cases(
+    app: &AppState,
+    policies: &Policies,
+    text: &str,
+) -> Result<proto::PolicyTestReport, ApiError> {
+    let file = cases::parse(text).map_err(ApiError::invalid)?;
+    let systems: HashMap<String, SystemRecord> = app
+        .store
+        .systems()
+        .await?
+        .into_iter()
+        .map(|it| (it.id.as_str().to_owned(), it))
+        .collect();
+    let results = cases::run(policies, &file, &defaults(app), |id| {
+        systems.get(id).map(|it| (it.risk_tier, it.oversight))
+    });
+    let passed = results.iter().filter(|it| it.passed).count();
+    Ok(proto::PolicyTestReport {
+        version: policies.version().to_owned(),
+        passed: u32::try_from(passed).unwrap_or(u32::MAX),
+        failed: u32::try_from(results.len() - passed).unwrap_or(u32::MAX),
+        cases: results
+            .into_iter()
+            .map(|it| proto::PolicyCaseResult {
+                name: it.name,
+                passed: it.passed,
+                failures: it.failures,
+                route: convert::route_to_proto(it.route),
+                matched: it.matched,
+                reviewers: it.reviewers,
+                approvals: it.approvals,
+            })
+            .collect(),
+    })
+}
+
+fn defaults(app: &AppState) -> Defaults {
+    Defaults {
+        route: app.config.default_route,
+        review: ReviewPlan::default_review(),
+    }
+}
+
+/// Rows read per batch; each batch is routed on a blocking thread.
+const REPLAY_BATCH: u32 = 5_000;
+
+/// Replays stored proposals since `since` under `draft`. `progress(done,
+/// total)` is called after each batch; returning false stops the replay.
+async fn run_replay(
+    app: &AppState,
+    draft: std::sync::Arc<Policies>,
+    since: Timestamp,
+    examples: usize,
+    mut progress: impl FnMut(u64, u64) -> bool,
+) -> Result<proto::ReplayReport, ApiError> {
+    let total = app.store.count_since(since).await?;
+    let systems: std::sync::Arc<HashMap<String, SystemRecord>> = std::sync::Arc::new(
+        app.store
+            .systems()
+            .await?
+            .into_iter()
+            .map(|it| (it.id.as_str().to_owned(), it))
+            .collect(),
+    );
+    let defaults = std::sync::Arc::new(defaults(app));
+    let mut tally = Tally {
+        examples,
+        ..Tally::default()
+    };
+    let mut after = 0;
+    loop {
+        let rows = app.store.replay_rows(since, after, REPLAY_BATCH).await?;
+        let Some(last) = rows.last() else { break };
+        after = last.seq;
+        let (draft, systems, defaults) = (draft.clone(), systems.clone(), defaults.clone());
+        let mut batch = std::mem::take(&mut tally);
+        tally = tokio::task::spawn_blocking(move || {
+            for row in &rows {
+                batch.add(row, &draft, &systems, &defaults);
+            }
+            batch
+        })
+        .await
+        .map_err(|e| ApiError::internal(&e))?;
+        if !progress(tally.replayed + tally.skipped_erased, total) {
+            break;
+        }
+    }
+    Ok(tally.report(draft.version(), since))
+}
+
+#[derive(Default)]
+struct Tally {
+    examples: usize,
+    replayed: u64,
+    skipped_erased: u64,
+    unchanged: u64,
+    transitions: BTreeMap<(Route, Route), (u64, Vec<String>)>,
+    workload: BTreeMap<String, (u64, u64)>,
+    rejected_now_allowed: u64,
+    approved_now_denied: u64,
+}
+
+impl Tally {
+    fn add(
+        &mut self,
+        row: &ReplayRow,
+        draft: &Policies,
+        systems: &HashMap<String, SystemRecord>,
+        defaults: &Defaults,
+    ) {
+        if row.erased {
+            self.skipped_erased += 1;
+            return;
+        }
+        self.replayed += 1;
+        let empty = Map::new();
+        let subject = |key: &str| row.subject.get(key).and_then(|it| it.as_str()).unwrap_or("");
+        let attributes = row
+            .subject
+            .get("attributes")
+            .and_then(|it| it.as_object())
+            .unwrap_or(&empty);
+        let system = systems.get(&row.system);
+        let request = RoutingRequest {
+            system: &row.system,
+            action: &row.action,
+            subject_type: subject("type"),
+            subject_id: subject("id"),
+            subject_attributes: attributes,
+            context: &row.context,
+            confidence: row.confidence,
+            risk_tier: system.map_or(loopgate_core::RiskTier::Limited, |it| it.risk_tier),
+            oversight: system.map_or(loopgate_core::Oversight::InTheLoop, |it| it.oversight),
+            model_version: row.model_version.as_deref(),
+        };
+        let routing = route(draft, &request, defaults);
+        let new_group = (routing.route == Route::Review).then(|| routing.review.group.clone());
+        let old_group = (row.route == Route::Review).then(|| row.group.clone()).flatten();
+        if new_group != old_group {
+            if let Some(group) = old_group {
+                self.workload.entry(group).or_default().1 += 1;
+            }
+            if let Some(group) = new_group {
+                self.workload.entry(group).or_default().0 += 1;
+            }
+        }
+        if routing.route == row.route {
+            self.unchanged += 1;
+            return;
+        }
+        let entry = self.transitions.entry((row.route, routing.route)).or_default();
+        entry.0 += 1;
+        if entry.1.len() < self.examples {
+            entry.1.push(row.id.clone());
+        }
+        let by_people = row.decided_by == Some(DecidedBy::Reviewers);
+        if by_people && row.status == ProposalStatus::Rejected && routing.route == Route::Allow {
+            self.rejected_now_allowed += 1;
+        }
+        if by_people && row.status == ProposalStatus::Approved && routing.route == Route::Deny {
+            self.approved_now_denied += 1;
+        }
+    }
+
+    fn report(self, version: &str, since: Timestamp) -> proto::ReplayReport {
+        let mut transitions: Vec<proto::RouteTransition> = self
+            .transitions
+            .into_iter()
+            .map(|((from, to), (count, examples))| proto::RouteTransition {
+                from: convert::route_to_proto(from),
+                to: convert::route_to_proto(to),
+                count,
+                examples,
+            })
+            .collect();
+        transitions.sort_by(|a, b| b.count.cmp(&a.count));
+        proto::ReplayReport {
+            version: version.to_owned(),
+            since: since.to_rfc3339(),
+            replayed: self.replayed,
+            skipped_erased: self.skipped_erased,
+            unchanged: self.unchanged,
+            transitions,
+            workload: self
+                .workload
+                .into_iter()
+                .map(|(group, (added, removed))| proto::GroupWorkload {
+                    group,
+                    added,
+                    removed,
+                })
+                .collect(),
+            rejected_now_allowed: self.rejected_now_allowed,
+            approved_now_denied: self.approved_now_denied,
+        }
+    }
+}
+
+/// `30d`, `12h`, `90m`, `45s`, or ISO 8601 (`P30D`).
+fn parse_period(text: &str) -> Option<Duration> {
+    let text = text.trim();
+    let scaled = |suffix: char, seconds: u64| -> Option<Duration> {
+        let number: u64 = text.strip_suffix(suffix)?.trim().parse().ok()?;
+        Some(Duration::from_secs(number.checked_mul(seconds)?))
+    };
+    scaled('d', 86_400)
+        .or_else(|| scaled('h', 3_600))
+        .or_else(|| scaled('m', 60))
+        .or_else(|| scaled('s', 1))
+        .or_else(|| loopgate_core::duration::parse_iso8601(text))
+}
+
+fn ndjson(line: &proto::ReplayLine) -> Bytes {
+    let mut bytes = serde_json::to_vec(line).unwrap_or_default();
+    bytes.push(b'\n');
+    Bytes::from(bytes)
+}
+
+fn findings(findings: Vec<Finding>) -> Vec<proto::PolicyFinding> {
+    findings
+        .into_iter()
+        .map(|it| proto::PolicyFinding {
+            policy: it.policy,
+            message: it.message,
+        })
+        .collect()
+}
+
+fn version_of(record: loopgate_store::PolicyRecord, state: &PolicyState) -> proto::PolicyVersion {
+    let live = state.live.as_ref().is_some_and(|it| it.version == record.version);
+    let shadow = state
+        .shadow
+        .as_ref()
+        .is_some_and(|it| it.0.version == record.version);
+    let mut version = convert::policy(record, live);
+    version.shadow = shadow;
+    version
 }

@@ -10,9 +10,11 @@ use loopgate_core::digest::DigestParts;
 use loopgate_core::duration::parse_short;
 use loopgate_core::proposal::plan;
 use loopgate_core::routing::{Defaults, ReviewPlan, RoutingRequest, is_sampled, route};
-use loopgate_core::{Digest, ProposalId, Role, SystemId, TaskId};
+use loopgate_core::{Digest, ProposalId, Role, Route, SystemId, TaskId};
 use loopgate_proto as proto;
-use loopgate_store::{NewProposal, ProposalFilter, ProposalRecord, Submitted};
+use loopgate_store::{
+    AutoLimits, NewProposal, ProposalFilter, ProposalRecord, ShadowOutcome, Submitted,
+};
 use serde::Deserialize;
 use serde_json::json;
 
@@ -96,7 +98,7 @@ pub async fn submit(
     };
     let digest = Digest::of(parts);
     let fingerprint = Digest::of(DigestParts { salt: &[], ..parts });
-    let policies = app.live_policies();
+    let active = app.active_policies();
     let model_version = body.model.as_ref().and_then(|m| m.version.as_deref());
     let request = RoutingRequest {
         system: system_id.as_str(),
@@ -114,10 +116,32 @@ pub async fn submit(
         route: app.config.default_route,
         review: ReviewPlan::default_review(),
     };
-    let routing = route(&policies, &request, &defaults);
+    let routing = route(&active.live, &request, &defaults);
+    let shadow = active.shadow.as_ref().map(|shadow| {
+        let routing = route(shadow, &request, &defaults);
+        ShadowOutcome {
+            version: routing.policy_version,
+            route: routing.route,
+            group: (routing.route == Route::Review).then_some(routing.review.group),
+            matched: routing.matched,
+        }
+    });
     let id = ProposalId::from_unique(&ulid::Ulid::new().to_string());
     let sampled = is_sampled(&app.sampling_secret, id.as_str(), routing.sample_rate);
     let plan = plan(&routing, system.oversight, system.status, sampled);
+    let now = app.clock.now();
+    let limits = routing.limits.first().map(|first| {
+        let over = routing.over_limit(first);
+        AutoLimits {
+            counters: routing
+                .limits
+                .iter()
+                .map(|it| (it.policy.clone(), it.rate.limit, it.rate.window_start(now)))
+                .collect(),
+            plan: loopgate_core::proposal::plan(&over, system.oversight, system.status, false),
+            routing: over,
+        }
+    });
     let new = NewProposal {
         id,
         task_id: TaskId::from_unique(&ulid::Ulid::new().to_string()),
@@ -139,10 +163,11 @@ pub async fn submit(
         submitted_by: caller.actor(),
         routing,
         plan,
+        limits,
+        shadow,
     };
     // A new proposal cannot be resolved before it exists: subscribing now means no read after the insert.
     let waiting = wait.map(|wait| (wait, app.waiters.subscribe(&new.id)));
-    let now = app.clock.now();
     let (status, record) = match app.store.submit(new, now).await? {
         Submitted::Created(record) => {
             app.metrics.proposal(record.route, record.status);

@@ -52,6 +52,9 @@ pub async fn create(
         )));
     };
     check_text("name", &body.name, 200)?;
+    if let Some(shape) = &body.shape {
+        crate::http::policies::read_shape(shape)?;
+    }
     let new = NewSystem {
         id,
         name: body.name,
@@ -59,6 +62,7 @@ pub async fn create(
         purpose: body.purpose,
         risk_tier: convert::risk_to_core(body.risk_tier),
         oversight: convert::oversight_to_core(body.oversight),
+        shape: body.shape,
     };
     let record = app
         .store
@@ -93,6 +97,9 @@ pub async fn update(
             }
         },
     };
+    if let Some(shape) = &body.shape {
+        crate::http::policies::read_shape(shape)?;
+    }
     let patch = SystemPatch {
         name: body.name,
         owner: body.owner,
@@ -101,6 +108,7 @@ pub async fn update(
         oversight: body.oversight.map(convert::oversight_to_core),
         status: body.status.map(convert::system_status_to_core),
         retention,
+        shape: body.shape,
     };
     let record = app
         .store

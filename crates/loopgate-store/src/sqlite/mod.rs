@@ -28,6 +28,10 @@ const MIGRATIONS: &[(&str, &str)] = &[
         "0002_audit",
         include_str!("../../migrations/sqlite/0002_audit.sql"),
     ),
+    (
+        "0003_policy_lifecycle",
+        include_str!("../../migrations/sqlite/0003_policy_lifecycle.sql"),
+    ),
 ];
 const MAX_BATCH: usize = 1024;
 const N_READERS: usize = 4;

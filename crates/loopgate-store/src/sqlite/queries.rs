@@ -11,9 +11,12 @@ use loopgate_core::{
     TaskKind, TaskState, Timestamp, UserId, Verdict,
 };
 use rusqlite::{Connection, OptionalExtension, Row, params};
-use serde_json::{Value, json};
+use serde_json::{Map, Value, json};
 
-use crate::{ProposalRecord, StoreError, SystemRecord, TaskRecord, UserRecord};
+use crate::{
+    ActivationMode, PolicyRecord, PolicyState, ProposalRecord, ReplayRow, StoreError, SystemRecord,
+    TaskRecord, UserRecord,
+};
 
 pub(super) const PROPOSAL_COLUMNS: &str = "seq, id, system, action, subject, input, output, confidence, explanation, model, \
      context, idempotency_key, digest, status, route, policy_version, matched_policies, overridden, modified, decided_by, \
@@ -373,7 +376,7 @@ pub(super) fn system(conn: &Connection, id: &str) -> Result<Option<SystemRecord>
 }
 
 pub(super) const SYSTEM_COLUMNS: &str =
-    "id, name, owner, purpose, risk_tier, oversight, status, created_at, updated_at, retention_ms";
+    "id, name, owner, purpose, risk_tier, oversight, status, created_at, updated_at, retention_ms, shape";
 
 pub(super) fn system_row(row: &Row<'_>) -> Result<SystemRecord, StoreError> {
     Ok(SystemRecord {
@@ -393,7 +396,191 @@ pub(super) fn system_row(row: &Row<'_>) -> Result<SystemRecord, StoreError> {
             .get::<_, Option<i64>>(9)?
             .and_then(|ms| u64::try_from(ms).ok())
             .map(Duration::from_millis),
+        shape: match row.get::<_, Option<String>>(10)? {
+            Some(text) => Some(serde_json::from_str(&text)?),
+            None => None,
+        },
     })
+}
+
+pub(super) const POLICY_COLUMNS: &str =
+    "seq, version, text, description, policy_ids, created_by, created_at";
+
+pub(super) fn policy_row(row: &Row<'_>) -> Result<PolicyRecord, StoreError> {
+    Ok(PolicyRecord {
+        seq: row.get(0)?,
+        version: row.get(1)?,
+        text: row.get(2)?,
+        description: row.get(3)?,
+        policy_ids: serde_json::from_str(&row.get::<_, String>(4)?)?,
+        created_by: row.get(5)?,
+        created_at: Timestamp::from_millis(row.get(6)?),
+    })
+}
+
+/// The first stored row of a version (a text is stored once).
+pub(super) fn policy(conn: &Connection, version: &str) -> Result<Option<PolicyRecord>, StoreError> {
+    let sql = format!("SELECT {POLICY_COLUMNS} FROM policies WHERE version = ?1 ORDER BY seq LIMIT 1");
+    one(conn, &sql, params![version], policy_row)
+}
+
+/// Records an activation and its audit event.
+pub(super) fn activate(
+    conn: &Connection,
+    version: &str,
+    mode: ActivationMode,
+    reason: &str,
+    actor: &str,
+    now: Timestamp,
+) -> Result<(), StoreError> {
+    conn.prepare_cached(
+        "INSERT INTO policy_activations (version, mode, reason, actor, at) VALUES (?1, ?2, ?3, ?4, ?5)",
+    )?
+    .execute(params![version, mode.as_str(), reason, actor, now.millis()])?;
+    let type_ = match mode {
+        ActivationMode::Live => "policy.activated",
+        ActivationMode::Shadow => "policy.shadow_started",
+        ActivationMode::ShadowOff => "policy.shadow_stopped",
+    };
+    event(conn, now, actor, type_, version, json!({"version": version, "reason": reason}))
+}
+
+/// The live version is the latest `live` activation; the shadow version the
+/// latest `shadow` activation unless a `shadow_off`, or a `live` activation
+/// of the same version (a promotion), came after it.
+pub(super) fn policy_state(conn: &Connection) -> Result<PolicyState, StoreError> {
+    let latest = |modes: &str| -> Result<Option<(i64, String, Timestamp)>, StoreError> {
+        let sql = format!(
+            "SELECT seq, version, at FROM policy_activations WHERE mode IN ({modes}) ORDER BY seq DESC LIMIT 1"
+        );
+        one(conn, &sql, [], |row| {
+            Ok((row.get(0)?, row.get(1)?, Timestamp::from_millis(row.get(2)?)))
+        })
+    };
+    let live = match latest("'live'")? {
+        Some((_, version, _)) => policy(conn, &version)?,
+        None => None,
+    };
+    let shadow = match latest("'shadow', 'shadow_off'")? {
+        Some((seq, version, at)) => {
+            let (is_on, promoted): (bool, bool) = conn.query_row(
+                "SELECT (SELECT mode = 'shadow' FROM policy_activations WHERE seq = ?1),
+                        EXISTS (SELECT 1 FROM policy_activations WHERE mode = 'live' AND version = ?2 AND seq > ?1)",
+                params![seq, version],
+                |row| Ok((row.get(0)?, row.get(1)?)),
+            )?;
+            match (is_on && !promoted, policy(conn, &version)?) {
+                (true, Some(record)) => Some((record, at)),
+                _ => None,
+            }
+        }
+        None => None,
+    };
+    Ok(PolicyState { live, shadow })
+}
+
+/// Proposals for replay, in storage order.
+pub(super) fn replay_rows(
+    conn: &Connection,
+    since: Timestamp,
+    after: i64,
+    limit: u32,
+) -> Result<Vec<ReplayRow>, StoreError> {
+    let sql = "SELECT p.seq, p.id, p.system, p.action, p.subject, p.context, p.confidence, p.model, p.route, p.status,
+                      p.decided_by, p.erased_at IS NOT NULL,
+                      (SELECT t.grp FROM tasks t WHERE t.proposal_id = p.id ORDER BY t.seq LIMIT 1)
+               FROM proposals p WHERE p.seq > ?1 AND p.created_at >= ?2 ORDER BY p.seq LIMIT ?3";
+    all(conn, sql, params![after, since.millis(), limit], |row| {
+        let json = |i: usize| -> Result<Value, StoreError> {
+            match row.get::<_, Option<String>>(i)? {
+                Some(text) => Ok(serde_json::from_str(&text)?),
+                None => Ok(Value::Null),
+            }
+        };
+        let model = json(7)?;
+        Ok(ReplayRow {
+            seq: row.get(0)?,
+            id: row.get(1)?,
+            system: row.get(2)?,
+            action: row.get(3)?,
+            subject: json(4)?,
+            context: match json(5)? {
+                Value::Object(map) => map,
+                _ => Map::new(),
+            },
+            confidence: row.get(6)?,
+            model_version: model.get("version").and_then(Value::as_str).map(str::to_owned),
+            route: parse(&row.get::<_, String>(8)?, loopgate_core::Route::parse)?,
+            status: parse(&row.get::<_, String>(9)?, loopgate_core::ProposalStatus::parse)?,
+            decided_by: match row.get::<_, Option<String>>(10)? {
+                Some(text) => Some(parse(&text, loopgate_core::DecidedBy::parse)?),
+                None => None,
+            },
+            erased: row.get(11)?,
+            group: row.get(12)?,
+        })
+    })
+}
+
+/// Counts one automated approval against every cap in `counters`, when all
+/// have room; returns whether they had (the writer is serialized, so the
+/// check and the count are atomic).
+pub(super) fn take_auto(
+    conn: &Connection,
+    counters: &[(String, u32, Timestamp)],
+) -> Result<bool, StoreError> {
+    for (policy, limit, window) in counters {
+        let used: Option<i64> = one(
+            conn,
+            "SELECT count FROM auto_counters WHERE policy = ?1 AND window_start = ?2",
+            params![policy, window.millis()],
+            |row| Ok(row.get(0)?),
+        )?;
+        if used.unwrap_or(0) >= i64::from(*limit) {
+            return Ok(false);
+        }
+    }
+    for (policy, _, window) in counters {
+        conn.prepare_cached("DELETE FROM auto_counters WHERE policy = ?1 AND window_start < ?2")?
+            .execute(params![policy, window.millis()])?;
+        conn.prepare_cached(
+            "INSERT INTO auto_counters (policy, window_start, count) VALUES (?1, ?2, 1)
+             ON CONFLICT (policy, window_start) DO UPDATE SET count = count + 1",
+        )?
+        .execute(params![policy, window.millis()])?;
+    }
+    Ok(true)
+}
+
+/// Records a shadow routing that disagrees with the live one: another
+/// route, or another reviewer group or approval count on review.
+pub(super) fn shadow_outcome(
+    conn: &Connection,
+    proposal: &str,
+    live: &loopgate_core::routing::Routing,
+    shadow: &crate::ShadowOutcome,
+    now: Timestamp,
+) -> Result<(), StoreError> {
+    let live_group = (live.route == Route::Review).then_some(&live.review.group);
+    if live.route == shadow.route && live_group == shadow.group.as_ref() {
+        return Ok(());
+    }
+    conn.prepare_cached(
+        "INSERT OR IGNORE INTO shadow_disagreements
+           (proposal_id, version, live_route, shadow_route, live_matched, shadow_matched, shadow_group, at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+    )?
+    .execute(params![
+        proposal,
+        shadow.version,
+        live.route.as_str(),
+        shadow.route.as_str(),
+        serde_json::to_string(&live.matched)?,
+        serde_json::to_string(&shadow.matched)?,
+        shadow.group,
+        now.millis()
+    ])?;
+    Ok(())
 }
 
 pub(super) const USER_COLUMNS: &str = "id, username, roles, groups_, created_at";

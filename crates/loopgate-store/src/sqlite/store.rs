@@ -15,7 +15,8 @@ use loopgate_core::audit::Hash;
 use super::queries::{self as q, PROPOSAL_COLUMNS, TASK_COLUMNS, USER_COLUMNS, to_json};
 use super::{SqliteStore, audit};
 use crate::{
-    CheckpointRecord, CredentialOwner, DecisionOutcome, EraseError, NewCredential, NewPolicy,
+    Activation, ActivationMode, CheckpointRecord, Disagreement, PolicyState, ReplayRow, ShadowSummary,
+    CredentialOwner, DecisionOutcome, EraseError, NewCredential, NewPolicy,
     NewProposal, NewSystem, NewUser, Paged, PolicyRecord, Principal, ProposalFilter,
     ProposalRecord, ReviewerRef, Sequenced, Store, StoreError, SubmitError, Submitted, SystemPatch,
     SystemRecord, TaskFilter, TaskRecord, TimerOutcome, TreeHead, TxError, UserPatch, UserRecord,
@@ -143,8 +144,8 @@ impl Store for SqliteStore {
         let actor = actor.to_owned();
         self.write_plain(move |conn| {
             conn.prepare_cached(
-                "INSERT INTO systems (id, name, owner, purpose, risk_tier, oversight, status, created_at, updated_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'active', ?7, ?7)",
+                "INSERT INTO systems (id, name, owner, purpose, risk_tier, oversight, status, created_at, updated_at, shape)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'active', ?7, ?7, ?8)",
             )?
             .execute(params![
                 system.id.as_str(),
@@ -153,7 +154,8 @@ impl Store for SqliteStore {
                 system.purpose,
                 system.risk_tier.as_str(),
                 system.oversight.as_str(),
-                now.millis()
+                now.millis(),
+                system.shape.as_ref().map(to_json)
             ])?;
             let data = json!({"system": system.id.as_str(), "risk_tier": system.risk_tier.as_str(), "oversight": system.oversight.as_str()});
             q::event(conn, now, &actor, "system.created", system.id.as_str(), data)?;
@@ -193,12 +195,13 @@ impl Store for SqliteStore {
                 oversight: patch.oversight.unwrap_or(before.oversight),
                 status: patch.status.unwrap_or(before.status),
                 retention: patch.retention.unwrap_or(before.retention),
+                shape: patch.shape.or(before.shape.clone()),
                 updated_at: now,
                 ..before.clone()
             };
             conn.prepare_cached(
                 "UPDATE systems SET name = ?2, owner = ?3, purpose = ?4, risk_tier = ?5, oversight = ?6, status = ?7, updated_at = ?8,
-                     retention_ms = ?9
+                     retention_ms = ?9, shape = ?10
                  WHERE id = ?1",
             )?
             .execute(params![
@@ -210,7 +213,8 @@ impl Store for SqliteStore {
                 after.oversight.as_str(),
                 after.status.as_str(),
                 now.millis(),
-                after.retention.map(|r| i64::try_from(r.as_millis()).unwrap_or(i64::MAX))
+                after.retention.map(|r| i64::try_from(r.as_millis()).unwrap_or(i64::MAX)),
+                after.shape.as_ref().map(to_json)
             ])?;
             let type_ = match (before.status, after.status) {
                 (loopgate_core::SystemStatus::Active, loopgate_core::SystemStatus::Paused) => "system.paused",
@@ -229,44 +233,162 @@ impl Store for SqliteStore {
     async fn publish_policy(
         &self,
         policy: NewPolicy,
+        mode: ActivationMode,
         actor: &str,
         now: Timestamp,
     ) -> Result<PolicyRecord, StoreError> {
         let actor = actor.to_owned();
         self.write_plain(move |conn| {
-            conn.execute(
-                "INSERT INTO policies (version, text, description, policy_ids, created_by, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-                params![policy.version, policy.text, policy.description, to_json(&policy.policy_ids), actor, now.millis()],
-            )?;
-            let seq = conn.last_insert_rowid();
-            q::event(conn, now, &actor, "policy.published", &policy.version, json!({"version": policy.version, "seq": seq}))?;
-            Ok(PolicyRecord {
-                seq,
-                version: policy.version,
-                text: policy.text,
-                description: policy.description,
-                policy_ids: policy.policy_ids,
-                created_by: actor,
-                created_at: now,
+            let existing = q::policy(conn, &policy.version)?;
+            let record = match existing {
+                Some(record) => record,
+                None => {
+                    conn.execute(
+                        "INSERT INTO policies (version, text, description, policy_ids, created_by, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                        params![policy.version, policy.text, policy.description, to_json(&policy.policy_ids), actor, now.millis()],
+                    )?;
+                    let seq = conn.last_insert_rowid();
+                    q::event(conn, now, &actor, "policy.published", &policy.version,
+                        json!({"version": policy.version, "seq": seq, "policies": policy.policy_ids.len()}))?;
+                    PolicyRecord {
+                        seq,
+                        version: policy.version,
+                        text: policy.text,
+                        description: policy.description.clone(),
+                        policy_ids: policy.policy_ids,
+                        created_by: actor.clone(),
+                        created_at: now,
+                    }
+                }
+            };
+            q::activate(conn, &record.version, mode, &policy.description, &actor, now)?;
+            Ok(record)
+        })
+        .await
+    }
+
+    async fn activate_policy(
+        &self,
+        version: &str,
+        mode: ActivationMode,
+        reason: &str,
+        actor: &str,
+        now: Timestamp,
+    ) -> Result<PolicyState, StoreError> {
+        let (version, reason, actor) = (version.to_owned(), reason.to_owned(), actor.to_owned());
+        self.write_plain(move |conn| {
+            let version = match mode {
+                ActivationMode::ShadowOff => match q::policy_state(conn)?.shadow {
+                    Some((record, _)) => record.version,
+                    None => return Err(StoreError::Invalid("no shadow version is running".to_owned())),
+                },
+                _ => q::policy(conn, &version)?.ok_or(StoreError::NotFound)?.version,
+            };
+            q::activate(conn, &version, mode, &reason, &actor, now)?;
+            q::policy_state(conn)
+        })
+        .await
+    }
+
+    async fn policy(&self, version: &str) -> Result<Option<PolicyRecord>, StoreError> {
+        let version = version.to_owned();
+        self.read(move |conn| q::policy(conn, &version)).await
+    }
+
+    async fn policy_state(&self) -> Result<PolicyState, StoreError> {
+        self.read(q::policy_state).await
+    }
+
+    async fn activations(&self) -> Result<Vec<Activation>, StoreError> {
+        self.read(|conn| {
+            let sql = "SELECT seq, version, mode, reason, actor, at FROM policy_activations ORDER BY seq DESC";
+            q::all(conn, sql, [], |row| {
+                Ok(Activation {
+                    seq: row.get(0)?,
+                    version: row.get(1)?,
+                    mode: row.get(2)?,
+                    reason: row.get(3)?,
+                    actor: row.get(4)?,
+                    at: Timestamp::from_millis(row.get(5)?),
+                })
             })
         })
         .await
     }
 
+    async fn shadow_summary(
+        &self,
+        version: &str,
+        since: Timestamp,
+        limit: u32,
+    ) -> Result<ShadowSummary, StoreError> {
+        let version = version.to_owned();
+        self.read(move |conn| {
+            let evaluated: i64 = conn.query_row(
+                "SELECT COUNT(*) FROM proposals WHERE created_at >= ?1",
+                params![since.millis()],
+                |row| row.get(0),
+            )?;
+            let transitions = q::all(
+                conn,
+                "SELECT live_route, shadow_route, COUNT(*) AS n FROM shadow_disagreements WHERE version = ?1 AND at >= ?2
+                 GROUP BY live_route, shadow_route ORDER BY n DESC, live_route, shadow_route",
+                params![version, since.millis()],
+                |row| Ok((row.get::<_, String>(0)?, row.get::<_, String>(1)?, row.get::<_, i64>(2)?.max(0) as u64)),
+            )?;
+            let recent = q::all(
+                conn,
+                "SELECT proposal_id, version, live_route, shadow_route, live_matched, shadow_matched, shadow_group, at
+                 FROM shadow_disagreements WHERE version = ?1 AND at >= ?2 ORDER BY at DESC, proposal_id DESC LIMIT ?3",
+                params![version, since.millis(), limit],
+                |row| {
+                    Ok(Disagreement {
+                        proposal_id: row.get(0)?,
+                        version: row.get(1)?,
+                        live_route: row.get(2)?,
+                        shadow_route: row.get(3)?,
+                        live_matched: serde_json::from_str(&row.get::<_, String>(4)?)?,
+                        shadow_matched: serde_json::from_str(&row.get::<_, String>(5)?)?,
+                        shadow_group: row.get(6)?,
+                        at: Timestamp::from_millis(row.get(7)?),
+                    })
+                },
+            )?;
+            Ok(ShadowSummary {
+                evaluated: evaluated.max(0) as u64,
+                disagreements: transitions.iter().map(|t| t.2).sum(),
+                transitions,
+                recent,
+            })
+        })
+        .await
+    }
+
+    async fn count_since(&self, since: Timestamp) -> Result<u64, StoreError> {
+        self.read(move |conn| {
+            let n: i64 = conn.query_row(
+                "SELECT COUNT(*) FROM proposals WHERE created_at >= ?1",
+                params![since.millis()],
+                |row| row.get(0),
+            )?;
+            Ok(n.max(0) as u64)
+        })
+        .await
+    }
+
+    async fn replay_rows(
+        &self,
+        since: Timestamp,
+        after: i64,
+        limit: u32,
+    ) -> Result<Vec<ReplayRow>, StoreError> {
+        self.read(move |conn| q::replay_rows(conn, since, after, limit)).await
+    }
+
     async fn policies(&self) -> Result<Vec<PolicyRecord>, StoreError> {
         self.read(|conn| {
-            let sql = "SELECT seq, version, text, description, policy_ids, created_by, created_at FROM policies ORDER BY seq DESC";
-            q::all(conn, sql, [], |row| {
-                Ok(PolicyRecord {
-                    seq: row.get(0)?,
-                    version: row.get(1)?,
-                    text: row.get(2)?,
-                    description: row.get(3)?,
-                    policy_ids: serde_json::from_str(&row.get::<_, String>(4)?)?,
-                    created_by: row.get(5)?,
-                    created_at: Timestamp::from_millis(row.get(6)?),
-                })
-            })
+            let sql = format!("SELECT {} FROM policies ORDER BY seq DESC", q::POLICY_COLUMNS);
+            q::all(conn, &sql, [], q::policy_row)
         })
         .await
     }
@@ -659,8 +781,10 @@ fn submit(
             new.system.as_str().to_owned(),
         )));
     }
-    let plan = &new.plan;
-    let routing = &new.routing;
+    let (routing, plan) = match &new.limits {
+        Some(limits) if !q::take_auto(conn, &limits.counters)? => (&limits.routing, &limits.plan),
+        _ => (&new.routing, &new.plan),
+    };
     let blind = plan.task.as_ref().is_some_and(|task| task.review.blind);
     conn.prepare_cached(
         "INSERT INTO proposals (id, system, action, idempotency_key, digest, fingerprint, subject, input, output, confidence, explanation,
@@ -707,8 +831,14 @@ fn submit(
                "input": salted_hash(&new.salt, "input", &new.input).to_string(),
                "output": salted_hash(&new.salt, "output", &new.output).to_string()}),
     )?;
-    let routed = json!({"proposal": id, "route": routing.route.as_str(), "policy_version": routing.policy_version, "matched_policies": routing.matched});
+    let mut routed = json!({"proposal": id, "route": routing.route.as_str(), "policy_version": routing.policy_version, "matched_policies": routing.matched});
+    if !std::ptr::eq(routing, &new.routing) {
+        routed["over_limit"] = json!(true);
+    }
     q::event(conn, now, "loopgate", "proposal.routed", id, routed)?;
+    if let Some(shadow) = &new.shadow {
+        q::shadow_outcome(conn, id, routing, shadow, now)?;
+    }
     if let Some(planned) = &plan.task {
         let task = Task {
             id: new.task_id.clone(),
@@ -749,8 +879,8 @@ fn submit(
         digest: new.digest,
         status: plan.status,
         route: routing.route,
-        policy_version: new.routing.policy_version,
-        matched_policies: new.routing.matched,
+        policy_version: routing.policy_version.clone(),
+        matched_policies: routing.matched.clone(),
         overridden: false,
         modified: false,
         blind,
