@@ -11,5 +11,6 @@ mod audit;
 mod errors;
 mod harness;
 mod proposals;
+mod policies;
 mod review;
 mod routing;
