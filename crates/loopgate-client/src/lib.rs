@@ -288,7 +288,8 @@ impl Client {
         &self,
         body: &proto::TestPolicies,
     ) -> Result<proto::PolicyTestReport, ClientError> {
-        self.call(Method::POST, "/v1/policies/test", Some(body)).await
+        self.call(Method::POST, "/v1/policies/test", Some(body))
+            .await
     }
 
     /// Replays history under a draft; `progress(done, total)` sees each
@@ -332,9 +333,8 @@ impl Client {
             pending.extend_from_slice(&chunk);
             while let Some(end) = pending.iter().position(|b| *b == b'\n') {
                 let line: Vec<u8> = pending.drain(..=end).collect();
-                let line: proto::ReplayLine = serde_json::from_slice(&line).map_err(|e| {
-                    ClientError::Transport(format!("unexpected replay line: {e}"))
-                })?;
+                let line: proto::ReplayLine = serde_json::from_slice(&line)
+                    .map_err(|e| ClientError::Transport(format!("unexpected replay line: {e}")))?;
                 match line {
                     proto::ReplayLine::Progress { done, total } => progress(done, total),
                     proto::ReplayLine::Report(report) => return Ok(report),

@@ -2,6 +2,7 @@
 //! the indexed `route` against evaluating the whole set.
 //!
 //! `cargo bench -p loopgate-core --bench routing`
+#![allow(clippy::expect_used, clippy::panic, reason = "benchmark")]
 
 use std::hint::black_box;
 

@@ -9,7 +9,8 @@ use loopgate_core::routing::Policies;
 use loopgate_core::{Role, SystemId, UserId};
 use loopgate_store::sqlite::SqliteStore;
 use loopgate_store::{
-    ActivationMode, CredentialOwner, NewCredential, NewPolicy, NewUser, Principal, Store, StoreError, SystemRecord,
+    ActivationMode, CredentialOwner, NewCredential, NewPolicy, NewUser, Principal, Store,
+    StoreError, SystemRecord,
 };
 use tokio_util::sync::CancellationToken;
 

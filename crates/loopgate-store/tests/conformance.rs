@@ -21,9 +21,8 @@ use loopgate_core::{
 };
 use loopgate_store::sqlite::SqliteStore;
 use loopgate_store::{
-    ActivationMode, AutoLimits, NewPolicy, ShadowOutcome,
-    NewProposal, NewSystem, ProposalFilter, ReviewerRef, Store, SubmitError, Submitted, TaskFilter,
-    TxError,
+    ActivationMode, AutoLimits, NewPolicy, NewProposal, NewSystem, ProposalFilter, ReviewerRef,
+    ShadowOutcome, Store, SubmitError, Submitted, TaskFilter, TxError,
 };
 use serde_json::json;
 
@@ -539,7 +538,13 @@ async fn activations_decide_the_live_and_shadow_versions(store: &dyn Store) {
     assert_eq!(state.live.unwrap().version, a.version);
     assert_eq!(state.shadow, None);
     let state = store
-        .activate_policy(&b.version, ActivationMode::Live, "roll back", "user:bob", T0)
+        .activate_policy(
+            &b.version,
+            ActivationMode::Live,
+            "roll back",
+            "user:bob",
+            T0,
+        )
         .await
         .unwrap();
     assert_eq!(state.live.unwrap().version, b.version);
@@ -570,8 +575,14 @@ async fn activations_decide_the_live_and_shadow_versions(store: &dyn Store) {
         .iter()
         .map(|it| (it.mode.clone(), it.reason.clone(), it.actor.clone()))
         .collect();
-    assert_eq!(modes[0], ("shadow_off".into(), "enough".into(), "user:bob".into()));
-    assert_eq!(modes[2], ("live".into(), "roll back".into(), "user:bob".into()));
+    assert_eq!(
+        modes[0],
+        ("shadow_off".into(), "enough".into(), "user:bob".into())
+    );
+    assert_eq!(
+        modes[2],
+        ("live".into(), "roll back".into(), "user:bob".into())
+    );
     assert_eq!(history.len(), 7);
 }
 
@@ -612,7 +623,11 @@ async fn shadow_disagreements_are_recorded_and_replay_reads_history(store: &dyn 
         let mut new = new_proposal(&system, n, None, json!({"n": n}), 1);
         new.shadow = Some(ShadowOutcome {
             version: "shadow-v".into(),
-            route: if n % 2 == 0 { Route::Allow } else { Route::Review },
+            route: if n % 2 == 0 {
+                Route::Allow
+            } else {
+                Route::Review
+            },
             matched: vec!["p".into()],
             group: (n % 2 == 1).then(|| "g".into()),
         });
@@ -621,7 +636,10 @@ async fn shadow_disagreements_are_recorded_and_replay_reads_history(store: &dyn 
     let summary = store.shadow_summary("shadow-v", T0, 10).await.unwrap();
     assert_eq!(summary.evaluated, 4);
     assert_eq!(summary.disagreements, 2);
-    assert_eq!(summary.transitions, vec![("review".into(), "allow".into(), 2)]);
+    assert_eq!(
+        summary.transitions,
+        vec![("review".into(), "allow".into(), 2)]
+    );
     assert_eq!(summary.recent.len(), 2);
 
     assert_eq!(store.count_since(T0).await.unwrap(), 4);

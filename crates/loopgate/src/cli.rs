@@ -175,7 +175,6 @@ pub(crate) enum UserCommand {
     },
 }
 
-
 #[derive(Debug, Args)]
 pub(crate) struct SubmitArgs {
     /// A JSON file with the whole proposal (`-` for stdin); the flags below build one instead.

@@ -11,8 +11,7 @@ use serde_json::Value;
 use tokio::net::TcpListener;
 
 use crate::cli::{
-    Cli, Command, Decide, ReviewCommand, SubmitArgs, SystemCommand, SystemRef,
-    UserCommand,
+    Cli, Command, Decide, ReviewCommand, SubmitArgs, SystemCommand, SystemRef, UserCommand,
 };
 use crate::config::FileConfig;
 
@@ -133,7 +132,11 @@ async fn system(file: &FileConfig, command: SystemCommand) -> anyhow::Result<()>
         }
         SystemCommand::Pause(args) => set_status(file, args, proto::SystemStatus::Paused).await,
         SystemCommand::Resume(args) => set_status(file, args, proto::SystemStatus::Active).await,
-        SystemCommand::Shape { id, file: path, remote } => {
+        SystemCommand::Shape {
+            id,
+            file: path,
+            remote,
+        } => {
             let text = std::fs::read_to_string(&path)
                 .with_context(|| format!("cannot read `{}`", path.display()))?;
             let shape: Value = match text.trim_start().starts_with('{') {
@@ -147,7 +150,10 @@ async fn system(file: &FileConfig, command: SystemCommand) -> anyhow::Result<()>
                 ..Default::default()
             };
             let system = file.client(&remote)?.update_system(&id, &patch).await?;
-            out!("`{}` declares its actions; `loopgate policy schema` shows the schema", system.id);
+            out!(
+                "`{}` declares its actions; `loopgate policy schema` shows the schema",
+                system.id
+            );
             Ok(())
         }
         SystemCommand::Retention { id, period, remote } => {

@@ -28,6 +28,7 @@ pub(crate) struct FileConfig {
     audit_checkpoint_ms: Option<u64>,
     audit_public: Option<bool>,
     audit_origin: Option<String>,
+    require_policy_tests: Option<bool>,
 }
 
 pub(crate) const DEFAULT_BIND: &str = "127.0.0.1:8460";
@@ -91,6 +92,7 @@ impl FileConfig {
         }
         config.audit_public = self.audit_public.unwrap_or(false);
         config.audit_origin = self.audit_origin.clone();
+        config.require_policy_tests = self.require_policy_tests.unwrap_or(false);
         config.bootstrap_token = std::env::var("LOOPGATE_BOOTSTRAP_TOKEN")
             .ok()
             .filter(|it| !it.is_empty());

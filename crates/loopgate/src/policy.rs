@@ -5,10 +5,10 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context as _;
 use clap::Subcommand;
+use loopgate_core::Route;
 use loopgate_core::routing::cases;
 use loopgate_core::routing::diff::diff;
 use loopgate_core::routing::{Defaults, Policies, ReviewPlan};
-use loopgate_core::Route;
 use loopgate_proto as proto;
 
 use crate::cli::{Remote, Remote0};
@@ -194,7 +194,11 @@ pub(crate) async fn run(file: &FileConfig, command: PolicyCommand) -> anyhow::Re
                 );
             }
             let published = file.client(&remote)?.publish_policy(&body).await?;
-            let state = if published.shadow { "running in shadow" } else { "now live" };
+            let state = if published.shadow {
+                "running in shadow"
+            } else {
+                "now live"
+            };
             out!(
                 "published version {} ({} policies), {state}",
                 published.version,
@@ -332,7 +336,9 @@ pub(crate) async fn run(file: &FileConfig, command: PolicyCommand) -> anyhow::Re
             }
             let report = client.shadow_report().await?;
             let Some(version) = &report.version else {
-                out!("no shadow version runs; publish one with `loopgate policy publish FILE --shadow`");
+                out!(
+                    "no shadow version runs; publish one with `loopgate policy publish FILE --shadow`"
+                );
                 return Ok(());
             };
             out!(
@@ -457,17 +463,15 @@ fn print_replay(report: &proto::ReplayReport) {
         report.skipped_erased
     );
     let changed = report.replayed.saturating_sub(report.unchanged);
-    out!("{} unchanged, {changed} would route differently", report.unchanged);
+    out!(
+        "{} unchanged, {changed} would route differently",
+        report.unchanged
+    );
     print_transitions(&report.transitions);
     if !report.workload.is_empty() {
         out!("review workload:");
         for group in &report.workload {
-            out!(
-                "  {:<24} +{} −{}",
-                group.group,
-                group.added,
-                group.removed
-            );
+            out!("  {:<24} +{} −{}", group.group, group.added, group.removed);
         }
     }
     out!(

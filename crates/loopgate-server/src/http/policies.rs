@@ -596,7 +596,12 @@ impl Tally {
         }
         self.replayed += 1;
         let empty = Map::new();
-        let subject = |key: &str| row.subject.get(key).and_then(|it| it.as_str()).unwrap_or("");
+        let subject = |key: &str| {
+            row.subject
+                .get(key)
+                .and_then(|it| it.as_str())
+                .unwrap_or("")
+        };
         let attributes = row
             .subject
             .get("attributes")
@@ -617,7 +622,9 @@ impl Tally {
         };
         let routing = route(draft, &request, defaults);
         let new_group = (routing.route == Route::Review).then(|| routing.review.group.clone());
-        let old_group = (row.route == Route::Review).then(|| row.group.clone()).flatten();
+        let old_group = (row.route == Route::Review)
+            .then(|| row.group.clone())
+            .flatten();
         if new_group != old_group {
             if let Some(group) = old_group {
                 self.workload.entry(group).or_default().1 += 1;
@@ -630,7 +637,10 @@ impl Tally {
             self.unchanged += 1;
             return;
         }
-        let entry = self.transitions.entry((row.route, routing.route)).or_default();
+        let entry = self
+            .transitions
+            .entry((row.route, routing.route))
+            .or_default();
         entry.0 += 1;
         if entry.1.len() < self.examples {
             entry.1.push(row.id.clone());
@@ -655,7 +665,7 @@ impl Tally {
                 examples,
             })
             .collect();
-        transitions.sort_by(|a, b| b.count.cmp(&a.count));
+        transitions.sort_by_key(|t| std::cmp::Reverse(t.count));
         proto::ReplayReport {
             version: version.to_owned(),
             since: since.to_rfc3339(),
@@ -709,7 +719,10 @@ fn findings(findings: Vec<Finding>) -> Vec<proto::PolicyFinding> {
 }
 
 fn version_of(record: loopgate_store::PolicyRecord, state: &PolicyState) -> proto::PolicyVersion {
-    let live = state.live.as_ref().is_some_and(|it| it.version == record.version);
+    let live = state
+        .live
+        .as_ref()
+        .is_some_and(|it| it.version == record.version);
     let shadow = state
         .shadow
         .as_ref()

@@ -10,7 +10,7 @@
 mod audit;
 mod errors;
 mod harness;
-mod proposals;
 mod policies;
+mod proposals;
 mod review;
 mod routing;

@@ -24,7 +24,12 @@ async fn setup() -> (TestApp, String) {
     let shape = json!({"shape": {"actions": {"block_card": {"context": {"amount_minor": "Long"}}},
                                  "subject_attributes": {"country": "String"}}});
     let patched = app
-        .call(Method::PATCH, "/v1/systems/fraud-detector", Some(ADMIN_TOKEN), Some(shape))
+        .call(
+            Method::PATCH,
+            "/v1/systems/fraud-detector",
+            Some(ADMIN_TOKEN),
+            Some(shape),
+        )
         .await;
     assert_eq!(patched.status, StatusCode::OK, "{}", patched.body);
     (app, key)
@@ -32,7 +37,12 @@ async fn setup() -> (TestApp, String) {
 
 async fn submit(app: &TestApp, key: &str, amount: i64) -> Value {
     let response = app
-        .submit(key, "block_card", json!({"block": true}), json!({"amount_minor": amount}))
+        .submit(
+            key,
+            "block_card",
+            json!({"block": true}),
+            json!({"amount_minor": amount}),
+        )
         .await;
     assert_eq!(response.status, StatusCode::CREATED, "{}", response.body);
     response.body
@@ -63,27 +73,57 @@ async fn publishing_checks_the_schema_and_the_cases() {
         .await;
     assert_eq!(checked.status, StatusCode::OK, "{}", checked.body);
     let warnings = checked.body["warnings"].to_string();
-    assert!(warnings.contains("group `leads` has no members"), "{warnings}");
+    assert!(
+        warnings.contains("group `leads` has no members"),
+        "{warnings}"
+    );
 
     // A failing case refuses the publish and says which.
     let cases = "cases:\n  - name: small is automatic\n    system: fraud-detector\n    action: block_card\n    context: {amount_minor: 100}\n    expect: {route: review}\n";
     let refused = app
-        .post("/v1/policies", ADMIN_TOKEN, json!({"text": V1, "cases": cases}))
+        .post(
+            "/v1/policies",
+            ADMIN_TOKEN,
+            json!({"text": V1, "cases": cases}),
+        )
         .await;
-    assert_eq!(refused.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", refused.body);
-    assert_eq!(refused.body["tests"]["cases"][0]["failures"][0], "expected route `review`, got `allow`");
-    assert_eq!(refused.body["tests"]["cases"][0]["matched"], json!(["small"]));
+    assert_eq!(
+        refused.status,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "{}",
+        refused.body
+    );
+    assert_eq!(
+        refused.body["tests"]["cases"][0]["failures"][0],
+        "expected route `review`, got `allow`"
+    );
+    assert_eq!(
+        refused.body["tests"]["cases"][0]["matched"],
+        json!(["small"])
+    );
 
     // A bad case file names the line.
     let bad = app
-        .post("/v1/policies/test", ADMIN_TOKEN, json!({"text": V1, "cases": "cases:\n  - system: x\n    acton: y\n"}))
+        .post(
+            "/v1/policies/test",
+            ADMIN_TOKEN,
+            json!({"text": V1, "cases": "cases:\n  - system: x\n    acton: y\n"}),
+        )
         .await;
     assert_eq!(bad.status, StatusCode::UNPROCESSABLE_ENTITY);
-    assert!(bad.body["detail"].as_str().unwrap().contains("line 3"), "{}", bad.body);
+    assert!(
+        bad.body["detail"].as_str().unwrap().contains("line 3"),
+        "{}",
+        bad.body
+    );
 
     let cases = cases.replace("route: review", "route: allow");
     let published = app
-        .post("/v1/policies", ADMIN_TOKEN, json!({"text": V1, "cases": cases}))
+        .post(
+            "/v1/policies",
+            ADMIN_TOKEN,
+            json!({"text": V1, "cases": cases}),
+        )
         .await;
     assert_eq!(published.status, StatusCode::CREATED, "{}", published.body);
     assert_eq!(published.body["active"], true);
@@ -92,18 +132,31 @@ async fn publishing_checks_the_schema_and_the_cases() {
 #[tokio::test]
 async fn versions_roll_back_and_every_activation_is_audited() {
     let (app, key) = setup().await;
-    let v1 = app.publish(V1).await.body["version"].as_str().unwrap().to_owned();
-    let v2 = app.publish(V2).await.body["version"].as_str().unwrap().to_owned();
+    let v1 = app.publish(V1).await.body["version"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let v2 = app.publish(V2).await.body["version"]
+        .as_str()
+        .unwrap()
+        .to_owned();
     assert_eq!(submit(&app, &key, 100).await["route"], "review");
 
     let got = app.get(&format!("/v1/policies/{v1}"), ADMIN_TOKEN).await;
     assert_eq!(got.status, StatusCode::OK);
-    assert_eq!((got.body["text"].as_str(), got.body["active"].as_bool()), (Some(V1), Some(false)));
+    assert_eq!(
+        (got.body["text"].as_str(), got.body["active"].as_bool()),
+        (Some(V1), Some(false))
+    );
     let missing = app.get("/v1/policies/0000", ADMIN_TOKEN).await;
     assert_eq!(missing.status, StatusCode::NOT_FOUND);
 
     let rollback = app
-        .post(&format!("/v1/policies/{v1}/activate"), ADMIN_TOKEN, json!({"reason": "v2 sends everything to review"}))
+        .post(
+            &format!("/v1/policies/{v1}/activate"),
+            ADMIN_TOKEN,
+            json!({"reason": "v2 sends everything to review"}),
+        )
         .await;
     assert_eq!(rollback.status, StatusCode::OK, "{}", rollback.body);
     assert_eq!(rollback.body["active"], true);
@@ -114,7 +167,9 @@ async fn versions_roll_back_and_every_activation_is_audited() {
     assert_eq!(history.body[0]["reason"], "v2 sends everything to review");
     assert_eq!(history.body[0]["actor"], "user:admin");
     assert_eq!(history.body[1]["version"], v2.as_str());
-    let entries = app.get("/v1/audit/entries?start=0&end=1000", ADMIN_TOKEN).await;
+    let entries = app
+        .get("/v1/audit/entries?start=0&end=1000", ADMIN_TOKEN)
+        .await;
     let log = entries.body.to_string();
     assert!(log.contains("policy.activated"), "{log}");
 }
@@ -124,10 +179,20 @@ async fn shadow_versions_record_disagreements_and_change_nothing() {
     let (app, key) = setup().await;
     app.publish(V1).await;
     let shadow = app
-        .post("/v1/policies", ADMIN_TOKEN, json!({"text": V2, "mode": "shadow", "description": "try v2"}))
+        .post(
+            "/v1/policies",
+            ADMIN_TOKEN,
+            json!({"text": V2, "mode": "shadow", "description": "try v2"}),
+        )
         .await;
     assert_eq!(shadow.status, StatusCode::CREATED, "{}", shadow.body);
-    assert_eq!((shadow.body["active"].as_bool(), shadow.body["shadow"].as_bool()), (Some(false), Some(true)));
+    assert_eq!(
+        (
+            shadow.body["active"].as_bool(),
+            shadow.body["shadow"].as_bool()
+        ),
+        (Some(false), Some(true))
+    );
 
     let small = submit(&app, &key, 100).await;
     assert_eq!(small["route"], "allow", "the live version decides");
@@ -140,13 +205,25 @@ async fn shadow_versions_record_disagreements_and_change_nothing() {
     // allow → review for the small one; the large one changes group (ops → leads).
     assert_eq!(report.body["disagreements"], 2, "{}", report.body);
     let recent = report.body["recent"].as_array().unwrap();
-    assert!(recent.iter().any(|it| it["proposal_id"] == small["id"] && it["shadow_route"] == "review"));
+    assert!(
+        recent
+            .iter()
+            .any(|it| it["proposal_id"] == small["id"] && it["shadow_route"] == "review")
+    );
 
     let stopped = app
-        .call(Method::DELETE, "/v1/policies/shadow", Some(ADMIN_TOKEN), Some(json!({"reason": "seen enough"})))
+        .call(
+            Method::DELETE,
+            "/v1/policies/shadow",
+            Some(ADMIN_TOKEN),
+            Some(json!({"reason": "seen enough"})),
+        )
         .await;
     assert_eq!(stopped.status, StatusCode::NO_CONTENT);
-    assert_eq!(app.get("/v1/policies/shadow", ADMIN_TOKEN).await.body["version"], Value::Null);
+    assert_eq!(
+        app.get("/v1/policies/shadow", ADMIN_TOKEN).await.body["version"],
+        Value::Null
+    );
 }
 
 #[tokio::test]
@@ -159,14 +236,21 @@ async fn replay_reports_what_a_draft_would_change() {
         let proposal = submit(&app, &key, amount).await;
         if proposal["route"] == "review" && rejected == 0 {
             let task = app.task_of(&lead, proposal["id"].as_str().unwrap()).await;
-            assert_eq!(app.decide(&lead, &task, "reject").await.status, StatusCode::OK);
+            assert_eq!(
+                app.decide(&lead, &task, "reject").await.status,
+                StatusCode::OK
+            );
             rejected += 1;
         }
     }
     // The draft allows everything.
     let draft = r#"@id("everything") @route("allow") permit(principal, action, resource);"#;
     let report = app
-        .post("/v1/policies/replay", ADMIN_TOKEN, json!({"text": draft, "since": "1d"}))
+        .post(
+            "/v1/policies/replay",
+            ADMIN_TOKEN,
+            json!({"text": draft, "since": "1d"}),
+        )
         .await;
     assert_eq!(report.status, StatusCode::OK, "{}", report.body);
     assert_eq!(report.body["replayed"], 4);
@@ -174,7 +258,10 @@ async fn replay_reports_what_a_draft_would_change() {
     assert_eq!(report.body["transitions"][0]["from"], "review");
     assert_eq!(report.body["transitions"][0]["to"], "allow");
     assert_eq!(report.body["transitions"][0]["count"], 2);
-    assert_eq!(report.body["workload"], json!([{"group": "ops", "added": 0, "removed": 2}]));
+    assert_eq!(
+        report.body["workload"],
+        json!([{"group": "ops", "added": 0, "removed": 2}])
+    );
     assert_eq!(report.body["rejected_now_allowed"], 1);
 
     // Streamed: progress lines, then the report.
@@ -188,12 +275,22 @@ async fn replay_reports_what_a_draft_would_change() {
         .unwrap();
     assert_eq!(streamed.headers()["content-type"], "application/x-ndjson");
     let text = streamed.text().await.unwrap();
-    let lines: Vec<Value> = text.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
-    assert_eq!(lines.first().unwrap()["progress"], json!({"done": 4, "total": 4}));
+    let lines: Vec<Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(
+        lines.first().unwrap()["progress"],
+        json!({"done": 4, "total": 4})
+    );
     assert_eq!(lines.last().unwrap()["report"]["replayed"], 4);
 
     let bad = app
-        .post("/v1/policies/replay", ADMIN_TOKEN, json!({"text": draft, "since": "a while"}))
+        .post(
+            "/v1/policies/replay",
+            ADMIN_TOKEN,
+            json!({"text": draft, "since": "a while"}),
+        )
         .await;
     assert_eq!(bad.status, StatusCode::UNPROCESSABLE_ENTITY);
 }

@@ -375,8 +375,7 @@ pub(super) fn system(conn: &Connection, id: &str) -> Result<Option<SystemRecord>
     one(conn, &sql, params![id], system_row)
 }
 
-pub(super) const SYSTEM_COLUMNS: &str =
-    "id, name, owner, purpose, risk_tier, oversight, status, created_at, updated_at, retention_ms, shape";
+pub(super) const SYSTEM_COLUMNS: &str = "id, name, owner, purpose, risk_tier, oversight, status, created_at, updated_at, retention_ms, shape";
 
 pub(super) fn system_row(row: &Row<'_>) -> Result<SystemRecord, StoreError> {
     Ok(SystemRecord {
@@ -420,7 +419,8 @@ pub(super) fn policy_row(row: &Row<'_>) -> Result<PolicyRecord, StoreError> {
 
 /// The first stored row of a version (a text is stored once).
 pub(super) fn policy(conn: &Connection, version: &str) -> Result<Option<PolicyRecord>, StoreError> {
-    let sql = format!("SELECT {POLICY_COLUMNS} FROM policies WHERE version = ?1 ORDER BY seq LIMIT 1");
+    let sql =
+        format!("SELECT {POLICY_COLUMNS} FROM policies WHERE version = ?1 ORDER BY seq LIMIT 1");
     one(conn, &sql, params![version], policy_row)
 }
 
@@ -442,7 +442,14 @@ pub(super) fn activate(
         ActivationMode::Shadow => "policy.shadow_started",
         ActivationMode::ShadowOff => "policy.shadow_stopped",
     };
-    event(conn, now, actor, type_, version, json!({"version": version, "reason": reason}))
+    event(
+        conn,
+        now,
+        actor,
+        type_,
+        version,
+        json!({"version": version, "reason": reason}),
+    )
 }
 
 /// The live version is the latest `live` activation; the shadow version the
@@ -454,7 +461,11 @@ pub(super) fn policy_state(conn: &Connection) -> Result<PolicyState, StoreError>
             "SELECT seq, version, at FROM policy_activations WHERE mode IN ({modes}) ORDER BY seq DESC LIMIT 1"
         );
         one(conn, &sql, [], |row| {
-            Ok((row.get(0)?, row.get(1)?, Timestamp::from_millis(row.get(2)?)))
+            Ok((
+                row.get(0)?,
+                row.get(1)?,
+                Timestamp::from_millis(row.get(2)?),
+            ))
         })
     };
     let live = match latest("'live'")? {
@@ -509,9 +520,15 @@ pub(super) fn replay_rows(
                 _ => Map::new(),
             },
             confidence: row.get(6)?,
-            model_version: model.get("version").and_then(Value::as_str).map(str::to_owned),
+            model_version: model
+                .get("version")
+                .and_then(Value::as_str)
+                .map(str::to_owned),
             route: parse(&row.get::<_, String>(8)?, loopgate_core::Route::parse)?,
-            status: parse(&row.get::<_, String>(9)?, loopgate_core::ProposalStatus::parse)?,
+            status: parse(
+                &row.get::<_, String>(9)?,
+                loopgate_core::ProposalStatus::parse,
+            )?,
             decided_by: match row.get::<_, Option<String>>(10)? {
                 Some(text) => Some(parse(&text, loopgate_core::DecidedBy::parse)?),
                 None => None,

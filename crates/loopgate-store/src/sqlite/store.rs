@@ -15,11 +15,11 @@ use loopgate_core::audit::Hash;
 use super::queries::{self as q, PROPOSAL_COLUMNS, TASK_COLUMNS, USER_COLUMNS, to_json};
 use super::{SqliteStore, audit};
 use crate::{
-    Activation, ActivationMode, CheckpointRecord, Disagreement, PolicyState, ReplayRow, ShadowSummary,
-    CredentialOwner, DecisionOutcome, EraseError, NewCredential, NewPolicy,
-    NewProposal, NewSystem, NewUser, Paged, PolicyRecord, Principal, ProposalFilter,
-    ProposalRecord, ReviewerRef, Sequenced, Store, StoreError, SubmitError, Submitted, SystemPatch,
-    SystemRecord, TaskFilter, TaskRecord, TimerOutcome, TreeHead, TxError, UserPatch, UserRecord,
+    Activation, ActivationMode, CheckpointRecord, CredentialOwner, DecisionOutcome, Disagreement,
+    EraseError, NewCredential, NewPolicy, NewProposal, NewSystem, NewUser, Paged, PolicyRecord,
+    PolicyState, Principal, ProposalFilter, ProposalRecord, ReplayRow, ReviewerRef, Sequenced,
+    ShadowSummary, Store, StoreError, SubmitError, Submitted, SystemPatch, SystemRecord,
+    TaskFilter, TaskRecord, TimerOutcome, TreeHead, TxError, UserPatch, UserRecord,
 };
 
 #[async_trait::async_trait]
@@ -280,9 +280,17 @@ impl Store for SqliteStore {
             let version = match mode {
                 ActivationMode::ShadowOff => match q::policy_state(conn)?.shadow {
                     Some((record, _)) => record.version,
-                    None => return Err(StoreError::Invalid("no shadow version is running".to_owned())),
+                    None => {
+                        return Err(StoreError::Invalid(
+                            "no shadow version is running".to_owned(),
+                        ));
+                    }
                 },
-                _ => q::policy(conn, &version)?.ok_or(StoreError::NotFound)?.version,
+                _ => {
+                    q::policy(conn, &version)?
+                        .ok_or(StoreError::NotFound)?
+                        .version
+                }
             };
             q::activate(conn, &version, mode, &reason, &actor, now)?;
             q::policy_state(conn)
@@ -382,12 +390,16 @@ impl Store for SqliteStore {
         after: i64,
         limit: u32,
     ) -> Result<Vec<ReplayRow>, StoreError> {
-        self.read(move |conn| q::replay_rows(conn, since, after, limit)).await
+        self.read(move |conn| q::replay_rows(conn, since, after, limit))
+            .await
     }
 
     async fn policies(&self) -> Result<Vec<PolicyRecord>, StoreError> {
         self.read(|conn| {
-            let sql = format!("SELECT {} FROM policies ORDER BY seq DESC", q::POLICY_COLUMNS);
+            let sql = format!(
+                "SELECT {} FROM policies ORDER BY seq DESC",
+                q::POLICY_COLUMNS
+            );
             q::all(conn, &sql, [], q::policy_row)
         })
         .await
