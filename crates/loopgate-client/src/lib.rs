@@ -227,6 +227,16 @@ impl Client {
         self.call(Method::POST, "/v1/users", Some(user)).await
     }
 
+    /// Changes a user's roles, groups or password.
+    pub async fn update_user(
+        &self,
+        user_id: &str,
+        patch: &proto::UpdateUser,
+    ) -> Result<proto::User, ClientError> {
+        self.call(Method::PATCH, &format!("/v1/users/{user_id}"), Some(patch))
+            .await
+    }
+
     /// A new personal token for a user.
     pub async fn create_token(&self, user_id: &str) -> Result<proto::IssuedSecret, ClientError> {
         self.call::<(), _>(Method::POST, &format!("/v1/users/{user_id}/tokens"), None)

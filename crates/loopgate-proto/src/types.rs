@@ -643,6 +643,10 @@ pub struct CreateUser {
     /// Reviewer groups.
     #[serde(default)]
     pub groups: Vec<String>,
+    /// Password for the web UI (at least 12 characters); without one the
+    /// user logs in only once an admin sets it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub password: Option<String>,
 }
 
 /// `PATCH /v1/users/{id}`.
@@ -656,6 +660,9 @@ pub struct UpdateUser {
     /// Reviewer groups.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub groups: Option<Vec<String>>,
+    /// A new password (at least 12 characters); ends the user's web sessions.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub password: Option<String>,
 }
 
 /// `POST /v1/policies` and `POST /v1/policies/validate`.

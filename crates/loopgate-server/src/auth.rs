@@ -2,8 +2,8 @@
 //! principal, and the role checks every handler makes (deny by default).
 
 use axum::extract::FromRequestParts;
-use axum::http::header;
 use axum::http::request::Parts;
+use axum::http::{Method, header};
 use loopgate_core::{Role, SystemId};
 use loopgate_proto::ErrorCode;
 use loopgate_store::{Principal, ReviewerRef, UserRecord};
@@ -26,7 +26,9 @@ impl FromRequestParts<AppState> for Caller {
             )
         };
         let Some(value) = parts.headers.get(header::AUTHORIZATION) else {
-            return Err(unauthenticated("no credentials were sent"));
+            return from_session(parts, app)
+                .await?
+                .ok_or_else(|| unauthenticated("no credentials were sent"));
         };
         let token = value
             .to_str()
@@ -52,6 +54,27 @@ impl FromRequestParts<AppState> for Caller {
             None => Err(unauthenticated("the token is not known")),
         }
     }
+}
+
+/// A web session may call the API too (the UI's scripts do): reads with
+/// the cookie alone, anything else also with the session's CSRF token in
+/// `X-CSRF-Token`.
+async fn from_session(parts: &Parts, app: &AppState) -> Result<Option<Caller>, ApiError> {
+    let Some(session) = crate::ui::session::current(app, &parts.headers).await? else {
+        return Ok(None);
+    };
+    let read = matches!(parts.method, Method::GET | Method::HEAD);
+    let token = parts
+        .headers
+        .get(crate::ui::session::CSRF_HEADER)
+        .and_then(|it| it.to_str().ok());
+    if !read && !token.is_some_and(|it| crate::ui::session::same_secret(it, &session.csrf)) {
+        return Err(ApiError::forbidden(
+            "a request with a session cookie must carry the session's CSRF token",
+        )
+        .help("send `X-CSRF-Token` from the page's `csrf-token` meta tag, or use a bearer token"));
+    }
+    Ok(Some(session.caller()))
 }
 
 impl Caller {

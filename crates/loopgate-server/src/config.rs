@@ -37,6 +37,14 @@ pub struct Config {
     pub audit_origin: Option<String>,
     /// Publishing a policy version requires a case file that passes.
     pub require_policy_tests: bool,
+    /// A web session ends this long after login, whatever the activity.
+    pub session_ttl: Duration,
+    /// A web session ends after this long without a request.
+    pub session_idle: Duration,
+    /// Mark session cookies `Secure` (set when loopgate is served over TLS,
+    /// directly or behind a proxy). Requests with `X-Forwarded-Proto: https`
+    /// get `Secure` cookies either way.
+    pub secure_cookies: bool,
 }
 
 impl Config {
@@ -57,6 +65,9 @@ impl Config {
             audit_public: false,
             audit_origin: None,
             require_policy_tests: false,
+            session_ttl: Duration::from_secs(12 * 3600),
+            session_idle: Duration::from_secs(3600),
+            secure_cookies: false,
         }
     }
 }

@@ -11,11 +11,13 @@ mod cache;
 pub mod clock;
 pub mod config;
 mod convert;
+pub mod events;
 pub mod http;
 mod metrics;
 mod secrets;
 mod state;
 pub mod timers;
+mod ui;
 mod waiters;
 
 pub use clock::{Clock, ManualClock, SystemClock};

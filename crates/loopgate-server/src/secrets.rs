@@ -27,3 +27,14 @@ pub(crate) fn hash_password(password: &str) -> Result<String, String> {
         .map(|it| it.to_string())
         .map_err(|e| e.to_string())
 }
+
+/// Whether `password` matches an argon2 PHC hash (a malformed hash matches
+/// nothing).
+pub(crate) fn verify_password(hash: &str, password: &str) -> bool {
+    use argon2::password_hash::{PasswordHash, PasswordVerifier};
+    PasswordHash::new(hash).is_ok_and(|parsed| {
+        argon2::Argon2::default()
+            .verify_password(password.as_bytes(), &parsed)
+            .is_ok()
+    })
+}

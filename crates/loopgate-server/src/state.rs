@@ -42,6 +42,10 @@ pub struct AppState {
     pub(crate) systems: Arc<TtlCache<SystemId, SystemRecord>>,
     /// The audit log's signer and last checkpoint.
     pub(crate) audit: Arc<crate::audit::Audit>,
+    /// Live queue notifications for `GET /v1/events`.
+    pub(crate) bus: crate::events::Bus,
+    /// Failed logins by username.
+    pub(crate) logins: Arc<crate::ui::session::LoginThrottle>,
     /// Cancelled when the server shuts down.
     pub shutdown: CancellationToken,
 }
@@ -52,6 +56,9 @@ pub struct Started {
     pub app: AppState,
     /// On first start without `LOOPGATE_BOOTSTRAP_TOKEN`: the admin's new token.
     pub generated_admin_token: Option<String>,
+    /// On first start without `LOOPGATE_ADMIN_PASSWORD`: the admin's new
+    /// password for the web UI.
+    pub generated_admin_password: Option<String>,
 }
 
 /// Opens the store, creates the first admin and publishes `--policies`.
@@ -64,7 +71,8 @@ pub async fn start(config: Config, clock: Arc<dyn Clock>) -> Result<Started, Sta
         new_secret("").map_err(|e| StartError::Secrets(format!("no random source: {e}")))?;
     let sampling_secret = store.sampling_secret(candidate).await?.into_bytes();
 
-    let generated_admin_token = bootstrap(store.as_ref(), &config, now).await?;
+    let (generated_admin_token, generated_admin_password) =
+        bootstrap(store.as_ref(), &config, now).await?;
 
     let mut active = load_active(store.as_ref()).await?;
     if let Some(path) = &config.policies {
@@ -105,11 +113,14 @@ pub async fn start(config: Config, clock: Arc<dyn Clock>) -> Result<Started, Sta
         principals: Arc::new(TtlCache::new(Duration::from_secs(5))),
         systems: Arc::new(TtlCache::new(Duration::from_secs(2))),
         audit: Arc::new(audit),
+        bus: crate::events::Bus::default(),
+        logins: Arc::new(crate::ui::session::LoginThrottle::default()),
         shutdown: CancellationToken::new(),
     };
     Ok(Started {
         app,
         generated_admin_token,
+        generated_admin_password,
     })
 }
 
@@ -234,7 +245,7 @@ async fn bootstrap(
     store: &dyn Store,
     config: &Config,
     now: loopgate_core::Timestamp,
-) -> Result<Option<String>, StartError> {
+) -> Result<(Option<String>, Option<String>), StartError> {
     let (token, generated) = match &config.bootstrap_token {
         Some(token) if token.len() < 16 => return Err(StartError::WeakBootstrapToken),
         Some(token) => (token.clone(), false),
@@ -244,10 +255,16 @@ async fn bootstrap(
             true,
         ),
     };
-    let password_hash = match &config.admin_password {
-        Some(password) => Some(hash_password(password).map_err(StartError::Secrets)?),
-        None => None,
+    let (password, generated_password) = match &config.admin_password {
+        Some(password) => (password.clone(), false),
+        None => (
+            new_secret("").map_err(|e| StartError::Secrets(format!("no random source: {e}")))?
+                [..20]
+                .to_owned(),
+            true,
+        ),
     };
+    let password_hash = Some(hash_password(&password).map_err(StartError::Secrets)?);
     let id = UserId::from_unique(&ulid::Ulid::new().to_string());
     let admin = NewUser {
         id: id.clone(),
@@ -262,5 +279,8 @@ async fn bootstrap(
         owner: CredentialOwner::User(id),
     };
     let created = store.bootstrap_admin(admin, Some(credential), now).await?;
-    Ok((created && generated).then_some(token))
+    Ok((
+        (created && generated).then_some(token),
+        (created && generated_password).then_some(password),
+    ))
 }

@@ -56,6 +56,17 @@ pub trait Store: Send + Sync + 'static {
         actor: &str,
         now: Timestamp,
     ) -> Result<UserRecord, StoreError>;
+    /// A user and their password hash, by username.
+    async fn login_user(&self, username: &str) -> Result<Option<LoginRecord>, StoreError>;
+    /// Starts a web session at `now`.
+    async fn create_session(&self, session: NewSession, now: Timestamp) -> Result<(), StoreError>;
+    /// The session a cookie hash belongs to, if it exists (expiry is the
+    /// caller's to judge).
+    async fn session(&self, hash: &str) -> Result<Option<SessionRecord>, StoreError>;
+    /// Records activity on a session.
+    async fn touch_session(&self, hash: &str, now: Timestamp) -> Result<(), StoreError>;
+    /// Ends a session (logout, expiry).
+    async fn delete_session(&self, hash: &str) -> Result<(), StoreError>;
     /// Stores the hash of a new key or token.
     async fn create_credential(
         &self,

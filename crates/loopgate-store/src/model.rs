@@ -54,6 +54,45 @@ pub struct UserPatch {
     pub roles: Option<Vec<Role>>,
     /// New groups.
     pub groups: Option<Vec<String>>,
+    /// New argon2id password hash; setting it ends the user's sessions.
+    pub password_hash: Option<String>,
+}
+
+/// A user with the hash of their password, for logging in.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LoginRecord {
+    /// The user.
+    pub user: UserRecord,
+    /// Argon2id hash (PHC string), or `None` when the user has no password.
+    pub password_hash: Option<String>,
+}
+
+/// A new web session.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewSession {
+    /// SHA-256 of the cookie's secret, hex.
+    pub hash: String,
+    /// Whose.
+    pub user: UserId,
+    /// The CSRF token bound to the session.
+    pub csrf: String,
+    /// When it ends, whatever the activity.
+    pub expires_at: Timestamp,
+}
+
+/// A live web session.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SessionRecord {
+    /// The user, as now.
+    pub user: UserRecord,
+    /// The CSRF token bound to the session.
+    pub csrf: String,
+    /// When it was created.
+    pub created_at: Timestamp,
+    /// When it ends, whatever the activity.
+    pub expires_at: Timestamp,
+    /// The last request seen (updated at most once a minute).
+    pub seen_at: Timestamp,
 }
 
 /// Whose a credential is.

@@ -210,6 +210,7 @@ async fn setup(admin: &Client) -> anyhow::Result<Keys> {
     let mut reviewers = Vec::new();
     for i in 0..16 {
         let user = proto::CreateUser {
+            password: None,
             username: format!("bench-{run}-{i}"),
             roles: vec![proto::Role::Reviewer],
             groups: vec!["bench".into()],

@@ -166,6 +166,14 @@ pub(crate) enum UserCommand {
         #[command(flatten)]
         remote: Remote,
     },
+    /// Set a user's web UI password (read from stdin, one line; at least 12
+    /// characters). Ends their sessions.
+    Password {
+        /// User id (`usr_…`).
+        id: String,
+        #[command(flatten)]
+        remote: Remote,
+    },
     /// Issue a personal API token (shown once).
     Token {
         /// User id (`usr_…`).

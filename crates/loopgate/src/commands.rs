@@ -46,6 +46,9 @@ async fn serve(config: Config, bind: std::net::SocketAddr) -> anyhow::Result<()>
             "First start: created user `admin` with API token (shown once, store it now):\n  {token}"
         );
     }
+    if let Some(password) = &started.generated_admin_password {
+        out!("The web UI password of `admin` (shown once; change it under Account):\n  {password}");
+    }
     let listener = TcpListener::bind(bind)
         .await
         .with_context(|| format!("cannot listen on {bind}"))?;
@@ -229,11 +232,34 @@ async fn user(file: &FileConfig, command: UserCommand) -> anyhow::Result<()> {
                 parsed.push(from_name(role, "role")?);
             }
             let create = proto::CreateUser {
+                password: None,
                 username,
                 roles: parsed,
                 groups,
             };
             print_json(&file.client(&remote)?.create_user(&create).await?)
+        }
+        UserCommand::Password { id, remote } => {
+            let mut line = String::new();
+            std::io::stdin()
+                .read_line(&mut line)
+                .context("cannot read the password from stdin")?;
+            let password = line.trim_end_matches(['\r', '\n']).to_owned();
+            if password.is_empty() {
+                anyhow::bail!(
+                    "no password on stdin: pipe it in, e.g. `read -s P; echo \"$P\" | loopgate user password ID`"
+                );
+            }
+            let patch = proto::UpdateUser {
+                password: Some(password),
+                ..Default::default()
+            };
+            let user = file.client(&remote)?.update_user(&id, &patch).await?;
+            out!(
+                "Password set for `{}`; their sessions were ended.",
+                user.username
+            );
+            Ok(())
         }
         UserCommand::Token { id, remote } => {
             let token = file.client(&remote)?.create_token(&id).await?;

@@ -118,14 +118,30 @@ pub(crate) async fn run(mut config: Config, bind: SocketAddr, rate: f64) -> anyh
     let accounts = accounts(&admin).await?;
     let keys = system_keys(&admin).await?;
 
-    out!("\nloopgate demo is running at {base}/  (API reference: {base}/openapi.json)\n");
-    out!("Demo accounts (tokens are new on every start):");
-    for (name, token) in &accounts {
-        out!("  {name:<8} {token}");
+    out!("\nloopgate demo is running: open {base}/ui and log in");
+    out!("(API reference: {base}/openapi.json)\n");
+    out!("Demo accounts (passwords and tokens are new on every start):");
+    out!(
+        "  {:<8} {:<24} {:<22} API token",
+        "user",
+        "role",
+        "password"
+    );
+    for account in &accounts {
+        out!(
+            "  {:<8} {:<24} {:<22} {}",
+            account.username,
+            account.role,
+            account.password,
+            account.token
+        );
     }
     out!(
         "\nTry:\n  export LOOPGATE_TOKEN={}\n  loopgate review list\n",
-        accounts.first().map(|it| it.1.as_str()).unwrap_or_default()
+        accounts
+            .first()
+            .map(|it| it.token.as_str())
+            .unwrap_or_default()
     );
     if 0.0 < rate {
         out!("The simulator submits {rate} proposals per second. Stop with Ctrl-C.");
@@ -180,6 +196,7 @@ async fn seed(admin: &Client) -> anyhow::Result<()> {
     }
     for (username, roles, groups) in USERS {
         let user = proto::CreateUser {
+            password: None,
             username: username.into(),
             roles: roles.to_vec(),
             groups: groups.iter().map(|g| g.to_string()).collect(),
@@ -196,17 +213,48 @@ async fn seed(admin: &Client) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Fresh tokens for the demo accounts and the admin.
-async fn accounts(admin: &Client) -> anyhow::Result<Vec<(String, String)>> {
+/// A demo account as printed.
+struct Account {
+    username: String,
+    role: &'static str,
+    password: String,
+    token: String,
+}
+
+/// Fresh passwords and tokens for the demo accounts and the admin.
+async fn accounts(admin: &Client) -> anyhow::Result<Vec<Account>> {
     let mut out = Vec::new();
     let users = admin.users().await?.items;
-    for (username, _, _) in USERS.iter().chain([("admin", &[][..], &[][..])].iter()) {
-        if let Some(user) = users.iter().find(|u| u.username == *username) {
-            out.push((
-                user.username.clone(),
-                admin.create_token(&user.id).await?.secret,
-            ));
-        }
+    let admin_row: (&str, &[proto::Role], &[&str]) = ("admin", &[proto::Role::Admin], &[]);
+    for (username, roles, _) in USERS.iter().chain([admin_row].iter()) {
+        let Some(user) = users.iter().find(|u| u.username == *username) else {
+            continue;
+        };
+        let password = format!(
+            "demo-{}",
+            ulid::Ulid::new()
+                .to_string()
+                .to_lowercase()
+                .get(14..)
+                .unwrap_or("password")
+        );
+        let patch = proto::UpdateUser {
+            password: Some(password.clone()),
+            ..Default::default()
+        };
+        admin.update_user(&user.id, &patch).await?;
+        let role = match roles.first() {
+            Some(proto::Role::Admin) => "admin",
+            Some(proto::Role::PolicyAuthor) => "analyst (policy author)",
+            Some(proto::Role::Auditor) => "auditor",
+            _ => "reviewer",
+        };
+        out.push(Account {
+            username: user.username.clone(),
+            role,
+            password,
+            token: admin.create_token(&user.id).await?.secret,
+        });
     }
     Ok(out)
 }

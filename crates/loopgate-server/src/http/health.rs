@@ -2,8 +2,8 @@
 
 use axum::Json;
 use axum::extract::State;
-use axum::http::{StatusCode, header};
-use axum::response::{Html, IntoResponse, Response};
+use axum::http::header;
+use axum::response::{IntoResponse, Redirect, Response};
 use loopgate_proto::ErrorCode;
 use utoipa::OpenApi;
 
@@ -44,7 +44,7 @@ pub async fn openapi() -> Json<utoipa::openapi::OpenApi> {
     Json(ApiDoc::openapi())
 }
 
-/// A minimal landing page: what this is, and a small queue console over the API.
-pub async fn index() -> (StatusCode, Html<&'static str>) {
-    (StatusCode::OK, Html(include_str!("index.html")))
+/// The landing page is the web UI.
+pub async fn index() -> Redirect {
+    Redirect::to("/ui")
 }

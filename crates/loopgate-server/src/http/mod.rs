@@ -3,6 +3,7 @@
 
 pub mod audit;
 pub mod error;
+pub mod events;
 pub mod extract;
 pub mod health;
 pub mod policies;
@@ -38,7 +39,7 @@ use error::ApiError;
         policies::stop_shadow,
         audit::pubkey, audit::checkpoint, audit::issue, audit::checkpoints, audit::tile, audit::entries,
         audit::inclusion, audit::consistency, audit::proposal, proposals::erase,
-        health::healthz, health::readyz, health::metrics,
+        health::healthz, health::readyz, health::metrics, events::stream,
     ),
     components(schemas(loopgate_proto::Problem)),
     modifiers(&BearerAuth),
@@ -106,6 +107,8 @@ pub fn router(app: AppState) -> Router {
         )
         .route("/v1/policies/{version}", get(policies::get))
         .route("/v1/policies/{version}/activate", post(policies::activate))
+        .route("/v1/events", get(events::stream))
+        .merge(crate::ui::router(app.clone()))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(CatchPanicLayer::custom(panicked))

@@ -7,30 +7,31 @@ use axum::extract::{Path, State};
 use loopgate_core::review::{DecisionInput, Effect};
 use loopgate_core::{Digest, Role, SystemId, TaskId};
 use loopgate_proto as proto;
-use loopgate_store::TaskFilter;
+use loopgate_store::{TaskFilter, TaskRecord};
 use serde::Deserialize;
 
 use crate::AppState;
 use crate::auth::Caller;
 use crate::convert;
+use crate::events::Event;
 use crate::http::error::ApiError;
 use crate::http::extract::{JsonBody, Params};
 use crate::http::{cursor, page_limit, parse_id};
 
 /// Filters of `GET /v1/tasks`.
-#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
 pub struct TaskQuery {
     /// open (default), claimed, done, expired, cancelled.
-    state: Option<proto::TaskState>,
+    pub(crate) state: Option<proto::TaskState>,
     /// Only this group (one of the caller's).
-    group: Option<String>,
+    pub(crate) group: Option<String>,
     /// Only this system.
-    system: Option<String>,
+    pub(crate) system: Option<String>,
     /// From a previous page's `next_cursor`.
-    cursor: Option<String>,
+    pub(crate) cursor: Option<String>,
     /// Page size, 1 to 500 (default 50).
-    limit: Option<u32>,
+    pub(crate) limit: Option<u32>,
 }
 
 /// The caller's queue: tasks of the caller's groups (admins and auditors see every group), oldest first.
@@ -123,6 +124,8 @@ pub async fn claim(
         .store
         .claim(&id, &reviewer, app.config.lease, now)
         .await?;
+    app.bus
+        .publish(task_event("task.claimed", &record, &caller));
     Ok(Json(convert::task(record, now)))
 }
 
@@ -138,6 +141,8 @@ pub async fn release(
     let id = parse_id(&id, TaskId::parse, "task")?;
     let now = app.clock.now();
     let record = app.store.release(&id, &reviewer, now).await?;
+    app.bus
+        .publish(task_event("task.released", &record, &caller));
     Ok(Json(convert::task(record, now)))
 }
 
@@ -184,8 +189,21 @@ pub async fn decide(
     }
     app.metrics
         .decision(convert::verdict_to_core(body.verdict), started.elapsed());
+    app.bus
+        .publish(task_event("task.decided", &outcome.task, &caller));
     Ok(Json(proto::DecisionResponse {
         task: convert::task(outcome.task, now),
         proposal: convert::proposal(outcome.proposal),
     }))
+}
+
+fn task_event(kind: &'static str, record: &TaskRecord, caller: &Caller) -> Event {
+    Event {
+        kind,
+        proposal: record.task.proposal_id.to_string(),
+        system: Some(record.system.to_string()),
+        task: Some(record.task.id.to_string()),
+        group: Some(record.task.group.clone()),
+        actor: caller.actor(),
+    }
 }

@@ -14,7 +14,7 @@ use crate::convert;
 use crate::http::error::ApiError;
 use crate::http::extract::JsonBody;
 use crate::http::parse_id;
-use crate::secrets::{hash_secret, new_secret};
+use crate::secrets::{hash_password, hash_secret, new_secret};
 
 /// Every user.
 #[utoipa::path(get, path = "/v1/users", tag = "users", responses((status = 200, body = proto::Page<proto::User>)))]
@@ -58,12 +58,16 @@ pub async fn create(
         )));
     }
     check_groups(&body.groups)?;
+    let password_hash = match body.password {
+        Some(password) => Some(password_hash(password).await?),
+        None => None,
+    };
     let new = NewUser {
         id: UserId::from_unique(&ulid::Ulid::new().to_string()),
         username: body.username,
         roles: body.roles.into_iter().map(convert::role_to_core).collect(),
         groups: body.groups,
-        password_hash: None,
+        password_hash,
     };
     let record = app
         .store
@@ -72,7 +76,7 @@ pub async fn create(
     Ok((StatusCode::CREATED, Json(convert::user(record))))
 }
 
-/// Change a user's roles or groups.
+/// Change a user's roles, groups or password.
 #[utoipa::path(patch, path = "/v1/users/{id}", tag = "users", params(("id" = String, Path)), request_body = proto::UpdateUser,
     responses((status = 200, body = proto::User), (status = 404, body = proto::Problem)))]
 pub async fn update(
@@ -91,6 +95,10 @@ pub async fn update(
             .roles
             .map(|roles| roles.into_iter().map(convert::role_to_core).collect()),
         groups: body.groups,
+        password_hash: match body.password {
+            Some(password) => Some(password_hash(password).await?),
+            None => None,
+        },
     };
     let record = app
         .store
@@ -138,6 +146,26 @@ pub async fn create_token(
         created_at: now.to_rfc3339(),
     };
     Ok((StatusCode::CREATED, Json(issued)))
+}
+
+/// The shortest password accepted.
+pub(crate) const MIN_PASSWORD: usize = 12;
+
+/// Checks a new password's length and hashes it (argon2id, off the async
+/// threads).
+pub(crate) async fn password_hash(password: String) -> Result<String, ApiError> {
+    if password.chars().count() < MIN_PASSWORD {
+        return Err(ApiError::invalid(format!(
+            "a password must have at least {MIN_PASSWORD} characters"
+        )));
+    }
+    if 1024 < password.len() {
+        return Err(ApiError::invalid("a password must have at most 1024 bytes"));
+    }
+    tokio::task::spawn_blocking(move || hash_password(&password))
+        .await
+        .map_err(|e| ApiError::internal(&e))?
+        .map_err(|e| ApiError::internal(&e))
 }
 
 fn check_groups(groups: &[String]) -> Result<(), ApiError> {

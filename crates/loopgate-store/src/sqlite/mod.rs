@@ -32,6 +32,10 @@ const MIGRATIONS: &[(&str, &str)] = &[
         "0003_policy_lifecycle",
         include_str!("../../migrations/sqlite/0003_policy_lifecycle.sql"),
     ),
+    (
+        "0004_sessions",
+        include_str!("../../migrations/sqlite/0004_sessions.sql"),
+    ),
 ];
 const MAX_BATCH: usize = 1024;
 const N_READERS: usize = 4;

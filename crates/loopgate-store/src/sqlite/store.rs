@@ -16,10 +16,11 @@ use super::queries::{self as q, PROPOSAL_COLUMNS, TASK_COLUMNS, USER_COLUMNS, to
 use super::{SqliteStore, audit};
 use crate::{
     Activation, ActivationMode, CheckpointRecord, CredentialOwner, DecisionOutcome, Disagreement,
-    EraseError, NewCredential, NewPolicy, NewProposal, NewSystem, NewUser, Paged, PolicyRecord,
-    PolicyState, Principal, ProposalFilter, ProposalRecord, ReplayRow, ReviewerRef, Sequenced,
-    ShadowSummary, Store, StoreError, SubmitError, Submitted, SystemPatch, SystemRecord,
-    TaskFilter, TaskRecord, TimerOutcome, TreeHead, TxError, UserPatch, UserRecord,
+    EraseError, LoginRecord, NewCredential, NewPolicy, NewProposal, NewSession, NewSystem, NewUser,
+    Paged, PolicyRecord, PolicyState, Principal, ProposalFilter, ProposalRecord, ReplayRow,
+    ReviewerRef, Sequenced, SessionRecord, ShadowSummary, Store, StoreError, SubmitError,
+    Submitted, SystemPatch, SystemRecord, TaskFilter, TaskRecord, TimerOutcome, TreeHead, TxError,
+    UserPatch, UserRecord,
 };
 
 #[async_trait::async_trait]
@@ -111,15 +112,112 @@ impl Store for SqliteStore {
         let (id, actor) = (id.clone(), actor.to_owned());
         self.write_plain(move |conn| {
             let before = q::user(conn, id.as_str())?.ok_or(StoreError::NotFound)?;
-            let roles = patch.roles.unwrap_or(before.roles);
-            let groups = patch.groups.unwrap_or(before.groups);
-            conn.execute(
-                "UPDATE users SET roles = ?2, groups_ = ?3 WHERE id = ?1",
-                params![id.as_str(), q::roles_json(&roles), to_json(&groups)],
-            )?;
-            let data = json!({"user": id.as_str(), "roles": roles.iter().map(|r| r.as_str()).collect::<Vec<_>>(), "groups": groups});
-            q::event(conn, now, &actor, "user.updated", id.as_str(), data)?;
+            if patch.roles.is_some() || patch.groups.is_some() {
+                let roles = patch.roles.unwrap_or(before.roles);
+                let groups = patch.groups.unwrap_or(before.groups);
+                conn.execute(
+                    "UPDATE users SET roles = ?2, groups_ = ?3 WHERE id = ?1",
+                    params![id.as_str(), q::roles_json(&roles), to_json(&groups)],
+                )?;
+                let data = json!({"user": id.as_str(), "roles": roles.iter().map(|r| r.as_str()).collect::<Vec<_>>(), "groups": groups});
+                q::event(conn, now, &actor, "user.updated", id.as_str(), data)?;
+            }
+            if let Some(hash) = patch.password_hash {
+                conn.execute(
+                    "UPDATE users SET password_hash = ?2 WHERE id = ?1",
+                    params![id.as_str(), hash],
+                )?;
+                conn.execute("DELETE FROM sessions WHERE user_id = ?1", params![id.as_str()])?;
+                let data = json!({"user": id.as_str()});
+                q::event(conn, now, &actor, "user.password_set", id.as_str(), data)?;
+            }
             q::user(conn, id.as_str())?.ok_or(StoreError::NotFound)
+        })
+        .await
+    }
+
+    async fn login_user(&self, username: &str) -> Result<Option<LoginRecord>, StoreError> {
+        let username = username.to_owned();
+        self.read(move |conn| {
+            let sql =
+                format!("SELECT {USER_COLUMNS}, password_hash FROM users WHERE username = ?1");
+            q::one(conn, &sql, params![username], |row| {
+                Ok(LoginRecord {
+                    user: q::user_row(row)?,
+                    password_hash: row.get(5)?,
+                })
+            })
+        })
+        .await
+    }
+
+    async fn create_session(&self, session: NewSession, now: Timestamp) -> Result<(), StoreError> {
+        self.write_plain(move |conn| {
+            // Ended sessions go as new ones come: the table stays small.
+            conn.prepare_cached("DELETE FROM sessions WHERE expires_at <= ?1")?
+                .execute(params![now.millis()])?;
+            conn.prepare_cached(
+                "INSERT INTO sessions (hash, user_id, csrf, created_at, expires_at, seen_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?4)",
+            )?
+            .execute(params![
+                session.hash,
+                session.user.as_str(),
+                session.csrf,
+                now.millis(),
+                session.expires_at.millis()
+            ])?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn session(&self, hash: &str) -> Result<Option<SessionRecord>, StoreError> {
+        let hash = hash.to_owned();
+        self.read(move |conn| {
+            let sql = "SELECT user_id, csrf, created_at, expires_at, seen_at FROM sessions WHERE hash = ?1";
+            let Some((user_id, csrf, created, expires, seen)) = q::one(conn, sql, params![hash], |row| {
+                Ok((
+                    row.get::<_, String>(0)?,
+                    row.get::<_, String>(1)?,
+                    row.get::<_, i64>(2)?,
+                    row.get::<_, i64>(3)?,
+                    row.get::<_, i64>(4)?,
+                ))
+            })?
+            else {
+                return Ok(None);
+            };
+            let Some(user) = q::user(conn, &user_id)? else {
+                return Ok(None);
+            };
+            Ok(Some(SessionRecord {
+                user,
+                csrf,
+                created_at: Timestamp::from_millis(created),
+                expires_at: Timestamp::from_millis(expires),
+                seen_at: Timestamp::from_millis(seen),
+            }))
+        })
+        .await
+    }
+
+    async fn touch_session(&self, hash: &str, now: Timestamp) -> Result<(), StoreError> {
+        let hash = hash.to_owned();
+        self.write_plain(move |conn| {
+            conn.prepare_cached("UPDATE sessions SET seen_at = ?2 WHERE hash = ?1")?
+                .execute(params![hash, now.millis()])?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn delete_session(&self, hash: &str) -> Result<(), StoreError> {
+        let hash = hash.to_owned();
+        self.write_plain(move |conn| {
+            conn.prepare_cached("DELETE FROM sessions WHERE hash = ?1")?
+                .execute(params![hash])?;
+            Ok(())
         })
         .await
     }

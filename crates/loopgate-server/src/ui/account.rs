@@ -1,0 +1,285 @@
+//! Logging in and out, and the account page (change password).
+
+use std::sync::LazyLock;
+
+use askama::Template;
+use axum::extract::{Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::{Extension, Form};
+use axum_extra::extract::cookie::{Cookie, CookieJar};
+use serde::Deserialize;
+
+use crate::AppState;
+use crate::http::users::password_hash;
+use crate::secrets::{hash_password, new_secret, verify_password};
+use crate::ui::session::{self, LOGIN_COOKIE, Session, same_secret};
+use crate::ui::{Nav, UiError, assets, render};
+
+#[derive(Template)]
+#[template(path = "login.html")]
+struct LoginPage {
+    csrf: String,
+    next: String,
+    username: String,
+    message: Option<String>,
+    version: &'static str,
+}
+
+#[derive(Deserialize)]
+pub(crate) struct LoginQuery {
+    next: Option<String>,
+}
+
+/// Only a path inside the UI: never another site.
+fn safe_next(next: Option<&str>) -> String {
+    match next {
+        Some(path) if path.starts_with("/ui") && !path.contains("//") && !path.contains('\\') => {
+            path.to_owned()
+        }
+        _ => "/ui".to_owned(),
+    }
+}
+
+/// `GET /ui/login`: the form, with a fresh login CSRF cookie.
+pub(crate) async fn login_page(
+    State(app): State<AppState>,
+    headers: HeaderMap,
+    jar: CookieJar,
+    Query(query): Query<LoginQuery>,
+) -> Result<Response, UiError> {
+    let next = safe_next(query.next.as_deref());
+    if session::current(&app, &headers).await?.is_some() {
+        return Ok(Redirect::to(&next).into_response());
+    }
+    login_form(
+        &app,
+        &headers,
+        jar,
+        next,
+        String::new(),
+        None,
+        StatusCode::OK,
+    )
+}
+
+fn login_form(
+    app: &AppState,
+    headers: &HeaderMap,
+    jar: CookieJar,
+    next: String,
+    username: String,
+    message: Option<String>,
+    status: StatusCode,
+) -> Result<Response, UiError> {
+    let csrf = new_secret("").map_err(|e| UiError::internal(&e))?;
+    let page = LoginPage {
+        csrf: csrf.clone(),
+        next,
+        username,
+        message,
+        version: assets::version(),
+    };
+    let jar = jar.add(session::cookie(
+        LOGIN_COOKIE,
+        csrf,
+        session::secure(app, headers),
+    ));
+    Ok((status, jar, render(&page)?).into_response())
+}
+
+#[derive(Deserialize)]
+pub(crate) struct LoginForm {
+    #[serde(rename = "_csrf")]
+    csrf: String,
+    #[serde(default)]
+    next: Option<String>,
+    username: String,
+    password: String,
+}
+
+/// Spent on unknown usernames, so that they take as long as wrong passwords.
+static DUMMY_HASH: LazyLock<Option<String>> =
+    LazyLock::new(|| hash_password("loopgate-no-such-user").ok());
+
+/// `POST /ui/login`.
+pub(crate) async fn login(
+    State(app): State<AppState>,
+    headers: HeaderMap,
+    jar: CookieJar,
+    Form(form): Form<LoginForm>,
+) -> Result<Response, UiError> {
+    let sent_from_our_form = jar
+        .get(LOGIN_COOKIE)
+        .is_some_and(|cookie| same_secret(cookie.value(), &form.csrf));
+    if !sent_from_our_form {
+        return Err(UiError::csrf());
+    }
+    let next = safe_next(form.next.as_deref());
+    let now = app.clock.now();
+    let username = form.username.trim().to_owned();
+    if let Some(wait) = app.logins.locked(&username, now) {
+        let minutes = wait.as_secs().div_ceil(60);
+        let message = format!(
+            "Too many failed logins for this username. Try again in {minutes} minute{}.",
+            if minutes == 1 { "" } else { "s" }
+        );
+        return login_form(
+            &app,
+            &headers,
+            jar,
+            next,
+            username,
+            Some(message),
+            StatusCode::TOO_MANY_REQUESTS,
+        );
+    }
+    let record = app.store.login_user(&username).await?;
+    let hash = match &record {
+        Some(record) => record.password_hash.clone(),
+        None => None,
+    };
+    let password = form.password;
+    let matches = tokio::task::spawn_blocking(move || match hash {
+        Some(hash) => verify_password(&hash, &password),
+        None => {
+            if let Some(dummy) = DUMMY_HASH.as_deref() {
+                verify_password(dummy, &password);
+            }
+            false
+        }
+    })
+    .await
+    .map_err(|e| UiError::internal(&e))?;
+    let user = match record {
+        Some(record) if matches => record.user,
+        _ => {
+            app.logins.failed(&username, now);
+            tracing::info!(username, "failed login");
+            return login_form(
+                &app,
+                &headers,
+                jar,
+                next,
+                username,
+                Some("Wrong username or password.".to_owned()),
+                StatusCode::UNAUTHORIZED,
+            );
+        }
+    };
+    app.logins.succeeded(&username);
+    let cookie = session::start(&app, &user, session::secure(&app, &headers)).await?;
+    let jar = jar
+        .remove(Cookie::build(LOGIN_COOKIE).path("/"))
+        .add(cookie);
+    Ok((jar, Redirect::to(&next)).into_response())
+}
+
+/// `POST /ui/logout`.
+pub(crate) async fn logout(
+    State(app): State<AppState>,
+    Extension(session): Extension<Session>,
+    jar: CookieJar,
+) -> Result<Response, UiError> {
+    app.store.delete_session(&session.hash).await?;
+    let jar = jar.remove(Cookie::build(session::COOKIE).path("/"));
+    Ok((jar, Redirect::to("/ui/login")).into_response())
+}
+
+#[derive(Template)]
+#[template(path = "account.html")]
+struct AccountPage {
+    nav: Nav,
+    roles: String,
+    groups: String,
+    message: Option<String>,
+    message_class: &'static str,
+}
+
+fn account_page(
+    session: &Session,
+    message: Option<(String, &'static str)>,
+) -> Result<axum::response::Html<String>, UiError> {
+    let (message, message_class) = match message {
+        Some((text, class)) => (Some(text), class),
+        None => (None, ""),
+    };
+    let roles: Vec<&str> = session.user.roles.iter().map(|r| r.as_str()).collect();
+    render(&AccountPage {
+        nav: Nav::new(session, "account"),
+        roles: roles.join(", "),
+        groups: session.user.groups.join(", "),
+        message,
+        message_class,
+    })
+}
+
+#[derive(Deserialize)]
+pub(crate) struct AccountQuery {
+    changed: Option<u8>,
+}
+
+/// `GET /ui/account`.
+pub(crate) async fn page(
+    Extension(session): Extension<Session>,
+    Query(query): Query<AccountQuery>,
+) -> Result<Response, UiError> {
+    let message = query.changed.map(|_| {
+        (
+            "Password changed. Your other sessions were logged out.".to_owned(),
+            "ok",
+        )
+    });
+    Ok(account_page(&session, message)?.into_response())
+}
+
+#[derive(Deserialize)]
+pub(crate) struct PasswordForm {
+    current: String,
+    new: String,
+}
+
+/// `POST /ui/account`: the user changes their own password; every session
+/// of theirs ends and this browser gets a new one.
+pub(crate) async fn change_password(
+    State(app): State<AppState>,
+    Extension(session): Extension<Session>,
+    headers: HeaderMap,
+    jar: CookieJar,
+    Form(form): Form<PasswordForm>,
+) -> Result<Response, UiError> {
+    let record = app.store.login_user(&session.user.username).await?;
+    let hash = record.and_then(|it| it.password_hash);
+    let current = form.current;
+    let matches = tokio::task::spawn_blocking(move || {
+        hash.is_some_and(|hash| verify_password(&hash, &current))
+    })
+    .await
+    .map_err(|e| UiError::internal(&e))?;
+    if !matches {
+        let page = account_page(
+            &session,
+            Some(("The current password is wrong.".to_owned(), "error")),
+        )?;
+        return Ok((StatusCode::UNPROCESSABLE_ENTITY, page).into_response());
+    }
+    let hash = match password_hash(form.new).await {
+        Ok(hash) => hash,
+        Err(error) => {
+            let problem = error.problem();
+            let page = account_page(&session, Some((problem.detail, "error")))?;
+            return Ok((StatusCode::UNPROCESSABLE_ENTITY, page).into_response());
+        }
+    };
+    let patch = loopgate_store::UserPatch {
+        password_hash: Some(hash),
+        ..Default::default()
+    };
+    let actor = format!("user:{}", session.user.username);
+    let user = app
+        .store
+        .update_user(&session.user.id, patch, &actor, app.clock.now())
+        .await?;
+    let cookie = session::start(&app, &user, session::secure(&app, &headers)).await?;
+    Ok((jar.add(cookie), Redirect::to("/ui/account?changed=1")).into_response())
+}

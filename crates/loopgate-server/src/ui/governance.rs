@@ -1,0 +1,851 @@
+//! Governance pages: systems (pause and resume), policy versions (view,
+//! draft, validate, test, publish, activate, diff), users and groups, the
+//! audit view, and the analytics placeholder.
+
+use askama::Template;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::{Extension, Form};
+use loopgate_core::routing::Policies;
+use loopgate_proto as proto;
+use serde::Deserialize;
+use serde_json::Value;
+
+use crate::AppState;
+use crate::http::error::ApiError;
+use crate::http::extract::JsonBody;
+use crate::http::{audit, policies, systems, users};
+use crate::ui::session::Session;
+use crate::ui::{Nav, UiError, ok, render};
+
+fn lower<T: serde::Serialize>(value: &T) -> String {
+    serde_json::to_value(value)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_owned))
+        .unwrap_or_default()
+}
+
+// ---------------------------------------------------------------- systems
+
+pub(crate) struct SystemRow {
+    id: String,
+    name: String,
+    owner: String,
+    purpose: String,
+    risk_tier: String,
+    oversight: String,
+    paused: bool,
+    retention: String,
+}
+
+#[derive(Template)]
+#[template(path = "systems.html")]
+struct SystemsPage {
+    nav: Nav,
+    systems: Vec<SystemRow>,
+}
+
+/// `GET /ui/systems`: the inventory.
+pub(crate) async fn systems(
+    State(app): State<AppState>,
+    Extension(session): Extension<Session>,
+) -> Result<Response, UiError> {
+    let page = ok(systems::list(State(app), session.caller()).await)?;
+    let systems = page
+        .items
+        .into_iter()
+        .map(|s| SystemRow {
+            paused: s.status == proto::SystemStatus::Paused,
+            risk_tier: lower(&s.risk_tier),
+            oversight: lower(&s.oversight).replace('_', " "),
+            retention: s.retention.unwrap_or_else(|| "kept".to_owned()),
+            id: s.id,
+            name: s.name,
+            owner: s.owner,
+            purpose: s.purpose,
+        })
+        .collect();
+    Ok(render(&SystemsPage {
+        nav: Nav::new(&session, "systems"),
+        systems,
+    })?
+    .into_response())
+}
+
+#[derive(Deserialize)]
+pub(crate) struct StatusForm {
+    status: String,
+}
+
+/// `POST /ui/systems/{id}/status`: pause (the kill switch) or resume.
+pub(crate) async fn system_status(
+    State(app): State<AppState>,
+    Extension(session): Extension<Session>,
+    Path(id): Path<String>,
+    Form(form): Form<StatusForm>,
+) -> Result<Response, UiError> {
+    let status = match form.status.as_str() {
+        "paused" => proto::SystemStatus::Paused,
+        "active" => proto::SystemStatus::Active,
+        other => {
+            return Err(
+                ApiError::invalid(format!("`{other}` is not a status: paused or active")).into(),
+            );
+        }
+    };
+    let patch = proto::UpdateSystem {
+        status: Some(status),
+        ..Default::default()
+    };
+    ok(systems::update(State(app), session.caller(), Path(id), JsonBody(patch)).await)?;
+    Ok(Redirect::to("/ui/systems").into_response())
+}
+
+// ---------------------------------------------------------------- policies
+
+pub(crate) struct VersionRow {
+    version: String,
+    short: String,
+    description: String,
+    created_by: String,
+    created_at: String,
+    active: bool,
+    shadow: bool,
+    count: usize,
+}
+
+fn short(version: &str) -> String {
+    version.chars().take(12).collect()
+}
+
+#[derive(Template)]
+#[template(path = "policies.html")]
+struct PoliciesPage {
+    nav: Nav,
+    versions: Vec<VersionRow>,
+    activations: Vec<proto::PolicyActivation>,
+    live: Option<String>,
+}
+
+/// `GET /ui/policies`: versions and the activation history.
+pub(crate) async fn policies(
+    State(app): State<AppState>,
+    Extension(session): Extension<Session>,
+) -> Result<Response, UiError> {
+    let list = ok(policies::list(State(app.clone()), session.caller()).await)?;
+    let activations = ok(policies::activations(State(app), session.caller()).await)?;
+    let versions: Vec<VersionRow> = list
+        .items
+        .into_iter()
+        .map(|v| VersionRow {
+            short: short(&v.version),
+            count: v.policy_ids.len(),
+            version: v.version,
+            description: v.description,
+            created_by: v.created_by,
+            created_at: v.created_at,
+            active: v.active,
+            shadow: v.shadow,
+        })
+        .collect();
+    Ok(render(&PoliciesPage {
+        nav: Nav::new(&session, "policies"),
+        live: versions
+            .iter()
+            .find(|v| v.active)
+            .map(|v| v.version.clone()),
+        versions,
+        activations: activations.into_iter().rev().take(50).collect(),
+    })?
+    .into_response())
+}
+
+/// A span of highlighted Cedar.
+pub(crate) struct Token {
+    class: &'static str,
+    text: String,
+}
+
+const KEYWORDS: &[&str] = &[
+    "permit",
+    "forbid",
+    "when",
+    "unless",
+    "principal",
+    "action",
+    "resource",
+    "context",
+    "in",
+    "has",
+    "like",
+    "is",
+    "if",
+    "then",
+    "else",
+    "true",
+    "false",
+];
+
+/// Splits Cedar text into classed spans (comments, strings, annotations,
+/// keywords, numbers, the rest), for display only.
+pub(crate) fn highlight(text: &str) -> Vec<Token> {
+    let mut tokens = Vec::new();
+    let mut plain = String::new();
+    let chars: Vec<char> = text.chars().collect();
+    let mut i = 0;
+    let flush = |plain: &mut String, tokens: &mut Vec<Token>| {
+        if !plain.is_empty() {
+            tokens.push(Token {
+                class: "plain",
+                text: std::mem::take(plain),
+            });
+        }
+    };
+    while i < chars.len() {
+        let c = chars[i];
+        let start = i;
+        let class = if c == '/' && chars.get(i + 1) == Some(&'/') {
+            while i < chars.len() && chars[i] != '\n' {
+                i += 1;
+            }
+            "comment"
+        } else if c == '"' {
+            i += 1;
+            while i < chars.len() && chars[i] != '"' {
+                if chars[i] == '\\' {
+                    i += 1;
+                }
+                i += 1;
+            }
+            i = (i + 1).min(chars.len());
+            "string"
+        } else if c == '@' || c.is_alphabetic() || c == '_' {
+            i += 1;
+            while i < chars.len() && (chars[i].is_alphanumeric() || chars[i] == '_') {
+                i += 1;
+            }
+            let word: String = chars[start..i].iter().collect();
+            if c == '@' {
+                "annotation"
+            } else if KEYWORDS.contains(&word.as_str()) {
+                "keyword"
+            } else {
+                plain.push_str(&word);
+                continue;
+            }
+        } else if c.is_ascii_digit() {
+            while i < chars.len() && (chars[i].is_ascii_digit() || chars[i] == '.') {
+                i += 1;
+            }
+            "number"
+        } else {
+            plain.push(c);
+            i += 1;
+            continue;
+        };
+        flush(&mut plain, &mut tokens);
+        tokens.push(Token {
+            class,
+            text: chars[start..i].iter().collect(),
+        });
+    }
+    flush(&mut plain, &mut tokens);
+    tokens
+}
+
+#[derive(Template)]
+#[template(path = "policy.html")]
+struct PolicyPage {
+    nav: Nav,
+    v: proto::PolicyVersion,
+    tokens: Vec<Token>,
+    live: Option<String>,
+}
+
+/// `GET /ui/policies/{version}`.
+pub(crate) async fn policy(
+    State(app): State<AppState>,
+    Extension(session): Extension<Session>,
+    Path(version): Path<String>,
+) -> Result<Response, UiError> {
+    let v = ok(policies::get(State(app.clone()), session.caller(), Path(version)).await)?;
+    let list = ok(policies::list(State(app), session.caller()).await)?;
+    let live = list
+        .items
+        .into_iter()
+        .find(|it| it.active)
+        .map(|it| it.version);
+    Ok(render(&PolicyPage {
+        nav: Nav::new(&session, "policies"),
+        tokens: highlight(&v.text),
+        live: live.filter(|it| *it != v.version),
+        v,
+    })?
+    .into_response())
+}
+
+#[derive(Deserialize)]
+pub(crate) struct DiffQuery {
+    a: String,
+    b: String,
+}
+
+pub(crate) struct DiffLine {
+    class: &'static str,
+    text: String,
+}
+
+pub(crate) struct ChangedView {
+    id: String,
+    lines: Vec<DiffLine>,
+}
+
+#[derive(Template)]
+#[template(path = "policy_diff.html")]
+struct DiffPage {
+    nav: Nav,
+    a: String,
+    b: String,
+    added: Vec<String>,
+    removed: Vec<String>,
+    changed: Vec<ChangedView>,
+    unchanged: usize,
+}
+
+/// `GET /ui/policies/diff?a=OLD&b=NEW`: policy by policy.
+pub(crate) async fn diff(
+    State(app): State<AppState>,
+    Extension(session): Extension<Session>,
+    Query(query): Query<DiffQuery>,
+) -> Result<Response, UiError> {
+    let load = |version: String| {
+        let app = app.clone();
+        let caller = session.caller();
+        async move {
+            let v = ok(policies::get(State(app), caller, Path(version)).await)?;
+            Policies::parse(&v.text).map_err(|e| UiError::internal(&e))
+        }
+    };
+    let old = load(query.a.clone()).await?;
+    let new = load(query.b.clone()).await?;
+    let d = loopgate_core::routing::diff::diff(&old, &new);
+    let changed = d
+        .changed
+        .into_iter()
+        .map(|c| ChangedView {
+            id: c.id,
+            lines: c
+                .diff
+                .lines()
+                .map(|line| DiffLine {
+                    class: match line.chars().next() {
+                        Some('+') => "add",
+                        Some('-') => "del",
+                        Some('@') => "hunk",
+                        _ => "same",
+                    },
+                    text: line.to_owned(),
+                })
+                .collect(),
+        })
+        .collect();
+    Ok(render(&DiffPage {
+        nav: Nav::new(&session, "policies"),
+        a: short(&query.a),
+        b: short(&query.b),
+        added: d.added,
+        removed: d.removed,
+        changed,
+        unchanged: d.unchanged,
+    })?
+    .into_response())
+}
+
+#[derive(Deserialize)]
+pub(crate) struct ActivateForm {
+    version: String,
+    reason: String,
+    mode: String,
+}
+
+/// Results shown under the draft editor.
+#[derive(Default)]
+pub(crate) struct Outcome {
+    ok: Option<String>,
+    error: Option<String>,
+    errors: Vec<proto::PolicyFinding>,
+    warnings: Vec<proto::PolicyFinding>,
+    tests: Option<proto::PolicyTestReport>,
+}
+
+#[derive(Template)]
+#[template(path = "policy_draft.html")]
+struct DraftPage {
+    nav: Nav,
+    text: String,
+    cases: String,
+    description: String,
+    outcome: Outcome,
+}
+
+/// `GET /ui/policies/draft`: an editor holding the live text.
+pub(crate) async fn draft(
+    State(app): State<AppState>,
+    Extension(session): Extension<Session>,
+) -> Result<Response, UiError> {
+    let list = ok(policies::list(State(app), session.caller()).await)?;
+    let text = list
+        .items
+        .into_iter()
+        .find(|it| it.active)
+        .map(|it| it.text)
+        .unwrap_or_default();
+    Ok(render(&DraftPage {
+        nav: Nav::new(&session, "policies"),
+        text,
+        cases: String::new(),
+        description: String::new(),
+        outcome: Outcome::default(),
+    })?
+    .into_response())
+}
+
+#[derive(Deserialize)]
+pub(crate) struct DraftForm {
+    op: String,
+    #[serde(default)]
+    text: String,
+    #[serde(default)]
+    cases: String,
+    #[serde(default)]
+    description: String,
+    #[serde(default)]
+    mode: Option<String>,
+    #[serde(flatten)]
+    activate: Option<ActivateForm>,
+}
+
+fn findings(problem: &proto::Problem, key: &str) -> Vec<proto::PolicyFinding> {
+    problem
+        .extra
+        .get(key)
+        .and_then(|v| serde_json::from_value(v.clone()).ok())
+        .unwrap_or_default()
+}
+
+/// `POST /ui/policies/draft`: validate, run the cases, publish, or
+/// activate a stored version (`op`). The editor keeps what was typed.
+pub(crate) async fn draft_action(
+    State(app): State<AppState>,
+    Extension(session): Extension<Session>,
+    Form(form): Form<DraftForm>,
+) -> Result<Response, UiError> {
+    let caller = session.caller();
+    let mut outcome = Outcome::default();
+    let failed = |error: ApiError, outcome: &mut Outcome| {
+        let problem = error.problem();
+        outcome.errors = findings(&problem, "errors");
+        outcome.tests = problem
+            .extra
+            .get("tests")
+            .and_then(|v| serde_json::from_value(v.clone()).ok());
+        outcome.error = Some(problem.detail);
+    };
+    match form.op.as_str() {
+        "activate" => {
+            let Some(activate) = form.activate else {
+                return Err(
+                    ApiError::invalid("activation needs a version, a reason and a mode").into(),
+                );
+            };
+            let body = proto::ActivatePolicy {
+                reason: activate.reason,
+                mode: Some(if activate.mode == "shadow" {
+                    proto::PolicyMode::Shadow
+                } else {
+                    proto::PolicyMode::Live
+                }),
+            };
+            ok(policies::activate(
+                State(app),
+                caller,
+                Path(activate.version.clone()),
+                JsonBody(body),
+            )
+            .await)?;
+            return Ok(Redirect::to(&format!("/ui/policies/{}", activate.version)).into_response());
+        }
+        "validate" => {
+            let body = proto::PublishPolicy {
+                text: form.text.clone(),
+                description: String::new(),
+                mode: None,
+                cases: None,
+            };
+            match policies::validate(State(app), caller, JsonBody(body)).await {
+                Ok(axum::Json(v)) => {
+                    if v.errors.is_empty() {
+                        outcome.ok = Some(format!(
+                            "Valid: {} policies, version {}.",
+                            v.policy_ids.len(),
+                            short(&v.version)
+                        ));
+                    } else {
+                        outcome.error = Some("The draft does not match the schema.".to_owned());
+                    }
+                    outcome.errors = v.errors;
+                    outcome.warnings = v.warnings;
+                }
+                Err(error) => failed(error, &mut outcome),
+            }
+        }
+        "test" => {
+            let body = proto::TestPolicies {
+                text: Some(form.text.clone()),
+                cases: form.cases.clone(),
+            };
+            match policies::test(State(app), caller, JsonBody(body)).await {
+                Ok(axum::Json(report)) => {
+                    let message = format!("{} passed, {} failed.", report.passed, report.failed);
+                    if report.failed == 0 {
+                        outcome.ok = Some(message);
+                    } else {
+                        outcome.error = Some(message);
+                    }
+                    outcome.tests = Some(report);
+                }
+                Err(error) => failed(error, &mut outcome),
+            }
+        }
+        "publish" => {
+            let body = proto::PublishPolicy {
+                text: form.text.clone(),
+                description: form.description.clone(),
+                mode: Some(if form.mode.as_deref() == Some("shadow") {
+                    proto::PolicyMode::Shadow
+                } else {
+                    proto::PolicyMode::Live
+                }),
+                cases: (!form.cases.trim().is_empty()).then(|| form.cases.clone()),
+            };
+            match policies::publish(State(app), caller, JsonBody(body)).await {
+                Ok((_, axum::Json(version))) => {
+                    return Ok(
+                        Redirect::to(&format!("/ui/policies/{}", version.version)).into_response()
+                    );
+                }
+                Err(error) => failed(error, &mut outcome),
+            }
+        }
+        other => {
+            outcome.error = Some(format!("`{other}` is not something the editor can do."));
+        }
+    }
+    let status = if outcome.error.is_some() {
+        StatusCode::UNPROCESSABLE_ENTITY
+    } else {
+        StatusCode::OK
+    };
+    let page = DraftPage {
+        nav: Nav::new(&session, "policies"),
+        text: form.text,
+        cases: form.cases,
+        description: form.description,
+        outcome,
+    };
+    Ok((status, render(&page)?).into_response())
+}
+
+// ---------------------------------------------------------------- users
+
+pub(crate) struct UserRow {
+    id: String,
+    username: String,
+    roles: Vec<String>,
+    groups: String,
+}
+
+#[derive(Template)]
+#[template(path = "users.html")]
+struct UsersPage {
+    nav: Nav,
+    users: Vec<UserRow>,
+    all_roles: &'static [&'static str],
+    message: Option<String>,
+    error: Option<String>,
+}
+
+const ALL_ROLES: &[&str] = &["admin", "policy_author", "reviewer", "auditor"];
+
+async fn users_page(
+    app: AppState,
+    session: &Session,
+    message: Option<String>,
+    error: Option<String>,
+) -> Result<UsersPage, UiError> {
+    let list = ok(users::list(State(app), session.caller()).await)?;
+    Ok(UsersPage {
+        nav: Nav::new(session, "users"),
+        users: list
+            .items
+            .into_iter()
+            .map(|u| UserRow {
+                id: u.id,
+                username: u.username,
+                roles: u.roles.iter().map(lower).collect(),
+                groups: u.groups.join(", "),
+            })
+            .collect(),
+        all_roles: ALL_ROLES,
+        message,
+        error,
+    })
+}
+
+/// `GET /ui/users`.
+pub(crate) async fn users(
+    State(app): State<AppState>,
+    Extension(session): Extension<Session>,
+) -> Result<Response, UiError> {
+    Ok(render(&users_page(app, &session, None, None).await?)?.into_response())
+}
+
+fn parse_roles(form: &[(String, String)]) -> Result<Vec<proto::Role>, UiError> {
+    form.iter()
+        .filter(|(k, _)| k == "role")
+        .map(|(_, v)| {
+            serde_json::from_value(Value::String(v.clone()))
+                .map_err(|_| UiError::from(ApiError::invalid(format!("`{v}` is not a role"))))
+        })
+        .collect()
+}
+
+fn parse_groups(text: &str) -> Vec<String> {
+    text.split(',')
+        .map(str::trim)
+        .filter(|it| !it.is_empty())
+        .map(str::to_owned)
+        .collect()
+}
+
+fn field<'a>(form: &'a [(String, String)], key: &str) -> &'a str {
+    form.iter()
+        .find(|(k, _)| k == key)
+        .map_or("", |(_, v)| v.as_str())
+}
+
+async fn users_result(
+    app: AppState,
+    session: &Session,
+    result: Result<String, ApiError>,
+) -> Result<Response, UiError> {
+    let (message, error, status) = match result {
+        Ok(message) => (Some(message), None, StatusCode::OK),
+        Err(error) => {
+            let problem = error.problem();
+            let status =
+                StatusCode::from_u16(problem.status).unwrap_or(StatusCode::UNPROCESSABLE_ENTITY);
+            if status == StatusCode::FORBIDDEN {
+                return Err(UiError::status(status, &problem.detail));
+            }
+            (None, Some(problem.detail), status)
+        }
+    };
+    let page = users_page(app, session, message, error).await?;
+    Ok((status, render(&page)?).into_response())
+}
+
+/// `POST /ui/users`: a new user (admins).
+pub(crate) async fn create_user(
+    State(app): State<AppState>,
+    Extension(session): Extension<Session>,
+    Form(form): Form<Vec<(String, String)>>,
+) -> Result<Response, UiError> {
+    let password = field(&form, "password");
+    let body = proto::CreateUser {
+        username: field(&form, "username").trim().to_owned(),
+        roles: parse_roles(&form)?,
+        groups: parse_groups(field(&form, "groups")),
+        password: (!password.is_empty()).then(|| password.to_owned()),
+    };
+    let name = body.username.clone();
+    let result = users::create(State(app.clone()), session.caller(), JsonBody(body))
+        .await
+        .map(|_| format!("User {name} created."));
+    users_result(app, &session, result).await
+}
+
+/// `POST /ui/users/{id}`: roles and groups, or a new password (admins).
+pub(crate) async fn update_user(
+    State(app): State<AppState>,
+    Extension(session): Extension<Session>,
+    Path(id): Path<String>,
+    Form(form): Form<Vec<(String, String)>>,
+) -> Result<Response, UiError> {
+    let body = if field(&form, "op") == "password" {
+        proto::UpdateUser {
+            password: Some(field(&form, "password").to_owned()),
+            ..Default::default()
+        }
+    } else {
+        proto::UpdateUser {
+            roles: Some(parse_roles(&form)?),
+            groups: Some(parse_groups(field(&form, "groups"))),
+            password: None,
+        }
+    };
+    let what = if body.password.is_some() {
+        "Password set"
+    } else {
+        "Roles and groups saved"
+    };
+    let result = users::update(
+        State(app.clone()),
+        session.caller(),
+        Path(id),
+        JsonBody(body),
+    )
+    .await
+    .map(|axum::Json(user)| format!("{what} for {}.", user.username));
+    users_result(app, &session, result).await
+}
+
+// ---------------------------------------------------------------- audit
+
+#[derive(Deserialize)]
+pub(crate) struct AuditQuery {
+    #[serde(default)]
+    proposal: Option<String>,
+}
+
+/// A proposal's receipt, for the page's script to verify.
+pub(crate) struct ReceiptView {
+    proposal: String,
+    entries: Vec<ReceiptEntry>,
+    checkpoint: Option<String>,
+    tree_size: u64,
+}
+
+pub(crate) struct ReceiptEntry {
+    index: u64,
+    entry: String,
+    proof: String,
+    kind: String,
+}
+
+#[derive(Template)]
+#[template(path = "audit.html")]
+struct AuditPage {
+    nav: Nav,
+    checkpoint: Option<String>,
+    pubkey: String,
+    query: String,
+    receipt: Option<ReceiptView>,
+    error: Option<String>,
+}
+
+/// `GET /ui/audit`: the latest checkpoint; with `?proposal=` that
+/// proposal's entries and proofs, verified in the page.
+pub(crate) async fn audit(
+    State(app): State<AppState>,
+    Extension(session): Extension<Session>,
+    Query(query): Query<AuditQuery>,
+) -> Result<Response, UiError> {
+    session
+        .caller()
+        .user_with(&[loopgate_core::Role::Auditor])?;
+    let checkpoint = app.store.latest_checkpoint().await?.map(|c| c.note);
+    let pubkey = app.audit.signer.verifier().to_text();
+    let (receipt, error) = match query.proposal.as_deref().map(str::trim) {
+        Some(id) if !id.is_empty() => {
+            match audit::proposal(State(app.clone()), session.caller(), Path(id.to_owned())).await {
+                Ok(axum::Json(trail)) => (
+                    Some(ReceiptView {
+                        proposal: trail.proposal,
+                        checkpoint: trail.checkpoint,
+                        tree_size: trail.tree_size,
+                        entries: trail
+                            .entries
+                            .into_iter()
+                            .map(|e| ReceiptEntry {
+                                kind: serde_json::from_str::<Value>(&e.entry)
+                                    .ok()
+                                    .and_then(|v| {
+                                        v.get("type").and_then(Value::as_str).map(str::to_owned)
+                                    })
+                                    .unwrap_or_default(),
+                                index: e.index,
+                                proof: e.inclusion_proof.map(|p| p.join(" ")).unwrap_or_default(),
+                                entry: e.entry,
+                            })
+                            .collect(),
+                    }),
+                    None,
+                ),
+                Err(error) => (None, Some(error.problem().detail)),
+            }
+        }
+        _ => (None, None),
+    };
+    Ok(render(&AuditPage {
+        nav: Nav::new(&session, "audit"),
+        checkpoint,
+        pubkey,
+        query: query.proposal.unwrap_or_default(),
+        receipt,
+        error,
+    })?
+    .into_response())
+}
+
+#[derive(Template)]
+#[template(path = "analytics.html")]
+struct AnalyticsPage {
+    nav: Nav,
+}
+
+/// `GET /ui/analytics`: where the dashboards go.
+pub(crate) async fn analytics(Extension(session): Extension<Session>) -> Result<Response, UiError> {
+    session
+        .caller()
+        .user_with(&[loopgate_core::Role::Auditor])?;
+    Ok(render(&AnalyticsPage {
+        nav: Nav::new(&session, "analytics"),
+    })?
+    .into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cedar_is_split_into_classed_spans_that_add_up_to_the_text() {
+        let text = "@id(\"a\")\npermit (principal, action == Action::\"x\", resource)\nwhen { context.confidence >= decimal(\"0.9\") }; // ok\n";
+        let tokens = highlight(text);
+        let joined: String = tokens.iter().map(|t| t.text.as_str()).collect();
+        assert_eq!(joined, text);
+        let classes: Vec<(&str, &str)> = tokens
+            .iter()
+            .filter(|t| t.class != "plain")
+            .map(|t| (t.class, t.text.as_str()))
+            .collect();
+        assert_eq!(
+            classes,
+            [
+                ("annotation", "@id"),
+                ("string", "\"a\""),
+                ("keyword", "permit"),
+                ("keyword", "principal"),
+                ("keyword", "action"),
+                ("string", "\"x\""),
+                ("keyword", "resource"),
+                ("keyword", "when"),
+                ("keyword", "context"),
+                ("string", "\"0.9\""),
+                ("comment", "// ok"),
+            ]
+        );
+    }
+}

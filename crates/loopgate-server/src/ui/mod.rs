@@ -1,0 +1,232 @@
+//! The web UI: server-rendered pages (askama templates compiled into the
+//! binary), one stylesheet and one small script, all served by loopgate
+//! itself (no CDN, no build step).
+//!
+//! Boundary: pages act only through the API's handlers, called as
+//! functions with the session's user as the caller, so every role check and
+//! every validation is the API's own. This module adds sessions, CSRF and
+//! HTML.
+
+mod account;
+mod assets;
+mod governance;
+mod review;
+pub(crate) mod session;
+
+use askama::Template;
+use axum::Router;
+use axum::extract::Request;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{Html, IntoResponse, Redirect, Response};
+use axum::routing::{get, post};
+use loopgate_core::Role;
+use loopgate_store::StoreError;
+
+use crate::AppState;
+use crate::http::error::ApiError;
+use session::Session;
+
+/// Every page of the UI.
+pub(crate) fn router(app: AppState) -> Router<AppState> {
+    let guarded = Router::new()
+        .route("/ui", get(home))
+        .route("/ui/queue", get(review::queue))
+        .route("/ui/queue/rows", get(review::queue_rows))
+        .route("/ui/tasks/{id}", get(review::task))
+        .route("/ui/tasks/{id}/claim", post(review::claim))
+        .route("/ui/tasks/{id}/release", post(review::release))
+        .route("/ui/tasks/{id}/decide", post(review::decide))
+        .route("/ui/proposals/{id}", get(review::proposal))
+        .route("/ui/systems", get(governance::systems))
+        .route("/ui/systems/{id}/status", post(governance::system_status))
+        .route("/ui/policies", get(governance::policies))
+        .route(
+            "/ui/policies/draft",
+            get(governance::draft).post(governance::draft_action),
+        )
+        .route("/ui/policies/diff", get(governance::diff))
+        .route("/ui/policies/{version}", get(governance::policy))
+        .route(
+            "/ui/users",
+            get(governance::users).post(governance::create_user),
+        )
+        .route("/ui/users/{id}", post(governance::update_user))
+        .route("/ui/audit", get(governance::audit))
+        .route("/ui/analytics", get(governance::analytics))
+        .route(
+            "/ui/account",
+            get(account::page).post(account::change_password),
+        )
+        .route("/ui/logout", post(account::logout))
+        .route_layer(middleware::from_fn_with_state(app, session::guard));
+    Router::new()
+        .route("/ui/login", get(account::login_page).post(account::login))
+        .route("/ui/assets/{name}", get(assets::serve))
+        .merge(guarded)
+        .layer(middleware::from_fn(security_headers))
+}
+
+/// The first page after login, by role.
+async fn home(axum::Extension(session): axum::Extension<Session>) -> Redirect {
+    let nav = Nav::new(&session, "");
+    Redirect::to(if nav.queue {
+        "/ui/queue"
+    } else if nav.policies {
+        "/ui/policies"
+    } else {
+        "/ui/account"
+    })
+}
+
+/// Pages may load only loopgate's own script, styles and images, may not be
+/// framed, and are not cached.
+async fn security_headers(request: Request, next: Next) -> Response {
+    let mut response = next.run(request).await;
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(
+            "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; \
+             object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'",
+        ),
+    );
+    headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    headers.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    headers.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("same-origin"),
+    );
+    if !headers.contains_key(header::CACHE_CONTROL) {
+        headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    }
+    response
+}
+
+/// What the layout needs: who is logged in, their CSRF token, and which
+/// sections their roles open (the same roles the API checks).
+pub(crate) struct Nav {
+    pub(crate) username: String,
+    pub(crate) csrf: String,
+    pub(crate) current: &'static str,
+    pub(crate) queue: bool,
+    pub(crate) reviewer: bool,
+    pub(crate) systems: bool,
+    pub(crate) admin: bool,
+    pub(crate) policies: bool,
+    pub(crate) author: bool,
+    pub(crate) users: bool,
+    pub(crate) audit: bool,
+    pub(crate) version: &'static str,
+}
+
+impl Nav {
+    pub(crate) fn new(session: &Session, current: &'static str) -> Nav {
+        let roles = &session.user.roles;
+        let has = |wanted: &[Role]| {
+            roles
+                .iter()
+                .any(|r| *r == Role::Admin || wanted.contains(r))
+        };
+        Nav {
+            username: session.user.username.clone(),
+            csrf: session.csrf.clone(),
+            current,
+            queue: has(&[Role::Reviewer, Role::Auditor]),
+            reviewer: has(&[Role::Reviewer]),
+            systems: has(&[Role::Auditor, Role::PolicyAuthor]),
+            admin: has(&[]),
+            policies: has(&[Role::Auditor, Role::PolicyAuthor]),
+            author: has(&[Role::PolicyAuthor]),
+            users: has(&[Role::Auditor]),
+            audit: has(&[Role::Auditor]),
+            version: assets::version(),
+        }
+    }
+}
+
+/// Renders a page.
+pub(crate) fn render(page: &impl Template) -> Result<Html<String>, UiError> {
+    page.render().map(Html).map_err(|e| UiError::internal(&e))
+}
+
+/// An error shown as a page: the API's problem in words.
+#[derive(Debug)]
+pub(crate) struct UiError {
+    status: StatusCode,
+    title: String,
+    detail: String,
+    help: Option<String>,
+}
+
+impl UiError {
+    pub(crate) fn status(status: StatusCode, detail: &str) -> UiError {
+        UiError {
+            status,
+            title: status.canonical_reason().unwrap_or("Error").to_owned(),
+            detail: detail.to_owned(),
+            help: None,
+        }
+    }
+
+    pub(crate) fn internal(cause: &dyn std::fmt::Display) -> UiError {
+        ApiError::internal(cause).into()
+    }
+
+    pub(crate) fn csrf() -> UiError {
+        UiError {
+            status: StatusCode::FORBIDDEN,
+            title: "Form expired".to_owned(),
+            detail: "This form was not sent from a current loopgate page, so nothing was done."
+                .to_owned(),
+            help: Some("Go back, reload the page and try again.".to_owned()),
+        }
+    }
+}
+
+impl From<ApiError> for UiError {
+    fn from(error: ApiError) -> UiError {
+        let problem = error.problem();
+        UiError {
+            status: StatusCode::from_u16(problem.status)
+                .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+            title: problem.title,
+            detail: problem.detail,
+            help: problem.help,
+        }
+    }
+}
+
+impl From<StoreError> for UiError {
+    fn from(error: StoreError) -> UiError {
+        ApiError::from(error).into()
+    }
+}
+
+#[derive(Template)]
+#[template(path = "error.html")]
+struct ErrorPage<'a> {
+    error: &'a UiError,
+    version: &'static str,
+}
+
+impl IntoResponse for UiError {
+    fn into_response(self) -> Response {
+        let page = ErrorPage {
+            error: &self,
+            version: assets::version(),
+        };
+        let body = page
+            .render()
+            .unwrap_or_else(|_| format!("{}: {}", self.title, self.detail));
+        (self.status, Html(body)).into_response()
+    }
+}
+
+/// The API's answer unwrapped, or its error as a page.
+pub(crate) fn ok<T>(result: Result<axum::Json<T>, ApiError>) -> Result<T, UiError> {
+    result.map(|axum::Json(it)| it).map_err(UiError::from)
+}

@@ -1,0 +1,817 @@
+//! The reviewer's pages: the queue, a task (the proposal, claim on open,
+//! decide), and a proposal read on its own.
+
+use askama::Template;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::{Extension, Form};
+use loopgate_core::Timestamp;
+use loopgate_proto as proto;
+use serde::Deserialize;
+use serde_json::Value;
+
+use crate::AppState;
+use crate::http::extract::{JsonBody, Params};
+use crate::http::{audit, proposals, tasks};
+use crate::ui::session::Session;
+use crate::ui::{Nav, UiError, ok, render};
+
+/// The queue's filters, also carried through a task and back.
+#[derive(Debug, Clone, Default, Deserialize)]
+pub(crate) struct QueueFilter {
+    #[serde(default, deserialize_with = "empty_none")]
+    system: Option<String>,
+    #[serde(default, deserialize_with = "empty_none")]
+    action: Option<String>,
+    #[serde(default, deserialize_with = "empty_none")]
+    group: Option<String>,
+    #[serde(default, deserialize_with = "empty_none")]
+    kind: Option<String>,
+}
+
+/// Empty form fields mean "any".
+fn empty_none<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    let text: Option<String> = Option::deserialize(d)?;
+    Ok(text.filter(|it| !it.trim().is_empty()))
+}
+
+impl QueueFilter {
+    /// As a query string (without `?`), empty when unfiltered.
+    fn query(&self) -> String {
+        let mut out = form_urlencoded::Serializer::new(String::new());
+        for (key, value) in [
+            ("system", &self.system),
+            ("action", &self.action),
+            ("group", &self.group),
+            ("kind", &self.kind),
+        ] {
+            if let Some(value) = value {
+                out.append_pair(key, value);
+            }
+        }
+        out.finish()
+    }
+}
+
+/// One row of the queue.
+pub(crate) struct Row {
+    id: String,
+    system: String,
+    action: String,
+    group: String,
+    kind: &'static str,
+    level: u32,
+    approvals: u32,
+    required: u32,
+    due_at: Option<String>,
+    due_text: String,
+    overdue: bool,
+    claimed_by: Option<String>,
+    mine: bool,
+    age: String,
+    blind: bool,
+}
+
+/// A filter choice with its count.
+pub(crate) struct Count {
+    key: String,
+    label: String,
+    n: usize,
+}
+
+fn kind_key(kind: proto::TaskKind) -> &'static str {
+    match kind {
+        proto::TaskKind::Gate => "gate",
+        proto::TaskKind::PostHoc => "post_hoc",
+        proto::TaskKind::QaSample => "qa_sample",
+    }
+}
+
+fn kind_label(kind: &str) -> &'static str {
+    match kind {
+        "gate" => "Gate",
+        "post_hoc" => "Post-hoc",
+        _ => "QA sample",
+    }
+}
+
+/// "3m", "2h 5m", "4d": a short span for people.
+pub(crate) fn span(millis: i64) -> String {
+    let secs = millis.unsigned_abs() / 1000;
+    match secs {
+        0..60 => format!("{secs}s"),
+        60..3600 => format!("{}m", secs / 60),
+        3600..86_400 => match (secs % 3600) / 60 {
+            0 => format!("{}h", secs / 3600),
+            m => format!("{}h {m}m", secs / 3600),
+        },
+        _ => format!("{}d", secs / 86_400),
+    }
+}
+
+fn parse_time(text: &str) -> Option<Timestamp> {
+    Timestamp::parse_rfc3339(text)
+}
+
+/// The caller's open and claimed tasks (up to 500 each), soonest due first,
+/// then oldest; with `filter` applied.
+async fn load_queue(
+    app: &AppState,
+    session: &Session,
+    filter: &QueueFilter,
+) -> Result<Vec<proto::Task>, UiError> {
+    let mut all = Vec::new();
+    for state in [proto::TaskState::Open, proto::TaskState::Claimed] {
+        let query = tasks::TaskQuery {
+            state: Some(state),
+            group: filter.group.clone(),
+            system: filter.system.clone(),
+            cursor: None,
+            limit: Some(500),
+        };
+        let page = ok(tasks::list(State(app.clone()), session.caller(), Params(query)).await)?;
+        all.extend(page.items);
+    }
+    all.retain(|task| {
+        filter.action.as_ref().is_none_or(|it| *it == task.action)
+            && filter
+                .kind
+                .as_deref()
+                .is_none_or(|it| it == kind_key(task.kind))
+    });
+    all.sort_by(|a, b| {
+        let due = |t: &proto::Task| {
+            t.due_at
+                .as_deref()
+                .and_then(parse_time)
+                .map(Timestamp::millis)
+        };
+        (due(a).unwrap_or(i64::MAX), &a.created_at)
+            .cmp(&(due(b).unwrap_or(i64::MAX), &b.created_at))
+    });
+    Ok(all)
+}
+
+fn row(task: &proto::Task, me: &str, now: Timestamp) -> Row {
+    let due = task.due_at.as_deref().and_then(parse_time);
+    let (due_text, overdue) = match due {
+        Some(due) if due <= now => (
+            format!("overdue {}", span(now.millis() - due.millis())),
+            true,
+        ),
+        Some(due) => (format!("in {}", span(due.millis() - now.millis())), false),
+        None => ("no deadline".to_owned(), false),
+    };
+    let created = parse_time(&task.created_at).unwrap_or(now);
+    Row {
+        id: task.id.clone(),
+        system: task.system.clone(),
+        action: task.action.clone(),
+        group: task.group.clone(),
+        kind: kind_label(kind_key(task.kind)),
+        level: task.level,
+        approvals: task.approvals,
+        required: task.required,
+        due_at: task.due_at.clone(),
+        due_text,
+        overdue,
+        mine: task.claimed_by.as_deref() == Some(me),
+        claimed_by: task.claimed_by.clone(),
+        age: span(now.millis() - created.millis()),
+        blind: task.blind,
+    }
+}
+
+fn counts<'a>(keys: impl Iterator<Item = &'a str>, label: impl Fn(&str) -> String) -> Vec<Count> {
+    let mut map = std::collections::BTreeMap::<&str, usize>::new();
+    for key in keys {
+        *map.entry(key).or_default() += 1;
+    }
+    map.into_iter()
+        .map(|(key, n)| Count {
+            key: key.to_owned(),
+            label: label(key),
+            n,
+        })
+        .collect()
+}
+
+#[derive(Template)]
+#[template(path = "queue.html")]
+struct QueuePage {
+    nav: Nav,
+    filter: QueueFilter,
+    query: String,
+    rows: Vec<Row>,
+    total: usize,
+    overdue: usize,
+    kinds: Vec<Count>,
+    groups: Vec<Count>,
+    systems: Vec<Count>,
+    actions: Vec<Count>,
+    notice: Option<&'static str>,
+}
+
+#[derive(Template)]
+#[template(path = "queue_rows.html")]
+struct QueueRows {
+    rows: Vec<Row>,
+    query: String,
+}
+
+#[derive(Deserialize)]
+pub(crate) struct QueueParams {
+    #[serde(flatten)]
+    filter: QueueFilter,
+    #[serde(default)]
+    done: Option<u8>,
+}
+
+/// `GET /ui/queue`.
+pub(crate) async fn queue(
+    State(app): State<AppState>,
+    Extension(session): Extension<Session>,
+    Query(params): Query<QueueParams>,
+) -> Result<Response, UiError> {
+    let filter = params.filter;
+    let now = app.clock.now();
+    // Counts are over the unfiltered queue, so that every choice shows
+    // what it holds.
+    let everything = load_queue(&app, &session, &QueueFilter::default()).await?;
+    let shown = load_queue(&app, &session, &filter).await?;
+    let me = session.user.username.clone();
+    let rows: Vec<Row> = shown.iter().map(|t| row(t, &me, now)).collect();
+    let page = QueuePage {
+        nav: Nav::new(&session, "queue"),
+        query: filter.query(),
+        total: rows.len(),
+        overdue: rows.iter().filter(|r| r.overdue).count(),
+        kinds: counts(everything.iter().map(|t| kind_key(t.kind)), |k| {
+            kind_label(k).to_owned()
+        }),
+        groups: counts(everything.iter().map(|t| t.group.as_str()), str::to_owned),
+        systems: counts(everything.iter().map(|t| t.system.as_str()), str::to_owned),
+        actions: counts(everything.iter().map(|t| t.action.as_str()), str::to_owned),
+        rows,
+        filter,
+        notice: params
+            .done
+            .map(|_| "Decision recorded. Your queue is empty for these filters."),
+    };
+    Ok(render(&page)?.into_response())
+}
+
+/// `GET /ui/queue/rows`: the table body alone, for live refresh.
+pub(crate) async fn queue_rows(
+    State(app): State<AppState>,
+    Extension(session): Extension<Session>,
+    Query(filter): Query<QueueFilter>,
+) -> Result<Response, UiError> {
+    let now = app.clock.now();
+    let shown = load_queue(&app, &session, &filter).await?;
+    let rows = shown
+        .iter()
+        .map(|t| row(t, &session.user.username, now))
+        .collect();
+    Ok(render(&QueueRows {
+        rows,
+        query: filter.query(),
+    })?
+    .into_response())
+}
+
+/// A JSON value shown two ways: pretty text, and its top-level fields.
+pub(crate) struct Shown {
+    pretty: String,
+    fields: Vec<(String, String)>,
+}
+
+fn shown(value: &Value) -> Shown {
+    let pretty = serde_json::to_string_pretty(value).unwrap_or_default();
+    let fields = match value {
+        Value::Object(map) => map.iter().map(|(k, v)| (humanize(k), scalar(v))).collect(),
+        other => vec![("value".to_owned(), scalar(other))],
+    };
+    Shown { pretty, fields }
+}
+
+/// `reason_code` → `Reason code`.
+fn humanize(key: &str) -> String {
+    let text = key.replace('_', " ");
+    let mut chars = text.chars();
+    match chars.next() {
+        Some(first) => first.to_uppercase().chain(chars).collect(),
+        None => text,
+    }
+}
+
+fn scalar(value: &Value) -> String {
+    match value {
+        Value::String(s) => s.clone(),
+        Value::Null => "—".to_owned(),
+        Value::Bool(true) => "yes".to_owned(),
+        Value::Bool(false) => "no".to_owned(),
+        other => other.to_string(),
+    }
+}
+
+/// One bar of the explanation chart: x and width in percent of the chart.
+pub(crate) struct Bar {
+    name: String,
+    value: String,
+    x: f64,
+    width: f64,
+    negative: bool,
+    y: usize,
+}
+
+/// Numeric features as bars around a zero line (at the left when all are
+/// positive).
+fn bars(explanation: Option<&Value>) -> Vec<Bar> {
+    let Some(Value::Object(features)) = explanation.and_then(|e| e.get("features")) else {
+        return Vec::new();
+    };
+    let numeric: Vec<(&String, f64)> = features
+        .iter()
+        .filter_map(|(k, v)| v.as_f64().map(|n| (k, n)))
+        .take(20)
+        .collect();
+    let max = numeric.iter().map(|(_, n)| n.abs()).fold(0.0_f64, f64::max);
+    let any_negative = numeric.iter().any(|(_, n)| *n < 0.0);
+    let zero = if any_negative { 50.0 } else { 0.0 };
+    let room = if any_negative { 50.0 } else { 100.0 };
+    numeric
+        .into_iter()
+        .enumerate()
+        .map(|(i, (name, n))| {
+            let width = if max == 0.0 {
+                0.0
+            } else {
+                n.abs() / max * room
+            };
+            Bar {
+                name: name.clone(),
+                value: format!("{n}"),
+                x: if n < 0.0 { zero - width } else { zero },
+                width: width.max(0.5),
+                negative: n < 0.0,
+                y: i * 22,
+            }
+        })
+        .collect()
+}
+
+/// One recorded decision.
+pub(crate) struct DecisionView {
+    reviewer: String,
+    verdict: String,
+    level: u32,
+    at: String,
+    rationale: Option<String>,
+}
+
+/// One event of a proposal's history.
+pub(crate) struct HistoryItem {
+    time: String,
+    kind: String,
+    actor: String,
+    index: u64,
+}
+
+/// Everything the proposal panel shows.
+pub(crate) struct ProposalView {
+    id: String,
+    system: String,
+    action: String,
+    status: String,
+    route: String,
+    policy_version: String,
+    matched: String,
+    created_at: String,
+    subject: String,
+    attributes: Vec<(String, String)>,
+    input: Shown,
+    /// `None` in blind review.
+    output: Option<Shown>,
+    output_json: String,
+    confidence: Option<String>,
+    confidence_pct: u32,
+    summary: Option<String>,
+    bars: Vec<Bar>,
+    chart_height: usize,
+    model: String,
+    context: Vec<(String, String)>,
+    outcome: Option<String>,
+    decided_by: Option<String>,
+    modified: bool,
+    decisions: Vec<DecisionView>,
+    history: Vec<HistoryItem>,
+    erased: bool,
+}
+
+fn lower<T: serde::Serialize>(value: &T) -> String {
+    serde_json::to_value(value)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_owned))
+        .unwrap_or_default()
+}
+
+fn proposal_view(p: proto::Proposal, trail: Option<proto::ProposalAudit>) -> ProposalView {
+    let explanation = p.explanation.as_ref();
+    let bars = bars(explanation);
+    let history = trail
+        .map(|trail| {
+            trail
+                .entries
+                .iter()
+                .filter_map(|entry| {
+                    let value: Value = serde_json::from_str(&entry.entry).ok()?;
+                    Some(HistoryItem {
+                        time: value.get("time")?.as_str()?.to_owned(),
+                        kind: value.get("type")?.as_str()?.to_owned(),
+                        actor: value.get("actor")?.as_str()?.to_owned(),
+                        index: entry.index,
+                    })
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    let hidden = p.output.is_null() && p.confidence.is_none() && p.erased_at.is_none();
+    ProposalView {
+        id: p.id,
+        system: p.system,
+        action: p.action,
+        status: lower(&p.status),
+        route: lower(&p.route),
+        policy_version: p.policy_version,
+        matched: if p.matched_policies.is_empty() {
+            "none (default route)".to_owned()
+        } else {
+            p.matched_policies.join(", ")
+        },
+        created_at: p.created_at,
+        subject: format!("{} {}", p.subject.type_, p.subject.id),
+        attributes: p
+            .subject
+            .attributes
+            .iter()
+            .map(|(k, v)| (humanize(k), scalar(v)))
+            .collect(),
+        input: shown(&p.input),
+        output: (!hidden).then(|| shown(&p.output)),
+        output_json: serde_json::to_string_pretty(&p.output).unwrap_or_default(),
+        confidence: p.confidence.map(|c| format!("{c:.2}")),
+        confidence_pct: p
+            .confidence
+            .map_or(0, |c| (c.clamp(0.0, 1.0) * 100.0).round() as u32),
+        summary: explanation
+            .and_then(|e| e.get("summary"))
+            .and_then(Value::as_str)
+            .map(str::to_owned),
+        chart_height: bars.len() * 22,
+        bars,
+        model: p
+            .model
+            .map(|m| match m.version {
+                Some(v) => format!("{} {v}", m.name),
+                None => m.name,
+            })
+            .unwrap_or_else(|| "—".to_owned()),
+        context: p
+            .context
+            .iter()
+            .map(|(k, v)| (humanize(k), scalar(v)))
+            .collect(),
+        outcome: p.resolution.as_ref().map(|r| lower(&r.outcome)),
+        decided_by: p.resolution.as_ref().map(|r| lower(&r.decided_by)),
+        modified: p.resolution.as_ref().is_some_and(|r| r.modified),
+        decisions: p
+            .resolution
+            .map(|r| r.decisions)
+            .unwrap_or_default()
+            .into_iter()
+            .map(|d| DecisionView {
+                verdict: lower(&d.verdict),
+                reviewer: d.reviewer,
+                level: d.level,
+                at: d.decided_at,
+                rationale: d.rationale,
+            })
+            .collect(),
+        history,
+        erased: p.erased_at.is_some(),
+    }
+}
+
+async fn load_proposal(
+    app: &AppState,
+    session: &Session,
+    id: &str,
+) -> Result<ProposalView, UiError> {
+    let proposal = ok(proposals::get(
+        State(app.clone()),
+        session.caller(),
+        Path(id.to_owned()),
+        Params(proposals::WaitQuery::default()),
+    )
+    .await)?;
+    let trail = audit::proposal(State(app.clone()), session.caller(), Path(id.to_owned()))
+        .await
+        .ok()
+        .map(|axum::Json(it)| it);
+    Ok(proposal_view(proposal, trail))
+}
+
+#[derive(Template)]
+#[template(path = "proposal.html")]
+struct ProposalPage {
+    nav: Nav,
+    p: ProposalView,
+}
+
+/// `GET /ui/proposals/{id}`.
+pub(crate) async fn proposal(
+    State(app): State<AppState>,
+    Extension(session): Extension<Session>,
+    Path(id): Path<String>,
+) -> Result<Response, UiError> {
+    let p = load_proposal(&app, &session, &id).await?;
+    Ok(render(&ProposalPage {
+        nav: Nav::new(&session, "queue"),
+        p,
+    })?
+    .into_response())
+}
+
+/// What the decision form had, kept when it comes back with an error.
+#[derive(Default)]
+pub(crate) struct Draft {
+    rationale: String,
+    output: Option<String>,
+    error: Option<String>,
+}
+
+#[derive(Template)]
+#[template(path = "task.html")]
+struct TaskPage {
+    nav: Nav,
+    task: proto::Task,
+    kind: &'static str,
+    p: ProposalView,
+    query: String,
+    lease: String,
+    mine: bool,
+    taken_by: Option<String>,
+    can_decide: bool,
+    due_text: String,
+    overdue: bool,
+    prev: Option<String>,
+    next: Option<String>,
+    position: usize,
+    total: usize,
+    draft: Draft,
+}
+
+async fn task_page(
+    app: &AppState,
+    session: &Session,
+    id: &str,
+    filter: QueueFilter,
+    draft: Draft,
+) -> Result<TaskPage, UiError> {
+    let task = ok(tasks::get(State(app.clone()), session.caller(), Path(id.to_owned())).await)?;
+    let p = load_proposal(app, session, &task.proposal_id).await?;
+    let now = app.clock.now();
+    let me = session.user.username.as_str();
+    let queue = load_queue(app, session, &filter).await?;
+    let ids: Vec<&str> = queue
+        .iter()
+        .filter(|t| t.claimed_by.as_deref().is_none_or(|who| who == me) || t.id == task.id)
+        .map(|t| t.id.as_str())
+        .collect();
+    let at = ids.iter().position(|it| *it == task.id);
+    let (prev, next) = match at {
+        Some(i) => (
+            i.checked_sub(1)
+                .and_then(|j| ids.get(j))
+                .map(|s| s.to_string()),
+            ids.get(i + 1).map(|s| s.to_string()),
+        ),
+        None => (None, ids.first().map(|s| s.to_string())),
+    };
+    let lease_end = task.lease_expires_at.as_deref().and_then(parse_time);
+    let holder = task
+        .claimed_by
+        .clone()
+        .filter(|_| lease_end.is_some_and(|end| now < end));
+    let mine = holder.as_deref() == Some(me);
+    let open = matches!(
+        task.state,
+        proto::TaskState::Open | proto::TaskState::Claimed
+    );
+    let nav = Nav::new(session, "queue");
+    let can_decide = open && nav.reviewer && (holder.is_none() || mine);
+    let lease = match (&holder, lease_end) {
+        (Some(who), Some(end)) if mine => format!(
+            "Yours for {} (until {})",
+            span(end.millis() - now.millis()),
+            end.to_rfc3339()
+        ),
+        (Some(who), Some(end)) => {
+            format!("Taken by {who} for {}", span(end.millis() - now.millis()))
+        }
+        _ if open => "Not claimed".to_owned(),
+        _ => "Closed".to_owned(),
+    };
+    let r = row(&task, me, now);
+    Ok(TaskPage {
+        nav,
+        kind: r.kind,
+        due_text: r.due_text,
+        overdue: r.overdue,
+        taken_by: holder.filter(|_| !mine),
+        mine,
+        can_decide,
+        lease,
+        prev,
+        next,
+        position: at.map_or(0, |i| i + 1),
+        total: ids.len(),
+        query: filter.query(),
+        task,
+        p,
+        draft,
+    })
+}
+
+/// `GET /ui/tasks/{id}`: the proposal under review and the decision form;
+/// the page's script claims the task when it opens.
+pub(crate) async fn task(
+    State(app): State<AppState>,
+    Extension(session): Extension<Session>,
+    Path(id): Path<String>,
+    Query(filter): Query<QueueFilter>,
+) -> Result<Response, UiError> {
+    let page = task_page(&app, &session, &id, filter, Draft::default()).await?;
+    Ok(render(&page)?.into_response())
+}
+
+fn back_to_task(id: &str, query: &str) -> Redirect {
+    let sep = if query.is_empty() { "" } else { "?" };
+    Redirect::to(&format!("/ui/tasks/{id}{sep}{query}"))
+}
+
+/// `POST /ui/tasks/{id}/claim` (without script).
+pub(crate) async fn claim(
+    State(app): State<AppState>,
+    Extension(session): Extension<Session>,
+    Path(id): Path<String>,
+    Query(filter): Query<QueueFilter>,
+) -> Result<Response, UiError> {
+    ok(tasks::claim(State(app), session.caller(), Path(id.clone())).await)?;
+    Ok(back_to_task(&id, &filter.query()).into_response())
+}
+
+/// `POST /ui/tasks/{id}/release`: back to the queue.
+pub(crate) async fn release(
+    State(app): State<AppState>,
+    Extension(session): Extension<Session>,
+    Path(id): Path<String>,
+    Query(filter): Query<QueueFilter>,
+) -> Result<Response, UiError> {
+    ok(tasks::release(State(app), session.caller(), Path(id)).await)?;
+    let query = filter.query();
+    let sep = if query.is_empty() { "" } else { "?" };
+    Ok(Redirect::to(&format!("/ui/queue{sep}{query}")).into_response())
+}
+
+#[derive(Deserialize)]
+pub(crate) struct DecisionForm {
+    verdict: String,
+    #[serde(default)]
+    rationale: String,
+    #[serde(default)]
+    output: Option<String>,
+    seen_digest: String,
+}
+
+/// `POST /ui/tasks/{id}/decide`: records the decision and opens the next
+/// task. A refused decision comes back with the form as it was.
+pub(crate) async fn decide(
+    State(app): State<AppState>,
+    Extension(session): Extension<Session>,
+    Path(id): Path<String>,
+    Query(filter): Query<QueueFilter>,
+    Form(form): Form<DecisionForm>,
+) -> Result<Response, UiError> {
+    let refuse = |message: String, form: DecisionForm| Draft {
+        rationale: form.rationale,
+        output: form.output,
+        error: Some(message),
+    };
+    let verdict = match form.verdict.as_str() {
+        "approve" => proto::Verdict::Approve,
+        "reject" => proto::Verdict::Reject,
+        "modify" => proto::Verdict::Modify,
+        "escalate" => proto::Verdict::Escalate,
+        other => {
+            let message =
+                format!("`{other}` is not a decision: approve, reject, modify or escalate.");
+            return again(&app, &session, &id, filter, refuse(message, form)).await;
+        }
+    };
+    let output = match (verdict, form.output.as_deref()) {
+        (proto::Verdict::Modify, Some(text)) => match serde_json::from_str::<Value>(text) {
+            Ok(value) => Some(value),
+            Err(error) => {
+                let message = format!("The edited output is not valid JSON: {error}.");
+                return again(&app, &session, &id, filter, refuse(message, form)).await;
+            }
+        },
+        (proto::Verdict::Modify, None) => {
+            let message = "Modify needs the edited output.".to_owned();
+            return again(&app, &session, &id, filter, refuse(message, form)).await;
+        }
+        _ => None,
+    };
+    let rationale = form.rationale.trim();
+    if rationale.is_empty() && verdict != proto::Verdict::Approve {
+        let message = format!(
+            "Say why you {} (the rationale is kept with the decision).",
+            form.verdict
+        );
+        return again(&app, &session, &id, filter, refuse(message, form)).await;
+    }
+    let request = proto::DecisionRequest {
+        verdict,
+        rationale: (!rationale.is_empty()).then(|| rationale.to_owned()),
+        output,
+        labels: None,
+        seen_digest: form.seen_digest.clone(),
+    };
+    let decided = tasks::decide(
+        State(app.clone()),
+        session.caller(),
+        Path(id.clone()),
+        JsonBody(request),
+    )
+    .await;
+    if let Err(error) = decided {
+        let problem = error.problem();
+        let mut message = problem.detail;
+        if let Some(help) = problem.help {
+            message = format!("{message}. {help}");
+        }
+        return again(&app, &session, &id, filter, refuse(message, form)).await;
+    }
+    // The next task of the same queue, if any.
+    let queue = load_queue(&app, &session, &filter).await?;
+    let me = session.user.username.as_str();
+    let next = queue
+        .iter()
+        .find(|t| t.id != id && t.claimed_by.as_deref().is_none_or(|who| who == me));
+    let query = filter.query();
+    Ok(match next {
+        Some(task) => back_to_task(&task.id, &query).into_response(),
+        None => {
+            let sep = if query.is_empty() { "" } else { "&" };
+            Redirect::to(&format!("/ui/queue?done=1{sep}{query}")).into_response()
+        }
+    })
+}
+
+async fn again(
+    app: &AppState,
+    session: &Session,
+    id: &str,
+    filter: QueueFilter,
+    draft: Draft,
+) -> Result<Response, UiError> {
+    let page = task_page(app, session, id, filter, draft).await?;
+    Ok((StatusCode::UNPROCESSABLE_ENTITY, render(&page)?).into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn spans_read_short() {
+        assert_eq!(span(4_000), "4s");
+        assert_eq!(span(-125_000), "2m");
+        assert_eq!(span(3_600_000), "1h");
+        assert_eq!(span(7_500_000), "2h 5m");
+        assert_eq!(span(3 * 86_400_000), "3d");
+    }
+
+    #[test]
+    fn bars_center_on_zero_when_some_are_negative() {
+        let explanation = serde_json::json!({"features": {"a": 2.0, "b": -1.0, "c": "text"}});
+        let bars = bars(Some(&explanation));
+        assert_eq!(bars.len(), 2);
+        assert_eq!((bars[0].x, bars[0].width), (50.0, 50.0));
+        assert_eq!((bars[1].x, bars[1].width), (25.0, 25.0));
+        assert!(bars[1].negative);
+    }
+}
