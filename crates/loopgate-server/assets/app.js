@@ -40,13 +40,22 @@ function tick() {
 setInterval(tick, 1000);
 
 // --- live events ----------------------------------------------------------------
+// One stream per page, closed when the page is left: browsers allow six
+// connections per server, and a page kept in the back/forward cache would
+// otherwise hold its stream open.
 function listen(onEvent) {
   if (!("EventSource" in window)) return;
-  const source = new EventSource("/v1/events");
-  source.onmessage = (message) => {
-    try { onEvent(JSON.parse(message.data)); } catch (_) { /* not ours */ }
+  let source = null;
+  const open = () => {
+    source = new EventSource("/v1/events");
+    source.onmessage = (message) => {
+      try { onEvent(JSON.parse(message.data)); } catch (_) { /* not ours */ }
+    };
+    source.addEventListener("lagged", () => onEvent({ type: "lagged" }));
   };
-  source.addEventListener("lagged", () => onEvent({ type: "lagged" }));
+  window.addEventListener("pagehide", () => { source?.close(); source = null; });
+  window.addEventListener("pageshow", (event) => { if (event.persisted && !source) { open(); onEvent({ type: "lagged" }); } });
+  open();
 }
 
 // --- the queue -----------------------------------------------------------------
@@ -96,8 +105,8 @@ function lineDiff(a, b) {
   let i = 0, j = 0;
   while (i < n || j < m) {
     if (i < n && j < m && x[i] === y[j]) { out.push([" ", x[i]]); i++; j++; }
-    else if (j < m && (i === n || lcs[i][j + 1] >= lcs[i + 1][j])) { out.push(["+", y[j]]); j++; }
-    else { out.push(["-", x[i]]); i++; }
+    else if (i < n && (j === m || lcs[i + 1][j] >= lcs[i][j + 1])) { out.push(["-", x[i]]); i++; }
+    else { out.push(["+", y[j]]); j++; }
   }
   return out;
 }
@@ -211,7 +220,10 @@ async function rootFromProof(index, size, leaf, proof) {
 }
 
 async function verifyNote(note, verifierKey) {
-  const [name, , key] = verifierKey.trim().split("+");
+  // `<name>+<key id>+<base64 key>`: the key's base64 may hold `+` itself.
+  const parts = verifierKey.trim().split("+");
+  const name = parts[0];
+  const key = parts.slice(2).join("+");
   const raw = b64(key);
   if (raw[0] !== 1) return false;
   const split = note.indexOf("\n\n");
@@ -248,10 +260,16 @@ async function setupReceipt(box) {
       result.className = `verify-result ${ok ? "verify-ok" : "verify-bad"}`;
       ok ? good++ : bad++;
     }
-    status.className = signed && bad === 0 ? "verify-ok" : "verify-bad";
-    status.textContent = signed && bad === 0
-      ? `Verified in this page: the checkpoint's signature is valid and ${good} entries are in the tree of size ${size}.`
-      : `Verification FAILED: signature ${signed ? "valid" : "invalid"}, ${bad} entries not proven.`;
+    if (!signed || bad > 0) {
+      status.className = "verify-bad";
+      status.textContent = `Verification FAILED: the signature is ${signed ? "valid" : "invalid"}, ${bad} entries are not proven.`;
+    } else if (good === 0) {
+      status.className = "muted";
+      status.textContent = "The checkpoint's signature is valid, but no entry of this proposal is in a checkpoint yet; look again in a moment.";
+    } else {
+      status.className = "verify-ok";
+      status.textContent = `Verified in this page: the checkpoint's signature is valid and ${good} entries are in the tree of size ${size}.`;
+    }
   } catch (error) {
     status.className = "verify-bad";
     status.textContent = `This browser could not verify (${error.message}); use loopgate audit verify.`;

@@ -29,6 +29,9 @@ pub(crate) struct FileConfig {
     audit_public: Option<bool>,
     audit_origin: Option<String>,
     require_policy_tests: Option<bool>,
+    session_hours: Option<u64>,
+    session_idle_minutes: Option<u64>,
+    secure_cookies: Option<bool>,
 }
 
 pub(crate) const DEFAULT_BIND: &str = "127.0.0.1:8460";
@@ -93,6 +96,13 @@ impl FileConfig {
         config.audit_public = self.audit_public.unwrap_or(false);
         config.audit_origin = self.audit_origin.clone();
         config.require_policy_tests = self.require_policy_tests.unwrap_or(false);
+        if let Some(hours) = self.session_hours {
+            config.session_ttl = Duration::from_secs(hours.max(1) * 3600);
+        }
+        if let Some(minutes) = self.session_idle_minutes {
+            config.session_idle = Duration::from_secs(minutes.max(1) * 60);
+        }
+        config.secure_cookies = self.secure_cookies.unwrap_or(false);
         config.bootstrap_token = std::env::var("LOOPGATE_BOOTSTRAP_TOKEN")
             .ok()
             .filter(|it| !it.is_empty());

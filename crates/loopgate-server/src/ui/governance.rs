@@ -7,6 +7,7 @@ use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::{Extension, Form};
+use loopgate_core::Role;
 use loopgate_core::routing::Policies;
 use loopgate_proto as proto;
 use serde::Deserialize;
@@ -394,6 +395,7 @@ pub(crate) async fn draft(
     State(app): State<AppState>,
     Extension(session): Extension<Session>,
 ) -> Result<Response, UiError> {
+    session.caller().user_with(&[Role::PolicyAuthor])?;
     let list = ok(policies::list(State(app), session.caller()).await)?;
     let text = list
         .items
@@ -442,6 +444,7 @@ pub(crate) async fn draft_action(
     Form(form): Form<DraftForm>,
 ) -> Result<Response, UiError> {
     let caller = session.caller();
+    caller.user_with(&[Role::PolicyAuthor])?;
     let mut outcome = Outcome::default();
     let failed = |error: ApiError, outcome: &mut Outcome| {
         let problem = error.problem();

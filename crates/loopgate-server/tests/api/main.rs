@@ -8,9 +8,11 @@
 )]
 
 mod audit;
+mod e2e;
 mod errors;
 mod harness;
 mod policies;
 mod proposals;
 mod review;
 mod routing;
+mod ui;

@@ -1,0 +1,452 @@
+//! End to end in a real headless Chromium (Debian's `chromium` and
+//! `chromium-driver`), driven over WebDriver: log in, work three tasks with
+//! the keyboard, see a task arrive live, and be refused an admin page.
+//! Screenshots of the main pages go to `target/e2e-screenshots/`.
+
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::time::Duration;
+
+use fantoccini::{Client, ClientBuilder, Locator};
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+use crate::harness::{ADMIN_TOKEN, TestApp, spawn_app};
+
+const PASSWORD: &str = "correct horse battery";
+const CTRL_ENTER: &str = "\u{E009}\u{E007}\u{E000}";
+
+/// chromedriver on a free port and a browser session in it; both end on drop.
+struct Browser {
+    client: Client,
+    _driver: tokio::process::Child,
+    shots: PathBuf,
+}
+
+impl Browser {
+    async fn start() -> Browser {
+        let driver_path =
+            std::env::var("CHROMEDRIVER").unwrap_or_else(|_| "/usr/bin/chromedriver".into());
+        let chromium = std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
+        assert!(
+            std::path::Path::new(&driver_path).exists() && std::path::Path::new(&chromium).exists(),
+            "the browser tests need Debian's chromium and chromium-driver \
+             (`apt-get install chromium chromium-driver`; .ci/run installs them), \
+             or CHROMIUM and CHROMEDRIVER set to their paths"
+        );
+        let port = {
+            let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            listener.local_addr().unwrap().port()
+        };
+        let driver = tokio::process::Command::new(&driver_path)
+            .arg(format!("--port={port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap();
+        let url = format!("http://127.0.0.1:{port}");
+        let mut capabilities = serde_json::Map::new();
+        capabilities.insert(
+            "goog:chromeOptions".into(),
+            json!({
+                "binary": chromium,
+                "args": ["--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu",
+                         "--window-size=1280,800", "--lang=en-US"],
+            }),
+        );
+        let mut last = None;
+        for _ in 0..100 {
+            match ClientBuilder::native()
+                .capabilities(capabilities.clone())
+                .connect(&url)
+                .await
+            {
+                Ok(client) => {
+                    let shots = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+                        .join("../../target/e2e-screenshots");
+                    std::fs::create_dir_all(&shots).unwrap();
+                    return Browser {
+                        client,
+                        _driver: driver,
+                        shots,
+                    };
+                }
+                Err(error) => last = Some(error),
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("chromedriver did not start a session: {last:?}");
+    }
+
+    async fn goto(&self, url: &str) {
+        self.client.goto(url).await.unwrap();
+    }
+
+    async fn find(&self, css: &str) -> fantoccini::elements::Element {
+        match self
+            .client
+            .wait()
+            .at_most(Duration::from_secs(10))
+            .for_element(Locator::Css(css))
+            .await
+        {
+            Ok(element) => element,
+            Err(e) => panic!("no `{css}` on {}: {e}", self.url().await),
+        }
+    }
+
+    async fn url(&self) -> String {
+        self.client.current_url().await.unwrap().to_string()
+    }
+
+    async fn text(&self, css: &str) -> String {
+        self.find(css).await.text().await.unwrap()
+    }
+
+    /// Types on the page itself (not in a field), as a reviewer's shortcut.
+    async fn press(&self, keys: &str) {
+        self.find("body").await.send_keys(keys).await.unwrap();
+    }
+
+    /// Waits until `check` holds, or fails with `what`.
+    async fn until<F, Fut>(&self, what: &str, mut check: F)
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = bool>,
+    {
+        for _ in 0..100 {
+            if check().await {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        self.shot("failure").await;
+        let main = self.text("main").await;
+        panic!(
+            "timed out waiting for {what} on {}:\n{main}",
+            self.url().await
+        );
+    }
+
+    async fn url_changes_from(&self, before: &str) -> String {
+        self.until("the next page", || async { self.url().await != before })
+            .await;
+        self.find("main").await;
+        self.url().await
+    }
+
+    async fn shot(&self, name: &str) {
+        let png = self.client.screenshot().await.unwrap();
+        std::fs::write(self.shots.join(format!("{name}.png")), png).unwrap();
+    }
+
+    async fn login(&self, base: &str, username: &str) {
+        self.goto(&format!("{base}/ui/login")).await;
+        self.find("#username")
+            .await
+            .send_keys(username)
+            .await
+            .unwrap();
+        self.find("#password")
+            .await
+            .send_keys(PASSWORD)
+            .await
+            .unwrap();
+        self.find("form button[type=submit]")
+            .await
+            .click()
+            .await
+            .unwrap();
+        self.find("header.top").await;
+    }
+}
+
+async fn user(app: &TestApp, username: &str, roles: &[&str], groups: &[&str]) {
+    let created = app
+        .post(
+            "/v1/users",
+            ADMIN_TOKEN,
+            json!({"username": username, "roles": roles, "groups": groups, "password": PASSWORD}),
+        )
+        .await;
+    assert_eq!(created.status, StatusCode::CREATED, "{}", created.body);
+}
+
+async fn submit(app: &TestApp, key: &str, n: u32, amount: u32) -> String {
+    let body = json!({
+        "action": "block_card",
+        "subject": {"type": "Account", "id": format!("acct-{n}"), "attributes": {"country": "DE", "age_band": "35-44"}},
+        "input": {"transaction_id": format!("tx-{n}"), "amount_minor": amount, "currency": "EUR"},
+        "output": {"block": true, "reason_code": "velocity"},
+        "confidence": 0.87,
+        "explanation": {"summary": "5 transactions in 3 minutes", "features": {"velocity_5m": 5, "amount_z": 2.4, "account_age": -1.2}},
+        "model": {"name": "fraud-gbm", "version": "2026.11.2"},
+        "context": {"amount_minor": amount, "channel": "online"},
+    });
+    let created = app.post("/v1/proposals", key, body).await;
+    assert_eq!(created.status, StatusCode::CREATED, "{}", created.body);
+    created.body["id"].as_str().unwrap().to_owned()
+}
+
+async fn proposal(app: &TestApp, id: &str) -> Value {
+    app.get(&format!("/v1/proposals/{id}"), ADMIN_TOKEN)
+        .await
+        .body
+}
+
+#[tokio::test]
+async fn a_reviewer_works_the_queue_with_the_keyboard_in_chromium() {
+    let app = spawn_app().await;
+    // The browser counts deadlines and leases against its own clock.
+    #[allow(
+        clippy::disallowed_methods,
+        reason = "the browser's clock is the real one"
+    )]
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap();
+    app.clock
+        .advance(now - Duration::from_millis(crate::harness::T0 as u64));
+    let base = app.base.clone();
+    let key = app.system("fraud-detector", "in_the_loop").await;
+    let published = app
+        .publish(r#"@id("review-blocks") @reviewers("fraud-analysts") @sla("PT4H") permit(principal, action == Action::"block_card", resource);"#)
+        .await;
+    assert_eq!(published.status, StatusCode::CREATED, "{}", published.body);
+    user(&app, "rita", &["reviewer"], &["fraud-analysts"]).await;
+    user(&app, "root", &["admin"], &[]).await;
+    let first = submit(&app, &key, 1, 129_900).await;
+    let second = submit(&app, &key, 2, 45_000).await;
+    let third = submit(&app, &key, 3, 9_900).await;
+
+    let browser = Browser::start().await;
+    browser.login(&base, "rita").await;
+    assert!(
+        browser.url().await.ends_with("/ui/queue"),
+        "{}",
+        browser.url().await
+    );
+    let rows = browser
+        .client
+        .find_all(Locator::Css("#queue-rows tr[data-task]"))
+        .await
+        .unwrap();
+    assert_eq!(rows.len(), 3);
+    browser.shot("queue").await;
+
+    // j selects the first row, Enter opens it; the page claims the task.
+    browser.press("j").await;
+    let queue_url = browser.url().await;
+    browser
+        .client
+        .active_element()
+        .await
+        .unwrap()
+        .send_keys("\u{E007}")
+        .await
+        .unwrap();
+    browser.url_changes_from(&queue_url).await;
+    browser
+        .until("the claim", || async {
+            browser.text("#lease").await.starts_with("Yours")
+        })
+        .await;
+    assert!(
+        browser
+            .text("main")
+            .await
+            .contains("5 transactions in 3 minutes")
+    );
+    browser.shot("task").await;
+
+    // 1. Approve with `a`: the next task opens.
+    let at = browser.url().await;
+    browser.press("a").await;
+    let at = browser.url_changes_from(&at).await;
+    assert!(at.contains("/ui/tasks/"), "{at}");
+
+    // 2. Edit the output with `e`, see the diff, give a rationale, Ctrl+Enter.
+    browser
+        .until("the claim", || async {
+            browser.text("#lease").await.starts_with("Yours")
+        })
+        .await;
+    browser.press("e").await;
+    let output = browser.find("#output").await;
+    output.clear().await.unwrap();
+    output
+        .send_keys(
+            "{\n  \"block\": false,\n  \"reason_code\": \"velocity\",\n  \"notify\": true\n}",
+        )
+        .await
+        .unwrap();
+    browser
+        .until("the diff", || async {
+            browser
+                .text("#output-diff")
+                .await
+                .contains("+   \"notify\": true")
+        })
+        .await;
+    browser.shot("task-modify").await;
+    output.send_keys(CTRL_ENTER).await.unwrap();
+    // No rationale yet: the rationale field takes the focus.
+    let focused = browser.client.active_element().await.unwrap();
+    assert_eq!(
+        focused.attr("id").await.unwrap().as_deref(),
+        Some("rationale")
+    );
+    focused
+        .send_keys("customer confirmed the purchases")
+        .await
+        .unwrap();
+    focused.send_keys(CTRL_ENTER).await.unwrap();
+    let at = browser.url_changes_from(&at).await;
+
+    // 3. Reject with `r` and a rationale.
+    browser
+        .until("the claim", || async {
+            browser.text("#lease").await.starts_with("Yours")
+        })
+        .await;
+    browser.press("r").await;
+    let focused = browser.client.active_element().await.unwrap();
+    assert_eq!(
+        focused.attr("id").await.unwrap().as_deref(),
+        Some("rationale")
+    );
+    focused
+        .send_keys("small amount, known merchant")
+        .await
+        .unwrap();
+    focused.send_keys(CTRL_ENTER).await.unwrap();
+    let at = browser.url_changes_from(&at).await;
+    assert!(at.contains("/ui/queue?done=1"), "{at}");
+
+    let statuses: Vec<Value> = [
+        proposal(&app, &first).await,
+        proposal(&app, &second).await,
+        proposal(&app, &third).await,
+    ]
+    .into_iter()
+    .map(|p| {
+        json!([
+            p["status"],
+            p["resolution"]["modified"],
+            p["resolution"]["decisions"][0]["rationale"]
+        ])
+    })
+    .collect();
+    assert_eq!(
+        statuses,
+        [
+            json!(["approved", false, null]),
+            json!(["approved", true, "customer confirmed the purchases"]),
+            json!(["rejected", false, "small amount, known merchant"]),
+        ]
+    );
+    assert_eq!(
+        proposal(&app, &second).await["resolution"]["output"],
+        json!({"block": false, "reason_code": "velocity", "notify": true})
+    );
+
+    // A new task appears without a reload.
+    browser
+        .until("the live connection", || async {
+            browser
+                .client
+                .execute("return document.readyState", vec![])
+                .await
+                .unwrap()
+                == "complete"
+        })
+        .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let live = submit(&app, &key, 4, 77_700).await;
+    let task = app
+        .tasks(ADMIN_TOKEN)
+        .await
+        .into_iter()
+        .find(|t| t["proposal_id"] == live.as_str())
+        .unwrap();
+    let selector = format!(
+        "#queue-rows tr[data-task=\"{}\"]",
+        task["id"].as_str().unwrap()
+    );
+    browser.find(&selector).await;
+    assert_eq!(browser.url().await, at, "no reload");
+    browser.shot("queue-live").await;
+
+    // A reviewer cannot open an admin page, and is not offered it.
+    let nav = browser.text("header.top nav").await;
+    assert!(!nav.contains("Users") && !nav.contains("Systems"), "{nav}");
+    browser.goto(&format!("{base}/ui/users")).await;
+    assert!(
+        browser
+            .text("main")
+            .await
+            .contains("this needs one of the roles auditor, admin")
+    );
+    browser.shot("reviewer-forbidden").await;
+
+    // Phone width.
+    browser.client.set_window_size(390, 844).await.unwrap();
+    browser
+        .goto(&format!("{base}/ui/tasks/{}", task["id"].as_str().unwrap()))
+        .await;
+    browser.find("#decision-form").await;
+    browser.shot("task-phone").await;
+    browser.client.set_window_size(1280, 800).await.unwrap();
+
+    // The governance pages, as an admin.
+    browser
+        .find("form[action=\"/ui/logout\"] button")
+        .await
+        .click()
+        .await
+        .unwrap();
+    browser.find("#username").await;
+    browser.login(&base, "root").await;
+    for (name, path) in [
+        ("systems", "/ui/systems".to_owned()),
+        ("policies", "/ui/policies".into()),
+        (
+            "policy",
+            format!(
+                "/ui/policies/{}",
+                published.body["version"].as_str().unwrap()
+            ),
+        ),
+        ("policy-draft", "/ui/policies/draft".into()),
+        ("users", "/ui/users".into()),
+        ("proposal", format!("/ui/proposals/{second}")),
+    ] {
+        browser.goto(&format!("{base}{path}")).await;
+        browser.find("main h1").await;
+        browser.shot(name).await;
+    }
+    let issued = app
+        .post("/v1/audit/checkpoint", ADMIN_TOKEN, json!({}))
+        .await;
+    assert_eq!(issued.status, StatusCode::CREATED);
+    browser
+        .goto(&format!("{base}/ui/audit?proposal={second}"))
+        .await;
+    browser
+        .until("the receipt check", || async {
+            browser
+                .text("#receipt-status")
+                .await
+                .starts_with("Verified in this page")
+        })
+        .await;
+    let results = browser
+        .client
+        .find_all(Locator::Css(".verify-result.verify-ok"))
+        .await
+        .unwrap();
+    assert!(5 <= results.len(), "every entry of the proposal is proven");
+    browser.shot("audit").await;
+    browser.client.clone().close().await.unwrap();
+}

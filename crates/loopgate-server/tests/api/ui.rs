@@ -1,0 +1,675 @@
+//! The web UI over HTTP: login, sessions and their expiry, CSRF, login
+//! throttling, and the role matrix of every page and action.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use reqwest::header::{LOCATION, SET_COOKIE};
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+
+use crate::harness::{ADMIN_TOKEN, TestApp, spawn_app};
+
+const PASSWORD: &str = "correct horse battery";
+
+/// A cookie-keeping client that does not follow redirects.
+struct Browser {
+    base: String,
+    http: reqwest::Client,
+    cookies: BTreeMap<String, String>,
+    headers: Vec<(String, String)>,
+}
+
+struct Page {
+    status: StatusCode,
+    location: Option<String>,
+    set_cookies: Vec<String>,
+    body: String,
+}
+
+impl Page {
+    /// The CSRF token a page carries (meta tag or hidden field).
+    fn csrf(&self) -> String {
+        for marker in ["name=\"csrf-token\" content=\"", "name=\"_csrf\" value=\""] {
+            if let Some(at) = self.body.find(marker) {
+                let rest = &self.body[at + marker.len()..];
+                return rest[..rest.find('"').unwrap()].to_owned();
+            }
+        }
+        panic!("no CSRF token on the page:\n{}", self.body)
+    }
+}
+
+impl Browser {
+    fn new(app: &TestApp) -> Browser {
+        Browser {
+            base: app.base.clone(),
+            http: reqwest::Client::builder()
+                .redirect(reqwest::redirect::Policy::none())
+                .build()
+                .unwrap(),
+            cookies: BTreeMap::new(),
+            headers: Vec::new(),
+        }
+    }
+
+    async fn send(&mut self, method: Method, path: &str, form: Option<&[(&str, &str)]>) -> Page {
+        let mut request = self.http.request(method, format!("{}{path}", self.base));
+        if !self.cookies.is_empty() {
+            let cookie: Vec<String> = self
+                .cookies
+                .iter()
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect();
+            request = request.header("cookie", cookie.join("; "));
+        }
+        for (k, v) in &self.headers {
+            request = request.header(k, v);
+        }
+        if let Some(form) = form {
+            request = request.form(form);
+        }
+        let response = request.send().await.unwrap();
+        let set_cookies: Vec<String> = response
+            .headers()
+            .get_all(SET_COOKIE)
+            .iter()
+            .map(|v| v.to_str().unwrap().to_owned())
+            .collect();
+        for cookie in &set_cookies {
+            let pair = cookie.split(';').next().unwrap();
+            let (name, value) = pair.split_once('=').unwrap();
+            if value.is_empty() || cookie.contains("Max-Age=0") {
+                self.cookies.remove(name);
+            } else {
+                self.cookies.insert(name.to_owned(), value.to_owned());
+            }
+        }
+        Page {
+            status: response.status(),
+            location: response
+                .headers()
+                .get(LOCATION)
+                .map(|v| v.to_str().unwrap().to_owned()),
+            set_cookies,
+            body: response.text().await.unwrap(),
+        }
+    }
+
+    async fn get(&mut self, path: &str) -> Page {
+        self.send(Method::GET, path, None).await
+    }
+
+    async fn post(&mut self, path: &str, form: &[(&str, &str)]) -> Page {
+        self.send(Method::POST, path, Some(form)).await
+    }
+
+    /// Logs in through the form.
+    async fn login(&mut self, username: &str, password: &str) -> Page {
+        let form = self.get("/ui/login").await;
+        assert_eq!(form.status, StatusCode::OK);
+        let csrf = form.csrf();
+        self.post(
+            "/ui/login",
+            &[
+                ("_csrf", &csrf),
+                ("username", username),
+                ("password", password),
+                ("next", "/ui"),
+            ],
+        )
+        .await
+    }
+}
+
+/// Creates a user with a password; returns their id.
+async fn user(app: &TestApp, username: &str, roles: &[&str], groups: &[&str]) -> String {
+    let created = app
+        .post(
+            "/v1/users",
+            ADMIN_TOKEN,
+            json!({"username": username, "roles": roles, "groups": groups, "password": PASSWORD}),
+        )
+        .await;
+    assert_eq!(created.status, StatusCode::CREATED, "{}", created.body);
+    created.body["id"].as_str().unwrap().to_owned()
+}
+
+async fn logged_in(app: &TestApp, username: &str, roles: &[&str], groups: &[&str]) -> Browser {
+    user(app, username, roles, groups).await;
+    let mut browser = Browser::new(app);
+    let page = browser.login(username, PASSWORD).await;
+    assert_eq!(page.status, StatusCode::SEE_OTHER, "{}", page.body);
+    browser
+}
+
+#[tokio::test]
+async fn login_sets_a_safe_cookie_and_logout_ends_the_session() {
+    let app = spawn_app().await;
+    user(&app, "rita", &["reviewer"], &["ops"]).await;
+    let mut browser = Browser::new(&app);
+
+    let page = browser.get("/ui/queue?group=ops").await;
+    assert_eq!(page.status, StatusCode::SEE_OTHER);
+    assert_eq!(
+        page.location.as_deref(),
+        Some("/ui/login?next=%2Fui%2Fqueue%3Fgroup%3Dops")
+    );
+
+    let wrong = browser.login("rita", "not the password").await;
+    assert_eq!(wrong.status, StatusCode::UNAUTHORIZED);
+    assert!(
+        wrong.body.contains("Wrong username or password."),
+        "{}",
+        wrong.body
+    );
+    let unknown = browser.login("nobody", PASSWORD).await;
+    assert_eq!(unknown.status, StatusCode::UNAUTHORIZED);
+    assert!(unknown.body.contains("Wrong username or password."));
+
+    let ok = browser.login("rita", PASSWORD).await;
+    assert_eq!(ok.status, StatusCode::SEE_OTHER);
+    assert_eq!(ok.location.as_deref(), Some("/ui"));
+    let session = ok
+        .set_cookies
+        .iter()
+        .find(|c| c.starts_with("loopgate_session="))
+        .unwrap();
+    for attribute in ["HttpOnly", "SameSite=Lax", "Path=/"] {
+        assert!(session.contains(attribute), "{session}");
+    }
+    assert!(!session.contains("Secure"), "plain HTTP: {session}");
+
+    let queue = browser.get("/ui/queue").await;
+    assert_eq!(queue.status, StatusCode::OK);
+    assert!(queue.body.contains("Review queue"));
+    let headers_page = app
+        .http
+        .get(format!("{}/ui/login", app.base))
+        .send()
+        .await
+        .unwrap();
+    let csp = headers_page.headers()["content-security-policy"]
+        .to_str()
+        .unwrap();
+    assert!(
+        csp.contains("default-src 'self'") && csp.contains("frame-ancestors 'none'"),
+        "{csp}"
+    );
+
+    let csrf = queue.csrf();
+    let out = browser.post("/ui/logout", &[("_csrf", &csrf)]).await;
+    assert_eq!(out.status, StatusCode::SEE_OTHER);
+    // The old cookie names nothing any more.
+    let mut replay = Browser::new(&app);
+    replay.cookies.insert(
+        "loopgate_session".into(),
+        session
+            .split(';')
+            .next()
+            .unwrap()
+            .split_once('=')
+            .unwrap()
+            .1
+            .to_owned(),
+    );
+    assert_eq!(replay.get("/ui/queue").await.status, StatusCode::SEE_OTHER);
+
+    // Behind a TLS proxy the cookie is Secure.
+    let mut tls = Browser::new(&app);
+    tls.headers
+        .push(("x-forwarded-proto".into(), "https".into()));
+    let ok = tls.login("rita", PASSWORD).await;
+    assert!(
+        ok.set_cookies
+            .iter()
+            .any(|c| c.starts_with("loopgate_session=") && c.contains("Secure"))
+    );
+
+    // Only paths inside the UI are followed after login.
+    let mut evil = Browser::new(&app);
+    let form = evil.get("/ui/login").await;
+    let csrf = form.csrf();
+    let page = evil
+        .post(
+            "/ui/login",
+            &[
+                ("_csrf", &csrf),
+                ("username", "rita"),
+                ("password", PASSWORD),
+                ("next", "//evil.example/ui"),
+            ],
+        )
+        .await;
+    assert_eq!(page.location.as_deref(), Some("/ui"));
+}
+
+#[tokio::test]
+async fn every_change_needs_the_csrf_token() {
+    let app = spawn_app().await;
+    let key = app.system("fraud-detector", "in_the_loop").await;
+    assert_eq!(
+        app.publish(r#"@reviewers("ops") permit(principal, action, resource);"#)
+            .await
+            .status,
+        StatusCode::CREATED
+    );
+    let mut browser = logged_in(&app, "rita", &["reviewer"], &["ops"]).await;
+    let submitted = app
+        .submit(&key, "block_card", json!({"block": true}), json!({}))
+        .await;
+    let proposal = submitted.body["id"].as_str().unwrap().to_owned();
+    let token = app.user("rita-token", &["reviewer"], &["ops"]).await;
+    let task = app.task_of(&token, &proposal).await;
+    let task_id = task["id"].as_str().unwrap();
+    let digest = task["digest"].as_str().unwrap();
+    let csrf = browser.get("/ui/queue").await.csrf();
+
+    // A form without the token, or with another, does nothing.
+    let path = format!("/ui/tasks/{task_id}/decide");
+    for token in [None, Some("0".repeat(64))] {
+        let mut form = vec![("verdict", "approve"), ("seen_digest", digest)];
+        if let Some(token) = &token {
+            form.push(("_csrf", token));
+        }
+        let page = browser.post(&path, &form).await;
+        assert_eq!(page.status, StatusCode::FORBIDDEN);
+        assert!(page.body.contains("Form expired"), "{}", page.body);
+    }
+    assert_eq!(app.task_of(&token, &proposal).await["state"], "open");
+
+    // The login form needs its own cookie's token.
+    let mut stranger = Browser::new(&app);
+    let page = stranger
+        .post(
+            "/ui/login",
+            &[
+                ("_csrf", "forged"),
+                ("username", "rita"),
+                ("password", PASSWORD),
+            ],
+        )
+        .await;
+    assert_eq!(page.status, StatusCode::FORBIDDEN);
+
+    // The API with the session cookie: reads need nothing more, changes
+    // need the token in a header.
+    let tasks = browser.get("/v1/tasks").await;
+    assert_eq!(tasks.status, StatusCode::OK, "{}", tasks.body);
+    let claim = format!("/v1/tasks/{task_id}/claim");
+    let refused = browser.send(Method::POST, &claim, None).await;
+    assert_eq!(refused.status, StatusCode::FORBIDDEN);
+    let problem: Value = serde_json::from_str(&refused.body).unwrap();
+    assert_eq!(problem["code"], "forbidden");
+    browser.headers.push(("x-csrf-token".into(), csrf.clone()));
+    let claimed = browser.send(Method::POST, &claim, None).await;
+    assert_eq!(claimed.status, StatusCode::OK, "{}", claimed.body);
+    browser.headers.clear();
+
+    // With the token the decision goes through and the next page is the queue.
+    let page = browser
+        .post(
+            &path,
+            &[
+                ("_csrf", &csrf),
+                ("verdict", "approve"),
+                ("seen_digest", digest),
+            ],
+        )
+        .await;
+    assert_eq!(page.status, StatusCode::SEE_OTHER, "{}", page.body);
+    assert_eq!(page.location.as_deref(), Some("/ui/queue?done=1"));
+    let proposal = app
+        .get(&format!("/v1/proposals/{proposal}"), ADMIN_TOKEN)
+        .await;
+    assert_eq!(proposal.body["status"], "approved");
+}
+
+#[tokio::test]
+async fn the_decision_form_keeps_what_was_typed_when_refused() {
+    let app = spawn_app().await;
+    let key = app.system("fraud-detector", "in_the_loop").await;
+    assert_eq!(
+        app.publish(r#"@reviewers("ops") permit(principal, action, resource);"#)
+            .await
+            .status,
+        StatusCode::CREATED
+    );
+    let mut browser = logged_in(&app, "rita", &["reviewer"], &["ops"]).await;
+    let first = app
+        .submit(&key, "block_card", json!({"block": true}), json!({}))
+        .await;
+    let second = app
+        .submit(&key, "block_card", json!({"block": false}), json!({}))
+        .await;
+    let token = app.user("rita-token", &["reviewer"], &["ops"]).await;
+    let task = app
+        .task_of(&token, first.body["id"].as_str().unwrap())
+        .await;
+    let task_id = task["id"].as_str().unwrap();
+    let digest = task["digest"].as_str().unwrap();
+    let page = browser.get(&format!("/ui/tasks/{task_id}")).await;
+    assert_eq!(page.status, StatusCode::OK);
+    assert!(page.body.contains("fraud-detector · block_card"));
+    let csrf = page.csrf();
+    let path = format!("/ui/tasks/{task_id}/decide");
+
+    let page = browser
+        .post(
+            &path,
+            &[
+                ("_csrf", &csrf),
+                ("verdict", "reject"),
+                ("rationale", " "),
+                ("seen_digest", digest),
+            ],
+        )
+        .await;
+    assert_eq!(page.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(page.body.contains("Say why you reject"), "{}", page.body);
+
+    let page = browser
+        .post(
+            &path,
+            &[
+                ("_csrf", &csrf),
+                ("verdict", "modify"),
+                ("rationale", "amount"),
+                ("output", "{\"block\": tru"),
+                ("seen_digest", digest),
+            ],
+        )
+        .await;
+    assert_eq!(page.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(
+        page.body.contains("The edited output is not valid JSON"),
+        "{}",
+        page.body
+    );
+    assert!(
+        page.body.contains("{&quot;block&quot;: tru")
+            || page.body.contains("{&#34;block&#34;: tru"),
+        "the edit is kept"
+    );
+
+    let page = browser
+        .post(
+            &path,
+            &[
+                ("_csrf", &csrf),
+                ("verdict", "modify"),
+                ("rationale", "partial block"),
+                ("output", "{\"block\": \"partial\"}"),
+                ("seen_digest", digest),
+            ],
+        )
+        .await;
+    assert_eq!(page.status, StatusCode::SEE_OTHER, "{}", page.body);
+    // The next task of the queue opens.
+    let next = app
+        .task_of(&token, second.body["id"].as_str().unwrap())
+        .await;
+    assert_eq!(
+        page.location.unwrap(),
+        format!("/ui/tasks/{}", next["id"].as_str().unwrap())
+    );
+    let decided = app
+        .get(
+            &format!("/v1/proposals/{}", first.body["id"].as_str().unwrap()),
+            ADMIN_TOKEN,
+        )
+        .await;
+    assert_eq!(
+        decided.body["resolution"]["output"],
+        json!({"block": "partial"})
+    );
+    assert_eq!(
+        decided.body["resolution"]["decisions"][0]["rationale"],
+        "partial block"
+    );
+}
+
+#[tokio::test]
+async fn sessions_end_when_idle_or_old_and_on_a_password_change() {
+    let app = spawn_app().await;
+    let mut browser = logged_in(&app, "rita", &["reviewer"], &["ops"]).await;
+    assert_eq!(browser.get("/ui/queue").await.status, StatusCode::OK);
+
+    // Idle for an hour: gone.
+    app.clock.advance(Duration::from_secs(3600));
+    assert_eq!(browser.get("/ui/queue").await.status, StatusCode::SEE_OTHER);
+
+    // Active every 50 minutes: still ends 12 hours after login.
+    assert_eq!(
+        browser.login("rita", PASSWORD).await.status,
+        StatusCode::SEE_OTHER
+    );
+    for _ in 0..14 {
+        app.clock.advance(Duration::from_secs(50 * 60));
+        assert_eq!(browser.get("/ui/account").await.status, StatusCode::OK);
+    }
+    app.clock.advance(Duration::from_secs(50 * 60));
+    assert_eq!(
+        browser.get("/ui/account").await.status,
+        StatusCode::SEE_OTHER
+    );
+
+    // Changing the password ends the other sessions, keeps this browser in.
+    assert_eq!(
+        browser.login("rita", PASSWORD).await.status,
+        StatusCode::SEE_OTHER
+    );
+    let mut other = Browser::new(&app);
+    assert_eq!(
+        other.login("rita", PASSWORD).await.status,
+        StatusCode::SEE_OTHER
+    );
+    let csrf = browser.get("/ui/account").await.csrf();
+    let short = browser
+        .post(
+            "/ui/account",
+            &[("_csrf", &csrf), ("current", PASSWORD), ("new", "short")],
+        )
+        .await;
+    assert_eq!(short.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(short.body.contains("at least 12 characters"));
+    let wrong = browser
+        .post(
+            "/ui/account",
+            &[
+                ("_csrf", &csrf),
+                ("current", "nope"),
+                ("new", "a much longer one"),
+            ],
+        )
+        .await;
+    assert_eq!(wrong.status, StatusCode::UNPROCESSABLE_ENTITY);
+    let changed = browser
+        .post(
+            "/ui/account",
+            &[
+                ("_csrf", &csrf),
+                ("current", PASSWORD),
+                ("new", "a much longer one"),
+            ],
+        )
+        .await;
+    assert_eq!(changed.status, StatusCode::SEE_OTHER);
+    let page = browser.get("/ui/account?changed=1").await;
+    assert_eq!(page.status, StatusCode::OK);
+    assert!(page.body.contains("Password changed"));
+    assert_eq!(other.get("/ui/account").await.status, StatusCode::SEE_OTHER);
+    assert_eq!(
+        Browser::new(&app).login("rita", PASSWORD).await.status,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        Browser::new(&app)
+            .login("rita", "a much longer one")
+            .await
+            .status,
+        StatusCode::SEE_OTHER
+    );
+}
+
+#[tokio::test]
+async fn failed_logins_are_throttled_per_username() {
+    let app = spawn_app().await;
+    user(&app, "rita", &["reviewer"], &["ops"]).await;
+    user(&app, "sam", &["reviewer"], &["ops"]).await;
+    let mut browser = Browser::new(&app);
+    for _ in 0..5 {
+        assert_eq!(
+            browser.login("rita", "guess").await.status,
+            StatusCode::UNAUTHORIZED
+        );
+    }
+    let locked = browser.login("rita", PASSWORD).await;
+    assert_eq!(locked.status, StatusCode::TOO_MANY_REQUESTS);
+    assert!(
+        locked
+            .body
+            .contains("Too many failed logins for this username. Try again in 15 minutes."),
+        "{}",
+        locked.body
+    );
+    // Another username is not affected.
+    assert_eq!(
+        browser.login("sam", PASSWORD).await.status,
+        StatusCode::SEE_OTHER
+    );
+    app.clock.advance(Duration::from_secs(15 * 60));
+    assert_eq!(
+        Browser::new(&app).login("rita", PASSWORD).await.status,
+        StatusCode::SEE_OTHER
+    );
+}
+
+#[tokio::test]
+async fn every_page_and_action_checks_roles() {
+    let app = spawn_app().await;
+    let key = app.system("fraud-detector", "in_the_loop").await;
+    let published = app
+        .publish(r#"@id("review") @reviewers("ops") permit(principal, action, resource);"#)
+        .await;
+    assert_eq!(published.status, StatusCode::CREATED);
+    let version = published.body["version"].as_str().unwrap().to_owned();
+    let submitted = app
+        .submit(&key, "block_card", json!({"block": true}), json!({}))
+        .await;
+    let proposal = submitted.body["id"].as_str().unwrap().to_owned();
+    let token = app.user("probe", &["reviewer"], &["ops"]).await;
+    let task = app.task_of(&token, &proposal).await;
+    let task_id = task["id"].as_str().unwrap().to_owned();
+    let target = user(&app, "target", &["reviewer"], &["ops"]).await;
+
+    let mut browsers = vec![
+        ("anonymous", Browser::new(&app)),
+        ("admin", logged_in(&app, "adm", &["admin"], &[]).await),
+        (
+            "policy_author",
+            logged_in(&app, "pa", &["policy_author"], &[]).await,
+        ),
+        (
+            "reviewer",
+            logged_in(&app, "rev", &["reviewer"], &["ops"]).await,
+        ),
+        (
+            "other group",
+            logged_in(&app, "out", &["reviewer"], &["elsewhere"]).await,
+        ),
+        ("auditor", logged_in(&app, "aud", &["auditor"], &[]).await),
+    ];
+    let pages = [
+        "/ui".to_owned(),
+        "/ui/queue".into(),
+        format!("/ui/tasks/{task_id}"),
+        format!("/ui/proposals/{proposal}"),
+        "/ui/systems".into(),
+        "/ui/policies".into(),
+        format!("/ui/policies/{version}"),
+        "/ui/policies/draft".into(),
+        "/ui/users".into(),
+        "/ui/audit".into(),
+        "/ui/analytics".into(),
+        "/ui/account".into(),
+    ];
+    // Actions that change nothing lasting when allowed (or that are undone).
+    let actions: Vec<(String, Vec<(&str, String)>)> = vec![
+        (format!("/ui/tasks/{task_id}/claim"), vec![]),
+        (format!("/ui/tasks/{task_id}/release"), vec![]),
+        (
+            "/ui/systems/fraud-detector/status".into(),
+            vec![("status", "active".into())],
+        ),
+        (
+            "/ui/policies/draft".into(),
+            vec![
+                ("op", "validate".into()),
+                ("text", "permit(principal, action, resource);".into()),
+            ],
+        ),
+        (
+            format!("/ui/users/{target}"),
+            vec![("role", "reviewer".into()), ("groups", "ops".into())],
+        ),
+    ];
+    let mut table = String::new();
+    table.push_str(&format!("{:<40}", "page or action"));
+    for (role, _) in &browsers {
+        table.push_str(&format!(" | {role:<13}"));
+    }
+    table.push('\n');
+    let show = |page: &Page| -> String {
+        match (page.status.as_u16(), page.location.as_deref()) {
+            (303, Some(to)) if to.starts_with("/ui/login") => "login".to_owned(),
+            (303, _) => "ok".to_owned(),
+            (200, _) => "ok".to_owned(),
+            (status, _) => status.to_string(),
+        }
+    };
+    for page in &pages {
+        table.push_str(&format!(
+            "{:<40}",
+            format!(
+                "GET {}",
+                page.replace(&task_id, "{task}")
+                    .replace(&proposal, "{proposal}")
+                    .replace(&version, "{version}")
+            )
+        ));
+        for (_, browser) in browsers.iter_mut() {
+            let got = browser.get(page).await;
+            table.push_str(&format!(" | {:<13}", show(&got)));
+        }
+        table.push('\n');
+    }
+    for (path, fields) in &actions {
+        table.push_str(&format!(
+            "{:<40}",
+            format!(
+                "POST {}",
+                path.replace(&task_id, "{task}").replace(&target, "{user}")
+            )
+        ));
+        for (_, browser) in browsers.iter_mut() {
+            let csrf = match browser.cookies.contains_key("loopgate_session") {
+                true => browser.get("/ui/account").await.csrf(),
+                false => String::new(),
+            };
+            let mut form: Vec<(&str, &str)> =
+                fields.iter().map(|(k, v)| (*k, v.as_str())).collect();
+            form.push(("_csrf", &csrf));
+            let got = browser.post(path, &form).await;
+            table.push_str(&format!(" | {:<13}", show(&got)));
+            // Give a claimed task back so that the next role finds it open.
+            if path.ends_with("/claim") && got.status == StatusCode::SEE_OTHER {
+                browser
+                    .post(&format!("/ui/tasks/{task_id}/release"), &[("_csrf", &csrf)])
+                    .await;
+            }
+        }
+        table.push('\n');
+    }
+    insta::assert_snapshot!("ui_role_matrix", table);
+}
