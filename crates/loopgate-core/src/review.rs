@@ -292,6 +292,15 @@ pub fn decide(
             reviewer: reviewer.name.to_owned(),
         });
     }
+    let said_why = input
+        .rationale
+        .as_deref()
+        .is_some_and(|it| !it.trim().is_empty());
+    if task.plan.rationale_required && !said_why {
+        return Err(ReviewError::Invalid(
+            "this task's policy requires a `rationale` with every decision",
+        ));
+    }
     let new_output = match (input.verdict, input.output) {
         (Verdict::Modify, Some(output)) => Some(output),
         (Verdict::Modify, None) => {

@@ -7,7 +7,8 @@
 //! `confidence` (a Cedar decimal), `risk_tier`, `oversight` and
 //! `model_version`. A matching `forbid` denies; permits carry `@route`.
 //! Precedence: deny > review > allow; among review matches the strictest wins
-//! (most approvals, then shortest SLA, then policy id order).
+//! (most approvals, then shortest SLA, then policy id order), and a rationale
+//! is required when any matching review policy requires one.
 
 use std::collections::{HashMap, HashSet};
 use std::str::FromStr;
@@ -72,6 +73,8 @@ pub struct ReviewPlan {
     pub on_timeout: OnTimeout,
     /// Reviewers do not see the model's output and confidence.
     pub blind: bool,
+    /// Every decision must carry a rationale (`@rationale("required")`).
+    pub rationale_required: bool,
 }
 
 impl ReviewPlan {
@@ -84,6 +87,7 @@ impl ReviewPlan {
             escalate_to: Vec::new(),
             on_timeout: OnTimeout::Reject,
             blind: false,
+            rationale_required: false,
         }
     }
 }
@@ -356,10 +360,12 @@ fn decide(
             .cmp(&a.review.approvals)
             .then(sla_a.cmp(&sla_b))
     });
-    let review = match strictest {
+    let mut review = match strictest {
         Some((_, rules)) => rules.review.clone(),
         None => defaults.review.clone(),
     };
+    // A rationale asked for by any matching review policy is asked for.
+    review.rationale_required |= reviews.iter().any(|(_, r)| r.review.rationale_required);
     let matched = reviews.iter().map(|(id, _)| (*id).clone()).collect();
     Routing {
         route: Route::Review,
@@ -470,6 +476,16 @@ fn read_rules(id: &str, policy: &cedar_policy::Policy) -> Result<Rules, PolicyEr
             ));
         }
     };
+    let rationale_required = match policy.annotation("rationale") {
+        None | Some("optional") => false,
+        Some("required") => true,
+        Some(other) => {
+            return Err(bad(
+                "rationale",
+                format!("must be `required` or `optional`, not `{other}`"),
+            ));
+        }
+    };
     let sample = match policy.annotation("sample") {
         None => 0.0,
         Some(text) => match text.parse::<f64>() {
@@ -509,6 +525,7 @@ fn read_rules(id: &str, policy: &cedar_policy::Policy) -> Result<Rules, PolicyEr
         escalate_to,
         on_timeout,
         blind,
+        rationale_required,
     };
     Ok(Rules {
         route,

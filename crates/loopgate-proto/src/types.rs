@@ -436,6 +436,9 @@ pub struct Task {
     pub lease_expires_at: Option<String>,
     /// Reviewers do not see the model's output and confidence.
     pub blind: bool,
+    /// Every decision must carry a rationale (the policy's `@rationale("required")`).
+    #[serde(default)]
+    pub rationale_required: bool,
     /// RFC 3339.
     pub created_at: String,
 }

@@ -193,6 +193,7 @@ pub(crate) fn task(record: TaskRecord, now: Timestamp) -> proto::Task {
         claimed_by,
         lease_expires_at,
         blind: task.plan.blind,
+        rationale_required: task.plan.rationale_required,
         created_at: task.created_at.to_rfc3339(),
     }
 }

@@ -28,6 +28,7 @@ fn case(required: u32, kind: TaskKind) -> Case {
         escalate_to: vec!["g1".into()],
         on_timeout: OnTimeout::Reject,
         blind: false,
+        rationale_required: false,
     };
     let status = match kind {
         TaskKind::Gate => ProposalStatus::Pending,

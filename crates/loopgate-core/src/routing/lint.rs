@@ -19,12 +19,20 @@ pub const ANNOTATIONS: &[&str] = &[
     "escalate_to",
     "on_timeout",
     "blind",
+    "rationale",
     "sample",
     "max_auto",
 ];
 
 /// Annotations that only mean something on a review route.
-const REVIEW_ONLY: &[&str] = &["approvals", "sla", "escalate_to", "on_timeout", "blind"];
+const REVIEW_ONLY: &[&str] = &[
+    "approvals",
+    "sla",
+    "escalate_to",
+    "on_timeout",
+    "blind",
+    "rationale",
+];
 
 /// What lint knows about the deployment.
 #[derive(Debug, Clone, Default)]

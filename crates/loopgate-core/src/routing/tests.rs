@@ -76,6 +76,9 @@ fn check(policies: &str, proposal: &str, expect: Expect) {
         if plan.blind {
             text.push_str(" blind");
         }
+        if plan.rationale_required {
+            text.push_str(" rationale");
+        }
     }
     if routing.sample_rate > 0.0 {
         text.push_str(&format!(" sample={}", routing.sample_rate));
@@ -149,6 +152,22 @@ fn strictest_review_wins() {
         expect![
             "review by [a, b, c] group=three approvals=2 sla=7200s escalate_to=leads,heads on_timeout=escalate blind"
         ],
+    );
+}
+
+#[test]
+fn a_rationale_asked_for_by_any_matching_review_is_asked_for() {
+    check(
+        r#"
+@id("a") @reviewers("one") @approvals("2") permit(principal, action, resource);
+@id("b") @reviewers("two") @rationale("required") permit(principal, action, resource);
+"#,
+        "diagnose",
+        expect!["review by [a, b] group=one approvals=2 on_timeout=reject rationale"],
+    );
+    check_invalid(
+        r#"@id("b") @reviewers("two") @rationale("yes") permit(principal, action, resource);"#,
+        expect!["policy `b`: annotation `@rationale` must be `required` or `optional`, not `yes`"],
     );
 }
 

@@ -736,13 +736,6 @@ pub(crate) async fn decide(
         _ => None,
     };
     let rationale = form.rationale.trim();
-    if rationale.is_empty() && verdict != proto::Verdict::Approve {
-        let message = format!(
-            "Say why you {} (the rationale is kept with the decision).",
-            form.verdict
-        );
-        return again(&app, &session, &id, filter, refuse(message, form)).await;
-    }
     let request = proto::DecisionRequest {
         verdict,
         rationale: (!rationale.is_empty()).then(|| rationale.to_owned()),

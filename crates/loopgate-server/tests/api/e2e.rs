@@ -174,8 +174,12 @@ async fn user(app: &TestApp, username: &str, roles: &[&str], groups: &[&str]) {
 }
 
 async fn submit(app: &TestApp, key: &str, n: u32, amount: u32) -> String {
+    submit_action(app, key, "block_card", n, amount).await
+}
+
+async fn submit_action(app: &TestApp, key: &str, action: &str, n: u32, amount: u32) -> String {
     let body = json!({
-        "action": "block_card",
+        "action": action,
         "subject": {"type": "Account", "id": format!("acct-{n}"), "attributes": {"country": "DE", "age_band": "35-44"}},
         "input": {"transaction_id": format!("tx-{n}"), "amount_minor": amount, "currency": "EUR"},
         "output": {"block": true, "reason_code": "velocity"},
@@ -211,14 +215,17 @@ async fn a_reviewer_works_the_queue_with_the_keyboard_in_chromium() {
     let base = app.base.clone();
     let key = app.system("fraud-detector", "in_the_loop").await;
     let published = app
-        .publish(r#"@id("review-blocks") @reviewers("fraud-analysts") @sla("PT4H") permit(principal, action == Action::"block_card", resource);"#)
+        .publish(
+            r#"@id("review-blocks") @reviewers("fraud-analysts") @sla("PT4H") permit(principal, action == Action::"block_card", resource);
+@id("review-closures") @reviewers("fraud-analysts") @sla("PT4H") @rationale("required") permit(principal, action == Action::"close_account", resource);"#,
+        )
         .await;
     assert_eq!(published.status, StatusCode::CREATED, "{}", published.body);
     user(&app, "rita", &["reviewer"], &["fraud-analysts"]).await;
     user(&app, "root", &["admin"], &[]).await;
     let first = submit(&app, &key, 1, 129_900).await;
     let second = submit(&app, &key, 2, 45_000).await;
-    let third = submit(&app, &key, 3, 9_900).await;
+    let third = submit_action(&app, &key, "close_account", 3, 9_900).await;
 
     let browser = Browser::start().await;
     browser.login(&base, "rita").await;
@@ -290,8 +297,8 @@ async fn a_reviewer_works_the_queue_with_the_keyboard_in_chromium() {
         })
         .await;
     browser.shot("task-modify").await;
-    output.send_keys(CTRL_ENTER).await.unwrap();
-    // No rationale yet: the rationale field takes the focus.
+    // Tab to the rationale, say why, Ctrl+Enter sends the edit.
+    output.send_keys("\u{E004}").await.unwrap();
     let focused = browser.client.active_element().await.unwrap();
     assert_eq!(
         focused.attr("id").await.unwrap().as_deref(),
@@ -304,12 +311,19 @@ async fn a_reviewer_works_the_queue_with_the_keyboard_in_chromium() {
     focused.send_keys(CTRL_ENTER).await.unwrap();
     let at = browser.url_changes_from(&at).await;
 
-    // 3. Reject with `r` and a rationale.
+    // 3. Reject with `r`: this policy asks for a rationale, so the field
+    // takes the focus first.
     browser
         .until("the claim", || async {
             browser.text("#lease").await.starts_with("Yours")
         })
         .await;
+    assert!(
+        browser
+            .text("label[for=rationale]")
+            .await
+            .contains("required by the policy")
+    );
     browser.press("r").await;
     let focused = browser.client.active_element().await.unwrap();
     assert_eq!(

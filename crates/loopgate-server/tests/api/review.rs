@@ -575,3 +575,28 @@ async fn policies_load_from_a_directory_at_start() {
     let versions = app.get("/v1/policies", ADMIN_TOKEN).await;
     assert_eq!(versions.body["items"][0]["created_by"], "loopgate");
 }
+
+#[tokio::test]
+async fn a_policy_can_require_a_rationale_with_every_decision() {
+    let (app, key) =
+        setup(r#"@reviewers("ops") @rationale("required") permit(principal, action, resource);"#)
+            .await;
+    let reviewer = app.user("rev", &["reviewer"], &["ops"]).await;
+    let proposal = app.submit(&key, "a", json!({}), json!({})).await;
+    let task = app.task_of(&reviewer, &id(&proposal.body)).await;
+    assert_eq!(task["rationale_required"], true);
+    let path = format!("/v1/tasks/{}/decision", task["id"].as_str().unwrap());
+    for rationale in [json!(null), json!("  ")] {
+        let body =
+            json!({"verdict": "approve", "rationale": rationale, "seen_digest": task["digest"]});
+        let refused = app.post(&path, &reviewer, body).await;
+        assert_eq!(refused.status, StatusCode::UNPROCESSABLE_ENTITY);
+        assert_eq!(refused.body["code"], "validation_failed");
+        assert_eq!(
+            refused.body["detail"],
+            "this task's policy requires a `rationale` with every decision"
+        );
+    }
+    let decided = app.decide(&reviewer, &task, "approve").await;
+    assert_eq!(decided.status, StatusCode::OK, "{}", decided.body);
+}

@@ -330,9 +330,11 @@ async fn the_decision_form_keeps_what_was_typed_when_refused() {
     let app = spawn_app().await;
     let key = app.system("fraud-detector", "in_the_loop").await;
     assert_eq!(
-        app.publish(r#"@reviewers("ops") permit(principal, action, resource);"#)
-            .await
-            .status,
+        app.publish(
+            r#"@reviewers("ops") @rationale("required") permit(principal, action, resource);"#
+        )
+        .await
+        .status,
         StatusCode::CREATED
     );
     let mut browser = logged_in(&app, "rita", &["reviewer"], &["ops"]).await;
@@ -366,7 +368,16 @@ async fn the_decision_form_keeps_what_was_typed_when_refused() {
         )
         .await;
     assert_eq!(page.status, StatusCode::UNPROCESSABLE_ENTITY);
-    assert!(page.body.contains("Say why you reject"), "{}", page.body);
+    assert!(
+        page.body
+            .contains("this task&#39;s policy requires a `rationale` with every decision")
+            || page
+                .body
+                .contains("this task&#x27;s policy requires a `rationale` with every decision"),
+        "{}",
+        page.body
+    );
+    assert!(page.body.contains("required by the policy"));
 
     let page = browser
         .post(

@@ -1,4 +1,4 @@
--- Web UI sessions. The cookie holds a random secret; only its SHA-256 is
+-- Web UI sessions, and review plans that require a rationale.
 -- stored. The CSRF token is bound to the session. A session ends at
 -- `expires_at` (absolute) or after the idle timeout since `seen_at`.
 CREATE TABLE sessions (
@@ -11,3 +11,6 @@ CREATE TABLE sessions (
 ) WITHOUT ROWID;
 
 CREATE INDEX sessions_by_user ON sessions (user_id);
+
+-- `@rationale("required")`: a decision on the task must say why.
+ALTER TABLE tasks ADD COLUMN rationale_required INTEGER NOT NULL DEFAULT 0;

@@ -25,7 +25,7 @@ pub(super) const PROPOSAL_COLUMNS: &str = "seq, id, system, action, subject, inp
 pub(super) const TASK_COLUMNS: &str = "t.seq, t.id, t.proposal_id, t.kind, t.state, t.grp, t.level, t.required, t.due_at, \
      t.claimed_by, t.lease_expires_at, t.first_group, t.sla_ms, t.escalate_to, t.on_timeout, t.blind, t.sample_probability, \
      t.created_at, p.system, p.action, p.digest, \
-     t.approvals";
+     t.approvals, t.rationale_required";
 
 /// Every row of a query, mapped.
 pub(super) fn all<T>(
@@ -158,6 +158,7 @@ pub(super) fn task_row(row: &Row<'_>) -> Result<TaskRecord, StoreError> {
         escalate_to: serde_json::from_str(&escalate_to)?,
         on_timeout: parse(&row.get::<_, String>(14)?, OnTimeout::parse)?,
         blind: row.get(15)?,
+        rationale_required: row.get(22)?,
     };
     let task = Task {
         id: parse(&row.get::<_, String>(1)?, TaskId::parse)?,
@@ -199,8 +200,9 @@ pub(super) fn insert_task(
     let plan = &task.plan;
     conn.prepare_cached(
         "INSERT INTO tasks (id, proposal_id, kind, state, grp, level, required, due_at, claimed_by, lease_expires_at,
-             first_group, sla_ms, escalate_to, on_timeout, blind, sample_probability, created_at, updated_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?17)",
+             first_group, sla_ms, escalate_to, on_timeout, blind, sample_probability, created_at, updated_at,
+             rationale_required)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?17, ?18)",
     )?
     .execute(params![
         task.id.as_str(),
@@ -220,6 +222,7 @@ pub(super) fn insert_task(
         plan.blind,
         task.sample_probability,
         now.millis(),
+        plan.rationale_required,
     ])?;
     Ok(())
 }
