@@ -363,13 +363,6 @@ pub(crate) async fn diff(
     .into_response())
 }
 
-#[derive(Deserialize)]
-pub(crate) struct ActivateForm {
-    version: String,
-    reason: String,
-    mode: String,
-}
-
 /// Results shown under the draft editor.
 #[derive(Default)]
 pub(crate) struct Outcome {
@@ -424,8 +417,11 @@ pub(crate) struct DraftForm {
     description: String,
     #[serde(default)]
     mode: Option<String>,
-    #[serde(flatten)]
-    activate: Option<ActivateForm>,
+    /// For `activate`: the stored version and why.
+    #[serde(default)]
+    version: Option<String>,
+    #[serde(default)]
+    reason: Option<String>,
 }
 
 fn findings(problem: &proto::Problem, key: &str) -> Vec<proto::PolicyFinding> {
@@ -457,27 +453,21 @@ pub(crate) async fn draft_action(
     };
     match form.op.as_str() {
         "activate" => {
-            let Some(activate) = form.activate else {
-                return Err(
-                    ApiError::invalid("activation needs a version, a reason and a mode").into(),
-                );
+            let (Some(version), Some(reason)) = (form.version, form.reason) else {
+                return Err(ApiError::invalid("activation needs a version and a reason").into());
             };
             let body = proto::ActivatePolicy {
-                reason: activate.reason,
-                mode: Some(if activate.mode == "shadow" {
+                reason,
+                mode: Some(if form.mode.as_deref() == Some("shadow") {
                     proto::PolicyMode::Shadow
                 } else {
                     proto::PolicyMode::Live
                 }),
             };
-            ok(policies::activate(
-                State(app),
-                caller,
-                Path(activate.version.clone()),
-                JsonBody(body),
-            )
-            .await)?;
-            return Ok(Redirect::to(&format!("/ui/policies/{}", activate.version)).into_response());
+            ok(
+                policies::activate(State(app), caller, Path(version.clone()), JsonBody(body)).await,
+            )?;
+            return Ok(Redirect::to(&format!("/ui/policies/{version}")).into_response());
         }
         "validate" => {
             let body = proto::PublishPolicy {

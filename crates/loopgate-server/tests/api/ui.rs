@@ -684,3 +684,178 @@ async fn every_page_and_action_checks_roles() {
     }
     insta::assert_snapshot!("ui_role_matrix", table);
 }
+
+#[tokio::test]
+async fn blind_review_hides_the_output_until_decided() {
+    let app = spawn_app().await;
+    let key = app.system("diagnosis-assistant", "in_the_loop").await;
+    let published = app
+        .publish(r#"@reviewers("clinicians") @blind("true") permit(principal, action, resource);"#)
+        .await;
+    assert_eq!(published.status, StatusCode::CREATED);
+    let mut browser = logged_in(&app, "rita", &["reviewer"], &["clinicians"]).await;
+    let submitted = app
+        .submit(
+            &key,
+            "suggest",
+            json!({"finding": "secret-finding"}),
+            json!({}),
+        )
+        .await;
+    let proposal = submitted.body["id"].as_str().unwrap().to_owned();
+    let token = app.user("rita-token", &["reviewer"], &["clinicians"]).await;
+    let task = app.task_of(&token, &proposal).await;
+    let page = browser
+        .get(&format!("/ui/tasks/{}", task["id"].as_str().unwrap()))
+        .await;
+    assert_eq!(page.status, StatusCode::OK);
+    assert!(page.body.contains("Blind review"), "{}", page.body);
+    assert!(!page.body.contains("secret-finding"));
+    assert!(!page.body.contains("0.80"), "no confidence");
+    assert!(!page.body.contains("Edit output"), "nothing to edit unseen");
+    let queue = browser.get("/ui/queue").await;
+    assert!(queue.body.contains("blind"));
+
+    let decided = app.decide(&token, &task, "approve").await;
+    assert_eq!(decided.status, StatusCode::OK);
+    let page = browser.get(&format!("/ui/proposals/{proposal}")).await;
+    assert!(page.body.contains("secret-finding"), "shown once decided");
+}
+
+#[tokio::test]
+async fn a_policy_author_tests_publishes_and_compares_in_the_editor() {
+    let app = spawn_app().await;
+    app.system("fraud-detector", "in_the_loop").await;
+    let old = app
+        .publish(r#"@id("big") @reviewers("ops") permit(principal, action, resource) when { context.amount_minor >= 50000 };"#)
+        .await;
+    let old = old.body["version"].as_str().unwrap().to_owned();
+    let mut browser = logged_in(&app, "ana", &["policy_author"], &[]).await;
+    let page = browser.get("/ui/policies/draft").await;
+    assert_eq!(page.status, StatusCode::OK);
+    assert!(
+        page.body.contains("context.amount_minor &#62;= 50000"),
+        "the live text is the start"
+    );
+    let csrf = page.csrf();
+    let text = r#"@id("big") @reviewers("ops") permit(principal, action, resource) when { context.amount_minor >= 10000 };"#;
+    let cases = "cases:\n  - name: small goes to review now\n    system: fraud-detector\n    action: block_card\n    context: {amount_minor: 20000}\n    expect: {route: allow}\n";
+
+    let bad = browser
+        .post(
+            "/ui/policies/draft",
+            &[
+                ("_csrf", &csrf),
+                ("op", "validate"),
+                ("text", "permit(principal, action"),
+            ],
+        )
+        .await;
+    assert_eq!(bad.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(
+        bad.body.contains("permit(principal, action"),
+        "the text is kept"
+    );
+
+    let tested = browser
+        .post(
+            "/ui/policies/draft",
+            &[
+                ("_csrf", &csrf),
+                ("op", "test"),
+                ("text", text),
+                ("cases", cases),
+            ],
+        )
+        .await;
+    assert_eq!(
+        tested.status,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "{}",
+        tested.body
+    );
+    assert!(
+        tested.body.contains("0 passed, 1 failed"),
+        "{}",
+        tested.body
+    );
+    assert!(tested.body.contains("small goes to review now"));
+
+    let refused = browser
+        .post(
+            "/ui/policies/draft",
+            &[
+                ("_csrf", &csrf),
+                ("op", "publish"),
+                ("text", text),
+                ("cases", cases),
+                ("description", "lower"),
+            ],
+        )
+        .await;
+    assert_eq!(refused.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(
+        refused
+            .body
+            .contains("policy tests failed; the version was not published"),
+        "{}",
+        refused.body
+    );
+
+    let published = browser
+        .post(
+            "/ui/policies/draft",
+            &[
+                ("_csrf", &csrf),
+                ("op", "publish"),
+                ("text", text),
+                ("description", "lower the threshold"),
+                ("mode", "live"),
+            ],
+        )
+        .await;
+    assert_eq!(
+        published.status,
+        StatusCode::SEE_OTHER,
+        "{}",
+        published.body
+    );
+    let location = published.location.unwrap();
+    let new = location.trim_start_matches("/ui/policies/").to_owned();
+    let page = browser.get(&location).await;
+    assert!(page.body.contains("lower the threshold"));
+    assert!(
+        page.body
+            .contains(r#"<span class="tok-keyword">permit</span>"#),
+        "highlighted"
+    );
+
+    let diff = browser
+        .get(&format!("/ui/policies/diff?a={old}&b={new}"))
+        .await;
+    assert_eq!(diff.status, StatusCode::OK);
+    assert!(
+        diff.body
+            .contains("0 added, 0 removed, 1 changed, 0 unchanged"),
+        "{}",
+        diff.body
+    );
+    assert!(diff.body.contains("10000"));
+
+    // Rolling back is activating the old version, with a reason.
+    let back = browser
+        .post(
+            "/ui/policies/draft",
+            &[
+                ("_csrf", &csrf),
+                ("op", "activate"),
+                ("version", &old),
+                ("reason", "flooded the queue"),
+                ("mode", "live"),
+            ],
+        )
+        .await;
+    assert_eq!(back.status, StatusCode::SEE_OTHER);
+    let list = browser.get("/ui/policies").await;
+    assert!(list.body.contains("flooded the queue"));
+}
