@@ -18,14 +18,7 @@ use crate::http::error::ApiError;
 use crate::http::extract::JsonBody;
 use crate::http::{audit, policies, systems, users};
 use crate::ui::session::Session;
-use crate::ui::{Nav, UiError, ok, render};
-
-fn lower<T: serde::Serialize>(value: &T) -> String {
-    serde_json::to_value(value)
-        .ok()
-        .and_then(|v| v.as_str().map(str::to_owned))
-        .unwrap_or_default()
-}
+use crate::ui::{Nav, UiError, lower, ok, render};
 
 // ---------------------------------------------------------------- systems
 
@@ -745,9 +738,7 @@ pub(crate) async fn audit(
     Extension(session): Extension<Session>,
     Query(query): Query<AuditQuery>,
 ) -> Result<Response, UiError> {
-    session
-        .caller()
-        .user_with(&[loopgate_core::Role::Auditor])?;
+    session.caller().user_with(&[Role::Auditor])?;
     let checkpoint = app.store.latest_checkpoint().await?.map(|c| c.note);
     let pubkey = app.audit.signer.verifier().to_text();
     let (receipt, error) = match query.proposal.as_deref().map(str::trim) {
@@ -800,9 +791,7 @@ struct AnalyticsPage {
 
 /// `GET /ui/analytics`: where the dashboards go.
 pub(crate) async fn analytics(Extension(session): Extension<Session>) -> Result<Response, UiError> {
-    session
-        .caller()
-        .user_with(&[loopgate_core::Role::Auditor])?;
+    session.caller().user_with(&[Role::Auditor])?;
     Ok(render(&AnalyticsPage {
         nav: Nav::new(&session, "analytics"),
     })?

@@ -226,6 +226,14 @@ impl IntoResponse for UiError {
     }
 }
 
+/// An enum's wire name (`in_the_loop`, `qa_sample`): the API's words.
+pub(crate) fn lower<T: serde::Serialize>(value: &T) -> String {
+    serde_json::to_value(value)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_owned))
+        .unwrap_or_default()
+}
+
 /// The API's answer unwrapped, or its error as a page.
 pub(crate) fn ok<T>(result: Result<axum::Json<T>, ApiError>) -> Result<T, UiError> {
     result.map(|axum::Json(it)| it).map_err(UiError::from)

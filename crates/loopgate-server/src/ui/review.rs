@@ -15,7 +15,7 @@ use crate::AppState;
 use crate::http::extract::{JsonBody, Params};
 use crate::http::{audit, proposals, tasks};
 use crate::ui::session::Session;
-use crate::ui::{Nav, UiError, ok, render};
+use crate::ui::{Nav, UiError, lower, ok, render};
 
 /// The queue's filters, also carried through a task and back.
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -408,13 +408,6 @@ pub(crate) struct ProposalView {
     decisions: Vec<DecisionView>,
     history: Vec<HistoryItem>,
     erased: bool,
-}
-
-fn lower<T: serde::Serialize>(value: &T) -> String {
-    serde_json::to_value(value)
-        .ok()
-        .and_then(|v| v.as_str().map(str::to_owned))
-        .unwrap_or_default()
 }
 
 fn proposal_view(p: proto::Proposal, trail: Option<proto::ProposalAudit>) -> ProposalView {

@@ -136,6 +136,14 @@ impl Browser {
         self.url().await
     }
 
+    /// Waits until the page has claimed its task.
+    async fn claimed(&self) {
+        self.until("the claim", || async {
+            self.text("#lease").await.starts_with("Yours")
+        })
+        .await;
+    }
+
     async fn shot(&self, name: &str) {
         let png = self.client.screenshot().await.unwrap();
         std::fs::write(self.shots.join(format!("{name}.png")), png).unwrap();
@@ -163,14 +171,8 @@ impl Browser {
 }
 
 async fn user(app: &TestApp, username: &str, roles: &[&str], groups: &[&str]) {
-    let created = app
-        .post(
-            "/v1/users",
-            ADMIN_TOKEN,
-            json!({"username": username, "roles": roles, "groups": groups, "password": PASSWORD}),
-        )
+    app.user_with_password(username, roles, groups, PASSWORD)
         .await;
-    assert_eq!(created.status, StatusCode::CREATED, "{}", created.body);
 }
 
 async fn submit(app: &TestApp, key: &str, n: u32, amount: u32) -> String {
@@ -254,11 +256,7 @@ async fn a_reviewer_works_the_queue_with_the_keyboard_in_chromium() {
         .await
         .unwrap();
     browser.url_changes_from(&queue_url).await;
-    browser
-        .until("the claim", || async {
-            browser.text("#lease").await.starts_with("Yours")
-        })
-        .await;
+    browser.claimed().await;
     assert!(
         browser
             .text("main")
@@ -274,11 +272,7 @@ async fn a_reviewer_works_the_queue_with_the_keyboard_in_chromium() {
     assert!(at.contains("/ui/tasks/"), "{at}");
 
     // 2. Edit the output with `e`, see the diff, give a rationale, Ctrl+Enter.
-    browser
-        .until("the claim", || async {
-            browser.text("#lease").await.starts_with("Yours")
-        })
-        .await;
+    browser.claimed().await;
     browser.press("e").await;
     let output = browser.find("#output").await;
     output.clear().await.unwrap();
@@ -313,11 +307,7 @@ async fn a_reviewer_works_the_queue_with_the_keyboard_in_chromium() {
 
     // 3. Reject with `r`: this policy asks for a rationale, so the field
     // takes the focus first.
-    browser
-        .until("the claim", || async {
-            browser.text("#lease").await.starts_with("Yours")
-        })
-        .await;
+    browser.claimed().await;
     assert!(
         browser
             .text("label[for=rationale]")

@@ -129,6 +129,21 @@ impl TestApp {
         token.body["secret"].as_str().unwrap().to_owned()
     }
 
+    /// Creates a user who logs in to the web UI with `password`; returns their id.
+    pub(crate) async fn user_with_password(
+        &self,
+        username: &str,
+        roles: &[&str],
+        groups: &[&str],
+        password: &str,
+    ) -> String {
+        let body =
+            json!({"username": username, "roles": roles, "groups": groups, "password": password});
+        let created = self.post("/v1/users", ADMIN_TOKEN, body).await;
+        assert_eq!(created.status, StatusCode::CREATED, "{}", created.body);
+        created.body["id"].as_str().unwrap().to_owned()
+    }
+
     pub(crate) async fn publish(&self, text: &str) -> Response {
         self.post(
             "/v1/policies",

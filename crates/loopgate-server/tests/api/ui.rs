@@ -122,17 +122,10 @@ impl Browser {
     }
 }
 
-/// Creates a user with a password; returns their id.
+/// Creates a user with [`PASSWORD`]; returns their id.
 async fn user(app: &TestApp, username: &str, roles: &[&str], groups: &[&str]) -> String {
-    let created = app
-        .post(
-            "/v1/users",
-            ADMIN_TOKEN,
-            json!({"username": username, "roles": roles, "groups": groups, "password": PASSWORD}),
-        )
-        .await;
-    assert_eq!(created.status, StatusCode::CREATED, "{}", created.body);
-    created.body["id"].as_str().unwrap().to_owned()
+    app.user_with_password(username, roles, groups, PASSWORD)
+        .await
 }
 
 async fn logged_in(app: &TestApp, username: &str, roles: &[&str], groups: &[&str]) -> Browser {
