@@ -6,6 +6,7 @@
 //! `now: Timestamp`, and ids come in as arguments. Its errors are refusals
 //! (a stale digest, a self-approval), never IO failures.
 
+pub mod analytics;
 pub mod audit;
 pub mod digest;
 pub mod duration;

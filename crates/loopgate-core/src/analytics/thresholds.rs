@@ -1,0 +1,176 @@
+//! What the human decisions say about automating more (or less): the error
+//! rate of auto-approved items estimated from QA samples, and the lowest
+//! confidence threshold that keeps the error of auto-approval under a
+//! target.
+
+use serde::Serialize;
+
+use crate::analytics::intervals::{Interval, clopper_pearson, z};
+use crate::analytics::ratio;
+
+/// The error rate of auto-approved proposals, estimated from QA samples.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct QaEstimate {
+    /// Samples reviewed.
+    pub sampled: u64,
+    /// Of those, judged wrong (rejected or modified).
+    pub errors: u64,
+    /// Σ 1/π: the number of auto-approved items the samples stand for.
+    pub population: f64,
+    /// Hájek estimate Σ(e/π) / Σ(1/π) (`None` without samples).
+    pub error_rate: Option<f64>,
+    /// Kish's effective sample size (Σw)² / Σw².
+    pub effective_n: Option<f64>,
+    /// Wilson interval at the effective sample size.
+    pub interval: Option<Interval>,
+}
+
+/// Estimates from `(inclusion probability, wrong)` pairs, one per reviewed
+/// QA sample, with inverse-probability weights. Probabilities outside
+/// (0, 1] are ignored.
+pub fn qa_estimate(samples: &[(f64, bool)], alpha: f64) -> QaEstimate {
+    let mut sum_w = 0.0;
+    let mut sum_w2 = 0.0;
+    let mut sum_we = 0.0;
+    let (mut sampled, mut errors) = (0_u64, 0_u64);
+    for &(probability, wrong) in samples {
+        if !(probability > 0.0 && probability <= 1.0) {
+            continue;
+        }
+        let w = 1.0 / probability;
+        sampled += 1;
+        sum_w += w;
+        sum_w2 += w * w;
+        if wrong {
+            errors += 1;
+            sum_we += w;
+        }
+    }
+    let error_rate = ratio(sum_we, sum_w);
+    let effective_n = ratio(sum_w * sum_w, sum_w2);
+    let interval = match (error_rate, effective_n) {
+        (Some(p), Some(n)) => wilson_at(p, n, alpha),
+        _ => None,
+    };
+    QaEstimate {
+        sampled,
+        errors,
+        population: sum_w,
+        error_rate,
+        effective_n,
+        interval,
+    }
+}
+
+/// Wilson's interval for a proportion `p` observed over `n` (possibly
+/// fractional) items.
+fn wilson_at(p: f64, n: f64, alpha: f64) -> Option<Interval> {
+    if n <= 0.0 {
+        return None;
+    }
+    let z = z(alpha);
+    let z2 = z * z;
+    let center = (p + z2 / (2.0 * n)) / (1.0 + z2 / n);
+    let half = z / (1.0 + z2 / n) * (p * (1.0 - p) / n + z2 / (4.0 * n * n)).sqrt();
+    Some(((center - half).max(0.0), (center + half).min(1.0)))
+}
+
+/// The QA sampling rate that estimates an error rate near `expected` to
+/// within ± `half_width` (at level `1 − alpha`) over `population` items a
+/// period: n₀ = z²·p(1−p)/h², corrected for the finite population, over the
+/// population; at most 1. `None` for a zero population or half-width.
+pub fn sampling_rate_for(
+    expected: f64,
+    half_width: f64,
+    population: u64,
+    alpha: f64,
+) -> Option<f64> {
+    if population == 0 || half_width <= 0.0 {
+        return None;
+    }
+    let p = expected.clamp(0.0, 1.0);
+    let z = z(alpha);
+    let n0 = z * z * p * (1.0 - p) / (half_width * half_width);
+    let big_n = population as f64;
+    let n = n0 / (1.0 + (n0 - 1.0).max(0.0) / big_n);
+    Some((n.ceil() / big_n).min(1.0))
+}
+
+/// One point of the threshold curve: auto-approve at `confidence ≥ threshold`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ThresholdPoint {
+    /// The threshold.
+    pub threshold: f64,
+    /// Reviewed items at or above it (they would have been automated).
+    pub automated: u64,
+    /// Of those, the ones people judged wrong.
+    pub errors: u64,
+    /// errors / automated.
+    pub error_rate: Option<f64>,
+    /// Clopper–Pearson upper bound of the error rate.
+    pub upper_bound: Option<f64>,
+    /// Share of the reviewed items that would no longer need review.
+    pub workload_saved: f64,
+}
+
+/// The curve and the advice.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ThresholdAdvice {
+    /// The target error rate.
+    pub target: f64,
+    /// 1 − confidence level of the bound.
+    pub alpha: f64,
+    /// Reviewed items.
+    pub n: u64,
+    /// One point per distinct confidence, highest first.
+    pub curve: Vec<ThresholdPoint>,
+    /// The lowest threshold whose upper bound is within the target (`None`
+    /// when none is).
+    pub recommended: Option<ThresholdPoint>,
+}
+
+/// Threshold advice from reviewed `(confidence, wrong)` pairs: for each
+/// distinct confidence t, the items at or above t, their error rate and its
+/// one-sided upper bound at level 1 − alpha (the upper end of the two-sided
+/// Clopper–Pearson interval at 2·alpha); the recommendation is the lowest t
+/// whose bound is at most `target`.
+pub fn threshold_advice(items: &[(f64, bool)], target: f64, alpha: f64) -> ThresholdAdvice {
+    let mut sorted: Vec<(f64, bool)> = items
+        .iter()
+        .copied()
+        .filter(|(c, _)| c.is_finite())
+        .collect();
+    sorted.sort_by(|a, b| b.0.total_cmp(&a.0));
+    let n = sorted.len();
+    let mut curve = Vec::new();
+    let (mut automated, mut errors) = (0_u64, 0_u64);
+    let mut i = 0;
+    while i < n {
+        let threshold = sorted[i].0;
+        while i < n && sorted[i].0 == threshold {
+            automated += 1;
+            errors += u64::from(sorted[i].1);
+            i += 1;
+        }
+        curve.push(ThresholdPoint {
+            threshold,
+            automated,
+            errors,
+            error_rate: ratio(errors as f64, automated as f64),
+            upper_bound: clopper_pearson(errors, automated, 2.0 * alpha).map(|(_, hi)| hi),
+            workload_saved: automated as f64 / n as f64,
+        });
+    }
+    let recommended = curve
+        .iter()
+        .filter(|p| p.upper_bound.is_some_and(|ub| ub <= target))
+        .min_by(|a, b| a.threshold.total_cmp(&b.threshold))
+        .cloned();
+    ThresholdAdvice {
+        target,
+        alpha,
+        n: n as u64,
+        curve,
+        recommended,
+    }
+}
