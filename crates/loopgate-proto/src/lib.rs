@@ -6,8 +6,10 @@
 //! domain types. Renaming a field here is a breaking change of the API.
 #![deny(missing_docs, rustdoc::broken_intra_doc_links)]
 
+mod analytics;
 mod error;
 mod types;
 
+pub use analytics::*;
 pub use error::{ErrorCode, Problem};
 pub use types::*;

@@ -14,6 +14,7 @@ mod convert;
 pub mod events;
 pub mod http;
 mod metrics;
+mod reports;
 mod secrets;
 mod state;
 pub mod timers;

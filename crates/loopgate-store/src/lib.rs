@@ -255,4 +255,8 @@ pub trait Store: Send + Sync + 'static {
     async fn consistency_proof(&self, from: u64, to: u64) -> Result<Vec<Hash>, StoreError>;
     /// Checks that the database answers.
     async fn ping(&self) -> Result<(), StoreError>;
+
+    /// The proposals of `filter`, oldest first, with their task and human
+    /// decisions: what analytics reads.
+    async fn review_facts(&self, filter: AnalyticsFilter) -> Result<Vec<ReviewFact>, StoreError>;
 }

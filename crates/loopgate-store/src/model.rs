@@ -3,8 +3,8 @@
 use loopgate_core::review::{Decision, Effect, Task};
 use loopgate_core::routing::Routing;
 use loopgate_core::{
-    DecidedBy, Digest, Oversight, ProposalId, ProposalStatus, RiskTier, Role, SystemId,
-    SystemStatus, TaskState, Timestamp, UserId,
+    DecidedBy, Digest, Oversight, ProposalId, ProposalStatus, RiskTier, Role, Route, SystemId,
+    SystemStatus, TaskKind, TaskState, Timestamp, UserId, Verdict,
 };
 use serde_json::{Map, Value};
 
@@ -579,4 +579,78 @@ pub struct CheckpointRecord {
     pub time: Timestamp,
     /// The signed note.
     pub note: String,
+}
+
+/// Which proposals analytics reads: one system, a time window of creation,
+/// optionally one action.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AnalyticsFilter {
+    /// The system.
+    pub system: SystemId,
+    /// Only this action.
+    pub action: Option<String>,
+    /// Created at or after.
+    pub from: Timestamp,
+    /// Created before.
+    pub to: Timestamp,
+}
+
+/// One proposal as analytics sees it: no payloads except the subject's
+/// attributes (the groups of fairness analysis).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ReviewFact {
+    /// Id.
+    pub id: ProposalId,
+    /// Action.
+    pub action: String,
+    /// Submission time.
+    pub created_at: Timestamp,
+    /// Resolution time.
+    pub decided_at: Option<Timestamp>,
+    /// The route policy chose.
+    pub route: Route,
+    /// Status now.
+    pub status: ProposalStatus,
+    /// Who settled it.
+    pub decided_by: Option<DecidedBy>,
+    /// The AI's confidence.
+    pub confidence: Option<f64>,
+    /// Rejected after it went ahead (on the loop).
+    pub overridden: bool,
+    /// Approved with an edited output.
+    pub modified: bool,
+    /// `subject.attributes`.
+    pub attributes: Map<String, Value>,
+    /// Its review task, if it had one.
+    pub task: Option<TaskFact>,
+    /// Human decisions, in order.
+    pub verdicts: Vec<VerdictFact>,
+}
+
+/// The parts of a review task analytics reads.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TaskFact {
+    /// Gate, post-hoc or QA sample.
+    pub kind: TaskKind,
+    /// State now.
+    pub state: TaskState,
+    /// Escalation level reached.
+    pub level: u32,
+    /// Deadline of the current level.
+    pub due_at: Option<Timestamp>,
+    /// QA inclusion probability (1 for other kinds).
+    pub sample_probability: f64,
+    /// Creation time.
+    pub created_at: Timestamp,
+}
+
+/// One human decision.
+#[derive(Debug, Clone, PartialEq)]
+pub struct VerdictFact {
+    /// Reviewer's username.
+    pub reviewer: String,
+    /// Verdict.
+    pub verdict: Verdict,
+    /// When.
+    pub decided_at: Timestamp,
 }

@@ -73,12 +73,8 @@ pub fn calibration(items: &[(f64, bool)], n_bins: usize) -> Calibration {
                 mce = Some(mce.map_or(gap, |m: f64| m.max(gap)));
             }
             Bin {
-                lower: b as f64 * step,
-                upper: if b + 1 == n_bins {
-                    1.0
-                } else {
-                    (b + 1) as f64 * step
-                },
+                lower: tidy(b as f64 * step),
+                upper: tidy((b + 1) as f64 * step),
                 n: n[b],
                 mean_confidence,
                 accuracy,
@@ -93,4 +89,9 @@ pub fn calibration(items: &[(f64, bool)], n_bins: usize) -> Calibration {
         mce,
         brier: ratio(brier, total),
     }
+}
+
+/// An edge for display: `0.30000000000000004` reads as `0.3`.
+fn tidy(edge: f64) -> f64 {
+    (edge * 1e12).round() / 1e12
 }

@@ -1,6 +1,7 @@
 //! The router: one module per resource, one error mapping (`error.rs`), the
 //! OpenAPI document generated from the handlers.
 
+pub mod analytics;
 pub mod audit;
 pub mod error;
 pub mod events;
@@ -39,6 +40,8 @@ use error::ApiError;
         policies::stop_shadow,
         audit::pubkey, audit::checkpoint, audit::issue, audit::checkpoints, audit::tile, audit::entries,
         audit::inclusion, audit::consistency, audit::proposal, proposals::erase,
+        analytics::overview, analytics::calibration, analytics::qa, analytics::thresholds,
+        analytics::fairness, analytics::agreement,
         health::healthz, health::readyz, health::metrics, events::stream,
     ),
     components(schemas(loopgate_proto::Problem)),
@@ -108,6 +111,12 @@ pub fn router(app: AppState) -> Router {
         .route("/v1/policies/{version}", get(policies::get))
         .route("/v1/policies/{version}/activate", post(policies::activate))
         .route("/v1/events", get(events::stream))
+        .route("/v1/analytics/overview", get(analytics::overview))
+        .route("/v1/analytics/calibration", get(analytics::calibration))
+        .route("/v1/analytics/qa", get(analytics::qa))
+        .route("/v1/analytics/thresholds", get(analytics::thresholds))
+        .route("/v1/analytics/fairness", get(analytics::fairness))
+        .route("/v1/analytics/agreement", get(analytics::agreement))
         .merge(crate::ui::router(app.clone()))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)

@@ -689,7 +689,7 @@ impl Tally {
 }
 
 /// `30d`, `12h`, `90m`, `45s`, or ISO 8601 (`P30D`).
-fn parse_period(text: &str) -> Option<Duration> {
+pub(crate) fn parse_period(text: &str) -> Option<Duration> {
     let text = text.trim();
     let scaled = |suffix: char, seconds: u64| -> Option<Duration> {
         let number: u64 = text.strip_suffix(suffix)?.trim().parse().ok()?;

@@ -7,6 +7,7 @@
     reason = "tests"
 )]
 
+mod analytics;
 mod audit;
 mod e2e;
 mod errors;

@@ -14,8 +14,8 @@ use rusqlite::{Connection, OptionalExtension, Row, params};
 use serde_json::{Map, Value, json};
 
 use crate::{
-    ActivationMode, PolicyRecord, PolicyState, ProposalRecord, ReplayRow, StoreError, SystemRecord,
-    TaskRecord, UserRecord,
+    ActivationMode, AnalyticsFilter, PolicyRecord, PolicyState, ProposalRecord, ReplayRow,
+    ReviewFact, StoreError, SystemRecord, TaskFact, TaskRecord, UserRecord, VerdictFact,
 };
 
 pub(super) const PROPOSAL_COLUMNS: &str = "seq, id, system, action, subject, input, output, confidence, explanation, model, \
@@ -638,4 +638,90 @@ pub(super) fn meta(conn: &Connection, key: &str) -> Result<Option<String>, Store
             |row| row.get(0),
         )
         .optional()?)
+}
+
+/// Proposals of a system and window with their task and decisions, in two
+/// ordered scans merged by sequence number.
+pub(super) fn review_facts(
+    conn: &Connection,
+    filter: &AnalyticsFilter,
+) -> Result<Vec<ReviewFact>, StoreError> {
+    let action = filter.action.as_deref();
+    let mut statement = conn.prepare_cached(
+        "SELECT p.seq, p.id, p.action, p.created_at, p.decided_at, p.route, p.status, p.decided_by,
+                p.confidence, p.overridden, p.modified, p.subject,
+                t.kind, t.state, t.level, t.due_at, t.sample_probability, t.created_at
+         FROM proposals p LEFT JOIN tasks t ON t.proposal_id = p.id
+         WHERE p.system = ?1 AND p.created_at >= ?2 AND p.created_at < ?3 AND (?4 IS NULL OR p.action = ?4)
+         ORDER BY p.seq",
+    )?;
+    let args = params![
+        filter.system.as_str(),
+        filter.from.millis(),
+        filter.to.millis(),
+        action
+    ];
+    let mut rows = statement.query(args)?;
+    let mut facts: Vec<(i64, ReviewFact)> = Vec::new();
+    while let Some(row) = rows.next()? {
+        let subject: Value = serde_json::from_str(&row.get::<_, String>(11)?)?;
+        let attributes = match subject.get("attributes") {
+            Some(Value::Object(map)) => map.clone(),
+            _ => Map::new(),
+        };
+        let task = match row.get::<_, Option<String>>(12)? {
+            Some(kind) => Some(TaskFact {
+                kind: parse(&kind, TaskKind::parse)?,
+                state: parse(&row.get::<_, String>(13)?, TaskState::parse)?,
+                level: row.get(14)?,
+                due_at: row.get::<_, Option<i64>>(15)?.map(Timestamp::from_millis),
+                sample_probability: row.get(16)?,
+                created_at: Timestamp::from_millis(row.get(17)?),
+            }),
+            None => None,
+        };
+        let fact = ReviewFact {
+            id: parse(&row.get::<_, String>(1)?, ProposalId::parse)?,
+            action: row.get(2)?,
+            created_at: Timestamp::from_millis(row.get(3)?),
+            decided_at: row.get::<_, Option<i64>>(4)?.map(Timestamp::from_millis),
+            route: parse(&row.get::<_, String>(5)?, Route::parse)?,
+            status: parse(&row.get::<_, String>(6)?, ProposalStatus::parse)?,
+            decided_by: match row.get::<_, Option<String>>(7)? {
+                Some(text) => Some(parse(&text, DecidedBy::parse)?),
+                None => None,
+            },
+            confidence: row.get(8)?,
+            overridden: row.get(9)?,
+            modified: row.get(10)?,
+            attributes,
+            task,
+            verdicts: Vec::new(),
+        };
+        facts.push((row.get(0)?, fact));
+    }
+    let mut statement = conn.prepare_cached(
+        "SELECT p.seq, d.reviewer, d.verdict, d.decided_at
+         FROM decisions d JOIN proposals p ON p.id = d.proposal_id
+         WHERE p.system = ?1 AND p.created_at >= ?2 AND p.created_at < ?3 AND (?4 IS NULL OR p.action = ?4)
+         ORDER BY p.seq, d.seq",
+    )?;
+    let mut rows = statement.query(args)?;
+    let mut at = 0;
+    while let Some(row) = rows.next()? {
+        let seq: i64 = row.get(0)?;
+        while facts.get(at).is_some_and(|(s, _)| *s < seq) {
+            at += 1;
+        }
+        if let Some((s, fact)) = facts.get_mut(at)
+            && *s == seq
+        {
+            fact.verdicts.push(VerdictFact {
+                reviewer: row.get(1)?,
+                verdict: parse(&row.get::<_, String>(2)?, Verdict::parse)?,
+                decided_at: Timestamp::from_millis(row.get(3)?),
+            });
+        }
+    }
+    Ok(facts.into_iter().map(|(_, fact)| fact).collect())
 }

@@ -15,12 +15,12 @@ use loopgate_core::audit::Hash;
 use super::queries::{self as q, PROPOSAL_COLUMNS, TASK_COLUMNS, USER_COLUMNS, to_json};
 use super::{SqliteStore, audit};
 use crate::{
-    Activation, ActivationMode, CheckpointRecord, CredentialOwner, DecisionOutcome, Disagreement,
-    EraseError, LoginRecord, NewCredential, NewPolicy, NewProposal, NewSession, NewSystem, NewUser,
-    Paged, PolicyRecord, PolicyState, Principal, ProposalFilter, ProposalRecord, ReplayRow,
-    ReviewerRef, Sequenced, SessionRecord, ShadowSummary, Store, StoreError, SubmitError,
-    Submitted, SystemPatch, SystemRecord, TaskFilter, TaskRecord, TimerOutcome, TreeHead, TxError,
-    UserPatch, UserRecord,
+    Activation, ActivationMode, AnalyticsFilter, CheckpointRecord, CredentialOwner,
+    DecisionOutcome, Disagreement, EraseError, LoginRecord, NewCredential, NewPolicy, NewProposal,
+    NewSession, NewSystem, NewUser, Paged, PolicyRecord, PolicyState, Principal, ProposalFilter,
+    ProposalRecord, ReplayRow, ReviewFact, ReviewerRef, Sequenced, SessionRecord, ShadowSummary,
+    Store, StoreError, SubmitError, Submitted, SystemPatch, SystemRecord, TaskFilter, TaskRecord,
+    TimerOutcome, TreeHead, TxError, UserPatch, UserRecord,
 };
 
 #[async_trait::async_trait]
@@ -819,6 +819,10 @@ impl Store for SqliteStore {
         let tiles = Arc::clone(&self.inner.tiles);
         self.read(move |conn| audit::consistency_proof(conn, &tiles, from, to))
             .await
+    }
+
+    async fn review_facts(&self, filter: AnalyticsFilter) -> Result<Vec<ReviewFact>, StoreError> {
+        self.read(move |conn| q::review_facts(conn, &filter)).await
     }
 
     async fn ping(&self) -> Result<(), StoreError> {

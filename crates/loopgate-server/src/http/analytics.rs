@@ -1,0 +1,220 @@
+//! `/v1/analytics/*`: the feedback and oversight figures of one system over
+//! a period (auditors and admins).
+
+use std::time::Duration;
+
+use axum::Json;
+use axum::extract::State;
+use loopgate_core::{Role, SystemId, Timestamp};
+use loopgate_proto as proto;
+use loopgate_store::{AnalyticsFilter, ReviewFact};
+use serde::Deserialize;
+
+use crate::AppState;
+use crate::auth::Caller;
+use crate::http::error::ApiError;
+use crate::http::extract::Params;
+use crate::http::parse_id;
+use crate::http::policies::parse_period;
+use crate::reports;
+
+/// Filters and settings of the analytics reports.
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct AnalyticsQuery {
+    /// System id (required).
+    pub(crate) system: Option<String>,
+    /// Only this action.
+    pub(crate) action: Option<String>,
+    /// The period up to now: `30d` (default), `12h`, or ISO 8601 (`P7D`).
+    pub(crate) since: Option<String>,
+    /// Fairness: the subject attribute to group by.
+    pub(crate) attribute: Option<String>,
+    /// Fairness: the AI counts as positive at confidence ≥ this (default 0.5).
+    pub(crate) threshold: Option<f64>,
+    /// Fairness: groups smaller than this are not compared (default 30).
+    pub(crate) min_group: Option<u64>,
+    /// Thresholds: the target error rate of auto-approval (default 0.01).
+    pub(crate) target: Option<f64>,
+    /// 1 − confidence level of intervals and bounds (default 0.05).
+    pub(crate) alpha: Option<f64>,
+    /// QA: the half-width of the error-rate interval to plan for (default 0.01).
+    pub(crate) half_width: Option<f64>,
+}
+
+fn fraction(name: &str, value: Option<f64>, default: f64) -> Result<f64, ApiError> {
+    match value {
+        None => Ok(default),
+        Some(v) if (0.0..=1.0).contains(&v) => Ok(v),
+        Some(v) => Err(ApiError::invalid(format!(
+            "`{name}` must be a fraction from 0 to 1, not {v}"
+        ))),
+    }
+}
+
+/// Loads the window's facts (off the async threads for the heavy part).
+async fn load(
+    app: &AppState,
+    caller: &Caller,
+    query: &AnalyticsQuery,
+) -> Result<
+    (
+        proto::AnalyticsWindow,
+        Vec<ReviewFact>,
+        Timestamp,
+        Timestamp,
+    ),
+    ApiError,
+> {
+    caller.user_with(&[Role::Auditor])?;
+    let Some(system) = query.system.as_deref() else {
+        return Err(ApiError::invalid(
+            "name the system: `?system=fraud-detector`",
+        ));
+    };
+    let system = parse_id(system, SystemId::parse, "system")?;
+    if app.system(&system).await?.is_none() {
+        return Err(ApiError::not_found("system", system.as_str()));
+    }
+    let since = match query.since.as_deref() {
+        None => Duration::from_secs(30 * 86_400),
+        Some(text) => parse_period(text).ok_or_else(|| {
+            ApiError::invalid(format!(
+                "`since` must be a period such as `30d`, `12h` or `P7D`, not `{text}`"
+            ))
+        })?,
+    };
+    // Up to and including now.
+    let to = app.clock.now().plus(Duration::from_millis(1));
+    let from = Timestamp::from_millis(
+        to.millis()
+            .saturating_sub(i64::try_from(since.as_millis()).unwrap_or(i64::MAX)),
+    );
+    let filter = AnalyticsFilter {
+        system: system.clone(),
+        action: query.action.clone(),
+        from,
+        to,
+    };
+    let facts = app.store.review_facts(filter).await?;
+    let window = proto::AnalyticsWindow {
+        system: system.to_string(),
+        action: query.action.clone(),
+        from: from.to_rfc3339(),
+        to: to.to_rfc3339(),
+    };
+    Ok((window, facts, from, to))
+}
+
+async fn compute<T: Send + 'static>(
+    work: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, ApiError> {
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|e| ApiError::internal(&e))
+}
+
+/// Volumes by route and outcome, override rate, decision times, deadline breaches, escalations, queue depth per day.
+#[utoipa::path(get, path = "/v1/analytics/overview", tag = "analytics", params(AnalyticsQuery),
+    responses((status = 200, body = proto::Overview), (status = 403, body = proto::Problem)))]
+pub async fn overview(
+    State(app): State<AppState>,
+    caller: Caller,
+    Params(query): Params<AnalyticsQuery>,
+) -> Result<Json<proto::Overview>, ApiError> {
+    let (window, facts, from, to) = load(&app, &caller, &query).await?;
+    Ok(Json(
+        compute(move || reports::overview(window, &facts, from, to)).await?,
+    ))
+}
+
+/// Calibration of confidence against human verdicts: reliability bins, ECE, MCE, Brier score.
+#[utoipa::path(get, path = "/v1/analytics/calibration", tag = "analytics", params(AnalyticsQuery),
+    responses((status = 200, body = proto::CalibrationReport), (status = 403, body = proto::Problem)))]
+pub async fn calibration(
+    State(app): State<AppState>,
+    caller: Caller,
+    Params(query): Params<AnalyticsQuery>,
+) -> Result<Json<proto::CalibrationReport>, ApiError> {
+    let (window, facts, ..) = load(&app, &caller, &query).await?;
+    Ok(Json(
+        compute(move || reports::calibration_report(window, &facts)).await?,
+    ))
+}
+
+/// The error rate of auto-approved proposals estimated from QA samples, and the sampling rate for a precision.
+#[utoipa::path(get, path = "/v1/analytics/qa", tag = "analytics", params(AnalyticsQuery),
+    responses((status = 200, body = proto::QaReport), (status = 403, body = proto::Problem)))]
+pub async fn qa(
+    State(app): State<AppState>,
+    caller: Caller,
+    Params(query): Params<AnalyticsQuery>,
+) -> Result<Json<proto::QaReport>, ApiError> {
+    let alpha = fraction("alpha", query.alpha, 0.05)?;
+    let half_width = fraction("half_width", query.half_width, 0.01)?;
+    let (window, facts, ..) = load(&app, &caller, &query).await?;
+    Ok(Json(
+        compute(move || reports::qa_report(window, &facts, half_width, alpha)).await?,
+    ))
+}
+
+/// Threshold advice: the lowest confidence threshold whose error bound stays within the target.
+#[utoipa::path(get, path = "/v1/analytics/thresholds", tag = "analytics", params(AnalyticsQuery),
+    responses((status = 200, body = proto::ThresholdReport), (status = 403, body = proto::Problem)))]
+pub async fn thresholds(
+    State(app): State<AppState>,
+    caller: Caller,
+    Params(query): Params<AnalyticsQuery>,
+) -> Result<Json<proto::ThresholdReport>, ApiError> {
+    let alpha = fraction("alpha", query.alpha, 0.05)?;
+    let target = fraction("target", query.target, 0.01)?;
+    let (window, facts, ..) = load(&app, &caller, &query).await?;
+    Ok(Json(
+        compute(move || reports::threshold_report(window, &facts, target, alpha)).await?,
+    ))
+}
+
+/// Fairness across the values of a subject attribute, for the AI and for the reviewers.
+#[utoipa::path(get, path = "/v1/analytics/fairness", tag = "analytics", params(AnalyticsQuery),
+    responses((status = 200, body = proto::FairnessReport), (status = 403, body = proto::Problem)))]
+pub async fn fairness(
+    State(app): State<AppState>,
+    caller: Caller,
+    Params(query): Params<AnalyticsQuery>,
+) -> Result<Json<proto::FairnessReport>, ApiError> {
+    let alpha = fraction("alpha", query.alpha, 0.05)?;
+    let threshold = fraction("threshold", query.threshold, 0.5)?;
+    let min_group = query.min_group.unwrap_or(30);
+    let (window, facts, ..) = load(&app, &caller, &query).await?;
+    let Some(attribute) = query.attribute.clone() else {
+        let keys = reports::attribute_keys(&facts);
+        let known = if keys.is_empty() {
+            "this system's proposals carry no subject attributes".to_owned()
+        } else {
+            format!("this system's proposals have {}", keys.join(", "))
+        };
+        return Err(ApiError::invalid(format!(
+            "name a subject attribute to group by, e.g. `attribute=country`: {known}"
+        )));
+    };
+    Ok(Json(
+        compute(move || {
+            reports::fairness_report(window, &facts, &attribute, threshold, min_group, alpha)
+        })
+        .await?,
+    ))
+}
+
+/// Reviewer agreement (Cohen's κ per pair, Fleiss' κ, Krippendorff's α), diligence, and the items to adjudicate.
+#[utoipa::path(get, path = "/v1/analytics/agreement", tag = "analytics", params(AnalyticsQuery),
+    responses((status = 200, body = proto::AgreementReport), (status = 403, body = proto::Problem)))]
+pub async fn agreement(
+    State(app): State<AppState>,
+    caller: Caller,
+    Params(query): Params<AnalyticsQuery>,
+) -> Result<Json<proto::AgreementReport>, ApiError> {
+    let (window, facts, ..) = load(&app, &caller, &query).await?;
+    Ok(Json(
+        compute(move || reports::agreement_report(window, &facts)).await?,
+    ))
+}
