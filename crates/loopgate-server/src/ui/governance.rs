@@ -783,21 +783,6 @@ pub(crate) async fn audit(
     .into_response())
 }
 
-#[derive(Template)]
-#[template(path = "analytics.html")]
-struct AnalyticsPage {
-    nav: Nav,
-}
-
-/// `GET /ui/analytics`: where the dashboards go.
-pub(crate) async fn analytics(Extension(session): Extension<Session>) -> Result<Response, UiError> {
-    session.caller().user_with(&[Role::Auditor])?;
-    Ok(render(&AnalyticsPage {
-        nav: Nav::new(&session, "analytics"),
-    })?
-    .into_response())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -8,6 +8,7 @@
 //! HTML.
 
 mod account;
+mod analytics;
 mod assets;
 mod governance;
 mod review;
@@ -53,7 +54,7 @@ pub(crate) fn router(app: AppState) -> Router<AppState> {
         )
         .route("/ui/users/{id}", post(governance::update_user))
         .route("/ui/audit", get(governance::audit))
-        .route("/ui/analytics", get(governance::analytics))
+        .route("/ui/analytics", get(analytics::dashboard))
         .route(
             "/ui/account",
             get(account::page).post(account::change_password),

@@ -424,6 +424,7 @@ async fn a_reviewer_works_the_queue_with_the_keyboard_in_chromium() {
         ),
         ("policy-draft", "/ui/policies/draft".into()),
         ("users", "/ui/users".into()),
+        ("analytics", "/ui/analytics?attribute=country".into()),
         ("proposal", format!("/ui/proposals/{second}")),
     ] {
         browser.goto(&format!("{base}{path}")).await;
