@@ -310,7 +310,7 @@ impl Client {
         mut progress: impl FnMut(u64, u64),
     ) -> Result<proto::ReplayReport, ClientError> {
         let url = format!("{}/v1/policies/replay?stream=true", self.base);
-        let mut response = self
+        let response = self
             .http
             .post(&url)
             .bearer_auth(&self.token)
@@ -318,42 +318,71 @@ impl Client {
             .send()
             .await
             .map_err(|e| ClientError::Transport(format!("cannot reach {}: {e}", self.base)))?;
-        if !response.status().is_success() {
-            let status = response.status();
-            let bytes = response
-                .bytes()
-                .await
-                .map_err(|e| ClientError::Transport(e.to_string()))?;
-            return Err(match serde_json::from_slice::<proto::Problem>(&bytes) {
-                Ok(problem) => ClientError::Problem(Box::new(problem)),
-                Err(_) => ClientError::Transport(format!("{url} answered {status}")),
-            });
-        }
-        let mut pending: Vec<u8> = Vec::new();
-        loop {
-            let chunk = response
-                .chunk()
-                .await
-                .map_err(|e| ClientError::Transport(e.to_string()))?;
-            let Some(chunk) = chunk else {
-                return Err(ClientError::Transport(
-                    "the replay stream ended without a report".to_owned(),
-                ));
-            };
-            pending.extend_from_slice(&chunk);
-            while let Some(end) = pending.iter().position(|b| *b == b'\n') {
-                let line: Vec<u8> = pending.drain(..=end).collect();
-                let line: proto::ReplayLine = serde_json::from_slice(&line)
-                    .map_err(|e| ClientError::Transport(format!("unexpected replay line: {e}")))?;
-                match line {
-                    proto::ReplayLine::Progress { done, total } => progress(done, total),
-                    proto::ReplayLine::Report(report) => return Ok(report),
-                    proto::ReplayLine::Error(problem) => {
-                        return Err(ClientError::Problem(Box::new(problem)));
-                    }
+        let response = problem_or(response, &url).await?;
+        let mut report = None;
+        each_line(response, |line| {
+            let line: proto::ReplayLine = serde_json::from_slice(line)
+                .map_err(|e| ClientError::Transport(format!("unexpected replay line: {e}")))?;
+            match line {
+                proto::ReplayLine::Progress { done, total } => {
+                    progress(done, total);
+                    Ok(true)
                 }
+                proto::ReplayLine::Report(it) => {
+                    report = Some(it);
+                    Ok(false)
+                }
+                proto::ReplayLine::Error(problem) => Err(ClientError::Problem(Box::new(problem))),
             }
-        }
+        })
+        .await?;
+        report.ok_or_else(|| {
+            ClientError::Transport("the replay stream ended without a report".to_owned())
+        })
+    }
+
+    /// One analytics report (`overview`, `calibration`, `qa`, `thresholds`,
+    /// `fairness`, `agreement`) with its query parameters.
+    pub async fn analytics<T: DeserializeOwned>(
+        &self,
+        report: &str,
+        query: &[(&str, String)],
+    ) -> Result<T, ClientError> {
+        let path = format!("/v1/analytics/{report}?{}", encode_query(query));
+        self.call::<(), _>(Method::GET, &path, None).await
+    }
+
+    /// Streams the labeled export, handing each record to `each`; returns
+    /// how many there were.
+    pub async fn export_labels(
+        &self,
+        query: &[(&str, String)],
+        mut each: impl FnMut(proto::LabelRecord) -> Result<(), ClientError>,
+    ) -> Result<u64, ClientError> {
+        let url = format!("{}/v1/exports/labels?{}", self.base, encode_query(query));
+        let response = self
+            .http
+            .get(&url)
+            .bearer_auth(&self.token)
+            .send()
+            .await
+            .map_err(|e| ClientError::Transport(format!("cannot reach {}: {e}", self.base)))?;
+        let response = problem_or(response, &url).await?;
+        let mut n = 0;
+        each_line(response, |line| {
+            let value: serde_json::Value = serde_json::from_slice(line)
+                .map_err(|e| ClientError::Transport(format!("unexpected export line: {e}")))?;
+            if let Some(error) = value.get("error") {
+                return Err(ClientError::Transport(format!("the server {error}")));
+            }
+            let record = serde_json::from_value(value)
+                .map_err(|e| ClientError::Transport(format!("unexpected export line: {e}")))?;
+            each(record)?;
+            n += 1;
+            Ok(true)
+        })
+        .await?;
+        Ok(n)
     }
 
     /// What the shadow version disagreed on.
@@ -500,4 +529,55 @@ fn wait_query(wait: Option<Duration>) -> String {
         Some(wait) => format!("?wait={}ms", wait.as_millis()),
         None => String::new(),
     }
+}
+
+/// The response, or its problem document as the error.
+async fn problem_or(
+    response: reqwest::Response,
+    url: &str,
+) -> Result<reqwest::Response, ClientError> {
+    if response.status().is_success() {
+        return Ok(response);
+    }
+    let status = response.status();
+    let bytes = response
+        .bytes()
+        .await
+        .map_err(|e| ClientError::Transport(e.to_string()))?;
+    Err(match serde_json::from_slice::<proto::Problem>(&bytes) {
+        Ok(problem) => ClientError::Problem(Box::new(problem)),
+        Err(_) => ClientError::Transport(format!("{url} answered {status}")),
+    })
+}
+
+/// Feeds each line of a streamed body to `f` until it returns `false` or
+/// the body ends.
+async fn each_line(
+    mut response: reqwest::Response,
+    mut f: impl FnMut(&[u8]) -> Result<bool, ClientError>,
+) -> Result<(), ClientError> {
+    let mut pending: Vec<u8> = Vec::new();
+    while let Some(chunk) = response
+        .chunk()
+        .await
+        .map_err(|e| ClientError::Transport(e.to_string()))?
+    {
+        pending.extend_from_slice(&chunk);
+        while let Some(end) = pending.iter().position(|b| *b == b'\n') {
+            let line: Vec<u8> = pending.drain(..=end).collect();
+            if !f(&line)? {
+                return Ok(());
+            }
+        }
+    }
+    if !pending.iter().all(u8::is_ascii_whitespace) {
+        f(&pending)?;
+    }
+    Ok(())
+}
+
+fn encode_query(query: &[(&str, String)]) -> String {
+    form_urlencoded::Serializer::new(String::new())
+        .extend_pairs(query.iter().map(|(k, v)| (*k, v.as_str())))
+        .finish()
 }

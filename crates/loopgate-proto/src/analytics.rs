@@ -268,3 +268,52 @@ pub struct AgreementReport {
     /// Proposals where reviewers disagreed: candidates for adjudication.
     pub disagreements: Vec<String>,
 }
+
+/// One line of `GET /v1/exports/labels` (NDJSON): a proposal people
+/// decided, for retraining and evaluation.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct LabelRecord {
+    /// Proposal id.
+    pub proposal: String,
+    /// System id.
+    pub system: String,
+    /// Action.
+    pub action: String,
+    /// RFC 3339.
+    pub created_at: String,
+    /// The input the AI saw.
+    pub input: serde_json::Value,
+    /// The output the AI proposed.
+    pub ai_output: serde_json::Value,
+    /// The output as resolved (edited when `modified`).
+    pub output: serde_json::Value,
+    /// The AI's confidence.
+    pub confidence: Option<f64>,
+    /// Final status.
+    pub status: crate::ProposalStatus,
+    /// Who settled it.
+    pub decided_by: Option<crate::DecidedBy>,
+    /// Approved with an edited output.
+    pub modified: bool,
+    /// The subject's attributes (the groups of fairness analysis).
+    pub attributes: serde_json::Map<String, serde_json::Value>,
+    /// Every human decision, in order.
+    pub decisions: Vec<LabelDecision>,
+}
+
+/// A human decision in a label export.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct LabelDecision {
+    /// Reviewer's username.
+    pub reviewer: String,
+    /// Verdict.
+    pub verdict: crate::Verdict,
+    /// Why.
+    pub rationale: Option<String>,
+    /// Labels the reviewer attached.
+    pub labels: Option<serde_json::Value>,
+    /// RFC 3339.
+    pub decided_at: String,
+}

@@ -259,4 +259,13 @@ pub trait Store: Send + Sync + 'static {
     /// The proposals of `filter`, oldest first, with their task and human
     /// decisions: what analytics reads.
     async fn review_facts(&self, filter: AnalyticsFilter) -> Result<Vec<ReviewFact>, StoreError>;
+
+    /// Up to `limit` proposals of `filter` that people decided and whose
+    /// payload is not erased, after `after_seq`, oldest first.
+    async fn label_rows(
+        &self,
+        filter: AnalyticsFilter,
+        after_seq: Option<i64>,
+        limit: u32,
+    ) -> Result<Vec<LabelRow>, StoreError>;
 }

@@ -654,3 +654,49 @@ pub struct VerdictFact {
     /// When.
     pub decided_at: Timestamp,
 }
+
+/// A proposal that people decided, with everything a labeled export needs.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LabelRow {
+    /// Order of insertion (the cursor).
+    pub seq: i64,
+    /// Id.
+    pub id: ProposalId,
+    /// Action.
+    pub action: String,
+    /// Submission time.
+    pub created_at: Timestamp,
+    /// The input the AI saw.
+    pub input: Value,
+    /// The output the AI proposed.
+    pub ai_output: Value,
+    /// The output as resolved (edited when `modified`).
+    pub output: Value,
+    /// The AI's confidence.
+    pub confidence: Option<f64>,
+    /// Status.
+    pub status: ProposalStatus,
+    /// Who settled it.
+    pub decided_by: Option<DecidedBy>,
+    /// Approved with an edited output.
+    pub modified: bool,
+    /// `subject.attributes`.
+    pub attributes: Map<String, Value>,
+    /// The human decisions, in order.
+    pub decisions: Vec<LabelDecision>,
+}
+
+/// One human decision of a labeled export.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LabelDecision {
+    /// Reviewer's username.
+    pub reviewer: String,
+    /// Verdict.
+    pub verdict: Verdict,
+    /// Why.
+    pub rationale: Option<String>,
+    /// Labels the reviewer attached.
+    pub labels: Option<Value>,
+    /// When.
+    pub decided_at: Timestamp,
+}

@@ -43,6 +43,12 @@ pub(crate) enum Command {
     /// Erase payloads (right to erasure); the audit log keeps verifying.
     #[command(subcommand)]
     Erase(crate::audit::EraseCommand),
+    /// Feedback and oversight figures of a system over a period.
+    #[command(subcommand)]
+    Report(crate::report::ReportCommand),
+    /// Export data: labeled proposals for retraining.
+    #[command(subcommand)]
+    Export(crate::report::ExportCommand),
     /// Load-test a running server and print throughput and latency.
     Bench(crate::bench::BenchArgs),
 }

@@ -35,6 +35,8 @@ pub(crate) async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Review(command) => review(&file, command).await,
         Command::Audit(command) => crate::audit::run(&file, command).await,
         Command::Erase(command) => crate::audit::erase(&file, command).await,
+        Command::Report(command) => crate::report::report(&file, command).await,
+        Command::Export(command) => crate::report::export(&file, command).await,
         Command::Bench(args) => crate::bench::run(args).await,
     }
 }
@@ -412,13 +414,13 @@ fn parse_json(flag: &str, text: &str) -> anyhow::Result<Value> {
     serde_json::from_str(text).with_context(|| format!("{flag} is not valid JSON"))
 }
 
-fn print_json(value: &impl Serialize) -> anyhow::Result<()> {
+pub(crate) fn print_json(value: &impl Serialize) -> anyhow::Result<()> {
     out!("{}", serde_json::to_string_pretty(value)?);
     Ok(())
 }
 
 /// The wire name of an enum value.
-fn json_name(value: &impl Serialize) -> String {
+pub(crate) fn json_name(value: &impl Serialize) -> String {
     match serde_json::to_value(value) {
         Ok(Value::String(name)) => name,
         _ => String::from("?"),

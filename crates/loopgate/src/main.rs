@@ -17,6 +17,7 @@ mod commands;
 mod config;
 mod demo;
 mod policy;
+mod report;
 
 use std::process::ExitCode;
 

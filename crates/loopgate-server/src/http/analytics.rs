@@ -4,14 +4,18 @@
 use std::time::Duration;
 
 use axum::Json;
+use axum::body::{Body, Bytes};
 use axum::extract::State;
+use axum::http::header;
+use axum::response::{IntoResponse, Response};
 use loopgate_core::{Role, SystemId, Timestamp};
 use loopgate_proto as proto;
-use loopgate_store::{AnalyticsFilter, ReviewFact};
+use loopgate_store::{AnalyticsFilter, LabelRow, ReviewFact};
 use serde::Deserialize;
 
 use crate::AppState;
 use crate::auth::Caller;
+use crate::convert;
 use crate::http::error::ApiError;
 use crate::http::extract::Params;
 use crate::http::parse_id;
@@ -52,20 +56,12 @@ fn fraction(name: &str, value: Option<f64>, default: f64) -> Result<f64, ApiErro
     }
 }
 
-/// Loads the window's facts (off the async threads for the heavy part).
-async fn load(
+/// The window a query names, after the role check.
+async fn window(
     app: &AppState,
     caller: &Caller,
     query: &AnalyticsQuery,
-) -> Result<
-    (
-        proto::AnalyticsWindow,
-        Vec<ReviewFact>,
-        Timestamp,
-        Timestamp,
-    ),
-    ApiError,
-> {
+) -> Result<(proto::AnalyticsWindow, AnalyticsFilter), ApiError> {
     caller.user_with(&[Role::Auditor])?;
     let Some(system) = query.system.as_deref() else {
         return Err(ApiError::invalid(
@@ -96,13 +92,32 @@ async fn load(
         from,
         to,
     };
-    let facts = app.store.review_facts(filter).await?;
     let window = proto::AnalyticsWindow {
         system: system.to_string(),
         action: query.action.clone(),
         from: from.to_rfc3339(),
         to: to.to_rfc3339(),
     };
+    Ok((window, filter))
+}
+
+/// Loads the window's facts.
+async fn load(
+    app: &AppState,
+    caller: &Caller,
+    query: &AnalyticsQuery,
+) -> Result<
+    (
+        proto::AnalyticsWindow,
+        Vec<ReviewFact>,
+        Timestamp,
+        Timestamp,
+    ),
+    ApiError,
+> {
+    let (window, filter) = window(app, caller, query).await?;
+    let (from, to) = (filter.from, filter.to);
+    let facts = app.store.review_facts(filter).await?;
     Ok((window, facts, from, to))
 }
 
@@ -217,4 +232,87 @@ pub async fn agreement(
     Ok(Json(
         compute(move || reports::agreement_report(window, &facts)).await?,
     ))
+}
+
+/// Rows read per store call while exporting.
+const EXPORT_PAGE: u32 = 1000;
+
+fn label(system: &str, row: LabelRow) -> proto::LabelRecord {
+    proto::LabelRecord {
+        proposal: row.id.to_string(),
+        system: system.to_owned(),
+        action: row.action,
+        created_at: row.created_at.to_rfc3339(),
+        input: row.input,
+        ai_output: row.ai_output,
+        output: row.output,
+        confidence: row.confidence,
+        status: convert::status_to_proto(row.status),
+        decided_by: row.decided_by.map(convert::decided_by_to_proto),
+        modified: row.modified,
+        attributes: row.attributes,
+        decisions: row
+            .decisions
+            .into_iter()
+            .map(|d| proto::LabelDecision {
+                reviewer: d.reviewer,
+                verdict: convert::verdict_to_proto(d.verdict),
+                rationale: d.rationale,
+                labels: d.labels,
+                decided_at: d.decided_at.to_rfc3339(),
+            })
+            .collect(),
+    }
+}
+
+/// Labeled data: every proposal of the period that people decided (input, the AI's output and confidence, the final output, verdicts, rationales, labels, subject attributes), one JSON object per line, streamed page by page (constant memory). Erased payloads are left out.
+#[utoipa::path(get, path = "/v1/exports/labels", tag = "analytics", params(AnalyticsQuery),
+    responses((status = 200, description = "NDJSON of LabelRecord", content_type = "application/x-ndjson"),
+              (status = 403, body = proto::Problem)))]
+pub async fn labels(
+    State(app): State<AppState>,
+    caller: Caller,
+    Params(query): Params<AnalyticsQuery>,
+) -> Result<Response, ApiError> {
+    let (window, filter) = window(&app, &caller, &query).await?;
+    let system = window.system;
+    let state = (app, filter, system, Some(0_i64));
+    let lines = futures::stream::unfold(state, |(app, filter, system, after)| async move {
+        let after_seq = after?;
+        let page = match app
+            .store
+            .label_rows(filter.clone(), Some(after_seq), EXPORT_PAGE)
+            .await
+        {
+            Ok(page) => page,
+            Err(error) => {
+                tracing::warn!(%error, "label export stopped");
+                let line =
+                    serde_json::json!({"error": "the export stopped early; see the server log"});
+                return Some((
+                    Ok::<Bytes, std::io::Error>(Bytes::from(format!("{line}\n"))),
+                    (app, filter, system, None),
+                ));
+            }
+        };
+        if page.is_empty() {
+            return None;
+        }
+        let next = page.last().map(|row| row.seq);
+        let full = page.len() == EXPORT_PAGE as usize;
+        let mut chunk = Vec::new();
+        for row in page {
+            if serde_json::to_writer(&mut chunk, &label(&system, row)).is_ok() {
+                chunk.push(b'\n');
+            }
+        }
+        let after = if full { next } else { None };
+        Some((Ok(Bytes::from(chunk)), (app, filter, system, after)))
+    });
+    let mut response = Body::from_stream(lines).into_response();
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        header::HeaderValue::from_static("application/x-ndjson"),
+    );
+    Ok(response)
 }

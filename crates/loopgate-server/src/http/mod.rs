@@ -41,7 +41,7 @@ use error::ApiError;
         audit::pubkey, audit::checkpoint, audit::issue, audit::checkpoints, audit::tile, audit::entries,
         audit::inclusion, audit::consistency, audit::proposal, proposals::erase,
         analytics::overview, analytics::calibration, analytics::qa, analytics::thresholds,
-        analytics::fairness, analytics::agreement,
+        analytics::fairness, analytics::agreement, analytics::labels,
         health::healthz, health::readyz, health::metrics, events::stream,
     ),
     components(schemas(loopgate_proto::Problem)),
@@ -117,6 +117,7 @@ pub fn router(app: AppState) -> Router {
         .route("/v1/analytics/thresholds", get(analytics::thresholds))
         .route("/v1/analytics/fairness", get(analytics::fairness))
         .route("/v1/analytics/agreement", get(analytics::agreement))
+        .route("/v1/exports/labels", get(analytics::labels))
         .merge(crate::ui::router(app.clone()))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)

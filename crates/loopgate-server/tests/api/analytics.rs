@@ -170,3 +170,73 @@ async fn analytics_refuse_what_they_cannot_answer() {
         Value::Null
     );
 }
+
+#[tokio::test]
+async fn labels_export_pairs_the_ai_output_with_the_decided_one() {
+    let app = history().await;
+    let key = app
+        .post("/v1/systems/fraud-detector/keys", ADMIN_TOKEN, json!({}))
+        .await;
+    let key = key.body["secret"].as_str().unwrap().to_owned();
+    let rita = app.user("rita2", &["reviewer"], &["ops"]).await;
+    let sam = app.user("sam2", &["reviewer"], &["ops"]).await;
+    let id = submit(&app, &key, 0.7, "NL").await;
+    let task = app.task_of(&rita, &id).await;
+    let body = json!({"verdict": "modify", "rationale": "partial", "output": {"flag": false},
+                      "labels": {"reason": "false_positive"}, "seen_digest": task["digest"]});
+    let path = format!("/v1/tasks/{}/decision", task["id"].as_str().unwrap());
+    assert_eq!(app.post(&path, &rita, body).await.status, StatusCode::OK);
+    let task = app.task_of(&sam, &id).await;
+    assert_eq!(
+        app.decide(&sam, &task, "approve").await.status,
+        StatusCode::OK
+    );
+    // An erased proposal leaves the export.
+    let erased = submit(&app, &key, 0.7, "NL").await;
+    let task = app.task_of(&rita, &erased).await;
+    app.decide(&rita, &task, "reject").await;
+    let gone = app
+        .post(
+            &format!("/v1/proposals/{erased}/erase"),
+            ADMIN_TOKEN,
+            json!({"reason": "gdpr"}),
+        )
+        .await;
+    assert_eq!(gone.status, StatusCode::OK, "{}", gone.body);
+
+    let response = app
+        .http
+        .get(format!(
+            "{}/v1/exports/labels?system=fraud-detector&since=1d",
+            app.base
+        ))
+        .bearer_auth(ADMIN_TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(response.headers()["content-type"], "application/x-ndjson");
+    let text = response.text().await.unwrap();
+    let lines: Vec<Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 10, "9 from the history and the modified one");
+    assert!(lines.iter().all(|l| l["proposal"] != erased.as_str()));
+    let modified = lines.iter().find(|l| l["proposal"] == id.as_str()).unwrap();
+    assert_eq!(modified["ai_output"], json!({"flag": true}));
+    assert_eq!(modified["output"], json!({"flag": false}));
+    assert_eq!(modified["modified"], true);
+    assert_eq!(modified["attributes"], json!({"country": "NL"}));
+    assert_eq!(modified["decisions"][0]["verdict"], "modify");
+    assert_eq!(
+        modified["decisions"][0]["labels"],
+        json!({"reason": "false_positive"})
+    );
+    assert_eq!(modified["decisions"][0]["rationale"], "partial");
+    let reviewer = app.user("rev", &["reviewer"], &["ops"]).await;
+    let forbidden = app
+        .get("/v1/exports/labels?system=fraud-detector", &reviewer)
+        .await;
+    assert_eq!(forbidden.status, StatusCode::FORBIDDEN);
+}

@@ -334,7 +334,7 @@ fn reason_digest(reason: &str) -> String {
 
 fn erase_rows(conn: &Connection, id: &str, now: Timestamp) -> Result<(), StoreError> {
     conn.prepare_cached(
-        "UPDATE proposals SET subject = 'null', input = 'null', output = 'null', explanation = NULL, context = '{}',
+        "UPDATE proposals SET subject = 'null', input = 'null', output = 'null', ai_output = NULL, explanation = NULL, context = '{}',
              model = NULL, fingerprint = '', salt = NULL, erased_at = ?2
          WHERE id = ?1",
     )?

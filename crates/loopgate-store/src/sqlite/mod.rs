@@ -36,6 +36,10 @@ const MIGRATIONS: &[(&str, &str)] = &[
         "0004_sessions",
         include_str!("../../migrations/sqlite/0004_sessions.sql"),
     ),
+    (
+        "0005_ai_output",
+        include_str!("../../migrations/sqlite/0005_ai_output.sql"),
+    ),
 ];
 const MAX_BATCH: usize = 1024;
 const N_READERS: usize = 4;

@@ -14,8 +14,9 @@ use rusqlite::{Connection, OptionalExtension, Row, params};
 use serde_json::{Map, Value, json};
 
 use crate::{
-    ActivationMode, AnalyticsFilter, PolicyRecord, PolicyState, ProposalRecord, ReplayRow,
-    ReviewFact, StoreError, SystemRecord, TaskFact, TaskRecord, UserRecord, VerdictFact,
+    ActivationMode, AnalyticsFilter, LabelDecision, LabelRow, PolicyRecord, PolicyState,
+    ProposalRecord, ReplayRow, ReviewFact, StoreError, SystemRecord, TaskFact, TaskRecord,
+    UserRecord, VerdictFact,
 };
 
 pub(super) const PROPOSAL_COLUMNS: &str = "seq, id, system, action, subject, input, output, confidence, explanation, model, \
@@ -724,4 +725,74 @@ pub(super) fn review_facts(
         }
     }
     Ok(facts.into_iter().map(|(_, fact)| fact).collect())
+}
+
+/// A page of decided, unerased proposals with their decisions.
+pub(super) fn label_rows(
+    conn: &Connection,
+    filter: &AnalyticsFilter,
+    after_seq: i64,
+    limit: u32,
+) -> Result<Vec<LabelRow>, StoreError> {
+    let mut statement = conn.prepare_cached(
+        "SELECT p.seq, p.id, p.action, p.created_at, p.input, COALESCE(p.ai_output, p.output), p.output,
+                p.confidence, p.status, p.decided_by, p.modified, p.subject
+         FROM proposals p
+         WHERE p.system = ?1 AND p.created_at >= ?2 AND p.created_at < ?3 AND (?4 IS NULL OR p.action = ?4)
+           AND p.seq > ?5 AND p.erased_at IS NULL
+           AND EXISTS (SELECT 1 FROM decisions d WHERE d.proposal_id = p.id)
+         ORDER BY p.seq LIMIT ?6",
+    )?;
+    let mut rows = statement.query(params![
+        filter.system.as_str(),
+        filter.from.millis(),
+        filter.to.millis(),
+        filter.action.as_deref(),
+        after_seq,
+        limit
+    ])?;
+    let mut out = Vec::new();
+    while let Some(row) = rows.next()? {
+        let subject: Value = serde_json::from_str(&row.get::<_, String>(11)?)?;
+        out.push(LabelRow {
+            seq: row.get(0)?,
+            id: parse(&row.get::<_, String>(1)?, ProposalId::parse)?,
+            action: row.get(2)?,
+            created_at: Timestamp::from_millis(row.get(3)?),
+            input: serde_json::from_str(&row.get::<_, String>(4)?)?,
+            ai_output: serde_json::from_str(&row.get::<_, String>(5)?)?,
+            output: serde_json::from_str(&row.get::<_, String>(6)?)?,
+            confidence: row.get(7)?,
+            status: parse(&row.get::<_, String>(8)?, ProposalStatus::parse)?,
+            decided_by: match row.get::<_, Option<String>>(9)? {
+                Some(text) => Some(parse(&text, DecidedBy::parse)?),
+                None => None,
+            },
+            modified: row.get(10)?,
+            attributes: match subject.get("attributes") {
+                Some(Value::Object(map)) => map.clone(),
+                _ => Map::new(),
+            },
+            decisions: Vec::new(),
+        });
+    }
+    let mut statement = conn.prepare_cached(
+        "SELECT reviewer, verdict, rationale, labels, decided_at FROM decisions WHERE proposal_id = ?1 ORDER BY seq",
+    )?;
+    for label in &mut out {
+        let mut rows = statement.query(params![label.id.as_str()])?;
+        while let Some(row) = rows.next()? {
+            label.decisions.push(LabelDecision {
+                reviewer: row.get(0)?,
+                verdict: parse(&row.get::<_, String>(1)?, Verdict::parse)?,
+                rationale: row.get(2)?,
+                labels: match row.get::<_, Option<String>>(3)? {
+                    Some(text) => Some(serde_json::from_str(&text)?),
+                    None => None,
+                },
+                decided_at: Timestamp::from_millis(row.get(4)?),
+            });
+        }
+    }
+    Ok(out)
 }

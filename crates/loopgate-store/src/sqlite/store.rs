@@ -16,11 +16,11 @@ use super::queries::{self as q, PROPOSAL_COLUMNS, TASK_COLUMNS, USER_COLUMNS, to
 use super::{SqliteStore, audit};
 use crate::{
     Activation, ActivationMode, AnalyticsFilter, CheckpointRecord, CredentialOwner,
-    DecisionOutcome, Disagreement, EraseError, LoginRecord, NewCredential, NewPolicy, NewProposal,
-    NewSession, NewSystem, NewUser, Paged, PolicyRecord, PolicyState, Principal, ProposalFilter,
-    ProposalRecord, ReplayRow, ReviewFact, ReviewerRef, Sequenced, SessionRecord, ShadowSummary,
-    Store, StoreError, SubmitError, Submitted, SystemPatch, SystemRecord, TaskFilter, TaskRecord,
-    TimerOutcome, TreeHead, TxError, UserPatch, UserRecord,
+    DecisionOutcome, Disagreement, EraseError, LabelRow, LoginRecord, NewCredential, NewPolicy,
+    NewProposal, NewSession, NewSystem, NewUser, Paged, PolicyRecord, PolicyState, Principal,
+    ProposalFilter, ProposalRecord, ReplayRow, ReviewFact, ReviewerRef, Sequenced, SessionRecord,
+    ShadowSummary, Store, StoreError, SubmitError, Submitted, SystemPatch, SystemRecord,
+    TaskFilter, TaskRecord, TimerOutcome, TreeHead, TxError, UserPatch, UserRecord,
 };
 
 #[async_trait::async_trait]
@@ -825,6 +825,16 @@ impl Store for SqliteStore {
         self.read(move |conn| q::review_facts(conn, &filter)).await
     }
 
+    async fn label_rows(
+        &self,
+        filter: AnalyticsFilter,
+        after_seq: Option<i64>,
+        limit: u32,
+    ) -> Result<Vec<LabelRow>, StoreError> {
+        self.read(move |conn| q::label_rows(conn, &filter, after_seq.unwrap_or(0), limit))
+            .await
+    }
+
     async fn ping(&self) -> Result<(), StoreError> {
         self.read(|conn| {
             Ok(conn
@@ -903,8 +913,8 @@ fn submit(
     conn.prepare_cached(
         "INSERT INTO proposals (id, system, action, idempotency_key, digest, fingerprint, subject, input, output, confidence, explanation,
              model, context, status, route, policy_version, matched_policies, overridden, modified, blind, decided_by,
-             decided_at, submitted_by, created_at, salt)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?22, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, 0, 0, ?21, ?17, ?18, ?19, ?20, ?23)",
+             decided_at, submitted_by, created_at, salt, ai_output)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?22, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, 0, 0, ?21, ?17, ?18, ?19, ?20, ?23, ?8)",
     )?
     .execute(params![
         new.id.as_str(),

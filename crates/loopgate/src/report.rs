@@ -1,0 +1,457 @@
+//! `loopgate report …` (the analytics figures of a system and period) and
+//! `loopgate export labels` (the decided proposals as JSONL or CSV).
+
+use std::io::Write as _;
+use std::path::PathBuf;
+
+use anyhow::Context as _;
+use clap::{Args, Subcommand, ValueEnum};
+use loopgate_proto as proto;
+
+use crate::cli::Remote;
+use crate::config::FileConfig;
+
+/// Which proposals a report or export covers.
+#[derive(Debug, Args)]
+pub(crate) struct Scope {
+    /// System id.
+    #[arg(long)]
+    system: String,
+    /// The period up to now: `30d`, `12h`, `P7D`.
+    #[arg(long, default_value = "30d")]
+    since: String,
+    /// Only this action.
+    #[arg(long)]
+    action: Option<String>,
+    #[command(flatten)]
+    remote: Remote,
+}
+
+impl Scope {
+    fn query(&self) -> Vec<(&'static str, String)> {
+        let mut query = vec![
+            ("system", self.system.clone()),
+            ("since", self.since.clone()),
+        ];
+        if let Some(action) = &self.action {
+            query.push(("action", action.clone()));
+        }
+        query
+    }
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum ReportCommand {
+    /// Volumes, override rate, decision times, deadline breaches, queue depth.
+    Overview {
+        #[command(flatten)]
+        scope: Scope,
+        /// Print the whole report as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Calibration of confidence against human verdicts (ECE, Brier, bins).
+    Calibration {
+        #[command(flatten)]
+        scope: Scope,
+        /// Print the whole report as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// The error rate of auto-approvals estimated from QA samples.
+    Qa {
+        #[command(flatten)]
+        scope: Scope,
+        /// Plan the sampling rate for this half-width of the interval.
+        #[arg(long, default_value_t = 0.01)]
+        half_width: f64,
+        /// Print the whole report as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// The lowest confidence threshold that keeps auto-approval's error under a target.
+    Thresholds {
+        #[command(flatten)]
+        scope: Scope,
+        /// Target error rate.
+        #[arg(long, default_value_t = 0.01)]
+        target: f64,
+        /// Print the whole report as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Fairness across the values of a subject attribute.
+    Fairness {
+        #[command(flatten)]
+        scope: Scope,
+        /// The subject attribute to group by.
+        #[arg(long)]
+        attribute: String,
+        /// Groups smaller than this are not compared.
+        #[arg(long, default_value_t = 30)]
+        min_group: u64,
+        /// Print the whole report as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Reviewer agreement (κ, α), diligence, and items to adjudicate.
+    Agreement {
+        #[command(flatten)]
+        scope: Scope,
+        /// Print the whole report as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum ExportCommand {
+    /// Decided proposals with input, AI output, confidence, final output,
+    /// verdicts, rationales, labels and subject attributes, for retraining.
+    Labels {
+        #[command(flatten)]
+        scope: Scope,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = Format::Jsonl)]
+        format: Format,
+        /// Output file (`-` for stdout).
+        #[arg(long, default_value = "-")]
+        out: PathBuf,
+    },
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub(crate) enum Format {
+    /// One JSON object per line.
+    Jsonl,
+    /// One row per proposal; nested values as JSON text.
+    Csv,
+}
+
+fn pct(value: Option<f64>) -> String {
+    value.map_or_else(|| "—".to_owned(), |v| format!("{:.1}%", v * 100.0))
+}
+
+fn num(value: Option<f64>) -> String {
+    value.map_or_else(|| "—".to_owned(), |v| format!("{v:.3}"))
+}
+
+pub(crate) async fn report(file: &FileConfig, command: ReportCommand) -> anyhow::Result<()> {
+    match command {
+        ReportCommand::Overview { scope, json } => {
+            let client = file.client(&scope.remote)?;
+            let r: proto::Overview = client.analytics("overview", &scope.query()).await?;
+            if json {
+                return crate::commands::print_json(&r);
+            }
+            out!(
+                "{} from {} to {}",
+                r.window.system,
+                r.window.from,
+                r.window.to
+            );
+            out!("  proposals        {}", r.proposals);
+            out!(
+                "  reviewed         {} (override rate {})",
+                r.reviewed,
+                pct(r.override_rate)
+            );
+            let secs = |ms: Option<u64>| {
+                ms.map_or_else(|| "—".to_owned(), |m| format!("{:.1}s", m as f64 / 1000.0))
+            };
+            out!(
+                "  time to decision p50 {}, p90 {}",
+                secs(r.decision_time_p50_ms),
+                secs(r.decision_time_p90_ms)
+            );
+            out!(
+                "  deadline breaches {}, escalations {}",
+                r.sla_breaches,
+                r.escalations
+            );
+            out!("  by route  {:?}", r.by_route);
+            out!("  by status {:?}", r.by_status);
+        }
+        ReportCommand::Calibration { scope, json } => {
+            let client = file.client(&scope.remote)?;
+            let r: proto::CalibrationReport =
+                client.analytics("calibration", &scope.query()).await?;
+            if json {
+                return crate::commands::print_json(&r);
+            }
+            out!(
+                "{} judged items: ECE {}, MCE {}, Brier {}",
+                r.n,
+                num(r.ece),
+                num(r.mce),
+                num(r.brier)
+            );
+            out!(
+                "  {:<11} {:>6} {:>10} {:>9}",
+                "confidence",
+                "items",
+                "stated",
+                "right"
+            );
+            for b in r.bins.iter().filter(|b| 0 < b.n) {
+                out!(
+                    "  {:.1}–{:.1}     {:>6} {:>10} {:>9}",
+                    b.lower,
+                    b.upper,
+                    b.n,
+                    num(b.mean_confidence),
+                    pct(b.accuracy)
+                );
+            }
+        }
+        ReportCommand::Qa {
+            scope,
+            half_width,
+            json,
+        } => {
+            let client = file.client(&scope.remote)?;
+            let mut query = scope.query();
+            query.push(("half_width", half_width.to_string()));
+            let r: proto::QaReport = client.analytics("qa", &query).await?;
+            if json {
+                return crate::commands::print_json(&r);
+            }
+            out!(
+                "{} auto-approved; {} QA samples reviewed, {} wrong",
+                r.auto_approved,
+                r.sampled,
+                r.errors
+            );
+            let interval = r.interval.map_or_else(String::new, |[lo, hi]| {
+                format!(" ({}–{})", pct(Some(lo)), pct(Some(hi)))
+            });
+            out!("  estimated error rate {}{interval}", pct(r.error_rate));
+            if let Some(rate) = r.sampling_rate_needed {
+                out!(
+                    "  to know it within ±{:.1} points, sample {} of auto-approvals",
+                    half_width * 100.0,
+                    pct(Some(rate))
+                );
+            }
+        }
+        ReportCommand::Thresholds {
+            scope,
+            target,
+            json,
+        } => {
+            let client = file.client(&scope.remote)?;
+            let mut query = scope.query();
+            query.push(("target", target.to_string()));
+            let r: proto::ThresholdReport = client.analytics("thresholds", &query).await?;
+            if json {
+                return crate::commands::print_json(&r);
+            }
+            match &r.recommended {
+                Some(p) => out!(
+                    "auto-approve at confidence ≥ {:.3}: error ≤ {} at {:.0}% confidence, {} of reviews saved",
+                    p.threshold,
+                    pct(Some(target)),
+                    (1.0 - r.alpha) * 100.0,
+                    pct(Some(p.workload_saved))
+                ),
+                None => out!(
+                    "no threshold keeps the error under {} yet ({} judged items)",
+                    pct(Some(target)),
+                    r.n
+                ),
+            }
+        }
+        ReportCommand::Fairness {
+            scope,
+            attribute,
+            min_group,
+            json,
+        } => {
+            let client = file.client(&scope.remote)?;
+            let mut query = scope.query();
+            query.push(("attribute", attribute));
+            query.push(("min_group", min_group.to_string()));
+            let r: proto::FairnessReport = client.analytics("fairness", &query).await?;
+            if json {
+                return crate::commands::print_json(&r);
+            }
+            out!(
+                "by {} (AI positive at confidence ≥ {})",
+                r.attribute,
+                r.threshold
+            );
+            out!(
+                "  {:<16} {:>6} {:>9} {:>7} {:>7} {:>10}",
+                "group",
+                "n",
+                "AI pos.",
+                "TPR",
+                "FPR",
+                "approved"
+            );
+            for (g, h) in r.ai.groups.iter().zip(&r.reviewers.groups) {
+                let small = if g.too_small { "  (too small)" } else { "" };
+                out!(
+                    "  {:<16} {:>6} {:>9} {:>7} {:>7} {:>10}{small}",
+                    g.group,
+                    g.n,
+                    num(g.selection_rate),
+                    num(g.tpr),
+                    num(g.fpr),
+                    num(h.selection_rate)
+                );
+            }
+            out!(
+                "  AI: parity difference {}, ratio {}, equalized odds difference {}",
+                num(r.ai.demographic_parity_difference),
+                num(r.ai.demographic_parity_ratio),
+                num(r.ai.equalized_odds_difference)
+            );
+            out!(
+                "  reviewers: approval parity difference {}, ratio {}",
+                num(r.reviewers.demographic_parity_difference),
+                num(r.reviewers.demographic_parity_ratio)
+            );
+        }
+        ReportCommand::Agreement { scope, json } => {
+            let client = file.client(&scope.remote)?;
+            let r: proto::AgreementReport = client.analytics("agreement", &scope.query()).await?;
+            if json {
+                return crate::commands::print_json(&r);
+            }
+            out!(
+                "{} items decided by several reviewers: Fleiss' κ {}, Krippendorff's α {}",
+                r.multiply_reviewed,
+                num(r.fleiss_kappa),
+                num(r.krippendorff_alpha)
+            );
+            for p in &r.pairs {
+                out!("  {} / {}: κ {} over {} items", p.a, p.b, num(p.kappa), p.n);
+            }
+            for v in &r.reviewers {
+                let flag = if v.rubber_stamp {
+                    "  RUBBER STAMP?"
+                } else {
+                    ""
+                };
+                out!(
+                    "  {:<12} {:>5} decisions, approves {}, agrees with peers {}{flag}",
+                    v.reviewer,
+                    v.decisions,
+                    pct(v.approve_rate),
+                    pct(v.peer_agreement)
+                );
+            }
+            for id in &r.disagreements {
+                out!("  to adjudicate: {id}");
+            }
+        }
+    }
+    Ok(())
+}
+
+const CSV_HEADER: &[&str] = &[
+    "proposal",
+    "system",
+    "action",
+    "created_at",
+    "confidence",
+    "status",
+    "decided_by",
+    "modified",
+    "verdicts",
+    "reviewers",
+    "rationales",
+    "input",
+    "ai_output",
+    "output",
+    "labels",
+    "attributes",
+];
+
+fn csv_field(text: &str) -> String {
+    if text.contains([',', '"', '\n', '\r']) {
+        format!("\"{}\"", text.replace('"', "\"\""))
+    } else {
+        text.to_owned()
+    }
+}
+
+fn csv_row(r: &proto::LabelRecord) -> anyhow::Result<String> {
+    let join = |f: &dyn Fn(&proto::LabelDecision) -> String| {
+        r.decisions.iter().map(f).collect::<Vec<_>>().join("|")
+    };
+    let labels: Vec<&serde_json::Value> = r
+        .decisions
+        .iter()
+        .filter_map(|d| d.labels.as_ref())
+        .collect();
+    let fields = [
+        r.proposal.clone(),
+        r.system.clone(),
+        r.action.clone(),
+        r.created_at.clone(),
+        r.confidence.map(|c| c.to_string()).unwrap_or_default(),
+        crate::commands::json_name(&r.status),
+        r.decided_by
+            .as_ref()
+            .map(crate::commands::json_name)
+            .unwrap_or_default(),
+        r.modified.to_string(),
+        join(&|d| crate::commands::json_name(&d.verdict)),
+        join(&|d| d.reviewer.clone()),
+        join(&|d| d.rationale.clone().unwrap_or_default()),
+        serde_json::to_string(&r.input)?,
+        serde_json::to_string(&r.ai_output)?,
+        serde_json::to_string(&r.output)?,
+        serde_json::to_string(&labels)?,
+        serde_json::to_string(&r.attributes)?,
+    ];
+    Ok(fields
+        .iter()
+        .map(|f| csv_field(f))
+        .collect::<Vec<_>>()
+        .join(","))
+}
+
+pub(crate) async fn export(file: &FileConfig, command: ExportCommand) -> anyhow::Result<()> {
+    let ExportCommand::Labels { scope, format, out } = command;
+    let client = file.client(&scope.remote)?;
+    let mut sink: Box<dyn std::io::Write> = if out.as_os_str() == "-" {
+        Box::new(std::io::BufWriter::new(std::io::stdout().lock()))
+    } else {
+        let file = std::fs::File::create(&out)
+            .with_context(|| format!("cannot create `{}`", out.display()))?;
+        Box::new(std::io::BufWriter::new(file))
+    };
+    if let Format::Csv = format {
+        writeln!(sink, "{}", CSV_HEADER.join(","))?;
+    }
+    let mut failed: Option<anyhow::Error> = None;
+    let n = client
+        .export_labels(&scope.query(), |record| {
+            let line = match format {
+                Format::Jsonl => serde_json::to_string(&record).map_err(anyhow::Error::from),
+                Format::Csv => csv_row(&record),
+            };
+            let written =
+                line.and_then(|line| writeln!(sink, "{line}").map_err(anyhow::Error::from));
+            if let Err(error) = written {
+                failed = Some(error);
+                return Err(loopgate_client::ClientError::Transport(
+                    "writing the export failed".to_owned(),
+                ));
+            }
+            Ok(())
+        })
+        .await;
+    if let Some(error) = failed {
+        return Err(error).context("cannot write the export");
+    }
+    let n = n?;
+    sink.flush()?;
+    if out.as_os_str() != "-" {
+        eprintln!("{n} labeled proposals written to {}", out.display());
+    }
+    Ok(())
+}
