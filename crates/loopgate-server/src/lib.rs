@@ -8,6 +8,7 @@
 pub mod audit;
 pub mod auth;
 mod cache;
+pub mod charts;
 pub mod clock;
 pub mod config;
 mod convert;

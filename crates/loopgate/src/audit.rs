@@ -168,7 +168,7 @@ async fn latest_size(client: &loopgate_client::Client) -> anyhow::Result<u64> {
 }
 
 /// The key itself, or a file that holds it.
-fn read_key(arg: &str) -> anyhow::Result<Verifier> {
+pub(crate) fn read_key(arg: &str) -> anyhow::Result<Verifier> {
     let text = if Path::new(arg).is_file() {
         std::fs::read_to_string(arg).with_context(|| format!("cannot read the key file `{arg}`"))?
     } else {
@@ -270,7 +270,7 @@ pub(crate) fn verify_receipt(
     ))
 }
 
-async fn export(client: &loopgate_client::Client, out: &Path) -> anyhow::Result<()> {
+pub(crate) async fn export(client: &loopgate_client::Client, out: &Path) -> anyhow::Result<()> {
     let latest = client.audit_checkpoint().await.context(
         "cannot read the newest checkpoint; `loopgate audit checkpoint --issue` makes one",
     )?;

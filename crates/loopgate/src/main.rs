@@ -16,6 +16,7 @@ mod cli;
 mod commands;
 mod config;
 mod demo;
+mod evidence;
 mod policy;
 mod report;
 

@@ -16,7 +16,7 @@ use crate::config::FileConfig;
 pub(crate) struct Scope {
     /// System id.
     #[arg(long)]
-    system: String,
+    pub(crate) system: String,
     /// The period up to now: `30d`, `12h`, `P7D`.
     #[arg(long, default_value = "30d")]
     since: String,
@@ -24,11 +24,11 @@ pub(crate) struct Scope {
     #[arg(long)]
     action: Option<String>,
     #[command(flatten)]
-    remote: Remote,
+    pub(crate) remote: Remote,
 }
 
 impl Scope {
-    fn query(&self) -> Vec<(&'static str, String)> {
+    pub(crate) fn query(&self) -> Vec<(&'static str, String)> {
         let mut query = vec![
             ("system", self.system.clone()),
             ("since", self.since.clone()),
@@ -94,6 +94,9 @@ pub(crate) enum ReportCommand {
         #[arg(long)]
         json: bool,
     },
+    /// One HTML file for auditors: inventory, oversight measures, figures,
+    /// the audit log verified here, mapped to EU AI Act and NIST AI RMF.
+    Evidence(crate::evidence::EvidenceArgs),
     /// Reviewer agreement (κ, α), diligence, and items to adjudicate.
     Agreement {
         #[command(flatten)]
@@ -138,6 +141,7 @@ fn num(value: Option<f64>) -> String {
 
 pub(crate) async fn report(file: &FileConfig, command: ReportCommand) -> anyhow::Result<()> {
     match command {
+        ReportCommand::Evidence(args) => return crate::evidence::run(file, args).await,
         ReportCommand::Overview { scope, json } => {
             let client = file.client(&scope.remote)?;
             let r: proto::Overview = client.analytics("overview", &scope.query()).await?;
