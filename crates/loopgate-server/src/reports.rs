@@ -11,7 +11,6 @@ use loopgate_core::analytics::thresholds::{qa_estimate, sampling_rate_for, thres
 use loopgate_core::{DecidedBy, ProposalStatus, Route, TaskKind, TaskState, Timestamp, Verdict};
 use loopgate_proto as proto;
 use loopgate_store::ReviewFact;
-use serde_json::Value;
 
 const DAY_MS: i64 = 86_400_000;
 /// Bootstrap intervals are computed up to this many items.
@@ -250,18 +249,8 @@ pub(crate) fn threshold_report(
     }
 }
 
-/// The subject attribute keys present, for telling a caller what to ask.
-pub(crate) fn attribute_keys(facts: &[ReviewFact]) -> Vec<String> {
-    let keys: BTreeSet<&String> = facts.iter().flat_map(|f| f.attributes.keys()).collect();
-    keys.into_iter().cloned().collect()
-}
-
-fn group_of(fact: &ReviewFact, attribute: &str) -> String {
-    match fact.attributes.get(attribute) {
-        None | Some(Value::Null) => "(none)".to_owned(),
-        Some(Value::String(s)) => s.clone(),
-        Some(other) => other.to_string(),
-    }
+fn group_of(fact: &ReviewFact) -> String {
+    fact.group.clone().unwrap_or_else(|| "(none)".to_owned())
 }
 
 fn figures(result: Fairness, interval: Option<(f64, f64)>, rates: bool) -> proto::FairnessFigures {
@@ -303,10 +292,7 @@ pub(crate) fn fairness_report(
     alpha: f64,
 ) -> proto::FairnessReport {
     let judged_facts: Vec<&ReviewFact> = facts.iter().filter(|f| judged(f)).collect();
-    let groups: Vec<String> = judged_facts
-        .iter()
-        .map(|f| group_of(f, attribute))
-        .collect();
+    let groups: Vec<String> = judged_facts.iter().map(|f| group_of(f)).collect();
     let ai: Vec<Labeled<'_>> = judged_facts
         .iter()
         .zip(&groups)

@@ -84,3 +84,9 @@ impl<E> From<rusqlite::Error> for TxError<E> {
         TxError::Store(StoreError::from(error))
     }
 }
+
+impl From<rusqlite::types::FromSqlError> for StoreError {
+    fn from(error: rusqlite::types::FromSqlError) -> StoreError {
+        StoreError::Other(format!("unexpected column type: {error}"))
+    }
+}

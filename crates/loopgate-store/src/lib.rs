@@ -260,6 +260,9 @@ pub trait Store: Send + Sync + 'static {
     /// decisions: what analytics reads.
     async fn review_facts(&self, filter: AnalyticsFilter) -> Result<Vec<ReviewFact>, StoreError>;
 
+    /// The subject attribute names of a system's latest 1,000 proposals.
+    async fn attribute_keys(&self, system: &SystemId) -> Result<Vec<String>, StoreError>;
+
     /// Up to `limit` proposals of `filter` that people decided and whose
     /// payload is not erased, after `after_seq`, oldest first.
     async fn label_rows(

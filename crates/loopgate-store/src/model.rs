@@ -593,10 +593,12 @@ pub struct AnalyticsFilter {
     pub from: Timestamp,
     /// Created before.
     pub to: Timestamp,
+    /// The subject attribute whose value becomes each fact's `group`.
+    pub attribute: Option<String>,
 }
 
-/// One proposal as analytics sees it: no payloads except the subject's
-/// attributes (the groups of fairness analysis).
+/// One proposal as analytics sees it: no payloads, only the value of one
+/// subject attribute when asked for (the groups of fairness analysis).
 #[derive(Debug, Clone, PartialEq)]
 pub struct ReviewFact {
     /// Id.
@@ -619,8 +621,9 @@ pub struct ReviewFact {
     pub overridden: bool,
     /// Approved with an edited output.
     pub modified: bool,
-    /// `subject.attributes`.
-    pub attributes: Map<String, Value>,
+    /// The value of the filter's attribute (`None` when not asked for or
+    /// absent), as text.
+    pub group: Option<String>,
     /// Its review task, if it had one.
     pub task: Option<TaskFact>,
     /// Human decisions, in order.

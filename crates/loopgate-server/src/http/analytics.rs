@@ -91,6 +91,7 @@ async fn window(
         action: query.action.clone(),
         from,
         to,
+        attribute: query.attribute.clone(),
     };
     let window = proto::AnalyticsWindow {
         system: system.to_string(),
@@ -200,9 +201,13 @@ pub async fn fairness(
     let alpha = fraction("alpha", query.alpha, 0.05)?;
     let threshold = fraction("threshold", query.threshold, 0.5)?;
     let min_group = query.min_group.unwrap_or(30);
-    let (window, facts, ..) = load(&app, &caller, &query).await?;
     let Some(attribute) = query.attribute.clone() else {
-        let keys = reports::attribute_keys(&facts);
+        caller.user_with(&[Role::Auditor])?;
+        let system = query.system.as_deref().unwrap_or_default();
+        let keys = match SystemId::parse(system) {
+            Some(id) => app.store.attribute_keys(&id).await?,
+            None => Vec::new(),
+        };
         let known = if keys.is_empty() {
             "this system's proposals carry no subject attributes".to_owned()
         } else {
@@ -212,6 +217,7 @@ pub async fn fairness(
             "name a subject attribute to group by, e.g. `attribute=country`: {known}"
         )));
     };
+    let (window, facts, ..) = load(&app, &caller, &query).await?;
     Ok(Json(
         compute(move || {
             reports::fairness_report(window, &facts, &attribute, threshold, min_group, alpha)

@@ -641,18 +641,22 @@ pub(super) fn meta(conn: &Connection, key: &str) -> Result<Option<String>, Store
         .optional()?)
 }
 
-/// Proposals of a system and window with their task and decisions, in two
-/// ordered scans merged by sequence number.
+/// Proposals of a system and window with their task and decisions, in one
+/// scan in proposal order (decisions joined through their index; a
+/// proposal with several decisions comes as several rows in a row).
 pub(super) fn review_facts(
     conn: &Connection,
     filter: &AnalyticsFilter,
 ) -> Result<Vec<ReviewFact>, StoreError> {
-    let action = filter.action.as_deref();
     let mut statement = conn.prepare_cached(
         "SELECT p.seq, p.id, p.action, p.created_at, p.decided_at, p.route, p.status, p.decided_by,
-                p.confidence, p.overridden, p.modified, p.subject,
-                t.kind, t.state, t.level, t.due_at, t.sample_probability, t.created_at
-         FROM proposals p LEFT JOIN tasks t ON t.proposal_id = p.id
+                p.confidence, p.overridden, p.modified,
+                CASE WHEN ?5 IS NULL THEN NULL ELSE json_extract(p.subject, '$.attributes.' || json_quote(?5)) END,
+                t.kind, t.state, t.level, t.due_at, t.sample_probability, t.created_at,
+                d.reviewer, d.verdict, d.decided_at
+         FROM proposals p
+         LEFT JOIN tasks t ON t.proposal_id = p.id
+         LEFT JOIN decisions d ON d.proposal_id = p.id
          WHERE p.system = ?1 AND p.created_at >= ?2 AND p.created_at < ?3 AND (?4 IS NULL OR p.action = ?4)
          ORDER BY p.seq",
     )?;
@@ -660,71 +664,67 @@ pub(super) fn review_facts(
         filter.system.as_str(),
         filter.from.millis(),
         filter.to.millis(),
-        action
+        filter.action.as_deref(),
+        filter.attribute.as_deref()
     ];
     let mut rows = statement.query(args)?;
-    let mut facts: Vec<(i64, ReviewFact)> = Vec::new();
-    while let Some(row) = rows.next()? {
-        let subject: Value = serde_json::from_str(&row.get::<_, String>(11)?)?;
-        let attributes = match subject.get("attributes") {
-            Some(Value::Object(map)) => map.clone(),
-            _ => Map::new(),
-        };
-        let task = match row.get::<_, Option<String>>(12)? {
-            Some(kind) => Some(TaskFact {
-                kind: parse(&kind, TaskKind::parse)?,
-                state: parse(&row.get::<_, String>(13)?, TaskState::parse)?,
-                level: row.get(14)?,
-                due_at: row.get::<_, Option<i64>>(15)?.map(Timestamp::from_millis),
-                sample_probability: row.get(16)?,
-                created_at: Timestamp::from_millis(row.get(17)?),
-            }),
-            None => None,
-        };
-        let fact = ReviewFact {
-            id: parse(&row.get::<_, String>(1)?, ProposalId::parse)?,
-            action: row.get(2)?,
-            created_at: Timestamp::from_millis(row.get(3)?),
-            decided_at: row.get::<_, Option<i64>>(4)?.map(Timestamp::from_millis),
-            route: parse(&row.get::<_, String>(5)?, Route::parse)?,
-            status: parse(&row.get::<_, String>(6)?, ProposalStatus::parse)?,
-            decided_by: match row.get::<_, Option<String>>(7)? {
-                Some(text) => Some(parse(&text, DecidedBy::parse)?),
-                None => None,
-            },
-            confidence: row.get(8)?,
-            overridden: row.get(9)?,
-            modified: row.get(10)?,
-            attributes,
-            task,
-            verdicts: Vec::new(),
-        };
-        facts.push((row.get(0)?, fact));
-    }
-    let mut statement = conn.prepare_cached(
-        "SELECT p.seq, d.reviewer, d.verdict, d.decided_at
-         FROM decisions d JOIN proposals p ON p.id = d.proposal_id
-         WHERE p.system = ?1 AND p.created_at >= ?2 AND p.created_at < ?3 AND (?4 IS NULL OR p.action = ?4)
-         ORDER BY p.seq, d.seq",
-    )?;
-    let mut rows = statement.query(args)?;
-    let mut at = 0;
+    let mut facts: Vec<ReviewFact> = Vec::new();
+    let mut last_seq = None;
     while let Some(row) = rows.next()? {
         let seq: i64 = row.get(0)?;
-        while facts.get(at).is_some_and(|(s, _)| *s < seq) {
-            at += 1;
+        if last_seq != Some(seq) {
+            last_seq = Some(seq);
+            let group = match row.get_ref(11)? {
+                rusqlite::types::ValueRef::Null => None,
+                rusqlite::types::ValueRef::Integer(n) => Some(n.to_string()),
+                rusqlite::types::ValueRef::Real(x) => Some(x.to_string()),
+                rusqlite::types::ValueRef::Text(t) | rusqlite::types::ValueRef::Blob(t) => {
+                    Some(String::from_utf8_lossy(t).into_owned())
+                }
+            };
+            let task = match row.get_ref(12)?.as_str_or_null()? {
+                Some(kind) => Some(TaskFact {
+                    kind: parse(kind, TaskKind::parse)?,
+                    state: parse(row.get_ref(13)?.as_str()?, TaskState::parse)?,
+                    level: row.get(14)?,
+                    due_at: row.get::<_, Option<i64>>(15)?.map(Timestamp::from_millis),
+                    sample_probability: row.get(16)?,
+                    created_at: Timestamp::from_millis(row.get(17)?),
+                }),
+                None => None,
+            };
+            facts.push(ReviewFact {
+                id: parse(row.get_ref(1)?.as_str()?, ProposalId::parse)?,
+                action: row.get(2)?,
+                created_at: Timestamp::from_millis(row.get(3)?),
+                decided_at: row.get::<_, Option<i64>>(4)?.map(Timestamp::from_millis),
+                route: parse(row.get_ref(5)?.as_str()?, Route::parse)?,
+                status: parse(row.get_ref(6)?.as_str()?, ProposalStatus::parse)?,
+                decided_by: match row.get_ref(7)?.as_str_or_null()? {
+                    Some(text) => Some(parse(text, DecidedBy::parse)?),
+                    None => None,
+                },
+                confidence: row.get(8)?,
+                overridden: row.get(9)?,
+                modified: row.get(10)?,
+                group,
+                task,
+                verdicts: Vec::new(),
+            });
         }
-        if let Some((s, fact)) = facts.get_mut(at)
-            && *s == seq
+        if let (Some(reviewer), Some(fact)) = (row.get_ref(18)?.as_str_or_null()?, facts.last_mut())
         {
             fact.verdicts.push(VerdictFact {
-                reviewer: row.get(1)?,
-                verdict: parse(&row.get::<_, String>(2)?, Verdict::parse)?,
-                decided_at: Timestamp::from_millis(row.get(3)?),
+                reviewer: reviewer.to_owned(),
+                verdict: parse(row.get_ref(19)?.as_str()?, Verdict::parse)?,
+                decided_at: Timestamp::from_millis(row.get(20)?),
             });
         }
     }
-    Ok(facts.into_iter().map(|(_, fact)| fact).collect())
+    for fact in &mut facts {
+        fact.verdicts.sort_by_key(|v| v.decided_at);
+    }
+    Ok(facts)
 }
 
 /// A page of decided, unerased proposals with their decisions.

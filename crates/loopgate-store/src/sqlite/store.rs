@@ -825,6 +825,23 @@ impl Store for SqliteStore {
         self.read(move |conn| q::review_facts(conn, &filter)).await
     }
 
+    async fn attribute_keys(&self, system: &SystemId) -> Result<Vec<String>, StoreError> {
+        let system = system.clone();
+        self.read(move |conn| {
+            let mut statement = conn.prepare_cached(
+                "SELECT DISTINCT a.key FROM
+                   (SELECT subject FROM proposals WHERE system = ?1 ORDER BY seq DESC LIMIT 1000) p,
+                   json_each(p.subject, '$.attributes') a
+                 ORDER BY a.key",
+            )?;
+            let keys = statement
+                .query_map(params![system.as_str()], |row| row.get::<_, String>(0))?
+                .collect::<Result<Vec<_>, _>>()?;
+            Ok(keys)
+        })
+        .await
+    }
+
     async fn label_rows(
         &self,
         filter: AnalyticsFilter,
