@@ -1,13 +1,11 @@
 //! Calibration of the AI's `confidence` against what people decided:
 //! reliability bins, expected calibration error and the Brier score.
 
-use serde::Serialize;
-
 use crate::analytics::ratio;
 
 /// One reliability bin: confidences in `(lower, upper]` (the first bin
 /// includes 0).
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Bin {
     /// Lower edge.
     pub lower: f64,
@@ -22,7 +20,7 @@ pub struct Bin {
 }
 
 /// The reliability diagram and its summaries.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Calibration {
     /// Equal-width bins over [0, 1].
     pub bins: Vec<Bin>,

@@ -5,8 +5,6 @@
 
 use std::collections::BTreeMap;
 
-use serde::Serialize;
-
 use crate::analytics::intervals::Interval;
 use crate::analytics::ratio;
 
@@ -23,7 +21,7 @@ pub struct Labeled<'a> {
 }
 
 /// Rates of one group.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct GroupRates {
     /// The attribute value.
     pub group: String,
@@ -42,7 +40,7 @@ pub struct GroupRates {
 }
 
 /// The figures for one attribute.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Fairness {
     /// Per group, by name.
     pub groups: Vec<GroupRates>,

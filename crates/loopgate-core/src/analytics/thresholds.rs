@@ -3,13 +3,11 @@
 //! confidence threshold that keeps the error of auto-approval under a
 //! target.
 
-use serde::Serialize;
-
 use crate::analytics::intervals::{Interval, clopper_pearson, z};
 use crate::analytics::ratio;
 
 /// The error rate of auto-approved proposals, estimated from QA samples.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct QaEstimate {
     /// Samples reviewed.
     pub sampled: u64,
@@ -97,7 +95,7 @@ pub fn sampling_rate_for(
 }
 
 /// One point of the threshold curve: auto-approve at `confidence ≥ threshold`.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct ThresholdPoint {
     /// The threshold.
     pub threshold: f64,
@@ -114,7 +112,7 @@ pub struct ThresholdPoint {
 }
 
 /// The curve and the advice.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct ThresholdAdvice {
     /// The target error rate.
     pub target: f64,
