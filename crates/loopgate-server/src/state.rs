@@ -246,6 +246,10 @@ async fn bootstrap(
     config: &Config,
     now: loopgate_core::Timestamp,
 ) -> Result<(Option<String>, Option<String>), StartError> {
+    // Only the first start makes an admin: skip the password hashing after.
+    if !store.users().await?.is_empty() {
+        return Ok((None, None));
+    }
     let (token, generated) = match &config.bootstrap_token {
         Some(token) if token.len() < 16 => return Err(StartError::WeakBootstrapToken),
         Some(token) => (token.clone(), false),
