@@ -129,6 +129,9 @@ pub(crate) enum Format {
     Jsonl,
     /// One row per proposal; nested values as JSON text.
     Csv,
+    /// The CSV's columns as a Parquet file (confidence as a double, modified
+    /// as a boolean), in row groups of 10,000.
+    Parquet,
 }
 
 fn pct(value: Option<f64>) -> String {
@@ -354,7 +357,8 @@ pub(crate) async fn report(file: &FileConfig, command: ReportCommand) -> anyhow:
     Ok(())
 }
 
-const CSV_HEADER: &[&str] = &[
+/// The columns of the CSV and Parquet exports, in order.
+const COLUMNS: [&str; 16] = [
     "proposal",
     "system",
     "action",
@@ -373,15 +377,10 @@ const CSV_HEADER: &[&str] = &[
     "attributes",
 ];
 
-fn csv_field(text: &str) -> String {
-    if text.contains([',', '"', '\n', '\r']) {
-        format!("\"{}\"", text.replace('"', "\"\""))
-    } else {
-        text.to_owned()
-    }
-}
-
-fn csv_row(r: &proto::LabelRecord) -> anyhow::Result<String> {
+/// A record as the flat columns of [`COLUMNS`]: nested values as JSON text,
+/// several decisions joined with `|`; confidence and modified as text too
+/// (the Parquet writer types them).
+fn flat(r: &proto::LabelRecord) -> anyhow::Result<[String; 16]> {
     let join = |f: &dyn Fn(&proto::LabelDecision) -> String| {
         r.decisions.iter().map(f).collect::<Vec<_>>().join("|")
     };
@@ -390,7 +389,7 @@ fn csv_row(r: &proto::LabelRecord) -> anyhow::Result<String> {
         .iter()
         .filter_map(|d| d.labels.as_ref())
         .collect();
-    let fields = [
+    Ok([
         r.proposal.clone(),
         r.system.clone(),
         r.action.clone(),
@@ -410,33 +409,138 @@ fn csv_row(r: &proto::LabelRecord) -> anyhow::Result<String> {
         serde_json::to_string(&r.output)?,
         serde_json::to_string(&labels)?,
         serde_json::to_string(&r.attributes)?,
-    ];
-    Ok(fields
+    ])
+}
+
+fn csv_field(text: &str) -> String {
+    if text.contains([',', '"', '\n', '\r']) {
+        format!("\"{}\"", text.replace('"', "\"\""))
+    } else {
+        text.to_owned()
+    }
+}
+
+fn csv_row(r: &proto::LabelRecord) -> anyhow::Result<String> {
+    Ok(flat(r)?
         .iter()
         .map(|f| csv_field(f))
         .collect::<Vec<_>>()
         .join(","))
 }
 
+/// Rows per Parquet row group (and per batch held in memory).
+const PARQUET_ROWS: usize = 10_000;
+
+/// Writes records to a Parquet file a row group at a time.
+struct ParquetSink {
+    writer: parquet::arrow::ArrowWriter<std::fs::File>,
+    schema: std::sync::Arc<arrow_schema::Schema>,
+    rows: Vec<proto::LabelRecord>,
+}
+
+impl ParquetSink {
+    fn create(file: std::fs::File) -> anyhow::Result<ParquetSink> {
+        use arrow_schema::{DataType, Field, Schema};
+        let fields: Vec<Field> = COLUMNS
+            .iter()
+            .map(|name| match *name {
+                "confidence" => Field::new(*name, DataType::Float64, true),
+                "modified" => Field::new(*name, DataType::Boolean, false),
+                "decided_by" => Field::new(*name, DataType::Utf8, true),
+                _ => Field::new(*name, DataType::Utf8, false),
+            })
+            .collect();
+        let schema = std::sync::Arc::new(Schema::new(fields));
+        let props = parquet::file::properties::WriterProperties::builder()
+            .set_max_row_group_row_count(Some(PARQUET_ROWS))
+            .build();
+        let writer = parquet::arrow::ArrowWriter::try_new(file, schema.clone(), Some(props))?;
+        Ok(ParquetSink {
+            writer,
+            schema,
+            rows: Vec::with_capacity(PARQUET_ROWS),
+        })
+    }
+
+    fn push(&mut self, record: proto::LabelRecord) -> anyhow::Result<()> {
+        self.rows.push(record);
+        if self.rows.len() == PARQUET_ROWS {
+            self.flush()?;
+        }
+        Ok(())
+    }
+
+    fn flush(&mut self) -> anyhow::Result<()> {
+        use arrow_array::{ArrayRef, BooleanArray, Float64Array, RecordBatch, StringArray};
+        if self.rows.is_empty() {
+            return Ok(());
+        }
+        let flats = self
+            .rows
+            .iter()
+            .map(flat)
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        let columns: Vec<ArrayRef> = COLUMNS
+            .iter()
+            .enumerate()
+            .map(|(i, name)| -> ArrayRef {
+                match *name {
+                    "confidence" => std::sync::Arc::new(Float64Array::from_iter(
+                        self.rows.iter().map(|r| r.confidence),
+                    )),
+                    "modified" => std::sync::Arc::new(BooleanArray::from_iter(
+                        self.rows.iter().map(|r| Some(r.modified)),
+                    )),
+                    "decided_by" => std::sync::Arc::new(StringArray::from_iter(
+                        flats
+                            .iter()
+                            .map(|f| (!f[i].is_empty()).then_some(f[i].as_str())),
+                    )),
+                    _ => std::sync::Arc::new(StringArray::from_iter_values(
+                        flats.iter().map(|f| f[i].as_str()),
+                    )),
+                }
+            })
+            .collect();
+        let batch = RecordBatch::try_new(self.schema.clone(), columns)?;
+        self.writer.write(&batch)?;
+        self.rows.clear();
+        Ok(())
+    }
+
+    fn finish(mut self) -> anyhow::Result<()> {
+        self.flush()?;
+        self.writer.close()?;
+        Ok(())
+    }
+}
+
 pub(crate) async fn export(file: &FileConfig, command: ExportCommand) -> anyhow::Result<()> {
     let ExportCommand::Labels { scope, format, out } = command;
     let client = file.client(&scope.remote)?;
-    let mut sink: Box<dyn std::io::Write> = if out.as_os_str() == "-" {
+    let to_stdout = out.as_os_str() == "-";
+    let mut sink: Box<dyn std::io::Write> = if to_stdout {
+        if let Format::Parquet = format {
+            anyhow::bail!("Parquet is a binary file format: name a file with --out");
+        }
         Box::new(std::io::BufWriter::new(std::io::stdout().lock()))
     } else {
-        let file = std::fs::File::create(&out)
+        let created = std::fs::File::create(&out)
             .with_context(|| format!("cannot create `{}`", out.display()))?;
-        Box::new(std::io::BufWriter::new(file))
+        if let Format::Parquet = format {
+            return export_parquet(&client, &scope, created, &out).await;
+        }
+        Box::new(std::io::BufWriter::new(created))
     };
     if let Format::Csv = format {
-        writeln!(sink, "{}", CSV_HEADER.join(","))?;
+        writeln!(sink, "{}", COLUMNS.join(","))?;
     }
     let mut failed: Option<anyhow::Error> = None;
     let n = client
         .export_labels(&scope.query(), |record| {
             let line = match format {
-                Format::Jsonl => serde_json::to_string(&record).map_err(anyhow::Error::from),
                 Format::Csv => csv_row(&record),
+                _ => serde_json::to_string(&record).map_err(anyhow::Error::from),
             };
             let written =
                 line.and_then(|line| writeln!(sink, "{line}").map_err(anyhow::Error::from));
@@ -454,8 +558,36 @@ pub(crate) async fn export(file: &FileConfig, command: ExportCommand) -> anyhow:
     }
     let n = n?;
     sink.flush()?;
-    if out.as_os_str() != "-" {
+    if !to_stdout {
         eprintln!("{n} labeled proposals written to {}", out.display());
     }
+    Ok(())
+}
+
+async fn export_parquet(
+    client: &loopgate_client::Client,
+    scope: &Scope,
+    file: std::fs::File,
+    out: &std::path::Path,
+) -> anyhow::Result<()> {
+    let mut sink = ParquetSink::create(file)?;
+    let mut failed: Option<anyhow::Error> = None;
+    let n = client
+        .export_labels(&scope.query(), |record| {
+            if let Err(error) = sink.push(record) {
+                failed = Some(error);
+                return Err(loopgate_client::ClientError::Transport(
+                    "writing the export failed".to_owned(),
+                ));
+            }
+            Ok(())
+        })
+        .await;
+    if let Some(error) = failed {
+        return Err(error).context("cannot write the Parquet file");
+    }
+    let n = n?;
+    sink.finish().context("cannot finish the Parquet file")?;
+    eprintln!("{n} labeled proposals written to {}", out.display());
     Ok(())
 }

@@ -139,6 +139,53 @@ async fn reports_exports_and_the_evidence_pack() {
     let first: Value = serde_json::from_str(stdout.lines().next().unwrap()).unwrap();
     assert_eq!(first["decisions"][0]["rationale"], "checked");
 
+    let parquet = dir.path().join("labels.parquet");
+    let (ok, _, stderr) = cli(
+        &base,
+        &[
+            "export",
+            "labels",
+            "--system",
+            system,
+            "--format",
+            "parquet",
+            "--out",
+            parquet.to_str().unwrap(),
+        ],
+    );
+    assert!(ok, "{stderr}");
+    let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(
+        std::fs::File::open(&parquet).unwrap(),
+    )
+    .unwrap();
+    let columns: Vec<String> = reader
+        .schema()
+        .fields()
+        .iter()
+        .map(|f| f.name().clone())
+        .collect();
+    assert_eq!(
+        columns[..5],
+        ["proposal", "system", "action", "created_at", "confidence"]
+    );
+    let rows: usize = reader
+        .build()
+        .unwrap()
+        .map(|batch| batch.unwrap().num_rows())
+        .sum();
+    assert_eq!(rows, 6);
+    let (ok, _, stderr) = cli(
+        &base,
+        &[
+            "export", "labels", "--system", system, "--format", "parquet",
+        ],
+    );
+    assert!(!ok);
+    assert!(
+        stderr.contains("Parquet is a binary file format: name a file with --out"),
+        "{stderr}"
+    );
+
     let (_, pubkey, _) = cli(&base, &["audit", "pubkey"]);
     let out = dir.path().join("evidence.html");
     let (ok, _, stderr) = cli(
