@@ -140,7 +140,10 @@ pub(crate) async fn run(file: &FileConfig, command: AuditCommand) -> anyhow::Res
             };
             out!("{}", serde_json::to_string_pretty(&value)?);
         }
-        AuditCommand::Export { out, remote } => export(&file.client(&remote)?, &out).await?,
+        AuditCommand::Export { out, remote } => {
+            let written = export(&file.client(&remote)?, &out).await?;
+            out!("{written}");
+        }
         AuditCommand::Verify { dir, pubkey } => {
             let verifier = read_key(&pubkey)?;
             let summary = tokio::task::spawn_blocking(move || verify_dir(&dir, &verifier))
@@ -270,7 +273,8 @@ pub(crate) fn verify_receipt(
     ))
 }
 
-pub(crate) async fn export(client: &loopgate_client::Client, out: &Path) -> anyhow::Result<()> {
+/// Exports the log into `out`; returns the sentence that says what was written.
+pub(crate) async fn export(client: &loopgate_client::Client, out: &Path) -> anyhow::Result<String> {
     let latest = client.audit_checkpoint().await.context(
         "cannot read the newest checkpoint; `loopgate audit checkpoint --issue` makes one",
     )?;
@@ -315,11 +319,10 @@ pub(crate) async fn export(client: &loopgate_client::Client, out: &Path) -> anyh
         })
         .await?;
     bar.finish_and_clear();
-    out!(
+    Ok(format!(
         "exported {size} entries, {n_checkpoints} checkpoints to {}",
         out.display()
-    );
-    Ok(())
+    ))
 }
 
 /// Every entry bundle and hash tile of a tree of `size` entries.

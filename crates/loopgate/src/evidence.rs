@@ -113,7 +113,7 @@ pub(crate) async fn run(file: &FileConfig, args: EvidenceArgs) -> anyhow::Result
     let verifier = crate::audit::read_key(&key)?;
     let dir = tempfile::tempdir().context("cannot make a temporary folder for the audit export")?;
     let outcome = match crate::audit::export(&client, dir.path()).await {
-        Ok(()) => crate::audit::verify_dir(dir.path(), &verifier)
+        Ok(_) => crate::audit::verify_dir(dir.path(), &verifier)
             .map(|s| {
                 format!(
                     "verified: {} entries, {} checkpoints, every hash tile rebuilt and every signature checked",
