@@ -535,28 +535,15 @@ pub(crate) async fn export(file: &FileConfig, command: ExportCommand) -> anyhow:
     if let Format::Csv = format {
         writeln!(sink, "{}", COLUMNS.join(","))?;
     }
-    let mut failed: Option<anyhow::Error> = None;
-    let n = client
-        .export_labels(&scope.query(), |record| {
-            let line = match format {
-                Format::Csv => csv_row(&record),
-                _ => serde_json::to_string(&record).map_err(anyhow::Error::from),
-            };
-            let written =
-                line.and_then(|line| writeln!(sink, "{line}").map_err(anyhow::Error::from));
-            if let Err(error) = written {
-                failed = Some(error);
-                return Err(loopgate_client::ClientError::Transport(
-                    "writing the export failed".to_owned(),
-                ));
-            }
-            Ok(())
-        })
-        .await;
-    if let Some(error) = failed {
-        return Err(error).context("cannot write the export");
-    }
-    let n = n?;
+    let n = each_record(&client, &scope, "cannot write the export", |record| {
+        let line = match format {
+            Format::Csv => csv_row(&record)?,
+            _ => serde_json::to_string(&record)?,
+        };
+        writeln!(sink, "{line}")?;
+        Ok(())
+    })
+    .await?;
     sink.flush()?;
     if !to_stdout {
         eprintln!("{n} labeled proposals written to {}", out.display());
@@ -571,23 +558,34 @@ async fn export_parquet(
     out: &std::path::Path,
 ) -> anyhow::Result<()> {
     let mut sink = ParquetSink::create(file)?;
-    let mut failed: Option<anyhow::Error> = None;
-    let n = client
-        .export_labels(&scope.query(), |record| {
-            if let Err(error) = sink.push(record) {
-                failed = Some(error);
-                return Err(loopgate_client::ClientError::Transport(
-                    "writing the export failed".to_owned(),
-                ));
-            }
-            Ok(())
-        })
-        .await;
-    if let Some(error) = failed {
-        return Err(error).context("cannot write the Parquet file");
-    }
-    let n = n?;
+    let n = each_record(client, scope, "cannot write the Parquet file", |record| {
+        sink.push(record)
+    })
+    .await?;
     sink.finish().context("cannot finish the Parquet file")?;
     eprintln!("{n} labeled proposals written to {}", out.display());
     Ok(())
+}
+
+/// Streams the export into `write`; a write error stops the stream and is
+/// returned under `what`. Returns how many records there were.
+async fn each_record(
+    client: &loopgate_client::Client,
+    scope: &Scope,
+    what: &'static str,
+    mut write: impl FnMut(proto::LabelRecord) -> anyhow::Result<()>,
+) -> anyhow::Result<u64> {
+    let mut failed: Option<anyhow::Error> = None;
+    let n = client
+        .export_labels(&scope.query(), |record| {
+            write(record).map_err(|error| {
+                failed = Some(error);
+                loopgate_client::ClientError::Transport("writing the export failed".to_owned())
+            })
+        })
+        .await;
+    match failed {
+        Some(error) => Err(error.context(what)),
+        None => Ok(n?),
+    }
 }

@@ -21,9 +21,17 @@ pub fn wilson(k: u64, n: u64, alpha: f64) -> Option<Interval> {
     if n == 0 {
         return None;
     }
-    let (k, n) = (k.min(n) as f64, n as f64);
+    wilson_at(k.min(n) as f64 / n as f64, n as f64, alpha)
+}
+
+/// Wilson's interval for a proportion `p` observed over `n` items, where `n`
+/// may be fractional (an effective sample size); `None` when `n` is not
+/// positive.
+pub fn wilson_at(p: f64, n: f64, alpha: f64) -> Option<Interval> {
+    if n <= 0.0 {
+        return None;
+    }
     let z = z(alpha);
-    let p = k / n;
     let z2 = z * z;
     let center = (p + z2 / (2.0 * n)) / (1.0 + z2 / n);
     let half = z / (1.0 + z2 / n) * (p * (1.0 - p) / n + z2 / (4.0 * n * n)).sqrt();

@@ -3,7 +3,7 @@
 //! confidence threshold that keeps the error of auto-approval under a
 //! target.
 
-use crate::analytics::intervals::{Interval, clopper_pearson, z};
+use crate::analytics::intervals::{Interval, clopper_pearson, wilson_at, z};
 use crate::analytics::ratio;
 
 /// The error rate of auto-approved proposals, estimated from QA samples.
@@ -58,19 +58,6 @@ pub fn qa_estimate(samples: &[(f64, bool)], alpha: f64) -> QaEstimate {
         effective_n,
         interval,
     }
-}
-
-/// Wilson's interval for a proportion `p` observed over `n` (possibly
-/// fractional) items.
-fn wilson_at(p: f64, n: f64, alpha: f64) -> Option<Interval> {
-    if n <= 0.0 {
-        return None;
-    }
-    let z = z(alpha);
-    let z2 = z * z;
-    let center = (p + z2 / (2.0 * n)) / (1.0 + z2 / n);
-    let half = z / (1.0 + z2 / n) * (p * (1.0 - p) / n + z2 / (4.0 * n * n)).sqrt();
-    Some(((center - half).max(0.0), (center + half).min(1.0)))
 }
 
 /// The QA sampling rate that estimates an error rate near `expected` to
