@@ -11,7 +11,9 @@
 
 use loopgate_core::analytics::agreement::{cohen_kappa, fleiss_kappa, krippendorff_alpha_nominal};
 use loopgate_core::analytics::calibration::calibration;
-use loopgate_core::analytics::fairness::{Labeled, bootstrap, fairness};
+use loopgate_core::analytics::fairness::{
+    GroupCounts, Labeled, bootstrap, bootstrap_counts, fairness, fairness_from_counts,
+};
 use loopgate_core::analytics::intervals::{clopper_pearson, wilson};
 use loopgate_core::analytics::thresholds::{qa_estimate, sampling_rate_for, threshold_advice};
 use serde_json::Value;
@@ -228,6 +230,43 @@ fn fairness_matches_fairlearn() {
         "{interval:?} {point}"
     );
     assert_eq!(bootstrap(&items, figure, 400, 0.05, 7), Some(interval));
+
+    // The same over counts per (group, truth, prediction): a multinomial
+    // resample of the cells, whatever the number of items.
+    let mut cells: std::collections::BTreeMap<(&str, bool, bool), u64> = Default::default();
+    for item in &items {
+        *cells
+            .entry((item.group, item.truth, item.predicted))
+            .or_default() += 1;
+    }
+    let kinds: Vec<(&str, bool, bool)> = cells.keys().copied().collect();
+    let counts: Vec<u64> = cells.values().copied().collect();
+    let from_counts = |sample: &[u64]| {
+        let mut by_group: std::collections::BTreeMap<&str, GroupCounts> = Default::default();
+        for ((group, truth, predicted), n) in kinds.iter().zip(sample) {
+            by_group
+                .entry(group)
+                .or_default()
+                .add(*truth, *predicted, *n);
+        }
+        fairness_from_counts(by_group, 0).demographic_parity_difference
+    };
+    close(from_counts(&counts).unwrap(), point);
+    let by_cells = bootstrap_counts(&counts, from_counts, 400, 0.05, 7).unwrap();
+    assert!(
+        by_cells.0 <= point && point <= by_cells.1,
+        "{by_cells:?} {point}"
+    );
+    assert_eq!(
+        bootstrap_counts(&counts, from_counts, 400, 0.05, 7),
+        Some(by_cells)
+    );
+    // Both resample the same distribution: the intervals agree closely.
+    assert!(
+        (by_cells.0 - interval.0).abs() < 0.03 && (by_cells.1 - interval.1).abs() < 0.03,
+        "{by_cells:?} {interval:?}"
+    );
+    assert_eq!(bootstrap_counts(&[0, 0], from_counts, 10, 0.05, 7), None);
 
     // No items, one group: no differences.
     assert_eq!(fairness(&[], 0).demographic_parity_difference, None);

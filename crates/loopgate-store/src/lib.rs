@@ -7,6 +7,7 @@
 //! transaction. A method's future resolves only once its commit is durable.
 //! The store knows rows and domain types, not HTTP.
 
+pub mod aggregates;
 mod error;
 mod model;
 pub mod sqlite;
@@ -257,8 +258,24 @@ pub trait Store: Send + Sync + 'static {
     async fn ping(&self) -> Result<(), StoreError>;
 
     /// The proposals of `filter`, oldest first, with their task and human
-    /// decisions: what analytics reads.
+    /// decisions: what analytics reads for part of a day.
     async fn review_facts(&self, filter: AnalyticsFilter) -> Result<Vec<ReviewFact>, StoreError>;
+
+    /// The analytics counts of `query`, summed over days and actions, per
+    /// metric and key (see [`aggregates`]).
+    async fn analytics_totals(&self, query: TotalsQuery) -> Result<Vec<Total>, StoreError>;
+
+    /// Recomputes every analytics count from the stored proposals (they are
+    /// kept in step by every write; this is for repairs and imports).
+    async fn rebuild_analytics(&self) -> Result<(), StoreError>;
+
+    /// Up to `limit` proposals of `filter` whose reviewers disagreed, oldest
+    /// first.
+    async fn disagreements(
+        &self,
+        filter: AnalyticsFilter,
+        limit: u32,
+    ) -> Result<Vec<ProposalId>, StoreError>;
 
     /// The subject attribute names of a system's latest 1,000 proposals.
     async fn attribute_keys(&self, system: &SystemId) -> Result<Vec<String>, StoreError>;

@@ -593,16 +593,45 @@ pub struct AnalyticsFilter {
     pub from: Timestamp,
     /// Created before.
     pub to: Timestamp,
-    /// The subject attribute whose value becomes each fact's `group`.
-    pub attribute: Option<String>,
 }
 
-/// One proposal as analytics sees it: no payloads, only the value of one
-/// subject attribute when asked for (the groups of fairness analysis).
+/// Which summed counts analytics reads: a system's proposals created on
+/// `from_day` or later (UTC days since the epoch), of one action or all.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TotalsQuery {
+    /// The system.
+    pub system: SystemId,
+    /// Only this action.
+    pub action: Option<String>,
+    /// First day counted.
+    pub from_day: i64,
+    /// The metrics to read (see [`crate::aggregates::metric`]).
+    pub metrics: Vec<&'static str>,
+}
+
+/// One summed count row.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Total {
+    /// Metric.
+    pub metric: String,
+    /// Key.
+    pub key: String,
+    /// Count.
+    pub n: i64,
+    /// First sum.
+    pub a: f64,
+    /// Second sum.
+    pub b: f64,
+}
+
+/// One proposal as analytics sees it: no payloads, only its subject's
+/// attributes (the groups of fairness analysis).
 #[derive(Debug, Clone, PartialEq)]
 pub struct ReviewFact {
     /// Id.
     pub id: ProposalId,
+    /// System.
+    pub system: SystemId,
     /// Action.
     pub action: String,
     /// Submission time.
@@ -621,9 +650,9 @@ pub struct ReviewFact {
     pub overridden: bool,
     /// Approved with an edited output.
     pub modified: bool,
-    /// The value of the filter's attribute (`None` when not asked for or
-    /// absent), as text.
-    pub group: Option<String>,
+    /// The subject's attributes with a value, as text (strings as they are,
+    /// other values as JSON), by name.
+    pub attributes: Vec<(String, String)>,
     /// Its review task, if it had one.
     pub task: Option<TaskFact>,
     /// Human decisions, in order.

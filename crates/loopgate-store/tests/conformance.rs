@@ -19,10 +19,11 @@ use loopgate_core::{
     Digest, Oversight, ProposalId, ProposalStatus, RiskTier, Route, SystemId, SystemStatus, TaskId,
     TaskState, Timestamp, Verdict,
 };
+use loopgate_store::aggregates::metric;
 use loopgate_store::sqlite::SqliteStore;
 use loopgate_store::{
-    ActivationMode, AutoLimits, NewPolicy, NewProposal, NewSystem, ProposalFilter, ReviewerRef,
-    ShadowOutcome, Store, SubmitError, Submitted, TaskFilter, TxError,
+    ActivationMode, AnalyticsFilter, AutoLimits, NewPolicy, NewProposal, NewSystem, ProposalFilter,
+    ReviewerRef, ShadowOutcome, Store, SubmitError, Submitted, TaskFilter, TotalsQuery, TxError,
 };
 use serde_json::json;
 
@@ -70,6 +71,7 @@ conformance!(
     activations_decide_the_live_and_shadow_versions,
     automation_caps_hold_under_concurrency,
     shadow_disagreements_are_recorded_and_replay_reads_history,
+    analytics_counts_follow_every_change,
 );
 
 async fn setup(store: &dyn Store) -> SystemId {
@@ -652,4 +654,151 @@ async fn shadow_disagreements_are_recorded_and_replay_reads_history(store: &dyn 
     assert_eq!(rest.len(), 1);
     let later = Timestamp::from_millis(T0.millis() + 1);
     assert_eq!(store.count_since(later).await.unwrap(), 0);
+}
+
+/// Every count the store keeps, by metric and key.
+async fn all_counts(store: &dyn Store, system: &SystemId) -> Vec<(String, String, i64, f64, f64)> {
+    let metrics = vec![
+        metric::ROUTE,
+        metric::STATUS,
+        metric::DECIDER,
+        metric::SUBMITTED,
+        metric::RESOLVED,
+        metric::REVIEW,
+        metric::TIME,
+        metric::TASK,
+        metric::QUEUE_OPENED,
+        metric::QUEUE_CLOSED,
+        metric::CALIBRATION,
+        metric::THRESHOLD,
+        metric::AUTO,
+        metric::QA,
+        metric::FAIR_ALL,
+        metric::FAIR,
+        metric::MULTI,
+        metric::PAIR,
+        metric::FLEISS,
+        metric::FLEISS_CATEGORY,
+        metric::KRIPPENDORFF,
+        metric::KRIPPENDORFF_VALUE,
+        metric::REVIEWER,
+        metric::REVIEWER_TIME,
+    ];
+    let query = TotalsQuery {
+        system: system.clone(),
+        action: None,
+        from_day: i64::MIN,
+        metrics,
+    };
+    let mut rows: Vec<_> = store
+        .analytics_totals(query)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|t| t.n != 0 || t.a.abs() > 1e-9 || t.b.abs() > 1e-9)
+        .map(|t| (t.metric, t.key, t.n, t.a, t.b))
+        .collect();
+    rows.sort_by(|x, y| (&x.0, &x.1).cmp(&(&y.0, &y.1)));
+    rows
+}
+
+async fn analytics_counts_follow_every_change(store: &dyn Store) {
+    let system = setup(store).await;
+    let mut ids = Vec::new();
+    for n in 0..8 {
+        let mut new = new_proposal(&system, n, None, json!({"n": n}), 1 + n % 2);
+        new.confidence = Some(f64::from(n) / 8.0 + 0.01);
+        new.subject["attributes"] =
+            json!({"region": if n % 2 == 0 { "eu" } else { "us" }, "age": n});
+        if n == 7 {
+            new.routing.review.sla = Some(Duration::from_secs(60));
+            new.plan = plan(
+                &new.routing,
+                Oversight::InTheLoop,
+                SystemStatus::Active,
+                false,
+            );
+        }
+        ids.push((new.id.clone(), new.task_id.clone(), new.digest.clone()));
+        store.submit(new, T0).await.unwrap();
+    }
+    let at = |s: u64| T0.plus(Duration::from_secs(s));
+    let verdict = |verdict: Verdict, digest: &Digest| DecisionInput {
+        verdict,
+        output: (verdict == Verdict::Modify).then(|| json!({"edited": true})),
+        ..approve(digest)
+    };
+    // One reviewer approves, rejects, modifies; two reviewers agree and disagree.
+    for (i, who, v) in [
+        (0, "ann", Verdict::Approve),
+        (2, "ann", Verdict::Reject),
+        (4, "bob", Verdict::Modify),
+        (1, "ann", Verdict::Approve),
+        (1, "bob", Verdict::Approve),
+        (3, "ann", Verdict::Approve),
+        (3, "bob", Verdict::Reject),
+        (5, "bob", Verdict::Approve),
+    ] {
+        let (_, task, digest) = &ids[i];
+        store
+            .decide(
+                task,
+                &reviewer(who),
+                verdict(v, digest),
+                at(5 * i as u64 + 1),
+            )
+            .await
+            .unwrap();
+    }
+    store.cancel(&ids[6].0, "system:sys", at(50)).await.unwrap();
+    store.run_timers(at(3_600), 100).await.unwrap();
+    store
+        .erase(&ids[0].0, "user:admin", "asked", at(4_000))
+        .await
+        .unwrap();
+
+    let counts = all_counts(store, &system).await;
+    let n = |metric: &str, key: &str| {
+        counts
+            .iter()
+            .find(|c| c.0 == metric && c.1 == key)
+            .map_or(0, |c| c.2)
+    };
+    assert_eq!(n(metric::ROUTE, "review"), 8);
+    assert_eq!(n(metric::REVIEW, "judged"), 6);
+    assert_eq!(n(metric::REVIEW, "overridden"), 3);
+    assert_eq!(n(metric::MULTI, ""), 2);
+    assert_eq!(n(metric::STATUS, "cancelled"), 1);
+    assert_eq!(n(metric::TASK, "breach"), 1, "the expired task");
+    assert_eq!(
+        n(metric::FAIR, "region\u{1f}us\u{1f}13\u{1f}1"),
+        1,
+        "the second proposal, approved twice"
+    );
+    // Erasure dropped the first proposal's attributes.
+    assert!(
+        !counts
+            .iter()
+            .any(|c| c.0 == metric::FAIR && c.1.starts_with("age\u{1f}0\u{1f}"))
+    );
+    let filter = AnalyticsFilter {
+        system: system.clone(),
+        action: None,
+        from: T0,
+        to: at(10_000),
+    };
+    let disagreed = store.disagreements(filter, 10).await.unwrap();
+    assert_eq!(disagreed, vec![ids[3].0.clone()]);
+
+    // The counts kept change by change equal the counts rebuilt from scratch.
+    store.rebuild_analytics().await.unwrap();
+    let rebuilt = all_counts(store, &system).await;
+    assert_eq!(counts.len(), rebuilt.len(), "{counts:#?}\n{rebuilt:#?}");
+    for (kept, fresh) in counts.iter().zip(&rebuilt) {
+        assert_eq!((&kept.0, &kept.1, kept.2), (&fresh.0, &fresh.1, fresh.2));
+        assert!(
+            (kept.3 - fresh.3).abs() < 1e-9 && (kept.4 - fresh.4).abs() < 1e-9,
+            "{kept:?} {fresh:?}"
+        );
+    }
 }

@@ -35,57 +35,80 @@ pub struct Calibration {
     pub brier: Option<f64>,
 }
 
-/// Bins `(confidence, correct)` pairs into `n_bins` equal-width bins the way
-/// scikit-learn's `calibration_curve(strategy="uniform")` does (a value on
-/// an edge goes to the bin below it; 0 to the first). Confidences outside
-/// [0, 1] are clamped.
-pub fn calibration(items: &[(f64, bool)], n_bins: usize) -> Calibration {
+/// The sums one reliability bin is made of.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct BinSums {
+    /// Items.
+    pub n: u64,
+    /// Σ confidence.
+    pub confidence: f64,
+    /// Σ correct (items the AI got right).
+    pub correct: f64,
+}
+
+/// The bin of `confidence` among `n_bins` equal-width bins, the way
+/// scikit-learn's `calibration_curve(strategy="uniform")` does it: a value on
+/// an edge goes to the bin below, 0 to the first; values outside [0, 1] are
+/// clamped.
+pub fn bin_of(confidence: f64, n_bins: usize) -> usize {
     let n_bins = n_bins.max(1);
     // numpy.linspace's edges: `k * step`, not `k / n`.
     let step = 1.0 / n_bins as f64;
-    let inner: Vec<f64> = (1..n_bins).map(|k| k as f64 * step).collect();
-    let mut n = vec![0_u64; n_bins];
-    let mut sum_conf = vec![0.0_f64; n_bins];
-    let mut sum_right = vec![0.0_f64; n_bins];
-    let mut brier = 0.0;
+    let p = confidence.clamp(0.0, 1.0);
+    (1..n_bins).take_while(|k| (*k as f64 * step) < p).count()
+}
+
+/// Bins `(confidence, correct)` pairs into `n_bins` equal-width bins (see
+/// [`bin_of`]); confidences outside [0, 1] are clamped.
+pub fn calibration(items: &[(f64, bool)], n_bins: usize) -> Calibration {
+    let mut bins = vec![BinSums::default(); n_bins.max(1)];
+    let mut squared_error = 0.0;
     for &(confidence, correct) in items {
         let p = confidence.clamp(0.0, 1.0);
-        let bin = inner.partition_point(|edge| *edge < p);
-        n[bin] += 1;
-        sum_conf[bin] += p;
+        let bin = &mut bins[bin_of(p, n_bins)];
         let y = if correct { 1.0 } else { 0.0 };
-        sum_right[bin] += y;
-        brier += (p - y) * (p - y);
+        bin.n += 1;
+        bin.confidence += p;
+        bin.correct += y;
+        squared_error += (p - y) * (p - y);
     }
-    let total = items.len() as f64;
+    calibration_from_sums(&bins, squared_error)
+}
+
+/// The figures from per-bin sums (equal-width bins over [0, 1], one entry
+/// each) and Σ (confidence − correct)² over all items (the Brier numerator).
+pub fn calibration_from_sums(sums: &[BinSums], squared_error: f64) -> Calibration {
+    let n_bins = sums.len().max(1);
+    let step = 1.0 / n_bins as f64;
+    let total: u64 = sums.iter().map(|b| b.n).sum();
     let mut ece = 0.0;
     let mut mce: Option<f64> = None;
     let bins: Vec<Bin> = (0..n_bins)
         .map(|b| {
-            let count = n[b] as f64;
-            let mean_confidence = ratio(sum_conf[b], count);
-            let accuracy = ratio(sum_right[b], count);
+            let sum = sums.get(b).copied().unwrap_or_default();
+            let count = sum.n as f64;
+            let mean_confidence = ratio(sum.confidence, count);
+            let accuracy = ratio(sum.correct, count);
             if let (Some(c), Some(a)) = (mean_confidence, accuracy) {
                 let gap = (a - c).abs();
-                ece += count / total * gap;
+                ece += count / total as f64 * gap;
                 mce = Some(mce.map_or(gap, |m: f64| m.max(gap)));
             }
             Bin {
                 lower: tidy(b as f64 * step),
                 upper: tidy((b + 1) as f64 * step),
-                n: n[b],
+                n: sum.n,
                 mean_confidence,
                 accuracy,
             }
         })
         .collect();
-    let some = !items.is_empty();
     Calibration {
         bins,
-        n: items.len() as u64,
-        ece: some.then_some(ece),
+        n: total,
+        ece: (0 < total).then_some(ece),
         mce,
-        brier: ratio(brier, total),
+        brier: ratio(squared_error, total as f64),
     }
 }
 

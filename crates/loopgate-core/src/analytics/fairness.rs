@@ -5,6 +5,9 @@
 
 use std::collections::BTreeMap;
 
+use rand::RngCore;
+use rand_distr::{Binomial, Distribution};
+
 use crate::analytics::intervals::Interval;
 use crate::analytics::ratio;
 
@@ -55,36 +58,60 @@ pub struct Fairness {
     pub equalized_odds_difference: Option<f64>,
 }
 
+/// The counts of one group the rates are made of.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct GroupCounts {
+    /// Items.
+    pub n: u64,
+    /// Predicted positive.
+    pub predicted: u64,
+    /// Positive in the reference.
+    pub truth: u64,
+    /// Predicted and reference positive.
+    pub true_positive: u64,
+    /// Predicted positive, reference negative.
+    pub false_positive: u64,
+}
+
+impl GroupCounts {
+    /// Counts `count` items with these labels.
+    pub fn add(&mut self, truth: bool, predicted: bool, count: u64) {
+        self.n += count;
+        self.predicted += count * u64::from(predicted);
+        self.truth += count * u64::from(truth);
+        self.true_positive += count * u64::from(truth && predicted);
+        self.false_positive += count * u64::from(!truth && predicted);
+    }
+}
+
 /// Rates per group and the differences between groups with at least
 /// `min_group` items.
 pub fn fairness(items: &[Labeled<'_>], min_group: u64) -> Fairness {
-    #[derive(Default)]
-    struct Counts {
-        n: f64,
-        predicted: f64,
-        truth: f64,
-        true_positive: f64,
-        false_positive: f64,
-    }
-    let mut by_group: BTreeMap<&str, Counts> = BTreeMap::new();
+    let mut by_group: BTreeMap<&str, GroupCounts> = BTreeMap::new();
     for item in items {
-        let c = by_group.entry(item.group).or_default();
-        c.n += 1.0;
-        c.predicted += f64::from(u8::from(item.predicted));
-        c.truth += f64::from(u8::from(item.truth));
-        c.true_positive += f64::from(u8::from(item.truth && item.predicted));
-        c.false_positive += f64::from(u8::from(!item.truth && item.predicted));
+        by_group
+            .entry(item.group)
+            .or_default()
+            .add(item.truth, item.predicted, 1);
     }
+    fairness_from_counts(by_group, min_group)
+}
+
+/// [`fairness`] from the counts per group, in the order given.
+pub fn fairness_from_counts<'a>(
+    by_group: impl IntoIterator<Item = (&'a str, GroupCounts)>,
+    min_group: u64,
+) -> Fairness {
     let groups: Vec<GroupRates> = by_group
         .into_iter()
         .map(|(group, c)| GroupRates {
             group: group.to_owned(),
-            n: c.n as u64,
-            selection_rate: ratio(c.predicted, c.n),
-            base_rate: ratio(c.truth, c.n),
-            tpr: ratio(c.true_positive, c.truth),
-            fpr: ratio(c.false_positive, c.n - c.truth),
-            too_small: (c.n as u64) < min_group,
+            n: c.n,
+            selection_rate: ratio(c.predicted as f64, c.n as f64),
+            base_rate: ratio(c.truth as f64, c.n as f64),
+            tpr: ratio(c.true_positive as f64, c.truth as f64),
+            fpr: ratio(c.false_positive as f64, (c.n - c.truth.min(c.n)) as f64),
+            too_small: c.n < min_group,
         })
         .collect();
     let counted: Vec<&GroupRates> = groups.iter().filter(|g| !g.too_small).collect();
@@ -136,7 +163,53 @@ pub fn bootstrap<T: Clone>(
             values.push(value);
         }
     }
-    if values.len() * 2 < reps {
+    percentile_interval(values, reps, alpha)
+}
+
+/// [`bootstrap`] over items given as counts per kind (cell): each resample
+/// draws the same number of items from the cells in proportion to their
+/// counts (a multinomial draw, one binomial per cell, so its cost does not
+/// grow with the number of items) and hands `figure` the resampled counts.
+pub fn bootstrap_counts(
+    counts: &[u64],
+    figure: impl Fn(&[u64]) -> Option<f64>,
+    reps: usize,
+    alpha: f64,
+    seed: u64,
+) -> Option<Interval> {
+    let total: u64 = counts.iter().sum();
+    if total == 0 || reps == 0 {
+        return None;
+    }
+    let mut rng = SplitMix(seed);
+    let mut values = Vec::with_capacity(reps);
+    let mut sample = vec![0_u64; counts.len()];
+    for _ in 0..reps {
+        let (mut left, mut mass) = (total, total);
+        for (slot, &count) in sample.iter_mut().zip(counts) {
+            let draw = if left == 0 || count == 0 {
+                0
+            } else if count == mass {
+                left
+            } else {
+                let p = count as f64 / mass as f64;
+                Binomial::new(left, p).map_or(0, |b| b.sample(&mut rng))
+            };
+            *slot = draw;
+            left -= draw.min(left);
+            mass -= count;
+        }
+        if let Some(value) = figure(&sample).filter(|v| v.is_finite()) {
+            values.push(value);
+        }
+    }
+    percentile_interval(values, reps, alpha)
+}
+
+/// The `alpha/2` and `1 − alpha/2` percentiles of `values`, when at least
+/// half of `reps` resamples gave one.
+fn percentile_interval(mut values: Vec<f64>, reps: usize, alpha: f64) -> Option<Interval> {
+    if values.is_empty() || values.len() * 2 < reps {
         return None;
     }
     values.sort_by(f64::total_cmp);
@@ -159,5 +232,22 @@ impl SplitMix {
 
     fn below(&mut self, n: usize) -> usize {
         ((u128::from(self.next()) * n as u128) >> 64) as usize
+    }
+}
+
+impl RngCore for SplitMix {
+    fn next_u32(&mut self) -> u32 {
+        (self.next() >> 32) as u32
+    }
+
+    fn next_u64(&mut self) -> u64 {
+        self.next()
+    }
+
+    fn fill_bytes(&mut self, dest: &mut [u8]) {
+        for chunk in dest.chunks_mut(8) {
+            let bytes = self.next().to_le_bytes();
+            chunk.copy_from_slice(&bytes[..chunk.len()]);
+        }
     }
 }

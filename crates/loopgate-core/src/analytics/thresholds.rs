@@ -23,37 +23,61 @@ pub struct QaEstimate {
     pub interval: Option<Interval>,
 }
 
+/// The sums the QA estimate is made of, with weights w = 1/π.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct QaSums {
+    /// Samples reviewed.
+    pub sampled: u64,
+    /// Of those, judged wrong.
+    pub errors: u64,
+    /// Σ w.
+    pub weight: f64,
+    /// Σ w².
+    pub weight_squared: f64,
+    /// Σ w over the wrong ones.
+    pub error_weight: f64,
+}
+
+impl QaSums {
+    /// Adds one sample; probabilities outside (0, 1] are ignored.
+    pub fn add(&mut self, probability: f64, wrong: bool) {
+        if !(probability > 0.0 && probability <= 1.0) {
+            return;
+        }
+        let w = 1.0 / probability;
+        self.sampled += 1;
+        self.weight += w;
+        self.weight_squared += w * w;
+        if wrong {
+            self.errors += 1;
+            self.error_weight += w;
+        }
+    }
+}
+
 /// Estimates from `(inclusion probability, wrong)` pairs, one per reviewed
 /// QA sample, with inverse-probability weights. Probabilities outside
 /// (0, 1] are ignored.
 pub fn qa_estimate(samples: &[(f64, bool)], alpha: f64) -> QaEstimate {
-    let mut sum_w = 0.0;
-    let mut sum_w2 = 0.0;
-    let mut sum_we = 0.0;
-    let (mut sampled, mut errors) = (0_u64, 0_u64);
+    let mut sums = QaSums::default();
     for &(probability, wrong) in samples {
-        if !(probability > 0.0 && probability <= 1.0) {
-            continue;
-        }
-        let w = 1.0 / probability;
-        sampled += 1;
-        sum_w += w;
-        sum_w2 += w * w;
-        if wrong {
-            errors += 1;
-            sum_we += w;
-        }
+        sums.add(probability, wrong);
     }
-    let error_rate = ratio(sum_we, sum_w);
-    let effective_n = ratio(sum_w * sum_w, sum_w2);
+    qa_from_sums(&sums, alpha)
+}
+
+/// The estimate from its sums.
+pub fn qa_from_sums(sums: &QaSums, alpha: f64) -> QaEstimate {
+    let error_rate = ratio(sums.error_weight, sums.weight);
+    let effective_n = ratio(sums.weight * sums.weight, sums.weight_squared);
     let interval = match (error_rate, effective_n) {
         (Some(p), Some(n)) => wilson_at(p, n, alpha),
         _ => None,
     };
     QaEstimate {
-        sampled,
-        errors,
-        population: sum_w,
+        sampled: sums.sampled,
+        errors: sums.errors,
+        population: sums.weight,
         error_rate,
         effective_n,
         interval,
@@ -120,32 +144,57 @@ pub struct ThresholdAdvice {
 /// Clopper–Pearson interval at 2·alpha); the recommendation is the lowest t
 /// whose bound is at most `target`.
 pub fn threshold_advice(items: &[(f64, bool)], target: f64, alpha: f64) -> ThresholdAdvice {
+    let mut levels: Vec<(f64, u64, u64)> = Vec::new();
     let mut sorted: Vec<(f64, bool)> = items
         .iter()
         .copied()
         .filter(|(c, _)| c.is_finite())
         .collect();
     sorted.sort_by(|a, b| b.0.total_cmp(&a.0));
-    let n = sorted.len();
-    let mut curve = Vec::new();
-    let (mut automated, mut errors) = (0_u64, 0_u64);
-    let mut i = 0;
-    while i < n {
-        let threshold = sorted[i].0;
-        while i < n && sorted[i].0 == threshold {
-            automated += 1;
-            errors += u64::from(sorted[i].1);
-            i += 1;
+    for (confidence, wrong) in sorted {
+        match levels.last_mut() {
+            Some(last) if last.0 == confidence => {
+                last.1 += 1;
+                last.2 += u64::from(wrong);
+            }
+            _ => levels.push((confidence, 1, u64::from(wrong))),
         }
-        curve.push(ThresholdPoint {
-            threshold,
-            automated,
-            errors,
-            error_rate: ratio(errors as f64, automated as f64),
-            upper_bound: clopper_pearson(errors, automated, 2.0 * alpha).map(|(_, hi)| hi),
-            workload_saved: automated as f64 / n as f64,
-        });
     }
+    threshold_advice_from(&levels, target, alpha)
+}
+
+/// Threshold advice from `(threshold, items, errors)` levels: the reviewed
+/// items whose confidence falls at that level (at or above it, below the
+/// next one up) and how many of them people judged wrong. Levels may come
+/// in any order; non-finite thresholds are ignored.
+pub fn threshold_advice_from(
+    levels: &[(f64, u64, u64)],
+    target: f64,
+    alpha: f64,
+) -> ThresholdAdvice {
+    let mut sorted: Vec<(f64, u64, u64)> = levels
+        .iter()
+        .copied()
+        .filter(|(t, items, _)| t.is_finite() && 0 < *items)
+        .collect();
+    sorted.sort_by(|a, b| b.0.total_cmp(&a.0));
+    let n: u64 = sorted.iter().map(|l| l.1).sum();
+    let (mut automated, mut errors) = (0_u64, 0_u64);
+    let curve: Vec<ThresholdPoint> = sorted
+        .into_iter()
+        .map(|(threshold, items, wrong)| {
+            automated += items;
+            errors += wrong.min(items);
+            ThresholdPoint {
+                threshold,
+                automated,
+                errors,
+                error_rate: ratio(errors as f64, automated as f64),
+                upper_bound: clopper_pearson(errors, automated, 2.0 * alpha).map(|(_, hi)| hi),
+                workload_saved: automated as f64 / n as f64,
+            }
+        })
+        .collect();
     let recommended = curve
         .iter()
         .filter(|p| p.upper_bound.is_some_and(|ub| ub <= target))
@@ -154,7 +203,7 @@ pub fn threshold_advice(items: &[(f64, bool)], target: f64, alpha: f64) -> Thres
     ThresholdAdvice {
         target,
         alpha,
-        n: n as u64,
+        n,
         curve,
         recommended,
     }

@@ -10,7 +10,8 @@ use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use loopgate_core::{Role, SystemId, Timestamp};
 use loopgate_proto as proto;
-use loopgate_store::{AnalyticsFilter, LabelRow, ReviewFact};
+use loopgate_store::aggregates;
+use loopgate_store::{AnalyticsFilter, LabelRow, TotalsQuery};
 use serde::Deserialize;
 
 use crate::AppState;
@@ -91,7 +92,6 @@ async fn window(
         action: query.action.clone(),
         from,
         to,
-        attribute: query.attribute.clone(),
     };
     let window = proto::AnalyticsWindow {
         system: system.to_string(),
@@ -102,24 +102,42 @@ async fn window(
     Ok((window, filter))
 }
 
-/// Loads the window's facts.
+/// Sums the counts of the window's metrics: the stored counts of its
+/// whole days, and the contributions of the proposals of its first day when
+/// it starts inside one.
 async fn load(
     app: &AppState,
     caller: &Caller,
     query: &AnalyticsQuery,
-) -> Result<
-    (
-        proto::AnalyticsWindow,
-        Vec<ReviewFact>,
-        Timestamp,
-        Timestamp,
-    ),
-    ApiError,
-> {
+    metrics: &[&'static str],
+) -> Result<(proto::AnalyticsWindow, AnalyticsFilter, reports::Totals), ApiError> {
     let (window, filter) = window(app, caller, query).await?;
-    let (from, to) = (filter.from, filter.to);
-    let facts = app.store.review_facts(filter).await?;
-    Ok((window, facts, from, to))
+    let first = aggregates::day_of(filter.from.millis());
+    let whole = if first * aggregates::DAY_MS == filter.from.millis() {
+        first
+    } else {
+        first + 1
+    };
+    let partial = if first < whole {
+        let part = AnalyticsFilter {
+            to: Timestamp::from_millis((whole * aggregates::DAY_MS).min(filter.to.millis())),
+            ..filter.clone()
+        };
+        app.store.review_facts(part).await?
+    } else {
+        Vec::new()
+    };
+    let rows = app
+        .store
+        .analytics_totals(TotalsQuery {
+            system: filter.system.clone(),
+            action: filter.action.clone(),
+            from_day: whole,
+            metrics: metrics.to_vec(),
+        })
+        .await?;
+    let totals = compute(move || reports::Totals::new(rows, &partial)).await?;
+    Ok((window, filter, totals))
 }
 
 async fn compute<T: Send + 'static>(
@@ -138,10 +156,13 @@ pub async fn overview(
     caller: Caller,
     Params(query): Params<AnalyticsQuery>,
 ) -> Result<Json<proto::Overview>, ApiError> {
-    let (window, facts, from, to) = load(&app, &caller, &query).await?;
-    Ok(Json(
-        compute(move || reports::overview(window, &facts, from, to)).await?,
-    ))
+    let (window, filter, totals) = load(&app, &caller, &query, reports::needs::OVERVIEW).await?;
+    Ok(Json(reports::overview(
+        window,
+        &totals,
+        filter.from,
+        filter.to,
+    )))
 }
 
 /// Calibration of confidence against human verdicts: reliability bins, ECE, MCE, Brier score.
@@ -152,10 +173,8 @@ pub async fn calibration(
     caller: Caller,
     Params(query): Params<AnalyticsQuery>,
 ) -> Result<Json<proto::CalibrationReport>, ApiError> {
-    let (window, facts, ..) = load(&app, &caller, &query).await?;
-    Ok(Json(
-        compute(move || reports::calibration_report(window, &facts)).await?,
-    ))
+    let (window, _, totals) = load(&app, &caller, &query, reports::needs::CALIBRATION).await?;
+    Ok(Json(reports::calibration_report(window, &totals)))
 }
 
 /// The error rate of auto-approved proposals estimated from QA samples, and the sampling rate for a precision.
@@ -168,10 +187,8 @@ pub async fn qa(
 ) -> Result<Json<proto::QaReport>, ApiError> {
     let alpha = fraction("alpha", query.alpha, 0.05)?;
     let half_width = fraction("half_width", query.half_width, 0.01)?;
-    let (window, facts, ..) = load(&app, &caller, &query).await?;
-    Ok(Json(
-        compute(move || reports::qa_report(window, &facts, half_width, alpha)).await?,
-    ))
+    let (window, _, totals) = load(&app, &caller, &query, reports::needs::QA).await?;
+    Ok(Json(reports::qa_report(window, &totals, half_width, alpha)))
 }
 
 /// Threshold advice: the lowest confidence threshold whose error bound stays within the target.
@@ -184,10 +201,10 @@ pub async fn thresholds(
 ) -> Result<Json<proto::ThresholdReport>, ApiError> {
     let alpha = fraction("alpha", query.alpha, 0.05)?;
     let target = fraction("target", query.target, 0.01)?;
-    let (window, facts, ..) = load(&app, &caller, &query).await?;
-    Ok(Json(
-        compute(move || reports::threshold_report(window, &facts, target, alpha)).await?,
-    ))
+    let (window, _, totals) = load(&app, &caller, &query, reports::needs::THRESHOLDS).await?;
+    Ok(Json(reports::threshold_report(
+        window, &totals, target, alpha,
+    )))
 }
 
 /// Fairness across the values of a subject attribute, for the AI and for the reviewers.
@@ -217,10 +234,10 @@ pub async fn fairness(
             "name a subject attribute to group by, e.g. `attribute=country`: {known}"
         )));
     };
-    let (window, facts, ..) = load(&app, &caller, &query).await?;
+    let (window, _, totals) = load(&app, &caller, &query, reports::needs::FAIRNESS).await?;
     Ok(Json(
         compute(move || {
-            reports::fairness_report(window, &facts, &attribute, threshold, min_group, alpha)
+            reports::fairness_report(window, &totals, &attribute, threshold, min_group, alpha)
         })
         .await?,
     ))
@@ -234,10 +251,19 @@ pub async fn agreement(
     caller: Caller,
     Params(query): Params<AnalyticsQuery>,
 ) -> Result<Json<proto::AgreementReport>, ApiError> {
-    let (window, facts, ..) = load(&app, &caller, &query).await?;
-    Ok(Json(
-        compute(move || reports::agreement_report(window, &facts)).await?,
-    ))
+    let (window, filter, totals) = load(&app, &caller, &query, reports::needs::AGREEMENT).await?;
+    let disagreements = app
+        .store
+        .disagreements(filter, 100)
+        .await?
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    Ok(Json(reports::agreement_report(
+        window,
+        &totals,
+        disagreements,
+    )))
 }
 
 /// Rows read per store call while exporting.

@@ -333,6 +333,7 @@ fn reason_digest(reason: &str) -> String {
 }
 
 fn erase_rows(conn: &Connection, id: &str, now: Timestamp) -> Result<(), StoreError> {
+    let tracked = super::aggregates::Tracked::before(conn, id)?;
     conn.prepare_cached(
         "UPDATE proposals SET subject = 'null', input = 'null', output = 'null', ai_output = NULL, explanation = NULL, context = '{}',
              model = NULL, fingerprint = '', salt = NULL, erased_at = ?2
@@ -343,7 +344,7 @@ fn erase_rows(conn: &Connection, id: &str, now: Timestamp) -> Result<(), StoreEr
         "UPDATE decisions SET rationale = NULL, output = NULL, labels = NULL WHERE proposal_id = ?1",
     )?
     .execute(params![id])?;
-    Ok(())
+    tracked.apply(conn)
 }
 
 /// Erases what retention periods have run out on.

@@ -7,6 +7,7 @@
 //! alone. Reads run on a small pool of connections on tokio's blocking
 //! threads and see every committed write.
 
+mod aggregates;
 mod audit;
 mod queries;
 mod store;
@@ -40,6 +41,10 @@ const MIGRATIONS: &[(&str, &str)] = &[
         "0005_ai_output",
         include_str!("../../migrations/sqlite/0005_ai_output.sql"),
     ),
+    (
+        "0006_analytics_counts",
+        include_str!("../../migrations/sqlite/0006_analytics_counts.sql"),
+    ),
 ];
 const MAX_BATCH: usize = 1024;
 const N_READERS: usize = 4;
@@ -71,6 +76,7 @@ impl SqliteStore {
     pub fn open(path: &Path) -> Result<SqliteStore, StoreError> {
         let writer = connect(path)?;
         migrate(&writer)?;
+        aggregates::ensure(&writer)?;
         let mut readers = Vec::with_capacity(N_READERS);
         for _ in 0..N_READERS {
             let reader = connect(path)?;

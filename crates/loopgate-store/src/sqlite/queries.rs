@@ -641,90 +641,136 @@ pub(super) fn meta(conn: &Connection, key: &str) -> Result<Option<String>, Store
         .optional()?)
 }
 
-/// Proposals of a system and window with their task and decisions, in one
-/// scan in proposal order (decisions joined through their index; a
-/// proposal with several decisions comes as several rows in a row).
+/// Proposals of a system and window with their task and decisions, oldest
+/// first (analytics reads them for part of a day: the scan follows the
+/// creation time).
 pub(super) fn review_facts(
     conn: &Connection,
     filter: &AnalyticsFilter,
 ) -> Result<Vec<ReviewFact>, StoreError> {
-    let mut statement = conn.prepare_cached(
-        "SELECT p.seq, p.id, p.action, p.created_at, p.decided_at, p.route, p.status, p.decided_by,
-                p.confidence, p.overridden, p.modified,
-                CASE WHEN ?5 IS NULL THEN NULL ELSE json_extract(p.subject, '$.attributes.' || json_quote(?5)) END,
+    let mut facts = Vec::new();
+    each_fact(
+        conn,
+        // `+p.system`: read through the time index, not the system's whole history.
+        "+p.system = ?1 AND p.created_at >= ?2 AND p.created_at < ?3 AND (?4 IS NULL OR p.action = ?4)",
+        params![
+            filter.system.as_str(),
+            filter.from.millis(),
+            filter.to.millis(),
+            filter.action.as_deref()
+        ],
+        |fact| {
+            facts.push(fact);
+            Ok(())
+        },
+    )?;
+    Ok(facts)
+}
+
+/// One proposal's fact.
+pub(super) fn fact(conn: &Connection, id: &str) -> Result<Option<ReviewFact>, StoreError> {
+    let mut found = None;
+    each_fact(conn, "p.id = ?1", params![id], |fact| {
+        found = Some(fact);
+        Ok(())
+    })?;
+    Ok(found)
+}
+
+/// Streams the facts of the proposals `condition` selects, in proposal
+/// order, in one scan (decisions joined through their index; a proposal
+/// with several decisions comes as several rows in a row).
+pub(super) fn each_fact(
+    conn: &Connection,
+    condition: &str,
+    args: impl rusqlite::Params,
+    mut each: impl FnMut(ReviewFact) -> Result<(), StoreError>,
+) -> Result<(), StoreError> {
+    let mut statement = conn.prepare_cached(&format!(
+        "SELECT p.seq, p.id, p.system, p.action, p.created_at, p.decided_at, p.route, p.status, p.decided_by,
+                p.confidence, p.overridden, p.modified, json_extract(p.subject, '$.attributes'),
                 t.kind, t.state, t.level, t.due_at, t.sample_probability, t.created_at,
                 d.reviewer, d.verdict, d.decided_at
          FROM proposals p
          LEFT JOIN tasks t ON t.proposal_id = p.id
          LEFT JOIN decisions d ON d.proposal_id = p.id
-         WHERE p.system = ?1 AND p.created_at >= ?2 AND p.created_at < ?3 AND (?4 IS NULL OR p.action = ?4)
-         ORDER BY p.seq",
-    )?;
-    let args = params![
-        filter.system.as_str(),
-        filter.from.millis(),
-        filter.to.millis(),
-        filter.action.as_deref(),
-        filter.attribute.as_deref()
-    ];
+         WHERE {condition}
+         ORDER BY p.seq"
+    ))?;
     let mut rows = statement.query(args)?;
-    let mut facts: Vec<ReviewFact> = Vec::new();
-    let mut last_seq = None;
+    let mut current: Option<(i64, ReviewFact)> = None;
     while let Some(row) = rows.next()? {
         let seq: i64 = row.get(0)?;
-        if last_seq != Some(seq) {
-            last_seq = Some(seq);
-            let group = match row.get_ref(11)? {
-                rusqlite::types::ValueRef::Null => None,
-                rusqlite::types::ValueRef::Integer(n) => Some(n.to_string()),
-                rusqlite::types::ValueRef::Real(x) => Some(x.to_string()),
-                rusqlite::types::ValueRef::Text(t) | rusqlite::types::ValueRef::Blob(t) => {
-                    Some(String::from_utf8_lossy(t).into_owned())
-                }
-            };
-            let task = match row.get_ref(12)?.as_str_or_null()? {
+        if current.as_ref().is_none_or(|(at, _)| *at != seq) {
+            if let Some((_, mut done)) = current.take() {
+                done.verdicts.sort_by_key(|v| v.decided_at);
+                each(done)?;
+            }
+            let task = match row.get_ref(13)?.as_str_or_null()? {
                 Some(kind) => Some(TaskFact {
                     kind: parse(kind, TaskKind::parse)?,
-                    state: parse(row.get_ref(13)?.as_str()?, TaskState::parse)?,
-                    level: row.get(14)?,
-                    due_at: row.get::<_, Option<i64>>(15)?.map(Timestamp::from_millis),
-                    sample_probability: row.get(16)?,
-                    created_at: Timestamp::from_millis(row.get(17)?),
+                    state: parse(row.get_ref(14)?.as_str()?, TaskState::parse)?,
+                    level: row.get(15)?,
+                    due_at: row.get::<_, Option<i64>>(16)?.map(Timestamp::from_millis),
+                    sample_probability: row.get(17)?,
+                    created_at: Timestamp::from_millis(row.get(18)?),
                 }),
                 None => None,
             };
-            facts.push(ReviewFact {
+            let fact = ReviewFact {
                 id: parse(row.get_ref(1)?.as_str()?, ProposalId::parse)?,
-                action: row.get(2)?,
-                created_at: Timestamp::from_millis(row.get(3)?),
-                decided_at: row.get::<_, Option<i64>>(4)?.map(Timestamp::from_millis),
-                route: parse(row.get_ref(5)?.as_str()?, Route::parse)?,
-                status: parse(row.get_ref(6)?.as_str()?, ProposalStatus::parse)?,
-                decided_by: match row.get_ref(7)?.as_str_or_null()? {
+                system: parse(row.get_ref(2)?.as_str()?, SystemId::parse)?,
+                action: row.get(3)?,
+                created_at: Timestamp::from_millis(row.get(4)?),
+                decided_at: row.get::<_, Option<i64>>(5)?.map(Timestamp::from_millis),
+                route: parse(row.get_ref(6)?.as_str()?, Route::parse)?,
+                status: parse(row.get_ref(7)?.as_str()?, ProposalStatus::parse)?,
+                decided_by: match row.get_ref(8)?.as_str_or_null()? {
                     Some(text) => Some(parse(text, DecidedBy::parse)?),
                     None => None,
                 },
-                confidence: row.get(8)?,
-                overridden: row.get(9)?,
-                modified: row.get(10)?,
-                group,
+                confidence: row.get(9)?,
+                overridden: row.get(10)?,
+                modified: row.get(11)?,
+                attributes: attributes(row.get_ref(12)?.as_str_or_null()?)?,
                 task,
                 verdicts: Vec::new(),
-            });
+            };
+            current = Some((seq, fact));
         }
-        if let (Some(reviewer), Some(fact)) = (row.get_ref(18)?.as_str_or_null()?, facts.last_mut())
+        if let (Some(reviewer), Some((_, fact))) =
+            (row.get_ref(19)?.as_str_or_null()?, current.as_mut())
         {
             fact.verdicts.push(VerdictFact {
                 reviewer: reviewer.to_owned(),
-                verdict: parse(row.get_ref(19)?.as_str()?, Verdict::parse)?,
-                decided_at: Timestamp::from_millis(row.get(20)?),
+                verdict: parse(row.get_ref(20)?.as_str()?, Verdict::parse)?,
+                decided_at: Timestamp::from_millis(row.get(21)?),
             });
         }
     }
-    for fact in &mut facts {
-        fact.verdicts.sort_by_key(|v| v.decided_at);
+    if let Some((_, mut done)) = current {
+        done.verdicts.sort_by_key(|v| v.decided_at);
+        each(done)?;
     }
-    Ok(facts)
+    Ok(())
+}
+
+/// A subject's attributes with a value, as text, by name.
+fn attributes(json: Option<&str>) -> Result<Vec<(String, String)>, StoreError> {
+    let Some(json) = json else {
+        return Ok(Vec::new());
+    };
+    let Value::Object(map) = serde_json::from_str(json)? else {
+        return Ok(Vec::new());
+    };
+    Ok(map
+        .into_iter()
+        .filter_map(|(name, value)| match value {
+            Value::Null => None,
+            Value::String(text) => Some((name, text)),
+            other => Some((name, other.to_string())),
+        })
+        .collect())
 }
 
 /// A page of decided, unerased proposals with their decisions.

@@ -12,6 +12,7 @@ use loopgate_core::audit::entry::salted_hash;
 
 use loopgate_core::audit::Hash;
 
+use super::aggregates::{self as counts, Tracked};
 use super::queries::{self as q, PROPOSAL_COLUMNS, TASK_COLUMNS, USER_COLUMNS, to_json};
 use super::{SqliteStore, audit};
 use crate::{
@@ -20,7 +21,8 @@ use crate::{
     NewProposal, NewSession, NewSystem, NewUser, Paged, PolicyRecord, PolicyState, Principal,
     ProposalFilter, ProposalRecord, ReplayRow, ReviewFact, ReviewerRef, Sequenced, SessionRecord,
     ShadowSummary, Store, StoreError, SubmitError, Submitted, SystemPatch, SystemRecord,
-    TaskFilter, TaskRecord, TimerOutcome, TreeHead, TxError, UserPatch, UserRecord,
+    TaskFilter, TaskRecord, TimerOutcome, Total, TotalsQuery, TreeHead, TxError, UserPatch,
+    UserRecord,
 };
 
 #[async_trait::async_trait]
@@ -557,6 +559,7 @@ impl Store for SqliteStore {
             if proposal.status.is_terminal() {
                 return Err(TxError::Refused(ReviewError::AlreadyDecided { state: proposal.status.as_str() }));
             }
+            let tracked = Tracked::before(conn, id.as_str())?;
             conn.prepare_cached(
                 "UPDATE proposals SET status = 'cancelled', decided_by = 'system', decided_at = ?2 WHERE id = ?1",
             )?
@@ -566,6 +569,7 @@ impl Store for SqliteStore {
                  WHERE proposal_id = ?1 AND state IN ('open', 'claimed')",
             )?
             .execute(params![id.as_str(), now.millis()])?;
+            tracked.apply(conn)?;
             q::event(conn, now, &actor, "proposal.cancelled", id.as_str(), json!({"proposal": id.as_str()}))?;
             Ok(q::proposal(conn, id.as_str())?.ok_or(StoreError::NotFound)?)
         })
@@ -661,9 +665,11 @@ impl Store for SqliteStore {
             let case = q::case_of(proposal.clone(), task.task.clone());
             let who = Reviewer { name: &reviewer.name, groups: &reviewer.groups };
             let decided = review::decide(&case, who, input, now).map_err(TxError::Refused)?;
+            let tracked = Tracked::before(conn, proposal.id.as_str())?;
             let actor = format!("user:{}", reviewer.name);
             q::insert_decision(conn, &decided.case.task, &decided.decision)?;
             q::write_case(conn, &decided.case, now)?;
+            tracked.apply(conn)?;
             let proposal_id = decided.case.task.proposal_id.as_str();
             let decision = &decided.decision;
             let salt = &case.parts.salt;
@@ -721,7 +727,9 @@ impl Store for SqliteStore {
             for id in ids {
                 let Some(case) = q::case(conn, &id)? else { continue };
                 let Some((next, effect)) = review::expire(&case, now) else { continue };
+                let tracked = Tracked::before(conn, next.task.proposal_id.as_str())?;
                 q::write_case(conn, &next, now)?;
+                tracked.apply(conn)?;
                 effect_events(conn, now, "loopgate", &next, effect)?;
                 out.push(TimerOutcome { proposal_id: next.task.proposal_id.clone(), status: next.proposal.status, effect });
             }
@@ -823,6 +831,28 @@ impl Store for SqliteStore {
 
     async fn review_facts(&self, filter: AnalyticsFilter) -> Result<Vec<ReviewFact>, StoreError> {
         self.read(move |conn| q::review_facts(conn, &filter)).await
+    }
+
+    async fn analytics_totals(&self, query: TotalsQuery) -> Result<Vec<Total>, StoreError> {
+        self.read(move |conn| counts::totals(conn, &query)).await
+    }
+
+    async fn rebuild_analytics(&self) -> Result<(), StoreError> {
+        self.write_plain(counts::rebuild).await
+    }
+
+    async fn disagreements(
+        &self,
+        filter: AnalyticsFilter,
+        limit: u32,
+    ) -> Result<Vec<ProposalId>, StoreError> {
+        self.read(move |conn| {
+            counts::disagreements(conn, &filter, limit)?
+                .iter()
+                .map(|id| q::parse(id, ProposalId::parse))
+                .collect()
+        })
+        .await
     }
 
     async fn attribute_keys(&self, system: &SystemId) -> Result<Vec<String>, StoreError> {
@@ -1033,6 +1063,7 @@ fn submit(
         salt: new.salt,
         erased_at: None,
     };
+    Tracked::new(record.id.as_str()).apply(conn)?;
     Ok(Submitted::Created(record))
 }
 

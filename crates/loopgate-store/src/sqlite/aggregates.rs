@@ -1,0 +1,234 @@
+//! Keeps `analytics_counts` in step with the proposals (see
+//! `crate::aggregates`): [`Tracked`] brackets a change to one proposal,
+//! [`ensure`] rebuilds everything when the stored version differs.
+
+use std::collections::HashMap;
+
+use rusqlite::{Connection, params};
+
+use crate::aggregates::{self, Contribution, Count};
+use crate::sqlite::queries as q;
+use crate::{AnalyticsFilter, StoreError, Total, TotalsQuery};
+
+/// A proposal's contribution before a change; [`Tracked::apply`] after the
+/// change writes the difference.
+pub(super) struct Tracked {
+    id: String,
+    before: Option<Contribution>,
+}
+
+impl Tracked {
+    /// Reads the contribution of proposal `id` as it is now.
+    pub(super) fn before(conn: &Connection, id: &str) -> Result<Tracked, StoreError> {
+        let before = q::fact(conn, id)?.map(|fact| Contribution::of(&fact));
+        Ok(Tracked {
+            id: id.to_owned(),
+            before,
+        })
+    }
+
+    /// A proposal that does not exist yet.
+    pub(super) fn new(id: &str) -> Tracked {
+        Tracked {
+            id: id.to_owned(),
+            before: None,
+        }
+    }
+
+    /// Writes the difference between the contribution now and before.
+    pub(super) fn apply(self, conn: &Connection) -> Result<(), StoreError> {
+        let after = q::fact(conn, &self.id)?.map(|fact| Contribution::of(&fact));
+        let Some(at) = after.as_ref().or(self.before.as_ref()) else {
+            return Ok(());
+        };
+        let diff = Contribution::diff(self.before.as_ref(), after.as_ref());
+        add(conn, &at.system, &at.action, at.day, &diff)?;
+        let was = self.before.as_ref().is_some_and(|c| c.disagreement);
+        match after.as_ref().filter(|c| c.disagreement) {
+            Some(now) if !was => {
+                conn.prepare_cached(
+                    "INSERT OR IGNORE INTO analytics_disagreements (proposal_id, system, action, created_at)
+                     VALUES (?1, ?2, ?3, ?4)",
+                )?
+                .execute(params![self.id, now.system, now.action, now.created_at.millis()])?;
+            }
+            None if was => {
+                conn.prepare_cached("DELETE FROM analytics_disagreements WHERE proposal_id = ?1")?
+                    .execute(params![self.id])?;
+            }
+            _ => (),
+        }
+        Ok(())
+    }
+}
+
+/// Adds `counts` to one (system, action, day); rows that reach zero go.
+fn add(
+    conn: &Connection,
+    system: &str,
+    action: &str,
+    day: i64,
+    counts: &[Count],
+) -> Result<(), StoreError> {
+    let mut upsert = conn.prepare_cached(
+        "INSERT INTO analytics_counts (system, metric, day, action, key, n, a, b)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
+         ON CONFLICT (system, metric, day, action, key)
+         DO UPDATE SET n = n + excluded.n, a = a + excluded.a, b = b + excluded.b
+         RETURNING n",
+    )?;
+    let mut delete = conn.prepare_cached(
+        "DELETE FROM analytics_counts WHERE system = ?1 AND metric = ?2 AND day = ?3 AND action = ?4 AND key = ?5",
+    )?;
+    for count in counts {
+        let n: i64 = upsert.query_row(
+            params![
+                system,
+                count.metric,
+                day,
+                action,
+                count.key,
+                count.n,
+                count.a,
+                count.b
+            ],
+            |row| row.get(0),
+        )?;
+        if n == 0 {
+            delete.execute(params![system, count.metric, day, action, count.key])?;
+        }
+    }
+    Ok(())
+}
+
+/// Rebuilds the counts from the stored proposals when they were made by
+/// another version of the aggregates (or never).
+pub(super) fn ensure(conn: &Connection) -> Result<(), StoreError> {
+    if q::meta(conn, "analytics")?.as_deref() == Some(aggregates::VERSION) {
+        return Ok(());
+    }
+    tracing::info!("building the analytics counts from the stored proposals");
+    conn.execute_batch("BEGIN IMMEDIATE")?;
+    match rebuild(conn) {
+        Ok(()) => conn.execute_batch("COMMIT")?,
+        Err(error) => {
+            let _ = conn.execute_batch("ROLLBACK");
+            return Err(error);
+        }
+    }
+    Ok(())
+}
+
+type RowKey = (String, &'static str, i64, String, String);
+
+/// Recomputes every count inside the caller's transaction.
+pub(super) fn rebuild(conn: &Connection) -> Result<(), StoreError> {
+    conn.execute_batch("DELETE FROM analytics_counts; DELETE FROM analytics_disagreements;")?;
+    let mut sums: HashMap<RowKey, (i64, f64, f64)> = HashMap::new();
+    let mut disagreements = Vec::new();
+    let mut facts = 0_u64;
+    q::each_fact(conn, "1 = 1", [], |fact| {
+        facts += 1;
+        let c = Contribution::of(&fact);
+        for count in c.counts {
+            let key = (
+                c.system.clone(),
+                count.metric,
+                c.day,
+                c.action.clone(),
+                count.key,
+            );
+            let entry = sums.entry(key).or_default();
+            entry.0 += count.n;
+            entry.1 += count.a;
+            entry.2 += count.b;
+        }
+        if c.disagreement {
+            disagreements.push((
+                fact.id.to_string(),
+                c.system,
+                c.action,
+                fact.created_at.millis(),
+            ));
+        }
+        Ok(())
+    })?;
+    let mut insert = conn.prepare_cached(
+        "INSERT INTO analytics_counts (system, metric, day, action, key, n, a, b) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+    )?;
+    for ((system, metric, day, action, key), (n, a, b)) in &sums {
+        if *n != 0 || *a != 0.0 || *b != 0.0 {
+            insert.execute(params![system, metric, day, action, key, n, a, b])?;
+        }
+    }
+    let mut insert = conn.prepare_cached(
+        "INSERT INTO analytics_disagreements (proposal_id, system, action, created_at) VALUES (?1, ?2, ?3, ?4)",
+    )?;
+    for (id, system, action, created) in &disagreements {
+        insert.execute(params![id, system, action, created])?;
+    }
+    conn.prepare_cached(
+        "INSERT INTO meta (key, value) VALUES ('analytics', ?1)
+         ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+    )?
+    .execute(params![aggregates::VERSION])?;
+    tracing::info!(facts, rows = sums.len(), "analytics counts built");
+    Ok(())
+}
+
+/// The counts of `query`, summed per metric and key.
+pub(super) fn totals(conn: &Connection, query: &TotalsQuery) -> Result<Vec<Total>, StoreError> {
+    let mut statement = conn.prepare_cached(
+        "SELECT metric, key, SUM(n), SUM(a), SUM(b) FROM analytics_counts
+         WHERE system = ?1 AND metric = ?2 AND day >= ?3 AND (?4 IS NULL OR action = ?4)
+         GROUP BY key",
+    )?;
+    let mut out = Vec::new();
+    for metric in &query.metrics {
+        let rows = statement.query_map(
+            params![
+                query.system.as_str(),
+                metric,
+                query.from_day,
+                query.action.as_deref()
+            ],
+            |row| {
+                Ok(Total {
+                    metric: row.get(0)?,
+                    key: row.get(1)?,
+                    n: row.get(2)?,
+                    a: row.get(3)?,
+                    b: row.get(4)?,
+                })
+            },
+        )?;
+        for row in rows {
+            out.push(row?);
+        }
+    }
+    Ok(out)
+}
+
+/// Proposals of `filter` whose reviewers disagreed, oldest first.
+pub(super) fn disagreements(
+    conn: &Connection,
+    filter: &AnalyticsFilter,
+    limit: u32,
+) -> Result<Vec<String>, StoreError> {
+    let mut statement = conn.prepare_cached(
+        "SELECT proposal_id FROM analytics_disagreements
+         WHERE system = ?1 AND created_at >= ?2 AND created_at < ?3 AND (?4 IS NULL OR action = ?4)
+         ORDER BY created_at, proposal_id LIMIT ?5",
+    )?;
+    let rows = statement.query_map(
+        params![
+            filter.system.as_str(),
+            filter.from.millis(),
+            filter.to.millis(),
+            filter.action.as_deref(),
+            limit
+        ],
+        |row| row.get(0),
+    )?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
