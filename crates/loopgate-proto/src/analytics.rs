@@ -41,7 +41,8 @@ pub struct Overview {
     pub overridden: u64,
     /// overridden / reviewed.
     pub override_rate: Option<f64>,
-    /// Submission to resolution by people, median, milliseconds.
+    /// Submission to resolution by people, median, milliseconds (from
+    /// time buckets of two significant digits: within 10%).
     pub decision_time_p50_ms: Option<u64>,
     /// The same, 90th percentile.
     pub decision_time_p90_ms: Option<u64>,
@@ -155,7 +156,7 @@ pub struct ThresholdReport {
     pub alpha: f64,
     /// Reviewed items with a confidence.
     pub n: u64,
-    /// One point per distinct confidence, highest first.
+    /// One point per confidence thousandth where reviewed items fall, highest first.
     pub curve: Vec<ThresholdPoint>,
     /// The lowest threshold within the target.
     pub recommended: Option<ThresholdPoint>,
@@ -207,7 +208,8 @@ pub struct FairnessReport {
     pub window: AnalyticsWindow,
     /// The subject attribute grouped by.
     pub attribute: String,
-    /// The AI counts as positive at confidence ≥ this.
+    /// The AI counts as positive at confidence ≥ this (the requested
+    /// threshold rounded up to a hundredth).
     pub threshold: f64,
     /// Groups smaller than this are not compared.
     pub min_group: u64,

@@ -51,7 +51,6 @@ function listen(onEvent) {
     source.onmessage = (message) => {
       try { onEvent(JSON.parse(message.data)); } catch (_) { /* not ours */ }
     };
-    source.addEventListener("lagged", () => onEvent({ type: "lagged" }));
   };
   window.addEventListener("pagehide", () => { source?.close(); source = null; });
   window.addEventListener("pageshow", (event) => { if (event.persisted && !source) { open(); onEvent({ type: "lagged" }); } });
@@ -189,7 +188,7 @@ function setupTask(head) {
   listen((event) => {
     if (event.task !== head.dataset.task || event.actor === `user:${me}`) return;
     const who = event.actor.replace(/^user:/, "");
-    const what = { "task.claimed": `${who} took this task.`, "task.decided": `${who} decided this task.`, "task.changed": "This task changed (deadline or escalation)." }[event.type];
+    const what = { "task.claimed": `${who} took this task.`, "decision.recorded": `${who} decided this task.`, "task.escalated": "This task was escalated.", "task.expired": "This task's deadline passed." }[event.type];
     if (what && notice) { notice.textContent = `${what} Reload to see the current state.`; notice.hidden = false; }
   });
 }

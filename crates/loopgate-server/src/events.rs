@@ -1,71 +1,163 @@
-//! Live notifications: what changed in the review queues, fanned out to
-//! `GET /v1/events` (SSE) subscribers in this process.
+//! The event stream: the store's event rows (the audit log's entries, written
+//! in the transaction of each change) fanned out to `GET /v1/events`
+//! subscribers.
 //!
-//! Events carry ids and routing facts only (never payloads): a subscriber
-//! that wants more reads the resource through the API, where the usual role
-//! checks apply. Nothing here is durable; a client that misses events
-//! re-reads its queue on reconnect.
+//! One tail task per process reads the rows after the last one it saw, when
+//! a handler of this process wakes it after a commit or every second
+//! (changes made by other processes), and broadcasts them. A subscriber
+//! first reads what it missed from the store (`Last-Event-ID`), then follows
+//! the broadcast, and goes back to the store whenever it falls behind: the
+//! rows are durable, so nothing is lost across reconnects and restarts.
+//! Events carry ids, digests and salted hashes only (never payloads).
+
+use std::sync::Arc;
+use std::time::Duration;
 
 use loopgate_core::Role;
-use loopgate_store::Principal;
+use loopgate_store::{Principal, StoredEvent};
 use serde::Serialize;
-use tokio::sync::broadcast;
+use tokio::sync::{Notify, broadcast};
+use tokio::task::JoinHandle;
 
-/// How many events a slow subscriber may lag behind before it is told to
-/// re-read (`lagged`).
+use crate::AppState;
+
+/// How many events a slow subscriber may lag behind the broadcast before it
+/// reads from the store again.
 const CAPACITY: usize = 1024;
+/// Rows read per store call.
+pub(crate) const PAGE: u32 = 500;
+/// How often the tail looks for events written by other processes.
+const POLL: Duration = Duration::from_secs(1);
 
-/// One notification.
+/// One event as subscribers receive it (the SSE `data`; its `id` is `id`).
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Event {
-    /// `proposal.submitted`, `proposal.cancelled`, `task.claimed`,
-    /// `task.released`, `task.decided`, `task.changed` (deadline work).
+    /// Position in the log (the SSE id to resume after).
+    pub id: i64,
+    /// `proposal.submitted`, `task.claimed`, `decision.recorded`, … (docs/audit.md).
     #[serde(rename = "type")]
-    pub kind: &'static str,
-    /// The proposal concerned.
-    pub proposal: String,
-    /// Its system, when known.
+    pub kind: String,
+    /// When it was committed (RFC 3339).
+    pub time: String,
+    /// Who caused it (`user:…`, `system:…`, `loopgate`).
+    pub actor: String,
+    /// What it is about: a proposal, system, user, key or policy id.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub system: Option<String>,
+    pub subject: Option<String>,
+    /// The proposal concerned, if any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub proposal: Option<String>,
     /// The task concerned, if any.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub task: Option<String>,
-    /// The task's reviewer group, when known.
+    /// The proposal's system.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub system: Option<String>,
+    /// The review group of the proposal's task.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub group: Option<String>,
-    /// Who caused it (`user:…`, `system:…`, `loopgate`).
-    pub actor: String,
+    /// The entry's data: ids, digests, salted hashes.
+    pub data: serde_json::Value,
 }
 
-/// The in-process fan-out.
+impl From<StoredEvent> for Event {
+    fn from(row: StoredEvent) -> Event {
+        let proposal = row.system.as_ref().and(row.subject.clone());
+        let task = row
+            .data
+            .get("task")
+            .and_then(|t| t.as_str())
+            .map(str::to_owned);
+        Event {
+            id: row.seq,
+            kind: row.kind,
+            time: row.time.to_rfc3339(),
+            actor: row.actor,
+            subject: row.subject,
+            proposal,
+            task,
+            system: row.system,
+            group: row.group,
+            data: row.data,
+        }
+    }
+}
+
+/// The process's fan-out: a wake-up for the tail and the broadcast.
 #[derive(Clone)]
 pub(crate) struct Bus {
-    sender: broadcast::Sender<Event>,
+    wake: Arc<Notify>,
+    sender: broadcast::Sender<Arc<Event>>,
 }
 
 impl Default for Bus {
     fn default() -> Bus {
         Bus {
+            wake: Arc::default(),
             sender: broadcast::channel(CAPACITY).0,
         }
     }
 }
 
 impl Bus {
-    /// Sends to every subscriber; nothing happens without subscribers.
-    pub(crate) fn publish(&self, event: Event) {
-        let _ = self.sender.send(event);
+    /// Something was committed: have the tail read it now.
+    pub(crate) fn wake(&self) {
+        self.wake.notify_one();
     }
 
-    /// A new subscription, from now on.
-    pub(crate) fn subscribe(&self) -> broadcast::Receiver<Event> {
+    /// Every event the tail broadcasts from now on.
+    pub(crate) fn subscribe(&self) -> broadcast::Receiver<Arc<Event>> {
         self.sender.subscribe()
     }
 }
 
-/// Whether `principal` may see `event`: a system sees its own proposals;
-/// admins and auditors see everything; a reviewer sees the tasks of their
-/// groups and the arrival of proposals (whose group is not yet known here).
+/// Starts the tail; it stops at shutdown.
+pub(crate) fn spawn(app: AppState) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        let bus = app.bus.clone();
+        let mut last = loop {
+            match app.store.last_event_seq().await {
+                Ok(seq) => break seq,
+                Err(error) => {
+                    tracing::warn!(%error, "event stream cannot start yet; retrying");
+                    tokio::select! {
+                        () = tokio::time::sleep(POLL) => (),
+                        () = app.shutdown.cancelled() => return,
+                    }
+                }
+            }
+        };
+        loop {
+            loop {
+                match app.store.events_after(last, PAGE).await {
+                    Ok(rows) => {
+                        let full = rows.len() == PAGE as usize;
+                        for row in rows {
+                            last = row.seq;
+                            let _ = bus.sender.send(Arc::new(Event::from(row)));
+                        }
+                        if !full {
+                            break;
+                        }
+                    }
+                    Err(error) => {
+                        tracing::warn!(%error, "event stream read failed; retrying");
+                        break;
+                    }
+                }
+            }
+            tokio::select! {
+                () = bus.wake.notified() => (),
+                () = tokio::time::sleep(POLL) => (),
+                () = app.shutdown.cancelled() => return,
+            }
+        }
+    })
+}
+
+/// Whether `principal` may see `event`: a system sees its own proposals'
+/// events; admins and auditors see everything; a reviewer sees the events
+/// of the proposals whose task is in one of their groups.
 pub(crate) fn visible(principal: &Principal, event: &Event) -> bool {
     match principal {
         Principal::System(id) => event.system.as_deref() == Some(id.as_str()),
@@ -77,13 +169,11 @@ pub(crate) fn visible(principal: &Principal, event: &Event) -> bool {
             {
                 return true;
             }
-            if !user.roles.contains(&Role::Reviewer) {
-                return false;
-            }
-            match &event.group {
-                Some(group) => user.groups.contains(group),
-                None => true,
-            }
+            user.roles.contains(&Role::Reviewer)
+                && event
+                    .group
+                    .as_ref()
+                    .is_some_and(|group| user.groups.contains(group))
         }
     }
 }
@@ -107,14 +197,20 @@ mod tests {
 
     #[test]
     fn each_principal_sees_its_share() {
-        let event = Event {
-            kind: "task.claimed",
-            proposal: "prp_1".into(),
-            system: Some("fraud".into()),
-            task: Some("tsk_1".into()),
-            group: Some("analysts".into()),
+        let event = Event::from(StoredEvent {
+            seq: 7,
+            time: Timestamp::from_millis(0),
             actor: "user:ann".into(),
-        };
+            kind: "task.claimed".into(),
+            subject: Some("prp_1".into()),
+            data: serde_json::json!({"task": "tsk_1"}),
+            system: Some("fraud".into()),
+            group: Some("analysts".into()),
+        });
+        assert_eq!(
+            (event.proposal.as_deref(), event.task.as_deref()),
+            (Some("prp_1"), Some("tsk_1"))
+        );
         let fraud = SystemId::parse("fraud").unwrap();
         let other = SystemId::parse("other").unwrap();
         assert!(visible(&Principal::System(fraud), &event));
@@ -126,5 +222,15 @@ mod tests {
             &user(&[Role::PolicyAuthor], &["analysts"]),
             &event
         ));
+        let admin_only = Event {
+            system: None,
+            group: None,
+            ..event
+        };
+        assert!(!visible(
+            &user(&[Role::Reviewer], &["analysts"]),
+            &admin_only
+        ));
+        assert!(visible(&user(&[Role::Admin], &[]), &admin_only));
     }
 }

@@ -41,6 +41,7 @@ pub async fn serve(
     let router = http::router(app.clone());
     let workers = timers::spawn(app.clone());
     let sequencer = audit::spawn(app.clone());
+    let tail = events::spawn(app.clone());
     let cancel = app.shutdown.clone();
     let signal = async move {
         shutdown.await;
@@ -52,5 +53,6 @@ pub async fn serve(
     app.shutdown.cancel();
     let _ = workers.await;
     let _ = sequencer.await;
+    let _ = tail.await;
     res
 }

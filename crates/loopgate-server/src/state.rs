@@ -42,7 +42,7 @@ pub struct AppState {
     pub(crate) systems: Arc<TtlCache<SystemId, SystemRecord>>,
     /// The audit log's signer and last checkpoint.
     pub(crate) audit: Arc<crate::audit::Audit>,
-    /// Live queue notifications for `GET /v1/events`.
+    /// The event stream's wake-up and fan-out (`GET /v1/events`).
     pub(crate) bus: crate::events::Bus,
     /// Failed logins by username.
     pub(crate) logins: Arc<crate::ui::session::LoginThrottle>,

@@ -47,15 +47,10 @@ pub async fn run_due(app: &AppState) -> Result<usize, StoreError> {
         let now = app.clock.now();
         let outcomes = app.store.run_timers(now, 500).await?;
         total += outcomes.len();
+        if !outcomes.is_empty() {
+            app.bus.wake();
+        }
         for outcome in &outcomes {
-            app.bus.publish(crate::events::Event {
-                kind: "task.changed",
-                proposal: outcome.proposal_id.to_string(),
-                system: None,
-                task: None,
-                group: None,
-                actor: "loopgate".to_owned(),
-            });
             if outcome.effect == Effect::Resolved {
                 app.waiters.resolved(&outcome.proposal_id, None);
                 app.metrics.resolution(outcome.status);

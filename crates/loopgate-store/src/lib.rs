@@ -254,6 +254,12 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<Vec<Vec<Hash>>, StoreError>;
     /// The consistency proof between two sizes (at most the tree head's).
     async fn consistency_proof(&self, from: u64, to: u64) -> Result<Vec<Hash>, StoreError>;
+    /// Up to `limit` events after position `after`, oldest first.
+    async fn events_after(&self, after: i64, limit: u32) -> Result<Vec<StoredEvent>, StoreError>;
+
+    /// The position of the newest event (0 without events).
+    async fn last_event_seq(&self) -> Result<i64, StoreError>;
+
     /// Checks that the database answers.
     async fn ping(&self) -> Result<(), StoreError>;
 

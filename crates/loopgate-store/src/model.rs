@@ -732,3 +732,25 @@ pub struct LabelDecision {
     /// When.
     pub decided_at: Timestamp,
 }
+
+/// One stored event (an audit entry's row) as the event stream serves it,
+/// with the system and review group of the proposal it concerns.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredEvent {
+    /// Position in the log, from 1 (entry `seq − 1`).
+    pub seq: i64,
+    /// When it was committed.
+    pub time: Timestamp,
+    /// `user:…`, `system:…` or `loopgate`.
+    pub actor: String,
+    /// `proposal.submitted`, `decision.recorded`, … (docs/audit.md).
+    pub kind: String,
+    /// A proposal id, or a system, user, key or policy id.
+    pub subject: Option<String>,
+    /// Ids, digests and salted hashes; never a payload.
+    pub data: serde_json::Value,
+    /// The system of the proposal it concerns.
+    pub system: Option<String>,
+    /// The review group of that proposal's task.
+    pub group: Option<String>,
+}

@@ -705,6 +705,7 @@ async fn all_counts(store: &dyn Store, system: &SystemId) -> Vec<(String, String
 async fn analytics_counts_follow_every_change(store: &dyn Store) {
     let system = setup(store).await;
     let mut ids = Vec::new();
+    let mut submissions = Vec::new();
     for n in 0..8 {
         let mut new = new_proposal(&system, n, None, json!({"n": n}), 1 + n % 2);
         new.confidence = Some(f64::from(n) / 8.0 + 0.01);
@@ -720,7 +721,11 @@ async fn analytics_counts_follow_every_change(store: &dyn Store) {
             );
         }
         ids.push((new.id.clone(), new.task_id.clone(), new.digest.clone()));
-        store.submit(new, T0).await.unwrap();
+        submissions.push(store.submit(new, T0));
+    }
+    // At once: the writer sums the counts of a group before its commit.
+    for submitted in futures::future::join_all(submissions).await {
+        submitted.unwrap();
     }
     let at = |s: u64| T0.plus(Duration::from_secs(s));
     let verdict = |verdict: Verdict, digest: &Digest| DecisionInput {

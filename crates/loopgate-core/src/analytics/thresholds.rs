@@ -131,7 +131,7 @@ pub struct ThresholdAdvice {
     pub alpha: f64,
     /// Reviewed items.
     pub n: u64,
-    /// One point per distinct confidence, highest first.
+    /// One point per level (each distinct confidence in [`threshold_advice`]), highest first.
     pub curve: Vec<ThresholdPoint>,
     /// The lowest threshold whose upper bound is within the target (`None`
     /// when none is).

@@ -21,7 +21,6 @@ use serde_json::json;
 use crate::AppState;
 use crate::auth::Caller;
 use crate::convert;
-use crate::events::Event;
 use crate::http::error::ApiError;
 use crate::http::extract::{JsonBody, Params};
 use crate::http::{cursor, page_limit, parse_id};
@@ -167,15 +166,6 @@ pub async fn submit(
         limits,
         shadow,
     };
-    // Reviewers hear of a proposal that makes (or, over a cap, may make) a task.
-    let announce = (new.plan.task.is_some() || new.limits.is_some()).then(|| Event {
-        kind: "proposal.submitted",
-        proposal: new.id.to_string(),
-        system: Some(new.system.to_string()),
-        task: new.plan.task.as_ref().map(|_| new.task_id.to_string()),
-        group: new.plan.task.as_ref().map(|t| t.review.group.clone()),
-        actor: new.submitted_by.clone(),
-    });
     // A new proposal cannot be resolved before it exists: subscribing now means no read after the insert.
     let waiting = wait.map(|wait| (wait, app.waiters.subscribe(&new.id)));
     let (status, record) = match app.store.submit(new, now).await? {
@@ -184,9 +174,7 @@ pub async fn submit(
             if record.status.is_terminal() {
                 app.metrics.resolution(record.status);
             }
-            if let Some(event) = announce {
-                app.bus.publish(event);
-            }
+            app.bus.wake();
             (StatusCode::CREATED, record)
         }
         Submitted::Existing(record) => (StatusCode::OK, record),
@@ -306,14 +294,7 @@ pub async fn cancel(
         .await?;
     app.metrics.resolution(record.status);
     app.waiters.resolved(&id, Some(&record));
-    app.bus.publish(Event {
-        kind: "proposal.cancelled",
-        proposal: id.to_string(),
-        system: Some(record.system.to_string()),
-        task: None,
-        group: None,
-        actor: caller.actor(),
-    });
+    app.bus.wake();
     Ok(Json(convert::proposal(record)))
 }
 

@@ -7,13 +7,12 @@ use axum::extract::{Path, State};
 use loopgate_core::review::{DecisionInput, Effect};
 use loopgate_core::{Digest, Role, SystemId, TaskId};
 use loopgate_proto as proto;
-use loopgate_store::{TaskFilter, TaskRecord};
+use loopgate_store::TaskFilter;
 use serde::Deserialize;
 
 use crate::AppState;
 use crate::auth::Caller;
 use crate::convert;
-use crate::events::Event;
 use crate::http::error::ApiError;
 use crate::http::extract::{JsonBody, Params};
 use crate::http::{cursor, page_limit, parse_id};
@@ -124,8 +123,7 @@ pub async fn claim(
         .store
         .claim(&id, &reviewer, app.config.lease, now)
         .await?;
-    app.bus
-        .publish(task_event("task.claimed", &record, &caller));
+    app.bus.wake();
     Ok(Json(convert::task(record, now)))
 }
 
@@ -141,8 +139,7 @@ pub async fn release(
     let id = parse_id(&id, TaskId::parse, "task")?;
     let now = app.clock.now();
     let record = app.store.release(&id, &reviewer, now).await?;
-    app.bus
-        .publish(task_event("task.released", &record, &caller));
+    app.bus.wake();
     Ok(Json(convert::task(record, now)))
 }
 
@@ -189,21 +186,9 @@ pub async fn decide(
     }
     app.metrics
         .decision(convert::verdict_to_core(body.verdict), started.elapsed());
-    app.bus
-        .publish(task_event("task.decided", &outcome.task, &caller));
+    app.bus.wake();
     Ok(Json(proto::DecisionResponse {
         task: convert::task(outcome.task, now),
         proposal: convert::proposal(outcome.proposal),
     }))
-}
-
-fn task_event(kind: &'static str, record: &TaskRecord, caller: &Caller) -> Event {
-    Event {
-        kind,
-        proposal: record.task.proposal_id.to_string(),
-        system: Some(record.system.to_string()),
-        task: Some(record.task.id.to_string()),
-        group: Some(record.task.group.clone()),
-        actor: caller.actor(),
-    }
 }

@@ -17,7 +17,9 @@ pub(crate) struct TestApp {
     pub(crate) clock: ManualClock,
     pub(crate) app: AppState,
     pub(crate) http: reqwest::Client,
-    _dir: tempfile::TempDir,
+    stop: tokio::sync::oneshot::Sender<()>,
+    server: tokio::task::JoinHandle<std::io::Result<()>>,
+    dir: tempfile::TempDir,
 }
 
 pub(crate) struct Response {
@@ -32,32 +34,59 @@ pub(crate) async fn spawn_app() -> TestApp {
 
 pub(crate) async fn spawn_with(configure: impl FnOnce(&mut Config)) -> TestApp {
     let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::new(Timestamp::from_millis(T0));
+    spawn_in(dir, clock, configure).await
+}
+
+async fn spawn_in(
+    dir: tempfile::TempDir,
+    clock: ManualClock,
+    configure: impl FnOnce(&mut Config),
+) -> TestApp {
     let mut config = Config::new(dir.path().to_path_buf());
     config.bootstrap_token = Some(ADMIN_TOKEN.to_owned());
     config.timer_interval = Duration::from_secs(3600);
     configure(&mut config);
-    let clock = ManualClock::new(Timestamp::from_millis(T0));
     let started = loopgate_server::start(config, Arc::new(clock.clone()))
         .await
         .unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let app = started.app.clone();
-    tokio::spawn(loopgate_server::serve(
-        listener,
-        started.app,
-        std::future::pending(),
-    ));
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(loopgate_server::serve(listener, started.app, async move {
+        let _ = stopped.await;
+    }));
     TestApp {
         base: format!("http://{addr}"),
         clock,
         app,
         http: reqwest::Client::new(),
-        _dir: dir,
+        stop,
+        server,
+        dir,
     }
 }
 
 impl TestApp {
+    /// Stops the server (gracefully) and starts a new one on the same data
+    /// directory and clock, on a new port.
+    pub(crate) async fn restart(self) -> TestApp {
+        let TestApp {
+            clock,
+            stop,
+            server,
+            dir,
+            app,
+            ..
+        } = self;
+        let _ = stop.send(());
+        app.shutdown.cancel();
+        server.await.unwrap().unwrap();
+        drop(app);
+        spawn_in(dir, clock, |_| ()).await
+    }
+
     pub(crate) async fn call(
         &self,
         method: Method,

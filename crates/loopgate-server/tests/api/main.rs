@@ -11,6 +11,7 @@ mod analytics;
 mod audit;
 mod e2e;
 mod errors;
+mod events;
 mod harness;
 mod policies;
 mod proposals;

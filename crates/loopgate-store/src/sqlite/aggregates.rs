@@ -1,7 +1,15 @@
 //! Keeps `analytics_counts` in step with the proposals (see
 //! `crate::aggregates`): [`Tracked`] brackets a change to one proposal,
 //! [`ensure`] rebuilds everything when the stored version differs.
+//!
+//! The differences are not written one by one: the writer thread gathers
+//! them per job, keeps a job's only when the job's savepoint is released
+//! ([`job_done`]), and writes the sum of the group's before its commit
+//! ([`flush`]). A group of a thousand submissions of one system touches a
+//! handful of count rows once each instead of thousands of times. The
+//! buffers are thread-local: only the writer thread writes.
 
+use std::cell::RefCell;
 use std::collections::HashMap;
 
 use rusqlite::{Connection, params};
@@ -35,14 +43,15 @@ impl Tracked {
         }
     }
 
-    /// Writes the difference between the contribution now and before.
+    /// Adds the difference between the contribution now and before to the
+    /// job's pending counts.
     pub(super) fn apply(self, conn: &Connection) -> Result<(), StoreError> {
         let after = q::fact(conn, &self.id)?.map(|fact| Contribution::of(&fact));
         let Some(at) = after.as_ref().or(self.before.as_ref()) else {
             return Ok(());
         };
         let diff = Contribution::diff(self.before.as_ref(), after.as_ref());
-        add(conn, &at.system, &at.action, at.day, &diff)?;
+        PENDING.with_borrow_mut(|pending| pending.job.add(&at.system, &at.action, at.day, diff));
         let was = self.before.as_ref().is_some_and(|c| c.disagreement);
         match after.as_ref().filter(|c| c.disagreement) {
             Some(now) if !was => {
@@ -62,14 +71,66 @@ impl Tracked {
     }
 }
 
-/// Adds `counts` to one (system, action, day); rows that reach zero go.
-fn add(
-    conn: &Connection,
-    system: &str,
-    action: &str,
-    day: i64,
-    counts: &[Count],
-) -> Result<(), StoreError> {
+type RowKey = (String, &'static str, i64, String, String);
+
+/// Count differences not written yet, summed per row.
+#[derive(Default)]
+struct Deltas(HashMap<RowKey, (i64, f64, f64)>);
+
+impl Deltas {
+    fn add(&mut self, system: &str, action: &str, day: i64, counts: Vec<Count>) {
+        for count in counts {
+            let key = (
+                system.to_owned(),
+                count.metric,
+                day,
+                action.to_owned(),
+                count.key,
+            );
+            let entry = self.0.entry(key).or_default();
+            entry.0 += count.n;
+            entry.1 += count.a;
+            entry.2 += count.b;
+        }
+    }
+
+    fn merge(&mut self, other: Deltas) {
+        for (key, (n, a, b)) in other.0 {
+            let entry = self.0.entry(key).or_default();
+            entry.0 += n;
+            entry.1 += a;
+            entry.2 += b;
+        }
+    }
+}
+
+/// The running job's differences and the group's.
+#[derive(Default)]
+struct Pending {
+    job: Deltas,
+    group: Deltas,
+}
+
+thread_local! {
+    static PENDING: RefCell<Pending> = RefCell::default();
+}
+
+/// The writer's job ended: its differences join the group's when it
+/// succeeded, and are dropped with its savepoint when it did not.
+pub(super) fn job_done(kept: bool) {
+    PENDING.with_borrow_mut(|pending| {
+        let job = std::mem::take(&mut pending.job);
+        if kept {
+            pending.group.merge(job);
+        }
+    });
+}
+
+/// Writes the group's differences, inside its transaction, before the
+/// commit; rows whose count reaches zero go. The buffer is empty afterwards
+/// whatever happens (a failed flush fails the whole group).
+pub(super) fn flush(conn: &Connection) -> Result<(), StoreError> {
+    let group = PENDING.with_borrow_mut(|pending| std::mem::take(&mut pending.group));
     let mut upsert = conn.prepare_cached(
         "INSERT INTO analytics_counts (system, metric, day, action, key, n, a, b)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
@@ -80,22 +141,16 @@ fn add(
     let mut delete = conn.prepare_cached(
         "DELETE FROM analytics_counts WHERE system = ?1 AND metric = ?2 AND day = ?3 AND action = ?4 AND key = ?5",
     )?;
-    for count in counts {
-        let n: i64 = upsert.query_row(
-            params![
-                system,
-                count.metric,
-                day,
-                action,
-                count.key,
-                count.n,
-                count.a,
-                count.b
-            ],
-            |row| row.get(0),
-        )?;
-        if n == 0 {
-            delete.execute(params![system, count.metric, day, action, count.key])?;
+    for ((system, metric, day, action, key), (n, a, b)) in group.0 {
+        if n == 0 && a == 0.0 && b == 0.0 {
+            continue;
+        }
+        let total: i64 = upsert
+            .query_row(params![system, metric, day, action, key, n, a, b], |row| {
+                row.get(0)
+            })?;
+        if total == 0 {
+            delete.execute(params![system, metric, day, action, key])?;
         }
     }
     Ok(())
@@ -119,10 +174,10 @@ pub(super) fn ensure(conn: &Connection) -> Result<(), StoreError> {
     Ok(())
 }
 
-type RowKey = (String, &'static str, i64, String, String);
-
-/// Recomputes every count inside the caller's transaction.
+/// Recomputes every count inside the caller's transaction (the pending
+/// differences of earlier jobs of the group are in the facts it reads).
 pub(super) fn rebuild(conn: &Connection) -> Result<(), StoreError> {
+    PENDING.with_borrow_mut(|pending| *pending = Pending::default());
     conn.execute_batch("DELETE FROM analytics_counts; DELETE FROM analytics_disagreements;")?;
     let mut sums: HashMap<RowKey, (i64, f64, f64)> = HashMap::new();
     let mut disagreements = Vec::new();

@@ -4,7 +4,8 @@
 //! job waiting in its queue, runs each in its own savepoint inside one
 //! `BEGIN IMMEDIATE` transaction, commits once (WAL, `synchronous=FULL`), and
 //! only then answers the callers. A refused job rolls back its savepoint
-//! alone. Reads run on a small pool of connections on tokio's blocking
+//! alone. The analytics counts the jobs change are summed over the group and
+//! written once, just before the commit. Reads run on a small pool of connections on tokio's blocking
 //! threads and see every committed write.
 
 mod aggregates;
@@ -239,6 +240,7 @@ fn write_loop(conn: Connection, receiver: mpsc::Receiver<Job>) {
             let error = StoreError::from(error);
             for job in batch {
                 let (_, finish) = job(&conn);
+                aggregates::job_done(false);
                 finish(Some(&error));
             }
             continue;
@@ -251,12 +253,14 @@ fn write_loop(conn: Connection, receiver: mpsc::Receiver<Job>) {
                 true => conn.execute_batch("RELEASE job"),
                 false => conn.execute_batch("ROLLBACK TO job; RELEASE job"),
             };
+            aggregates::job_done(ok && began && closed.is_ok());
             if let Err(error) = closed {
                 tracing::error!(%error, "savepoint could not be closed");
             }
             finishes.push(finish);
         }
-        let committed = conn.execute_batch("COMMIT").map_err(StoreError::from);
+        let committed = aggregates::flush(&conn)
+            .and_then(|()| conn.execute_batch("COMMIT").map_err(StoreError::from));
         if committed.is_err() {
             let _ = conn.execute_batch("ROLLBACK");
         }

@@ -677,8 +677,9 @@ pub(super) fn fact(conn: &Connection, id: &str) -> Result<Option<ReviewFact>, St
     Ok(found)
 }
 
-/// Streams the facts of the proposals `condition` selects, in proposal
-/// order, in one scan (decisions joined through their index; a proposal
+/// Streams the facts of the proposals `condition` selects, oldest first
+/// (creation time, then proposal order: the time index serves it, where
+/// `ORDER BY seq` alone would have SQLite walk the whole table), in one scan (decisions joined through their index; a proposal
 /// with several decisions comes as several rows in a row).
 pub(super) fn each_fact(
     conn: &Connection,
@@ -695,7 +696,7 @@ pub(super) fn each_fact(
          LEFT JOIN tasks t ON t.proposal_id = p.id
          LEFT JOIN decisions d ON d.proposal_id = p.id
          WHERE {condition}
-         ORDER BY p.seq"
+         ORDER BY p.created_at, p.seq"
     ))?;
     let mut rows = statement.query(args)?;
     let mut current: Option<(i64, ReviewFact)> = None;

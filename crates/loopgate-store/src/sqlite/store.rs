@@ -20,9 +20,9 @@ use crate::{
     DecisionOutcome, Disagreement, EraseError, LabelRow, LoginRecord, NewCredential, NewPolicy,
     NewProposal, NewSession, NewSystem, NewUser, Paged, PolicyRecord, PolicyState, Principal,
     ProposalFilter, ProposalRecord, ReplayRow, ReviewFact, ReviewerRef, Sequenced, SessionRecord,
-    ShadowSummary, Store, StoreError, SubmitError, Submitted, SystemPatch, SystemRecord,
-    TaskFilter, TaskRecord, TimerOutcome, Total, TotalsQuery, TreeHead, TxError, UserPatch,
-    UserRecord,
+    ShadowSummary, Store, StoreError, StoredEvent, SubmitError, Submitted, SystemPatch,
+    SystemRecord, TaskFilter, TaskRecord, TimerOutcome, Total, TotalsQuery, TreeHead, TxError,
+    UserPatch, UserRecord,
 };
 
 #[async_trait::async_trait]
@@ -835,6 +835,40 @@ impl Store for SqliteStore {
 
     async fn analytics_totals(&self, query: TotalsQuery) -> Result<Vec<Total>, StoreError> {
         self.read(move |conn| counts::totals(conn, &query)).await
+    }
+
+    async fn events_after(&self, after: i64, limit: u32) -> Result<Vec<StoredEvent>, StoreError> {
+        self.read(move |conn| {
+            let sql = "SELECT e.seq, e.time, e.actor, e.type, e.subject, e.data, p.system, t.grp
+                       FROM events e
+                       LEFT JOIN proposals p ON p.id = e.subject
+                       LEFT JOIN tasks t ON t.proposal_id = e.subject
+                       WHERE e.seq > ?1 ORDER BY e.seq LIMIT ?2";
+            q::all(conn, sql, params![after, limit], |row| {
+                Ok(StoredEvent {
+                    seq: row.get(0)?,
+                    time: Timestamp::from_millis(row.get(1)?),
+                    actor: row.get(2)?,
+                    kind: row.get(3)?,
+                    subject: row.get(4)?,
+                    data: serde_json::from_str(&row.get::<_, String>(5)?)?,
+                    system: row.get(6)?,
+                    group: row.get(7)?,
+                })
+            })
+        })
+        .await
+    }
+
+    async fn last_event_seq(&self) -> Result<i64, StoreError> {
+        self.read(|conn| {
+            Ok(
+                conn.query_row("SELECT COALESCE(MAX(seq), 0) FROM events", [], |row| {
+                    row.get(0)
+                })?,
+            )
+        })
+        .await
     }
 
     async fn rebuild_analytics(&self) -> Result<(), StoreError> {
