@@ -83,11 +83,26 @@ impl From<StoredEvent> for Event {
     }
 }
 
+/// An event with its JSON, serialized once for every subscriber.
+#[derive(Debug)]
+pub(crate) struct Published {
+    pub(crate) event: Event,
+    pub(crate) json: String,
+}
+
+impl From<StoredEvent> for Published {
+    fn from(row: StoredEvent) -> Published {
+        let event = Event::from(row);
+        let json = serde_json::to_string(&event).unwrap_or_else(|_| "{}".to_owned());
+        Published { event, json }
+    }
+}
+
 /// The process's fan-out: a wake-up for the tail and the broadcast.
 #[derive(Clone)]
 pub(crate) struct Bus {
     wake: Arc<Notify>,
-    sender: broadcast::Sender<Arc<Event>>,
+    sender: broadcast::Sender<Arc<Published>>,
 }
 
 impl Default for Bus {
@@ -106,7 +121,7 @@ impl Bus {
     }
 
     /// Every event the tail broadcasts from now on.
-    pub(crate) fn subscribe(&self) -> broadcast::Receiver<Arc<Event>> {
+    pub(crate) fn subscribe(&self) -> broadcast::Receiver<Arc<Published>> {
         self.sender.subscribe()
     }
 }
@@ -134,7 +149,7 @@ pub(crate) fn spawn(app: AppState) -> JoinHandle<()> {
                         let full = rows.len() == PAGE as usize;
                         for row in rows {
                             last = row.seq;
-                            let _ = bus.sender.send(Arc::new(Event::from(row)));
+                            let _ = bus.sender.send(Arc::new(Published::from(row)));
                         }
                         if !full {
                             break;

@@ -40,6 +40,9 @@ pub(crate) struct BenchArgs {
     /// How long to run.
     #[arg(long, default_value = "10s")]
     duration: String,
+    /// Event-stream subscribers (`GET /v1/events`) listening during the run.
+    #[arg(long, default_value_t = 0)]
+    subscribers: usize,
     /// A running server to drive instead of starting one.
     #[arg(long)]
     server: Option<String>,
@@ -85,6 +88,24 @@ pub(crate) async fn run(args: BenchArgs) -> anyhow::Result<()> {
         unblock: Mutex::new(Histogram::new(3)?),
         errors: Mutex::new(0),
     });
+    // Subscribers connect first, so every event of the run is theirs.
+    let received = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let mut listeners = Vec::new();
+    for _ in 0..args.subscribers {
+        let request = reqwest::Client::new()
+            .get(format!("{base}/v1/events"))
+            .bearer_auth(&admin_token);
+        let received = Arc::clone(&received);
+        listeners.push(tokio::spawn(async move {
+            let Ok(mut response) = request.send().await else {
+                return;
+            };
+            while let Ok(Some(chunk)) = response.chunk().await {
+                let events = chunk.windows(3).filter(|w| w == b"id:").count() as u64;
+                received.fetch_add(events, std::sync::atomic::Ordering::Relaxed);
+            }
+        }));
+    }
     let deadline = Instant::now() + duration;
     let started = Instant::now();
     let mut submitters = Vec::new();
@@ -131,6 +152,13 @@ pub(crate) async fn run(args: BenchArgs) -> anyhow::Result<()> {
     for handle in reviewers {
         handle.abort();
     }
+    // Let the streams drain what was committed before counting.
+    if !listeners.is_empty() {
+        tokio::time::sleep(Duration::from_secs(2)).await;
+    }
+    for handle in &listeners {
+        handle.abort();
+    }
     let report = |name: &str, histogram: &Histogram<u64>| {
         out!(
             "{name:<28} p50 {:>8.2} ms   p90 {:>8.2} ms   p99 {:>8.2} ms   max {:>8.2} ms   (n={})",
@@ -165,6 +193,15 @@ pub(crate) async fn run(args: BenchArgs) -> anyhow::Result<()> {
     }
     if let (true, Ok(unblock)) = (wait, shared.unblock.lock()) {
         report("decision → client unblocked", &unblock);
+    }
+    if 0 < args.subscribers {
+        let total = received.load(std::sync::atomic::Ordering::Relaxed);
+        out!(
+            "event stream                 {} subscribers received {} events ({:.0} each)",
+            args.subscribers,
+            total,
+            total as f64 / args.subscribers as f64
+        );
     }
     out!(
         "errors                       {}",

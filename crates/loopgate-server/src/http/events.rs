@@ -15,7 +15,7 @@ use tokio::sync::broadcast::error::RecvError;
 
 use crate::AppState;
 use crate::auth::Caller;
-use crate::events::{Event, PAGE, visible};
+use crate::events::{Event, PAGE, Published, visible};
 use crate::http::error::ApiError;
 use crate::http::extract::Params;
 
@@ -58,26 +58,26 @@ impl Filter {
 struct Cursor {
     app: AppState,
     filter: Filter,
-    receiver: tokio::sync::broadcast::Receiver<Arc<Event>>,
+    receiver: tokio::sync::broadcast::Receiver<Arc<Published>>,
     /// The newest event looked at.
     position: i64,
     /// Read from the store until it has nothing newer.
     catching_up: bool,
-    pending: VecDeque<Arc<Event>>,
+    pending: VecDeque<Arc<Published>>,
 }
 
 impl Cursor {
     /// The next event to send; `None` ends the stream (shutdown, or the store
     /// failed: the client reconnects with `Last-Event-ID`).
-    async fn next(&mut self) -> Option<Arc<Event>> {
+    async fn next(&mut self) -> Option<Arc<Published>> {
         loop {
-            if let Some(event) = self.pending.pop_front() {
-                if event.id <= self.position {
+            if let Some(next) = self.pending.pop_front() {
+                if next.event.id <= self.position {
                     continue;
                 }
-                self.position = event.id;
-                if self.filter.wants(&event) {
-                    return Some(event);
+                self.position = next.event.id;
+                if self.filter.wants(&next.event) {
+                    return Some(next);
                 }
                 continue;
             }
@@ -91,7 +91,7 @@ impl Cursor {
                 };
                 self.catching_up = rows.len() == PAGE as usize;
                 self.pending
-                    .extend(rows.into_iter().map(|row| Arc::new(Event::from(row))));
+                    .extend(rows.into_iter().map(|row| Arc::new(Published::from(row))));
                 continue;
             }
             let next = tokio::select! {
@@ -166,11 +166,10 @@ pub async fn stream(
         app,
     };
     let events = futures::stream::unfold(cursor, |mut cursor| async move {
-        let event = cursor.next().await?;
-        let sse = match serde_json::to_string(event.as_ref()) {
-            Ok(data) => SseEvent::default().id(event.id.to_string()).data(data),
-            Err(_) => SseEvent::default().comment("unserializable event"),
-        };
+        let next = cursor.next().await?;
+        let sse = SseEvent::default()
+            .id(next.event.id.to_string())
+            .data(next.json.as_str());
         Some((Ok(sse), cursor))
     });
     Ok(Sse::new(events).keep_alive(KeepAlive::new().interval(Duration::from_secs(15))))
