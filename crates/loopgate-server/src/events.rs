@@ -4,7 +4,8 @@
 //!
 //! One tail task per process reads the rows after the last one it saw, when
 //! a handler of this process wakes it after a commit or every second
-//! (changes made by other processes), and broadcasts them. A subscriber
+//! (changes made by other processes), and broadcasts them; with nobody
+//! subscribed it only notes the newest position. A subscriber
 //! first reads what it missed from the store (`Last-Event-ID`), then follows
 //! the broadcast, and goes back to the store whenever it falls behind: the
 //! rows are durable, so nothing is lost across reconnects and restarts.
@@ -103,6 +104,11 @@ impl From<StoredEvent> for Published {
 pub(crate) struct Bus {
     wake: Arc<Notify>,
     sender: broadcast::Sender<Arc<Published>>,
+    /// Held while subscribing, and by the tail while it skips ahead with
+    /// nobody subscribed: a subscriber either came before the skip (and the
+    /// tail does not skip) or after it (and reads what was skipped from the
+    /// store).
+    gate: Arc<tokio::sync::Mutex<()>>,
 }
 
 impl Default for Bus {
@@ -110,6 +116,7 @@ impl Default for Bus {
         Bus {
             wake: Arc::default(),
             sender: broadcast::channel(CAPACITY).0,
+            gate: Arc::default(),
         }
     }
 }
@@ -121,8 +128,22 @@ impl Bus {
     }
 
     /// Every event the tail broadcasts from now on.
-    pub(crate) fn subscribe(&self) -> broadcast::Receiver<Arc<Published>> {
+    pub(crate) async fn subscribe(&self) -> broadcast::Receiver<Arc<Published>> {
+        let _gate = self.gate.lock().await;
         self.sender.subscribe()
+    }
+
+    /// With nobody subscribed, the position of the newest event, read
+    /// without reading the events; `None` when someone listens.
+    async fn skip(&self, app: &AppState) -> Option<Result<i64, loopgate_store::StoreError>> {
+        if 0 < self.sender.receiver_count() {
+            return None;
+        }
+        let _gate = self.gate.lock().await;
+        if 0 < self.sender.receiver_count() {
+            return None;
+        }
+        Some(app.store.last_event_seq().await)
     }
 }
 
@@ -144,6 +165,17 @@ pub(crate) fn spawn(app: AppState) -> JoinHandle<()> {
         };
         loop {
             loop {
+                match bus.skip(&app).await {
+                    Some(Ok(newest)) => {
+                        last = newest;
+                        break;
+                    }
+                    Some(Err(error)) => {
+                        tracing::warn!(%error, "event stream read failed; retrying");
+                        break;
+                    }
+                    None => (),
+                }
                 match app.store.events_after(last, PAGE).await {
                     Ok(rows) => {
                         let full = rows.len() == PAGE as usize;

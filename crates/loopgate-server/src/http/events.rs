@@ -148,7 +148,7 @@ pub async fn stream(
         .collect();
     // Subscribe before reading: whatever is committed after this is either
     // in the store read or in the broadcast.
-    let receiver = app.bus.subscribe();
+    let receiver = app.bus.subscribe().await;
     let position = match resume {
         Some(id) => id,
         None => app.store.last_event_seq().await?,
