@@ -174,10 +174,19 @@ pub(super) fn ensure(conn: &Connection) -> Result<(), StoreError> {
     Ok(())
 }
 
-/// Recomputes every count inside the caller's transaction (the pending
-/// differences of earlier jobs of the group are in the facts it reads).
+/// Recomputes every count inside the caller's transaction. The pending
+/// differences of earlier jobs of the group are in the facts it reads, so
+/// they go; if the rebuild fails (and its savepoint with it), they stay.
 pub(super) fn rebuild(conn: &Connection) -> Result<(), StoreError> {
-    PENDING.with_borrow_mut(|pending| *pending = Pending::default());
+    let earlier = PENDING.with_borrow_mut(|pending| std::mem::take(&mut pending.group));
+    let rebuilt = count_all(conn);
+    if rebuilt.is_err() {
+        PENDING.with_borrow_mut(|pending| pending.group.merge(earlier));
+    }
+    rebuilt
+}
+
+fn count_all(conn: &Connection) -> Result<(), StoreError> {
     conn.execute_batch("DELETE FROM analytics_counts; DELETE FROM analytics_disagreements;")?;
     let mut sums: HashMap<RowKey, (i64, f64, f64)> = HashMap::new();
     let mut disagreements = Vec::new();
