@@ -162,7 +162,6 @@ pub(super) fn ensure(conn: &Connection) -> Result<(), StoreError> {
     if q::meta(conn, "analytics")?.as_deref() == Some(aggregates::VERSION) {
         return Ok(());
     }
-    tracing::info!("building the analytics counts from the stored proposals");
     conn.execute_batch("BEGIN IMMEDIATE")?;
     match rebuild(conn) {
         Ok(()) => conn.execute_batch("COMMIT")?,
@@ -236,7 +235,13 @@ fn count_all(conn: &Connection) -> Result<(), StoreError> {
          ON CONFLICT (key) DO UPDATE SET value = excluded.value",
     )?
     .execute(params![aggregates::VERSION])?;
-    tracing::info!(facts, rows = sums.len(), "analytics counts built");
+    if 0 < facts {
+        tracing::info!(
+            proposals = facts,
+            rows = sums.len(),
+            "analytics counts built from the stored proposals"
+        );
+    }
     Ok(())
 }
 
