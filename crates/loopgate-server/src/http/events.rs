@@ -5,13 +5,13 @@ use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::Duration;
 
+use axum::body::{Body, Bytes};
 use axum::extract::State;
-use axum::http::HeaderMap;
-use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
-use futures::Stream;
+use axum::http::{HeaderMap, header};
+use axum::response::{IntoResponse, Response};
 use loopgate_store::Principal;
 use serde::Deserialize;
-use tokio::sync::broadcast::error::RecvError;
+use tokio::sync::broadcast::error::{RecvError, TryRecvError};
 
 use crate::AppState;
 use crate::auth::Caller;
@@ -108,6 +108,45 @@ impl Cursor {
     }
 }
 
+impl Cursor {
+    /// The next event already at hand (no waiting, no store read).
+    fn try_next(&mut self) -> Option<Arc<Published>> {
+        loop {
+            let next = match self.pending.pop_front() {
+                Some(next) => next,
+                None if self.catching_up => return None,
+                None => match self.receiver.try_recv() {
+                    Ok(next) => next,
+                    Err(TryRecvError::Lagged(_)) => {
+                        self.catching_up = true;
+                        return None;
+                    }
+                    Err(_) => return None,
+                },
+            };
+            if next.event.id <= self.position {
+                continue;
+            }
+            self.position = next.event.id;
+            if self.filter.wants(&next.event) {
+                return Some(next);
+            }
+        }
+    }
+}
+
+/// Events written in one chunk at most: what is at hand goes out in one
+/// write per subscriber, not one write per event.
+const CHUNK: usize = 256;
+/// A comment line this often keeps proxies from closing an idle stream.
+const KEEP_ALIVE: Duration = Duration::from_secs(15);
+
+fn append(chunk: &mut Vec<u8>, next: &Published) {
+    chunk.extend_from_slice(format!("id: {}\ndata: ", next.event.id).as_bytes());
+    chunk.extend_from_slice(next.json.as_bytes());
+    chunk.extend_from_slice(b"\n\n");
+}
+
 /// The events the caller may see, as they are committed, each with its
 /// position as the SSE `id`: `data` is a JSON object with `id`, `type`,
 /// `time`, `actor`, `subject`, `proposal`, `task`, `system`, `group` and the
@@ -125,7 +164,7 @@ pub async fn stream(
     caller: Caller,
     headers: HeaderMap,
     Params(query): Params<EventsQuery>,
-) -> Result<Sse<impl Stream<Item = Result<SseEvent, Infallible>>>, ApiError> {
+) -> Result<Response, ApiError> {
     let resume = match headers.get("last-event-id") {
         Some(value) => Some(
             value
@@ -165,12 +204,26 @@ pub async fn stream(
         pending: VecDeque::new(),
         app,
     };
-    let events = futures::stream::unfold(cursor, |mut cursor| async move {
-        let next = cursor.next().await?;
-        let sse = SseEvent::default()
-            .id(next.event.id.to_string())
-            .data(next.json.as_str());
-        Some((Ok(sse), cursor))
+    let chunks = futures::stream::unfold(cursor, |mut cursor| async move {
+        let first = tokio::select! {
+            next = cursor.next() => next?,
+            () = tokio::time::sleep(KEEP_ALIVE) => {
+                return Some((Ok::<Bytes, Infallible>(Bytes::from_static(b":\n\n")), cursor));
+            }
+        };
+        let mut chunk = Vec::with_capacity(1024);
+        append(&mut chunk, &first);
+        for _ in 1..CHUNK {
+            match cursor.try_next() {
+                Some(next) => append(&mut chunk, &next),
+                None => break,
+            }
+        }
+        Some((Ok(Bytes::from(chunk)), cursor))
     });
-    Ok(Sse::new(events).keep_alive(KeepAlive::new().interval(Duration::from_secs(15))))
+    let headers = [
+        (header::CONTENT_TYPE, "text/event-stream"),
+        (header::CACHE_CONTROL, "no-cache"),
+    ];
+    Ok((headers, Body::from_stream(chunks)).into_response())
 }
