@@ -54,13 +54,7 @@ impl Tracked {
         PENDING.with_borrow_mut(|pending| pending.job.add(&at.system, &at.action, at.day, diff));
         let was = self.before.as_ref().is_some_and(|c| c.disagreement);
         match after.as_ref().filter(|c| c.disagreement) {
-            Some(now) if !was => {
-                conn.prepare_cached(
-                    "INSERT OR IGNORE INTO analytics_disagreements (proposal_id, system, action, created_at)
-                     VALUES (?1, ?2, ?3, ?4)",
-                )?
-                .execute(params![self.id, now.system, now.action, now.created_at.millis()])?;
-            }
+            Some(now) if !was => insert_disagreement(conn, &self.id, now)?,
             None if was => {
                 conn.prepare_cached("DELETE FROM analytics_disagreements WHERE proposal_id = ?1")?
                     .execute(params![self.id])?;
@@ -127,10 +121,15 @@ pub(super) fn job_done(kept: bool) {
 }
 
 /// Writes the group's differences, inside its transaction, before the
-/// commit; rows whose count reaches zero go. The buffer is empty afterwards
-/// whatever happens (a failed flush fails the whole group).
+/// commit. The buffer is empty afterwards whatever happens (a failed flush
+/// fails the whole group).
 pub(super) fn flush(conn: &Connection) -> Result<(), StoreError> {
     let group = PENDING.with_borrow_mut(|pending| std::mem::take(&mut pending.group));
+    write(conn, group)
+}
+
+/// Adds `deltas` to the stored counts; rows whose count reaches zero go.
+fn write(conn: &Connection, deltas: Deltas) -> Result<(), StoreError> {
     let mut upsert = conn.prepare_cached(
         "INSERT INTO analytics_counts (system, metric, day, action, key, n, a, b)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
@@ -141,7 +140,7 @@ pub(super) fn flush(conn: &Connection) -> Result<(), StoreError> {
     let mut delete = conn.prepare_cached(
         "DELETE FROM analytics_counts WHERE system = ?1 AND metric = ?2 AND day = ?3 AND action = ?4 AND key = ?5",
     )?;
-    for ((system, metric, day, action, key), (n, a, b)) in group.0 {
+    for ((system, metric, day, action, key), (n, a, b)) in deltas.0 {
         if n == 0 && a == 0.0 && b == 0.0 {
             continue;
         }
@@ -153,6 +152,16 @@ pub(super) fn flush(conn: &Connection) -> Result<(), StoreError> {
             delete.execute(params![system, metric, day, action, key])?;
         }
     }
+    Ok(())
+}
+
+/// Puts a proposal in the adjudication queue.
+fn insert_disagreement(conn: &Connection, id: &str, c: &Contribution) -> Result<(), StoreError> {
+    conn.prepare_cached(
+        "INSERT OR IGNORE INTO analytics_disagreements (proposal_id, system, action, created_at)
+         VALUES (?1, ?2, ?3, ?4)",
+    )?
+    .execute(params![id, c.system, c.action, c.created_at.millis()])?;
     Ok(())
 }
 
@@ -187,49 +196,19 @@ pub(super) fn rebuild(conn: &Connection) -> Result<(), StoreError> {
 
 fn count_all(conn: &Connection) -> Result<(), StoreError> {
     conn.execute_batch("DELETE FROM analytics_counts; DELETE FROM analytics_disagreements;")?;
-    let mut sums: HashMap<RowKey, (i64, f64, f64)> = HashMap::new();
-    let mut disagreements = Vec::new();
+    let mut sums = Deltas::default();
     let mut facts = 0_u64;
     q::each_fact(conn, "1 = 1", [], |fact| {
         facts += 1;
         let c = Contribution::of(&fact);
-        for count in c.counts {
-            let key = (
-                c.system.clone(),
-                count.metric,
-                c.day,
-                c.action.clone(),
-                count.key,
-            );
-            let entry = sums.entry(key).or_default();
-            entry.0 += count.n;
-            entry.1 += count.a;
-            entry.2 += count.b;
-        }
         if c.disagreement {
-            disagreements.push((
-                fact.id.to_string(),
-                c.system,
-                c.action,
-                fact.created_at.millis(),
-            ));
+            insert_disagreement(conn, fact.id.as_str(), &c)?;
         }
+        sums.add(&c.system, &c.action, c.day, c.counts);
         Ok(())
     })?;
-    let mut insert = conn.prepare_cached(
-        "INSERT INTO analytics_counts (system, metric, day, action, key, n, a, b) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-    )?;
-    for ((system, metric, day, action, key), (n, a, b)) in &sums {
-        if *n != 0 || *a != 0.0 || *b != 0.0 {
-            insert.execute(params![system, metric, day, action, key, n, a, b])?;
-        }
-    }
-    let mut insert = conn.prepare_cached(
-        "INSERT INTO analytics_disagreements (proposal_id, system, action, created_at) VALUES (?1, ?2, ?3, ?4)",
-    )?;
-    for (id, system, action, created) in &disagreements {
-        insert.execute(params![id, system, action, created])?;
-    }
+    let rows = sums.0.len();
+    write(conn, sums)?;
     conn.prepare_cached(
         "INSERT INTO meta (key, value) VALUES ('analytics', ?1)
          ON CONFLICT (key) DO UPDATE SET value = excluded.value",
@@ -238,7 +217,7 @@ fn count_all(conn: &Connection) -> Result<(), StoreError> {
     if 0 < facts {
         tracing::info!(
             proposals = facts,
-            rows = sums.len(),
+            rows,
             "analytics counts built from the stored proposals"
         );
     }
