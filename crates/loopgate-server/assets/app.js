@@ -53,7 +53,7 @@ function listen(onEvent) {
     };
   };
   window.addEventListener("pagehide", () => { source?.close(); source = null; });
-  window.addEventListener("pageshow", (event) => { if (event.persisted && !source) { open(); onEvent({ type: "lagged" }); } });
+  window.addEventListener("pageshow", (event) => { if (event.persisted && !source) { open(); onEvent({ type: "resync" }); } });
   open();
 }
 

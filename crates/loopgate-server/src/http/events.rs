@@ -72,14 +72,10 @@ impl Cursor {
     async fn next(&mut self) -> Option<Arc<Published>> {
         loop {
             if let Some(next) = self.pending.pop_front() {
-                if next.event.id <= self.position {
-                    continue;
+                match self.admit(next) {
+                    Some(next) => return Some(next),
+                    None => continue,
                 }
-                self.position = next.event.id;
-                if self.filter.wants(&next.event) {
-                    return Some(next);
-                }
-                continue;
             }
             if self.catching_up {
                 let rows = match self.app.store.events_after(self.position, PAGE).await {
@@ -124,14 +120,19 @@ impl Cursor {
                     Err(_) => return None,
                 },
             };
-            if next.event.id <= self.position {
-                continue;
-            }
-            self.position = next.event.id;
-            if self.filter.wants(&next.event) {
+            if let Some(next) = self.admit(next) {
                 return Some(next);
             }
         }
+    }
+
+    /// `next` when it is new and the caller wants it; the position moves past it.
+    fn admit(&mut self, next: Arc<Published>) -> Option<Arc<Published>> {
+        if next.event.id <= self.position {
+            return None;
+        }
+        self.position = next.event.id;
+        self.filter.wants(&next.event).then_some(next)
     }
 }
 
