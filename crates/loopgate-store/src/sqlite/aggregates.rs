@@ -198,7 +198,7 @@ fn count_all(conn: &Connection) -> Result<(), StoreError> {
     conn.execute_batch("DELETE FROM analytics_counts; DELETE FROM analytics_disagreements;")?;
     let mut sums = Deltas::default();
     let mut facts = 0_u64;
-    q::each_fact(conn, "1 = 1", [], |fact| {
+    q::each_fact(conn, q::fact_query!("1 = 1"), [], |fact| {
         facts += 1;
         let c = Contribution::of(&fact);
         if c.disagreement {

@@ -652,7 +652,9 @@ pub(super) fn review_facts(
     each_fact(
         conn,
         // `+p.system`: read through the time index, not the system's whole history.
-        "+p.system = ?1 AND p.created_at >= ?2 AND p.created_at < ?3 AND (?4 IS NULL OR p.action = ?4)",
+        fact_query!(
+            "+p.system = ?1 AND p.created_at >= ?2 AND p.created_at < ?3 AND (?4 IS NULL OR p.action = ?4)"
+        ),
         params![
             filter.system.as_str(),
             filter.from.millis(),
@@ -670,34 +672,43 @@ pub(super) fn review_facts(
 /// One proposal's fact.
 pub(super) fn fact(conn: &Connection, id: &str) -> Result<Option<ReviewFact>, StoreError> {
     let mut found = None;
-    each_fact(conn, "p.id = ?1", params![id], |fact| {
+    each_fact(conn, fact_query!("p.id = ?1"), params![id], |fact| {
         found = Some(fact);
         Ok(())
     })?;
     Ok(found)
 }
 
-/// Streams the facts of the proposals `condition` selects, oldest first
+/// The SQL of [`each_fact`] for the proposals `$condition` selects (a
+/// literal, so the statement is built at compile time, not on every read).
+macro_rules! fact_query {
+    ($condition:literal) => {
+        concat!(
+            "SELECT p.seq, p.id, p.system, p.action, p.created_at, p.decided_at, p.route, p.status, p.decided_by,
+                    p.confidence, p.overridden, p.modified, json_extract(p.subject, '$.attributes'),
+                    t.kind, t.state, t.level, t.due_at, t.sample_probability, t.created_at,
+                    d.reviewer, d.verdict, d.decided_at
+             FROM proposals p
+             LEFT JOIN tasks t ON t.proposal_id = p.id
+             LEFT JOIN decisions d ON d.proposal_id = p.id
+             WHERE ", $condition, "
+             ORDER BY p.created_at, p.seq"
+        )
+    };
+}
+pub(super) use fact_query;
+
+/// Streams the facts of the proposals a [`fact_query`] selects, oldest first
 /// (creation time, then proposal order: the time index serves it, where
 /// `ORDER BY seq` alone would have SQLite walk the whole table), in one scan (decisions joined through their index; a proposal
 /// with several decisions comes as several rows in a row).
 pub(super) fn each_fact(
     conn: &Connection,
-    condition: &str,
+    sql: &str,
     args: impl rusqlite::Params,
     mut each: impl FnMut(ReviewFact) -> Result<(), StoreError>,
 ) -> Result<(), StoreError> {
-    let mut statement = conn.prepare_cached(&format!(
-        "SELECT p.seq, p.id, p.system, p.action, p.created_at, p.decided_at, p.route, p.status, p.decided_by,
-                p.confidence, p.overridden, p.modified, json_extract(p.subject, '$.attributes'),
-                t.kind, t.state, t.level, t.due_at, t.sample_probability, t.created_at,
-                d.reviewer, d.verdict, d.decided_at
-         FROM proposals p
-         LEFT JOIN tasks t ON t.proposal_id = p.id
-         LEFT JOIN decisions d ON d.proposal_id = p.id
-         WHERE {condition}
-         ORDER BY p.created_at, p.seq"
-    ))?;
+    let mut statement = conn.prepare_cached(sql)?;
     let mut rows = statement.query(args)?;
     let mut current: Option<(i64, ReviewFact)> = None;
     while let Some(row) = rows.next()? {
