@@ -976,3 +976,94 @@ pub struct PolicyValidation {
     #[serde(default)]
     pub warnings: Vec<PolicyFinding>,
 }
+
+/// `PUT /v1/systems/{id}/webhook`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct SetWebhook {
+    /// Where deliveries are POSTed (`http://` or `https://`).
+    pub url: String,
+    /// Event types to deliver; default `proposal.resolved`,
+    /// `proposal.overridden`, `task.created`, `task.escalated`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub types: Option<Vec<String>>,
+    /// A `whsec_<base64>` secret to sign with (16 to 64 bytes; e.g. when
+    /// moving an existing receiver). When absent the current secret is kept,
+    /// or a new one is generated.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret: Option<String>,
+}
+
+/// A system's webhook endpoint.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct Webhook {
+    /// The system.
+    pub system: String,
+    /// Where deliveries are POSTed.
+    pub url: String,
+    /// Event types delivered.
+    pub types: Vec<String>,
+    /// The signing secret (`whsec_…`): only in the answer to `PUT`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret: Option<String>,
+    /// RFC 3339.
+    pub created_at: String,
+    /// RFC 3339.
+    pub updated_at: String,
+}
+
+/// One webhook delivery (an event for a system's endpoint).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct Delivery {
+    /// The `webhook-id` header: `msg_<event id>`, the same on every attempt.
+    pub id: String,
+    /// The event's position in the log (its `GET /v1/events` id).
+    pub event: i64,
+    /// The event type.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// The proposal it concerns.
+    pub subject: String,
+    /// `pending`, `delivered` or `failed`.
+    pub state: String,
+    /// Attempts made.
+    pub attempts: u32,
+    /// RFC 3339: the next attempt, while pending.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_attempt_at: Option<String>,
+    /// RFC 3339.
+    pub created_at: String,
+    /// RFC 3339: when the endpoint answered 2xx.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub delivered_at: Option<String>,
+    /// The last HTTP status.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_status: Option<u16>,
+    /// The last failure.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_error: Option<String>,
+    /// Every attempt, oldest first (`GET` of one delivery only).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub history: Vec<DeliveryAttempt>,
+}
+
+/// One attempt of a delivery.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct DeliveryAttempt {
+    /// 1, 2, …
+    pub n: u32,
+    /// RFC 3339.
+    pub time: String,
+    /// The endpoint's HTTP status, if it answered.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<u16>,
+    /// Why it failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// How long it took.
+    pub duration_ms: u32,
+}

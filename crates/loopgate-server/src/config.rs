@@ -45,6 +45,16 @@ pub struct Config {
     /// directly or behind a proxy). Requests with `X-Forwarded-Proto: https`
     /// get `Secure` cookies either way.
     pub secure_cookies: bool,
+    /// How long a webhook endpoint has to answer.
+    pub webhook_timeout: Duration,
+    /// The first retry of a failed delivery waits this long; each next one
+    /// twice as long as the one before.
+    pub webhook_retry_base: Duration,
+    /// The longest wait between two attempts.
+    pub webhook_retry_max: Duration,
+    /// A delivery that has not succeeded this long after it was queued (or
+    /// redelivered) fails.
+    pub webhook_give_up: Duration,
 }
 
 impl Config {
@@ -68,6 +78,10 @@ impl Config {
             session_ttl: Duration::from_secs(12 * 3600),
             session_idle: Duration::from_secs(3600),
             secure_cookies: false,
+            webhook_timeout: Duration::from_secs(10),
+            webhook_retry_base: Duration::from_secs(5),
+            webhook_retry_max: Duration::from_secs(3600),
+            webhook_give_up: Duration::from_secs(24 * 3600),
         }
     }
 }

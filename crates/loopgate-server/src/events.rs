@@ -103,6 +103,8 @@ impl From<StoredEvent> for Published {
 #[derive(Clone)]
 pub(crate) struct Bus {
     wake: Arc<Notify>,
+    /// Wakes the webhook dispatcher.
+    pub(crate) webhooks: Arc<Notify>,
     sender: broadcast::Sender<Arc<Published>>,
     /// Held while subscribing, and by the tail while it skips ahead with
     /// nobody subscribed: a subscriber either came before the skip (and the
@@ -115,6 +117,7 @@ impl Default for Bus {
     fn default() -> Bus {
         Bus {
             wake: Arc::default(),
+            webhooks: Arc::default(),
             sender: broadcast::channel(CAPACITY).0,
             gate: Arc::default(),
         }
@@ -125,6 +128,7 @@ impl Bus {
     /// Something was committed: have the tail read it now.
     pub(crate) fn wake(&self) {
         self.wake.notify_one();
+        self.webhooks.notify_one();
     }
 
     /// Every event the tail broadcasts from now on.

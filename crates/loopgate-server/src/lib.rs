@@ -21,6 +21,7 @@ mod state;
 pub mod timers;
 mod ui;
 mod waiters;
+pub mod webhooks;
 
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use config::{Config, StartError};
@@ -42,6 +43,7 @@ pub async fn serve(
     let workers = timers::spawn(app.clone());
     let sequencer = audit::spawn(app.clone());
     let tail = events::spawn(app.clone());
+    let webhooks = webhooks::spawn(app.clone(), app.bus.webhooks.clone());
     let cancel = app.shutdown.clone();
     let signal = async move {
         shutdown.await;
@@ -54,5 +56,6 @@ pub async fn serve(
     let _ = workers.await;
     let _ = sequencer.await;
     let _ = tail.await;
+    let _ = webhooks.await;
     res
 }

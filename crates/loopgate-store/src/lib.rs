@@ -260,6 +260,56 @@ pub trait Store: Send + Sync + 'static {
     /// The position of the newest event (0 without events).
     async fn last_event_seq(&self) -> Result<i64, StoreError>;
 
+    /// Sets (or replaces) a system's webhook; `NotFound` without the system.
+    /// Only events committed after the outbox's cursor reach it.
+    async fn set_webhook(
+        &self,
+        webhook: WebhookConfig,
+        actor: &str,
+        now: Timestamp,
+    ) -> Result<WebhookConfig, StoreError>;
+    /// Removes a system's webhook; its pending deliveries fail ("webhook
+    /// removed"). Returns whether there was one.
+    async fn remove_webhook(
+        &self,
+        system: &SystemId,
+        actor: &str,
+        now: Timestamp,
+    ) -> Result<bool, StoreError>;
+    /// A system's webhook.
+    async fn webhook(&self, system: &SystemId) -> Result<Option<WebhookConfig>, StoreError>;
+    /// Moves the outbox cursor over up to `limit` events, queueing a delivery
+    /// for each event a webhook subscribes to. Returns how many events it
+    /// passed (fewer than `limit`: it has caught up).
+    async fn enqueue_deliveries(&self, now: Timestamp, limit: u32) -> Result<u32, StoreError>;
+    /// Up to `limit` pending deliveries due at `now`, each the oldest pending
+    /// one of its proposal, leaving out the systems of `skip`, soonest first.
+    async fn due_deliveries(
+        &self,
+        now: Timestamp,
+        skip: Vec<SystemId>,
+        limit: u32,
+    ) -> Result<Vec<DueDelivery>, StoreError>;
+    /// Records attempts and their consequences, in one transaction.
+    async fn record_attempts(&self, results: Vec<AttemptResult>) -> Result<(), StoreError>;
+    /// A page of a system's deliveries, newest first.
+    async fn deliveries(&self, filter: DeliveryFilter)
+    -> Result<Paged<DeliveryRecord>, StoreError>;
+    /// One delivery of a system, with its attempts.
+    async fn delivery(
+        &self,
+        system: &SystemId,
+        id: i64,
+    ) -> Result<Option<DeliveryRecord>, StoreError>;
+    /// Sends a delivery again now, with a fresh retry window, whatever its
+    /// state (`NotFound` when the system has no such delivery).
+    async fn redeliver(
+        &self,
+        system: &SystemId,
+        id: i64,
+        now: Timestamp,
+    ) -> Result<DeliveryRecord, StoreError>;
+
     /// Checks that the database answers.
     async fn ping(&self) -> Result<(), StoreError>;
 

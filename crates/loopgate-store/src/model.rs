@@ -754,3 +754,145 @@ pub struct StoredEvent {
     /// The review group of that proposal's task.
     pub group: Option<String>,
 }
+
+/// A system's webhook endpoint.
+#[derive(Debug, Clone, PartialEq)]
+pub struct WebhookConfig {
+    /// The system it delivers for.
+    pub system: SystemId,
+    /// Where deliveries are POSTed.
+    pub url: String,
+    /// `whsec_<base64>`: the HMAC key of the signatures.
+    pub secret: String,
+    /// The event types delivered.
+    pub types: Vec<String>,
+    /// When it was first set.
+    pub created_at: Timestamp,
+    /// When it was last changed.
+    pub updated_at: Timestamp,
+}
+
+/// Where a delivery stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeliveryState {
+    /// Not delivered yet; retried until it is or its window runs out.
+    Pending,
+    /// The endpoint answered 2xx.
+    Delivered,
+    /// Retries ran out (or the webhook was removed); `redeliver` revives it.
+    Failed,
+}
+
+impl DeliveryState {
+    /// The stored name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DeliveryState::Pending => "pending",
+            DeliveryState::Delivered => "delivered",
+            DeliveryState::Failed => "failed",
+        }
+    }
+
+    /// From the stored name.
+    pub fn parse(text: &str) -> Option<DeliveryState> {
+        match text {
+            "pending" => Some(DeliveryState::Pending),
+            "delivered" => Some(DeliveryState::Delivered),
+            "failed" => Some(DeliveryState::Failed),
+            _ => None,
+        }
+    }
+}
+
+/// A delivery that is due, with what the sender needs.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DueDelivery {
+    /// The delivery (its event's position; the `webhook-id` is `msg_<id>`).
+    pub id: i64,
+    /// The endpoint.
+    pub url: String,
+    /// The endpoint's signing secret.
+    pub secret: String,
+    /// Attempts made so far.
+    pub attempts: u32,
+    /// Retries give up a configured time after this.
+    pub window_start: Timestamp,
+    /// The event to deliver.
+    pub event: StoredEvent,
+}
+
+/// How one attempt went and what happens next.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AttemptResult {
+    /// The delivery.
+    pub id: i64,
+    /// When the attempt started.
+    pub time: Timestamp,
+    /// The endpoint's HTTP status, if it answered.
+    pub status: Option<u16>,
+    /// Why it failed (status text, timeout, connection error).
+    pub error: Option<String>,
+    /// How long the attempt took.
+    pub duration_ms: u32,
+    /// `Delivered`, `Pending` (retry at `next_at`) or `Failed`.
+    pub state: DeliveryState,
+    /// The next attempt, when `Pending`.
+    pub next_at: Timestamp,
+}
+
+/// One attempt as the history shows it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AttemptRecord {
+    /// 1, 2, …
+    pub n: u32,
+    /// When it started.
+    pub time: Timestamp,
+    /// The endpoint's HTTP status, if it answered.
+    pub status: Option<u16>,
+    /// Why it failed.
+    pub error: Option<String>,
+    /// How long it took.
+    pub duration_ms: u32,
+}
+
+/// A delivery as the history shows it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DeliveryRecord {
+    /// The delivery (its event's position).
+    pub id: i64,
+    /// The system.
+    pub system: SystemId,
+    /// The event type.
+    pub kind: String,
+    /// The proposal (or other subject) it concerns.
+    pub subject: String,
+    /// Where it stands.
+    pub state: DeliveryState,
+    /// Attempts made.
+    pub attempts: u32,
+    /// The next attempt, when pending.
+    pub next_at: Option<Timestamp>,
+    /// When it was queued.
+    pub created_at: Timestamp,
+    /// When the endpoint took it.
+    pub delivered_at: Option<Timestamp>,
+    /// The last HTTP status.
+    pub last_status: Option<u16>,
+    /// The last failure.
+    pub last_error: Option<String>,
+    /// Every attempt, oldest first (filled by `delivery`, empty in lists).
+    pub history: Vec<AttemptRecord>,
+}
+
+/// Which deliveries to list (newest first).
+#[derive(Debug, Clone, PartialEq)]
+pub struct DeliveryFilter {
+    /// The system.
+    pub system: SystemId,
+    /// Only this state.
+    pub state: Option<DeliveryState>,
+    /// Only deliveries before this one (the page cursor).
+    pub before: Option<i64>,
+    /// Page size.
+    pub limit: u32,
+}

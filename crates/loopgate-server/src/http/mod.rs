@@ -12,6 +12,7 @@ pub mod proposals;
 pub mod systems;
 pub mod tasks;
 pub mod users;
+pub mod webhooks;
 
 use std::any::Any;
 
@@ -34,6 +35,8 @@ use error::ApiError;
         proposals::submit, proposals::get, proposals::list, proposals::cancel,
         tasks::list, tasks::get, tasks::claim, tasks::release, tasks::decide,
         systems::list, systems::create, systems::update, systems::create_key,
+        webhooks::get, webhooks::set, webhooks::remove, webhooks::deliveries, webhooks::delivery,
+        webhooks::redeliver,
         users::list, users::create, users::update, users::create_token,
         policies::list, policies::publish, policies::validate, policies::get, policies::activate,
         policies::activations, policies::schema, policies::test, policies::replay, policies::shadow,
@@ -95,6 +98,24 @@ pub fn router(app: AppState) -> Router {
         .route("/v1/systems", get(systems::list).post(systems::create))
         .route("/v1/systems/{id}", patch(systems::update))
         .route("/v1/systems/{id}/keys", post(systems::create_key))
+        .route(
+            "/v1/systems/{id}/webhook",
+            get(webhooks::get)
+                .put(webhooks::set)
+                .delete(webhooks::remove),
+        )
+        .route(
+            "/v1/systems/{id}/webhook/deliveries",
+            get(webhooks::deliveries),
+        )
+        .route(
+            "/v1/systems/{id}/webhook/deliveries/{delivery}",
+            get(webhooks::delivery),
+        )
+        .route(
+            "/v1/systems/{id}/webhook/deliveries/{delivery}/redeliver",
+            post(webhooks::redeliver),
+        )
         .route("/v1/users", get(users::list).post(users::create))
         .route("/v1/users/{id}", patch(users::update))
         .route("/v1/users/{id}/tokens", post(users::create_token))

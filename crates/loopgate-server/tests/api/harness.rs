@@ -38,6 +38,14 @@ pub(crate) async fn spawn_with(configure: impl FnOnce(&mut Config)) -> TestApp {
     spawn_in(dir, clock, configure).await
 }
 
+/// A server on a fresh data directory with the given clock.
+pub(crate) async fn spawn_in_clock(
+    clock: ManualClock,
+    configure: impl FnOnce(&mut Config),
+) -> TestApp {
+    spawn_in(tempfile::tempdir().unwrap(), clock, configure).await
+}
+
 async fn spawn_in(
     dir: tempfile::TempDir,
     clock: ManualClock,

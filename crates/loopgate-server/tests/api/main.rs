@@ -18,3 +18,4 @@ mod proposals;
 mod review;
 mod routing;
 mod ui;
+mod webhooks;

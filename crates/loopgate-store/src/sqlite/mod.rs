@@ -12,6 +12,7 @@ mod aggregates;
 mod audit;
 mod queries;
 mod store;
+mod webhooks;
 
 use std::path::Path;
 use std::sync::{Arc, Mutex, mpsc};
@@ -45,6 +46,10 @@ const MIGRATIONS: &[(&str, &str)] = &[
     (
         "0006_analytics_counts",
         include_str!("../../migrations/sqlite/0006_analytics_counts.sql"),
+    ),
+    (
+        "0007_webhooks",
+        include_str!("../../migrations/sqlite/0007_webhooks.sql"),
     ),
 ];
 const MAX_BATCH: usize = 1024;

@@ -15,8 +15,8 @@ use serde_json::{Map, Value, json};
 
 use crate::{
     ActivationMode, AnalyticsFilter, LabelDecision, LabelRow, PolicyRecord, PolicyState,
-    ProposalRecord, ReplayRow, ReviewFact, StoreError, SystemRecord, TaskFact, TaskRecord,
-    UserRecord, VerdictFact,
+    ProposalRecord, ReplayRow, ReviewFact, StoreError, StoredEvent, SystemRecord, TaskFact,
+    TaskRecord, UserRecord, VerdictFact,
 };
 
 pub(super) const PROPOSAL_COLUMNS: &str = "seq, id, system, action, subject, input, output, confidence, explanation, model, \
@@ -27,6 +27,24 @@ pub(super) const TASK_COLUMNS: &str = "t.seq, t.id, t.proposal_id, t.kind, t.sta
      t.claimed_by, t.lease_expires_at, t.first_group, t.sla_ms, t.escalate_to, t.on_timeout, t.blind, t.sample_probability, \
      t.created_at, p.system, p.action, p.digest, \
      t.approvals, t.rationale_required";
+
+/// An event with its proposal's system and task group (joined as `p`, `t`).
+pub(super) const EVENT_COLUMNS: &str =
+    "e.seq, e.time, e.actor, e.type, e.subject, e.data, p.system, t.grp";
+
+/// A row of `EVENT_COLUMNS` starting at column `at`.
+pub(super) fn event_row(row: &Row<'_>, at: usize) -> Result<StoredEvent, StoreError> {
+    Ok(StoredEvent {
+        seq: row.get(at)?,
+        time: Timestamp::from_millis(row.get(at + 1)?),
+        actor: row.get(at + 2)?,
+        kind: row.get(at + 3)?,
+        subject: row.get(at + 4)?,
+        data: serde_json::from_str(&row.get::<_, String>(at + 5)?)?,
+        system: row.get(at + 6)?,
+        group: row.get(at + 7)?,
+    })
+}
 
 /// Every row of a query, mapped.
 pub(super) fn all<T>(

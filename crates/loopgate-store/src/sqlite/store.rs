@@ -14,15 +14,15 @@ use loopgate_core::audit::Hash;
 
 use super::aggregates::{self as counts, Tracked};
 use super::queries::{self as q, PROPOSAL_COLUMNS, TASK_COLUMNS, USER_COLUMNS, to_json};
-use super::{SqliteStore, audit};
+use super::{SqliteStore, audit, webhooks};
 use crate::{
-    Activation, ActivationMode, AnalyticsFilter, CheckpointRecord, CredentialOwner,
-    DecisionOutcome, Disagreement, EraseError, LabelRow, LoginRecord, NewCredential, NewPolicy,
-    NewProposal, NewSession, NewSystem, NewUser, Paged, PolicyRecord, PolicyState, Principal,
-    ProposalFilter, ProposalRecord, ReplayRow, ReviewFact, ReviewerRef, Sequenced, SessionRecord,
-    ShadowSummary, Store, StoreError, StoredEvent, SubmitError, Submitted, SystemPatch,
-    SystemRecord, TaskFilter, TaskRecord, TimerOutcome, Total, TotalsQuery, TreeHead, TxError,
-    UserPatch, UserRecord,
+    Activation, ActivationMode, AnalyticsFilter, AttemptResult, CheckpointRecord, CredentialOwner,
+    DecisionOutcome, DeliveryFilter, DeliveryRecord, Disagreement, DueDelivery, EraseError,
+    LabelRow, LoginRecord, NewCredential, NewPolicy, NewProposal, NewSession, NewSystem, NewUser,
+    Paged, PolicyRecord, PolicyState, Principal, ProposalFilter, ProposalRecord, ReplayRow,
+    ReviewFact, ReviewerRef, Sequenced, SessionRecord, ShadowSummary, Store, StoreError,
+    StoredEvent, SubmitError, Submitted, SystemPatch, SystemRecord, TaskFilter, TaskRecord,
+    TimerOutcome, Total, TotalsQuery, TreeHead, TxError, UserPatch, UserRecord, WebhookConfig,
 };
 
 #[async_trait::async_trait]
@@ -839,22 +839,15 @@ impl Store for SqliteStore {
 
     async fn events_after(&self, after: i64, limit: u32) -> Result<Vec<StoredEvent>, StoreError> {
         self.read(move |conn| {
-            let sql = "SELECT e.seq, e.time, e.actor, e.type, e.subject, e.data, p.system, t.grp
-                       FROM events e
-                       LEFT JOIN proposals p ON p.id = e.subject
-                       LEFT JOIN tasks t ON t.proposal_id = e.subject
-                       WHERE e.seq > ?1 ORDER BY e.seq LIMIT ?2";
-            q::all(conn, sql, params![after, limit], |row| {
-                Ok(StoredEvent {
-                    seq: row.get(0)?,
-                    time: Timestamp::from_millis(row.get(1)?),
-                    actor: row.get(2)?,
-                    kind: row.get(3)?,
-                    subject: row.get(4)?,
-                    data: serde_json::from_str(&row.get::<_, String>(5)?)?,
-                    system: row.get(6)?,
-                    group: row.get(7)?,
-                })
+            let sql = format!(
+                "SELECT {} FROM events e
+                 LEFT JOIN proposals p ON p.id = e.subject
+                 LEFT JOIN tasks t ON t.proposal_id = e.subject
+                 WHERE e.seq > ?1 ORDER BY e.seq LIMIT ?2",
+                q::EVENT_COLUMNS
+            );
+            q::all(conn, &sql, params![after, limit], |row| {
+                q::event_row(row, 0)
             })
         })
         .await
@@ -869,6 +862,82 @@ impl Store for SqliteStore {
             )
         })
         .await
+    }
+
+    async fn set_webhook(
+        &self,
+        webhook: WebhookConfig,
+        actor: &str,
+        now: Timestamp,
+    ) -> Result<WebhookConfig, StoreError> {
+        let actor = actor.to_owned();
+        self.write_plain(move |conn| webhooks::set(conn, &webhook, &actor, now))
+            .await
+    }
+
+    async fn remove_webhook(
+        &self,
+        system: &SystemId,
+        actor: &str,
+        now: Timestamp,
+    ) -> Result<bool, StoreError> {
+        let (system, actor) = (system.clone(), actor.to_owned());
+        self.write_plain(move |conn| webhooks::remove(conn, system.as_str(), &actor, now))
+            .await
+    }
+
+    async fn webhook(&self, system: &SystemId) -> Result<Option<WebhookConfig>, StoreError> {
+        let system = system.clone();
+        self.read(move |conn| webhooks::webhook(conn, system.as_str()))
+            .await
+    }
+
+    async fn enqueue_deliveries(&self, now: Timestamp, limit: u32) -> Result<u32, StoreError> {
+        self.write_plain(move |conn| webhooks::enqueue(conn, now, limit))
+            .await
+    }
+
+    async fn due_deliveries(
+        &self,
+        now: Timestamp,
+        skip: Vec<SystemId>,
+        limit: u32,
+    ) -> Result<Vec<DueDelivery>, StoreError> {
+        self.read(move |conn| webhooks::due(conn, now, &skip, limit))
+            .await
+    }
+
+    async fn record_attempts(&self, results: Vec<AttemptResult>) -> Result<(), StoreError> {
+        self.write_plain(move |conn| webhooks::record(conn, &results))
+            .await
+    }
+
+    async fn deliveries(
+        &self,
+        filter: DeliveryFilter,
+    ) -> Result<Paged<DeliveryRecord>, StoreError> {
+        self.read(move |conn| webhooks::list(conn, &filter)).await
+    }
+
+    async fn delivery(
+        &self,
+        system: &SystemId,
+        id: i64,
+    ) -> Result<Option<DeliveryRecord>, StoreError> {
+        let system = system.clone();
+        self.read(move |conn| webhooks::one(conn, system.as_str(), id))
+            .await
+    }
+
+    async fn redeliver(
+        &self,
+        system: &SystemId,
+        id: i64,
+        now: Timestamp,
+    ) -> Result<DeliveryRecord, StoreError> {
+        let system = system.clone();
+        self.write_plain(move |conn| webhooks::redeliver(conn, system.as_str(), id, now))
+            .await
     }
 
     async fn rebuild_analytics(&self) -> Result<(), StoreError> {
