@@ -479,6 +479,76 @@ impl Client {
         self.call::<(), _>(Method::GET, &path, None).await
     }
 
+    /// A system's webhook (without its secret).
+    pub async fn webhook(&self, system: &str) -> Result<proto::Webhook, ClientError> {
+        self.call::<(), _>(Method::GET, &format!("/v1/systems/{system}/webhook"), None)
+            .await
+    }
+
+    /// Sets a system's webhook; the answer holds the signing secret.
+    pub async fn set_webhook(
+        &self,
+        system: &str,
+        webhook: &proto::SetWebhook,
+    ) -> Result<proto::Webhook, ClientError> {
+        self.call(
+            Method::PUT,
+            &format!("/v1/systems/{system}/webhook"),
+            Some(webhook),
+        )
+        .await
+    }
+
+    /// Removes a system's webhook.
+    pub async fn remove_webhook(&self, system: &str) -> Result<(), ClientError> {
+        self.raw::<()>(
+            Method::DELETE,
+            &format!("/v1/systems/{system}/webhook"),
+            None,
+        )
+        .await
+        .map(drop)
+    }
+
+    /// A page of a system's webhook deliveries, newest first (`state`:
+    /// `pending`, `delivered` or `failed`).
+    pub async fn deliveries(
+        &self,
+        system: &str,
+        state: Option<&str>,
+        cursor: Option<&str>,
+        limit: Option<u32>,
+    ) -> Result<proto::Page<proto::Delivery>, ClientError> {
+        let mut pairs = Vec::new();
+        if let Some(state) = state {
+            pairs.push(format!("state={state}"));
+        }
+        if let Some(cursor) = cursor {
+            pairs.push(format!("cursor={cursor}"));
+        }
+        if let Some(limit) = limit {
+            pairs.push(format!("limit={limit}"));
+        }
+        let query = match pairs.is_empty() {
+            true => String::new(),
+            false => format!("?{}", pairs.join("&")),
+        };
+        let path = format!("/v1/systems/{system}/webhook/deliveries{query}");
+        self.call::<(), _>(Method::GET, &path, None).await
+    }
+
+    /// One delivery (`msg_…`) with every attempt.
+    pub async fn delivery(&self, system: &str, id: &str) -> Result<proto::Delivery, ClientError> {
+        let path = format!("/v1/systems/{system}/webhook/deliveries/{id}");
+        self.call::<(), _>(Method::GET, &path, None).await
+    }
+
+    /// Sends a delivery again now.
+    pub async fn redeliver(&self, system: &str, id: &str) -> Result<proto::Delivery, ClientError> {
+        let path = format!("/v1/systems/{system}/webhook/deliveries/{id}/redeliver");
+        self.call::<(), _>(Method::POST, &path, None).await
+    }
+
     async fn call<B: Serialize, T: DeserializeOwned>(
         &self,
         method: Method,

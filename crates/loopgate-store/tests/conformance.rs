@@ -22,8 +22,9 @@ use loopgate_core::{
 use loopgate_store::aggregates::metric;
 use loopgate_store::sqlite::SqliteStore;
 use loopgate_store::{
-    ActivationMode, AnalyticsFilter, AutoLimits, NewPolicy, NewProposal, NewSystem, ProposalFilter,
-    ReviewerRef, ShadowOutcome, Store, SubmitError, Submitted, TaskFilter, TotalsQuery, TxError,
+    ActivationMode, AnalyticsFilter, AttemptResult, AutoLimits, DeliveryFilter, DeliveryState,
+    NewPolicy, NewProposal, NewSystem, ProposalFilter, ReviewerRef, ShadowOutcome, Store,
+    SubmitError, Submitted, TaskFilter, TotalsQuery, TxError, WebhookConfig,
 };
 use serde_json::json;
 
@@ -72,6 +73,7 @@ conformance!(
     automation_caps_hold_under_concurrency,
     shadow_disagreements_are_recorded_and_replay_reads_history,
     analytics_counts_follow_every_change,
+    the_webhook_outbox_delivers_each_proposal_in_order,
 );
 
 async fn setup(store: &dyn Store) -> SystemId {
@@ -806,4 +808,152 @@ async fn analytics_counts_follow_every_change(store: &dyn Store) {
             "{kept:?} {fresh:?}"
         );
     }
+}
+
+async fn the_webhook_outbox_delivers_each_proposal_in_order(store: &dyn Store) {
+    let system = setup(store).await;
+    // Before the webhook: not delivered.
+    store
+        .submit(new_proposal(&system, 0, None, json!({}), 1), T0)
+        .await
+        .unwrap();
+    let webhook = WebhookConfig {
+        system: system.clone(),
+        url: "http://127.0.0.1:9/hook".into(),
+        secret: "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw".into(),
+        types: vec!["proposal.resolved".into(), "task.created".into()],
+        created_at: T0,
+        updated_at: T0,
+    };
+    while store.enqueue_deliveries(T0, 1000).await.unwrap() == 1000 {}
+    store
+        .set_webhook(webhook.clone(), "user:admin", T0)
+        .await
+        .unwrap();
+    assert_eq!(
+        store.webhook(&system).await.unwrap().unwrap().types,
+        webhook.types
+    );
+
+    let mut tasks = Vec::new();
+    for n in 1..=3 {
+        let new = new_proposal(&system, n, None, json!({}), 1);
+        tasks.push((new.task_id.clone(), new.digest.clone()));
+        store.submit(new, T0).await.unwrap();
+    }
+    let (task, digest) = &tasks[0];
+    store
+        .decide(task, &reviewer("ann"), approve(digest), T0)
+        .await
+        .unwrap();
+    // Twice over the same events queues nothing twice.
+    assert!(store.enqueue_deliveries(T0, 2).await.unwrap() == 2);
+    while store.enqueue_deliveries(T0, 2).await.unwrap() == 2 {}
+    assert_eq!(store.enqueue_deliveries(T0, 1000).await.unwrap(), 0);
+
+    let filter = |state| DeliveryFilter {
+        system: system.clone(),
+        state,
+        before: None,
+        limit: 50,
+    };
+    let all = store.deliveries(filter(None)).await.unwrap().items;
+    let kinds: Vec<&str> = all.iter().rev().map(|d| d.kind.as_str()).collect();
+    assert_eq!(
+        kinds,
+        [
+            "task.created",
+            "task.created",
+            "task.created",
+            "proposal.resolved"
+        ]
+    );
+
+    // One due delivery per proposal: the resolution waits for its task.created.
+    let due = store.due_deliveries(T0, vec![], 100).await.unwrap();
+    assert_eq!(due.len(), 3);
+    assert!(
+        due.iter()
+            .all(|d| d.event.kind == "task.created" && d.url == webhook.url)
+    );
+    let first = due
+        .iter()
+        .find(|d| d.event.subject == all[0].subject.clone().into())
+        .unwrap()
+        .id;
+    let result = |id, state, next_at| AttemptResult {
+        id,
+        time: T0,
+        status: Some(500),
+        error: Some("the endpoint answered HTTP 500".into()),
+        duration_ms: 3,
+        state,
+        next_at,
+    };
+    let later = T0.plus(Duration::from_secs(5));
+    store
+        .record_attempts(vec![result(first, DeliveryState::Pending, later)])
+        .await
+        .unwrap();
+    let due = store.due_deliveries(T0, vec![], 100).await.unwrap();
+    assert_eq!(
+        due.len(),
+        2,
+        "the failed one waits for its retry, and so does what follows it"
+    );
+    assert!(
+        store
+            .due_deliveries(T0, vec![system.clone()], 100)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let mut done = result(first, DeliveryState::Delivered, later);
+    (done.status, done.error) = (Some(204), None);
+    store.record_attempts(vec![done]).await.unwrap();
+    let due = store.due_deliveries(later, vec![], 100).await.unwrap();
+    assert!(
+        due.iter().any(|d| d.event.kind == "proposal.resolved"),
+        "{due:?}"
+    );
+
+    let one = store.delivery(&system, first).await.unwrap().unwrap();
+    assert_eq!(
+        (one.state, one.attempts, one.history.len()),
+        (DeliveryState::Delivered, 2, 2)
+    );
+    assert_eq!(one.history[0].status, Some(500));
+    let delivered = store
+        .deliveries(filter(Some(DeliveryState::Delivered)))
+        .await
+        .unwrap();
+    assert_eq!(delivered.items.len(), 1);
+
+    // Redelivery revives a delivered message; removal fails what is pending.
+    let again = store.redeliver(&system, first, later).await.unwrap();
+    assert_eq!(again.state, DeliveryState::Pending);
+    assert!(
+        store
+            .remove_webhook(&system, "user:admin", later)
+            .await
+            .unwrap()
+    );
+    let failed = store
+        .deliveries(filter(Some(DeliveryState::Failed)))
+        .await
+        .unwrap()
+        .items;
+    assert_eq!(failed.len(), 4);
+    assert!(
+        failed
+            .iter()
+            .all(|d| d.last_error.as_deref() == Some("webhook removed"))
+    );
+    assert!(
+        store
+            .due_deliveries(later, vec![], 100)
+            .await
+            .unwrap()
+            .is_empty()
+    );
 }

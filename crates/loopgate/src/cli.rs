@@ -49,6 +49,9 @@ pub(crate) enum Command {
     /// Export data: labeled proposals for retraining.
     #[command(subcommand)]
     Export(crate::report::ExportCommand),
+    /// A system's webhook: set, show, remove, delivery history, redelivery.
+    #[command(subcommand)]
+    Webhook(crate::webhook::WebhookCommand),
     /// Load-test a running server and print throughput and latency.
     Bench(crate::bench::BenchArgs),
 }

@@ -37,6 +37,7 @@ pub(crate) async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Erase(command) => crate::audit::erase(&file, command).await,
         Command::Report(command) => crate::report::report(&file, command).await,
         Command::Export(command) => crate::report::export(&file, command).await,
+        Command::Webhook(command) => crate::webhook::run(&file, command).await,
         Command::Bench(args) => crate::bench::run(args).await,
     }
 }

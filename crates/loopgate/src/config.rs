@@ -32,6 +32,9 @@ pub(crate) struct FileConfig {
     session_hours: Option<u64>,
     session_idle_minutes: Option<u64>,
     secure_cookies: Option<bool>,
+    webhook_timeout_seconds: Option<u64>,
+    webhook_retry_seconds: Option<u64>,
+    webhook_give_up_hours: Option<u64>,
 }
 
 pub(crate) const DEFAULT_BIND: &str = "127.0.0.1:8460";
@@ -103,6 +106,15 @@ impl FileConfig {
             config.session_idle = Duration::from_secs(minutes.max(1) * 60);
         }
         config.secure_cookies = self.secure_cookies.unwrap_or(false);
+        if let Some(seconds) = self.webhook_timeout_seconds {
+            config.webhook_timeout = Duration::from_secs(seconds.max(1));
+        }
+        if let Some(seconds) = self.webhook_retry_seconds {
+            config.webhook_retry_base = Duration::from_secs(seconds.max(1));
+        }
+        if let Some(hours) = self.webhook_give_up_hours {
+            config.webhook_give_up = Duration::from_secs(hours.max(1) * 3600);
+        }
         config.bootstrap_token = std::env::var("LOOPGATE_BOOTSTRAP_TOKEN")
             .ok()
             .filter(|it| !it.is_empty());

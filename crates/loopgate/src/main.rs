@@ -19,6 +19,7 @@ mod demo;
 mod evidence;
 mod policy;
 mod report;
+mod webhook;
 
 use std::process::ExitCode;
 

@@ -26,6 +26,14 @@ fn owned_system(caller: &Caller, id: &str) -> Result<SystemId, ApiError> {
     Ok(system)
 }
 
+fn no_webhook(system: &SystemId) -> ApiError {
+    ApiError::new(
+        loopgate_proto::ErrorCode::NotFound,
+        format!("system `{system}` has no webhook"),
+    )
+    .help(format!("set one with PUT /v1/systems/{system}/webhook"))
+}
+
 fn view(webhook: WebhookConfig, secret: bool) -> proto::Webhook {
     proto::Webhook {
         system: webhook.system.to_string(),
@@ -75,7 +83,7 @@ pub async fn get(
     let system = owned_system(&caller, &id)?;
     match app.store.webhook(&system).await? {
         Some(webhook) => Ok(Json(view(webhook, false))),
-        None => Err(ApiError::not_found("webhook of system", system.as_str())),
+        None => Err(no_webhook(&system)),
     }
 }
 
@@ -143,7 +151,7 @@ pub async fn remove(
         .await?
     {
         true => Ok(StatusCode::NO_CONTENT),
-        false => Err(ApiError::not_found("webhook of system", system.as_str())),
+        false => Err(no_webhook(&system)),
     }
 }
 
