@@ -43,6 +43,11 @@ pub(crate) struct BenchArgs {
     /// Event-stream subscribers (`GET /v1/events`) listening during the run.
     #[arg(long, default_value_t = 0)]
     subscribers: usize,
+    /// Deliver webhooks of these event types (comma list, e.g.
+    /// `proposal.submitted,proposal.resolved`) to a receiver on a loopback
+    /// port during the run, and report the delivery rate.
+    #[arg(long)]
+    webhook: Option<String>,
     /// A running server to drive instead of starting one.
     #[arg(long)]
     server: Option<String>,
@@ -88,6 +93,10 @@ pub(crate) async fn run(args: BenchArgs) -> anyhow::Result<()> {
         unblock: Mutex::new(Histogram::new(3)?),
         errors: Mutex::new(0),
     });
+    let receiver = match &args.webhook {
+        Some(types) => Some(webhook_receiver(&admin, &keys, types).await?),
+        None => None,
+    };
     // Subscribers connect first, so every event of the run is theirs.
     let received = Arc::new(std::sync::atomic::AtomicU64::new(0));
     let mut listeners = Vec::new();
@@ -203,6 +212,28 @@ pub(crate) async fn run(args: BenchArgs) -> anyhow::Result<()> {
             total as f64 / args.subscribers as f64
         );
     }
+    if let Some(receiver) = receiver {
+        let at_end = receiver.count();
+        // Drain: wait until nothing arrives for two seconds.
+        let mut last = at_end;
+        loop {
+            tokio::time::sleep(Duration::from_secs(2)).await;
+            let now = receiver.count();
+            if now == last {
+                break;
+            }
+            last = now;
+        }
+        let span = receiver.span().as_secs_f64();
+        out!(
+            "webhooks                     {} delivered in {:.1} s: {:.0}/s ({} during the load, {} after)",
+            last,
+            span,
+            last as f64 / span.max(1e-9),
+            at_end,
+            last - at_end
+        );
+    }
     out!(
         "errors                       {}",
         shared.errors.lock().map(|it| *it).unwrap_or(0)
@@ -210,7 +241,68 @@ pub(crate) async fn run(args: BenchArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// A loopback webhook receiver that counts what it takes.
+#[derive(Clone)]
+struct Receiver {
+    count: Arc<std::sync::atomic::AtomicU64>,
+    first_last: Arc<Mutex<Option<(Instant, Instant)>>>,
+}
+
+impl Receiver {
+    fn count(&self) -> u64 {
+        self.count.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// From the first delivery to the last.
+    fn span(&self) -> Duration {
+        match self.first_last.lock().ok().and_then(|it| *it) {
+            Some((first, last)) => last - first,
+            None => Duration::ZERO,
+        }
+    }
+}
+
+async fn webhook_receiver(admin: &Client, keys: &Keys, types: &str) -> anyhow::Result<Receiver> {
+    let receiver = Receiver {
+        count: Arc::default(),
+        first_last: Arc::default(),
+    };
+    let taker = receiver.clone();
+    let router = axum::Router::new().route(
+        "/hook",
+        axum::routing::post(move || {
+            let taker = taker.clone();
+            async move {
+                let now = Instant::now();
+                if let Ok(mut span) = taker.first_last.lock() {
+                    let first = span.map_or(now, |(first, _)| first);
+                    *span = Some((first, now));
+                }
+                taker
+                    .count
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                axum::http::StatusCode::NO_CONTENT
+            }
+        }),
+    );
+    let listener = TcpListener::bind("127.0.0.1:0").await?;
+    let url = format!("http://{}/hook", listener.local_addr()?);
+    tokio::spawn(async move { axum::serve(listener, router).await });
+    let types = types.split(',').map(|t| t.trim().to_owned()).collect();
+    let set = proto::SetWebhook {
+        url,
+        types: Some(types),
+        secret: None,
+    };
+    for system in [&keys.auto_id, &keys.hitl_id] {
+        admin.set_webhook(system, &set).await?;
+    }
+    Ok(receiver)
+}
+
 struct Keys {
+    auto_id: String,
+    hitl_id: String,
     auto: String,
     hitl: String,
     reviewers: Vec<String>,
@@ -256,6 +348,8 @@ async fn setup(admin: &Client) -> anyhow::Result<Keys> {
         reviewers.push(admin.create_token(&user.id).await?.secret);
     }
     Ok(Keys {
+        auto_id: "bench-auto".into(),
+        hitl_id: "bench-hitl".into(),
         auto,
         hitl,
         reviewers,
