@@ -52,6 +52,8 @@ pub(crate) enum Command {
     /// A system's webhook: set, show, remove, delivery history, redelivery.
     #[command(subcommand)]
     Webhook(crate::webhook::WebhookCommand),
+    /// An MCP gateway: agent tool calls to an upstream MCP server go through loopgate policy and review.
+    Mcp(crate::mcp::McpArgs),
     /// Load-test a running server and print throughput and latency.
     Bench(crate::bench::BenchArgs),
 }

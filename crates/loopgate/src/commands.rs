@@ -38,6 +38,7 @@ pub(crate) async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Report(command) => crate::report::report(&file, command).await,
         Command::Export(command) => crate::report::export(&file, command).await,
         Command::Webhook(command) => crate::webhook::run(&file, command).await,
+        Command::Mcp(args) => crate::mcp::run(&file, args).await,
         Command::Bench(args) => crate::bench::run(args).await,
     }
 }

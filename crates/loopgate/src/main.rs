@@ -17,6 +17,7 @@ mod commands;
 mod config;
 mod demo;
 mod evidence;
+mod mcp;
 mod policy;
 mod report;
 mod webhook;

@@ -1,0 +1,574 @@
+//! `loopgate mcp`: an MCP gateway in front of one upstream MCP server.
+//!
+//! The gateway is an MCP server (stdio, or streamable HTTP with `--listen`)
+//! and an MCP client of the upstream (a command it runs over stdio, or a
+//! streamable HTTP URL). `tools/list` passes through. Each `tools/call`
+//! becomes a loopgate proposal of the system whose key the gateway holds
+//! (`action = "mcp:<name>/<tool>"`, `output` = the arguments) and goes where
+//! policy routes it: allowed calls are forwarded at once, denied ones answer
+//! a tool error that says why, reviewed ones wait (with progress
+//! notifications) and forward the approved, possibly edited, arguments.
+//!
+//! Exactly once: calls are remembered by their fingerprint (tool and
+//! arguments) until a result reaches a client. A client that gave up (or
+//! got "pending approval") and repeats the identical call picks up the same
+//! proposal; the upstream call runs in its own task, once per proposal, so
+//! a client leaving mid-call does not cancel or repeat it.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+use clap::Args;
+use loopgate_client::Client;
+use loopgate_proto as proto;
+use rmcp::model::{
+    CallToolRequestParams, CallToolResponse, CallToolResult, ContentBlock, Implementation,
+    JsonObject, ListToolsResult, PaginatedRequestParams, ProgressNotificationParam,
+    ServerCapabilities, ServerConfig,
+};
+use rmcp::service::RequestContext;
+use rmcp::{ErrorData, Peer, RoleClient, RoleServer, ServerHandler, ServiceExt as _};
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+use sha2::{Digest as _, Sha256};
+use tokio::sync::OnceCell;
+use tokio_util::task::TaskTracker;
+
+use crate::cli::Remote;
+use crate::config::FileConfig;
+
+/// How long one long-poll of the proposal lasts (a progress notification
+/// goes out after each).
+const POLL: Duration = Duration::from_secs(10);
+
+#[derive(Debug, Args)]
+pub(crate) struct McpArgs {
+    /// The upstream's name in action names: `mcp:<name>/<tool>`.
+    #[arg(long)]
+    name: String,
+    /// A streamable HTTP upstream, instead of a command.
+    #[arg(long, value_name = "URL")]
+    upstream_url: Option<String>,
+    /// Serve streamable HTTP at `http://ADDR/mcp` instead of stdio.
+    #[arg(long, value_name = "ADDR")]
+    listen: Option<SocketAddr>,
+    /// How long a call waits for people before it answers "pending
+    /// approval" (stay under your MCP client's request timeout).
+    #[arg(long, default_value = "50s")]
+    patience: String,
+    /// Where pending and forwarded calls are remembered across gateway
+    /// restarts [default: ~/.local/state/loopgate/mcp-<name>.json].
+    #[arg(long, env = "LOOPGATE_MCP_STATE", value_name = "FILE")]
+    state: Option<PathBuf>,
+    #[command(flatten)]
+    remote: Remote,
+    /// The upstream command and its arguments, after `--` (stdio upstream).
+    #[arg(last = true, value_name = "COMMAND")]
+    command: Vec<String>,
+}
+
+pub(crate) async fn run(file: &FileConfig, args: McpArgs) -> anyhow::Result<()> {
+    crate::commands::init_logging();
+    let patience = loopgate_core::duration::parse_short(&args.patience)
+        .context("--patience must look like `50s` or `2m`")?;
+    if !args
+        .name
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+    {
+        anyhow::bail!(
+            "--name must be letters, digits, `-` or `_`, not `{}`",
+            args.name
+        );
+    }
+    let client = file.client(&args.remote)?;
+    let state = args.state.clone().or_else(|| {
+        std::env::var_os("HOME").map(|home| {
+            PathBuf::from(home)
+                .join(".local/state/loopgate")
+                .join(format!("mcp-{}.json", args.name))
+        })
+    });
+    let ledger = Ledger::open(state)?;
+    let upstream = match (&args.upstream_url, args.command.split_first()) {
+        (Some(url), None) => {
+            let transport = rmcp::transport::StreamableHttpClientTransport::from_uri(url.as_str());
+            ().serve(transport)
+                .await
+                .with_context(|| format!("cannot connect to the upstream MCP server at {url}"))?
+        }
+        (None, Some((program, rest))) => {
+            let mut command = tokio::process::Command::new(program);
+            command.args(rest);
+            let transport = rmcp::transport::TokioChildProcess::new(command)
+                .with_context(|| format!("cannot start the upstream `{program}`"))?;
+            ().serve(transport)
+                .await
+                .with_context(|| format!("the upstream `{program}` did not start an MCP session"))?
+        }
+        (Some(_), Some(_)) => {
+            anyhow::bail!("give --upstream-url or a command after `--`, not both")
+        }
+        (None, None) => anyhow::bail!(
+            "no upstream: give --upstream-url URL or a command after `--` (e.g. `-- npx @modelcontextprotocol/server-filesystem /tmp`)"
+        ),
+    };
+    let gateway = Gateway {
+        inner: Arc::new(Inner {
+            upstream: upstream.peer().clone(),
+            client,
+            name: args.name,
+            patience,
+            calls: Mutex::default(),
+            ledger,
+            forwarding: TaskTracker::new(),
+        }),
+    };
+    let forwarding = gateway.inner.forwarding.clone();
+    let result = match args.listen {
+        None => serve_stdio(gateway).await,
+        Some(addr) => serve_http(gateway, addr).await,
+    };
+    // Calls already forwarded finish (and are remembered) before the upstream goes.
+    forwarding.close();
+    let _ = tokio::time::timeout(Duration::from_secs(30), forwarding.wait()).await;
+    let _ = upstream.cancel().await;
+    result
+}
+
+async fn serve_stdio(gateway: Gateway) -> anyhow::Result<()> {
+    let service = gateway
+        .serve(rmcp::transport::stdio())
+        .await
+        .context("the MCP client did not start a session on stdin")?;
+    service.waiting().await?;
+    Ok(())
+}
+
+async fn serve_http(gateway: Gateway, addr: SocketAddr) -> anyhow::Result<()> {
+    use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
+    use rmcp::transport::{StreamableHttpServerConfig, StreamableHttpService};
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("cannot listen on {addr}"))?;
+    let local = listener.local_addr()?;
+    let service = StreamableHttpService::new(
+        move || Ok(gateway.clone()),
+        Arc::new(LocalSessionManager::default()),
+        StreamableHttpServerConfig::default(),
+    );
+    let router = axum::Router::new().nest_service("/mcp", service);
+    tracing::info!("loopgate mcp listening on http://{local}/mcp");
+    out!("loopgate mcp listening on http://{local}/mcp");
+    axum::serve(listener, router)
+        .with_graceful_shutdown(crate::commands::shutdown_signal())
+        .await?;
+    Ok(())
+}
+
+#[derive(Clone)]
+struct Gateway {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    upstream: Peer<RoleClient>,
+    client: Client,
+    name: String,
+    patience: Duration,
+    /// Calls not yet answered with a result, by fingerprint.
+    calls: Mutex<HashMap<String, Arc<Call>>>,
+    /// The same, on disk.
+    ledger: Ledger,
+    /// Upstream calls in flight.
+    forwarding: TaskTracker,
+}
+
+/// One gated tool call, shared by identical repeats.
+struct Call {
+    /// The submission's idempotency key (a repeat submits the same proposal).
+    key: String,
+    proposal: OnceCell<String>,
+    /// The upstream's answer, filled once by the task that forwards.
+    result: OnceCell<CallToolResult>,
+    /// A gateway stopped while forwarding it: it may have run.
+    interrupted: bool,
+}
+
+impl Call {
+    fn from_entry(entry: Option<Entry>) -> Call {
+        let entry = entry.unwrap_or_else(|| Entry {
+            key: format!("mcp-{}", ulid::Ulid::new()),
+            proposal: None,
+            phase: Phase::Waiting,
+        });
+        let result = match &entry.phase {
+            Phase::Done { result } => serde_json::from_value(result.clone()).ok(),
+            _ => None,
+        };
+        Call {
+            key: entry.key,
+            proposal: OnceCell::new_with(entry.proposal),
+            result: OnceCell::new_with(result),
+            interrupted: matches!(entry.phase, Phase::Forwarding),
+        }
+    }
+
+    fn entry(&self, phase: Phase) -> Entry {
+        Entry {
+            key: self.key.clone(),
+            proposal: self.proposal.get().cloned(),
+            phase,
+        }
+    }
+}
+
+/// A remembered call.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Entry {
+    key: String,
+    proposal: Option<String>,
+    #[serde(flatten)]
+    phase: Phase,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "phase", rename_all = "snake_case")]
+enum Phase {
+    /// Submitted; waiting for a decision (or for the client to come back).
+    Waiting,
+    /// Sent to the upstream; no answer recorded yet.
+    Forwarding,
+    /// The upstream answered; the client has not received it yet.
+    Done { result: Value },
+}
+
+/// Calls not yet answered, by fingerprint, in a JSON file (rewritten whole
+/// on each change: a handful of entries).
+struct Ledger {
+    path: Option<PathBuf>,
+    entries: Mutex<HashMap<String, Entry>>,
+}
+
+impl Ledger {
+    fn open(path: Option<PathBuf>) -> anyhow::Result<Ledger> {
+        let entries = match &path {
+            Some(path) if path.exists() => {
+                let text = std::fs::read_to_string(path).with_context(|| {
+                    format!("cannot read the gateway state `{}`", path.display())
+                })?;
+                serde_json::from_str(&text).with_context(|| {
+                    format!(
+                        "the gateway state `{}` is not valid; move it away to start afresh",
+                        path.display()
+                    )
+                })?
+            }
+            Some(path) => {
+                if let Some(dir) = path.parent() {
+                    std::fs::create_dir_all(dir).with_context(|| {
+                        format!("cannot create `{}` for the gateway state", dir.display())
+                    })?;
+                }
+                HashMap::new()
+            }
+            None => HashMap::new(),
+        };
+        Ok(Ledger {
+            path,
+            entries: Mutex::new(entries),
+        })
+    }
+
+    fn get(&self, fingerprint: &str) -> Option<Entry> {
+        self.entries.lock().ok()?.get(fingerprint).cloned()
+    }
+
+    fn put(&self, fingerprint: &str, entry: Option<Entry>) {
+        let Ok(mut entries) = self.entries.lock() else {
+            return;
+        };
+        match entry {
+            Some(entry) => entries.insert(fingerprint.to_owned(), entry),
+            None => entries.remove(fingerprint),
+        };
+        let Some(path) = &self.path else { return };
+        let temp = path.with_extension("json.tmp");
+        let written = serde_json::to_vec_pretty(&*entries)
+            .map_err(std::io::Error::other)
+            .and_then(|bytes| std::fs::write(&temp, bytes))
+            .and_then(|()| std::fs::rename(&temp, path));
+        if let Err(error) = written {
+            tracing::warn!(%error, path = %path.display(), "cannot save the gateway state");
+        }
+    }
+}
+
+impl ServerHandler for Gateway {
+    fn get_info(&self) -> ServerConfig {
+        ServerConfig::new(ServerCapabilities::builder().enable_tools().build())
+            .with_server_info(Implementation::new(
+                "loopgate-mcp",
+                env!("CARGO_PKG_VERSION"),
+            ))
+            .with_instructions(format!(
+                "Tool calls to `{}` are checked by loopgate policy and may wait for a person's approval.",
+                self.inner.name
+            ))
+    }
+
+    async fn list_tools(
+        &self,
+        request: Option<PaginatedRequestParams>,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<ListToolsResult, ErrorData> {
+        self.inner
+            .upstream
+            .list_tools(request)
+            .await
+            .map_err(|e| ErrorData::internal_error(format!("the upstream failed: {e}"), None))
+    }
+
+    async fn call_tool(
+        &self,
+        request: CallToolRequestParams,
+        context: RequestContext<RoleServer>,
+    ) -> Result<CallToolResponse, ErrorData> {
+        let tool = request.name.to_string();
+        let arguments = request.arguments.unwrap_or_default();
+        let result = tokio::select! {
+            result = self.gate(&tool, arguments, &context) => result,
+            () = context.ct.cancelled() => {
+                return Err(ErrorData::internal_error("the call was cancelled", None));
+            }
+        };
+        Ok(CallToolResponse::Complete(result?))
+    }
+}
+
+impl Gateway {
+    /// The call's proposal, routed and waited for; the upstream's result
+    /// when it may go ahead.
+    async fn gate(
+        &self,
+        tool: &str,
+        arguments: JsonObject,
+        context: &RequestContext<RoleServer>,
+    ) -> Result<CallToolResult, ErrorData> {
+        let inner = &self.inner;
+        let fingerprint = fingerprint(tool, &arguments);
+        let call = {
+            let mut calls = inner
+                .calls
+                .lock()
+                .map_err(|_| ErrorData::internal_error("the gateway's state is poisoned", None))?;
+            Arc::clone(
+                calls
+                    .entry(fingerprint.clone())
+                    .or_insert_with(|| Arc::new(Call::from_entry(inner.ledger.get(&fingerprint)))),
+            )
+        };
+        if call.interrupted {
+            self.forget(&fingerprint, &call);
+            let id = call.proposal.get().cloned().unwrap_or_default();
+            return Ok(refused(
+                &id,
+                "the gateway stopped while forwarding this call, so it may have run; \
+                 check the upstream before calling again"
+                    .to_owned(),
+            ));
+        }
+        if let Some(result) = call.result.get() {
+            self.forget(&fingerprint, &call);
+            return Ok(result.clone());
+        }
+        let id = call
+            .proposal
+            .get_or_try_init(|| self.submit(tool, &arguments, &call.key))
+            .await?
+            .clone();
+        if inner.ledger.get(&fingerprint).is_none() {
+            inner
+                .ledger
+                .put(&fingerprint, Some(call.entry(Phase::Waiting)));
+        }
+        let started = Instant::now();
+        let mut proposal = self.read(&id, None).await?;
+        let mut rounds = 0_u32;
+        while proposal.resolution.is_none() {
+            let left = inner.patience.saturating_sub(started.elapsed());
+            if left.is_zero() {
+                return Ok(pending(&id));
+            }
+            if let Some(token) = context.meta.get_progress_token() {
+                rounds += 1;
+                let mut progress = ProgressNotificationParam::new(token, f64::from(rounds));
+                progress.message = Some(format!("waiting for a person to approve ({id})"));
+                let _ = context.peer.notify_progress(progress).await;
+            }
+            proposal = self.read(&id, Some(left.min(POLL))).await?;
+        }
+        let Some(resolution) = proposal.resolution else {
+            return Ok(pending(&id));
+        };
+        let result = match resolution.outcome {
+            proto::ProposalStatus::Approved => match resolution.output {
+                Value::Object(approved) => {
+                    // The upstream call runs in its own task: if this client
+                    // leaves, it still finishes, once, for a repeat to pick up.
+                    let (forward, tool) = (Arc::clone(&call), tool.to_owned());
+                    let (gateway, fingerprint) = (self.clone(), fingerprint.clone());
+                    let task = inner.forwarding.spawn(async move {
+                        forward
+                            .result
+                            .get_or_init(|| async {
+                                let ledger = &gateway.inner.ledger;
+                                ledger.put(&fingerprint, Some(forward.entry(Phase::Forwarding)));
+                                let upstream = gateway.inner.upstream.clone();
+                                let result = call_upstream(upstream, tool, approved).await;
+                                let done = Phase::Done {
+                                    result: serde_json::to_value(&result).unwrap_or(Value::Null),
+                                };
+                                ledger.put(&fingerprint, Some(forward.entry(done)));
+                                result
+                            })
+                            .await
+                            .clone()
+                    });
+                    task.await.map_err(|e| {
+                        ErrorData::internal_error(format!("the forwarding task failed: {e}"), None)
+                    })?
+                }
+                other => refused(
+                    &id,
+                    format!("the approved arguments are not a JSON object: {other}"),
+                ),
+            },
+            outcome => refused(&id, why_not(outcome, &resolution)),
+        };
+        self.forget(&fingerprint, &call);
+        Ok(result)
+    }
+
+    /// Answered: the next identical call is a new call.
+    fn forget(&self, fingerprint: &str, call: &Arc<Call>) {
+        if let Ok(mut calls) = self.inner.calls.lock()
+            && calls.get(fingerprint).is_some_and(|c| Arc::ptr_eq(c, call))
+        {
+            calls.remove(fingerprint);
+        }
+        self.inner.ledger.put(fingerprint, None);
+    }
+
+    async fn submit(
+        &self,
+        tool: &str,
+        arguments: &JsonObject,
+        key: &str,
+    ) -> Result<String, ErrorData> {
+        let name = &self.inner.name;
+        let proposal = proto::SubmitProposal {
+            system: None,
+            action: format!("mcp:{name}/{tool}"),
+            subject: proto::Subject {
+                type_: "McpTool".into(),
+                id: format!("{name}/{tool}"),
+                attributes: serde_json::Map::new(),
+            },
+            input: json!({"upstream": name, "tool": tool}),
+            output: Value::Object(arguments.clone()),
+            confidence: None,
+            explanation: None,
+            model: None,
+            context: serde_json::Map::new(),
+            idempotency_key: Some(key.to_owned()),
+        };
+        let submitted = self
+            .inner
+            .client
+            .submit(&proposal, None)
+            .await
+            .map_err(|e| {
+                ErrorData::internal_error(format!("loopgate refused the call: {e}"), None)
+            })?;
+        Ok(submitted.id)
+    }
+
+    async fn read(&self, id: &str, wait: Option<Duration>) -> Result<proto::Proposal, ErrorData> {
+        self.inner.client.proposal(id, wait).await.map_err(|e| {
+            ErrorData::internal_error(format!("cannot read {id} from loopgate: {e}"), None)
+        })
+    }
+}
+
+async fn call_upstream(
+    upstream: Peer<RoleClient>,
+    tool: String,
+    arguments: JsonObject,
+) -> CallToolResult {
+    let mut request = CallToolRequestParams::new(tool);
+    request.arguments = Some(arguments);
+    match upstream.call_tool(request).await {
+        Ok(result) => result,
+        Err(error) => CallToolResult::error(vec![ContentBlock::text(format!(
+            "the upstream MCP server failed: {error}"
+        ))]),
+    }
+}
+
+/// Tool and arguments, hashed (arguments with sorted keys).
+fn fingerprint(tool: &str, arguments: &JsonObject) -> String {
+    let mut hasher = Sha256::new();
+    hasher.update(tool.as_bytes());
+    hasher.update([0]);
+    hasher.update(serde_json::to_vec(arguments).unwrap_or_default());
+    hex::encode(hasher.finalize())
+}
+
+fn pending(id: &str) -> CallToolResult {
+    let mut result = CallToolResult::error(vec![ContentBlock::text(format!(
+        "pending approval {id}: a person must approve this call before it runs. \
+         Call the tool again with the same arguments to pick up the decision."
+    ))]);
+    result.structured_content = Some(json!({"status": "pending_approval", "proposal": id}));
+    result
+}
+
+fn refused(id: &str, why: String) -> CallToolResult {
+    let mut result = CallToolResult::error(vec![ContentBlock::text(format!("{why} ({id})"))]);
+    result.structured_content = Some(json!({"status": "refused", "proposal": id, "reason": why}));
+    result
+}
+
+fn why_not(outcome: proto::ProposalStatus, resolution: &proto::Resolution) -> String {
+    let policies = resolution.matched_policies.join(", ");
+    match (outcome, resolution.decided_by) {
+        (_, proto::DecidedBy::Policy) => match policies.is_empty() {
+            true => "denied by loopgate policy".to_owned(),
+            false => format!("denied by loopgate policy ({policies})"),
+        },
+        (_, proto::DecidedBy::Reviewers) => {
+            let rejection = resolution
+                .decisions
+                .iter()
+                .rev()
+                .find(|d| d.verdict == proto::Verdict::Reject);
+            match rejection {
+                Some(d) => match &d.rationale {
+                    Some(why) => format!("rejected by {}: {why}", d.reviewer),
+                    None => format!("rejected by {}", d.reviewer),
+                },
+                None => "rejected by reviewers".to_owned(),
+            }
+        }
+        (_, proto::DecidedBy::Timeout) => "rejected: no one decided before the deadline".to_owned(),
+        (_, proto::DecidedBy::KillSwitch) => {
+            "refused: the system is paused (kill switch)".to_owned()
+        }
+        (_, proto::DecidedBy::System) => "cancelled".to_owned(),
+    }
+}

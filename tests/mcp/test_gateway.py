@@ -1,0 +1,144 @@
+"""`loopgate mcp` between the official Python MCP client and an upstream MCP
+server (official Python package), with a real loopgate server deciding."""
+
+import asyncio
+import os
+from contextlib import asynccontextmanager
+
+import httpx
+import pytest
+from mcp import ClientSession, StdioServerParameters
+from mcp.client.stdio import stdio_client
+
+from conftest import gateway_command, upstream_calls
+
+pytestmark = pytest.mark.anyio
+
+
+@pytest.fixture
+def anyio_backend():
+    return "asyncio"
+
+
+@asynccontextmanager
+async def gateway(loopgate, upstream_log, tmp_path, *extra):
+    command, args = gateway_command(loopgate, "--state", str(tmp_path / "gateway.json"), *extra)
+    env = {**os.environ, "UPSTREAM_LOG": str(upstream_log), "RUST_LOG": "warn"}
+    params = StdioServerParameters(command=command, args=args, env=env)
+    async with stdio_client(params) as (read, write):
+        async with ClientSession(read, write) as session:
+            await session.initialize()
+            yield session
+
+
+def text(result) -> str:
+    return "".join(block.text for block in result.content if block.type == "text")
+
+
+async def open_task(loopgate, token):
+    """Waits for the review task of the call in flight."""
+    async with httpx.AsyncClient(base_url=loopgate.base, headers={"Authorization": f"Bearer {token}"}) as http:
+        for _ in range(200):
+            tasks = (await http.get("/v1/tasks")).json()["items"]
+            if tasks:
+                return tasks[0]
+            await asyncio.sleep(0.05)
+    raise AssertionError("no review task appeared")
+
+
+async def decide(loopgate, task, verdict, **extra):
+    async with httpx.AsyncClient(base_url=loopgate.base, headers={"Authorization": f"Bearer {loopgate.reviewer}"}) as http:
+        body = {"verdict": verdict, "rationale": "checked", "seen_digest": task["digest"], **extra}
+        response = await http.post(f"/v1/tasks/{task['id']}/decision", json=body)
+        assert response.status_code == 200, response.text
+
+
+async def test_tools_list_passes_through_and_an_allowed_call_is_forwarded(loopgate, upstream_log, tmp_path):
+    async with gateway(loopgate, upstream_log, tmp_path) as session:
+        tools = await session.list_tools()
+        assert sorted(tool.name for tool in tools.tools) == ["delete", "read", "write"]
+        result = await session.call_tool("read", {"path": "a.txt"})
+        assert not result.is_error, text(result)
+        assert text(result) == "contents of a.txt"
+    assert upstream_calls(upstream_log) == [{"tool": "read", "arguments": {"path": "a.txt"}}]
+    proposals = loopgate.call("GET", "/v1/proposals").json()["items"]
+    assert [(p["action"], p["status"], p["output"]) for p in proposals] == [
+        ("mcp:files/read", "approved", {"path": "a.txt"})
+    ]
+
+
+async def test_a_denied_call_is_a_tool_error_that_says_why(loopgate, upstream_log, tmp_path):
+    async with gateway(loopgate, upstream_log, tmp_path) as session:
+        result = await session.call_tool("delete", {"path": "a.txt"})
+    assert result.is_error
+    assert text(result).startswith("denied by loopgate policy (never-delete) (prp_"), text(result)
+    assert upstream_calls(upstream_log) == []
+
+
+async def test_review_approve_waits_with_progress_then_forwards(loopgate, upstream_log, tmp_path):
+    progress = []
+
+    async def on_progress(value, total, message):
+        progress.append(message)
+
+    async with gateway(loopgate, upstream_log, tmp_path) as session:
+        call = asyncio.create_task(
+            session.call_tool("write", {"path": "a.txt", "text": "hello"}, progress_callback=on_progress)
+        )
+        task = await open_task(loopgate, loopgate.reviewer)
+        assert task["group"] == "ops"
+        assert not call.done()
+        await decide(loopgate, task, "approve")
+        result = await asyncio.wait_for(call, 30)
+    assert not result.is_error, text(result)
+    assert text(result) == "wrote 5 characters to a.txt"
+    assert progress and "waiting for a person to approve (prp_" in progress[0]
+    assert upstream_calls(upstream_log) == [{"tool": "write", "arguments": {"path": "a.txt", "text": "hello"}}]
+
+
+async def test_review_modify_forwards_the_edited_arguments(loopgate, upstream_log, tmp_path):
+    async with gateway(loopgate, upstream_log, tmp_path) as session:
+        call = asyncio.create_task(session.call_tool("write", {"path": "/etc/passwd", "text": "x"}))
+        task = await open_task(loopgate, loopgate.reviewer)
+        await decide(loopgate, task, "modify", output={"path": "/tmp/safe.txt", "text": "x"})
+        result = await asyncio.wait_for(call, 30)
+    assert text(result) == "wrote 1 characters to /tmp/safe.txt"
+    assert upstream_calls(upstream_log) == [{"tool": "write", "arguments": {"path": "/tmp/safe.txt", "text": "x"}}]
+
+
+async def test_review_reject_is_a_tool_error_with_the_rationale(loopgate, upstream_log, tmp_path):
+    async with gateway(loopgate, upstream_log, tmp_path) as session:
+        call = asyncio.create_task(session.call_tool("write", {"path": "a.txt", "text": "no"}))
+        task = await open_task(loopgate, loopgate.reviewer)
+        await decide(loopgate, task, "reject")
+        result = await asyncio.wait_for(call, 30)
+    assert result.is_error
+    assert text(result).startswith("rejected by rita: checked (prp_"), text(result)
+    assert upstream_calls(upstream_log) == []
+
+
+async def test_a_client_that_leaves_and_repeats_the_call_gets_it_run_once(loopgate, upstream_log, tmp_path):
+    arguments = {"path": "b.txt", "text": "once"}
+    # Past the gateway's patience the client gets "pending approval", and leaves.
+    async with gateway(loopgate, upstream_log, tmp_path, "--patience", "1s") as session:
+        result = await session.call_tool("write", arguments)
+    assert result.is_error
+    assert text(result).startswith("pending approval prp_"), text(result)
+    proposal = result.structured_content["proposal"]
+
+    task = await open_task(loopgate, loopgate.reviewer)
+    assert task["proposal_id"] == proposal
+    await decide(loopgate, task, "approve")
+
+    # A new gateway process (the client reconnected): the identical call picks
+    # up the approved proposal and runs it once; no second proposal is made.
+    async with gateway(loopgate, upstream_log, tmp_path, "--patience", "5s") as session:
+        result = await session.call_tool("write", arguments)
+        assert text(result) == "wrote 4 characters to b.txt"
+        # Answered: the same call again is a new call, with a new proposal.
+        again = await session.call_tool("write", arguments)
+        assert text(again).startswith("pending approval prp_"), text(again)
+        assert again.structured_content["proposal"] != proposal
+    assert upstream_calls(upstream_log) == [{"tool": "write", "arguments": arguments}]
+    proposals = loopgate.call("GET", "/v1/proposals").json()["items"]
+    assert len(proposals) == 2
