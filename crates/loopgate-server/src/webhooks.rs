@@ -58,7 +58,7 @@ pub const TYPES: [&str; 12] = [
 /// Requests in flight at once, over all endpoints.
 const IN_FLIGHT: usize = 256;
 /// Requests in flight at once to one endpoint.
-const PER_ENDPOINT: usize = 64;
+const PER_ENDPOINT: usize = 128;
 /// Events the cursor passes per store call.
 const ENQUEUE_PAGE: u32 = 1000;
 /// Longest pause of an endpoint that keeps failing.
@@ -185,10 +185,21 @@ impl Dispatcher {
     async fn step(&mut self) -> Result<(), StoreError> {
         let store = self.app.store.clone();
         let now = self.app.clock.now();
-        while store.enqueue_deliveries(now, ENQUEUE_PAGE).await? == ENQUEUE_PAGE {}
+        // Recording and queueing are sent together: the store's writer commits
+        // them in one group (one fsync per step).
+        let results: Vec<AttemptResult> = self.finished.iter().map(|(_, r)| r.clone()).collect();
+        let record = async {
+            match results.is_empty() {
+                true => Ok(()),
+                false => store.record_attempts(results).await,
+            }
+        };
+        let (passed, recorded) = tokio::join!(store.enqueue_deliveries(now, ENQUEUE_PAGE), record);
+        recorded?;
+        if passed? == ENQUEUE_PAGE {
+            while store.enqueue_deliveries(now, ENQUEUE_PAGE).await? == ENQUEUE_PAGE {}
+        }
         if !self.finished.is_empty() {
-            let results = self.finished.iter().map(|(_, r)| r.clone()).collect();
-            store.record_attempts(results).await?;
             for (system, result) in std::mem::take(&mut self.finished) {
                 self.in_flight.remove(&result.id);
                 if let Some(n) = self.per_endpoint.get_mut(&system) {

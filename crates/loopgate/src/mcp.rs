@@ -292,10 +292,16 @@ impl Ledger {
         let Ok(mut entries) = self.entries.lock() else {
             return;
         };
-        match entry {
-            Some(entry) => entries.insert(fingerprint.to_owned(), entry),
-            None => entries.remove(fingerprint),
+        let changed = match entry {
+            Some(entry) => {
+                entries.insert(fingerprint.to_owned(), entry);
+                true
+            }
+            None => entries.remove(fingerprint).is_some(),
         };
+        if !changed {
+            return;
+        }
         let Some(path) = &self.path else { return };
         let temp = path.with_extension("json.tmp");
         let written = serde_json::to_vec_pretty(&*entries)
@@ -386,18 +392,28 @@ impl Gateway {
             self.forget(&fingerprint, &call);
             return Ok(result.clone());
         }
+        let mut submitted = None;
         let id = call
             .proposal
-            .get_or_try_init(|| self.submit(tool, &arguments, &call.key))
+            .get_or_try_init(|| async {
+                let proposal = self.submit(tool, &arguments, &call.key).await?;
+                let id = proposal.id.clone();
+                submitted = Some(proposal);
+                Ok::<_, ErrorData>(id)
+            })
             .await?
             .clone();
-        if inner.ledger.get(&fingerprint).is_none() {
+        let mut proposal = match submitted {
+            Some(proposal) => proposal,
+            None => self.read(&id, None).await?,
+        };
+        // Only a call that waits for people is remembered (a repeat must find it).
+        if proposal.resolution.is_none() && inner.ledger.get(&fingerprint).is_none() {
             inner
                 .ledger
                 .put(&fingerprint, Some(call.entry(Phase::Waiting)));
         }
         let started = Instant::now();
-        let mut proposal = self.read(&id, None).await?;
         let mut rounds = 0_u32;
         while proposal.resolution.is_none() {
             let left = inner.patience.saturating_sub(started.elapsed());
@@ -427,13 +443,19 @@ impl Gateway {
                             .result
                             .get_or_init(|| async {
                                 let ledger = &gateway.inner.ledger;
-                                ledger.put(&fingerprint, Some(forward.entry(Phase::Forwarding)));
+                                let remembered = ledger.get(&fingerprint).is_some();
+                                if remembered {
+                                    let entry = forward.entry(Phase::Forwarding);
+                                    ledger.put(&fingerprint, Some(entry));
+                                }
                                 let upstream = gateway.inner.upstream.clone();
                                 let result = call_upstream(upstream, tool, approved).await;
-                                let done = Phase::Done {
-                                    result: serde_json::to_value(&result).unwrap_or(Value::Null),
-                                };
-                                ledger.put(&fingerprint, Some(forward.entry(done)));
+                                if remembered {
+                                    let result =
+                                        serde_json::to_value(&result).unwrap_or(Value::Null);
+                                    let entry = forward.entry(Phase::Done { result });
+                                    ledger.put(&fingerprint, Some(entry));
+                                }
                                 result
                             })
                             .await
@@ -469,7 +491,7 @@ impl Gateway {
         tool: &str,
         arguments: &JsonObject,
         key: &str,
-    ) -> Result<String, ErrorData> {
+    ) -> Result<proto::Proposal, ErrorData> {
         let name = &self.inner.name;
         let proposal = proto::SubmitProposal {
             system: None,
@@ -487,15 +509,11 @@ impl Gateway {
             context: serde_json::Map::new(),
             idempotency_key: Some(key.to_owned()),
         };
-        let submitted = self
-            .inner
+        self.inner
             .client
             .submit(&proposal, None)
             .await
-            .map_err(|e| {
-                ErrorData::internal_error(format!("loopgate refused the call: {e}"), None)
-            })?;
-        Ok(submitted.id)
+            .map_err(|e| ErrorData::internal_error(format!("loopgate refused the call: {e}"), None))
     }
 
     async fn read(&self, id: &str, wait: Option<Duration>) -> Result<proto::Proposal, ErrorData> {
