@@ -5,6 +5,8 @@ loopgate server. Prints p50/p90/p99 of both and the difference.
 
     target/pyvenv/bin/python scripts/mcp-bench.py [N] [LOOPGATE_BIN]
 
+(after `./scripts/test` made target/pyvenv; LOOPGATE_BIN defaults to $LOOPGATE_BIN)
+
 (Use a release build for figures: `cargo build --release -p loopgate` and pass
 target/release/loopgate.)
 """
@@ -52,17 +54,12 @@ async def main():
         os.environ["LOOPGATE_BIN"] = sys.argv[2]
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        server = conftest.Loopgate(tmp)
-        try:
-            server.call("POST", "/v1/systems", json={"id": "agent", "name": "agent", "risk_tier": "high", "oversight": "in_the_loop"})
-            server.key = server.call("POST", "/v1/systems/agent/keys").json()["secret"]
-            server.call("POST", "/v1/policies", json={"text": conftest.POLICY, "description": "bench"})
+        with conftest.LocalServer() as server:
+            conftest.start(server)
             env = {**os.environ, "UPSTREAM_LOG": os.devnull, "RUST_LOG": "warn"}
             direct = await timings(StdioServerParameters(command=sys.executable, args=[UPSTREAM], env=env), n)
             command, args = conftest.gateway_command(server, "--state", str(tmp / "state.json"))
             gated = await timings(StdioServerParameters(command=command, args=args, env=env), n)
-        finally:
-            server.stop()
     print(summary("direct", direct))
     print(summary("through loopgate mcp", gated))
     print(f"overhead p50 {statistics.median(gated) - statistics.median(direct):.3f} ms")

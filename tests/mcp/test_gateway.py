@@ -47,7 +47,7 @@ async def open_task(loopgate, token):
 
 
 async def decide(loopgate, task, verdict, **extra):
-    async with httpx.AsyncClient(base_url=loopgate.base, headers={"Authorization": f"Bearer {loopgate.reviewer}"}) as http:
+    async with httpx.AsyncClient(base_url=loopgate.base, headers={"Authorization": f"Bearer {loopgate.reviewer_token}"}) as http:
         body = {"verdict": verdict, "rationale": "checked", "seen_digest": task["digest"], **extra}
         response = await http.post(f"/v1/tasks/{task['id']}/decision", json=body)
         assert response.status_code == 200, response.text
@@ -61,7 +61,7 @@ async def test_tools_list_passes_through_and_an_allowed_call_is_forwarded(loopga
         assert not result.is_error, text(result)
         assert text(result) == "contents of a.txt"
     assert upstream_calls(upstream_log) == [{"tool": "read", "arguments": {"path": "a.txt"}}]
-    proposals = loopgate.call("GET", "/v1/proposals").json()["items"]
+    proposals = loopgate.call("GET", "/v1/proposals")["items"]
     assert [(p["action"], p["status"], p["output"]) for p in proposals] == [
         ("mcp:files/read", "approved", {"path": "a.txt"})
     ]
@@ -85,7 +85,7 @@ async def test_review_approve_waits_with_progress_then_forwards(loopgate, upstre
         call = asyncio.create_task(
             session.call_tool("write", {"path": "a.txt", "text": "hello"}, progress_callback=on_progress)
         )
-        task = await open_task(loopgate, loopgate.reviewer)
+        task = await open_task(loopgate, loopgate.reviewer_token)
         assert task["group"] == "ops"
         assert not call.done()
         await decide(loopgate, task, "approve")
@@ -99,7 +99,7 @@ async def test_review_approve_waits_with_progress_then_forwards(loopgate, upstre
 async def test_review_modify_forwards_the_edited_arguments(loopgate, upstream_log, tmp_path):
     async with gateway(loopgate, upstream_log, tmp_path) as session:
         call = asyncio.create_task(session.call_tool("write", {"path": "/etc/passwd", "text": "x"}))
-        task = await open_task(loopgate, loopgate.reviewer)
+        task = await open_task(loopgate, loopgate.reviewer_token)
         await decide(loopgate, task, "modify", output={"path": "/tmp/safe.txt", "text": "x"})
         result = await asyncio.wait_for(call, 30)
     assert text(result) == "wrote 1 characters to /tmp/safe.txt"
@@ -109,7 +109,7 @@ async def test_review_modify_forwards_the_edited_arguments(loopgate, upstream_lo
 async def test_review_reject_is_a_tool_error_with_the_rationale(loopgate, upstream_log, tmp_path):
     async with gateway(loopgate, upstream_log, tmp_path) as session:
         call = asyncio.create_task(session.call_tool("write", {"path": "a.txt", "text": "no"}))
-        task = await open_task(loopgate, loopgate.reviewer)
+        task = await open_task(loopgate, loopgate.reviewer_token)
         await decide(loopgate, task, "reject")
         result = await asyncio.wait_for(call, 30)
     assert result.is_error
@@ -126,7 +126,7 @@ async def test_a_client_that_leaves_and_repeats_the_call_gets_it_run_once(loopga
     assert text(result).startswith("pending approval prp_"), text(result)
     proposal = result.structured_content["proposal"]
 
-    task = await open_task(loopgate, loopgate.reviewer)
+    task = await open_task(loopgate, loopgate.reviewer_token)
     assert task["proposal_id"] == proposal
     await decide(loopgate, task, "approve")
 
@@ -140,5 +140,5 @@ async def test_a_client_that_leaves_and_repeats_the_call_gets_it_run_once(loopga
         assert text(again).startswith("pending approval prp_"), text(again)
         assert again.structured_content["proposal"] != proposal
     assert upstream_calls(upstream_log) == [{"tool": "write", "arguments": arguments}]
-    proposals = loopgate.call("GET", "/v1/proposals").json()["items"]
+    proposals = loopgate.call("GET", "/v1/proposals")["items"]
     assert len(proposals) == 2

@@ -71,12 +71,14 @@ class Client:
     def close(self) -> None:
         self._http.close()
 
-    def _request(self, method: str, path: str, **kwargs) -> Any:
+    def _request(self, method: str, path: str, *, retry: bool = True, **kwargs) -> Any:
+        """One call; connection errors are retried when `retry` (reads, and
+        submissions, which carry an idempotency key)."""
         for attempt in range(self._retries + 1):
             try:
                 return _check(self._http.request(method, path, **kwargs))
             except httpx.TransportError as error:
-                if attempt == self._retries or method == "GET" and "wait" not in kwargs.get("params", {}) and False:
+                if attempt == self._retries or not retry:
                     raise LoopgateError(f"cannot reach {self._http.base_url}: {error}") from error
                 time.sleep(0.1 * (attempt + 1))
         raise AssertionError("unreachable")
@@ -113,7 +115,7 @@ class Client:
 
     def cancel(self, proposal_id: str) -> Proposal:
         """Withdraws a pending proposal."""
-        return Proposal.from_json(self._request("POST", f"/v1/proposals/{proposal_id}/cancel"))
+        return Proposal.from_json(self._request("POST", f"/v1/proposals/{proposal_id}/cancel", retry=False))
 
     def decide(self, task_id: str, verdict: str, *, seen_digest: str, rationale: str | None = None,
                output: Any = None) -> dict[str, Any]:
@@ -123,7 +125,7 @@ class Client:
             body["rationale"] = rationale
         if output is not None:
             body["output"] = output
-        return self._request("POST", f"/v1/tasks/{task_id}/decision", json=body)
+        return self._request("POST", f"/v1/tasks/{task_id}/decision", json=body, retry=False)
 
     def tasks(self, **filters: str) -> list[dict[str, Any]]:
         """The caller's review queue (filters: state, group, system)."""
@@ -148,12 +150,12 @@ class AsyncClient:
     async def aclose(self) -> None:
         await self._http.aclose()
 
-    async def _request(self, method: str, path: str, **kwargs) -> Any:
+    async def _request(self, method: str, path: str, *, retry: bool = True, **kwargs) -> Any:
         for attempt in range(self._retries + 1):
             try:
                 return _check(await self._http.request(method, path, **kwargs))
             except httpx.TransportError as error:
-                if attempt == self._retries:
+                if attempt == self._retries or not retry:
                     raise LoopgateError(f"cannot reach {self._http.base_url}: {error}") from error
                 await asyncio.sleep(0.1 * (attempt + 1))
         raise AssertionError("unreachable")
@@ -186,7 +188,7 @@ class AsyncClient:
         return proposal.resolution.output
 
     async def cancel(self, proposal_id: str) -> Proposal:
-        return Proposal.from_json(await self._request("POST", f"/v1/proposals/{proposal_id}/cancel"))
+        return Proposal.from_json(await self._request("POST", f"/v1/proposals/{proposal_id}/cancel", retry=False))
 
     async def decide(self, task_id: str, verdict: str, *, seen_digest: str, rationale: str | None = None,
                      output: Any = None) -> dict[str, Any]:
@@ -195,7 +197,7 @@ class AsyncClient:
             body["rationale"] = rationale
         if output is not None:
             body["output"] = output
-        return await self._request("POST", f"/v1/tasks/{task_id}/decision", json=body)
+        return await self._request("POST", f"/v1/tasks/{task_id}/decision", json=body, retry=False)
 
     async def tasks(self, **filters: str) -> list[dict[str, Any]]:
         return (await self._request("GET", "/v1/tasks", params=filters))["items"]

@@ -1,0 +1,83 @@
+"""Typed views of the API's JSON (docs/api.md). Unknown fields are kept in
+`raw`, so a newer server never breaks an older client."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+Status = Literal["pending", "approved", "rejected", "cancelled"]
+
+
+@dataclass(frozen=True)
+class Decision:
+    reviewer: str
+    verdict: Literal["approve", "reject", "modify", "escalate"]
+    rationale: str | None
+    decided_at: str
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Decision:
+        return cls(data["reviewer"], data["verdict"], data.get("rationale"), data["decided_at"])
+
+
+@dataclass(frozen=True)
+class Resolution:
+    """How a proposal was settled."""
+
+    outcome: Status
+    decided_by: Literal["policy", "reviewers", "timeout", "kill_switch", "system"]
+    output: Any
+    """What may go ahead: the proposal's output, or the reviewer's edit."""
+    modified: bool
+    matched_policies: list[str]
+    decisions: list[Decision]
+    decided_at: str
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Resolution:
+        return cls(
+            outcome=data["outcome"],
+            decided_by=data["decided_by"],
+            output=data.get("output"),
+            modified=data.get("modified", False),
+            matched_policies=list(data.get("matched_policies", [])),
+            decisions=[Decision.from_json(d) for d in data.get("decisions", [])],
+            decided_at=data["decided_at"],
+        )
+
+
+@dataclass(frozen=True)
+class Proposal:
+    """A proposal as the API returns it."""
+
+    id: str
+    system: str
+    action: str
+    status: Status
+    route: Literal["allow", "deny", "review"]
+    output: Any
+    resolution: Resolution | None
+    raw: dict[str, Any] = field(repr=False, compare=False)
+
+    @property
+    def resolved(self) -> bool:
+        return self.resolution is not None
+
+    @property
+    def approved(self) -> bool:
+        return self.status == "approved"
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Proposal:
+        resolution = data.get("resolution")
+        return cls(
+            id=data["id"],
+            system=data["system"],
+            action=data["action"],
+            status=data["status"],
+            route=data["route"],
+            output=data.get("output"),
+            resolution=Resolution.from_json(resolution) if resolution else None,
+            raw=data,
+        )
