@@ -102,12 +102,12 @@ fn every_routed_path_is_in_the_openapi_document_and_back() {
 #[test]
 fn every_environment_variable_is_documented() {
     let readme = read("README.md");
-    let sources = [
-        read("crates/loopgate/src/cli.rs"),
-        read("crates/loopgate/src/config.rs"),
-        read("crates/loopgate/src/commands.rs"),
-    ]
-    .concat();
+    let mut files = Vec::new();
+    rust_files(&root().join("crates/loopgate/src"), &mut files);
+    let sources: String = files
+        .iter()
+        .map(|path| std::fs::read_to_string(path).unwrap())
+        .collect();
     for chunk in sources.split("\"LOOPGATE_").skip(1) {
         let name = format!("LOOPGATE_{}", chunk.split('"').next().unwrap());
         assert!(readme.contains(&name), "README.md does not document {name}");
@@ -121,6 +121,7 @@ fn every_audit_event_type_is_documented() {
         read("crates/loopgate-store/src/sqlite/store.rs"),
         read("crates/loopgate-store/src/sqlite/audit.rs"),
         read("crates/loopgate-store/src/sqlite/queries.rs"),
+        read("crates/loopgate-store/src/sqlite/webhooks.rs"),
     ]
     .concat();
     let prefixes = [
