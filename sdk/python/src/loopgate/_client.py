@@ -32,6 +32,15 @@ def _proposal_body(action: str, output: Any, *, subject: dict[str, Any] | None, 
     return body
 
 
+def _decision_body(verdict: str, seen_digest: str, rationale: str | None, output: Any) -> dict[str, Any]:
+    body: dict[str, Any] = {"verdict": verdict, "seen_digest": seen_digest}
+    if rationale is not None:
+        body["rationale"] = rationale
+    if output is not None:
+        body["output"] = output
+    return body
+
+
 def _check(response: httpx.Response) -> Any:
     if response.is_success:
         return response.json() if response.content else None
@@ -120,11 +129,7 @@ class Client:
     def decide(self, task_id: str, verdict: str, *, seen_digest: str, rationale: str | None = None,
                output: Any = None) -> dict[str, Any]:
         """Decides a review task (a reviewer's token): approve, reject, modify (with `output`) or escalate."""
-        body: dict[str, Any] = {"verdict": verdict, "seen_digest": seen_digest}
-        if rationale is not None:
-            body["rationale"] = rationale
-        if output is not None:
-            body["output"] = output
+        body = _decision_body(verdict, seen_digest, rationale, output)
         return self._request("POST", f"/v1/tasks/{task_id}/decision", json=body, retry=False)
 
     def tasks(self, **filters: str) -> list[dict[str, Any]]:
@@ -192,11 +197,7 @@ class AsyncClient:
 
     async def decide(self, task_id: str, verdict: str, *, seen_digest: str, rationale: str | None = None,
                      output: Any = None) -> dict[str, Any]:
-        body: dict[str, Any] = {"verdict": verdict, "seen_digest": seen_digest}
-        if rationale is not None:
-            body["rationale"] = rationale
-        if output is not None:
-            body["output"] = output
+        body = _decision_body(verdict, seen_digest, rationale, output)
         return await self._request("POST", f"/v1/tasks/{task_id}/decision", json=body, retry=False)
 
     async def tasks(self, **filters: str) -> list[dict[str, Any]]:
