@@ -893,6 +893,9 @@ impl Store for SqliteStore {
     }
 
     async fn enqueue_deliveries(&self, now: Timestamp, limit: u32) -> Result<u32, StoreError> {
+        if !self.read(webhooks::has_work).await? {
+            return Ok(0);
+        }
         self.write_plain(move |conn| webhooks::enqueue(conn, now, limit))
             .await
     }

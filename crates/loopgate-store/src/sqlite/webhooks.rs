@@ -66,6 +66,13 @@ pub(super) fn set(
     if q::system(conn, webhook.system.as_str())?.is_none() {
         return Err(StoreError::NotFound);
     }
+    // Without webhooks the cursor stands still (see `has_work`): the first
+    // one starts from now.
+    conn.execute_batch(
+        "INSERT OR REPLACE INTO meta (key, value)
+         SELECT 'webhook_cursor', CAST(COALESCE(MAX(seq), 0) AS TEXT) FROM events
+         WHERE NOT EXISTS (SELECT 1 FROM webhooks)",
+    )?;
     let types = format!(",{},", webhook.types.join(","));
     conn.prepare_cached(
         "INSERT INTO webhooks (system, url, secret, types, created_at, updated_at) VALUES (?1, ?2, ?3, ?4, ?5, ?5)
@@ -111,6 +118,19 @@ pub(super) fn remove(
         json!({"system": system}),
     )?;
     Ok(true)
+}
+
+/// Whether some webhook exists and events came after the cursor: checked on
+/// a reader, so that the dispatcher's wake-ups cost the writer nothing when
+/// there is nothing to queue.
+pub(super) fn has_work(conn: &Connection) -> Result<bool, StoreError> {
+    Ok(conn.query_row(
+        "SELECT EXISTS (SELECT 1 FROM webhooks)
+            AND COALESCE((SELECT MAX(seq) FROM events), 0)
+                > COALESCE((SELECT CAST(value AS INTEGER) FROM meta WHERE key = 'webhook_cursor'), 0)",
+        [],
+        |row| row.get(0),
+    )?)
 }
 
 pub(super) fn enqueue(conn: &Connection, now: Timestamp, limit: u32) -> Result<u32, StoreError> {
