@@ -81,3 +81,16 @@ class Proposal:
             resolution=Resolution.from_json(resolution) if resolution else None,
             raw=data,
         )
+
+
+def refusal(proposal: Proposal) -> str:
+    """Why a settled proposal may not go ahead, in a sentence for a model or a log."""
+    resolution = proposal.resolution
+    assert resolution is not None
+    if resolution.decided_by == "policy":
+        return f"denied by policy ({', '.join(resolution.matched_policies)}) ({proposal.id})"
+    rejections = [d for d in resolution.decisions if d.verdict == "reject"]
+    if rejections:
+        d = rejections[-1]
+        return f"rejected by {d.reviewer}: {d.rationale or 'no reason given'} ({proposal.id})"
+    return f"{proposal.status} ({resolution.decided_by}) ({proposal.id})"
