@@ -133,6 +133,7 @@ pub(crate) fn spawn(app: AppState, wake: Arc<Notify>) -> JoinHandle<()> {
             per_endpoint: HashMap::new(),
             paused: HashMap::new(),
             finished: Vec::new(),
+            spawned: HashMap::new(),
         };
         dispatcher.run(&wake).await;
     })
@@ -148,6 +149,8 @@ struct Dispatcher {
     /// Endpoints that failed: consecutive failures and when to try again.
     paused: HashMap<SystemId, (u32, Timestamp)>,
     finished: Vec<(SystemId, AttemptResult)>,
+    /// Sending tasks and their deliveries.
+    spawned: HashMap<tokio::task::Id, (SystemId, i64)>,
 }
 
 impl Dispatcher {
@@ -161,14 +164,10 @@ impl Dispatcher {
                 }
             }
             tokio::select! {
-                Some(done) = self.sending.join_next(), if !self.sending.is_empty() => {
-                    if let Ok(done) = done {
-                        self.finished.push(done);
-                    }
-                    while let Some(done) = self.sending.try_join_next() {
-                        if let Ok(done) = done {
-                            self.finished.push(done);
-                        }
+                Some(done) = self.sending.join_next_with_id(), if !self.sending.is_empty() => {
+                    self.finish(done);
+                    while let Some(done) = self.sending.try_join_next_with_id() {
+                        self.finish(done);
                     }
                 }
                 () = wake.notified() => (),
@@ -195,18 +194,15 @@ impl Dispatcher {
             }
         };
         let (passed, recorded) = tokio::join!(store.enqueue_deliveries(now, ENQUEUE_PAGE), record);
+        // Recorded results are settled before anything else can fail (a
+        // result recorded twice would count its attempt twice).
         recorded?;
+        for (system, result) in std::mem::take(&mut self.finished) {
+            self.release(&system, result.id);
+            self.note_endpoint(system, &result);
+        }
         if passed? == ENQUEUE_PAGE {
             while store.enqueue_deliveries(now, ENQUEUE_PAGE).await? == ENQUEUE_PAGE {}
-        }
-        if !self.finished.is_empty() {
-            for (system, result) in std::mem::take(&mut self.finished) {
-                self.in_flight.remove(&result.id);
-                if let Some(n) = self.per_endpoint.get_mut(&system) {
-                    *n = n.saturating_sub(1);
-                }
-                self.note_endpoint(system, &result);
-            }
         }
         let room = IN_FLIGHT.saturating_sub(self.in_flight.len());
         if room < IN_FLIGHT / 4 {
@@ -231,11 +227,42 @@ impl Dispatcher {
                 continue;
             }
             *busy += 1;
-            let (app, http) = (self.app.clone(), self.http.clone());
-            self.sending
+            let (app, http, id) = (self.app.clone(), self.http.clone(), due.id);
+            let owner = system.clone();
+            let task = self
+                .sending
                 .spawn(async move { (system, attempt(&app, &http, due).await) });
+            self.spawned.insert(task.id(), (owner, id));
         }
         Ok(())
+    }
+
+    /// A delivery is no longer in flight.
+    fn release(&mut self, system: &SystemId, id: i64) {
+        self.in_flight.remove(&id);
+        if let Some(n) = self.per_endpoint.get_mut(system) {
+            *n = n.saturating_sub(1);
+        }
+    }
+
+    /// A finished sending task: its result, or (if it failed, which it
+    /// should not) its delivery back to pending in memory too.
+    fn finish(
+        &mut self,
+        done: Result<(tokio::task::Id, (SystemId, AttemptResult)), tokio::task::JoinError>,
+    ) {
+        match done {
+            Ok((task, done)) => {
+                self.spawned.remove(&task);
+                self.finished.push(done);
+            }
+            Err(error) => {
+                tracing::error!(%error, "a webhook delivery task failed");
+                if let Some((system, id)) = self.spawned.remove(&error.id()) {
+                    self.release(&system, id);
+                }
+            }
+        }
     }
 
     /// A success clears an endpoint's pause; a failure doubles it.
