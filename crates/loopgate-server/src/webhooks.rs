@@ -66,6 +66,10 @@ const MAX_PAUSE: Duration = Duration::from_secs(60);
 /// How often the dispatcher looks for work nobody woke it for (retries that
 /// fell due, events of other processes).
 const POLL: Duration = Duration::from_secs(1);
+/// How long delivered and failed messages stay in the history.
+pub const HISTORY: Duration = Duration::from_secs(30 * 24 * 3600);
+/// Deliveries pruned per store call.
+const PRUNE_PAGE: u32 = 1000;
 /// Most of a response body read (the rest is dropped).
 const MAX_RESPONSE: usize = 64 * 1024;
 
@@ -155,7 +159,12 @@ struct Dispatcher {
 
 impl Dispatcher {
     async fn run(&mut self, wake: &Notify) {
+        let mut pruned = Instant::now();
         loop {
+            if POLL <= pruned.elapsed() {
+                self.prune().await;
+                pruned = Instant::now();
+            }
             if let Err(error) = self.step().await {
                 tracing::warn!(%error, "webhook delivery: store call failed; retrying");
                 tokio::select! {
@@ -235,6 +244,27 @@ impl Dispatcher {
             self.spawned.insert(task.id(), (owner, id));
         }
         Ok(())
+    }
+
+    /// Drops history older than `HISTORY` (at most ten pages a second).
+    async fn prune(&self) {
+        let before = Timestamp::from_millis(
+            self.app
+                .clock
+                .now()
+                .millis()
+                .saturating_sub(i64::try_from(HISTORY.as_millis()).unwrap_or(i64::MAX)),
+        );
+        for _ in 0..10 {
+            match self.app.store.prune_deliveries(before, PRUNE_PAGE).await {
+                Ok(n) if n == PRUNE_PAGE => (),
+                Ok(_) => return,
+                Err(error) => {
+                    tracing::warn!(%error, "webhook history could not be pruned");
+                    return;
+                }
+            }
+        }
     }
 
     /// A delivery is no longer in flight.

@@ -309,6 +309,9 @@ pub trait Store: Send + Sync + 'static {
         id: i64,
         now: Timestamp,
     ) -> Result<DeliveryRecord, StoreError>;
+    /// Deletes up to `limit` delivered or failed deliveries (and their
+    /// attempts) queued before `before`; returns how many.
+    async fn prune_deliveries(&self, before: Timestamp, limit: u32) -> Result<u32, StoreError>;
 
     /// Checks that the database answers.
     async fn ping(&self) -> Result<(), StoreError>;

@@ -943,6 +943,11 @@ impl Store for SqliteStore {
             .await
     }
 
+    async fn prune_deliveries(&self, before: Timestamp, limit: u32) -> Result<u32, StoreError> {
+        self.write_plain(move |conn| webhooks::prune(conn, before, limit))
+            .await
+    }
+
     async fn rebuild_analytics(&self) -> Result<(), StoreError> {
         self.write_plain(counts::rebuild).await
     }

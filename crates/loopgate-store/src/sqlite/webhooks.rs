@@ -307,3 +307,18 @@ pub(super) fn redeliver(
     }
     one(conn, system, id)?.ok_or(StoreError::NotFound)
 }
+
+pub(super) fn prune(conn: &Connection, before: Timestamp, limit: u32) -> Result<u32, StoreError> {
+    let old = "SELECT seq FROM webhook_deliveries
+               WHERE state != 'pending' AND created_at < ?1 ORDER BY seq LIMIT ?2";
+    conn.prepare_cached(&format!(
+        "DELETE FROM webhook_attempts WHERE seq IN ({old})"
+    ))?
+    .execute(params![before.millis(), limit])?;
+    let deleted = conn
+        .prepare_cached(&format!(
+            "DELETE FROM webhook_deliveries WHERE seq IN ({old})"
+        ))?
+        .execute(params![before.millis(), limit])?;
+    Ok(u32::try_from(deleted).unwrap_or(u32::MAX))
+}
