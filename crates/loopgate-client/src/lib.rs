@@ -133,25 +133,13 @@ impl Client {
 
     /// The caller's task queue.
     pub async fn tasks(&self, query: &TaskQuery) -> Result<proto::Page<proto::Task>, ClientError> {
-        let mut pairs = Vec::new();
-        for (key, value) in [
-            ("state", &query.state),
-            ("group", &query.group),
-            ("system", &query.system),
-            ("cursor", &query.cursor),
-        ] {
-            if let Some(value) = value {
-                pairs.push(format!("{key}={value}"));
-            }
-        }
-        if let Some(limit) = query.limit {
-            pairs.push(format!("limit={limit}"));
-        }
-        let query = if pairs.is_empty() {
-            String::new()
-        } else {
-            format!("?{}", pairs.join("&"))
-        };
+        let query = query_string(&[
+            ("state", query.state.clone()),
+            ("group", query.group.clone()),
+            ("system", query.system.clone()),
+            ("cursor", query.cursor.clone()),
+            ("limit", query.limit.map(|n| n.to_string())),
+        ]);
         self.call::<(), _>(Method::GET, &format!("/v1/tasks{query}"), None)
             .await
     }
@@ -519,20 +507,11 @@ impl Client {
         cursor: Option<&str>,
         limit: Option<u32>,
     ) -> Result<proto::Page<proto::Delivery>, ClientError> {
-        let mut pairs = Vec::new();
-        if let Some(state) = state {
-            pairs.push(format!("state={state}"));
-        }
-        if let Some(cursor) = cursor {
-            pairs.push(format!("cursor={cursor}"));
-        }
-        if let Some(limit) = limit {
-            pairs.push(format!("limit={limit}"));
-        }
-        let query = match pairs.is_empty() {
-            true => String::new(),
-            false => format!("?{}", pairs.join("&")),
-        };
+        let query = query_string(&[
+            ("state", state.map(str::to_owned)),
+            ("cursor", cursor.map(str::to_owned)),
+            ("limit", limit.map(|n| n.to_string())),
+        ]);
         let path = format!("/v1/systems/{system}/webhook/deliveries{query}");
         self.call::<(), _>(Method::GET, &path, None).await
     }
@@ -591,6 +570,18 @@ impl Client {
             ))),
             Err(_) => Err(ClientError::Transport(format!("{url} answered {status}"))),
         }
+    }
+}
+
+/// `?k=v&…` of the pairs that have a value (empty without any).
+fn query_string(pairs: &[(&str, Option<String>)]) -> String {
+    let set: Vec<String> = pairs
+        .iter()
+        .filter_map(|(key, value)| value.as_ref().map(|value| format!("{key}={value}")))
+        .collect();
+    match set.is_empty() {
+        true => String::new(),
+        false => format!("?{}", set.join("&")),
     }
 }
 
