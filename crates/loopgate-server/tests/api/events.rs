@@ -82,12 +82,7 @@ fn types(events: &[(i64, Value)]) -> Vec<String> {
 
 async fn setup() -> (TestApp, String, String) {
     let app = spawn_app().await;
-    let key = app.system("fraud-detector", "in_the_loop").await;
-    let published = app
-        .publish(r#"@reviewers("ops") permit(principal, action, resource);"#)
-        .await;
-    assert_eq!(published.status, StatusCode::CREATED, "{}", published.body);
-    let ann = app.user("ann", &["reviewer"], &["ops"]).await;
+    let (key, ann) = app.ops_review().await;
     (app, key, ann)
 }
 

@@ -228,6 +228,18 @@ impl TestApp {
         .await
     }
 
+    /// The system `fraud-detector` (returns its key) whose every proposal
+    /// goes to the `ops` group, and `ann` of `ops` (returns her token).
+    pub(crate) async fn ops_review(&self) -> (String, String) {
+        let key = self.system("fraud-detector", "in_the_loop").await;
+        let published = self
+            .publish(r#"@reviewers("ops") permit(principal, action, resource);"#)
+            .await;
+        assert_eq!(published.status, StatusCode::CREATED, "{}", published.body);
+        let ann = self.user("ann", &["reviewer"], &["ops"]).await;
+        (key, ann)
+    }
+
     /// Moves the clock and runs the deadline worker.
     pub(crate) async fn advance(&self, by: Duration) -> usize {
         self.clock.advance(by);

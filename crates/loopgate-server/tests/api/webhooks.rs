@@ -101,12 +101,7 @@ async fn spawn() -> TestApp {
 
 async fn setup() -> (TestApp, String, String) {
     let app = spawn().await;
-    let key = app.system("fraud-detector", "in_the_loop").await;
-    let published = app
-        .publish(r#"@reviewers("ops") permit(principal, action, resource);"#)
-        .await;
-    assert_eq!(published.status, StatusCode::CREATED, "{}", published.body);
-    let ann = app.user("ann", &["reviewer"], &["ops"]).await;
+    let (key, ann) = app.ops_review().await;
     (app, key, ann)
 }
 
