@@ -85,13 +85,18 @@ fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
 pub(crate) fn spawn(app: AppState) -> JoinHandle<()> {
     tokio::spawn(async move {
         loop {
-            match sequence_and_sign(&app, false).await {
-                Ok(_) => {}
-                Err(error) => tracing::warn!(%error, "audit sequencing failed; retrying"),
+            // Only the leader sequences and signs (replicas share the log).
+            if app.store.leads()
+                && let Err(error) = sequence_and_sign(&app, false).await
+            {
+                tracing::warn!(%error, "audit sequencing failed; retrying");
             }
             tokio::select! {
                 () = tokio::time::sleep(POLL) => {}
                 () = app.shutdown.cancelled() => {
+                    if !app.store.leads() {
+                        return;
+                    }
                     if let Err(error) = sequence_and_sign(&app, true).await {
                         tracing::warn!(%error, "last audit step at shutdown failed");
                     }

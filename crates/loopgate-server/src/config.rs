@@ -11,8 +11,14 @@ use loopgate_core::Route;
 pub struct Config {
     /// Where the database and the audit signing key live.
     pub data_dir: PathBuf,
-    /// `sqlite://PATH`; `None` means `<data_dir>/loopgate.db`.
+    /// `sqlite://PATH` or `postgres://…`; `None` means `<data_dir>/loopgate.db`.
     pub database_url: Option<String>,
+    /// PostgreSQL: connections for reads per replica (plus one writer and
+    /// one watch connection).
+    pub database_readers: usize,
+    /// PostgreSQL: longest a statement (or the wait for the writers' lock)
+    /// may take before the request fails with 503.
+    pub database_statement_timeout: Duration,
     /// A Cedar file or a directory of `*.cedar` files, published at start when changed.
     pub policies: Option<PathBuf>,
     /// The route when no policy matches.
@@ -63,6 +69,8 @@ impl Config {
         Config {
             data_dir,
             database_url: None,
+            database_readers: 8,
+            database_statement_timeout: Duration::from_secs(30),
             policies: None,
             default_route: Route::Review,
             lease: Duration::from_secs(300),

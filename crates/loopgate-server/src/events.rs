@@ -12,9 +12,10 @@
 //! Events carry ids, digests and salted hashes only (never payloads).
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use loopgate_core::Role;
+use loopgate_core::{ProposalId, Role};
 use loopgate_store::{Principal, StoredEvent};
 use serde::Serialize;
 use tokio::sync::{Notify, broadcast};
@@ -111,6 +112,10 @@ pub(crate) struct Bus {
     /// tail does not skip) or after it (and reads what was skipped from the
     /// store).
     gate: Arc<tokio::sync::Mutex<()>>,
+    /// Other processes write to the same database (PostgreSQL replicas):
+    /// the tail then reads every event, to wake this process's waiters and
+    /// refresh its caches on others' changes.
+    shared: Arc<AtomicBool>,
 }
 
 impl Default for Bus {
@@ -120,6 +125,7 @@ impl Default for Bus {
             webhooks: Arc::default(),
             sender: broadcast::channel(CAPACITY).0,
             gate: Arc::default(),
+            shared: Arc::default(),
         }
     }
 }
@@ -131,6 +137,12 @@ impl Bus {
         self.webhooks.notify_one();
     }
 
+    /// Another process committed to the shared database.
+    pub(crate) fn foreign_commit(&self) {
+        self.shared.store(true, Ordering::Relaxed);
+        self.wake();
+    }
+
     /// Every event the tail broadcasts from now on.
     pub(crate) async fn subscribe(&self) -> broadcast::Receiver<Arc<Published>> {
         let _gate = self.gate.lock().await;
@@ -140,7 +152,7 @@ impl Bus {
     /// With nobody subscribed, the position of the newest event, read
     /// without reading the events; `None` when someone listens.
     async fn skip(&self, app: &AppState) -> Option<Result<i64, loopgate_store::StoreError>> {
-        if 0 < self.sender.receiver_count() {
+        if 0 < self.sender.receiver_count() || self.shared.load(Ordering::Relaxed) {
             return None;
         }
         let _gate = self.gate.lock().await;
@@ -183,8 +195,12 @@ pub(crate) fn spawn(app: AppState) -> JoinHandle<()> {
                 match app.store.events_after(last, PAGE).await {
                     Ok(rows) => {
                         let full = rows.len() == PAGE as usize;
+                        let shared = bus.shared.load(Ordering::Relaxed);
                         for row in rows {
                             last = row.seq;
+                            if shared {
+                                follow(&app, &row).await;
+                            }
                             let _ = bus.sender.send(Arc::new(Published::from(row)));
                         }
                         if !full {
@@ -204,6 +220,29 @@ pub(crate) fn spawn(app: AppState) -> JoinHandle<()> {
             }
         }
     })
+}
+
+/// What another replica's change means for this process: its waiters of a
+/// settled proposal wake, and its caches of policies, systems and
+/// credentials refresh at once instead of on expiry.
+async fn follow(app: &AppState, row: &StoredEvent) {
+    let kind = row.kind.as_str();
+    match kind {
+        "proposal.resolved" | "proposal.cancelled" => {
+            if let Some(id) = row.subject.as_deref().and_then(ProposalId::parse) {
+                app.waiters.resolved(&id, None);
+            }
+        }
+        _ if kind.starts_with("policy.") => {
+            let _lock = app.policy_lock.lock().await;
+            if let Err(error) = app.reload_policies().await {
+                tracing::warn!(%error, "policies changed by another replica could not be loaded");
+            }
+        }
+        _ if kind.starts_with("system.") => app.systems.clear(),
+        _ if kind.starts_with("user.") || kind.starts_with("key.") => app.principals.clear(),
+        _ => (),
+    }
 }
 
 /// Whether `principal` may see `event`: a system sees its own proposals'

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use loopgate_core::routing::Policies;
 use loopgate_core::{Role, SystemId, UserId};
-use loopgate_store::sqlite::SqliteStore;
+use loopgate_store::sql::{PgOptions, SqlStore};
 use loopgate_store::{
     ActivationMode, CredentialOwner, NewCredential, NewPolicy, NewUser, Principal, Store,
     StoreError, SystemRecord,
@@ -63,7 +63,7 @@ pub struct Started {
 
 /// Opens the store, creates the first admin and publishes `--policies`.
 pub async fn start(config: Config, clock: Arc<dyn Clock>) -> Result<Started, StartError> {
-    let store = open_store(&config)?;
+    let store = open_store(&config).await?;
     let audit = crate::audit::Audit::open(&config.data_dir, config.audit_origin.as_deref())?;
     let now = clock.now();
 
@@ -117,6 +117,10 @@ pub async fn start(config: Config, clock: Arc<dyn Clock>) -> Result<Started, Sta
         logins: Arc::new(crate::ui::session::LoginThrottle::default()),
         shutdown: CancellationToken::new(),
     };
+    // Other replicas' commits (PostgreSQL): the tail reads them at once.
+    let bus = app.bus.clone();
+    app.store
+        .watch_commits(Box::new(move || bus.foreign_commit()));
     Ok(Started {
         app,
         generated_admin_token,
@@ -215,19 +219,23 @@ async fn load_active(store: &dyn Store) -> Result<Active, StartError> {
     })
 }
 
-fn open_store(config: &Config) -> Result<Arc<dyn Store>, StartError> {
+async fn open_store(config: &Config) -> Result<Arc<dyn Store>, StartError> {
     let path = match config.database_url.as_deref() {
         None => config.data_dir.join("loopgate.db"),
         Some(url) => match url.strip_prefix("sqlite://") {
             Some(path) => Path::new(path).to_path_buf(),
             None if url.starts_with("postgres://") || url.starts_with("postgresql://") => {
-                return Err(StartError::DatabaseUrl(
-                    "PostgreSQL is not supported by this build yet; use sqlite://PATH or leave --database-url unset".to_owned(),
-                ));
+                let options = PgOptions {
+                    readers: config.database_readers.max(1),
+                    statement_timeout: config.database_statement_timeout,
+                    ..PgOptions::default()
+                };
+                return Ok(Arc::new(SqlStore::connect(url, options).await?));
             }
             None => {
                 return Err(StartError::DatabaseUrl(format!(
-                    "database URL must start with sqlite://, got `{url}`"
+                    "the database URL must start with sqlite:// or postgres://, not `{}`",
+                    url.split("://").next().unwrap_or(url)
                 )));
             }
         },
@@ -238,7 +246,7 @@ fn open_store(config: &Config) -> Result<Arc<dyn Store>, StartError> {
             problem: e.to_string(),
         })?;
     }
-    Ok(Arc::new(SqliteStore::open(&path)?))
+    Ok(Arc::new(SqlStore::open(&path)?))
 }
 
 async fn bootstrap(

@@ -28,6 +28,8 @@ pub(crate) fn spawn(app: AppState) -> JoinHandle<()> {
             };
             match wake {
                 Wake::Shutdown => return,
+                // Only the leader runs deadlines and retention.
+                Wake::Tick if !app.store.leads() => (),
                 Wake::Tick => {
                     if let Err(error) = run_due(&app).await {
                         tracing::warn!(%error, "deadline run failed; retrying on the next tick");

@@ -161,9 +161,18 @@ impl Dispatcher {
     async fn run(&mut self, wake: &Notify) {
         let mut pruned = Instant::now();
         loop {
-            if POLL <= pruned.elapsed() {
+            // Only the leader queues and sends (deliveries in flight when
+            // leadership moves finish and are recorded).
+            let leads = self.app.store.leads();
+            if leads && POLL <= pruned.elapsed() {
                 self.prune().await;
                 pruned = Instant::now();
+            }
+            if !leads {
+                tokio::select! {
+                    () = tokio::time::sleep(POLL) => continue,
+                    () = self.app.shutdown.cancelled() => return,
+                }
             }
             if let Err(error) = self.step().await {
                 tracing::warn!(%error, "webhook delivery: store call failed; retrying");

@@ -19,7 +19,7 @@ use loopgate_core::audit::entry::canonical_data;
 use loopgate_core::audit::tile::TileBuilder;
 use loopgate_core::audit::{Hash, leaf_hash};
 use loopgate_store::Store;
-use loopgate_store::sqlite::SqliteStore;
+use loopgate_store::sql::SqlStore;
 use rusqlite::{Connection, params};
 use serde_json::json;
 
@@ -84,9 +84,9 @@ fn queue_events(path: &std::path::Path, n: u64) {
 async fn sequencer(dir: &std::path::Path) {
     let n = size("LOOPGATE_BENCH_EVENTS", 300_000);
     let path = dir.join("sequencer.db");
-    drop(SqliteStore::open(&path).unwrap());
+    drop(SqlStore::open(&path).unwrap());
     queue_events(&path, n);
-    let store = SqliteStore::open(&path).unwrap();
+    let store = SqlStore::open(&path).unwrap();
     let batch = u32::try_from(size("LOOPGATE_BENCH_BATCH", 4096)).unwrap();
     let started = Instant::now();
     let mut total = 0;
@@ -143,14 +143,14 @@ fn build_tree(path: &std::path::Path, n: u64) -> Hash {
 async fn proofs(dir: &std::path::Path) {
     let n = size("LOOPGATE_BENCH_TREE", 10_000_000);
     let path = dir.join("proofs.db");
-    drop(SqliteStore::open(&path).unwrap());
+    drop(SqlStore::open(&path).unwrap());
     let started = Instant::now();
     let root = build_tree(&path, n);
     println!(
         "built a tree of {n} leaves in {:.1} s",
         started.elapsed().as_secs_f64()
     );
-    let store = SqliteStore::open(&path).unwrap();
+    let store = SqlStore::open(&path).unwrap();
     let mut histogram = hdrhistogram::Histogram::<u64>::new(3).unwrap();
     let mut state = 0x9e37_79b9_7f4a_7c15_u64;
     for round in 0..20_000 {

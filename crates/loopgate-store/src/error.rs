@@ -90,3 +90,50 @@ impl From<rusqlite::types::FromSqlError> for StoreError {
         StoreError::Other(format!("unexpected column type: {error}"))
     }
 }
+
+impl From<postgres::Error> for StoreError {
+    fn from(error: postgres::Error) -> StoreError {
+        use postgres::error::SqlState;
+        if error.is_closed() {
+            return StoreError::Unavailable(format!(
+                "the connection to PostgreSQL is closed: {error}"
+            ));
+        }
+        let Some(db) = error.as_db_error() else {
+            // No answer from the server: I/O, protocol, a value that could not be encoded.
+            return match std::error::Error::source(&error) {
+                Some(source) if source.is::<std::io::Error>() => {
+                    StoreError::Unavailable(format!("PostgreSQL could not be reached: {error}"))
+                }
+                _ => StoreError::Other(error.to_string()),
+            };
+        };
+        let code = db.code();
+        let message = format!("{}: {}", db.severity(), db.message());
+        if *code == SqlState::UNIQUE_VIOLATION
+            || *code == SqlState::FOREIGN_KEY_VIOLATION
+            || *code == SqlState::CHECK_VIOLATION
+            || *code == SqlState::NOT_NULL_VIOLATION
+        {
+            StoreError::Conflict(message)
+        } else if code.code().starts_with("08")
+            || code.code().starts_with("53")
+            || code.code().starts_with("57")
+            || *code == SqlState::T_R_SERIALIZATION_FAILURE
+            || *code == SqlState::T_R_DEADLOCK_DETECTED
+            || *code == SqlState::LOCK_NOT_AVAILABLE
+        {
+            // Connection exceptions, insufficient resources, operator
+            // intervention (shutdown, statement timeout): worth a retry.
+            StoreError::Unavailable(message)
+        } else {
+            StoreError::Other(message)
+        }
+    }
+}
+
+impl<E> From<postgres::Error> for TxError<E> {
+    fn from(error: postgres::Error) -> TxError<E> {
+        TxError::Store(StoreError::from(error))
+    }
+}

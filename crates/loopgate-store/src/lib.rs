@@ -1,5 +1,5 @@
 //! The `Store` trait: every durable read and write of loopgate, and its
-//! embedded SQLite backend.
+//! backends: embedded SQLite and PostgreSQL (`sql::SqlStore`).
 //!
 //! Architecture invariant: one trait method is one atomic unit. Writes that
 //! depend on what was read (claims, decisions, timers) load the state, call
@@ -8,9 +8,12 @@
 //! The store knows rows and domain types, not HTTP.
 
 pub mod aggregates;
+mod db;
 mod error;
 mod model;
-pub mod sqlite;
+pub mod sql;
+#[doc(hidden)]
+pub mod testing;
 
 use std::time::Duration;
 
@@ -315,6 +318,15 @@ pub trait Store: Send + Sync + 'static {
 
     /// Checks that the database answers.
     async fn ping(&self) -> Result<(), StoreError>;
+
+    /// Calls `callback` whenever another process committed to the same
+    /// database (PostgreSQL replicas); never with a database of its own.
+    fn watch_commits(&self, callback: Box<dyn Fn() + Send + Sync>);
+
+    /// Whether this process leads: only the leader runs the audit
+    /// sequencer, the timers, retention and the webhook outbox. Always true
+    /// with SQLite; one replica at a time on PostgreSQL.
+    fn leads(&self) -> bool;
 
     /// The proposals of `filter`, oldest first, with their task and human
     /// decisions: what analytics reads for part of a day.

@@ -1,6 +1,7 @@
 //! The store conformance suite: each behaviour is written once against
-//! `&dyn Store` and run on every backend (today: SQLite; PostgreSQL joins
-//! with the same cases).
+//! `&dyn Store` and run on every backend: SQLite in a temporary file, and
+//! PostgreSQL in a fresh database per case (`LOOPGATE_TEST_POSTGRES`; the
+//! cases fail, never skip, without a server).
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
@@ -20,7 +21,8 @@ use loopgate_core::{
     TaskState, Timestamp, Verdict,
 };
 use loopgate_store::aggregates::metric;
-use loopgate_store::sqlite::SqliteStore;
+use loopgate_store::sql::{PgOptions, SqlStore};
+use loopgate_store::testing::TempDatabase;
 use loopgate_store::{
     ActivationMode, AnalyticsFilter, AttemptResult, AutoLimits, DeliveryFilter, DeliveryState,
     NewPolicy, NewProposal, NewSystem, ProposalFilter, ReviewerRef, ShadowOutcome, Store,
@@ -32,26 +34,44 @@ const T0: Timestamp = Timestamp::from_millis(1_795_000_000_000);
 
 struct Backend {
     store: Arc<dyn Store>,
-    _dir: tempfile::TempDir,
+    _dir: Option<tempfile::TempDir>,
+    _database: Option<TempDatabase>,
 }
 
-fn sqlite() -> Backend {
+async fn sqlite() -> Backend {
     let dir = tempfile::tempdir().unwrap();
-    let store = SqliteStore::open(&dir.path().join("loopgate.db")).unwrap();
+    let store = SqlStore::open(&dir.path().join("loopgate.db")).unwrap();
     Backend {
         store: Arc::new(store),
-        _dir: dir,
+        _dir: Some(dir),
+        _database: None,
+    }
+}
+
+async fn postgres() -> Backend {
+    let database = TempDatabase::create().unwrap();
+    let store = SqlStore::connect(&database.url, PgOptions::default())
+        .await
+        .unwrap();
+    Backend {
+        store: Arc::new(store),
+        _dir: None,
+        _database: Some(database),
     }
 }
 
 /// Instantiates each case once per backend.
 macro_rules! conformance {
     ($($case:ident),+ $(,)?) => {
-        mod sqlite_backend {
+        conformance!(@backend sqlite_backend, sqlite, $($case),+);
+        conformance!(@backend postgres_backend, postgres, $($case),+);
+    };
+    (@backend $module:ident, $open:ident, $($case:ident),+) => {
+        mod $module {
             $(
                 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
                 async fn $case() {
-                    let backend = super::sqlite();
+                    let backend = super::$open().await;
                     super::$case(backend.store.as_ref()).await;
                 }
             )+

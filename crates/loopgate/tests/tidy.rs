@@ -118,10 +118,10 @@ fn every_environment_variable_is_documented() {
 fn every_audit_event_type_is_documented() {
     let audit = read("docs/audit.md");
     let store = [
-        read("crates/loopgate-store/src/sqlite/store.rs"),
-        read("crates/loopgate-store/src/sqlite/audit.rs"),
-        read("crates/loopgate-store/src/sqlite/queries.rs"),
-        read("crates/loopgate-store/src/sqlite/webhooks.rs"),
+        read("crates/loopgate-store/src/sql/store.rs"),
+        read("crates/loopgate-store/src/sql/audit.rs"),
+        read("crates/loopgate-store/src/sql/queries.rs"),
+        read("crates/loopgate-store/src/sql/webhooks.rs"),
     ]
     .concat();
     let prefixes = [

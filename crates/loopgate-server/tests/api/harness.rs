@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use loopgate_core::Timestamp;
 use loopgate_server::{AppState, Config, ManualClock};
+use loopgate_store::testing::TempDatabase;
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
@@ -20,6 +21,18 @@ pub(crate) struct TestApp {
     stop: tokio::sync::oneshot::Sender<()>,
     server: tokio::task::JoinHandle<std::io::Result<()>>,
     dir: tempfile::TempDir,
+    /// With `LOOPGATE_TEST_STORE=postgres`: the test's database.
+    database: Option<Arc<TempDatabase>>,
+}
+
+/// The suite runs on SQLite, or on PostgreSQL with
+/// `LOOPGATE_TEST_STORE=postgres` (`scripts/test` runs it both ways).
+fn test_database() -> Option<Arc<TempDatabase>> {
+    match std::env::var("LOOPGATE_TEST_STORE").as_deref() {
+        Ok("postgres") => Some(Arc::new(TempDatabase::create().unwrap())),
+        Ok("sqlite") | Err(_) => None,
+        Ok(other) => panic!("LOOPGATE_TEST_STORE must be sqlite or postgres, not {other}"),
+    }
 }
 
 pub(crate) struct Response {
@@ -35,7 +48,7 @@ pub(crate) async fn spawn_app() -> TestApp {
 pub(crate) async fn spawn_with(configure: impl FnOnce(&mut Config)) -> TestApp {
     let dir = tempfile::tempdir().unwrap();
     let clock = ManualClock::new(Timestamp::from_millis(T0));
-    spawn_in(dir, clock, configure).await
+    spawn_in(dir, test_database(), clock, configure).await
 }
 
 /// A server on a fresh data directory with the given clock.
@@ -43,15 +56,24 @@ pub(crate) async fn spawn_in_clock(
     clock: ManualClock,
     configure: impl FnOnce(&mut Config),
 ) -> TestApp {
-    spawn_in(tempfile::tempdir().unwrap(), clock, configure).await
+    spawn_in(
+        tempfile::tempdir().unwrap(),
+        test_database(),
+        clock,
+        configure,
+    )
+    .await
 }
 
 async fn spawn_in(
     dir: tempfile::TempDir,
+    database: Option<Arc<TempDatabase>>,
     clock: ManualClock,
     configure: impl FnOnce(&mut Config),
 ) -> TestApp {
     let mut config = Config::new(dir.path().to_path_buf());
+    config.database_url = database.as_ref().map(|db| db.url.clone());
+    config.database_readers = 2;
     config.bootstrap_token = Some(ADMIN_TOKEN.to_owned());
     config.timer_interval = Duration::from_secs(3600);
     configure(&mut config);
@@ -73,6 +95,7 @@ async fn spawn_in(
         stop,
         server,
         dir,
+        database,
     }
 }
 
@@ -86,13 +109,14 @@ impl TestApp {
             server,
             dir,
             app,
+            database,
             ..
         } = self;
         let _ = stop.send(());
         app.shutdown.cancel();
         server.await.unwrap().unwrap();
         drop(app);
-        spawn_in(dir, clock, |_| ()).await
+        spawn_in(dir, database, clock, |_| ()).await
     }
 
     pub(crate) async fn call(

@@ -1,5 +1,6 @@
 //! The HTTP-level integration suite: a real server on a loopback port with a
-//! fresh SQLite data directory per test, driven over HTTP.
+//! fresh data directory per test, driven over HTTP; on SQLite, or on a fresh
+//! PostgreSQL database per test with `LOOPGATE_TEST_STORE=postgres`.
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,

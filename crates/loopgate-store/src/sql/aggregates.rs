@@ -12,10 +12,10 @@
 use std::cell::RefCell;
 use std::collections::HashMap;
 
-use rusqlite::{Connection, params};
+use crate::db::{Connection, params};
 
 use crate::aggregates::{self, Contribution, Count};
-use crate::sqlite::queries as q;
+use crate::sql::queries as q;
 use crate::{AnalyticsFilter, StoreError, Total, TotalsQuery};
 
 /// A proposal's contribution before a change; [`Tracked::apply`] after the
@@ -56,8 +56,10 @@ impl Tracked {
         match after.as_ref().filter(|c| c.disagreement) {
             Some(now) if !was => insert_disagreement(conn, &self.id, now)?,
             None if was => {
-                conn.prepare_cached("DELETE FROM analytics_disagreements WHERE proposal_id = ?1")?
-                    .execute(params![self.id])?;
+                conn.execute(
+                    "DELETE FROM analytics_disagreements WHERE proposal_id = ?1",
+                    params![self.id],
+                )?;
             }
             _ => (),
         }
@@ -130,26 +132,24 @@ pub(super) fn flush(conn: &Connection) -> Result<(), StoreError> {
 
 /// Adds `deltas` to the stored counts; rows whose count reaches zero go.
 fn write(conn: &Connection, deltas: Deltas) -> Result<(), StoreError> {
-    let mut upsert = conn.prepare_cached(
-        "INSERT INTO analytics_counts (system, metric, day, action, key, n, a, b)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
-         ON CONFLICT (system, metric, day, action, key)
-         DO UPDATE SET n = n + excluded.n, a = a + excluded.a, b = b + excluded.b
-         RETURNING n",
-    )?;
-    let mut delete = conn.prepare_cached(
-        "DELETE FROM analytics_counts WHERE system = ?1 AND metric = ?2 AND day = ?3 AND action = ?4 AND key = ?5",
-    )?;
     for ((system, metric, day, action, key), (n, a, b)) in deltas.0 {
         if n == 0 && a == 0.0 && b == 0.0 {
             continue;
         }
-        let total: i64 = upsert
-            .query_row(params![system, metric, day, action, key, n, a, b], |row| {
-                row.get(0)
-            })?;
+        let total: i64 = conn.query_row(
+            "INSERT INTO analytics_counts AS c (system, metric, day, action, key, n, a, b)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
+             ON CONFLICT (system, metric, day, action, key)
+             DO UPDATE SET n = c.n + excluded.n, a = c.a + excluded.a, b = c.b + excluded.b
+             RETURNING n",
+            params![system, metric, day, action, key, n, a, b],
+            |row| row.get(0),
+        )?;
         if total == 0 {
-            delete.execute(params![system, metric, day, action, key])?;
+            conn.execute(
+                "DELETE FROM analytics_counts WHERE system = ?1 AND metric = ?2 AND day = ?3 AND action = ?4 AND key = ?5",
+                params![system, metric, day, action, key],
+            )?;
         }
     }
     Ok(())
@@ -157,11 +157,11 @@ fn write(conn: &Connection, deltas: Deltas) -> Result<(), StoreError> {
 
 /// Puts a proposal in the adjudication queue.
 fn insert_disagreement(conn: &Connection, id: &str, c: &Contribution) -> Result<(), StoreError> {
-    conn.prepare_cached(
-        "INSERT OR IGNORE INTO analytics_disagreements (proposal_id, system, action, created_at)
-         VALUES (?1, ?2, ?3, ?4)",
-    )?
-    .execute(params![id, c.system, c.action, c.created_at.millis()])?;
+    conn.execute(
+        "INSERT INTO analytics_disagreements (proposal_id, system, action, created_at)
+         VALUES (?1, ?2, ?3, ?4) ON CONFLICT DO NOTHING",
+        params![id, c.system, c.action, c.created_at.millis()],
+    )?;
     Ok(())
 }
 
@@ -171,7 +171,7 @@ pub(super) fn ensure(conn: &Connection) -> Result<(), StoreError> {
     if q::meta(conn, "analytics")?.as_deref() == Some(aggregates::VERSION) {
         return Ok(());
     }
-    conn.execute_batch("BEGIN IMMEDIATE")?;
+    conn.begin_write()?;
     match rebuild(conn) {
         Ok(()) => conn.execute_batch("COMMIT")?,
         Err(error) => {
@@ -198,7 +198,7 @@ fn count_all(conn: &Connection) -> Result<(), StoreError> {
     conn.execute_batch("DELETE FROM analytics_counts; DELETE FROM analytics_disagreements;")?;
     let mut sums = Deltas::default();
     let mut facts = 0_u64;
-    q::each_fact(conn, q::fact_query!("1 = 1"), [], |fact| {
+    q::each_fact(conn, q::fact_query!("1 = 1"), params![], |fact| {
         facts += 1;
         let c = Contribution::of(&fact);
         if c.disagreement {
@@ -209,11 +209,11 @@ fn count_all(conn: &Connection) -> Result<(), StoreError> {
     })?;
     let rows = sums.0.len();
     write(conn, sums)?;
-    conn.prepare_cached(
+    conn.execute(
         "INSERT INTO meta (key, value) VALUES ('analytics', ?1)
          ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-    )?
-    .execute(params![aggregates::VERSION])?;
+        params![aggregates::VERSION],
+    )?;
     if 0 < facts {
         tracing::info!(
             proposals = facts,
@@ -226,14 +226,12 @@ fn count_all(conn: &Connection) -> Result<(), StoreError> {
 
 /// The counts of `query`, summed per metric and key.
 pub(super) fn totals(conn: &Connection, query: &TotalsQuery) -> Result<Vec<Total>, StoreError> {
-    let mut statement = conn.prepare_cached(
-        "SELECT metric, key, SUM(n), SUM(a), SUM(b) FROM analytics_counts
-         WHERE system = ?1 AND metric = ?2 AND day >= ?3 AND (?4 IS NULL OR action = ?4)
-         GROUP BY key",
-    )?;
     let mut out = Vec::new();
     for metric in &query.metrics {
-        let rows = statement.query_map(
+        let rows = conn.query_map(
+            "SELECT metric, key, CAST(SUM(n) AS BIGINT), SUM(a), SUM(b) FROM analytics_counts
+             WHERE system = ?1 AND metric = ?2 AND day >= ?3 AND (CAST(?4 AS TEXT) IS NULL OR action = ?4)
+             GROUP BY metric, key",
             params![
                 query.system.as_str(),
                 metric,
@@ -250,9 +248,7 @@ pub(super) fn totals(conn: &Connection, query: &TotalsQuery) -> Result<Vec<Total
                 })
             },
         )?;
-        for row in rows {
-            out.push(row?);
-        }
+        out.extend(rows);
     }
     Ok(out)
 }
@@ -263,12 +259,10 @@ pub(super) fn disagreements(
     filter: &AnalyticsFilter,
     limit: u32,
 ) -> Result<Vec<String>, StoreError> {
-    let mut statement = conn.prepare_cached(
+    conn.query_map(
         "SELECT proposal_id FROM analytics_disagreements
-         WHERE system = ?1 AND created_at >= ?2 AND created_at < ?3 AND (?4 IS NULL OR action = ?4)
+         WHERE system = ?1 AND created_at >= ?2 AND created_at < ?3 AND (CAST(?4 AS TEXT) IS NULL OR action = ?4)
          ORDER BY created_at, proposal_id LIMIT ?5",
-    )?;
-    let rows = statement.query_map(
         params![
             filter.system.as_str(),
             filter.from.millis(),
@@ -277,6 +271,5 @@ pub(super) fn disagreements(
             limit
         ],
         |row| row.get(0),
-    )?;
-    Ok(rows.collect::<Result<_, _>>()?)
+    )
 }

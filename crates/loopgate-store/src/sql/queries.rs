@@ -3,6 +3,7 @@
 
 use std::time::Duration;
 
+use crate::db::{Connection, OptionalExtension, Params, Row, params};
 use loopgate_core::audit::entry;
 use loopgate_core::review::{Case, CaseParts, Decision, ProposalState, Task, count_approvals};
 use loopgate_core::routing::ReviewPlan;
@@ -10,7 +11,6 @@ use loopgate_core::{
     DecidedBy, Digest, OnTimeout, ProposalId, ProposalStatus, Role, Route, SystemId, TaskId,
     TaskKind, TaskState, Timestamp, UserId, Verdict,
 };
-use rusqlite::{Connection, OptionalExtension, Row, params};
 use serde_json::{Map, Value, json};
 
 use crate::{
@@ -33,7 +33,7 @@ pub(super) const EVENT_COLUMNS: &str =
     "e.seq, e.time, e.actor, e.type, e.subject, e.data, p.system, t.grp";
 
 /// A row of `EVENT_COLUMNS` starting at column `at`.
-pub(super) fn event_row(row: &Row<'_>, at: usize) -> Result<StoredEvent, StoreError> {
+pub(super) fn event_row(row: &Row, at: usize) -> Result<StoredEvent, StoreError> {
     Ok(StoredEvent {
         seq: row.get(at)?,
         time: Timestamp::from_millis(row.get(at + 1)?),
@@ -50,27 +50,20 @@ pub(super) fn event_row(row: &Row<'_>, at: usize) -> Result<StoredEvent, StoreEr
 pub(super) fn all<T>(
     conn: &Connection,
     sql: &str,
-    params: impl rusqlite::Params,
-    map: impl Fn(&Row<'_>) -> Result<T, StoreError>,
+    params: impl Params,
+    map: impl Fn(&Row) -> Result<T, StoreError>,
 ) -> Result<Vec<T>, StoreError> {
-    let mut statement = conn.prepare_cached(sql)?;
-    let mut rows = statement.query(params)?;
-    let mut out = Vec::new();
-    while let Some(row) = rows.next()? {
-        out.push(map(row)?);
-    }
-    Ok(out)
+    conn.query_map(sql, params, map)
 }
 
 /// The first row of a query, mapped.
 pub(super) fn one<T>(
     conn: &Connection,
     sql: &str,
-    params: impl rusqlite::Params,
-    map: impl Fn(&Row<'_>) -> Result<T, StoreError>,
+    params: impl Params,
+    map: impl Fn(&Row) -> Result<T, StoreError>,
 ) -> Result<Option<T>, StoreError> {
-    let mut statement = conn.prepare_cached(sql)?;
-    let mut rows = statement.query(params)?;
+    let mut rows = conn.query(sql, params)?;
     match rows.next()? {
         Some(row) => Ok(Some(map(row)?)),
         None => Ok(None),
@@ -93,7 +86,7 @@ pub(super) fn to_json(value: &impl serde::Serialize) -> String {
 }
 
 /// A row in the order of `PROPOSAL_COLUMNS`, without decisions.
-pub(super) fn proposal_row(row: &Row<'_>) -> Result<ProposalRecord, StoreError> {
+pub(super) fn proposal_row(row: &Row) -> Result<ProposalRecord, StoreError> {
     let id: String = row.get(1)?;
     let system: String = row.get(2)?;
     let context: Option<Value> = json_column(row.get(10)?)?;
@@ -166,7 +159,7 @@ pub(super) fn proposal(conn: &Connection, id: &str) -> Result<Option<ProposalRec
 }
 
 /// A row in the order of `TASK_COLUMNS`.
-pub(super) fn task_row(row: &Row<'_>) -> Result<TaskRecord, StoreError> {
+pub(super) fn task_row(row: &Row) -> Result<TaskRecord, StoreError> {
     let escalate_to: String = row.get(13)?;
     let plan = ReviewPlan {
         group: row.get(11)?,
@@ -217,13 +210,12 @@ pub(super) fn insert_task(
     now: Timestamp,
 ) -> Result<(), StoreError> {
     let plan = &task.plan;
-    conn.prepare_cached(
+    conn.execute(
         "INSERT INTO tasks (id, proposal_id, kind, state, grp, level, required, due_at, claimed_by, lease_expires_at,
              first_group, sla_ms, escalate_to, on_timeout, blind, sample_probability, created_at, updated_at,
              rationale_required)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?17, ?18)",
-    )?
-    .execute(params![
+    params![
         task.id.as_str(),
         task.proposal_id.as_str(),
         task.kind.as_str(),
@@ -251,11 +243,10 @@ pub(super) fn update_task(
     task: &Task,
     now: Timestamp,
 ) -> Result<(), StoreError> {
-    conn.prepare_cached(
+    conn.execute(
         "UPDATE tasks SET state = ?2, grp = ?3, level = ?4, due_at = ?5, claimed_by = ?6, lease_expires_at = ?7, updated_at = ?8
          WHERE id = ?1",
-    )?
-    .execute(params![
+    params![
         task.id.as_str(),
         task.state.as_str(),
         task.group,
@@ -308,12 +299,11 @@ pub(super) fn case_of(proposal: ProposalRecord, task: Task) -> Case {
 /// Writes the proposal and task of a case as core left them.
 pub(super) fn write_case(conn: &Connection, case: &Case, now: Timestamp) -> Result<(), StoreError> {
     let proposal = &case.proposal;
-    conn.prepare_cached(
+    conn.execute(
         "UPDATE proposals SET status = ?2, digest = ?3, output = ?4, modified = ?5, overridden = ?6, decided_by = ?7,
              decided_at = ?8
          WHERE id = ?1",
-    )?
-    .execute(params![
+    params![
         case.task.proposal_id.as_str(),
         proposal.status.as_str(),
         proposal.digest.as_str(),
@@ -325,8 +315,10 @@ pub(super) fn write_case(conn: &Connection, case: &Case, now: Timestamp) -> Resu
     ])?;
     update_task(conn, &case.task, now)?;
     let approvals = count_approvals(&case.decisions, &case.proposal.digest);
-    conn.prepare_cached("UPDATE tasks SET approvals = ?2 WHERE id = ?1")?
-        .execute(params![case.task.id.as_str(), approvals])?;
+    conn.execute(
+        "UPDATE tasks SET approvals = ?2 WHERE id = ?1",
+        params![case.task.id.as_str(), approvals],
+    )?;
     Ok(())
 }
 
@@ -335,11 +327,10 @@ pub(super) fn insert_decision(
     task: &Task,
     decision: &Decision,
 ) -> Result<(), StoreError> {
-    conn.prepare_cached(
+    conn.execute(
         "INSERT INTO decisions (proposal_id, task_id, reviewer, verdict, digest, rationale, output, labels, level, decided_at)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
-    )?
-    .execute(params![
+    params![
         task.proposal_id.as_str(),
         task.id.as_str(),
         decision.reviewer,
@@ -365,16 +356,20 @@ pub(super) fn event(
     subject: &str,
     data: Value,
 ) -> Result<(), StoreError> {
-    conn.prepare_cached(
-        "INSERT INTO events (time, actor, type, subject, data) VALUES (?1, ?2, ?3, ?4, ?5)",
-    )?
-    .execute(params![
-        now.millis(),
-        actor,
-        type_,
-        subject,
-        entry::canonical_data(&data)
-    ])?;
+    conn.execute(
+        // `seq` is the next log position: writers are serialized (one
+        // writer thread, and on PostgreSQL one lock across replicas), so
+        // positions are dense and in commit order.
+        "INSERT INTO events (seq, time, actor, type, subject, data)
+         VALUES ((SELECT COALESCE(MAX(seq), 0) + 1 FROM events), ?1, ?2, ?3, ?4, ?5)",
+        params![
+            now.millis(),
+            actor,
+            type_,
+            subject,
+            entry::canonical_data(&data)
+        ],
+    )?;
     Ok(())
 }
 
@@ -399,7 +394,7 @@ pub(super) fn system(conn: &Connection, id: &str) -> Result<Option<SystemRecord>
 
 pub(super) const SYSTEM_COLUMNS: &str = "id, name, owner, purpose, risk_tier, oversight, status, created_at, updated_at, retention_ms, shape";
 
-pub(super) fn system_row(row: &Row<'_>) -> Result<SystemRecord, StoreError> {
+pub(super) fn system_row(row: &Row) -> Result<SystemRecord, StoreError> {
     Ok(SystemRecord {
         id: parse(&row.get::<_, String>(0)?, SystemId::parse)?,
         name: row.get(1)?,
@@ -427,7 +422,7 @@ pub(super) fn system_row(row: &Row<'_>) -> Result<SystemRecord, StoreError> {
 pub(super) const POLICY_COLUMNS: &str =
     "seq, version, text, description, policy_ids, created_by, created_at";
 
-pub(super) fn policy_row(row: &Row<'_>) -> Result<PolicyRecord, StoreError> {
+pub(super) fn policy_row(row: &Row) -> Result<PolicyRecord, StoreError> {
     Ok(PolicyRecord {
         seq: row.get(0)?,
         version: row.get(1)?,
@@ -455,10 +450,9 @@ pub(super) fn activate(
     actor: &str,
     now: Timestamp,
 ) -> Result<(), StoreError> {
-    conn.prepare_cached(
+    conn.execute(
         "INSERT INTO policy_activations (version, mode, reason, actor, at) VALUES (?1, ?2, ?3, ?4, ?5)",
-    )?
-    .execute(params![version, mode.as_str(), reason, actor, now.millis()])?;
+    params![version, mode.as_str(), reason, actor, now.millis()])?;
     let type_ = match mode {
         ActivationMode::Live => "policy.activated",
         ActivationMode::Shadow => "policy.shadow_started",
@@ -573,20 +567,22 @@ pub(super) fn take_auto(
             conn,
             "SELECT count FROM auto_counters WHERE policy = ?1 AND window_start = ?2",
             params![policy, window.millis()],
-            |row| Ok(row.get(0)?),
+            |row| row.get(0),
         )?;
         if used.unwrap_or(0) >= i64::from(*limit) {
             return Ok(false);
         }
     }
     for (policy, _, window) in counters {
-        conn.prepare_cached("DELETE FROM auto_counters WHERE policy = ?1 AND window_start < ?2")?
-            .execute(params![policy, window.millis()])?;
-        conn.prepare_cached(
-            "INSERT INTO auto_counters (policy, window_start, count) VALUES (?1, ?2, 1)
-             ON CONFLICT (policy, window_start) DO UPDATE SET count = count + 1",
-        )?
-        .execute(params![policy, window.millis()])?;
+        conn.execute(
+            "DELETE FROM auto_counters WHERE policy = ?1 AND window_start < ?2",
+            params![policy, window.millis()],
+        )?;
+        conn.execute(
+            "INSERT INTO auto_counters AS c (policy, window_start, count) VALUES (?1, ?2, 1)
+             ON CONFLICT (policy, window_start) DO UPDATE SET count = c.count + 1",
+            params![policy, window.millis()],
+        )?;
     }
     Ok(true)
 }
@@ -604,12 +600,11 @@ pub(super) fn shadow_outcome(
     if live.route == shadow.route && live_group == shadow.group.as_ref() {
         return Ok(());
     }
-    conn.prepare_cached(
-        "INSERT OR IGNORE INTO shadow_disagreements
+    conn.execute(
+        "INSERT INTO shadow_disagreements
            (proposal_id, version, live_route, shadow_route, live_matched, shadow_matched, shadow_group, at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-    )?
-    .execute(params![
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8) ON CONFLICT DO NOTHING",
+    params![
         proposal,
         shadow.version,
         live.route.as_str(),
@@ -624,7 +619,7 @@ pub(super) fn shadow_outcome(
 
 pub(super) const USER_COLUMNS: &str = "id, username, roles, groups_, created_at";
 
-pub(super) fn user_row(row: &Row<'_>) -> Result<UserRecord, StoreError> {
+pub(super) fn user_row(row: &Row) -> Result<UserRecord, StoreError> {
     let roles: Vec<String> = serde_json::from_str(&row.get::<_, String>(2)?)?;
     let mut parsed = Vec::with_capacity(roles.len());
     for role in roles {
@@ -650,13 +645,12 @@ pub(super) fn roles_json(roles: &[Role]) -> String {
 }
 
 pub(super) fn meta(conn: &Connection, key: &str) -> Result<Option<String>, StoreError> {
-    Ok(conn
-        .query_row(
-            "SELECT value FROM meta WHERE key = ?1",
-            params![key],
-            |row| row.get(0),
-        )
-        .optional()?)
+    conn.query_row(
+        "SELECT value FROM meta WHERE key = ?1",
+        params![key],
+        |row| row.get(0),
+    )
+    .optional()
 }
 
 /// Proposals of a system and window with their task and decisions, oldest
@@ -671,7 +665,7 @@ pub(super) fn review_facts(
         conn,
         // `+p.system`: read through the time index, not the system's whole history.
         fact_query!(
-            "+p.system = ?1 AND p.created_at >= ?2 AND p.created_at < ?3 AND (?4 IS NULL OR p.action = ?4)"
+            "+p.system = ?1 AND p.created_at >= ?2 AND p.created_at < ?3 AND (CAST(?4 AS TEXT) IS NULL OR p.action = ?4)"
         ),
         params![
             filter.system.as_str(),
@@ -723,11 +717,10 @@ pub(super) use fact_query;
 pub(super) fn each_fact(
     conn: &Connection,
     sql: &str,
-    args: impl rusqlite::Params,
+    args: impl Params,
     mut each: impl FnMut(ReviewFact) -> Result<(), StoreError>,
 ) -> Result<(), StoreError> {
-    let mut statement = conn.prepare_cached(sql)?;
-    let mut rows = statement.query(args)?;
+    let mut rows = conn.query(sql, args)?;
     let mut current: Option<(i64, ReviewFact)> = None;
     while let Some(row) = rows.next()? {
         let seq: i64 = row.get(0)?;
@@ -810,23 +803,23 @@ pub(super) fn label_rows(
     after_seq: i64,
     limit: u32,
 ) -> Result<Vec<LabelRow>, StoreError> {
-    let mut statement = conn.prepare_cached(
+    let mut rows = conn.query(
         "SELECT p.seq, p.id, p.action, p.created_at, p.input, COALESCE(p.ai_output, p.output), p.output,
                 p.confidence, p.status, p.decided_by, p.modified, p.subject
          FROM proposals p
-         WHERE p.system = ?1 AND p.created_at >= ?2 AND p.created_at < ?3 AND (?4 IS NULL OR p.action = ?4)
+         WHERE p.system = ?1 AND p.created_at >= ?2 AND p.created_at < ?3 AND (CAST(?4 AS TEXT) IS NULL OR p.action = ?4)
            AND p.seq > ?5 AND p.erased_at IS NULL
            AND EXISTS (SELECT 1 FROM decisions d WHERE d.proposal_id = p.id)
          ORDER BY p.seq LIMIT ?6",
-    )?;
-    let mut rows = statement.query(params![
+        params![
         filter.system.as_str(),
         filter.from.millis(),
         filter.to.millis(),
         filter.action.as_deref(),
-        after_seq,
-        limit
-    ])?;
+            after_seq,
+            limit
+        ],
+    )?;
     let mut out = Vec::new();
     while let Some(row) = rows.next()? {
         let subject: Value = serde_json::from_str(&row.get::<_, String>(11)?)?;
@@ -852,11 +845,11 @@ pub(super) fn label_rows(
             decisions: Vec::new(),
         });
     }
-    let mut statement = conn.prepare_cached(
-        "SELECT reviewer, verdict, rationale, labels, decided_at FROM decisions WHERE proposal_id = ?1 ORDER BY seq",
-    )?;
     for label in &mut out {
-        let mut rows = statement.query(params![label.id.as_str()])?;
+        let mut rows = conn.query(
+            "SELECT reviewer, verdict, rationale, labels, decided_at FROM decisions WHERE proposal_id = ?1 ORDER BY seq",
+            params![label.id.as_str()],
+        )?;
         while let Some(row) = rows.next()? {
             label.decisions.push(LabelDecision {
                 reviewer: row.get(0)?,

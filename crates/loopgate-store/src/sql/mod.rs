@@ -1,28 +1,35 @@
-//! The embedded SQLite backend (rusqlite, bundled SQLite).
+//! The store on SQL, one implementation for both backends: embedded SQLite
+//! (rusqlite, bundled) and PostgreSQL (see `postgres` and `crate::db`).
 //!
 //! Writes go through one writer thread that commits in groups: it takes every
-//! job waiting in its queue, runs each in its own savepoint inside one
-//! `BEGIN IMMEDIATE` transaction, commits once (WAL, `synchronous=FULL`), and
-//! only then answers the callers. A refused job rolls back its savepoint
-//! alone. The analytics counts the jobs change are summed over the group and
-//! written once, just before the commit. Reads run on a small pool of connections on tokio's blocking
+//! job waiting in its queue, runs each in its own savepoint inside one write
+//! transaction (SQLite: `BEGIN IMMEDIATE`, WAL, `synchronous=FULL`;
+//! PostgreSQL: `BEGIN` and the writers' advisory lock, so replicas write one
+//! group at a time), commits once, and only then answers the callers. A
+//! refused job rolls back its savepoint alone. The analytics counts the jobs
+//! change are summed over the group and written once, just before the
+//! commit. Reads run on a small pool of connections on tokio's blocking
 //! threads and see every committed write.
 
 mod aggregates;
 mod audit;
+mod postgres;
 mod queries;
 mod store;
 mod webhooks;
 
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, mpsc};
 
-use rusqlite::Connection;
 use tokio::sync::{Semaphore, oneshot};
 
+use crate::db::{Connection, Dialect};
 use crate::{StoreError, TxError};
 
-const MIGRATIONS: &[(&str, &str)] = &[
+pub use postgres::{MigrationStatus, PgOptions};
+
+const SQLITE_MIGRATIONS: &[(&str, &str)] = &[
     (
         "0001_core",
         include_str!("../../migrations/sqlite/0001_core.sql"),
@@ -55,9 +62,9 @@ const MIGRATIONS: &[(&str, &str)] = &[
 const MAX_BATCH: usize = 1024;
 const N_READERS: usize = 4;
 
-/// The SQLite store; cheap to clone.
+/// The store on SQL: embedded SQLite or PostgreSQL; cheap to clone.
 #[derive(Clone)]
-pub struct SqliteStore {
+pub struct SqlStore {
     inner: Arc<Inner>,
 }
 
@@ -65,21 +72,67 @@ struct Inner {
     writer: Mutex<mpsc::Sender<Job>>,
     readers: Mutex<Vec<Connection>>,
     read_permits: Semaphore,
+    dialect: Dialect,
     /// The audit sequencer's tile state; `None` until loaded or after a
     /// failed step.
     sequencer: tokio::sync::Mutex<Option<loopgate_core::audit::tile::TileBuilder>>,
     /// Full audit tiles read by proofs.
     tiles: Arc<audit::TileCache>,
+    /// Whether this process leads (always, on SQLite).
+    leader: Arc<AtomicBool>,
+    /// Called when another replica committed.
+    wake: Arc<Wake>,
+    /// Tells the watch thread to end.
+    stopped: Arc<AtomicBool>,
 }
 
-/// A job runs inside its own savepoint and returns whether it succeeded and
-/// how to answer its caller once the commit outcome is known.
-type Job = Box<dyn FnOnce(&Connection) -> (bool, Finish) + Send>;
+impl Drop for Inner {
+    fn drop(&mut self) {
+        self.stopped.store(true, Ordering::Relaxed);
+        // A PostgreSQL client blocks on its own runtime when it closes,
+        // which must not happen on an async worker thread.
+        let readers = std::mem::take(match self.readers.get_mut() {
+            Ok(readers) => readers,
+            Err(poisoned) => poisoned.into_inner(),
+        });
+        let _ = std::thread::Builder::new()
+            .name("loopgate-db-close".to_owned())
+            .spawn(move || drop(readers));
+    }
+}
+
+/// What runs when another replica committed.
+#[derive(Default)]
+pub(super) struct Wake(Mutex<Vec<Box<dyn Fn() + Send + Sync>>>);
+
+impl Wake {
+    pub(super) fn wake(&self) {
+        let callbacks = match self.0.lock() {
+            Ok(callbacks) => callbacks,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        for callback in callbacks.iter() {
+            callback();
+        }
+    }
+
+    fn add(&self, callback: Box<dyn Fn() + Send + Sync>) {
+        match self.0.lock() {
+            Ok(mut callbacks) => callbacks.push(callback),
+            Err(poisoned) => poisoned.into_inner().push(callback),
+        }
+    }
+}
+
+/// A job runs inside its own savepoint (or is told why there is no
+/// transaction) and returns whether it succeeded and how to answer its
+/// caller once the commit outcome is known.
+type Job = Box<dyn FnOnce(Result<&Connection, &StoreError>) -> (bool, Finish) + Send>;
 type Finish = Box<dyn FnOnce(Option<&StoreError>) + Send>;
 
-impl SqliteStore {
-    /// Opens (creating if needed) the database file and runs migrations.
-    pub fn open(path: &Path) -> Result<SqliteStore, StoreError> {
+impl SqlStore {
+    /// Opens (creating if needed) the SQLite database file and runs migrations.
+    pub fn open(path: &Path) -> Result<SqlStore, StoreError> {
         let writer = connect(path)?;
         migrate(&writer)?;
         aggregates::ensure(&writer)?;
@@ -91,21 +144,50 @@ impl SqliteStore {
             reader.execute_batch("PRAGMA mmap_size = 1073741824;")?;
             readers.push(reader);
         }
+        SqlStore::start(writer, readers)
+    }
+
+    /// Starts the writer thread over `writer`, with `readers` for reads.
+    fn start(writer: Connection, readers: Vec<Connection>) -> Result<SqlStore, StoreError> {
+        let dialect = writer.dialect();
+        let n_readers = readers.len();
         let (sender, receiver) = mpsc::channel::<Job>();
         std::thread::Builder::new()
-            .name("loopgate-sqlite-writer".to_owned())
+            .name("loopgate-db-writer".to_owned())
             .spawn(move || write_loop(writer, receiver))
             .map_err(|e| StoreError::Other(format!("cannot start the writer thread: {e}")))?;
         let inner = Inner {
             writer: Mutex::new(sender),
             readers: Mutex::new(readers),
-            read_permits: Semaphore::new(N_READERS),
+            read_permits: Semaphore::new(n_readers),
+            dialect,
             sequencer: tokio::sync::Mutex::new(None),
             tiles: Arc::default(),
+            leader: Arc::new(AtomicBool::new(dialect == Dialect::Sqlite)),
+            wake: Arc::default(),
+            stopped: Arc::default(),
         };
-        Ok(SqliteStore {
+        Ok(SqlStore {
             inner: Arc::new(inner),
         })
+    }
+
+    /// Calls `callback` whenever another replica committed.
+    pub(crate) fn watch_commits(&self, callback: Box<dyn Fn() + Send + Sync>) {
+        self.inner.wake.add(callback);
+    }
+
+    /// Whether this process leads (runs the sequencer, timers and webhooks).
+    pub(crate) fn leads(&self) -> bool {
+        self.inner.leader.load(Ordering::SeqCst)
+    }
+
+    /// Which database this store runs on.
+    pub fn backend(&self) -> &'static str {
+        match self.inner.dialect {
+            Dialect::Sqlite => "sqlite",
+            Dialect::Postgres => "postgres",
+        }
     }
 
     /// Runs `job` in the writer's next group commit.
@@ -119,7 +201,10 @@ impl SqliteStore {
     {
         let (answer, answered) = oneshot::channel();
         let boxed: Job = Box::new(move |conn| {
-            let res = job(conn);
+            let res = match conn {
+                Ok(conn) => job(conn),
+                Err(error) => Err(TxError::Store(error.clone())),
+            };
             let ok = res.is_ok();
             let finish: Finish = Box::new(move |commit_error| {
                 let out = match commit_error {
@@ -196,7 +281,7 @@ impl SqliteStore {
 }
 
 fn connect(path: &Path) -> Result<Connection, StoreError> {
-    let conn = Connection::open(path)
+    let conn = rusqlite::Connection::open(path)
         .map_err(|e| StoreError::Unavailable(format!("cannot open `{}`: {e}", path.display())))?;
     conn.execute_batch(
         "PRAGMA journal_mode = WAL;
@@ -205,12 +290,12 @@ fn connect(path: &Path) -> Result<Connection, StoreError> {
          PRAGMA busy_timeout = 5000;
          PRAGMA cache_size = -16000;",
     )?;
-    Ok(conn)
+    Ok(Connection::Sqlite(conn))
 }
 
 fn migrate(conn: &Connection) -> Result<(), StoreError> {
     let current: i64 = conn.query_row("PRAGMA user_version", [], |row| row.get(0))?;
-    for (number, (name, sql)) in MIGRATIONS.iter().enumerate() {
+    for (number, (name, sql)) in SQLITE_MIGRATIONS.iter().enumerate() {
         let version = i64::try_from(number).unwrap_or(i64::MAX) + 1;
         if version <= current {
             continue;
@@ -223,7 +308,7 @@ fn migrate(conn: &Connection) -> Result<(), StoreError> {
             )));
         }
     }
-    let known = i64::try_from(MIGRATIONS.len()).unwrap_or(i64::MAX);
+    let known = i64::try_from(SQLITE_MIGRATIONS.len()).unwrap_or(i64::MAX);
     if known < current {
         return Err(StoreError::Other(format!(
             "the database is at schema version {current}, newer than this binary knows ({known}); upgrade loopgate"
@@ -233,6 +318,10 @@ fn migrate(conn: &Connection) -> Result<(), StoreError> {
 }
 
 fn write_loop(conn: Connection, receiver: mpsc::Receiver<Job>) {
+    let notify = match conn.dialect() {
+        Dialect::Sqlite => None,
+        Dialect::Postgres => Some(postgres::NOTIFY),
+    };
     while let Ok(first) = receiver.recv() {
         let mut batch = vec![first];
         while batch.len() < MAX_BATCH {
@@ -241,10 +330,11 @@ fn write_loop(conn: Connection, receiver: mpsc::Receiver<Job>) {
                 Err(_) => break,
             }
         }
-        if let Err(error) = conn.execute_batch("BEGIN IMMEDIATE") {
-            let error = StoreError::from(error);
+        if let Err(error) = conn.begin_write() {
+            // Nothing runs outside a transaction: every job is told why.
+            let _ = conn.execute_batch("ROLLBACK");
             for job in batch {
-                let (_, finish) = job(&conn);
+                let (_, finish) = job(Err(&error));
                 aggregates::job_done(false);
                 finish(Some(&error));
             }
@@ -252,20 +342,28 @@ fn write_loop(conn: Connection, receiver: mpsc::Receiver<Job>) {
         }
         let mut finishes = Vec::with_capacity(batch.len());
         for job in batch {
-            let began = conn.execute_batch("SAVEPOINT job").is_ok();
-            let (ok, finish) = job(&conn);
-            let closed = match ok && began {
-                true => conn.execute_batch("RELEASE job"),
-                false => conn.execute_batch("ROLLBACK TO job; RELEASE job"),
+            let began = conn.execute_batch("SAVEPOINT job");
+            let (ok, finish) = match &began {
+                Ok(()) => job(Ok(&conn)),
+                Err(error) => job(Err(error)),
             };
-            aggregates::job_done(ok && began && closed.is_ok());
+            let closed = match ok && began.is_ok() {
+                true => conn.execute_batch("RELEASE job"),
+                false if began.is_ok() => conn.execute_batch("ROLLBACK TO job; RELEASE job"),
+                false => Ok(()),
+            };
+            aggregates::job_done(ok && began.is_ok() && closed.is_ok());
             if let Err(error) = closed {
                 tracing::error!(%error, "savepoint could not be closed");
             }
             finishes.push(finish);
         }
         let committed = aggregates::flush(&conn)
-            .and_then(|()| conn.execute_batch("COMMIT").map_err(StoreError::from));
+            .and_then(|()| match notify {
+                Some(sql) => conn.execute_batch(sql),
+                None => Ok(()),
+            })
+            .and_then(|()| conn.execute_batch("COMMIT"));
         if committed.is_err() {
             let _ = conn.execute_batch("ROLLBACK");
         }

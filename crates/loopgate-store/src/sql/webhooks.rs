@@ -1,7 +1,7 @@
 //! The webhook endpoints and their outbox (see `0007_webhooks.sql`).
 
+use crate::db::{Connection, OptionalExtension, Row, params};
 use loopgate_core::{SystemId, Timestamp};
-use rusqlite::{Connection, OptionalExtension, Row, params};
 use serde_json::json;
 
 use super::queries::{self as q, EVENT_COLUMNS, event_row};
@@ -14,7 +14,7 @@ const WEBHOOK_COLUMNS: &str = "system, url, secret, types, created_at, updated_a
 const DELIVERY_COLUMNS: &str = "seq, system, ord, type, state, attempts, next_at, created_at, delivered_at, \
      last_status, last_error";
 
-fn webhook_row(row: &Row<'_>) -> Result<WebhookConfig, StoreError> {
+fn webhook_row(row: &Row) -> Result<WebhookConfig, StoreError> {
     let types: String = row.get(3)?;
     Ok(WebhookConfig {
         system: q::parse(&row.get::<_, String>(0)?, SystemId::parse)?,
@@ -30,7 +30,7 @@ fn webhook_row(row: &Row<'_>) -> Result<WebhookConfig, StoreError> {
     })
 }
 
-fn delivery_row(row: &Row<'_>) -> Result<DeliveryRecord, StoreError> {
+fn delivery_row(row: &Row) -> Result<DeliveryRecord, StoreError> {
     let state = q::parse(&row.get::<_, String>(4)?, DeliveryState::parse)?;
     Ok(DeliveryRecord {
         id: row.get(0)?,
@@ -68,17 +68,20 @@ pub(super) fn set(
     }
     // Without webhooks the cursor stands still (see `has_work`): the first
     // one starts from now.
+    // (The aggregate is in a subquery: an aggregate over no rows is still
+    // one row, which would move the cursor back to 0.)
     conn.execute_batch(
-        "INSERT OR REPLACE INTO meta (key, value)
-         SELECT 'webhook_cursor', CAST(COALESCE(MAX(seq), 0) AS TEXT) FROM events
-         WHERE NOT EXISTS (SELECT 1 FROM webhooks)",
+        "INSERT INTO meta (key, value)
+         SELECT 'webhook_cursor', CAST(COALESCE(last.seq, 0) AS TEXT)
+         FROM (SELECT MAX(seq) AS seq FROM events) AS last
+         WHERE NOT EXISTS (SELECT 1 FROM webhooks)
+         ON CONFLICT (key) DO UPDATE SET value = excluded.value",
     )?;
     let types = format!(",{},", webhook.types.join(","));
-    conn.prepare_cached(
+    conn.execute(
         "INSERT INTO webhooks (system, url, secret, types, created_at, updated_at) VALUES (?1, ?2, ?3, ?4, ?5, ?5)
          ON CONFLICT (system) DO UPDATE SET url = ?2, secret = ?3, types = ?4, updated_at = ?5",
-    )?
-    .execute(params![webhook.system.as_str(), webhook.url, webhook.secret, types, now.millis()])?;
+    params![webhook.system.as_str(), webhook.url, webhook.secret, types, now.millis()])?;
     let data =
         json!({"system": webhook.system.as_str(), "url": webhook.url, "types": webhook.types});
     q::event(
@@ -98,17 +101,15 @@ pub(super) fn remove(
     actor: &str,
     now: Timestamp,
 ) -> Result<bool, StoreError> {
-    let removed = conn
-        .prepare_cached("DELETE FROM webhooks WHERE system = ?1")?
-        .execute(params![system])?;
+    let removed = conn.execute("DELETE FROM webhooks WHERE system = ?1", params![system])?;
     if removed == 0 {
         return Ok(false);
     }
-    conn.prepare_cached(
+    conn.execute(
         "UPDATE webhook_deliveries SET state = 'failed', last_error = 'webhook removed'
          WHERE system = ?1 AND state = 'pending'",
-    )?
-    .execute(params![system])?;
+        params![system],
+    )?;
     q::event(
         conn,
         now,
@@ -124,13 +125,13 @@ pub(super) fn remove(
 /// a reader, so that the dispatcher's wake-ups cost the writer nothing when
 /// there is nothing to queue.
 pub(super) fn has_work(conn: &Connection) -> Result<bool, StoreError> {
-    Ok(conn.query_row(
+    conn.query_row(
         "SELECT EXISTS (SELECT 1 FROM webhooks)
             AND COALESCE((SELECT MAX(seq) FROM events), 0)
-                > COALESCE((SELECT CAST(value AS INTEGER) FROM meta WHERE key = 'webhook_cursor'), 0)",
-        [],
+                > COALESCE((SELECT CAST(value AS BIGINT) FROM meta WHERE key = 'webhook_cursor'), 0)",
+        params![],
         |row| row.get(0),
-    )?)
+    )
 }
 
 pub(super) fn enqueue(conn: &Connection, now: Timestamp, limit: u32) -> Result<u32, StoreError> {
@@ -138,24 +139,27 @@ pub(super) fn enqueue(conn: &Connection, now: Timestamp, limit: u32) -> Result<u
         .and_then(|v| v.parse().ok())
         .unwrap_or(0);
     let (passed, upto): (u32, Option<i64>) = conn.query_row(
-        "SELECT COUNT(*), MAX(seq) FROM (SELECT seq FROM events WHERE seq > ?1 ORDER BY seq LIMIT ?2)",
+        "SELECT COUNT(*), MAX(seq) FROM (SELECT seq FROM events WHERE seq > ?1 ORDER BY seq LIMIT ?2) AS next",
         params![cursor, limit],
         |row| Ok((row.get(0)?, row.get(1)?)),
     )?;
     let Some(upto) = upto else {
         return Ok(0);
     };
-    conn.prepare_cached(
-        "INSERT OR IGNORE INTO webhook_deliveries (seq, system, ord, type, state, next_at, window_start, created_at)
+    conn.execute(
+        "INSERT INTO webhook_deliveries (seq, system, ord, type, state, next_at, window_start, created_at)
          SELECT e.seq, w.system, e.subject, e.type, 'pending', ?3, ?3, ?3
          FROM events e
          JOIN proposals p ON p.id = e.subject
          JOIN webhooks w ON w.system = p.system
-         WHERE e.seq > ?1 AND e.seq <= ?2 AND instr(w.types, ',' || e.type || ',') > 0",
-    )?
-    .execute(params![cursor, upto, now.millis()])?;
-    conn.prepare_cached("INSERT OR REPLACE INTO meta (key, value) VALUES ('webhook_cursor', ?1)")?
-        .execute(params![upto.to_string()])?;
+         WHERE e.seq > ?1 AND e.seq <= ?2 AND instr(w.types, ',' || e.type || ',') > 0
+         ON CONFLICT DO NOTHING",
+    params![cursor, upto, now.millis()])?;
+    conn.execute(
+        "INSERT INTO meta (key, value) VALUES ('webhook_cursor', ?1)
+         ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+        params![upto.to_string()],
+    )?;
     Ok(passed)
 }
 
@@ -197,17 +201,12 @@ pub(super) fn due(
 }
 
 pub(super) fn record(conn: &Connection, results: &[AttemptResult]) -> Result<(), StoreError> {
-    let mut update = conn.prepare_cached(
-        "UPDATE webhook_deliveries SET attempts = attempts + 1, state = ?2, next_at = ?3, last_status = ?4,
-             last_error = ?5, delivered_at = CASE WHEN ?2 = 'delivered' THEN ?6 ELSE delivered_at END
-         WHERE seq = ?1 RETURNING attempts",
-    )?;
-    let mut insert = conn.prepare_cached(
-        "INSERT OR REPLACE INTO webhook_attempts (seq, n, time, status, error, duration_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-    )?;
     for result in results {
-        let n: Option<i64> = update
+        let n: Option<i64> = conn
             .query_row(
+                "UPDATE webhook_deliveries SET attempts = attempts + 1, state = ?2, next_at = ?3, last_status = ?4,
+                     last_error = ?5, delivered_at = CASE WHEN ?2 = 'delivered' THEN ?6 ELSE delivered_at END
+                 WHERE seq = ?1 RETURNING attempts",
                 params![
                     result.id,
                     result.state.as_str(),
@@ -220,14 +219,19 @@ pub(super) fn record(conn: &Connection, results: &[AttemptResult]) -> Result<(),
             )
             .optional()?;
         if let Some(n) = n {
-            insert.execute(params![
+            conn.execute(
+                "INSERT INTO webhook_attempts (seq, n, time, status, error, duration_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+                 ON CONFLICT (seq, n) DO UPDATE SET time = excluded.time, status = excluded.status,
+                     error = excluded.error, duration_ms = excluded.duration_ms",
+                params![
                 result.id,
                 n,
                 result.time.millis(),
                 result.status,
                 result.error,
-                result.duration_ms
-            ])?;
+                    result.duration_ms
+                ],
+            )?;
         }
     }
     Ok(())
@@ -239,7 +243,7 @@ pub(super) fn list(
 ) -> Result<Paged<DeliveryRecord>, StoreError> {
     let sql = format!(
         "SELECT {DELIVERY_COLUMNS} FROM webhook_deliveries
-         WHERE system = ?1 AND (?2 IS NULL OR state = ?2) AND (?3 IS NULL OR seq < ?3)
+         WHERE system = ?1 AND (CAST(?2 AS TEXT) IS NULL OR state = ?2) AND (CAST(?3 AS BIGINT) IS NULL OR seq < ?3)
          ORDER BY seq DESC LIMIT ?4"
     );
     let mut items = q::all(
@@ -296,12 +300,11 @@ pub(super) fn redeliver(
     id: i64,
     now: Timestamp,
 ) -> Result<DeliveryRecord, StoreError> {
-    let changed = conn
-        .prepare_cached(
-            "UPDATE webhook_deliveries SET state = 'pending', next_at = ?3, window_start = ?3
+    let changed = conn.execute(
+        "UPDATE webhook_deliveries SET state = 'pending', next_at = ?3, window_start = ?3
              WHERE seq = ?1 AND system = ?2",
-        )?
-        .execute(params![id, system, now.millis()])?;
+        params![id, system, now.millis()],
+    )?;
     if changed == 0 {
         return Err(StoreError::NotFound);
     }
@@ -311,14 +314,13 @@ pub(super) fn redeliver(
 pub(super) fn prune(conn: &Connection, before: Timestamp, limit: u32) -> Result<u32, StoreError> {
     let old = "SELECT seq FROM webhook_deliveries
                WHERE state != 'pending' AND created_at < ?1 ORDER BY seq LIMIT ?2";
-    conn.prepare_cached(&format!(
-        "DELETE FROM webhook_attempts WHERE seq IN ({old})"
-    ))?
-    .execute(params![before.millis(), limit])?;
-    let deleted = conn
-        .prepare_cached(&format!(
-            "DELETE FROM webhook_deliveries WHERE seq IN ({old})"
-        ))?
-        .execute(params![before.millis(), limit])?;
+    conn.execute(
+        &format!("DELETE FROM webhook_attempts WHERE seq IN ({old})"),
+        params![before.millis(), limit],
+    )?;
+    let deleted = conn.execute(
+        &format!("DELETE FROM webhook_deliveries WHERE seq IN ({old})"),
+        params![before.millis(), limit],
+    )?;
     Ok(u32::try_from(deleted).unwrap_or(u32::MAX))
 }

@@ -3,9 +3,9 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::db::{Arg, Connection, Dialect, ToArg, params};
 use loopgate_core::review::{self, DecisionInput, Effect, ReviewError, Reviewer, Task};
 use loopgate_core::{ProposalId, ProposalStatus, SystemId, TaskId, TaskState, Timestamp, UserId};
-use rusqlite::{Connection, params, params_from_iter};
 use serde_json::{Value, json};
 
 use loopgate_core::audit::entry::salted_hash;
@@ -14,7 +14,7 @@ use loopgate_core::audit::Hash;
 
 use super::aggregates::{self as counts, Tracked};
 use super::queries::{self as q, PROPOSAL_COLUMNS, TASK_COLUMNS, USER_COLUMNS, to_json};
-use super::{SqliteStore, audit, webhooks};
+use super::{SqlStore, audit, webhooks};
 use crate::{
     Activation, ActivationMode, AnalyticsFilter, AttemptResult, CheckpointRecord, CredentialOwner,
     DecisionOutcome, DeliveryFilter, DeliveryRecord, Disagreement, DueDelivery, EraseError,
@@ -26,11 +26,11 @@ use crate::{
 };
 
 #[async_trait::async_trait]
-impl Store for SqliteStore {
+impl Store for SqlStore {
     async fn sampling_secret(&self, candidate: String) -> Result<String, StoreError> {
         self.write_plain(move |conn| {
             conn.execute(
-                "INSERT OR IGNORE INTO meta (key, value) VALUES ('sampling_secret', ?1)",
+                "INSERT INTO meta (key, value) VALUES ('sampling_secret', ?1) ON CONFLICT DO NOTHING",
                 params![candidate],
             )?;
             q::meta(conn, "sampling_secret")?.ok_or(StoreError::NotFound)
@@ -46,7 +46,7 @@ impl Store for SqliteStore {
     ) -> Result<bool, StoreError> {
         self.write_plain(move |conn| {
             let n_users: i64 =
-                conn.query_row("SELECT count(*) FROM users", [], |row| row.get(0))?;
+                conn.query_row("SELECT count(*) FROM users", params![], |row| row.get(0))?;
             if 0 < n_users {
                 return Ok(false);
             }
@@ -62,9 +62,10 @@ impl Store for SqliteStore {
     async fn principal(&self, credential_hash: &str) -> Result<Option<Principal>, StoreError> {
         let hash = credential_hash.to_owned();
         self.read(move |conn| {
-            let mut statement =
-                conn.prepare_cached("SELECT kind, owner FROM credentials WHERE hash = ?1")?;
-            let mut rows = statement.query(params![hash])?;
+            let mut rows = conn.query(
+                "SELECT kind, owner FROM credentials WHERE hash = ?1",
+                params![hash],
+            )?;
             let Some(row) = rows.next()? else {
                 return Ok(None);
             };
@@ -156,19 +157,21 @@ impl Store for SqliteStore {
     async fn create_session(&self, session: NewSession, now: Timestamp) -> Result<(), StoreError> {
         self.write_plain(move |conn| {
             // Ended sessions go as new ones come: the table stays small.
-            conn.prepare_cached("DELETE FROM sessions WHERE expires_at <= ?1")?
-                .execute(params![now.millis()])?;
-            conn.prepare_cached(
+            conn.execute(
+                "DELETE FROM sessions WHERE expires_at <= ?1",
+                params![now.millis()],
+            )?;
+            conn.execute(
                 "INSERT INTO sessions (hash, user_id, csrf, created_at, expires_at, seen_at)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?4)",
-            )?
-            .execute(params![
-                session.hash,
-                session.user.as_str(),
-                session.csrf,
-                now.millis(),
-                session.expires_at.millis()
-            ])?;
+                params![
+                    session.hash,
+                    session.user.as_str(),
+                    session.csrf,
+                    now.millis(),
+                    session.expires_at.millis()
+                ],
+            )?;
             Ok(())
         })
         .await
@@ -207,8 +210,10 @@ impl Store for SqliteStore {
     async fn touch_session(&self, hash: &str, now: Timestamp) -> Result<(), StoreError> {
         let hash = hash.to_owned();
         self.write_plain(move |conn| {
-            conn.prepare_cached("UPDATE sessions SET seen_at = ?2 WHERE hash = ?1")?
-                .execute(params![hash, now.millis()])?;
+            conn.execute(
+                "UPDATE sessions SET seen_at = ?2 WHERE hash = ?1",
+                params![hash, now.millis()],
+            )?;
             Ok(())
         })
         .await
@@ -217,8 +222,7 @@ impl Store for SqliteStore {
     async fn delete_session(&self, hash: &str) -> Result<(), StoreError> {
         let hash = hash.to_owned();
         self.write_plain(move |conn| {
-            conn.prepare_cached("DELETE FROM sessions WHERE hash = ?1")?
-                .execute(params![hash])?;
+            conn.execute("DELETE FROM sessions WHERE hash = ?1", params![hash])?;
             Ok(())
         })
         .await
@@ -243,11 +247,10 @@ impl Store for SqliteStore {
     ) -> Result<SystemRecord, StoreError> {
         let actor = actor.to_owned();
         self.write_plain(move |conn| {
-            conn.prepare_cached(
+            conn.execute(
                 "INSERT INTO systems (id, name, owner, purpose, risk_tier, oversight, status, created_at, updated_at, shape)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'active', ?7, ?7, ?8)",
-            )?
-            .execute(params![
+            params![
                 system.id.as_str(),
                 system.name,
                 system.owner,
@@ -299,12 +302,11 @@ impl Store for SqliteStore {
                 updated_at: now,
                 ..before.clone()
             };
-            conn.prepare_cached(
+            conn.execute(
                 "UPDATE systems SET name = ?2, owner = ?3, purpose = ?4, risk_tier = ?5, oversight = ?6, status = ?7, updated_at = ?8,
                      retention_ms = ?9, shape = ?10
                  WHERE id = ?1",
-            )?
-            .execute(params![
+            params![
                 id.as_str(),
                 after.name,
                 after.owner,
@@ -343,11 +345,12 @@ impl Store for SqliteStore {
             let record = match existing {
                 Some(record) => record,
                 None => {
-                    conn.execute(
-                        "INSERT INTO policies (version, text, description, policy_ids, created_by, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                    let seq: i64 = conn.query_row(
+                        "INSERT INTO policies (version, text, description, policy_ids, created_by, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+                         RETURNING seq",
                         params![policy.version, policy.text, policy.description, to_json(&policy.policy_ids), actor, now.millis()],
+                        |row| row.get(0),
                     )?;
-                    let seq = conn.last_insert_rowid();
                     q::event(conn, now, &actor, "policy.published", &policy.version,
                         json!({"version": policy.version, "seq": seq, "policies": policy.policy_ids.len()}))?;
                     PolicyRecord {
@@ -521,23 +524,22 @@ impl Store for SqliteStore {
     async fn proposals(&self, filter: ProposalFilter) -> Result<Paged<ProposalRecord>, StoreError> {
         self.read(move |conn| {
             let mut sql = format!("SELECT {PROPOSAL_COLUMNS} FROM proposals WHERE seq < ?1");
-            let mut args: Vec<rusqlite::types::Value> =
-                vec![filter.before_seq.unwrap_or(i64::MAX).into()];
+            let mut args: Vec<Arg> = vec![filter.before_seq.unwrap_or(i64::MAX).to_arg()];
             if let Some(system) = &filter.system {
-                args.push(system.as_str().to_owned().into());
+                args.push(system.as_str().to_arg());
                 sql.push_str(&format!(" AND system = ?{}", args.len()));
             }
             if let Some(status) = filter.status {
-                args.push(status.as_str().to_owned().into());
+                args.push(status.as_str().to_arg());
                 sql.push_str(&format!(" AND status = ?{}", args.len()));
             }
             if let Some(action) = &filter.action {
-                args.push(action.clone().into());
+                args.push(action.to_arg());
                 sql.push_str(&format!(" AND action = ?{}", args.len()));
             }
-            args.push(i64::from(filter.limit).saturating_add(1).into());
+            args.push(i64::from(filter.limit).saturating_add(1).to_arg());
             sql.push_str(&format!(" ORDER BY seq DESC LIMIT ?{}", args.len()));
-            let mut items = q::all(conn, &sql, params_from_iter(args), q::proposal_row)?;
+            let mut items = q::all(conn, &sql, args, q::proposal_row)?;
             let next = page_cursor(&mut items, filter.limit, |it| it.seq);
             for item in &mut items {
                 item.decisions = q::decisions(conn, item.id.as_str())?;
@@ -560,15 +562,13 @@ impl Store for SqliteStore {
                 return Err(TxError::Refused(ReviewError::AlreadyDecided { state: proposal.status.as_str() }));
             }
             let tracked = Tracked::before(conn, id.as_str())?;
-            conn.prepare_cached(
+            conn.execute(
                 "UPDATE proposals SET status = 'cancelled', decided_by = 'system', decided_at = ?2 WHERE id = ?1",
-            )?
-            .execute(params![id.as_str(), now.millis()])?;
-            conn.prepare_cached(
+            params![id.as_str(), now.millis()])?;
+            conn.execute(
                 "UPDATE tasks SET state = 'cancelled', claimed_by = NULL, lease_expires_at = NULL, updated_at = ?2
                  WHERE proposal_id = ?1 AND state IN ('open', 'claimed')",
-            )?
-            .execute(params![id.as_str(), now.millis()])?;
+            params![id.as_str(), now.millis()])?;
             tracked.apply(conn)?;
             q::event(conn, now, &actor, "proposal.cancelled", id.as_str(), json!({"proposal": id.as_str()}))?;
             Ok(q::proposal(conn, id.as_str())?.ok_or(StoreError::NotFound)?)
@@ -583,20 +583,20 @@ impl Store for SqliteStore {
     ) -> Result<Paged<TaskRecord>, StoreError> {
         self.read(move |conn| {
             let mut sql = format!("SELECT {TASK_COLUMNS} FROM tasks t JOIN proposals p ON p.id = t.proposal_id WHERE t.seq > ?1");
-            let mut args: Vec<rusqlite::types::Value> = vec![filter.after_seq.unwrap_or(0).into()];
+            let mut args: Vec<Arg> = vec![filter.after_seq.unwrap_or(0).to_arg()];
             match filter.state {
                 Some(TaskState::Open) => {
-                    args.push(now.millis().into());
+                    args.push(now.millis().to_arg());
                     let n = args.len();
                     sql.push_str(&format!(" AND (t.state = 'open' OR (t.state = 'claimed' AND t.lease_expires_at <= ?{n}))"));
                 }
                 Some(TaskState::Claimed) => {
-                    args.push(now.millis().into());
+                    args.push(now.millis().to_arg());
                     let n = args.len();
                     sql.push_str(&format!(" AND t.state = 'claimed' AND t.lease_expires_at > ?{n}"));
                 }
                 Some(state) => {
-                    args.push(state.as_str().to_owned().into());
+                    args.push(state.as_str().to_arg());
                     sql.push_str(&format!(" AND t.state = ?{}", args.len()));
                 }
                 None => (),
@@ -606,17 +606,17 @@ impl Store for SqliteStore {
                     return Ok(Paged { items: Vec::new(), next: None });
                 }
                 let start = args.len() + 1;
-                args.extend(groups.iter().map(|g| rusqlite::types::Value::from(g.clone())));
+                args.extend(groups.iter().map(ToArg::to_arg));
                 let marks: Vec<String> = (start..=args.len()).map(|i| format!("?{i}")).collect();
                 sql.push_str(&format!(" AND t.grp IN ({})", marks.join(", ")));
             }
             if let Some(system) = &filter.system {
-                args.push(system.as_str().to_owned().into());
+                args.push(system.as_str().to_arg());
                 sql.push_str(&format!(" AND p.system = ?{}", args.len()));
             }
-            args.push(i64::from(filter.limit).saturating_add(1).into());
+            args.push(i64::from(filter.limit).saturating_add(1).to_arg());
             sql.push_str(&format!(" ORDER BY t.seq LIMIT ?{}", args.len()));
-            let mut items = q::all(conn, &sql, params_from_iter(args), q::task_row)?;
+            let mut items = q::all(conn, &sql, args, q::task_row)?;
             let next = page_cursor(&mut items, filter.limit, |it| it.seq);
             Ok(Paged { items, next })
         })
@@ -715,14 +715,12 @@ impl Store for SqliteStore {
         limit: u32,
     ) -> Result<Vec<TimerOutcome>, StoreError> {
         self.write_plain(move |conn| {
-            let ids: Vec<String> = {
-                let mut statement = conn.prepare_cached(
-                    "SELECT id FROM tasks WHERE state IN ('open', 'claimed') AND due_at IS NOT NULL AND due_at <= ?1
-                     ORDER BY due_at LIMIT ?2",
-                )?;
-                let rows = statement.query_map(params![now.millis(), limit], |row| row.get(0))?;
-                rows.collect::<Result<_, _>>()?
-            };
+            let ids: Vec<String> = conn.query_map(
+                "SELECT id FROM tasks WHERE state IN ('open', 'claimed') AND due_at IS NOT NULL AND due_at <= ?1
+                 ORDER BY due_at LIMIT ?2",
+                params![now.millis(), limit],
+                |row| row.get(0),
+            )?;
             let mut out = Vec::with_capacity(ids.len());
             for id in ids {
                 let Some(case) = q::case(conn, &id)? else { continue };
@@ -740,12 +738,12 @@ impl Store for SqliteStore {
 
     async fn queue_depth(&self, now: Timestamp) -> Result<Vec<(String, u64)>, StoreError> {
         self.read(move |conn| {
-            let mut statement = conn.prepare_cached(
+            conn.query_map(
                 "SELECT grp, count(*) FROM tasks
                  WHERE state = 'open' OR (state = 'claimed' AND lease_expires_at <= ?1) GROUP BY grp ORDER BY grp",
-            )?;
-            let rows = statement.query_map(params![now.millis()], |row| Ok((row.get(0)?, row.get(1)?)))?;
-            Ok(rows.collect::<Result<_, _>>()?)
+                params![now.millis()],
+                |row| Ok((row.get(0)?, row.get(1)?)),
+            )
         })
         .await
     }
@@ -855,11 +853,9 @@ impl Store for SqliteStore {
 
     async fn last_event_seq(&self) -> Result<i64, StoreError> {
         self.read(|conn| {
-            Ok(
-                conn.query_row("SELECT COALESCE(MAX(seq), 0) FROM events", [], |row| {
-                    row.get(0)
-                })?,
-            )
+            conn.query_row("SELECT COALESCE(MAX(seq), 0) FROM events", [], |row| {
+                row.get(0)
+            })
         })
         .await
     }
@@ -969,16 +965,22 @@ impl Store for SqliteStore {
     async fn attribute_keys(&self, system: &SystemId) -> Result<Vec<String>, StoreError> {
         let system = system.clone();
         self.read(move |conn| {
-            let mut statement = conn.prepare_cached(
-                "SELECT DISTINCT a.key FROM
-                   (SELECT subject FROM proposals WHERE system = ?1 ORDER BY seq DESC LIMIT 1000) p,
-                   json_each(p.subject, '$.attributes') a
-                 ORDER BY a.key",
-            )?;
-            let keys = statement
-                .query_map(params![system.as_str()], |row| row.get::<_, String>(0))?
-                .collect::<Result<Vec<_>, _>>()?;
-            Ok(keys)
+            let sql = match conn.dialect() {
+                Dialect::Sqlite => {
+                    "SELECT DISTINCT a.key FROM
+                       (SELECT subject FROM proposals WHERE system = ?1 ORDER BY seq DESC LIMIT 1000) p,
+                       json_each(p.subject, '$.attributes') a
+                     ORDER BY a.key"
+                }
+                Dialect::Postgres => {
+                    "SELECT DISTINCT a.key FROM
+                       (SELECT CAST(subject AS json) -> 'attributes' AS attributes
+                        FROM proposals WHERE system = ?1 ORDER BY seq DESC LIMIT 1000) p,
+                       json_each(CASE json_typeof(p.attributes) WHEN 'object' THEN p.attributes ELSE '{}' END) a
+                     ORDER BY a.key"
+                }
+            };
+            conn.query_map(sql, params![system.as_str()], |row| row.get(0))
         })
         .await
     }
@@ -993,17 +995,24 @@ impl Store for SqliteStore {
             .await
     }
 
+    fn watch_commits(&self, callback: Box<dyn Fn() + Send + Sync>) {
+        SqlStore::watch_commits(self, callback);
+    }
+
+    fn leads(&self) -> bool {
+        SqlStore::leads(self)
+    }
+
     async fn ping(&self) -> Result<(), StoreError> {
         self.read(|conn| {
-            Ok(conn
-                .query_row("SELECT 1", [], |row| row.get::<_, i64>(0))
-                .map(|_| ())?)
+            conn.query_row("SELECT 1", params![], |row| row.get::<_, i64>(0))
+                .map(|_| ())
         })
         .await
     }
 }
 
-impl SqliteStore {
+impl SqlStore {
     /// Claim and release: load the task, let core move its lease, write the
     /// task and its event.
     async fn move_lease(
@@ -1037,16 +1046,12 @@ fn submit(
     now: Timestamp,
 ) -> Result<Submitted, TxError<SubmitError>> {
     if let Some(key) = &new.idempotency_key {
-        let existing: Option<(String, String)> = {
-            let mut statement = conn.prepare_cached(
-                "SELECT id, fingerprint FROM proposals WHERE system = ?1 AND idempotency_key = ?2",
-            )?;
-            let mut rows = statement.query(params![new.system.as_str(), key])?;
-            match rows.next()? {
-                Some(row) => Some((row.get(0)?, row.get(1)?)),
-                None => None,
-            }
-        };
+        let existing: Option<(String, String)> = q::one(
+            conn,
+            "SELECT id, fingerprint FROM proposals WHERE system = ?1 AND idempotency_key = ?2",
+            params![new.system.as_str(), key],
+            |row| Ok((row.get(0)?, row.get(1)?)),
+        )?;
         if let Some((id, fingerprint)) = existing {
             let record = q::proposal(conn, &id)?.ok_or(StoreError::NotFound)?;
             if fingerprint != new.fingerprint.as_str() {
@@ -1068,13 +1073,13 @@ fn submit(
         _ => (&new.routing, &new.plan),
     };
     let blind = plan.task.as_ref().is_some_and(|task| task.review.blind);
-    conn.prepare_cached(
+    let seq: i64 = conn.query_row(
         "INSERT INTO proposals (id, system, action, idempotency_key, digest, fingerprint, subject, input, output, confidence, explanation,
              model, context, status, route, policy_version, matched_policies, overridden, modified, blind, decided_by,
              decided_at, submitted_by, created_at, salt, ai_output)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?22, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, 0, 0, ?21, ?17, ?18, ?19, ?20, ?23, ?8)",
-    )?
-    .execute(params![
+         VALUES (?1, ?2, ?3, ?4, ?5, ?22, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, 0, 0, ?21, ?17, ?18, ?19, ?20, ?23, ?8)
+         RETURNING seq",
+        params![
         new.id.as_str(),
         new.system.as_str(),
         new.action,
@@ -1098,8 +1103,10 @@ fn submit(
         blind,
         new.fingerprint.as_str(),
         new.salt,
-    ])?;
-    let seq = conn.last_insert_rowid();
+    ],
+        |row| row.get(0),
+    )?;
+
     let id = new.id.as_str();
     let actor = &new.submitted_by;
     q::event(
@@ -1218,8 +1225,7 @@ fn insert_user(
     actor: &str,
     now: Timestamp,
 ) -> Result<(), StoreError> {
-    conn.prepare_cached("INSERT INTO users (id, username, roles, groups_, password_hash, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)")?
-        .execute(params![user.id.as_str(), user.username, q::roles_json(&user.roles), to_json(&user.groups), user.password_hash, now.millis()])?;
+    conn.execute("INSERT INTO users (id, username, roles, groups_, password_hash, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)", params![user.id.as_str(), user.username, q::roles_json(&user.roles), to_json(&user.groups), user.password_hash, now.millis()])?;
     let data = json!({"user": user.id.as_str(), "username": user.username, "roles": user.roles.iter().map(|r| r.as_str()).collect::<Vec<_>>(), "groups": user.groups});
     q::event(conn, now, actor, "user.created", user.id.as_str(), data)
 }
@@ -1234,16 +1240,10 @@ fn insert_credential(
         CredentialOwner::User(id) => ("user", id.as_str().to_owned()),
         CredentialOwner::System(id) => ("system", id.as_str().to_owned()),
     };
-    conn.prepare_cached(
+    conn.execute(
         "INSERT INTO credentials (id, hash, kind, owner, created_at) VALUES (?1, ?2, ?3, ?4, ?5)",
-    )?
-    .execute(params![
-        credential.id,
-        credential.hash,
-        kind,
-        owner,
-        now.millis()
-    ])?;
+        params![credential.id, credential.hash, kind, owner, now.millis()],
+    )?;
     q::event(
         conn,
         now,

@@ -1,4 +1,4 @@
-//! The audit log in SQLite: the sequencer's transaction (queued events →
+//! The audit log in the database: the sequencer's transaction (queued events →
 //! entries, tiles, tree head), checkpoints, proofs read from tiles, and
 //! erasure.
 //!
@@ -12,12 +12,12 @@ use loopgate_core::audit::merkle::{self, Hash, ProofError};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
+use crate::db::{Connection, OptionalExtension, Row, params};
 use loopgate_core::audit::tile::{TileBuilder, TileSource, TileTree, tree_of};
 use loopgate_core::{ProposalId, Timestamp};
-use rusqlite::{Connection, OptionalExtension, params};
 use serde_json::json;
 
-use super::SqliteStore;
+use super::SqlStore;
 use super::queries as q;
 use crate::{
     CheckpointRecord, EraseError, ProposalRecord, Sequenced, StoreError, TreeHead, TxError,
@@ -25,8 +25,11 @@ use crate::{
 
 pub(super) fn head(conn: &Connection) -> Result<TreeHead, StoreError> {
     let row: Option<(i64, Vec<u8>)> = conn
-        .prepare_cached("SELECT size, root FROM audit_head WHERE id = 0")?
-        .query_row([], |row| Ok((row.get(0)?, row.get(1)?)))
+        .query_row(
+            "SELECT size, root FROM audit_head WHERE id = 0",
+            params![],
+            |row| Ok((row.get(0)?, row.get(1)?)),
+        )
         .optional()?;
     let Some((size, root)) = row else {
         return Ok(TreeHead {
@@ -51,10 +54,12 @@ fn to_i64(value: u64) -> Result<i64, StoreError> {
 }
 
 fn tile(conn: &Connection, level: u32, index: u64) -> Result<Option<Vec<u8>>, StoreError> {
-    Ok(conn
-        .prepare_cached("SELECT data FROM audit_tiles WHERE level = ?1 AND idx = ?2")?
-        .query_row(params![level, to_i64(index)?], |row| row.get(0))
-        .optional()?)
+    conn.query_row(
+        "SELECT data FROM audit_tiles WHERE level = ?1 AND idx = ?2",
+        params![level, to_i64(index)?],
+        |row| row.get(0),
+    )
+    .optional()
 }
 
 fn missing_tile() -> StoreError {
@@ -80,7 +85,7 @@ const EVENT_COLUMNS: &str = "seq, time, actor, type, subject, data";
 
 /// The entry of an `events` row (in `EVENT_COLUMNS` order): its index and
 /// canonical bytes. Entry `i` is the event with `seq = i + 1`.
-fn entry_row(row: &rusqlite::Row<'_>) -> Result<(u64, Vec<u8>), StoreError> {
+fn entry_row(row: &Row) -> Result<(u64, Vec<u8>), StoreError> {
     let index = to_u64(row.get::<_, i64>(0)? - 1)?;
     let time = Timestamp::from_millis(row.get(1)?).to_rfc3339();
     let actor: String = row.get(2)?;
@@ -99,9 +104,13 @@ fn sequence_step(
     builder: &mut TileBuilder,
     limit: u32,
 ) -> Result<Sequenced, StoreError> {
+    // Another replica may have led the sequencer since this one last did.
+    let stored = head(conn)?;
+    if stored.size != builder.size() || stored.root != builder.root() {
+        *builder = load_builder(conn)?;
+    }
     let sql = format!("SELECT {EVENT_COLUMNS} FROM events WHERE seq > ?1 ORDER BY seq LIMIT ?2");
-    let mut select = conn.prepare_cached(&sql)?;
-    let mut rows = select.query(params![to_i64(builder.size())?, limit])?;
+    let mut rows = conn.query(&sql, params![to_i64(builder.size())?, limit])?;
     let mut appended = 0u64;
     while let Some(row) = rows.next()? {
         let (index, bytes) = entry_row(row)?;
@@ -115,18 +124,18 @@ fn sequence_step(
         appended += 1;
     }
     if appended > 0 {
-        let mut upsert = conn.prepare_cached(
-            "INSERT INTO audit_tiles (level, idx, data) VALUES (?1, ?2, ?3)
-             ON CONFLICT (level, idx) DO UPDATE SET data = excluded.data",
-        )?;
         for (level, index, bytes) in builder.take_dirty() {
-            upsert.execute(params![level, to_i64(index)?, bytes])?;
+            conn.execute(
+                "INSERT INTO audit_tiles (level, idx, data) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (level, idx) DO UPDATE SET data = excluded.data",
+                params![level, to_i64(index)?, bytes],
+            )?;
         }
-        conn.prepare_cached(
+        conn.execute(
             "INSERT INTO audit_head (id, size, root) VALUES (0, ?1, ?2)
              ON CONFLICT (id) DO UPDATE SET size = excluded.size, root = excluded.root",
-        )?
-        .execute(params![to_i64(builder.size())?, builder.root().to_vec()])?;
+            params![to_i64(builder.size())?, builder.root().to_vec()],
+        )?;
     }
     Ok(Sequenced {
         appended,
@@ -137,8 +146,23 @@ fn sequence_step(
     })
 }
 
-impl SqliteStore {
+impl SqlStore {
     pub(super) async fn sequence_events(&self, limit: u32) -> Result<Sequenced, StoreError> {
+        // Idle steps only read: the sequencer polls often.
+        let idle = self
+            .read(|conn| {
+                let head = head(conn)?;
+                let newest: i64 = conn.query_row(
+                    "SELECT COALESCE(MAX(seq), 0) FROM events",
+                    params![],
+                    |row| row.get(0),
+                )?;
+                Ok((to_u64(newest)? == head.size).then_some(head))
+            })
+            .await?;
+        if let Some(head) = idle {
+            return Ok(Sequenced { appended: 0, head });
+        }
         let mut state = self.inner.sequencer.lock().await;
         let builder = match state.take() {
             Some(builder) => builder,
@@ -160,10 +184,9 @@ pub(super) fn add_checkpoint(
     conn: &Connection,
     checkpoint: &CheckpointRecord,
 ) -> Result<(), StoreError> {
-    conn.prepare_cached(
+    conn.execute(
         "INSERT INTO audit_checkpoints (size, time, note) VALUES (?1, ?2, ?3) ON CONFLICT (size) DO NOTHING",
-    )?
-    .execute(params![
+    params![
         to_i64(checkpoint.size)?,
         checkpoint.time.millis(),
         checkpoint.note
@@ -183,10 +206,10 @@ pub(super) fn checkpoints(
 
 pub(super) fn latest_checkpoint(conn: &Connection) -> Result<Option<CheckpointRecord>, StoreError> {
     let sql = "SELECT size, time, note FROM audit_checkpoints ORDER BY size DESC LIMIT 1";
-    q::one(conn, sql, [], checkpoint_row)
+    q::one(conn, sql, params![], checkpoint_row)
 }
 
-fn checkpoint_row(row: &rusqlite::Row<'_>) -> Result<CheckpointRecord, StoreError> {
+fn checkpoint_row(row: &Row) -> Result<CheckpointRecord, StoreError> {
     Ok(CheckpointRecord {
         size: to_u64(row.get(0)?)?,
         time: Timestamp::from_millis(row.get(1)?),
@@ -334,16 +357,14 @@ fn reason_digest(reason: &str) -> String {
 
 fn erase_rows(conn: &Connection, id: &str, now: Timestamp) -> Result<(), StoreError> {
     let tracked = super::aggregates::Tracked::before(conn, id)?;
-    conn.prepare_cached(
+    conn.execute(
         "UPDATE proposals SET subject = 'null', input = 'null', output = 'null', ai_output = NULL, explanation = NULL, context = '{}',
              model = NULL, fingerprint = '', salt = NULL, erased_at = ?2
          WHERE id = ?1",
-    )?
-    .execute(params![id, now.millis()])?;
-    conn.prepare_cached(
+    params![id, now.millis()])?;
+    conn.execute(
         "UPDATE decisions SET rationale = NULL, output = NULL, labels = NULL WHERE proposal_id = ?1",
-    )?
-    .execute(params![id])?;
+    params![id])?;
     tracked.apply(conn)
 }
 
@@ -357,9 +378,7 @@ pub(super) fn erase_expired(
                WHERE s.retention_ms IS NOT NULL AND p.erased_at IS NULL AND p.decided_at IS NOT NULL
                  AND p.decided_at + s.retention_ms <= ?1
                ORDER BY p.decided_at LIMIT ?2";
-    let ids: Vec<String> = q::all(conn, sql, params![now.millis(), limit], |row| {
-        Ok(row.get(0)?)
-    })?;
+    let ids: Vec<String> = q::all(conn, sql, params![now.millis(), limit], |row| row.get(0))?;
     let mut erased = Vec::with_capacity(ids.len());
     for id in ids {
         erase_rows(conn, &id, now)?;

@@ -1,0 +1,683 @@
+//! One connection type over SQLite (rusqlite) and PostgreSQL (postgres), so
+//! that the store's SQL and row mapping are written once.
+//!
+//! Statements are written in the common subset of the two dialects with
+//! SQLite's `?N` placeholders; for PostgreSQL they are rewritten once
+//! (`?N` → `$N`, `instr(` → `strpos(`) and prepared statements are cached per
+//! connection. Parameters are [`Arg`]s: PostgreSQL infers each parameter's
+//! type from the statement and an `Arg` is encoded as that type. Rows are
+//! read into [`Row`]s of owned values, whatever the backend.
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+
+use crate::StoreError;
+
+/// Which SQL dialect a connection speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Dialect {
+    Sqlite,
+    Postgres,
+}
+
+/// A database connection of either backend.
+pub(crate) enum Connection {
+    Sqlite(rusqlite::Connection),
+    Postgres(Box<PgConnection>),
+}
+
+/// A PostgreSQL session that reconnects by itself: after the server
+/// restarted or the connection dropped, the next statement opens a new one
+/// (the statement that saw the failure fails, with `Unavailable`).
+pub(crate) struct PgConnection {
+    config: postgres::Config,
+    /// Run on every new session (`SET statement_timeout`, ...).
+    setup: String,
+    client: RefCell<Option<postgres::Client>>,
+    statements: RefCell<HashMap<String, postgres::Statement>>,
+}
+
+/// A statement's parameter.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum Arg {
+    Null,
+    Int(i64),
+    Real(f64),
+    Text(String),
+    Blob(Vec<u8>),
+}
+
+/// A column's value.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum Value {
+    Null,
+    Int(i64),
+    Real(f64),
+    Text(String),
+    Blob(Vec<u8>),
+}
+
+/// One result row, read into owned values.
+#[derive(Debug, Clone)]
+pub(crate) struct Row {
+    values: Vec<Value>,
+}
+
+/// Result rows, consumed with [`Rows::next`].
+pub(crate) struct Rows {
+    rows: std::vec::IntoIter<Row>,
+    current: Option<Row>,
+}
+
+/// The parameters of a statement.
+pub(crate) trait Params {
+    fn into_args(self) -> Vec<Arg>;
+}
+
+/// Parameters as a list of [`Arg`]s: `params![a, b]`.
+macro_rules! params {
+    () => { [] as [$crate::db::Arg; 0] };
+    ($($arg:expr),+ $(,)?) => { [$($crate::db::ToArg::to_arg(&$arg)),+] };
+}
+pub(crate) use params;
+
+impl<const N: usize> Params for [Arg; N] {
+    fn into_args(self) -> Vec<Arg> {
+        Vec::from(self)
+    }
+}
+
+impl Params for Vec<Arg> {
+    fn into_args(self) -> Vec<Arg> {
+        self
+    }
+}
+
+/// A value that can be passed as a statement parameter.
+pub(crate) trait ToArg {
+    fn to_arg(&self) -> Arg;
+}
+
+impl<T: ToArg + ?Sized> ToArg for &T {
+    fn to_arg(&self) -> Arg {
+        (**self).to_arg()
+    }
+}
+
+macro_rules! int_arg {
+    ($($t:ty),*) => {$(
+        impl ToArg for $t {
+            fn to_arg(&self) -> Arg {
+                Arg::Int(i64::try_from(*self).unwrap_or(i64::MAX))
+            }
+        }
+    )*};
+}
+int_arg!(i64, i32, u32, u64, usize, u8, u16, i16);
+
+impl ToArg for bool {
+    fn to_arg(&self) -> Arg {
+        Arg::Int(i64::from(*self))
+    }
+}
+
+impl ToArg for f64 {
+    fn to_arg(&self) -> Arg {
+        Arg::Real(*self)
+    }
+}
+
+impl ToArg for str {
+    fn to_arg(&self) -> Arg {
+        Arg::Text(self.to_owned())
+    }
+}
+
+impl ToArg for String {
+    fn to_arg(&self) -> Arg {
+        self.as_str().to_arg()
+    }
+}
+
+impl ToArg for [u8] {
+    fn to_arg(&self) -> Arg {
+        Arg::Blob(self.to_vec())
+    }
+}
+
+impl ToArg for Vec<u8> {
+    fn to_arg(&self) -> Arg {
+        self.as_slice().to_arg()
+    }
+}
+
+impl<const N: usize> ToArg for [u8; N] {
+    fn to_arg(&self) -> Arg {
+        self.as_slice().to_arg()
+    }
+}
+
+impl<T: ToArg> ToArg for Option<T> {
+    fn to_arg(&self) -> Arg {
+        self.as_ref().map_or(Arg::Null, ToArg::to_arg)
+    }
+}
+
+impl ToArg for Arg {
+    fn to_arg(&self) -> Arg {
+        self.clone()
+    }
+}
+
+/// Reads a column value as a Rust type.
+pub(crate) trait FromValue: Sized {
+    fn from_value(value: &Value) -> Result<Self, StoreError>;
+}
+
+fn wrong_type(value: &Value, wanted: &str) -> StoreError {
+    StoreError::Other(format!(
+        "unexpected column type: wanted {wanted}, found {value:?}"
+    ))
+}
+
+impl FromValue for i64 {
+    fn from_value(value: &Value) -> Result<Self, StoreError> {
+        match value {
+            Value::Int(n) => Ok(*n),
+            _ => Err(wrong_type(value, "an integer")),
+        }
+    }
+}
+
+macro_rules! int_value {
+    ($($t:ty),*) => {$(
+        impl FromValue for $t {
+            fn from_value(value: &Value) -> Result<Self, StoreError> {
+                let n = i64::from_value(value)?;
+                <$t>::try_from(n).map_err(|_| StoreError::Other(format!("stored integer {n} out of range")))
+            }
+        }
+    )*};
+}
+int_value!(i32, u32, u64, usize, u8, u16, i16);
+
+impl FromValue for bool {
+    fn from_value(value: &Value) -> Result<Self, StoreError> {
+        Ok(i64::from_value(value)? != 0)
+    }
+}
+
+impl FromValue for f64 {
+    fn from_value(value: &Value) -> Result<Self, StoreError> {
+        match value {
+            Value::Real(x) => Ok(*x),
+            #[expect(
+                clippy::cast_precision_loss,
+                reason = "SQL sums of integers read as reals"
+            )]
+            Value::Int(n) => Ok(*n as f64),
+            _ => Err(wrong_type(value, "a number")),
+        }
+    }
+}
+
+impl FromValue for String {
+    fn from_value(value: &Value) -> Result<Self, StoreError> {
+        match value {
+            Value::Text(text) => Ok(text.clone()),
+            _ => Err(wrong_type(value, "text")),
+        }
+    }
+}
+
+impl FromValue for Vec<u8> {
+    fn from_value(value: &Value) -> Result<Self, StoreError> {
+        match value {
+            Value::Blob(bytes) => Ok(bytes.clone()),
+            _ => Err(wrong_type(value, "bytes")),
+        }
+    }
+}
+
+impl<T: FromValue> FromValue for Option<T> {
+    fn from_value(value: &Value) -> Result<Self, StoreError> {
+        match value {
+            Value::Null => Ok(None),
+            _ => T::from_value(value).map(Some),
+        }
+    }
+}
+
+impl Value {
+    /// The text of a non-null text column.
+    pub(crate) fn as_str(&self) -> Result<&str, StoreError> {
+        match self {
+            Value::Text(text) => Ok(text),
+            _ => Err(wrong_type(self, "text")),
+        }
+    }
+
+    /// The text of a text column, or `None` for NULL.
+    pub(crate) fn as_str_or_null(&self) -> Result<Option<&str>, StoreError> {
+        match self {
+            Value::Null => Ok(None),
+            _ => self.as_str().map(Some),
+        }
+    }
+}
+
+/// A column's position (only `usize`, so that literals need no suffix).
+pub(crate) trait ColumnIndex {
+    fn index(self) -> usize;
+}
+
+impl ColumnIndex for usize {
+    fn index(self) -> usize {
+        self
+    }
+}
+
+impl Row {
+    /// Column `index` as `T`. (The first type parameter keeps call sites in
+    /// rusqlite's `get::<_, T>` shape.)
+    pub(crate) fn get<I: ColumnIndex, T: FromValue>(&self, index: I) -> Result<T, StoreError> {
+        T::from_value(self.get_ref(index)?)
+    }
+
+    /// Column `index` as it is.
+    pub(crate) fn get_ref<I: ColumnIndex>(&self, index: I) -> Result<&Value, StoreError> {
+        let index = index.index();
+        self.values
+            .get(index)
+            .ok_or_else(|| StoreError::Other(format!("no column {index} in the row")))
+    }
+}
+
+impl Rows {
+    /// The next row.
+    pub(crate) fn next(&mut self) -> Result<Option<&Row>, StoreError> {
+        self.current = self.rows.next();
+        Ok(self.current.as_ref())
+    }
+}
+
+/// `Ok(None)` for a query that found no row.
+pub(crate) trait OptionalExtension<T> {
+    fn optional(self) -> Result<Option<T>, StoreError>;
+}
+
+impl<T> OptionalExtension<T> for Result<T, StoreError> {
+    fn optional(self) -> Result<Option<T>, StoreError> {
+        match self {
+            Ok(value) => Ok(Some(value)),
+            Err(StoreError::NotFound) => Ok(None),
+            Err(error) => Err(error),
+        }
+    }
+}
+
+impl Connection {
+    /// A PostgreSQL connection (connects now, so that a wrong URL is
+    /// reported at start).
+    pub(crate) fn postgres(
+        config: postgres::Config,
+        setup: String,
+    ) -> Result<Connection, StoreError> {
+        let pg = PgConnection {
+            config,
+            setup,
+            client: RefCell::new(None),
+            statements: RefCell::new(HashMap::new()),
+        };
+        pg.with_client(|_| Ok(()))?;
+        Ok(Connection::Postgres(Box::new(pg)))
+    }
+
+    /// Starts a write transaction. On PostgreSQL it takes the writers'
+    /// advisory lock: replicas write one transaction at a time, as SQLite's
+    /// single writer does (`BEGIN IMMEDIATE`).
+    pub(crate) fn begin_write(&self) -> Result<(), StoreError> {
+        match self {
+            Connection::Sqlite(_) => self.execute_batch("BEGIN IMMEDIATE"),
+            Connection::Postgres(_) => self.execute_batch(&format!(
+                "BEGIN; SELECT pg_advisory_xact_lock({WRITER_LOCK})"
+            )),
+        }
+    }
+
+    pub(crate) fn dialect(&self) -> Dialect {
+        match self {
+            Connection::Sqlite(_) => Dialect::Sqlite,
+            Connection::Postgres(_) => Dialect::Postgres,
+        }
+    }
+
+    /// Runs statements without parameters (transaction control, DDL).
+    pub(crate) fn execute_batch(&self, sql: &str) -> Result<(), StoreError> {
+        match self {
+            Connection::Sqlite(conn) => Ok(conn.execute_batch(sql)?),
+            Connection::Postgres(pg) => pg.with_client(|client| client.batch_execute(sql)),
+        }
+    }
+
+    /// Runs one statement; returns how many rows it changed.
+    pub(crate) fn execute(&self, sql: &str, params: impl Params) -> Result<usize, StoreError> {
+        let args = params.into_args();
+        match self {
+            Connection::Sqlite(conn) => {
+                let mut statement = conn.prepare_cached(sql)?;
+                Ok(statement.execute(rusqlite::params_from_iter(args.iter()))?)
+            }
+            Connection::Postgres(pg) => {
+                let statement = pg.statement(sql)?;
+                let refs = pg_args(&args);
+                let n = pg.with_client(|client| client.execute(&statement, &refs))?;
+                Ok(usize::try_from(n).unwrap_or(usize::MAX))
+            }
+        }
+    }
+
+    /// Every row of a query.
+    pub(crate) fn query(&self, sql: &str, params: impl Params) -> Result<Rows, StoreError> {
+        let args = params.into_args();
+        let rows = match self {
+            Connection::Sqlite(conn) => {
+                let mut statement = conn.prepare_cached(sql)?;
+                let width = statement.column_count();
+                let mut rows = statement.query(rusqlite::params_from_iter(args.iter()))?;
+                let mut out = Vec::new();
+                while let Some(row) = rows.next()? {
+                    let mut values = Vec::with_capacity(width);
+                    for i in 0..width {
+                        values.push(sqlite_value(row.get_ref(i)?));
+                    }
+                    out.push(Row { values });
+                }
+                out
+            }
+            Connection::Postgres(pg) => {
+                let statement = pg.statement(sql)?;
+                let refs = pg_args(&args);
+                let rows = pg.with_client(|client| client.query(&statement, &refs))?;
+                rows.iter().map(pg_row).collect::<Result<Vec<_>, _>>()?
+            }
+        };
+        Ok(Rows {
+            rows: rows.into_iter(),
+            current: None,
+        })
+    }
+
+    /// The first row of a query, mapped; `NotFound` without rows.
+    pub(crate) fn query_row<T>(
+        &self,
+        sql: &str,
+        params: impl Params,
+        map: impl FnOnce(&Row) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        let mut rows = self.query(sql, params)?;
+        match rows.next()? {
+            Some(row) => map(row),
+            None => Err(StoreError::NotFound),
+        }
+    }
+
+    /// Every row of a query, mapped.
+    pub(crate) fn query_map<T>(
+        &self,
+        sql: &str,
+        params: impl Params,
+        map: impl Fn(&Row) -> Result<T, StoreError>,
+    ) -> Result<Vec<T>, StoreError> {
+        let mut rows = self.query(sql, params)?;
+        let mut out = Vec::new();
+        while let Some(row) = rows.next()? {
+            out.push(map(row)?);
+        }
+        Ok(out)
+    }
+}
+
+impl PgConnection {
+    fn statement(&self, sql: &str) -> Result<postgres::Statement, StoreError> {
+        if let Some(statement) = self.statements.borrow().get(sql) {
+            return Ok(statement.clone());
+        }
+        let translated = to_postgres(sql);
+        let statement = self
+            .with_client(|client| client.prepare(&translated))
+            .map_err(|e| match e {
+                StoreError::Other(e) => {
+                    StoreError::Other(format!("cannot prepare `{translated}`: {e}"))
+                }
+                e => e,
+            })?;
+        let mut statements = self.statements.borrow_mut();
+        // Dynamic filters make a few shapes per query; a runaway cache is a bug.
+        if 4096 <= statements.len() {
+            statements.clear();
+        }
+        statements.insert(sql.to_owned(), statement.clone());
+        Ok(statement)
+    }
+
+    /// Runs `f` on the session, connecting first if there is none; a
+    /// session found closed afterwards is dropped for the next call.
+    pub(crate) fn with_client<T>(
+        &self,
+        f: impl FnOnce(&mut postgres::Client) -> Result<T, postgres::Error>,
+    ) -> Result<T, StoreError> {
+        let mut slot = self.client.borrow_mut();
+        if slot.as_ref().is_none_or(postgres::Client::is_closed) {
+            self.statements.borrow_mut().clear();
+            let mut client = self.config.connect(postgres::NoTls).map_err(|e| {
+                StoreError::Unavailable(format!("cannot connect to PostgreSQL: {e}"))
+            })?;
+            client.batch_execute(&self.setup)?;
+            *slot = Some(client);
+        }
+        let Some(client) = slot.as_mut() else {
+            return Err(StoreError::Unavailable("no PostgreSQL session".to_owned()));
+        };
+        let out = f(client);
+        if client.is_closed() {
+            *slot = None;
+        }
+        Ok(out?)
+    }
+}
+
+/// The advisory lock writers hold for their transaction (PostgreSQL).
+pub(crate) const WRITER_LOCK: i64 = 0x6c6f_6f70_6701;
+
+/// Fragments of SQLite's dialect with their PostgreSQL equivalents.
+const REWRITES: &[(&str, &str)] = &[
+    ("instr(", "strpos("),
+    // `+column` keeps SQLite's planner off an index; PostgreSQL has no unary + on text.
+    ("+p.system", "p.system"),
+    (
+        "json_extract(p.subject, '$.attributes')",
+        "CAST(CAST(p.subject AS json) -> 'attributes' AS TEXT)",
+    ),
+    (
+        "json_each(?2)",
+        "json_array_elements_text(CAST(?2 AS json))",
+    ),
+];
+
+/// Rewrites a statement of the common dialect for PostgreSQL.
+pub(crate) fn to_postgres(sql: &str) -> String {
+    let mut sql = sql.to_owned();
+    for (sqlite, postgres) in REWRITES {
+        if sql.contains(sqlite) {
+            sql = sql.replace(sqlite, postgres);
+        }
+    }
+    let mut out = String::with_capacity(sql.len() + 8);
+    let mut quoted = false;
+    for c in sql.chars() {
+        match c {
+            '\'' => {
+                quoted = !quoted;
+                out.push(c);
+            }
+            '?' if !quoted => out.push('$'),
+            _ => out.push(c),
+        }
+    }
+    out
+}
+
+fn sqlite_value(value: rusqlite::types::ValueRef<'_>) -> Value {
+    use rusqlite::types::ValueRef;
+    match value {
+        ValueRef::Null => Value::Null,
+        ValueRef::Integer(n) => Value::Int(n),
+        ValueRef::Real(x) => Value::Real(x),
+        ValueRef::Text(bytes) => Value::Text(String::from_utf8_lossy(bytes).into_owned()),
+        ValueRef::Blob(bytes) => Value::Blob(bytes.to_vec()),
+    }
+}
+
+impl rusqlite::ToSql for Arg {
+    fn to_sql(&self) -> rusqlite::Result<rusqlite::types::ToSqlOutput<'_>> {
+        use rusqlite::types::{ToSqlOutput, ValueRef};
+        Ok(ToSqlOutput::Borrowed(match self {
+            Arg::Null => ValueRef::Null,
+            Arg::Int(n) => ValueRef::Integer(*n),
+            Arg::Real(x) => ValueRef::Real(*x),
+            Arg::Text(text) => ValueRef::Text(text.as_bytes()),
+            Arg::Blob(bytes) => ValueRef::Blob(bytes),
+        }))
+    }
+}
+
+fn pg_args(args: &[Arg]) -> Vec<&(dyn postgres::types::ToSql + Sync)> {
+    args.iter()
+        .map(|arg| arg as &(dyn postgres::types::ToSql + Sync))
+        .collect()
+}
+
+fn pg_row(row: &postgres::Row) -> Result<Row, StoreError> {
+    use postgres::types::Type;
+    let mut values = Vec::with_capacity(row.len());
+    for (i, column) in row.columns().iter().enumerate() {
+        let ty = column.type_();
+        let value = if *ty == Type::INT8 {
+            row.try_get::<_, Option<i64>>(i)?.map(Value::Int)
+        } else if *ty == Type::INT4 {
+            row.try_get::<_, Option<i32>>(i)?
+                .map(|n| Value::Int(n.into()))
+        } else if *ty == Type::INT2 {
+            row.try_get::<_, Option<i16>>(i)?
+                .map(|n| Value::Int(n.into()))
+        } else if *ty == Type::BOOL {
+            row.try_get::<_, Option<bool>>(i)?
+                .map(|b| Value::Int(b.into()))
+        } else if *ty == Type::FLOAT8 {
+            row.try_get::<_, Option<f64>>(i)?.map(Value::Real)
+        } else if *ty == Type::FLOAT4 {
+            row.try_get::<_, Option<f32>>(i)?
+                .map(|x| Value::Real(x.into()))
+        } else if *ty == Type::BYTEA {
+            row.try_get::<_, Option<Vec<u8>>>(i)?.map(Value::Blob)
+        } else if [Type::TEXT, Type::VARCHAR, Type::BPCHAR, Type::NAME].contains(ty) {
+            row.try_get::<_, Option<String>>(i)?.map(Value::Text)
+        } else {
+            return Err(StoreError::Other(format!(
+                "column `{}` has type {ty}, which the store does not read (cast it)",
+                column.name()
+            )));
+        };
+        values.push(value.unwrap_or(Value::Null));
+    }
+    Ok(Row { values })
+}
+
+impl postgres::types::ToSql for Arg {
+    fn to_sql(
+        &self,
+        ty: &postgres::types::Type,
+        out: &mut bytes::BytesMut,
+    ) -> Result<postgres::types::IsNull, Box<dyn std::error::Error + Sync + Send>> {
+        use postgres::types::{IsNull, Type};
+        let mismatch = || format!("cannot pass {self:?} as {ty}");
+        match self {
+            Arg::Null => Ok(IsNull::Yes),
+            Arg::Int(n) => {
+                if *ty == Type::INT8 {
+                    n.to_sql(ty, out)
+                } else if *ty == Type::INT4 {
+                    i32::try_from(*n)?.to_sql(ty, out)
+                } else if *ty == Type::INT2 {
+                    i16::try_from(*n)?.to_sql(ty, out)
+                } else if *ty == Type::BOOL {
+                    (*n != 0).to_sql(ty, out)
+                } else if *ty == Type::FLOAT8 {
+                    #[expect(
+                        clippy::cast_precision_loss,
+                        reason = "an integer compared with a real column"
+                    )]
+                    (*n as f64).to_sql(ty, out)
+                } else if [Type::TEXT, Type::VARCHAR].contains(ty) {
+                    n.to_string().to_sql(ty, out)
+                } else {
+                    Err(mismatch().into())
+                }
+            }
+            Arg::Real(x) => {
+                if *ty == Type::FLOAT8 {
+                    x.to_sql(ty, out)
+                } else if *ty == Type::FLOAT4 {
+                    #[expect(clippy::cast_possible_truncation, reason = "only for a FLOAT4 column")]
+                    (*x as f32).to_sql(ty, out)
+                } else {
+                    Err(mismatch().into())
+                }
+            }
+            Arg::Text(text) => {
+                if [
+                    Type::TEXT,
+                    Type::VARCHAR,
+                    Type::BPCHAR,
+                    Type::NAME,
+                    Type::JSON,
+                ]
+                .contains(ty)
+                {
+                    text.as_str().to_sql(ty, out)
+                } else if *ty == Type::INT8 {
+                    text.parse::<i64>()?.to_sql(ty, out)
+                } else {
+                    Err(mismatch().into())
+                }
+            }
+            Arg::Blob(bytes) => {
+                if *ty == Type::BYTEA {
+                    bytes.as_slice().to_sql(ty, out)
+                } else {
+                    Err(mismatch().into())
+                }
+            }
+        }
+    }
+
+    fn accepts(_: &postgres::types::Type) -> bool {
+        true
+    }
+
+    postgres::types::to_sql_checked!();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::to_postgres;
+
+    #[test]
+    fn placeholders_and_functions_are_rewritten_outside_quotes() {
+        assert_eq!(
+            to_postgres("SELECT instr(a, '?') FROM t WHERE x = ?1 AND y = ?12"),
+            "SELECT strpos(a, '?') FROM t WHERE x = $1 AND y = $12"
+        );
+    }
+}

@@ -1,0 +1,282 @@
+//! PostgreSQL: connecting, migrations under a lock, and the session that
+//! listens for other replicas' commits and holds leadership.
+//!
+//! Replicas share one database. Writers take one advisory lock per
+//! transaction (see `Connection::begin_write`), so every write runs as if
+//! it were SQLite's single writer: the store's read-then-write methods need
+//! no row locks, and the audit log's positions stay dense and in commit
+//! order. Each group commit ends with `NOTIFY loopgate`; every replica's
+//! watch session `LISTEN`s and wakes its tail and waiters. The same session
+//! holds the leader lock (a session-level advisory lock): it is released by
+//! PostgreSQL the moment the session ends, so leadership moves within a
+//! second or two of a replica's death.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use super::{SqlStore, aggregates};
+use crate::StoreError;
+use crate::db::{Connection, params};
+
+/// Run at the end of every group commit: other replicas hear of it when it
+/// wrote something (an empty group, e.g. an idle sequencer step, is silent).
+pub(super) const NOTIFY: &str =
+    "SELECT pg_notify('loopgate', '') WHERE pg_current_xact_id_if_assigned() IS NOT NULL";
+/// Held by the replica that runs the sequencer, timers and webhook outbox.
+const LEADER_LOCK: i64 = 0x6c6f_6f70_6702;
+/// Held while migrating.
+const MIGRATE_LOCK: i64 = 0x6c6f_6f70_6703;
+/// How often the watch session polls: for the leader lock, and as the
+/// fallback wake-up when notifications were lost with a connection.
+const TICK: Duration = Duration::from_secs(1);
+
+const MIGRATIONS: &[(&str, &str)] = &[(
+    "0001_schema",
+    include_str!("../../migrations/postgres/0001_schema.sql"),
+)];
+
+/// PostgreSQL connection settings.
+#[derive(Debug, Clone)]
+pub struct PgOptions {
+    /// Connections for reads (each replica also has one writer and one
+    /// watch connection).
+    pub readers: usize,
+    /// Longest a statement may run (also bounds the wait for the writers'
+    /// lock); past it the request fails with 503.
+    pub statement_timeout: Duration,
+    /// Longest a connection attempt may take.
+    pub connect_timeout: Duration,
+}
+
+impl Default for PgOptions {
+    fn default() -> PgOptions {
+        PgOptions {
+            readers: 8,
+            statement_timeout: Duration::from_secs(30),
+            connect_timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+/// Where a schema stands against this binary's migrations.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MigrationStatus {
+    /// Applied migrations, oldest first.
+    pub applied: Vec<String>,
+    /// Known to this binary and not applied yet.
+    pub pending: Vec<String>,
+    /// Applied but unknown to this binary (it is older than the schema).
+    pub unknown: Vec<String>,
+}
+
+fn config(url: &str, options: &PgOptions) -> Result<(postgres::Config, String), StoreError> {
+    let mut config: postgres::Config = url
+        .parse()
+        .map_err(|e| StoreError::Invalid(format!("the PostgreSQL URL is not valid: {e}")))?;
+    config.connect_timeout(options.connect_timeout);
+    if config.get_application_name().is_none() {
+        config.application_name("loopgate");
+    }
+    let setup = format!(
+        "SET statement_timeout = {}; SET idle_in_transaction_session_timeout = {}",
+        options.statement_timeout.as_millis(),
+        options.statement_timeout.as_millis().saturating_mul(2)
+    );
+    Ok((config, setup))
+}
+
+/// Runs `f` on a thread where the blocking PostgreSQL client may run.
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, StoreError> + Send + 'static,
+) -> Result<T, StoreError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| StoreError::Other(format!("database task failed: {e}")))?
+}
+
+impl SqlStore {
+    /// Connects to PostgreSQL, migrates the schema (under a lock, so
+    /// replicas starting together take turns) and starts the watch session.
+    pub async fn connect(url: &str, options: PgOptions) -> Result<SqlStore, StoreError> {
+        let url = url.to_owned();
+        blocking(move || {
+            let (config, setup) = config(&url, &options)?;
+            let writer = Connection::postgres(config.clone(), setup.clone())?;
+            migrate(&writer)?;
+            aggregates::ensure(&writer)?;
+            let mut readers = Vec::with_capacity(options.readers.max(1));
+            for _ in 0..options.readers.max(1) {
+                readers.push(Connection::postgres(config.clone(), setup.clone())?);
+            }
+            let store = SqlStore::start(writer, readers)?;
+            let watch = Connection::postgres(config, setup)?;
+            let leader = Arc::clone(&store.inner.leader);
+            let wake = Arc::clone(&store.inner.wake);
+            let stop = Arc::clone(&store.inner.stopped);
+            std::thread::Builder::new()
+                .name("loopgate-db-watch".to_owned())
+                .spawn(move || watch_loop(&watch, &leader, &wake, &stop))
+                .map_err(|e| StoreError::Other(format!("cannot start the watch thread: {e}")))?;
+            Ok(store)
+        })
+        .await
+    }
+
+    /// Where the PostgreSQL schema at `url` stands (for `loopgate migrate
+    /// --check`); changes nothing.
+    pub async fn postgres_status(url: &str) -> Result<MigrationStatus, StoreError> {
+        let url = url.to_owned();
+        blocking(move || {
+            let (config, setup) = config(&url, &PgOptions::default())?;
+            let conn = Connection::postgres(config, setup)?;
+            status(&conn)
+        })
+        .await
+    }
+}
+
+fn applied(conn: &Connection) -> Result<Vec<String>, StoreError> {
+    conn.execute_batch(
+        "CREATE TABLE IF NOT EXISTS loopgate_migrations (
+             name TEXT PRIMARY KEY,
+             applied_at TIMESTAMPTZ NOT NULL DEFAULT now()
+         )",
+    )?;
+    conn.query_map(
+        "SELECT name FROM loopgate_migrations ORDER BY name",
+        params![],
+        |row| row.get(0),
+    )
+}
+
+fn status(conn: &Connection) -> Result<MigrationStatus, StoreError> {
+    let exists: bool = conn.query_row(
+        "SELECT to_regclass('loopgate_migrations') IS NOT NULL",
+        params![],
+        |row| row.get(0),
+    )?;
+    let applied = match exists {
+        true => applied(conn)?,
+        false => Vec::new(),
+    };
+    let known: Vec<String> = MIGRATIONS
+        .iter()
+        .map(|(name, _)| (*name).to_owned())
+        .collect();
+    Ok(MigrationStatus {
+        pending: known
+            .iter()
+            .filter(|k| !applied.contains(k))
+            .cloned()
+            .collect(),
+        unknown: applied
+            .iter()
+            .filter(|a| !known.contains(a))
+            .cloned()
+            .collect(),
+        applied,
+    })
+}
+
+/// Applies the pending migrations, each in its own transaction, holding
+/// the migration lock so that replicas starting together take turns.
+fn migrate(conn: &Connection) -> Result<(), StoreError> {
+    conn.execute_batch(&format!("SELECT pg_advisory_lock({MIGRATE_LOCK})"))?;
+    let result = migrate_locked(conn);
+    let unlocked = conn.execute_batch(&format!("SELECT pg_advisory_unlock({MIGRATE_LOCK})"));
+    result.and(unlocked)
+}
+
+fn migrate_locked(conn: &Connection) -> Result<(), StoreError> {
+    let done = applied(conn)?;
+    for (name, sql) in MIGRATIONS {
+        if done.iter().any(|d| d == name) {
+            continue;
+        }
+        let script = format!(
+            "BEGIN; {sql}\n; INSERT INTO loopgate_migrations (name) VALUES ('{name}'); COMMIT;"
+        );
+        if let Err(error) = conn.execute_batch(&script) {
+            let _ = conn.execute_batch("ROLLBACK");
+            return Err(StoreError::Other(format!(
+                "migration {name} failed: {error}"
+            )));
+        }
+        tracing::info!(migration = name, "PostgreSQL schema migrated");
+    }
+    let unknown: Vec<&String> = done
+        .iter()
+        .filter(|d| !MIGRATIONS.iter().any(|(name, _)| name == d))
+        .collect();
+    if let Some(name) = unknown.first() {
+        return Err(StoreError::Other(format!(
+            "the database has migration {name}, which this binary does not know; upgrade loopgate"
+        )));
+    }
+    Ok(())
+}
+
+/// Listens for commits of other replicas and holds (or seeks) the leader
+/// lock, reconnecting whenever the session is lost.
+fn watch_loop(conn: &Connection, leader: &AtomicBool, wake: &super::Wake, stopped: &AtomicBool) {
+    let Connection::Postgres(pg) = conn else {
+        return;
+    };
+    let mut listening = false;
+    while !stopped.load(Ordering::Relaxed) {
+        if !listening {
+            leader.store(false, Ordering::SeqCst);
+            match pg.with_client(|client| client.batch_execute("LISTEN loopgate")) {
+                Ok(()) => {
+                    listening = true;
+                    // Whatever happened while no one listened: look now.
+                    wake.wake();
+                }
+                Err(error) => {
+                    tracing::warn!(%error, "cannot listen for other replicas' commits; retrying");
+                    std::thread::sleep(TICK);
+                    continue;
+                }
+            }
+        }
+        if !leader.load(Ordering::SeqCst) {
+            let got = pg.with_client(|client| {
+                client
+                    .query_one("SELECT pg_try_advisory_lock($1)", &[&LEADER_LOCK])
+                    .map(|row| row.get::<_, bool>(0))
+            });
+            match got {
+                Ok(true) => {
+                    tracing::info!("this replica leads (sequencer, timers, webhooks)");
+                    leader.store(true, Ordering::SeqCst);
+                }
+                Ok(false) => (),
+                Err(error) => {
+                    tracing::warn!(%error, "the watch session was lost; reconnecting");
+                    listening = false;
+                    continue;
+                }
+            }
+        }
+        let waited = pg.with_client(|client| {
+            use postgres::fallible_iterator::FallibleIterator;
+            let mut notifications = client.notifications();
+            if notifications.timeout_iter(TICK).next()?.is_none() {
+                return Ok(false);
+            }
+            // Several commits make one wake-up.
+            while notifications.iter().next()?.is_some() {}
+            Ok(true)
+        });
+        match waited {
+            Ok(true) => wake.wake(),
+            // Readers of the store poll on their own as a fallback.
+            Ok(false) => (),
+            Err(error) => {
+                tracing::warn!(%error, "the watch session was lost; reconnecting");
+                listening = false;
+            }
+        }
+    }
+}
