@@ -169,6 +169,18 @@ impl ToArg for Arg {
     }
 }
 
+impl ToArg for Value {
+    fn to_arg(&self) -> Arg {
+        match self {
+            Value::Null => Arg::Null,
+            Value::Int(n) => Arg::Int(*n),
+            Value::Real(x) => Arg::Real(*x),
+            Value::Text(text) => Arg::Text(text.clone()),
+            Value::Blob(bytes) => Arg::Blob(bytes.clone()),
+        }
+    }
+}
+
 /// Reads a column value as a Rust type.
 pub(crate) trait FromValue: Sized {
     fn from_value(value: &Value) -> Result<Self, StoreError>;
@@ -471,7 +483,7 @@ impl PgConnection {
         if slot.as_ref().is_none_or(postgres::Client::is_closed) {
             self.statements.borrow_mut().clear();
             let mut client = self.config.connect(postgres::NoTls).map_err(|e| {
-                StoreError::Unavailable(format!("cannot connect to PostgreSQL: {e}"))
+                StoreError::Unavailable(format!("cannot connect to PostgreSQL: {}", pg_reason(&e)))
             })?;
             client.batch_execute(&self.setup)?;
             *slot = Some(client);
@@ -484,6 +496,19 @@ impl PgConnection {
             *slot = None;
         }
         Ok(out?)
+    }
+}
+
+/// What went wrong, in the server's words when it answered.
+pub(crate) fn pg_reason(error: &postgres::Error) -> String {
+    let source = std::error::Error::source(error);
+    let db = error
+        .as_db_error()
+        .or_else(|| source.and_then(|s| s.downcast_ref::<postgres::error::DbError>()));
+    match (db, source) {
+        (Some(db), _) => db.message().to_owned(),
+        (None, Some(source)) => format!("{error}: {source}"),
+        (None, None) => error.to_string(),
     }
 }
 

@@ -102,10 +102,11 @@ impl From<postgres::Error> for StoreError {
         let Some(db) = error.as_db_error() else {
             // No answer from the server: I/O, protocol, a value that could not be encoded.
             return match std::error::Error::source(&error) {
-                Some(source) if source.is::<std::io::Error>() => {
-                    StoreError::Unavailable(format!("PostgreSQL could not be reached: {error}"))
-                }
-                _ => StoreError::Other(error.to_string()),
+                Some(source) if source.is::<std::io::Error>() => StoreError::Unavailable(format!(
+                    "PostgreSQL could not be reached: {}",
+                    crate::db::pg_reason(&error)
+                )),
+                _ => StoreError::Other(crate::db::pg_reason(&error)),
             };
         };
         let code = db.code();

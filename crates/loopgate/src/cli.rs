@@ -56,6 +56,12 @@ pub(crate) enum Command {
     Mcp(crate::mcp::McpArgs),
     /// Load-test a running server and print throughput and latency.
     Bench(crate::bench::BenchArgs),
+    /// Migrate the database schema (runs at start too); `--check` only reports.
+    Migrate(crate::database::MigrateArgs),
+    /// Write a consistent copy of an SQLite database (safe while serving).
+    Backup(crate::database::BackupArgs),
+    /// Copy everything from one database into an empty one (SQLite to PostgreSQL).
+    MigrateData(crate::database::MigrateDataArgs),
 }
 
 #[derive(Debug, Args)]
@@ -66,7 +72,7 @@ pub(crate) struct ServeArgs {
     /// Data directory [default: ./loopgate-data].
     #[arg(long, env = "LOOPGATE_DATA_DIR")]
     pub(crate) data_dir: Option<PathBuf>,
-    /// Database URL, `sqlite://PATH` [default: <data-dir>/loopgate.db].
+    /// Database URL, `sqlite://PATH` or `postgres://…` [default: <data-dir>/loopgate.db].
     #[arg(long, env = "LOOPGATE_DATABASE_URL")]
     pub(crate) database_url: Option<String>,
     /// Cedar policy file or directory of `*.cedar` files, published at start when changed.

@@ -19,6 +19,8 @@ pub(crate) struct FileConfig {
     bind: Option<SocketAddr>,
     data_dir: Option<PathBuf>,
     database_url: Option<String>,
+    database_readers: Option<usize>,
+    database_statement_timeout_seconds: Option<u64>,
     policies: Option<PathBuf>,
     default_route: Option<String>,
     lease_seconds: Option<u64>,
@@ -78,6 +80,12 @@ impl FileConfig {
             .database_url
             .clone()
             .or_else(|| self.database_url.clone());
+        if let Some(readers) = self.database_readers {
+            config.database_readers = readers.max(1);
+        }
+        if let Some(seconds) = self.database_statement_timeout_seconds {
+            config.database_statement_timeout = Duration::from_secs(seconds.max(1));
+        }
         config.policies = args.policies.clone().or_else(|| self.policies.clone());
         if let Some(route) = &self.default_route {
             config.default_route = match Route::parse(route) {
@@ -122,6 +130,17 @@ impl FileConfig {
             .ok()
             .filter(|it| !it.is_empty());
         Ok((config, bind))
+    }
+
+    /// The database URL of `serve` for these flags.
+    pub(crate) fn database_url(&self, data_dir: Option<PathBuf>, url: Option<String>) -> String {
+        if let Some(url) = url.or_else(|| self.database_url.clone()) {
+            return url;
+        }
+        let dir = data_dir
+            .or_else(|| self.data_dir.clone())
+            .unwrap_or_else(|| PathBuf::from("loopgate-data"));
+        format!("sqlite://{}", dir.join("loopgate.db").display())
     }
 
     /// The client of a remote command.

@@ -15,6 +15,7 @@ mod bench;
 mod cli;
 mod commands;
 mod config;
+mod database;
 mod demo;
 mod evidence;
 mod mcp;

@@ -11,6 +11,7 @@
 //! commit. Reads run on a small pool of connections on tokio's blocking
 //! threads and see every committed write.
 
+pub mod admin;
 mod aggregates;
 mod audit;
 mod postgres;
@@ -280,7 +281,7 @@ impl SqlStore {
     }
 }
 
-fn connect(path: &Path) -> Result<Connection, StoreError> {
+pub(super) fn connect(path: &Path) -> Result<Connection, StoreError> {
     let conn = rusqlite::Connection::open(path)
         .map_err(|e| StoreError::Unavailable(format!("cannot open `{}`: {e}", path.display())))?;
     conn.execute_batch(

@@ -136,6 +136,12 @@ impl SqlStore {
     }
 }
 
+/// One connection with the default settings (for `admin`).
+pub(super) fn plain(url: &str) -> Result<Connection, StoreError> {
+    let (config, setup) = config(url, &PgOptions::default())?;
+    Connection::postgres(config, setup)
+}
+
 fn applied(conn: &Connection) -> Result<Vec<String>, StoreError> {
     conn.execute_batch(
         "CREATE TABLE IF NOT EXISTS loopgate_migrations (
