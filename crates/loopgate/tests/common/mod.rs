@@ -16,9 +16,15 @@ pub(crate) struct Server {
 }
 
 pub(crate) fn start(data_dir: &std::path::Path) -> Server {
+    start_with(data_dir, &[])
+}
+
+/// `start` with more flags (`--database-url …`).
+pub(crate) fn start_with(data_dir: &std::path::Path, args: &[&str]) -> Server {
     let mut child = Command::new(env!("CARGO_BIN_EXE_loopgate"))
         .args(["serve", "--bind", "127.0.0.1:0", "--data-dir"])
         .arg(data_dir)
+        .args(args)
         .env("LOOPGATE_BOOTSTRAP_TOKEN", ADMIN)
         .env("RUST_LOG", "warn")
         .stdout(Stdio::piped())
