@@ -26,7 +26,7 @@ use loopgate_store::testing::TempDatabase;
 use loopgate_store::{
     ActivationMode, AnalyticsFilter, AttemptResult, AutoLimits, DeliveryFilter, DeliveryState,
     NewPolicy, NewProposal, NewSystem, ProposalFilter, ReviewerRef, ShadowOutcome, Store,
-    SubmitError, Submitted, TaskFilter, TotalsQuery, TxError, WebhookConfig,
+    StoreError, SubmitError, Submitted, TaskFilter, TotalsQuery, TxError, WebhookConfig,
 };
 use serde_json::json;
 
@@ -94,6 +94,7 @@ conformance!(
     shadow_disagreements_are_recorded_and_replay_reads_history,
     analytics_counts_follow_every_change,
     the_webhook_outbox_delivers_each_proposal_in_order,
+    a_second_webhook_gets_only_what_comes_after_it,
 );
 
 async fn setup(store: &dyn Store) -> SystemId {
@@ -978,6 +979,65 @@ async fn the_webhook_outbox_delivers_each_proposal_in_order(store: &dyn Store) {
     );
 }
 
+async fn a_second_webhook_gets_only_what_comes_after_it(store: &dyn Store) {
+    let first = setup(store).await;
+    let second = SystemId::parse("other").unwrap();
+    let new = NewSystem {
+        id: second.clone(),
+        name: "other".into(),
+        owner: "team".into(),
+        purpose: "tests".into(),
+        risk_tier: RiskTier::High,
+        oversight: Oversight::InTheLoop,
+        shape: None,
+    };
+    store.create_system(new, "user:admin", T0).await.unwrap();
+    let webhook = |system: &SystemId| WebhookConfig {
+        system: system.clone(),
+        url: "http://127.0.0.1:9/hook".into(),
+        secret: "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw".into(),
+        types: vec!["task.created".into()],
+        created_at: T0,
+        updated_at: T0,
+    };
+    store
+        .set_webhook(webhook(&first), "user:admin", T0)
+        .await
+        .unwrap();
+    // The second system's proposal comes before its webhook…
+    store
+        .submit(new_proposal(&second, 1, None, json!({}), 1), T0)
+        .await
+        .unwrap();
+    while store.enqueue_deliveries(T0, 1000).await.unwrap() == 1000 {}
+    store
+        .set_webhook(webhook(&second), "user:admin", T0)
+        .await
+        .unwrap();
+    // …and one after it.
+    store
+        .submit(new_proposal(&second, 2, None, json!({}), 1), T0)
+        .await
+        .unwrap();
+    while store.enqueue_deliveries(T0, 1000).await.unwrap() == 1000 {}
+    let queued = store
+        .deliveries(DeliveryFilter {
+            system: second.clone(),
+            state: None,
+            before: None,
+            limit: 50,
+        })
+        .await
+        .unwrap();
+    let proposal = new_proposal(&second, 2, None, json!({}), 1).id;
+    let subjects: Vec<&str> = queued.items.iter().map(|d| d.subject.as_str()).collect();
+    assert_eq!(
+        subjects,
+        [proposal.as_str()],
+        "setting a webhook must not replay the past"
+    );
+}
+
 /// `loopgate migrate-data`: an embedded install moves to PostgreSQL with
 /// every row, its audit log verifying across the move, and the moved store
 /// carrying on where the old one stopped.
@@ -1054,4 +1114,86 @@ async fn an_sqlite_install_moves_to_postgres_and_its_log_still_verifies() {
         page.items[0].seq > page.items[1].seq,
         "new rows come after the copied ones"
     );
+}
+
+/// PostgreSQL faults: every connection of the store is killed (as by a
+/// server restart). Calls on a dead connection fail as `Unavailable`, and
+/// the store recovers by itself: the next calls reconnect, what was
+/// acknowledged is there, and the replica leads again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_store_recovers_when_postgres_drops_its_connections() {
+    let database = TempDatabase::create().unwrap();
+    let store = SqlStore::connect(&database.url, PgOptions::default())
+        .await
+        .unwrap();
+    let system = setup(&store).await;
+    store
+        .submit(new_proposal(&system, 1, None, json!({}), 1), T0)
+        .await
+        .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while !store.leads() {
+        assert!(std::time::Instant::now() < deadline, "no leader");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
+    let url = database.url.clone();
+    let killed = tokio::task::spawn_blocking(move || {
+        let mut admin = postgres::Client::connect(&url, postgres::NoTls).unwrap();
+        admin
+            .query(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+                 WHERE datname = current_database() AND pid <> pg_backend_pid()",
+                &[],
+            )
+            .unwrap()
+            .len()
+    })
+    .await
+    .unwrap();
+    assert!(3 <= killed, "killed {killed} sessions");
+
+    // Each call fails at most once per dead connection, then works.
+    let mut n = 2;
+    let mut refusals = 0;
+    loop {
+        match store
+            .submit(new_proposal(&system, n, None, json!({}), 1), T0)
+            .await
+        {
+            Ok(_) => break,
+            Err(TxError::Store(StoreError::Unavailable(_))) => refusals += 1,
+            Err(other) => panic!("expected Unavailable, got {other:?}"),
+        }
+        n += 1;
+        assert!(refusals < 5, "the writer does not reconnect");
+    }
+    let mut reads = 0;
+    let listed = loop {
+        match store
+            .proposals(ProposalFilter {
+                limit: 100,
+                ..Default::default()
+            })
+            .await
+        {
+            Ok(page) => break page,
+            Err(StoreError::Unavailable(_)) => reads += 1,
+            Err(other) => panic!("expected Unavailable, got {other:?}"),
+        }
+        assert!(reads < 20, "the readers do not reconnect");
+    };
+    assert_eq!(
+        listed.items.len(),
+        2,
+        "the acknowledged proposals are there"
+    );
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while !store.leads() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "leadership did not come back"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }

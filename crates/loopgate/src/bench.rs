@@ -48,7 +48,10 @@ pub(crate) struct BenchArgs {
     /// port during the run, and report the delivery rate.
     #[arg(long)]
     webhook: Option<String>,
-    /// A running server to drive instead of starting one.
+    /// A running server to drive instead of starting one; several
+    /// (comma-separated replicas of one database) spread the systems over
+    /// them and have each reviewer decide on another replica than the
+    /// waiters it unblocks, so `unblock` measures the wake-up across replicas.
     #[arg(long)]
     server: Option<String>,
     /// Admin token of `--server`.
@@ -85,8 +88,14 @@ pub(crate) async fn run(args: BenchArgs) -> anyhow::Result<()> {
             (format!("http://{addr}"), token, Some(TempDir(dir)))
         }
     };
+    let bases: Vec<String> = base.split(',').map(str::to_owned).collect();
+    let base = bases[0].clone();
     let admin = Client::new(&base, &admin_token)?;
     let keys = setup(&admin).await?;
+    if 1 < bases.len() {
+        // The other replicas pick the published policy up from its event.
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
     let shared = Arc::new(Shared {
         decided_at: Mutex::new(HashMap::new()),
         cycle: Mutex::new(Histogram::new(3)?),
@@ -125,7 +134,7 @@ pub(crate) async fn run(args: BenchArgs) -> anyhow::Result<()> {
     };
     let wait = args.workload == "cycle";
     for worker in 0..args.systems {
-        let client = Client::new(&base, &key)?;
+        let client = Client::new(&bases[worker % bases.len()], &key)?;
         submitters.push(tokio::spawn(submitter(
             client,
             worker,
@@ -142,7 +151,7 @@ pub(crate) async fn run(args: BenchArgs) -> anyhow::Result<()> {
             .take(args.reviewers.max(1))
             .enumerate()
         {
-            let client = Client::new(&base, token)?;
+            let client = Client::new(&bases[(index + 1) % bases.len()], token)?;
             let n = args.reviewers.max(1);
             reviewers.push(tokio::spawn(reviewer(
                 client,
