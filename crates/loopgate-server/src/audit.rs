@@ -26,7 +26,7 @@ use crate::{AppState, StartError};
 const BATCH: u32 = 4096;
 /// How often the sequencer looks for new events when idle.
 const POLL: Duration = Duration::from_millis(20);
-const KEY_FILE: &str = "audit-signing-key";
+pub(crate) const KEY_FILE: &str = "audit-signing-key";
 
 /// The signer and the last checkpoint issued.
 pub(crate) struct Audit {

@@ -65,6 +65,17 @@ pub struct Started {
 pub async fn start(config: Config, clock: Arc<dyn Clock>) -> Result<Started, StartError> {
     let store = open_store(&config).await?;
     let audit = crate::audit::Audit::open(&config.data_dir, config.audit_origin.as_deref())?;
+    // Checkpoints must all be signed by one key: a replica (or a restored
+    // install) with another key would fork the log's signatures.
+    if let Some(latest) = store.latest_checkpoint().await?
+        && audit.signer.verifier().open(&latest.note).is_err()
+    {
+        return Err(StartError::Secrets(format!(
+            "the audit log's checkpoints were signed with another key than `{}`; \
+             give every replica the key file of the server that started the log (docs/operations.md)",
+            config.data_dir.join(crate::audit::KEY_FILE).display()
+        )));
+    }
     let now = clock.now();
 
     let candidate =

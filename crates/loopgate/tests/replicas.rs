@@ -391,3 +391,38 @@ async fn three_replicas_lose_nothing_when_one_is_killed() {
         child.wait().unwrap();
     }
 }
+
+/// A replica with another audit key than the one that signed the log
+/// refuses to start, saying which file to copy.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_with_another_audit_key_refuses_to_start() {
+    let database = TempDatabase::create().unwrap();
+    let flags = ["--database-url", database.url.as_str()];
+    let first_dir = tempfile::tempdir().unwrap();
+    let first = start_with(first_dir.path(), &flags);
+    let http = reqwest::Client::new();
+    let (status, _) = call(
+        &http,
+        reqwest::Method::POST,
+        format!("{}/v1/audit/checkpoint", first.base),
+        ADMIN,
+        None,
+    )
+    .await
+    .unwrap();
+    assert_eq!(status, 201);
+    let other_dir = tempfile::tempdir().unwrap();
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_loopgate"))
+        .args(["serve", "--bind", "127.0.0.1:0", "--data-dir"])
+        .arg(other_dir.path())
+        .args(flags)
+        .env("LOOPGATE_BOOTSTRAP_TOKEN", ADMIN)
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8(output.stderr).unwrap();
+    assert!(stderr.contains("signed with another key"), "{stderr}");
+    let mut child = first.child;
+    child.kill().unwrap();
+    child.wait().unwrap();
+}

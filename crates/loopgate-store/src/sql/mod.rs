@@ -61,6 +61,9 @@ const SQLITE_MIGRATIONS: &[(&str, &str)] = &[
     ),
 ];
 const MAX_BATCH: usize = 1024;
+/// Prepared statements kept per SQLite connection (the store has about a
+/// hundred distinct ones; rusqlite's default of 16 would re-prepare most).
+const STATEMENT_CACHE: usize = 512;
 const N_READERS: usize = 4;
 
 /// The store on SQL: embedded SQLite or PostgreSQL; cheap to clone.
@@ -291,6 +294,8 @@ pub(super) fn connect(path: &Path) -> Result<Connection, StoreError> {
          PRAGMA busy_timeout = 5000;
          PRAGMA cache_size = -16000;",
     )?;
+    // Every statement goes through the cache: keep them all prepared.
+    conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
     Ok(Connection::Sqlite(conn))
 }
 
