@@ -98,10 +98,14 @@ conformance!(
 );
 
 async fn setup(store: &dyn Store) -> SystemId {
-    let system = SystemId::parse("sys").unwrap();
+    create_system(store, "sys").await
+}
+
+async fn create_system(store: &dyn Store, id: &str) -> SystemId {
+    let system = SystemId::parse(id).unwrap();
     let new = NewSystem {
         id: system.clone(),
-        name: "sys".into(),
+        name: id.into(),
         owner: "team".into(),
         purpose: "tests".into(),
         risk_tier: RiskTier::High,
@@ -981,17 +985,7 @@ async fn the_webhook_outbox_delivers_each_proposal_in_order(store: &dyn Store) {
 
 async fn a_second_webhook_gets_only_what_comes_after_it(store: &dyn Store) {
     let first = setup(store).await;
-    let second = SystemId::parse("other").unwrap();
-    let new = NewSystem {
-        id: second.clone(),
-        name: "other".into(),
-        owner: "team".into(),
-        purpose: "tests".into(),
-        risk_tier: RiskTier::High,
-        oversight: Oversight::InTheLoop,
-        shape: None,
-    };
-    store.create_system(new, "user:admin", T0).await.unwrap();
+    let second = create_system(store, "other").await;
     let webhook = |system: &SystemId| WebhookConfig {
         system: system.clone(),
         url: "http://127.0.0.1:9/hook".into(),

@@ -17,7 +17,7 @@ use serde_json::json;
 
 mod common;
 
-use common::{ADMIN, call, cli, start, system_key};
+use common::{ADMIN, assert_replayed, call, export_and_verify, start, system_key};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn sigkill_loses_nothing_acknowledged_and_resolves_nothing_twice() {
@@ -153,17 +153,7 @@ async fn sigkill_loses_nothing_acknowledged_and_resolves_nothing_twice() {
                 .is_none_or(|d| d.len() <= 1)
         );
         // A retry after the crash finds the same proposal.
-        let body = json!({"action": "a", "subject": {"type": "T", "id": idem}, "output": {"n": proposal["output"]["n"]}, "idempotency_key": idem});
-        let (status, again) = call(
-            &http,
-            reqwest::Method::POST,
-            format!("{base}/v1/proposals"),
-            &key,
-            Some(body),
-        )
-        .await
-        .unwrap();
-        assert_eq!((status, &again["id"]), (200, &json!(id)));
+        assert_replayed(&http, &base, &key, idem, &proposal).await;
     }
     for id in &decided {
         let (_, proposal) = call(
@@ -277,24 +267,7 @@ async fn sigkill_loses_nothing_acknowledged_and_resolves_nothing_twice() {
             );
         }
     }
-    let export = dir.path().join("export");
-    let (ok, _, stderr) = cli(
-        &base,
-        &["audit", "export", "--out", export.to_str().unwrap()],
-    );
-    assert!(ok, "{stderr}");
-    let (_, pubkey, _) = cli(&base, &["audit", "pubkey"]);
-    let (ok, _, stderr) = cli(
-        &base,
-        &[
-            "audit",
-            "verify",
-            export.to_str().unwrap(),
-            "--pubkey",
-            pubkey.trim(),
-        ],
-    );
-    assert!(ok, "{stderr}");
+    export_and_verify(&base, &dir.path().join("export"));
     let mut child = server.child;
     child.kill().unwrap();
     child.wait().unwrap();

@@ -23,7 +23,7 @@ use serde_json::{Value, json};
 
 mod common;
 
-use common::{ADMIN, call, cli, start_with, system_key};
+use common::{ADMIN, assert_replayed, call, export_and_verify, start_with, system_key};
 
 const SUBMITTERS: usize = 25;
 const REVIEWERS: usize = 25;
@@ -276,17 +276,7 @@ async fn three_replicas_lose_nothing_when_one_is_killed() {
         }
         finals.insert(id.clone(), proposal["status"].as_str().unwrap().to_owned());
         // A retry finds the same proposal.
-        let body = json!({"action": "a", "subject": {"type": "T", "id": idem}, "output": {"n": proposal["output"]["n"]}, "idempotency_key": idem});
-        let (status, again) = call(
-            &http,
-            reqwest::Method::POST,
-            format!("{base}/v1/proposals"),
-            &key,
-            Some(body),
-        )
-        .await
-        .unwrap();
-        assert_eq!((status, &again["id"]), (200, &json!(id)));
+        assert_replayed(&http, &base, &key, idem, &proposal).await;
     }
     for (id, answer) in &answers {
         if answer != "pending" {
@@ -367,24 +357,7 @@ async fn three_replicas_lose_nothing_when_one_is_killed() {
             );
         }
     }
-    let export = dir.path().join("export");
-    let (ok, _, stderr) = cli(
-        &base,
-        &["audit", "export", "--out", export.to_str().unwrap()],
-    );
-    assert!(ok, "{stderr}");
-    let (_, pubkey, _) = cli(&base, &["audit", "pubkey"]);
-    let (ok, _, stderr) = cli(
-        &base,
-        &[
-            "audit",
-            "verify",
-            export.to_str().unwrap(),
-            "--pubkey",
-            pubkey.trim(),
-        ],
-    );
-    assert!(ok, "{stderr}");
+    export_and_verify(&base, &dir.path().join("export"));
     for replica in replicas {
         let mut child = replica.child;
         child.kill().unwrap();

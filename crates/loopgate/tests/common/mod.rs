@@ -105,3 +105,38 @@ pub(crate) fn cli(base: &str, args: &[&str]) -> (bool, String, String) {
         String::from_utf8(output.stderr).unwrap(),
     )
 }
+
+/// Exports the audit log of `base` to `out` and verifies it offline with
+/// the server's public key, as an auditor would.
+pub(crate) fn export_and_verify(base: &str, out: &std::path::Path) {
+    let out = out.to_str().unwrap();
+    let (ok, _, stderr) = cli(base, &["audit", "export", "--out", out]);
+    assert!(ok, "{stderr}");
+    let (_, pubkey, _) = cli(base, &["audit", "pubkey"]);
+    let (ok, _, stderr) = cli(base, &["audit", "verify", out, "--pubkey", pubkey.trim()]);
+    assert!(ok, "{stderr}");
+}
+
+/// Submitting the proposal `{"action": "a", "subject": {"type": "T", "id":
+/// idem}, "output": {"n": …}}` again with the idempotency key `idem`
+/// answers 200 with the stored one.
+pub(crate) async fn assert_replayed(
+    http: &reqwest::Client,
+    base: &str,
+    key: &str,
+    idem: &str,
+    stored: &Value,
+) {
+    let body = serde_json::json!({"action": "a", "subject": {"type": "T", "id": idem},
+                                  "output": {"n": stored["output"]["n"]}, "idempotency_key": idem});
+    let (status, again) = call(
+        http,
+        reqwest::Method::POST,
+        format!("{base}/v1/proposals"),
+        key,
+        Some(body),
+    )
+    .await
+    .unwrap();
+    assert_eq!((status, &again["id"]), (200, &stored["id"]));
+}
