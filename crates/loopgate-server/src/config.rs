@@ -106,9 +106,6 @@ pub enum StartError {
     /// The policy files could not be read or parsed.
     #[error("policies in `{path}`: {problem}")]
     Policies { path: String, problem: String },
-    /// The data directory could not be created.
-    #[error("cannot create the data directory `{path}`: {problem}")]
-    DataDir { path: String, problem: String },
     /// The first admin or the sampling secret could not be made.
     #[error("cannot set up secrets: {0}")]
     Secrets(String),

@@ -1,13 +1,13 @@
 //! The application state shared by handlers and workers, and start-up:
 //! open the store, create the first admin, load policies.
 
-use std::path::Path;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use loopgate_core::routing::Policies;
 use loopgate_core::{Role, SystemId, UserId};
-use loopgate_store::sql::{PgOptions, SqlStore};
+use loopgate_store::sql::PgOptions;
+use loopgate_store::sql::admin::Database;
 use loopgate_store::{
     ActivationMode, CredentialOwner, NewCredential, NewPolicy, NewUser, Principal, Store,
     StoreError, SystemRecord,
@@ -231,33 +231,16 @@ async fn load_active(store: &dyn Store) -> Result<Active, StartError> {
 }
 
 async fn open_store(config: &Config) -> Result<Arc<dyn Store>, StartError> {
-    let path = match config.database_url.as_deref() {
-        None => config.data_dir.join("loopgate.db"),
-        Some(url) => match url.strip_prefix("sqlite://") {
-            Some(path) => Path::new(path).to_path_buf(),
-            None if url.starts_with("postgres://") || url.starts_with("postgresql://") => {
-                let options = PgOptions {
-                    readers: config.database_readers.max(1),
-                    statement_timeout: config.database_statement_timeout,
-                    ..PgOptions::default()
-                };
-                return Ok(Arc::new(SqlStore::connect(url, options).await?));
-            }
-            None => {
-                return Err(StartError::DatabaseUrl(format!(
-                    "the database URL must start with sqlite:// or postgres://, not `{}`",
-                    url.split("://").next().unwrap_or(url)
-                )));
-            }
-        },
+    let database = match config.database_url.as_deref() {
+        None => Database::Sqlite(config.data_dir.join("loopgate.db")),
+        Some(url) => Database::parse(url).map_err(|e| StartError::DatabaseUrl(e.to_string()))?,
     };
-    if let Some(parent) = path.parent().filter(|it| !it.as_os_str().is_empty()) {
-        std::fs::create_dir_all(parent).map_err(|e| StartError::DataDir {
-            path: parent.display().to_string(),
-            problem: e.to_string(),
-        })?;
-    }
-    Ok(Arc::new(SqlStore::open(&path)?))
+    let options = PgOptions {
+        readers: config.database_readers.max(1),
+        statement_timeout: config.database_statement_timeout,
+        ..PgOptions::default()
+    };
+    Ok(Arc::new(database.open(options).await?))
 }
 
 async fn bootstrap(

@@ -76,7 +76,6 @@ struct Inner {
     writer: Mutex<mpsc::Sender<Job>>,
     readers: Mutex<Vec<Connection>>,
     read_permits: Semaphore,
-    dialect: Dialect,
     /// The audit sequencer's tile state; `None` until loaded or after a
     /// failed step.
     sequencer: tokio::sync::Mutex<Option<loopgate_core::audit::tile::TileBuilder>>,
@@ -164,7 +163,6 @@ impl SqlStore {
             writer: Mutex::new(sender),
             readers: Mutex::new(readers),
             read_permits: Semaphore::new(n_readers),
-            dialect,
             sequencer: tokio::sync::Mutex::new(None),
             tiles: Arc::default(),
             leader: Arc::new(AtomicBool::new(dialect == Dialect::Sqlite)),
@@ -184,14 +182,6 @@ impl SqlStore {
     /// Whether this process leads (runs the sequencer, timers and webhooks).
     pub(crate) fn leads(&self) -> bool {
         self.inner.leader.load(Ordering::SeqCst)
-    }
-
-    /// Which database this store runs on.
-    pub fn backend(&self) -> &'static str {
-        match self.inner.dialect {
-            Dialect::Sqlite => "sqlite",
-            Dialect::Postgres => "postgres",
-        }
     }
 
     /// Runs `job` in the writer's next group commit.
