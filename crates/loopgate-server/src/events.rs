@@ -11,9 +11,12 @@
 //! rows are durable, so nothing is lost across reconnects and restarts.
 //! Events carry ids, digests and salted hashes only (never payloads).
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
+
+use bytes::{Bytes, BytesMut};
 
 use loopgate_core::{ProposalId, Role};
 use loopgate_store::{Principal, StoredEvent};
@@ -23,9 +26,13 @@ use tokio::task::JoinHandle;
 
 use crate::AppState;
 
-/// How many events a slow subscriber may lag behind the broadcast before it
-/// reads from the store again.
-const CAPACITY: usize = 1024;
+/// How many batches a slow subscriber of every event may lag behind before
+/// it reads from the store again.
+const CAPACITY: usize = 256;
+/// The same for a system's channel (there may be thousands of them).
+const SYSTEM_CAPACITY: usize = 64;
+/// Shortest time between two publications to subscribers.
+const FLUSH: Duration = Duration::from_millis(5);
 /// Rows read per store call.
 pub(crate) const PAGE: u32 = 500;
 /// How often the tail looks for events written by other processes.
@@ -85,28 +92,70 @@ impl From<StoredEvent> for Event {
     }
 }
 
-/// An event with its JSON, serialized once for every subscriber.
+/// An event with its SSE frame, encoded once for every subscriber.
 #[derive(Debug)]
 pub(crate) struct Published {
     pub(crate) event: Event,
-    pub(crate) json: String,
+    /// `id: <id>\ndata: <json>\n\n`
+    pub(crate) frame: Bytes,
 }
 
 impl From<StoredEvent> for Published {
     fn from(row: StoredEvent) -> Published {
         let event = Event::from(row);
         let json = serde_json::to_string(&event).unwrap_or_else(|_| "{}".to_owned());
-        Published { event, json }
+        let frame = Bytes::from(format!("id: {}\ndata: {json}\n\n", event.id));
+        Published { event, frame }
     }
 }
 
-/// The process's fan-out: a wake-up for the tail and the broadcast.
+/// The events of one flush, as one channel's subscribers receive them.
+#[derive(Debug)]
+pub(crate) struct Batch {
+    /// In log order, never empty.
+    pub(crate) events: Vec<Arc<Published>>,
+    /// Every frame of `events` back to back: what a subscriber that wants
+    /// them all writes as it is (one buffer shared by all of them).
+    pub(crate) frames: Bytes,
+}
+
+impl Batch {
+    fn new(events: Vec<Arc<Published>>) -> Arc<Batch> {
+        let mut frames = BytesMut::with_capacity(events.iter().map(|e| e.frame.len()).sum());
+        for event in &events {
+            frames.extend_from_slice(&event.frame);
+        }
+        Arc::new(Batch {
+            events,
+            frames: frames.freeze(),
+        })
+    }
+
+    /// The position of its first event.
+    pub(crate) fn first(&self) -> i64 {
+        self.events.first().map_or(i64::MAX, |e| e.event.id)
+    }
+
+    /// The position of its last event.
+    pub(crate) fn last(&self) -> i64 {
+        self.events.last().map_or(i64::MIN, |e| e.event.id)
+    }
+}
+
+type Channel = broadcast::Sender<Arc<Batch>>;
+
+/// The process's fan-out: a wake-up for the tail and the channels.
+///
+/// Subscribers scoped to one system (a system's own key, or `?system=`)
+/// listen on that system's channel and are not woken for other systems'
+/// events; the others listen on the channel of every event.
 #[derive(Clone)]
 pub(crate) struct Bus {
     wake: Arc<Notify>,
     /// Wakes the webhook dispatcher.
     pub(crate) webhooks: Arc<Notify>,
-    sender: broadcast::Sender<Arc<Published>>,
+    everything: Channel,
+    systems: Arc<std::sync::Mutex<HashMap<String, Channel>>>,
     /// Held while subscribing, and by the tail while it skips ahead with
     /// nobody subscribed: a subscriber either came before the skip (and the
     /// tail does not skip) or after it (and reads what was skipped from the
@@ -123,7 +172,8 @@ impl Default for Bus {
         Bus {
             wake: Arc::default(),
             webhooks: Arc::default(),
-            sender: broadcast::channel(CAPACITY).0,
+            everything: broadcast::channel(CAPACITY).0,
+            systems: Arc::default(),
             gate: Arc::default(),
             shared: Arc::default(),
         }
@@ -143,20 +193,70 @@ impl Bus {
         self.wake();
     }
 
-    /// Every event the tail broadcasts from now on.
-    pub(crate) async fn subscribe(&self) -> broadcast::Receiver<Arc<Published>> {
+    /// Every batch the tail publishes from now on: those of one system's
+    /// events, or of all events.
+    pub(crate) async fn subscribe(&self, system: Option<&str>) -> broadcast::Receiver<Arc<Batch>> {
         let _gate = self.gate.lock().await;
-        self.sender.subscribe()
+        match system {
+            None => self.everything.subscribe(),
+            Some(system) => match self.systems.lock() {
+                Ok(mut systems) => systems
+                    .entry(system.to_owned())
+                    .or_insert_with(|| broadcast::channel(SYSTEM_CAPACITY).0)
+                    .subscribe(),
+                // Unreachable (nothing panics while holding it); the
+                // subscriber then filters the whole stream.
+                Err(_) => self.everything.subscribe(),
+            },
+        }
+    }
+
+    /// Whether anyone listens.
+    fn listening(&self) -> bool {
+        0 < self.everything.receiver_count()
+            || self
+                .systems
+                .lock()
+                .is_ok_and(|systems| systems.values().any(|c| 0 < c.receiver_count()))
+    }
+
+    /// Hands `events` to the channels that have listeners (each system's
+    /// channel its own events) and drops the channels nobody listens to.
+    fn publish(&self, events: Vec<Arc<Published>>) {
+        if events.is_empty() {
+            return;
+        }
+        if let Ok(mut systems) = self.systems.lock() {
+            systems.retain(|_, channel| 0 < channel.receiver_count());
+            if !systems.is_empty() {
+                let mut split: HashMap<&str, Vec<Arc<Published>>> = HashMap::new();
+                for published in &events {
+                    if let Some(system) = published.event.system.as_deref()
+                        && systems.contains_key(system)
+                    {
+                        split.entry(system).or_default().push(Arc::clone(published));
+                    }
+                }
+                for (system, events) in split {
+                    if let Some(channel) = systems.get(system) {
+                        let _ = channel.send(Batch::new(events));
+                    }
+                }
+            }
+        }
+        if 0 < self.everything.receiver_count() {
+            let _ = self.everything.send(Batch::new(events));
+        }
     }
 
     /// With nobody subscribed, the position of the newest event, read
     /// without reading the events; `None` when someone listens.
     async fn skip(&self, app: &AppState) -> Option<Result<i64, loopgate_store::StoreError>> {
-        if 0 < self.sender.receiver_count() || self.shared.load(Ordering::Relaxed) {
+        if self.listening() || self.shared.load(Ordering::Relaxed) {
             return None;
         }
         let _gate = self.gate.lock().await;
-        if 0 < self.sender.receiver_count() {
+        if self.listening() {
             return None;
         }
         Some(app.store.last_event_seq().await)
@@ -164,6 +264,11 @@ impl Bus {
 }
 
 /// Starts the tail; it stops at shutdown.
+///
+/// It reads new events as soon as it is woken (waiters of other replicas'
+/// decisions must not wait), and publishes what it read at most once per
+/// `FLUSH`: under load each subscriber is woken, and writes, once per
+/// flush for all the events of that time rather than once per commit.
 pub(crate) fn spawn(app: AppState) -> JoinHandle<()> {
     tokio::spawn(async move {
         let bus = app.bus.clone();
@@ -179,11 +284,14 @@ pub(crate) fn spawn(app: AppState) -> JoinHandle<()> {
                 }
             }
         };
+        let mut held: Vec<Arc<Published>> = Vec::new();
+        let mut flushed: Option<Instant> = None;
         loop {
             loop {
                 match bus.skip(&app).await {
                     Some(Ok(newest)) => {
                         last = newest;
+                        held.clear();
                         break;
                     }
                     Some(Err(error)) => {
@@ -196,12 +304,15 @@ pub(crate) fn spawn(app: AppState) -> JoinHandle<()> {
                     Ok(rows) => {
                         let full = rows.len() == PAGE as usize;
                         let shared = bus.shared.load(Ordering::Relaxed);
+                        let listening = bus.listening();
                         for row in rows {
                             last = row.seq;
                             if shared {
                                 follow(&app, &row).await;
                             }
-                            let _ = bus.sender.send(Arc::new(Published::from(row)));
+                            if listening {
+                                held.push(Arc::new(Published::from(row)));
+                            }
                         }
                         if !full {
                             break;
@@ -213,9 +324,18 @@ pub(crate) fn spawn(app: AppState) -> JoinHandle<()> {
                     }
                 }
             }
+            let due = flushed.map_or(Duration::ZERO, |at| FLUSH.saturating_sub(at.elapsed()));
+            if !held.is_empty() && due.is_zero() {
+                bus.publish(std::mem::take(&mut held));
+                flushed = Some(Instant::now());
+            }
+            let pause = match held.is_empty() {
+                true => POLL,
+                false => due,
+            };
             tokio::select! {
                 () = bus.wake.notified() => (),
-                () = tokio::time::sleep(POLL) => (),
+                () = tokio::time::sleep(pause) => (),
                 () = app.shutdown.cancelled() => return,
             }
         }

@@ -40,9 +40,18 @@ pub(crate) struct BenchArgs {
     /// How long to run.
     #[arg(long, default_value = "10s")]
     duration: String,
-    /// Event-stream subscribers (`GET /v1/events`) listening during the run.
+    /// Event-stream subscribers (`GET /v1/events` as admin: every event)
+    /// listening during the run.
     #[arg(long, default_value_t = 0)]
     subscribers: usize,
+    /// Spread the cycle over this many AI systems (`bench-agent-<n>`, each
+    /// with its own key) instead of one.
+    #[arg(long, default_value_t = 0)]
+    agents: usize,
+    /// Each agent also follows its own event stream (`GET /v1/events` with
+    /// its key) during the run.
+    #[arg(long, requires = "agents")]
+    agent_streams: bool,
     /// Deliver webhooks of these event types (comma list, e.g.
     /// `proposal.submitted,proposal.resolved`) to a receiver on a loopback
     /// port during the run, and report the delivery rate.
@@ -91,7 +100,7 @@ pub(crate) async fn run(args: BenchArgs) -> anyhow::Result<()> {
     let bases: Vec<String> = base.split(',').map(str::to_owned).collect();
     let base = bases[0].clone();
     let admin = Client::new(&base, &admin_token)?;
-    let keys = setup(&admin).await?;
+    let keys = setup(&admin, args.agents).await?;
     if 1 < bases.len() {
         // The other replicas pick the published policy up from its event.
         tokio::time::sleep(Duration::from_millis(500)).await;
@@ -109,34 +118,34 @@ pub(crate) async fn run(args: BenchArgs) -> anyhow::Result<()> {
     // Subscribers connect first, so every event of the run is theirs.
     let received = Arc::new(std::sync::atomic::AtomicU64::new(0));
     let mut listeners = Vec::new();
-    for _ in 0..args.subscribers {
-        let request = reqwest::Client::new()
-            .get(format!("{base}/v1/events"))
-            .bearer_auth(&admin_token);
-        let received = Arc::clone(&received);
-        listeners.push(tokio::spawn(async move {
-            let Ok(mut response) = request.send().await else {
-                return;
-            };
-            while let Ok(Some(chunk)) = response.chunk().await {
-                let events = chunk.windows(3).filter(|w| w == b"id:").count() as u64;
-                received.fetch_add(events, std::sync::atomic::Ordering::Relaxed);
-            }
-        }));
+    let streams = match args.agent_streams {
+        true => keys.agents.as_slice(),
+        false => &[],
+    };
+    let listener_tokens = std::iter::repeat_n(&admin_token, args.subscribers).chain(streams);
+    for (index, token) in listener_tokens.enumerate() {
+        let url = format!("{}/v1/events", bases[index % bases.len()]);
+        listeners.push(listen(url, token, Arc::clone(&received)).await?);
     }
     let deadline = Instant::now() + duration;
     let started = Instant::now();
     let mut submitters = Vec::new();
-    let key = match args.workload.as_str() {
-        "cycle" => keys.hitl.clone(),
-        "ingest" => keys.auto.clone(),
+    let keys_used = match args.workload.as_str() {
+        "cycle" if keys.agents.is_empty() => vec![keys.hitl.clone()],
+        "cycle" => keys.agents.clone(),
+        "ingest" => vec![keys.auto.clone()],
         other => anyhow::bail!("--workload must be `cycle` or `ingest`, not `{other}`"),
     };
     let wait = args.workload == "cycle";
     for worker in 0..args.systems {
-        let client = Client::new(&bases[worker % bases.len()], &key)?;
+        // Worker w submits as systems w, w + systems, w + 2·systems, … in turn.
+        let base = &bases[worker % bases.len()];
+        let clients = (worker % keys_used.len()..keys_used.len())
+            .step_by(args.systems.max(1))
+            .map(|k| Client::new(base, &keys_used[k]))
+            .collect::<Result<Vec<_>, _>>()?;
         submitters.push(tokio::spawn(submitter(
-            client,
+            clients,
             worker,
             wait,
             deadline,
@@ -188,9 +197,13 @@ pub(crate) async fn run(args: BenchArgs) -> anyhow::Result<()> {
         );
     };
     out!(
-        "workload {}: {} systems, {} reviewers, {:.1} s",
+        "workload {}: {} submitters{}, {} reviewers, {:.1} s",
         args.workload,
         args.systems,
+        match args.agents {
+            0 => String::new(),
+            n => format!(" as {n} agents"),
+        },
         if wait { args.reviewers } else { 0 },
         elapsed
     );
@@ -212,13 +225,13 @@ pub(crate) async fn run(args: BenchArgs) -> anyhow::Result<()> {
     if let (true, Ok(unblock)) = (wait, shared.unblock.lock()) {
         report("decision → client unblocked", &unblock);
     }
-    if 0 < args.subscribers {
+    if !listeners.is_empty() {
         let total = received.load(std::sync::atomic::Ordering::Relaxed);
         out!(
             "event stream                 {} subscribers received {} events ({:.0} each)",
-            args.subscribers,
+            listeners.len(),
             total,
-            total as f64 / args.subscribers as f64
+            total as f64 / listeners.len() as f64
         );
     }
     if let Some(receiver) = receiver {
@@ -309,35 +322,61 @@ async fn webhook_receiver(admin: &Client, keys: &Keys, types: &str) -> anyhow::R
     Ok(receiver)
 }
 
+/// Follows `GET /v1/events` (connected before it returns), counting events.
+async fn listen(
+    url: String,
+    token: &str,
+    received: Arc<std::sync::atomic::AtomicU64>,
+) -> anyhow::Result<tokio::task::JoinHandle<()>> {
+    let mut response = reqwest::Client::new()
+        .get(url)
+        .bearer_auth(token)
+        .send()
+        .await?
+        .error_for_status()?;
+    Ok(tokio::spawn(async move {
+        while let Ok(Some(chunk)) = response.chunk().await {
+            let events = chunk.windows(3).filter(|w| w == b"id:").count() as u64;
+            received.fetch_add(events, std::sync::atomic::Ordering::Relaxed);
+        }
+    }))
+}
+
 struct Keys {
     auto_id: String,
     hitl_id: String,
     auto: String,
     hitl: String,
+    /// The keys of `bench-agent-<n>`.
+    agents: Vec<String>,
     reviewers: Vec<String>,
 }
 
-async fn setup(admin: &Client) -> anyhow::Result<Keys> {
+async fn setup(admin: &Client, agents: usize) -> anyhow::Result<Keys> {
+    use futures::{StreamExt as _, TryStreamExt as _};
+
     let run = ulid::Ulid::new().to_string().to_lowercase();
     for id in ["bench-auto", "bench-hitl"] {
-        let system = proto::CreateSystem {
-            id: id.into(),
-            name: id.into(),
-            owner: "bench".into(),
-            purpose: "load test".into(),
-            risk_tier: proto::RiskTier::Minimal,
-            oversight: proto::Oversight::InTheLoop,
-            shape: None,
-        };
-        match admin.create_system(&system).await {
-            Ok(_) => (),
-            Err(error) if error.code() == Some("already_exists") => (),
-            Err(error) => return Err(error.into()),
-        }
+        create_system(admin, id).await?;
+    }
+    let agent_ids: Vec<String> = (0..agents).map(|n| format!("bench-agent-{n}")).collect();
+    let agent_keys: Vec<String> = futures::stream::iter(&agent_ids)
+        .map(|id| async move {
+            create_system(admin, id).await?;
+            anyhow::Ok(admin.create_key(id).await?.secret)
+        })
+        .buffered(16)
+        .try_collect()
+        .await?;
+    let mut policy = POLICY.to_owned();
+    for id in &agent_ids {
+        policy.push_str(&format!(
+            "@id(\"{id}\") @reviewers(\"bench\") permit (principal == System::\"{id}\", action, resource);\n"
+        ));
     }
     admin
         .publish_policy(&proto::PublishPolicy {
-            text: POLICY.into(),
+            text: policy,
             description: "loopgate bench".into(),
             mode: None,
             cases: None,
@@ -361,12 +400,31 @@ async fn setup(admin: &Client) -> anyhow::Result<Keys> {
         hitl_id: "bench-hitl".into(),
         auto,
         hitl,
+        agents: agent_keys,
         reviewers,
     })
 }
 
+/// Creates the system `id` unless it exists (a second run on one server).
+async fn create_system(admin: &Client, id: &str) -> anyhow::Result<()> {
+    let system = proto::CreateSystem {
+        id: id.into(),
+        name: id.into(),
+        owner: "bench".into(),
+        purpose: "load test".into(),
+        risk_tier: proto::RiskTier::Minimal,
+        oversight: proto::Oversight::InTheLoop,
+        shape: None,
+    };
+    match admin.create_system(&system).await {
+        Ok(_) => Ok(()),
+        Err(error) if error.code() == Some("already_exists") => Ok(()),
+        Err(error) => Err(error.into()),
+    }
+}
+
 async fn submitter(
-    client: Client,
+    clients: Vec<Client>,
     worker: usize,
     wait: bool,
     deadline: Instant,
@@ -392,6 +450,7 @@ async fn submitter(
             idempotency_key: None,
         };
         let started = Instant::now();
+        let client = &clients[n as usize % clients.len()];
         let res = client.submit(&proposal, wait_for).await;
         let finished = Instant::now();
         match res {

@@ -1,21 +1,23 @@
 //! `GET /v1/events`: the durable event stream as server-sent events.
 
-use std::collections::VecDeque;
 use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::body::{Body, Bytes};
+use axum::body::Body;
 use axum::extract::State;
 use axum::http::{HeaderMap, header};
 use axum::response::{IntoResponse, Response};
+use bytes::{Bytes, BytesMut};
+use loopgate_core::Role;
 use loopgate_store::Principal;
 use serde::Deserialize;
+use tokio::sync::broadcast;
 use tokio::sync::broadcast::error::{RecvError, TryRecvError};
 
 use crate::AppState;
 use crate::auth::Caller;
-use crate::events::{Event, PAGE, Published, visible};
+use crate::events::{Batch, Event, PAGE, Published, visible};
 use crate::http::error::ApiError;
 use crate::http::extract::Params;
 
@@ -54,29 +56,42 @@ impl Filter {
     }
 }
 
+impl Filter {
+    /// Whether every event of the channel it listens on passes: no type
+    /// filter, and a principal that sees all of that channel (an admin or
+    /// auditor, or a system on its own channel).
+    fn takes_all(&self, channel: Option<&str>) -> bool {
+        self.kinds.is_empty()
+            && match &self.principal {
+                Principal::System(id) => channel == Some(id.as_str()),
+                Principal::User(user) => user
+                    .roles
+                    .iter()
+                    .any(|r| matches!(r, Role::Admin | Role::Auditor)),
+            }
+    }
+}
+
 /// Where a subscription is.
 struct Cursor {
     app: AppState,
     filter: Filter,
-    receiver: tokio::sync::broadcast::Receiver<Arc<Published>>,
+    receiver: broadcast::Receiver<Arc<Batch>>,
+    /// Every event of the channel passes the filter.
+    takes_all: bool,
     /// The newest event looked at.
     position: i64,
     /// Read from the store until it has nothing newer.
     catching_up: bool,
-    pending: VecDeque<Arc<Published>>,
 }
 
 impl Cursor {
-    /// The next event to send; `None` ends the stream (shutdown, or the store
-    /// failed: the client reconnects with `Last-Event-ID`).
-    async fn next(&mut self) -> Option<Arc<Published>> {
+    /// The next frames to send, as one chunk; `None` ends the stream
+    /// (shutdown, or the store failed: the client reconnects with
+    /// `Last-Event-ID`).
+    async fn next(&mut self) -> Option<Bytes> {
         loop {
-            if let Some(next) = self.pending.pop_front() {
-                match self.admit(next) {
-                    Some(next) => return Some(next),
-                    None => continue,
-                }
-            }
+            let mut frames = Frames::default();
             if self.catching_up {
                 let rows = match self.app.store.events_after(self.position, PAGE).await {
                     Ok(rows) => rows,
@@ -86,67 +101,98 @@ impl Cursor {
                     }
                 };
                 self.catching_up = rows.len() == PAGE as usize;
-                self.pending
-                    .extend(rows.into_iter().map(|row| Arc::new(Published::from(row))));
-                continue;
-            }
-            let next = tokio::select! {
-                next = self.receiver.recv() => next,
-                () = self.app.shutdown.cancelled() => return None,
-            };
-            match next {
-                Ok(event) => self.pending.push_back(event),
-                // Fell behind the broadcast: the store has everything.
-                Err(RecvError::Lagged(_)) => self.catching_up = true,
-                Err(RecvError::Closed) => return None,
-            }
-        }
-    }
-}
-
-impl Cursor {
-    /// The next event already at hand (no waiting, no store read).
-    fn try_next(&mut self) -> Option<Arc<Published>> {
-        loop {
-            let next = match self.pending.pop_front() {
-                Some(next) => next,
-                None if self.catching_up => return None,
-                None => match self.receiver.try_recv() {
-                    Ok(next) => next,
-                    Err(TryRecvError::Lagged(_)) => {
-                        self.catching_up = true;
-                        return None;
+                for row in rows {
+                    let published = Published::from(row);
+                    if self.admit(&published.event) {
+                        frames.push(published.frame);
                     }
-                    Err(_) => return None,
-                },
-            };
-            if let Some(next) = self.admit(next) {
-                return Some(next);
+                }
+            } else {
+                let next = tokio::select! {
+                    next = self.receiver.recv() => next,
+                    () = self.app.shutdown.cancelled() => return None,
+                };
+                match next {
+                    Ok(batch) => self.take(&batch, &mut frames),
+                    // Fell behind: the store has everything.
+                    Err(RecvError::Lagged(_)) => self.catching_up = true,
+                    Err(RecvError::Closed) => return None,
+                }
+                // Whatever else is at hand goes in the same chunk.
+                while frames.len < CHUNK {
+                    match self.receiver.try_recv() {
+                        Ok(batch) => self.take(&batch, &mut frames),
+                        Err(TryRecvError::Lagged(_)) => {
+                            self.catching_up = true;
+                            break;
+                        }
+                        Err(_) => break,
+                    }
+                }
+            }
+            if let Some(chunk) = frames.finish() {
+                return Some(chunk);
             }
         }
     }
 
-    /// `next` when it is new and the caller wants it; the position moves past it.
-    fn admit(&mut self, next: Arc<Published>) -> Option<Arc<Published>> {
-        if next.event.id <= self.position {
-            return None;
+    /// The frames of `batch` the caller wants, past its position.
+    fn take(&mut self, batch: &Batch, frames: &mut Frames) {
+        if self.takes_all && self.position < batch.first() {
+            self.position = batch.last();
+            frames.push(batch.frames.clone());
+            return;
         }
-        self.position = next.event.id;
-        self.filter.wants(&next.event).then_some(next)
+        for published in &batch.events {
+            if self.admit(&published.event) {
+                frames.push(published.frame.clone());
+            }
+        }
+    }
+
+    /// Whether `event` is new and wanted; the position moves past it.
+    fn admit(&mut self, event: &Event) -> bool {
+        if event.id <= self.position {
+            return false;
+        }
+        self.position = event.id;
+        self.filter.wants(event)
     }
 }
 
-/// Events written in one chunk at most: what is at hand goes out in one
-/// write per subscriber, not one write per event.
-const CHUNK: usize = 256;
+/// Frames gathered for one chunk (one shared buffer is sent as it is).
+#[derive(Default)]
+struct Frames {
+    parts: Vec<Bytes>,
+    len: usize,
+}
+
+impl Frames {
+    fn push(&mut self, frames: Bytes) {
+        self.len += frames.len();
+        self.parts.push(frames);
+    }
+
+    fn finish(mut self) -> Option<Bytes> {
+        match self.parts.len() {
+            0 => None,
+            1 => self.parts.pop(),
+            _ => {
+                let mut chunk = BytesMut::with_capacity(self.len);
+                for part in &self.parts {
+                    chunk.extend_from_slice(part);
+                }
+                Some(chunk.freeze())
+            }
+        }
+    }
+}
+
+/// Bytes gathered into one chunk at most (one write per subscriber for
+/// what is at hand, not one per event).
+const CHUNK: usize = 256 * 1024;
 /// A comment line this often keeps proxies from closing an idle stream.
 const KEEP_ALIVE: Duration = Duration::from_secs(15);
-
-fn append(chunk: &mut Vec<u8>, next: &Published) {
-    chunk.extend_from_slice(format!("id: {}\ndata: ", next.event.id).as_bytes());
-    chunk.extend_from_slice(next.json.as_bytes());
-    chunk.extend_from_slice(b"\n\n");
-}
 
 /// The events the caller may see, as they are committed, each with its
 /// position as the SSE `id`: `data` is a JSON object with `id`, `type`,
@@ -187,40 +233,37 @@ pub async fn stream(
         .filter(|k| !k.is_empty())
         .collect();
     // Subscribe before reading: whatever is committed after this is either
-    // in the store read or in the broadcast.
-    let receiver = app.bus.subscribe().await;
+    // in the store read or in the channel. A system's key, or `?system=`,
+    // listens on that system's channel only.
+    let channel = match (&query.system, &caller.0) {
+        (Some(system), _) => Some(system.clone()),
+        (None, Principal::System(id)) => Some(id.as_str().to_owned()),
+        (None, Principal::User(_)) => None,
+    };
+    let receiver = app.bus.subscribe(channel.as_deref()).await;
     let position = match resume {
         Some(id) => id,
         None => app.store.last_event_seq().await?,
     };
+    let filter = Filter {
+        principal: caller.0,
+        system: query.system,
+        kinds,
+    };
     let cursor = Cursor {
-        filter: Filter {
-            principal: caller.0,
-            system: query.system,
-            kinds,
-        },
+        takes_all: filter.takes_all(channel.as_deref()),
+        filter,
         receiver,
         position,
         catching_up: true,
-        pending: VecDeque::new(),
         app,
     };
     let chunks = futures::stream::unfold(cursor, |mut cursor| async move {
-        let first = tokio::select! {
-            next = cursor.next() => next?,
-            () = tokio::time::sleep(KEEP_ALIVE) => {
-                return Some((Ok::<Bytes, Infallible>(Bytes::from_static(b":\n\n")), cursor));
-            }
+        let chunk = tokio::select! {
+            chunk = cursor.next() => chunk?,
+            () = tokio::time::sleep(KEEP_ALIVE) => Bytes::from_static(b":\n\n"),
         };
-        let mut chunk = Vec::with_capacity(1024);
-        append(&mut chunk, &first);
-        for _ in 1..CHUNK {
-            match cursor.try_next() {
-                Some(next) => append(&mut chunk, &next),
-                None => break,
-            }
-        }
-        Some((Ok(Bytes::from(chunk)), cursor))
+        Some((Ok::<Bytes, Infallible>(chunk), cursor))
     });
     let headers = [
         (header::CONTENT_TYPE, "text/event-stream"),

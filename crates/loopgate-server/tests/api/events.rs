@@ -201,3 +201,57 @@ async fn filters_and_roles_narrow_the_stream() {
         "{problem}"
     );
 }
+
+#[tokio::test]
+async fn live_streams_of_each_system_get_their_own_events_in_order() {
+    let (app, fraud, _) = setup().await;
+    let triage = app.system("triage", "in_the_loop").await;
+    app.publish(r#"@reviewers("medics") permit(principal, action == Action::"triage", resource); @reviewers("ops") permit(principal, action == Action::"flag", resource);"#)
+        .await;
+    // Live (no resume point): each stream starts at the newest event.
+    let mut as_fraud = Stream::open(&app, "", &fraud, None).await;
+    let mut as_triage = Stream::open(&app, "", &triage, None).await;
+    let mut admin_on_triage = Stream::open(&app, "?system=triage", ADMIN_TOKEN, None).await;
+    let mut routed_only = Stream::open(&app, "?type=proposal.routed", &fraud, None).await;
+    let mut admins: Vec<Stream> = Vec::new();
+    for _ in 0..8 {
+        admins.push(Stream::open(&app, "", ADMIN_TOKEN, None).await);
+    }
+
+    let t = app.submit(&triage, "triage", json!({}), json!({})).await;
+    let f = app.submit(&fraud, "flag", json!({}), json!({})).await;
+    let (t, f) = (&t.body["id"], &f.body["id"]);
+
+    for stream in [&mut as_triage, &mut admin_on_triage] {
+        let seen = stream.until("task.created").await;
+        assert_eq!(
+            types(&seen),
+            ["proposal.submitted", "proposal.routed", "task.created"]
+        );
+        assert!(seen.iter().all(|(_, e)| &e["proposal"] == t), "{seen:?}");
+    }
+    let seen = as_fraud.until("task.created").await;
+    assert_eq!(seen.len(), 3, "nothing of another system: {seen:?}");
+    assert!(seen.iter().all(|(_, e)| &e["proposal"] == f), "{seen:?}");
+    let (_, routed) = routed_only.next().await;
+    assert_eq!(
+        (&routed["type"], &routed["proposal"]),
+        (&json!("proposal.routed"), f)
+    );
+
+    let mut first = None;
+    for stream in &mut admins {
+        let mut seen = stream.until("task.created").await;
+        seen.extend(stream.until("task.created").await);
+        let ids: Vec<i64> = seen.iter().map(|(id, _)| *id).collect();
+        assert!(
+            ids.windows(2).all(|w| w[0] + 1 == w[1]),
+            "every event, in order: {ids:?}"
+        );
+        assert_eq!(
+            *first.get_or_insert(ids.clone()),
+            ids,
+            "each admin sees the same"
+        );
+    }
+}
