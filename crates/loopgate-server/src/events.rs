@@ -265,10 +265,11 @@ impl Bus {
 
 /// Starts the tail; it stops at shutdown.
 ///
-/// It reads new events as soon as it is woken (waiters of other replicas'
-/// decisions must not wait), and publishes what it read at most once per
-/// `FLUSH`: under load each subscriber is woken, and writes, once per
-/// flush for all the events of that time rather than once per commit.
+/// It publishes what it read at most once per `FLUSH`: under load each
+/// subscriber is woken, and writes, once per flush for all the events of
+/// that time rather than once per commit. On a database shared with other
+/// replicas it reads as soon as it is woken (waiters of other replicas'
+/// decisions must not wait); alone, it reads at most once per `FLUSH` too.
 pub(crate) fn spawn(app: AppState) -> JoinHandle<()> {
     tokio::spawn(async move {
         let bus = app.bus.clone();
@@ -287,6 +288,7 @@ pub(crate) fn spawn(app: AppState) -> JoinHandle<()> {
         let mut held: Vec<Arc<Published>> = Vec::new();
         let mut flushed: Option<Instant> = None;
         loop {
+            let read_at = Instant::now();
             loop {
                 match bus.skip(&app).await {
                     Some(Ok(newest)) => {
@@ -337,6 +339,17 @@ pub(crate) fn spawn(app: AppState) -> JoinHandle<()> {
                 () = bus.wake.notified() => (),
                 () = tokio::time::sleep(pause) => (),
                 () = app.shutdown.cancelled() => return,
+            }
+            // Alone on its database the tail serves only subscribers, so it
+            // reads at most once per `FLUSH` too: what commits meanwhile
+            // waits for the next read (one store read per flush, not per
+            // commit).
+            let rest = FLUSH.saturating_sub(read_at.elapsed());
+            if !bus.shared.load(Ordering::Relaxed) && !rest.is_zero() {
+                tokio::select! {
+                    () = tokio::time::sleep(rest) => (),
+                    () = app.shutdown.cancelled() => return,
+                }
             }
         }
     })

@@ -27,7 +27,7 @@ struct Export {
 /// A log of 1,804 entries (8 bundles, a level-1 tile) with four or more checkpoints.
 async fn export() -> Export {
     let dir = tempfile::tempdir().unwrap();
-    let server = start(&dir.path().join("data"));
+    let mut server = start(&dir.path().join("data"));
     let base = server.base.clone();
     let http = reqwest::Client::new();
     let post = reqwest::Method::POST;
@@ -65,7 +65,7 @@ async fn export() -> Export {
     // Checkpoints come at 100 and 400, at the end, and on the 1 s interval.
     assert!(stdout.starts_with("exported 1804 entries, "), "{stdout}");
     let (_, pubkey, _) = cli(&base, &["audit", "pubkey"]);
-    let mut child = server.child;
+    let child = &mut server.child;
     child.kill().unwrap();
     child.wait().unwrap();
     Export {

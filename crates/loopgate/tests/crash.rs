@@ -22,7 +22,7 @@ use common::{ADMIN, assert_replayed, call, export_and_verify, start, system_key}
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn sigkill_loses_nothing_acknowledged_and_resolves_nothing_twice() {
     let dir = tempfile::tempdir().unwrap();
-    let server = start(dir.path());
+    let mut server = start(dir.path());
     let http = reqwest::Client::new();
     let base = server.base.clone();
     let post = reqwest::Method::POST;
@@ -119,7 +119,7 @@ async fn sigkill_loses_nothing_acknowledged_and_resolves_nothing_twice() {
         }));
     }
     tokio::time::sleep(Duration::from_millis(1500)).await;
-    let mut child = server.child;
+    let child = &mut server.child;
     child.kill().unwrap(); // SIGKILL
     child.wait().unwrap();
     for worker in workers {
@@ -268,7 +268,5 @@ async fn sigkill_loses_nothing_acknowledged_and_resolves_nothing_twice() {
         }
     }
     export_and_verify(&base, &dir.path().join("export"));
-    let mut child = server.child;
-    child.kill().unwrap();
-    child.wait().unwrap();
+    drop(server);
 }

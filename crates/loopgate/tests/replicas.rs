@@ -213,7 +213,8 @@ async fn three_replicas_lose_nothing_when_one_is_killed() {
     }
 
     tokio::time::sleep(Duration::from_millis(1500)).await;
-    let mut killed = replicas.pop().unwrap().child;
+    let mut killed = replicas.pop().unwrap();
+    let killed = &mut killed.child;
     dead.store(true, Ordering::SeqCst);
     killed.kill().unwrap(); // SIGKILL
     killed.wait().unwrap();
@@ -358,11 +359,7 @@ async fn three_replicas_lose_nothing_when_one_is_killed() {
         }
     }
     export_and_verify(&base, &dir.path().join("export"));
-    for replica in replicas {
-        let mut child = replica.child;
-        child.kill().unwrap();
-        child.wait().unwrap();
-    }
+    drop(replicas);
 }
 
 /// A replica with another audit key than the one that signed the log
@@ -395,7 +392,5 @@ async fn a_replica_with_another_audit_key_refuses_to_start() {
     assert!(!output.status.success());
     let stderr = String::from_utf8(output.stderr).unwrap();
     assert!(stderr.contains("signed with another key"), "{stderr}");
-    let mut child = first.child;
-    child.kill().unwrap();
-    child.wait().unwrap();
+    drop(first);
 }

@@ -15,6 +15,15 @@ pub(crate) struct Server {
     pub(crate) base: String,
 }
 
+/// A server left running by a test (a failed assertion, or simply its end)
+/// is stopped with it.
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 pub(crate) fn start(data_dir: &std::path::Path) -> Server {
     start_with(data_dir, &[])
 }
