@@ -314,9 +314,10 @@ fn migrate(conn: &Connection) -> Result<(), StoreError> {
 }
 
 fn write_loop(conn: Connection, receiver: mpsc::Receiver<Job>) {
-    let notify = match conn.dialect() {
-        Dialect::Sqlite => None,
-        Dialect::Postgres => Some(postgres::NOTIFY),
+    // PostgreSQL: the notification and the commit in one round trip.
+    let commit = match conn.dialect() {
+        Dialect::Sqlite => "COMMIT".to_owned(),
+        Dialect::Postgres => format!("{}; COMMIT", postgres::NOTIFY),
     };
     while let Ok(first) = receiver.recv() {
         let mut batch = vec![first];
@@ -337,6 +338,22 @@ fn write_loop(conn: Connection, receiver: mpsc::Receiver<Job>) {
             continue;
         }
         let mut finishes = Vec::with_capacity(batch.len());
+        // A job alone in its group needs no savepoint: if it fails, the
+        // whole transaction rolls back (two round trips fewer on PostgreSQL).
+        if batch.len() == 1
+            && let Some(job) = batch.pop()
+        {
+            let (ok, finish) = job(Ok(&conn));
+            aggregates::job_done(ok);
+            if !ok {
+                // Its contributions were dropped above, so the group's
+                // buffer stays empty for the next group.
+                let _ = conn.execute_batch("ROLLBACK");
+                finish(None);
+                continue;
+            }
+            finishes.push(finish);
+        }
         for job in batch {
             let began = conn.execute_batch("SAVEPOINT job");
             let (ok, finish) = match &began {
@@ -354,12 +371,7 @@ fn write_loop(conn: Connection, receiver: mpsc::Receiver<Job>) {
             }
             finishes.push(finish);
         }
-        let committed = aggregates::flush(&conn)
-            .and_then(|()| match notify {
-                Some(sql) => conn.execute_batch(sql),
-                None => Ok(()),
-            })
-            .and_then(|()| conn.execute_batch("COMMIT"));
+        let committed = aggregates::flush(&conn).and_then(|()| conn.execute_batch(&commit));
         if committed.is_err() {
             let _ = conn.execute_batch("ROLLBACK");
         }
