@@ -144,7 +144,8 @@ pub(crate) async fn run(mut config: Config, bind: SocketAddr, rate: f64) -> anyh
             .unwrap_or_default()
     );
     if 0.0 < rate {
-        out!("The simulator submits {rate} proposals per second. Stop with Ctrl-C.");
+        let noun = if rate == 1.0 { "proposal" } else { "proposals" };
+        out!("The simulator submits {rate} {noun} per second. Stop with Ctrl-C.");
         tokio::spawn(simulate(base.clone(), keys, rate));
     }
     server
