@@ -59,6 +59,8 @@ pub const TYPES: [&str; 12] = [
 const IN_FLIGHT: usize = 256;
 /// Requests in flight at once to one endpoint.
 const PER_ENDPOINT: usize = 128;
+/// Shortest time between two dispatcher steps.
+const STEP: Duration = Duration::from_millis(5);
 /// Events the cursor passes per store call.
 const ENQUEUE_PAGE: u32 = 1000;
 /// Longest pause of an endpoint that keeps failing.
@@ -160,6 +162,7 @@ struct Dispatcher {
 impl Dispatcher {
     async fn run(&mut self, wake: &Notify) {
         let mut pruned = Instant::now();
+        let mut stepped: Option<Instant> = None;
         loop {
             // Only the leader queues and sends (deliveries in flight when
             // leadership moves finish and are recorded).
@@ -174,6 +177,23 @@ impl Dispatcher {
                     () = self.app.shutdown.cancelled() => return,
                 }
             }
+            // One step per `STEP` at most: every commit wakes the
+            // dispatcher, and each step costs store calls (two reads when
+            // there is nothing to send), so under load commits share steps.
+            let pause = stepped.map_or(Duration::ZERO, |at| STEP.saturating_sub(at.elapsed()));
+            if !pause.is_zero() {
+                tokio::select! {
+                    () = tokio::time::sleep(pause) => (),
+                    () = self.app.shutdown.cancelled() => {
+                        self.sending.abort_all();
+                        return;
+                    }
+                }
+                while let Some(done) = self.sending.try_join_next_with_id() {
+                    self.finish(done);
+                }
+            }
+            stepped = Some(Instant::now());
             if let Err(error) = self.step().await {
                 tracing::warn!(%error, "webhook delivery: store call failed; retrying");
                 tokio::select! {
