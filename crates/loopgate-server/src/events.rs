@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 use bytes::{Bytes, BytesMut};
 
 use loopgate_core::{ProposalId, Role};
-use loopgate_store::{Principal, StoredEvent};
+use loopgate_store::{Principal, StoredEvent, UserRecord};
 use serde::Serialize;
 use tokio::sync::{Notify, broadcast};
 use tokio::task::JoinHandle;
@@ -385,26 +385,26 @@ pub(crate) fn visible(principal: &Principal, event: &Event) -> bool {
     match principal {
         Principal::System(id) => event.system.as_deref() == Some(id.as_str()),
         Principal::User(user) => {
-            if user
-                .roles
-                .iter()
-                .any(|r| matches!(r, Role::Admin | Role::Auditor))
-            {
-                return true;
-            }
-            user.roles.contains(&Role::Reviewer)
-                && event
-                    .group
-                    .as_ref()
-                    .is_some_and(|group| user.groups.contains(group))
+            sees_everything(user)
+                || (user.roles.contains(&Role::Reviewer)
+                    && event
+                        .group
+                        .as_ref()
+                        .is_some_and(|group| user.groups.contains(group)))
         }
     }
+}
+
+/// Admins and auditors see every event.
+pub(crate) fn sees_everything(user: &UserRecord) -> bool {
+    user.roles
+        .iter()
+        .any(|r| matches!(r, Role::Admin | Role::Auditor))
 }
 
 #[cfg(test)]
 mod tests {
     use loopgate_core::{SystemId, Timestamp, UserId};
-    use loopgate_store::UserRecord;
 
     use super::*;
 

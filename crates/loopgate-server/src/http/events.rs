@@ -9,7 +9,6 @@ use axum::extract::State;
 use axum::http::{HeaderMap, header};
 use axum::response::{IntoResponse, Response};
 use bytes::{Bytes, BytesMut};
-use loopgate_core::Role;
 use loopgate_store::Principal;
 use serde::Deserialize;
 use tokio::sync::broadcast;
@@ -17,7 +16,7 @@ use tokio::sync::broadcast::error::{RecvError, TryRecvError};
 
 use crate::AppState;
 use crate::auth::Caller;
-use crate::events::{Batch, Event, PAGE, Published, visible};
+use crate::events::{Batch, Event, PAGE, Published, sees_everything, visible};
 use crate::http::error::ApiError;
 use crate::http::extract::Params;
 
@@ -54,9 +53,7 @@ impl Filter {
                     None => event.kind == *k,
                 }))
     }
-}
 
-impl Filter {
     /// Whether every event of the channel it listens on passes: no type
     /// filter, and a principal that sees all of that channel (an admin or
     /// auditor, or a system on its own channel).
@@ -64,10 +61,7 @@ impl Filter {
         self.kinds.is_empty()
             && match &self.principal {
                 Principal::System(id) => channel == Some(id.as_str()),
-                Principal::User(user) => user
-                    .roles
-                    .iter()
-                    .any(|r| matches!(r, Role::Admin | Role::Auditor)),
+                Principal::User(user) => sees_everything(user),
             }
     }
 }

@@ -7,9 +7,9 @@
 //! PostgreSQL: `BEGIN` and the writers' advisory lock, so replicas write one
 //! group at a time), commits once, and only then answers the callers. A
 //! refused job rolls back its savepoint alone (a job alone in its group runs
-//! without one: its refusal rolls the transaction back). The analytics counts the jobs
-//! change are summed over the group and written once, just before the
-//! commit. Reads run on a small pool of connections on tokio's blocking
+//! without one: its refusal rolls the transaction back). The analytics
+//! counts the jobs change are summed over the group and written once, just
+//! before the commit. Reads run on a small pool of connections on tokio's blocking
 //! threads and see every committed write.
 
 pub mod admin;
@@ -129,8 +129,8 @@ impl Wake {
 }
 
 /// A job runs inside its own savepoint, or alone in the transaction (or is
-/// told why there is no transaction) and returns whether it succeeded and how to answer its
-/// caller once the commit outcome is known.
+/// told why there is no transaction), and returns whether it succeeded and
+/// how to answer its caller once the commit outcome is known.
 type Job = Box<dyn FnOnce(Result<&Connection, &StoreError>) -> (bool, Finish) + Send>;
 type Finish = Box<dyn FnOnce(Option<&StoreError>) + Send>;
 
