@@ -7,6 +7,13 @@
 //! connection. Parameters are [`Arg`]s: PostgreSQL infers each parameter's
 //! type from the statement and an `Arg` is encoded as that type. Rows are
 //! read into [`Row`]s of owned values, whatever the backend.
+//!
+//! A bound limit is written `LIMIT CAST(?N AS BIGINT)`, never `LIMIT ?N`:
+//! SQLite reads a bare parameter's value while planning a `LIMIT` and then
+//! marks the statement to be planned again whenever that parameter is
+//! bound, which is every execution. A cached statement would be parsed and
+//! planned anew each time (the outbox's due query spent most of its time
+//! there).
 
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -697,6 +704,62 @@ impl postgres::types::ToSql for Arg {
 #[cfg(test)]
 mod tests {
     use super::to_postgres;
+    use rusqlite::StatementStatus;
+
+    /// How often SQLite planned a statement again over three executions.
+    fn replanned(sql: &str) -> i32 {
+        let conn = rusqlite::Connection::open_in_memory().expect("in-memory SQLite");
+        conn.execute_batch("CREATE TABLE t (n INTEGER PRIMARY KEY)")
+            .expect("table");
+        let mut statement = conn.prepare_cached(sql).expect("statement");
+        for limit in [1_i64, 2, 2] {
+            statement
+                .query_map([limit], |_| Ok(()))
+                .expect("query")
+                .for_each(drop);
+        }
+        statement.get_status(StatementStatus::RePrepare)
+    }
+
+    #[test]
+    fn a_cast_limit_is_planned_once_and_a_bare_one_every_time() {
+        assert_eq!(
+            replanned("SELECT n FROM t ORDER BY n LIMIT CAST(?1 AS BIGINT)"),
+            0
+        );
+        // Why the store never writes `LIMIT ?N` (if SQLite stops doing this, the rule can go).
+        assert_eq!(replanned("SELECT n FROM t ORDER BY n LIMIT ?1"), 3);
+    }
+
+    #[test]
+    fn the_store_binds_no_bare_limit() {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+        let mut dirs = vec![root];
+        let mut offenders = Vec::new();
+        while let Some(dir) = dirs.pop() {
+            for entry in std::fs::read_dir(&dir).expect("source directory") {
+                let path = entry.expect("directory entry").path();
+                if path.is_dir() {
+                    dirs.push(path);
+                } else if path.extension().is_some_and(|it| it == "rs")
+                    // This file states the rule (and shows why, above).
+                    && !path.ends_with("db.rs")
+                {
+                    let text = std::fs::read_to_string(&path).expect("source file");
+                    for (n, line) in text.lines().enumerate() {
+                        let bare = ["LIMIT ?", "OFFSET ?"];
+                        if bare.iter().any(|it| line.contains(it)) {
+                            offenders.push(format!("{}:{}", path.display(), n + 1));
+                        }
+                    }
+                }
+            }
+        }
+        assert!(
+            offenders.is_empty(),
+            "write `LIMIT CAST(?N AS BIGINT)`: {offenders:?}"
+        );
+    }
 
     #[test]
     fn placeholders_and_functions_are_rewritten_outside_quotes() {

@@ -262,7 +262,7 @@ pub(super) fn disagreements(
     conn.query_map(
         "SELECT proposal_id FROM analytics_disagreements
          WHERE system = ?1 AND created_at >= ?2 AND created_at < ?3 AND (CAST(?4 AS TEXT) IS NULL OR action = ?4)
-         ORDER BY created_at, proposal_id LIMIT ?5",
+         ORDER BY created_at, proposal_id LIMIT CAST(?5 AS BIGINT)",
         params![
             filter.system.as_str(),
             filter.from.millis(),

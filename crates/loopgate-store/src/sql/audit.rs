@@ -109,7 +109,9 @@ fn sequence_step(
     if stored.size != builder.size() || stored.root != builder.root() {
         *builder = load_builder(conn)?;
     }
-    let sql = format!("SELECT {EVENT_COLUMNS} FROM events WHERE seq > ?1 ORDER BY seq LIMIT ?2");
+    let sql = format!(
+        "SELECT {EVENT_COLUMNS} FROM events WHERE seq > ?1 ORDER BY seq LIMIT CAST(?2 AS BIGINT)"
+    );
     let mut rows = conn.query(&sql, params![to_i64(builder.size())?, limit])?;
     let mut appended = 0u64;
     while let Some(row) = rows.next()? {
@@ -199,8 +201,7 @@ pub(super) fn checkpoints(
     after: u64,
     limit: u32,
 ) -> Result<Vec<CheckpointRecord>, StoreError> {
-    let sql =
-        "SELECT size, time, note FROM audit_checkpoints WHERE size > ?1 ORDER BY size LIMIT ?2";
+    let sql = "SELECT size, time, note FROM audit_checkpoints WHERE size > ?1 ORDER BY size LIMIT CAST(?2 AS BIGINT)";
     q::all(conn, sql, params![to_i64(after)?, limit], checkpoint_row)
 }
 
@@ -377,7 +378,7 @@ pub(super) fn erase_expired(
     let sql = "SELECT p.id FROM proposals p JOIN systems s ON s.id = p.system
                WHERE s.retention_ms IS NOT NULL AND p.erased_at IS NULL AND p.decided_at IS NOT NULL
                  AND p.decided_at + s.retention_ms <= ?1
-               ORDER BY p.decided_at LIMIT ?2";
+               ORDER BY p.decided_at LIMIT CAST(?2 AS BIGINT)";
     let ids: Vec<String> = q::all(conn, sql, params![now.millis(), limit], |row| row.get(0))?;
     let mut erased = Vec::with_capacity(ids.len());
     for id in ids {

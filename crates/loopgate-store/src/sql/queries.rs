@@ -516,7 +516,7 @@ pub(super) fn replay_rows(
     let sql = "SELECT p.seq, p.id, p.system, p.action, p.subject, p.context, p.confidence, p.model, p.route, p.status,
                       p.decided_by, p.erased_at IS NOT NULL,
                       (SELECT t.grp FROM tasks t WHERE t.proposal_id = p.id ORDER BY t.seq LIMIT 1)
-               FROM proposals p WHERE p.seq > ?1 AND p.created_at >= ?2 ORDER BY p.seq LIMIT ?3";
+               FROM proposals p WHERE p.seq > ?1 AND p.created_at >= ?2 ORDER BY p.seq LIMIT CAST(?3 AS BIGINT)";
     all(conn, sql, params![after, since.millis(), limit], |row| {
         let json = |i: usize| -> Result<Value, StoreError> {
             match row.get::<_, Option<String>>(i)? {
@@ -810,7 +810,7 @@ pub(super) fn label_rows(
          WHERE p.system = ?1 AND p.created_at >= ?2 AND p.created_at < ?3 AND (CAST(?4 AS TEXT) IS NULL OR p.action = ?4)
            AND p.seq > ?5 AND p.erased_at IS NULL
            AND EXISTS (SELECT 1 FROM decisions d WHERE d.proposal_id = p.id)
-         ORDER BY p.seq LIMIT ?6",
+         ORDER BY p.seq LIMIT CAST(?6 AS BIGINT)",
         params![
         filter.system.as_str(),
         filter.from.millis(),

@@ -450,7 +450,7 @@ impl Store for SqlStore {
             let recent = q::all(
                 conn,
                 "SELECT proposal_id, version, live_route, shadow_route, live_matched, shadow_matched, shadow_group, at
-                 FROM shadow_disagreements WHERE version = ?1 AND at >= ?2 ORDER BY at DESC, proposal_id DESC LIMIT ?3",
+                 FROM shadow_disagreements WHERE version = ?1 AND at >= ?2 ORDER BY at DESC, proposal_id DESC LIMIT CAST(?3 AS BIGINT)",
                 params![version, since.millis(), limit],
                 |row| {
                     Ok(Disagreement {
@@ -538,7 +538,10 @@ impl Store for SqlStore {
                 sql.push_str(&format!(" AND action = ?{}", args.len()));
             }
             args.push(i64::from(filter.limit).saturating_add(1).to_arg());
-            sql.push_str(&format!(" ORDER BY seq DESC LIMIT ?{}", args.len()));
+            sql.push_str(&format!(
+                " ORDER BY seq DESC LIMIT CAST(?{} AS BIGINT)",
+                args.len()
+            ));
             let mut items = q::all(conn, &sql, args, q::proposal_row)?;
             let next = page_cursor(&mut items, filter.limit, |it| it.seq);
             for item in &mut items {
@@ -615,7 +618,7 @@ impl Store for SqlStore {
                 sql.push_str(&format!(" AND p.system = ?{}", args.len()));
             }
             args.push(i64::from(filter.limit).saturating_add(1).to_arg());
-            sql.push_str(&format!(" ORDER BY t.seq LIMIT ?{}", args.len()));
+            sql.push_str(&format!(" ORDER BY t.seq LIMIT CAST(?{} AS BIGINT)", args.len()));
             let mut items = q::all(conn, &sql, args, q::task_row)?;
             let next = page_cursor(&mut items, filter.limit, |it| it.seq);
             Ok(Paged { items, next })
@@ -717,7 +720,7 @@ impl Store for SqlStore {
         self.write_plain(move |conn| {
             let ids: Vec<String> = conn.query_map(
                 "SELECT id FROM tasks WHERE state IN ('open', 'claimed') AND due_at IS NOT NULL AND due_at <= ?1
-                 ORDER BY due_at LIMIT ?2",
+                 ORDER BY due_at LIMIT CAST(?2 AS BIGINT)",
                 params![now.millis(), limit],
                 |row| row.get(0),
             )?;
@@ -841,7 +844,7 @@ impl Store for SqlStore {
                 "SELECT {} FROM events e
                  LEFT JOIN proposals p ON p.id = e.subject
                  LEFT JOIN tasks t ON t.proposal_id = e.subject
-                 WHERE e.seq > ?1 ORDER BY e.seq LIMIT ?2",
+                 WHERE e.seq > ?1 ORDER BY e.seq LIMIT CAST(?2 AS BIGINT)",
                 q::EVENT_COLUMNS
             );
             q::all(conn, &sql, params![after, limit], |row| {

@@ -139,7 +139,7 @@ pub(super) fn enqueue(conn: &Connection, now: Timestamp, limit: u32) -> Result<u
         .and_then(|v| v.parse().ok())
         .unwrap_or(0);
     let (passed, upto): (u32, Option<i64>) = conn.query_row(
-        "SELECT COUNT(*), MAX(seq) FROM (SELECT seq FROM events WHERE seq > ?1 ORDER BY seq LIMIT ?2) AS next",
+        "SELECT COUNT(*), MAX(seq) FROM (SELECT seq FROM events WHERE seq > ?1 ORDER BY seq LIMIT CAST(?2 AS BIGINT)) AS next",
         params![cursor, limit],
         |row| Ok((row.get(0)?, row.get(1)?)),
     )?;
@@ -181,7 +181,7 @@ pub(super) fn due(
            AND d.system NOT IN (SELECT value FROM json_each(?2))
            AND NOT EXISTS (SELECT 1 FROM webhook_deliveries b
                            WHERE b.ord = d.ord AND b.state = 'pending' AND b.seq < d.seq)
-         ORDER BY d.next_at, d.seq LIMIT ?3"
+         ORDER BY d.next_at, d.seq LIMIT CAST(?3 AS BIGINT)"
     );
     q::all(
         conn,
@@ -244,7 +244,7 @@ pub(super) fn list(
     let sql = format!(
         "SELECT {DELIVERY_COLUMNS} FROM webhook_deliveries
          WHERE system = ?1 AND (CAST(?2 AS TEXT) IS NULL OR state = ?2) AND (CAST(?3 AS BIGINT) IS NULL OR seq < ?3)
-         ORDER BY seq DESC LIMIT ?4"
+         ORDER BY seq DESC LIMIT CAST(?4 AS BIGINT)"
     );
     let mut items = q::all(
         conn,
@@ -313,7 +313,7 @@ pub(super) fn redeliver(
 
 pub(super) fn prune(conn: &Connection, before: Timestamp, limit: u32) -> Result<u32, StoreError> {
     let old = "SELECT seq FROM webhook_deliveries
-               WHERE state != 'pending' AND created_at < ?1 ORDER BY seq LIMIT ?2";
+               WHERE state != 'pending' AND created_at < ?1 ORDER BY seq LIMIT CAST(?2 AS BIGINT)";
     conn.execute(
         &format!("DELETE FROM webhook_attempts WHERE seq IN ({old})"),
         params![before.millis(), limit],
