@@ -9,6 +9,7 @@ import httpx
 import pytest
 from mcp import ClientSession, StdioServerParameters
 from mcp.client.stdio import stdio_client
+from mcp.client.streamable_http import streamable_http_client
 
 from conftest import gateway_command, upstream_calls
 
@@ -142,3 +143,31 @@ async def test_a_client_that_leaves_and_repeats_the_call_gets_it_run_once(loopga
     assert upstream_calls(upstream_log) == [{"tool": "write", "arguments": arguments}]
     proposals = loopgate.call("GET", "/v1/proposals")["items"]
     assert len(proposals) == 2
+
+
+async def test_the_gateway_serves_streamable_http_too(loopgate, upstream_log, tmp_path):
+    command, args = gateway_command(loopgate, "--state", str(tmp_path / "gateway.json"), "--listen", "127.0.0.1:0")
+    env = {**os.environ, "UPSTREAM_LOG": str(upstream_log), "RUST_LOG": "warn"}
+    process = await asyncio.create_subprocess_exec(command, *args, env=env, stdout=asyncio.subprocess.PIPE)
+    try:
+        line = (await asyncio.wait_for(process.stdout.readline(), 30)).decode()
+        assert line.startswith("loopgate mcp listening on http://127.0.0.1:"), line
+        url = line.split()[-1]
+        async with streamable_http_client(url) as (read, write, *_):
+            async with ClientSession(read, write) as session:
+                await session.initialize()
+                tools = await session.list_tools()
+                assert sorted(tool.name for tool in tools.tools) == ["delete", "read", "write"]
+                allowed = await session.call_tool("read", {"path": "a.txt"})
+                assert text(allowed) == "contents of a.txt"
+                call = asyncio.create_task(session.call_tool("write", {"path": "a.txt", "text": "hi"}))
+                await decide(loopgate, await open_task(loopgate, loopgate.reviewer_token), "approve")
+                reviewed = await asyncio.wait_for(call, 30)
+                assert text(reviewed) == "wrote 2 characters to a.txt"
+    finally:
+        process.terminate()
+        await process.wait()
+    assert upstream_calls(upstream_log) == [
+        {"tool": "read", "arguments": {"path": "a.txt"}},
+        {"tool": "write", "arguments": {"path": "a.txt", "text": "hi"}},
+    ]

@@ -17,6 +17,8 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::os::fd::AsFd as _;
+use std::os::unix::fs::FileTypeExt as _;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -35,6 +37,7 @@ use rmcp::{ErrorData, Peer, RoleClient, RoleServer, ServerHandler, ServiceExt as
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use sha2::{Digest as _, Sha256};
+use tokio::net::unix::pipe;
 use tokio::sync::OnceCell;
 use tokio_util::task::TaskTracker;
 
@@ -141,12 +144,31 @@ pub(crate) async fn run(file: &FileConfig, args: McpArgs) -> anyhow::Result<()> 
 }
 
 async fn serve_stdio(gateway: Gateway) -> anyhow::Result<()> {
-    let service = gateway
-        .serve(rmcp::transport::stdio())
-        .await
-        .context("the MCP client did not start a session on stdin")?;
+    let service = match pipes() {
+        Some(pipes) => gateway.serve(pipes).await,
+        None => gateway.serve(rmcp::transport::stdio()).await,
+    }
+    .context("the MCP client did not start a session on stdin")?;
     service.waiting().await?;
     Ok(())
+}
+
+/// Stdin and stdout as pipes on the event loop, when both are pipes (as
+/// MCP clients start servers). tokio's `stdin()` and `stdout()` hand every
+/// read and write to a blocking thread: two thread hand-offs more per message.
+fn pipes() -> Option<(pipe::Receiver, pipe::Sender)> {
+    let stdin = std::fs::File::from(std::io::stdin().as_fd().try_clone_to_owned().ok()?);
+    let stdout = std::fs::File::from(std::io::stdout().as_fd().try_clone_to_owned().ok()?);
+    // Checked before either is made non-blocking, so that the fallback
+    // reads and writes blocking descriptors.
+    let fifo = |file: &std::fs::File| file.metadata().is_ok_and(|it| it.file_type().is_fifo());
+    if !fifo(&stdin) || !fifo(&stdout) {
+        return None;
+    }
+    Some((
+        pipe::Receiver::from_file(stdin).ok()?,
+        pipe::Sender::from_file(stdout).ok()?,
+    ))
 }
 
 async fn serve_http(gateway: Gateway, addr: SocketAddr) -> anyhow::Result<()> {

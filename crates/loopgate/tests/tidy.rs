@@ -1,5 +1,6 @@
 //! Tidy checks, run with the tests: docs cover every error code and route,
-//! every module says what it is for, and no test is skipped.
+//! every module says what it is for, no test is skipped, and no SQL binds
+//! a bare limit.
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
@@ -148,4 +149,24 @@ fn every_audit_event_type_is_documented() {
         }
     }
     assert!(found > 10, "found only {found} event types");
+}
+
+/// SQLite plans a statement again on every execution when its `LIMIT` is a
+/// bare parameter (see `loopgate-store`'s `db.rs`).
+#[test]
+fn no_statement_binds_a_bare_limit() {
+    let mut files = Vec::new();
+    rust_files(&root().join("crates"), &mut files);
+    let bare = [["LIMIT", " ?"].concat(), ["OFFSET", " ?"].concat()];
+    for file in files {
+        let text = std::fs::read_to_string(&file).unwrap();
+        for (n, line) in text.lines().enumerate() {
+            assert!(
+                !bare.iter().any(|it| line.contains(it.as_str())) || file.ends_with("db.rs"),
+                "{}:{}: write `LIMIT CAST(?N AS BIGINT)`",
+                file.display(),
+                n + 1
+            );
+        }
+    }
 }
