@@ -25,7 +25,7 @@ pub mod webhooks;
 
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use config::{Config, StartError};
-pub use state::{AppState, Started, start};
+pub use state::{AppState, Shared, Started, start};
 
 use std::future::Future;
 

@@ -20,9 +20,21 @@ use crate::secrets::{hash_password, hash_secret, new_secret};
 use crate::waiters::Waiters;
 use crate::{Clock, Config, StartError};
 
-/// Everything a handler needs.
+/// Everything a handler needs. Cloning it is one reference count: axum
+/// clones the state for each extractor of each request.
 #[derive(Clone)]
-pub struct AppState {
+pub struct AppState(Arc<Shared>);
+
+impl std::ops::Deref for AppState {
+    type Target = Shared;
+
+    fn deref(&self) -> &Shared {
+        &self.0
+    }
+}
+
+/// What the handlers of one server share (through [`AppState`]).
+pub struct Shared {
     /// The store.
     pub store: Arc<dyn Store>,
     /// The clock.
@@ -112,7 +124,7 @@ pub async fn start(config: Config, clock: Arc<dyn Clock>) -> Result<Started, Sta
         }
     }
 
-    let app = AppState {
+    let app = AppState(Arc::new(Shared {
         store,
         clock,
         config: Arc::new(config),
@@ -127,7 +139,7 @@ pub async fn start(config: Config, clock: Arc<dyn Clock>) -> Result<Started, Sta
         bus: crate::events::Bus::default(),
         logins: Arc::new(crate::ui::session::LoginThrottle::default()),
         shutdown: CancellationToken::new(),
-    };
+    }));
     // Other replicas' commits (PostgreSQL): the tail reads them at once.
     let bus = app.bus.clone();
     app.store
