@@ -21,10 +21,15 @@ def anyio_backend():
     return "asyncio"
 
 
+def launch(loopgate, upstream_log, tmp_path, *extra):
+    """Command, arguments and environment of a gateway with its own state file."""
+    command, args = gateway_command(loopgate, "--state", str(tmp_path / "gateway.json"), *extra)
+    return command, args, {**os.environ, "UPSTREAM_LOG": str(upstream_log), "RUST_LOG": "warn"}
+
+
 @asynccontextmanager
 async def gateway(loopgate, upstream_log, tmp_path, *extra):
-    command, args = gateway_command(loopgate, "--state", str(tmp_path / "gateway.json"), *extra)
-    env = {**os.environ, "UPSTREAM_LOG": str(upstream_log), "RUST_LOG": "warn"}
+    command, args, env = launch(loopgate, upstream_log, tmp_path, *extra)
     params = StdioServerParameters(command=command, args=args, env=env)
     async with stdio_client(params) as (read, write):
         async with ClientSession(read, write) as session:
@@ -146,8 +151,7 @@ async def test_a_client_that_leaves_and_repeats_the_call_gets_it_run_once(loopga
 
 
 async def test_the_gateway_serves_streamable_http_too(loopgate, upstream_log, tmp_path):
-    command, args = gateway_command(loopgate, "--state", str(tmp_path / "gateway.json"), "--listen", "127.0.0.1:0")
-    env = {**os.environ, "UPSTREAM_LOG": str(upstream_log), "RUST_LOG": "warn"}
+    command, args, env = launch(loopgate, upstream_log, tmp_path, "--listen", "127.0.0.1:0")
     process = await asyncio.create_subprocess_exec(command, *args, env=env, stdout=asyncio.subprocess.PIPE)
     try:
         line = (await asyncio.wait_for(process.stdout.readline(), 30)).decode()

@@ -189,9 +189,7 @@ impl Dispatcher {
                         return;
                     }
                 }
-                while let Some(done) = self.sending.try_join_next_with_id() {
-                    self.finish(done);
-                }
+                self.finish_ready();
             }
             stepped = Some(Instant::now());
             if let Err(error) = self.step().await {
@@ -204,9 +202,7 @@ impl Dispatcher {
             tokio::select! {
                 Some(done) = self.sending.join_next_with_id(), if !self.sending.is_empty() => {
                     self.finish(done);
-                    while let Some(done) = self.sending.try_join_next_with_id() {
-                        self.finish(done);
-                    }
+                    self.finish_ready();
                 }
                 () = wake.notified() => (),
                 () = tokio::time::sleep(POLL) => (),
@@ -301,6 +297,13 @@ impl Dispatcher {
         self.in_flight.remove(&id);
         if let Some(n) = self.per_endpoint.get_mut(system) {
             *n = n.saturating_sub(1);
+        }
+    }
+
+    /// Every sending task that has already finished, without waiting.
+    fn finish_ready(&mut self) {
+        while let Some(done) = self.sending.try_join_next_with_id() {
+            self.finish(done);
         }
     }
 

@@ -9,8 +9,8 @@
 //! refused job rolls back its savepoint alone (a job alone in its group runs
 //! without one: its refusal rolls the transaction back). The analytics
 //! counts the jobs change are summed over the group and written once, just
-//! before the commit. Reads run on a small pool of connections on tokio's blocking
-//! threads and see every committed write.
+//! before the commit. Reads run on a small pool of connections on tokio's
+//! blocking threads and see every committed write.
 
 pub mod admin;
 mod aggregates;
