@@ -29,7 +29,10 @@ for n in "${counts[@]}"; do
     LOOPGATE_BOOTSTRAP_TOKEN=$token RUST_LOG=warn \
       "$bin" serve --bind 127.0.0.1:0 --data-dir "$dir" --database-url "$url" >"$log" 2>&1 &
     pids+=($!)
-    until grep -q "loopgate listening on" "$log"; do sleep 0.1; done
+    until grep -q "loopgate listening on" "$log"; do
+      kill -0 "${pids[-1]}" 2>/dev/null || { echo "replica $i did not start:" >&2; cat "$log" >&2; exit 1; }
+      sleep 0.1
+    done
     bases+=("$(sed -n 's/^loopgate listening on //p' "$log" | head -1)")
   done
   servers=$(IFS=,; echo "${bases[*]}")

@@ -17,6 +17,9 @@
 
 use std::cell::RefCell;
 use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
+use std::task::Poll;
 
 use crate::StoreError;
 
@@ -36,12 +39,37 @@ pub(crate) enum Connection {
 /// A PostgreSQL session that reconnects by itself: after the server
 /// restarted or the connection dropped, the next statement opens a new one
 /// (the statement that saw the failure fails, with `Unavailable`).
+///
+/// The session is tokio-postgres on a runtime of its own, driven only while
+/// a call waits (as the synchronous `postgres` client does), so that writes
+/// whose answer nobody reads ([`Connection::execute_later`]) are pipelined:
+/// they go out with the next statement and cost no round trip of their own.
 pub(crate) struct PgConnection {
-    config: postgres::Config,
+    config: tokio_postgres::Config,
     /// Run on every new session (`SET statement_timeout`, ...).
     setup: String,
-    client: RefCell<Option<postgres::Client>>,
-    statements: RefCell<HashMap<String, postgres::Statement>>,
+    session: RefCell<Option<PgSession>>,
+    statements: RefCell<HashMap<String, tokio_postgres::Statement>>,
+    /// Statements sent ahead of the next round trip, in order.
+    later: RefCell<Vec<Later>>,
+    /// How many statements held for later have left `later` (sent or
+    /// dropped with a lost session).
+    sent: std::cell::Cell<u64>,
+}
+
+struct PgSession {
+    /// `None` only while the session closes.
+    client: Option<tokio_postgres::Client>,
+    /// Notifications (`LISTEN`) as the connection task reads them.
+    notifications: tokio::sync::mpsc::UnboundedReceiver<tokio_postgres::Notification>,
+    connection: Option<tokio::task::JoinHandle<()>>,
+    runtime: tokio::runtime::Runtime,
+}
+
+/// A statement whose answer is only its success.
+enum Later {
+    Prepared(tokio_postgres::Statement, Vec<Arg>),
+    Batch(String),
 }
 
 /// A statement's parameter.
@@ -339,16 +367,18 @@ impl Connection {
     /// A PostgreSQL connection (connects now, so that a wrong URL is
     /// reported at start).
     pub(crate) fn postgres(
-        config: postgres::Config,
+        config: tokio_postgres::Config,
         setup: String,
     ) -> Result<Connection, StoreError> {
         let pg = PgConnection {
             config,
             setup,
-            client: RefCell::new(None),
+            session: RefCell::new(None),
             statements: RefCell::new(HashMap::new()),
+            later: RefCell::new(Vec::new()),
+            sent: std::cell::Cell::new(0),
         };
-        pg.with_client(|_| Ok(()))?;
+        pg.with_session(|_| Ok(()))?;
         Ok(Connection::Postgres(Box::new(pg)))
     }
 
@@ -375,7 +405,9 @@ impl Connection {
     pub(crate) fn execute_batch(&self, sql: &str) -> Result<(), StoreError> {
         match self {
             Connection::Sqlite(conn) => Ok(conn.execute_batch(sql)?),
-            Connection::Postgres(pg) => pg.with_client(|client| client.batch_execute(sql)),
+            Connection::Postgres(pg) => {
+                pg.round_trip(async |client| client.batch_execute(sql).await)
+            }
         }
     }
 
@@ -390,10 +422,84 @@ impl Connection {
             Connection::Postgres(pg) => {
                 let statement = pg.statement(sql)?;
                 let refs = pg_args(&args);
-                let n = pg.with_client(|client| client.execute(&statement, &refs))?;
+                let n = pg.round_trip(async |client| client.execute(&statement, &refs).await)?;
                 Ok(usize::try_from(n).unwrap_or(usize::MAX))
             }
         }
+    }
+
+    /// Runs one statement whose result nobody reads. SQLite runs it now;
+    /// PostgreSQL sends it with the next round trip of this connection (a
+    /// query, a statement, the commit), whose call then reports its failure
+    /// first. Only for writes inside a write transaction, which ends with a
+    /// round trip.
+    pub(crate) fn execute_later(&self, sql: &str, params: impl Params) -> Result<(), StoreError> {
+        match self {
+            Connection::Sqlite(_) => self.execute(sql, params).map(drop),
+            Connection::Postgres(pg) => {
+                let statement = pg.statement(sql)?;
+                pg.later
+                    .borrow_mut()
+                    .push(Later::Prepared(statement, params.into_args()));
+                Ok(())
+            }
+        }
+    }
+
+    /// [`Connection::execute_batch`], sent as [`Connection::execute_later`] does.
+    pub(crate) fn execute_batch_later(&self, sql: &str) -> Result<(), StoreError> {
+        match self {
+            Connection::Sqlite(_) => self.execute_batch(sql),
+            Connection::Postgres(pg) => {
+                pg.later.borrow_mut().push(Later::Batch(sql.to_owned()));
+                Ok(())
+            }
+        }
+    }
+
+    /// A point in the statements held for later, for [`Connection::forget_later`].
+    pub(crate) fn later_mark(&self) -> u64 {
+        match self {
+            Connection::Sqlite(_) => 0,
+            Connection::Postgres(pg) => pg.sent.get() + pg.later.borrow().len() as u64,
+        }
+    }
+
+    /// Drops the statements held since `mark` and not sent yet: they belong
+    /// to work that is being rolled back.
+    pub(crate) fn forget_later(&self, mark: u64) {
+        if let Connection::Postgres(pg) = self {
+            let keep = usize::try_from(mark.saturating_sub(pg.sent.get())).unwrap_or(usize::MAX);
+            pg.later.borrow_mut().truncate(keep);
+        }
+    }
+
+    /// PostgreSQL: waits up to `timeout` for notifications on a channel this
+    /// session listens to; whether any came (several make one).
+    pub(crate) fn notified(&self, timeout: std::time::Duration) -> Result<bool, StoreError> {
+        let Connection::Postgres(pg) = self else {
+            return Ok(false);
+        };
+        pg.with_session(|session| {
+            let PgSession {
+                notifications,
+                runtime,
+                ..
+            } = session;
+            // The timer is made inside the runtime it needs.
+            match runtime
+                .block_on(async { tokio::time::timeout(timeout, notifications.recv()).await })
+            {
+                Err(_elapsed) => Ok(false),
+                Ok(None) => Err(StoreError::Unavailable(
+                    "the connection to PostgreSQL is closed".to_owned(),
+                )),
+                Ok(Some(_)) => {
+                    while notifications.try_recv().is_ok() {}
+                    Ok(true)
+                }
+            }
+        })
     }
 
     /// Every row of a query.
@@ -417,7 +523,7 @@ impl Connection {
             Connection::Postgres(pg) => {
                 let statement = pg.statement(sql)?;
                 let refs = pg_args(&args);
-                let rows = pg.with_client(|client| client.query(&statement, &refs))?;
+                let rows = pg.round_trip(async |client| client.query(&statement, &refs).await)?;
                 rows.iter().map(pg_row).collect::<Result<Vec<_>, _>>()?
             }
         };
@@ -458,13 +564,15 @@ impl Connection {
 }
 
 impl PgConnection {
-    fn statement(&self, sql: &str) -> Result<postgres::Statement, StoreError> {
+    fn statement(&self, sql: &str) -> Result<tokio_postgres::Statement, StoreError> {
         if let Some(statement) = self.statements.borrow().get(sql) {
             return Ok(statement.clone());
         }
         let translated = to_postgres(sql);
         let statement = self
-            .with_client(|client| client.prepare(&translated))
+            .with_session(|session| {
+                session.block_on(async |client| client.prepare(&translated).await)
+            })
             .map_err(|e| match e {
                 StoreError::Other(e) => {
                     StoreError::Other(format!("cannot prepare `{translated}`: {e}"))
@@ -480,30 +588,169 @@ impl PgConnection {
         Ok(statement)
     }
 
-    /// Runs `f` on the session, connecting first if there is none; a
-    /// session found closed afterwards is dropped for the next call.
-    pub(crate) fn with_client<T>(
+    /// Sends the statements held for later and then `op`'s, all in one
+    /// round trip; the first failure in that order is the answer.
+    fn round_trip<T>(
         &self,
-        f: impl FnOnce(&mut postgres::Client) -> Result<T, postgres::Error>,
+        op: impl AsyncFnOnce(&tokio_postgres::Client) -> Result<T, tokio_postgres::Error>,
     ) -> Result<T, StoreError> {
-        let mut slot = self.client.borrow_mut();
-        if slot.as_ref().is_none_or(postgres::Client::is_closed) {
+        let later = self.take_later();
+        self.with_session(|session| {
+            session.block_on(async |client| {
+                let sent = later
+                    .iter()
+                    .map(|later| -> Pin<Box<dyn Future<Output = _>>> {
+                        match later {
+                            Later::Prepared(statement, args) => Box::pin(async move {
+                                client.execute(statement, &pg_args(args)).await.map(drop)
+                            }),
+                            Later::Batch(sql) => Box::pin(client.batch_execute(sql)),
+                        }
+                    });
+                in_order(sent.collect(), op(client)).await
+            })
+        })
+    }
+
+    fn take_later(&self) -> Vec<Later> {
+        let later = std::mem::take(&mut *self.later.borrow_mut());
+        self.sent.set(self.sent.get() + later.len() as u64);
+        later
+    }
+
+    /// Runs `f` on the session, connecting first if there is none; a
+    /// session found closed afterwards is dropped for the next call (with
+    /// whatever was held for later: it belonged to that session).
+    fn with_session<T>(
+        &self,
+        f: impl FnOnce(&mut PgSession) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        let mut slot = self.session.borrow_mut();
+        if slot.as_ref().is_none_or(PgSession::is_closed) {
             self.statements.borrow_mut().clear();
-            let mut client = self.config.connect(postgres::NoTls).map_err(|e| {
-                StoreError::Unavailable(format!("cannot connect to PostgreSQL: {}", pg_reason(&e)))
-            })?;
-            client.batch_execute(&self.setup)?;
-            *slot = Some(client);
+            drop(self.take_later());
+            *slot = None;
+            let session = PgSession::connect(&self.config)?;
+            session.block_on(async |client| client.batch_execute(&self.setup).await)?;
+            *slot = Some(session);
         }
-        let Some(client) = slot.as_mut() else {
+        let Some(session) = slot.as_mut() else {
             return Err(StoreError::Unavailable("no PostgreSQL session".to_owned()));
         };
-        let out = f(client);
-        if client.is_closed() {
+        let out = f(session);
+        if session.is_closed() {
             *slot = None;
+            drop(self.take_later());
         }
-        Ok(out?)
+        out
     }
+}
+
+impl PgSession {
+    fn connect(config: &tokio_postgres::Config) -> Result<PgSession, StoreError> {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| StoreError::Other(format!("cannot start a PostgreSQL runtime: {e}")))?;
+        let (client, mut connection) = runtime
+            .block_on(config.connect(tokio_postgres::NoTls))
+            .map_err(|e| {
+                StoreError::Unavailable(format!("cannot connect to PostgreSQL: {}", pg_reason(&e)))
+            })?;
+        let (sender, notifications) = tokio::sync::mpsc::unbounded_channel();
+        // Reads the server's messages while a call waits; ends (dropping the
+        // sender) when the connection closes.
+        let task = runtime.spawn(async move {
+            loop {
+                match std::future::poll_fn(|cx| connection.poll_message(cx)).await {
+                    Some(Ok(tokio_postgres::AsyncMessage::Notification(notification))) => {
+                        let _ = sender.send(notification);
+                    }
+                    Some(Ok(_notice)) => (),
+                    Some(Err(error)) => {
+                        tracing::debug!(error = %pg_reason(&error), "PostgreSQL session ended");
+                        break;
+                    }
+                    None => break,
+                }
+            }
+        });
+        Ok(PgSession {
+            client: Some(client),
+            notifications,
+            connection: Some(task),
+            runtime,
+        })
+    }
+
+    fn is_closed(&self) -> bool {
+        self.client
+            .as_ref()
+            .is_none_or(tokio_postgres::Client::is_closed)
+    }
+
+    /// Runs `op` on the client, driving the connection until it is done.
+    fn block_on<T>(
+        &self,
+        op: impl AsyncFnOnce(&tokio_postgres::Client) -> Result<T, tokio_postgres::Error>,
+    ) -> Result<T, StoreError> {
+        let Some(client) = self.client.as_ref() else {
+            return Err(StoreError::Unavailable("no PostgreSQL session".to_owned()));
+        };
+        Ok(self.runtime.block_on(op(client))?)
+    }
+}
+
+impl Drop for PgSession {
+    /// Closes the session politely: the server is told (as the synchronous
+    /// client does), within a second.
+    fn drop(&mut self) {
+        drop(self.client.take());
+        if let Some(task) = self.connection.take() {
+            let _ = self.runtime.block_on(async {
+                tokio::time::timeout(std::time::Duration::from_secs(1), task).await
+            });
+        }
+    }
+}
+
+/// A statement sent for its success alone.
+type Sent<'a> = Pin<Box<dyn Future<Output = Result<(), tokio_postgres::Error>> + 'a>>;
+
+/// Polls `first` in order and then `last`, together until all are done (so
+/// that their requests leave in this order, in one write), and answers
+/// `last`'s outcome unless one of `first` failed before.
+async fn in_order<T>(
+    mut first: Vec<Sent<'_>>,
+    last: impl Future<Output = Result<T, tokio_postgres::Error>>,
+) -> Result<T, tokio_postgres::Error> {
+    let mut last = std::pin::pin!(last);
+    let mut outcomes: Vec<Option<Result<(), tokio_postgres::Error>>> =
+        first.iter().map(|_| None).collect();
+    let mut answer = None;
+    let answer = std::future::poll_fn(|cx| {
+        for (future, outcome) in first.iter_mut().zip(outcomes.iter_mut()) {
+            if outcome.is_none()
+                && let Poll::Ready(done) = future.as_mut().poll(cx)
+            {
+                *outcome = Some(done);
+            }
+        }
+        if answer.is_none()
+            && let Poll::Ready(done) = last.as_mut().poll(cx)
+        {
+            answer = Some(done);
+        }
+        if outcomes.iter().any(Option::is_none) {
+            return Poll::Pending;
+        }
+        answer.take().map_or(Poll::Pending, Poll::Ready)
+    })
+    .await;
+    for outcome in outcomes.into_iter().flatten() {
+        outcome?;
+    }
+    answer
 }
 
 /// What went wrong, in the server's words when it answered.
@@ -703,7 +950,8 @@ impl postgres::types::ToSql for Arg {
 
 #[cfg(test)]
 mod tests {
-    use super::to_postgres;
+    use super::{Connection, to_postgres};
+    use crate::StoreError;
     use rusqlite::StatementStatus;
 
     /// How often SQLite planned a statement again over three executions.
@@ -729,6 +977,70 @@ mod tests {
         );
         // Why the store never writes `LIMIT ?N` (if SQLite stops doing this, the rule can go).
         assert_eq!(replanned("SELECT n FROM t ORDER BY n LIMIT ?1"), 3);
+    }
+
+    /// A fresh PostgreSQL connection with table `t`, on its own database.
+    fn postgres() -> (crate::testing::TempDatabase, Connection) {
+        let db = crate::testing::TempDatabase::create().expect("test database");
+        let config = db.url.parse().expect("URL");
+        let conn = Connection::postgres(config, String::new()).expect("connection");
+        conn.execute_batch("CREATE TABLE t (n BIGINT PRIMARY KEY)")
+            .expect("table");
+        (db, conn)
+    }
+
+    fn count(conn: &Connection) -> i64 {
+        conn.query_row("SELECT count(*) FROM t", params![], |row| row.get(0))
+            .expect("count")
+    }
+
+    #[test]
+    fn writes_sent_later_go_in_order_with_the_next_round_trip() {
+        let (_db, conn) = postgres();
+        conn.execute_batch("BEGIN").expect("begin");
+        conn.execute_later("INSERT INTO t (n) VALUES (?1)", params![1_i64])
+            .expect("held");
+        conn.execute_later("UPDATE t SET n = n + 1 WHERE n = ?1", params![1_i64])
+            .expect("held");
+        let n: i64 = conn
+            .query_row("SELECT n FROM t", params![], |row| row.get(0))
+            .expect("read");
+        assert_eq!(n, 2, "the read sees both writes, in their order");
+        conn.execute_batch("COMMIT").expect("commit");
+        assert_eq!(count(&conn), 1);
+    }
+
+    #[test]
+    fn a_failed_write_sent_later_fails_the_round_trip_that_carries_it() {
+        let (_db, conn) = postgres();
+        conn.execute_batch("BEGIN").expect("begin");
+        conn.execute_later("INSERT INTO t (n) VALUES (?1)", params![1_i64])
+            .expect("held");
+        conn.execute_later("INSERT INTO t (n) VALUES (?1)", params![1_i64])
+            .expect("held");
+        // The duplicate's own error, not the aborted transaction's.
+        let failed = conn.execute_batch("COMMIT");
+        assert!(matches!(failed, Err(StoreError::Conflict(_))), "{failed:?}");
+        assert_eq!(count(&conn), 0, "nothing of the failed transaction stays");
+    }
+
+    #[test]
+    fn writes_held_since_a_mark_can_be_forgotten() {
+        let (_db, conn) = postgres();
+        conn.execute_batch("BEGIN").expect("begin");
+        conn.execute_later("INSERT INTO t (n) VALUES (?1)", params![1_i64])
+            .expect("held");
+        // A round trip in between: the mark counts what was sent too.
+        assert_eq!(count(&conn), 1);
+        conn.execute_batch_later("SAVEPOINT job").expect("held");
+        let mark = conn.later_mark();
+        conn.execute_later("INSERT INTO t (n) VALUES (?1)", params![2_i64])
+            .expect("held");
+        conn.forget_later(mark);
+        conn.execute_batch("ROLLBACK TO job; RELEASE job")
+            .expect("the savepoint was sent");
+        conn.execute_batch("COMMIT").expect("commit");
+        assert_eq!(count(&conn), 1);
     }
 
     #[test]

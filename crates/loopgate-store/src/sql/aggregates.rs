@@ -56,7 +56,7 @@ impl Tracked {
         match after.as_ref().filter(|c| c.disagreement) {
             Some(now) if !was => insert_disagreement(conn, &self.id, now)?,
             None if was => {
-                conn.execute(
+                conn.execute_later(
                     "DELETE FROM analytics_disagreements WHERE proposal_id = ?1",
                     params![self.id],
                 )?;
@@ -136,18 +136,19 @@ fn write(conn: &Connection, deltas: Deltas) -> Result<(), StoreError> {
         if n == 0 && a == 0.0 && b == 0.0 {
             continue;
         }
-        let total: i64 = conn.query_row(
+        conn.execute_later(
             "INSERT INTO analytics_counts AS c (system, metric, day, action, key, n, a, b)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
              ON CONFLICT (system, metric, day, action, key)
-             DO UPDATE SET n = c.n + excluded.n, a = c.a + excluded.a, b = c.b + excluded.b
-             RETURNING n",
+             DO UPDATE SET n = c.n + excluded.n, a = c.a + excluded.a, b = c.b + excluded.b",
             params![system, metric, day, action, key, n, a, b],
-            |row| row.get(0),
         )?;
-        if total == 0 {
-            conn.execute(
-                "DELETE FROM analytics_counts WHERE system = ?1 AND metric = ?2 AND day = ?3 AND action = ?4 AND key = ?5",
+        // Stored counts are positive, so only a difference that is not can
+        // bring one to zero (and nobody waits for the answer).
+        if n <= 0 {
+            conn.execute_later(
+                "DELETE FROM analytics_counts
+                 WHERE system = ?1 AND metric = ?2 AND day = ?3 AND action = ?4 AND key = ?5 AND n = 0",
                 params![system, metric, day, action, key],
             )?;
         }
@@ -157,7 +158,7 @@ fn write(conn: &Connection, deltas: Deltas) -> Result<(), StoreError> {
 
 /// Puts a proposal in the adjudication queue.
 fn insert_disagreement(conn: &Connection, id: &str, c: &Contribution) -> Result<(), StoreError> {
-    conn.execute(
+    conn.execute_later(
         "INSERT INTO analytics_disagreements (proposal_id, system, action, created_at)
          VALUES (?1, ?2, ?3, ?4) ON CONFLICT DO NOTHING",
         params![id, c.system, c.action, c.created_at.millis()],

@@ -60,6 +60,10 @@ const SQLITE_MIGRATIONS: &[(&str, &str)] = &[
         "0007_webhooks",
         include_str!("../../migrations/sqlite/0007_webhooks.sql"),
     ),
+    (
+        "0008_idempotency_lookup",
+        include_str!("../../migrations/sqlite/0008_idempotency_lookup.sql"),
+    ),
 ];
 const MAX_BATCH: usize = 1024;
 /// Prepared statements kept per SQLite connection (the store has about a
@@ -338,46 +342,54 @@ fn write_loop(conn: Connection, receiver: mpsc::Receiver<Job>) {
             }
             continue;
         }
-        let mut finishes = Vec::with_capacity(batch.len());
+        // Each job's answer, and the error that undid it after it succeeded.
+        let mut finishes: Vec<(Finish, Option<StoreError>)> = Vec::with_capacity(batch.len());
         // A job alone in its group needs no savepoint: if it fails, the
         // whole transaction rolls back (two round trips fewer on PostgreSQL).
         if batch.len() == 1
             && let Some(job) = batch.pop()
         {
+            let mark = conn.later_mark();
             let (ok, finish) = job(Ok(&conn));
             aggregates::job_done(ok);
             if !ok {
                 // Its contributions were dropped above, so the group's
                 // buffer stays empty for the next group.
+                conn.forget_later(mark);
                 let _ = conn.execute_batch("ROLLBACK");
                 finish(None);
                 continue;
             }
-            finishes.push(finish);
+            finishes.push((finish, None));
         }
         for job in batch {
-            let began = conn.execute_batch("SAVEPOINT job");
+            // On PostgreSQL the savepoint goes out with the job's first
+            // statement, and the job's writes with its release.
+            let began = conn.execute_batch_later("SAVEPOINT job");
+            let mark = conn.later_mark();
             let (ok, finish) = match &began {
                 Ok(()) => job(Ok(&conn)),
                 Err(error) => job(Err(error)),
             };
-            let closed = match ok && began.is_ok() {
+            let released = match ok && began.is_ok() {
                 true => conn.execute_batch("RELEASE job"),
-                false if began.is_ok() => conn.execute_batch("ROLLBACK TO job; RELEASE job"),
                 false => Ok(()),
             };
-            aggregates::job_done(ok && began.is_ok() && closed.is_ok());
-            if let Err(error) = closed {
-                tracing::error!(%error, "savepoint could not be closed");
+            if began.is_ok() && !(ok && released.is_ok()) {
+                conn.forget_later(mark);
+                if let Err(error) = conn.execute_batch("ROLLBACK TO job; RELEASE job") {
+                    tracing::error!(%error, "savepoint could not be rolled back");
+                }
             }
-            finishes.push(finish);
+            aggregates::job_done(ok && began.is_ok() && released.is_ok());
+            finishes.push((finish, released.err()));
         }
         let committed = aggregates::flush(&conn).and_then(|()| conn.execute_batch(&commit));
         if committed.is_err() {
             let _ = conn.execute_batch("ROLLBACK");
         }
-        for finish in finishes {
-            finish(committed.as_ref().err());
+        for (finish, undone) in finishes {
+            finish(undone.as_ref().or(committed.as_ref().err()));
         }
     }
 }

@@ -31,10 +31,16 @@ const MIGRATE_LOCK: i64 = 0x6c6f_6f70_6703;
 /// fallback wake-up when notifications were lost with a connection.
 const TICK: Duration = Duration::from_secs(1);
 
-const MIGRATIONS: &[(&str, &str)] = &[(
-    "0001_schema",
-    include_str!("../../migrations/postgres/0001_schema.sql"),
-)];
+const MIGRATIONS: &[(&str, &str)] = &[
+    (
+        "0001_schema",
+        include_str!("../../migrations/postgres/0001_schema.sql"),
+    ),
+    (
+        "0002_idempotency_lookup",
+        include_str!("../../migrations/postgres/0002_idempotency_lookup.sql"),
+    ),
+];
 
 /// PostgreSQL connection settings.
 #[derive(Debug, Clone)]
@@ -70,8 +76,8 @@ pub struct MigrationStatus {
     pub unknown: Vec<String>,
 }
 
-fn config(url: &str, options: &PgOptions) -> Result<(postgres::Config, String), StoreError> {
-    let mut config: postgres::Config = url
+fn config(url: &str, options: &PgOptions) -> Result<(tokio_postgres::Config, String), StoreError> {
+    let mut config: tokio_postgres::Config = url
         .parse()
         .map_err(|e| StoreError::Invalid(format!("the PostgreSQL URL is not valid: {e}")))?;
     config.connect_timeout(options.connect_timeout);
@@ -226,14 +232,11 @@ fn migrate_locked(conn: &Connection) -> Result<(), StoreError> {
 /// Listens for commits of other replicas and holds (or seeks) the leader
 /// lock, reconnecting whenever the session is lost.
 fn watch_loop(conn: &Connection, leader: &AtomicBool, wake: &super::Wake, stopped: &AtomicBool) {
-    let Connection::Postgres(pg) = conn else {
-        return;
-    };
     let mut listening = false;
     while !stopped.load(Ordering::Relaxed) {
         if !listening {
             leader.store(false, Ordering::SeqCst);
-            match pg.with_client(|client| client.batch_execute("LISTEN loopgate")) {
+            match conn.execute_batch("LISTEN loopgate") {
                 Ok(()) => {
                     listening = true;
                     // Whatever happened while no one listened: look now.
@@ -247,11 +250,11 @@ fn watch_loop(conn: &Connection, leader: &AtomicBool, wake: &super::Wake, stoppe
             }
         }
         if !leader.load(Ordering::SeqCst) {
-            let got = pg.with_client(|client| {
-                client
-                    .query_one("SELECT pg_try_advisory_lock($1)", &[&LEADER_LOCK])
-                    .map(|row| row.get::<_, bool>(0))
-            });
+            let got: Result<bool, StoreError> = conn.query_row(
+                "SELECT pg_try_advisory_lock(?1)",
+                params![LEADER_LOCK],
+                |row| row.get(0),
+            );
             match got {
                 Ok(true) => {
                     tracing::info!("this replica leads (sequencer, timers, webhooks)");
@@ -265,17 +268,7 @@ fn watch_loop(conn: &Connection, leader: &AtomicBool, wake: &super::Wake, stoppe
                 }
             }
         }
-        let waited = pg.with_client(|client| {
-            use postgres::fallible_iterator::FallibleIterator;
-            let mut notifications = client.notifications();
-            if notifications.timeout_iter(TICK).next()?.is_none() {
-                return Ok(false);
-            }
-            // Several commits make one wake-up.
-            while notifications.iter().next()?.is_some() {}
-            Ok(true)
-        });
-        match waited {
+        match conn.notified(TICK) {
             Ok(true) => wake.wake(),
             // Readers of the store poll on their own as a fallback.
             Ok(false) => (),

@@ -210,7 +210,7 @@ pub(super) fn insert_task(
     now: Timestamp,
 ) -> Result<(), StoreError> {
     let plan = &task.plan;
-    conn.execute(
+    conn.execute_later(
         "INSERT INTO tasks (id, proposal_id, kind, state, grp, level, required, due_at, claimed_by, lease_expires_at,
              first_group, sla_ms, escalate_to, on_timeout, blind, sample_probability, created_at, updated_at,
              rationale_required)
@@ -243,7 +243,7 @@ pub(super) fn update_task(
     task: &Task,
     now: Timestamp,
 ) -> Result<(), StoreError> {
-    conn.execute(
+    conn.execute_later(
         "UPDATE tasks SET state = ?2, grp = ?3, level = ?4, due_at = ?5, claimed_by = ?6, lease_expires_at = ?7, updated_at = ?8
          WHERE id = ?1",
     params![
@@ -299,7 +299,7 @@ pub(super) fn case_of(proposal: ProposalRecord, task: Task) -> Case {
 /// Writes the proposal and task of a case as core left them.
 pub(super) fn write_case(conn: &Connection, case: &Case, now: Timestamp) -> Result<(), StoreError> {
     let proposal = &case.proposal;
-    conn.execute(
+    conn.execute_later(
         "UPDATE proposals SET status = ?2, digest = ?3, output = ?4, modified = ?5, overridden = ?6, decided_by = ?7,
              decided_at = ?8
          WHERE id = ?1",
@@ -315,7 +315,7 @@ pub(super) fn write_case(conn: &Connection, case: &Case, now: Timestamp) -> Resu
     ])?;
     update_task(conn, &case.task, now)?;
     let approvals = count_approvals(&case.decisions, &case.proposal.digest);
-    conn.execute(
+    conn.execute_later(
         "UPDATE tasks SET approvals = ?2 WHERE id = ?1",
         params![case.task.id.as_str(), approvals],
     )?;
@@ -327,7 +327,7 @@ pub(super) fn insert_decision(
     task: &Task,
     decision: &Decision,
 ) -> Result<(), StoreError> {
-    conn.execute(
+    conn.execute_later(
         "INSERT INTO decisions (proposal_id, task_id, reviewer, verdict, digest, rationale, output, labels, level, decided_at)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
     params![
@@ -356,7 +356,7 @@ pub(super) fn event(
     subject: &str,
     data: Value,
 ) -> Result<(), StoreError> {
-    conn.execute(
+    conn.execute_later(
         // `seq` is the next log position: writers are serialized (one
         // writer thread, and on PostgreSQL one lock across replicas), so
         // positions are dense and in commit order.
@@ -574,11 +574,11 @@ pub(super) fn take_auto(
         }
     }
     for (policy, _, window) in counters {
-        conn.execute(
+        conn.execute_later(
             "DELETE FROM auto_counters WHERE policy = ?1 AND window_start < ?2",
             params![policy, window.millis()],
         )?;
-        conn.execute(
+        conn.execute_later(
             "INSERT INTO auto_counters AS c (policy, window_start, count) VALUES (?1, ?2, 1)
              ON CONFLICT (policy, window_start) DO UPDATE SET count = c.count + 1",
             params![policy, window.millis()],
@@ -600,7 +600,7 @@ pub(super) fn shadow_outcome(
     if live.route == shadow.route && live_group == shadow.group.as_ref() {
         return Ok(());
     }
-    conn.execute(
+    conn.execute_later(
         "INSERT INTO shadow_disagreements
            (proposal_id, version, live_route, shadow_route, live_matched, shadow_matched, shadow_group, at)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8) ON CONFLICT DO NOTHING",

@@ -1051,7 +1051,8 @@ fn submit(
     if let Some(key) = &new.idempotency_key {
         let existing: Option<(String, String)> = q::one(
             conn,
-            "SELECT id, fingerprint FROM proposals WHERE system = ?1 AND idempotency_key = ?2",
+            // Only `proposals_idempotency` can serve this (see its migration).
+            "SELECT id, fingerprint FROM proposals WHERE idempotency_key = ?2 AND system || '' = ?1",
             params![new.system.as_str(), key],
             |row| Ok((row.get(0)?, row.get(1)?)),
         )?;
