@@ -126,6 +126,19 @@ async fn deliveries(app: &TestApp, token: &str) -> Vec<Value> {
     page.body["items"].as_array().unwrap().clone()
 }
 
+/// The delivery history once every delivery's answer is recorded: a
+/// receiver has its message before the dispatcher has written the answer.
+async fn recorded_deliveries(app: &TestApp, token: &str) -> Vec<Value> {
+    for _ in 0..200 {
+        let history = deliveries(app, token).await;
+        if history.iter().all(|d| d["state"] == "delivered") {
+            return history;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    deliveries(app, token).await
+}
+
 #[tokio::test]
 async fn signed_events_arrive_in_order_with_the_resolution() {
     let (app, key, ann) = setup().await;
@@ -176,7 +189,7 @@ async fn signed_events_arrive_in_order_with_the_resolution() {
     );
 
     // The history, as the admin and as the system itself sees it.
-    let history = deliveries(&app, &key).await;
+    let history = recorded_deliveries(&app, &key).await;
     assert_eq!(history.len(), 2);
     assert_eq!(history[0]["id"], json!(got[1].id), "newest first");
     assert!(
@@ -255,16 +268,7 @@ async fn a_receiver_that_was_down_gets_everything_after_a_retry_and_a_restart() 
     let _serving = receiver.serve(TcpListener::bind(addr).await.unwrap());
     app.clock.advance(Duration::from_secs(120));
     let got = receiver.wait_for(4).await;
-    for _ in 0..200 {
-        if deliveries(&app, ADMIN_TOKEN)
-            .await
-            .iter()
-            .all(|d| d["state"] == "delivered")
-        {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
+    let history = recorded_deliveries(&app, ADMIN_TOKEN).await;
     let got_ids: std::collections::BTreeSet<&str> = got.iter().map(|m| m.id.as_str()).collect();
     assert_eq!(got_ids.len(), 4, "no other messages: {got:?}");
     // In order per proposal: the first proposal's task came before its resolution.
@@ -274,7 +278,6 @@ async fn a_receiver_that_was_down_gets_everything_after_a_retry_and_a_restart() 
         .map(|m| m.body["type"].as_str().unwrap())
         .collect();
     assert_eq!(first, ["task.created", "proposal.resolved"]);
-    let history = deliveries(&app, ADMIN_TOKEN).await;
     assert!(
         history.iter().all(|d| d["state"] == "delivered"),
         "{history:?}"
