@@ -8,7 +8,8 @@ use std::hint::black_box;
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use loopgate_core::routing::{
-    Defaults, Policies, ReviewPlan, RoutingRequest, route, route_with_whole_set,
+    Defaults, Policies, ReviewPlan, RoutingRequest, ShapeRule, route, route_with_whole_set,
+    typed_input,
 };
 use loopgate_core::{Oversight, RiskTier, Route};
 use serde_json::{Map, json};
@@ -74,13 +75,14 @@ fn bench(c: &mut Criterion) {
         .as_object()
         .cloned()
         .unwrap_or_else(Map::new);
+    let input = typed_input(None, "a42", &context, &attributes, ShapeRule::WhenDeclared)
+        .expect("the context reads");
     let request = RoutingRequest {
         system: "s3",
         action: "a42",
         subject_type: "account",
         subject_id: "acct-7",
-        subject_attributes: &attributes,
-        context: &context,
+        input: &input,
         confidence: Some(0.93),
         risk_tier: RiskTier::High,
         oversight: Oversight::InTheLoop,
@@ -90,19 +92,42 @@ fn bench(c: &mut Criterion) {
         route(&policies, &request, &defaults),
         route_with_whole_set(&policies, &request, &defaults)
     );
-    let mut group = c.benchmark_group("routing/1000-policies");
-    group.bench_function("indexed", |b| {
-        b.iter(|| route(black_box(&policies), black_box(&request), &defaults))
-    });
-    let unmatched = RoutingRequest {
-        action: "not-in-any-policy",
-        ..request
+    // Each iteration reads the JSON context as a submission does: the
+    // number rule and the error accounting are part of the cost.
+    let route_json = |action: &str, set: fn(&Policies, &RoutingRequest<'_>, &Defaults) -> _| {
+        let input = typed_input(
+            None,
+            action,
+            black_box(&context),
+            black_box(&attributes),
+            ShapeRule::WhenDeclared,
+        )
+        .expect("the context reads");
+        let request = RoutingRequest {
+            action,
+            input: &input,
+            ..request
+        };
+        set(black_box(&policies), &request, &defaults)
     };
+    let mut group = c.benchmark_group("routing/1000-policies");
+    group.bench_function("indexed", |b| b.iter(|| route_json("a42", route)));
     group.bench_function("no-candidates", |b| {
-        b.iter(|| route(black_box(&policies), black_box(&unmatched), &defaults))
+        b.iter(|| route_json("not-in-any-policy", route))
     });
     group.bench_function("whole-set", |b| {
-        b.iter(|| route_with_whole_set(black_box(&policies), black_box(&request), &defaults))
+        b.iter(|| route_json("a42", route_with_whole_set))
+    });
+    group.bench_function("read-context-only", |b| {
+        b.iter(|| {
+            typed_input(
+                None,
+                "a42",
+                black_box(&context),
+                black_box(&attributes),
+                ShapeRule::WhenDeclared,
+            )
+        })
     });
     group.finish();
 }

@@ -85,6 +85,7 @@ mod tests {
             review: ReviewPlan::default_review(),
             sample_rate,
             limits: vec![],
+            errors: vec![],
         }
     }
 

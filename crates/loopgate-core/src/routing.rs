@@ -19,7 +19,6 @@ use cedar_policy::{
     Authorizer, Context, Decision, Effect, Entities, Entity, EntityId, EntityTypeName, EntityUid,
     PolicyId, PolicySet, Request, RestrictedExpression,
 };
-use serde_json::{Map, Value};
 use sha2::{Digest as _, Sha256};
 
 use crate::duration::parse_iso8601;
@@ -29,14 +28,17 @@ use crate::{OnTimeout, Oversight, RiskTier, Route};
 /// The group that reviews when a review route names none.
 pub const DEFAULT_GROUP: &str = "reviewers";
 
+pub mod bounds;
 pub mod cases;
 pub mod diff;
 mod index;
 pub mod limit;
 pub mod lint;
 pub mod schema;
+pub mod value;
 
 pub use limit::{AutoLimit, Rate};
+pub use value::{Attr, Decimal, InvalidContext, ShapeRule, TypedInput, typed_input};
 
 /// A parsed, checked policy set with loopgate's annotations read.
 #[derive(Debug, Clone)]
@@ -117,6 +119,13 @@ pub enum PolicyError {
     /// Templates need links, which loopgate does not manage.
     #[error("policy templates are not supported")]
     Template,
+    /// Nesting that could exhaust a stack while Cedar reads the text.
+    #[error("policy text refused at line {line}, column {column}: {problem}")]
+    TooDeep {
+        problem: String,
+        line: usize,
+        column: usize,
+    },
 }
 
 /// What routing decided; recorded on the proposal and never recomputed.
@@ -136,6 +145,24 @@ pub struct Routing {
     /// any is used up, the proposal goes to review instead (see
     /// [`Routing::over_limit`]).
     pub limits: Vec<AutoLimit>,
+    /// Policies whose evaluation failed on this request, in policy order.
+    /// Each counted the most restrictive way it could: a `forbid` denied, a
+    /// review permit sent to review, an allow permit allowed nothing.
+    pub errors: Vec<EvaluationError>,
+}
+
+/// A policy whose evaluation failed on a request.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct EvaluationError {
+    /// The policy id.
+    pub policy: String,
+    /// What went wrong, from a closed list: `type_error`,
+    /// `missing_attribute`, `missing_entity`, `integer_overflow`,
+    /// `extension_error`, `recursion_limit`, `request_error`, `other`.
+    pub kind: String,
+    /// Cedar's message with the place in the policy text. It may quote
+    /// values from the request, so the audit log keeps only its salted hash.
+    pub message: String,
 }
 
 impl Routing {
@@ -149,6 +176,7 @@ impl Routing {
             review: limit.review.clone(),
             sample_rate: 0.0,
             limits: Vec::new(),
+            errors: self.errors.clone(),
         }
     }
 }
@@ -164,10 +192,9 @@ pub struct RoutingRequest<'a> {
     pub subject_type: &'a str,
     /// Subject id.
     pub subject_id: &'a str,
-    /// Subject attributes.
-    pub subject_attributes: &'a Map<String, Value>,
-    /// Proposal context.
-    pub context: &'a Map<String, Value>,
+    /// Context and subject attributes, read by the number rule and checked
+    /// against the system's shape ([`typed_input`]).
+    pub input: &'a TypedInput,
     /// Model confidence.
     pub confidence: Option<f64>,
     /// The system's risk tier.
@@ -181,7 +208,11 @@ pub struct RoutingRequest<'a> {
 impl Policies {
     /// Parses Cedar text and checks loopgate's annotations. A policy may name
     /// itself with `@id("…")`; otherwise Cedar's `policy0`, `policy1`, … apply.
+    ///
+    /// The text's nesting is bounded before Cedar sees it ([`bounds`]); its
+    /// size is the caller's to bound.
     pub fn parse(text: &str) -> Result<Policies, PolicyError> {
+        bounds::check(text)?;
         let parsed = PolicySet::from_str(text)
             .map_err(|e| PolicyError::Syntax(located_message(text, &e)))?;
         if parsed.templates().next().is_some() {
@@ -274,45 +305,90 @@ fn decide(
     request: &RoutingRequest<'_>,
     defaults: &Defaults,
 ) -> Routing {
+    let base = Routing {
+        route: Route::Review,
+        matched: Vec::new(),
+        policy_version: policies.version.clone(),
+        review: defaults.review.clone(),
+        sample_rate: 0.0,
+        limits: Vec::new(),
+        errors: Vec::new(),
+    };
     let response = match cedar_request(request) {
         Ok((cedar_request, entities)) => {
-            Some(Authorizer::new().is_authorized(&cedar_request, set, &entities))
+            Authorizer::new().is_authorized(&cedar_request, set, &entities)
         }
-        Err(_) => None,
+        Err(message) => {
+            // The request could not be expressed in Cedar: fail closed to review.
+            return Routing {
+                errors: vec![EvaluationError {
+                    policy: String::new(),
+                    kind: "request_error".to_owned(),
+                    message,
+                }],
+                ..base
+            };
+        }
     };
-    let Some(response) = response else {
-        // The request could not be expressed in Cedar: fail closed to review.
-        return Routing {
-            route: Route::Review,
-            matched: Vec::new(),
-            policy_version: policies.version.clone(),
-            review: defaults.review.clone(),
-            sample_rate: 0.0,
-            limits: Vec::new(),
-        };
-    };
+    let order = |id: &str| policies.ids.iter().position(|it| it == id);
+    let mut errors: Vec<EvaluationError> = response
+        .diagnostics()
+        .errors()
+        .map(|error| match error {
+            cedar_policy::AuthorizationError::PolicyEvaluationError(error) => EvaluationError {
+                policy: error.policy_id().to_string(),
+                kind: error_kind(error.inner()).to_owned(),
+                message: located_message(&policies.text, error.inner()),
+            },
+        })
+        .collect();
+    errors.sort_by_key(|it| order(&it.policy));
+    // INVARIANT: an erroring policy counts the most restrictive way it can.
+    // Cedar skips it; a `forbid` skipped because `5000000.0` is not a Long
+    // would let the proposal through.
+    let erroring_forbids: Vec<String> = errors
+        .iter()
+        .filter(|it| {
+            set.policy(&PolicyId::new(&it.policy))
+                .is_some_and(|policy| policy.effect() == Effect::Forbid)
+        })
+        .map(|it| it.policy.clone())
+        .collect();
+    let erroring_reviews = errors.iter().filter(|it| {
+        policies
+            .rules
+            .get(&it.policy)
+            .is_some_and(|rules| rules.route == Route::Review)
+    });
     let mut matched: Vec<String> = response
         .diagnostics()
         .reason()
         .map(|id| id.to_string())
         .collect();
-    matched.sort_by_key(|id| policies.ids.iter().position(|it| it == id));
-    let base = Routing {
-        route: Route::Deny,
-        matched: matched.clone(),
-        policy_version: policies.version.clone(),
-        review: defaults.review.clone(),
-        sample_rate: 0.0,
-        limits: Vec::new(),
-    };
-    if response.decision() == Decision::Deny {
-        if matched.is_empty() {
-            return Routing {
-                route: defaults.route,
-                ..base
-            };
+    let satisfied_forbid = response.decision() == Decision::Deny && !matched.is_empty();
+    if satisfied_forbid || !erroring_forbids.is_empty() {
+        if !satisfied_forbid {
+            matched.clear();
         }
-        return base;
+        matched.extend(erroring_forbids);
+        matched.sort_by_key(|id| order(id));
+        matched.dedup();
+        return Routing {
+            route: Route::Deny,
+            matched,
+            errors,
+            ..base
+        };
+    }
+    matched.extend(erroring_reviews.map(|it| it.policy.clone()));
+    matched.sort_by_key(|id| order(id));
+    matched.dedup();
+    if matched.is_empty() {
+        return Routing {
+            route: defaults.route,
+            errors,
+            ..base
+        };
     }
     let permits: Vec<(&String, &Rules)> = matched
         .iter()
@@ -345,9 +421,11 @@ fn decide(
             .collect();
         return Routing {
             route: Route::Allow,
+            matched,
             sample_rate,
             review,
             limits,
+            errors,
             ..base
         };
     }
@@ -372,7 +450,24 @@ fn decide(
         matched,
         review,
         sample_rate,
+        errors,
         ..base
+    }
+}
+
+/// The kind of an evaluation error, for metrics and the audit log.
+fn error_kind(error: &cedar_policy::EvaluationError) -> &'static str {
+    use cedar_policy::EvaluationError as E;
+    match error {
+        E::TypeError(_) => "type_error",
+        E::EntityAttrDoesNotExist(_) | E::RecordAttrDoesNotExist(_) => "missing_attribute",
+        E::EntityDoesNotExist(_) => "missing_entity",
+        E::IntegerOverflow(_) => "integer_overflow",
+        E::FailedExtensionFunctionLookup(_)
+        | E::FailedExtensionFunctionExecution(_)
+        | E::WrongNumArguments(_) => "extension_error",
+        E::RecursionLimit(_) => "recursion_limit",
+        _ => "other",
     }
 }
 
@@ -577,10 +672,11 @@ fn cedar_request(request: &RoutingRequest<'_>) -> Result<(Request, Entities), St
         _ => false,
     };
     let mut context: Vec<(String, RestrictedExpression)> = request
+        .input
         .context
         .iter()
-        .filter(|(key, _)| !is_reserved(key) && !ours(key))
-        .filter_map(|(key, value)| Some((key.clone(), to_cedar(value)?)))
+        .filter(|(key, _)| !ours(key))
+        .map(|(key, value)| (key.clone(), to_cedar(value)))
         .collect();
     if let Some(confidence) = request.confidence {
         context.push(("confidence".to_owned(), self::confidence(confidence)));
@@ -605,7 +701,10 @@ fn cedar_request(request: &RoutingRequest<'_>) -> Result<(Request, Entities), St
         resource.clone(),
         HashMap::from([
             ("type".to_owned(), text(request.subject_type)),
-            ("attributes".to_owned(), record(request.subject_attributes)),
+            (
+                "attributes".to_owned(),
+                record(&request.input.subject_attributes),
+            ),
         ]),
         HashSet::new(),
     )
@@ -616,37 +715,27 @@ fn cedar_request(request: &RoutingRequest<'_>) -> Result<(Request, Entities), St
     Ok((cedar_request, entities))
 }
 
-/// Keys Cedar's JSON format reserves; dropped from records.
-fn is_reserved(key: &str) -> bool {
-    key.starts_with("__")
-}
-
-/// JSON as Cedar reads it: whole numbers become Longs, other numbers
-/// decimals (4 places), arrays sets; nulls are dropped.
-fn to_cedar(value: &Value) -> Option<RestrictedExpression> {
+/// A typed value as a Cedar expression.
+fn to_cedar(value: &Attr) -> RestrictedExpression {
     match value {
-        Value::Null => None,
-        Value::Bool(b) => Some(RestrictedExpression::new_bool(*b)),
-        Value::String(s) => Some(RestrictedExpression::new_string(s.clone())),
-        Value::Number(n) => match n.as_i64() {
-            Some(long) => Some(RestrictedExpression::new_long(long)),
-            None => n.as_f64().map(decimal),
-        },
-        Value::Array(items) => Some(RestrictedExpression::new_set(
-            items.iter().filter_map(to_cedar),
-        )),
-        Value::Object(map) => Some(record(map)),
+        Attr::Bool(b) => RestrictedExpression::new_bool(*b),
+        Attr::Long(long) => RestrictedExpression::new_long(*long),
+        Attr::Decimal(decimal) => RestrictedExpression::new_decimal(decimal.to_string()),
+        Attr::String(s) => RestrictedExpression::new_string(s.clone()),
+        Attr::Set(items) => RestrictedExpression::new_set(items.iter().map(to_cedar)),
+        Attr::Record(fields) => record(fields),
     }
 }
 
-fn record(map: &Map<String, Value>) -> RestrictedExpression {
-    let fields = map
+fn record(fields: &[(String, Attr)]) -> RestrictedExpression {
+    let fields = fields
         .iter()
-        .filter(|(key, _)| !is_reserved(key))
-        .filter_map(|(key, value)| Some((key.clone(), to_cedar(value)?)));
-    // INVARIANT: a JSON map has no duplicate keys, the only failure of new_record.
+        .map(|(key, value)| (key.clone(), to_cedar(value)));
+    // INVARIANT: keys come from a JSON map, so there are no duplicates, the
+    // only failure of new_record. Should one slip through, an empty record
+    // makes every policy reading it error, which counts restrictively.
     RestrictedExpression::new_record(fields)
-        .unwrap_or_else(|_| RestrictedExpression::new_bool(false))
+        .unwrap_or_else(|_| RestrictedExpression::new_set(std::iter::empty()))
 }
 
 fn decimal(value: f64) -> RestrictedExpression {

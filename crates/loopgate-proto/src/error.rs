@@ -7,6 +7,9 @@ use serde::{Deserialize, Serialize};
 pub enum ErrorCode {
     /// The request body or a parameter is not valid.
     ValidationFailed,
+    /// A proposal's context or subject attributes break the number rule or
+    /// the system's declared shape.
+    InvalidContext,
     /// No credentials, or unknown credentials.
     Unauthenticated,
     /// The caller's role does not allow this.
@@ -45,6 +48,7 @@ impl ErrorCode {
     /// Every code, in the order of docs/errors.md.
     pub const ALL: &'static [ErrorCode] = &[
         ErrorCode::ValidationFailed,
+        ErrorCode::InvalidContext,
         ErrorCode::Unauthenticated,
         ErrorCode::Forbidden,
         ErrorCode::NotFound,
@@ -67,6 +71,7 @@ impl ErrorCode {
     pub fn status(self) -> u16 {
         match self {
             ErrorCode::ValidationFailed => 422,
+            ErrorCode::InvalidContext => 422,
             ErrorCode::Unauthenticated => 401,
             ErrorCode::Forbidden => 403,
             ErrorCode::NotFound => 404,
@@ -90,6 +95,7 @@ impl ErrorCode {
     pub fn as_str(self) -> &'static str {
         match self {
             ErrorCode::ValidationFailed => "validation_failed",
+            ErrorCode::InvalidContext => "invalid_context",
             ErrorCode::Unauthenticated => "unauthenticated",
             ErrorCode::Forbidden => "forbidden",
             ErrorCode::NotFound => "not_found",
@@ -113,6 +119,7 @@ impl ErrorCode {
     pub fn title(self) -> &'static str {
         match self {
             ErrorCode::ValidationFailed => "request is not valid",
+            ErrorCode::InvalidContext => "context cannot be routed on",
             ErrorCode::Unauthenticated => "authentication required",
             ErrorCode::Forbidden => "not allowed for this caller",
             ErrorCode::NotFound => "not found",

@@ -176,6 +176,40 @@ pub struct Proposal {
     /// When its payloads were erased (then subject, input and output are null).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub erased_at: Option<String>,
+    /// Policies whose evaluation failed on this proposal; each counted the
+    /// most restrictive way it could (a `forbid` denied, a review permit
+    /// sent to review, an allow permit allowed nothing). Left out when none.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub policy_errors: Vec<PolicyEvaluationError>,
+}
+
+/// A policy whose evaluation failed on a request.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct PolicyEvaluationError {
+    /// The policy id.
+    pub policy: String,
+    /// `type_error`, `missing_attribute`, `missing_entity`,
+    /// `integer_overflow`, `extension_error`, `recursion_limit`,
+    /// `request_error` or `other`.
+    pub kind: String,
+    /// Cedar's message, with the place in the policy text (empty once the
+    /// proposal was erased: it may quote the request's values).
+    pub message: String,
+}
+
+/// How often one policy failed to evaluate (replay, shadow).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct PolicyErrorCount {
+    /// The policy id.
+    pub policy: String,
+    /// How many proposals it failed on.
+    pub count: u64,
+    /// Cedar's message, from the latest failure.
+    pub message: String,
+    /// Some of the proposal ids.
+    pub examples: Vec<String>,
 }
 
 /// How a proposal ended.
@@ -804,6 +838,13 @@ pub struct PolicyCaseResult {
     /// Approvals required (review routes).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub approvals: Option<u32>,
+    /// Why the API would refuse this proposal (`422 invalid_context`); its
+    /// route is then `deny`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refused: Option<String>,
+    /// Policies whose evaluation failed on this case.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub policy_errors: Vec<PolicyEvaluationError>,
 }
 
 /// `POST /v1/policies/replay`.
@@ -842,6 +883,13 @@ pub struct ReplayReport {
     pub rejected_now_allowed: u64,
     /// Proposals that reviewers approved and the draft would deny.
     pub approved_now_denied: u64,
+    /// Proposals whose stored context the number rule or the declared
+    /// shape would refuse today; counted as denied.
+    #[serde(default)]
+    pub refused: u64,
+    /// Policies of the draft that failed to evaluate, most failures first.
+    #[serde(default)]
+    pub policy_errors: Vec<PolicyErrorCount>,
 }
 
 /// One route transition.
@@ -910,6 +958,10 @@ pub struct ShadowReport {
     pub transitions: Vec<RouteTransition>,
     /// The latest disagreements.
     pub recent: Vec<ShadowDisagreement>,
+    /// Policies of the shadow version that failed to evaluate, most
+    /// failures first.
+    #[serde(default)]
+    pub policy_errors: Vec<PolicyErrorCount>,
 }
 
 /// One disagreement.

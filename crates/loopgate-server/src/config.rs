@@ -43,6 +43,11 @@ pub struct Config {
     pub audit_origin: Option<String>,
     /// Publishing a policy version requires a case file that passes.
     pub require_policy_tests: bool,
+    /// Refuse proposals for actions without a declared shape (a system's
+    /// shape may also ask this of its own actions).
+    pub require_shapes: bool,
+    /// Longest policy text (and case file) accepted.
+    pub max_policy_bytes: usize,
     /// A web session ends this long after login, whatever the activity.
     pub session_ttl: Duration,
     /// A web session ends after this long without a request.
@@ -83,6 +88,8 @@ impl Config {
             audit_public: false,
             audit_origin: None,
             require_policy_tests: false,
+            require_shapes: false,
+            max_policy_bytes: loopgate_core::routing::bounds::MAX_BYTES,
             session_ttl: Duration::from_secs(12 * 3600),
             session_idle: Duration::from_secs(3600),
             secure_cookies: false,

@@ -153,6 +153,17 @@ pub(crate) fn proposal(record: ProposalRecord) -> proto::Proposal {
         idempotency_key: record.idempotency_key,
         resolution,
         erased_at: record.erased_at.map(Timestamp::to_rfc3339),
+        policy_errors: record.policy_errors.into_iter().map(policy_error).collect(),
+    }
+}
+
+pub(crate) fn policy_error(
+    error: loopgate_core::routing::EvaluationError,
+) -> proto::PolicyEvaluationError {
+    proto::PolicyEvaluationError {
+        policy: error.policy,
+        kind: error.kind,
+        message: error.message,
     }
 }
 

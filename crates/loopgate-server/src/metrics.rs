@@ -1,11 +1,18 @@
 //! Prometheus metrics, kept in atomics and written in the text exposition
 //! format on `/metrics`.
 
+use std::collections::BTreeMap;
 use std::fmt::Write as _;
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
+use loopgate_core::routing::EvaluationError;
 use loopgate_core::{ProposalStatus, Route, Verdict};
+
+/// Distinct (set, policy, kind) series kept; beyond it new ones are dropped
+/// (policy ids come from policy text, which changes over time).
+const MAX_POLICY_ERROR_SERIES: usize = 1_000;
 
 const BUCKETS: [f64; 12] = [
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0,
@@ -23,6 +30,8 @@ pub(crate) struct Metrics {
     decision_latency: Histogram,
     /// Entries the sequencer appended to the audit log.
     audit_entries: AtomicU64,
+    /// Evaluation errors by (set: live or shadow, policy, kind).
+    policy_errors: Mutex<BTreeMap<(&'static str, String, String), u64>>,
 }
 
 #[derive(Default)]
@@ -66,11 +75,30 @@ impl Metrics {
             .fetch_add(micros, Ordering::Relaxed);
     }
 
-    /// The exposition text; `queue` is open tasks per group, `waiters` the open long-polls.
+    /// Counts the evaluation errors of one routing by the `set` (`live` or `shadow`).
+    pub(crate) fn policy_errors(&self, set: &'static str, errors: &[EvaluationError]) {
+        if errors.is_empty() {
+            return;
+        }
+        let Ok(mut counts) = self.policy_errors.lock() else {
+            return;
+        };
+        for error in errors {
+            let key = (set, error.policy.clone(), error.kind.clone());
+            let room = counts.len() < MAX_POLICY_ERROR_SERIES;
+            match counts.get_mut(&key) {
+                Some(n) => *n += 1,
+                None if room => drop(counts.insert(key, 1)),
+                None => (),
+            }
+        }
+    }
+
     pub(crate) fn audit_appended(&self, n: u64) {
         self.audit_entries.fetch_add(n, Ordering::Relaxed);
     }
 
+    /// The exposition text; `queue` is open tasks per group, `waiters` the open long-polls.
     pub(crate) fn render(&self, queue: &[(String, u64)], waiters: usize) -> String {
         let mut out = String::new();
         out.push_str(
@@ -139,8 +167,28 @@ impl Metrics {
             "loopgate_audit_entries_total {}",
             self.audit_entries.load(Ordering::Relaxed)
         );
+        out.push_str("# HELP loopgate_policy_errors_total Policy evaluations that failed (each counted restrictively), by set, policy and kind.\n");
+        out.push_str("# TYPE loopgate_policy_errors_total counter\n");
+        if let Ok(counts) = self.policy_errors.lock() {
+            for ((set, policy, kind), n) in counts.iter() {
+                let _ = writeln!(
+                    out,
+                    "loopgate_policy_errors_total{{set=\"{set}\",policy=\"{}\",kind=\"{}\"}} {n}",
+                    label(policy),
+                    label(kind)
+                );
+            }
+        }
         out
     }
+}
+
+/// A Prometheus label value: backslash, quote and newline escaped.
+fn label(value: &str) -> String {
+    value
+        .replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
 }
 
 fn index<T: PartialEq>(all: &[T], value: T) -> usize {

@@ -1,7 +1,7 @@
 //! Records the store reads and writes: domain types plus bookkeeping.
 
 use loopgate_core::review::{Decision, Effect, Task};
-use loopgate_core::routing::Routing;
+use loopgate_core::routing::{EvaluationError, Routing};
 use loopgate_core::{
     DecidedBy, Digest, Oversight, ProposalId, ProposalStatus, RiskTier, Role, Route, SystemId,
     SystemStatus, TaskKind, TaskState, Timestamp, UserId, Verdict,
@@ -282,6 +282,8 @@ pub struct ShadowOutcome {
     pub matched: Vec<String>,
     /// Its reviewer group, for review routes.
     pub group: Option<String>,
+    /// Its policies that failed to evaluate.
+    pub errors: Vec<EvaluationError>,
 }
 
 /// How a version is activated.
@@ -364,6 +366,21 @@ pub struct ShadowSummary {
     pub transitions: Vec<(String, String, u64)>,
     /// The latest disagreements, newest first.
     pub recent: Vec<Disagreement>,
+    /// Its policies that failed to evaluate, most failures first.
+    pub errors: Vec<ErrorTally>,
+}
+
+/// How often one policy failed to evaluate.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ErrorTally {
+    /// The policy id.
+    pub policy: String,
+    /// Proposals it failed on.
+    pub count: u64,
+    /// The latest message.
+    pub message: String,
+    /// Some proposal ids, newest first.
+    pub examples: Vec<String>,
 }
 
 /// A stored proposal as replay reads it.
@@ -463,6 +480,8 @@ pub struct ProposalRecord {
     pub salt: Vec<u8>,
     /// When the payloads and salt were erased.
     pub erased_at: Option<Timestamp>,
+    /// Policies whose evaluation failed while it was routed.
+    pub policy_errors: Vec<EvaluationError>,
 }
 
 /// Filters of the proposal list.

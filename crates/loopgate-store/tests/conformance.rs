@@ -15,7 +15,7 @@ use std::time::Duration;
 use loopgate_core::digest::DigestParts;
 use loopgate_core::proposal::plan;
 use loopgate_core::review::{DecisionInput, ReviewError};
-use loopgate_core::routing::{ReviewPlan, Routing};
+use loopgate_core::routing::{EvaluationError, ReviewPlan, Routing};
 use loopgate_core::{
     Digest, Oversight, ProposalId, ProposalStatus, RiskTier, Route, SystemId, SystemStatus, TaskId,
     TaskState, Timestamp, Verdict,
@@ -92,6 +92,7 @@ conformance!(
     activations_decide_the_live_and_shadow_versions,
     automation_caps_hold_under_concurrency,
     shadow_disagreements_are_recorded_and_replay_reads_history,
+    policy_errors_stay_with_the_proposal_and_its_routed_event,
     analytics_counts_follow_every_change,
     the_webhook_outbox_delivers_each_proposal_in_order,
     a_second_webhook_gets_only_what_comes_after_it,
@@ -151,6 +152,7 @@ fn new_proposal(
         review,
         sample_rate: 0.0,
         limits: vec![],
+        errors: vec![],
     };
     let plan = plan(&routing, Oversight::InTheLoop, SystemStatus::Active, false);
     NewProposal {
@@ -380,6 +382,69 @@ async fn racing_claims_have_one_winner(store: &dyn Store) {
     });
     let results = futures::future::join_all(claims).await;
     assert_eq!(results.iter().filter(|r| r.is_ok()).count(), 1);
+}
+
+async fn policy_errors_stay_with_the_proposal_and_its_routed_event(store: &dyn Store) {
+    let system = setup(store).await;
+    let mut new = new_proposal(&system, 1, None, json!({}), 1);
+    let errors = vec![EvaluationError {
+        policy: "deny-big".into(),
+        kind: "type_error".into(),
+        message: "type error: expected long, got decimal".into(),
+    }];
+    new.routing.route = Route::Deny;
+    new.routing.matched = vec!["deny-big".into()];
+    new.routing.errors = errors.clone();
+    new.plan = plan(
+        &new.routing,
+        Oversight::InTheLoop,
+        SystemStatus::Active,
+        false,
+    );
+    let id = new.id.clone();
+    let Submitted::Created(created) = store.submit(new, T0).await.unwrap() else {
+        panic!("a new proposal")
+    };
+    assert_eq!(created.policy_errors, errors);
+    let stored = store.proposal(&id).await.unwrap().unwrap();
+    assert_eq!(stored.policy_errors, errors);
+    assert_eq!(stored.status, ProposalStatus::Rejected);
+    let plain = new_proposal(&system, 2, None, json!({}), 1);
+    let plain_id = plain.id.clone();
+    store.submit(plain, T0).await.unwrap();
+    assert!(
+        store
+            .proposal(&plain_id)
+            .await
+            .unwrap()
+            .unwrap()
+            .policy_errors
+            .is_empty()
+    );
+
+    let sequenced = store.sequence(1000).await.unwrap();
+    let entries = store.entries(0, sequenced.head.size).await.unwrap();
+    let routed: Vec<serde_json::Value> = entries
+        .iter()
+        .map(|entry| serde_json::from_slice::<serde_json::Value>(entry).unwrap())
+        .filter(|entry| entry["type"] == "proposal.routed")
+        .collect();
+    // The message may quote the request's values: the log keeps its salted hash.
+    let salt = store.proposal(&id).await.unwrap().unwrap().salt;
+    let hash = loopgate_core::audit::entry::salted_hash(
+        &salt,
+        "policy_error",
+        &json!("type error: expected long, got decimal"),
+    );
+    assert_eq!(
+        routed[0]["data"]["policy_errors"],
+        json!([{"policy": "deny-big", "kind": "type_error", "message": hash.to_string()}])
+    );
+    assert!(
+        routed[1]["data"].get("policy_errors").is_none(),
+        "{}",
+        routed[1]
+    );
 }
 
 async fn every_change_writes_its_event(store: &dyn Store) {
@@ -659,6 +724,14 @@ async fn shadow_disagreements_are_recorded_and_replay_reads_history(store: &dyn 
             },
             matched: vec!["p".into()],
             group: (n % 2 == 1).then(|| "g".into()),
+            errors: (n < 3)
+                .then(|| EvaluationError {
+                    policy: "limit".into(),
+                    kind: "type_error".into(),
+                    message: format!("type error {n}"),
+                })
+                .into_iter()
+                .collect(),
         });
         store.submit(new, T0).await.unwrap();
     }
@@ -670,6 +743,12 @@ async fn shadow_disagreements_are_recorded_and_replay_reads_history(store: &dyn 
         vec![("review".into(), "allow".into(), 2)]
     );
     assert_eq!(summary.recent.len(), 2);
+    let [errors] = summary.errors.as_slice() else {
+        panic!("{:?}", summary.errors)
+    };
+    assert_eq!((errors.policy.as_str(), errors.count), ("limit", 3));
+    assert_eq!(errors.examples.len(), 3);
+    assert!(errors.message.starts_with("type error"), "{errors:?}");
 
     assert_eq!(store.count_since(T0).await.unwrap(), 4);
     let first = store.replay_rows(T0, 0, 3).await.unwrap();

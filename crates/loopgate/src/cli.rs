@@ -78,6 +78,9 @@ pub(crate) struct ServeArgs {
     /// Cedar policy file or directory of `*.cedar` files, published at start when changed.
     #[arg(long, env = "LOOPGATE_POLICIES")]
     pub(crate) policies: Option<PathBuf>,
+    /// Refuse proposals for actions without a declared shape [default: false].
+    #[arg(long, env = "LOOPGATE_REQUIRE_SHAPES")]
+    pub(crate) require_shapes: Option<bool>,
 }
 
 #[derive(Debug, Args)]

@@ -31,6 +31,8 @@ pub(crate) struct FileConfig {
     audit_public: Option<bool>,
     audit_origin: Option<String>,
     require_policy_tests: Option<bool>,
+    require_shapes: Option<bool>,
+    max_policy_bytes: Option<usize>,
     session_hours: Option<u64>,
     session_idle_minutes: Option<u64>,
     secure_cookies: Option<bool>,
@@ -107,6 +109,10 @@ impl FileConfig {
         config.audit_public = self.audit_public.unwrap_or(false);
         config.audit_origin = self.audit_origin.clone();
         config.require_policy_tests = self.require_policy_tests.unwrap_or(false);
+        config.require_shapes = args.require_shapes.or(self.require_shapes).unwrap_or(false);
+        if let Some(bytes) = self.max_policy_bytes {
+            config.max_policy_bytes = bytes.max(1);
+        }
         if let Some(hours) = self.session_hours {
             config.session_ttl = Duration::from_secs(hours.max(1) * 3600);
         }

@@ -98,6 +98,8 @@ const USERS: [(&str, &[proto::Role], &[&str]); 4] = [
 pub(crate) async fn run(mut config: Config, bind: SocketAddr, rate: f64) -> anyhow::Result<()> {
     let admin_token = demo_admin_token(&config)?;
     config.bootstrap_token = Some(admin_token.clone());
+    // Every demo action has a declared shape: a context of the wrong type is refused.
+    config.require_shapes = true;
     let listener = TcpListener::bind(bind)
         .await
         .with_context(|| format!("cannot listen on {bind}"))?;
@@ -374,17 +376,17 @@ pub(crate) fn synthetic(system: &str, n: u64, rng: &mut Rng) -> proto::SubmitPro
                 "issue_refund",
             ]);
             let amount = [500, 2_500, 9_900, 49_900, 150_000][rng.below(5) as usize];
-            let (output, context) = match tool {
-                "issue_refund" => (
-                    json!({"order_id": format!("ord-{n}"), "amount_minor": amount, "currency": "EUR", "reason": "damaged item"}),
-                    json!({"amount_minor": amount}),
-                ),
-                "send_email" => (
-                    json!({"to": format!("customer{n}@example.com"), "subject": "About your order", "body": "Hello, we are sorry for the trouble; a replacement is on its way."}),
-                    json!({}),
-                ),
-                _ => (json!({"order_id": format!("ord-{n}")}), json!({})),
+            let output = match tool {
+                "issue_refund" => {
+                    json!({"order_id": format!("ord-{n}"), "amount_minor": amount, "currency": "EUR", "reason": "damaged item"})
+                }
+                "send_email" => {
+                    json!({"to": format!("customer{n}@example.com"), "subject": "About your order", "body": "Hello, we are sorry for the trouble; a replacement is on its way."})
+                }
+                _ => json!({"order_id": format!("ord-{n}")}),
             };
+            // The MCP gateway's context is the tool's arguments.
+            let context = output.clone();
             (
                 format!("mcp:crm/{tool}"),
                 "Customer",

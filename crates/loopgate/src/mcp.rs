@@ -528,7 +528,9 @@ impl Gateway {
             confidence: None,
             explanation: None,
             model: None,
-            context: serde_json::Map::new(),
+            // Policies read the arguments as `context.<name>`, by the number
+            // rule and the action's declared shape, like any proposal's context.
+            context: arguments.clone(),
             idempotency_key: Some(key.to_owned()),
         };
         self.inner

@@ -168,6 +168,17 @@ pub(crate) async fn run(file: &FileConfig, command: PolicyCommand) -> anyhow::Re
                     }
                     out!("      matched: [{}]", case.matched.join(", "));
                 }
+                if let Some(refused) = &case.refused {
+                    out!("      refused: {refused}");
+                }
+                for error in &case.policy_errors {
+                    out!(
+                        "      policy `{}` failed to evaluate ({}; counted restrictively): {}",
+                        error.policy,
+                        error.kind,
+                        error.message
+                    );
+                }
             }
             out!("{} passed, {} failed", report.passed, report.failed);
             if report.failed > 0 {
@@ -362,6 +373,7 @@ pub(crate) async fn run(file: &FileConfig, command: PolicyCommand) -> anyhow::Re
                     it.shadow_matched.join(", ")
                 );
             }
+            print_policy_errors(&report.policy_errors);
             Ok(())
         }
     }
@@ -424,6 +436,16 @@ fn local_test(
                 matched: it.matched,
                 reviewers: it.reviewers,
                 approvals: it.approvals,
+                refused: it.refused,
+                policy_errors: it
+                    .errors
+                    .into_iter()
+                    .map(|error| proto::PolicyEvaluationError {
+                        policy: error.policy,
+                        kind: error.kind,
+                        message: error.message,
+                    })
+                    .collect(),
             })
             .collect(),
     })
@@ -479,4 +501,24 @@ fn print_replay(report: &proto::ReplayReport) {
         report.rejected_now_allowed,
         report.approved_now_denied
     );
+    if 0 < report.refused {
+        out!(
+            "{} proposals would be refused today (their context breaks the number rule or a declared shape)",
+            report.refused
+        );
+    }
+    print_policy_errors(&report.policy_errors);
+}
+
+/// Policies that failed to evaluate, each counted restrictively.
+fn print_policy_errors(errors: &[proto::PolicyErrorCount]) {
+    for error in errors {
+        out!(
+            "policy `{}` failed to evaluate on {} proposals (counted restrictively), e.g. {}: {}",
+            error.policy,
+            error.count,
+            error.examples.join(", "),
+            error.message
+        );
+    }
 }

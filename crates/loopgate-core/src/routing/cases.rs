@@ -4,8 +4,13 @@
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-use super::{Defaults, Policies, RoutingRequest, route};
+use super::schema::Shape;
+use super::{Defaults, EvaluationError, Policies, RoutingRequest, ShapeRule, route, typed_input};
 use crate::{Oversight, RiskTier, Route};
+
+/// `expect.route` of a case whose proposal the API would refuse with
+/// `422 invalid_context` (a number that breaks the rule, a shape not met).
+pub const REFUSED: &str = "refused";
 
 /// A case file: `cases:` (or a bare list) of cases.
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
@@ -66,7 +71,8 @@ pub struct CaseSubject {
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct Expectation {
-    /// `allow`, `review` or `deny`.
+    /// `allow`, `review`, `deny`, or `refused` (the API would refuse the
+    /// proposal: its context breaks the number rule or the declared shape).
     pub route: String,
     /// The reviewer group (review routes).
     #[serde(default)]
@@ -88,8 +94,12 @@ pub struct CaseResult {
     pub passed: bool,
     /// What did not match, one sentence each.
     pub failures: Vec<String>,
-    /// The route it took.
+    /// The route it took (`deny` when the proposal would be refused).
     pub route: Route,
+    /// Why the API would refuse the proposal, when it would.
+    pub refused: Option<String>,
+    /// Policies whose evaluation failed, each counted restrictively.
+    pub errors: Vec<EvaluationError>,
     /// The policies that decided it.
     pub matched: Vec<String>,
     /// The reviewer group (review routes).
@@ -121,9 +131,9 @@ pub fn parse(text: &str) -> Result<CaseFile, String> {
     };
     for (n, case) in file.cases.iter().enumerate() {
         let name = case_name(case, n);
-        if Route::parse(&case.expect.route).is_none() {
+        if Route::parse(&case.expect.route).is_none() && case.expect.route != REFUSED {
             return Err(format!(
-                "{name}: `expect.route` must be `allow`, `review` or `deny`, not `{}`",
+                "{name}: `expect.route` must be `allow`, `review`, `deny` or `refused`, not `{}`",
                 case.expect.route
             ));
         }
@@ -149,100 +159,145 @@ fn case_name(case: &Case, n: usize) -> String {
         .unwrap_or_else(|| format!("case {}", n + 1))
 }
 
-/// Runs every case. `system` gives a registered system's risk tier and
-/// oversight mode, for cases that do not state them.
-pub fn run(
+/// What a case's system is, as registered.
+#[derive(Debug, Clone, Copy)]
+pub struct CaseSystem<'a> {
+    /// Its risk tier.
+    pub risk_tier: RiskTier,
+    /// Its oversight mode.
+    pub oversight: Oversight,
+    /// Its declared shape.
+    pub shape: Option<&'a Shape>,
+    /// Whether its actions must have a declared shape.
+    pub rule: ShapeRule,
+}
+
+/// Runs every case. `system` gives a registered system: its risk tier and
+/// oversight mode, for cases that do not state them, and its shape, which
+/// the case's context must meet as a proposal's would.
+pub fn run<'a>(
     policies: &Policies,
     file: &CaseFile,
     defaults: &Defaults,
-    system: impl Fn(&str) -> Option<(RiskTier, Oversight)>,
+    system: impl Fn(&str) -> Option<CaseSystem<'a>>,
 ) -> Vec<CaseResult> {
     let empty = Map::new();
-    file.cases
-        .iter()
-        .enumerate()
-        .map(|(n, case)| {
-            let registered = system(&case.system);
-            let risk_tier = case
-                .risk_tier
-                .as_deref()
-                .and_then(RiskTier::parse)
-                .or(registered.map(|it| it.0))
-                .unwrap_or(RiskTier::Limited);
-            let oversight = case
-                .oversight
-                .as_deref()
-                .and_then(Oversight::parse)
-                .or(registered.map(|it| it.1))
-                .unwrap_or(Oversight::InTheLoop);
-            let (subject_type, subject_id, attributes) = match &case.subject {
-                Some(subject) => (
-                    subject.type_.as_str(),
-                    subject.id.as_str(),
-                    &subject.attributes,
-                ),
-                None => ("subject", "case", &empty),
-            };
-            let request = RoutingRequest {
-                system: &case.system,
-                action: &case.action,
-                subject_type,
-                subject_id,
-                subject_attributes: attributes,
-                context: &case.context,
-                confidence: case.confidence,
-                risk_tier,
-                oversight,
-                model_version: case.model_version.as_deref(),
-            };
-            let routing = route(policies, &request, defaults);
-            let reviewing = routing.route == Route::Review;
-            let reviewers = reviewing.then(|| routing.review.group.clone());
-            let approvals = reviewing.then_some(routing.review.approvals);
-            let mut failures = Vec::new();
-            let expect = &case.expect;
-            if expect.route != routing.route.as_str() {
-                failures.push(format!(
-                    "expected route `{}`, got `{}`",
-                    expect.route, routing.route
-                ));
+    let mut results = Vec::with_capacity(file.cases.len());
+    for (n, case) in file.cases.iter().enumerate() {
+        let registered = system(&case.system);
+        let risk_tier = case
+            .risk_tier
+            .as_deref()
+            .and_then(RiskTier::parse)
+            .or(registered.map(|it| it.risk_tier))
+            .unwrap_or(RiskTier::Limited);
+        let oversight = case
+            .oversight
+            .as_deref()
+            .and_then(Oversight::parse)
+            .or(registered.map(|it| it.oversight))
+            .unwrap_or(Oversight::InTheLoop);
+        let (subject_type, subject_id, attributes) = match &case.subject {
+            Some(subject) => (
+                subject.type_.as_str(),
+                subject.id.as_str(),
+                &subject.attributes,
+            ),
+            None => ("subject", "case", &empty),
+        };
+        let name = case_name(case, n);
+        let input = match typed_input(
+            registered.and_then(|it| it.shape),
+            &case.action,
+            &case.context,
+            attributes,
+            registered.map_or(ShapeRule::WhenDeclared, |it| it.rule),
+        ) {
+            Ok(input) => input,
+            Err(error) => {
+                let refused = error.to_string();
+                let mut failures = Vec::new();
+                if case.expect.route != REFUSED {
+                    failures.push(format!(
+                        "expected route `{}`, but the proposal would be refused: {refused}",
+                        case.expect.route
+                    ));
+                }
+                results.push(CaseResult {
+                    name,
+                    passed: failures.is_empty(),
+                    failures,
+                    route: Route::Deny,
+                    refused: Some(refused),
+                    errors: Vec::new(),
+                    matched: Vec::new(),
+                    reviewers: None,
+                    approvals: None,
+                });
+                continue;
             }
-            if let Some(group) = &expect.reviewers
-                && reviewers.as_ref() != Some(group)
-            {
-                failures.push(format!(
-                    "expected reviewers `{group}`, got {}",
-                    reviewers
-                        .as_deref()
-                        .map_or("none".to_owned(), |it| format!("`{it}`"))
-                ));
-            }
-            if let Some(count) = expect.approvals
-                && approvals != Some(count)
-            {
-                failures.push(format!(
-                    "expected {count} approvals, got {}",
-                    approvals.map_or("none".to_owned(), |it| it.to_string())
-                ));
-            }
-            if let Some(matched) = &expect.matched
-                && *matched != routing.matched
-            {
-                failures.push(format!(
-                    "expected matched policies [{}], got [{}]",
-                    matched.join(", "),
-                    routing.matched.join(", ")
-                ));
-            }
-            CaseResult {
-                name: case_name(case, n),
-                passed: failures.is_empty(),
-                failures,
-                route: routing.route,
-                matched: routing.matched,
-                reviewers,
-                approvals,
-            }
-        })
-        .collect()
+        };
+        let request = RoutingRequest {
+            system: &case.system,
+            action: &case.action,
+            subject_type,
+            subject_id,
+            input: &input,
+            confidence: case.confidence,
+            risk_tier,
+            oversight,
+            model_version: case.model_version.as_deref(),
+        };
+        let routing = route(policies, &request, defaults);
+        let reviewing = routing.route == Route::Review;
+        let reviewers = reviewing.then(|| routing.review.group.clone());
+        let approvals = reviewing.then_some(routing.review.approvals);
+        let mut failures = Vec::new();
+        let expect = &case.expect;
+        if expect.route != routing.route.as_str() {
+            failures.push(format!(
+                "expected route `{}`, got `{}`",
+                expect.route, routing.route
+            ));
+        }
+        if let Some(group) = &expect.reviewers
+            && reviewers.as_ref() != Some(group)
+        {
+            failures.push(format!(
+                "expected reviewers `{group}`, got {}",
+                reviewers
+                    .as_deref()
+                    .map_or("none".to_owned(), |it| format!("`{it}`"))
+            ));
+        }
+        if let Some(count) = expect.approvals
+            && approvals != Some(count)
+        {
+            failures.push(format!(
+                "expected {count} approvals, got {}",
+                approvals.map_or("none".to_owned(), |it| it.to_string())
+            ));
+        }
+        if let Some(matched) = &expect.matched
+            && *matched != routing.matched
+        {
+            failures.push(format!(
+                "expected matched policies [{}], got [{}]",
+                matched.join(", "),
+                routing.matched.join(", ")
+            ));
+        }
+        results.push(CaseResult {
+            name,
+            passed: failures.is_empty(),
+            failures,
+            route: routing.route,
+            refused: None,
+            errors: routing.errors,
+            matched: routing.matched,
+            reviewers,
+            approvals,
+        });
+    }
+    results
 }

@@ -39,7 +39,8 @@ pub enum AttrType {
 }
 
 impl AttrType {
-    fn cedar(self) -> &'static str {
+    /// The Cedar type's name.
+    pub fn cedar(self) -> &'static str {
         match self {
             AttrType::Long => "Long",
             AttrType::String => "String",
@@ -47,6 +48,73 @@ impl AttrType {
             AttrType::Decimal => "decimal",
             AttrType::Strings => "Set<String>",
             AttrType::Longs => "Set<Long>",
+        }
+    }
+
+    /// What a value of this type is, in words.
+    pub(crate) fn described(self) -> &'static str {
+        match self {
+            AttrType::Long => "a whole number (Long)",
+            AttrType::String => "text (String)",
+            AttrType::Bool => "true or false (Bool)",
+            AttrType::Decimal => "a number of at most 4 fractional digits (decimal)",
+            AttrType::Strings => "a list of texts (Set<String>)",
+            AttrType::Longs => "a list of whole numbers (Set<Long>)",
+        }
+    }
+}
+
+/// A declared attribute: its type, and whether every proposal must carry it.
+///
+/// Written as the type alone (`"Long"`: optional) or as
+/// `{"type": "Long", "required": true}`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(from = "DeclaredWire", into = "DeclaredWire")]
+pub struct Declared {
+    /// The type.
+    pub kind: AttrType,
+    /// Proposals without it are refused; policies may use it without `has`.
+    pub required: bool,
+}
+
+impl From<AttrType> for Declared {
+    fn from(kind: AttrType) -> Declared {
+        Declared {
+            kind,
+            required: false,
+        }
+    }
+}
+
+#[derive(Serialize, Deserialize)]
+#[serde(untagged)]
+enum DeclaredWire {
+    Type(AttrType),
+    Full {
+        #[serde(rename = "type")]
+        kind: AttrType,
+        #[serde(default)]
+        required: bool,
+    },
+}
+
+impl From<DeclaredWire> for Declared {
+    fn from(wire: DeclaredWire) -> Declared {
+        match wire {
+            DeclaredWire::Type(kind) => Declared::from(kind),
+            DeclaredWire::Full { kind, required } => Declared { kind, required },
+        }
+    }
+}
+
+impl From<Declared> for DeclaredWire {
+    fn from(declared: Declared) -> DeclaredWire {
+        match declared.required {
+            false => DeclaredWire::Type(declared.kind),
+            true => DeclaredWire::Full {
+                kind: declared.kind,
+                required: true,
+            },
         }
     }
 }
@@ -60,7 +128,11 @@ pub struct Shape {
     pub actions: BTreeMap<String, ActionShape>,
     /// Types of the subject attributes.
     #[serde(default)]
-    pub subject_attributes: BTreeMap<String, AttrType>,
+    pub subject_attributes: BTreeMap<String, Declared>,
+    /// Refuse this system's proposals for actions it does not declare
+    /// (the server's `require_shapes` applies to every system).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub require_shapes: bool,
 }
 
 /// One declared action.
@@ -69,7 +141,7 @@ pub struct Shape {
 pub struct ActionShape {
     /// Context attribute types.
     #[serde(default)]
-    pub context: BTreeMap<String, AttrType>,
+    pub context: BTreeMap<String, Declared>,
 }
 
 /// The generated schema: its text, Cedar's parse of it, and the notes made
@@ -103,11 +175,12 @@ pub struct Validation {
     pub warnings: Vec<Finding>,
 }
 
-/// Generates the schema from the systems' declarations.
+/// Generates the schema from the systems' declarations. An attribute is
+/// required in the schema only when every declaration of it says so.
 pub fn generate<'a>(shapes: impl IntoIterator<Item = &'a Shape>) -> GeneratedSchema {
     let mut notes = Vec::new();
-    let mut contexts: BTreeMap<&str, BTreeMap<&str, AttrType>> = BTreeMap::new();
-    let mut subject: BTreeMap<&str, AttrType> = BTreeMap::new();
+    let mut contexts: BTreeMap<&str, BTreeMap<&str, Declared>> = BTreeMap::new();
+    let mut subject: BTreeMap<&str, Declared> = BTreeMap::new();
     let mut conflicts: BTreeSet<(String, String)> = BTreeSet::new();
     for shape in shapes {
         for (action, declared) in &shape.actions {
@@ -147,34 +220,30 @@ pub fn generate<'a>(shapes: impl IntoIterator<Item = &'a Shape>) -> GeneratedSch
         record(&subject)
     );
     for (action, context) in &contexts {
-        let mut context: BTreeMap<&str, AttrType> = context.clone();
+        let mut context: BTreeMap<&str, Declared> = context.clone();
         // `confidence` is declared present so that policies may compare it
         // without `has`; a proposal without one makes such a policy an
-        // evaluation error, which Cedar skips (fail safe for allow routes).
-        let required = BTreeMap::from([
+        // evaluation error, which counts the most restrictive way it can.
+        let ours = [
             ("confidence", AttrType::Decimal),
             ("oversight", AttrType::String),
             ("risk_tier", AttrType::String),
-        ]);
-        for name in required.keys() {
-            context.remove(name);
+        ];
+        for (name, kind) in ours {
+            context.insert(
+                name,
+                Declared {
+                    kind,
+                    required: true,
+                },
+            );
         }
-        context.insert("model_version", AttrType::String);
-        let mut fields: Vec<String> = context
-            .iter()
-            .map(|(name, kind)| format!("{}?: {}", quote(name), kind.cedar()))
-            .collect();
-        fields.extend(
-            required
-                .iter()
-                .map(|(name, kind)| format!("{}: {}", quote(name), kind.cedar())),
-        );
-        fields.sort();
+        context.insert("model_version", Declared::from(AttrType::String));
         let _ = writeln!(
             text,
-            "action {} appliesTo {{\n  principal: [System],\n  resource: [Subject],\n  context: {{ {} }}\n}};",
+            "action {} appliesTo {{\n  principal: [System],\n  resource: [Subject],\n  context: {}\n}};",
             quote(action),
-            fields.join(", ")
+            record(&context)
         );
     }
     let schema = Schema::from_cedarschema_str(&text)
@@ -190,27 +259,31 @@ pub fn generate<'a>(shapes: impl IntoIterator<Item = &'a Shape>) -> GeneratedSch
 }
 
 fn merge<'a>(
-    into: &mut BTreeMap<&'a str, AttrType>,
+    into: &mut BTreeMap<&'a str, Declared>,
     name: &'a str,
-    kind: AttrType,
+    declared: Declared,
     mut conflict: impl FnMut(),
 ) {
-    match into.get(name) {
-        Some(existing) if *existing != kind => conflict(),
-        _ => {
-            into.insert(name, kind);
+    match into.get_mut(name) {
+        Some(existing) if existing.kind != declared.kind => conflict(),
+        Some(existing) => existing.required &= declared.required,
+        None => {
+            into.insert(name, declared);
         }
     }
 }
 
-/// A record type of optional attributes.
-fn record(fields: &BTreeMap<&str, AttrType>) -> String {
+/// A record type; attributes not required are optional (`name?: Type`).
+fn record(fields: &BTreeMap<&str, Declared>) -> String {
     if fields.is_empty() {
         return "{}".to_owned();
     }
     let fields: Vec<String> = fields
         .iter()
-        .map(|(name, kind)| format!("{}?: {}", quote(name), kind.cedar()))
+        .map(|(name, declared)| {
+            let optional = if declared.required { "" } else { "?" };
+            format!("{}{optional}: {}", quote(name), declared.kind.cedar())
+        })
         .collect();
     format!("{{ {} }}", fields.join(", "))
 }

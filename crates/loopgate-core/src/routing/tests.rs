@@ -2,7 +2,7 @@
 #![allow(clippy::type_complexity, reason = "a fixture tuple")]
 
 use expect_test::{Expect, expect};
-use serde_json::json;
+use serde_json::{Map, Value, json};
 
 use super::*;
 
@@ -42,13 +42,20 @@ fn fixture(
 fn check(policies: &str, proposal: &str, expect: Expect) {
     let policies = Policies::parse(policies).unwrap();
     let (action, context, attributes, confidence, oversight, risk_tier) = fixture(proposal);
+    let input = typed_input(
+        None,
+        &action,
+        &context,
+        &attributes,
+        ShapeRule::WhenDeclared,
+    )
+    .unwrap();
     let request = RoutingRequest {
         system: "fraud-detector",
         action: &action,
         subject_type: "Account",
         subject_id: "acct-1",
-        subject_attributes: &attributes,
-        context: &context,
+        input: &input,
         confidence,
         risk_tier,
         oversight,
@@ -82,6 +89,9 @@ fn check(policies: &str, proposal: &str, expect: Expect) {
     }
     if routing.sample_rate > 0.0 {
         text.push_str(&format!(" sample={}", routing.sample_rate));
+    }
+    for error in &routing.errors {
+        text.push_str(&format!("\nerror in {}: {}", error.policy, error.message));
     }
     expect.assert_eq(&text);
 }
@@ -207,14 +217,88 @@ fn principal_action_and_subject_attributes() {
 }
 
 #[test]
-fn errors_in_a_condition_skip_the_policy() {
-    // `amount_minor` is missing: Cedar skips the policy; authors guard with `has`.
+fn an_erroring_allow_allows_nothing() {
+    // `amount_minor` is missing: the allow cannot hold, and the error is reported.
     check(
         r#"
 @route("allow") permit(principal, action, resource) when { context.amount_minor < 100 };
 "#,
         "refund",
-        expect!["review by [] group=reviewers approvals=1 on_timeout=reject"],
+        expect![[r#"
+            review by [] group=reviewers approvals=1 on_timeout=reject
+            error in policy0: record does not have the attribute `amount_minor` at line 2, column 60 (available attributes: ["model_version", "oversight", "risk_tier"])"#]],
+    );
+}
+
+/// The issue's policy set: a limit beside an allow.
+const LIMIT: &str = r#"
+@id("deny-big") forbid(principal, action == Action::"refund", resource) when { context has amount_minor && context.amount_minor > 100000 };
+@id("refunds") @route("allow") permit(principal, action == Action::"refund", resource);
+"#;
+
+#[test]
+fn whole_numbers_written_as_floats_are_longs() {
+    for amount in ["5000000", "5000000.0", "5e6", "5E+6", "50000000e-1"] {
+        check(
+            LIMIT,
+            &format!("refund amount_minor={amount}"),
+            expect!["deny by [deny-big]"],
+        );
+    }
+    check(
+        LIMIT,
+        "refund amount_minor=99999.0",
+        expect!["allow by [refunds]"],
+    );
+}
+
+#[test]
+fn an_erroring_forbid_denies() {
+    // A decimal, a string and a set cannot be compared with `>`: Cedar
+    // skips the forbid, loopgate denies.
+    check(
+        LIMIT,
+        "refund amount_minor=5000000.5",
+        expect![[r#"
+            deny by [deny-big]
+            error in deny-big: type error: expected long, got decimal at line 2, column 108"#]],
+    );
+    check(
+        LIMIT,
+        r#"refund amount_minor="5000000""#,
+        expect![[r#"
+            deny by [deny-big]
+            error in deny-big: type error: expected long, got string at line 2, column 108"#]],
+    );
+}
+
+#[test]
+fn an_erroring_review_permit_sends_to_its_reviewers() {
+    check(
+        r#"
+@id("big") @reviewers("leads") @approvals("2") @sla("PT1H")
+permit(principal, action == Action::"refund", resource) when { context.amount_minor > 100000 };
+@id("refunds") @route("allow") permit(principal, action == Action::"refund", resource);
+"#,
+        r#"refund amount_minor="lots""#,
+        expect![[r#"
+            review by [big] group=leads approvals=2 sla=3600s on_timeout=reject
+            error in big: type error: expected long, got string at line 3, column 64"#]],
+    );
+}
+
+#[test]
+fn a_satisfied_forbid_and_an_erroring_one_both_determine_the_deny() {
+    check(
+        r#"
+@id("a") forbid(principal, action, resource) when { context.x > 1 };
+@id("b") forbid(principal, action, resource) when { context.y > 1 };
+@route("allow") permit(principal, action, resource);
+"#,
+        r#"refund x=2 y="2""#,
+        expect![[r#"
+            deny by [a, b]
+            error in b: type error: expected long, got string at line 3, column 53"#]],
     );
 }
 
@@ -272,13 +356,20 @@ permit(principal, action, resource);
     )
     .unwrap();
     let (action, context, attributes, ..) = fixture("block_card");
+    let input = typed_input(
+        None,
+        &action,
+        &context,
+        &attributes,
+        ShapeRule::WhenDeclared,
+    )
+    .unwrap();
     let request = RoutingRequest {
         system: "fraud-detector",
         action: &action,
         subject_type: "Account",
         subject_id: "acct-1",
-        subject_attributes: &attributes,
-        context: &context,
+        input: &input,
         confidence: None,
         risk_tier: RiskTier::Limited,
         oversight: Oversight::InTheLoop,
@@ -435,13 +526,13 @@ mod differential {
                 if group_x {
                     attributes.insert("g".to_owned(), "x".into());
                 }
+                let input = typed_input(None, &action, &context, &attributes, ShapeRule::WhenDeclared).unwrap();
                 let request = RoutingRequest {
                     system: &system,
                     action: &action,
                     subject_type: "Account",
                     subject_id: "acct-1",
-                    subject_attributes: &attributes,
-                    context: &context,
+                    input: &input,
                     confidence,
                     risk_tier: if high { RiskTier::High } else { RiskTier::Limited },
                     oversight: Oversight::InTheLoop,
@@ -640,8 +731,10 @@ cases:
             r#"{"cases": [{"system": "a", "action": "b", "expect": {"route": "maybe"}}]}"#,
         )
         .unwrap_err();
-        expect!["case 1: `expect.route` must be `allow`, `review` or `deny`, not `maybe`"]
-            .assert_eq(&error);
+        expect![
+            "case 1: `expect.route` must be `allow`, `review`, `deny` or `refused`, not `maybe`"
+        ]
+        .assert_eq(&error);
         let error = cases::parse("{\"cases\": [\n{\"system\": 1}]}").unwrap_err();
         assert!(error.contains("line 2"), "{error}");
     }

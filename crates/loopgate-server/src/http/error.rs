@@ -3,7 +3,7 @@
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use loopgate_core::review::ReviewError;
-use loopgate_core::routing::PolicyError;
+use loopgate_core::routing::{InvalidContext, PolicyError};
 use loopgate_proto::{ErrorCode, Problem};
 use loopgate_store::EraseError;
 use loopgate_store::{StoreError, SubmitError, TxError};
@@ -201,6 +201,19 @@ impl From<SubmitError> for ApiError {
                 ApiError::invalid(detail).help("register the system first: POST /v1/systems")
             }
         }
+    }
+}
+
+impl From<InvalidContext> for ApiError {
+    fn from(error: InvalidContext) -> ApiError {
+        let detail = error.to_string();
+        let mut api = ApiError::new(ErrorCode::InvalidContext, detail)
+            .help("numbers are whole (Long) or have at most 4 fractional digits (decimal); `GET /v1/systems` shows each declared shape; see docs/policies.md")
+            .with("field", json!(error.field));
+        if let Some(expected) = error.expected {
+            api = api.with("expected", json!(expected));
+        }
+        api
     }
 }
 

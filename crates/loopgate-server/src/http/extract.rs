@@ -1,6 +1,7 @@
 //! Extractors that refuse bad input with a problem response: JSON bodies
 //! (size and depth are checked before parsing), query strings and ids.
 
+use axum::body::Bytes;
 use axum::extract::{FromRequest, FromRequestParts, Query, Request};
 use axum::http::request::Parts;
 use loopgate_proto::ErrorCode;
@@ -15,48 +16,69 @@ pub const MAX_DEPTH: usize = 64;
 /// A JSON request body.
 pub struct JsonBody<T>(pub T);
 
+/// A JSON request body with its text, for the rare check that needs the
+/// digits as written (see `loopgate_core::routing::value::check_exact`).
+pub struct JsonBodyText<T>(pub T, pub Bytes);
+
 impl<T: DeserializeOwned> FromRequest<AppState> for JsonBody<T> {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, app: &AppState) -> Result<JsonBody<T>, ApiError> {
-        let limit = app.config.max_body_bytes;
-        let too_large = || {
-            ApiError::new(
-                ErrorCode::PayloadTooLarge,
-                format!("request body is larger than {limit} bytes"),
-            )
-            .help(
-                "send a smaller body; large payloads belong in your own storage, referenced by id",
-            )
-        };
-        let declared = req
-            .headers()
-            .get(axum::http::header::CONTENT_LENGTH)
-            .and_then(|it| it.to_str().ok())
-            .and_then(|it| it.parse::<usize>().ok());
-        if declared.is_some_and(|n| limit < n) {
-            return Err(too_large());
-        }
-        let bytes = axum::body::to_bytes(req.into_body(), limit)
-            .await
-            .map_err(|_| too_large())?;
-        if bytes.is_empty() {
-            return Err(ApiError::invalid(
-                "request body is empty; a JSON object is expected",
-            ));
-        }
-        if MAX_DEPTH < json_depth(&bytes) {
-            return Err(ApiError::invalid(format!(
-                "JSON is nested deeper than {MAX_DEPTH} levels"
-            )));
-        }
-        match serde_json::from_slice(&bytes) {
-            Ok(value) => Ok(JsonBody(value)),
-            Err(error) => Err(
-                ApiError::invalid(format!("request body is not valid: {error}"))
-                    .help("check the body against the API reference at /openapi.json"),
-            ),
-        }
+        let (value, _) = read_json(req, app).await?;
+        Ok(JsonBody(value))
+    }
+}
+
+impl<T: DeserializeOwned> FromRequest<AppState> for JsonBodyText<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, app: &AppState) -> Result<JsonBodyText<T>, ApiError> {
+        let (value, bytes) = read_json(req, app).await?;
+        Ok(JsonBodyText(value, bytes))
+    }
+}
+
+/// Reads a body within the size limit, refuses deep JSON before parsing,
+/// and parses it.
+async fn read_json<T: DeserializeOwned>(
+    req: Request,
+    app: &AppState,
+) -> Result<(T, Bytes), ApiError> {
+    let limit = app.config.max_body_bytes;
+    let too_large = || {
+        ApiError::new(
+            ErrorCode::PayloadTooLarge,
+            format!("request body is larger than {limit} bytes"),
+        )
+        .help("send a smaller body; large payloads belong in your own storage, referenced by id")
+    };
+    let declared = req
+        .headers()
+        .get(axum::http::header::CONTENT_LENGTH)
+        .and_then(|it| it.to_str().ok())
+        .and_then(|it| it.parse::<usize>().ok());
+    if declared.is_some_and(|n| limit < n) {
+        return Err(too_large());
+    }
+    let bytes = axum::body::to_bytes(req.into_body(), limit)
+        .await
+        .map_err(|_| too_large())?;
+    if bytes.is_empty() {
+        return Err(ApiError::invalid(
+            "request body is empty; a JSON object is expected",
+        ));
+    }
+    if MAX_DEPTH < json_depth(&bytes) {
+        return Err(ApiError::invalid(format!(
+            "JSON is nested deeper than {MAX_DEPTH} levels"
+        )));
+    }
+    match serde_json::from_slice(&bytes) {
+        Ok(value) => Ok((value, bytes)),
+        Err(error) => Err(
+            ApiError::invalid(format!("request body is not valid: {error}"))
+                .help("check the body against the API reference at /openapi.json"),
+        ),
     }
 }
 

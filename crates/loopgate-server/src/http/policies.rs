@@ -4,6 +4,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::convert::Infallible;
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Json;
@@ -13,7 +14,9 @@ use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use loopgate_core::routing::lint::{Deployment, lint};
 use loopgate_core::routing::schema::{Finding, GeneratedSchema, Shape, generate};
-use loopgate_core::routing::{Defaults, Policies, ReviewPlan, RoutingRequest, cases, route};
+use loopgate_core::routing::{
+    Defaults, Policies, ReviewPlan, Routing, RoutingRequest, ShapeRule, cases, route, typed_input,
+};
 use loopgate_core::{DecidedBy, ProposalStatus, Role, Route, Timestamp};
 use loopgate_proto as proto;
 use loopgate_store::{ActivationMode, NewPolicy, PolicyState, ReplayRow, SystemRecord};
@@ -82,7 +85,7 @@ pub async fn publish(
     let (policies, warnings) = check(&app, &body.text).await?;
     match &body.cases {
         Some(text) => {
-            let report = run_cases(&app, &policies, text).await?;
+            let report = run_cases(&app, policies.clone(), text).await?;
             if report.failed > 0 {
                 return Err(ApiError::new(
                     proto::ErrorCode::PolicyInvalid,
@@ -205,18 +208,12 @@ pub async fn validate(
     JsonBody(body): JsonBody<proto::PublishPolicy>,
 ) -> Result<Json<proto::PolicyValidation>, ApiError> {
     caller.user_with(AUTHORS)?;
-    let policies = Policies::parse(&body.text)?;
-    let deployment = deployment(&app).await?;
-    let errors = deployment
-        .schema
-        .as_ref()
-        .map(|schema| schema.validate(&policies).errors)
-        .unwrap_or_default();
+    let examined = examine(&app, &body.text).await?;
     Ok(Json(proto::PolicyValidation {
-        version: policies.version().to_owned(),
-        policy_ids: policies.ids().to_vec(),
-        errors: findings(errors),
-        warnings: findings(lint(&policies, &deployment)),
+        version: examined.policies.version().to_owned(),
+        policy_ids: examined.policies.ids().to_vec(),
+        errors: findings(examined.errors),
+        warnings: findings(examined.warnings),
     }))
 }
 
@@ -247,10 +244,10 @@ pub async fn test(
 ) -> Result<Json<proto::PolicyTestReport>, ApiError> {
     caller.user_with(AUTHORS)?;
     let policies = match &body.text {
-        Some(text) => std::sync::Arc::new(Policies::parse(text)?),
+        Some(text) => parse(&app, text).await?,
         None => app.live_policies(),
     };
-    Ok(Json(run_cases(&app, &policies, &body.cases).await?))
+    Ok(Json(run_cases(&app, policies, &body.cases).await?))
 }
 
 /// `?stream=true`.
@@ -275,7 +272,7 @@ pub async fn replay(
     JsonBody(body): JsonBody<proto::ReplayPolicies>,
 ) -> Result<Response, ApiError> {
     caller.user_with(READERS)?;
-    let draft = std::sync::Arc::new(Policies::parse(&body.text)?);
+    let draft = parse(&app, &body.text).await?;
     let period = parse_period(&body.since).ok_or_else(|| {
         ApiError::invalid(format!(
             "`since` must be a period such as `30d`, `12h` or `P7D`, not `{}`",
@@ -339,6 +336,7 @@ pub async fn shadow(
             disagreements: 0,
             transitions: Vec::new(),
             recent: Vec::new(),
+            policy_errors: Vec::new(),
         }));
     };
     let summary = app.store.shadow_summary(&record.version, since, 50).await?;
@@ -383,6 +381,16 @@ pub async fn shadow(
                 shadow_matched: it.shadow_matched,
                 shadow_group: it.shadow_group,
                 at: it.at.to_rfc3339(),
+            })
+            .collect(),
+        policy_errors: summary
+            .errors
+            .into_iter()
+            .map(|it| proto::PolicyErrorCount {
+                policy: it.policy,
+                count: it.count,
+                message: it.message,
+                examples: it.examples,
             })
             .collect(),
     }))
@@ -459,60 +467,163 @@ async fn deployment(app: &AppState) -> Result<Deployment, ApiError> {
     })
 }
 
+/// Policy text parsed, type-checked against the generated schema and linted.
+struct Examined {
+    policies: Arc<Policies>,
+    errors: Vec<Finding>,
+    warnings: Vec<Finding>,
+}
+
+/// Parses, validates and lints text off the async workers (bounded first:
+/// size here, nesting in `Policies::parse`).
+async fn examine(app: &AppState, text: &str) -> Result<Examined, ApiError> {
+    check_size(app, "the policy text", text)?;
+    let deployment = deployment(app).await?;
+    let text = text.to_owned();
+    let work = move || -> Result<Examined, ApiError> {
+        let policies = Policies::parse(&text)?;
+        let errors = deployment
+            .schema
+            .as_ref()
+            .map(|schema| schema.validate(&policies).errors)
+            .unwrap_or_default();
+        let warnings = lint(&policies, &deployment);
+        Ok(Examined {
+            policies: Arc::new(policies),
+            errors,
+            warnings,
+        })
+    };
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|e| ApiError::internal(&e))?
+}
+
 /// Parses and validates text for publishing: schema errors refuse it,
 /// lint warnings come back.
-async fn check(app: &AppState, text: &str) -> Result<(Policies, Vec<Finding>), ApiError> {
-    let policies = Policies::parse(text)?;
-    let deployment = deployment(app).await?;
-    if let Some(schema) = &deployment.schema {
-        let errors = schema.validate(&policies).errors;
-        if let Some(first) = errors.first() {
-            return Err(ApiError::new(
-                proto::ErrorCode::PolicyInvalid,
-                format!("policy `{}`: {}", first.policy, first.message),
-            )
-            .help("`loopgate policy schema` shows the schema generated from the systems' declarations")
-            .with("errors", json!(findings(errors))));
-        }
+async fn check(app: &AppState, text: &str) -> Result<(Arc<Policies>, Vec<Finding>), ApiError> {
+    let examined = examine(app, text).await?;
+    if let Some(first) = examined.errors.first() {
+        return Err(ApiError::new(
+            proto::ErrorCode::PolicyInvalid,
+            format!("policy `{}`: {}", first.policy, first.message),
+        )
+        .help("`loopgate policy schema` shows the schema generated from the systems' declarations")
+        .with("errors", json!(findings(examined.errors))));
     }
-    let warnings = lint(&policies, &deployment);
-    Ok((policies, warnings))
+    Ok((examined.policies, examined.warnings))
 }
 
 async fn run_cases(
     app: &AppState,
-    policies: &Policies,
+    policies: Arc<Policies>,
     text: &str,
 ) -> Result<proto::PolicyTestReport, ApiError> {
-    let file = cases::parse(text).map_err(ApiError::invalid)?;
-    let systems: HashMap<String, SystemRecord> = app
-        .store
-        .systems()
-        .await?
-        .into_iter()
-        .map(|it| (it.id.as_str().to_owned(), it))
-        .collect();
-    let results = cases::run(policies, &file, &defaults(app), |id| {
-        systems.get(id).map(|it| (it.risk_tier, it.oversight))
-    });
-    let passed = results.iter().filter(|it| it.passed).count();
-    Ok(proto::PolicyTestReport {
-        version: policies.version().to_owned(),
-        passed: u32::try_from(passed).unwrap_or(u32::MAX),
-        failed: u32::try_from(results.len() - passed).unwrap_or(u32::MAX),
-        cases: results
-            .into_iter()
-            .map(|it| proto::PolicyCaseResult {
-                name: it.name,
-                passed: it.passed,
-                failures: it.failures,
-                route: convert::route_to_proto(it.route),
-                matched: it.matched,
-                reviewers: it.reviewers,
-                approvals: it.approvals,
-            })
-            .collect(),
-    })
+    check_size(app, "the case file", text)?;
+    let systems = registered(app).await?;
+    let defaults = defaults(app);
+    let require_shapes = app.config.require_shapes;
+    let text = text.to_owned();
+    let run = move || -> Result<proto::PolicyTestReport, ApiError> {
+        let file = cases::parse(&text).map_err(ApiError::invalid)?;
+        let results = cases::run(&policies, &file, &defaults, |id| {
+            systems.get(id).map(|it| it.case_system(require_shapes))
+        });
+        let passed = results.iter().filter(|it| it.passed).count();
+        Ok(proto::PolicyTestReport {
+            version: policies.version().to_owned(),
+            passed: u32::try_from(passed).unwrap_or(u32::MAX),
+            failed: u32::try_from(results.len() - passed).unwrap_or(u32::MAX),
+            cases: results
+                .into_iter()
+                .map(|it| proto::PolicyCaseResult {
+                    name: it.name,
+                    passed: it.passed,
+                    failures: it.failures,
+                    route: convert::route_to_proto(it.route),
+                    matched: it.matched,
+                    reviewers: it.reviewers,
+                    approvals: it.approvals,
+                    refused: it.refused,
+                    policy_errors: it.errors.into_iter().map(convert::policy_error).collect(),
+                })
+                .collect(),
+        })
+    };
+    tokio::task::spawn_blocking(run)
+        .await
+        .map_err(|e| ApiError::internal(&e))?
+}
+
+/// A registered system as routing needs it: its record and its parsed shape.
+struct Registered {
+    record: SystemRecord,
+    shape: Option<Shape>,
+}
+
+impl Registered {
+    fn case_system(&self, require_shapes: bool) -> cases::CaseSystem<'_> {
+        cases::CaseSystem {
+            risk_tier: self.record.risk_tier,
+            oversight: self.record.oversight,
+            shape: self.shape.as_ref(),
+            rule: shape_rule(require_shapes, self.shape.as_ref()),
+        }
+    }
+}
+
+/// Whether a system's proposals must match a declared shape: the server's
+/// `require_shapes`, or the system's own shape asking it.
+pub(crate) fn shape_rule(require_shapes: bool, shape: Option<&Shape>) -> ShapeRule {
+    match require_shapes || shape.is_some_and(|it| it.require_shapes) {
+        true => ShapeRule::Required,
+        false => ShapeRule::WhenDeclared,
+    }
+}
+
+/// Every registered system by id, with its shape parsed.
+async fn registered(app: &AppState) -> Result<Arc<HashMap<String, Registered>>, ApiError> {
+    let mut systems = HashMap::new();
+    for record in app.store.systems().await? {
+        let shape = match &record.shape {
+            Some(value) => Some(serde_json::from_value::<Shape>(value.clone()).map_err(|e| {
+                ApiError::internal(&format!(
+                    "system `{}`: its shape does not read: {e}",
+                    record.id
+                ))
+            })?),
+            None => None,
+        };
+        systems.insert(record.id.as_str().to_owned(), Registered { record, shape });
+    }
+    Ok(Arc::new(systems))
+}
+
+/// Refuses policy text or a case file over `max_policy_bytes`.
+fn check_size(app: &AppState, what: &str, text: &str) -> Result<(), ApiError> {
+    let limit = app.config.max_policy_bytes;
+    if limit < text.len() {
+        return Err(ApiError::new(
+            proto::ErrorCode::PayloadTooLarge,
+            format!(
+                "{what} is {} bytes, more than the {limit} this server accepts",
+                text.len()
+            ),
+        )
+        .help("split the policy set, or raise `max_policy_bytes`"));
+    }
+    Ok(())
+}
+
+/// Parses policy text off the async workers: size first, then nesting
+/// (in `Policies::parse`), then Cedar.
+pub(crate) async fn parse(app: &AppState, text: &str) -> Result<Arc<Policies>, ApiError> {
+    check_size(app, "the policy text", text)?;
+    let text = text.to_owned();
+    let parsed = tokio::task::spawn_blocking(move || Policies::parse(&text))
+        .await
+        .map_err(|e| ApiError::internal(&e))??;
+    Ok(Arc::new(parsed))
 }
 
 fn defaults(app: &AppState) -> Defaults {
@@ -535,17 +646,11 @@ async fn run_replay(
     mut progress: impl FnMut(u64, u64) -> bool,
 ) -> Result<proto::ReplayReport, ApiError> {
     let total = app.store.count_since(since).await?;
-    let systems: std::sync::Arc<HashMap<String, SystemRecord>> = std::sync::Arc::new(
-        app.store
-            .systems()
-            .await?
-            .into_iter()
-            .map(|it| (it.id.as_str().to_owned(), it))
-            .collect(),
-    );
+    let systems = registered(app).await?;
     let defaults = std::sync::Arc::new(defaults(app));
     let mut tally = Tally {
         examples,
+        require_shapes: app.config.require_shapes,
         ..Tally::default()
     };
     let mut after = 0;
@@ -573,7 +678,11 @@ async fn run_replay(
 #[derive(Default)]
 struct Tally {
     examples: usize,
+    require_shapes: bool,
     replayed: u64,
+    refused: u64,
+    /// By policy: failures, the latest message, some proposal ids.
+    errors: BTreeMap<String, (u64, String, Vec<String>)>,
     skipped_erased: u64,
     unchanged: u64,
     transitions: BTreeMap<(Route, Route), (u64, Vec<String>)>,
@@ -587,7 +696,7 @@ impl Tally {
         &mut self,
         row: &ReplayRow,
         draft: &Policies,
-        systems: &HashMap<String, SystemRecord>,
+        systems: &HashMap<String, Registered>,
         defaults: &Defaults,
     ) {
         if row.erased {
@@ -608,19 +717,48 @@ impl Tally {
             .and_then(|it| it.as_object())
             .unwrap_or(&empty);
         let system = systems.get(&row.system);
-        let request = RoutingRequest {
-            system: &row.system,
-            action: &row.action,
-            subject_type: subject("type"),
-            subject_id: subject("id"),
-            subject_attributes: attributes,
-            context: &row.context,
-            confidence: row.confidence,
-            risk_tier: system.map_or(loopgate_core::RiskTier::Limited, |it| it.risk_tier),
-            oversight: system.map_or(loopgate_core::Oversight::InTheLoop, |it| it.oversight),
-            model_version: row.model_version.as_deref(),
+        let shape = system.and_then(|it| it.shape.as_ref());
+        let rule = shape_rule(self.require_shapes, shape);
+        let routing = match typed_input(shape, &row.action, &row.context, attributes, rule) {
+            Ok(input) => {
+                let request = RoutingRequest {
+                    system: &row.system,
+                    action: &row.action,
+                    subject_type: subject("type"),
+                    subject_id: subject("id"),
+                    input: &input,
+                    confidence: row.confidence,
+                    risk_tier: system
+                        .map_or(loopgate_core::RiskTier::Limited, |it| it.record.risk_tier),
+                    oversight: system.map_or(loopgate_core::Oversight::InTheLoop, |it| {
+                        it.record.oversight
+                    }),
+                    model_version: row.model_version.as_deref(),
+                };
+                route(draft, &request, defaults)
+            }
+            Err(_) => {
+                // Refused today: nothing would go ahead.
+                self.refused += 1;
+                Routing {
+                    route: Route::Deny,
+                    matched: Vec::new(),
+                    policy_version: draft.version().to_owned(),
+                    review: defaults.review.clone(),
+                    sample_rate: 0.0,
+                    limits: Vec::new(),
+                    errors: Vec::new(),
+                }
+            }
         };
-        let routing = route(draft, &request, defaults);
+        for error in &routing.errors {
+            let entry = self.errors.entry(error.policy.clone()).or_default();
+            entry.0 += 1;
+            entry.1.clone_from(&error.message);
+            if entry.2.len() < self.examples {
+                entry.2.push(row.id.clone());
+            }
+        }
         let new_group = (routing.route == Route::Review).then(|| routing.review.group.clone());
         let old_group = (row.route == Route::Review)
             .then(|| row.group.clone())
@@ -684,6 +822,23 @@ impl Tally {
                 .collect(),
             rejected_now_allowed: self.rejected_now_allowed,
             approved_now_denied: self.approved_now_denied,
+            refused: self.refused,
+            policy_errors: {
+                let mut errors: Vec<proto::PolicyErrorCount> = self
+                    .errors
+                    .into_iter()
+                    .map(
+                        |(policy, (count, message, examples))| proto::PolicyErrorCount {
+                            policy,
+                            count,
+                            message,
+                            examples,
+                        },
+                    )
+                    .collect();
+                errors.sort_by_key(|it| std::cmp::Reverse(it.count));
+                errors
+            },
         }
     }
 }

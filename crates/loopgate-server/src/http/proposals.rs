@@ -9,7 +9,11 @@ use loopgate_core::audit::entry::SALT_LEN;
 use loopgate_core::digest::DigestParts;
 use loopgate_core::duration::parse_short;
 use loopgate_core::proposal::plan;
-use loopgate_core::routing::{Defaults, ReviewPlan, RoutingRequest, is_sampled, route};
+use loopgate_core::routing::schema::Shape;
+use loopgate_core::routing::value::check_exact;
+use loopgate_core::routing::{
+    Defaults, ReviewPlan, RoutingRequest, ShapeRule, TypedInput, is_sampled, route, typed_input,
+};
 use loopgate_core::{Digest, ProposalId, Role, Route, SystemId, TaskId};
 use loopgate_proto as proto;
 use loopgate_store::{
@@ -22,7 +26,7 @@ use crate::AppState;
 use crate::auth::Caller;
 use crate::convert;
 use crate::http::error::ApiError;
-use crate::http::extract::{JsonBody, Params};
+use crate::http::extract::{JsonBody, JsonBodyText, Params};
 use crate::http::{cursor, page_limit, parse_id};
 use crate::waiters::Subscription;
 
@@ -45,7 +49,7 @@ pub async fn submit(
     caller: Caller,
     Params(query): Params<WaitQuery>,
     headers: HeaderMap,
-    JsonBody(body): JsonBody<proto::SubmitProposal>,
+    JsonBodyText(body, text): JsonBodyText<proto::SubmitProposal>,
 ) -> Result<(StatusCode, Json<proto::Proposal>), ApiError> {
     let wait = parse_wait(&app, query.wait.as_deref())?;
     let system_id = match (caller.system(), body.system.as_deref()) {
@@ -84,6 +88,7 @@ pub async fn submit(
         return Err(ApiError::invalid(format!("unknown system `{system_id}`"))
             .help("register the system first: POST /v1/systems"));
     };
+    let input = read_context(&app, system.shape.as_ref(), &body, &text)?;
 
     let subject = json!({"type": body.subject.type_, "id": body.subject.id, "attributes": body.subject.attributes});
     let mut salt = vec![0u8; SALT_LEN];
@@ -105,8 +110,7 @@ pub async fn submit(
         action: &body.action,
         subject_type: &body.subject.type_,
         subject_id: &body.subject.id,
-        subject_attributes: &body.subject.attributes,
-        context: &body.context,
+        input: &input,
         confidence: body.confidence,
         risk_tier: system.risk_tier,
         oversight: system.oversight,
@@ -117,13 +121,16 @@ pub async fn submit(
         review: ReviewPlan::default_review(),
     };
     let routing = route(&active.live, &request, &defaults);
+    app.metrics.policy_errors("live", &routing.errors);
     let shadow = active.shadow.as_ref().map(|shadow| {
         let routing = route(shadow, &request, &defaults);
+        app.metrics.policy_errors("shadow", &routing.errors);
         ShadowOutcome {
             version: routing.policy_version,
             route: routing.route,
             group: (routing.route == Route::Review).then_some(routing.review.group),
             matched: routing.matched,
+            errors: routing.errors,
         }
     });
     let id = ProposalId::from_unique(&ulid::Ulid::new().to_string());
@@ -383,6 +390,60 @@ fn check_can_read(caller: &Caller, record: &ProposalRecord) -> Result<(), ApiErr
             .user_with(&[Role::Reviewer, Role::Auditor])
             .map(|_| ()),
     }
+}
+
+/// The proposal's context and subject attributes as routing reads them:
+/// the number rule, and the system's declared shape. Refusals are
+/// `422 invalid_context`, before anything is stored.
+fn read_context(
+    app: &AppState,
+    shape: Option<&serde_json::Value>,
+    body: &proto::SubmitProposal,
+    text: &[u8],
+) -> Result<TypedInput, ApiError> {
+    let shape: Option<Shape> = match shape {
+        Some(value) => Some(serde_json::from_value(value.clone()).map_err(|error| {
+            ApiError::internal(&format!("the system's stored shape does not read: {error}"))
+        })?),
+        None => None,
+    };
+    let rule = match app.config.require_shapes || shape.as_ref().is_some_and(|it| it.require_shapes)
+    {
+        true => ShapeRule::Required,
+        false => ShapeRule::WhenDeclared,
+    };
+    let input = typed_input(
+        shape.as_ref(),
+        &body.action,
+        &body.context,
+        &body.subject.attributes,
+        rule,
+    )?;
+    if input.has_float {
+        // A float may have rounded digits as written (`100000.00000000001`).
+        #[derive(Deserialize)]
+        struct Raw<'a> {
+            #[serde(borrow, default)]
+            context: Option<&'a serde_json::value::RawValue>,
+            #[serde(borrow, default)]
+            subject: Option<RawSubject<'a>>,
+        }
+        #[derive(Deserialize)]
+        struct RawSubject<'a> {
+            #[serde(borrow, default)]
+            attributes: Option<&'a serde_json::value::RawValue>,
+        }
+        let text = std::str::from_utf8(text).unwrap_or_default();
+        if let Ok(raw) = serde_json::from_str::<Raw<'_>>(text) {
+            if let Some(context) = raw.context {
+                check_exact("context", context.get())?;
+            }
+            if let Some(attributes) = raw.subject.and_then(|it| it.attributes) {
+                check_exact("subject.attributes", attributes.get())?;
+            }
+        }
+    }
+    Ok(input)
 }
 
 fn parse_wait(app: &AppState, wait: Option<&str>) -> Result<Option<Duration>, ApiError> {

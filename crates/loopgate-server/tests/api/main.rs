@@ -13,6 +13,7 @@ mod audit;
 mod e2e;
 mod errors;
 mod events;
+mod fail_closed;
 mod harness;
 mod policies;
 mod proposals;

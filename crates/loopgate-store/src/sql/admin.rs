@@ -131,6 +131,7 @@ const TABLES: &[&str] = &[
     "audit_head",
     "audit_checkpoints",
     "shadow_disagreements",
+    "shadow_errors",
     "auto_counters",
     "analytics_counts",
     "analytics_disagreements",

@@ -366,6 +366,28 @@ fn erase_rows(conn: &Connection, id: &str, now: Timestamp) -> Result<(), StoreEr
     conn.execute(
         "UPDATE decisions SET rationale = NULL, output = NULL, labels = NULL WHERE proposal_id = ?1",
     params![id])?;
+    // Cedar's messages may quote the request's values; which policy failed, and how, stays.
+    let errors: Option<String> = q::one(
+        conn,
+        "SELECT policy_errors FROM proposals WHERE id = ?1",
+        params![id],
+        |row| row.get(0),
+    )?
+    .flatten();
+    if let Some(text) = errors {
+        let mut errors: Vec<loopgate_core::routing::EvaluationError> = serde_json::from_str(&text)?;
+        for error in &mut errors {
+            error.message.clear();
+        }
+        conn.execute(
+            "UPDATE proposals SET policy_errors = ?2 WHERE id = ?1",
+            params![id, q::to_json(&errors)],
+        )?;
+    }
+    conn.execute(
+        "UPDATE shadow_errors SET message = '' WHERE proposal_id = ?1",
+        params![id],
+    )?;
     tracked.apply(conn)
 }
 

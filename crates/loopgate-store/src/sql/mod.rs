@@ -64,6 +64,10 @@ const SQLITE_MIGRATIONS: &[(&str, &str)] = &[
         "0008_idempotency_lookup",
         include_str!("../../migrations/sqlite/0008_idempotency_lookup.sql"),
     ),
+    (
+        "0009_policy_errors",
+        include_str!("../../migrations/sqlite/0009_policy_errors.sql"),
+    ),
 ];
 const MAX_BATCH: usize = 1024;
 /// Prepared statements kept per SQLite connection (the store has about a

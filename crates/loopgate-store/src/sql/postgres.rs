@@ -40,6 +40,10 @@ const MIGRATIONS: &[(&str, &str)] = &[
         "0002_idempotency_lookup",
         include_str!("../../migrations/postgres/0002_idempotency_lookup.sql"),
     ),
+    (
+        "0003_policy_errors",
+        include_str!("../../migrations/postgres/0003_policy_errors.sql"),
+    ),
 ];
 
 /// PostgreSQL connection settings.

@@ -21,7 +21,7 @@ use crate::{
 
 pub(super) const PROPOSAL_COLUMNS: &str = "seq, id, system, action, subject, input, output, confidence, explanation, model, \
      context, idempotency_key, digest, status, route, policy_version, matched_policies, overridden, modified, decided_by, \
-     decided_at, submitted_by, created_at, blind, salt, erased_at";
+     decided_at, submitted_by, created_at, blind, salt, erased_at, policy_errors";
 
 pub(super) const TASK_COLUMNS: &str = "t.seq, t.id, t.proposal_id, t.kind, t.state, t.grp, t.level, t.required, t.due_at, \
      t.claimed_by, t.lease_expires_at, t.first_group, t.sla_ms, t.escalate_to, t.on_timeout, t.blind, t.sample_probability, \
@@ -125,6 +125,10 @@ pub(super) fn proposal_row(row: &Row) -> Result<ProposalRecord, StoreError> {
         salt: row.get::<_, Option<Vec<u8>>>(24)?.unwrap_or_default(),
         erased_at: row.get::<_, Option<i64>>(25)?.map(Timestamp::from_millis),
         decisions: Vec::new(),
+        policy_errors: match row.get::<_, Option<String>>(26)? {
+            Some(text) => serde_json::from_str(&text)?,
+            None => Vec::new(),
+        },
     })
 }
 
@@ -614,6 +618,29 @@ pub(super) fn shadow_outcome(
         shadow.group,
         now.millis()
     ])?;
+    Ok(())
+}
+
+/// Records the shadow version's evaluation errors on a proposal.
+pub(super) fn shadow_errors(
+    conn: &Connection,
+    proposal: &str,
+    shadow: &crate::ShadowOutcome,
+    now: Timestamp,
+) -> Result<(), StoreError> {
+    for error in &shadow.errors {
+        conn.execute_later(
+            "INSERT INTO shadow_errors (proposal_id, version, policy, message, at)
+             VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT DO NOTHING",
+            params![
+                proposal,
+                shadow.version,
+                error.policy,
+                error.message,
+                now.millis()
+            ],
+        )?;
+    }
     Ok(())
 }
 

@@ -18,11 +18,12 @@ use super::{SqlStore, audit, webhooks};
 use crate::{
     Activation, ActivationMode, AnalyticsFilter, AttemptResult, CheckpointRecord, CredentialOwner,
     DecisionOutcome, DeliveryFilter, DeliveryRecord, Disagreement, DueDelivery, EraseError,
-    LabelRow, LoginRecord, NewCredential, NewPolicy, NewProposal, NewSession, NewSystem, NewUser,
-    Paged, PolicyRecord, PolicyState, Principal, ProposalFilter, ProposalRecord, ReplayRow,
-    ReviewFact, ReviewerRef, Sequenced, SessionRecord, ShadowSummary, Store, StoreError,
-    StoredEvent, SubmitError, Submitted, SystemPatch, SystemRecord, TaskFilter, TaskRecord,
-    TimerOutcome, Total, TotalsQuery, TreeHead, TxError, UserPatch, UserRecord, WebhookConfig,
+    ErrorTally, LabelRow, LoginRecord, NewCredential, NewPolicy, NewProposal, NewSession,
+    NewSystem, NewUser, Paged, PolicyRecord, PolicyState, Principal, ProposalFilter,
+    ProposalRecord, ReplayRow, ReviewFact, ReviewerRef, Sequenced, SessionRecord, ShadowSummary,
+    Store, StoreError, StoredEvent, SubmitError, Submitted, SystemPatch, SystemRecord, TaskFilter,
+    TaskRecord, TimerOutcome, Total, TotalsQuery, TreeHead, TxError, UserPatch, UserRecord,
+    WebhookConfig,
 };
 
 #[async_trait::async_trait]
@@ -465,11 +466,37 @@ impl Store for SqlStore {
                     })
                 },
             )?;
+            let mut errors: Vec<ErrorTally> = q::all(
+                conn,
+                "SELECT policy, COUNT(*) AS n, MAX(at) FROM shadow_errors WHERE version = ?1 AND at >= ?2
+                 GROUP BY policy ORDER BY n DESC, policy",
+                params![version, since.millis()],
+                |row| Ok(ErrorTally {
+                    policy: row.get(0)?,
+                    count: row.get::<_, i64>(1)?.max(0) as u64,
+                    message: String::new(),
+                    examples: Vec::new(),
+                }),
+            )?;
+            for tally in &mut errors {
+                let latest = q::all(
+                    conn,
+                    "SELECT proposal_id, message FROM shadow_errors WHERE version = ?1 AND policy = ?2 AND at >= ?3
+                     ORDER BY at DESC, proposal_id DESC LIMIT 5",
+                    params![version, tally.policy, since.millis()],
+                    |row| Ok((row.get::<_, String>(0)?, row.get::<_, String>(1)?)),
+                )?;
+                if let Some((_, message)) = latest.first() {
+                    tally.message = message.clone();
+                }
+                tally.examples = latest.into_iter().map(|(id, _)| id).collect();
+            }
             Ok(ShadowSummary {
                 evaluated: evaluated.max(0) as u64,
                 disagreements: transitions.iter().map(|t| t.2).sum(),
                 transitions,
                 recent,
+                errors,
             })
         })
         .await
@@ -1080,8 +1107,8 @@ fn submit(
     let seq: i64 = conn.query_row(
         "INSERT INTO proposals (id, system, action, idempotency_key, digest, fingerprint, subject, input, output, confidence, explanation,
              model, context, status, route, policy_version, matched_policies, overridden, modified, blind, decided_by,
-             decided_at, submitted_by, created_at, salt, ai_output)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?22, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, 0, 0, ?21, ?17, ?18, ?19, ?20, ?23, ?8)
+             decided_at, submitted_by, created_at, salt, ai_output, policy_errors)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?22, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, 0, 0, ?21, ?17, ?18, ?19, ?20, ?23, ?8, ?24)
          RETURNING seq",
         params![
         new.id.as_str(),
@@ -1107,6 +1134,7 @@ fn submit(
         blind,
         new.fingerprint.as_str(),
         new.salt,
+        (!routing.errors.is_empty()).then(|| to_json(&routing.errors)),
     ],
         |row| row.get(0),
     )?;
@@ -1128,9 +1156,22 @@ fn submit(
     if !std::ptr::eq(routing, &new.routing) {
         routed["over_limit"] = json!(true);
     }
+    if !routing.errors.is_empty() {
+        // A message may quote the request's values: only its salted hash is logged.
+        let errors: Vec<Value> = routing
+            .errors
+            .iter()
+            .map(|it| {
+                json!({"policy": it.policy, "kind": it.kind,
+                "message": salted_hash(&new.salt, "policy_error", &json!(it.message)).to_string()})
+            })
+            .collect();
+        routed["policy_errors"] = json!(errors);
+    }
     q::event(conn, now, "loopgate", "proposal.routed", id, routed)?;
     if let Some(shadow) = &new.shadow {
         q::shadow_outcome(conn, id, routing, shadow, now)?;
+        q::shadow_errors(conn, id, shadow, now)?;
     }
     if let Some(planned) = &plan.task {
         let task = Task {
@@ -1184,6 +1225,7 @@ fn submit(
         decisions: Vec::new(),
         salt: new.salt,
         erased_at: None,
+        policy_errors: routing.errors.clone(),
     };
     Tracked::new(record.id.as_str()).apply(conn)?;
     Ok(Submitted::Created(record))
