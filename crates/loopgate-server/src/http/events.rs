@@ -207,16 +207,9 @@ pub async fn stream(
     Params(query): Params<EventsQuery>,
 ) -> Result<Response, ApiError> {
     let resume = match headers.get("last-event-id") {
-        Some(value) => Some(
-            value
-                .to_str()
-                .ok()
-                .and_then(|text| text.trim().parse::<i64>().ok())
-                .filter(|id| 0 <= *id)
-                .ok_or_else(|| {
-                    ApiError::invalid("`Last-Event-ID` must be an event id from this stream")
-                })?,
-        ),
+        Some(value) => Some(last_event_id(value.as_bytes()).ok_or_else(|| {
+            ApiError::invalid("`Last-Event-ID` must be an event id from this stream")
+        })?),
         None => query.after,
     };
     let kinds: Vec<String> = query
@@ -264,4 +257,12 @@ pub async fn stream(
         (header::CACHE_CONTROL, "no-cache"),
     ];
     Ok((headers, Body::from_stream(chunks)).into_response())
+}
+
+/// The position a `Last-Event-ID` header names, when it is one.
+pub fn last_event_id(header: &[u8]) -> Option<i64> {
+    std::str::from_utf8(header)
+        .ok()
+        .and_then(|text| text.trim().parse::<i64>().ok())
+        .filter(|id| 0 <= *id)
 }

@@ -190,14 +190,16 @@ pub(crate) fn page_limit(limit: Option<u32>) -> Result<u32, ApiError> {
 }
 
 /// Opaque cursors: the position of the last item seen.
-pub(crate) mod cursor {
+pub mod cursor {
     use crate::http::error::ApiError;
 
-    pub(crate) fn encode(seq: i64) -> String {
+    /// The cursor after `seq`.
+    pub fn encode(seq: i64) -> String {
         format!("c{seq}")
     }
 
-    pub(crate) fn decode(cursor: Option<&str>) -> Result<Option<i64>, ApiError> {
+    /// A cursor from a query string; 422 when it is not one this API made.
+    pub fn decode(cursor: Option<&str>) -> Result<Option<i64>, ApiError> {
         let Some(text) = cursor else { return Ok(None) };
         match text.strip_prefix('c').and_then(|n| n.parse::<i64>().ok()) {
             Some(seq) if 0 <= seq => Ok(Some(seq)),
