@@ -3,7 +3,8 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use cedar_policy::{Effect, PrincipalConstraint};
+use cedar_policy::{ActionConstraint, Effect, PrincipalConstraint};
+use serde_json::Value;
 
 use super::schema::{Finding, GeneratedSchema};
 use super::{DEFAULT_GROUP, Policies};
@@ -63,6 +64,9 @@ pub fn lint(policies: &Policies, deployment: &Deployment) -> Vec<Finding> {
     let mut groups: BTreeMap<String, Vec<String>> = BTreeMap::new();
     for policy in policies.set.policies() {
         let id = policy.id().to_string();
+        for message in untyped_attributes(policy, deployment.schema.as_ref()) {
+            warn(&id, message);
+        }
         for (name, _) in policy.annotations() {
             if !ANNOTATIONS.contains(&name) {
                 let hint = ANNOTATIONS
@@ -202,6 +206,100 @@ pub fn lint(policies: &Policies, deployment: &Deployment) -> Vec<Finding> {
     findings.sort_by_key(|finding| order(&finding.policy));
     findings.dedup();
     findings
+}
+
+/// Context keys loopgate sets itself, always typed.
+const OURS: &[&str] = &["confidence", "risk_tier", "oversight", "model_version"];
+
+/// Warnings for attributes a policy compares that no declared shape types
+/// for its actions: a proposal may send any type there, and a wrong type
+/// makes the policy fail to evaluate.
+fn untyped_attributes(
+    policy: &cedar_policy::Policy,
+    schema: Option<&GeneratedSchema>,
+) -> Vec<String> {
+    let Ok(json) = policy.to_json() else {
+        return Vec::new();
+    };
+    let mut read = (BTreeSet::new(), BTreeSet::new());
+    attributes_read(&json, &mut read);
+    let (context, subject) = read;
+    let actions: Option<Vec<String>> = match policy.action_constraint() {
+        ActionConstraint::Any => None,
+        ActionConstraint::Eq(uid) => Some(vec![uid.id().unescaped().to_owned()]),
+        ActionConstraint::In(uids) => Some(
+            uids.iter()
+                .map(|it| it.id().unescaped().to_owned())
+                .collect(),
+        ),
+    };
+    let declares = |action: &str, name: &str| {
+        schema
+            .and_then(|it| it.context_attributes.get(action))
+            .is_some_and(|names| names.contains(name))
+    };
+    let mut warnings = Vec::new();
+    for name in context {
+        let typed = OURS.contains(&name.as_str())
+            || match &actions {
+                Some(actions) => actions.iter().all(|action| declares(action, &name)),
+                None => schema.is_some_and(|it| {
+                    it.context_attributes
+                        .values()
+                        .any(|names| names.contains(&name))
+                }),
+            };
+        if !typed {
+            warnings.push(format!(
+                "compares `context.{name}`, which no declared shape types for its actions: a proposal may send any type there, and a wrong type makes this policy fail to evaluate (counted restrictively); declare it with `loopgate system shape`"
+            ));
+        }
+    }
+    for name in subject {
+        if !schema.is_some_and(|it| it.subject_attributes.contains(&name)) {
+            warnings.push(format!(
+                "compares `resource.attributes.{name}`, which no declared shape types; declare it in `subject_attributes`"
+            ));
+        }
+    }
+    warnings
+}
+
+/// The context and subject attributes an expression (Cedar's JSON form)
+/// reads with `.`; `has` alone is not a read.
+fn attributes_read(value: &Value, read: &mut (BTreeSet<String>, BTreeSet<String>)) {
+    match value {
+        Value::Object(map) => {
+            if let Some(Value::Object(access)) = map.get(".")
+                && let (Some(left), Some(Value::String(attr))) =
+                    (access.get("left"), access.get("attr"))
+            {
+                if left.get("Var").and_then(Value::as_str) == Some("context") {
+                    read.0.insert(attr.clone());
+                }
+                let inner = left.get(".");
+                let on_resource = inner
+                    .and_then(|it| it.get("left"))
+                    .and_then(|it| it.get("Var"))
+                    .and_then(Value::as_str)
+                    == Some("resource");
+                let of_attributes = inner.and_then(|it| it.get("attr")).and_then(Value::as_str)
+                    == Some("attributes");
+                if on_resource && of_attributes {
+                    read.1.insert(attr.clone());
+                }
+            }
+            for inner in map.values() {
+                attributes_read(inner, read);
+            }
+        }
+        Value::Array(items) => {
+            for inner in items {
+                attributes_read(inner, read);
+            }
+        }
+        _ => (),
+    }
 }
 
 /// One edit apart (a typo): same length with one change, or one extra letter.

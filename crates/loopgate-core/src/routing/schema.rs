@@ -152,6 +152,10 @@ pub struct GeneratedSchema {
     pub text: String,
     /// The actions it declares.
     pub actions: BTreeSet<String>,
+    /// The context attributes each declared action types.
+    pub context_attributes: BTreeMap<String, BTreeSet<String>>,
+    /// The subject attributes some system types.
+    pub subject_attributes: BTreeSet<String>,
     /// Conflicts left out (two systems declaring one attribute differently).
     pub notes: Vec<String>,
     schema: Option<Schema>,
@@ -253,6 +257,14 @@ pub fn generate<'a>(shapes: impl IntoIterator<Item = &'a Shape>) -> GeneratedSch
     GeneratedSchema {
         text,
         actions: contexts.keys().map(|it| (*it).to_owned()).collect(),
+        context_attributes: contexts
+            .iter()
+            .map(|(action, context)| {
+                let names = context.keys().map(|it| (*it).to_owned()).collect();
+                ((*action).to_owned(), names)
+            })
+            .collect(),
+        subject_attributes: subject.keys().map(|it| (*it).to_owned()).collect(),
         notes,
         schema,
     }

@@ -671,6 +671,39 @@ permit(principal, action == Action::"refund", resource);
     }
 
     #[test]
+    fn lint_warns_about_attributes_no_shape_types() {
+        let policies = Policies::parse(
+            r#"@id("typed") forbid(principal, action == Action::"block_card", resource) when { context.amount_minor > 5 && context.confidence.lessThan(decimal("0.5")) };
+@id("untyped") forbid(principal, action == Action::"block_card", resource) when { context has velocity && context.velocity > 5 };
+@id("subject") forbid(principal, action, resource) when { resource.attributes.region == "x" && resource.attributes.country == "DE" };
+"#,
+        )
+        .unwrap();
+        let deployment = Deployment {
+            schema: Some(generate([&fraud_shape()])),
+            ..Deployment::default()
+        };
+        let warnings: Vec<String> = lint(&policies, &deployment)
+            .into_iter()
+            .filter(|it| it.message.starts_with("compares"))
+            .map(|it| {
+                format!(
+                    "{}: {}",
+                    it.policy,
+                    it.message.split(',').next().unwrap_or_default()
+                )
+            })
+            .collect();
+        expect![[r#"
+            [
+                "untyped: compares `context.velocity`",
+                "subject: compares `resource.attributes.country`",
+            ]
+        "#]]
+        .assert_debug_eq(&warnings);
+    }
+
+    #[test]
     fn case_files_check_routes_and_name_bad_lines() {
         let policies = Policies::parse(
             r#"@id("small") @route("allow") permit(principal, action == Action::"block_card", resource)

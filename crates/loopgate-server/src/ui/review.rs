@@ -408,6 +408,8 @@ pub(crate) struct ProposalView {
     decisions: Vec<DecisionView>,
     history: Vec<HistoryItem>,
     erased: bool,
+    /// Policies that failed to evaluate: (policy, kind, message).
+    policy_errors: Vec<(String, String, String)>,
 }
 
 fn proposal_view(p: proto::Proposal, trail: Option<proto::ProposalAudit>) -> ProposalView {
@@ -431,7 +433,19 @@ fn proposal_view(p: proto::Proposal, trail: Option<proto::ProposalAudit>) -> Pro
         })
         .unwrap_or_default();
     let hidden = p.output.is_null() && p.confidence.is_none() && p.erased_at.is_none();
+    let policy_errors = p
+        .policy_errors
+        .iter()
+        .map(|it| {
+            (
+                it.policy.clone(),
+                it.kind.replace('_', " "),
+                it.message.clone(),
+            )
+        })
+        .collect();
     ProposalView {
+        policy_errors,
         id: p.id,
         system: p.system,
         action: p.action,

@@ -852,3 +852,36 @@ async fn a_policy_author_tests_publishes_and_compares_in_the_editor() {
     let list = browser.get("/ui/policies").await;
     assert!(list.body.contains("flooded the queue"));
 }
+
+#[tokio::test]
+async fn the_proposal_page_shows_policies_that_failed_to_evaluate() {
+    let app = spawn_app().await;
+    let key = app.system("shop", "in_the_loop").await;
+    let published = app
+        .publish(r#"@id("deny-big") forbid(principal, action, resource) when { context.amount_minor > 100000 };"#)
+        .await;
+    assert_eq!(published.status, StatusCode::CREATED, "{}", published.body);
+    let submitted = app
+        .submit(&key, "refund", json!({}), json!({"amount_minor": "lots"}))
+        .await;
+    assert_eq!(submitted.body["status"], "rejected", "{}", submitted.body);
+    let id = submitted.body["id"].as_str().unwrap();
+    let mut browser = logged_in(&app, "audrey", &["auditor"], &[]).await;
+    let page = browser.get(&format!("/ui/proposals/{id}")).await;
+    assert_eq!(page.status, StatusCode::OK);
+    assert!(
+        page.body.contains("Policies that failed to evaluate"),
+        "{}",
+        page.body
+    );
+    assert!(
+        page.body.contains("<strong>deny-big</strong> (type error)"),
+        "{}",
+        page.body
+    );
+    assert!(
+        page.body.contains("expected long, got string"),
+        "{}",
+        page.body
+    );
+}
