@@ -756,14 +756,7 @@ fn located_message(text: &str, error: &(dyn miette::Diagnostic + Send + Sync)) -
     let mut places = Vec::new();
     for diagnostic in related {
         for label in diagnostic.labels().into_iter().flatten() {
-            let offset = label.offset().min(text.len());
-            let before = text.get(..offset).unwrap_or_default();
-            let line = before.matches('\n').count() + 1;
-            let column = before
-                .rsplit('\n')
-                .next()
-                .map_or(0, |it| it.chars().count())
-                + 1;
+            let (line, column) = line_and_column(text, label.offset());
             places.push(format!("line {line}, column {column}"));
         }
     }
@@ -775,6 +768,18 @@ fn located_message(text: &str, error: &(dyn miette::Diagnostic + Send + Sync)) -
         message.push_str(&format!(" ({help})"));
     }
     message
+}
+
+/// The 1-based line and column (in characters) of a byte offset.
+fn line_and_column(text: &str, offset: usize) -> (usize, usize) {
+    let before = text.get(..offset.min(text.len())).unwrap_or_default();
+    let line = before.matches('\n').count() + 1;
+    let column = before
+        .rsplit('\n')
+        .next()
+        .map_or(0, |it| it.chars().count())
+        + 1;
+    (line, column)
 }
 
 fn cedar_message(error: &dyn std::error::Error) -> String {

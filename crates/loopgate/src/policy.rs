@@ -421,42 +421,10 @@ fn local_test(
         review: ReviewPlan::default_review(),
     };
     let results = cases::run(&policies, &file, &defaults, |_| None);
-    let passed = results.iter().filter(|it| it.passed).count();
-    Ok(proto::PolicyTestReport {
-        version: policies.version().to_owned(),
-        passed: u32::try_from(passed).unwrap_or(u32::MAX),
-        failed: u32::try_from(results.len() - passed).unwrap_or(u32::MAX),
-        cases: results
-            .into_iter()
-            .map(|it| proto::PolicyCaseResult {
-                name: it.name,
-                passed: it.passed,
-                failures: it.failures,
-                route: route_name(it.route),
-                matched: it.matched,
-                reviewers: it.reviewers,
-                approvals: it.approvals,
-                refused: it.refused,
-                policy_errors: it
-                    .errors
-                    .into_iter()
-                    .map(|error| proto::PolicyEvaluationError {
-                        policy: error.policy,
-                        kind: error.kind,
-                        message: error.message,
-                    })
-                    .collect(),
-            })
-            .collect(),
-    })
-}
-
-fn route_name(route: Route) -> proto::Route {
-    match route {
-        Route::Allow => proto::Route::Allow,
-        Route::Deny => proto::Route::Deny,
-        Route::Review => proto::Route::Review,
-    }
+    Ok(loopgate_server::http::policies::test_report(
+        policies.version(),
+        results,
+    ))
 }
 
 fn print_transitions(transitions: &[proto::RouteTransition]) {

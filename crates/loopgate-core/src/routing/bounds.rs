@@ -135,13 +135,7 @@ fn skip_string(bytes: &[u8], mut at: usize) -> usize {
 }
 
 fn too_deep(text: &str, offset: usize, problem: String) -> PolicyError {
-    let before = text.get(..offset).unwrap_or_default();
-    let line = before.matches('\n').count() + 1;
-    let column = before
-        .rsplit('\n')
-        .next()
-        .map_or(0, |it| it.chars().count())
-        + 1;
+    let (line, column) = super::line_and_column(text, offset);
     PolicyError::TooDeep {
         problem,
         line,

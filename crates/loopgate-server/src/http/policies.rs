@@ -529,30 +529,36 @@ async fn run_cases(
         let results = cases::run(&policies, &file, &defaults, |id| {
             systems.get(id).map(|it| it.case_system(require_shapes))
         });
-        let passed = results.iter().filter(|it| it.passed).count();
-        Ok(proto::PolicyTestReport {
-            version: policies.version().to_owned(),
-            passed: u32::try_from(passed).unwrap_or(u32::MAX),
-            failed: u32::try_from(results.len() - passed).unwrap_or(u32::MAX),
-            cases: results
-                .into_iter()
-                .map(|it| proto::PolicyCaseResult {
-                    name: it.name,
-                    passed: it.passed,
-                    failures: it.failures,
-                    route: convert::route_to_proto(it.route),
-                    matched: it.matched,
-                    reviewers: it.reviewers,
-                    approvals: it.approvals,
-                    refused: it.refused,
-                    policy_errors: it.errors.into_iter().map(convert::policy_error).collect(),
-                })
-                .collect(),
-        })
+        Ok(test_report(policies.version(), results))
     };
     tokio::task::spawn_blocking(run)
         .await
         .map_err(|e| ApiError::internal(&e))?
+}
+
+/// The report of a case file's run, as `POST /v1/policies/test` answers
+/// it (and `loopgate policy test` prints it when it runs locally).
+pub fn test_report(version: &str, results: Vec<cases::CaseResult>) -> proto::PolicyTestReport {
+    let passed = results.iter().filter(|it| it.passed).count();
+    proto::PolicyTestReport {
+        version: version.to_owned(),
+        passed: u32::try_from(passed).unwrap_or(u32::MAX),
+        failed: u32::try_from(results.len() - passed).unwrap_or(u32::MAX),
+        cases: results
+            .into_iter()
+            .map(|it| proto::PolicyCaseResult {
+                name: it.name,
+                passed: it.passed,
+                failures: it.failures,
+                route: convert::route_to_proto(it.route),
+                matched: it.matched,
+                reviewers: it.reviewers,
+                approvals: it.approvals,
+                refused: it.refused,
+                policy_errors: it.errors.into_iter().map(convert::policy_error).collect(),
+            })
+            .collect(),
+    }
 }
 
 /// A registered system as routing needs it: its record and its parsed shape.
