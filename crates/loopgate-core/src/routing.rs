@@ -732,8 +732,9 @@ fn record(fields: &[(String, Attr)]) -> RestrictedExpression {
         .iter()
         .map(|(key, value)| (key.clone(), to_cedar(value)));
     // INVARIANT: keys come from a JSON map, so there are no duplicates, the
-    // only failure of new_record. Should one slip through, an empty record
-    // makes every policy reading it error, which counts restrictively.
+    // only failure of new_record. Should one slip through, an empty set in
+    // its place makes every policy reading it error, which counts
+    // restrictively.
     RestrictedExpression::new_record(fields)
         .unwrap_or_else(|_| RestrictedExpression::new_set(std::iter::empty()))
 }

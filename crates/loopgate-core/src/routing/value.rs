@@ -116,6 +116,17 @@ pub enum ShapeRule {
     Required,
 }
 
+impl ShapeRule {
+    /// The rule for a system: the server's `require_shapes`, or the
+    /// system's own shape asking it of its actions.
+    pub fn of(server_requires: bool, shape: Option<&Shape>) -> ShapeRule {
+        match server_requires || shape.is_some_and(|it| it.require_shapes) {
+            true => ShapeRule::Required,
+            false => ShapeRule::WhenDeclared,
+        }
+    }
+}
+
 /// Reads a proposal's context and subject attributes by the number rule,
 /// checked and coerced against `shape` where it declares the action.
 pub fn typed_input(

@@ -573,17 +573,8 @@ impl Registered {
             risk_tier: self.record.risk_tier,
             oversight: self.record.oversight,
             shape: self.shape.as_ref(),
-            rule: shape_rule(require_shapes, self.shape.as_ref()),
+            rule: ShapeRule::of(require_shapes, self.shape.as_ref()),
         }
-    }
-}
-
-/// Whether a system's proposals must match a declared shape: the server's
-/// `require_shapes`, or the system's own shape asking it.
-pub(crate) fn shape_rule(require_shapes: bool, shape: Option<&Shape>) -> ShapeRule {
-    match require_shapes || shape.is_some_and(|it| it.require_shapes) {
-        true => ShapeRule::Required,
-        false => ShapeRule::WhenDeclared,
     }
 }
 
@@ -724,7 +715,7 @@ impl Tally {
             .unwrap_or(&empty);
         let system = systems.get(&row.system);
         let shape = system.and_then(|it| it.shape.as_ref());
-        let rule = shape_rule(self.require_shapes, shape);
+        let rule = ShapeRule::of(self.require_shapes, shape);
         let routing = match typed_input(shape, &row.action, &row.context, attributes, rule) {
             Ok(input) => {
                 let request = RoutingRequest {

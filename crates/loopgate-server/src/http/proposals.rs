@@ -407,11 +407,7 @@ fn read_context(
         })?),
         None => None,
     };
-    let rule = match app.config.require_shapes || shape.as_ref().is_some_and(|it| it.require_shapes)
-    {
-        true => ShapeRule::Required,
-        false => ShapeRule::WhenDeclared,
-    };
+    let rule = ShapeRule::of(app.config.require_shapes, shape.as_ref());
     let input = typed_input(
         shape.as_ref(),
         &body.action,
