@@ -196,9 +196,12 @@ pub fn number(text: &str) -> Result<Attr, NumberProblem> {
             .map(Attr::Long)
             .map_err(|_| NumberProblem::OutOfRange);
     }
-    if i64::from(Decimal::PLACES) < -exponent {
+    // INVARIANT: compare without negating: the exponent may be `i64::MIN`
+    // (`5.1e-9223372036854775807`, found by fuzzing).
+    if exponent < -i64::from(Decimal::PLACES) {
         return Err(NumberProblem::TooPrecise);
     }
+    // INVARIANT: -4 <= exponent < 0 here, so this neither overflows nor is negative.
     let scaled_exponent = exponent + i64::from(Decimal::PLACES);
     if 19 < n_digits.saturating_add(scaled_exponent) {
         return Err(NumberProblem::OutOfRange);
@@ -605,6 +608,9 @@ mod tests {
         check("1.23456", "TooPrecise");
         check("1e-5", "TooPrecise");
         check("1e-99999999999999999999", "TooPrecise");
+        // Found by fuzzing: the exponent saturates at `i64::MIN`.
+        check("5.1e-9223372036854775807", "TooPrecise");
+        check("-5.1e-9223372036854775808", "TooPrecise");
         check("922337203685477.5808", "OutOfRange");
     }
 
