@@ -38,9 +38,8 @@ fn fixture(
     (action, context, attributes, confidence, oversight, risk)
 }
 
-#[track_caller]
-fn check(policies: &str, proposal: &str, expect: Expect) {
-    let policies = Policies::parse(policies).unwrap();
+/// Routes a one-line fixture proposal of `fraud-detector` (see [`fixture`]).
+fn routing_of(policies: &Policies, proposal: &str) -> Routing {
     let (action, context, attributes, confidence, oversight, risk_tier) = fixture(proposal);
     let input = typed_input(
         None,
@@ -65,7 +64,13 @@ fn check(policies: &str, proposal: &str, expect: Expect) {
         route: Route::Review,
         review: ReviewPlan::default_review(),
     };
-    let routing = route(&policies, &request, &defaults);
+    route(policies, &request, &defaults)
+}
+
+#[track_caller]
+fn check(policies: &str, proposal: &str, expect: Expect) {
+    let policies = Policies::parse(policies).unwrap();
+    let routing = routing_of(&policies, proposal);
     let mut text = format!("{} by [{}]", routing.route, routing.matched.join(", "));
     if routing.route == Route::Review {
         let plan = &routing.review;
@@ -355,31 +360,7 @@ permit(principal, action, resource);
 "#,
     )
     .unwrap();
-    let (action, context, attributes, ..) = fixture("block_card");
-    let input = typed_input(
-        None,
-        &action,
-        &context,
-        &attributes,
-        ShapeRule::WhenDeclared,
-    )
-    .unwrap();
-    let request = RoutingRequest {
-        system: "fraud-detector",
-        action: &action,
-        subject_type: "Account",
-        subject_id: "acct-1",
-        input: &input,
-        confidence: None,
-        risk_tier: RiskTier::Limited,
-        oversight: Oversight::InTheLoop,
-        model_version: None,
-    };
-    let defaults = Defaults {
-        route: Route::Review,
-        review: ReviewPlan::default_review(),
-    };
-    let routing = route(&policies, &request, &defaults);
+    let routing = routing_of(&policies, "block_card");
     assert_eq!(routing.route, Route::Allow);
     let [limit] = routing.limits.as_slice() else {
         panic!("{:?}", routing.limits)

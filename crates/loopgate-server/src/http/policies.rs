@@ -429,18 +429,27 @@ pub async fn stop_shadow(
 pub(crate) fn schema_of(systems: &[SystemRecord]) -> Result<GeneratedSchema, String> {
     let mut shapes = Vec::new();
     for system in systems {
-        if let Some(value) = &system.shape {
-            let shape: Shape = serde_json::from_value(value.clone())
-                .map_err(|e| format!("system `{}`: its shape does not read: {e}", system.id))?;
+        if let Some(shape) = stored_shape(system)? {
             shapes.push(shape);
         }
     }
     Ok(generate(&shapes))
 }
 
+/// A system's stored shape, read in place (no copy of the JSON); an error
+/// names the system.
+pub(crate) fn stored_shape(system: &SystemRecord) -> Result<Option<Shape>, String> {
+    let Some(value) = &system.shape else {
+        return Ok(None);
+    };
+    Shape::deserialize(value)
+        .map(Some)
+        .map_err(|e| format!("system `{}`: its shape does not read: {e}", system.id))
+}
+
 /// Reads a `shape` declaration from a request.
 pub(crate) fn read_shape(value: &serde_json::Value) -> Result<Shape, ApiError> {
-    serde_json::from_value(value.clone()).map_err(|e| {
+    Shape::deserialize(value).map_err(|e| {
         ApiError::invalid(format!("`shape` is not a declaration: {e}")).help(
             "{\"actions\": {\"<action>\": {\"context\": {\"<name>\": \"Long|String|Bool|decimal|Set<String>|Set<Long>\"}}}, \"subject_attributes\": {...}}",
         )
@@ -582,15 +591,7 @@ impl Registered {
 async fn registered(app: &AppState) -> Result<Arc<HashMap<String, Registered>>, ApiError> {
     let mut systems = HashMap::new();
     for record in app.store.systems().await? {
-        let shape = match &record.shape {
-            Some(value) => Some(serde_json::from_value::<Shape>(value.clone()).map_err(|e| {
-                ApiError::internal(&format!(
-                    "system `{}`: its shape does not read: {e}",
-                    record.id
-                ))
-            })?),
-            None => None,
-        };
+        let shape = stored_shape(&record).map_err(|e| ApiError::internal(&e))?;
         systems.insert(record.id.as_str().to_owned(), Registered { record, shape });
     }
     Ok(Arc::new(systems))

@@ -9,7 +9,6 @@ use loopgate_core::audit::entry::SALT_LEN;
 use loopgate_core::digest::DigestParts;
 use loopgate_core::duration::parse_short;
 use loopgate_core::proposal::plan;
-use loopgate_core::routing::schema::Shape;
 use loopgate_core::routing::value::check_exact;
 use loopgate_core::routing::{
     Defaults, ReviewPlan, RoutingRequest, ShapeRule, TypedInput, is_sampled, route, typed_input,
@@ -17,7 +16,7 @@ use loopgate_core::routing::{
 use loopgate_core::{Digest, ProposalId, Role, Route, SystemId, TaskId};
 use loopgate_proto as proto;
 use loopgate_store::{
-    AutoLimits, NewProposal, ProposalFilter, ProposalRecord, ShadowOutcome, Submitted,
+    AutoLimits, NewProposal, ProposalFilter, ProposalRecord, ShadowOutcome, Submitted, SystemRecord,
 };
 use serde::Deserialize;
 use serde_json::json;
@@ -88,7 +87,7 @@ pub async fn submit(
         return Err(ApiError::invalid(format!("unknown system `{system_id}`"))
             .help("register the system first: POST /v1/systems"));
     };
-    let input = read_context(&app, system.shape.as_ref(), &body, &text)?;
+    let input = read_context(&app, &system, &body, &text)?;
 
     let subject = json!({"type": body.subject.type_, "id": body.subject.id, "attributes": body.subject.attributes});
     let mut salt = vec![0u8; SALT_LEN];
@@ -397,16 +396,11 @@ fn check_can_read(caller: &Caller, record: &ProposalRecord) -> Result<(), ApiErr
 /// `422 invalid_context`, before anything is stored.
 fn read_context(
     app: &AppState,
-    shape: Option<&serde_json::Value>,
+    system: &SystemRecord,
     body: &proto::SubmitProposal,
     text: &[u8],
 ) -> Result<TypedInput, ApiError> {
-    let shape: Option<Shape> = match shape {
-        Some(value) => Some(serde_json::from_value(value.clone()).map_err(|error| {
-            ApiError::internal(&format!("the system's stored shape does not read: {error}"))
-        })?),
-        None => None,
-    };
+    let shape = crate::http::policies::stored_shape(system).map_err(|e| ApiError::internal(&e))?;
     let rule = ShapeRule::of(app.config.require_shapes, shape.as_ref());
     let input = typed_input(
         shape.as_ref(),
