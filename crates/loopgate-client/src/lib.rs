@@ -199,10 +199,40 @@ impl Client {
             .await
     }
 
-    /// A new API key for a system.
+    /// A new API key for a system, without a name or expiry.
     pub async fn create_key(&self, system: &str) -> Result<proto::IssuedSecret, ClientError> {
-        self.call::<(), _>(Method::POST, &format!("/v1/systems/{system}/keys"), None)
+        self.issue_key(system, &proto::CreateCredential::default())
             .await
+    }
+
+    /// A new API key for a system, with a name and optional expiry.
+    pub async fn issue_key(
+        &self,
+        system: &str,
+        body: &proto::CreateCredential,
+    ) -> Result<proto::IssuedSecret, ClientError> {
+        self.call(
+            Method::POST,
+            &format!("/v1/systems/{system}/keys"),
+            Some(body),
+        )
+        .await
+    }
+
+    /// A system's API keys (never their secrets).
+    pub async fn keys(&self, system: &str) -> Result<proto::Page<proto::Credential>, ClientError> {
+        self.call::<(), _>(Method::GET, &format!("/v1/systems/{system}/keys"), None)
+            .await
+    }
+
+    /// Revokes a system's API key.
+    pub async fn revoke_key(
+        &self,
+        system: &str,
+        key_id: &str,
+    ) -> Result<proto::Credential, ClientError> {
+        let path = format!("/v1/systems/{system}/keys/{key_id}");
+        self.call::<(), _>(Method::DELETE, &path, None).await
     }
 
     /// Every user.
@@ -225,10 +255,43 @@ impl Client {
             .await
     }
 
-    /// A new personal token for a user.
+    /// A new personal token for a user, without a name or expiry.
     pub async fn create_token(&self, user_id: &str) -> Result<proto::IssuedSecret, ClientError> {
-        self.call::<(), _>(Method::POST, &format!("/v1/users/{user_id}/tokens"), None)
+        self.issue_token(user_id, &proto::CreateCredential::default())
             .await
+    }
+
+    /// A new personal token for a user, with a name and optional expiry.
+    pub async fn issue_token(
+        &self,
+        user_id: &str,
+        body: &proto::CreateCredential,
+    ) -> Result<proto::IssuedSecret, ClientError> {
+        self.call(
+            Method::POST,
+            &format!("/v1/users/{user_id}/tokens"),
+            Some(body),
+        )
+        .await
+    }
+
+    /// A user's personal tokens (never their secrets).
+    pub async fn tokens(
+        &self,
+        user_id: &str,
+    ) -> Result<proto::Page<proto::Credential>, ClientError> {
+        self.call::<(), _>(Method::GET, &format!("/v1/users/{user_id}/tokens"), None)
+            .await
+    }
+
+    /// Revokes a personal token.
+    pub async fn revoke_token(
+        &self,
+        user_id: &str,
+        token_id: &str,
+    ) -> Result<proto::Credential, ClientError> {
+        let path = format!("/v1/users/{user_id}/tokens/{token_id}");
+        self.call::<(), _>(Method::DELETE, &path, None).await
     }
 
     /// Publishes a policy version.

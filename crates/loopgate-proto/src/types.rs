@@ -635,6 +635,47 @@ pub struct IssuedSecret {
     pub owner: String,
     /// RFC 3339.
     pub created_at: String,
+    /// What it is for.
+    #[serde(default)]
+    pub name: String,
+    /// RFC 3339; when it stops working (none: until revoked).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<String>,
+}
+
+/// `POST /v1/systems/{id}/keys` and `POST /v1/users/{id}/tokens`; the body
+/// may be left out.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct CreateCredential {
+    /// What it is for (at most 100 characters), e.g. `ci` or `laptop`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// ISO 8601 duration after which it stops working, e.g. `P90D` (at most
+    /// ten years); without it, it works until revoked.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_in: Option<String>,
+}
+
+/// An API key or personal token as listed: never its secret.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct Credential {
+    /// `key_…` (system) or `tok_…` (user).
+    pub id: String,
+    /// What it is for.
+    pub name: String,
+    /// The system or user it belongs to.
+    pub owner: String,
+    /// RFC 3339.
+    pub created_at: String,
+    /// RFC 3339, to the minute; none: never used.
+    pub last_used_at: Option<String>,
+    /// RFC 3339; none: until revoked.
+    pub expires_at: Option<String>,
+    /// RFC 3339; none: not revoked.
+    pub revoked_at: Option<String>,
 }
 
 /// A role of a user.
@@ -666,6 +707,9 @@ pub struct User {
     pub groups: Vec<String>,
     /// RFC 3339.
     pub created_at: String,
+    /// A disabled user cannot log in; their tokens and sessions are refused.
+    #[serde(default)]
+    pub disabled: bool,
 }
 
 /// `POST /v1/users`.
@@ -700,6 +744,13 @@ pub struct UpdateUser {
     /// A new password (at least 12 characters); ends the user's web sessions.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub password: Option<String>,
+    /// `true` disables the user: their sessions end, their tokens, streams
+    /// and long-polls are refused at once. `false` enables them again.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub disabled: Option<bool>,
+    /// Also revoke every personal token of the user (e.g. with a new password).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub revoke_tokens: bool,
 }
 
 /// `POST /v1/policies` and `POST /v1/policies/validate`.

@@ -1,6 +1,8 @@
 //! Who is calling: `Authorization: Bearer <key or token>` resolved to a
 //! principal, and the role checks every handler makes (deny by default).
 
+use std::time::Duration;
+
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
 use axum::http::{Method, header};
@@ -12,19 +14,27 @@ use crate::AppState;
 use crate::http::error::ApiError;
 use crate::secrets::hash_secret;
 
-/// The authenticated caller.
+/// The authenticated caller, and how it authenticated (to check again,
+/// for streams and long-polls that outlive the request's start).
 #[derive(Debug, Clone)]
-pub struct Caller(pub Principal);
+pub struct Caller(pub Principal, pub Via);
+
+/// The credential a caller presented.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Via {
+    /// `Authorization: Bearer`: the SHA-256 of the secret.
+    Bearer(String),
+    /// A web session: the SHA-256 of the cookie.
+    Session(String),
+}
+
+/// How often a credential's `last_used_at` is written at most.
+const TOUCH_EVERY: Duration = Duration::from_secs(60);
 
 impl FromRequestParts<AppState> for Caller {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, app: &AppState) -> Result<Caller, ApiError> {
-        let unauthenticated = |detail: &str| {
-            ApiError::new(ErrorCode::Unauthenticated, detail).help(
-                "send `Authorization: Bearer <token>` with a system API key or a personal token",
-            )
-        };
         let Some(value) = parts.headers.get(header::AUTHORIZATION) else {
             return from_session(parts, app)
                 .await?
@@ -41,19 +51,67 @@ impl FromRequestParts<AppState> for Caller {
             ));
         };
         let hash = hash_secret(token);
-        let principal = match app.principals.get(&hash) {
-            Some(principal) => principal,
-            None => {
-                let principal = app.store.principal(&hash).await?;
-                app.principals.insert(hash, principal.clone());
-                principal
-            }
-        };
-        match principal {
-            Some(principal) => Ok(Caller(principal)),
-            None => Err(unauthenticated("the token is not known")),
+        match bearer(app, &hash).await? {
+            Some(principal) => Ok(Caller(principal, Via::Bearer(hash))),
+            None => Err(unauthenticated(
+                "the token is not known, was revoked or has expired, or its user is disabled",
+            )),
         }
     }
+}
+
+fn unauthenticated(detail: &str) -> ApiError {
+    ApiError::new(ErrorCode::Unauthenticated, detail)
+        .help("send `Authorization: Bearer <token>` with a system API key or a personal token")
+}
+
+/// The principal a bearer credential speaks for now: known, not revoked,
+/// not expired, its user not disabled. Cached briefly; a change clears the
+/// cache on every replica (`AppState::credentials_changed`).
+async fn bearer(app: &AppState, hash: &str) -> Result<Option<Principal>, ApiError> {
+    let credential = match app.principals.get(hash) {
+        Some(credential) => credential,
+        None => {
+            let credential = app.store.principal(hash).await?;
+            let now = app.clock.now();
+            if let Some(found) = &credential
+                && found
+                    .last_used_at
+                    .is_none_or(|at| at.plus(TOUCH_EVERY) <= now)
+            {
+                let (store, id) = (app.store.clone(), found.id.clone());
+                tokio::spawn(async move {
+                    if let Err(error) = store.touch_credential(&id, now).await {
+                        tracing::debug!(%error, "last use of a credential not recorded");
+                    }
+                });
+            }
+            app.principals.insert(hash.to_owned(), credential.clone());
+            credential
+        }
+    };
+    let now = app.clock.now();
+    Ok(credential
+        .filter(|it| it.expires_at.is_none_or(|at| now < at))
+        .map(|it| it.principal))
+}
+
+/// Whether `caller` still holds what it authenticated with: the same
+/// principal (roles and groups included), not revoked, expired or disabled.
+/// Streams and long-polls ask this whenever credentials change.
+pub(crate) async fn still_valid(app: &AppState, caller: &Caller) -> Result<bool, ApiError> {
+    let now = match &caller.1 {
+        Via::Bearer(hash) => bearer(app, hash).await?,
+        Via::Session(hash) => crate::ui::session::by_hash(app, hash)
+            .await?
+            .map(|session| Principal::User(session.user)),
+    };
+    Ok(now.as_ref() == Some(&caller.0))
+}
+
+/// 401 for a request whose credential ended while it waited.
+pub(crate) fn ended() -> ApiError {
+    unauthenticated("the credential was revoked, or its user disabled or changed, while waiting")
 }
 
 /// A web session may call the API too (the UI's scripts do): reads with

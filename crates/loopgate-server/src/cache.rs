@@ -21,7 +21,11 @@ impl<K: Eq + Hash, V: Clone> TtlCache<K, V> {
         }
     }
 
-    pub(crate) fn get(&self, key: &K) -> Option<V> {
+    pub(crate) fn get<Q>(&self, key: &Q) -> Option<V>
+    where
+        K: std::borrow::Borrow<Q>,
+        Q: Eq + Hash + ?Sized,
+    {
         let entries = self.entries.lock().ok()?;
         let (value, stored) = entries.get(key)?;
         (stored.elapsed() < self.ttl).then(|| value.clone())

@@ -66,6 +66,17 @@ pub struct Config {
     /// A delivery that has not succeeded this long after it was queued (or
     /// redelivered) fails.
     pub webhook_give_up: Duration,
+    /// Behind a proxy: the header that names the client's address (e.g.
+    /// `x-forwarded-for`; its last address is used). Without it, the peer's
+    /// address is the client's.
+    pub trusted_proxy_header: Option<String>,
+    /// Entries of the failed-login table (per address, and per username at
+    /// an address); when it is full of live entries, logins that would need
+    /// a new one are refused until entries expire.
+    pub login_table_entries: usize,
+    /// Password hashes computed at once (argon2id, 19 MiB each); more wait
+    /// up to two seconds, then 503.
+    pub password_workers: usize,
 }
 
 impl Config {
@@ -97,6 +108,9 @@ impl Config {
             webhook_retry_base: Duration::from_secs(5),
             webhook_retry_max: Duration::from_secs(3600),
             webhook_give_up: Duration::from_secs(24 * 3600),
+            trusted_proxy_header: None,
+            login_table_entries: 50_000,
+            password_workers: 2,
         }
     }
 }

@@ -232,6 +232,7 @@ pub(crate) fn user(record: UserRecord) -> proto::User {
         roles: record.roles.into_iter().map(role_to_proto).collect(),
         groups: record.groups,
         created_at: record.created_at.to_rfc3339(),
+        disabled: record.disabled_at.is_some(),
     }
 }
 

@@ -373,7 +373,7 @@ async fn follow(app: &AppState, row: &StoredEvent) {
             }
         }
         _ if kind.starts_with("system.") => app.systems.clear(),
-        _ if kind.starts_with("user.") || kind.starts_with("key.") => app.principals.clear(),
+        _ if kind.starts_with("user.") || kind.starts_with("key.") => app.credentials_changed(),
         _ => (),
     }
 }
@@ -415,6 +415,7 @@ mod tests {
             roles: roles.to_vec(),
             groups: groups.iter().map(|g| g.to_string()).collect(),
             created_at: Timestamp::from_millis(0),
+            disabled_at: None,
         })
     }
 

@@ -14,6 +14,7 @@ pub mod config;
 mod convert;
 pub mod events;
 pub mod http;
+pub mod limits;
 mod metrics;
 mod reports;
 mod secrets;
@@ -49,7 +50,8 @@ pub async fn serve(
         shutdown.await;
         cancel.cancel();
     };
-    let res = axum::serve(listener, router)
+    let service = router.into_make_service_with_connect_info::<std::net::SocketAddr>();
+    let res = axum::serve(listener, service)
         .with_graceful_shutdown(signal)
         .await;
     app.shutdown.cancel();

@@ -9,7 +9,7 @@ use loopgate_core::{Role, SystemId, UserId};
 use loopgate_store::sql::PgOptions;
 use loopgate_store::sql::admin::Database;
 use loopgate_store::{
-    ActivationMode, CredentialOwner, NewCredential, NewPolicy, NewUser, Principal, Store,
+    ActivationMode, Authenticated, CredentialOwner, NewCredential, NewPolicy, NewUser, Store,
     StoreError, SystemRecord,
 };
 use tokio_util::sync::CancellationToken;
@@ -48,16 +48,22 @@ pub struct Shared {
     pub(crate) policy_lock: Arc<tokio::sync::Mutex<()>>,
     pub(crate) metrics: Arc<Metrics>,
     pub(crate) sampling_secret: Arc<Vec<u8>>,
-    /// Credential hash → principal (`None`: unknown credential).
-    pub(crate) principals: Arc<TtlCache<String, Option<Principal>>>,
+    /// Credential hash → credential (`None`: unknown or revoked).
+    pub(crate) principals: Arc<TtlCache<String, Option<Authenticated>>>,
+    /// Counts changes to credentials, users and sessions seen by this
+    /// process (its own and, through the event tail, other replicas');
+    /// open streams and long-polls check their caller again on each.
+    pub(crate) credentials: tokio::sync::watch::Sender<u64>,
     /// System id → system, for routing.
     pub(crate) systems: Arc<TtlCache<SystemId, SystemRecord>>,
     /// The audit log's signer and last checkpoint.
     pub(crate) audit: Arc<crate::audit::Audit>,
     /// The event stream's wake-up and fan-out (`GET /v1/events`).
     pub(crate) bus: crate::events::Bus,
-    /// Failed logins by username.
-    pub(crate) logins: Arc<crate::ui::session::LoginThrottle>,
+    /// Failed logins by address and by username at an address.
+    pub(crate) logins: Arc<crate::limits::LoginThrottle>,
+    /// Password hashing and checks, bounded.
+    pub(crate) passwords: Arc<crate::limits::Passwords>,
     /// Cancelled when the server shuts down.
     pub shutdown: CancellationToken,
 }
@@ -124,6 +130,13 @@ pub async fn start(config: Config, clock: Arc<dyn Clock>) -> Result<Started, Sta
         }
     }
 
+    let logins = Arc::new(crate::limits::LoginThrottle::new(
+        config.login_table_entries,
+    ));
+    let passwords = Arc::new(crate::limits::Passwords::new(
+        config.password_workers,
+        Duration::from_secs(2),
+    ));
     let app = AppState(Arc::new(Shared {
         store,
         clock,
@@ -134,10 +147,12 @@ pub async fn start(config: Config, clock: Arc<dyn Clock>) -> Result<Started, Sta
         metrics: Arc::new(Metrics::default()),
         sampling_secret: Arc::new(sampling_secret),
         principals: Arc::new(TtlCache::new(Duration::from_secs(5))),
+        credentials: tokio::sync::watch::Sender::new(0),
         systems: Arc::new(TtlCache::new(Duration::from_secs(2))),
         audit: Arc::new(audit),
         bus: crate::events::Bus::default(),
-        logins: Arc::new(crate::ui::session::LoginThrottle::default()),
+        logins,
+        passwords,
         shutdown: CancellationToken::new(),
     }));
     // Other replicas' commits (PostgreSQL): the tail reads them at once.
@@ -152,6 +167,15 @@ pub async fn start(config: Config, clock: Arc<dyn Clock>) -> Result<Started, Sta
 }
 
 impl AppState {
+    /// A credential, user or session changed (here or on another replica):
+    /// forget cached credentials and make open streams and long-polls check
+    /// their caller again.
+    pub(crate) fn credentials_changed(&self) {
+        self.principals.clear();
+        self.credentials
+            .send_modify(|count| *count = count.wrapping_add(1));
+    }
+
     /// The live policy set.
     pub(crate) fn live_policies(&self) -> Arc<Policies> {
         Arc::clone(&self.active_policies().live)
@@ -295,6 +319,8 @@ async fn bootstrap(
         id: format!("tok_{}", ulid::Ulid::new()),
         hash: hash_secret(&token),
         owner: CredentialOwner::User(id),
+        name: "bootstrap".to_owned(),
+        expires_at: None,
     };
     let created = store.bootstrap_admin(admin, Some(credential), now).await?;
     Ok((

@@ -38,8 +38,25 @@ pub trait Store: Send + Sync + 'static {
         token: Option<NewCredential>,
         now: Timestamp,
     ) -> Result<bool, StoreError>;
-    /// The principal a credential hash belongs to.
-    async fn principal(&self, credential_hash: &str) -> Result<Option<Principal>, StoreError>;
+    /// The credential a hash belongs to, unless it is revoked or its user
+    /// is disabled (expiry is the caller's to judge).
+    async fn principal(&self, credential_hash: &str) -> Result<Option<Authenticated>, StoreError>;
+    /// Records that a credential was used at `now`.
+    async fn touch_credential(&self, id: &str, now: Timestamp) -> Result<(), StoreError>;
+    /// Every key or token of an owner, newest first, revoked ones included.
+    async fn credentials(
+        &self,
+        owner: &CredentialOwner,
+    ) -> Result<Vec<CredentialRecord>, StoreError>;
+    /// Revokes a key or token of `owner` (`NotFound` when it has no such
+    /// credential); revoking twice changes nothing.
+    async fn revoke_credential(
+        &self,
+        owner: &CredentialOwner,
+        id: &str,
+        actor: &str,
+        now: Timestamp,
+    ) -> Result<CredentialRecord, StoreError>;
 
     /// Creates a user (`Conflict` when the username is taken).
     async fn create_user(
@@ -52,7 +69,7 @@ pub trait Store: Send + Sync + 'static {
     async fn users(&self) -> Result<Vec<UserRecord>, StoreError>;
     /// One user.
     async fn user(&self, id: &UserId) -> Result<Option<UserRecord>, StoreError>;
-    /// Changes roles or groups.
+    /// Changes roles, groups, password, or whether the user is disabled.
     async fn update_user(
         &self,
         id: &UserId,
@@ -161,6 +178,9 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<Submitted, TxError<SubmitError>>;
     /// One proposal with its decisions.
     async fn proposal(&self, id: &ProposalId) -> Result<Option<ProposalRecord>, StoreError>;
+    /// The groups whose tasks are or were on a proposal (each task's first
+    /// group and its current one), sorted.
+    async fn proposal_groups(&self, id: &ProposalId) -> Result<Vec<String>, StoreError>;
     /// A page of proposals, newest first.
     async fn proposals(&self, filter: ProposalFilter) -> Result<Paged<ProposalRecord>, StoreError>;
     /// Withdraws a pending proposal.

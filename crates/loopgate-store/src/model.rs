@@ -30,6 +30,9 @@ pub struct UserRecord {
     pub groups: Vec<String>,
     /// Creation time.
     pub created_at: Timestamp,
+    /// When an admin disabled the user (`None`: enabled). A disabled user
+    /// cannot log in; their tokens and sessions are refused.
+    pub disabled_at: Option<Timestamp>,
 }
 
 /// A new user.
@@ -56,6 +59,10 @@ pub struct UserPatch {
     pub groups: Option<Vec<String>>,
     /// New argon2id password hash; setting it ends the user's sessions.
     pub password_hash: Option<String>,
+    /// Disable (`true`: sessions end, tokens are refused) or enable.
+    pub disabled: Option<bool>,
+    /// Revoke every personal token of the user (with a password change).
+    pub revoke_tokens: bool,
 }
 
 /// A user with the hash of their password, for logging in.
@@ -113,6 +120,43 @@ pub struct NewCredential {
     pub hash: String,
     /// Owner.
     pub owner: CredentialOwner,
+    /// What it is for (shown in lists).
+    pub name: String,
+    /// When it stops working, if ever.
+    pub expires_at: Option<Timestamp>,
+}
+
+/// An API key or token as listed: never its secret or hash.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CredentialRecord {
+    /// Public id.
+    pub id: String,
+    /// What it is for.
+    pub name: String,
+    /// Owner.
+    pub owner: CredentialOwner,
+    /// Creation time.
+    pub created_at: Timestamp,
+    /// Last request made with it (to the minute).
+    pub last_used_at: Option<Timestamp>,
+    /// When it stops working, if ever.
+    pub expires_at: Option<Timestamp>,
+    /// When it was revoked.
+    pub revoked_at: Option<Timestamp>,
+}
+
+/// A credential that was presented and is neither revoked nor its user's
+/// disabled; the caller checks `expires_at` against its clock.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Authenticated {
+    /// The credential's public id.
+    pub id: String,
+    /// Who it speaks for.
+    pub principal: Principal,
+    /// When it stops working, if ever.
+    pub expires_at: Option<Timestamp>,
+    /// Last recorded use.
+    pub last_used_at: Option<Timestamp>,
 }
 
 /// A registered system.
@@ -493,6 +537,8 @@ pub struct ProposalFilter {
     pub status: Option<ProposalStatus>,
     /// Only this action.
     pub action: Option<String>,
+    /// Only proposals a task of one of these groups was on (a reviewer's).
+    pub groups: Option<Vec<String>>,
     /// Continue after this cursor.
     pub before_seq: Option<i64>,
     /// Page size.

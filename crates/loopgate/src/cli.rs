@@ -134,7 +134,25 @@ pub(crate) enum SystemCommand {
     /// Lift the kill switch.
     Resume(SystemRef),
     /// Issue a new API key (shown once).
-    Key(SystemRef),
+    Key {
+        /// System id.
+        id: String,
+        #[command(flatten)]
+        credential: CredentialArgs,
+        #[command(flatten)]
+        remote: Remote,
+    },
+    /// List a system's API keys (never their secrets).
+    Keys(SystemRef),
+    /// Revoke an API key: refused at once, on every replica.
+    RevokeKey {
+        /// System id.
+        id: String,
+        /// Key id (`key_…`).
+        key_id: String,
+        #[command(flatten)]
+        remote: Remote,
+    },
     /// Declare actions and attribute types (JSON or YAML file) for the generated Cedar schema.
     Shape {
         /// System id.
@@ -191,6 +209,9 @@ pub(crate) enum UserCommand {
     Password {
         /// User id (`usr_…`).
         id: String,
+        /// Also revoke every personal token of the user.
+        #[arg(long)]
+        revoke_tokens: bool,
         #[command(flatten)]
         remote: Remote,
     },
@@ -199,8 +220,54 @@ pub(crate) enum UserCommand {
         /// User id (`usr_…`).
         id: String,
         #[command(flatten)]
+        credential: CredentialArgs,
+        #[command(flatten)]
         remote: Remote,
     },
+    /// List a user's personal tokens (never their secrets).
+    Tokens(UserRef),
+    /// Revoke a personal token: refused at once, on every replica.
+    RevokeToken {
+        /// User id (`usr_…`).
+        id: String,
+        /// Token id (`tok_…`).
+        token_id: String,
+        #[command(flatten)]
+        remote: Remote,
+    },
+    /// Disable a user: their sessions end, their tokens, streams and
+    /// long-polls are refused at once.
+    Disable(UserRef),
+    /// Enable a disabled user again.
+    Enable(UserRef),
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct UserRef {
+    /// User id (`usr_…`).
+    pub(crate) id: String,
+    #[command(flatten)]
+    pub(crate) remote: Remote,
+}
+
+/// A new key's or token's name and lifetime.
+#[derive(Debug, Args)]
+pub(crate) struct CredentialArgs {
+    /// What it is for, e.g. `ci`.
+    #[arg(long)]
+    pub(crate) name: Option<String>,
+    /// ISO 8601 duration after which it stops working, e.g. `P90D`.
+    #[arg(long)]
+    pub(crate) expires_in: Option<String>,
+}
+
+impl CredentialArgs {
+    pub(crate) fn body(self) -> loopgate_proto::CreateCredential {
+        loopgate_proto::CreateCredential {
+            name: self.name,
+            expires_in: self.expires_in,
+        }
+    }
 }
 
 #[derive(Debug, Args)]

@@ -11,7 +11,7 @@ use serde_json::Value;
 use tokio::net::TcpListener;
 
 use crate::cli::{
-    Cli, Command, Decide, ReviewCommand, SubmitArgs, SystemCommand, SystemRef, UserCommand,
+    Cli, Command, Decide, ReviewCommand, SubmitArgs, SystemCommand, SystemRef, UserCommand, UserRef,
 };
 use crate::config::FileConfig;
 
@@ -169,13 +169,28 @@ async fn system(file: &FileConfig, command: SystemCommand) -> anyhow::Result<()>
         SystemCommand::Retention { id, period, remote } => {
             set_retention(file, &id, period, &remote).await
         }
-        SystemCommand::Key(args) => {
-            let key = file.client(&args.remote)?.create_key(&args.id).await?;
+        SystemCommand::Key {
+            id,
+            credential,
+            remote,
+        } => {
+            let key = file
+                .client(&remote)?
+                .issue_key(&id, &credential.body())
+                .await?;
             out!(
-                "API key for `{}` (shown once):\n  {}",
+                "API key `{}` for `{}` (shown once{}):\n  {}",
+                key.id,
                 key.owner,
+                expiry(key.expires_at.as_deref()),
                 key.secret
             );
+            Ok(())
+        }
+        SystemCommand::Keys(args) => print_json(&file.client(&args.remote)?.keys(&args.id).await?),
+        SystemCommand::RevokeKey { id, key_id, remote } => {
+            let key = file.client(&remote)?.revoke_key(&id, &key_id).await?;
+            out!("API key `{}` of `{}` is revoked.", key.id, key.owner);
             Ok(())
         }
     }
@@ -246,7 +261,11 @@ async fn user(file: &FileConfig, command: UserCommand) -> anyhow::Result<()> {
             };
             print_json(&file.client(&remote)?.create_user(&create).await?)
         }
-        UserCommand::Password { id, remote } => {
+        UserCommand::Password {
+            id,
+            revoke_tokens,
+            remote,
+        } => {
             let mut line = String::new();
             std::io::stdin()
                 .read_line(&mut line)
@@ -259,25 +278,79 @@ async fn user(file: &FileConfig, command: UserCommand) -> anyhow::Result<()> {
             }
             let patch = proto::UpdateUser {
                 password: Some(password),
+                revoke_tokens,
                 ..Default::default()
             };
             let user = file.client(&remote)?.update_user(&id, &patch).await?;
             out!(
-                "Password set for `{}`; their sessions were ended.",
-                user.username
+                "Password set for `{}`; their sessions were ended{}.",
+                user.username,
+                if revoke_tokens {
+                    " and their tokens revoked"
+                } else {
+                    ""
+                }
             );
             Ok(())
         }
-        UserCommand::Token { id, remote } => {
-            let token = file.client(&remote)?.create_token(&id).await?;
+        UserCommand::Token {
+            id,
+            credential,
+            remote,
+        } => {
+            let token = file
+                .client(&remote)?
+                .issue_token(&id, &credential.body())
+                .await?;
             out!(
-                "API token for `{}` (shown once):\n  {}",
+                "API token `{}` for `{}` (shown once{}):\n  {}",
+                token.id,
                 token.owner,
+                expiry(token.expires_at.as_deref()),
                 token.secret
             );
             Ok(())
         }
+        UserCommand::Tokens(args) => {
+            print_json(&file.client(&args.remote)?.tokens(&args.id).await?)
+        }
+        UserCommand::RevokeToken {
+            id,
+            token_id,
+            remote,
+        } => {
+            let token = file.client(&remote)?.revoke_token(&id, &token_id).await?;
+            out!("Token `{}` of `{}` is revoked.", token.id, token.owner);
+            Ok(())
+        }
+        UserCommand::Disable(args) => set_disabled(file, args, true).await,
+        UserCommand::Enable(args) => set_disabled(file, args, false).await,
     }
+}
+
+async fn set_disabled(file: &FileConfig, args: UserRef, disabled: bool) -> anyhow::Result<()> {
+    let patch = proto::UpdateUser {
+        disabled: Some(disabled),
+        ..Default::default()
+    };
+    let user = file
+        .client(&args.remote)?
+        .update_user(&args.id, &patch)
+        .await?;
+    if disabled {
+        out!(
+            "`{}` is disabled: their sessions ended and their tokens are refused.",
+            user.username
+        );
+    } else {
+        out!("`{}` is enabled.", user.username);
+    }
+    Ok(())
+}
+
+/// `, expires …` for a credential that expires.
+fn expiry(expires_at: Option<&str>) -> String {
+    expires_at.map_or_else(String::new, |at| format!(", expires {at}"))
 }
 
 async fn submit(file: &FileConfig, args: SubmitArgs) -> anyhow::Result<()> {

@@ -12,6 +12,18 @@ use serde::Deserialize;
 
 use crate::cli::{Remote, ServeArgs};
 
+/// An environment variable that is set and not empty.
+fn env(name: &str) -> Option<String> {
+    std::env::var(name).ok().filter(|it| !it.trim().is_empty())
+}
+
+/// Whether `name` is a valid header name.
+fn axum_header_name(name: &str) -> Option<()> {
+    reqwest::header::HeaderName::from_bytes(name.as_bytes())
+        .ok()
+        .map(|_| ())
+}
+
 /// The file's keys; every one optional.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -39,6 +51,9 @@ pub(crate) struct FileConfig {
     webhook_timeout_seconds: Option<u64>,
     webhook_retry_seconds: Option<u64>,
     webhook_give_up_hours: Option<u64>,
+    trusted_proxy_header: Option<String>,
+    login_table_entries: Option<usize>,
+    password_workers: Option<usize>,
 }
 
 pub(crate) const DEFAULT_BIND: &str = "127.0.0.1:8460";
@@ -128,6 +143,20 @@ impl FileConfig {
         }
         if let Some(hours) = self.webhook_give_up_hours {
             config.webhook_give_up = Duration::from_secs(hours.max(1) * 3600);
+        }
+        config.trusted_proxy_header = env("LOOPGATE_TRUSTED_PROXY_HEADER")
+            .or_else(|| self.trusted_proxy_header.clone())
+            .map(|it| it.trim().to_ascii_lowercase());
+        if let Some(header) = &config.trusted_proxy_header
+            && axum_header_name(header).is_none()
+        {
+            anyhow::bail!("`trusted_proxy_header` must be an HTTP header name, not `{header}`");
+        }
+        if let Some(entries) = self.login_table_entries {
+            config.login_table_entries = entries.max(1);
+        }
+        if let Some(workers) = self.password_workers {
+            config.password_workers = workers.max(1);
         }
         config.bootstrap_token = std::env::var("LOOPGATE_BOOTSTRAP_TOKEN")
             .ok()

@@ -301,11 +301,9 @@ pub async fn proposal(
     caller: Caller,
     Path(id): Path<String>,
 ) -> Result<Json<proto::ProposalAudit>, ApiError> {
+    let viewer = crate::http::proposals::Viewer::of(&caller)?;
     let (id, record) = crate::http::proposals::load(&app, &id).await?;
-    let own_system = caller.system() == Some(&record.system);
-    if !own_system {
-        caller.user_with(&[Role::Reviewer, Role::Auditor])?;
-    }
+    viewer.check_can_read(&app, &record).await?;
     let checkpoint = app.store.latest_checkpoint().await?;
     let entries = app.store.subject_entries(id.as_str()).await?;
     let size = checkpoint.as_ref().map_or(0, |c| c.size);

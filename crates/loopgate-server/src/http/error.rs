@@ -22,6 +22,8 @@ struct Inner {
     detail: String,
     help: Option<String>,
     extra: Map<String, Value>,
+    /// Seconds for `Retry-After` (429 and 503).
+    retry_after: Option<u64>,
 }
 
 impl ApiError {
@@ -32,7 +34,25 @@ impl ApiError {
             detail: detail.into(),
             help: None,
             extra: Map::new(),
+            retry_after: None,
         }))
+    }
+
+    /// 429 `rate_limited`: a limit was reached; try again after `wait`.
+    pub fn rate_limited(detail: impl Into<String>, wait: std::time::Duration) -> ApiError {
+        ApiError::new(ErrorCode::RateLimited, detail).retry_after(wait)
+    }
+
+    /// 503 `unavailable`: the server is busy; try again after `wait`.
+    pub fn busy(detail: impl Into<String>, wait: std::time::Duration) -> ApiError {
+        ApiError::new(ErrorCode::Unavailable, detail).retry_after(wait)
+    }
+
+    /// Sets `Retry-After` (whole seconds, at least 1).
+    pub fn retry_after(mut self, wait: std::time::Duration) -> ApiError {
+        let seconds = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+        self.0.retry_after = Some(seconds.max(1));
+        self
     }
 
     /// Adds what to do about it.
@@ -101,6 +121,7 @@ impl ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let code = self.0.code;
+        let retry_after = self.0.retry_after;
         let problem = self.problem();
         let status =
             StatusCode::from_u16(problem.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
@@ -111,8 +132,20 @@ impl IntoResponse for ApiError {
             header::CONTENT_TYPE,
             HeaderValue::from_static("application/problem+json"),
         );
-        if code == ErrorCode::Unavailable {
-            headers.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        match (code, retry_after) {
+            (_, Some(seconds)) => {
+                headers.insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+            }
+            (ErrorCode::Unavailable | ErrorCode::RateLimited, None) => {
+                headers.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+            }
+            (ErrorCode::Unauthenticated, None) => {
+                headers.insert(
+                    header::WWW_AUTHENTICATE,
+                    HeaderValue::from_static("Bearer realm=\"loopgate\""),
+                );
+            }
+            _ => (),
         }
         response
     }
@@ -245,7 +278,12 @@ mod tests {
                 .and_then(|it| it.to_str().ok());
             assert_eq!(content_type, Some("application/problem+json"));
             let retry_after = response.headers().contains_key(header::RETRY_AFTER);
-            assert_eq!(retry_after, *code == ErrorCode::Unavailable);
+            assert_eq!(
+                retry_after,
+                matches!(code, ErrorCode::Unavailable | ErrorCode::RateLimited)
+            );
+            let challenge = response.headers().contains_key(header::WWW_AUTHENTICATE);
+            assert_eq!(challenge, *code == ErrorCode::Unauthenticated);
             let bytes = to_bytes(response.into_body(), 1 << 16)
                 .await
                 .unwrap_or_default();

@@ -69,6 +69,11 @@ impl Filter {
 /// Where a subscription is.
 struct Cursor {
     app: AppState,
+    /// Checked again whenever credentials change: the stream ends when the
+    /// caller's credential is revoked, their user disabled or their roles
+    /// or groups changed (the client reconnects with what it holds now).
+    caller: Caller,
+    credentials: tokio::sync::watch::Receiver<u64>,
     filter: Filter,
     receiver: broadcast::Receiver<Arc<Batch>>,
     /// Every event of the channel passes the filter.
@@ -85,6 +90,9 @@ impl Cursor {
     /// `Last-Event-ID`).
     async fn next(&mut self) -> Option<Bytes> {
         loop {
+            if self.credentials.has_changed().unwrap_or(false) && !self.still_valid().await {
+                return None;
+            }
             let mut frames = Frames::default();
             if self.catching_up {
                 let rows = match self.app.store.events_after(self.position, PAGE).await {
@@ -105,6 +113,12 @@ impl Cursor {
                 let next = tokio::select! {
                     next = self.receiver.recv() => next,
                     () = self.app.shutdown.cancelled() => return None,
+                    Ok(()) = self.credentials.changed() => {
+                        if !self.still_valid().await {
+                            return None;
+                        }
+                        continue;
+                    }
                 };
                 match next {
                     Ok(batch) => self.take(&batch, &mut frames),
@@ -128,6 +142,15 @@ impl Cursor {
                 return Some(chunk);
             }
         }
+    }
+
+    /// Whether the caller still holds what it connected with.
+    async fn still_valid(&mut self) -> bool {
+        self.credentials.borrow_and_update();
+        matches!(
+            crate::auth::still_valid(&self.app, &self.caller).await,
+            Ok(true)
+        )
     }
 
     /// The frames of `batch` the caller wants, past its position.
@@ -206,6 +229,11 @@ pub async fn stream(
     headers: HeaderMap,
     Params(query): Params<EventsQuery>,
 ) -> Result<Response, ApiError> {
+    if let Principal::User(user) = &caller.0
+        && user.roles.is_empty()
+    {
+        return Err(ApiError::forbidden("a user without a role sees no events"));
+    }
     let resume = match headers.get("last-event-id") {
         Some(value) => Some(last_event_id(value.as_bytes()).ok_or_else(|| {
             ApiError::invalid("`Last-Event-ID` must be an event id from this stream")
@@ -233,11 +261,13 @@ pub async fn stream(
         None => app.store.last_event_seq().await?,
     };
     let filter = Filter {
-        principal: caller.0,
+        principal: caller.0.clone(),
         system: query.system,
         kinds,
     };
     let cursor = Cursor {
+        credentials: app.credentials.subscribe(),
+        caller,
         takes_all: filter.takes_all(channel.as_deref()),
         filter,
         receiver,

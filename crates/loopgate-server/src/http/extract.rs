@@ -38,12 +38,37 @@ impl<T: DeserializeOwned> FromRequest<AppState> for JsonBodyText<T> {
     }
 }
 
+/// A JSON request body that may be left out: no body is `T::default()`.
+pub struct JsonBodyOr<T>(pub T);
+
+impl<T: DeserializeOwned + Default> FromRequest<AppState> for JsonBodyOr<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, app: &AppState) -> Result<JsonBodyOr<T>, ApiError> {
+        let (value, _) = read_optional_json(req, app).await?;
+        Ok(JsonBodyOr(value.unwrap_or_default()))
+    }
+}
+
 /// Reads a body within the size limit, refuses deep JSON before parsing,
 /// and parses it.
 async fn read_json<T: DeserializeOwned>(
     req: Request,
     app: &AppState,
 ) -> Result<(T, Bytes), ApiError> {
+    match read_optional_json(req, app).await? {
+        (Some(value), bytes) => Ok((value, bytes)),
+        (None, _) => Err(ApiError::invalid(
+            "request body is empty; a JSON object is expected",
+        )),
+    }
+}
+
+/// [`read_json`], with `None` for an empty body.
+async fn read_optional_json<T: DeserializeOwned>(
+    req: Request,
+    app: &AppState,
+) -> Result<(Option<T>, Bytes), ApiError> {
     let limit = app.config.max_body_bytes;
     let too_large = || {
         ApiError::new(
@@ -64,9 +89,7 @@ async fn read_json<T: DeserializeOwned>(
         .await
         .map_err(|_| too_large())?;
     if bytes.is_empty() {
-        return Err(ApiError::invalid(
-            "request body is empty; a JSON object is expected",
-        ));
+        return Ok((None, bytes));
     }
     if MAX_DEPTH < json_depth(&bytes) {
         return Err(ApiError::invalid(format!(
@@ -74,7 +97,7 @@ async fn read_json<T: DeserializeOwned>(
         )));
     }
     match serde_json::from_slice(&bytes) {
-        Ok(value) => Ok((value, bytes)),
+        Ok(value) => Ok((Some(value), bytes)),
         Err(error) => Err(
             ApiError::invalid(format!("request body is not valid: {error}"))
                 .help("check the body against the API reference at /openapi.json"),

@@ -3,6 +3,7 @@
 
 pub mod analytics;
 pub mod audit;
+pub mod credentials;
 pub mod error;
 pub mod events;
 pub mod extract;
@@ -19,7 +20,7 @@ use std::any::Any;
 use axum::Router;
 use axum::http::{StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, patch, post};
+use axum::routing::{delete, get, patch, post};
 use loopgate_proto::ErrorCode;
 use tower_http::catch_panic::CatchPanicLayer;
 use utoipa::OpenApi;
@@ -34,10 +35,12 @@ use error::ApiError;
     paths(
         proposals::submit, proposals::get, proposals::list, proposals::cancel,
         tasks::list, tasks::get, tasks::claim, tasks::release, tasks::decide,
-        systems::list, systems::create, systems::update, systems::create_key,
+        systems::list, systems::create, systems::update,
+        credentials::create_key, credentials::keys, credentials::revoke_key,
+        credentials::create_token, credentials::tokens, credentials::revoke_token,
         webhooks::get, webhooks::set, webhooks::remove, webhooks::deliveries, webhooks::delivery,
         webhooks::redeliver,
-        users::list, users::create, users::update, users::create_token,
+        users::list, users::create, users::update,
         policies::list, policies::publish, policies::validate, policies::get, policies::activate,
         policies::activations, policies::schema, policies::test, policies::replay, policies::shadow,
         policies::stop_shadow,
@@ -97,7 +100,14 @@ pub fn router(app: AppState) -> Router {
         .route("/v1/tasks/{id}/decision", post(tasks::decide))
         .route("/v1/systems", get(systems::list).post(systems::create))
         .route("/v1/systems/{id}", patch(systems::update))
-        .route("/v1/systems/{id}/keys", post(systems::create_key))
+        .route(
+            "/v1/systems/{id}/keys",
+            post(credentials::create_key).get(credentials::keys),
+        )
+        .route(
+            "/v1/systems/{id}/keys/{key_id}",
+            delete(credentials::revoke_key),
+        )
         .route(
             "/v1/systems/{id}/webhook",
             get(webhooks::get)
@@ -118,7 +128,14 @@ pub fn router(app: AppState) -> Router {
         )
         .route("/v1/users", get(users::list).post(users::create))
         .route("/v1/users/{id}", patch(users::update))
-        .route("/v1/users/{id}/tokens", post(users::create_token))
+        .route(
+            "/v1/users/{id}/tokens",
+            post(credentials::create_token).get(credentials::tokens),
+        )
+        .route(
+            "/v1/users/{id}/tokens/{token_id}",
+            delete(credentials::revoke_token),
+        )
         .route("/v1/policies", get(policies::list).post(policies::publish))
         .route("/v1/policies/validate", post(policies::validate))
         .route("/v1/policies/schema", get(policies::schema))

@@ -187,9 +187,9 @@ pub async fn submit(
     };
     let record = match waiting {
         Some((wait, subscription)) if !record.status.is_terminal() => match status {
-            StatusCode::CREATED => wait_on(&app, subscription, &record.id, wait).await?,
+            StatusCode::CREATED => wait_on(&app, &caller, subscription, &record.id, wait).await?,
             // An idempotent replay has another id than the one subscribed to.
-            _ => wait_for(&app, &record.id, wait).await?,
+            _ => wait_for(&app, &caller, &record.id, wait).await?,
         },
         _ => record,
     };
@@ -206,24 +206,84 @@ pub async fn get(
     Params(query): Params<WaitQuery>,
 ) -> Result<Json<proto::Proposal>, ApiError> {
     let wait = parse_wait(&app, query.wait.as_deref())?;
+    let viewer = Viewer::of(&caller)?;
     let (id, record) = load(&app, &id).await?;
-    let blind = record.blind;
-    check_can_read(&caller, &record)?;
+    viewer.check_can_read(&app, &record).await?;
     let record = match wait {
-        Some(wait) if !record.status.is_terminal() => wait_for(&app, &id, wait).await?,
+        Some(wait) if !record.status.is_terminal() => wait_for(&app, &caller, &id, wait).await?,
         _ => record,
     };
-    let mut proposal = convert::proposal(record);
+    let mut proposal = viewer.shown(record);
     if let Some(resolution) = proposal.resolution.as_mut() {
         resolution.receipt = crate::audit::receipt(&app, &id).await?;
     }
-    // Blind review: a reviewer forms a judgement without the model's answer.
-    let reviewer_only = caller.system().is_none() && !caller.has(&[Role::Auditor]);
-    if blind && reviewer_only && proposal.resolution.is_none() {
-        proposal.output = serde_json::Value::Null;
-        proposal.confidence = None;
-    }
     Ok(Json(proposal))
+}
+
+/// What a caller may see of proposals: a system its own; admins and
+/// auditors all; a reviewer those a task of one of their groups is or was
+/// on, without the model's output and confidence while a blind review is
+/// undecided. Every response that carries a proposal goes through
+/// [`Viewer::shown`].
+pub(crate) enum Viewer {
+    /// A system's API key.
+    System(SystemId),
+    /// Admins and auditors.
+    All,
+    /// A reviewer, by their groups.
+    Groups(Vec<String>),
+}
+
+impl Viewer {
+    /// The caller's view; 403 for users who read no proposals.
+    pub(crate) fn of(caller: &Caller) -> Result<Viewer, ApiError> {
+        if let Some(own) = caller.system() {
+            return Ok(Viewer::System(own.clone()));
+        }
+        let user = caller.user_with(&[Role::Reviewer, Role::Auditor])?;
+        if crate::events::sees_everything(user) {
+            Ok(Viewer::All)
+        } else {
+            Ok(Viewer::Groups(user.groups.clone()))
+        }
+    }
+
+    /// 404 unless the caller may read the proposal (one it may not read
+    /// does not exist as far as it knows).
+    pub(crate) async fn check_can_read(
+        &self,
+        app: &AppState,
+        record: &ProposalRecord,
+    ) -> Result<(), ApiError> {
+        let may = match self {
+            Viewer::System(own) => *own == record.system,
+            Viewer::All => true,
+            Viewer::Groups(groups) => app
+                .store
+                .proposal_groups(&record.id)
+                .await?
+                .iter()
+                .any(|group| groups.contains(group)),
+        };
+        if may {
+            Ok(())
+        } else {
+            Err(ApiError::not_found("proposal", record.id.as_str()))
+        }
+    }
+
+    /// The proposal as this caller may see it. Blind review: a reviewer
+    /// forms a judgement without the model's answer until the proposal is
+    /// resolved.
+    pub(crate) fn shown(&self, record: ProposalRecord) -> proto::Proposal {
+        let blind = record.blind && !record.status.is_terminal();
+        let mut proposal = convert::proposal(record);
+        if blind && matches!(self, Viewer::Groups(_)) {
+            proposal.output = serde_json::Value::Null;
+            proposal.confidence = None;
+        }
+        proposal
+    }
 }
 
 /// Filters of `GET /v1/proposals`.
@@ -250,30 +310,32 @@ pub async fn list(
     caller: Caller,
     Params(query): Params<ListQuery>,
 ) -> Result<Json<proto::Page<proto::Proposal>>, ApiError> {
-    let own_system = caller.system().cloned();
-    if own_system.is_none() {
-        caller.user_with(&[Role::Reviewer, Role::Auditor])?;
-    }
-    let system = match (own_system, query.system.as_deref()) {
-        (Some(own), None) => Some(own),
-        (Some(own), Some(named)) if named == own.as_str() => Some(own),
-        (Some(_), Some(_)) => {
+    let viewer = Viewer::of(&caller)?;
+    let system = match (&viewer, query.system.as_deref()) {
+        (Viewer::System(own), None) => Some(own.clone()),
+        (Viewer::System(own), Some(named)) if named == own.as_str() => Some(own.clone()),
+        (Viewer::System(_), Some(_)) => {
             return Err(ApiError::forbidden(
                 "a system API key lists only its own proposals",
             ));
         }
-        (None, Some(named)) => Some(parse_id(named, SystemId::parse, "system")?),
-        (None, None) => None,
+        (_, Some(named)) => Some(parse_id(named, SystemId::parse, "system")?),
+        (_, None) => None,
+    };
+    let groups = match &viewer {
+        Viewer::Groups(groups) => Some(groups.clone()),
+        Viewer::System(_) | Viewer::All => None,
     };
     let filter = ProposalFilter {
         system,
         status: query.status.map(convert::status_to_core),
         action: query.action,
+        groups,
         before_seq: cursor::decode(query.cursor.as_deref())?,
         limit: page_limit(query.limit)?,
     };
     let page = app.store.proposals(filter).await?;
-    let items = page.items.into_iter().map(convert::proposal).collect();
+    let items = page.items.into_iter().map(|it| viewer.shown(it)).collect();
     Ok(Json(proto::Page {
         items,
         next_cursor: page.next.map(cursor::encode),
@@ -339,9 +401,11 @@ pub(crate) async fn load(
     Ok((id, record))
 }
 
-/// Waits until the proposal is resolved, `wait` runs out, or the server shuts down.
+/// Waits until the proposal is resolved, `wait` runs out, or the server
+/// shuts down; 401 as soon as the caller's credential is revoked.
 pub(crate) async fn wait_for(
     app: &AppState,
+    caller: &Caller,
     id: &ProposalId,
     wait: Duration,
 ) -> Result<ProposalRecord, ApiError> {
@@ -355,20 +419,30 @@ pub(crate) async fn wait_for(
     if record.status.is_terminal() {
         return Ok(record);
     }
-    wait_on(app, subscription, id, wait).await
+    wait_on(app, caller, subscription, id, wait).await
 }
 
 /// Waits on a subscription taken before the proposal could have been resolved.
 async fn wait_on(
     app: &AppState,
+    caller: &Caller,
     mut subscription: Subscription,
     id: &ProposalId,
     wait: Duration,
 ) -> Result<ProposalRecord, ApiError> {
-    let resolved = tokio::select! {
-        resolved = subscription.changed() => resolved,
-        () = tokio::time::sleep(wait) => None,
-        () = app.shutdown.cancelled() => None,
+    let deadline = tokio::time::Instant::now() + wait;
+    let mut credentials = app.credentials.subscribe();
+    let resolved = loop {
+        tokio::select! {
+            resolved = subscription.changed() => break resolved,
+            () = tokio::time::sleep_until(deadline) => break None,
+            () = app.shutdown.cancelled() => break None,
+            Ok(()) = credentials.changed() => {
+                if !crate::auth::still_valid(app, caller).await? {
+                    return Err(crate::auth::ended());
+                }
+            }
+        }
     };
     drop(subscription);
     if let Some(record) = resolved {
@@ -378,17 +452,6 @@ async fn wait_on(
         .proposal(id)
         .await?
         .ok_or_else(|| ApiError::not_found("proposal", id.as_str()))
-}
-
-fn check_can_read(caller: &Caller, record: &ProposalRecord) -> Result<(), ApiError> {
-    match caller.system() {
-        Some(own) if *own == record.system => Ok(()),
-        // Another system's proposal does not exist as far as this key knows.
-        Some(_) => Err(ApiError::not_found("proposal", record.id.as_str())),
-        None => caller
-            .user_with(&[Role::Reviewer, Role::Auditor])
-            .map(|_| ()),
-    }
 }
 
 /// The proposal's context and subject attributes as routing reads them:

@@ -5,7 +5,7 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use loopgate_core::{Role, SystemId};
 use loopgate_proto as proto;
-use loopgate_store::{CredentialOwner, NewCredential, NewSystem, SystemPatch};
+use loopgate_store::{NewSystem, SystemPatch};
 
 use crate::AppState;
 use crate::auth::Caller;
@@ -14,7 +14,6 @@ use crate::http::error::ApiError;
 use crate::http::extract::JsonBody;
 use crate::http::parse_id;
 use crate::http::proposals::check_text;
-use crate::secrets::{hash_secret, new_secret};
 
 /// Every system.
 #[utoipa::path(get, path = "/v1/systems", tag = "systems", responses((status = 200, body = proto::Page<proto::System>)))]
@@ -120,37 +119,4 @@ pub async fn update(
         })?;
     app.systems.clear();
     Ok(Json(convert::system(record)))
-}
-
-/// A new API key for a system, shown once.
-#[utoipa::path(post, path = "/v1/systems/{id}/keys", tag = "systems", params(("id" = String, Path)),
-    responses((status = 201, body = proto::IssuedSecret), (status = 404, body = proto::Problem)))]
-pub async fn create_key(
-    State(app): State<AppState>,
-    caller: Caller,
-    Path(id): Path<String>,
-) -> Result<(StatusCode, Json<proto::IssuedSecret>), ApiError> {
-    caller.user_with(&[])?;
-    let id = parse_id(&id, SystemId::parse, "system")?;
-    if app.store.system(&id).await?.is_none() {
-        return Err(ApiError::not_found("system", id.as_str()));
-    }
-    let secret = new_secret("lgk_").map_err(|e| ApiError::internal(&e))?;
-    let key_id = format!("key_{}", ulid::Ulid::new());
-    let now = app.clock.now();
-    let credential = NewCredential {
-        id: key_id.clone(),
-        hash: hash_secret(&secret),
-        owner: CredentialOwner::System(id.clone()),
-    };
-    app.store
-        .create_credential(credential, &caller.actor(), now)
-        .await?;
-    let issued = proto::IssuedSecret {
-        id: key_id,
-        secret,
-        owner: id.to_string(),
-        created_at: now.to_rfc3339(),
-    };
-    Ok((StatusCode::CREATED, Json(issued)))
 }

@@ -15,6 +15,7 @@ use crate::auth::Caller;
 use crate::convert;
 use crate::http::error::ApiError;
 use crate::http::extract::{JsonBody, Params};
+use crate::http::proposals::Viewer;
 use crate::http::{cursor, page_limit, parse_id};
 
 /// Filters of `GET /v1/tasks`.
@@ -189,6 +190,6 @@ pub async fn decide(
     app.bus.wake();
     Ok(Json(proto::DecisionResponse {
         task: convert::task(outcome.task, now),
-        proposal: convert::proposal(outcome.proposal),
+        proposal: Viewer::of(&caller)?.shown(outcome.proposal),
     }))
 }

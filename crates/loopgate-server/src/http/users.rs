@@ -6,7 +6,7 @@ use axum::http::StatusCode;
 use loopgate_core::ids::is_group_name;
 use loopgate_core::{Role, UserId};
 use loopgate_proto as proto;
-use loopgate_store::{CredentialOwner, NewCredential, NewUser, Principal, StoreError, UserPatch};
+use loopgate_store::{NewUser, Principal, StoreError, UserPatch};
 
 use crate::AppState;
 use crate::auth::Caller;
@@ -14,7 +14,7 @@ use crate::convert;
 use crate::http::error::ApiError;
 use crate::http::extract::JsonBody;
 use crate::http::parse_id;
-use crate::secrets::{hash_password, hash_secret, new_secret};
+use crate::secrets::hash_password;
 
 /// Every user.
 #[utoipa::path(get, path = "/v1/users", tag = "users", responses((status = 200, body = proto::Page<proto::User>)))]
@@ -46,7 +46,7 @@ pub async fn create(
 ) -> Result<(StatusCode, Json<proto::User>), ApiError> {
     caller.user_with(&[])?;
     let username_ok = !body.username.is_empty()
-        && body.username.len() <= 64
+        && body.username.len() <= crate::ui::MAX_USERNAME
         && body
             .username
             .bytes()
@@ -59,7 +59,7 @@ pub async fn create(
     }
     check_groups(&body.groups)?;
     let password_hash = match body.password {
-        Some(password) => Some(password_hash(password).await?),
+        Some(password) => Some(password_hash(&app, password).await?),
         None => None,
     };
     let new = NewUser {
@@ -76,7 +76,9 @@ pub async fn create(
     Ok((StatusCode::CREATED, Json(convert::user(record))))
 }
 
-/// Change a user's roles, groups or password.
+/// Change a user's roles, groups or password, or disable or enable them
+/// (a disabled user's sessions end, and their tokens, streams and
+/// long-polls are refused at once).
 #[utoipa::path(patch, path = "/v1/users/{id}", tag = "users", params(("id" = String, Path)), request_body = proto::UpdateUser,
     responses((status = 200, body = proto::User), (status = 404, body = proto::Problem)))]
 pub async fn update(
@@ -90,15 +92,22 @@ pub async fn update(
     if let Some(groups) = &body.groups {
         check_groups(groups)?;
     }
+    let is_self = matches!(&caller.0, Principal::User(user) if user.id == id);
+    if is_self && body.disabled == Some(true) {
+        return Err(ApiError::invalid("an admin cannot disable themself")
+            .help("ask another admin, so that somebody can still sign in"));
+    }
     let patch = UserPatch {
         roles: body
             .roles
             .map(|roles| roles.into_iter().map(convert::role_to_core).collect()),
         groups: body.groups,
         password_hash: match body.password {
-            Some(password) => Some(password_hash(password).await?),
+            Some(password) => Some(password_hash(&app, password).await?),
             None => None,
         },
+        disabled: body.disabled,
+        revoke_tokens: body.revoke_tokens,
     };
     let record = app
         .store
@@ -108,44 +117,8 @@ pub async fn update(
             StoreError::NotFound => ApiError::not_found("user", id.as_str()),
             other => other.into(),
         })?;
-    app.principals.clear();
+    app.credentials_changed();
     Ok(Json(convert::user(record)))
-}
-
-/// A new personal API token, shown once (admins, or the user for themself).
-#[utoipa::path(post, path = "/v1/users/{id}/tokens", tag = "users", params(("id" = String, Path)),
-    responses((status = 201, body = proto::IssuedSecret), (status = 404, body = proto::Problem)))]
-pub async fn create_token(
-    State(app): State<AppState>,
-    caller: Caller,
-    Path(id): Path<String>,
-) -> Result<(StatusCode, Json<proto::IssuedSecret>), ApiError> {
-    let id = parse_id(&id, UserId::parse, "user")?;
-    let is_self = matches!(&caller.0, Principal::User(user) if user.id == id);
-    if !is_self {
-        caller.user_with(&[])?;
-    }
-    if app.store.user(&id).await?.is_none() {
-        return Err(ApiError::not_found("user", id.as_str()));
-    }
-    let secret = new_secret("lgt_").map_err(|e| ApiError::internal(&e))?;
-    let token_id = format!("tok_{}", ulid::Ulid::new());
-    let now = app.clock.now();
-    let credential = NewCredential {
-        id: token_id.clone(),
-        hash: hash_secret(&secret),
-        owner: CredentialOwner::User(id.clone()),
-    };
-    app.store
-        .create_credential(credential, &caller.actor(), now)
-        .await?;
-    let issued = proto::IssuedSecret {
-        id: token_id,
-        secret,
-        owner: id.to_string(),
-        created_at: now.to_rfc3339(),
-    };
-    Ok((StatusCode::CREATED, Json(issued)))
 }
 
 /// The shortest password accepted.
@@ -153,18 +126,21 @@ pub(crate) const MIN_PASSWORD: usize = 12;
 
 /// Checks a new password's length and hashes it (argon2id, off the async
 /// threads).
-pub(crate) async fn password_hash(password: String) -> Result<String, ApiError> {
+pub(crate) async fn password_hash(app: &AppState, password: String) -> Result<String, ApiError> {
     if password.chars().count() < MIN_PASSWORD {
         return Err(ApiError::invalid(format!(
             "a password must have at least {MIN_PASSWORD} characters"
         )));
     }
-    if 1024 < password.len() {
-        return Err(ApiError::invalid("a password must have at most 1024 bytes"));
+    if crate::ui::MAX_PASSWORD < password.len() {
+        return Err(ApiError::invalid(format!(
+            "a password must have at most {} bytes",
+            crate::ui::MAX_PASSWORD
+        )));
     }
-    tokio::task::spawn_blocking(move || hash_password(&password))
-        .await
-        .map_err(|e| ApiError::internal(&e))?
+    app.passwords
+        .run(move || hash_password(&password))
+        .await?
         .map_err(|e| ApiError::internal(&e))
 }
 

@@ -1,10 +1,11 @@
 //! Logging in and out, and the account page (change password).
 
 use std::sync::LazyLock;
+use std::time::Duration;
 
 use askama::Template;
 use axum::extract::{Query, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::{Extension, Form};
 use axum_extra::extract::cookie::{Cookie, CookieJar};
@@ -12,6 +13,7 @@ use serde::Deserialize;
 
 use crate::AppState;
 use crate::http::users::password_hash;
+use crate::limits::{ClientAddr, Throttled, username_hash};
 use crate::secrets::{hash_password, new_secret, verify_password};
 use crate::ui::session::{self, LOGIN_COOKIE, Session, same_secret};
 use crate::ui::{Nav, UiError, assets, render};
@@ -105,6 +107,7 @@ static DUMMY_HASH: LazyLock<Option<String>> =
 /// `POST /ui/login`.
 pub(crate) async fn login(
     State(app): State<AppState>,
+    ClientAddr(addr): ClientAddr,
     headers: HeaderMap,
     jar: CookieJar,
     Form(form): Form<LoginForm>,
@@ -117,62 +120,109 @@ pub(crate) async fn login(
     }
     let next = safe_next(form.next.as_deref());
     let now = app.clock.now();
-    let username = form.username.trim().to_owned();
-    if let Some(wait) = app.logins.locked(&username, now) {
-        let minutes = wait.as_secs().div_ceil(60);
-        let message = format!(
-            "Too many failed logins for this username. Try again in {minutes} minute{}.",
-            if minutes == 1 { "" } else { "s" }
-        );
-        return login_form(
+    let refuse = |message: &str, status: StatusCode, jar: CookieJar, username: String| {
+        login_form(
             &app,
             &headers,
             jar,
-            next,
+            next.clone(),
             username,
-            Some(message),
-            StatusCode::TOO_MANY_REQUESTS,
+            Some(message.to_owned()),
+            status,
+        )
+    };
+    // Bounded before any work: nothing longer is a name or password here.
+    let username = form.username.trim();
+    if MAX_USERNAME < username.len() || MAX_PASSWORD < form.password.len() {
+        let message = format!(
+            "A username has at most {MAX_USERNAME} bytes and a password at most {MAX_PASSWORD}."
+        );
+        return refuse(
+            &message,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            jar,
+            String::new(),
         );
     }
-    let record = app.store.login_user(&username).await?;
-    let hash = match &record {
-        Some(record) => record.password_hash.clone(),
-        None => None,
-    };
-    let password = form.password;
-    let matches = tokio::task::spawn_blocking(move || match hash {
-        Some(hash) => verify_password(&hash, &password),
-        None => {
-            if let Some(dummy) = DUMMY_HASH.as_deref() {
-                verify_password(dummy, &password);
-            }
-            false
+    let username = username.to_owned();
+    match app.logins.check(&username, addr, now) {
+        Ok(()) => (),
+        Err(Throttled::Locked(wait)) => {
+            let minutes = wait.as_secs().div_ceil(60);
+            let message = format!(
+                "Too many failed logins for this username from your address. Try again in {minutes} minute{}.",
+                if minutes == 1 { "" } else { "s" }
+            );
+            let page = refuse(&message, StatusCode::TOO_MANY_REQUESTS, jar, username)?;
+            return Ok(retry_after(page, wait));
         }
-    })
-    .await
-    .map_err(|e| UiError::internal(&e))?;
+        Err(Throttled::Full) => {
+            let message =
+                "Too many failed logins are being tried right now. Try again in a minute.";
+            let page = refuse(message, StatusCode::SERVICE_UNAVAILABLE, jar, username)?;
+            return Ok(retry_after(page, Duration::from_secs(60)));
+        }
+    }
+    let record = app.store.login_user(&username).await?;
+    let hash = record.as_ref().and_then(|it| it.password_hash.clone());
+    let password = form.password;
+    let checked = app
+        .passwords
+        .run(move || match hash {
+            Some(hash) => verify_password(&hash, &password),
+            None => {
+                if let Some(dummy) = DUMMY_HASH.as_deref() {
+                    verify_password(dummy, &password);
+                }
+                false
+            }
+        })
+        .await;
+    let matches = match checked {
+        Ok(matches) => matches,
+        Err(_) => {
+            let message = "The server is busy checking passwords. Try again in a moment.";
+            let page = refuse(message, StatusCode::SERVICE_UNAVAILABLE, jar, username)?;
+            return Ok(retry_after(page, Duration::from_secs(1)));
+        }
+    };
     let user = match record {
+        Some(record) if matches && record.user.disabled_at.is_some() => {
+            let message = "This account is disabled. Ask an admin to enable it.";
+            return refuse(message, StatusCode::FORBIDDEN, jar, username);
+        }
         Some(record) if matches => record.user,
         _ => {
-            app.logins.failed(&username, now);
-            tracing::info!(username, "failed login");
-            return login_form(
-                &app,
-                &headers,
-                jar,
-                next,
-                username,
-                Some("Wrong username or password.".to_owned()),
+            // Counted even when the table is full: `check` refuses the next.
+            let _ = app.logins.failed(&username, addr, now);
+            let hashed = hex::encode(&username_hash(&username)[..8]);
+            tracing::info!(username_hash = hashed, client = %addr, "failed login");
+            return refuse(
+                "Wrong username or password.",
                 StatusCode::UNAUTHORIZED,
+                jar,
+                username,
             );
         }
     };
-    app.logins.succeeded(&username);
+    app.logins.succeeded(&username, addr);
     let cookie = session::start(&app, &user, session::secure(&app, &headers)).await?;
     let jar = jar
         .remove(Cookie::build(LOGIN_COOKIE).path("/"))
         .add(cookie);
     Ok((jar, Redirect::to(&next)).into_response())
+}
+
+/// The longest username and password a login reads.
+pub(crate) const MAX_USERNAME: usize = 64;
+pub(crate) const MAX_PASSWORD: usize = 1024;
+
+fn retry_after(mut response: Response, wait: Duration) -> Response {
+    let seconds = wait.as_secs().max(1);
+    response
+        .headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+    response
 }
 
 /// `POST /ui/logout`.
@@ -251,11 +301,11 @@ pub(crate) async fn change_password(
     let record = app.store.login_user(&session.user.username).await?;
     let hash = record.and_then(|it| it.password_hash);
     let current = form.current;
-    let matches = tokio::task::spawn_blocking(move || {
-        hash.is_some_and(|hash| verify_password(&hash, &current))
-    })
-    .await
-    .map_err(|e| UiError::internal(&e))?;
+    let matches = app
+        .passwords
+        .run(move || hash.is_some_and(|hash| verify_password(&hash, &current)))
+        .await
+        .map_err(UiError::from)?;
     if !matches {
         let page = account_page(
             &session,
@@ -263,7 +313,7 @@ pub(crate) async fn change_password(
         )?;
         return Ok((StatusCode::UNPROCESSABLE_ENTITY, page).into_response());
     }
-    let hash = match password_hash(form.new).await {
+    let hash = match password_hash(&app, form.new).await {
         Ok(hash) => hash,
         Err(error) => {
             let problem = error.problem();

@@ -550,6 +550,7 @@ pub(crate) struct UserRow {
     username: String,
     roles: Vec<String>,
     groups: String,
+    disabled: bool,
 }
 
 #[derive(Template)]
@@ -581,6 +582,7 @@ async fn users_page(
                 username: u.username,
                 roles: u.roles.iter().map(lower).collect(),
                 groups: u.groups.join(", "),
+                disabled: u.disabled,
             })
             .collect(),
         all_roles: ALL_ROLES,
@@ -669,22 +671,31 @@ pub(crate) async fn update_user(
     Path(id): Path<String>,
     Form(form): Form<Vec<(String, String)>>,
 ) -> Result<Response, UiError> {
-    let body = if field(&form, "op") == "password" {
-        proto::UpdateUser {
-            password: Some(field(&form, "password").to_owned()),
-            ..Default::default()
+    let (body, what) = match field(&form, "op") {
+        "password" => {
+            let body = proto::UpdateUser {
+                password: Some(field(&form, "password").to_owned()),
+                revoke_tokens: field(&form, "revoke_tokens") == "on",
+                ..Default::default()
+            };
+            (body, "Password set")
         }
-    } else {
-        proto::UpdateUser {
-            roles: Some(parse_roles(&form)?),
-            groups: Some(parse_groups(field(&form, "groups"))),
-            password: None,
+        "disable" | "enable" => {
+            let disabled = field(&form, "op") == "disable";
+            let body = proto::UpdateUser {
+                disabled: Some(disabled),
+                ..Default::default()
+            };
+            (body, if disabled { "Disabled" } else { "Enabled" })
         }
-    };
-    let what = if body.password.is_some() {
-        "Password set"
-    } else {
-        "Roles and groups saved"
+        _ => {
+            let body = proto::UpdateUser {
+                roles: Some(parse_roles(&form)?),
+                groups: Some(parse_groups(field(&form, "groups"))),
+                ..Default::default()
+            };
+            (body, "Roles and groups saved")
+        }
     };
     let result = users::update(
         State(app.clone()),

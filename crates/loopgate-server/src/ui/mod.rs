@@ -14,6 +14,8 @@ mod governance;
 mod review;
 pub(crate) mod session;
 
+pub(crate) use account::{MAX_PASSWORD, MAX_USERNAME};
+
 use askama::Template;
 use axum::Router;
 use axum::extract::Request;
@@ -62,11 +64,20 @@ pub(crate) fn router(app: AppState) -> Router<AppState> {
         .route("/ui/logout", post(account::logout))
         .route_layer(middleware::from_fn_with_state(app, session::guard));
     Router::new()
-        .route("/ui/login", get(account::login_page).post(account::login))
+        .route(
+            "/ui/login",
+            get(account::login_page)
+                .post(account::login)
+                .layer(axum::extract::DefaultBodyLimit::max(LOGIN_BODY_BYTES)),
+        )
         .route("/ui/assets/{name}", get(assets::serve))
         .merge(guarded)
         .layer(middleware::from_fn(security_headers))
 }
+
+/// The login form's largest body: a name, a password, a CSRF token and
+/// where to go next, with room for URL encoding.
+const LOGIN_BODY_BYTES: usize = 16 * 1024;
 
 /// The first page after login, by role.
 async fn home(axum::Extension(session): axum::Extension<Session>) -> Redirect {

@@ -2,10 +2,8 @@
 //! random cookie (only its SHA-256 is stored); a CSRF token bound to the
 //! session guards every state-changing request; sessions end on logout, at
 //! an absolute lifetime, or after an idle time. Failed logins are throttled
-//! per username.
+//! in `limits.rs`.
 
-use std::collections::HashMap;
-use std::sync::Mutex;
 use std::time::Duration;
 
 use axum::body::{Body, to_bytes};
@@ -14,7 +12,6 @@ use axum::http::{HeaderMap, Method, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Redirect, Response};
 use axum_extra::extract::cookie::{Cookie, CookieJar, SameSite};
-use loopgate_core::Timestamp;
 use loopgate_store::{NewSession, Principal, StoreError, UserRecord};
 
 use crate::AppState;
@@ -31,9 +28,6 @@ pub(crate) const CSRF_HEADER: &str = "x-csrf-token";
 /// Where forms send the CSRF token.
 pub(crate) const CSRF_FIELD: &str = "_csrf";
 
-/// Failed logins allowed per username within [`THROTTLE_WINDOW`].
-const MAX_FAILURES: u32 = 5;
-const THROTTLE_WINDOW: Duration = Duration::from_secs(15 * 60);
 /// `seen_at` is written at most this often.
 const TOUCH_EVERY: Duration = Duration::from_secs(60);
 
@@ -48,7 +42,10 @@ pub(crate) struct Session {
 impl Session {
     /// The session's user as an API caller: the same role checks apply.
     pub(crate) fn caller(&self) -> Caller {
-        Caller(Principal::User(self.user.clone()))
+        Caller(
+            Principal::User(self.user.clone()),
+            crate::auth::Via::Session(self.hash.clone()),
+        )
     }
 }
 
@@ -62,7 +59,12 @@ pub(crate) async fn current(
     let Some(cookie) = jar.get(COOKIE) else {
         return Ok(None);
     };
-    let hash = hash_secret(cookie.value());
+    by_hash(app, &hash_secret(cookie.value())).await
+}
+
+/// The live session with this cookie hash, if any.
+pub(crate) async fn by_hash(app: &AppState, hash: &str) -> Result<Option<Session>, StoreError> {
+    let hash = hash.to_owned();
     let Some(record) = app.store.session(&hash).await? else {
         return Ok(None);
     };
@@ -193,64 +195,9 @@ fn to_login(request: &Request) -> Response {
     response
 }
 
-/// Failed logins per username, in memory (a replica counts its own).
-#[derive(Default)]
-pub(crate) struct LoginThrottle {
-    failures: Mutex<HashMap<String, (u32, Timestamp)>>,
-}
-
-impl LoginThrottle {
-    /// `Some(wait)` when `username` is locked out until `wait` has passed.
-    pub(crate) fn locked(&self, username: &str, now: Timestamp) -> Option<Duration> {
-        let map = self.failures.lock().ok()?;
-        let (count, since) = map.get(&username.to_lowercase())?;
-        let end = since.plus(THROTTLE_WINDOW);
-        (MAX_FAILURES <= *count && now < end)
-            .then(|| Duration::from_millis((end.millis() - now.millis()).unsigned_abs()))
-    }
-
-    /// Counts a failure.
-    pub(crate) fn failed(&self, username: &str, now: Timestamp) {
-        let Ok(mut map) = self.failures.lock() else {
-            return;
-        };
-        if 10_000 <= map.len() {
-            map.retain(|_, (_, since)| now < since.plus(THROTTLE_WINDOW));
-        }
-        let entry = map.entry(username.to_lowercase()).or_insert((0, now));
-        if entry.1.plus(THROTTLE_WINDOW) <= now {
-            *entry = (0, now);
-        }
-        entry.0 += 1;
-    }
-
-    /// Forgets the failures after a successful login.
-    pub(crate) fn succeeded(&self, username: &str) {
-        if let Ok(mut map) = self.failures.lock() {
-            map.remove(&username.to_lowercase());
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn five_failures_lock_a_username_for_the_window() {
-        let throttle = LoginThrottle::default();
-        let t0 = Timestamp::from_millis(1_000_000);
-        for _ in 0..4 {
-            throttle.failed("Ann", t0);
-        }
-        assert_eq!(throttle.locked("ann", t0), None);
-        throttle.failed("ann", t0);
-        assert_eq!(throttle.locked("ANN", t0), Some(THROTTLE_WINDOW));
-        assert_eq!(throttle.locked("bob", t0), None);
-        assert_eq!(throttle.locked("ann", t0.plus(THROTTLE_WINDOW)), None);
-        throttle.failed("ann", t0.plus(THROTTLE_WINDOW));
-        assert_eq!(throttle.locked("ann", t0.plus(THROTTLE_WINDOW)), None);
-    }
 
     #[test]
     fn secrets_compare_whole() {

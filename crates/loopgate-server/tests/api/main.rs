@@ -10,6 +10,7 @@
 
 mod analytics;
 mod audit;
+mod credentials;
 mod e2e;
 mod errors;
 mod events;
@@ -20,4 +21,5 @@ mod proposals;
 mod review;
 mod routing;
 mod ui;
+mod visibility;
 mod webhooks;

@@ -8,7 +8,7 @@ use reqwest::header::{LOCATION, SET_COOKIE};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
-use crate::harness::{ADMIN_TOKEN, TestApp, spawn_app};
+use crate::harness::{ADMIN_TOKEN, TestApp, spawn_app, spawn_with};
 
 const PASSWORD: &str = "correct horse battery";
 
@@ -23,6 +23,7 @@ struct Browser {
 struct Page {
     status: StatusCode,
     location: Option<String>,
+    retry_after: Option<String>,
     set_cookies: Vec<String>,
     body: String,
 }
@@ -90,6 +91,10 @@ impl Browser {
             location: response
                 .headers()
                 .get(LOCATION)
+                .map(|v| v.to_str().unwrap().to_owned()),
+            retry_after: response
+                .headers()
+                .get("retry-after")
                 .map(|v| v.to_str().unwrap().to_owned()),
             set_cookies,
             body: response.text().await.unwrap(),
@@ -517,7 +522,7 @@ async fn sessions_end_when_idle_or_old_and_on_a_password_change() {
 }
 
 #[tokio::test]
-async fn failed_logins_are_throttled_per_username() {
+async fn failed_logins_are_throttled_per_username_and_address() {
     let app = spawn_app().await;
     user(&app, "rita", &["reviewer"], &["ops"]).await;
     user(&app, "sam", &["reviewer"], &["ops"]).await;
@@ -530,10 +535,11 @@ async fn failed_logins_are_throttled_per_username() {
     }
     let locked = browser.login("rita", PASSWORD).await;
     assert_eq!(locked.status, StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(locked.retry_after.as_deref(), Some("900"));
     assert!(
-        locked
-            .body
-            .contains("Too many failed logins for this username. Try again in 15 minutes."),
+        locked.body.contains(
+            "Too many failed logins for this username from your address. Try again in 15 minutes."
+        ),
         "{}",
         locked.body
     );
@@ -546,6 +552,66 @@ async fn failed_logins_are_throttled_per_username() {
     assert_eq!(
         Browser::new(&app).login("rita", PASSWORD).await.status,
         StatusCode::SEE_OTHER
+    );
+}
+
+#[tokio::test]
+async fn behind_a_trusted_proxy_a_locked_admin_still_gets_in_from_elsewhere() {
+    let app = spawn_with(|config| {
+        config.trusted_proxy_header = Some("x-forwarded-for".to_owned());
+    })
+    .await;
+    user(&app, "boss", &["admin"], &[]).await;
+    let mut attacker = Browser::new(&app);
+    attacker
+        .headers
+        .push(("x-forwarded-for".into(), "203.0.113.66".into()));
+    for _ in 0..5 {
+        attacker.login("boss", "guess").await;
+    }
+    assert_eq!(
+        attacker.login("boss", PASSWORD).await.status,
+        StatusCode::TOO_MANY_REQUESTS
+    );
+    let mut office = Browser::new(&app);
+    office
+        .headers
+        .push(("x-forwarded-for".into(), "198.51.100.7".into()));
+    assert_eq!(
+        office.login("boss", PASSWORD).await.status,
+        StatusCode::SEE_OTHER
+    );
+    // An address that tries many usernames is stopped for all of them.
+    let mut sprayer = Browser::new(&app);
+    sprayer
+        .headers
+        .push(("x-forwarded-for".into(), "192.0.2.200".into()));
+    for i in 0..50 {
+        sprayer.login(&format!("user{i}"), "guess").await;
+    }
+    assert_eq!(
+        sprayer.login("boss", PASSWORD).await.status,
+        StatusCode::TOO_MANY_REQUESTS
+    );
+}
+
+#[tokio::test]
+async fn login_input_is_bounded_before_any_work() {
+    let app = spawn_app().await;
+    let mut browser = Browser::new(&app);
+    let long_name = "n".repeat(65);
+    let refused = browser.login(&long_name, PASSWORD).await;
+    assert_eq!(refused.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(!refused.body.contains(&long_name));
+    let long_password = "p".repeat(1025);
+    let refused = browser.login("admin", &long_password).await;
+    assert_eq!(refused.status, StatusCode::UNPROCESSABLE_ENTITY);
+    // A body over the login form's limit is refused before it is read.
+    let huge = browser.login(&"x".repeat(100_000), PASSWORD).await;
+    assert_eq!(huge.status, StatusCode::PAYLOAD_TOO_LARGE);
+    assert_eq!(
+        app.get("/healthz", ADMIN_TOKEN).await.status,
+        StatusCode::OK
     );
 }
 

@@ -68,6 +68,10 @@ const SQLITE_MIGRATIONS: &[(&str, &str)] = &[
         "0009_policy_errors",
         include_str!("../../migrations/sqlite/0009_policy_errors.sql"),
     ),
+    (
+        "0010_credentials",
+        include_str!("../../migrations/sqlite/0010_credentials.sql"),
+    ),
 ];
 const MAX_BATCH: usize = 1024;
 /// Prepared statements kept per SQLite connection (the store has about a

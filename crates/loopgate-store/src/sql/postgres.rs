@@ -44,6 +44,10 @@ const MIGRATIONS: &[(&str, &str)] = &[
         "0003_policy_errors",
         include_str!("../../migrations/postgres/0003_policy_errors.sql"),
     ),
+    (
+        "0004_credentials",
+        include_str!("../../migrations/postgres/0004_credentials.sql"),
+    ),
 ];
 
 /// PostgreSQL connection settings.

@@ -14,9 +14,9 @@ use loopgate_core::{
 use serde_json::{Map, Value, json};
 
 use crate::{
-    ActivationMode, AnalyticsFilter, LabelDecision, LabelRow, PolicyRecord, PolicyState,
-    ProposalRecord, ReplayRow, ReviewFact, StoreError, StoredEvent, SystemRecord, TaskFact,
-    TaskRecord, UserRecord, VerdictFact,
+    ActivationMode, AnalyticsFilter, CredentialOwner, CredentialRecord, LabelDecision, LabelRow,
+    PolicyRecord, PolicyState, ProposalRecord, ReplayRow, ReviewFact, StoreError, StoredEvent,
+    SystemRecord, TaskFact, TaskRecord, UserRecord, VerdictFact,
 };
 
 pub(super) const PROPOSAL_COLUMNS: &str = "seq, id, system, action, subject, input, output, confidence, explanation, model, \
@@ -644,7 +644,7 @@ pub(super) fn shadow_errors(
     Ok(())
 }
 
-pub(super) const USER_COLUMNS: &str = "id, username, roles, groups_, created_at";
+pub(super) const USER_COLUMNS: &str = "id, username, roles, groups_, created_at, disabled_at";
 
 pub(super) fn user_row(row: &Row) -> Result<UserRecord, StoreError> {
     let roles: Vec<String> = serde_json::from_str(&row.get::<_, String>(2)?)?;
@@ -658,7 +658,39 @@ pub(super) fn user_row(row: &Row) -> Result<UserRecord, StoreError> {
         roles: parsed,
         groups: serde_json::from_str(&row.get::<_, String>(3)?)?,
         created_at: Timestamp::from_millis(row.get(4)?),
+        disabled_at: row.get::<_, Option<i64>>(5)?.map(Timestamp::from_millis),
     })
+}
+
+pub(super) const CREDENTIAL_COLUMNS: &str =
+    "id, name, kind, owner, created_at, last_used_at, expires_at, revoked_at";
+
+pub(super) fn credential_row(row: &Row) -> Result<CredentialRecord, StoreError> {
+    let time = |i: usize| -> Result<Option<Timestamp>, StoreError> {
+        Ok(row.get::<_, Option<i64>>(i)?.map(Timestamp::from_millis))
+    };
+    let (kind, owner): (String, String) = (row.get(2)?, row.get(3)?);
+    let owner = match kind.as_str() {
+        "system" => CredentialOwner::System(parse(&owner, SystemId::parse)?),
+        _ => CredentialOwner::User(parse(&owner, UserId::parse)?),
+    };
+    Ok(CredentialRecord {
+        id: row.get(0)?,
+        name: row.get(1)?,
+        owner,
+        created_at: Timestamp::from_millis(row.get(4)?),
+        last_used_at: time(5)?,
+        expires_at: time(6)?,
+        revoked_at: time(7)?,
+    })
+}
+
+/// The kind and owner columns of a credential's owner.
+pub(super) fn owner_columns(owner: &CredentialOwner) -> (&'static str, &str) {
+    match owner {
+        CredentialOwner::User(id) => ("user", id.as_str()),
+        CredentialOwner::System(id) => ("system", id.as_str()),
+    }
 }
 
 pub(super) fn user(conn: &Connection, id: &str) -> Result<Option<UserRecord>, StoreError> {

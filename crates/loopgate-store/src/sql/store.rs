@@ -13,17 +13,19 @@ use loopgate_core::audit::entry::salted_hash;
 use loopgate_core::audit::Hash;
 
 use super::aggregates::{self as counts, Tracked};
-use super::queries::{self as q, PROPOSAL_COLUMNS, TASK_COLUMNS, USER_COLUMNS, to_json};
+use super::queries::{
+    self as q, CREDENTIAL_COLUMNS, PROPOSAL_COLUMNS, TASK_COLUMNS, USER_COLUMNS, to_json,
+};
 use super::{SqlStore, audit, webhooks};
 use crate::{
-    Activation, ActivationMode, AnalyticsFilter, AttemptResult, CheckpointRecord, CredentialOwner,
-    DecisionOutcome, DeliveryFilter, DeliveryRecord, Disagreement, DueDelivery, EraseError,
-    ErrorTally, LabelRow, LoginRecord, NewCredential, NewPolicy, NewProposal, NewSession,
-    NewSystem, NewUser, Paged, PolicyRecord, PolicyState, Principal, ProposalFilter,
-    ProposalRecord, ReplayRow, ReviewFact, ReviewerRef, Sequenced, SessionRecord, ShadowSummary,
-    Store, StoreError, StoredEvent, SubmitError, Submitted, SystemPatch, SystemRecord, TaskFilter,
-    TaskRecord, TimerOutcome, Total, TotalsQuery, TreeHead, TxError, UserPatch, UserRecord,
-    WebhookConfig,
+    Activation, ActivationMode, AnalyticsFilter, AttemptResult, Authenticated, CheckpointRecord,
+    CredentialOwner, CredentialRecord, DecisionOutcome, DeliveryFilter, DeliveryRecord,
+    Disagreement, DueDelivery, EraseError, ErrorTally, LabelRow, LoginRecord, NewCredential,
+    NewPolicy, NewProposal, NewSession, NewSystem, NewUser, Paged, PolicyRecord, PolicyState,
+    Principal, ProposalFilter, ProposalRecord, ReplayRow, ReviewFact, ReviewerRef, Sequenced,
+    SessionRecord, ShadowSummary, Store, StoreError, StoredEvent, SubmitError, Submitted,
+    SystemPatch, SystemRecord, TaskFilter, TaskRecord, TimerOutcome, Total, TotalsQuery, TreeHead,
+    TxError, UserPatch, UserRecord, WebhookConfig,
 };
 
 #[async_trait::async_trait]
@@ -60,21 +62,82 @@ impl Store for SqlStore {
         .await
     }
 
-    async fn principal(&self, credential_hash: &str) -> Result<Option<Principal>, StoreError> {
+    async fn principal(&self, credential_hash: &str) -> Result<Option<Authenticated>, StoreError> {
         let hash = credential_hash.to_owned();
         self.read(move |conn| {
-            let mut rows = conn.query(
-                "SELECT kind, owner FROM credentials WHERE hash = ?1",
-                params![hash],
-            )?;
-            let Some(row) = rows.next()? else {
+            let sql = format!(
+                "SELECT {CREDENTIAL_COLUMNS} FROM credentials WHERE hash = ?1 AND revoked_at IS NULL"
+            );
+            let Some(credential) = q::one(conn, &sql, params![hash], q::credential_row)? else {
                 return Ok(None);
             };
-            let (kind, owner): (String, String) = (row.get(0)?, row.get(1)?);
-            match kind.as_str() {
-                "system" => Ok(Some(Principal::System(q::parse(&owner, SystemId::parse)?))),
-                _ => Ok(q::user(conn, &owner)?.map(Principal::User)),
+            let principal = match credential.owner {
+                CredentialOwner::System(id) => Principal::System(id),
+                CredentialOwner::User(id) => match q::user(conn, id.as_str())? {
+                    Some(user) if user.disabled_at.is_none() => Principal::User(user),
+                    _ => return Ok(None),
+                },
+            };
+            Ok(Some(Authenticated {
+                id: credential.id,
+                principal,
+                expires_at: credential.expires_at,
+                last_used_at: credential.last_used_at,
+            }))
+        })
+        .await
+    }
+
+    async fn touch_credential(&self, id: &str, now: Timestamp) -> Result<(), StoreError> {
+        let id = id.to_owned();
+        self.write_plain(move |conn| {
+            conn.execute(
+                "UPDATE credentials SET last_used_at = ?2 WHERE id = ?1",
+                params![id, now.millis()],
+            )?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn credentials(
+        &self,
+        owner: &CredentialOwner,
+    ) -> Result<Vec<CredentialRecord>, StoreError> {
+        let owner = owner.clone();
+        self.read(move |conn| {
+            let (kind, owner) = q::owner_columns(&owner);
+            let sql = format!(
+                "SELECT {CREDENTIAL_COLUMNS} FROM credentials WHERE kind = ?1 AND owner = ?2 ORDER BY created_at DESC, id DESC"
+            );
+            q::all(conn, &sql, params![kind, owner], q::credential_row)
+        })
+        .await
+    }
+
+    async fn revoke_credential(
+        &self,
+        owner: &CredentialOwner,
+        id: &str,
+        actor: &str,
+        now: Timestamp,
+    ) -> Result<CredentialRecord, StoreError> {
+        let (owner, id, actor) = (owner.clone(), id.to_owned(), actor.to_owned());
+        self.write_plain(move |conn| {
+            let (kind, owner_id) = q::owner_columns(&owner);
+            let sql = format!(
+                "SELECT {CREDENTIAL_COLUMNS} FROM credentials WHERE id = ?1 AND kind = ?2 AND owner = ?3"
+            );
+            let found = q::one(conn, &sql, params![id, kind, owner_id], q::credential_row)?
+                .ok_or(StoreError::NotFound)?;
+            if found.revoked_at.is_some() {
+                return Ok(found);
             }
+            revoke(conn, &found.id, kind, owner_id, &actor, now)?;
+            Ok(CredentialRecord {
+                revoked_at: Some(now),
+                ..found
+            })
         })
         .await
     }
@@ -135,6 +198,33 @@ impl Store for SqlStore {
                 let data = json!({"user": id.as_str()});
                 q::event(conn, now, &actor, "user.password_set", id.as_str(), data)?;
             }
+            if patch.revoke_tokens {
+                let sql = "SELECT id FROM credentials WHERE kind = 'user' AND owner = ?1 AND revoked_at IS NULL ORDER BY id";
+                let live: Vec<String> = q::all(conn, sql, params![id.as_str()], |row| row.get(0))?;
+                for token in live {
+                    revoke(conn, &token, "user", id.as_str(), &actor, now)?;
+                }
+            }
+            match (patch.disabled, before.disabled_at) {
+                (Some(true), None) => {
+                    conn.execute(
+                        "UPDATE users SET disabled_at = ?2 WHERE id = ?1",
+                        params![id.as_str(), now.millis()],
+                    )?;
+                    conn.execute("DELETE FROM sessions WHERE user_id = ?1", params![id.as_str()])?;
+                    let data = json!({"user": id.as_str()});
+                    q::event(conn, now, &actor, "user.disabled", id.as_str(), data)?;
+                }
+                (Some(false), Some(_)) => {
+                    conn.execute(
+                        "UPDATE users SET disabled_at = NULL WHERE id = ?1",
+                        params![id.as_str()],
+                    )?;
+                    let data = json!({"user": id.as_str()});
+                    q::event(conn, now, &actor, "user.enabled", id.as_str(), data)?;
+                }
+                _ => (),
+            }
             q::user(conn, id.as_str())?.ok_or(StoreError::NotFound)
         })
         .await
@@ -148,7 +238,7 @@ impl Store for SqlStore {
             q::one(conn, &sql, params![username], |row| {
                 Ok(LoginRecord {
                     user: q::user_row(row)?,
-                    password_hash: row.get(5)?,
+                    password_hash: row.get(6)?,
                 })
             })
         })
@@ -194,7 +284,7 @@ impl Store for SqlStore {
             else {
                 return Ok(None);
             };
-            let Some(user) = q::user(conn, &user_id)? else {
+            let Some(user) = q::user(conn, &user_id)?.filter(|it| it.disabled_at.is_none()) else {
                 return Ok(None);
             };
             Ok(Some(SessionRecord {
@@ -548,6 +638,16 @@ impl Store for SqlStore {
         self.read(move |conn| q::proposal(conn, id.as_str())).await
     }
 
+    async fn proposal_groups(&self, id: &ProposalId) -> Result<Vec<String>, StoreError> {
+        let id = id.clone();
+        self.read(move |conn| {
+            let sql = "SELECT grp FROM tasks WHERE proposal_id = ?1
+                       UNION SELECT first_group FROM tasks WHERE proposal_id = ?1 ORDER BY 1";
+            q::all(conn, sql, params![id.as_str()], |row| row.get(0))
+        })
+        .await
+    }
+
     async fn proposals(&self, filter: ProposalFilter) -> Result<Paged<ProposalRecord>, StoreError> {
         self.read(move |conn| {
             let mut sql = format!("SELECT {PROPOSAL_COLUMNS} FROM proposals WHERE seq < ?1");
@@ -563,6 +663,24 @@ impl Store for SqlStore {
             if let Some(action) = &filter.action {
                 args.push(action.to_arg());
                 sql.push_str(&format!(" AND action = ?{}", args.len()));
+            }
+            if let Some(groups) = &filter.groups {
+                // A reviewer's proposals: those a task of one of their
+                // groups was ever on (its first group or its current one).
+                let mut places = Vec::with_capacity(groups.len());
+                for group in groups {
+                    args.push(group.to_arg());
+                    places.push(format!("?{}", args.len()));
+                }
+                if places.is_empty() {
+                    sql.push_str(" AND 1 = 0");
+                } else {
+                    let places = places.join(", ");
+                    sql.push_str(&format!(
+                        " AND EXISTS (SELECT 1 FROM tasks t WHERE t.proposal_id = proposals.id \
+                         AND (t.grp IN ({places}) OR t.first_group IN ({places})))"
+                    ));
+                }
             }
             args.push(i64::from(filter.limit).saturating_add(1).to_arg());
             sql.push_str(&format!(
@@ -1282,22 +1400,42 @@ fn insert_credential(
     actor: &str,
     now: Timestamp,
 ) -> Result<(), StoreError> {
-    let (kind, owner) = match &credential.owner {
-        CredentialOwner::User(id) => ("user", id.as_str().to_owned()),
-        CredentialOwner::System(id) => ("system", id.as_str().to_owned()),
-    };
+    let (kind, owner) = q::owner_columns(&credential.owner);
     conn.execute(
-        "INSERT INTO credentials (id, hash, kind, owner, created_at) VALUES (?1, ?2, ?3, ?4, ?5)",
-        params![credential.id, credential.hash, kind, owner, now.millis()],
+        "INSERT INTO credentials (id, hash, kind, owner, created_at, name, expires_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+        params![
+            credential.id,
+            credential.hash,
+            kind,
+            owner,
+            now.millis(),
+            credential.name,
+            credential.expires_at.map(Timestamp::millis)
+        ],
     )?;
-    q::event(
-        conn,
-        now,
-        actor,
-        "key.created",
-        &credential.id,
-        json!({"key": credential.id, "kind": kind, "owner": owner}),
-    )
+    let mut data =
+        json!({"key": credential.id, "kind": kind, "owner": owner, "name": credential.name});
+    if let Some(expires) = credential.expires_at {
+        data["expires_at"] = json!(expires.to_rfc3339());
+    }
+    q::event(conn, now, actor, "key.created", &credential.id, data)
+}
+
+/// Marks a credential revoked and writes `key.revoked`.
+fn revoke(
+    conn: &Connection,
+    id: &str,
+    kind: &str,
+    owner: &str,
+    actor: &str,
+    now: Timestamp,
+) -> Result<(), StoreError> {
+    conn.execute(
+        "UPDATE credentials SET revoked_at = ?2 WHERE id = ?1",
+        params![id, now.millis()],
+    )?;
+    let data = json!({"key": id, "kind": kind, "owner": owner});
+    q::event(conn, now, actor, "key.revoked", id, data)
 }
 
 /// Trims the look-ahead row of a page and returns the next cursor.
