@@ -76,6 +76,12 @@ impl fmt::Display for Digest {
     }
 }
 
+/// `sha256:` and the hex SHA-256 of `bytes` (e.g. of a webhook URL the
+/// audit log must not hold in the clear).
+pub fn sha256_of(bytes: &[u8]) -> String {
+    format!("sha256:{}", hex::encode(Sha256::digest(bytes)))
+}
+
 /// RFC 8785 canonical JSON bytes of a value.
 pub fn canonical_json(value: &Value) -> Vec<u8> {
     // serde_jcs only fails on values that are not JSON (such as NaN), and a

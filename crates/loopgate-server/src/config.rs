@@ -74,6 +74,9 @@ pub struct Config {
     /// an address); when it is full of live entries, logins that would need
     /// a new one are refused until entries expire.
     pub login_table_entries: usize,
+    /// Networks outbound requests (webhooks) may reach although they are
+    /// loopback, link-local, private or otherwise internal.
+    pub webhook_allow_private: Vec<ipnet::IpNet>,
     /// Password hashes computed at once (argon2id, 19 MiB each); more wait
     /// up to two seconds, then 503.
     pub password_workers: usize,
@@ -109,6 +112,7 @@ impl Config {
             webhook_retry_max: Duration::from_secs(3600),
             webhook_give_up: Duration::from_secs(24 * 3600),
             trusted_proxy_header: None,
+            webhook_allow_private: Vec::new(),
             login_table_entries: 50_000,
             password_workers: 2,
         }

@@ -16,6 +16,7 @@ pub mod events;
 pub mod http;
 pub mod limits;
 mod metrics;
+pub mod outbound;
 mod reports;
 mod secrets;
 mod state;

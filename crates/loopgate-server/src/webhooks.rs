@@ -119,7 +119,10 @@ pub(crate) fn message_id(id: i64) -> String {
 /// stay pending and go out again after the restart).
 pub(crate) fn spawn(app: AppState, wake: Arc<Notify>) -> JoinHandle<()> {
     tokio::spawn(async move {
+        let fence = crate::outbound::Fence::new(app.config.webhook_allow_private.clone());
         let http = match reqwest::Client::builder()
+            .dns_resolver(fence.resolver())
+            .redirect(reqwest::redirect::Policy::none())
             .timeout(app.config.webhook_timeout)
             .pool_max_idle_per_host(PER_ENDPOINT)
             .user_agent(concat!("loopgate/", env!("CARGO_PKG_VERSION")))
@@ -412,8 +415,13 @@ async fn send(
     let id = message_id(due.id);
     let timestamp = now.millis().div_euclid(1000);
     let signature = sign(&due.secret, &id, timestamp, &body)?;
+    let url = reqwest::Url::parse(&due.url).map_err(|e| format!("the URL is not valid: {e}"))?;
+    let fence = crate::outbound::Fence::new(app.config.webhook_allow_private.clone());
+    if let Some(refused) = fence.refuses_literal(&url) {
+        return Err(refused.to_string());
+    }
     let response = http
-        .post(&due.url)
+        .post(url)
         .header("content-type", "application/json")
         .header("webhook-id", &id)
         .header("webhook-timestamp", timestamp)
@@ -435,10 +443,24 @@ async fn send(
     Ok(status)
 }
 
+/// The fence's refusal inside a connection error, if that is what it was.
+fn fenced(error: &reqwest::Error) -> Option<&crate::outbound::Refused> {
+    let mut source = std::error::Error::source(error);
+    while let Some(cause) = source {
+        if let Some(refused) = cause.downcast_ref::<crate::outbound::Refused>() {
+            return Some(refused);
+        }
+        source = cause.source();
+    }
+    None
+}
+
 /// A transport failure in a sentence (never with the secret or body).
 fn describe(error: reqwest::Error, timeout: Duration) -> String {
     if error.is_timeout() {
         format!("no answer within {} s", timeout.as_secs_f64())
+    } else if let Some(refused) = fenced(&error) {
+        format!("refused: {refused}")
     } else if error.is_connect() {
         "the endpoint could not be reached (connection failed)".to_owned()
     } else {

@@ -52,6 +52,7 @@ pub(crate) struct FileConfig {
     webhook_retry_seconds: Option<u64>,
     webhook_give_up_hours: Option<u64>,
     trusted_proxy_header: Option<String>,
+    webhook_allow_private: Option<Vec<String>>,
     login_table_entries: Option<usize>,
     password_workers: Option<usize>,
 }
@@ -152,6 +153,12 @@ impl FileConfig {
         {
             anyhow::bail!("`trusted_proxy_header` must be an HTTP header name, not `{header}`");
         }
+        let allow: Vec<String> = match env("LOOPGATE_WEBHOOK_ALLOW_PRIVATE") {
+            Some(list) => list.split(',').map(str::to_owned).collect(),
+            None => self.webhook_allow_private.clone().unwrap_or_default(),
+        };
+        config.webhook_allow_private = loopgate_server::outbound::parse_allowed(&allow)
+            .map_err(|e| anyhow::anyhow!("`webhook_allow_private`: {e}"))?;
         if let Some(entries) = self.login_table_entries {
             config.login_table_entries = entries.max(1);
         }

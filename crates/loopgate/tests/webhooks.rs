@@ -11,13 +11,18 @@ mod common;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use common::{call, cli, start, system_key};
+use common::{call, cli, start_env, system_key};
 use serde_json::json;
 
 #[tokio::test]
 async fn set_list_show_and_redeliver_from_the_command_line() {
     let dir = tempfile::tempdir().unwrap();
-    let server = start(&dir.path().join("data"));
+    // The receiver is on loopback, which webhooks may reach only when allowed.
+    let server = start_env(
+        &dir.path().join("data"),
+        &[],
+        &[("LOOPGATE_WEBHOOK_ALLOW_PRIVATE", "127.0.0.1/32")],
+    );
     let http = reqwest::Client::new();
     let key = system_key(&http, &server.base).await;
 

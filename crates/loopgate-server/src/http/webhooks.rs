@@ -105,13 +105,15 @@ pub async fn set(
         None => DEFAULT_TYPES.map(str::to_owned).to_vec(),
         Some(types) => check_types(types)?,
     };
+    if let Some(secret) = &body.secret {
+        check_secret(secret)
+            .map_err(|problem| ApiError::invalid(format!("`secret`: {problem}")))?;
+    }
+    // Last: the host is resolved and every address checked against the fence.
+    check_destination(&app, &body.url).await?;
     let current = app.store.webhook(&system).await?;
     let secret = match (body.secret, current) {
-        (Some(secret), _) => {
-            check_secret(&secret)
-                .map_err(|problem| ApiError::invalid(format!("`secret`: {problem}")))?;
-            secret
-        }
+        (Some(secret), _) => secret,
         (None, Some(current)) => current.secret,
         (None, None) => new_secret().map_err(|e| ApiError::internal(&e))?,
     };
@@ -264,6 +266,26 @@ fn check_url(url: &str) -> Result<(), ApiError> {
         ));
     }
     Ok(())
+}
+
+/// Refuses a URL whose host is, or resolves to, an internal address (unless
+/// `webhook_allow_private` allows it).
+async fn check_destination(app: &AppState, url: &str) -> Result<(), ApiError> {
+    let parsed = reqwest::Url::parse(url).map_err(|_| {
+        ApiError::invalid(format!(
+            "`url` must be an absolute http(s) URL, not `{url}`"
+        ))
+    })?;
+    let (Some(host), Some(port)) = (parsed.host_str(), parsed.port_or_known_default()) else {
+        return Err(ApiError::invalid(format!(
+            "`url` must name a host, not `{url}`"
+        )));
+    };
+    let fence = crate::outbound::Fence::new(app.config.webhook_allow_private.clone());
+    fence
+        .check_host(host, port)
+        .await
+        .map_err(|refused| ApiError::invalid(format!("`url` is refused: {refused}")))
 }
 
 fn check_types(mut types: Vec<String>) -> Result<Vec<String>, ApiError> {

@@ -101,8 +101,15 @@ async fn spawn_in(
 
 impl TestApp {
     /// Stops the server (gracefully) and starts a new one on the same data
-    /// directory and clock, on a new port.
+    /// directory and clock, on a new port, with the same fence for webhooks.
     pub(crate) async fn restart(self) -> TestApp {
+        let allow = self.app.config.webhook_allow_private.clone();
+        self.restart_with(move |config| config.webhook_allow_private = allow)
+            .await
+    }
+
+    /// [`TestApp::restart`] with a configuration of its own.
+    pub(crate) async fn restart_with(self, configure: impl FnOnce(&mut Config)) -> TestApp {
         let TestApp {
             clock,
             stop,
@@ -116,7 +123,7 @@ impl TestApp {
         app.shutdown.cancel();
         server.await.unwrap().unwrap();
         drop(app);
-        spawn_in(dir, database, clock, |_| ()).await
+        spawn_in(dir, database, clock, configure).await
     }
 
     pub(crate) async fn call(

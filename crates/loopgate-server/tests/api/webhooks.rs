@@ -95,6 +95,8 @@ async fn spawn() -> TestApp {
     let clock = ManualClock::new(Timestamp::from_millis(now.as_millis() as i64));
     spawn_in_clock(clock, |config| {
         config.webhook_retry_base = Duration::from_secs(2);
+        // The receivers listen on loopback, which the fence refuses by default.
+        config.webhook_allow_private = vec!["127.0.0.0/8".parse().unwrap()];
     })
     .await
 }
@@ -301,7 +303,7 @@ async fn webhook_settings_are_checked_and_scoped() {
         bad_url.body["detail"],
         "`url` must use http or https, not `ftp://example.com/hook`"
     );
-    let bad_type = put(json!({"url": "https://example.com/h", "types": ["user.created"]})).await;
+    let bad_type = put(json!({"url": "https://93.184.215.14/h", "types": ["user.created"]})).await;
     assert_eq!(bad_type.status, StatusCode::UNPROCESSABLE_ENTITY);
     assert!(
         bad_type.body["help"]
@@ -309,7 +311,7 @@ async fn webhook_settings_are_checked_and_scoped() {
             .unwrap()
             .contains("proposal.resolved")
     );
-    let bad_secret = put(json!({"url": "https://example.com/h", "secret": "hunter2"})).await;
+    let bad_secret = put(json!({"url": "https://93.184.215.14/h", "secret": "hunter2"})).await;
     assert_eq!(bad_secret.status, StatusCode::UNPROCESSABLE_ENTITY);
 
     let missing = app
@@ -319,11 +321,12 @@ async fn webhook_settings_are_checked_and_scoped() {
 
     // A given secret is kept; a change without one keeps it too.
     let secret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
-    let set = put(json!({"url": "https://example.com/h", "secret": secret})).await;
+    let set = put(json!({"url": "https://93.184.215.14/h", "secret": secret})).await;
     assert_eq!(set.body["secret"], secret);
-    let changed =
-        put(json!({"url": "https://example.com/other", "types": ["task.created", "task.created"]}))
-            .await;
+    let changed = put(
+        json!({"url": "https://93.184.215.14/other", "types": ["task.created", "task.created"]}),
+    )
+    .await;
     assert_eq!(
         (&changed.body["secret"], &changed.body["types"]),
         (&json!(secret), &json!(["task.created"]))
@@ -371,4 +374,127 @@ async fn webhook_settings_are_checked_and_scoped() {
         .status,
         StatusCode::NOT_FOUND
     );
+}
+
+#[tokio::test]
+async fn internal_destinations_are_refused_unless_allowed() {
+    let app = crate::harness::spawn_app().await;
+    app.system("fraud-detector", "in_the_loop").await;
+    for url in [
+        "http://127.0.0.1:9/hook",
+        "http://localhost:9/hook",
+        "http://169.254.169.254/latest/meta-data/",
+        "http://[::1]/hook",
+        "http://[::ffff:127.0.0.1]/hook",
+        "http://10.0.0.1/hook",
+        "http://192.168.1.1/hook",
+        "http://[fd00:ec2::254]/hook",
+        "http://0.0.0.0:8460/v1/proposals",
+        "http://no-such-host.invalid/hook",
+    ] {
+        let set = app
+            .call(
+                reqwest::Method::PUT,
+                "/v1/systems/fraud-detector/webhook",
+                Some(ADMIN_TOKEN),
+                Some(json!({"url": url})),
+            )
+            .await;
+        assert_eq!(
+            set.status,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "{url}: {}",
+            set.body
+        );
+        assert!(
+            set.body["detail"].as_str().unwrap().contains("refused"),
+            "{url}: {}",
+            set.body
+        );
+    }
+    assert_eq!(
+        app.get("/healthz", ADMIN_TOKEN).await.status,
+        StatusCode::OK
+    );
+}
+
+/// Answers every request with a redirect to `to`, counting them.
+async fn redirector(to: String, hits: Arc<Mutex<usize>>) -> String {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/hook", listener.local_addr().unwrap());
+    let router = axum::Router::new().fallback(move || {
+        let (to, hits) = (to.clone(), hits.clone());
+        async move {
+            *hits.lock().unwrap() += 1;
+            (
+                StatusCode::TEMPORARY_REDIRECT,
+                [(axum::http::header::LOCATION, to)],
+            )
+        }
+    });
+    tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
+    url
+}
+
+#[tokio::test]
+async fn redirects_are_not_followed_and_the_log_holds_no_url() {
+    let (app, key, _) = setup().await;
+    let target_hits: Arc<Mutex<usize>> = Arc::default();
+    let target = redirector("http://127.0.0.1:9/".into(), target_hits.clone()).await;
+    let first_hits: Arc<Mutex<usize>> = Arc::default();
+    let url = redirector(format!("{target}?token=s3cret"), first_hits.clone()).await;
+    let url = format!("{url}?token=hook-secret-in-url");
+    set_webhook(&app, &url).await;
+    app.submit(&key, "flag", json!({"fraud": true}), json!({}))
+        .await;
+    let mut history = Vec::new();
+    for _ in 0..200 {
+        history = deliveries(&app, ADMIN_TOKEN).await;
+        if history.iter().any(|d| d["attempts"].as_u64().unwrap() > 0) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    assert_eq!(history[0]["last_status"], 307, "{history:?}");
+    assert_eq!(*first_hits.lock().unwrap(), 1);
+    assert_eq!(*target_hits.lock().unwrap(), 0, "the redirect was followed");
+
+    let events = app.app.store.events_after(0, 1000).await.unwrap();
+    let set = events
+        .iter()
+        .find(|e| e.kind == "system.webhook_set")
+        .unwrap();
+    let data = set.data.to_string();
+    assert!(!data.contains("hook-secret-in-url"), "{data}");
+    assert!(data.contains("\"host\":\"127.0.0.1:"), "{data}");
+    assert!(data.contains("\"url_hash\":\"sha256:"), "{data}");
+}
+
+#[tokio::test]
+async fn a_destination_allowed_when_set_is_checked_again_at_connect_time() {
+    let (app, key, _) = setup().await;
+    let hits: Arc<Mutex<usize>> = Arc::default();
+    let url = redirector("http://127.0.0.1:9/".into(), hits.clone()).await;
+    // Set while loopback is allowed, by name; then the fence closes.
+    let url = url.replace("127.0.0.1", "localhost");
+    set_webhook(&app, &url).await;
+    let app = app.restart_with(|_| ()).await;
+    app.submit(&key, "flag", json!({"fraud": true}), json!({}))
+        .await;
+    let mut history = Vec::new();
+    for _ in 0..200 {
+        history = deliveries(&app, ADMIN_TOKEN).await;
+        if history.iter().any(|d| d["attempts"].as_u64().unwrap() > 0) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    assert!(
+        history[0]["last_error"]
+            .as_str()
+            .unwrap()
+            .contains("refused"),
+        "{history:?}"
+    );
+    assert_eq!(*hits.lock().unwrap(), 0);
 }

@@ -82,8 +82,14 @@ pub(super) fn set(
         "INSERT INTO webhooks (system, url, secret, types, created_at, updated_at) VALUES (?1, ?2, ?3, ?4, ?5, ?5)
          ON CONFLICT (system) DO UPDATE SET url = ?2, secret = ?3, types = ?4, updated_at = ?5",
     params![webhook.system.as_str(), webhook.url, webhook.secret, types, now.millis()])?;
-    let data =
-        json!({"system": webhook.system.as_str(), "url": webhook.url, "types": webhook.types});
+    // A URL may carry a secret (chat hooks put tokens in the path): the
+    // immutable log keeps its host and a hash only.
+    let data = json!({
+        "system": webhook.system.as_str(),
+        "host": url_host(&webhook.url),
+        "url_hash": loopgate_core::digest::sha256_of(webhook.url.as_bytes()),
+        "types": webhook.types,
+    });
     q::event(
         conn,
         now,
@@ -93,6 +99,16 @@ pub(super) fn set(
         data,
     )?;
     self::webhook(conn, webhook.system.as_str())?.ok_or(StoreError::NotFound)
+}
+
+/// The host (and port) of an absolute URL, without scheme, credentials,
+/// path, query or fragment.
+fn url_host(url: &str) -> &str {
+    let rest = url.split_once("://").map_or(url, |(_, rest)| rest);
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
+    authority
+        .rsplit_once('@')
+        .map_or(authority, |(_, host)| host)
 }
 
 pub(super) fn remove(

@@ -30,10 +30,20 @@ pub(crate) fn start(data_dir: &std::path::Path) -> Server {
 
 /// `start` with more flags (`--database-url …`).
 pub(crate) fn start_with(data_dir: &std::path::Path, args: &[&str]) -> Server {
+    start_env(data_dir, args, &[])
+}
+
+/// `start_with` and environment variables.
+pub(crate) fn start_env(
+    data_dir: &std::path::Path,
+    args: &[&str],
+    envs: &[(&str, &str)],
+) -> Server {
     let mut child = Command::new(env!("CARGO_BIN_EXE_loopgate"))
         .args(["serve", "--bind", "127.0.0.1:0", "--data-dir"])
         .arg(data_dir)
         .args(args)
+        .envs(envs.iter().copied())
         .env("LOOPGATE_BOOTSTRAP_TOKEN", ADMIN)
         .env("RUST_LOG", "warn")
         .stdout(Stdio::piped())
