@@ -44,7 +44,7 @@ impl Audit {
         let signer = match std::fs::read_to_string(&path) {
             Ok(text) => Signer::parse(&text).map_err(|e| problem(&e))?,
             Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
-                std::fs::create_dir_all(data_dir).map_err(|e| problem(&e))?;
+                loopgate_store::files::private_dir(data_dir).map_err(|e| problem(&e))?;
                 let mut seed = [0u8; 32];
                 getrandom::fill(&mut seed).map_err(|e| problem(&e))?;
                 let origin = match origin {
@@ -69,14 +69,7 @@ impl Audit {
 }
 
 fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create_new(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt as _;
-        options.mode(0o600);
-    }
-    let mut file = options.open(path)?;
+    let mut file = loopgate_store::files::create_private(path)?;
     file.write_all(format!("{text}\n").as_bytes())?;
     file.sync_all()
 }

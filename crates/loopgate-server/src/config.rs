@@ -6,8 +6,9 @@ use std::time::Duration;
 
 use loopgate_core::Route;
 
-/// Everything the server needs to start.
-#[derive(Debug, Clone)]
+/// Everything the server needs to start. Its `Debug` shows no secret (the
+/// bootstrap token, the admin password, a database URL's password).
+#[derive(Clone)]
 pub struct Config {
     /// Where the database and the audit signing key live.
     pub data_dir: PathBuf,
@@ -82,6 +83,45 @@ pub struct Config {
     pub password_workers: usize,
 }
 
+impl std::fmt::Debug for Config {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let hidden = |set: bool| if set { Some("[redacted]") } else { None };
+        f.debug_struct("Config")
+            .field("data_dir", &self.data_dir)
+            .field(
+                "database_url",
+                &self.database_url.as_deref().map(redact_url),
+            )
+            .field("database_readers", &self.database_readers)
+            .field("policies", &self.policies)
+            .field("default_route", &self.default_route)
+            .field("max_body_bytes", &self.max_body_bytes)
+            .field("bootstrap_token", &hidden(self.bootstrap_token.is_some()))
+            .field("admin_password", &hidden(self.admin_password.is_some()))
+            .field("audit_public", &self.audit_public)
+            .field("require_shapes", &self.require_shapes)
+            .field("secure_cookies", &self.secure_cookies)
+            .field("trusted_proxy_header", &self.trusted_proxy_header)
+            .field("webhook_allow_private", &self.webhook_allow_private)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A URL with its password replaced: `postgres://user:[redacted]@host/db`.
+pub fn redact_url(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    let (authority, tail) = rest.split_at(rest.find(['/', '?']).unwrap_or(rest.len()));
+    match authority.rsplit_once('@') {
+        Some((userinfo, host)) => {
+            let user = userinfo.split(':').next().unwrap_or_default();
+            format!("{scheme}://{user}:[redacted]@{host}{tail}")
+        }
+        None => url.to_owned(),
+    }
+}
+
 impl Config {
     /// Defaults for a data directory.
     pub fn new(data_dir: PathBuf) -> Config {
@@ -116,6 +156,27 @@ impl Config {
             login_table_entries: 50_000,
             password_workers: 2,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_shows_no_secret() {
+        let mut config = Config::new(PathBuf::from("/data"));
+        config.bootstrap_token = Some("lgt_secret_bootstrap".into());
+        config.admin_password = Some("hunter2hunter2".into());
+        config.database_url = Some("postgres://loopgate:pa55word@db:5432/loopgate".into());
+        let shown = format!("{config:?}");
+        for secret in ["lgt_secret_bootstrap", "hunter2hunter2", "pa55word"] {
+            assert!(!shown.contains(secret), "{shown}");
+        }
+        assert!(
+            shown.contains("postgres://loopgate:[redacted]@db:5432/loopgate"),
+            "{shown}"
+        );
     }
 }
 

@@ -81,6 +81,13 @@ pub struct Started {
 
 /// Opens the store, creates the first admin and publishes `--policies`.
 pub async fn start(config: Config, clock: Arc<dyn Clock>) -> Result<Started, StartError> {
+    // The data directory holds the audit key and (SQLite) every payload.
+    loopgate_store::files::private_dir(&config.data_dir).map_err(|e| {
+        StartError::Secrets(format!(
+            "cannot create the data directory `{}` (mode 0700): {e}",
+            config.data_dir.display()
+        ))
+    })?;
     let store = open_store(&config).await?;
     let audit = crate::audit::Audit::open(&config.data_dir, config.audit_origin.as_deref())?;
     // Checkpoints must all be signed by one key: a replica (or a restored

@@ -10,6 +10,7 @@
 pub mod aggregates;
 mod db;
 mod error;
+pub mod files;
 mod model;
 pub mod sql;
 #[doc(hidden)]

@@ -167,19 +167,15 @@ fn demo_admin_token(config: &Config) -> anyhow::Result<String> {
     if let Ok(token) = std::fs::read_to_string(&path) {
         return Ok(token.trim().to_owned());
     }
-    std::fs::create_dir_all(&config.data_dir).with_context(|| {
+    loopgate_store::files::private_dir(&config.data_dir).with_context(|| {
         format!(
             "cannot create the data directory `{}`",
             config.data_dir.display()
         )
     })?;
     let token = format!("lgt_demo_admin_{}", ulid::Ulid::new());
-    std::fs::write(&path, &token).with_context(|| format!("cannot write `{}`", path.display()))?;
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt as _;
-        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))?;
-    }
+    loopgate_store::files::write_private(&path, token.as_bytes())
+        .with_context(|| format!("cannot write `{}`", path.display()))?;
     Ok(token)
 }
 

@@ -32,6 +32,9 @@ use clap::Parser;
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> ExitCode {
+    // Everything loopgate writes (database, WAL, backups, exports, keys,
+    // the gateway's ledger) is its owner's only, whatever creates it.
+    rustix::process::umask(rustix::fs::Mode::from_raw_mode(0o077));
     let cli = cli::Cli::parse();
     // The MCP gateway relays one call at a time through a chain of
     // processes: one thread (no hand-offs between workers) answers sooner.

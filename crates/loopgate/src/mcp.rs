@@ -292,7 +292,7 @@ impl Ledger {
             }
             Some(path) => {
                 if let Some(dir) = path.parent() {
-                    std::fs::create_dir_all(dir).with_context(|| {
+                    loopgate_store::files::private_dir(dir).with_context(|| {
                         format!("cannot create `{}` for the gateway state", dir.display())
                     })?;
                 }
@@ -325,11 +325,10 @@ impl Ledger {
             return;
         }
         let Some(path) = &self.path else { return };
-        let temp = path.with_extension("json.tmp");
+        // The ledger holds tool arguments: the owner's only.
         let written = serde_json::to_vec_pretty(&*entries)
             .map_err(std::io::Error::other)
-            .and_then(|bytes| std::fs::write(&temp, bytes))
-            .and_then(|()| std::fs::rename(&temp, path));
+            .and_then(|bytes| loopgate_store::files::write_private(path, &bytes));
         if let Err(error) = written {
             tracing::warn!(%error, path = %path.display(), "cannot save the gateway state");
         }

@@ -38,14 +38,30 @@ impl Database {
         match self {
             Database::Sqlite(path) => {
                 if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-                    std::fs::create_dir_all(parent).map_err(|e| {
+                    crate::files::private_dir(parent).map_err(|e| {
                         StoreError::Unavailable(format!(
                             "cannot create `{}`: {e}",
                             parent.display()
                         ))
                     })?;
                 }
-                SqlStore::open(path)
+                let store = SqlStore::open(path)?;
+                // The database and its WAL hold every payload and the
+                // webhooks' signing secrets.
+                for suffix in ["", "-wal", "-shm"] {
+                    let mut name = path.as_os_str().to_owned();
+                    name.push(suffix);
+                    let file = std::path::PathBuf::from(name);
+                    if file.exists() {
+                        crate::files::restrict(&file, 0o600).map_err(|e| {
+                            StoreError::Unavailable(format!(
+                                "cannot restrict `{}`: {e}",
+                                file.display()
+                            ))
+                        })?;
+                    }
+                }
+                Ok(store)
             }
             Database::Postgres(url) => SqlStore::connect(url, options).await,
         }
@@ -109,6 +125,11 @@ pub fn backup_sqlite(path: &Path, out: &Path) -> Result<(), StoreError> {
         )));
     }
     let conn = read_only(path)?;
+    // Created empty, for the owner only, before SQLite fills it.
+    drop(
+        crate::files::create_private(out)
+            .map_err(|e| StoreError::Invalid(format!("cannot create `{}`: {e}", out.display())))?,
+    );
     let target = out.to_string_lossy().into_owned();
     conn.execute("VACUUM INTO ?1", params![target])?;
     Ok(())
