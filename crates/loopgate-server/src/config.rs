@@ -78,6 +78,8 @@ pub struct Config {
     /// Networks outbound requests (webhooks) may reach although they are
     /// loopback, link-local, private or otherwise internal.
     pub webhook_allow_private: Vec<ipnet::IpNet>,
+    /// When set, `/metrics` needs `Authorization: Bearer <metrics_token>`.
+    pub metrics_token: Option<String>,
     /// Password hashes computed at once (argon2id, 19 MiB each); more wait
     /// up to two seconds, then 503.
     pub password_workers: usize,
@@ -98,6 +100,7 @@ impl std::fmt::Debug for Config {
             .field("max_body_bytes", &self.max_body_bytes)
             .field("bootstrap_token", &hidden(self.bootstrap_token.is_some()))
             .field("admin_password", &hidden(self.admin_password.is_some()))
+            .field("metrics_token", &hidden(self.metrics_token.is_some()))
             .field("audit_public", &self.audit_public)
             .field("require_shapes", &self.require_shapes)
             .field("secure_cookies", &self.secure_cookies)
@@ -153,6 +156,7 @@ impl Config {
             webhook_give_up: Duration::from_secs(24 * 3600),
             trusted_proxy_header: None,
             webhook_allow_private: Vec::new(),
+            metrics_token: None,
             login_table_entries: 50_000,
             password_workers: 2,
         }

@@ -53,6 +53,7 @@ pub(crate) struct FileConfig {
     webhook_give_up_hours: Option<u64>,
     trusted_proxy_header: Option<String>,
     webhook_allow_private: Option<Vec<String>>,
+    metrics_token: Option<String>,
     login_table_entries: Option<usize>,
     password_workers: Option<usize>,
 }
@@ -159,6 +160,7 @@ impl FileConfig {
         };
         config.webhook_allow_private = loopgate_server::outbound::parse_allowed(&allow)
             .map_err(|e| anyhow::anyhow!("`webhook_allow_private`: {e}"))?;
+        config.metrics_token = env("LOOPGATE_METRICS_TOKEN").or_else(|| self.metrics_token.clone());
         if let Some(entries) = self.login_table_entries {
             config.login_table_entries = entries.max(1);
         }

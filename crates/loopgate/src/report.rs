@@ -412,8 +412,14 @@ fn flat(r: &proto::LabelRecord) -> anyhow::Result<[String; 16]> {
     ])
 }
 
+/// A CSV cell. A cell a spreadsheet would run as a formula (beginning with
+/// `=`, `+`, `-`, `@`, a tab or a carriage return: OWASP's rule) is
+/// neutralised with a leading `'`, and quoted.
 fn csv_field(text: &str) -> String {
-    if text.contains([',', '"', '\n', '\r']) {
+    let formula = text.starts_with(['=', '+', '-', '@', '\t', '\r']);
+    if formula {
+        format!("\"'{}\"", text.replace('"', "\"\""))
+    } else if text.contains([',', '"', '\n', '\r']) {
         format!("\"{}\"", text.replace('"', "\"\""))
     } else {
         text.to_owned()
@@ -587,5 +593,20 @@ async fn each_record(
     match failed {
         Some(error) => Err(error.context(what)),
         None => Ok(n?),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::csv_field;
+
+    #[test]
+    fn csv_cells_that_a_spreadsheet_would_run_are_neutralised() {
+        assert_eq!(csv_field("=HYPERLINK(\"x\")"), "\"'=HYPERLINK(\"\"x\"\")\"");
+        for cell in ["+1", "-1+2", "@SUM(A1)", "\tx", "\rx"] {
+            assert!(csv_field(cell).starts_with("\"'"), "{cell}");
+        }
+        assert_eq!(csv_field("plain"), "plain");
+        assert_eq!(csv_field("a,b"), "\"a,b\"");
     }
 }

@@ -106,7 +106,8 @@ pub async fn checkpoints(
 ) -> Result<Json<proto::AuditCheckpoints>, ApiError> {
     check_reader(&app, &mut parts).await?;
     const PAGE: u32 = 1000;
-    let records = app.store.checkpoints(query.after, PAGE).await?;
+    let after = query.after.min(u64::try_from(i64::MAX).unwrap_or(u64::MAX));
+    let records = app.store.checkpoints(after, PAGE).await?;
     let next_after = (records.len() == PAGE as usize)
         .then(|| records.last().map(|c| c.size))
         .flatten();
@@ -136,13 +137,18 @@ pub async fn tile(
     let bytes = match id.level {
         Some(level) => {
             let stored = app.store.tile(level, id.index).await?.ok_or_else(missing)?;
-            let wanted = usize::try_from(id.width * 32).map_err(|_| missing())?;
+            let wanted = id
+                .width
+                .checked_mul(32)
+                .and_then(|it| usize::try_from(it).ok())
+                .ok_or_else(missing)?;
             stored.get(..wanted).ok_or_else(missing)?.to_vec()
         }
         None => {
             let start = id.index.checked_mul(WIDTH).ok_or_else(missing)?;
+            let end = start.checked_add(id.width).ok_or_else(missing)?;
             let head = app.store.tree_head().await?;
-            if start + id.width > head.size {
+            if end > head.size {
                 return Err(missing());
             }
             let entries = app.store.entries(start, start + id.width).await?;
@@ -192,6 +198,7 @@ pub async fn entries(
             "`end` must be from `start` to `start` + {MAX_ENTRIES}"
         )));
     }
+    within_log(&app, "end", query.end).await?;
     let entries = app.store.entries(query.start, query.end).await?;
     let items = entries
         .into_iter()
@@ -224,7 +231,7 @@ pub async fn inclusion(
 ) -> Result<Json<proto::InclusionProof>, ApiError> {
     check_reader(&app, &mut parts).await?;
     let size = match query.size {
-        Some(size) => size,
+        Some(size) => within_log(&app, "size", size).await?,
         None => latest_size(&app).await?,
     };
     if query.index >= size {
@@ -261,7 +268,7 @@ pub async fn consistency(
 ) -> Result<Json<proto::ConsistencyProof>, ApiError> {
     check_reader(&app, &mut parts).await?;
     let to = match query.to {
-        Some(to) => to,
+        Some(to) => within_log(&app, "to", to).await?,
         None => latest_size(&app).await?,
     };
     if query.from == 0 || query.from > to {
@@ -276,6 +283,18 @@ pub async fn consistency(
         to,
         proof: encode(&proof),
     }))
+}
+
+/// 422 for a position or size past the log's end (where nothing can be
+/// read or proven; numbers beyond 64 bits are refused by the query parser).
+async fn within_log(app: &AppState, name: &str, value: u64) -> Result<u64, ApiError> {
+    let size = app.store.tree_head().await?.size;
+    if size < value {
+        return Err(ApiError::invalid(format!(
+            "`{name}` {value} is past the log's end ({size} entries)"
+        )));
+    }
+    Ok(value)
 }
 
 async fn latest_size(app: &AppState) -> Result<u64, ApiError> {

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use axum::Json;
 use axum::extract::{Path, State};
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use loopgate_core::duration::parse_iso8601;
 use loopgate_core::{Role, SystemId, Timestamp, UserId};
@@ -184,9 +184,9 @@ async fn issue(
         name,
         expires_at: expires_at.map(Timestamp::to_rfc3339),
     };
-    Ok(no_store(
-        (StatusCode::CREATED, Json(issued)).into_response(),
-    ))
+    // Not stored by caches: every response is `Cache-Control: no-store`
+    // unless it says otherwise (`http::security_headers`).
+    Ok((StatusCode::CREATED, Json(issued)).into_response())
 }
 
 /// `expires_in` from now: a positive ISO 8601 duration of at most ten years.
@@ -251,12 +251,4 @@ pub(crate) fn credential(record: CredentialRecord) -> proto::Credential {
         expires_at: record.expires_at.map(Timestamp::to_rfc3339),
         revoked_at: record.revoked_at.map(Timestamp::to_rfc3339),
     }
-}
-
-/// Marks a response that carries a secret as not to be stored by caches.
-pub(crate) fn no_store(mut response: Response) -> Response {
-    response
-        .headers_mut()
-        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    response
 }

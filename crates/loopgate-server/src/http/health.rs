@@ -33,7 +33,24 @@ pub async fn readyz(State(app): State<AppState>) -> Result<&'static str, ApiErro
 
 /// Prometheus metrics.
 #[utoipa::path(get, path = "/metrics", tag = "operations", security(), responses((status = 200, description = "Prometheus text format")))]
-pub async fn metrics(State(app): State<AppState>) -> Result<Response, ApiError> {
+pub async fn metrics(
+    State(app): State<AppState>,
+    headers: axum::http::HeaderMap,
+) -> Result<Response, ApiError> {
+    // They name groups and queue depths: with `metrics_token`, only its holder.
+    if let Some(token) = &app.config.metrics_token {
+        let sent = headers
+            .get(header::AUTHORIZATION)
+            .and_then(|it| it.to_str().ok())
+            .and_then(|it| it.strip_prefix("Bearer "))
+            .map(str::trim);
+        if !sent.is_some_and(|it| crate::ui::session::same_secret(it, token)) {
+            return Err(ApiError::new(
+                ErrorCode::Unauthenticated,
+                "/metrics needs `Authorization: Bearer <metrics_token>`",
+            ));
+        }
+    }
     let queue = app.store.queue_depth(app.clock.now()).await?;
     let body = app.metrics.render(&queue, app.waiters.len());
     Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body).into_response())

@@ -159,8 +159,38 @@ pub fn router(app: AppState) -> Router {
         .merge(crate::ui::router(app.clone()))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
+        .layer(axum::middleware::from_fn(security_headers))
         .layer(CatchPanicLayer::custom(panicked))
         .with_state(app)
+}
+
+/// On every response: no MIME sniffing, no framing, no referrer to other
+/// sites, and not stored by caches unless the handler says otherwise
+/// (audit tiles are immutable and say so). Pages add their CSP (`ui/`).
+async fn security_headers(
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    use axum::http::{HeaderValue, header};
+    let mut response = next.run(request).await;
+    let headers = response.headers_mut();
+    for (name, value) in [
+        (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+        (header::X_FRAME_OPTIONS, "DENY"),
+        (header::REFERRER_POLICY, "same-origin"),
+        (header::CACHE_CONTROL, "no-store"),
+    ] {
+        if !headers.contains_key(&name) {
+            headers.insert(name, HeaderValue::from_static(value));
+        }
+    }
+    if !headers.contains_key(header::CONTENT_SECURITY_POLICY) {
+        headers.insert(
+            header::CONTENT_SECURITY_POLICY,
+            HeaderValue::from_static("default-src 'none'; frame-ancestors 'none'"),
+        );
+    }
+    response
 }
 
 async fn not_found(uri: Uri) -> ApiError {

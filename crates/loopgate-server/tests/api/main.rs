@@ -16,6 +16,7 @@ mod errors;
 mod events;
 mod fail_closed;
 mod harness;
+mod limits;
 mod policies;
 mod proposals;
 mod review;

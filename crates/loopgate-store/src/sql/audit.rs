@@ -50,7 +50,8 @@ fn to_u64(value: i64) -> Result<u64, StoreError> {
 }
 
 fn to_i64(value: u64) -> Result<i64, StoreError> {
-    i64::try_from(value).map_err(|_| StoreError::Other(format!("audit index {value} is too large")))
+    i64::try_from(value)
+        .map_err(|_| StoreError::Invalid(format!("audit index {value} is beyond the log's range")))
 }
 
 fn tile(conn: &Connection, level: u32, index: u64) -> Result<Option<Vec<u8>>, StoreError> {
