@@ -78,6 +78,16 @@ pub struct Config {
     /// Networks outbound requests (webhooks) may reach although they are
     /// loopback, link-local, private or otherwise internal.
     pub webhook_allow_private: Vec<ipnet::IpNet>,
+    /// A client must send a request's headers within this long, or its
+    /// connection is closed (slow clients cannot hold connections).
+    pub header_read_timeout: Duration,
+    /// A request not answered within this long gets 503 (longer than
+    /// `max_wait`, so that long-polls end by themselves first).
+    pub request_timeout: Duration,
+    /// Open connections at most; more wait in the kernel's backlog.
+    pub max_connections: usize,
+    /// After SIGTERM, running requests have this long to finish.
+    pub shutdown_grace: Duration,
     /// When set, `/metrics` needs `Authorization: Bearer <metrics_token>`.
     pub metrics_token: Option<String>,
     /// Password hashes computed at once (argon2id, 19 MiB each); more wait
@@ -157,6 +167,10 @@ impl Config {
             trusted_proxy_header: None,
             webhook_allow_private: Vec::new(),
             metrics_token: None,
+            header_read_timeout: Duration::from_secs(10),
+            request_timeout: Duration::from_secs(90),
+            max_connections: 4096,
+            shutdown_grace: Duration::from_secs(30),
             login_table_entries: 50_000,
             password_workers: 2,
         }

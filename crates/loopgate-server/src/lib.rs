@@ -19,6 +19,7 @@ mod metrics;
 pub mod outbound;
 mod reports;
 mod secrets;
+mod serve;
 mod state;
 pub mod timers;
 mod ui;
@@ -35,7 +36,12 @@ use tokio::net::TcpListener;
 
 /// Serves the API on `listener` until `shutdown` completes, then drains:
 /// stops accepting, answers open long-polls with the current state, lets
-/// running handlers finish, and stops the workers.
+/// running requests finish for at most `shutdown_grace`, and stops the
+/// workers. Connections are capped (`max_connections`; more wait in the
+/// kernel's backlog), a client has `header_read_timeout` to send a
+/// request's headers, and a request that takes longer than
+/// `request_timeout` is answered 503. Fails when the database writer
+/// stopped, so that the process exits non-zero and a supervisor restarts it.
 pub async fn serve(
     listener: TcpListener,
     app: AppState,
@@ -47,18 +53,32 @@ pub async fn serve(
     let tail = events::spawn(app.clone());
     let webhooks = webhooks::spawn(app.clone(), app.bus.webhooks.clone());
     let cancel = app.shutdown.clone();
-    let signal = async move {
-        shutdown.await;
-        cancel.cancel();
-    };
-    let service = router.into_make_service_with_connect_info::<std::net::SocketAddr>();
-    let res = axum::serve(listener, service)
-        .with_graceful_shutdown(signal)
-        .await;
-    app.shutdown.cancel();
+    let writer = watch_writer(app.clone());
+    let res = serve::accept(listener, router, &app.config, async move {
+        tokio::select! {
+            () = shutdown => Ok(()),
+            stopped = writer => stopped,
+        }
+    })
+    .await;
+    cancel.cancel();
     let _ = workers.await;
     let _ = sequencer.await;
     let _ = tail.await;
     let _ = webhooks.await;
     res
+}
+
+/// Resolves with an error once the database writer has stopped.
+async fn watch_writer(app: AppState) -> std::io::Result<()> {
+    loop {
+        tokio::select! {
+            () = tokio::time::sleep(std::time::Duration::from_millis(250)) => (),
+            () = app.shutdown.cancelled() => return Ok(()),
+        }
+        if app.store.writer_state() == loopgate_store::WriterState::Stopped {
+            tracing::error!("the database writer stopped: shutting down");
+            return Err(std::io::Error::other("the database writer stopped"));
+        }
+    }
 }

@@ -25,6 +25,19 @@ use loopgate_core::{ProposalId, SystemId, TaskId, Timestamp, UserId};
 pub use error::{EraseError, StoreError, SubmitError, TxError};
 pub use model::*;
 
+/// What the writer can do.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum WriterState {
+    /// Writes are made.
+    Ready,
+    /// The last group could not be committed (e.g. the disk is full); the
+    /// next one may succeed.
+    Failing(String),
+    /// The writer thread ended (it panicked): no write can be made again in
+    /// this process.
+    Stopped,
+}
+
 /// Every durable read and write.
 #[async_trait::async_trait]
 pub trait Store: Send + Sync + 'static {
@@ -339,6 +352,14 @@ pub trait Store: Send + Sync + 'static {
 
     /// Checks that the database answers.
     async fn ping(&self) -> Result<(), StoreError>;
+
+    /// Whether writes can be made: the writer runs and its last commit did
+    /// not fail.
+    fn writer_state(&self) -> WriterState;
+
+    /// Tests only: makes the writer thread panic, as a bug in it would.
+    #[doc(hidden)]
+    async fn crash_writer_for_tests(&self);
 
     /// Calls `callback` whenever another process committed to the same
     /// database (PostgreSQL replicas); never with a database of its own.

@@ -54,6 +54,10 @@ pub(crate) struct FileConfig {
     trusted_proxy_header: Option<String>,
     webhook_allow_private: Option<Vec<String>>,
     metrics_token: Option<String>,
+    header_read_timeout_seconds: Option<u64>,
+    request_timeout_seconds: Option<u64>,
+    max_connections: Option<usize>,
+    shutdown_grace_seconds: Option<u64>,
     login_table_entries: Option<usize>,
     password_workers: Option<usize>,
 }
@@ -161,6 +165,18 @@ impl FileConfig {
         config.webhook_allow_private = loopgate_server::outbound::parse_allowed(&allow)
             .map_err(|e| anyhow::anyhow!("`webhook_allow_private`: {e}"))?;
         config.metrics_token = env("LOOPGATE_METRICS_TOKEN").or_else(|| self.metrics_token.clone());
+        if let Some(seconds) = self.header_read_timeout_seconds {
+            config.header_read_timeout = Duration::from_secs(seconds.max(1));
+        }
+        if let Some(seconds) = self.request_timeout_seconds {
+            config.request_timeout = Duration::from_secs(seconds.max(1));
+        }
+        if let Some(connections) = self.max_connections {
+            config.max_connections = connections.max(1);
+        }
+        if let Some(seconds) = self.shutdown_grace_seconds {
+            config.shutdown_grace = Duration::from_secs(seconds);
+        }
         if let Some(entries) = self.login_table_entries {
             config.login_table_entries = entries.max(1);
         }

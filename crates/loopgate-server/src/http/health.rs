@@ -27,6 +27,21 @@ pub async fn readyz(State(app): State<AppState>) -> Result<&'static str, ApiErro
             "the server is shutting down",
         ));
     }
+    match app.store.writer_state() {
+        loopgate_store::WriterState::Ready => (),
+        loopgate_store::WriterState::Failing(error) => {
+            return Err(ApiError::new(
+                ErrorCode::Unavailable,
+                format!("writes are failing: {error}"),
+            ));
+        }
+        loopgate_store::WriterState::Stopped => {
+            return Err(ApiError::new(
+                ErrorCode::Unavailable,
+                "the database writer stopped; the process is exiting",
+            ));
+        }
+    }
     app.store.ping().await?;
     Ok("ready")
 }

@@ -159,9 +159,44 @@ pub fn router(app: AppState) -> Router {
         .merge(crate::ui::router(app.clone()))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
+        .layer(axum::middleware::from_fn_with_state(app.clone(), deadline))
         .layer(axum::middleware::from_fn(security_headers))
         .layer(CatchPanicLayer::custom(panicked))
         .with_state(app)
+}
+
+/// A request is answered within `request_timeout` (503 after it), and a
+/// request read while the server drains is answered 503 with
+/// `Connection: close` instead of being dropped.
+async fn deadline(
+    axum::extract::State(app): axum::extract::State<AppState>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    use axum::http::{HeaderValue, header};
+    if app.shutdown.is_cancelled() {
+        let mut response = ApiError::busy(
+            "the server is shutting down; send the request again",
+            std::time::Duration::from_secs(1),
+        )
+        .into_response();
+        response
+            .headers_mut()
+            .insert(header::CONNECTION, HeaderValue::from_static("close"));
+        return response;
+    }
+    let timeout = app.config.request_timeout;
+    match tokio::time::timeout(timeout, next.run(request)).await {
+        Ok(response) => response,
+        Err(_) => ApiError::busy(
+            format!(
+                "the request was not answered within {} s",
+                timeout.as_secs()
+            ),
+            std::time::Duration::from_secs(1),
+        )
+        .into_response(),
+    }
 }
 
 /// On every response: no MIME sniffing, no framing, no referrer to other

@@ -108,6 +108,20 @@ impl TestApp {
             .await
     }
 
+    /// Signals shutdown (as SIGTERM does) and waits for `serve` to return.
+    pub(crate) async fn shut_down(self) -> std::io::Result<()> {
+        let _ = self.stop.send(());
+        self.server.await.unwrap()
+    }
+
+    /// Waits for `serve` to return by itself (at most `within`).
+    pub(crate) async fn served(self, within: Duration) -> std::io::Result<()> {
+        tokio::time::timeout(within, self.server)
+            .await
+            .expect("serve returns by itself")
+            .unwrap()
+    }
+
     /// [`TestApp::restart`] with a configuration of its own.
     pub(crate) async fn restart_with(self, configure: impl FnOnce(&mut Config)) -> TestApp {
         let TestApp {

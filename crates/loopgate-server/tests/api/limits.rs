@@ -2,9 +2,12 @@
 //! response carries: out-of-range numbers are 4xx, `/metrics` can require
 //! a token, and the server keeps serving after each.
 
-use reqwest::StatusCode;
+use std::time::{Duration, Instant};
 
-use crate::harness::{ADMIN_TOKEN, spawn_app, spawn_with};
+use reqwest::StatusCode;
+use serde_json::json;
+
+use crate::harness::{ADMIN_TOKEN, TestApp, spawn_app, spawn_with};
 
 #[tokio::test]
 async fn numbers_out_of_range_are_refused_with_a_4xx() {
@@ -103,4 +106,112 @@ async fn metrics_can_require_a_token() {
         .await
         .unwrap();
     assert_eq!(anyone.status(), StatusCode::OK);
+}
+
+/// Opens a connection that sends half a request's headers and stalls.
+async fn stalled(app: &TestApp) -> tokio::net::TcpStream {
+    use tokio::io::AsyncWriteExt as _;
+    let addr = app.base.trim_start_matches("http://");
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    stream
+        .write_all(b"GET /healthz HTTP/1.1\r\nHost: loopgate\r\n")
+        .await
+        .unwrap();
+    stream
+}
+
+/// Whether the server closed the connection (within `wait`).
+async fn closed(stream: &mut tokio::net::TcpStream, wait: Duration) -> bool {
+    use tokio::io::AsyncReadExt as _;
+    let mut buffer = [0_u8; 1024];
+    matches!(
+        tokio::time::timeout(wait, stream.read(&mut buffer)).await,
+        Ok(Ok(0) | Err(_))
+    ) || matches!(
+        tokio::time::timeout(wait, stream.read(&mut buffer)).await,
+        Ok(Ok(0) | Err(_))
+    )
+}
+
+#[tokio::test]
+async fn slow_clients_do_not_stop_the_server_and_are_cut_off() {
+    let app = spawn_with(|config| config.header_read_timeout = Duration::from_secs(1)).await;
+    let mut slow = Vec::new();
+    for _ in 0..200 {
+        slow.push(stalled(&app).await);
+    }
+    let started = Instant::now();
+    assert_eq!(
+        app.get("/healthz", ADMIN_TOKEN).await.status,
+        StatusCode::OK
+    );
+    assert!(started.elapsed() < Duration::from_secs(5), "healthz waited");
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    for stream in &mut slow[..5] {
+        assert!(
+            closed(stream, Duration::from_secs(2)).await,
+            "a stalled client was kept"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_request_over_its_deadline_is_answered_503() {
+    let app = spawn_with(|config| config.request_timeout = Duration::from_millis(300)).await;
+    let (key, _) = app.ops_review().await;
+    let submitted = app.submit(&key, "block", json!({}), json!({})).await;
+    let id = submitted.body["id"].as_str().unwrap();
+    let waited = app.get(&format!("/v1/proposals/{id}?wait=5s"), &key).await;
+    assert_eq!(
+        waited.status,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "{}",
+        waited.body
+    );
+    assert_eq!(waited.body["code"], "unavailable");
+}
+
+#[tokio::test]
+async fn a_client_stalled_mid_headers_does_not_hold_up_shutdown() {
+    let app = spawn_with(|config| {
+        config.header_read_timeout = Duration::from_secs(60);
+        config.shutdown_grace = Duration::from_millis(500);
+    })
+    .await;
+    let _stalled = stalled(&app).await;
+    let started = Instant::now();
+    app.shut_down().await.unwrap();
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "shutdown took {:?}",
+        started.elapsed()
+    );
+}
+
+#[tokio::test]
+async fn a_crashed_writer_fails_readyz_and_ends_serve_with_an_error() {
+    let app = spawn_app().await;
+    assert_eq!(app.get("/readyz", ADMIN_TOKEN).await.status, StatusCode::OK);
+    app.app.store.crash_writer_for_tests().await;
+    let ready = app.get("/readyz", ADMIN_TOKEN).await;
+    assert_eq!(
+        ready.status,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "{}",
+        ready.body
+    );
+    let write = app
+        .post(
+            "/v1/users",
+            ADMIN_TOKEN,
+            json!({"username": "x", "roles": []}),
+        )
+        .await;
+    assert_eq!(
+        write.status,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "{}",
+        write.body
+    );
+    assert!(app.served(Duration::from_secs(10)).await.is_err());
 }

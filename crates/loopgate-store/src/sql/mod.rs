@@ -86,7 +86,9 @@ pub struct SqlStore {
 }
 
 struct Inner {
-    writer: Mutex<mpsc::Sender<Job>>,
+    writer: Mutex<mpsc::SyncSender<Job>>,
+    /// Whether the writer thread runs, and whether its last commit failed.
+    health: Arc<WriterHealth>,
     readers: Mutex<Vec<Connection>>,
     read_permits: Semaphore,
     /// The audit sequencer's tile state; `None` until loaded or after a
@@ -167,13 +169,26 @@ impl SqlStore {
     fn start(writer: Connection, readers: Vec<Connection>) -> Result<SqlStore, StoreError> {
         let dialect = writer.dialect();
         let n_readers = readers.len();
-        let (sender, receiver) = mpsc::channel::<Job>();
+        let (sender, receiver) = mpsc::sync_channel::<Job>(MAX_QUEUE);
+        let health = Arc::new(WriterHealth::default());
+        let watched = Arc::clone(&health);
         std::thread::Builder::new()
             .name("loopgate-db-writer".to_owned())
-            .spawn(move || write_loop(writer, receiver))
+            .spawn(move || {
+                // A panic ends the writer; the server sees it stopped and
+                // exits so that a supervisor restarts it.
+                let ended = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    write_loop(writer, receiver, &watched)
+                }));
+                if ended.is_err() {
+                    tracing::error!("the database writer panicked; no write can be made");
+                }
+                watched.stopped.store(true, Ordering::SeqCst);
+            })
             .map_err(|e| StoreError::Other(format!("cannot start the writer thread: {e}")))?;
         let inner = Inner {
             writer: Mutex::new(sender),
+            health,
             readers: Mutex::new(readers),
             read_permits: Semaphore::new(n_readers),
             sequencer: tokio::sync::Mutex::new(None),
@@ -190,6 +205,11 @@ impl SqlStore {
     /// Calls `callback` whenever another replica committed.
     pub(crate) fn watch_commits(&self, callback: Box<dyn Fn() + Send + Sync>) {
         self.inner.wake.add(callback);
+    }
+
+    /// Whether the writer runs, and whether its last commit failed.
+    pub(crate) fn writer_state(&self) -> crate::WriterState {
+        self.inner.health.state()
     }
 
     /// Whether this process leads (runs the sequencer, timers and webhooks).
@@ -222,14 +242,26 @@ impl SqlStore {
             });
             (ok, finish)
         });
-        let sent = match self.inner.writer.lock() {
-            Ok(sender) => sender.send(boxed).is_ok(),
-            Err(_) => false,
+        let full = match self.inner.writer.lock() {
+            Ok(sender) => match sender.try_send(boxed) {
+                Ok(()) => None,
+                Err(mpsc::TrySendError::Full(_)) => Some(true),
+                Err(mpsc::TrySendError::Disconnected(_)) => Some(false),
+            },
+            Err(_) => Some(false),
         };
-        if !sent {
-            return Err(TxError::Store(StoreError::Unavailable(
-                "the writer has stopped".to_owned(),
-            )));
+        match full {
+            None => (),
+            Some(true) => {
+                return Err(TxError::Store(StoreError::Unavailable(format!(
+                    "the writer has {MAX_QUEUE} writes waiting"
+                ))));
+            }
+            Some(false) => {
+                return Err(TxError::Store(StoreError::Unavailable(
+                    "the writer has stopped".to_owned(),
+                )));
+            }
         }
         match answered.await {
             Ok(res) => res,
@@ -326,7 +358,38 @@ fn migrate(conn: &Connection) -> Result<(), StoreError> {
     Ok(())
 }
 
-fn write_loop(conn: Connection, receiver: mpsc::Receiver<Job>) {
+/// Writes waiting for the writer at most; more are refused at once (503)
+/// instead of queueing without bound.
+const MAX_QUEUE: usize = 16 * MAX_BATCH;
+
+/// What `/readyz` reads of the writer.
+#[derive(Default)]
+pub(crate) struct WriterHealth {
+    stopped: AtomicBool,
+    /// The last group's failure to begin or commit (a full disk), until a
+    /// group commits again.
+    failing: Mutex<Option<String>>,
+}
+
+impl WriterHealth {
+    fn record(&self, result: Result<(), &StoreError>) {
+        if let Ok(mut failing) = self.failing.lock() {
+            *failing = result.err().map(ToString::to_string);
+        }
+    }
+
+    pub(crate) fn state(&self) -> crate::WriterState {
+        if self.stopped.load(Ordering::SeqCst) {
+            return crate::WriterState::Stopped;
+        }
+        match self.failing.lock().ok().and_then(|it| it.clone()) {
+            Some(error) => crate::WriterState::Failing(error),
+            None => crate::WriterState::Ready,
+        }
+    }
+}
+
+fn write_loop(conn: Connection, receiver: mpsc::Receiver<Job>, health: &WriterHealth) {
     // PostgreSQL: the notification and the commit in one round trip.
     let commit = match conn.dialect() {
         Dialect::Sqlite => "COMMIT".to_owned(),
@@ -341,6 +404,7 @@ fn write_loop(conn: Connection, receiver: mpsc::Receiver<Job>) {
             }
         }
         if let Err(error) = conn.begin_write() {
+            health.record(Err(&error));
             // Nothing runs outside a transaction: every job is told why.
             let _ = conn.execute_batch("ROLLBACK");
             for job in batch {
@@ -393,6 +457,7 @@ fn write_loop(conn: Connection, receiver: mpsc::Receiver<Job>) {
             finishes.push((finish, released.err()));
         }
         let committed = aggregates::flush(&conn).and_then(|()| conn.execute_batch(&commit));
+        health.record(committed.as_ref().map(|_| ()));
         if committed.is_err() {
             let _ = conn.execute_batch("ROLLBACK");
         }

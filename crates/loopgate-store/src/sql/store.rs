@@ -1151,6 +1151,17 @@ impl Store for SqlStore {
         SqlStore::leads(self)
     }
 
+    fn writer_state(&self) -> crate::WriterState {
+        SqlStore::writer_state(self)
+    }
+
+    #[expect(clippy::panic, reason = "what the test simulates")]
+    async fn crash_writer_for_tests(&self) {
+        let _: Result<(), StoreError> = self
+            .write_plain(|_| panic!("the writer crashes, as a test asked"))
+            .await;
+    }
+
     async fn ping(&self) -> Result<(), StoreError> {
         self.read(|conn| {
             conn.query_row("SELECT 1", params![], |row| row.get::<_, i64>(0))
