@@ -77,15 +77,25 @@ fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
 /// Starts the sequencer; it stops at shutdown after a last step.
 pub(crate) fn spawn(app: AppState) -> JoinHandle<()> {
     tokio::spawn(async move {
+        let mut backoff = crate::limits::Backoff::new(POLL, Duration::from_secs(5));
         loop {
             // Only the leader sequences and signs (replicas share the log).
-            if app.store.leads()
-                && let Err(error) = sequence_and_sign(&app, false).await
-            {
-                tracing::warn!(%error, "audit sequencing failed; retrying");
-            }
+            let pause = match app.store.leads() {
+                true => match sequence_and_sign(&app, false).await {
+                    Ok(_) => {
+                        backoff.succeeded();
+                        POLL
+                    }
+                    Err(error) => {
+                        let wait = backoff.failed();
+                        tracing::warn!(%error, retry_in = ?wait, "audit sequencing failed");
+                        wait
+                    }
+                },
+                false => POLL,
+            };
             tokio::select! {
-                () = tokio::time::sleep(POLL) => {}
+                () = tokio::time::sleep(pause) => {}
                 () = app.shutdown.cancelled() => {
                     if !app.store.leads() {
                         return;

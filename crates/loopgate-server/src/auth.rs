@@ -136,6 +136,14 @@ async fn from_session(parts: &Parts, app: &AppState) -> Result<Option<Caller>, A
 }
 
 impl Caller {
+    /// What limits count per credential: the hash of the key, token or
+    /// session cookie.
+    pub(crate) fn credential_key(&self) -> &str {
+        match &self.1 {
+            Via::Bearer(hash) | Via::Session(hash) => hash,
+        }
+    }
+
     /// `user:<name>` or `system:<id>`, as events and proposals record it.
     pub fn actor(&self) -> String {
         match &self.0 {

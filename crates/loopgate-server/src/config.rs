@@ -88,6 +88,12 @@ pub struct Config {
     pub max_connections: usize,
     /// After SIGTERM, running requests have this long to finish.
     pub shutdown_grace: Duration,
+    /// Event streams open at once per credential.
+    pub max_streams_per_credential: usize,
+    /// Long-polls waiting at once per credential.
+    pub max_waits_per_credential: usize,
+    /// Proposals a second each system may submit (per replica); none: no limit.
+    pub submit_rate: Option<u32>,
     /// When set, `/metrics` needs `Authorization: Bearer <metrics_token>`.
     pub metrics_token: Option<String>,
     /// Password hashes computed at once (argon2id, 19 MiB each); more wait
@@ -167,6 +173,9 @@ impl Config {
             trusted_proxy_header: None,
             webhook_allow_private: Vec::new(),
             metrics_token: None,
+            max_streams_per_credential: 16,
+            max_waits_per_credential: 256,
+            submit_rate: None,
             header_read_timeout: Duration::from_secs(10),
             request_timeout: Duration::from_secs(90),
             max_connections: 4096,

@@ -287,8 +287,10 @@ pub(crate) fn spawn(app: AppState) -> JoinHandle<()> {
         };
         let mut held: Vec<Arc<Published>> = Vec::new();
         let mut flushed: Option<Instant> = None;
+        let mut backoff = crate::limits::Backoff::new(FLUSH, Duration::from_secs(5));
         loop {
             let read_at = Instant::now();
+            let mut failed = false;
             loop {
                 match bus.skip(&app).await {
                     Some(Ok(newest)) => {
@@ -298,6 +300,7 @@ pub(crate) fn spawn(app: AppState) -> JoinHandle<()> {
                     }
                     Some(Err(error)) => {
                         tracing::warn!(%error, "event stream read failed; retrying");
+                        failed = true;
                         break;
                     }
                     None => (),
@@ -322,9 +325,18 @@ pub(crate) fn spawn(app: AppState) -> JoinHandle<()> {
                     }
                     Err(error) => {
                         tracing::warn!(%error, "event stream read failed; retrying");
+                        failed = true;
                         break;
                     }
                 }
+            }
+            if failed {
+                tokio::select! {
+                    () = tokio::time::sleep(backoff.failed()) => (),
+                    () = app.shutdown.cancelled() => return,
+                }
+            } else {
+                backoff.succeeded();
             }
             let due = flushed.map_or(Duration::ZERO, |at| FLUSH.saturating_sub(at.elapsed()));
             if !held.is_empty() && due.is_zero() {

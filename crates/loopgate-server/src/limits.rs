@@ -256,6 +256,149 @@ impl Passwords {
     }
 }
 
+/// Concurrent long-running requests (event streams, long-polls) per
+/// credential, at most `max` each.
+pub(crate) struct PerCredential {
+    what: &'static str,
+    max: usize,
+    open: Mutex<HashMap<String, usize>>,
+}
+
+/// One held place; given back when dropped.
+pub(crate) struct Held {
+    owner: std::sync::Arc<PerCredential>,
+    key: String,
+}
+
+impl PerCredential {
+    pub(crate) fn new(what: &'static str, max: usize) -> PerCredential {
+        PerCredential {
+            what,
+            max: max.max(1),
+            open: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// A place for `key`'s next request, or 429 when it holds `max`.
+    pub(crate) fn acquire(self: &std::sync::Arc<Self>, key: &str) -> Result<Held, ApiError> {
+        let limited = || {
+            ApiError::rate_limited(
+                format!(
+                    "this credential has {} {} open, the most allowed",
+                    self.max, self.what
+                ),
+                Duration::from_secs(1),
+            )
+            .help("close one first, or use another credential for another client")
+        };
+        let mut open = self.open.lock().map_err(|_| limited())?;
+        let count = open.entry(key.to_owned()).or_insert(0);
+        if self.max <= *count {
+            return Err(limited());
+        }
+        *count += 1;
+        Ok(Held {
+            owner: std::sync::Arc::clone(self),
+            key: key.to_owned(),
+        })
+    }
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        if let Ok(mut open) = self.owner.open.lock()
+            && let Some(count) = open.get_mut(&self.key)
+        {
+            *count = count.saturating_sub(1);
+            if *count == 0 {
+                open.remove(&self.key);
+            }
+        }
+    }
+}
+
+/// Proposals per second a system may submit (a token bucket per system,
+/// per replica): `rate` a second, in bursts of up to `rate`.
+pub(crate) struct SubmitRate {
+    rate: f64,
+    buckets: Mutex<HashMap<String, (f64, std::time::Instant)>>,
+}
+
+impl SubmitRate {
+    pub(crate) fn new(rate: u32) -> SubmitRate {
+        SubmitRate {
+            rate: f64::from(rate.max(1)),
+            buckets: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Takes a token for `system`, or 429 with how long until the next.
+    pub(crate) fn take(&self, system: &str) -> Result<(), ApiError> {
+        self.take_at(system, std::time::Instant::now())
+    }
+
+    fn take_at(&self, system: &str, now: std::time::Instant) -> Result<(), ApiError> {
+        let limited = |wait: Duration| {
+            ApiError::rate_limited(
+                format!(
+                    "system `{system}` submits more than {} proposals a second",
+                    self.rate
+                ),
+                wait,
+            )
+        };
+        let mut buckets = self
+            .buckets
+            .lock()
+            .map_err(|_| limited(Duration::from_secs(1)))?;
+        if 100_000 <= buckets.len() {
+            buckets.retain(|_, (_, at)| now.duration_since(*at) < Duration::from_secs(60));
+        }
+        let (tokens, at) = buckets.entry(system.to_owned()).or_insert((self.rate, now));
+        let refilled = (*tokens + now.duration_since(*at).as_secs_f64() * self.rate).min(self.rate);
+        *at = now;
+        if refilled < 1.0 {
+            *tokens = refilled;
+            return Err(limited(Duration::from_secs_f64(
+                (1.0 - refilled) / self.rate,
+            )));
+        }
+        *tokens = refilled - 1.0;
+        Ok(())
+    }
+}
+
+/// How long a background worker waits after failures in a row: doubling
+/// from `base` to `max`, and back to `base` after a success (a database
+/// that is down is not hammered, and the log is not flooded).
+pub(crate) struct Backoff {
+    base: Duration,
+    max: Duration,
+    next: Duration,
+}
+
+impl Backoff {
+    pub(crate) fn new(base: Duration, max: Duration) -> Backoff {
+        Backoff {
+            base,
+            max,
+            next: base,
+        }
+    }
+
+    /// The wait after another failure.
+    pub(crate) fn failed(&mut self) -> Duration {
+        let wait = self.next;
+        self.next = self.next.saturating_mul(2).min(self.max);
+        wait
+    }
+
+    /// A success: the next failure waits `base` again.
+    pub(crate) fn succeeded(&mut self) {
+        self.next = self.base;
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -314,6 +457,39 @@ mod tests {
         // Expired entries make room.
         assert_eq!(throttle.failed("w", B, t0.plus(WINDOW)), Ok(()));
         assert_eq!(throttle.len(), 2);
+    }
+
+    #[test]
+    fn backoff_doubles_to_its_ceiling_and_resets() {
+        let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_millis(350));
+        let waits: Vec<u128> = (0..4).map(|_| backoff.failed().as_millis()).collect();
+        assert_eq!(waits, [100, 200, 350, 350]);
+        backoff.succeeded();
+        assert_eq!(backoff.failed(), Duration::from_millis(100));
+    }
+
+    #[test]
+    fn places_per_credential_are_given_back() {
+        let streams = std::sync::Arc::new(PerCredential::new("event streams", 2));
+        let a = streams.acquire("k").unwrap();
+        let _b = streams.acquire("k").unwrap();
+        assert!(streams.acquire("k").is_err());
+        assert!(streams.acquire("other").is_ok());
+        drop(a);
+        assert!(streams.acquire("k").is_ok());
+    }
+
+    #[test]
+    fn a_system_submits_at_its_rate_in_bursts() {
+        let rate = SubmitRate::new(2);
+        let t0 = std::time::Instant::now();
+        assert!(rate.take_at("s", t0).is_ok());
+        assert!(rate.take_at("s", t0).is_ok());
+        assert!(rate.take_at("s", t0).is_err());
+        assert!(rate.take_at("t", t0).is_ok());
+        let later = t0 + Duration::from_millis(500);
+        assert!(rate.take_at("s", later).is_ok());
+        assert!(rate.take_at("s", later).is_err());
     }
 
     #[test]

@@ -64,6 +64,12 @@ pub struct Shared {
     pub(crate) logins: Arc<crate::limits::LoginThrottle>,
     /// Password hashing and checks, bounded.
     pub(crate) passwords: Arc<crate::limits::Passwords>,
+    /// Open event streams per credential.
+    pub(crate) streams: Arc<crate::limits::PerCredential>,
+    /// Waiting long-polls per credential.
+    pub(crate) waits: Arc<crate::limits::PerCredential>,
+    /// Submissions a second per system, when limited.
+    pub(crate) submit_rate: Option<crate::limits::SubmitRate>,
     /// Cancelled when the server shuts down.
     pub shutdown: CancellationToken,
 }
@@ -144,6 +150,15 @@ pub async fn start(config: Config, clock: Arc<dyn Clock>) -> Result<Started, Sta
         config.password_workers,
         Duration::from_secs(2),
     ));
+    let streams = Arc::new(crate::limits::PerCredential::new(
+        "event streams",
+        config.max_streams_per_credential,
+    ));
+    let waits = Arc::new(crate::limits::PerCredential::new(
+        "long-polls",
+        config.max_waits_per_credential,
+    ));
+    let submit_rate = config.submit_rate.map(crate::limits::SubmitRate::new);
     let app = AppState(Arc::new(Shared {
         store,
         clock,
@@ -160,6 +175,9 @@ pub async fn start(config: Config, clock: Arc<dyn Clock>) -> Result<Started, Sta
         bus: crate::events::Bus::default(),
         logins,
         passwords,
+        streams,
+        waits,
+        submit_rate,
         shutdown: CancellationToken::new(),
     }));
     // Other replicas' commits (PostgreSQL): the tail reads them at once.

@@ -21,6 +21,8 @@ pub(crate) fn spawn(app: AppState) -> JoinHandle<()> {
     tokio::spawn(async move {
         let mut interval = tokio::time::interval(app.config.timer_interval);
         interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut backoff =
+            crate::limits::Backoff::new(Duration::from_millis(100), Duration::from_secs(30));
         loop {
             let wake = tokio::select! {
                 _ = interval.tick() => Wake::Tick,
@@ -30,12 +32,17 @@ pub(crate) fn spawn(app: AppState) -> JoinHandle<()> {
                 Wake::Shutdown => return,
                 // Only the leader runs deadlines and retention.
                 Wake::Tick if !app.store.leads() => (),
-                Wake::Tick => {
-                    if let Err(error) = run_due(&app).await {
-                        tracing::warn!(%error, "deadline run failed; retrying on the next tick");
-                        tokio::time::sleep(Duration::from_millis(100)).await;
+                Wake::Tick => match run_due(&app).await {
+                    Ok(_) => backoff.succeeded(),
+                    Err(error) => {
+                        let wait = backoff.failed();
+                        tracing::warn!(%error, retry_in = ?wait, "deadline run failed");
+                        tokio::select! {
+                            () = tokio::time::sleep(wait) => (),
+                            () = app.shutdown.cancelled() => return,
+                        }
                     }
-                }
+                },
             }
         }
     })

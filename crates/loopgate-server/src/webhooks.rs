@@ -166,6 +166,8 @@ impl Dispatcher {
     async fn run(&mut self, wake: &Notify) {
         let mut pruned = Instant::now();
         let mut stepped: Option<Instant> = None;
+        let mut failures =
+            crate::limits::Backoff::new(Duration::from_millis(200), Duration::from_secs(30));
         loop {
             // Only the leader queues and sends (deliveries in flight when
             // leadership moves finish and are recorded).
@@ -195,11 +197,15 @@ impl Dispatcher {
                 self.finish_ready();
             }
             stepped = Some(Instant::now());
-            if let Err(error) = self.step().await {
-                tracing::warn!(%error, "webhook delivery: store call failed; retrying");
-                tokio::select! {
-                    () = tokio::time::sleep(Duration::from_millis(200)) => (),
-                    () = self.app.shutdown.cancelled() => return,
+            match self.step().await {
+                Ok(()) => failures.succeeded(),
+                Err(error) => {
+                    let wait = failures.failed();
+                    tracing::warn!(%error, retry_in = ?wait, "webhook delivery: store call failed");
+                    tokio::select! {
+                        () = tokio::time::sleep(wait) => (),
+                        () = self.app.shutdown.cancelled() => return,
+                    }
                 }
             }
             tokio::select! {

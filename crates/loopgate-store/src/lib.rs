@@ -190,6 +190,13 @@ pub trait Store: Send + Sync + 'static {
         new: NewProposal,
         now: Timestamp,
     ) -> Result<Submitted, TxError<SubmitError>>;
+    /// The proposal a system stored under an idempotency key, with its
+    /// fingerprint (a read: replays are answered without the writer).
+    async fn idempotent(
+        &self,
+        system: &SystemId,
+        key: &str,
+    ) -> Result<Option<(ProposalRecord, String)>, StoreError>;
     /// One proposal with its decisions.
     async fn proposal(&self, id: &ProposalId) -> Result<Option<ProposalRecord>, StoreError>;
     /// The groups whose tasks are or were on a proposal (each task's first

@@ -55,6 +55,9 @@ pub(crate) struct FileConfig {
     webhook_allow_private: Option<Vec<String>>,
     metrics_token: Option<String>,
     header_read_timeout_seconds: Option<u64>,
+    max_streams_per_credential: Option<usize>,
+    max_waits_per_credential: Option<usize>,
+    submit_rate: Option<u32>,
     request_timeout_seconds: Option<u64>,
     max_connections: Option<usize>,
     shutdown_grace_seconds: Option<u64>,
@@ -165,6 +168,13 @@ impl FileConfig {
         config.webhook_allow_private = loopgate_server::outbound::parse_allowed(&allow)
             .map_err(|e| anyhow::anyhow!("`webhook_allow_private`: {e}"))?;
         config.metrics_token = env("LOOPGATE_METRICS_TOKEN").or_else(|| self.metrics_token.clone());
+        if let Some(streams) = self.max_streams_per_credential {
+            config.max_streams_per_credential = streams.max(1);
+        }
+        if let Some(waits) = self.max_waits_per_credential {
+            config.max_waits_per_credential = waits.max(1);
+        }
+        config.submit_rate = self.submit_rate.filter(|rate| 0 < *rate);
         if let Some(seconds) = self.header_read_timeout_seconds {
             config.header_read_timeout = Duration::from_secs(seconds.max(1));
         }

@@ -69,6 +69,8 @@ impl Filter {
 /// Where a subscription is.
 struct Cursor {
     app: AppState,
+    /// The stream's place among its credential's (given back when it ends).
+    _held: crate::limits::Held,
     /// Checked again whenever credentials change: the stream ends when the
     /// caller's credential is revoked, their user disabled or their roles
     /// or groups changed (the client reconnects with what it holds now).
@@ -234,6 +236,7 @@ pub async fn stream(
     {
         return Err(ApiError::forbidden("a user without a role sees no events"));
     }
+    let held = app.streams.acquire(caller.credential_key())?;
     let resume = match headers.get("last-event-id") {
         Some(value) => Some(last_event_id(value.as_bytes()).ok_or_else(|| {
             ApiError::invalid("`Last-Event-ID` must be an event id from this stream")
@@ -266,6 +269,7 @@ pub async fn stream(
         kinds,
     };
     let cursor = Cursor {
+        _held: held,
         credentials: app.credentials.subscribe(),
         caller,
         takes_all: filter.takes_all(channel.as_deref()),

@@ -16,7 +16,8 @@ use loopgate_core::routing::{
 use loopgate_core::{Digest, ProposalId, Role, Route, SystemId, TaskId};
 use loopgate_proto as proto;
 use loopgate_store::{
-    AutoLimits, NewProposal, ProposalFilter, ProposalRecord, ShadowOutcome, Submitted, SystemRecord,
+    AutoLimits, NewProposal, ProposalFilter, ProposalRecord, ShadowOutcome, SubmitError, Submitted,
+    SystemRecord, TxError,
 };
 use serde::Deserialize;
 use serde_json::json;
@@ -27,6 +28,7 @@ use crate::convert;
 use crate::http::error::ApiError;
 use crate::http::extract::{JsonBody, JsonBodyText, Params};
 use crate::http::{cursor, page_limit, parse_id};
+use crate::limits::Held;
 use crate::waiters::Subscription;
 
 /// `?wait=30s`.
@@ -70,6 +72,9 @@ pub async fn submit(
             ));
         }
     };
+    if let Some(rate) = &app.submit_rate {
+        rate.take(system_id.as_str())?;
+    }
     let idempotency_key = idempotency_key(&headers, body.idempotency_key.as_deref())?;
     check_text("action", &body.action, 128)?;
     check_text("subject.type", &body.subject.type_, 128)?;
@@ -102,6 +107,26 @@ pub async fn submit(
     };
     let digest = Digest::of(parts);
     let fingerprint = Digest::of(DigestParts { salt: &[], ..parts });
+    // A replay is answered from a read, without the writer: it works while
+    // writes fail (a full disk). The write below checks again for races.
+    if let Some(key) = &idempotency_key
+        && let Some((record, stored)) = app.store.idempotent(&system_id, key).await?
+    {
+        if stored != fingerprint.as_str() {
+            return Err(TxError::Refused(SubmitError::IdempotencyConflict {
+                key: key.clone(),
+                existing: record.id,
+            })
+            .into());
+        }
+        let record = match wait {
+            Some(wait) if !record.status.is_terminal() => {
+                wait_for(&app, &caller, &record.id, wait).await?
+            }
+            _ => record,
+        };
+        return Ok((StatusCode::OK, Json(convert::proposal(record))));
+    }
     let active = app.active_policies();
     let model_version = body.model.as_ref().and_then(|m| m.version.as_deref());
     let request = RoutingRequest {
@@ -172,8 +197,17 @@ pub async fn submit(
         limits,
         shadow,
     };
-    // A new proposal cannot be resolved before it exists: subscribing now means no read after the insert.
-    let waiting = wait.map(|wait| (wait, app.waiters.subscribe(&new.id)));
+    // A new proposal cannot be resolved before it exists: subscribing now
+    // means no read after the insert. The long-poll's place is taken before
+    // anything is stored, so that a 429 stores nothing.
+    let waiting = match wait {
+        Some(wait) => Some((
+            wait,
+            app.waits.acquire(caller.credential_key())?,
+            app.waiters.subscribe(&new.id),
+        )),
+        None => None,
+    };
     let (status, record) = match app.store.submit(new, now).await? {
         Submitted::Created(record) => {
             app.metrics.proposal(record.route, record.status);
@@ -186,10 +220,15 @@ pub async fn submit(
         Submitted::Existing(record) => (StatusCode::OK, record),
     };
     let record = match waiting {
-        Some((wait, subscription)) if !record.status.is_terminal() => match status {
-            StatusCode::CREATED => wait_on(&app, &caller, subscription, &record.id, wait).await?,
+        Some((wait, held, subscription)) if !record.status.is_terminal() => match status {
+            StatusCode::CREATED => {
+                wait_on(&app, &caller, held, subscription, &record.id, wait).await?
+            }
             // An idempotent replay has another id than the one subscribed to.
-            _ => wait_for(&app, &caller, &record.id, wait).await?,
+            _ => {
+                drop(held);
+                wait_for(&app, &caller, &record.id, wait).await?
+            }
         },
         _ => record,
     };
@@ -409,6 +448,7 @@ pub(crate) async fn wait_for(
     id: &ProposalId,
     wait: Duration,
 ) -> Result<ProposalRecord, ApiError> {
+    let held = app.waits.acquire(caller.credential_key())?;
     // INVARIANT: subscribe before reading, so a resolution committed in between still wakes us.
     let subscription = app.waiters.subscribe(id);
     let record = app
@@ -419,13 +459,14 @@ pub(crate) async fn wait_for(
     if record.status.is_terminal() {
         return Ok(record);
     }
-    wait_on(app, caller, subscription, id, wait).await
+    wait_on(app, caller, held, subscription, id, wait).await
 }
 
 /// Waits on a subscription taken before the proposal could have been resolved.
 async fn wait_on(
     app: &AppState,
     caller: &Caller,
+    _held: Held,
     mut subscription: Subscription,
     id: &ProposalId,
     wait: Duration,

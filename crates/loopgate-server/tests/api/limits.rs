@@ -215,3 +215,131 @@ async fn a_crashed_writer_fails_readyz_and_ends_serve_with_an_error() {
     );
     assert!(app.served(Duration::from_secs(10)).await.is_err());
 }
+
+#[tokio::test]
+async fn streams_long_polls_and_submissions_are_capped_per_credential_and_system() {
+    let app = spawn_with(|config| {
+        config.max_streams_per_credential = 2;
+        config.max_waits_per_credential = 1;
+        config.submit_rate = Some(3);
+    })
+    .await;
+    let (key, ann) = app.ops_review().await;
+    let stream = |token: &str| {
+        app.http
+            .get(format!("{}/v1/events", app.base))
+            .bearer_auth(token.to_owned())
+            .send()
+    };
+    let first = stream(&ann).await.unwrap();
+    let second = stream(&ann).await.unwrap();
+    assert_eq!(second.status(), StatusCode::OK);
+    let third = stream(&ann).await.unwrap();
+    assert_eq!(third.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert!(third.headers().contains_key("retry-after"));
+    assert_eq!(
+        stream(ADMIN_TOKEN).await.unwrap().status(),
+        StatusCode::OK,
+        "per credential"
+    );
+    drop(first);
+    let mut again = StatusCode::TOO_MANY_REQUESTS;
+    for _ in 0..50 {
+        again = stream(&ann).await.unwrap().status();
+        if again == StatusCode::OK {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(
+        again,
+        StatusCode::OK,
+        "a closed stream gives its place back"
+    );
+
+    let submitted = app.submit(&key, "block", json!({}), json!({})).await;
+    let id = submitted.body["id"].as_str().unwrap().to_owned();
+    let waiting = {
+        let (http, url, key) = (
+            app.http.clone(),
+            format!("{}/v1/proposals/{id}?wait=2s", app.base),
+            key.clone(),
+        );
+        tokio::spawn(async move {
+            http.get(url)
+                .bearer_auth(key)
+                .send()
+                .await
+                .unwrap()
+                .status()
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let second_wait = app.get(&format!("/v1/proposals/{id}?wait=2s"), &key).await;
+    assert_eq!(
+        second_wait.status,
+        StatusCode::TOO_MANY_REQUESTS,
+        "{}",
+        second_wait.body
+    );
+    assert_eq!(waiting.await.unwrap(), StatusCode::OK);
+
+    // Three a second per system (one was used above).
+    let mut statuses = Vec::new();
+    for _ in 0..4 {
+        statuses.push(app.submit(&key, "block", json!({}), json!({})).await.status);
+    }
+    assert!(
+        statuses.contains(&StatusCode::TOO_MANY_REQUESTS),
+        "{statuses:?}"
+    );
+    assert_eq!(
+        app.get("/healthz", ADMIN_TOKEN).await.status,
+        StatusCode::OK
+    );
+}
+
+#[tokio::test]
+async fn the_kill_switch_is_read_inside_the_write_transaction() {
+    let app = spawn_app().await;
+    let key = app.system("shop", "in_the_loop").await;
+    // The server's cache knows the system as active.
+    assert_eq!(
+        app.submit(&key, "a", json!({}), json!({})).await.status,
+        StatusCode::CREATED
+    );
+    let patch = loopgate_store::SystemPatch {
+        status: Some(loopgate_core::SystemStatus::Paused),
+        ..Default::default()
+    };
+    let id = loopgate_core::SystemId::parse("shop").unwrap();
+    app.app
+        .store
+        .update_system(&id, patch, "test", app.app.clock.now())
+        .await
+        .unwrap();
+    let after = app.submit(&key, "a", json!({}), json!({})).await;
+    assert_eq!(after.body["status"], "rejected", "{}", after.body);
+    assert_eq!(
+        after.body["resolution"]["decided_by"], "kill_switch",
+        "{}",
+        after.body
+    );
+}
+
+#[tokio::test]
+async fn a_replay_is_answered_while_nothing_can_be_written() {
+    let app = spawn_app().await;
+    let key = app.system("shop", "in_the_loop").await;
+    let mut body = crate::harness::proposal("a", json!({"x": 1}), json!({}));
+    body["idempotency_key"] = json!("order-1");
+    let first = app.post("/v1/proposals", &key, body.clone()).await;
+    assert_eq!(first.status, StatusCode::CREATED);
+    app.app.store.crash_writer_for_tests().await;
+    let replay = app.post("/v1/proposals", &key, body.clone()).await;
+    assert_eq!(replay.status, StatusCode::OK, "{}", replay.body);
+    assert_eq!(replay.body["id"], first.body["id"]);
+    body["output"] = json!({"x": 2});
+    let conflict = app.post("/v1/proposals", &key, body).await;
+    assert_eq!(conflict.status, StatusCode::CONFLICT);
+}

@@ -4,8 +4,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::db::{Arg, Connection, Dialect, ToArg, params};
+use loopgate_core::proposal::plan as proposal_plan;
 use loopgate_core::review::{self, DecisionInput, Effect, ReviewError, Reviewer, Task};
-use loopgate_core::{ProposalId, ProposalStatus, SystemId, TaskId, TaskState, Timestamp, UserId};
+use loopgate_core::{
+    DecidedBy, ProposalId, ProposalStatus, SystemId, SystemStatus, TaskId, TaskState, Timestamp,
+    UserId,
+};
 use serde_json::{Value, json};
 
 use loopgate_core::audit::entry::salted_hash;
@@ -638,6 +642,22 @@ impl Store for SqlStore {
         self.read(move |conn| q::proposal(conn, id.as_str())).await
     }
 
+    async fn idempotent(
+        &self,
+        system: &SystemId,
+        key: &str,
+    ) -> Result<Option<(ProposalRecord, String)>, StoreError> {
+        let (system, key) = (system.clone(), key.to_owned());
+        self.read(move |conn| {
+            let Some((id, fingerprint)) = idempotent(conn, system.as_str(), &key)? else {
+                return Ok(None);
+            };
+            let record = q::proposal(conn, &id)?.ok_or(StoreError::NotFound)?;
+            Ok(Some((record, fingerprint)))
+        })
+        .await
+    }
+
     async fn proposal_groups(&self, id: &ProposalId) -> Result<Vec<String>, StoreError> {
         let id = id.clone();
         self.read(move |conn| {
@@ -1160,6 +1180,10 @@ impl Store for SqlStore {
         let _: Result<(), StoreError> = self
             .write_plain(|_| panic!("the writer crashes, as a test asked"))
             .await;
+        // The thread marks itself stopped just after the job's answer is dropped.
+        while SqlStore::writer_state(self) != crate::WriterState::Stopped {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
     }
 
     async fn ping(&self) -> Result<(), StoreError> {
@@ -1199,36 +1223,53 @@ impl SqlStore {
     }
 }
 
+/// The id and fingerprint of the proposal stored under a system's key.
+fn idempotent(
+    conn: &Connection,
+    system: &str,
+    key: &str,
+) -> Result<Option<(String, String)>, StoreError> {
+    q::one(
+        conn,
+        // Only `proposals_idempotency` can serve this (see its migration).
+        "SELECT id, fingerprint FROM proposals WHERE idempotency_key = ?2 AND system || '' = ?1",
+        params![system, key],
+        |row| Ok((row.get(0)?, row.get(1)?)),
+    )
+}
+
 fn submit(
     conn: &Connection,
     new: NewProposal,
     now: Timestamp,
 ) -> Result<Submitted, TxError<SubmitError>> {
-    if let Some(key) = &new.idempotency_key {
-        let existing: Option<(String, String)> = q::one(
-            conn,
-            // Only `proposals_idempotency` can serve this (see its migration).
-            "SELECT id, fingerprint FROM proposals WHERE idempotency_key = ?2 AND system || '' = ?1",
-            params![new.system.as_str(), key],
-            |row| Ok((row.get(0)?, row.get(1)?)),
-        )?;
-        if let Some((id, fingerprint)) = existing {
-            let record = q::proposal(conn, &id)?.ok_or(StoreError::NotFound)?;
-            if fingerprint != new.fingerprint.as_str() {
-                return Err(TxError::Refused(SubmitError::IdempotencyConflict {
-                    key: key.clone(),
-                    existing: record.id,
-                }));
-            }
-            return Ok(Submitted::Existing(record));
+    if let Some(key) = &new.idempotency_key
+        && let Some((id, fingerprint)) = idempotent(conn, new.system.as_str(), key)?
+    {
+        let record = q::proposal(conn, &id)?.ok_or(StoreError::NotFound)?;
+        if fingerprint != new.fingerprint.as_str() {
+            return Err(TxError::Refused(SubmitError::IdempotencyConflict {
+                key: key.clone(),
+                existing: record.id,
+            }));
         }
+        return Ok(Submitted::Existing(record));
     }
-    if q::system(conn, new.system.as_str())?.is_none() {
+    let Some(system) = q::system(conn, new.system.as_str())? else {
         return Err(TxError::Refused(SubmitError::UnknownSystem(
             new.system.as_str().to_owned(),
         )));
-    }
+    };
+    // The kill switch as committed, not as the server's cache saw it: a
+    // system paused since the plan was made rejects this proposal too.
+    let paused;
     let (routing, plan) = match &new.limits {
+        _ if system.status == SystemStatus::Paused
+            && new.plan.decided_by != Some(DecidedBy::KillSwitch) =>
+        {
+            paused = proposal_plan(&new.routing, system.oversight, SystemStatus::Paused, false);
+            (&new.routing, &paused)
+        }
         Some(limits) if !q::take_auto(conn, &limits.counters)? => (&limits.routing, &limits.plan),
         _ => (&new.routing, &new.plan),
     };
