@@ -59,6 +59,20 @@ pub(crate) struct McpArgs {
     /// Serve streamable HTTP at `http://ADDR/mcp` instead of stdio.
     #[arg(long, value_name = "ADDR")]
     listen: Option<SocketAddr>,
+    /// With `--listen`: the bearer token clients must send (required on an
+    /// address other than loopback; at least 16 characters).
+    #[arg(
+        long,
+        env = "LOOPGATE_MCP_LISTEN_TOKEN",
+        value_name = "TOKEN",
+        hide_env_values = true
+    )]
+    listen_token: Option<String>,
+    /// With `--listen`: a browser origin allowed to call the gateway (e.g.
+    /// `https://agents.example.com`); repeat for more. Requests with another
+    /// `Origin` are refused (loopback origins are allowed on loopback).
+    #[arg(long, value_name = "ORIGIN")]
+    allow_origin: Vec<String>,
     /// How long a call waits for people before it answers "pending
     /// approval" (stay under your MCP client's request timeout).
     #[arg(long, default_value = "50s")]
@@ -78,6 +92,15 @@ pub(crate) async fn run(file: &FileConfig, args: McpArgs) -> anyhow::Result<()> 
     crate::commands::init_logging();
     let patience = loopgate_core::duration::parse_short(&args.patience)
         .context("--patience must look like `50s` or `2m`")?;
+    // Checked before anything starts: a gateway open to the network needs a token.
+    let guard = match args.listen {
+        Some(addr) => Some(ListenGuard::new(
+            addr,
+            args.listen_token.clone(),
+            args.allow_origin.clone(),
+        )?),
+        None => None,
+    };
     if !args
         .name
         .chars()
@@ -132,9 +155,9 @@ pub(crate) async fn run(file: &FileConfig, args: McpArgs) -> anyhow::Result<()> 
         }),
     };
     let forwarding = gateway.inner.forwarding.clone();
-    let result = match args.listen {
-        None => serve_stdio(gateway).await,
-        Some(addr) => serve_http(gateway, addr).await,
+    let result = match (args.listen, guard) {
+        (Some(addr), Some(guard)) => serve_http(gateway, addr, guard).await,
+        _ => serve_stdio(gateway).await,
     };
     // Calls already forwarded finish (and are remembered) before the upstream goes.
     forwarding.close();
@@ -171,7 +194,88 @@ fn pipes() -> Option<(pipe::Receiver, pipe::Sender)> {
     ))
 }
 
-async fn serve_http(gateway: Gateway, addr: SocketAddr) -> anyhow::Result<()> {
+/// Who may call the gateway over HTTP: a bearer token (required off
+/// loopback) and the browser origins allowed (MCP's defence against DNS
+/// rebinding: a web page must not reach a local gateway).
+#[derive(Clone)]
+struct ListenGuard {
+    token: Option<Arc<str>>,
+    origins: Arc<Vec<String>>,
+    loopback: bool,
+}
+
+impl ListenGuard {
+    fn new(
+        addr: SocketAddr,
+        token: Option<String>,
+        origins: Vec<String>,
+    ) -> anyhow::Result<ListenGuard> {
+        let loopback = addr.ip().is_loopback();
+        match &token {
+            None if !loopback => anyhow::bail!(
+                "`--listen {addr}` is reachable from other machines: set `--listen-token` (or LOOPGATE_MCP_LISTEN_TOKEN) so that only your clients can call the gateway"
+            ),
+            Some(token) if token.len() < 16 => {
+                anyhow::bail!("`--listen-token` must be at least 16 characters")
+            }
+            _ => (),
+        }
+        Ok(ListenGuard {
+            token: token.map(Arc::from),
+            origins: Arc::new(
+                origins
+                    .into_iter()
+                    .map(|it| it.trim_end_matches('/').to_ascii_lowercase())
+                    .collect(),
+            ),
+            loopback,
+        })
+    }
+
+    /// Why a request is refused, if it is.
+    fn refuses(
+        &self,
+        headers: &axum::http::HeaderMap,
+    ) -> Option<(axum::http::StatusCode, &'static str)> {
+        use axum::http::{StatusCode, header};
+        if let Some(origin) = headers.get(header::ORIGIN) {
+            let origin = origin.to_str().unwrap_or_default().to_ascii_lowercase();
+            let local = self.loopback
+                && ["http://localhost", "http://127.0.0.1", "http://[::1]"]
+                    .iter()
+                    .any(|it| origin == *it || origin.starts_with(&format!("{it}:")));
+            if !local && !self.origins.contains(&origin) {
+                return Some((
+                    StatusCode::FORBIDDEN,
+                    "this Origin may not call the gateway",
+                ));
+            }
+        }
+        if let Some(token) = &self.token {
+            let sent = headers
+                .get(header::AUTHORIZATION)
+                .and_then(|it| it.to_str().ok())
+                .and_then(|it| it.strip_prefix("Bearer "))
+                .map(str::trim)
+                .unwrap_or_default();
+            let same = sent.len() == token.len()
+                && sent
+                    .bytes()
+                    .zip(token.bytes())
+                    .fold(0_u8, |acc, (a, b)| acc | (a ^ b))
+                    == 0;
+            if !same {
+                return Some((
+                    StatusCode::UNAUTHORIZED,
+                    "send `Authorization: Bearer <listen token>`",
+                ));
+            }
+        }
+        None
+    }
+}
+
+async fn serve_http(gateway: Gateway, addr: SocketAddr, guard: ListenGuard) -> anyhow::Result<()> {
     use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
     use rmcp::transport::{StreamableHttpServerConfig, StreamableHttpService};
     let listener = tokio::net::TcpListener::bind(addr)
@@ -183,7 +287,21 @@ async fn serve_http(gateway: Gateway, addr: SocketAddr) -> anyhow::Result<()> {
         Arc::new(LocalSessionManager::default()),
         StreamableHttpServerConfig::default(),
     );
-    let router = axum::Router::new().nest_service("/mcp", service);
+    let router =
+        axum::Router::new()
+            .nest_service("/mcp", service)
+            .layer(axum::middleware::from_fn(
+                move |request: axum::extract::Request, next: axum::middleware::Next| {
+                    let guard = guard.clone();
+                    async move {
+                        use axum::response::IntoResponse as _;
+                        match guard.refuses(request.headers()) {
+                            Some(refusal) => refusal.into_response(),
+                            None => next.run(request).await,
+                        }
+                    }
+                },
+            ));
     tracing::info!("loopgate mcp listening on http://{local}/mcp");
     out!("loopgate mcp listening on http://{local}/mcp");
     axum::serve(listener, router)
@@ -611,5 +729,77 @@ fn why_not(outcome: proto::ProposalStatus, resolution: &proto::Resolution) -> St
             "refused: the system is paused (kill switch)".to_owned()
         }
         (_, proto::DecidedBy::System) => "cancelled".to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use axum::http::{HeaderMap, HeaderValue, StatusCode};
+
+    use super::*;
+
+    fn headers(pairs: &[(&'static str, &str)]) -> HeaderMap {
+        let mut map = HeaderMap::new();
+        for (name, value) in pairs {
+            map.insert(*name, HeaderValue::from_str(value).unwrap());
+        }
+        map
+    }
+
+    #[test]
+    fn a_gateway_open_to_the_network_needs_a_token_and_checks_origins() {
+        let public: SocketAddr = "0.0.0.0:8470".parse().unwrap();
+        let local: SocketAddr = "127.0.0.1:8470".parse().unwrap();
+        assert!(ListenGuard::new(public, None, vec![]).is_err());
+        assert!(ListenGuard::new(public, Some("short".into()), vec![]).is_err());
+
+        let token = "a-long-enough-listen-token";
+        let guard = ListenGuard::new(
+            public,
+            Some(token.into()),
+            vec!["https://agents.example.com/".into()],
+        )
+        .unwrap();
+        let bearer = format!("Bearer {token}");
+        assert_eq!(guard.refuses(&headers(&[("authorization", &bearer)])), None);
+        assert_eq!(
+            guard.refuses(&headers(&[])).map(|it| it.0),
+            Some(StatusCode::UNAUTHORIZED)
+        );
+        let allowed = [
+            ("authorization", bearer.as_str()),
+            ("origin", "https://agents.example.com"),
+        ];
+        assert_eq!(guard.refuses(&headers(&allowed)), None);
+        let evil = [
+            ("authorization", bearer.as_str()),
+            ("origin", "https://evil.example"),
+        ];
+        assert_eq!(
+            guard.refuses(&headers(&evil)).map(|it| it.0),
+            Some(StatusCode::FORBIDDEN)
+        );
+        let local_origin = [
+            ("authorization", bearer.as_str()),
+            ("origin", "http://localhost:3000"),
+        ];
+        assert!(
+            guard.refuses(&headers(&local_origin)).is_some(),
+            "not on loopback"
+        );
+
+        let on_loopback = ListenGuard::new(local, None, vec![]).unwrap();
+        assert_eq!(on_loopback.refuses(&headers(&[])), None);
+        assert_eq!(
+            on_loopback.refuses(&headers(&[("origin", "http://localhost:3000")])),
+            None
+        );
+        assert_eq!(
+            on_loopback
+                .refuses(&headers(&[("origin", "http://localhost.evil.example")]))
+                .map(|it| it.0),
+            Some(StatusCode::FORBIDDEN),
+            "a rebinding page is refused"
+        );
     }
 }
