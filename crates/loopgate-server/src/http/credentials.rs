@@ -9,7 +9,6 @@ use std::time::Duration;
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use axum::response::{IntoResponse, Response};
 use loopgate_core::duration::parse_iso8601;
 use loopgate_core::{Role, SystemId, Timestamp, UserId};
 use loopgate_proto as proto;
@@ -36,7 +35,7 @@ pub async fn create_key(
     caller: Caller,
     Path(id): Path<String>,
     JsonBodyOr(body): JsonBodyOr<proto::CreateCredential>,
-) -> Result<Response, ApiError> {
+) -> Result<(StatusCode, Json<proto::IssuedSecret>), ApiError> {
     caller.user_with(&[])?;
     let owner = system_owner(&app, &id).await?;
     issue(&app, &caller, owner, "key", "lgk_", body).await
@@ -78,7 +77,7 @@ pub async fn create_token(
     caller: Caller,
     Path(id): Path<String>,
     JsonBodyOr(body): JsonBodyOr<proto::CreateCredential>,
-) -> Result<Response, ApiError> {
+) -> Result<(StatusCode, Json<proto::IssuedSecret>), ApiError> {
     let owner = user_owner(&app, &caller, &id, Access::Change).await?;
     issue(&app, &caller, owner, "tok", "lgt_", body).await
 }
@@ -151,7 +150,7 @@ async fn issue(
     kind: &str,
     prefix: &str,
     body: proto::CreateCredential,
-) -> Result<Response, ApiError> {
+) -> Result<(StatusCode, Json<proto::IssuedSecret>), ApiError> {
     let name = body.name.unwrap_or_default();
     if MAX_NAME < name.chars().count() || name.chars().any(char::is_control) {
         return Err(ApiError::invalid(format!(
@@ -186,7 +185,7 @@ async fn issue(
     };
     // Not stored by caches: every response is `Cache-Control: no-store`
     // unless it says otherwise (`http::security_headers`).
-    Ok((StatusCode::CREATED, Json(issued)).into_response())
+    Ok((StatusCode::CREATED, Json(issued)))
 }
 
 /// `expires_in` from now: a positive ISO 8601 duration of at most ten years.

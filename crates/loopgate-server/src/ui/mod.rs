@@ -10,6 +10,7 @@
 mod account;
 mod analytics;
 mod assets;
+mod credentials;
 mod governance;
 mod review;
 pub(crate) mod session;
@@ -60,6 +61,22 @@ pub(crate) fn router(app: AppState) -> Router<AppState> {
         .route(
             "/ui/account",
             get(account::page).post(account::change_password),
+        )
+        .route(
+            "/ui/account/tokens",
+            get(credentials::tokens).post(credentials::issue_token),
+        )
+        .route(
+            "/ui/account/tokens/{id}/revoke",
+            post(credentials::revoke_token),
+        )
+        .route(
+            "/ui/systems/{id}/keys",
+            get(credentials::keys).post(credentials::issue_key),
+        )
+        .route(
+            "/ui/systems/{id}/keys/{key}/revoke",
+            post(credentials::revoke_key),
         )
         .route("/ui/logout", post(account::logout))
         .route_layer(middleware::from_fn_with_state(app, session::guard));

@@ -951,3 +951,57 @@ async fn the_proposal_page_shows_policies_that_failed_to_evaluate() {
         page.body
     );
 }
+
+#[tokio::test]
+async fn users_issue_and_revoke_their_tokens_and_admins_system_keys() {
+    let app = spawn_app().await;
+    let mut browser = logged_in(&app, "rita", &["reviewer"], &["ops"]).await;
+    let page = browser.get("/ui/account/tokens").await;
+    assert_eq!(page.status, StatusCode::OK, "{}", page.body);
+    let csrf = page.csrf();
+    let issued = browser
+        .post(
+            "/ui/account/tokens",
+            &[("_csrf", &csrf), ("name", "laptop"), ("expires_in", "P30D")],
+        )
+        .await;
+    assert_eq!(issued.status, StatusCode::OK, "{}", issued.body);
+    let at = issued.body.find("lgt_").expect("the secret is shown once");
+    let secret: String = issued.body[at..]
+        .chars()
+        .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+        .collect();
+    assert_eq!(app.get("/v1/tasks", &secret).await.status, StatusCode::OK);
+    let listed = browser.get("/ui/account/tokens").await;
+    assert!(listed.body.contains("laptop"));
+    assert!(!listed.body.contains(&secret), "never shown again");
+    let at = listed.body.find("/ui/account/tokens/tok_").unwrap();
+    let action: String = listed.body[at..]
+        .chars()
+        .take_while(|c| *c != '"')
+        .collect();
+    let revoked = browser.post(&action, &[("_csrf", &csrf)]).await;
+    assert_eq!(revoked.status, StatusCode::SEE_OTHER, "{}", revoked.body);
+    assert_eq!(
+        app.get("/v1/tasks", &secret).await.status,
+        StatusCode::UNAUTHORIZED
+    );
+
+    // System keys are the admins'.
+    app.system("shop", "in_the_loop").await;
+    assert_eq!(
+        browser.get("/ui/systems/shop/keys").await.status,
+        StatusCode::FORBIDDEN
+    );
+    let mut admin = logged_in(&app, "boss", &["admin"], &[]).await;
+    let keys = admin.get("/ui/systems/shop/keys").await;
+    assert_eq!(keys.status, StatusCode::OK, "{}", keys.body);
+    let csrf = keys.csrf();
+    let issued = admin
+        .post(
+            "/ui/systems/shop/keys",
+            &[("_csrf", &csrf), ("name", "ci"), ("expires_in", "")],
+        )
+        .await;
+    assert!(issued.body.contains("lgk_"), "{}", issued.body);
+}
