@@ -237,3 +237,104 @@ async fn hostile_input_gets_a_4xx_and_the_server_keeps_serving() {
     let answered = waiter.await.unwrap();
     assert_eq!(answered["status"], "cancelled", "{answered}");
 }
+
+/// Resident memory of a process, in KiB (Linux).
+fn rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmRSS:"))
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|kib| kib.parse().ok())
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn five_thousand_failed_logins_leave_memory_bounded() {
+    use futures::StreamExt as _;
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("loopgate.toml");
+    std::fs::write(
+        &config,
+        "login_table_entries = 200\ntrusted_proxy_header = \"x-forwarded-for\"\n",
+    )
+    .unwrap();
+    let server = common::start_env(
+        &dir.path().join("data"),
+        &[],
+        &[("LOOPGATE_CONFIG", config.to_str().unwrap())],
+    );
+    let http = reqwest::Client::new();
+    let form = http
+        .get(format!("{}/ui/login", server.base))
+        .send()
+        .await
+        .unwrap();
+    let cookie = form.headers()["set-cookie"].to_str().unwrap().to_owned();
+    let cookie = cookie.split(';').next().unwrap().to_owned();
+    let csrf = cookie.split_once('=').unwrap().1.to_owned();
+    let before = rss_kib(server.child.id());
+    let statuses: Vec<u16> = futures::stream::iter(0..5_000_u32)
+        .map(|n| {
+            let (http, base, cookie, csrf) = (
+                http.clone(),
+                server.base.clone(),
+                cookie.clone(),
+                csrf.clone(),
+            );
+            async move {
+                // Every client from its own address; every other name oversized.
+                let username = match n % 2 {
+                    0 => format!("{n:0>64}"),
+                    _ => "x".repeat(20_000),
+                };
+                let address = format!("10.{}.{}.{}", n >> 16 & 255, n >> 8 & 255, n & 255);
+                http.post(format!("{base}/ui/login"))
+                    .header("cookie", cookie)
+                    .header("x-forwarded-for", address)
+                    .form(&[
+                        ("_csrf", csrf.as_str()),
+                        ("username", &username),
+                        ("password", "guess"),
+                    ])
+                    .send()
+                    .await
+                    .unwrap()
+                    .status()
+                    .as_u16()
+            }
+        })
+        .buffer_unordered(32)
+        .collect()
+        .await;
+    let after = rss_kib(server.child.id());
+    let count = |s: u16| statuses.iter().filter(|it| **it == s).count();
+    eprintln!(
+        "RSS {before} KiB before, {after} KiB after; 401: {}, 413: {}, 503: {}",
+        count(401),
+        count(413),
+        count(503)
+    );
+    for status in [401, 413, 503] {
+        assert!(
+            statuses.contains(&status),
+            "{status} expected among the answers"
+        );
+    }
+    assert!(
+        statuses.iter().all(|s| [401, 413, 503].contains(s)),
+        "{statuses:?}"
+    );
+    // The table holds at most 200 entries; argon2's 19 MiB per worker is
+    // given back. Generous: allocators keep some of what they had.
+    assert!(
+        after < before + 64 * 1024,
+        "resident memory grew from {before} KiB to {after} KiB"
+    );
+    let health = http
+        .get(format!("{}/healthz", server.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(health.status(), 200);
+}

@@ -394,3 +394,101 @@ async fn a_replica_with_another_audit_key_refuses_to_start() {
     assert!(stderr.contains("signed with another key"), "{stderr}");
     drop(first);
 }
+
+/// Polls `url` with `token` until it answers `want` (at most `within`).
+async fn answers(
+    http: &reqwest::Client,
+    url: &str,
+    token: &str,
+    want: u16,
+    within: Duration,
+) -> bool {
+    let deadline = std::time::Instant::now() + within;
+    loop {
+        let (status, _) = call(http, reqwest::Method::GET, url.to_owned(), token, None)
+            .await
+            .unwrap();
+        if status == want {
+            return true;
+        }
+        if deadline < std::time::Instant::now() {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_revocation_or_a_disabled_user_is_refused_at_once_on_every_replica() {
+    let database = TempDatabase::create().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let url = database.url.clone();
+    let flags = ["--database-url", url.as_str()];
+    let a = start_with(dir.path(), &flags);
+    let b = start_with(dir.path(), &flags);
+    let http = reqwest::Client::new();
+    let post = reqwest::Method::POST;
+
+    let key = system_key(&http, &a.base).await;
+    let (_, user) = call(
+        &http,
+        post.clone(),
+        format!("{}/v1/users", a.base),
+        ADMIN,
+        Some(json!({"username": "ann", "roles": ["reviewer"], "groups": ["ops"]})),
+    )
+    .await
+    .unwrap();
+    let user_id = user["id"].as_str().unwrap().to_owned();
+    let (_, token) = call(
+        &http,
+        post.clone(),
+        format!("{}/v1/users/{user_id}/tokens", a.base),
+        ADMIN,
+        None,
+    )
+    .await
+    .unwrap();
+    let token = token["secret"].as_str().unwrap().to_owned();
+    // Replica B knows (and caches) both credentials.
+    let on_b = format!("{}/v1/proposals?limit=1", b.base);
+    assert!(answers(&http, &on_b, &key, 200, Duration::from_secs(5)).await);
+    assert!(answers(&http, &on_b, &token, 200, Duration::from_secs(5)).await);
+
+    // Revoked on A: refused on B within a second (no waiting for its cache).
+    let (_, keys) = call(
+        &http,
+        reqwest::Method::GET,
+        format!("{}/v1/systems/sys/keys", a.base),
+        ADMIN,
+        None,
+    )
+    .await
+    .unwrap();
+    let key_id = keys["items"][0]["id"].as_str().unwrap().to_owned();
+    let (status, _) = call(
+        &http,
+        reqwest::Method::DELETE,
+        format!("{}/v1/systems/sys/keys/{key_id}", a.base),
+        ADMIN,
+        None,
+    )
+    .await
+    .unwrap();
+    assert_eq!(status, 200);
+    assert!(answers(&http, &on_b, &key, 401, Duration::from_secs(1)).await);
+
+    // Disabled on A: refused on B within a second.
+    let (status, _) = call(
+        &http,
+        reqwest::Method::PATCH,
+        format!("{}/v1/users/{user_id}", a.base),
+        ADMIN,
+        Some(json!({"disabled": true})),
+    )
+    .await
+    .unwrap();
+    assert_eq!(status, 200);
+    assert!(answers(&http, &on_b, &token, 401, Duration::from_secs(1)).await);
+    drop((a, b));
+}
