@@ -343,3 +343,20 @@ async fn a_replay_is_answered_while_nothing_can_be_written() {
     let conflict = app.post("/v1/proposals", &key, body).await;
     assert_eq!(conflict.status, StatusCode::CONFLICT);
 }
+
+#[tokio::test]
+async fn an_idle_kept_alive_connection_is_closed_after_the_header_deadline() {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let app = spawn_with(|config| config.header_read_timeout = Duration::from_millis(500)).await;
+    let addr = app.base.trim_start_matches("http://");
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    stream
+        .write_all(b"GET /healthz HTTP/1.1\r\nHost: loopgate\r\n\r\n")
+        .await
+        .unwrap();
+    let mut buffer = [0_u8; 4096];
+    let read = stream.read(&mut buffer).await.unwrap();
+    assert!(buffer[..read].starts_with(b"HTTP/1.1 200"));
+    // Kept alive, then idle: closed once the next request's headers are late.
+    assert!(closed(&mut stream, Duration::from_secs(3)).await);
+}
