@@ -92,6 +92,8 @@ pub(crate) struct LoginThrottle {
     failures: Mutex<HashMap<Key, (u32, Timestamp)>>,
 }
 
+type FailureTable<'a> = std::sync::MutexGuard<'a, HashMap<Key, (u32, Timestamp)>>;
+
 /// Why a login attempt is refused before its password is checked.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Throttled {
@@ -126,22 +128,9 @@ impl LoginThrottle {
         addr: IpAddr,
         now: Timestamp,
     ) -> Result<(), Throttled> {
-        let Ok(mut map) = self.failures.lock() else {
-            return Err(Throttled::Full);
-        };
         // Fail closed: an attempt whose failure could not be counted is
         // not made.
-        let keys = Self::keys(username, addr);
-        let new = keys
-            .iter()
-            .filter(|(key, _)| !map.contains_key(key))
-            .count();
-        if self.capacity < map.len() + new {
-            map.retain(|_, (_, since)| now < since.plus(WINDOW));
-            if self.capacity < map.len() + new {
-                return Err(Throttled::Full);
-            }
-        }
+        let (map, keys) = self.room_for(username, addr, now)?;
         let mut wait = None;
         for (key, max) in keys {
             if let Some((count, since)) = map.get(&key) {
@@ -165,9 +154,26 @@ impl LoginThrottle {
         addr: IpAddr,
         now: Timestamp,
     ) -> Result<(), Throttled> {
-        let Ok(mut map) = self.failures.lock() else {
-            return Err(Throttled::Full);
-        };
+        let (mut map, keys) = self.room_for(username, addr, now)?;
+        for (key, _) in keys {
+            let entry = map.entry(key).or_insert((0, now));
+            if entry.1.plus(WINDOW) <= now {
+                *entry = (0, now);
+            }
+            entry.0 = entry.0.saturating_add(1);
+        }
+        Ok(())
+    }
+
+    /// The locked table and the attempt's keys, when they fit (expired
+    /// entries are dropped when the table is full); `Err(Full)` when not.
+    fn room_for(
+        &self,
+        username: &str,
+        addr: IpAddr,
+        now: Timestamp,
+    ) -> Result<(FailureTable<'_>, [(Key, u32); 2]), Throttled> {
+        let mut map = self.failures.lock().map_err(|_| Throttled::Full)?;
         let keys = Self::keys(username, addr);
         let new = keys
             .iter()
@@ -179,14 +185,7 @@ impl LoginThrottle {
                 return Err(Throttled::Full);
             }
         }
-        for (key, _) in keys {
-            let entry = map.entry(key).or_insert((0, now));
-            if entry.1.plus(WINDOW) <= now {
-                *entry = (0, now);
-            }
-            entry.0 = entry.0.saturating_add(1);
-        }
-        Ok(())
+        Ok((map, keys))
     }
 
     /// Forgets the username's failures at this address after a success.

@@ -22,6 +22,23 @@ async fn user_id(app: &TestApp, username: &str) -> String {
         .to_owned()
 }
 
+/// `DELETE path` as the admin.
+async fn delete(app: &TestApp, path: &str) -> crate::harness::Response {
+    app.call(Method::DELETE, path, Some(ADMIN_TOKEN), None)
+        .await
+}
+
+/// `PATCH /v1/users/{id}` as the admin.
+async fn patch_user(app: &TestApp, id: &str, body: Value) -> crate::harness::Response {
+    app.call(
+        Method::PATCH,
+        &format!("/v1/users/{id}"),
+        Some(ADMIN_TOKEN),
+        Some(body),
+    )
+    .await
+}
+
 /// The types of every event so far, from the store.
 async fn event_types(app: &TestApp) -> Vec<String> {
     let events = app.app.store.events_after(0, 10_000).await.unwrap();
@@ -69,14 +86,7 @@ async fn keys_are_named_listed_without_secrets_and_revoked_at_once() {
     assert!(!listed.body.to_string().contains(&second));
     assert!(items.iter().all(|it| it.get("secret").is_none()));
 
-    let revoked = app
-        .call(
-            Method::DELETE,
-            &format!("/v1/systems/shop/keys/{key_id}"),
-            Some(ADMIN_TOKEN),
-            None,
-        )
-        .await;
+    let revoked = delete(&app, &format!("/v1/systems/shop/keys/{key_id}")).await;
     assert_eq!(revoked.status, StatusCode::OK, "{}", revoked.body);
     assert_eq!(revoked.body["revoked_at"], "2026-11-18T11:06:40.000Z");
     let refused = app
@@ -93,14 +103,7 @@ async fn keys_are_named_listed_without_secrets_and_revoked_at_once() {
     );
     // The other key still works; revoking twice changes nothing.
     assert_eq!(status_with(&app, &first).await, StatusCode::OK);
-    let again = app
-        .call(
-            Method::DELETE,
-            &format!("/v1/systems/shop/keys/{key_id}"),
-            Some(ADMIN_TOKEN),
-            None,
-        )
-        .await;
+    let again = delete(&app, &format!("/v1/systems/shop/keys/{key_id}")).await;
     assert_eq!(again.body["revoked_at"], "2026-11-18T11:06:40.000Z");
     let unknown = app
         .call(
@@ -221,14 +224,7 @@ async fn a_user_stripped_of_every_role_mints_nothing_and_sees_no_events() {
     let app = spawn_app().await;
     let ann = app.user("ann", &["reviewer"], &["ops"]).await;
     let ann_id = user_id(&app, "ann").await;
-    let stripped = app
-        .call(
-            Method::PATCH,
-            &format!("/v1/users/{ann_id}"),
-            Some(ADMIN_TOKEN),
-            Some(json!({"roles": []})),
-        )
-        .await;
+    let stripped = patch_user(&app, &ann_id, json!({"roles": []})).await;
     assert_eq!(stripped.status, StatusCode::OK, "{}", stripped.body);
     let mint = app
         .post(&format!("/v1/users/{ann_id}/tokens"), &ann, json!({}))
@@ -245,14 +241,12 @@ async fn a_password_change_may_revoke_every_token() {
     let app = spawn_app().await;
     let ann = app.user("ann", &["reviewer"], &["ops"]).await;
     let ann_id = user_id(&app, "ann").await;
-    let changed = app
-        .call(
-            Method::PATCH,
-            &format!("/v1/users/{ann_id}"),
-            Some(ADMIN_TOKEN),
-            Some(json!({"password": "a new long password", "revoke_tokens": true})),
-        )
-        .await;
+    let changed = patch_user(
+        &app,
+        &ann_id,
+        json!({"password": "a new long password", "revoke_tokens": true}),
+    )
+    .await;
     assert_eq!(changed.status, StatusCode::OK, "{}", changed.body);
     assert_eq!(status_with(&app, &ann).await, StatusCode::UNAUTHORIZED);
     let tokens = app
@@ -289,14 +283,7 @@ async fn disabling_a_user_ends_their_tokens_streams_and_long_polls_at_once() {
     assert_eq!(stream.status(), StatusCode::OK);
     tokio::time::sleep(Duration::from_millis(200)).await;
 
-    let disabled = app
-        .call(
-            Method::PATCH,
-            &format!("/v1/users/{ann_id}"),
-            Some(ADMIN_TOKEN),
-            Some(json!({"disabled": true})),
-        )
-        .await;
+    let disabled = patch_user(&app, &ann_id, json!({"disabled": true})).await;
     assert_eq!(disabled.status, StatusCode::OK, "{}", disabled.body);
     assert_eq!(disabled.body["disabled"], true);
 
@@ -327,24 +314,10 @@ async fn disabling_a_user_ends_their_tokens_streams_and_long_polls_at_once() {
 
     // An admin cannot lock themself out.
     let admin_id = user_id(&app, "admin").await;
-    let own = app
-        .call(
-            Method::PATCH,
-            &format!("/v1/users/{admin_id}"),
-            Some(ADMIN_TOKEN),
-            Some(json!({"disabled": true})),
-        )
-        .await;
+    let own = patch_user(&app, &admin_id, json!({"disabled": true})).await;
     assert_eq!(own.status, StatusCode::UNPROCESSABLE_ENTITY);
 
-    let enabled = app
-        .call(
-            Method::PATCH,
-            &format!("/v1/users/{ann_id}"),
-            Some(ADMIN_TOKEN),
-            Some(json!({"disabled": false})),
-        )
-        .await;
+    let enabled = patch_user(&app, &ann_id, json!({"disabled": false})).await;
     assert_eq!(enabled.body["disabled"], false);
     assert_eq!(status_with(&app, &ann).await, StatusCode::OK);
     let types = event_types(&app).await;

@@ -107,15 +107,18 @@ async fn setup() -> (TestApp, String, String) {
     (app, key, ann)
 }
 
+async fn put_webhook(app: &TestApp, url: &str) -> crate::harness::Response {
+    app.call(
+        reqwest::Method::PUT,
+        "/v1/systems/fraud-detector/webhook",
+        Some(ADMIN_TOKEN),
+        Some(json!({"url": url})),
+    )
+    .await
+}
+
 async fn set_webhook(app: &TestApp, url: &str) -> Value {
-    let set = app
-        .call(
-            reqwest::Method::PUT,
-            "/v1/systems/fraud-detector/webhook",
-            Some(ADMIN_TOKEN),
-            Some(json!({"url": url})),
-        )
-        .await;
+    let set = put_webhook(app, url).await;
     assert_eq!(set.status, StatusCode::OK, "{}", set.body);
     set.body
 }
@@ -392,14 +395,7 @@ async fn internal_destinations_are_refused_unless_allowed() {
         "http://0.0.0.0:8460/v1/proposals",
         "http://no-such-host.invalid/hook",
     ] {
-        let set = app
-            .call(
-                reqwest::Method::PUT,
-                "/v1/systems/fraud-detector/webhook",
-                Some(ADMIN_TOKEN),
-                Some(json!({"url": url})),
-            )
-            .await;
+        let set = put_webhook(&app, url).await;
         assert_eq!(
             set.status,
             StatusCode::UNPROCESSABLE_ENTITY,
@@ -416,6 +412,18 @@ async fn internal_destinations_are_refused_unless_allowed() {
         app.get("/healthz", ADMIN_TOKEN).await.status,
         StatusCode::OK
     );
+}
+
+/// The delivery history once the first attempt is recorded.
+async fn attempted(app: &TestApp) -> Vec<Value> {
+    for _ in 0..200 {
+        let history = deliveries(app, ADMIN_TOKEN).await;
+        if history.iter().any(|d| d["attempts"].as_u64().unwrap() > 0) {
+            return history;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    deliveries(app, ADMIN_TOKEN).await
 }
 
 /// Answers every request with a redirect to `to`, counting them.
@@ -447,14 +455,7 @@ async fn redirects_are_not_followed_and_the_log_holds_no_url() {
     set_webhook(&app, &url).await;
     app.submit(&key, "flag", json!({"fraud": true}), json!({}))
         .await;
-    let mut history = Vec::new();
-    for _ in 0..200 {
-        history = deliveries(&app, ADMIN_TOKEN).await;
-        if history.iter().any(|d| d["attempts"].as_u64().unwrap() > 0) {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
+    let history = attempted(&app).await;
     assert_eq!(history[0]["last_status"], 307, "{history:?}");
     assert_eq!(*first_hits.lock().unwrap(), 1);
     assert_eq!(*target_hits.lock().unwrap(), 0, "the redirect was followed");
@@ -481,14 +482,7 @@ async fn a_destination_allowed_when_set_is_checked_again_at_connect_time() {
     let app = app.restart_with(|_| ()).await;
     app.submit(&key, "flag", json!({"fraud": true}), json!({}))
         .await;
-    let mut history = Vec::new();
-    for _ in 0..200 {
-        history = deliveries(&app, ADMIN_TOKEN).await;
-        if history.iter().any(|d| d["attempts"].as_u64().unwrap() > 0) {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
+    let history = attempted(&app).await;
     assert!(
         history[0]["last_error"]
             .as_str()
