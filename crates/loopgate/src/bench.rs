@@ -86,6 +86,12 @@ pub(crate) async fn run(args: BenchArgs) -> anyhow::Result<()> {
             let token = format!("lgt_bench_{}", ulid::Ulid::new());
             let mut config = Config::new(dir.clone());
             config.bootstrap_token = Some(token.clone());
+            // The load comes from this process: its webhook receiver is on
+            // loopback, and its subscribers all use the admin's token.
+            config.webhook_allow_private =
+                vec![ipnet::IpNet::from(std::net::IpAddr::from([127, 0, 0, 1]))];
+            config.max_streams_per_credential = usize::MAX;
+            config.max_waits_per_credential = usize::MAX;
             let started = loopgate_server::start(config, Arc::new(SystemClock)).await?;
             let listener = TcpListener::bind("127.0.0.1:0").await?;
             let addr = listener.local_addr()?;
