@@ -676,6 +676,9 @@ pub struct Credential {
     pub expires_at: Option<String>,
     /// RFC 3339; none: not revoked.
     pub revoked_at: Option<String>,
+    /// Neither revoked nor expired: requests with it are accepted.
+    #[serde(default)]
+    pub active: bool,
 }
 
 /// A role of a user.

@@ -207,7 +207,7 @@ async fn list(
         .credentials(owner)
         .await?
         .into_iter()
-        .map(credential)
+        .map(|it| credential(it, app.clock.now()))
         .collect();
     Ok(Json(proto::Page {
         items,
@@ -230,7 +230,7 @@ async fn revoke(
             other => other.into(),
         })?;
     app.credentials_changed();
-    Ok(Json(credential(record)))
+    Ok(Json(credential(record, app.clock.now())))
 }
 
 fn owner_name(owner: &CredentialOwner) -> &str {
@@ -240,8 +240,9 @@ fn owner_name(owner: &CredentialOwner) -> &str {
     }
 }
 
-pub(crate) fn credential(record: CredentialRecord) -> proto::Credential {
+pub(crate) fn credential(record: CredentialRecord, now: Timestamp) -> proto::Credential {
     proto::Credential {
+        active: record.revoked_at.is_none() && record.expires_at.is_none_or(|at| now < at),
         owner: owner_name(&record.owner).to_owned(),
         id: record.id,
         name: record.name,

@@ -23,24 +23,36 @@ pub(crate) struct CredentialRow {
     created_at: String,
     last_used_at: String,
     expires_at: String,
-    revoked: bool,
+    state: &'static str,
 }
 
 impl From<proto::Credential> for CredentialRow {
     fn from(it: proto::Credential) -> CredentialRow {
-        let day =
-            |at: Option<String>| at.map_or("—".to_owned(), |at| at.chars().take(16).collect());
+        // `2026-12-02T16:21:07.000Z` as `2026-12-02 16:21 UTC`.
+        let minute = |at: Option<String>| {
+            at.map_or("—".to_owned(), |at| {
+                format!(
+                    "{} UTC",
+                    at.chars().take(16).collect::<String>().replace('T', " ")
+                )
+            })
+        };
+        let state = match (&it.revoked_at, it.active) {
+            (Some(_), _) => "revoked",
+            (None, true) => "active",
+            (None, false) => "expired",
+        };
         CredentialRow {
-            revoked: it.revoked_at.is_some(),
+            state,
             id: it.id,
             name: if it.name.is_empty() {
                 "—".to_owned()
             } else {
                 it.name
             },
-            created_at: day(Some(it.created_at)),
-            last_used_at: day(it.last_used_at),
-            expires_at: day(it.expires_at),
+            created_at: minute(Some(it.created_at)),
+            last_used_at: minute(it.last_used_at),
+            expires_at: minute(it.expires_at),
         }
     }
 }

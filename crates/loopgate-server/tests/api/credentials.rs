@@ -82,6 +82,7 @@ async fn keys_are_named_listed_without_secrets_and_revoked_at_once() {
     let listed_key = items.iter().find(|it| it["id"] == key_id.as_str()).unwrap();
     assert_eq!(listed_key["name"], "ci");
     assert_eq!(listed_key["revoked_at"], Value::Null);
+    assert_eq!(listed_key["active"], true);
     assert!(listed_key["last_used_at"].is_string(), "{listed_key}");
     assert!(!listed.body.to_string().contains(&second));
     assert!(items.iter().all(|it| it.get("secret").is_none()));
@@ -89,6 +90,7 @@ async fn keys_are_named_listed_without_secrets_and_revoked_at_once() {
     let revoked = delete(&app, &format!("/v1/systems/shop/keys/{key_id}")).await;
     assert_eq!(revoked.status, StatusCode::OK, "{}", revoked.body);
     assert_eq!(revoked.body["revoked_at"], "2026-11-18T11:06:40.000Z");
+    assert_eq!(revoked.body["active"], false);
     let refused = app
         .http
         .get(format!("{}/v1/proposals", app.base))
@@ -137,6 +139,16 @@ async fn expired_and_badly_made_credentials_are_refused() {
     assert_eq!(status_with(&app, &key).await, StatusCode::OK);
     app.clock.advance(Duration::from_secs(3600));
     assert_eq!(status_with(&app, &key).await, StatusCode::UNAUTHORIZED);
+    let listed = app.get("/v1/systems/shop/keys", ADMIN_TOKEN).await;
+    let expired = listed.body["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|it| it["id"] == issued.body["id"])
+        .unwrap()
+        .clone();
+    assert_eq!(expired["active"], false, "{expired}");
+    assert_eq!(expired["revoked_at"], Value::Null);
     for body in [
         json!({"expires_in": "P0D"}),
         json!({"expires_in": "forever"}),
