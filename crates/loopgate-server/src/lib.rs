@@ -54,11 +54,15 @@ pub async fn serve(
     let webhooks = webhooks::spawn(app.clone(), app.bus.webhooks.clone());
     let cancel = app.shutdown.clone();
     let writer = watch_writer(app.clone());
+    let draining = cancel.clone();
     let res = serve::accept(listener, router, &app.config, async move {
-        tokio::select! {
+        let stopped = tokio::select! {
             () = shutdown => Ok(()),
             stopped = writer => stopped,
-        }
+        };
+        // From now on long-polls answer, and new requests get 503.
+        draining.cancel();
+        stopped
     })
     .await;
     cancel.cancel();

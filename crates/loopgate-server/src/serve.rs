@@ -74,9 +74,15 @@ pub(crate) async fn accept(
         });
     };
     drop(listener);
+    // For a moment, connections stay open: a request already on its way on
+    // a kept-alive connection is answered (503 with `Connection: close`, see
+    // `http::deadline`) instead of meeting a closed socket. Then idle
+    // connections close and running requests have what is left of the grace.
+    let linger = (config.shutdown_grace / 30).min(std::time::Duration::from_secs(1));
+    tokio::time::sleep(linger).await;
     tokio::select! {
         () = graceful.shutdown() => (),
-        () = tokio::time::sleep(config.shutdown_grace) => {
+        () = tokio::time::sleep(config.shutdown_grace.saturating_sub(linger)) => {
             tracing::warn!(
                 grace = ?config.shutdown_grace,
                 "connections still open after the shutdown grace period are closed"

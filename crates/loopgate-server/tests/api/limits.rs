@@ -360,3 +360,24 @@ async fn an_idle_kept_alive_connection_is_closed_after_the_header_deadline() {
     // Kept alive, then idle: closed once the next request's headers are late.
     assert!(closed(&mut stream, Duration::from_secs(3)).await);
 }
+
+#[tokio::test]
+async fn a_request_sent_on_a_kept_alive_connection_during_shutdown_is_answered() {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let app = spawn_with(|config| config.shutdown_grace = Duration::from_secs(6)).await;
+    let addr = app.base.trim_start_matches("http://").to_owned();
+    let mut stream = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    let request = b"GET /healthz HTTP/1.1\r\nHost: loopgate\r\n\r\n";
+    stream.write_all(request).await.unwrap();
+    let mut buffer = [0_u8; 4096];
+    let read = stream.read(&mut buffer).await.unwrap();
+    assert!(buffer[..read].starts_with(b"HTTP/1.1 200"));
+    let stopping = tokio::spawn(app.shut_down());
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    stream.write_all(request).await.unwrap();
+    let read = stream.read(&mut buffer).await.unwrap();
+    let answer = String::from_utf8_lossy(&buffer[..read]).to_lowercase();
+    assert!(answer.starts_with("http/1.1 503"), "{answer}");
+    assert!(answer.contains("connection: close"), "{answer}");
+    stopping.await.unwrap().unwrap();
+}
