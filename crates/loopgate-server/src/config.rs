@@ -190,6 +190,21 @@ impl Config {
 mod tests {
     use super::*;
 
+    proptest::proptest! {
+        /// A database URL's password never survives redaction, whatever
+        /// else the URL holds.
+        #[test]
+        fn redaction_drops_the_password(
+            user in "[a-z]{1,8}",
+            password in "[A-Za-z0-9]{6,16}",
+            rest in "[a-z0-9./?=@:-]{0,30}",
+        ) {
+            let url = format!("postgres://{user}:{password}@db{rest}");
+            let shown = redact_url(&url);
+            proptest::prop_assert!(!shown.contains(&format!(":{password}@")), "{}", shown);
+        }
+    }
+
     #[test]
     fn debug_shows_no_secret() {
         let mut config = Config::new(PathBuf::from("/data"));

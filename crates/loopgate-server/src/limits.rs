@@ -491,6 +491,24 @@ mod tests {
         assert!(rate.take_at("s", later).is_err());
     }
 
+    proptest::proptest! {
+        /// Whatever a client writes in the proxy header, the address is one
+        /// it wrote as an address, or the peer's; nothing panics.
+        #[test]
+        fn any_proxy_header_yields_an_address(value in "[0-9a-f:., \\[\\]%a-z-]{0,80}") {
+            let mut request = axum::http::Request::builder();
+            if let Ok(header) = axum::http::HeaderValue::from_str(&value) {
+                request = request.header("x-forwarded-for", header);
+            }
+            let (mut parts, ()) = request.body(()).unwrap().into_parts();
+            parts.extensions.insert(ConnectInfo(SocketAddr::new(A, 1)));
+            let ClientAddr(found) = client_addr(&parts, Some("x-forwarded-for"));
+            proptest::prop_assert!(
+                found == A || value.split(',').any(|part| parse_addr(part.trim()) == Some(found))
+            );
+        }
+    }
+
     #[test]
     fn the_proxy_header_names_the_client_only_when_trusted() {
         let request = axum::http::Request::builder()
