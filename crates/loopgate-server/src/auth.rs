@@ -72,6 +72,9 @@ async fn bearer(app: &AppState, hash: &str) -> Result<Option<Principal>, ApiErro
     let credential = match app.principals.get(hash) {
         Some(credential) => credential,
         None => {
+            // A change committed while this read ran must not be undone by
+            // caching what the read found: cache it only if none came.
+            let generation = *app.credentials.borrow();
             let credential = app.store.principal(hash).await?;
             let now = app.clock.now();
             if let Some(found) = &credential
@@ -86,7 +89,9 @@ async fn bearer(app: &AppState, hash: &str) -> Result<Option<Principal>, ApiErro
                     }
                 });
             }
-            app.principals.insert(hash.to_owned(), credential.clone());
+            if *app.credentials.borrow() == generation {
+                app.principals.insert(hash.to_owned(), credential.clone());
+            }
             credential
         }
     };

@@ -116,9 +116,8 @@ impl Cursor {
                     next = self.receiver.recv() => next,
                     () = self.app.shutdown.cancelled() => return None,
                     Ok(()) = self.credentials.changed() => {
-                        if !self.still_valid().await {
-                            return None;
-                        }
+                        // Checked at the top of the loop, which marks it seen.
+                        self.credentials.mark_changed();
                         continue;
                     }
                 };
@@ -146,13 +145,19 @@ impl Cursor {
         }
     }
 
-    /// Whether the caller still holds what it connected with.
+    /// Whether the caller still holds what it connected with. The change is
+    /// marked seen only once checked (this future may be dropped midway by
+    /// the keep-alive timer), and only if no other came meanwhile.
     async fn still_valid(&mut self) -> bool {
-        self.credentials.borrow_and_update();
-        matches!(
+        let version = *self.credentials.borrow();
+        let valid = matches!(
             crate::auth::still_valid(&self.app, &self.caller).await,
             Ok(true)
-        )
+        );
+        if valid && *self.credentials.borrow() == version {
+            self.credentials.borrow_and_update();
+        }
+        valid
     }
 
     /// The frames of `batch` the caller wants, past its position.
