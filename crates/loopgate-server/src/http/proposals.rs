@@ -72,9 +72,6 @@ pub async fn submit(
             ));
         }
     };
-    if let Some(rate) = &app.submit_rate {
-        rate.take(system_id.as_str())?;
-    }
     let idempotency_key = idempotency_key(&headers, body.idempotency_key.as_deref())?;
     check_text("action", &body.action, 128)?;
     check_text("subject.type", &body.subject.type_, 128)?;
@@ -126,6 +123,10 @@ pub async fn submit(
             _ => record,
         };
         return Ok((StatusCode::OK, Json(convert::proposal(record))));
+    }
+    // Replays above are free; new proposals count against the system's rate.
+    if let Some(rate) = &app.submit_rate {
+        rate.take(system_id.as_str())?;
     }
     let active = app.active_policies();
     let model_version = body.model.as_ref().and_then(|m| m.version.as_deref());
