@@ -4,7 +4,6 @@
 //! peer's address for each request (`ConnectInfo`).
 
 use std::future::Future;
-
 use std::sync::Arc;
 
 use axum::Router;
