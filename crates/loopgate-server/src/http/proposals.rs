@@ -16,8 +16,8 @@ use loopgate_core::routing::{
 use loopgate_core::{Digest, ProposalId, Role, Route, SystemId, TaskId};
 use loopgate_proto as proto;
 use loopgate_store::{
-    AutoLimits, NewProposal, ProposalFilter, ProposalRecord, ShadowOutcome, SubmitError, Submitted,
-    SystemRecord, TxError,
+    AutoLimits, NewProposal, ProposalFilter, ProposalRecord, ShadowOutcome, StoreError,
+    SubmitError, Submitted, SystemRecord, TxError,
 };
 use serde::Deserialize;
 use serde_json::json;
@@ -104,27 +104,6 @@ pub async fn submit(
     };
     let digest = Digest::of(parts);
     let fingerprint = Digest::of(DigestParts { salt: &[], ..parts });
-    // A replay is answered from a read, without the writer: it works while
-    // writes fail (a full disk). The write below checks again for races.
-    if let Some(key) = &idempotency_key
-        && let Some((record, stored)) = app.store.idempotent(&system_id, key).await?
-    {
-        if stored != fingerprint.as_str() {
-            return Err(TxError::Refused(SubmitError::IdempotencyConflict {
-                key: key.clone(),
-                existing: record.id,
-            })
-            .into());
-        }
-        let record = match wait {
-            Some(wait) if !record.status.is_terminal() => {
-                wait_for(&app, &caller, &record.id, wait).await?
-            }
-            _ => record,
-        };
-        return Ok((StatusCode::OK, Json(convert::proposal(record))));
-    }
-    // Replays above are free; new proposals count against the system's rate.
     if let Some(rate) = &app.submit_rate {
         rate.take(system_id.as_str())?;
     }
@@ -209,7 +188,24 @@ pub async fn submit(
         )),
         None => None,
     };
-    let (status, record) = match app.store.submit(new, now).await? {
+    let (system_id, key, fingerprint) = (
+        new.system.clone(),
+        new.idempotency_key.clone(),
+        new.fingerprint.clone(),
+    );
+    let submitted = match app.store.submit(new, now).await {
+        Ok(submitted) => submitted,
+        // A replay is answered even when nothing can be written (a full
+        // disk, a stopped writer): from a read, as the write would have.
+        Err(TxError::Store(error @ StoreError::Unavailable(_))) => {
+            match replay(&app, &system_id, key.as_deref(), &fingerprint).await? {
+                Some(record) => Submitted::Existing(record),
+                None => return Err(error.into()),
+            }
+        }
+        Err(error) => return Err(error.into()),
+    };
+    let (status, record) = match submitted {
         Submitted::Created(record) => {
             app.metrics.proposal(record.route, record.status);
             if record.status.is_terminal() {
@@ -234,6 +230,28 @@ pub async fn submit(
         _ => record,
     };
     Ok((status, Json(convert::proposal(record))))
+}
+
+/// The proposal stored under `key` by `system`, read without the writer;
+/// `idempotency_conflict` when it was stored with other contents.
+async fn replay(
+    app: &AppState,
+    system: &SystemId,
+    key: Option<&str>,
+    fingerprint: &Digest,
+) -> Result<Option<ProposalRecord>, ApiError> {
+    let Some(key) = key else { return Ok(None) };
+    let Some((record, stored)) = app.store.idempotent(system, key).await? else {
+        return Ok(None);
+    };
+    if stored != fingerprint.as_str() {
+        return Err(TxError::Refused(SubmitError::IdempotencyConflict {
+            key: key.to_owned(),
+            existing: record.id,
+        })
+        .into());
+    }
+    Ok(Some(record))
 }
 
 /// Read a proposal; with `?wait=` long-poll until it is resolved.
