@@ -114,6 +114,25 @@ pub(crate) async fn still_valid(app: &AppState, caller: &Caller) -> Result<bool,
     Ok(now.as_ref() == Some(&caller.0))
 }
 
+/// How long until the caller's bearer credential expires, if it does
+/// (streams and long-polls end then; sessions end by their own rules).
+pub(crate) async fn expires_in(
+    app: &AppState,
+    caller: &Caller,
+) -> Result<Option<Duration>, ApiError> {
+    let Via::Bearer(hash) = &caller.1 else {
+        return Ok(None);
+    };
+    let credential = match app.principals.get(hash.as_str()) {
+        Some(credential) => credential,
+        None => app.store.principal(hash).await?,
+    };
+    let now = app.clock.now();
+    Ok(credential
+        .and_then(|it| it.expires_at)
+        .map(|at| Duration::from_millis(u64::try_from(at.millis() - now.millis()).unwrap_or(0))))
+}
+
 /// 401 for a request whose credential ended while it waited.
 pub(crate) fn ended() -> ApiError {
     unauthenticated("the credential was revoked, or its user disabled or changed, while waiting")

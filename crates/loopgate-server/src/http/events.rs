@@ -76,6 +76,8 @@ struct Cursor {
     /// or groups changed (the client reconnects with what it holds now).
     caller: Caller,
     credentials: tokio::sync::watch::Receiver<u64>,
+    /// When the caller's credential expires: the stream ends then.
+    expiry: Option<tokio::time::Instant>,
     filter: Filter,
     receiver: broadcast::Receiver<Arc<Batch>>,
     /// Every event of the channel passes the filter.
@@ -93,6 +95,12 @@ impl Cursor {
     async fn next(&mut self) -> Option<Bytes> {
         loop {
             if self.credentials.has_changed().unwrap_or(false) && !self.still_valid().await {
+                return None;
+            }
+            if self
+                .expiry
+                .is_some_and(|at| at <= tokio::time::Instant::now())
+            {
                 return None;
             }
             let mut frames = Frames::default();
@@ -115,6 +123,7 @@ impl Cursor {
                 let next = tokio::select! {
                     next = self.receiver.recv() => next,
                     () = self.app.shutdown.cancelled() => return None,
+                    () = crate::http::proposals::sleep_until_some(self.expiry) => return None,
                     Ok(()) = self.credentials.changed() => {
                         // Checked at the top of the loop, which marks it seen.
                         self.credentials.mark_changed();
@@ -273,7 +282,11 @@ pub async fn stream(
         system: query.system,
         kinds,
     };
+    let expiry = crate::auth::expires_in(&app, &caller)
+        .await?
+        .map(|left| tokio::time::Instant::now() + left);
     let cursor = Cursor {
+        expiry,
         _held: held,
         credentials: app.credentials.subscribe(),
         caller,

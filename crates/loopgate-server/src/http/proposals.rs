@@ -491,11 +491,17 @@ async fn wait_on(
     wait: Duration,
 ) -> Result<ProposalRecord, ApiError> {
     let deadline = tokio::time::Instant::now() + wait;
+    // A credential that expires before the wait ends ends the wait.
+    let expiry = crate::auth::expires_in(app, caller)
+        .await?
+        .map(|left| tokio::time::Instant::now() + left)
+        .filter(|at| *at < deadline);
     let mut credentials = app.credentials.subscribe();
     let resolved = loop {
         tokio::select! {
             resolved = subscription.changed() => break resolved,
             () = tokio::time::sleep_until(deadline) => break None,
+            () = sleep_until_some(expiry) => return Err(crate::auth::ended()),
             () = app.shutdown.cancelled() => break None,
             Ok(()) = credentials.changed() => {
                 if !crate::auth::still_valid(app, caller).await? {
@@ -512,6 +518,14 @@ async fn wait_on(
         .proposal(id)
         .await?
         .ok_or_else(|| ApiError::not_found("proposal", id.as_str()))
+}
+
+/// Sleeps until `at`, or forever without one.
+pub(crate) async fn sleep_until_some(at: Option<tokio::time::Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
 }
 
 /// The proposal's context and subject attributes as routing reads them:

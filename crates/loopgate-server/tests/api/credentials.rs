@@ -336,3 +336,49 @@ async fn disabling_a_user_ends_their_tokens_streams_and_long_polls_at_once() {
     assert!(types.contains(&"user.disabled".to_owned()), "{types:?}");
     assert!(types.contains(&"user.enabled".to_owned()), "{types:?}");
 }
+
+#[tokio::test]
+async fn streams_and_long_polls_end_when_their_token_expires() {
+    let app = spawn_app().await;
+    let (key, _) = app.ops_review().await;
+    let ann_id = user_id(&app, "ann").await;
+    let issued = app
+        .post(
+            &format!("/v1/users/{ann_id}/tokens"),
+            ADMIN_TOKEN,
+            json!({"expires_in": "PT1S"}),
+        )
+        .await;
+    let token = issued.body["secret"].as_str().unwrap().to_owned();
+    let submitted = app
+        .submit(&key, "block_card", json!({"block": true}), json!({}))
+        .await;
+    let id = submitted.body["id"].as_str().unwrap().to_owned();
+    let started = std::time::Instant::now();
+    let long_poll = app
+        .get(&format!("/v1/proposals/{id}?wait=30s"), &token)
+        .await;
+    assert_eq!(
+        long_poll.status,
+        StatusCode::UNAUTHORIZED,
+        "{}",
+        long_poll.body
+    );
+    assert!(started.elapsed() < Duration::from_secs(10));
+    // The stream opened now ends when the token expires (the clock is the
+    // test's: it has not moved, so the token has a second left).
+    let mut stream = app
+        .http
+        .get(format!("{}/v1/events", app.base))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    let ended = tokio::time::timeout(Duration::from_secs(10), async {
+        while let Some(chunk) = stream.chunk().await.unwrap() {
+            drop(chunk);
+        }
+    })
+    .await;
+    assert!(ended.is_ok(), "the stream outlived its token");
+}
