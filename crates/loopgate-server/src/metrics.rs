@@ -32,6 +32,8 @@ pub(crate) struct Metrics {
     audit_entries: AtomicU64,
     /// Evaluation errors by (set: live or shadow, policy, kind).
     policy_errors: Mutex<BTreeMap<(&'static str, String, String), u64>>,
+    /// Responses 429 (a limit) and 503 (busy, draining, writes failing).
+    limited: [AtomicU64; 2],
 }
 
 #[derive(Default)]
@@ -94,6 +96,18 @@ impl Metrics {
         }
     }
 
+    /// Counts a response that a limit or a busy server refused.
+    pub(crate) fn response(&self, status: u16) {
+        let slot = match status {
+            429 => 0,
+            503 => 1,
+            _ => return,
+        };
+        if let Some(counter) = self.limited.get(slot) {
+            counter.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
     pub(crate) fn audit_appended(&self, n: u64) {
         self.audit_entries.fetch_add(n, Ordering::Relaxed);
     }
@@ -113,6 +127,15 @@ impl Metrics {
                     "loopgate_proposals_total{{route=\"{route}\",status=\"{status}\"}} {n}"
                 );
             }
+        }
+        out.push_str("# HELP loopgate_limited_responses_total Requests refused by a limit (429) or because the server was busy, draining or unable to write (503).\n");
+        out.push_str("# TYPE loopgate_limited_responses_total counter\n");
+        for (status, counter) in ["429", "503"].iter().zip(&self.limited) {
+            let _ = writeln!(
+                out,
+                "loopgate_limited_responses_total{{status=\"{status}\"}} {}",
+                counter.load(Ordering::Relaxed)
+            );
         }
         out.push_str("# HELP loopgate_resolutions_total Proposals resolved, by outcome.\n");
         out.push_str("# TYPE loopgate_resolutions_total counter\n");

@@ -183,10 +183,11 @@ async fn deadline(
         response
             .headers_mut()
             .insert(header::CONNECTION, HeaderValue::from_static("close"));
+        app.metrics.response(503);
         return response;
     }
     let timeout = app.config.request_timeout;
-    match tokio::time::timeout(timeout, next.run(request)).await {
+    let response = match tokio::time::timeout(timeout, next.run(request)).await {
         Ok(response) => response,
         Err(_) => ApiError::busy(
             format!(
@@ -196,7 +197,9 @@ async fn deadline(
             std::time::Duration::from_secs(1),
         )
         .into_response(),
-    }
+    };
+    app.metrics.response(response.status().as_u16());
+    response
 }
 
 /// On every response: no MIME sniffing, no framing, no referrer to other

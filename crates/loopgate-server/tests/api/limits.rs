@@ -297,6 +297,14 @@ async fn streams_long_polls_and_submissions_are_capped_per_credential_and_system
         app.get("/healthz", ADMIN_TOKEN).await.status,
         StatusCode::OK
     );
+    // Operators see limits being hit.
+    let metrics = app.call(reqwest::Method::GET, "/metrics", None, None).await;
+    let text = metrics.body.as_str().unwrap();
+    let line = text
+        .lines()
+        .find(|line| line.starts_with("loopgate_limited_responses_total{status=\"429\"}"))
+        .unwrap();
+    assert_ne!(line.rsplit(' ').next(), Some("0"), "{line}");
 }
 
 #[tokio::test]
