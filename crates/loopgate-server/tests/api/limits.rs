@@ -258,6 +258,7 @@ async fn streams_long_polls_and_submissions_are_capped_per_credential_and_system
     );
 
     let submitted = app.submit(&key, "block", json!({}), json!({})).await;
+    assert_eq!(submitted.status, StatusCode::CREATED, "{}", submitted.body);
     let id = submitted.body["id"].as_str().unwrap().to_owned();
     let waiting = {
         let (http, url, key) = (

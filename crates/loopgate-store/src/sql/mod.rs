@@ -90,7 +90,11 @@ struct Inner {
     /// Whether the writer thread runs, and whether its last commit failed.
     health: Arc<WriterHealth>,
     readers: Mutex<Vec<Connection>>,
-    read_permits: Semaphore,
+    /// One permit per reader connection. A permit goes with the blocking
+    /// task that uses the connection, so that a read whose caller went away
+    /// (a cancelled request) keeps its connection's permit until the
+    /// connection is back in `readers`.
+    read_permits: Arc<Semaphore>,
     /// The audit sequencer's tile state; `None` until loaded or after a
     /// failed step.
     sequencer: tokio::sync::Mutex<Option<loopgate_core::audit::tile::TileBuilder>>,
@@ -190,7 +194,7 @@ impl SqlStore {
             writer: Mutex::new(sender),
             health,
             readers: Mutex::new(readers),
-            read_permits: Semaphore::new(n_readers),
+            read_permits: Arc::new(Semaphore::new(n_readers)),
             sequencer: tokio::sync::Mutex::new(None),
             tiles: Arc::default(),
             leader: Arc::new(AtomicBool::new(dialect == Dialect::Sqlite)),
@@ -291,14 +295,13 @@ impl SqlStore {
         &self,
         job: impl FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
     ) -> Result<T, StoreError> {
-        let _permit = self
-            .inner
-            .read_permits
-            .acquire()
+        let permit = Arc::clone(&self.inner.read_permits)
+            .acquire_owned()
             .await
             .map_err(|_| StoreError::Unavailable("the store is closed".to_owned()))?;
         let inner = Arc::clone(&self.inner);
         let task = tokio::task::spawn_blocking(move || {
+            let _permit = permit;
             let conn = match inner.readers.lock() {
                 Ok(mut readers) => readers.pop(),
                 Err(_) => None,
