@@ -35,7 +35,8 @@ pub(crate) struct Audit {
 }
 
 impl Audit {
-    /// Loads the signing key from the data directory, or makes one.
+    /// Loads the signing key from the data directory (which `start` has
+    /// made), or makes one.
     pub(crate) fn open(data_dir: &Path, origin: Option<&str>) -> Result<Audit, StartError> {
         let path = data_dir.join(KEY_FILE);
         let problem = |e: &dyn std::fmt::Display| {
@@ -44,7 +45,6 @@ impl Audit {
         let signer = match std::fs::read_to_string(&path) {
             Ok(text) => Signer::parse(&text).map_err(|e| problem(&e))?,
             Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
-                loopgate_store::files::private_dir(data_dir).map_err(|e| problem(&e))?;
                 let mut seed = [0u8; 32];
                 getrandom::fill(&mut seed).map_err(|e| problem(&e))?;
                 let origin = match origin {

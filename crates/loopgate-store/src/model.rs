@@ -111,6 +111,16 @@ pub enum CredentialOwner {
     System(SystemId),
 }
 
+impl CredentialOwner {
+    /// The user's or system's id.
+    pub fn id(&self) -> &str {
+        match self {
+            CredentialOwner::User(id) => id.as_str(),
+            CredentialOwner::System(id) => id.as_str(),
+        }
+    }
+}
+
 /// A new API key or token; only its hash.
 #[derive(Debug, Clone, PartialEq)]
 pub struct NewCredential {

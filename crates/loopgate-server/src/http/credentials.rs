@@ -164,7 +164,7 @@ async fn issue(
     };
     let secret = new_secret(prefix).map_err(|e| ApiError::internal(&e))?;
     let id = format!("{kind}_{}", ulid::Ulid::new());
-    let owner_name = owner_name(&owner).to_owned();
+    let owner_name = owner.id().to_owned();
     let credential = NewCredential {
         id: id.clone(),
         hash: hash_secret(&secret),
@@ -233,17 +233,10 @@ async fn revoke(
     Ok(Json(credential(record, app.clock.now())))
 }
 
-fn owner_name(owner: &CredentialOwner) -> &str {
-    match owner {
-        CredentialOwner::User(id) => id.as_str(),
-        CredentialOwner::System(id) => id.as_str(),
-    }
-}
-
 pub(crate) fn credential(record: CredentialRecord, now: Timestamp) -> proto::Credential {
     proto::Credential {
         active: record.revoked_at.is_none() && record.expires_at.is_none_or(|at| now < at),
-        owner: owner_name(&record.owner).to_owned(),
+        owner: record.owner.id().to_owned(),
         id: record.id,
         name: record.name,
         created_at: record.created_at.to_rfc3339(),

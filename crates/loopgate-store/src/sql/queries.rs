@@ -687,10 +687,11 @@ pub(super) fn credential_row(row: &Row) -> Result<CredentialRecord, StoreError> 
 
 /// The kind and owner columns of a credential's owner.
 pub(super) fn owner_columns(owner: &CredentialOwner) -> (&'static str, &str) {
-    match owner {
-        CredentialOwner::User(id) => ("user", id.as_str()),
-        CredentialOwner::System(id) => ("system", id.as_str()),
-    }
+    let kind = match owner {
+        CredentialOwner::User(_) => "user",
+        CredentialOwner::System(_) => "system",
+    };
+    (kind, owner.id())
 }
 
 pub(super) fn user(conn: &Connection, id: &str) -> Result<Option<UserRecord>, StoreError> {
