@@ -6,9 +6,9 @@ use std::time::Duration;
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
 use axum::http::{Method, header};
-use loopgate_core::{Role, SystemId};
+use loopgate_core::{Role, SystemId, Timestamp};
 use loopgate_proto::ErrorCode;
-use loopgate_store::{Principal, ReviewerRef, UserRecord};
+use loopgate_store::{Authenticated, Principal, ReviewerRef, UserRecord};
 
 use crate::AppState;
 use crate::http::error::ApiError;
@@ -22,8 +22,12 @@ pub struct Caller(pub Principal, pub Via);
 /// The credential a caller presented.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Via {
-    /// `Authorization: Bearer`: the SHA-256 of the secret.
-    Bearer(String),
+    /// `Authorization: Bearer`: the SHA-256 of the secret, and when the
+    /// credential expires.
+    Bearer {
+        hash: String,
+        expires_at: Option<Timestamp>,
+    },
     /// A web session: the SHA-256 of the cookie.
     Session(String),
 }
@@ -52,7 +56,13 @@ impl FromRequestParts<AppState> for Caller {
         };
         let hash = hash_secret(token);
         match bearer(app, &hash).await? {
-            Some(principal) => Ok(Caller(principal, Via::Bearer(hash))),
+            Some(found) => Ok(Caller(
+                found.principal,
+                Via::Bearer {
+                    hash,
+                    expires_at: found.expires_at,
+                },
+            )),
             None => Err(unauthenticated(
                 "the token is not known, was revoked or has expired, or its user is disabled",
             )),
@@ -68,7 +78,7 @@ fn unauthenticated(detail: &str) -> ApiError {
 /// The principal a bearer credential speaks for now: known, not revoked,
 /// not expired, its user not disabled. Cached briefly; a change clears the
 /// cache on every replica (`AppState::credentials_changed`).
-async fn bearer(app: &AppState, hash: &str) -> Result<Option<Principal>, ApiError> {
+async fn bearer(app: &AppState, hash: &str) -> Result<Option<Authenticated>, ApiError> {
     let credential = match app.principals.get(hash) {
         Some(credential) => credential,
         None => {
@@ -96,9 +106,7 @@ async fn bearer(app: &AppState, hash: &str) -> Result<Option<Principal>, ApiErro
         }
     };
     let now = app.clock.now();
-    Ok(credential
-        .filter(|it| it.expires_at.is_none_or(|at| now < at))
-        .map(|it| it.principal))
+    Ok(credential.filter(|it| it.expires_at.is_none_or(|at| now < at)))
 }
 
 /// Whether `caller` still holds what it authenticated with: the same
@@ -106,31 +114,12 @@ async fn bearer(app: &AppState, hash: &str) -> Result<Option<Principal>, ApiErro
 /// Streams and long-polls ask this whenever credentials change.
 pub(crate) async fn still_valid(app: &AppState, caller: &Caller) -> Result<bool, ApiError> {
     let now = match &caller.1 {
-        Via::Bearer(hash) => bearer(app, hash).await?,
+        Via::Bearer { hash, .. } => bearer(app, hash).await?.map(|it| it.principal),
         Via::Session(hash) => crate::ui::session::by_hash(app, hash)
             .await?
             .map(|session| Principal::User(session.user)),
     };
     Ok(now.as_ref() == Some(&caller.0))
-}
-
-/// How long until the caller's bearer credential expires, if it does
-/// (streams and long-polls end then; sessions end by their own rules).
-pub(crate) async fn expires_in(
-    app: &AppState,
-    caller: &Caller,
-) -> Result<Option<Duration>, ApiError> {
-    let Via::Bearer(hash) = &caller.1 else {
-        return Ok(None);
-    };
-    let credential = match app.principals.get(hash.as_str()) {
-        Some(credential) => credential,
-        None => app.store.principal(hash).await?,
-    };
-    let now = app.clock.now();
-    Ok(credential
-        .and_then(|it| it.expires_at)
-        .map(|at| Duration::from_millis(u64::try_from(at.millis() - now.millis()).unwrap_or(0))))
 }
 
 /// 401 for a request whose credential ended while it waited.
@@ -160,11 +149,25 @@ async fn from_session(parts: &Parts, app: &AppState) -> Result<Option<Caller>, A
 }
 
 impl Caller {
+    /// How long until the caller's bearer credential expires, if it does
+    /// (streams and long-polls end then; sessions end by their own rules).
+    pub(crate) fn expires_in(&self, now: Timestamp) -> Option<Duration> {
+        match &self.1 {
+            Via::Bearer {
+                expires_at: Some(at),
+                ..
+            } => Some(Duration::from_millis(
+                u64::try_from(at.millis() - now.millis()).unwrap_or(0),
+            )),
+            _ => None,
+        }
+    }
+
     /// What limits count per credential: the hash of the key, token or
     /// session cookie.
     pub(crate) fn credential_key(&self) -> &str {
         match &self.1 {
-            Via::Bearer(hash) | Via::Session(hash) => hash,
+            Via::Bearer { hash, .. } | Via::Session(hash) => hash,
         }
     }
 

@@ -492,8 +492,8 @@ async fn wait_on(
 ) -> Result<ProposalRecord, ApiError> {
     let deadline = tokio::time::Instant::now() + wait;
     // A credential that expires before the wait ends ends the wait.
-    let expiry = crate::auth::expires_in(app, caller)
-        .await?
+    let expiry = caller
+        .expires_in(app.clock.now())
         .map(|left| tokio::time::Instant::now() + left)
         .filter(|at| *at < deadline);
     let mut credentials = app.credentials.subscribe();
