@@ -68,6 +68,8 @@ pub struct Shared {
     pub(crate) streams: Arc<crate::limits::PerCredential>,
     /// Waiting long-polls per credential.
     pub(crate) waits: Arc<crate::limits::PerCredential>,
+    /// Which addresses outbound requests (webhooks) may reach.
+    pub(crate) fence: crate::outbound::Fence,
     /// Submissions a second per system, when limited.
     pub(crate) submit_rate: Option<crate::limits::SubmitRate>,
     /// Cancelled when the server shuts down.
@@ -159,6 +161,7 @@ pub async fn start(config: Config, clock: Arc<dyn Clock>) -> Result<Started, Sta
         config.max_waits_per_credential,
     ));
     let submit_rate = config.submit_rate.map(crate::limits::SubmitRate::new);
+    let fence = crate::outbound::Fence::new(config.webhook_allow_private.clone());
     let app = AppState(Arc::new(Shared {
         store,
         clock,
@@ -178,6 +181,7 @@ pub async fn start(config: Config, clock: Arc<dyn Clock>) -> Result<Started, Sta
         streams,
         waits,
         submit_rate,
+        fence,
         shutdown: CancellationToken::new(),
     }));
     // Other replicas' commits (PostgreSQL): the tail reads them at once.

@@ -119,9 +119,8 @@ pub(crate) fn message_id(id: i64) -> String {
 /// stay pending and go out again after the restart).
 pub(crate) fn spawn(app: AppState, wake: Arc<Notify>) -> JoinHandle<()> {
     tokio::spawn(async move {
-        let fence = crate::outbound::Fence::new(app.config.webhook_allow_private.clone());
         let http = match reqwest::Client::builder()
-            .dns_resolver(fence.resolver())
+            .dns_resolver(app.fence.resolver())
             .redirect(reqwest::redirect::Policy::none())
             .timeout(app.config.webhook_timeout)
             .pool_max_idle_per_host(PER_ENDPOINT)
@@ -422,8 +421,7 @@ async fn send(
     let timestamp = now.millis().div_euclid(1000);
     let signature = sign(&due.secret, &id, timestamp, &body)?;
     let url = reqwest::Url::parse(&due.url).map_err(|e| format!("the URL is not valid: {e}"))?;
-    let fence = crate::outbound::Fence::new(app.config.webhook_allow_private.clone());
-    if let Some(refused) = fence.refuses_literal(&url) {
+    if let Some(refused) = app.fence.refuses_literal(&url) {
         return Err(refused.to_string());
     }
     let response = http

@@ -174,7 +174,8 @@ async fn deadline(
     next: axum::middleware::Next,
 ) -> Response {
     use axum::http::{HeaderValue, header};
-    if app.shutdown.is_cancelled() {
+    let timeout = app.config.request_timeout;
+    let response = if app.shutdown.is_cancelled() {
         let mut response = ApiError::busy(
             "the server is shutting down; send the request again",
             std::time::Duration::from_secs(1),
@@ -183,20 +184,19 @@ async fn deadline(
         response
             .headers_mut()
             .insert(header::CONNECTION, HeaderValue::from_static("close"));
-        app.metrics.response(503);
-        return response;
-    }
-    let timeout = app.config.request_timeout;
-    let response = match tokio::time::timeout(timeout, next.run(request)).await {
-        Ok(response) => response,
-        Err(_) => ApiError::busy(
-            format!(
-                "the request was not answered within {} s",
-                timeout.as_secs()
-            ),
-            std::time::Duration::from_secs(1),
-        )
-        .into_response(),
+        response
+    } else {
+        match tokio::time::timeout(timeout, next.run(request)).await {
+            Ok(response) => response,
+            Err(_) => ApiError::busy(
+                format!(
+                    "the request was not answered within {} s",
+                    timeout.as_secs()
+                ),
+                std::time::Duration::from_secs(1),
+            )
+            .into_response(),
+        }
     };
     app.metrics.response(response.status().as_u16());
     response

@@ -281,8 +281,7 @@ async fn check_destination(app: &AppState, url: &str) -> Result<(), ApiError> {
             "`url` must name a host, not `{url}`"
         )));
     };
-    let fence = crate::outbound::Fence::new(app.config.webhook_allow_private.clone());
-    fence
+    app.fence
         .check_host(host, port)
         .await
         .map_err(|refused| ApiError::invalid(format!("`url` is refused: {refused}")))
