@@ -155,6 +155,9 @@ async fn expired_and_badly_made_credentials_are_refused() {
         json!({"expires_in": "P20Y"}),
         json!({"name": "x".repeat(101)}),
         json!({"name": "line\nbreak"}),
+        json!({"expires_in": "P99999999999999999999999D"}),
+        json!({"expires_in": "PT-5S"}),
+        json!({"name": 7}),
         json!({"secret": "mine"}),
     ] {
         let refused = app.post("/v1/systems/shop/keys", ADMIN_TOKEN, body).await;
@@ -165,6 +168,10 @@ async fn expired_and_badly_made_credentials_are_refused() {
             refused.body
         );
     }
+    assert_eq!(
+        app.get("/healthz", ADMIN_TOKEN).await.status,
+        StatusCode::OK
+    );
 }
 
 #[tokio::test]
