@@ -74,6 +74,77 @@ string_enum!(
     /// A user's role.
     Role { Admin = "admin", PolicyAuthor = "policy_author", Reviewer = "reviewer", Auditor = "auditor" }
 );
+string_enum!(
+    /// The type of an audit event: the log's closed vocabulary
+    /// (docs/audit.md). [`crate::audit::event::Event`] builds each one.
+    EventKind {
+        SystemCreated = "system.created", SystemUpdated = "system.updated",
+        SystemPaused = "system.paused", SystemResumed = "system.resumed",
+        WebhookSet = "system.webhook_set", WebhookRemoved = "system.webhook_removed",
+        UserCreated = "user.created", UserUpdated = "user.updated",
+        UserPasswordSet = "user.password_set", UserDisabled = "user.disabled", UserEnabled = "user.enabled",
+        KeyCreated = "key.created", KeyRevoked = "key.revoked",
+        PolicyPublished = "policy.published", PolicyActivated = "policy.activated",
+        PolicyShadowStarted = "policy.shadow_started", PolicyShadowStopped = "policy.shadow_stopped",
+        ProposalSubmitted = "proposal.submitted", ProposalRouted = "proposal.routed",
+        ProposalResolved = "proposal.resolved", ProposalOverridden = "proposal.overridden",
+        ProposalCancelled = "proposal.cancelled", ProposalErased = "proposal.erased",
+        TaskCreated = "task.created", TaskClaimed = "task.claimed", TaskReleased = "task.released",
+        TaskEscalated = "task.escalated", TaskExpired = "task.expired",
+        DecisionRecorded = "decision.recorded",
+    }
+);
+
+impl serde::Serialize for EventKind {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.as_str())
+    }
+}
+
+impl PartialEq<&str> for EventKind {
+    fn eq(&self, other: &&str) -> bool {
+        self.as_str() == *other
+    }
+}
+
+impl EventKind {
+    /// Whether the event is about one proposal (its subject is the
+    /// proposal's id): what a system's webhook and event stream carry.
+    pub fn is_about_a_proposal(self) -> bool {
+        use EventKind as K;
+        match self {
+            K::ProposalSubmitted
+            | K::ProposalRouted
+            | K::ProposalResolved
+            | K::ProposalOverridden
+            | K::ProposalCancelled
+            | K::ProposalErased
+            | K::TaskCreated
+            | K::TaskClaimed
+            | K::TaskReleased
+            | K::TaskEscalated
+            | K::TaskExpired
+            | K::DecisionRecorded => true,
+            K::SystemCreated
+            | K::SystemUpdated
+            | K::SystemPaused
+            | K::SystemResumed
+            | K::WebhookSet
+            | K::WebhookRemoved
+            | K::UserCreated
+            | K::UserUpdated
+            | K::UserPasswordSet
+            | K::UserDisabled
+            | K::UserEnabled
+            | K::KeyCreated
+            | K::KeyRevoked
+            | K::PolicyPublished
+            | K::PolicyActivated
+            | K::PolicyShadowStarted
+            | K::PolicyShadowStopped => false,
+        }
+    }
+}
 
 impl ProposalStatus {
     /// Terminal states never change.

@@ -1,8 +1,201 @@
-//! What happens to a new proposal: the route, the oversight mode and the
-//! kill switch together give its first state and the review task, if any.
+//! What happens to a new proposal: the route, the oversight mode, the kill
+//! switch and the automation caps together give its first state, its first
+//! review task and its audit events ([`admit`]); the store writes exactly
+//! that, in the transaction that read the system and the caps.
 
+use std::borrow::Cow;
+
+use serde_json::Value;
+
+use crate::audit::event::{Event, LOOPGATE_ACTOR};
+use crate::review::Task;
 use crate::routing::{ReviewPlan, Routing};
-use crate::{DecidedBy, Oversight, ProposalStatus, Route, SystemStatus, TaskKind};
+use crate::{
+    DecidedBy, Digest, Oversight, ProposalId, ProposalStatus, Route, SystemId, SystemStatus,
+    TaskId, TaskKind, TaskState, Timestamp,
+};
+
+/// A new proposal as admission reads it: what its events are made of.
+#[derive(Debug, Clone, Copy)]
+pub struct Proposed<'a> {
+    /// Its id.
+    pub id: &'a ProposalId,
+    /// The id its first task gets, if it has one.
+    pub task_id: &'a TaskId,
+    /// Its system.
+    pub system: &'a SystemId,
+    /// Its action.
+    pub action: &'a str,
+    /// `{"type", "id", "attributes"}`.
+    pub subject: &'a Value,
+    /// The model's input.
+    pub input: &'a Value,
+    /// The model's output.
+    pub output: &'a Value,
+    /// Its digest (salted with `salt`).
+    pub digest: &'a Digest,
+    /// Its salt.
+    pub salt: &'a [u8],
+    /// `user:<name>` or `system:<id>`.
+    pub submitted_by: &'a str,
+}
+
+/// The system as committed when the proposal is written (not as a cache
+/// saw it: a system paused a moment ago rejects this proposal too).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SystemState {
+    /// Its oversight mode.
+    pub oversight: Oversight,
+    /// Its kill switch.
+    pub status: SystemStatus,
+}
+
+/// One `@max_auto` counter: a policy's count in the window `now` falls in.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Cap {
+    /// The allow policy's id.
+    pub policy: String,
+    /// Most automated approvals per window.
+    pub limit: u32,
+    /// The start of the current window.
+    pub window: Timestamp,
+}
+
+/// The caps a routing counts against at `now`, in policy order: what the
+/// store reads before [`admit`].
+pub fn caps(routing: &Routing, now: Timestamp) -> Vec<Cap> {
+    routing
+        .limits
+        .iter()
+        .map(|it| Cap {
+            policy: it.policy.clone(),
+            limit: it.rate.limit,
+            window: it.rate.window_start(now),
+        })
+        .collect()
+}
+
+/// What admission decided: the store writes exactly this.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Admission<'a> {
+    /// The routing that applies: the live one, or the review of the first
+    /// capped policy when a cap was used up.
+    pub routing: Cow<'a, Routing>,
+    /// Whether a used-up cap sent an allow to review.
+    pub over_limit: bool,
+    /// `pending`, or terminal at once.
+    pub status: ProposalStatus,
+    /// Who settled it when terminal at once.
+    pub decided_by: Option<DecidedBy>,
+    /// Its first review task, with its deadline.
+    pub task: Option<Task>,
+    /// The caps this admission counts one against (all of them when an
+    /// automated approval went through, else none).
+    pub counted: Vec<Cap>,
+}
+
+impl Admission<'_> {
+    /// Whether its review is blind (reviewers do not see the model's output).
+    pub fn blind(&self) -> bool {
+        self.task.as_ref().is_some_and(|task| task.plan.blind)
+    }
+
+    /// Its audit events in log order, each with its actor: submitted (by
+    /// the submitter), routed, the task created, and resolved when settled
+    /// at once.
+    pub fn events<'s>(&'s self, proposed: &Proposed<'s>) -> Vec<(&'s str, Event<'s>)> {
+        let mut events = vec![
+            (
+                proposed.submitted_by,
+                Event::ProposalSubmitted {
+                    proposal: proposed.id.as_str(),
+                    system: proposed.system.as_str(),
+                    action: proposed.action,
+                    digest: proposed.digest,
+                    subject: proposed.subject,
+                    input: proposed.input,
+                    output: proposed.output,
+                    salt: proposed.salt,
+                },
+            ),
+            (
+                LOOPGATE_ACTOR,
+                Event::ProposalRouted {
+                    proposal: proposed.id.as_str(),
+                    routing: &self.routing,
+                    over_limit: self.over_limit,
+                    salt: proposed.salt,
+                },
+            ),
+        ];
+        if let Some(task) = &self.task {
+            events.push((LOOPGATE_ACTOR, Event::TaskCreated(task)));
+        }
+        if self.status.is_terminal() {
+            let resolved = Event::ProposalResolved {
+                proposal: proposed.id.as_str(),
+                outcome: self.status,
+                decided_by: self.decided_by,
+                digest: proposed.digest,
+                modified: None,
+            };
+            events.push((LOOPGATE_ACTOR, resolved));
+        }
+        events
+    }
+}
+
+/// Admits a new proposal. `routing` is the live policies' routing,
+/// `sampled` the QA draw for its sampling rate (see `routing::is_sampled`),
+/// and `used` the count of each of [`caps`]`(routing, now)` as committed.
+/// A paused system rejects (the kill switch); otherwise, when any cap is
+/// used up, an allow goes to the first capped policy's review instead and
+/// counts nothing; else the proposal is planned as routed and counts one
+/// against every cap.
+pub fn admit<'a>(
+    proposed: &Proposed<'_>,
+    routing: &'a Routing,
+    system: SystemState,
+    sampled: bool,
+    used: &[(Cap, u64)],
+    now: Timestamp,
+) -> Admission<'a> {
+    let used_up = used.iter().any(|(cap, used)| *used >= u64::from(cap.limit));
+    let (routing, over_limit, sampled) = match routing.limits.first() {
+        Some(first) if used_up && system.status == SystemStatus::Active => {
+            (Cow::Owned(routing.over_limit(first)), true, false)
+        }
+        _ => (Cow::Borrowed(routing), false, sampled),
+    };
+    let plan = plan(&routing, system.oversight, system.status, sampled);
+    let counted = match system.status == SystemStatus::Active && !over_limit {
+        true => used.iter().map(|(cap, _)| cap.clone()).collect(),
+        false => Vec::new(),
+    };
+    let task = plan.task.map(|planned| Task {
+        id: proposed.task_id.clone(),
+        proposal_id: proposed.id.clone(),
+        kind: planned.kind,
+        state: TaskState::Open,
+        group: planned.review.group.clone(),
+        level: 0,
+        required: planned.review.approvals,
+        due_at: planned.review.sla.map(|sla| now.plus(sla)),
+        claimed_by: None,
+        lease_expires_at: None,
+        plan: planned.review,
+        sample_probability: planned.sample_probability,
+        created_at: now,
+    });
+    Admission {
+        routing,
+        over_limit,
+        status: plan.status,
+        decided_by: plan.decided_by,
+        task,
+        counted,
+    }
+}
 
 /// The first state of a proposal.
 #[derive(Debug, Clone, PartialEq)]

@@ -423,6 +423,35 @@ pub fn expire(case: &Case, now: Timestamp) -> Option<(Case, Effect)> {
     Some((next, Effect::Resolved))
 }
 
+/// Cancels a pending proposal (its submitter withdrew it): the proposal
+/// ends `cancelled`, decided by `system`, and each of its `tasks` still
+/// open ends with it. Returns the proposal and the tasks that changed. A
+/// settled proposal cannot be cancelled.
+pub fn cancel(
+    proposal: &ProposalState,
+    tasks: &[Task],
+    now: Timestamp,
+) -> Result<(ProposalState, Vec<Task>), ReviewError> {
+    if proposal.status.is_terminal() {
+        return Err(ReviewError::AlreadyDecided {
+            state: proposal.status.as_str(),
+        });
+    }
+    let mut next = proposal.clone();
+    next.status = ProposalStatus::Cancelled;
+    next.decided_by = Some(DecidedBy::System);
+    next.decided_at = Some(now);
+    let ended = tasks
+        .iter()
+        .filter(|task| task.state.is_active())
+        .map(|task| Task {
+            state: TaskState::Cancelled,
+            ..open(task.clone())
+        })
+        .collect();
+    Ok((next, ended))
+}
+
 fn settle(case: &mut Case, outcome: ProposalStatus, decided_by: DecidedBy, now: Timestamp) {
     case.proposal.status = outcome;
     case.proposal.decided_by = Some(decided_by);

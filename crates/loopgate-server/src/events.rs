@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 
-use loopgate_core::{ProposalId, Role};
+use loopgate_core::{EventKind, ProposalId, Role};
 use loopgate_store::{Principal, StoredEvent, UserRecord};
 use serde::Serialize;
 use tokio::sync::{Notify, broadcast};
@@ -45,7 +45,7 @@ pub struct Event {
     pub id: i64,
     /// `proposal.submitted`, `task.claimed`, `decision.recorded`, … (docs/audit.md).
     #[serde(rename = "type")]
-    pub kind: String,
+    pub kind: EventKind,
     /// When it was committed (RFC 3339).
     pub time: String,
     /// Who caused it (`user:…`, `system:…`, `loopgate`).
@@ -371,22 +371,45 @@ pub(crate) fn spawn(app: AppState) -> JoinHandle<()> {
 /// settled proposal wake, and its caches of policies, systems and
 /// credentials refresh at once instead of on expiry.
 async fn follow(app: &AppState, row: &StoredEvent) {
-    let kind = row.kind.as_str();
-    match kind {
-        "proposal.resolved" | "proposal.cancelled" => {
+    use EventKind as K;
+    match row.kind {
+        K::ProposalResolved | K::ProposalCancelled => {
             if let Some(id) = row.subject.as_deref().and_then(ProposalId::parse) {
                 app.waiters.resolved(&id, None);
             }
         }
-        _ if kind.starts_with("policy.") => {
+        K::PolicyPublished
+        | K::PolicyActivated
+        | K::PolicyShadowStarted
+        | K::PolicyShadowStopped => {
             let _lock = app.policy_lock.lock().await;
             if let Err(error) = app.reload_policies().await {
                 tracing::warn!(%error, "policies changed by another replica could not be loaded");
             }
         }
-        _ if kind.starts_with("system.") => app.systems.clear(),
-        _ if kind.starts_with("user.") || kind.starts_with("key.") => app.credentials_changed(),
-        _ => (),
+        K::SystemCreated
+        | K::SystemUpdated
+        | K::SystemPaused
+        | K::SystemResumed
+        | K::WebhookSet
+        | K::WebhookRemoved => app.systems.clear(),
+        K::UserCreated
+        | K::UserUpdated
+        | K::UserPasswordSet
+        | K::UserDisabled
+        | K::UserEnabled
+        | K::KeyCreated
+        | K::KeyRevoked => app.credentials_changed(),
+        K::ProposalSubmitted
+        | K::ProposalRouted
+        | K::ProposalOverridden
+        | K::ProposalErased
+        | K::TaskCreated
+        | K::TaskClaimed
+        | K::TaskReleased
+        | K::TaskEscalated
+        | K::TaskExpired
+        | K::DecisionRecorded => (),
     }
 }
 
@@ -437,7 +460,7 @@ mod tests {
             seq: 7,
             time: Timestamp::from_millis(0),
             actor: "user:ann".into(),
-            kind: "task.claimed".into(),
+            kind: EventKind::TaskClaimed,
             subject: Some("prp_1".into()),
             data: serde_json::json!({"task": "tsk_1"}),
             system: Some("fraud".into()),

@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use hmac::{Hmac, Mac as _};
-use loopgate_core::{ProposalId, SystemId, Timestamp};
+use loopgate_core::{EventKind, ProposalId, SystemId, Timestamp};
 use loopgate_store::{AttemptResult, DeliveryState, DueDelivery, StoreError};
 use serde_json::json;
 use sha2::Sha256;
@@ -32,28 +32,20 @@ use crate::AppState;
 use crate::events::Event;
 
 /// The event types a webhook gets unless it names others.
-pub const DEFAULT_TYPES: [&str; 4] = [
-    "proposal.resolved",
-    "proposal.overridden",
-    "task.created",
-    "task.escalated",
+pub const DEFAULT_TYPES: [EventKind; 4] = [
+    EventKind::ProposalResolved,
+    EventKind::ProposalOverridden,
+    EventKind::TaskCreated,
+    EventKind::TaskEscalated,
 ];
 
-/// Every event type a webhook may subscribe to (those about proposals).
-pub const TYPES: [&str; 12] = [
-    "proposal.submitted",
-    "proposal.routed",
-    "proposal.resolved",
-    "proposal.overridden",
-    "proposal.cancelled",
-    "proposal.erased",
-    "task.created",
-    "task.claimed",
-    "task.released",
-    "task.escalated",
-    "task.expired",
-    "decision.recorded",
-];
+/// Every event type a webhook may subscribe to: those about one proposal.
+pub fn types() -> impl Iterator<Item = EventKind> {
+    EventKind::ALL
+        .iter()
+        .copied()
+        .filter(|kind| kind.is_about_a_proposal())
+}
 
 /// Requests in flight at once, over all endpoints.
 const IN_FLIGHT: usize = 256;

@@ -368,6 +368,11 @@ pub trait Store: Send + Sync + 'static {
     #[doc(hidden)]
     async fn crash_writer_for_tests(&self);
 
+    /// Tests only: while `fail` is set every write fails to begin, as on a
+    /// full disk; the writer keeps running.
+    #[doc(hidden)]
+    fn fail_writes_for_tests(&self, fail: bool);
+
     /// Calls `callback` whenever another process committed to the same
     /// database (PostgreSQL replicas); never with a database of its own.
     fn watch_commits(&self, callback: Box<dyn Fn() + Send + Sync>);

@@ -303,26 +303,12 @@ pub struct NewProposal {
     pub salt: Vec<u8>,
     /// `user:<name>` or `system:<id>`.
     pub submitted_by: String,
-    /// Routing.
+    /// The live policies' routing.
     pub routing: Routing,
-    /// First state.
-    pub plan: loopgate_core::proposal::Plan,
-    /// `@max_auto` caps to count, and what to do instead when one is used up.
-    pub limits: Option<AutoLimits>,
+    /// The QA draw for the routing's sampling rate.
+    pub sampled: bool,
     /// What the shadow policy version made of this proposal, when one runs.
     pub shadow: Option<ShadowOutcome>,
-}
-
-/// Automation caps a proposal counts against, checked and counted in the
-/// submitting transaction.
-#[derive(Debug, Clone, PartialEq)]
-pub struct AutoLimits {
-    /// (policy id, most per window, window start).
-    pub counters: Vec<(String, u32, Timestamp)>,
-    /// The routing when any cap is used up.
-    pub routing: Routing,
-    /// The plan when any cap is used up.
-    pub plan: loopgate_core::proposal::Plan,
 }
 
 /// The shadow version's routing of one proposal.
@@ -819,7 +805,7 @@ pub struct StoredEvent {
     /// `user:…`, `system:…` or `loopgate`.
     pub actor: String,
     /// `proposal.submitted`, `decision.recorded`, … (docs/audit.md).
-    pub kind: String,
+    pub kind: loopgate_core::EventKind,
     /// A proposal id, or a system, user, key or policy id.
     pub subject: Option<String>,
     /// Ids, digests and salted hashes; never a payload.
@@ -840,7 +826,7 @@ pub struct WebhookConfig {
     /// `whsec_<base64>`: the HMAC key of the signatures.
     pub secret: String,
     /// The event types delivered.
-    pub types: Vec<String>,
+    pub types: Vec<loopgate_core::EventKind>,
     /// When it was first set.
     pub created_at: Timestamp,
     /// When it was last changed.
@@ -938,7 +924,7 @@ pub struct DeliveryRecord {
     /// The system.
     pub system: SystemId,
     /// The event type.
-    pub kind: String,
+    pub kind: loopgate_core::EventKind,
     /// The proposal (or other subject) it concerns.
     pub subject: String,
     /// Where it stands.

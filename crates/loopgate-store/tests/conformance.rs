@@ -13,20 +13,19 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use loopgate_core::digest::DigestParts;
-use loopgate_core::proposal::plan;
 use loopgate_core::review::{DecisionInput, ReviewError};
-use loopgate_core::routing::{EvaluationError, ReviewPlan, Routing};
+use loopgate_core::routing::{AutoLimit, EvaluationError, Rate, ReviewPlan, Routing};
 use loopgate_core::{
-    Digest, Oversight, ProposalId, ProposalStatus, RiskTier, Route, SystemId, SystemStatus, TaskId,
+    Digest, EventKind, Oversight, ProposalId, ProposalStatus, RiskTier, Route, SystemId, TaskId,
     TaskState, Timestamp, Verdict,
 };
 use loopgate_store::aggregates::metric;
 use loopgate_store::sql::{PgOptions, SqlStore};
 use loopgate_store::testing::TempDatabase;
 use loopgate_store::{
-    ActivationMode, AnalyticsFilter, AttemptResult, AutoLimits, DeliveryFilter, DeliveryState,
-    NewPolicy, NewProposal, NewSystem, ProposalFilter, ReviewerRef, ShadowOutcome, Store,
-    StoreError, SubmitError, Submitted, TaskFilter, TotalsQuery, TxError, WebhookConfig,
+    ActivationMode, AnalyticsFilter, AttemptResult, DeliveryFilter, DeliveryState, NewPolicy,
+    NewProposal, NewSystem, ProposalFilter, ReviewerRef, ShadowOutcome, Store, StoreError,
+    SubmitError, Submitted, TaskFilter, TotalsQuery, TxError, WebhookConfig,
 };
 use serde_json::json;
 
@@ -154,7 +153,6 @@ fn new_proposal(
         limits: vec![],
         errors: vec![],
     };
-    let plan = plan(&routing, Oversight::InTheLoop, SystemStatus::Active, false);
     NewProposal {
         id: ProposalId::from_unique(&format!("P{n}{}", key.unwrap_or(""))),
         task_id: TaskId::from_unique(&format!("T{n}{}", key.unwrap_or(""))),
@@ -173,8 +171,7 @@ fn new_proposal(
         salt,
         submitted_by: "system:sys".into(),
         routing,
-        plan,
-        limits: None,
+        sampled: false,
         shadow: None,
     }
 }
@@ -395,12 +392,6 @@ async fn policy_errors_stay_with_the_proposal_and_its_routed_event(store: &dyn S
     new.routing.route = Route::Deny;
     new.routing.matched = vec!["deny-big".into()];
     new.routing.errors = errors.clone();
-    new.plan = plan(
-        &new.routing,
-        Oversight::InTheLoop,
-        SystemStatus::Active,
-        false,
-    );
     let id = new.id.clone();
     let Submitted::Created(created) = store.submit(new, T0).await.unwrap() else {
         panic!("a new proposal")
@@ -682,20 +673,21 @@ async fn activations_decide_the_live_and_shadow_versions(store: &dyn Store) {
 
 async fn automation_caps_hold_under_concurrency(store: &dyn Store) {
     let system = setup(store).await;
-    let window = Timestamp::from_millis(T0.millis() / 3_600_000 * 3_600_000);
     // Twenty submissions in flight at once, each allowed under a cap of 5/h.
     let submissions = (0..20).map(|n| {
         let mut new = new_proposal(&system, n, None, json!({"n": n}), 1);
         let mut allow = new.routing.clone();
         allow.route = Route::Allow;
-        let allowed = plan(&allow, Oversight::InTheLoop, SystemStatus::Active, false);
-        new.limits = Some(AutoLimits {
-            counters: vec![("cap".into(), 5, window)],
-            routing: new.routing.clone(),
-            plan: new.plan.clone(),
-        });
+        // Over the cap: the review the test's routing had.
+        allow.limits = vec![AutoLimit {
+            policy: "cap".into(),
+            rate: Rate {
+                limit: 5,
+                window: Duration::from_secs(3600),
+            },
+            review: new.routing.review.clone(),
+        }];
         new.routing = allow;
-        new.plan = allowed;
         store.submit(new, T0)
     });
     let mut approved = 0;
@@ -819,12 +811,6 @@ async fn analytics_counts_follow_every_change(store: &dyn Store) {
             json!({"region": if n % 2 == 0 { "eu" } else { "us" }, "age": n});
         if n == 7 {
             new.routing.review.sla = Some(Duration::from_secs(60));
-            new.plan = plan(
-                &new.routing,
-                Oversight::InTheLoop,
-                SystemStatus::Active,
-                false,
-            );
         }
         ids.push((new.id.clone(), new.task_id.clone(), new.digest.clone()));
         submissions.push(store.submit(new, T0));
@@ -925,7 +911,7 @@ async fn the_webhook_outbox_delivers_each_proposal_in_order(store: &dyn Store) {
         system: system.clone(),
         url: "http://127.0.0.1:9/hook".into(),
         secret: "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw".into(),
-        types: vec!["proposal.resolved".into(), "task.created".into()],
+        types: vec![EventKind::ProposalResolved, EventKind::TaskCreated],
         created_at: T0,
         updated_at: T0,
     };
@@ -1069,7 +1055,7 @@ async fn a_second_webhook_gets_only_what_comes_after_it(store: &dyn Store) {
         system: system.clone(),
         url: "http://127.0.0.1:9/hook".into(),
         secret: "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw".into(),
-        types: vec!["task.created".into()],
+        types: vec![EventKind::TaskCreated],
         created_at: T0,
         updated_at: T0,
     };

@@ -5,6 +5,7 @@
 
 pub mod checkpoint;
 pub mod entry;
+pub mod event;
 pub mod merkle;
 pub mod note;
 pub mod tile;

@@ -388,6 +388,7 @@ enum Op {
         stale: bool,
     },
     Advance(u64),
+    Cancel,
 }
 
 fn op() -> impl Strategy<Value = Op> {
@@ -406,6 +407,7 @@ fn op() -> impl Strategy<Value = Op> {
             stale
         }),
         (0..7200_u64).prop_map(Op::Advance),
+        Just(Op::Cancel),
     ]
 }
 
@@ -447,6 +449,21 @@ proptest! {
                         Err(_) => prop_assert_eq!(&state, &before),
                     }
                 }
+                Op::Cancel => match cancel(&state.proposal, std::slice::from_ref(&state.task), now) {
+                    Ok((proposal, tasks)) => {
+                        prop_assert!(!before.proposal.status.is_terminal());
+                        prop_assert_eq!(proposal.status, ProposalStatus::Cancelled);
+                        state.proposal = proposal;
+                        if let Some(task) = tasks.into_iter().next() {
+                            state.task = task;
+                        }
+                        prop_assert!(!state.task.state.is_active());
+                    }
+                    Err(_) => {
+                        prop_assert!(before.proposal.status.is_terminal());
+                        prop_assert_eq!(&state, &before);
+                    }
+                },
                 Op::Advance(seconds) => {
                     now = now.plus(Duration::from_secs(seconds));
                     if let Some((next, effect)) = expire(&state, now) {

@@ -9,6 +9,7 @@ use axum::extract::State;
 use axum::http::{HeaderMap, header};
 use axum::response::{IntoResponse, Response};
 use bytes::{Bytes, BytesMut};
+use loopgate_core::EventKind;
 use loopgate_store::Principal;
 use serde::Deserialize;
 use tokio::sync::broadcast;
@@ -37,7 +38,8 @@ pub struct EventsQuery {
 struct Filter {
     principal: Principal,
     system: Option<String>,
-    kinds: Vec<String>,
+    /// The types asked for; `None` for all.
+    kinds: Option<Vec<EventKind>>,
 }
 
 impl Filter {
@@ -47,18 +49,17 @@ impl Filter {
                 .system
                 .as_ref()
                 .is_none_or(|s| event.system.as_ref() == Some(s))
-            && (self.kinds.is_empty()
-                || self.kinds.iter().any(|k| match k.strip_suffix('*') {
-                    Some(prefix) => event.kind.starts_with(prefix),
-                    None => event.kind == *k,
-                }))
+            && self
+                .kinds
+                .as_ref()
+                .is_none_or(|kinds| kinds.contains(&event.kind))
     }
 
     /// Whether every event of the channel it listens on passes: no type
     /// filter, and a principal that sees all of that channel (an admin or
     /// auditor, or a system on its own channel).
     fn takes_all(&self, channel: Option<&str>) -> bool {
-        self.kinds.is_empty()
+        self.kinds.is_none()
             && match &self.principal {
                 Principal::System(id) => channel == Some(id.as_str()),
                 Principal::User(user) => sees_everything(user),
@@ -257,13 +258,7 @@ pub async fn stream(
         })?),
         None => query.after,
     };
-    let kinds: Vec<String> = query
-        .kinds
-        .iter()
-        .flat_map(|k| k.split(','))
-        .map(|k| k.trim().to_owned())
-        .filter(|k| !k.is_empty())
-        .collect();
+    let kinds = kinds_asked(query.kinds.as_deref());
     // Subscribe before reading: whatever is committed after this is either
     // in the store read or in the channel. A system's key, or `?system=`,
     // listens on that system's channel only.
@@ -317,4 +312,32 @@ pub fn last_event_id(header: &[u8]) -> Option<i64> {
         .ok()
         .and_then(|text| text.trim().parse::<i64>().ok())
         .filter(|id| 0 <= *id)
+}
+
+/// The event types `?type=` names: a comma list of types and prefixes
+/// ending in `*` (`task.*`). A name that is no type matches nothing; an
+/// empty list asks for all.
+fn kinds_asked(asked: Option<&str>) -> Option<Vec<EventKind>> {
+    let patterns: Vec<&str> = asked
+        .into_iter()
+        .flat_map(|k| k.split(','))
+        .map(str::trim)
+        .filter(|k| !k.is_empty())
+        .collect();
+    if patterns.is_empty() {
+        return None;
+    }
+    let matches = |kind: EventKind| {
+        patterns.iter().any(|p| match p.strip_suffix('*') {
+            Some(prefix) => kind.as_str().starts_with(prefix),
+            None => kind.as_str() == *p,
+        })
+    };
+    Some(
+        EventKind::ALL
+            .iter()
+            .copied()
+            .filter(|k| matches(*k))
+            .collect(),
+    )
 }

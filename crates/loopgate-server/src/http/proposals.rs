@@ -8,7 +8,6 @@ use axum::http::{HeaderMap, StatusCode};
 use loopgate_core::audit::entry::SALT_LEN;
 use loopgate_core::digest::DigestParts;
 use loopgate_core::duration::parse_short;
-use loopgate_core::proposal::plan;
 use loopgate_core::routing::value::check_exact;
 use loopgate_core::routing::{
     Defaults, ReviewPlan, RoutingRequest, ShapeRule, TypedInput, is_sampled, route, typed_input,
@@ -16,8 +15,8 @@ use loopgate_core::routing::{
 use loopgate_core::{Digest, ProposalId, Role, Route, SystemId, TaskId};
 use loopgate_proto as proto;
 use loopgate_store::{
-    AutoLimits, NewProposal, ProposalFilter, ProposalRecord, ShadowOutcome, StoreError,
-    SubmitError, Submitted, SystemRecord, TxError,
+    NewProposal, ProposalFilter, ProposalRecord, ShadowOutcome, StoreError, SubmitError, Submitted,
+    SystemRecord, TxError,
 };
 use serde::Deserialize;
 use serde_json::json;
@@ -139,20 +138,7 @@ pub async fn submit(
     });
     let id = ProposalId::from_unique(&ulid::Ulid::new().to_string());
     let sampled = is_sampled(&app.sampling_secret, id.as_str(), routing.sample_rate);
-    let plan = plan(&routing, system.oversight, system.status, sampled);
     let now = app.clock.now();
-    let limits = routing.limits.first().map(|first| {
-        let over = routing.over_limit(first);
-        AutoLimits {
-            counters: routing
-                .limits
-                .iter()
-                .map(|it| (it.policy.clone(), it.rate.limit, it.rate.window_start(now)))
-                .collect(),
-            plan: loopgate_core::proposal::plan(&over, system.oversight, system.status, false),
-            routing: over,
-        }
-    });
     let new = NewProposal {
         id,
         task_id: TaskId::from_unique(&ulid::Ulid::new().to_string()),
@@ -173,8 +159,7 @@ pub async fn submit(
         salt,
         submitted_by: caller.actor(),
         routing,
-        plan,
-        limits,
+        sampled,
         shadow,
     };
     // A new proposal cannot be resolved before it exists: subscribing now

@@ -4,7 +4,7 @@
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use loopgate_core::SystemId;
+use loopgate_core::{EventKind, SystemId};
 use loopgate_proto as proto;
 use loopgate_store::{DeliveryFilter, DeliveryRecord, DeliveryState, WebhookConfig};
 use serde::Deserialize;
@@ -14,7 +14,7 @@ use crate::auth::Caller;
 use crate::http::error::ApiError;
 use crate::http::extract::{JsonBody, Params};
 use crate::http::{cursor, page_limit, parse_id};
-use crate::webhooks::{DEFAULT_TYPES, TYPES, check_secret, message_id, new_secret};
+use crate::webhooks::{DEFAULT_TYPES, check_secret, message_id, new_secret, types};
 
 /// The system of the path, if the caller may see its webhook: an admin, or
 /// the system's own key.
@@ -38,7 +38,11 @@ fn view(webhook: WebhookConfig, secret: bool) -> proto::Webhook {
     proto::Webhook {
         system: webhook.system.to_string(),
         url: webhook.url,
-        types: webhook.types,
+        types: webhook
+            .types
+            .iter()
+            .map(|k| k.as_str().to_owned())
+            .collect(),
         secret: secret.then_some(webhook.secret),
         created_at: webhook.created_at.to_rfc3339(),
         updated_at: webhook.updated_at.to_rfc3339(),
@@ -49,7 +53,7 @@ fn delivery_view(delivery: DeliveryRecord) -> proto::Delivery {
     proto::Delivery {
         id: message_id(delivery.id),
         event: delivery.id,
-        kind: delivery.kind,
+        kind: delivery.kind.as_str().to_owned(),
         subject: delivery.subject,
         state: delivery.state.as_str().to_owned(),
         attempts: delivery.attempts,
@@ -102,7 +106,7 @@ pub async fn set(
     let system = parse_id(&id, SystemId::parse, "system")?;
     check_url(&body.url)?;
     let types = match body.types {
-        None => DEFAULT_TYPES.map(str::to_owned).to_vec(),
+        None => DEFAULT_TYPES.to_vec(),
         Some(types) => check_types(types)?,
     };
     if let Some(secret) = &body.secret {
@@ -287,19 +291,26 @@ async fn check_destination(app: &AppState, url: &str) -> Result<(), ApiError> {
         .map_err(|refused| ApiError::invalid(format!("`url` is refused: {refused}")))
 }
 
-fn check_types(mut types: Vec<String>) -> Result<Vec<String>, ApiError> {
-    if let Some(unknown) = types.iter().find(|t| !TYPES.contains(&t.as_str())) {
-        return Err(ApiError::invalid(format!(
-            "`{unknown}` is not an event type a webhook can receive"
-        ))
-        .help(format!("use any of: {}", TYPES.join(", "))));
+fn check_types(asked: Vec<String>) -> Result<Vec<EventKind>, ApiError> {
+    let mut kinds = Vec::with_capacity(asked.len());
+    for name in &asked {
+        match EventKind::parse(name).filter(|kind| kind.is_about_a_proposal()) {
+            Some(kind) => kinds.push(kind),
+            None => {
+                let all: Vec<&str> = types().map(EventKind::as_str).collect();
+                return Err(ApiError::invalid(format!(
+                    "`{name}` is not an event type a webhook can receive"
+                ))
+                .help(format!("use any of: {}", all.join(", "))));
+            }
+        }
     }
-    if types.is_empty() {
+    if kinds.is_empty() {
         return Err(ApiError::invalid(
             "`types` must name at least one event type",
         ));
     }
-    types.sort();
-    types.dedup();
-    Ok(types)
+    kinds.sort_by_key(|kind| kind.as_str());
+    kinds.dedup();
+    Ok(kinds)
 }

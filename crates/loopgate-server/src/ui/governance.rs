@@ -7,8 +7,9 @@ use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::{Extension, Form};
-use loopgate_core::Role;
+use loopgate_core::audit::entry;
 use loopgate_core::routing::Policies;
+use loopgate_core::{EventKind, Role};
 use loopgate_proto as proto;
 use serde::Deserialize;
 use serde_json::Value;
@@ -728,7 +729,8 @@ pub(crate) struct ReceiptEntry {
     index: u64,
     entry: String,
     proof: String,
-    kind: String,
+    /// Empty when the entry does not parse (the page's verifier says why).
+    kind: &'static str,
 }
 
 #[derive(Template)]
@@ -764,12 +766,9 @@ pub(crate) async fn audit(
                             .entries
                             .into_iter()
                             .map(|e| ReceiptEntry {
-                                kind: serde_json::from_str::<Value>(&e.entry)
-                                    .ok()
-                                    .and_then(|v| {
-                                        v.get("type").and_then(Value::as_str).map(str::to_owned)
-                                    })
-                                    .unwrap_or_default(),
+                                kind: entry::parse_head(e.entry.as_bytes())
+                                    .and_then(|head| EventKind::parse(&head.type_))
+                                    .map_or("", EventKind::as_str),
                                 index: e.index,
                                 proof: e.inclusion_proof.map(|p| p.join(" ")).unwrap_or_default(),
                                 entry: e.entry,

@@ -42,7 +42,10 @@ async fn patch_user(app: &TestApp, id: &str, body: Value) -> crate::harness::Res
 /// The types of every event so far, from the store.
 async fn event_types(app: &TestApp) -> Vec<String> {
     let events = app.app.store.events_after(0, 10_000).await.unwrap();
-    events.into_iter().map(|e| e.kind).collect()
+    events
+        .into_iter()
+        .map(|e| e.kind.as_str().to_owned())
+        .collect()
 }
 
 async fn status_with(app: &TestApp, token: &str) -> StatusCode {

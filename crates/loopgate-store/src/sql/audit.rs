@@ -8,6 +8,7 @@
 //! leaves nothing half-applied; the next step reloads from the tiles.
 
 use loopgate_core::audit::entry;
+use loopgate_core::audit::event::{Erasure, Event};
 use loopgate_core::audit::merkle::{self, Hash, ProofError};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -15,7 +16,6 @@ use std::sync::{Arc, Mutex};
 use crate::db::{Connection, OptionalExtension, Row, params};
 use loopgate_core::audit::tile::{TileBuilder, TileSource, TileTree, tree_of};
 use loopgate_core::{ProposalId, Timestamp};
-use serde_json::json;
 
 use super::SqlStore;
 use super::queries as q;
@@ -347,14 +347,12 @@ pub(super) fn erase(
         return Ok(record);
     }
     erase_rows(conn, id.as_str(), now)?;
-    let data = json!({"proposal": id.as_str(), "reason_hash": reason_digest(reason)});
-    q::event(conn, now, actor, "proposal.erased", id.as_str(), data)?;
+    let event = Event::ProposalErased {
+        proposal: id.as_str(),
+        why: Erasure::Requested(reason),
+    };
+    q::append(conn, now, actor, &event)?;
     Ok(q::proposal(conn, id.as_str())?.ok_or(StoreError::NotFound)?)
-}
-
-/// The reason is free text and may name the data subject: only its hash is logged.
-fn reason_digest(reason: &str) -> String {
-    loopgate_core::Digest::of_json(&json!(reason)).to_string()
 }
 
 fn erase_rows(conn: &Connection, id: &str, now: Timestamp) -> Result<(), StoreError> {
@@ -406,8 +404,11 @@ pub(super) fn erase_expired(
     let mut erased = Vec::with_capacity(ids.len());
     for id in ids {
         erase_rows(conn, &id, now)?;
-        let data = json!({"proposal": id, "reason": "retention"});
-        q::event(conn, now, "loopgate", "proposal.erased", &id, data)?;
+        let event = Event::ProposalErased {
+            proposal: &id,
+            why: Erasure::Retention,
+        };
+        q::append(conn, now, "loopgate", &event)?;
         erased.push(
             ProposalId::parse(&id)
                 .ok_or_else(|| StoreError::Other(format!("bad proposal id {id}")))?,

@@ -216,6 +216,11 @@ impl SqlStore {
         self.inner.health.state()
     }
 
+    /// Tests only: while `fail` is set every write fails, as on a full disk.
+    pub(crate) fn fail_writes_for_tests(&self, fail: bool) {
+        self.inner.health.refuse.store(fail, Ordering::SeqCst);
+    }
+
     /// Whether this process leads (runs the sequencer, timers and webhooks).
     pub(crate) fn leads(&self) -> bool {
         self.inner.leader.load(Ordering::SeqCst)
@@ -372,6 +377,8 @@ pub(crate) struct WriterHealth {
     /// The last group's failure to begin or commit (a full disk), until a
     /// group commits again.
     failing: Mutex<Option<String>>,
+    /// Tests only: every group fails to begin, as on a full disk.
+    refuse: AtomicBool,
 }
 
 impl WriterHealth {
@@ -406,7 +413,13 @@ fn write_loop(conn: Connection, receiver: mpsc::Receiver<Job>, health: &WriterHe
                 Err(_) => break,
             }
         }
-        if let Err(error) = conn.begin_write() {
+        let began = match health.refuse.load(Ordering::SeqCst) {
+            true => Err(StoreError::Unavailable(
+                "writes fail, as a test asked".to_owned(),
+            )),
+            false => conn.begin_write(),
+        };
+        if let Err(error) = began {
             health.record(Err(&error));
             // Nothing runs outside a transaction: every job is told why.
             let _ = conn.execute_batch("ROLLBACK");

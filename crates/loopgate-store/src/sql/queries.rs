@@ -5,13 +5,15 @@ use std::time::Duration;
 
 use crate::db::{Connection, OptionalExtension, Params, Row, params};
 use loopgate_core::audit::entry;
+use loopgate_core::audit::event::Event;
+use loopgate_core::proposal::Cap;
 use loopgate_core::review::{Case, CaseParts, Decision, ProposalState, Task, count_approvals};
 use loopgate_core::routing::ReviewPlan;
 use loopgate_core::{
     DecidedBy, Digest, OnTimeout, ProposalId, ProposalStatus, Role, Route, SystemId, TaskId,
     TaskKind, TaskState, Timestamp, UserId, Verdict,
 };
-use serde_json::{Map, Value, json};
+use serde_json::{Map, Value};
 
 use crate::{
     ActivationMode, AnalyticsFilter, CredentialOwner, CredentialRecord, LabelDecision, LabelRow,
@@ -38,7 +40,10 @@ pub(super) fn event_row(row: &Row, at: usize) -> Result<StoredEvent, StoreError>
         seq: row.get(at)?,
         time: Timestamp::from_millis(row.get(at + 1)?),
         actor: row.get(at + 2)?,
-        kind: row.get(at + 3)?,
+        kind: parse(
+            &row.get::<_, String>(at + 3)?,
+            loopgate_core::EventKind::parse,
+        )?,
         subject: row.get(at + 4)?,
         data: serde_json::from_str(&row.get::<_, String>(at + 5)?)?,
         system: row.get(at + 6)?,
@@ -277,27 +282,36 @@ pub(super) fn case(conn: &Connection, task_id: &str) -> Result<Option<Case>, Sto
 }
 
 pub(super) fn case_of(proposal: ProposalRecord, task: Task) -> Case {
+    let (proposal, decisions, parts) = review_parts(proposal);
     Case {
-        proposal: ProposalState {
-            status: proposal.status,
-            digest: proposal.digest,
-            output: proposal.output,
-            modified: proposal.modified,
-            overridden: proposal.overridden,
-            decided_by: proposal.decided_by,
-            decided_at: proposal.decided_at,
-            submitted_by: proposal.submitted_by,
-        },
+        proposal,
         task,
-        decisions: proposal.decisions,
-        parts: CaseParts {
-            system: proposal.system.as_str().to_owned(),
-            action: proposal.action,
-            subject: proposal.subject,
-            input: proposal.input,
-            salt: proposal.salt,
-        },
+        decisions,
+        parts,
     }
+}
+
+/// A stored proposal as review reads it: its state, its decisions and the
+/// parts a digest is computed from.
+pub(super) fn review_parts(proposal: ProposalRecord) -> (ProposalState, Vec<Decision>, CaseParts) {
+    let state = ProposalState {
+        status: proposal.status,
+        digest: proposal.digest,
+        output: proposal.output,
+        modified: proposal.modified,
+        overridden: proposal.overridden,
+        decided_by: proposal.decided_by,
+        decided_at: proposal.decided_at,
+        submitted_by: proposal.submitted_by,
+    };
+    let parts = CaseParts {
+        system: proposal.system.as_str().to_owned(),
+        action: proposal.action,
+        subject: proposal.subject,
+        input: proposal.input,
+        salt: proposal.salt,
+    };
+    (state, proposal.decisions, parts)
 }
 
 /// Writes the proposal and task of a case as core left them.
@@ -349,16 +363,15 @@ pub(super) fn insert_decision(
     Ok(())
 }
 
-/// Appends an event to the audit log's queue, in the caller's transaction.
-/// `data` holds ids, digests and salted hashes, never payloads; it is
-/// stored as canonical JSON so that the sequencer only has to frame it.
-pub(super) fn event(
+/// Appends an event to the audit log's queue, in the caller's transaction:
+/// the one way an event is written. Its data (ids, digests and salted
+/// hashes, never payloads: see [`Event::data`]) is stored as canonical JSON
+/// so that the sequencer only has to frame it.
+pub(super) fn append(
     conn: &Connection,
     now: Timestamp,
     actor: &str,
-    type_: &str,
-    subject: &str,
-    data: Value,
+    event: &Event<'_>,
 ) -> Result<(), StoreError> {
     conn.execute_later(
         // `seq` is the next log position: writers are serialized (one
@@ -369,26 +382,12 @@ pub(super) fn event(
         params![
             now.millis(),
             actor,
-            type_,
-            subject,
-            entry::canonical_data(&data)
+            event.kind().as_str(),
+            event.subject(),
+            entry::canonical_data(&event.data())
         ],
     )?;
     Ok(())
-}
-
-/// A `task.*` event; its subject is the proposal, so that a proposal's
-/// audit trail is one lookup.
-pub(super) fn task_event(
-    conn: &Connection,
-    now: Timestamp,
-    actor: &str,
-    type_: &str,
-    task: &Task,
-) -> Result<(), StoreError> {
-    let data = json!({"task": task.id.as_str(), "proposal": task.proposal_id.as_str(), "group": task.group,
-                      "level": task.level, "state": task.state.as_str(), "kind": task.kind.as_str()});
-    event(conn, now, actor, type_, task.proposal_id.as_str(), data)
 }
 
 pub(super) fn system(conn: &Connection, id: &str) -> Result<Option<SystemRecord>, StoreError> {
@@ -457,19 +456,12 @@ pub(super) fn activate(
     conn.execute(
         "INSERT INTO policy_activations (version, mode, reason, actor, at) VALUES (?1, ?2, ?3, ?4, ?5)",
     params![version, mode.as_str(), reason, actor, now.millis()])?;
-    let type_ = match mode {
-        ActivationMode::Live => "policy.activated",
-        ActivationMode::Shadow => "policy.shadow_started",
-        ActivationMode::ShadowOff => "policy.shadow_stopped",
+    let event = match mode {
+        ActivationMode::Live => Event::PolicyActivated { version, reason },
+        ActivationMode::Shadow => Event::PolicyShadowStarted { version, reason },
+        ActivationMode::ShadowOff => Event::PolicyShadowStopped { version, reason },
     };
-    event(
-        conn,
-        now,
-        actor,
-        type_,
-        version,
-        json!({"version": version, "reason": reason}),
-    )
+    append(conn, now, actor, &event)
 }
 
 /// The live version is the latest `live` activation; the shadow version the
@@ -559,36 +551,36 @@ pub(super) fn replay_rows(
     })
 }
 
-/// Counts one automated approval against every cap in `counters`, when all
-/// have room; returns whether they had (the writer is serialized, so the
-/// check and the count are atomic).
-pub(super) fn take_auto(
-    conn: &Connection,
-    counters: &[(String, u32, Timestamp)],
-) -> Result<bool, StoreError> {
-    for (policy, limit, window) in counters {
-        let used: Option<i64> = one(
+/// Each cap with its count as committed (0 for a new window).
+pub(super) fn auto_used(conn: &Connection, caps: Vec<Cap>) -> Result<Vec<(Cap, u64)>, StoreError> {
+    let mut used = Vec::with_capacity(caps.len());
+    for cap in caps {
+        let count: Option<i64> = one(
             conn,
             "SELECT count FROM auto_counters WHERE policy = ?1 AND window_start = ?2",
-            params![policy, window.millis()],
+            params![cap.policy, cap.window.millis()],
             |row| row.get(0),
         )?;
-        if used.unwrap_or(0) >= i64::from(*limit) {
-            return Ok(false);
-        }
+        let count = u64::try_from(count.unwrap_or(0)).unwrap_or(0);
+        used.push((cap, count));
     }
-    for (policy, _, window) in counters {
+    Ok(used)
+}
+
+/// Counts one automated approval against each cap (dropping past windows).
+pub(super) fn count_auto(conn: &Connection, caps: &[Cap]) -> Result<(), StoreError> {
+    for cap in caps {
         conn.execute_later(
             "DELETE FROM auto_counters WHERE policy = ?1 AND window_start < ?2",
-            params![policy, window.millis()],
+            params![cap.policy, cap.window.millis()],
         )?;
         conn.execute_later(
             "INSERT INTO auto_counters AS c (policy, window_start, count) VALUES (?1, ?2, 1)
              ON CONFLICT (policy, window_start) DO UPDATE SET count = c.count + 1",
-            params![policy, window.millis()],
+            params![cap.policy, cap.window.millis()],
         )?;
     }
-    Ok(true)
+    Ok(())
 }
 
 /// Records a shadow routing that disagrees with the live one: another

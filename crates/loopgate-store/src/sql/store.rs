@@ -4,17 +4,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::db::{Arg, Connection, Dialect, ToArg, params};
-use loopgate_core::proposal::plan as proposal_plan;
+use loopgate_core::audit::Hash;
+use loopgate_core::audit::event::Event;
+use loopgate_core::proposal::{self, Proposed, SystemState};
 use loopgate_core::review::{self, DecisionInput, Effect, ReviewError, Reviewer, Task};
 use loopgate_core::{
-    DecidedBy, ProposalId, ProposalStatus, SystemId, SystemStatus, TaskId, TaskState, Timestamp,
-    UserId,
+    DecidedBy, ProposalId, ProposalStatus, SystemId, TaskId, TaskState, Timestamp, UserId,
 };
-use serde_json::{Value, json};
-
-use loopgate_core::audit::entry::salted_hash;
-
-use loopgate_core::audit::Hash;
 
 use super::aggregates::{self as counts, Tracked};
 use super::queries::{
@@ -190,8 +186,8 @@ impl Store for SqlStore {
                     "UPDATE users SET roles = ?2, groups_ = ?3 WHERE id = ?1",
                     params![id.as_str(), q::roles_json(&roles), to_json(&groups)],
                 )?;
-                let data = json!({"user": id.as_str(), "roles": roles.iter().map(|r| r.as_str()).collect::<Vec<_>>(), "groups": groups});
-                q::event(conn, now, &actor, "user.updated", id.as_str(), data)?;
+                let event = Event::UserUpdated { user: id.as_str(), roles: &roles, groups: &groups };
+                q::append(conn, now, &actor, &event)?;
             }
             if let Some(hash) = patch.password_hash {
                 conn.execute(
@@ -199,8 +195,7 @@ impl Store for SqlStore {
                     params![id.as_str(), hash],
                 )?;
                 conn.execute("DELETE FROM sessions WHERE user_id = ?1", params![id.as_str()])?;
-                let data = json!({"user": id.as_str()});
-                q::event(conn, now, &actor, "user.password_set", id.as_str(), data)?;
+                q::append(conn, now, &actor, &Event::UserPasswordSet { user: id.as_str() })?;
             }
             if patch.revoke_tokens {
                 let sql = "SELECT id FROM credentials WHERE kind = 'user' AND owner = ?1 AND revoked_at IS NULL ORDER BY id";
@@ -216,16 +211,14 @@ impl Store for SqlStore {
                         params![id.as_str(), now.millis()],
                     )?;
                     conn.execute("DELETE FROM sessions WHERE user_id = ?1", params![id.as_str()])?;
-                    let data = json!({"user": id.as_str()});
-                    q::event(conn, now, &actor, "user.disabled", id.as_str(), data)?;
+                    q::append(conn, now, &actor, &Event::UserDisabled { user: id.as_str() })?;
                 }
                 (Some(false), Some(_)) => {
                     conn.execute(
                         "UPDATE users SET disabled_at = NULL WHERE id = ?1",
                         params![id.as_str()],
                     )?;
-                    let data = json!({"user": id.as_str()});
-                    q::event(conn, now, &actor, "user.enabled", id.as_str(), data)?;
+                    q::append(conn, now, &actor, &Event::UserEnabled { user: id.as_str() })?;
                 }
                 _ => (),
             }
@@ -355,8 +348,12 @@ impl Store for SqlStore {
                 now.millis(),
                 system.shape.as_ref().map(to_json)
             ])?;
-            let data = json!({"system": system.id.as_str(), "risk_tier": system.risk_tier.as_str(), "oversight": system.oversight.as_str()});
-            q::event(conn, now, &actor, "system.created", system.id.as_str(), data)?;
+            let event = Event::SystemCreated {
+                system: system.id.as_str(),
+                risk_tier: system.risk_tier,
+                oversight: system.oversight,
+            };
+            q::append(conn, now, &actor, &event)?;
             q::system(conn, system.id.as_str())?.ok_or(StoreError::NotFound)
         })
         .await
@@ -413,15 +410,15 @@ impl Store for SqlStore {
                 after.retention.map(|r| i64::try_from(r.as_millis()).unwrap_or(i64::MAX)),
                 after.shape.as_ref().map(to_json)
             ])?;
-            let type_ = match (before.status, after.status) {
-                (loopgate_core::SystemStatus::Active, loopgate_core::SystemStatus::Paused) => "system.paused",
-                (loopgate_core::SystemStatus::Paused, loopgate_core::SystemStatus::Active) => "system.resumed",
-                _ => "system.updated",
+            let event = Event::SystemChanged {
+                system: id.as_str(),
+                before: before.status,
+                risk_tier: after.risk_tier,
+                oversight: after.oversight,
+                status: after.status,
+                retention: after.retention,
             };
-            let data = json!({"system": id.as_str(), "risk_tier": after.risk_tier.as_str(),
-                              "oversight": after.oversight.as_str(), "status": after.status.as_str(),
-                              "retention_ms": after.retention.map(|r| r.as_millis() as u64)});
-            q::event(conn, now, &actor, type_, id.as_str(), data)?;
+            q::append(conn, now, &actor, &event)?;
             Ok(after)
         })
         .await
@@ -446,8 +443,12 @@ impl Store for SqlStore {
                         params![policy.version, policy.text, policy.description, to_json(&policy.policy_ids), actor, now.millis()],
                         |row| row.get(0),
                     )?;
-                    q::event(conn, now, &actor, "policy.published", &policy.version,
-                        json!({"version": policy.version, "seq": seq, "policies": policy.policy_ids.len()}))?;
+                    let event = Event::PolicyPublished {
+                        version: &policy.version,
+                        seq,
+                        policies: policy.policy_ids.len(),
+                    };
+                    q::append(conn, now, &actor, &event)?;
                     PolicyRecord {
                         seq,
                         version: policy.version,
@@ -726,19 +727,38 @@ impl Store for SqlStore {
         let (id, actor) = (id.clone(), actor.to_owned());
         self.write(move |conn| {
             let proposal = q::proposal(conn, id.as_str())?.ok_or(StoreError::NotFound)?;
-            if proposal.status.is_terminal() {
-                return Err(TxError::Refused(ReviewError::AlreadyDecided { state: proposal.status.as_str() }));
-            }
+            let sql = format!(
+                "SELECT {TASK_COLUMNS} FROM tasks t JOIN proposals p ON p.id = t.proposal_id
+                 WHERE t.proposal_id = ?1 AND t.state IN ('open', 'claimed') ORDER BY t.seq"
+            );
+            let tasks: Vec<Task> = q::all(conn, &sql, params![id.as_str()], q::task_row)?
+                .into_iter()
+                .map(|record| record.task)
+                .collect();
+            let (state, _, _) = q::review_parts(proposal);
+            let (after, ended) = review::cancel(&state, &tasks, now).map_err(TxError::Refused)?;
             let tracked = Tracked::before(conn, id.as_str())?;
             conn.execute(
-                "UPDATE proposals SET status = 'cancelled', decided_by = 'system', decided_at = ?2 WHERE id = ?1",
-            params![id.as_str(), now.millis()])?;
-            conn.execute(
-                "UPDATE tasks SET state = 'cancelled', claimed_by = NULL, lease_expires_at = NULL, updated_at = ?2
-                 WHERE proposal_id = ?1 AND state IN ('open', 'claimed')",
-            params![id.as_str(), now.millis()])?;
+                "UPDATE proposals SET status = ?2, decided_by = ?3, decided_at = ?4 WHERE id = ?1",
+                params![
+                    id.as_str(),
+                    after.status.as_str(),
+                    after.decided_by.map(DecidedBy::as_str),
+                    after.decided_at.map(Timestamp::millis)
+                ],
+            )?;
+            for task in &ended {
+                q::update_task(conn, task, now)?;
+            }
             tracked.apply(conn)?;
-            q::event(conn, now, &actor, "proposal.cancelled", id.as_str(), json!({"proposal": id.as_str()}))?;
+            q::append(
+                conn,
+                now,
+                &actor,
+                &Event::ProposalCancelled {
+                    proposal: id.as_str(),
+                },
+            )?;
             Ok(q::proposal(conn, id.as_str())?.ok_or(StoreError::NotFound)?)
         })
         .await
@@ -804,8 +824,14 @@ impl Store for SqlStore {
         now: Timestamp,
     ) -> Result<TaskRecord, TxError<ReviewError>> {
         let transition = move |task: &Task, who: Reviewer<'_>| review::claim(task, who, now, lease);
-        self.move_lease(id, reviewer, now, "task.claimed", transition)
-            .await
+        self.move_lease(
+            id,
+            reviewer,
+            now,
+            |task| Event::TaskClaimed(task),
+            transition,
+        )
+        .await
     }
 
     async fn release(
@@ -815,8 +841,14 @@ impl Store for SqlStore {
         now: Timestamp,
     ) -> Result<TaskRecord, TxError<ReviewError>> {
         let transition = move |task: &Task, who: Reviewer<'_>| review::release(task, who, now);
-        self.move_lease(id, reviewer, now, "task.released", transition)
-            .await
+        self.move_lease(
+            id,
+            reviewer,
+            now,
+            |task| Event::TaskReleased(task),
+            transition,
+        )
+        .await
     }
 
     async fn decide(
@@ -829,29 +861,26 @@ impl Store for SqlStore {
         let (id, reviewer) = (id.clone(), reviewer.clone());
         self.write(move |conn| {
             let task = q::task(conn, id.as_str())?.ok_or(StoreError::NotFound)?;
-            let proposal = q::proposal(conn, task.task.proposal_id.as_str())?.ok_or(StoreError::NotFound)?;
+            let proposal =
+                q::proposal(conn, task.task.proposal_id.as_str())?.ok_or(StoreError::NotFound)?;
             let case = q::case_of(proposal.clone(), task.task.clone());
-            let who = Reviewer { name: &reviewer.name, groups: &reviewer.groups };
+            let who = Reviewer {
+                name: &reviewer.name,
+                groups: &reviewer.groups,
+            };
             let decided = review::decide(&case, who, input, now).map_err(TxError::Refused)?;
             let tracked = Tracked::before(conn, proposal.id.as_str())?;
             let actor = format!("user:{}", reviewer.name);
             q::insert_decision(conn, &decided.case.task, &decided.decision)?;
             q::write_case(conn, &decided.case, now)?;
             tracked.apply(conn)?;
-            let proposal_id = decided.case.task.proposal_id.as_str();
-            let decision = &decided.decision;
-            let salt = &case.parts.salt;
-            let mut data = json!({"proposal": proposal_id, "task": id.as_str(), "verdict": decision.verdict.as_str(),
-                                  "digest": decision.digest.as_str(), "seen_digest": case.proposal.digest.as_str(),
-                                  "level": decision.level});
-            let hashed = [("rationale", decision.rationale.as_ref().map(|r| json!(r))), ("output", decision.output.clone()),
-                          ("labels", decision.labels.clone().map(Value::Object))];
-            for (field, value) in hashed {
-                if let (Some(value), Some(map)) = (value, data.as_object_mut()) {
-                    map.insert(field.to_owned(), json!(salted_hash(salt, field, &value).to_string()));
-                }
-            }
-            q::event(conn, now, &actor, "decision.recorded", proposal_id, data)?;
+            let event = Event::DecisionRecorded {
+                task: &decided.case.task,
+                decision: &decided.decision,
+                seen: &case.proposal.digest,
+                salt: &case.parts.salt,
+            };
+            q::append(conn, now, &actor, &event)?;
             effect_events(conn, now, &actor, &decided.case, decided.effect)?;
             // The answer is built from the transition; reading it back would cost the writer three queries.
             let after = &decided.case;
@@ -872,7 +901,11 @@ impl Store for SqlStore {
                 decisions: after.decisions.clone(),
                 ..proposal
             };
-            Ok(DecisionOutcome { task, proposal, effect: decided.effect })
+            Ok(DecisionOutcome {
+                task,
+                proposal,
+                effect: decided.effect,
+            })
         })
         .await
     }
@@ -1186,6 +1219,10 @@ impl Store for SqlStore {
         }
     }
 
+    fn fail_writes_for_tests(&self, fail: bool) {
+        SqlStore::fail_writes_for_tests(self, fail);
+    }
+
     async fn ping(&self) -> Result<(), StoreError> {
         self.read(|conn| {
             conn.query_row("SELECT 1", params![], |row| row.get::<_, i64>(0))
@@ -1203,7 +1240,7 @@ impl SqlStore {
         id: &TaskId,
         reviewer: &ReviewerRef,
         now: Timestamp,
-        event: &'static str,
+        event: impl for<'t> Fn(&'t Task) -> Event<'t> + Send + 'static,
         transition: impl FnOnce(&Task, Reviewer<'_>) -> Result<Task, ReviewError> + Send + 'static,
     ) -> Result<TaskRecord, TxError<ReviewError>> {
         let (id, reviewer) = (id.clone(), reviewer.clone());
@@ -1216,7 +1253,7 @@ impl SqlStore {
             let task = transition(&record.task, who).map_err(TxError::Refused)?;
             q::update_task(conn, &task, now)?;
             let actor = format!("user:{}", reviewer.name);
-            q::task_event(conn, now, &actor, event, &task)?;
+            q::append(conn, now, &actor, &event(&task))?;
             Ok(TaskRecord { task, ..record })
         })
         .await
@@ -1260,20 +1297,28 @@ fn submit(
             new.system.as_str().to_owned(),
         )));
     };
-    // The kill switch as committed, not as the server's cache saw it: a
-    // system paused since the plan was made rejects this proposal too.
-    let paused;
-    let (routing, plan) = match &new.limits {
-        _ if system.status == SystemStatus::Paused
-            && new.plan.decided_by != Some(DecidedBy::KillSwitch) =>
-        {
-            paused = proposal_plan(&new.routing, system.oversight, SystemStatus::Paused, false);
-            (&new.routing, &paused)
-        }
-        Some(limits) if !q::take_auto(conn, &limits.counters)? => (&limits.routing, &limits.plan),
-        _ => (&new.routing, &new.plan),
+    let state = SystemState {
+        oversight: system.oversight,
+        status: system.status,
     };
-    let blind = plan.task.as_ref().is_some_and(|task| task.review.blind);
+    let caps = proposal::caps(&new.routing, now);
+    let used = q::auto_used(conn, caps)?;
+    let proposed = Proposed {
+        id: &new.id,
+        task_id: &new.task_id,
+        system: &new.system,
+        action: &new.action,
+        subject: &new.subject,
+        input: &new.input,
+        output: &new.output,
+        digest: &new.digest,
+        salt: &new.salt,
+        submitted_by: &new.submitted_by,
+    };
+    let admission = proposal::admit(&proposed, &new.routing, state, new.sampled, &used, now);
+    q::count_auto(conn, &admission.counted)?;
+    let routing = &*admission.routing;
+    let blind = admission.blind();
     let seq: i64 = conn.query_row(
         "INSERT INTO proposals (id, system, action, idempotency_key, digest, fingerprint, subject, input, output, confidence, explanation,
              model, context, status, route, policy_version, matched_policies, overridden, modified, blind, decided_by,
@@ -1293,12 +1338,12 @@ fn submit(
         new.explanation.as_ref().map(to_json),
         new.model.as_ref().map(to_json),
         to_json(&new.context),
-        plan.status.as_str(),
+        admission.status.as_str(),
         routing.route.as_str(),
         routing.policy_version,
         to_json(&routing.matched),
-        plan.decided_by.map(|it| it.as_str()),
-        plan.decided_by.map(|_| now.millis()),
+        admission.decided_by.map(|it| it.as_str()),
+        admission.decided_by.map(|_| now.millis()),
         new.submitted_by,
         now.millis(),
         blind,
@@ -1308,63 +1353,15 @@ fn submit(
     ],
         |row| row.get(0),
     )?;
-
-    let id = new.id.as_str();
-    let actor = &new.submitted_by;
-    q::event(
-        conn,
-        now,
-        actor,
-        "proposal.submitted",
-        id,
-        json!({"proposal": id, "system": new.system.as_str(), "action": new.action, "digest": new.digest.as_str(),
-               "subject": salted_hash(&new.salt, "subject", &new.subject).to_string(),
-               "input": salted_hash(&new.salt, "input", &new.input).to_string(),
-               "output": salted_hash(&new.salt, "output", &new.output).to_string()}),
-    )?;
-    let mut routed = json!({"proposal": id, "route": routing.route.as_str(), "policy_version": routing.policy_version, "matched_policies": routing.matched});
-    if !std::ptr::eq(routing, &new.routing) {
-        routed["over_limit"] = json!(true);
-    }
-    if !routing.errors.is_empty() {
-        // A message may quote the request's values: only its salted hash is logged.
-        let errors: Vec<Value> = routing
-            .errors
-            .iter()
-            .map(|it| {
-                json!({"policy": it.policy, "kind": it.kind,
-                "message": salted_hash(&new.salt, "policy_error", &json!(it.message)).to_string()})
-            })
-            .collect();
-        routed["policy_errors"] = json!(errors);
-    }
-    q::event(conn, now, "loopgate", "proposal.routed", id, routed)?;
     if let Some(shadow) = &new.shadow {
-        q::shadow_outcome(conn, id, routing, shadow, now)?;
-        q::shadow_errors(conn, id, shadow, now)?;
+        q::shadow_outcome(conn, new.id.as_str(), routing, shadow, now)?;
+        q::shadow_errors(conn, new.id.as_str(), shadow, now)?;
     }
-    if let Some(planned) = &plan.task {
-        let task = Task {
-            id: new.task_id.clone(),
-            proposal_id: new.id.clone(),
-            kind: planned.kind,
-            state: TaskState::Open,
-            group: planned.review.group.clone(),
-            level: 0,
-            required: planned.review.approvals,
-            due_at: planned.review.sla.map(|sla| now.plus(sla)),
-            claimed_by: None,
-            lease_expires_at: None,
-            plan: planned.review.clone(),
-            sample_probability: planned.sample_probability,
-            created_at: now,
-        };
-        q::insert_task(conn, &task, now)?;
-        q::task_event(conn, now, "loopgate", "task.created", &task)?;
+    if let Some(task) = &admission.task {
+        q::insert_task(conn, task, now)?;
     }
-    if plan.status.is_terminal() {
-        let data = json!({"proposal": id, "outcome": plan.status.as_str(), "decided_by": plan.decided_by.map(|it| it.as_str()), "digest": new.digest.as_str()});
-        q::event(conn, now, "loopgate", "proposal.resolved", id, data)?;
+    for (actor, event) in admission.events(&proposed) {
+        q::append(conn, now, actor, &event)?;
     }
     // The row as inserted; reading it back would cost the writer two queries.
     let record = ProposalRecord {
@@ -1381,15 +1378,15 @@ fn submit(
         context: new.context,
         idempotency_key: new.idempotency_key,
         digest: new.digest,
-        status: plan.status,
+        status: admission.status,
         route: routing.route,
         policy_version: routing.policy_version.clone(),
         matched_policies: routing.matched.clone(),
         overridden: false,
         modified: false,
         blind,
-        decided_by: plan.decided_by,
-        decided_at: plan.decided_by.map(|_| now),
+        decided_by: admission.decided_by,
+        decided_at: admission.decided_by.map(|_| now),
         submitted_by: new.submitted_by,
         created_at: now,
         decisions: Vec::new(),
@@ -1408,31 +1405,29 @@ fn effect_events(
     case: &review::Case,
     effect: Effect,
 ) -> Result<(), StoreError> {
-    let proposal_id = case.task.proposal_id.as_str();
-    let task_id = case.task.id.as_str();
-    match effect {
-        Effect::Recorded | Effect::Confirmed => Ok(()),
-        Effect::Escalated => q::task_event(conn, now, actor, "task.escalated", &case.task),
-        Effect::Expired => q::task_event(conn, now, actor, "task.expired", &case.task),
-        Effect::Overridden => q::event(
-            conn,
-            now,
-            actor,
-            "proposal.overridden",
-            proposal_id,
-            json!({"proposal": proposal_id, "task": task_id}),
-        ),
+    let event = match effect {
+        Effect::Recorded | Effect::Confirmed => return Ok(()),
+        Effect::Escalated => Event::TaskEscalated(&case.task),
+        Effect::Expired => Event::TaskExpired(&case.task),
+        Effect::Overridden => Event::ProposalOverridden {
+            proposal: case.task.proposal_id.as_str(),
+            task: case.task.id.as_str(),
+        },
         Effect::Resolved => {
             if case.task.state == TaskState::Expired {
-                q::task_event(conn, now, actor, "task.expired", &case.task)?;
+                q::append(conn, now, actor, &Event::TaskExpired(&case.task))?;
             }
-            let data = json!({"proposal": proposal_id, "outcome": case.proposal.status.as_str(),
-                              "decided_by": case.proposal.decided_by.map(|it| it.as_str()), "digest": case.proposal.digest.as_str(),
-                              "modified": case.proposal.modified});
             debug_assert!(case.proposal.status != ProposalStatus::Pending);
-            q::event(conn, now, actor, "proposal.resolved", proposal_id, data)
+            Event::ProposalResolved {
+                proposal: case.task.proposal_id.as_str(),
+                outcome: case.proposal.status,
+                decided_by: case.proposal.decided_by,
+                digest: &case.proposal.digest,
+                modified: Some(case.proposal.modified),
+            }
         }
-    }
+    };
+    q::append(conn, now, actor, &event)
 }
 
 fn insert_user(
@@ -1442,8 +1437,13 @@ fn insert_user(
     now: Timestamp,
 ) -> Result<(), StoreError> {
     conn.execute("INSERT INTO users (id, username, roles, groups_, password_hash, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)", params![user.id.as_str(), user.username, q::roles_json(&user.roles), to_json(&user.groups), user.password_hash, now.millis()])?;
-    let data = json!({"user": user.id.as_str(), "username": user.username, "roles": user.roles.iter().map(|r| r.as_str()).collect::<Vec<_>>(), "groups": user.groups});
-    q::event(conn, now, actor, "user.created", user.id.as_str(), data)
+    let event = Event::UserCreated {
+        user: user.id.as_str(),
+        username: &user.username,
+        roles: &user.roles,
+        groups: &user.groups,
+    };
+    q::append(conn, now, actor, &event)
 }
 
 fn insert_credential(
@@ -1465,12 +1465,14 @@ fn insert_credential(
             credential.expires_at.map(Timestamp::millis)
         ],
     )?;
-    let mut data =
-        json!({"key": credential.id, "kind": kind, "owner": owner, "name": credential.name});
-    if let Some(expires) = credential.expires_at {
-        data["expires_at"] = json!(expires.to_rfc3339());
-    }
-    q::event(conn, now, actor, "key.created", &credential.id, data)
+    let event = Event::KeyCreated {
+        key: &credential.id,
+        owner_kind: kind,
+        owner,
+        name: &credential.name,
+        expires_at: credential.expires_at,
+    };
+    q::append(conn, now, actor, &event)
 }
 
 /// Marks a credential revoked and writes `key.revoked`.
@@ -1486,8 +1488,12 @@ fn revoke(
         "UPDATE credentials SET revoked_at = ?2 WHERE id = ?1",
         params![id, now.millis()],
     )?;
-    let data = json!({"key": id, "kind": kind, "owner": owner});
-    q::event(conn, now, actor, "key.revoked", id, data)
+    let event = Event::KeyRevoked {
+        key: id,
+        owner_kind: kind,
+        owner,
+    };
+    q::append(conn, now, actor, &event)
 }
 
 /// Trims the look-ahead row of a page and returns the next cursor.

@@ -1,8 +1,8 @@
 //! The webhook endpoints and their outbox (see `0007_webhooks.sql`).
 
 use crate::db::{Connection, OptionalExtension, Row, params};
-use loopgate_core::{SystemId, Timestamp};
-use serde_json::json;
+use loopgate_core::audit::event::Event;
+use loopgate_core::{EventKind, SystemId, Timestamp};
 
 use super::queries::{self as q, EVENT_COLUMNS, event_row};
 use crate::{
@@ -23,8 +23,8 @@ fn webhook_row(row: &Row) -> Result<WebhookConfig, StoreError> {
         types: types
             .split(',')
             .filter(|t| !t.is_empty())
-            .map(str::to_owned)
-            .collect(),
+            .map(|t| q::parse(t, EventKind::parse))
+            .collect::<Result<_, _>>()?,
         created_at: Timestamp::from_millis(row.get(4)?),
         updated_at: Timestamp::from_millis(row.get(5)?),
     })
@@ -36,7 +36,7 @@ fn delivery_row(row: &Row) -> Result<DeliveryRecord, StoreError> {
         id: row.get(0)?,
         system: q::parse(&row.get::<_, String>(1)?, SystemId::parse)?,
         subject: row.get(2)?,
-        kind: row.get(3)?,
+        kind: q::parse(&row.get::<_, String>(3)?, EventKind::parse)?,
         state,
         attempts: row.get(5)?,
         next_at: (state == DeliveryState::Pending)
@@ -77,38 +77,19 @@ pub(super) fn set(
          WHERE NOT EXISTS (SELECT 1 FROM webhooks)
          ON CONFLICT (key) DO UPDATE SET value = excluded.value",
     )?;
-    let types = format!(",{},", webhook.types.join(","));
+    let names: Vec<&str> = webhook.types.iter().map(|k| k.as_str()).collect();
+    let types = format!(",{},", names.join(","));
     conn.execute(
         "INSERT INTO webhooks (system, url, secret, types, created_at, updated_at) VALUES (?1, ?2, ?3, ?4, ?5, ?5)
          ON CONFLICT (system) DO UPDATE SET url = ?2, secret = ?3, types = ?4, updated_at = ?5",
     params![webhook.system.as_str(), webhook.url, webhook.secret, types, now.millis()])?;
-    // A URL may carry a secret (chat hooks put tokens in the path): the
-    // immutable log keeps its host and a hash only.
-    let data = json!({
-        "system": webhook.system.as_str(),
-        "host": url_host(&webhook.url),
-        "url_hash": loopgate_core::digest::sha256_of(webhook.url.as_bytes()),
-        "types": webhook.types,
-    });
-    q::event(
-        conn,
-        now,
-        actor,
-        "system.webhook_set",
-        webhook.system.as_str(),
-        data,
-    )?;
+    let event = Event::WebhookSet {
+        system: webhook.system.as_str(),
+        url: &webhook.url,
+        types: &webhook.types,
+    };
+    q::append(conn, now, actor, &event)?;
     self::webhook(conn, webhook.system.as_str())?.ok_or(StoreError::NotFound)
-}
-
-/// The host (and port) of an absolute URL, without scheme, credentials,
-/// path, query or fragment.
-fn url_host(url: &str) -> &str {
-    let rest = url.split_once("://").map_or(url, |(_, rest)| rest);
-    let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
-    authority
-        .rsplit_once('@')
-        .map_or(authority, |(_, host)| host)
 }
 
 pub(super) fn remove(
@@ -126,14 +107,7 @@ pub(super) fn remove(
          WHERE system = ?1 AND state = 'pending'",
         params![system],
     )?;
-    q::event(
-        conn,
-        now,
-        actor,
-        "system.webhook_removed",
-        system,
-        json!({"system": system}),
-    )?;
+    q::append(conn, now, actor, &Event::WebhookRemoved { system })?;
     Ok(true)
 }
 

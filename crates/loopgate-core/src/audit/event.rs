@@ -1,0 +1,559 @@
+//! The audit log's events: one variant per [`EventKind`], each carrying what
+//! its entry is built from, and [`Event::data`], the one place that decides
+//! what an entry's `data` says and which of its fields are salted hashes
+//! (payloads and free text never reach the log in the clear).
+
+use std::time::Duration;
+
+use serde_json::{Map, Value, json};
+
+use crate::audit::entry::salted_hash;
+use crate::review::{Decision, Task};
+use crate::routing::Routing;
+use crate::{
+    DecidedBy, Digest, EventKind, Oversight, ProposalStatus, RiskTier, Role, SystemStatus,
+    Timestamp,
+};
+
+/// The actor of what loopgate does by itself (routing, timers, retention).
+pub const LOOPGATE_ACTOR: &str = "loopgate";
+
+/// One change, as the audit log records it. The actor and time are the
+/// writer's; the subject and data come from here.
+#[derive(Debug, Clone, Copy)]
+pub enum Event<'a> {
+    /// `system.created`.
+    SystemCreated {
+        /// System id.
+        system: &'a str,
+        /// Its risk tier.
+        risk_tier: RiskTier,
+        /// Its oversight mode.
+        oversight: Oversight,
+    },
+    /// `system.updated`, or `system.paused` / `system.resumed` when the
+    /// kill switch moved.
+    SystemChanged {
+        /// System id.
+        system: &'a str,
+        /// The status before the change.
+        before: SystemStatus,
+        /// The risk tier after it.
+        risk_tier: RiskTier,
+        /// The oversight mode after it.
+        oversight: Oversight,
+        /// The status after it.
+        status: SystemStatus,
+        /// The retention period after it.
+        retention: Option<Duration>,
+    },
+    /// `system.webhook_set`: the URL is logged as its host and a hash (a
+    /// URL may carry a secret), never with the signing secret.
+    WebhookSet {
+        /// System id.
+        system: &'a str,
+        /// The endpoint as set.
+        url: &'a str,
+        /// The event types delivered.
+        types: &'a [EventKind],
+    },
+    /// `system.webhook_removed`.
+    WebhookRemoved {
+        /// System id.
+        system: &'a str,
+    },
+    /// `user.created`.
+    UserCreated {
+        /// User id.
+        user: &'a str,
+        /// Username.
+        username: &'a str,
+        /// Roles.
+        roles: &'a [Role],
+        /// Reviewer groups.
+        groups: &'a [String],
+    },
+    /// `user.updated`: roles or groups changed.
+    UserUpdated {
+        /// User id.
+        user: &'a str,
+        /// Roles after the change.
+        roles: &'a [Role],
+        /// Groups after the change.
+        groups: &'a [String],
+    },
+    /// `user.password_set` (never the password or its hash).
+    UserPasswordSet {
+        /// User id.
+        user: &'a str,
+    },
+    /// `user.disabled`.
+    UserDisabled {
+        /// User id.
+        user: &'a str,
+    },
+    /// `user.enabled`.
+    UserEnabled {
+        /// User id.
+        user: &'a str,
+    },
+    /// `key.created`: a system API key or a personal token.
+    KeyCreated {
+        /// Public id.
+        key: &'a str,
+        /// `system` or `user`.
+        owner_kind: &'a str,
+        /// The owner's id.
+        owner: &'a str,
+        /// What it is for.
+        name: &'a str,
+        /// When it stops working, if ever.
+        expires_at: Option<Timestamp>,
+    },
+    /// `key.revoked`.
+    KeyRevoked {
+        /// Public id.
+        key: &'a str,
+        /// `system` or `user`.
+        owner_kind: &'a str,
+        /// The owner's id.
+        owner: &'a str,
+    },
+    /// `policy.published`: once per text.
+    PolicyPublished {
+        /// The policy-set version (hash).
+        version: &'a str,
+        /// Its publication number.
+        seq: i64,
+        /// How many policies it holds.
+        policies: usize,
+    },
+    /// `policy.activated`: a version made live.
+    PolicyActivated {
+        /// The version.
+        version: &'a str,
+        /// `publish`, `rollback`, a promotion, ...
+        reason: &'a str,
+    },
+    /// `policy.shadow_started`.
+    PolicyShadowStarted {
+        /// The version.
+        version: &'a str,
+        /// Why.
+        reason: &'a str,
+    },
+    /// `policy.shadow_stopped`.
+    PolicyShadowStopped {
+        /// The version.
+        version: &'a str,
+        /// Why.
+        reason: &'a str,
+    },
+    /// `proposal.submitted`: the payloads as salted hashes.
+    ProposalSubmitted {
+        /// Proposal id.
+        proposal: &'a str,
+        /// System id.
+        system: &'a str,
+        /// Action.
+        action: &'a str,
+        /// The proposal's digest.
+        digest: &'a Digest,
+        /// `{"type", "id", "attributes"}`.
+        subject: &'a Value,
+        /// The model's input.
+        input: &'a Value,
+        /// The model's output.
+        output: &'a Value,
+        /// The proposal's salt.
+        salt: &'a [u8],
+    },
+    /// `proposal.routed`: Cedar's messages as salted hashes (they may quote
+    /// the request's values).
+    ProposalRouted {
+        /// Proposal id.
+        proposal: &'a str,
+        /// The routing that applied.
+        routing: &'a Routing,
+        /// Whether a `@max_auto` cap sent an allow to review.
+        over_limit: bool,
+        /// The proposal's salt.
+        salt: &'a [u8],
+    },
+    /// `proposal.resolved`.
+    ProposalResolved {
+        /// Proposal id.
+        proposal: &'a str,
+        /// The terminal status.
+        outcome: ProposalStatus,
+        /// Who settled it.
+        decided_by: Option<DecidedBy>,
+        /// The final digest.
+        digest: &'a Digest,
+        /// Whether a reviewer modified the output; `None` when the proposal
+        /// was settled at submission (no review could have).
+        modified: Option<bool>,
+    },
+    /// `proposal.overridden`: a post-hoc review reversed an automated outcome.
+    ProposalOverridden {
+        /// Proposal id.
+        proposal: &'a str,
+        /// The task that did.
+        task: &'a str,
+    },
+    /// `proposal.cancelled`.
+    ProposalCancelled {
+        /// Proposal id.
+        proposal: &'a str,
+    },
+    /// `proposal.erased`.
+    ProposalErased {
+        /// Proposal id.
+        proposal: &'a str,
+        /// Why.
+        why: Erasure<'a>,
+    },
+    /// `task.created`.
+    TaskCreated(&'a Task),
+    /// `task.claimed`.
+    TaskClaimed(&'a Task),
+    /// `task.released`.
+    TaskReleased(&'a Task),
+    /// `task.escalated`.
+    TaskEscalated(&'a Task),
+    /// `task.expired`.
+    TaskExpired(&'a Task),
+    /// `decision.recorded`: rationale, edited output and labels as salted
+    /// hashes.
+    DecisionRecorded {
+        /// The task decided on.
+        task: &'a Task,
+        /// The decision.
+        decision: &'a Decision,
+        /// The digest the reviewer saw.
+        seen: &'a Digest,
+        /// The proposal's salt.
+        salt: &'a [u8],
+    },
+}
+
+/// Why a proposal was erased.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Erasure<'a> {
+    /// A request, with its reason (free text that may name the data
+    /// subject: only its hash is logged).
+    Requested(&'a str),
+    /// Its system's retention period ran out.
+    Retention,
+}
+
+impl Event<'_> {
+    /// Its type.
+    pub fn kind(&self) -> EventKind {
+        use EventKind as K;
+        match self {
+            Event::SystemCreated { .. } => K::SystemCreated,
+            Event::SystemChanged { before, status, .. } => match (before, status) {
+                (SystemStatus::Active, SystemStatus::Paused) => K::SystemPaused,
+                (SystemStatus::Paused, SystemStatus::Active) => K::SystemResumed,
+                _ => K::SystemUpdated,
+            },
+            Event::WebhookSet { .. } => K::WebhookSet,
+            Event::WebhookRemoved { .. } => K::WebhookRemoved,
+            Event::UserCreated { .. } => K::UserCreated,
+            Event::UserUpdated { .. } => K::UserUpdated,
+            Event::UserPasswordSet { .. } => K::UserPasswordSet,
+            Event::UserDisabled { .. } => K::UserDisabled,
+            Event::UserEnabled { .. } => K::UserEnabled,
+            Event::KeyCreated { .. } => K::KeyCreated,
+            Event::KeyRevoked { .. } => K::KeyRevoked,
+            Event::PolicyPublished { .. } => K::PolicyPublished,
+            Event::PolicyActivated { .. } => K::PolicyActivated,
+            Event::PolicyShadowStarted { .. } => K::PolicyShadowStarted,
+            Event::PolicyShadowStopped { .. } => K::PolicyShadowStopped,
+            Event::ProposalSubmitted { .. } => K::ProposalSubmitted,
+            Event::ProposalRouted { .. } => K::ProposalRouted,
+            Event::ProposalResolved { .. } => K::ProposalResolved,
+            Event::ProposalOverridden { .. } => K::ProposalOverridden,
+            Event::ProposalCancelled { .. } => K::ProposalCancelled,
+            Event::ProposalErased { .. } => K::ProposalErased,
+            Event::TaskCreated(_) => K::TaskCreated,
+            Event::TaskClaimed(_) => K::TaskClaimed,
+            Event::TaskReleased(_) => K::TaskReleased,
+            Event::TaskEscalated(_) => K::TaskEscalated,
+            Event::TaskExpired(_) => K::TaskExpired,
+            Event::DecisionRecorded { .. } => K::DecisionRecorded,
+        }
+    }
+
+    /// What it is about: the proposal for every proposal, task and decision
+    /// event; the system, user, key or policy version otherwise.
+    pub fn subject(&self) -> &str {
+        match self {
+            Event::SystemCreated { system, .. }
+            | Event::SystemChanged { system, .. }
+            | Event::WebhookSet { system, .. }
+            | Event::WebhookRemoved { system } => system,
+            Event::UserCreated { user, .. }
+            | Event::UserUpdated { user, .. }
+            | Event::UserPasswordSet { user }
+            | Event::UserDisabled { user }
+            | Event::UserEnabled { user } => user,
+            Event::KeyCreated { key, .. } | Event::KeyRevoked { key, .. } => key,
+            Event::PolicyPublished { version, .. }
+            | Event::PolicyActivated { version, .. }
+            | Event::PolicyShadowStarted { version, .. }
+            | Event::PolicyShadowStopped { version, .. } => version,
+            Event::ProposalSubmitted { proposal, .. }
+            | Event::ProposalRouted { proposal, .. }
+            | Event::ProposalResolved { proposal, .. }
+            | Event::ProposalOverridden { proposal, .. }
+            | Event::ProposalCancelled { proposal }
+            | Event::ProposalErased { proposal, .. } => proposal,
+            Event::TaskCreated(task)
+            | Event::TaskClaimed(task)
+            | Event::TaskReleased(task)
+            | Event::TaskEscalated(task)
+            | Event::TaskExpired(task)
+            | Event::DecisionRecorded { task, .. } => task.proposal_id.as_str(),
+        }
+    }
+
+    /// The entry's `data`: ids, versions, digests and salted hashes, never
+    /// a payload, a URL or free text in the clear.
+    pub fn data(&self) -> Value {
+        let roles = |roles: &[Role]| roles.iter().map(|r| r.as_str()).collect::<Vec<_>>();
+        match *self {
+            Event::SystemCreated {
+                system,
+                risk_tier,
+                oversight,
+            } => {
+                json!({"system": system, "risk_tier": risk_tier.as_str(), "oversight": oversight.as_str()})
+            }
+            Event::SystemChanged {
+                system,
+                risk_tier,
+                oversight,
+                status,
+                retention,
+                ..
+            } => json!({"system": system, "risk_tier": risk_tier.as_str(),
+                        "oversight": oversight.as_str(), "status": status.as_str(),
+                        "retention_ms": retention.map(|r| u64::try_from(r.as_millis()).unwrap_or(u64::MAX))}),
+            Event::WebhookSet { system, url, types } => json!({
+                "system": system,
+                "host": url_host(url),
+                "url_hash": crate::digest::sha256_of(url.as_bytes()),
+                "types": types,
+            }),
+            Event::WebhookRemoved { system } => json!({"system": system}),
+            Event::UserCreated {
+                user,
+                username,
+                roles: r,
+                groups,
+            } => json!({"user": user, "username": username, "roles": roles(r), "groups": groups}),
+            Event::UserUpdated {
+                user,
+                roles: r,
+                groups,
+            } => json!({"user": user, "roles": roles(r), "groups": groups}),
+            Event::UserPasswordSet { user }
+            | Event::UserDisabled { user }
+            | Event::UserEnabled { user } => json!({"user": user}),
+            Event::KeyCreated {
+                key,
+                owner_kind,
+                owner,
+                name,
+                expires_at,
+            } => {
+                let mut data =
+                    json!({"key": key, "kind": owner_kind, "owner": owner, "name": name});
+                if let Some(expires) = expires_at {
+                    data["expires_at"] = json!(expires.to_rfc3339());
+                }
+                data
+            }
+            Event::KeyRevoked {
+                key,
+                owner_kind,
+                owner,
+            } => json!({"key": key, "kind": owner_kind, "owner": owner}),
+            Event::PolicyPublished {
+                version,
+                seq,
+                policies,
+            } => json!({"version": version, "seq": seq, "policies": policies}),
+            Event::PolicyActivated { version, reason }
+            | Event::PolicyShadowStarted { version, reason }
+            | Event::PolicyShadowStopped { version, reason } => {
+                json!({"version": version, "reason": reason})
+            }
+            Event::ProposalSubmitted {
+                proposal,
+                system,
+                action,
+                digest,
+                subject,
+                input,
+                output,
+                salt,
+            } => {
+                json!({"proposal": proposal, "system": system, "action": action, "digest": digest.as_str(),
+                        "subject": salted_hash(salt, "subject", subject).to_string(),
+                        "input": salted_hash(salt, "input", input).to_string(),
+                        "output": salted_hash(salt, "output", output).to_string()})
+            }
+            Event::ProposalRouted {
+                proposal,
+                routing,
+                over_limit,
+                salt,
+            } => {
+                let mut data = json!({"proposal": proposal, "route": routing.route.as_str(),
+                                      "policy_version": routing.policy_version, "matched_policies": routing.matched});
+                if over_limit {
+                    data["over_limit"] = json!(true);
+                }
+                if !routing.errors.is_empty() {
+                    let errors: Vec<Value> = routing
+                        .errors
+                        .iter()
+                        .map(|it| {
+                            json!({"policy": it.policy, "kind": it.kind,
+                                   "message": salted_hash(salt, "policy_error", &json!(it.message)).to_string()})
+                        })
+                        .collect();
+                    data["policy_errors"] = json!(errors);
+                }
+                data
+            }
+            Event::ProposalResolved {
+                proposal,
+                outcome,
+                decided_by,
+                digest,
+                modified,
+            } => {
+                let mut data = json!({"proposal": proposal, "outcome": outcome.as_str(),
+                                      "decided_by": decided_by.map(DecidedBy::as_str), "digest": digest.as_str()});
+                if let Some(modified) = modified {
+                    data["modified"] = json!(modified);
+                }
+                data
+            }
+            Event::ProposalOverridden { proposal, task } => {
+                json!({"proposal": proposal, "task": task})
+            }
+            Event::ProposalCancelled { proposal } => json!({"proposal": proposal}),
+            Event::ProposalErased { proposal, why } => match why {
+                Erasure::Requested(reason) => json!({"proposal": proposal,
+                    "reason_hash": Digest::of_json(&json!(reason)).to_string()}),
+                Erasure::Retention => json!({"proposal": proposal, "reason": "retention"}),
+            },
+            Event::TaskCreated(task)
+            | Event::TaskClaimed(task)
+            | Event::TaskReleased(task)
+            | Event::TaskEscalated(task)
+            | Event::TaskExpired(task) => {
+                json!({"task": task.id.as_str(), "proposal": task.proposal_id.as_str(), "group": task.group,
+                       "level": task.level, "state": task.state.as_str(), "kind": task.kind.as_str()})
+            }
+            Event::DecisionRecorded {
+                task,
+                decision,
+                seen,
+                salt,
+            } => {
+                let mut data = Map::new();
+                data.insert("proposal".into(), json!(task.proposal_id.as_str()));
+                data.insert("task".into(), json!(task.id.as_str()));
+                data.insert("verdict".into(), json!(decision.verdict.as_str()));
+                data.insert("digest".into(), json!(decision.digest.as_str()));
+                data.insert("seen_digest".into(), json!(seen.as_str()));
+                data.insert("level".into(), json!(decision.level));
+                let hashed = [
+                    ("rationale", decision.rationale.as_ref().map(|r| json!(r))),
+                    ("output", decision.output.clone()),
+                    ("labels", decision.labels.clone().map(Value::Object)),
+                ];
+                for (field, value) in hashed {
+                    if let Some(value) = value {
+                        let hash = salted_hash(salt, field, &value).to_string();
+                        data.insert(field.to_owned(), json!(hash));
+                    }
+                }
+                Value::Object(data)
+            }
+        }
+    }
+}
+
+/// The host (and port) of an absolute URL, without scheme, credentials,
+/// path, query or fragment.
+fn url_host(url: &str) -> &str {
+    let rest = url.split_once("://").map_or(url, |(_, rest)| rest);
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
+    authority
+        .rsplit_once('@')
+        .map_or(authority, |(_, host)| host)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_kind_has_one_stable_name() {
+        let mut names: Vec<&str> = EventKind::ALL.iter().map(|k| k.as_str()).collect();
+        names.sort_unstable();
+        names.dedup();
+        assert_eq!(names.len(), EventKind::ALL.len());
+        for kind in EventKind::ALL {
+            assert_eq!(EventKind::parse(kind.as_str()), Some(*kind));
+        }
+    }
+
+    #[test]
+    fn a_webhook_url_is_logged_as_host_and_hash() {
+        let types = [EventKind::ProposalResolved];
+        let event = Event::WebhookSet {
+            system: "shop",
+            url: "https://user:pw@hooks.example:8443/T0/secret?x=1",
+            types: &types,
+        };
+        let data = event.data();
+        assert_eq!(data["host"], "hooks.example:8443");
+        assert!(!data.to_string().contains("secret"));
+        assert_eq!(event.kind(), EventKind::WebhookSet);
+        assert_eq!(event.subject(), "shop");
+    }
+
+    #[test]
+    fn the_kill_switch_is_named_by_its_move() {
+        let changed = |before, status| Event::SystemChanged {
+            system: "s",
+            before,
+            risk_tier: RiskTier::High,
+            oversight: Oversight::InTheLoop,
+            status,
+            retention: None,
+        };
+        let (active, paused) = (SystemStatus::Active, SystemStatus::Paused);
+        assert_eq!(changed(active, paused).kind(), EventKind::SystemPaused);
+        assert_eq!(changed(paused, active).kind(), EventKind::SystemResumed);
+        assert_eq!(changed(active, active).kind(), EventKind::SystemUpdated);
+        assert_eq!(changed(paused, paused).kind(), EventKind::SystemUpdated);
+    }
+
+    #[test]
+    fn a_requested_erasure_logs_only_the_hash_of_its_reason() {
+        let event = Event::ProposalErased {
+            proposal: "prp_1",
+            why: Erasure::Requested("Jane Doe asked"),
+        };
+        assert!(!event.data().to_string().contains("Jane"));
+    }
+}
