@@ -269,6 +269,7 @@ pub fn plan(routing: &Routing, oversight: Oversight, status: SystemStatus, sampl
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::EventKind;
 
     fn routing(route: Route, sample_rate: f64) -> Routing {
         Routing {
@@ -356,5 +357,106 @@ mod tests {
             )),
             "rejected Some(KillSwitch) None"
         );
+    }
+
+    fn capped(limit: u32) -> Routing {
+        let mut routing = routing(Route::Allow, 0.0);
+        routing.limits = vec![crate::routing::AutoLimit {
+            policy: "cap".into(),
+            rate: crate::routing::Rate {
+                limit,
+                window: std::time::Duration::from_secs(3600),
+            },
+            review: ReviewPlan {
+                group: "leads".into(),
+                sla: Some(std::time::Duration::from_secs(600)),
+                ..ReviewPlan::default_review()
+            },
+        }];
+        routing
+    }
+
+    fn admitted(routing: &Routing, status: SystemStatus, used: u64) -> Admission<'_> {
+        let (id, task_id, system) = (
+            ProposalId::from_unique("p"),
+            TaskId::from_unique("t"),
+            SystemId::parse("shop").unwrap(),
+        );
+        let value = Value::Null;
+        let digest = Digest::of_json(&value);
+        let proposed = Proposed {
+            id: &id,
+            task_id: &task_id,
+            system: &system,
+            action: "refund",
+            subject: &value,
+            input: &value,
+            output: &value,
+            digest: &digest,
+            salt: &[0; 32],
+            submitted_by: "system:shop",
+        };
+        let now = Timestamp::from_millis(7_200_500);
+        let state = SystemState {
+            oversight: Oversight::InTheLoop,
+            status,
+        };
+        let used: Vec<(Cap, u64)> = caps(routing, now).into_iter().map(|c| (c, used)).collect();
+        let admission = admit(&proposed, routing, state, false, &used, now);
+        let kinds: Vec<_> = admission
+            .events(&proposed)
+            .iter()
+            .map(|(_, e)| e.kind())
+            .collect();
+        let mut expected = vec![EventKind::ProposalSubmitted, EventKind::ProposalRouted];
+        if admission.task.is_some() {
+            expected.push(EventKind::TaskCreated);
+        }
+        if admission.status.is_terminal() {
+            expected.push(EventKind::ProposalResolved);
+        }
+        assert_eq!(kinds, expected);
+        admission
+    }
+
+    #[test]
+    fn a_cap_with_room_approves_and_counts_one() {
+        let routing = capped(5);
+        let admission = admitted(&routing, SystemStatus::Active, 4);
+        assert_eq!(admission.status, ProposalStatus::Approved);
+        assert!(!admission.over_limit);
+        assert_eq!(admission.counted.len(), 1);
+        assert_eq!(
+            admission.counted[0].window,
+            Timestamp::from_millis(7_200_000)
+        );
+    }
+
+    #[test]
+    fn a_used_up_cap_sends_to_its_policys_review_and_counts_nothing() {
+        let routing = capped(5);
+        let admission = admitted(&routing, SystemStatus::Active, 5);
+        assert_eq!(admission.status, ProposalStatus::Pending);
+        assert!(admission.over_limit);
+        assert!(admission.counted.is_empty());
+        assert_eq!(admission.routing.matched, ["cap"]);
+        let task = admission.task.as_ref().unwrap();
+        assert_eq!(task.group, "leads");
+        assert_eq!(
+            task.due_at,
+            Some(Timestamp::from_millis(7_200_500 + 600_000))
+        );
+    }
+
+    #[test]
+    fn a_paused_system_rejects_and_counts_nothing() {
+        let routing = capped(5);
+        for used in [0, 5] {
+            let admission = admitted(&routing, SystemStatus::Paused, used);
+            assert_eq!(admission.status, ProposalStatus::Rejected);
+            assert_eq!(admission.decided_by, Some(DecidedBy::KillSwitch));
+            assert!(!admission.over_limit);
+            assert!(admission.counted.is_empty());
+        }
     }
 }
