@@ -15,9 +15,14 @@
 pub mod admin;
 mod aggregates;
 mod audit;
+mod policies;
 mod postgres;
+mod proposals;
 mod queries;
 mod store;
+mod systems;
+mod tasks;
+mod users;
 mod webhooks;
 
 use std::path::Path;

@@ -1,5 +1,5 @@
-//! SQL shared by the SQLite store's methods: row mapping, loading a review
-//! case, writing a transition, and appending events.
+//! SQL shared by the store's resource files, on both databases: row
+//! mapping, loading a review case, writing a transition, appending events.
 
 use std::time::Duration;
 
@@ -916,4 +916,18 @@ pub(super) fn label_rows(
         }
     }
     Ok(out)
+}
+
+/// Trims the look-ahead row of a page and returns the next cursor.
+pub(super) fn page_cursor<T>(
+    items: &mut Vec<T>,
+    limit: u32,
+    seq: impl Fn(&T) -> i64,
+) -> Option<i64> {
+    let limit = usize::try_from(limit).unwrap_or(usize::MAX);
+    if items.len() <= limit {
+        return None;
+    }
+    items.truncate(limit);
+    items.last().map(seq)
 }

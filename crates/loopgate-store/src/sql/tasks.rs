@@ -1,0 +1,266 @@
+//! Review tasks and decisions: claims, decisions and deadlines, each a transition core decided.
+
+use std::time::Duration;
+
+use crate::db::{Arg, Connection, ToArg, params};
+use loopgate_core::audit::event::Event;
+use loopgate_core::review::{self, DecisionInput, Effect, ReviewError, Reviewer, Task};
+use loopgate_core::{ProposalStatus, TaskId, TaskState, Timestamp};
+
+use super::SqlStore;
+use super::aggregates::Tracked;
+use super::queries::{self as q, TASK_COLUMNS};
+use crate::{
+    DecisionOutcome, Paged, ProposalRecord, ReviewerRef, StoreError, TaskFilter, TaskRecord,
+    TimerOutcome, TxError,
+};
+
+impl SqlStore {
+    pub(super) async fn tasks(
+        &self,
+        filter: TaskFilter,
+        now: Timestamp,
+    ) -> Result<Paged<TaskRecord>, StoreError> {
+        self.read(move |conn| {
+            let mut sql = format!("SELECT {TASK_COLUMNS} FROM tasks t JOIN proposals p ON p.id = t.proposal_id WHERE t.seq > ?1");
+            let mut args: Vec<Arg> = vec![filter.after_seq.unwrap_or(0).to_arg()];
+            match filter.state {
+                Some(TaskState::Open) => {
+                    args.push(now.millis().to_arg());
+                    let n = args.len();
+                    sql.push_str(&format!(" AND (t.state = 'open' OR (t.state = 'claimed' AND t.lease_expires_at <= ?{n}))"));
+                }
+                Some(TaskState::Claimed) => {
+                    args.push(now.millis().to_arg());
+                    let n = args.len();
+                    sql.push_str(&format!(" AND t.state = 'claimed' AND t.lease_expires_at > ?{n}"));
+                }
+                Some(state) => {
+                    args.push(state.as_str().to_arg());
+                    sql.push_str(&format!(" AND t.state = ?{}", args.len()));
+                }
+                None => (),
+            }
+            if let Some(groups) = &filter.groups {
+                if groups.is_empty() {
+                    return Ok(Paged { items: Vec::new(), next: None });
+                }
+                let start = args.len() + 1;
+                args.extend(groups.iter().map(ToArg::to_arg));
+                let marks: Vec<String> = (start..=args.len()).map(|i| format!("?{i}")).collect();
+                sql.push_str(&format!(" AND t.grp IN ({})", marks.join(", ")));
+            }
+            if let Some(system) = &filter.system {
+                args.push(system.as_str().to_arg());
+                sql.push_str(&format!(" AND p.system = ?{}", args.len()));
+            }
+            args.push(i64::from(filter.limit).saturating_add(1).to_arg());
+            sql.push_str(&format!(" ORDER BY t.seq LIMIT CAST(?{} AS BIGINT)", args.len()));
+            let mut items = q::all(conn, &sql, args, q::task_row)?;
+            let next = q::page_cursor(&mut items, filter.limit, |it| it.seq);
+            Ok(Paged { items, next })
+        })
+        .await
+    }
+
+    pub(super) async fn task(&self, id: &TaskId) -> Result<Option<TaskRecord>, StoreError> {
+        let id = id.clone();
+        self.read(move |conn| q::task(conn, id.as_str())).await
+    }
+
+    pub(super) async fn claim(
+        &self,
+        id: &TaskId,
+        reviewer: &ReviewerRef,
+        lease: Duration,
+        now: Timestamp,
+    ) -> Result<TaskRecord, TxError<ReviewError>> {
+        let transition = move |task: &Task, who: Reviewer<'_>| review::claim(task, who, now, lease);
+        self.move_lease(
+            id,
+            reviewer,
+            now,
+            |task| Event::TaskClaimed(task),
+            transition,
+        )
+        .await
+    }
+
+    pub(super) async fn release(
+        &self,
+        id: &TaskId,
+        reviewer: &ReviewerRef,
+        now: Timestamp,
+    ) -> Result<TaskRecord, TxError<ReviewError>> {
+        let transition = move |task: &Task, who: Reviewer<'_>| review::release(task, who, now);
+        self.move_lease(
+            id,
+            reviewer,
+            now,
+            |task| Event::TaskReleased(task),
+            transition,
+        )
+        .await
+    }
+
+    pub(super) async fn decide(
+        &self,
+        id: &TaskId,
+        reviewer: &ReviewerRef,
+        input: DecisionInput,
+        now: Timestamp,
+    ) -> Result<DecisionOutcome, TxError<ReviewError>> {
+        let (id, reviewer) = (id.clone(), reviewer.clone());
+        self.write(move |conn| {
+            let task = q::task(conn, id.as_str())?.ok_or(StoreError::NotFound)?;
+            let proposal =
+                q::proposal(conn, task.task.proposal_id.as_str())?.ok_or(StoreError::NotFound)?;
+            let case = q::case_of(proposal.clone(), task.task.clone());
+            let who = Reviewer {
+                name: &reviewer.name,
+                groups: &reviewer.groups,
+            };
+            let decided = review::decide(&case, who, input, now).map_err(TxError::Refused)?;
+            let tracked = Tracked::before(conn, proposal.id.as_str())?;
+            let actor = format!("user:{}", reviewer.name);
+            q::insert_decision(conn, &decided.case.task, &decided.decision)?;
+            q::write_case(conn, &decided.case, now)?;
+            tracked.apply(conn)?;
+            let event = Event::DecisionRecorded {
+                task: &decided.case.task,
+                decision: &decided.decision,
+                seen: &case.proposal.digest,
+                salt: &case.parts.salt,
+            };
+            q::append(conn, now, &actor, &event)?;
+            effect_events(conn, now, &actor, &decided.case, decided.effect)?;
+            // The answer is built from the transition; reading it back would cost the writer three queries.
+            let after = &decided.case;
+            let task = TaskRecord {
+                task: after.task.clone(),
+                digest: after.proposal.digest.clone(),
+                approvals: review::count_approvals(&after.decisions, &after.proposal.digest),
+                ..task
+            };
+            let proposal = ProposalRecord {
+                status: after.proposal.status,
+                digest: after.proposal.digest.clone(),
+                output: after.proposal.output.clone(),
+                modified: after.proposal.modified,
+                overridden: after.proposal.overridden,
+                decided_by: after.proposal.decided_by,
+                decided_at: after.proposal.decided_at,
+                decisions: after.decisions.clone(),
+                ..proposal
+            };
+            Ok(DecisionOutcome {
+                task,
+                proposal,
+                effect: decided.effect,
+            })
+        })
+        .await
+    }
+
+    pub(super) async fn run_timers(
+        &self,
+        now: Timestamp,
+        limit: u32,
+    ) -> Result<Vec<TimerOutcome>, StoreError> {
+        self.write_plain(move |conn| {
+            let ids: Vec<String> = conn.query_map(
+                "SELECT id FROM tasks WHERE state IN ('open', 'claimed') AND due_at IS NOT NULL AND due_at <= ?1
+                 ORDER BY due_at LIMIT CAST(?2 AS BIGINT)",
+                params![now.millis(), limit],
+                |row| row.get(0),
+            )?;
+            let mut out = Vec::with_capacity(ids.len());
+            for id in ids {
+                let Some(case) = q::case(conn, &id)? else { continue };
+                let Some((next, effect)) = review::expire(&case, now) else { continue };
+                let tracked = Tracked::before(conn, next.task.proposal_id.as_str())?;
+                q::write_case(conn, &next, now)?;
+                tracked.apply(conn)?;
+                effect_events(conn, now, "loopgate", &next, effect)?;
+                out.push(TimerOutcome { proposal_id: next.task.proposal_id.clone(), status: next.proposal.status, effect });
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    pub(super) async fn queue_depth(
+        &self,
+        now: Timestamp,
+    ) -> Result<Vec<(String, u64)>, StoreError> {
+        self.read(move |conn| {
+            conn.query_map(
+                "SELECT grp, count(*) FROM tasks
+                 WHERE state = 'open' OR (state = 'claimed' AND lease_expires_at <= ?1) GROUP BY grp ORDER BY grp",
+                params![now.millis()],
+                |row| Ok((row.get(0)?, row.get(1)?)),
+            )
+        })
+        .await
+    }
+}
+
+impl SqlStore {
+    /// Claim and release: load the task, let core move its lease, write the
+    /// task and its event.
+    async fn move_lease(
+        &self,
+        id: &TaskId,
+        reviewer: &ReviewerRef,
+        now: Timestamp,
+        event: impl for<'t> Fn(&'t Task) -> Event<'t> + Send + 'static,
+        transition: impl FnOnce(&Task, Reviewer<'_>) -> Result<Task, ReviewError> + Send + 'static,
+    ) -> Result<TaskRecord, TxError<ReviewError>> {
+        let (id, reviewer) = (id.clone(), reviewer.clone());
+        self.write(move |conn| {
+            let record = q::task(conn, id.as_str())?.ok_or(StoreError::NotFound)?;
+            let who = Reviewer {
+                name: &reviewer.name,
+                groups: &reviewer.groups,
+            };
+            let task = transition(&record.task, who).map_err(TxError::Refused)?;
+            q::update_task(conn, &task, now)?;
+            let actor = format!("user:{}", reviewer.name);
+            q::append(conn, now, &actor, &event(&task))?;
+            Ok(TaskRecord { task, ..record })
+        })
+        .await
+    }
+}
+
+pub(super) fn effect_events(
+    conn: &Connection,
+    now: Timestamp,
+    actor: &str,
+    case: &review::Case,
+    effect: Effect,
+) -> Result<(), StoreError> {
+    let event = match effect {
+        Effect::Recorded | Effect::Confirmed => return Ok(()),
+        Effect::Escalated => Event::TaskEscalated(&case.task),
+        Effect::Expired => Event::TaskExpired(&case.task),
+        Effect::Overridden => Event::ProposalOverridden {
+            proposal: case.task.proposal_id.as_str(),
+            task: case.task.id.as_str(),
+        },
+        Effect::Resolved => {
+            if case.task.state == TaskState::Expired {
+                q::append(conn, now, actor, &Event::TaskExpired(&case.task))?;
+            }
+            debug_assert!(case.proposal.status != ProposalStatus::Pending);
+            Event::ProposalResolved {
+                proposal: case.task.proposal_id.as_str(),
+                outcome: case.proposal.status,
+                decided_by: case.proposal.decided_by,
+                digest: &case.proposal.digest,
+                modified: Some(case.proposal.modified),
+            }
+        }
+    };
+    q::append(conn, now, actor, &event)
+}

@@ -1,0 +1,233 @@
+//! Users and their web sessions.
+
+use crate::db::{Connection, params};
+use loopgate_core::audit::event::Event;
+use loopgate_core::{Timestamp, UserId};
+
+use super::SqlStore;
+use super::queries::{self as q, USER_COLUMNS, to_json};
+use super::systems::{insert_credential, revoke};
+use crate::{
+    LoginRecord, NewCredential, NewSession, NewUser, SessionRecord, StoreError, UserPatch,
+    UserRecord,
+};
+
+impl SqlStore {
+    pub(super) async fn bootstrap_admin(
+        &self,
+        admin: NewUser,
+        token: Option<NewCredential>,
+        now: Timestamp,
+    ) -> Result<bool, StoreError> {
+        self.write_plain(move |conn| {
+            let n_users: i64 =
+                conn.query_row("SELECT count(*) FROM users", params![], |row| row.get(0))?;
+            if 0 < n_users {
+                return Ok(false);
+            }
+            insert_user(conn, &admin, "loopgate", now)?;
+            if let Some(token) = token {
+                insert_credential(conn, &token, "loopgate", now)?;
+            }
+            Ok(true)
+        })
+        .await
+    }
+
+    pub(super) async fn create_user(
+        &self,
+        user: NewUser,
+        actor: &str,
+        now: Timestamp,
+    ) -> Result<UserRecord, StoreError> {
+        let actor = actor.to_owned();
+        self.write_plain(move |conn| {
+            insert_user(conn, &user, &actor, now)?;
+            q::user(conn, user.id.as_str())?.ok_or(StoreError::NotFound)
+        })
+        .await
+    }
+
+    pub(super) async fn users(&self) -> Result<Vec<UserRecord>, StoreError> {
+        self.read(|conn| {
+            let sql = format!("SELECT {USER_COLUMNS} FROM users ORDER BY username");
+            q::all(conn, &sql, [], q::user_row)
+        })
+        .await
+    }
+
+    pub(super) async fn user(&self, id: &UserId) -> Result<Option<UserRecord>, StoreError> {
+        let id = id.clone();
+        self.read(move |conn| q::user(conn, id.as_str())).await
+    }
+
+    pub(super) async fn update_user(
+        &self,
+        id: &UserId,
+        patch: UserPatch,
+        actor: &str,
+        now: Timestamp,
+    ) -> Result<UserRecord, StoreError> {
+        let (id, actor) = (id.clone(), actor.to_owned());
+        self.write_plain(move |conn| {
+            let before = q::user(conn, id.as_str())?.ok_or(StoreError::NotFound)?;
+            if patch.roles.is_some() || patch.groups.is_some() {
+                let roles = patch.roles.unwrap_or(before.roles);
+                let groups = patch.groups.unwrap_or(before.groups);
+                conn.execute(
+                    "UPDATE users SET roles = ?2, groups_ = ?3 WHERE id = ?1",
+                    params![id.as_str(), q::roles_json(&roles), to_json(&groups)],
+                )?;
+                let event = Event::UserUpdated { user: id.as_str(), roles: &roles, groups: &groups };
+                q::append(conn, now, &actor, &event)?;
+            }
+            if let Some(hash) = patch.password_hash {
+                conn.execute(
+                    "UPDATE users SET password_hash = ?2 WHERE id = ?1",
+                    params![id.as_str(), hash],
+                )?;
+                conn.execute("DELETE FROM sessions WHERE user_id = ?1", params![id.as_str()])?;
+                q::append(conn, now, &actor, &Event::UserPasswordSet { user: id.as_str() })?;
+            }
+            if patch.revoke_tokens {
+                let sql = "SELECT id FROM credentials WHERE kind = 'user' AND owner = ?1 AND revoked_at IS NULL ORDER BY id";
+                let live: Vec<String> = q::all(conn, sql, params![id.as_str()], |row| row.get(0))?;
+                for token in live {
+                    revoke(conn, &token, "user", id.as_str(), &actor, now)?;
+                }
+            }
+            match (patch.disabled, before.disabled_at) {
+                (Some(true), None) => {
+                    conn.execute(
+                        "UPDATE users SET disabled_at = ?2 WHERE id = ?1",
+                        params![id.as_str(), now.millis()],
+                    )?;
+                    conn.execute("DELETE FROM sessions WHERE user_id = ?1", params![id.as_str()])?;
+                    q::append(conn, now, &actor, &Event::UserDisabled { user: id.as_str() })?;
+                }
+                (Some(false), Some(_)) => {
+                    conn.execute(
+                        "UPDATE users SET disabled_at = NULL WHERE id = ?1",
+                        params![id.as_str()],
+                    )?;
+                    q::append(conn, now, &actor, &Event::UserEnabled { user: id.as_str() })?;
+                }
+                _ => (),
+            }
+            q::user(conn, id.as_str())?.ok_or(StoreError::NotFound)
+        })
+        .await
+    }
+
+    pub(super) async fn login_user(
+        &self,
+        username: &str,
+    ) -> Result<Option<LoginRecord>, StoreError> {
+        let username = username.to_owned();
+        self.read(move |conn| {
+            let sql =
+                format!("SELECT {USER_COLUMNS}, password_hash FROM users WHERE username = ?1");
+            q::one(conn, &sql, params![username], |row| {
+                Ok(LoginRecord {
+                    user: q::user_row(row)?,
+                    password_hash: row.get(6)?,
+                })
+            })
+        })
+        .await
+    }
+
+    pub(super) async fn create_session(
+        &self,
+        session: NewSession,
+        now: Timestamp,
+    ) -> Result<(), StoreError> {
+        self.write_plain(move |conn| {
+            // Ended sessions go as new ones come: the table stays small.
+            conn.execute(
+                "DELETE FROM sessions WHERE expires_at <= ?1",
+                params![now.millis()],
+            )?;
+            conn.execute(
+                "INSERT INTO sessions (hash, user_id, csrf, created_at, expires_at, seen_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?4)",
+                params![
+                    session.hash,
+                    session.user.as_str(),
+                    session.csrf,
+                    now.millis(),
+                    session.expires_at.millis()
+                ],
+            )?;
+            Ok(())
+        })
+        .await
+    }
+
+    pub(super) async fn session(&self, hash: &str) -> Result<Option<SessionRecord>, StoreError> {
+        let hash = hash.to_owned();
+        self.read(move |conn| {
+            let sql = "SELECT user_id, csrf, created_at, expires_at, seen_at FROM sessions WHERE hash = ?1";
+            let Some((user_id, csrf, created, expires, seen)) = q::one(conn, sql, params![hash], |row| {
+                Ok((
+                    row.get::<_, String>(0)?,
+                    row.get::<_, String>(1)?,
+                    row.get::<_, i64>(2)?,
+                    row.get::<_, i64>(3)?,
+                    row.get::<_, i64>(4)?,
+                ))
+            })?
+            else {
+                return Ok(None);
+            };
+            let Some(user) = q::user(conn, &user_id)?.filter(|it| it.disabled_at.is_none()) else {
+                return Ok(None);
+            };
+            Ok(Some(SessionRecord {
+                user,
+                csrf,
+                created_at: Timestamp::from_millis(created),
+                expires_at: Timestamp::from_millis(expires),
+                seen_at: Timestamp::from_millis(seen),
+            }))
+        })
+        .await
+    }
+
+    pub(super) async fn touch_session(&self, hash: &str, now: Timestamp) -> Result<(), StoreError> {
+        let hash = hash.to_owned();
+        self.write_plain(move |conn| {
+            conn.execute(
+                "UPDATE sessions SET seen_at = ?2 WHERE hash = ?1",
+                params![hash, now.millis()],
+            )?;
+            Ok(())
+        })
+        .await
+    }
+
+    pub(super) async fn delete_session(&self, hash: &str) -> Result<(), StoreError> {
+        let hash = hash.to_owned();
+        self.write_plain(move |conn| {
+            conn.execute("DELETE FROM sessions WHERE hash = ?1", params![hash])?;
+            Ok(())
+        })
+        .await
+    }
+}
+
+pub(super) fn insert_user(
+    conn: &Connection,
+    user: &NewUser,
+    actor: &str,
+    now: Timestamp,
+) -> Result<(), StoreError> {
+    conn.execute("INSERT INTO users (id, username, roles, groups_, password_hash, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)", params![user.id.as_str(), user.username, q::roles_json(&user.roles), to_json(&user.groups), user.password_hash, now.millis()])?;
+    let event = Event::UserCreated {
+        user: user.id.as_str(),
+        username: &user.username,
+        roles: &user.roles,
+        groups: &user.groups,
+    };
+    q::append(conn, now, actor, &event)
+}
