@@ -1,6 +1,7 @@
-//! ISO 8601 durations as used in `@sla("PT4H")`: `PnW`, or `PnDTnHnMnS`
-//! with integer parts (seconds may have a fraction). Years and months are
-//! refused because their length depends on the calendar.
+//! Durations: [`parse`] for what people type (the API, the CLI), and ISO
+//! 8601 durations as policies write them (`@sla("PT4H")`): `PnW`, or
+//! `PnDTnHnMnS` with integer parts (seconds may have a fraction). Years
+//! and months are refused because their length depends on the calendar.
 
 use std::time::Duration;
 
@@ -51,23 +52,31 @@ pub fn parse_iso8601(text: &str) -> Option<Duration> {
     Some(Duration::from_secs_f64(total))
 }
 
-/// Parses a short duration such as `30s`, `500ms`, `2m` or a plain number of seconds.
-pub fn parse_short(text: &str) -> Option<Duration> {
+/// Parses a duration as people and config write it, the one parser of the
+/// API, the CLI and the policies' callers: `500ms`, `30s`, `2m`, `12h`,
+/// `30d`, a plain number of seconds, or ISO 8601 (`PT30S`, `P30D`). Never
+/// negative; at most about 31 years.
+pub fn parse(text: &str) -> Option<Duration> {
     let text = text.trim();
-    let (number, scale) = if let Some(n) = text.strip_suffix("ms") {
-        (n, 0.001)
-    } else if let Some(n) = text.strip_suffix('s') {
-        (n, 1.0)
-    } else if let Some(n) = text.strip_suffix('m') {
-        (n, 60.0)
-    } else {
-        (text, 1.0)
-    };
+    if text.starts_with('P') {
+        return parse_iso8601(text);
+    }
+    let (number, scale) = [
+        ("ms", 0.001),
+        ("s", 1.0),
+        ("m", 60.0),
+        ("h", 3_600.0),
+        ("d", 86_400.0),
+    ]
+    .iter()
+    .find_map(|(unit, scale)| text.strip_suffix(unit).map(|n| (n, *scale)))
+    .unwrap_or((text, 1.0));
     let value: f64 = number.trim().parse().ok()?;
-    if !(0.0 <= value && value * scale < 1e9) {
+    let seconds = value * scale;
+    if !(0.0..1e9).contains(&seconds) {
         return None;
     }
-    Some(Duration::from_secs_f64(value * scale))
+    Some(Duration::from_secs_f64(seconds))
 }
 
 #[cfg(test)]
@@ -94,11 +103,17 @@ mod tests {
 
     #[test]
     fn short() {
-        assert_eq!(parse_short("30s"), Some(Duration::from_secs(30)));
-        assert_eq!(parse_short("500ms"), Some(Duration::from_millis(500)));
-        assert_eq!(parse_short("2m"), Some(Duration::from_secs(120)));
-        assert_eq!(parse_short("5"), Some(Duration::from_secs(5)));
-        assert_eq!(parse_short("-5"), None);
-        assert_eq!(parse_short("soon"), None);
+        assert_eq!(parse("30s"), Some(Duration::from_secs(30)));
+        assert_eq!(parse("500ms"), Some(Duration::from_millis(500)));
+        assert_eq!(parse("2m"), Some(Duration::from_secs(120)));
+        assert_eq!(parse("12h"), Some(Duration::from_secs(12 * 3600)));
+        assert_eq!(parse("30d"), Some(Duration::from_secs(30 * 86_400)));
+        assert_eq!(parse(" 5 "), Some(Duration::from_secs(5)));
+        assert_eq!(parse("P30D"), Some(Duration::from_secs(30 * 86_400)));
+        for bad in [
+            "-5", "soon", "", "ms", "NaNs", "infd", "1e10", "P", "5 weeks",
+        ] {
+            assert_eq!(parse(bad), None, "{bad}");
+        }
     }
 }

@@ -1,5 +1,10 @@
 //! loopgate's HTTP server: the axum application, its state, and the
-//! background workers (deadline timers, the audit sequencer).
+//! background workers [`serve`] runs beside it: deadline timers and
+//! retention (`timers`), the audit sequencer and checkpoint signer
+//! (`audit`), the event tail that feeds streams and follows other replicas
+//! (`events`), the webhook dispatcher (`webhooks`), and the writer watch.
+//! What a committed change means for this process (waiters, metrics, the
+//! event bus) is decided in one place, `committed`.
 //!
 //! Architecture invariant: this is the only crate that knows HTTP, and
 //! `clock.rs` is the only place that reads the system clock. Handlers keep no
@@ -10,6 +15,7 @@ pub mod auth;
 mod cache;
 pub mod charts;
 pub mod clock;
+mod committed;
 pub mod config;
 mod convert;
 pub mod events;
@@ -17,6 +23,7 @@ pub mod http;
 pub mod limits;
 mod metrics;
 pub mod outbound;
+pub mod policy_reports;
 mod reports;
 mod secrets;
 mod serve;

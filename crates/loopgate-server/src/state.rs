@@ -128,7 +128,7 @@ pub async fn start(config: Config, clock: Arc<dyn Clock>) -> Result<Started, Sta
         let parsed = Policies::parse(&text).map_err(|e| bad(e.to_string()))?;
         if parsed.version() != active.live.version() {
             let systems = store.systems().await?;
-            let schema = crate::http::policies::schema_of(&systems).map_err(bad)?;
+            let schema = loopgate_store::SystemRecord::schema_of(&systems).map_err(bad)?;
             if let Some(error) = schema.validate(&parsed).errors.first() {
                 return Err(bad(format!("policy `{}`: {}", error.policy, error.message)));
             }

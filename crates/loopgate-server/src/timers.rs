@@ -4,11 +4,11 @@
 
 use std::time::Duration;
 
-use loopgate_core::review::Effect;
 use loopgate_store::StoreError;
 use tokio::task::JoinHandle;
 
 use crate::AppState;
+use crate::committed::Committed;
 
 /// What wakes the worker.
 enum Wake {
@@ -56,15 +56,7 @@ pub async fn run_due(app: &AppState) -> Result<usize, StoreError> {
         let now = app.clock.now();
         let outcomes = app.store.run_timers(now, 500).await?;
         total += outcomes.len();
-        if !outcomes.is_empty() {
-            app.bus.wake();
-        }
-        for outcome in &outcomes {
-            if outcome.effect == Effect::Resolved {
-                app.waiters.resolved(&outcome.proposal_id, None);
-                app.metrics.resolution(outcome.status);
-            }
-        }
+        app.committed(Committed::TimersRan(&outcomes));
         if outcomes.len() < 500 {
             // Retention: erase the payloads whose time has run out.
             while app.store.erase_expired(now, 500).await?.len() == 500 {}

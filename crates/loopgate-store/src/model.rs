@@ -1,6 +1,7 @@
 //! Records the store reads and writes: domain types plus bookkeeping.
 
 use loopgate_core::review::{Decision, Effect, Task};
+use loopgate_core::routing::schema::{self, GeneratedSchema, Shape};
 use loopgate_core::routing::{EvaluationError, Routing};
 use loopgate_core::{
     DecidedBy, Digest, Oversight, ProposalId, ProposalStatus, RiskTier, Role, Route, SystemId,
@@ -194,6 +195,25 @@ pub struct SystemRecord {
     pub retention: Option<std::time::Duration>,
     /// Declared actions and attribute types (`routing::schema::Shape` JSON).
     pub shape: Option<Value>,
+}
+
+impl SystemRecord {
+    /// Its declared shape, if it declares one; an error names the system.
+    pub fn declared_shape(&self) -> Result<Option<Shape>, String> {
+        self.shape
+            .as_ref()
+            .map(|value| schema::read_declaration(self.id.as_str(), value))
+            .transpose()
+    }
+
+    /// The policy schema generated from what `systems` declare.
+    pub fn schema_of(systems: &[SystemRecord]) -> Result<GeneratedSchema, String> {
+        schema::schema_of(
+            systems
+                .iter()
+                .map(|system| (system.id.as_str(), system.shape.as_ref())),
+        )
+    }
 }
 
 /// A new system.

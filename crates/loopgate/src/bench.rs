@@ -76,7 +76,7 @@ struct Shared {
 }
 
 pub(crate) async fn run(args: BenchArgs) -> anyhow::Result<()> {
-    let duration = loopgate_core::duration::parse_short(&args.duration)
+    let duration = loopgate_core::duration::parse(&args.duration)
         .context("--duration must look like `10s`")?;
     let (base, admin_token, _data_dir) = match (&args.server, &args.token) {
         (Some(server), Some(token)) => (server.clone(), token.clone(), None),

@@ -90,7 +90,7 @@ pub(crate) struct McpArgs {
 
 pub(crate) async fn run(file: &FileConfig, args: McpArgs) -> anyhow::Result<()> {
     crate::commands::init_logging();
-    let patience = loopgate_core::duration::parse_short(&args.patience)
+    let patience = loopgate_core::duration::parse(&args.patience)
         .context("--patience must look like `50s` or `2m`")?;
     // Checked before anything starts: a gateway open to the network needs a token.
     let guard = match args.listen {

@@ -421,7 +421,7 @@ fn local_test(
         review: ReviewPlan::default_review(),
     };
     let results = cases::run(&policies, &file, &defaults, |_| None);
-    Ok(loopgate_server::http::policies::test_report(
+    Ok(loopgate_server::policy_reports::test_report(
         policies.version(),
         results,
     ))

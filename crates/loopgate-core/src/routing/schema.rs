@@ -179,6 +179,28 @@ pub struct Validation {
     pub warnings: Vec<Finding>,
 }
 
+/// A system's stored declaration, read in place (no copy of the JSON); an
+/// error names the system.
+pub fn read_declaration(system: &str, value: &serde_json::Value) -> Result<Shape, String> {
+    Shape::deserialize(value)
+        .map_err(|e| format!("system `{system}`: its shape does not read: {e}"))
+}
+
+/// The schema of every system's stored declaration (`(system id, shape)`,
+/// `None` for a system that declares nothing); an error names a system
+/// whose declaration does not read.
+pub fn schema_of<'a>(
+    declarations: impl IntoIterator<Item = (&'a str, Option<&'a serde_json::Value>)>,
+) -> Result<GeneratedSchema, String> {
+    let mut shapes = Vec::new();
+    for (system, value) in declarations {
+        if let Some(value) = value {
+            shapes.push(read_declaration(system, value)?);
+        }
+    }
+    Ok(generate(&shapes))
+}
+
 /// Generates the schema from the systems' declarations. An attribute is
 /// required in the schema only when every declaration of it says so.
 pub fn generate<'a>(shapes: impl IntoIterator<Item = &'a Shape>) -> GeneratedSchema {

@@ -20,7 +20,6 @@ use crate::convert;
 use crate::http::error::ApiError;
 use crate::http::extract::Params;
 use crate::http::parse_id;
-use crate::http::policies::parse_period;
 use crate::reports;
 
 /// Filters and settings of the analytics reports.
@@ -75,7 +74,7 @@ async fn window(
     }
     let since = match query.since.as_deref() {
         None => Duration::from_secs(30 * 86_400),
-        Some(text) => parse_period(text).ok_or_else(|| {
+        Some(text) => loopgate_core::duration::parse(text).ok_or_else(|| {
             ApiError::invalid(format!(
                 "`since` must be a period such as `30d`, `12h` or `P7D`, not `{text}`"
             ))

@@ -59,7 +59,7 @@ pub async fn metrics(
             .and_then(|it| it.to_str().ok())
             .and_then(|it| it.strip_prefix("Bearer "))
             .map(str::trim);
-        if !sent.is_some_and(|it| crate::ui::session::same_secret(it, token)) {
+        if !sent.is_some_and(|it| crate::auth::session::same_secret(it, token)) {
             return Err(ApiError::new(
                 ErrorCode::Unauthenticated,
                 "/metrics needs `Authorization: Bearer <metrics_token>`",

@@ -2,10 +2,9 @@
 //! roll back, validate against the generated schema and lint, run case
 //! files, replay history under a draft, and report what a shadow disagreed on.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::convert::Infallible;
 use std::sync::Arc;
-use std::time::Duration;
 
 use axum::Json;
 use axum::body::{Body, Bytes};
@@ -13,21 +12,20 @@ use axum::extract::{Path, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use loopgate_core::routing::lint::{Deployment, lint};
-use loopgate_core::routing::schema::{Finding, GeneratedSchema, Shape, generate};
-use loopgate_core::routing::{
-    Defaults, Policies, ReviewPlan, Routing, RoutingRequest, ShapeRule, cases, route, typed_input,
-};
-use loopgate_core::{DecidedBy, ProposalStatus, Role, Route, Timestamp};
+use loopgate_core::routing::schema::Finding;
+use loopgate_core::routing::{Defaults, Policies, ReviewPlan, cases};
+use loopgate_core::{Role, Route, Timestamp};
 use loopgate_proto as proto;
-use loopgate_store::{ActivationMode, NewPolicy, PolicyState, ReplayRow, SystemRecord};
+use loopgate_store::{ActivationMode, NewPolicy, PolicyState, SystemRecord};
 use serde::Deserialize;
-use serde_json::{Map, json};
+use serde_json::json;
 
 use crate::AppState;
 use crate::auth::Caller;
 use crate::convert;
 use crate::http::error::ApiError;
 use crate::http::extract::{JsonBody, Params};
+use crate::policy_reports::{Registered, Tally, test_report};
 
 const AUTHORS: &[Role] = &[Role::PolicyAuthor];
 const READERS: &[Role] = &[Role::PolicyAuthor, Role::Auditor];
@@ -226,7 +224,7 @@ pub async fn schema(
 ) -> Result<Json<proto::PolicySchema>, ApiError> {
     caller.user_with(READERS)?;
     let systems = app.store.systems().await?;
-    let schema = schema_of(&systems).map_err(ApiError::invalid)?;
+    let schema = SystemRecord::schema_of(&systems).map_err(ApiError::invalid)?;
     Ok(Json(proto::PolicySchema {
         text: schema.text,
         actions: schema.actions.into_iter().collect(),
@@ -273,7 +271,7 @@ pub async fn replay(
 ) -> Result<Response, ApiError> {
     caller.user_with(READERS)?;
     let draft = parse(&app, &body.text).await?;
-    let period = parse_period(&body.since).ok_or_else(|| {
+    let period = loopgate_core::duration::parse(&body.since).ok_or_else(|| {
         ApiError::invalid(format!(
             "`since` must be a period such as `30d`, `12h` or `P7D`, not `{}`",
             body.since
@@ -424,41 +422,9 @@ pub async fn stop_shadow(
     Ok(StatusCode::NO_CONTENT)
 }
 
-/// The schema generated from the systems' declarations; an error names a
-/// system whose stored declaration does not read.
-pub(crate) fn schema_of(systems: &[SystemRecord]) -> Result<GeneratedSchema, String> {
-    let mut shapes = Vec::new();
-    for system in systems {
-        if let Some(shape) = stored_shape(system)? {
-            shapes.push(shape);
-        }
-    }
-    Ok(generate(&shapes))
-}
-
-/// A system's stored shape, read in place (no copy of the JSON); an error
-/// names the system.
-pub(crate) fn stored_shape(system: &SystemRecord) -> Result<Option<Shape>, String> {
-    let Some(value) = &system.shape else {
-        return Ok(None);
-    };
-    Shape::deserialize(value)
-        .map(Some)
-        .map_err(|e| format!("system `{}`: its shape does not read: {e}", system.id))
-}
-
-/// Reads a `shape` declaration from a request.
-pub(crate) fn read_shape(value: &serde_json::Value) -> Result<Shape, ApiError> {
-    Shape::deserialize(value).map_err(|e| {
-        ApiError::invalid(format!("`shape` is not a declaration: {e}")).help(
-            "{\"actions\": {\"<action>\": {\"context\": {\"<name>\": \"Long|String|Bool|decimal|Set<String>|Set<Long>\"}}}, \"subject_attributes\": {...}}",
-        )
-    })
-}
-
 async fn deployment(app: &AppState) -> Result<Deployment, ApiError> {
     let systems = app.store.systems().await?;
-    let schema = schema_of(&systems).map_err(ApiError::invalid)?;
+    let schema = SystemRecord::schema_of(&systems).map_err(ApiError::invalid)?;
     let staffed_groups = app
         .store
         .users()
@@ -545,53 +511,13 @@ async fn run_cases(
         .map_err(|e| ApiError::internal(&e))?
 }
 
-/// The report of a case file's run, as `POST /v1/policies/test` answers
-/// it (and `loopgate policy test` prints it when it runs locally).
-pub fn test_report(version: &str, results: Vec<cases::CaseResult>) -> proto::PolicyTestReport {
-    let passed = results.iter().filter(|it| it.passed).count();
-    proto::PolicyTestReport {
-        version: version.to_owned(),
-        passed: u32::try_from(passed).unwrap_or(u32::MAX),
-        failed: u32::try_from(results.len() - passed).unwrap_or(u32::MAX),
-        cases: results
-            .into_iter()
-            .map(|it| proto::PolicyCaseResult {
-                name: it.name,
-                passed: it.passed,
-                failures: it.failures,
-                route: convert::route_to_proto(it.route),
-                matched: it.matched,
-                reviewers: it.reviewers,
-                approvals: it.approvals,
-                refused: it.refused,
-                policy_errors: it.errors.into_iter().map(convert::policy_error).collect(),
-            })
-            .collect(),
-    }
-}
-
-/// A registered system as routing needs it: its record and its parsed shape.
-struct Registered {
-    record: SystemRecord,
-    shape: Option<Shape>,
-}
-
-impl Registered {
-    fn case_system(&self, require_shapes: bool) -> cases::CaseSystem<'_> {
-        cases::CaseSystem {
-            risk_tier: self.record.risk_tier,
-            oversight: self.record.oversight,
-            shape: self.shape.as_ref(),
-            rule: ShapeRule::of(require_shapes, self.shape.as_ref()),
-        }
-    }
-}
-
 /// Every registered system by id, with its shape parsed.
 async fn registered(app: &AppState) -> Result<Arc<HashMap<String, Registered>>, ApiError> {
     let mut systems = HashMap::new();
     for record in app.store.systems().await? {
-        let shape = stored_shape(&record).map_err(|e| ApiError::internal(&e))?;
+        let shape = record
+            .declared_shape()
+            .map_err(|e| ApiError::internal(&e))?;
         systems.insert(record.id.as_str().to_owned(), Registered { record, shape });
     }
     Ok(Arc::new(systems))
@@ -646,11 +572,7 @@ async fn run_replay(
     let total = app.store.count_since(since).await?;
     let systems = registered(app).await?;
     let defaults = std::sync::Arc::new(defaults(app));
-    let mut tally = Tally {
-        examples,
-        require_shapes: app.config.require_shapes,
-        ..Tally::default()
-    };
+    let mut tally = Tally::new(examples, app.config.require_shapes);
     let mut after = 0;
     loop {
         let rows = app.store.replay_rows(since, after, REPLAY_BATCH).await?;
@@ -666,193 +588,11 @@ async fn run_replay(
         })
         .await
         .map_err(|e| ApiError::internal(&e))?;
-        if !progress(tally.replayed + tally.skipped_erased, total) {
+        if !progress(tally.seen(), total) {
             break;
         }
     }
     Ok(tally.report(draft.version(), since))
-}
-
-#[derive(Default)]
-struct Tally {
-    examples: usize,
-    require_shapes: bool,
-    replayed: u64,
-    refused: u64,
-    /// By policy: failures, the latest message, some proposal ids.
-    errors: BTreeMap<String, (u64, String, Vec<String>)>,
-    skipped_erased: u64,
-    unchanged: u64,
-    transitions: BTreeMap<(Route, Route), (u64, Vec<String>)>,
-    workload: BTreeMap<String, (u64, u64)>,
-    rejected_now_allowed: u64,
-    approved_now_denied: u64,
-}
-
-impl Tally {
-    fn add(
-        &mut self,
-        row: &ReplayRow,
-        draft: &Policies,
-        systems: &HashMap<String, Registered>,
-        defaults: &Defaults,
-    ) {
-        if row.erased {
-            self.skipped_erased += 1;
-            return;
-        }
-        self.replayed += 1;
-        let empty = Map::new();
-        let subject = |key: &str| {
-            row.subject
-                .get(key)
-                .and_then(|it| it.as_str())
-                .unwrap_or("")
-        };
-        let attributes = row
-            .subject
-            .get("attributes")
-            .and_then(|it| it.as_object())
-            .unwrap_or(&empty);
-        let system = systems.get(&row.system);
-        let shape = system.and_then(|it| it.shape.as_ref());
-        let rule = ShapeRule::of(self.require_shapes, shape);
-        let routing = match typed_input(shape, &row.action, &row.context, attributes, rule) {
-            Ok(input) => {
-                let request = RoutingRequest {
-                    system: &row.system,
-                    action: &row.action,
-                    subject_type: subject("type"),
-                    subject_id: subject("id"),
-                    input: &input,
-                    confidence: row.confidence,
-                    risk_tier: system
-                        .map_or(loopgate_core::RiskTier::Limited, |it| it.record.risk_tier),
-                    oversight: system.map_or(loopgate_core::Oversight::InTheLoop, |it| {
-                        it.record.oversight
-                    }),
-                    model_version: row.model_version.as_deref(),
-                };
-                route(draft, &request, defaults)
-            }
-            Err(_) => {
-                // Refused today: nothing would go ahead.
-                self.refused += 1;
-                Routing {
-                    route: Route::Deny,
-                    matched: Vec::new(),
-                    policy_version: draft.version().to_owned(),
-                    review: defaults.review.clone(),
-                    sample_rate: 0.0,
-                    limits: Vec::new(),
-                    errors: Vec::new(),
-                }
-            }
-        };
-        for error in &routing.errors {
-            let entry = self.errors.entry(error.policy.clone()).or_default();
-            entry.0 += 1;
-            entry.1.clone_from(&error.message);
-            if entry.2.len() < self.examples {
-                entry.2.push(row.id.clone());
-            }
-        }
-        let new_group = (routing.route == Route::Review).then(|| routing.review.group.clone());
-        let old_group = (row.route == Route::Review)
-            .then(|| row.group.clone())
-            .flatten();
-        if new_group != old_group {
-            if let Some(group) = old_group {
-                self.workload.entry(group).or_default().1 += 1;
-            }
-            if let Some(group) = new_group {
-                self.workload.entry(group).or_default().0 += 1;
-            }
-        }
-        if routing.route == row.route {
-            self.unchanged += 1;
-            return;
-        }
-        let entry = self
-            .transitions
-            .entry((row.route, routing.route))
-            .or_default();
-        entry.0 += 1;
-        if entry.1.len() < self.examples {
-            entry.1.push(row.id.clone());
-        }
-        let by_people = row.decided_by == Some(DecidedBy::Reviewers);
-        if by_people && row.status == ProposalStatus::Rejected && routing.route == Route::Allow {
-            self.rejected_now_allowed += 1;
-        }
-        if by_people && row.status == ProposalStatus::Approved && routing.route == Route::Deny {
-            self.approved_now_denied += 1;
-        }
-    }
-
-    fn report(self, version: &str, since: Timestamp) -> proto::ReplayReport {
-        let mut transitions: Vec<proto::RouteTransition> = self
-            .transitions
-            .into_iter()
-            .map(|((from, to), (count, examples))| proto::RouteTransition {
-                from: convert::route_to_proto(from),
-                to: convert::route_to_proto(to),
-                count,
-                examples,
-            })
-            .collect();
-        transitions.sort_by_key(|t| std::cmp::Reverse(t.count));
-        proto::ReplayReport {
-            version: version.to_owned(),
-            since: since.to_rfc3339(),
-            replayed: self.replayed,
-            skipped_erased: self.skipped_erased,
-            unchanged: self.unchanged,
-            transitions,
-            workload: self
-                .workload
-                .into_iter()
-                .map(|(group, (added, removed))| proto::GroupWorkload {
-                    group,
-                    added,
-                    removed,
-                })
-                .collect(),
-            rejected_now_allowed: self.rejected_now_allowed,
-            approved_now_denied: self.approved_now_denied,
-            refused: self.refused,
-            policy_errors: {
-                let mut errors: Vec<proto::PolicyErrorCount> = self
-                    .errors
-                    .into_iter()
-                    .map(
-                        |(policy, (count, message, examples))| proto::PolicyErrorCount {
-                            policy,
-                            count,
-                            message,
-                            examples,
-                        },
-                    )
-                    .collect();
-                errors.sort_by_key(|it| std::cmp::Reverse(it.count));
-                errors
-            },
-        }
-    }
-}
-
-/// `30d`, `12h`, `90m`, `45s`, or ISO 8601 (`P30D`).
-pub(crate) fn parse_period(text: &str) -> Option<Duration> {
-    let text = text.trim();
-    let scaled = |suffix: char, seconds: u64| -> Option<Duration> {
-        let number: u64 = text.strip_suffix(suffix)?.trim().parse().ok()?;
-        Some(Duration::from_secs(number.checked_mul(seconds)?))
-    };
-    scaled('d', 86_400)
-        .or_else(|| scaled('h', 3_600))
-        .or_else(|| scaled('m', 60))
-        .or_else(|| scaled('s', 1))
-        .or_else(|| loopgate_core::duration::parse_iso8601(text))
 }
 
 fn ndjson(line: &proto::ReplayLine) -> Bytes {

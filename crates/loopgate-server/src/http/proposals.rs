@@ -7,7 +7,6 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use loopgate_core::audit::entry::SALT_LEN;
 use loopgate_core::digest::DigestParts;
-use loopgate_core::duration::parse_short;
 use loopgate_core::routing::value::check_exact;
 use loopgate_core::routing::{
     Defaults, ReviewPlan, RoutingRequest, ShapeRule, TypedInput, is_sampled, route, typed_input,
@@ -23,6 +22,7 @@ use serde_json::json;
 
 use crate::AppState;
 use crate::auth::Caller;
+use crate::committed::Committed;
 use crate::convert;
 use crate::http::error::ApiError;
 use crate::http::extract::{JsonBody, JsonBodyText, Params};
@@ -192,11 +192,7 @@ pub async fn submit(
     };
     let (status, record) = match submitted {
         Submitted::Created(record) => {
-            app.metrics.proposal(record.route, record.status);
-            if record.status.is_terminal() {
-                app.metrics.resolution(record.status);
-            }
-            app.bus.wake();
+            app.committed(Committed::Admitted(&record));
             (StatusCode::CREATED, record)
         }
         Submitted::Existing(record) => (StatusCode::OK, record),
@@ -403,9 +399,7 @@ pub async fn cancel(
         .store
         .cancel(&id, &caller.actor(), app.clock.now())
         .await?;
-    app.metrics.resolution(record.status);
-    app.waiters.resolved(&id, Some(&record));
-    app.bus.wake();
+    app.committed(Committed::Cancelled(&record));
     Ok(Json(convert::proposal(record)))
 }
 
@@ -522,7 +516,9 @@ fn read_context(
     body: &proto::SubmitProposal,
     text: &[u8],
 ) -> Result<TypedInput, ApiError> {
-    let shape = crate::http::policies::stored_shape(system).map_err(|e| ApiError::internal(&e))?;
+    let shape = system
+        .declared_shape()
+        .map_err(|e| ApiError::internal(&e))?;
     let rule = ShapeRule::of(app.config.require_shapes, shape.as_ref());
     let input = typed_input(
         shape.as_ref(),
@@ -560,7 +556,7 @@ fn read_context(
 
 fn parse_wait(app: &AppState, wait: Option<&str>) -> Result<Option<Duration>, ApiError> {
     let Some(text) = wait else { return Ok(None) };
-    match parse_short(text) {
+    match loopgate_core::duration::parse(text) {
         Some(wait) => Ok(Some(wait.min(app.config.max_wait))),
         None => Err(ApiError::invalid(format!(
             "`wait` must be a duration such as `30s` or `500ms`, not `{text}`"

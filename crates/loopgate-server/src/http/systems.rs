@@ -3,9 +3,11 @@
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
+use loopgate_core::routing::schema::Shape;
 use loopgate_core::{Role, SystemId};
 use loopgate_proto as proto;
 use loopgate_store::{NewSystem, SystemPatch};
+use serde::Deserialize as _;
 
 use crate::AppState;
 use crate::auth::Caller;
@@ -52,7 +54,7 @@ pub async fn create(
     };
     check_text("name", &body.name, 200)?;
     if let Some(shape) = &body.shape {
-        crate::http::policies::read_shape(shape)?;
+        read_shape(shape)?;
     }
     let new = NewSystem {
         id,
@@ -97,7 +99,7 @@ pub async fn update(
         },
     };
     if let Some(shape) = &body.shape {
-        crate::http::policies::read_shape(shape)?;
+        read_shape(shape)?;
     }
     let patch = SystemPatch {
         name: body.name,
@@ -119,4 +121,13 @@ pub async fn update(
         })?;
     app.systems.clear();
     Ok(Json(convert::system(record)))
+}
+
+/// Reads a `shape` declaration from a request.
+fn read_shape(value: &serde_json::Value) -> Result<Shape, ApiError> {
+    Shape::deserialize(value).map_err(|e| {
+        ApiError::invalid(format!("`shape` is not a declaration: {e}")).help(
+            "{\"actions\": {\"<action>\": {\"context\": {\"<name>\": \"Long|String|Bool|decimal|Set<String>|Set<Long>\"}}}, \"subject_attributes\": {...}}",
+        )
+    })
 }

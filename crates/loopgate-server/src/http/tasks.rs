@@ -12,6 +12,7 @@ use serde::Deserialize;
 
 use crate::AppState;
 use crate::auth::Caller;
+use crate::committed::Committed;
 use crate::convert;
 use crate::http::error::ApiError;
 use crate::http::extract::{JsonBody, Params};
@@ -124,7 +125,7 @@ pub async fn claim(
         .store
         .claim(&id, &reviewer, app.config.lease, now)
         .await?;
-    app.bus.wake();
+    app.committed(Committed::LeaseMoved);
     Ok(Json(convert::task(record, now)))
 }
 
@@ -140,7 +141,7 @@ pub async fn release(
     let id = parse_id(&id, TaskId::parse, "task")?;
     let now = app.clock.now();
     let record = app.store.release(&id, &reviewer, now).await?;
-    app.bus.wake();
+    app.committed(Committed::LeaseMoved);
     Ok(Json(convert::task(record, now)))
 }
 
@@ -180,14 +181,11 @@ pub async fn decide(
     };
     let now = app.clock.now();
     let outcome = app.store.decide(&id, &reviewer, input, now).await?;
-    if outcome.effect == Effect::Resolved {
-        app.waiters
-            .resolved(&outcome.proposal.id, Some(&outcome.proposal));
-        app.metrics.resolution(outcome.proposal.status);
-    }
-    app.metrics
-        .decision(convert::verdict_to_core(body.verdict), started.elapsed());
-    app.bus.wake();
+    app.committed(Committed::Decided {
+        verdict: convert::verdict_to_core(body.verdict),
+        took: started.elapsed(),
+        resolved: (outcome.effect == Effect::Resolved).then_some(&outcome.proposal),
+    });
     Ok(Json(proto::DecisionResponse {
         task: convert::task(outcome.task, now),
         proposal: Viewer::of(&caller)?.shown(outcome.proposal),

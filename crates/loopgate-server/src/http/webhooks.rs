@@ -11,6 +11,7 @@ use serde::Deserialize;
 
 use crate::AppState;
 use crate::auth::Caller;
+use crate::committed::Committed;
 use crate::http::error::ApiError;
 use crate::http::extract::{JsonBody, Params};
 use crate::http::{cursor, page_limit, parse_id};
@@ -251,7 +252,7 @@ pub async fn redeliver(
             loopgate_store::StoreError::NotFound => ApiError::not_found("delivery", &delivery),
             other => other.into(),
         })?;
-    app.bus.wake();
+    app.committed(Committed::Requeued);
     Ok((StatusCode::ACCEPTED, Json(delivery_view(record))))
 }
 

@@ -12,10 +12,10 @@ use axum_extra::extract::cookie::{Cookie, CookieJar};
 use serde::Deserialize;
 
 use crate::AppState;
+use crate::auth::session::{self, LOGIN_COOKIE, Session, same_secret};
 use crate::http::users::password_hash;
 use crate::limits::{ClientAddr, Throttled, username_hash};
 use crate::secrets::{hash_password, new_secret, verify_password};
-use crate::ui::session::{self, LOGIN_COOKIE, Session, same_secret};
 use crate::ui::{Nav, UiError, assets, render};
 
 #[derive(Template)]

@@ -10,11 +10,11 @@ use loopgate_proto as proto;
 use serde::Deserialize;
 
 use crate::AppState;
+use crate::auth::session::Session;
 use crate::charts;
 use crate::http::analytics::{self, AnalyticsQuery};
 use crate::http::extract::Params;
 use crate::http::systems;
-use crate::ui::session::Session;
 use crate::ui::{Nav, UiError, ok, render};
 
 #[derive(Deserialize)]

@@ -11,9 +11,9 @@ use loopgate_proto as proto;
 use serde::Deserialize;
 
 use crate::AppState;
+use crate::auth::session::Session;
 use crate::http::credentials;
 use crate::http::extract::JsonBodyOr;
-use crate::ui::session::Session;
 use crate::ui::{Nav, UiError, ok, render};
 
 /// A key or token as the page lists it.

@@ -10,10 +10,13 @@
 mod account;
 mod analytics;
 mod assets;
+mod audit;
 mod credentials;
-mod governance;
+mod guard;
+mod policies;
 mod review;
-pub(crate) mod session;
+mod systems;
+mod users;
 
 pub(crate) use account::{MAX_PASSWORD, MAX_USERNAME};
 
@@ -28,8 +31,8 @@ use loopgate_core::Role;
 use loopgate_store::StoreError;
 
 use crate::AppState;
+use crate::auth::session::Session;
 use crate::http::error::ApiError;
-use session::Session;
 
 /// Every page of the UI.
 pub(crate) fn router(app: AppState) -> Router<AppState> {
@@ -42,21 +45,18 @@ pub(crate) fn router(app: AppState) -> Router<AppState> {
         .route("/ui/tasks/{id}/release", post(review::release))
         .route("/ui/tasks/{id}/decide", post(review::decide))
         .route("/ui/proposals/{id}", get(review::proposal))
-        .route("/ui/systems", get(governance::systems))
-        .route("/ui/systems/{id}/status", post(governance::system_status))
-        .route("/ui/policies", get(governance::policies))
+        .route("/ui/systems", get(systems::systems))
+        .route("/ui/systems/{id}/status", post(systems::system_status))
+        .route("/ui/policies", get(policies::policies))
         .route(
             "/ui/policies/draft",
-            get(governance::draft).post(governance::draft_action),
+            get(policies::draft).post(policies::draft_action),
         )
-        .route("/ui/policies/diff", get(governance::diff))
-        .route("/ui/policies/{version}", get(governance::policy))
-        .route(
-            "/ui/users",
-            get(governance::users).post(governance::create_user),
-        )
-        .route("/ui/users/{id}", post(governance::update_user))
-        .route("/ui/audit", get(governance::audit))
+        .route("/ui/policies/diff", get(policies::diff))
+        .route("/ui/policies/{version}", get(policies::policy))
+        .route("/ui/users", get(users::users).post(users::create_user))
+        .route("/ui/users/{id}", post(users::update_user))
+        .route("/ui/audit", get(audit::audit))
         .route("/ui/analytics", get(analytics::dashboard))
         .route(
             "/ui/account",
@@ -79,7 +79,7 @@ pub(crate) fn router(app: AppState) -> Router<AppState> {
             post(credentials::revoke_key),
         )
         .route("/ui/logout", post(account::logout))
-        .route_layer(middleware::from_fn_with_state(app, session::guard));
+        .route_layer(middleware::from_fn_with_state(app, guard::guard));
     Router::new()
         .route(
             "/ui/login",

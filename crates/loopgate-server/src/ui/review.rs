@@ -12,9 +12,9 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use crate::AppState;
+use crate::auth::session::Session;
 use crate::http::extract::{JsonBody, Params};
 use crate::http::{audit, proposals, tasks};
-use crate::ui::session::Session;
 use crate::ui::{Nav, UiError, lower, ok, render};
 
 /// The queue's filters, also carried through a task and back.

@@ -1,6 +1,8 @@
 //! Who is calling: `Authorization: Bearer <key or token>` resolved to a
 //! principal, and the role checks every handler makes (deny by default).
 
+pub(crate) mod session;
+
 use std::time::Duration;
 
 use axum::extract::FromRequestParts;
@@ -115,7 +117,7 @@ async fn bearer(app: &AppState, hash: &str) -> Result<Option<Authenticated>, Api
 pub(crate) async fn still_valid(app: &AppState, caller: &Caller) -> Result<bool, ApiError> {
     let now = match &caller.1 {
         Via::Bearer { hash, .. } => bearer(app, hash).await?.map(|it| it.principal),
-        Via::Session(hash) => crate::ui::session::by_hash(app, hash)
+        Via::Session(hash) => session::by_hash(app, hash)
             .await?
             .map(|session| Principal::User(session.user)),
     };
@@ -131,15 +133,15 @@ pub(crate) fn ended() -> ApiError {
 /// the cookie alone, anything else also with the session's CSRF token in
 /// `X-CSRF-Token`.
 async fn from_session(parts: &Parts, app: &AppState) -> Result<Option<Caller>, ApiError> {
-    let Some(session) = crate::ui::session::current(app, &parts.headers).await? else {
+    let Some(session) = session::current(app, &parts.headers).await? else {
         return Ok(None);
     };
     let read = matches!(parts.method, Method::GET | Method::HEAD);
     let token = parts
         .headers
-        .get(crate::ui::session::CSRF_HEADER)
+        .get(session::CSRF_HEADER)
         .and_then(|it| it.to_str().ok());
-    if !read && !token.is_some_and(|it| crate::ui::session::same_secret(it, &session.csrf)) {
+    if !read && !token.is_some_and(|it| session::same_secret(it, &session.csrf)) {
         return Err(ApiError::forbidden(
             "a request with a session cookie must carry the session's CSRF token",
         )

@@ -6,18 +6,14 @@
 
 use std::time::Duration;
 
-use axum::body::{Body, to_bytes};
-use axum::extract::{Request, State};
-use axum::http::{HeaderMap, Method, header};
-use axum::middleware::Next;
-use axum::response::{IntoResponse, Redirect, Response};
+use axum::http::HeaderMap;
 use axum_extra::extract::cookie::{Cookie, CookieJar, SameSite};
 use loopgate_store::{NewSession, Principal, StoreError, UserRecord};
 
 use crate::AppState;
 use crate::auth::Caller;
+use crate::http::error::ApiError;
 use crate::secrets::{hash_secret, new_secret};
-use crate::ui::UiError;
 
 /// The session cookie.
 pub(crate) const COOKIE: &str = "loopgate_session";
@@ -44,7 +40,7 @@ impl Session {
     pub(crate) fn caller(&self) -> Caller {
         Caller(
             Principal::User(self.user.clone()),
-            crate::auth::Via::Session(self.hash.clone()),
+            super::Via::Session(self.hash.clone()),
         )
     }
 }
@@ -88,9 +84,9 @@ pub(crate) async fn start(
     app: &AppState,
     user: &UserRecord,
     secure: bool,
-) -> Result<Cookie<'static>, UiError> {
-    let secret = new_secret("").map_err(|e| UiError::internal(&e))?;
-    let csrf = new_secret("").map_err(|e| UiError::internal(&e))?;
+) -> Result<Cookie<'static>, ApiError> {
+    let secret = new_secret("").map_err(|e| ApiError::internal(&e))?;
+    let csrf = new_secret("").map_err(|e| ApiError::internal(&e))?;
     let now = app.clock.now();
     let session = NewSession {
         hash: hash_secret(&secret),
@@ -130,69 +126,6 @@ pub(crate) fn same_secret(a: &str, b: &str) -> bool {
             .zip(b.bytes())
             .fold(0_u8, |acc, (x, y)| acc | (x ^ y))
             == 0
-}
-
-/// Pages behind login: loads the session (or sends the browser to the login
-/// page), checks the CSRF token of every request that is not a read, and
-/// hands the session to the handler as an extension.
-pub(crate) async fn guard(State(app): State<AppState>, request: Request, next: Next) -> Response {
-    let session = match current(&app, request.headers()).await {
-        Ok(Some(session)) => session,
-        Ok(None) => return to_login(&request),
-        Err(error) => return UiError::from(error).into_response(),
-    };
-    let mut request = if safe(request.method()) {
-        request
-    } else {
-        let (parts, body) = request.into_parts();
-        let Ok(bytes) = to_bytes(body, app.config.max_body_bytes).await else {
-            return UiError::status(
-                axum::http::StatusCode::PAYLOAD_TOO_LARGE,
-                "The form is too large.",
-            )
-            .into_response();
-        };
-        let sent = parts
-            .headers
-            .get(CSRF_HEADER)
-            .and_then(|it| it.to_str().ok())
-            .map(str::to_owned)
-            .or_else(|| {
-                form_urlencoded::parse(&bytes)
-                    .find(|(key, _)| key == CSRF_FIELD)
-                    .map(|(_, value)| value.into_owned())
-            });
-        if !sent.is_some_and(|it| same_secret(&it, &session.csrf)) {
-            return UiError::csrf().into_response();
-        }
-        Request::from_parts(parts, Body::from(bytes))
-    };
-    request.extensions_mut().insert(session);
-    next.run(request).await
-}
-
-fn safe(method: &Method) -> bool {
-    matches!(*method, Method::GET | Method::HEAD)
-}
-
-/// To the login page, coming back here afterwards (for reads).
-fn to_login(request: &Request) -> Response {
-    if !safe(request.method()) {
-        return Redirect::to("/ui/login").into_response();
-    }
-    let next = request
-        .uri()
-        .path_and_query()
-        .map_or("/ui", |it| it.as_str());
-    let query: String = form_urlencoded::Serializer::new(String::new())
-        .append_pair("next", next)
-        .finish();
-    let mut response = Redirect::to(&format!("/ui/login?{query}")).into_response();
-    response.headers_mut().insert(
-        header::CACHE_CONTROL,
-        header::HeaderValue::from_static("no-store"),
-    );
-    response
 }
 
 #[cfg(test)]
