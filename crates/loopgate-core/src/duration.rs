@@ -116,4 +116,20 @@ mod tests {
             assert_eq!(parse(bad), None, "{bad}");
         }
     }
+
+    proptest::proptest! {
+        #[test]
+        fn any_text_is_a_bounded_duration_or_refused(text in ".{0,40}") {
+            if let Some(duration) = parse(&text) {
+                proptest::prop_assert!(duration.as_secs_f64() < 1e9);
+            }
+        }
+
+        #[test]
+        fn whole_amounts_read_back(n in 0_u64..10_000, unit in 0_usize..5) {
+            let (suffix, seconds) = [("ms", 0.001), ("s", 1.0), ("m", 60.0), ("h", 3_600.0), ("d", 86_400.0)][unit];
+            let expected = Duration::from_secs_f64(n as f64 * seconds);
+            proptest::prop_assert_eq!(parse(&format!("{n}{suffix}")), Some(expected));
+        }
+    }
 }
