@@ -212,13 +212,28 @@ async fn three_replicas_lose_nothing_when_one_is_killed() {
         }));
     }
 
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    // Load before and after the kill: at least 1.5 s each and enough
+    // proposals to mean something however slow the machine is today.
+    let load = |at_least: usize| {
+        let (accepted, decided) = (Arc::clone(&accepted), Arc::clone(&decided));
+        async move {
+            let started = std::time::Instant::now();
+            tokio::time::sleep(Duration::from_millis(1500)).await;
+            while (accepted.lock().unwrap().len() < at_least
+                || decided.lock().unwrap().len() < at_least / 2)
+                && started.elapsed() < Duration::from_secs(30)
+            {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    };
+    load(30).await;
     let mut killed = replicas.pop().unwrap();
     let killed = &mut killed.child;
     dead.store(true, Ordering::SeqCst);
     killed.kill().unwrap(); // SIGKILL
     killed.wait().unwrap();
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    load(60).await;
     stop.store(true, Ordering::SeqCst);
     for worker in workers {
         tokio::time::timeout(Duration::from_secs(30), worker)
