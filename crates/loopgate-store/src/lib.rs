@@ -20,7 +20,7 @@ use std::time::Duration;
 
 use loopgate_core::audit::Hash;
 use loopgate_core::review::{DecisionInput, ReviewError};
-use loopgate_core::{ProposalId, SystemId, TaskId, Timestamp, UserId};
+use loopgate_core::{Digest, ProposalId, SystemId, TaskId, Timestamp, UserId};
 
 pub use error::{EraseError, StoreError, SubmitError, TxError};
 pub use model::*;
@@ -190,13 +190,16 @@ pub trait Store: Send + Sync + 'static {
         new: NewProposal,
         now: Timestamp,
     ) -> Result<Submitted, TxError<SubmitError>>;
-    /// The proposal a system stored under an idempotency key, with its
-    /// fingerprint (a read: replays are answered without the writer).
-    async fn idempotent(
+    /// The proposal a system stored under an idempotency key, as a replay
+    /// with `fingerprint` answers it; `IdempotencyConflict` when it was
+    /// stored with other contents. A read: replays are answered without the
+    /// writer (what `submit` does first, in its transaction).
+    async fn replay(
         &self,
         system: &SystemId,
         key: &str,
-    ) -> Result<Option<(ProposalRecord, String)>, StoreError>;
+        fingerprint: &Digest,
+    ) -> Result<Option<ProposalRecord>, TxError<SubmitError>>;
     /// One proposal with its decisions.
     async fn proposal(&self, id: &ProposalId) -> Result<Option<ProposalRecord>, StoreError>;
     /// The groups whose tasks are or were on a proposal (each task's first

@@ -14,7 +14,7 @@ use loopgate_core::routing::{
 use loopgate_core::{Digest, ProposalId, Role, Route, SystemId, TaskId};
 use loopgate_proto as proto;
 use loopgate_store::{
-    NewProposal, ProposalFilter, ProposalRecord, ShadowOutcome, StoreError, SubmitError, Submitted,
+    NewProposal, ProposalFilter, ProposalRecord, ShadowOutcome, StoreError, Submitted,
     SystemRecord, TxError,
 };
 use serde::Deserialize;
@@ -222,17 +222,7 @@ async fn replay(
     fingerprint: &Digest,
 ) -> Result<Option<ProposalRecord>, ApiError> {
     let Some(key) = key else { return Ok(None) };
-    let Some((record, stored)) = app.store.idempotent(system, key).await? else {
-        return Ok(None);
-    };
-    if stored != fingerprint.as_str() {
-        return Err(TxError::Refused(SubmitError::IdempotencyConflict {
-            key: key.to_owned(),
-            existing: record.id,
-        })
-        .into());
-    }
-    Ok(Some(record))
+    Ok(app.store.replay(system, key, fingerprint).await?)
 }
 
 /// Read a proposal; with `?wait=` long-poll until it is resolved.

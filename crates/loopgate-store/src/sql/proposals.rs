@@ -4,7 +4,7 @@ use crate::db::{Arg, Connection, Dialect, ToArg, params};
 use loopgate_core::audit::event::Event;
 use loopgate_core::proposal::{self, Proposed, SystemState};
 use loopgate_core::review::{self, ReviewError, Task};
-use loopgate_core::{DecidedBy, ProposalId, SystemId, Timestamp};
+use loopgate_core::{DecidedBy, Digest, ProposalId, SystemId, Timestamp};
 
 use super::SqlStore;
 use super::aggregates::Tracked;
@@ -30,20 +30,15 @@ impl SqlStore {
         self.read(move |conn| q::proposal(conn, id.as_str())).await
     }
 
-    pub(super) async fn idempotent(
+    pub(super) async fn replay(
         &self,
         system: &SystemId,
         key: &str,
-    ) -> Result<Option<(ProposalRecord, String)>, StoreError> {
-        let (system, key) = (system.clone(), key.to_owned());
-        self.read(move |conn| {
-            let Some((id, fingerprint)) = idempotent(conn, system.as_str(), &key)? else {
-                return Ok(None);
-            };
-            let record = q::proposal(conn, &id)?.ok_or(StoreError::NotFound)?;
-            Ok(Some((record, fingerprint)))
-        })
-        .await
+        fingerprint: &Digest,
+    ) -> Result<Option<ProposalRecord>, TxError<SubmitError>> {
+        let (system, key, fingerprint) = (system.clone(), key.to_owned(), fingerprint.clone());
+        self.read(move |conn| Ok(replay(conn, &system, &key, &fingerprint)))
+            .await?
     }
 
     pub(super) async fn proposal_groups(&self, id: &ProposalId) -> Result<Vec<String>, StoreError> {
@@ -181,19 +176,33 @@ impl SqlStore {
     }
 }
 
-/// The id and fingerprint of the proposal stored under a system's key.
-pub(super) fn idempotent(
+/// The proposal `system` stored under `key`, when a submission with
+/// `fingerprint` replays it; `IdempotencyConflict` when it was stored with
+/// other contents.
+fn replay(
     conn: &Connection,
-    system: &str,
+    system: &SystemId,
     key: &str,
-) -> Result<Option<(String, String)>, StoreError> {
-    q::one(
+    fingerprint: &Digest,
+) -> Result<Option<ProposalRecord>, TxError<SubmitError>> {
+    let stored: Option<(String, String)> = q::one(
         conn,
         // Only `proposals_idempotency` can serve this (see its migration).
         "SELECT id, fingerprint FROM proposals WHERE idempotency_key = ?2 AND system || '' = ?1",
-        params![system, key],
+        params![system.as_str(), key],
         |row| Ok((row.get(0)?, row.get(1)?)),
-    )
+    )?;
+    let Some((id, stored)) = stored else {
+        return Ok(None);
+    };
+    let record = q::proposal(conn, &id)?.ok_or(StoreError::NotFound)?;
+    if stored != fingerprint.as_str() {
+        return Err(TxError::Refused(SubmitError::IdempotencyConflict {
+            key: key.to_owned(),
+            existing: record.id,
+        }));
+    }
+    Ok(Some(record))
 }
 
 pub(super) fn submit(
@@ -202,15 +211,8 @@ pub(super) fn submit(
     now: Timestamp,
 ) -> Result<Submitted, TxError<SubmitError>> {
     if let Some(key) = &new.idempotency_key
-        && let Some((id, fingerprint)) = idempotent(conn, new.system.as_str(), key)?
+        && let Some(record) = replay(conn, &new.system, key, &new.fingerprint)?
     {
-        let record = q::proposal(conn, &id)?.ok_or(StoreError::NotFound)?;
-        if fingerprint != new.fingerprint.as_str() {
-            return Err(TxError::Refused(SubmitError::IdempotencyConflict {
-                key: key.clone(),
-                existing: record.id,
-            }));
-        }
         return Ok(Submitted::Existing(record));
     }
     let Some(system) = q::system(conn, new.system.as_str())? else {

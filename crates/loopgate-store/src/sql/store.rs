@@ -11,7 +11,7 @@ use std::time::Duration;
 use crate::db::params;
 use loopgate_core::audit::Hash;
 use loopgate_core::review::{DecisionInput, ReviewError};
-use loopgate_core::{ProposalId, SystemId, TaskId, Timestamp, UserId};
+use loopgate_core::{Digest, ProposalId, SystemId, TaskId, Timestamp, UserId};
 
 use super::aggregates as counts;
 use super::queries as q;
@@ -228,12 +228,13 @@ impl Store for SqlStore {
         SqlStore::proposal(self, id).await
     }
 
-    async fn idempotent(
+    async fn replay(
         &self,
         system: &SystemId,
         key: &str,
-    ) -> Result<Option<(ProposalRecord, String)>, StoreError> {
-        SqlStore::idempotent(self, system, key).await
+        fingerprint: &Digest,
+    ) -> Result<Option<ProposalRecord>, TxError<SubmitError>> {
+        SqlStore::replay(self, system, key, fingerprint).await
     }
 
     async fn proposal_groups(&self, id: &ProposalId) -> Result<Vec<String>, StoreError> {
