@@ -34,7 +34,8 @@ pub enum Via {
     Session(String),
 }
 
-/// How often a credential's `last_used_at` is written at most.
+/// How often a credential's `last_used_at`, or a session's `seen_at`, is
+/// written at most.
 const TOUCH_EVERY: Duration = Duration::from_secs(60);
 
 impl FromRequestParts<AppState> for Caller {
@@ -141,7 +142,7 @@ async fn from_session(parts: &Parts, app: &AppState) -> Result<Option<Caller>, A
         .headers
         .get(session::CSRF_HEADER)
         .and_then(|it| it.to_str().ok());
-    if !read && !token.is_some_and(|it| session::same_secret(it, &session.csrf)) {
+    if !read && !session.csrf_matches(token) {
         return Err(ApiError::forbidden(
             "a request with a session cookie must carry the session's CSRF token",
         )

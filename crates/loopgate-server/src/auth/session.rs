@@ -4,14 +4,12 @@
 //! an absolute lifetime, or after an idle time. Failed logins are throttled
 //! in `limits.rs`.
 
-use std::time::Duration;
-
 use axum::http::HeaderMap;
 use axum_extra::extract::cookie::{Cookie, CookieJar, SameSite};
 use loopgate_store::{NewSession, Principal, StoreError, UserRecord};
 
 use crate::AppState;
-use crate::auth::Caller;
+use crate::auth::{Caller, TOUCH_EVERY};
 use crate::http::error::ApiError;
 use crate::secrets::{hash_secret, new_secret};
 
@@ -24,9 +22,6 @@ pub(crate) const CSRF_HEADER: &str = "x-csrf-token";
 /// Where forms send the CSRF token.
 pub(crate) const CSRF_FIELD: &str = "_csrf";
 
-/// `seen_at` is written at most this often.
-const TOUCH_EVERY: Duration = Duration::from_secs(60);
-
 /// A logged-in user's session, as the guard found it.
 #[derive(Debug, Clone)]
 pub(crate) struct Session {
@@ -36,6 +31,12 @@ pub(crate) struct Session {
 }
 
 impl Session {
+    /// Whether `sent` is this session's CSRF token (compared in constant
+    /// time); a request without one does not match.
+    pub(crate) fn csrf_matches(&self, sent: Option<&str>) -> bool {
+        sent.is_some_and(|it| same_secret(it, &self.csrf))
+    }
+
     /// The session's user as an API caller: the same role checks apply.
     pub(crate) fn caller(&self) -> Caller {
         Caller(

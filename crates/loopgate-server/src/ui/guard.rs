@@ -9,7 +9,7 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Redirect, Response};
 
 use crate::AppState;
-use crate::auth::session::{CSRF_FIELD, CSRF_HEADER, current, same_secret};
+use crate::auth::session::{CSRF_FIELD, CSRF_HEADER, current};
 use crate::ui::UiError;
 
 /// Pages behind login: loads the session (or sends the browser to the login
@@ -42,7 +42,7 @@ pub(crate) async fn guard(State(app): State<AppState>, request: Request, next: N
                     .find(|(key, _)| key == CSRF_FIELD)
                     .map(|(_, value)| value.into_owned())
             });
-        if !sent.is_some_and(|it| same_secret(&it, &session.csrf)) {
+        if !session.csrf_matches(sent.as_deref()) {
             return UiError::csrf().into_response();
         }
         Request::from_parts(parts, Body::from(bytes))
