@@ -28,6 +28,14 @@ async fn numbers_out_of_range_are_refused_with_a_4xx() {
         "/v1/proposals?limit=4294967296",
         "/v1/proposals?cursor=c99999999999999999999",
         "/v1/events?after=9223372036854775808",
+        // Durations: huge, negative, not a number, overlong ISO 8601.
+        "/v1/proposals/prp_x?wait=1e308s",
+        "/v1/proposals/prp_x?wait=-1s",
+        "/v1/proposals/prp_x?wait=NaN",
+        "/v1/proposals/prp_x?wait=P99999999999999999999999D",
+        "/v1/analytics/overview?system=s&since=infd",
+        "/v1/analytics/overview?system=s&since=1e400d",
+        "/v1/analytics/overview?system=s&since=PT99999999999999999999S",
     ] {
         let response = app.get(path, ADMIN_TOKEN).await;
         assert!(
