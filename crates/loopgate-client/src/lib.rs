@@ -591,6 +591,49 @@ impl Client {
         self.call::<(), _>(Method::POST, &path, None).await
     }
 
+    /// What a reviewer group hears about, and where.
+    pub async fn group_notifications(
+        &self,
+        group: &str,
+    ) -> Result<proto::GroupNotifications, ClientError> {
+        let path = format!("/v1/groups/{group}/notifications");
+        self.call::<(), _>(Method::GET, &path, None).await
+    }
+
+    /// Sets what a reviewer group hears about (replaces every setting).
+    pub async fn set_group_notifications(
+        &self,
+        group: &str,
+        settings: &proto::SetGroupNotifications,
+    ) -> Result<proto::GroupNotifications, ClientError> {
+        let path = format!("/v1/groups/{group}/notifications");
+        self.call(Method::PUT, &path, Some(settings)).await
+    }
+
+    /// Messages to people, newest first.
+    pub async fn notifications(
+        &self,
+        task: Option<&str>,
+        group: Option<&str>,
+        state: Option<&str>,
+        limit: Option<u32>,
+    ) -> Result<proto::Page<proto::Notification>, ClientError> {
+        let query = query_string(&[
+            ("task", task.map(str::to_owned)),
+            ("group", group.map(str::to_owned)),
+            ("state", state.map(str::to_owned)),
+            ("limit", limit.map(|n| n.to_string())),
+        ]);
+        self.call::<(), _>(Method::GET, &format!("/v1/notifications{query}"), None)
+            .await
+    }
+
+    /// One message with every attempt.
+    pub async fn notification(&self, id: &str) -> Result<proto::Notification, ClientError> {
+        self.call::<(), _>(Method::GET, &format!("/v1/notifications/{id}"), None)
+            .await
+    }
+
     async fn call<B: Serialize, T: DeserializeOwned>(
         &self,
         method: Method,

@@ -75,6 +75,15 @@ string_enum!(
     Role { Admin = "admin", PolicyAuthor = "policy_author", Reviewer = "reviewer", Auditor = "auditor" }
 );
 string_enum!(
+    /// What a reviewer group can choose to hear about (docs/notifications.md).
+    NotifyEvent { TaskCreated = "task.created", TaskEscalated = "task.escalated", SlaWarning = "task.sla_warning" }
+);
+string_enum!(
+    /// Where a notification goes; `slack_update` rewrites the Slack messages
+    /// about a task after something happened to it.
+    Channel { Email = "email", Slack = "slack", Teams = "teams", SlackUpdate = "slack_update" }
+);
+string_enum!(
     /// The type of an audit event: the log's closed vocabulary
     /// (docs/audit.md). [`crate::audit::event::Event`] builds each one.
     EventKind {
@@ -91,7 +100,9 @@ string_enum!(
         ProposalCancelled = "proposal.cancelled", ProposalErased = "proposal.erased",
         TaskCreated = "task.created", TaskClaimed = "task.claimed", TaskReleased = "task.released",
         TaskEscalated = "task.escalated", TaskExpired = "task.expired",
+        TaskSlaWarning = "task.sla_warning",
         DecisionRecorded = "decision.recorded",
+        GroupNotificationsSet = "group.notifications_set",
     }
 );
 
@@ -124,6 +135,7 @@ impl EventKind {
             | K::TaskReleased
             | K::TaskEscalated
             | K::TaskExpired
+            | K::TaskSlaWarning
             | K::DecisionRecorded => true,
             K::SystemCreated
             | K::SystemUpdated
@@ -141,7 +153,8 @@ impl EventKind {
             | K::PolicyPublished
             | K::PolicyActivated
             | K::PolicyShadowStarted
-            | K::PolicyShadowStopped => false,
+            | K::PolicyShadowStopped
+            | K::GroupNotificationsSet => false,
         }
     }
 }

@@ -12,6 +12,7 @@ pub mod digest;
 pub mod duration;
 mod enums;
 pub mod ids;
+pub mod notify;
 pub mod proposal;
 pub mod review;
 pub mod routing;

@@ -713,6 +713,143 @@ pub struct User {
     /// A disabled user cannot log in; their tokens and sessions are refused.
     #[serde(default)]
     pub disabled: bool,
+    /// Email address for notifications and decision links.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub email: Option<String>,
+    /// Slack member id (`U…`): their clicks in Slack act as this user.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub slack_user_id: Option<String>,
+    /// What they want to hear, per channel.
+    #[serde(default)]
+    pub notify: NotifyPrefs,
+}
+
+/// How a user hears about their groups' tasks on one channel.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum NotifyMode {
+    /// Email: every event; Slack: only the group's channel.
+    #[default]
+    Default,
+    /// A message for every event.
+    Each,
+    /// One message every `every_minutes` with what happened since.
+    Digest,
+    /// Nothing.
+    Off,
+}
+
+/// One channel's choice.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct NotifyPref {
+    /// `default`, `each`, `digest` or `off`.
+    #[serde(default)]
+    pub mode: NotifyMode,
+    /// The digest's period in minutes (1 to 1440), with `digest`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub every_minutes: Option<u32>,
+}
+
+/// A user's choices, per channel.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct NotifyPrefs {
+    /// By email.
+    #[serde(default)]
+    pub email: NotifyPref,
+    /// By Slack direct message.
+    #[serde(default)]
+    pub slack: NotifyPref,
+}
+
+/// `PUT /v1/groups/{name}/notifications`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct SetGroupNotifications {
+    /// Addresses that get every event, besides the members who have one.
+    #[serde(default)]
+    pub email: Vec<String>,
+    /// A Slack channel id (`C…`) for a message per event.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub slack_channel: Option<String>,
+    /// A Microsoft Teams workflow URL for a card per event.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub teams_webhook: Option<String>,
+    /// Of `task.created`, `task.escalated`, `task.sla_warning` (default:
+    /// all three).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub events: Option<Vec<String>>,
+}
+
+/// What a reviewer group hears about, and where.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct GroupNotifications {
+    /// The group.
+    pub group: String,
+    /// Addresses that get every event, besides the members.
+    pub email: Vec<String>,
+    /// Slack channel id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub slack_channel: Option<String>,
+    /// Teams workflow URL.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub teams_webhook: Option<String>,
+    /// The events the group hears about.
+    pub events: Vec<String>,
+    /// RFC 3339 (absent: never set).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub updated_at: Option<String>,
+}
+
+/// One message to a person or channel, as the history shows it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct Notification {
+    /// Its id.
+    pub id: i64,
+    /// `email`, `slack`, `teams` or `slack_update`.
+    pub channel: String,
+    /// An address, a Slack channel or member id, `teams`, or `update:<task>`.
+    pub target: String,
+    /// The reviewer group.
+    pub group: String,
+    /// The task.
+    pub task: String,
+    /// The proposal.
+    pub proposal: String,
+    /// The event it tells about.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// RFC 3339: the digest it went (or goes) out with.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub digest_at: Option<String>,
+    /// `pending`, `delivered` or `failed`.
+    pub state: String,
+    /// Attempts made.
+    pub attempts: u32,
+    /// RFC 3339: the next attempt, while pending.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_attempt_at: Option<String>,
+    /// RFC 3339.
+    pub created_at: String,
+    /// RFC 3339: when it was sent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub delivered_at: Option<String>,
+    /// The last status (HTTP, or the SMTP reply code).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_status: Option<u16>,
+    /// The last failure.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_error: Option<String>,
+    /// Every attempt, oldest first (`GET` of one message only).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub history: Vec<DeliveryAttempt>,
 }
 
 /// `POST /v1/users`.
@@ -731,6 +868,12 @@ pub struct CreateUser {
     /// user logs in only once an admin sets it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub password: Option<String>,
+    /// Email address for notifications and decision links.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub email: Option<String>,
+    /// Slack member id (`U…`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub slack_user_id: Option<String>,
 }
 
 /// `PATCH /v1/users/{id}`.
@@ -754,6 +897,15 @@ pub struct UpdateUser {
     /// Also revoke every personal token of the user (e.g. with a new password).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub revoke_tokens: bool,
+    /// A new email address (`""` removes it). Admins only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub email: Option<String>,
+    /// A new Slack member id (`""` removes it). Admins only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub slack_user_id: Option<String>,
+    /// New notification choices; users may change their own.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub notify: Option<NotifyPrefs>,
 }
 
 /// `POST /v1/policies` and `POST /v1/policies/validate`.

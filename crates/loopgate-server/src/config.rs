@@ -99,6 +99,25 @@ pub struct Config {
     /// Password hashes computed at once (argon2id, 19 MiB each); more wait
     /// up to two seconds, then 503.
     pub password_workers: usize,
+    /// The base of links in messages to people (`https://loopgate.example`).
+    pub public_url: Option<String>,
+    /// `smtp://[user:pass@]host:port` (STARTTLS when the server offers it is
+    /// not assumed: `?tls=required` asks for it) or `smtps://…` (TLS).
+    pub smtp_url: Option<String>,
+    /// The `From` of emails.
+    pub email_from: Option<String>,
+    /// Whether emails to members carry single-use decision links.
+    pub email_decision_links: bool,
+    /// How long a decision link works.
+    pub decision_link_ttl: Duration,
+    /// Slack bot token (`xoxb-…`).
+    pub slack_bot_token: Option<String>,
+    /// Slack signing secret (interactions are refused without it).
+    pub slack_signing_secret: Option<String>,
+    /// Slack's Web API (tests point it at loopback).
+    pub slack_api_url: String,
+    /// The share of a task's deadline after which its group is warned.
+    pub sla_warning_share: f64,
 }
 
 impl std::fmt::Debug for Config {
@@ -122,6 +141,15 @@ impl std::fmt::Debug for Config {
             .field("secure_cookies", &self.secure_cookies)
             .field("trusted_proxy_header", &self.trusted_proxy_header)
             .field("webhook_allow_private", &self.webhook_allow_private)
+            .field("public_url", &self.public_url)
+            .field("smtp_url", &self.smtp_url.as_deref().map(redact_url))
+            .field("email_from", &self.email_from)
+            .field("slack_bot_token", &hidden(self.slack_bot_token.is_some()))
+            .field(
+                "slack_signing_secret",
+                &hidden(self.slack_signing_secret.is_some()),
+            )
+            .field("slack_api_url", &self.slack_api_url)
             .finish_non_exhaustive()
     }
 }
@@ -182,6 +210,15 @@ impl Config {
             shutdown_grace: Duration::from_secs(30),
             login_table_entries: 50_000,
             password_workers: 2,
+            public_url: None,
+            smtp_url: None,
+            email_from: None,
+            email_decision_links: true,
+            decision_link_ttl: Duration::from_secs(24 * 3600),
+            slack_bot_token: None,
+            slack_signing_secret: None,
+            slack_api_url: "https://slack.com/api".to_owned(),
+            sla_warning_share: 0.75,
         }
     }
 }
@@ -211,8 +248,18 @@ mod tests {
         config.bootstrap_token = Some("lgt_secret_bootstrap".into());
         config.admin_password = Some("hunter2hunter2".into());
         config.database_url = Some("postgres://loopgate:pa55word@db:5432/loopgate".into());
+        config.smtp_url = Some("smtps://mailer:sm7pass@mail.example:465".into());
+        config.slack_bot_token = Some("xoxb-sl4ck-token".into());
+        config.slack_signing_secret = Some("s1gning-secret".into());
         let shown = format!("{config:?}");
-        for secret in ["lgt_secret_bootstrap", "hunter2hunter2", "pa55word"] {
+        for secret in [
+            "lgt_secret_bootstrap",
+            "hunter2hunter2",
+            "pa55word",
+            "sm7pass",
+            "xoxb-sl4ck-token",
+            "s1gning-secret",
+        ] {
             assert!(!shown.contains(secret), "{shown}");
         }
         assert!(
@@ -237,6 +284,9 @@ pub enum StartError {
     /// The first admin or the sampling secret could not be made.
     #[error("cannot set up secrets: {0}")]
     Secrets(String),
+    /// A setting cannot be used (it says which and why).
+    #[error("{0}")]
+    Config(String),
     /// A bootstrap token that could never be used.
     #[error("LOOPGATE_BOOTSTRAP_TOKEN must be at least 16 characters")]
     WeakBootstrapToken,

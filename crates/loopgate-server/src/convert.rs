@@ -233,7 +233,55 @@ pub(crate) fn user(record: UserRecord) -> proto::User {
         groups: record.groups,
         created_at: record.created_at.to_rfc3339(),
         disabled: record.disabled_at.is_some(),
+        email: record.email,
+        slack_user_id: record.slack_user_id,
+        notify: prefs_to_proto(record.notify),
     }
+}
+
+pub(crate) fn prefs_to_proto(prefs: loopgate_core::notify::Prefs) -> proto::NotifyPrefs {
+    use loopgate_core::notify::Pref;
+    let one = |pref: Pref| match pref {
+        Pref::Default => proto::NotifyPref::default(),
+        Pref::Each => proto::NotifyPref {
+            mode: proto::NotifyMode::Each,
+            every_minutes: None,
+        },
+        Pref::Off => proto::NotifyPref {
+            mode: proto::NotifyMode::Off,
+            every_minutes: None,
+        },
+        Pref::Digest { every_minutes } => proto::NotifyPref {
+            mode: proto::NotifyMode::Digest,
+            every_minutes: Some(every_minutes),
+        },
+    };
+    proto::NotifyPrefs {
+        email: one(prefs.email),
+        slack: one(prefs.slack),
+    }
+}
+
+/// A user's choices from the wire; a digest needs its period.
+pub(crate) fn prefs_to_core(
+    prefs: proto::NotifyPrefs,
+) -> Result<loopgate_core::notify::Prefs, String> {
+    use loopgate_core::notify::{Pref, Prefs};
+    let one = |name: &str, pref: proto::NotifyPref| match (pref.mode, pref.every_minutes) {
+        (proto::NotifyMode::Default, _) => Ok(Pref::Default),
+        (proto::NotifyMode::Each, _) => Ok(Pref::Each),
+        (proto::NotifyMode::Off, _) => Ok(Pref::Off),
+        (proto::NotifyMode::Digest, Some(every_minutes)) => Ok(Pref::Digest { every_minutes }),
+        (proto::NotifyMode::Digest, None) => Err(format!(
+            "`{name}`: a digest needs `every_minutes` (1 to 1440)"
+        )),
+    };
+    let prefs = Prefs {
+        email: one("email", prefs.email)?,
+        slack: one("slack", prefs.slack)?,
+    };
+    prefs.check()?;
+    Ok(prefs)
 }
 
 pub(crate) fn policy(record: PolicyRecord, active: bool) -> proto::PolicyVersion {

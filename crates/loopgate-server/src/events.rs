@@ -154,6 +154,8 @@ pub(crate) struct Bus {
     wake: Arc<Notify>,
     /// Wakes the webhook dispatcher.
     pub(crate) webhooks: Arc<Notify>,
+    /// Wakes the notifier (email, Slack, Teams).
+    pub(crate) notifier: Arc<Notify>,
     everything: Channel,
     systems: Arc<std::sync::Mutex<HashMap<String, Channel>>>,
     /// Held while subscribing, and by the tail while it skips ahead with
@@ -172,6 +174,7 @@ impl Default for Bus {
         Bus {
             wake: Arc::default(),
             webhooks: Arc::default(),
+            notifier: Arc::default(),
             everything: broadcast::channel(CAPACITY).0,
             systems: Arc::default(),
             gate: Arc::default(),
@@ -185,6 +188,7 @@ impl Bus {
     pub(crate) fn wake(&self) {
         self.wake.notify_one();
         self.webhooks.notify_one();
+        self.notifier.notify_one();
     }
 
     /// Another process committed to the shared database.
@@ -400,6 +404,8 @@ async fn follow(app: &AppState, row: &StoredEvent) {
         | K::UserEnabled
         | K::KeyCreated
         | K::KeyRevoked => app.credentials_changed(),
+        // The leader's notifier reads these from the store.
+        K::TaskSlaWarning | K::GroupNotificationsSet => (),
         K::ProposalSubmitted
         | K::ProposalRouted
         | K::ProposalOverridden
@@ -451,6 +457,9 @@ mod tests {
             groups: groups.iter().map(|g| g.to_string()).collect(),
             created_at: Timestamp::from_millis(0),
             disabled_at: None,
+            email: None,
+            slack_user_id: None,
+            notify: Default::default(),
         })
     }
 

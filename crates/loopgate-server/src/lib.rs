@@ -22,6 +22,7 @@ pub mod events;
 pub mod http;
 pub mod limits;
 mod metrics;
+pub mod notify;
 pub mod outbound;
 pub mod policy_reports;
 mod reports;
@@ -59,6 +60,7 @@ pub async fn serve(
     let sequencer = audit::spawn(app.clone());
     let tail = events::spawn(app.clone());
     let webhooks = webhooks::spawn(app.clone(), app.bus.webhooks.clone());
+    let notifier = notify::spawn(app.clone(), app.bus.notifier.clone());
     let cancel = app.shutdown.clone();
     let writer = watch_writer(app.clone());
     let draining = cancel.clone();
@@ -77,6 +79,7 @@ pub async fn serve(
     let _ = sequencer.await;
     let _ = tail.await;
     let _ = webhooks.await;
+    let _ = notifier.await;
     res
 }
 

@@ -70,6 +70,12 @@ pub struct Shared {
     pub(crate) waits: Arc<crate::limits::PerCredential>,
     /// Which addresses outbound requests (webhooks) may reach.
     pub(crate) fence: crate::outbound::Fence,
+    /// The SMTP transport, when `smtp_url` is set.
+    pub(crate) mailer: Option<Arc<crate::notify::email::Mailer>>,
+    /// Slack's Web API, when a bot token is set.
+    pub(crate) slack: Option<Arc<crate::notify::slack::SlackApi>>,
+    /// Slack request signatures already taken (against replays).
+    pub(crate) slack_seen: crate::notify::slack::Seen,
     /// Submissions a second per system, when limited.
     pub(crate) submit_rate: Option<crate::limits::SubmitRate>,
     /// Cancelled when the server shuts down.
@@ -162,6 +168,20 @@ pub async fn start(config: Config, clock: Arc<dyn Clock>) -> Result<Started, Sta
     ));
     let submit_rate = config.submit_rate.map(crate::limits::SubmitRate::new);
     let fence = crate::outbound::Fence::new(config.webhook_allow_private.clone());
+    let mailer = match &config.smtp_url {
+        Some(url) => Some(Arc::new(
+            crate::notify::email::Mailer::new(url, config.email_from.as_deref())
+                .map_err(StartError::Config)?,
+        )),
+        None => None,
+    };
+    let slack = match &config.slack_bot_token {
+        Some(token) => Some(Arc::new(
+            crate::notify::slack::SlackApi::new(&config.slack_api_url, token)
+                .map_err(StartError::Config)?,
+        )),
+        None => None,
+    };
     let app = AppState(Arc::new(Shared {
         store,
         clock,
@@ -182,6 +202,9 @@ pub async fn start(config: Config, clock: Arc<dyn Clock>) -> Result<Started, Sta
         waits,
         submit_rate,
         fence,
+        mailer,
+        slack,
+        slack_seen: crate::notify::slack::Seen::default(),
         shutdown: CancellationToken::new(),
     }));
     // Other replicas' commits (PostgreSQL): the tail reads them at once.
@@ -343,6 +366,8 @@ async fn bootstrap(
         roles: vec![Role::Admin],
         groups: Vec::new(),
         password_hash,
+        email: None,
+        slack_user_id: None,
     };
     let credential = NewCredential {
         id: format!("tok_{}", ulid::Ulid::new()),

@@ -452,7 +452,7 @@ fn fenced(error: &reqwest::Error) -> Option<&crate::outbound::Refused> {
 }
 
 /// A transport failure in a sentence (never with the secret or body).
-fn describe(error: reqwest::Error, timeout: Duration) -> String {
+pub(crate) fn describe(error: reqwest::Error, timeout: Duration) -> String {
     if error.is_timeout() {
         format!("no answer within {} s", timeout.as_secs_f64())
     } else if let Some(refused) = fenced(&error) {

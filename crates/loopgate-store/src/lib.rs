@@ -360,6 +360,65 @@ pub trait Store: Send + Sync + 'static {
     /// attempts) queued before `before`; returns how many.
     async fn prune_deliveries(&self, before: Timestamp, limit: u32) -> Result<u32, StoreError>;
 
+    /// Every group's notification settings, by group.
+    async fn group_notifications(&self) -> Result<Vec<GroupNotifications>, StoreError>;
+    /// Sets what a group hears about (`group.notifications_set`).
+    async fn set_group_notifications(
+        &self,
+        settings: GroupNotifications,
+        actor: &str,
+        now: Timestamp,
+    ) -> Result<GroupNotifications, StoreError>;
+    /// With `warn`, logs `task.sla_warning` for open tasks past that share
+    /// of their deadline (once per task and level); then moves the
+    /// notification cursor over up to `limit` events, queueing each event's
+    /// messages; returns how many events it passed. Reads first, and writes
+    /// nothing when no group has notifications or nothing is new.
+    async fn enqueue_notifications(
+        &self,
+        now: Timestamp,
+        warn: Option<f64>,
+        limit: u32,
+    ) -> Result<u32, StoreError>;
+    /// Pending notifications due at `now` (at most one per ordering key,
+    /// the oldest), except on the `skip` channels.
+    async fn due_notifications(
+        &self,
+        now: Timestamp,
+        skip: Vec<loopgate_core::Channel>,
+        limit: u32,
+    ) -> Result<Vec<DueNotification>, StoreError>;
+    /// Records attempts at notifications.
+    async fn record_notifications(
+        &self,
+        results: Vec<NotificationResult>,
+    ) -> Result<(), StoreError>;
+    /// A page of the notification history, newest first.
+    async fn notifications(
+        &self,
+        filter: NotificationFilter,
+    ) -> Result<Paged<NotificationRecord>, StoreError>;
+    /// One notification with its attempts.
+    async fn notification(&self, id: i64) -> Result<Option<NotificationRecord>, StoreError>;
+    /// The Slack messages posted about a task (`channel:ts`).
+    async fn slack_messages(&self, task: &TaskId) -> Result<Vec<String>, StoreError>;
+    /// Deletes up to `limit` sent or failed notifications queued before
+    /// `before`, and expired decision links; returns how many messages.
+    async fn prune_notifications(&self, before: Timestamp, limit: u32) -> Result<u32, StoreError>;
+    /// Stores a new decision link.
+    async fn create_decision_link(&self, link: DecisionLink) -> Result<(), StoreError>;
+    /// A decision link by the hash of its token.
+    async fn decision_link(&self, hash: &str) -> Result<Option<DecisionLink>, StoreError>;
+    /// Marks a decision link used; `false` when it already was.
+    async fn use_decision_link(&self, hash: &str, now: Timestamp) -> Result<bool, StoreError>;
+    /// The enabled user with this Slack member id, or else with this email
+    /// address (case-insensitive), if exactly one has it.
+    async fn user_for_slack(
+        &self,
+        slack_user_id: &str,
+        email: Option<String>,
+    ) -> Result<Option<UserRecord>, StoreError>;
+
     /// Checks that the database answers.
     async fn ping(&self) -> Result<(), StoreError>;
 

@@ -34,6 +34,12 @@ pub struct UserRecord {
     /// When an admin disabled the user (`None`: enabled). A disabled user
     /// cannot log in; their tokens and sessions are refused.
     pub disabled_at: Option<Timestamp>,
+    /// Email address for notifications and decision links.
+    pub email: Option<String>,
+    /// Slack member id (`U…`): their Slack clicks act as this user.
+    pub slack_user_id: Option<String>,
+    /// What they want to hear, per channel.
+    pub notify: loopgate_core::notify::Prefs,
 }
 
 /// A new user.
@@ -49,6 +55,10 @@ pub struct NewUser {
     pub groups: Vec<String>,
     /// Argon2id hash of a password, if any.
     pub password_hash: Option<String>,
+    /// Email address.
+    pub email: Option<String>,
+    /// Slack member id.
+    pub slack_user_id: Option<String>,
 }
 
 /// A change to a user.
@@ -64,6 +74,12 @@ pub struct UserPatch {
     pub disabled: Option<bool>,
     /// Revoke every personal token of the user (with a password change).
     pub revoke_tokens: bool,
+    /// New email address (`Some(None)` removes it).
+    pub email: Option<Option<String>>,
+    /// New Slack member id (`Some(None)` removes it).
+    pub slack_user_id: Option<Option<String>>,
+    /// New notification choices.
+    pub notify: Option<loopgate_core::notify::Prefs>,
 }
 
 /// A user with the hash of their password, for logging in.
@@ -976,4 +992,124 @@ pub struct DeliveryFilter {
     pub before: Option<i64>,
     /// Page size.
     pub limit: u32,
+}
+
+/// What a reviewer group hears about, and where.
+#[derive(Debug, Clone, PartialEq)]
+pub struct GroupNotifications {
+    /// The group.
+    pub group: String,
+    /// Its channels and events.
+    pub channels: loopgate_core::notify::GroupChannels,
+    /// Last change.
+    pub updated_at: Timestamp,
+}
+
+/// A notification that is due, with what the sender needs.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DueNotification {
+    /// The message.
+    pub id: i64,
+    /// The event it is about (its position in the log).
+    pub seq: i64,
+    /// Where it goes.
+    pub channel: loopgate_core::Channel,
+    /// An address, a Slack channel or user id, `teams` or `update`.
+    pub target: String,
+    /// The loopgate user it is for, if one.
+    pub user: Option<UserId>,
+    /// The reviewer group.
+    pub group: String,
+    /// The task.
+    pub task: loopgate_core::TaskId,
+    /// The proposal.
+    pub proposal: ProposalId,
+    /// The event type.
+    pub kind: loopgate_core::EventKind,
+    /// The digest time it belongs to, if it goes out in a digest.
+    pub digest_at: Option<Timestamp>,
+    /// Attempts made so far.
+    pub attempts: u32,
+    /// Retries give up a configured time after this.
+    pub window_start: Timestamp,
+}
+
+/// How one attempt at a notification went and what happens next.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NotificationResult {
+    /// The attempt, as for webhooks.
+    pub attempt: AttemptResult,
+    /// Slack: `channel:ts` of the posted message.
+    pub reference: Option<String>,
+}
+
+/// A notification as the history shows it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NotificationRecord {
+    /// The message.
+    pub id: i64,
+    /// Where it went.
+    pub channel: loopgate_core::Channel,
+    /// An address, a Slack channel or user id, `teams` or `update`.
+    pub target: String,
+    /// The reviewer group.
+    pub group: String,
+    /// The task.
+    pub task: String,
+    /// The proposal.
+    pub proposal: String,
+    /// The event type.
+    pub kind: loopgate_core::EventKind,
+    /// The digest time, if it went in a digest.
+    pub digest_at: Option<Timestamp>,
+    /// Where it stands.
+    pub state: DeliveryState,
+    /// Attempts made.
+    pub attempts: u32,
+    /// The next attempt, when pending.
+    pub next_at: Option<Timestamp>,
+    /// When it was queued.
+    pub created_at: Timestamp,
+    /// When it was sent.
+    pub delivered_at: Option<Timestamp>,
+    /// The last status (HTTP, or the SMTP reply code).
+    pub last_status: Option<u16>,
+    /// The last failure.
+    pub last_error: Option<String>,
+    /// Every attempt, oldest first (filled by `notification`, empty in lists).
+    pub history: Vec<AttemptRecord>,
+}
+
+/// Which notifications to list (newest first).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct NotificationFilter {
+    /// Only about this task.
+    pub task: Option<String>,
+    /// Only of this group.
+    pub group: Option<String>,
+    /// Only this state.
+    pub state: Option<DeliveryState>,
+    /// Only messages before this one (the page cursor).
+    pub before: Option<i64>,
+    /// Page size.
+    pub limit: u32,
+}
+
+/// A decision link in an email, as stored (its token only as a hash).
+#[derive(Debug, Clone, PartialEq)]
+pub struct DecisionLink {
+    /// SHA-256 of the token.
+    pub hash: String,
+    /// The user it acts for.
+    pub user: UserId,
+    /// The task it decides.
+    pub task: loopgate_core::TaskId,
+    /// The proposal digest the email showed.
+    pub digest: Digest,
+    /// When it was made.
+    pub created_at: Timestamp,
+    /// When it stops working.
+    pub expires_at: Timestamp,
+    /// When it was used, if it was.
+    pub used_at: Option<Timestamp>,
 }

@@ -397,6 +397,8 @@ async fn setup(admin: &Client, agents: usize) -> anyhow::Result<Keys> {
             username: format!("bench-{run}-{i}"),
             roles: vec![proto::Role::Reviewer],
             groups: vec!["bench".into()],
+            email: None,
+            slack_user_id: None,
         };
         let user = admin.create_user(&user).await?;
         reviewers.push(admin.create_token(&user.id).await?.secret);

@@ -52,6 +52,12 @@ pub(crate) enum Command {
     /// A system's webhook: set, show, remove, delivery history, redelivery.
     #[command(subcommand)]
     Webhook(crate::webhook::WebhookCommand),
+    /// Reviewer groups: who hears about their tasks (`group notify`).
+    #[command(subcommand)]
+    Group(crate::notify::GroupCommand),
+    /// Messages to people (email, Slack, Teams) and their attempts.
+    #[command(subcommand)]
+    Notifications(crate::notify::NotificationsCommand),
     /// An MCP gateway: agent tool calls to an upstream MCP server go through loopgate policy and review.
     Mcp(crate::mcp::McpArgs),
     /// Load-test a running server and print throughput and latency.
@@ -201,6 +207,39 @@ pub(crate) enum UserCommand {
         /// Reviewer groups, comma separated.
         #[arg(long, value_delimiter = ',')]
         groups: Vec<String>,
+        /// Email address (notifications, decision links).
+        #[arg(long)]
+        email: Option<String>,
+        /// Slack member id (`U…`): their Slack clicks act as this user.
+        #[arg(long)]
+        slack_user_id: Option<String>,
+        #[command(flatten)]
+        remote: Remote,
+    },
+    /// Set a user's email address and Slack member id (`""` removes one).
+    Contact {
+        /// User id (`usr_…`).
+        id: String,
+        /// Email address.
+        #[arg(long)]
+        email: Option<String>,
+        /// Slack member id (`U…`).
+        #[arg(long)]
+        slack_user_id: Option<String>,
+        #[command(flatten)]
+        remote: Remote,
+    },
+    /// How a user hears about their groups' tasks, per channel: `default`,
+    /// `each`, `off` or `digest:<minutes>` (users may set their own).
+    Notify {
+        /// User id (`usr_…`).
+        id: String,
+        /// By email.
+        #[arg(long, default_value = "default")]
+        email: String,
+        /// By Slack direct message.
+        #[arg(long, default_value = "default")]
+        slack: String,
         #[command(flatten)]
         remote: Remote,
     },

@@ -38,6 +38,8 @@ pub(crate) async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Report(command) => crate::report::report(&file, command).await,
         Command::Export(command) => crate::report::export(&file, command).await,
         Command::Webhook(command) => crate::webhook::run(&file, command).await,
+        Command::Group(command) => crate::notify::group(&file, command).await,
+        Command::Notifications(command) => crate::notify::notifications(&file, command).await,
         Command::Mcp(args) => crate::mcp::run(&file, args).await,
         Command::Bench(args) => crate::bench::run(args).await,
         Command::Migrate(args) => crate::database::migrate(&file, args).await,
@@ -247,6 +249,8 @@ async fn user(file: &FileConfig, command: UserCommand) -> anyhow::Result<()> {
             username,
             roles,
             groups,
+            email,
+            slack_user_id,
             remote,
         } => {
             let mut parsed = Vec::new();
@@ -258,8 +262,41 @@ async fn user(file: &FileConfig, command: UserCommand) -> anyhow::Result<()> {
                 username,
                 roles: parsed,
                 groups,
+                email,
+                slack_user_id,
             };
             print_json(&file.client(&remote)?.create_user(&create).await?)
+        }
+        UserCommand::Contact {
+            id,
+            email,
+            slack_user_id,
+            remote,
+        } => {
+            if email.is_none() && slack_user_id.is_none() {
+                anyhow::bail!("give --email, --slack-user-id or both");
+            }
+            let patch = proto::UpdateUser {
+                email,
+                slack_user_id,
+                ..Default::default()
+            };
+            print_json(&file.client(&remote)?.update_user(&id, &patch).await?)
+        }
+        UserCommand::Notify {
+            id,
+            email,
+            slack,
+            remote,
+        } => {
+            let patch = proto::UpdateUser {
+                notify: Some(proto::NotifyPrefs {
+                    email: crate::notify::parse_pref(&email)?,
+                    slack: crate::notify::parse_pref(&slack)?,
+                }),
+                ..Default::default()
+            };
+            print_json(&file.client(&remote)?.update_user(&id, &patch).await?)
         }
         UserCommand::Password {
             id,

@@ -63,6 +63,15 @@ pub(crate) struct FileConfig {
     shutdown_grace_seconds: Option<u64>,
     login_table_entries: Option<usize>,
     password_workers: Option<usize>,
+    public_url: Option<String>,
+    smtp_url: Option<String>,
+    email_from: Option<String>,
+    email_decision_links: Option<bool>,
+    decision_link_hours: Option<u64>,
+    slack_bot_token: Option<String>,
+    slack_signing_secret: Option<String>,
+    slack_api_url: Option<String>,
+    sla_warning_share: Option<f64>,
 }
 
 pub(crate) const DEFAULT_BIND: &str = "127.0.0.1:8460";
@@ -193,6 +202,7 @@ impl FileConfig {
         if let Some(workers) = self.password_workers {
             config.password_workers = workers.max(1);
         }
+        self.notifications(&mut config)?;
         config.bootstrap_token = std::env::var("LOOPGATE_BOOTSTRAP_TOKEN")
             .ok()
             .filter(|it| !it.is_empty());
@@ -200,6 +210,51 @@ impl FileConfig {
             .ok()
             .filter(|it| !it.is_empty());
         Ok((config, bind))
+    }
+
+    /// The notification keys (docs/notifications.md), each also
+    /// `LOOPGATE_<KEY>`.
+    fn notifications(&self, config: &mut Config) -> anyhow::Result<()> {
+        let pick = |name: &str, file: &Option<String>| env(name).or_else(|| file.clone());
+        config.public_url = pick("LOOPGATE_PUBLIC_URL", &self.public_url);
+        if let Some(url) = &config.public_url {
+            let ok = reqwest::Url::parse(url)
+                .is_ok_and(|u| matches!(u.scheme(), "http" | "https") && u.host_str().is_some());
+            if !ok {
+                anyhow::bail!("`public_url` must be an absolute http(s) URL, not `{url}`");
+            }
+        }
+        config.smtp_url = pick("LOOPGATE_SMTP_URL", &self.smtp_url);
+        config.email_from = pick("LOOPGATE_EMAIL_FROM", &self.email_from);
+        if let Some(on) = env("LOOPGATE_EMAIL_DECISION_LINKS") {
+            config.email_decision_links = !matches!(on.as_str(), "false" | "0" | "no" | "off");
+        } else if let Some(on) = self.email_decision_links {
+            config.email_decision_links = on;
+        }
+        if let Some(hours) = self.decision_link_hours {
+            config.decision_link_ttl = Duration::from_secs(hours.clamp(1, 24 * 30) * 3600);
+        }
+        config.slack_bot_token = pick("LOOPGATE_SLACK_BOT_TOKEN", &self.slack_bot_token);
+        config.slack_signing_secret =
+            pick("LOOPGATE_SLACK_SIGNING_SECRET", &self.slack_signing_secret);
+        if let Some(url) = pick("LOOPGATE_SLACK_API_URL", &self.slack_api_url) {
+            config.slack_api_url = url;
+        }
+        let share = match env("LOOPGATE_SLA_WARNING_SHARE") {
+            Some(text) => Some(text.parse::<f64>().map_err(|_| {
+                anyhow::anyhow!("`LOOPGATE_SLA_WARNING_SHARE` must be a number, not `{text}`")
+            })?),
+            None => self.sla_warning_share,
+        };
+        if let Some(share) = share {
+            if !(share > 0.0 && share < 1.0) {
+                anyhow::bail!(
+                    "`sla_warning_share` must be between 0 and 1 (e.g. 0.75), not {share}"
+                );
+            }
+            config.sla_warning_share = share;
+        }
+        Ok(())
     }
 
     /// The database URL of `serve` for these flags.

@@ -199,6 +199,8 @@ async fn seed(admin: &Client) -> anyhow::Result<()> {
             username: username.into(),
             roles: roles.to_vec(),
             groups: groups.iter().map(|g| g.to_string()).collect(),
+            email: None,
+            slack_user_id: None,
         };
         admin.create_user(&user).await?;
     }

@@ -19,6 +19,7 @@ mod database;
 mod demo;
 mod evidence;
 mod mcp;
+mod notify;
 mod policy;
 mod report;
 mod webhook;

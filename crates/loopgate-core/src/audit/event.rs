@@ -223,6 +223,23 @@ pub enum Event<'a> {
     TaskEscalated(&'a Task),
     /// `task.expired`.
     TaskExpired(&'a Task),
+    /// `task.sla_warning`: the share of the task's deadline that warns its
+    /// group has passed (once per task and level).
+    TaskSlaWarning(&'a Task),
+    /// `group.notifications_set`: who hears about the group's tasks. The
+    /// addresses and the Teams URL are logged as counts and hashes.
+    GroupNotificationsSet {
+        /// The reviewer group.
+        group: &'a str,
+        /// Email addresses.
+        email: &'a [String],
+        /// Slack channel id.
+        slack_channel: Option<&'a str>,
+        /// Teams workflow URL.
+        teams_webhook: Option<&'a str>,
+        /// The events the group hears about.
+        events: &'a [crate::NotifyEvent],
+    },
     /// `decision.recorded`: rationale, edited output and labels as salted
     /// hashes.
     DecisionRecorded {
@@ -282,6 +299,8 @@ impl Event<'_> {
             Event::TaskReleased(_) => K::TaskReleased,
             Event::TaskEscalated(_) => K::TaskEscalated,
             Event::TaskExpired(_) => K::TaskExpired,
+            Event::TaskSlaWarning(_) => K::TaskSlaWarning,
+            Event::GroupNotificationsSet { .. } => K::GroupNotificationsSet,
             Event::DecisionRecorded { .. } => K::DecisionRecorded,
         }
     }
@@ -315,7 +334,9 @@ impl Event<'_> {
             | Event::TaskReleased(task)
             | Event::TaskEscalated(task)
             | Event::TaskExpired(task)
+            | Event::TaskSlaWarning(task)
             | Event::DecisionRecorded { task, .. } => task.proposal_id.as_str(),
+            Event::GroupNotificationsSet { group, .. } => group,
         }
     }
 
@@ -348,6 +369,25 @@ impl Event<'_> {
                 "types": types,
             }),
             Event::WebhookRemoved { system } => json!({"system": system}),
+            Event::GroupNotificationsSet {
+                group,
+                email,
+                slack_channel,
+                teams_webhook,
+                events,
+            } => {
+                let mut addresses: Vec<String> = email.iter().map(|a| a.to_lowercase()).collect();
+                addresses.sort();
+                json!({
+                    "group": group,
+                    "email": addresses.len(),
+                    "email_hash": crate::digest::sha256_of(addresses.join(",").as_bytes()),
+                    "slack_channel": slack_channel,
+                    "teams_host": teams_webhook.map(url_host),
+                    "teams_hash": teams_webhook.map(|url| crate::digest::sha256_of(url.as_bytes())),
+                    "events": events.iter().map(|e| e.as_str()).collect::<Vec<_>>(),
+                })
+            }
             Event::UserCreated {
                 user,
                 username,
@@ -457,7 +497,8 @@ impl Event<'_> {
             | Event::TaskClaimed(task)
             | Event::TaskReleased(task)
             | Event::TaskEscalated(task)
-            | Event::TaskExpired(task) => {
+            | Event::TaskExpired(task)
+            | Event::TaskSlaWarning(task) => {
                 json!({"task": task.id.as_str(), "proposal": task.proposal_id.as_str(), "group": task.group,
                        "level": task.level, "state": task.state.as_str(), "kind": task.kind.as_str()})
             }

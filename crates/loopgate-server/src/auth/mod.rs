@@ -32,6 +32,9 @@ pub enum Via {
     },
     /// A web session: the SHA-256 of the cookie.
     Session(String),
+    /// A signed Slack interaction or an email decision link acting for a
+    /// user (`slack:<member>`, `link:<hash>`); valid while the user is.
+    Delegated(String),
 }
 
 /// How often a credential's `last_used_at`, or a session's `seen_at`, is
@@ -121,6 +124,15 @@ pub(crate) async fn still_valid(app: &AppState, caller: &Caller) -> Result<bool,
         Via::Session(hash) => session::by_hash(app, hash)
             .await?
             .map(|session| Principal::User(session.user)),
+        Via::Delegated(_) => match &caller.0 {
+            Principal::User(user) => app
+                .store
+                .user(&user.id)
+                .await?
+                .filter(|u| u.disabled_at.is_none())
+                .map(Principal::User),
+            Principal::System(_) => None,
+        },
     };
     Ok(now.as_ref() == Some(&caller.0))
 }
@@ -170,7 +182,7 @@ impl Caller {
     /// session cookie.
     pub(crate) fn credential_key(&self) -> &str {
         match &self.1 {
-            Via::Bearer { hash, .. } | Via::Session(hash) => hash,
+            Via::Bearer { hash, .. } | Via::Session(hash) | Via::Delegated(hash) => hash,
         }
     }
 

@@ -8,6 +8,7 @@ pub mod error;
 pub mod events;
 pub mod extract;
 pub mod health;
+pub mod notifications;
 pub mod policies;
 pub mod proposals;
 pub mod systems;
@@ -49,6 +50,8 @@ use error::ApiError;
         analytics::overview, analytics::calibration, analytics::qa, analytics::thresholds,
         analytics::fairness, analytics::agreement, analytics::labels,
         health::healthz, health::readyz, health::metrics, events::stream,
+        notifications::get, notifications::set, notifications::list, notifications::one,
+        crate::notify::slack::interactions,
     ),
     components(schemas(loopgate_proto::Problem)),
     modifiers(&BearerAuth),
@@ -66,6 +69,10 @@ impl utoipa::Modify for BearerAuth {
         components.add_security_scheme("bearer", SecurityScheme::Http(scheme));
     }
 }
+
+/// The largest Slack interaction accepted (a message of 50 blocks, or a
+/// modal, URL-encoded).
+const SLACK_BODY_BYTES: usize = 256 * 1024;
 
 /// Every route of the API.
 pub fn router(app: AppState) -> Router {
@@ -156,6 +163,17 @@ pub fn router(app: AppState) -> Router {
         .route("/v1/analytics/fairness", get(analytics::fairness))
         .route("/v1/analytics/agreement", get(analytics::agreement))
         .route("/v1/exports/labels", get(analytics::labels))
+        .route(
+            "/v1/groups/{name}/notifications",
+            get(notifications::get).put(notifications::set),
+        )
+        .route("/v1/notifications", get(notifications::list))
+        .route("/v1/notifications/{id}", get(notifications::one))
+        .route(
+            "/integrations/slack/interactions",
+            post(crate::notify::slack::interactions)
+                .layer(axum::extract::DefaultBodyLimit::max(SLACK_BODY_BYTES)),
+        )
         .merge(crate::ui::router(app.clone()))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)

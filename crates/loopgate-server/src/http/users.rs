@@ -58,6 +58,8 @@ pub async fn create(
         )));
     }
     check_groups(&body.groups)?;
+    let email = contact(body.email, check_email)?;
+    let slack_user_id = contact(body.slack_user_id, check_slack_user)?;
     let password_hash = match body.password {
         Some(password) => Some(password_hash(&app, password).await?),
         None => None,
@@ -68,6 +70,8 @@ pub async fn create(
         roles: body.roles.into_iter().map(convert::role_to_core).collect(),
         groups: body.groups,
         password_hash,
+        email,
+        slack_user_id,
     };
     let record = app
         .store
@@ -87,12 +91,20 @@ pub async fn update(
     Path(id): Path<String>,
     JsonBody(body): JsonBody<proto::UpdateUser>,
 ) -> Result<Json<proto::User>, ApiError> {
-    caller.user_with(&[])?;
     let id = parse_id(&id, UserId::parse, "user")?;
+    let is_self = matches!(&caller.0, Principal::User(user) if user.id == id);
+    // Users choose what they hear; everything else is an admin's.
+    let only_notify = body
+        == proto::UpdateUser {
+            notify: body.notify,
+            ..Default::default()
+        };
+    if !(is_self && only_notify) {
+        caller.user_with(&[])?;
+    }
     if let Some(groups) = &body.groups {
         check_groups(groups)?;
     }
-    let is_self = matches!(&caller.0, Principal::User(user) if user.id == id);
     if is_self && body.disabled == Some(true) {
         return Err(ApiError::invalid("an admin cannot disable themself")
             .help("ask another admin, so that somebody can still sign in"));
@@ -108,6 +120,19 @@ pub async fn update(
         },
         disabled: body.disabled,
         revoke_tokens: body.revoke_tokens,
+        email: body
+            .email
+            .map(|e| contact(Some(e), check_email))
+            .transpose()?,
+        slack_user_id: body
+            .slack_user_id
+            .map(|s| contact(Some(s), check_slack_user))
+            .transpose()?,
+        notify: body
+            .notify
+            .map(convert::prefs_to_core)
+            .transpose()
+            .map_err(ApiError::invalid)?,
     };
     let record = app
         .store
@@ -150,5 +175,39 @@ fn check_groups(groups: &[String]) -> Result<(), ApiError> {
             "`{bad}` is not a group name: use lowercase letters, digits, `-` and `_`"
         ))),
         None => Ok(()),
+    }
+}
+
+/// A contact detail from the wire: `""` is none; anything else is checked.
+fn contact(
+    value: Option<String>,
+    check: fn(&str) -> Result<(), String>,
+) -> Result<Option<String>, ApiError> {
+    match value.map(|v| v.trim().to_owned()) {
+        None => Ok(None),
+        Some(v) if v.is_empty() => Ok(None),
+        Some(v) => {
+            check(&v).map_err(ApiError::invalid)?;
+            Ok(Some(v))
+        }
+    }
+}
+
+fn check_email(address: &str) -> Result<(), String> {
+    crate::notify::email::check_address(address)
+}
+
+/// A Slack member id: `U` or `W` and up to 20 capitals and digits.
+pub(crate) fn check_slack_user(id: &str) -> Result<(), String> {
+    let ok = (2..=21).contains(&id.len())
+        && id.starts_with(['U', 'W'])
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit());
+    match ok {
+        true => Ok(()),
+        false => Err(format!(
+            "`{id}` is not a Slack member id (`U` or `W` and capitals and digits)"
+        )),
     }
 }

@@ -105,7 +105,7 @@ pub async fn set(
 ) -> Result<Json<proto::Webhook>, ApiError> {
     caller.user_with(&[])?;
     let system = parse_id(&id, SystemId::parse, "system")?;
-    check_url(&body.url)?;
+    check_url("url", &body.url)?;
     let types = match body.types {
         None => DEFAULT_TYPES.to_vec(),
         Some(types) => check_types(types)?,
@@ -115,7 +115,7 @@ pub async fn set(
             .map_err(|problem| ApiError::invalid(format!("`secret`: {problem}")))?;
     }
     // Last: the host is resolved and every address checked against the fence.
-    check_destination(&app, &body.url).await?;
+    check_destination(&app, "url", &body.url).await?;
     let current = app.store.webhook(&system).await?;
     let secret = match (body.secret, current) {
         (Some(secret), _) => secret,
@@ -256,8 +256,8 @@ pub async fn redeliver(
     Ok((StatusCode::ACCEPTED, Json(delivery_view(record))))
 }
 
-fn check_url(url: &str) -> Result<(), ApiError> {
-    let bad = |why: &str| ApiError::invalid(format!("`url` {why}, not `{url}`"));
+pub(crate) fn check_url(field: &str, url: &str) -> Result<(), ApiError> {
+    let bad = |why: &str| ApiError::invalid(format!("`{field}` {why}, not `{url}`"));
     let parsed = reqwest::Url::parse(url).map_err(|_| bad("must be an absolute http(s) URL"))?;
     if !matches!(parsed.scheme(), "http" | "https") {
         return Err(bad("must use http or https"));
@@ -275,21 +275,25 @@ fn check_url(url: &str) -> Result<(), ApiError> {
 
 /// Refuses a URL whose host is, or resolves to, an internal address (unless
 /// `webhook_allow_private` allows it).
-async fn check_destination(app: &AppState, url: &str) -> Result<(), ApiError> {
+pub(crate) async fn check_destination(
+    app: &AppState,
+    field: &str,
+    url: &str,
+) -> Result<(), ApiError> {
     let parsed = reqwest::Url::parse(url).map_err(|_| {
         ApiError::invalid(format!(
-            "`url` must be an absolute http(s) URL, not `{url}`"
+            "`{field}` must be an absolute http(s) URL, not `{url}`"
         ))
     })?;
     let (Some(host), Some(port)) = (parsed.host_str(), parsed.port_or_known_default()) else {
         return Err(ApiError::invalid(format!(
-            "`url` must name a host, not `{url}`"
+            "`{field}` must name a host, not `{url}`"
         )));
     };
     app.fence
         .check_host(host, port)
         .await
-        .map_err(|refused| ApiError::invalid(format!("`url` is refused: {refused}")))
+        .map_err(|refused| ApiError::invalid(format!("`{field}` is refused: {refused}")))
 }
 
 fn check_types(asked: Vec<String>) -> Result<Vec<EventKind>, ApiError> {

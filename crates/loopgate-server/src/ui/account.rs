@@ -17,6 +17,7 @@ use crate::http::users::password_hash;
 use crate::limits::{ClientAddr, Throttled, username_hash};
 use crate::secrets::{hash_password, new_secret, verify_password};
 use crate::ui::{Nav, UiError, assets, render};
+use loopgate_core::notify::Pref;
 
 #[derive(Template)]
 #[template(path = "login.html")]
@@ -242,6 +243,10 @@ struct AccountPage {
     nav: Nav,
     roles: String,
     groups: String,
+    email: String,
+    slack_user_id: String,
+    /// Per channel: (name, label, mode, digest minutes).
+    channels: Vec<(&'static str, &'static str, &'static str, u32)>,
     message: Option<String>,
     message_class: &'static str,
 }
@@ -255,10 +260,25 @@ fn account_page(
         None => (None, ""),
     };
     let roles: Vec<&str> = session.user.roles.iter().map(|r| r.as_str()).collect();
+    let channel = |pref: Pref| match pref {
+        Pref::Default => ("default", 60),
+        Pref::Each => ("each", 60),
+        Pref::Off => ("off", 60),
+        Pref::Digest { every_minutes } => ("digest", every_minutes),
+    };
+    let notify = session.user.notify;
+    let (email_mode, email_minutes) = channel(notify.email);
+    let (slack_mode, slack_minutes) = channel(notify.slack);
     render(&AccountPage {
         nav: Nav::new(session, "account"),
         roles: roles.join(", "),
         groups: session.user.groups.join(", "),
+        email: session.user.email.clone().unwrap_or_default(),
+        slack_user_id: session.user.slack_user_id.clone().unwrap_or_default(),
+        channels: vec![
+            ("email", "Email", email_mode, email_minutes),
+            ("slack", "Slack direct messages", slack_mode, slack_minutes),
+        ],
         message,
         message_class,
     })
@@ -281,6 +301,67 @@ pub(crate) async fn page(
         )
     });
     Ok(account_page(&session, message)?.into_response())
+}
+
+#[derive(Deserialize)]
+pub(crate) struct NotifyForm {
+    email: String,
+    email_minutes: Option<String>,
+    slack: String,
+    slack_minutes: Option<String>,
+}
+
+/// `POST /ui/account/notifications`: what the user hears, per channel.
+pub(crate) async fn set_notifications(
+    State(app): State<AppState>,
+    Extension(session): Extension<Session>,
+    Form(form): Form<NotifyForm>,
+) -> Result<Response, UiError> {
+    let pref = |mode: &str, minutes: Option<&str>| {
+        let mode = match mode {
+            "each" => loopgate_proto::NotifyMode::Each,
+            "digest" => loopgate_proto::NotifyMode::Digest,
+            "off" => loopgate_proto::NotifyMode::Off,
+            _ => loopgate_proto::NotifyMode::Default,
+        };
+        loopgate_proto::NotifyPref {
+            mode,
+            every_minutes: (mode == loopgate_proto::NotifyMode::Digest)
+                .then(|| minutes.and_then(|m| m.trim().parse().ok()).unwrap_or(0)),
+        }
+    };
+    let body = loopgate_proto::UpdateUser {
+        notify: Some(loopgate_proto::NotifyPrefs {
+            email: pref(&form.email, form.email_minutes.as_deref()),
+            slack: pref(&form.slack, form.slack_minutes.as_deref()),
+        }),
+        ..Default::default()
+    };
+    let result = crate::http::users::update(
+        State(app.clone()),
+        session.caller(),
+        axum::extract::Path(session.user.id.as_str().to_owned()),
+        crate::http::extract::JsonBody(body),
+    )
+    .await;
+    match result {
+        Ok(axum::Json(_)) => {
+            // The page shows the stored choices: read the session again.
+            let fresh = crate::auth::session::by_hash(&app, &session.hash)
+                .await?
+                .unwrap_or(session);
+            Ok(account_page(
+                &fresh,
+                Some(("Notification choices saved.".to_owned(), "ok")),
+            )?
+            .into_response())
+        }
+        Err(error) => {
+            let problem = error.problem();
+            let page = account_page(&session, Some((problem.detail, "error")))?;
+            Ok((StatusCode::UNPROCESSABLE_ENTITY, page).into_response())
+        }
+    }
 }
 
 #[derive(Deserialize)]

@@ -9,7 +9,7 @@
 
 mod account;
 mod analytics;
-mod assets;
+pub(crate) mod assets;
 mod audit;
 mod credentials;
 mod guard;
@@ -56,11 +56,19 @@ pub(crate) fn router(app: AppState) -> Router<AppState> {
         .route("/ui/policies/{version}", get(policies::policy))
         .route("/ui/users", get(users::users).post(users::create_user))
         .route("/ui/users/{id}", post(users::update_user))
+        .route(
+            "/ui/groups/{name}/notifications",
+            post(users::set_group_notifications),
+        )
         .route("/ui/audit", get(audit::audit))
         .route("/ui/analytics", get(analytics::dashboard))
         .route(
             "/ui/account",
             get(account::page).post(account::change_password),
+        )
+        .route(
+            "/ui/account/notifications",
+            post(account::set_notifications),
         )
         .route(
             "/ui/account/tokens",
@@ -88,9 +96,20 @@ pub(crate) fn router(app: AppState) -> Router<AppState> {
                 .layer(axum::extract::DefaultBodyLimit::max(LOGIN_BODY_BYTES)),
         )
         .route("/ui/assets/{name}", get(assets::serve))
+        // Decision links: the token is the credential (no session).
+        .route(
+            "/ui/links/{token}",
+            get(crate::notify::links::page)
+                .post(crate::notify::links::decide)
+                .layer(axum::extract::DefaultBodyLimit::max(LINK_BODY_BYTES)),
+        )
         .merge(guarded)
         .layer(middleware::from_fn(security_headers))
 }
+
+/// A decision link form's largest body: a verdict and a rationale of at
+/// most 10,000 bytes, URL-encoded.
+const LINK_BODY_BYTES: usize = 64 * 1024;
 
 /// The login form's largest body: a name, a password, a CSRF token and
 /// where to go next, with room for URL encoding.

@@ -21,6 +21,17 @@ pub(crate) struct UserRow {
     roles: Vec<String>,
     groups: String,
     disabled: bool,
+    email: String,
+    slack_user_id: String,
+}
+
+/// A reviewer group's notification settings, as the form shows them.
+pub(crate) struct GroupRow {
+    name: String,
+    email: String,
+    slack_channel: String,
+    teams_webhook: String,
+    events: Vec<String>,
 }
 
 #[derive(Template)]
@@ -29,9 +40,13 @@ struct UsersPage {
     nav: Nav,
     users: Vec<UserRow>,
     all_roles: &'static [&'static str],
+    groups: Vec<GroupRow>,
+    all_events: &'static [&'static str],
     message: Option<String>,
     error: Option<String>,
 }
+
+const ALL_EVENTS: &[&str] = &["task.created", "task.escalated", "task.sla_warning"];
 
 const ALL_ROLES: &[&str] = &["admin", "policy_author", "reviewer", "auditor"];
 
@@ -41,7 +56,35 @@ async fn users_page(
     message: Option<String>,
     error: Option<String>,
 ) -> Result<UsersPage, UiError> {
-    let list = ok(users::list(State(app), session.caller()).await)?;
+    let list = ok(users::list(State(app.clone()), session.caller()).await)?;
+    // Every group some user is in, or that has settings (admins only).
+    let mut groups: Vec<GroupRow> = Vec::new();
+    if session.user.roles.contains(&loopgate_core::Role::Admin) {
+        let mut names: std::collections::BTreeSet<String> =
+            list.items.iter().flat_map(|u| u.groups.clone()).collect();
+        let settings = app.store.group_notifications().await?;
+        names.extend(settings.iter().map(|g| g.group.clone()));
+        for name in names {
+            let found = settings.iter().find(|g| g.group == name);
+            groups.push(GroupRow {
+                email: found.map_or(String::new(), |g| g.channels.email.join(", ")),
+                slack_channel: found
+                    .and_then(|g| g.channels.slack_channel.clone())
+                    .unwrap_or_default(),
+                teams_webhook: found
+                    .and_then(|g| g.channels.teams_webhook.clone())
+                    .unwrap_or_default(),
+                events: found.map_or(Vec::new(), |g| {
+                    g.channels
+                        .events
+                        .iter()
+                        .map(|e| e.as_str().to_owned())
+                        .collect()
+                }),
+                name,
+            });
+        }
+    }
     Ok(UsersPage {
         nav: Nav::new(session, "users"),
         users: list
@@ -53,9 +96,13 @@ async fn users_page(
                 roles: u.roles.iter().map(lower).collect(),
                 groups: u.groups.join(", "),
                 disabled: u.disabled,
+                email: u.email.unwrap_or_default(),
+                slack_user_id: u.slack_user_id.unwrap_or_default(),
             })
             .collect(),
         all_roles: ALL_ROLES,
+        groups,
+        all_events: ALL_EVENTS,
         message,
         error,
     })
@@ -126,6 +173,8 @@ pub(crate) async fn create_user(
         roles: parse_roles(&form)?,
         groups: parse_groups(field(&form, "groups")),
         password: (!password.is_empty()).then(|| password.to_owned()),
+        email: Some(field(&form, "email").to_owned()),
+        slack_user_id: Some(field(&form, "slack_user_id").to_owned()),
     };
     let name = body.username.clone();
     let result = users::create(State(app.clone()), session.caller(), JsonBody(body))
@@ -162,9 +211,11 @@ pub(crate) async fn update_user(
             let body = proto::UpdateUser {
                 roles: Some(parse_roles(&form)?),
                 groups: Some(parse_groups(field(&form, "groups"))),
+                email: Some(field(&form, "email").to_owned()),
+                slack_user_id: Some(field(&form, "slack_user_id").to_owned()),
                 ..Default::default()
             };
-            (body, "Roles and groups saved")
+            (body, "Roles, groups and contact saved")
         }
     };
     let result = users::update(
@@ -175,5 +226,35 @@ pub(crate) async fn update_user(
     )
     .await
     .map(|axum::Json(user)| format!("{what} for {}.", user.username));
+    users_result(app, &session, result).await
+}
+
+/// `POST /ui/groups/{name}/notifications`: a group's channels and events
+/// (admins).
+pub(crate) async fn set_group_notifications(
+    State(app): State<AppState>,
+    Extension(session): Extension<Session>,
+    Path(name): Path<String>,
+    Form(form): Form<Vec<(String, String)>>,
+) -> Result<Response, UiError> {
+    let body = proto::SetGroupNotifications {
+        email: parse_groups(field(&form, "email")),
+        slack_channel: Some(field(&form, "slack_channel").trim().to_owned()),
+        teams_webhook: Some(field(&form, "teams_webhook").trim().to_owned()),
+        events: Some(
+            form.iter()
+                .filter(|(k, _)| k == "event")
+                .map(|(_, v)| v.clone())
+                .collect(),
+        ),
+    };
+    let result = crate::http::notifications::set(
+        State(app.clone()),
+        session.caller(),
+        Path(name.clone()),
+        JsonBody(body),
+    )
+    .await
+    .map(|_| format!("Notifications of {name} saved."));
     users_result(app, &session, result).await
 }

@@ -455,3 +455,82 @@ async fn a_reviewer_works_the_queue_with_the_keyboard_in_chromium() {
     browser.shot("audit").await;
     browser.client.clone().close().await.unwrap();
 }
+
+/// An email's decision link, followed in the browser: the page shows the
+/// task and decides nothing until the reviewer confirms; a second use is
+/// refused.
+#[tokio::test]
+async fn a_reviewer_decides_from_an_email_link_in_chromium() {
+    let smtp = crate::notifications::SmtpSink::start().await;
+    let app = crate::harness::spawn_with(|config| {
+        config.public_url = Some("http://loopgate.test".to_owned());
+        config.smtp_url = Some(smtp.url());
+    })
+    .await;
+    let (key, _ann) = app.ops_review().await;
+    let users = app.get("/v1/users", ADMIN_TOKEN).await;
+    let ann = users.body["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|u| u["username"] == "ann")
+        .unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let patched = app
+        .call(
+            reqwest::Method::PATCH,
+            &format!("/v1/users/{ann}"),
+            Some(ADMIN_TOKEN),
+            Some(json!({"email": "ann@example.com"})),
+        )
+        .await;
+    assert_eq!(patched.status, StatusCode::OK);
+    let set = app
+        .call(
+            reqwest::Method::PUT,
+            "/v1/groups/ops/notifications",
+            Some(ADMIN_TOKEN),
+            Some(json!({"events": ["task.created"]})),
+        )
+        .await;
+    assert_eq!(set.status, StatusCode::OK, "{}", set.body);
+    let id = submit(&app, &key, 1, 4200).await;
+    let mail = smtp.wait_for(1).await.remove(0);
+    let path = mail.link_path().expect("a decision link");
+
+    let browser = Browser::start().await;
+    let base = &app.base;
+    browser.goto(&format!("{base}{path}?verdict=reject")).await;
+    assert!(browser.text("#link-summary").await.contains("Action"));
+    assert_eq!(proposal(&app, &id).await["status"], "pending");
+    browser.shot("decision-link").await;
+    browser
+        .find("#rationale")
+        .await
+        .send_keys("amount is off for this merchant")
+        .await
+        .unwrap();
+    browser.find("#link-confirm").await.click().await.unwrap();
+    browser
+        .until("the decision page", || async {
+            browser.text("#link-title").await == "Decision recorded"
+        })
+        .await;
+    assert!(
+        browser
+            .text("#link-message")
+            .await
+            .contains("Rejected as ann")
+    );
+    let decided = proposal(&app, &id).await;
+    assert_eq!(decided["status"], "rejected");
+    assert_eq!(
+        decided["resolution"]["decisions"][0]["rationale"],
+        "amount is off for this merchant"
+    );
+    browser.goto(&format!("{base}{path}")).await;
+    assert_eq!(browser.text("#link-title").await, "Link already used");
+    browser.client.clone().close().await.unwrap();
+}

@@ -17,6 +17,7 @@ mod events;
 mod fail_closed;
 mod harness;
 mod limits;
+mod notifications;
 mod policies;
 mod proposals;
 mod review;

@@ -15,6 +15,7 @@
 pub mod admin;
 mod aggregates;
 mod audit;
+mod notifications;
 mod policies;
 mod postgres;
 mod proposals;
@@ -76,6 +77,10 @@ const SQLITE_MIGRATIONS: &[(&str, &str)] = &[
     (
         "0010_credentials",
         include_str!("../../migrations/sqlite/0010_credentials.sql"),
+    ),
+    (
+        "0011_notifications",
+        include_str!("../../migrations/sqlite/0011_notifications.sql"),
     ),
 ];
 const MAX_BATCH: usize = 1024;

@@ -48,6 +48,10 @@ const MIGRATIONS: &[(&str, &str)] = &[
         "0004_credentials",
         include_str!("../../migrations/postgres/0004_credentials.sql"),
     ),
+    (
+        "0005_notifications",
+        include_str!("../../migrations/postgres/0005_notifications.sql"),
+    ),
 ];
 
 /// PostgreSQL connection settings.

@@ -636,7 +636,10 @@ pub(super) fn shadow_errors(
     Ok(())
 }
 
-pub(super) const USER_COLUMNS: &str = "id, username, roles, groups_, created_at, disabled_at";
+pub(super) const USER_COLUMNS: &str =
+    "id, username, roles, groups_, created_at, disabled_at, email, slack_user_id, notify";
+/// The position of the first column after `USER_COLUMNS`.
+pub(super) const AFTER_USER_COLUMNS: usize = 9;
 
 pub(super) fn user_row(row: &Row) -> Result<UserRecord, StoreError> {
     let roles: Vec<String> = serde_json::from_str(&row.get::<_, String>(2)?)?;
@@ -651,6 +654,10 @@ pub(super) fn user_row(row: &Row) -> Result<UserRecord, StoreError> {
         groups: serde_json::from_str(&row.get::<_, String>(3)?)?,
         created_at: Timestamp::from_millis(row.get(4)?),
         disabled_at: row.get::<_, Option<i64>>(5)?.map(Timestamp::from_millis),
+        email: row.get(6)?,
+        slack_user_id: row.get(7)?,
+        // Choices that no longer read are the defaults.
+        notify: serde_json::from_str(&row.get::<_, String>(8)?).unwrap_or_default(),
     })
 }
 

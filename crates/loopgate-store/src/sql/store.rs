@@ -15,16 +15,17 @@ use loopgate_core::{Digest, ProposalId, SystemId, TaskId, Timestamp, UserId};
 
 use super::aggregates as counts;
 use super::queries as q;
-use super::{SqlStore, audit, webhooks};
+use super::{SqlStore, audit, notifications, webhooks};
 use crate::{
     Activation, ActivationMode, AnalyticsFilter, AttemptResult, Authenticated, CheckpointRecord,
-    CredentialOwner, CredentialRecord, DecisionOutcome, DeliveryFilter, DeliveryRecord,
-    DueDelivery, EraseError, LabelRow, LoginRecord, NewCredential, NewPolicy, NewProposal,
-    NewSession, NewSystem, NewUser, Paged, PolicyRecord, PolicyState, ProposalFilter,
-    ProposalRecord, ReplayRow, ReviewFact, ReviewerRef, Sequenced, SessionRecord, ShadowSummary,
-    Store, StoreError, StoredEvent, SubmitError, Submitted, SystemPatch, SystemRecord, TaskFilter,
-    TaskRecord, TimerOutcome, Total, TotalsQuery, TreeHead, TxError, UserPatch, UserRecord,
-    WebhookConfig,
+    CredentialOwner, CredentialRecord, DecisionLink, DecisionOutcome, DeliveryFilter,
+    DeliveryRecord, DueDelivery, DueNotification, EraseError, GroupNotifications, LabelRow,
+    LoginRecord, NewCredential, NewPolicy, NewProposal, NewSession, NewSystem, NewUser,
+    NotificationFilter, NotificationRecord, NotificationResult, Paged, PolicyRecord, PolicyState,
+    ProposalFilter, ProposalRecord, ReplayRow, ReviewFact, ReviewerRef, Sequenced, SessionRecord,
+    ShadowSummary, Store, StoreError, StoredEvent, SubmitError, Submitted, SystemPatch,
+    SystemRecord, TaskFilter, TaskRecord, TimerOutcome, Total, TotalsQuery, TreeHead, TxError,
+    UserPatch, UserRecord, WebhookConfig,
 };
 
 #[async_trait::async_trait]
@@ -500,6 +501,105 @@ impl Store for SqlStore {
 
     async fn prune_deliveries(&self, before: Timestamp, limit: u32) -> Result<u32, StoreError> {
         self.write_plain(move |conn| webhooks::prune(conn, before, limit))
+            .await
+    }
+
+    async fn group_notifications(&self) -> Result<Vec<GroupNotifications>, StoreError> {
+        self.read(notifications::groups).await
+    }
+
+    async fn set_group_notifications(
+        &self,
+        settings: GroupNotifications,
+        actor: &str,
+        now: Timestamp,
+    ) -> Result<GroupNotifications, StoreError> {
+        let actor = actor.to_owned();
+        self.write_plain(move |conn| notifications::set_group(conn, &settings, &actor, now))
+            .await
+    }
+
+    async fn enqueue_notifications(
+        &self,
+        now: Timestamp,
+        warn: Option<f64>,
+        limit: u32,
+    ) -> Result<u32, StoreError> {
+        if !self
+            .read(move |conn| notifications::has_work(conn, now, warn))
+            .await?
+        {
+            return Ok(0);
+        }
+        self.write_plain(move |conn| notifications::enqueue(conn, now, warn, limit))
+            .await
+    }
+
+    async fn due_notifications(
+        &self,
+        now: Timestamp,
+        skip: Vec<loopgate_core::Channel>,
+        limit: u32,
+    ) -> Result<Vec<DueNotification>, StoreError> {
+        self.read(move |conn| notifications::due(conn, now, &skip, limit))
+            .await
+    }
+
+    async fn record_notifications(
+        &self,
+        results: Vec<NotificationResult>,
+    ) -> Result<(), StoreError> {
+        self.write_plain(move |conn| notifications::record(conn, &results))
+            .await
+    }
+
+    async fn notifications(
+        &self,
+        filter: NotificationFilter,
+    ) -> Result<Paged<NotificationRecord>, StoreError> {
+        self.read(move |conn| notifications::list(conn, &filter))
+            .await
+    }
+
+    async fn notification(&self, id: i64) -> Result<Option<NotificationRecord>, StoreError> {
+        self.read(move |conn| notifications::one(conn, id)).await
+    }
+
+    async fn slack_messages(&self, task: &TaskId) -> Result<Vec<String>, StoreError> {
+        let task = task.clone();
+        self.read(move |conn| notifications::slack_messages(conn, task.as_str()))
+            .await
+    }
+
+    async fn prune_notifications(&self, before: Timestamp, limit: u32) -> Result<u32, StoreError> {
+        self.write_plain(move |conn| notifications::prune(conn, before, limit))
+            .await
+    }
+
+    async fn create_decision_link(&self, link: DecisionLink) -> Result<(), StoreError> {
+        self.write_plain(move |conn| notifications::create_link(conn, &link))
+            .await
+    }
+
+    async fn decision_link(&self, hash: &str) -> Result<Option<DecisionLink>, StoreError> {
+        let hash = hash.to_owned();
+        self.read(move |conn| notifications::link(conn, &hash))
+            .await
+    }
+
+    async fn use_decision_link(&self, hash: &str, now: Timestamp) -> Result<bool, StoreError> {
+        let hash = hash.to_owned();
+        self.write_plain(move |conn| notifications::use_link(conn, &hash, now))
+            .await
+    }
+
+    async fn user_for_slack(
+        &self,
+        slack_user_id: &str,
+        email: Option<String>,
+    ) -> Result<Option<UserRecord>, StoreError> {
+        let slack = slack_user_id.to_owned();
+        self.read(move |conn| notifications::user_for_slack(conn, &slack, email.as_deref()))
             .await
     }
 

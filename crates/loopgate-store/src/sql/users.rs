@@ -71,6 +71,22 @@ impl SqlStore {
         let (id, actor) = (id.clone(), actor.to_owned());
         self.write_plain(move |conn| {
             let before = q::user(conn, id.as_str())?.ok_or(StoreError::NotFound)?;
+            // Contact details and choices are not in the log (they are
+            // personal data); that they changed is.
+            let contact = patch.email.is_some() || patch.slack_user_id.is_some() || patch.notify.is_some();
+            if contact {
+                let email = patch.email.unwrap_or(before.email);
+                let slack = patch.slack_user_id.unwrap_or(before.slack_user_id);
+                let notify = patch.notify.unwrap_or(before.notify);
+                conn.execute(
+                    "UPDATE users SET email = ?2, slack_user_id = ?3, notify = ?4 WHERE id = ?1",
+                    params![id.as_str(), email, slack, to_json(&notify)],
+                )?;
+                if patch.roles.is_none() && patch.groups.is_none() {
+                    let event = Event::UserUpdated { user: id.as_str(), roles: &before.roles, groups: &before.groups };
+                    q::append(conn, now, &actor, &event)?;
+                }
+            }
             if patch.roles.is_some() || patch.groups.is_some() {
                 let roles = patch.roles.unwrap_or(before.roles);
                 let groups = patch.groups.unwrap_or(before.groups);
@@ -130,7 +146,7 @@ impl SqlStore {
             q::one(conn, &sql, params![username], |row| {
                 Ok(LoginRecord {
                     user: q::user_row(row)?,
-                    password_hash: row.get(6)?,
+                    password_hash: row.get(q::AFTER_USER_COLUMNS)?,
                 })
             })
         })
@@ -222,7 +238,7 @@ pub(super) fn insert_user(
     actor: &str,
     now: Timestamp,
 ) -> Result<(), StoreError> {
-    conn.execute("INSERT INTO users (id, username, roles, groups_, password_hash, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)", params![user.id.as_str(), user.username, q::roles_json(&user.roles), to_json(&user.groups), user.password_hash, now.millis()])?;
+    conn.execute("INSERT INTO users (id, username, roles, groups_, password_hash, created_at, email, slack_user_id) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)", params![user.id.as_str(), user.username, q::roles_json(&user.roles), to_json(&user.groups), user.password_hash, now.millis(), user.email, user.slack_user_id])?;
     let event = Event::UserCreated {
         user: user.id.as_str(),
         username: &user.username,

@@ -1,0 +1,311 @@
+//! Who hears about a review task, on which channel, and when
+//! (docs/notifications.md). Pure rules: the store reads the group's settings
+//! and its members, calls [`recipients`], and queues what it returns.
+
+use std::collections::BTreeSet;
+
+use serde::{Deserialize, Serialize};
+
+use crate::{Channel, EventKind, NotifyEvent, Timestamp};
+
+/// Longest digest period, in minutes (a day).
+pub const MAX_DIGEST_MINUTES: u32 = 24 * 60;
+
+/// What one user wants on one channel.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Pref {
+    /// The channel's default: every event by email; on Slack, only the
+    /// group's channel (no direct message).
+    #[default]
+    Default,
+    /// A message for every event.
+    Each,
+    /// One message every `every_minutes` with what happened since.
+    Digest {
+        /// The period, 1 to [`MAX_DIGEST_MINUTES`].
+        every_minutes: u32,
+    },
+    /// Nothing.
+    Off,
+}
+
+/// A user's choices, per channel.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Prefs {
+    /// By email.
+    pub email: Pref,
+    /// By Slack direct message.
+    pub slack: Pref,
+}
+
+impl Prefs {
+    /// Why these choices cannot be kept, if they cannot.
+    pub fn check(&self) -> Result<(), String> {
+        for (channel, pref) in [("email", self.email), ("slack", self.slack)] {
+            if let Pref::Digest { every_minutes } = pref
+                && !(1..=MAX_DIGEST_MINUTES).contains(&every_minutes)
+            {
+                return Err(format!(
+                    "`{channel}`: a digest comes every 1 to {MAX_DIGEST_MINUTES} minutes, not {every_minutes}"
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// What a reviewer group has set up.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct GroupChannels {
+    /// Addresses that get every event (besides the members).
+    pub email: Vec<String>,
+    /// A Slack channel id for a message per event.
+    pub slack_channel: Option<String>,
+    /// A Microsoft Teams workflow URL for a card per event.
+    pub teams_webhook: Option<String>,
+    /// The events the group hears about.
+    pub events: Vec<NotifyEvent>,
+}
+
+/// A member of the group and how to reach them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Member<'a> {
+    /// The loopgate user id.
+    pub user: &'a str,
+    /// Email address, if known.
+    pub email: Option<&'a str>,
+    /// Slack user id, if known.
+    pub slack_user_id: Option<&'a str>,
+    /// Their choices.
+    pub prefs: Prefs,
+}
+
+/// One message to queue.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Recipient {
+    /// The channel.
+    pub channel: Channel,
+    /// An address, a Slack channel or user id, or `teams`.
+    pub target: String,
+    /// The loopgate user it is for, if it is for one.
+    pub user: Option<String>,
+    /// When it goes out with the recipient's digest (`None`: at once).
+    pub digest_at: Option<Timestamp>,
+}
+
+/// The group setting an event of the log falls under: a task created or
+/// escalated (to the new group), or its deadline near (`task.sla_warning`)
+/// or passed (`task.expired`).
+pub fn covers(kind: EventKind) -> Option<NotifyEvent> {
+    match kind {
+        EventKind::TaskCreated => Some(NotifyEvent::TaskCreated),
+        EventKind::TaskEscalated => Some(NotifyEvent::TaskEscalated),
+        EventKind::TaskSlaWarning | EventKind::TaskExpired => Some(NotifyEvent::SlaWarning),
+        _ => None,
+    }
+}
+
+/// Who hears about an event of `kind` on a task of a group set up as
+/// `channels`, with these `members`, at `now`.
+///
+/// - Email: every member with an address, as they chose (by default every
+///   event), then the group's own addresses that are not a member's.
+/// - Slack: the group's channel, and a direct message to each member who
+///   chose `each` or a digest.
+/// - Teams: the group's workflow.
+pub fn recipients(
+    kind: EventKind,
+    channels: &GroupChannels,
+    members: &[Member<'_>],
+    now: Timestamp,
+) -> Vec<Recipient> {
+    let Some(event) = covers(kind) else {
+        return Vec::new();
+    };
+    if !channels.events.contains(&event) {
+        return Vec::new();
+    }
+    let mut out = Vec::new();
+    let personal = |channel, target: &str, user: &str, pref: Pref| {
+        let digest_at = match pref {
+            Pref::Off => return None,
+            Pref::Default | Pref::Each => None,
+            Pref::Digest { every_minutes } => Some(digest_slot(now, every_minutes)),
+        };
+        Some(Recipient {
+            channel,
+            target: target.to_owned(),
+            user: Some(user.to_owned()),
+            digest_at,
+        })
+    };
+    let mut addressed = BTreeSet::new();
+    for member in members {
+        if let Some(email) = member.email
+            && addressed.insert(email.to_lowercase())
+        {
+            out.extend(personal(
+                Channel::Email,
+                email,
+                member.user,
+                member.prefs.email,
+            ));
+        }
+    }
+    for email in &channels.email {
+        if addressed.insert(email.to_lowercase()) {
+            out.push(Recipient {
+                channel: Channel::Email,
+                target: email.clone(),
+                user: None,
+                digest_at: None,
+            });
+        }
+    }
+    if let Some(channel) = &channels.slack_channel {
+        out.push(Recipient {
+            channel: Channel::Slack,
+            target: channel.clone(),
+            user: None,
+            digest_at: None,
+        });
+    }
+    for member in members {
+        if let Some(slack) = member.slack_user_id
+            && member.prefs.slack != Pref::Default
+        {
+            out.extend(personal(
+                Channel::Slack,
+                slack,
+                member.user,
+                member.prefs.slack,
+            ));
+        }
+    }
+    if channels.teams_webhook.is_some() {
+        out.push(Recipient {
+            channel: Channel::Teams,
+            target: "teams".to_owned(),
+            user: None,
+            digest_at: None,
+        });
+    }
+    out
+}
+
+/// The next digest time after `now` for a period of `every_minutes`: slots
+/// are aligned to the period since the epoch, so every event of one period
+/// shares one slot and one message.
+pub fn digest_slot(now: Timestamp, every_minutes: u32) -> Timestamp {
+    let period = i64::from(every_minutes.clamp(1, MAX_DIGEST_MINUTES)) * 60_000;
+    Timestamp::from_millis((now.millis().div_euclid(period) + 1).saturating_mul(period))
+}
+
+/// When a task created at `created_at` and due at `due_at` warns its group:
+/// after `share` (0 to 1) of its time.
+pub fn warning_at(created_at: Timestamp, due_at: Timestamp, share: f64) -> Timestamp {
+    let span = due_at.millis().saturating_sub(created_at.millis()).max(0);
+    let share = if share.is_finite() {
+        share.clamp(0.0, 1.0)
+    } else {
+        1.0
+    };
+    #[expect(clippy::cast_possible_truncation, reason = "a share of an i64 span")]
+    let offset = (span as f64 * share) as i64;
+    Timestamp::from_millis(created_at.millis().saturating_add(offset))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn group() -> GroupChannels {
+        GroupChannels {
+            email: vec!["Team@Example.com".into(), "ann@example.com".into()],
+            slack_channel: Some("C123".into()),
+            teams_webhook: Some("https://teams.example/wf".into()),
+            events: vec![NotifyEvent::TaskCreated, NotifyEvent::SlaWarning],
+        }
+    }
+
+    fn member<'a>(user: &'a str, email: &'a str, slack: &'a str, prefs: Prefs) -> Member<'a> {
+        Member {
+            user,
+            email: Some(email),
+            slack_user_id: Some(slack),
+            prefs,
+        }
+    }
+
+    fn shown(recipients: &[Recipient]) -> Vec<String> {
+        recipients
+            .iter()
+            .map(|r| {
+                format!(
+                    "{} {} {} {}",
+                    r.channel,
+                    r.target,
+                    r.user.as_deref().unwrap_or("-"),
+                    r.digest_at.map_or(0, |t| t.millis())
+                )
+            })
+            .collect()
+    }
+
+    #[test]
+    fn members_group_addresses_channel_and_teams() {
+        let ann = member("u-ann", "ANN@example.com", "UANN", Prefs::default());
+        let bob = Prefs {
+            email: Pref::Off,
+            slack: Pref::Digest { every_minutes: 30 },
+        };
+        let bob = member("u-bob", "bob@example.com", "UBOB", bob);
+        let now = Timestamp::from_millis(90 * 60_000 + 5);
+        let got = recipients(EventKind::TaskCreated, &group(), &[ann, bob], now);
+        assert_eq!(
+            shown(&got),
+            [
+                "email ANN@example.com u-ann 0",
+                "email Team@Example.com - 0",
+                "slack C123 - 0",
+                format!("slack UBOB u-bob {}", 120 * 60_000).as_str(),
+                "teams teams - 0",
+            ]
+        );
+    }
+
+    #[test]
+    fn only_the_events_the_group_chose() {
+        let now = Timestamp::from_millis(0);
+        assert!(recipients(EventKind::TaskEscalated, &group(), &[], now).is_empty());
+        assert!(recipients(EventKind::TaskClaimed, &group(), &[], now).is_empty());
+        assert_eq!(
+            recipients(EventKind::TaskExpired, &group(), &[], now).len(),
+            4,
+            "a breach is an SLA warning"
+        );
+    }
+
+    #[test]
+    fn digest_slots_and_warnings() {
+        let t = |ms| Timestamp::from_millis(ms);
+        assert_eq!(digest_slot(t(0), 15), t(15 * 60_000));
+        assert_eq!(digest_slot(t(15 * 60_000), 15), t(30 * 60_000));
+        assert_eq!(digest_slot(t(1), 0), t(60_000), "clamped to a minute");
+        assert_eq!(warning_at(t(1000), t(2000), 0.75), t(1750));
+        assert_eq!(warning_at(t(1000), t(2000), f64::NAN), t(2000));
+        assert_eq!(warning_at(t(1000), t(500), 0.75), t(1000));
+    }
+
+    #[test]
+    fn prefs_are_checked_and_read() {
+        let prefs: Prefs =
+            serde_json::from_str(r#"{"slack": {"digest": {"every_minutes": 0}}}"#).unwrap();
+        assert!(prefs.check().is_err());
+        let prefs: Prefs = serde_json::from_str(r#"{"email": "off"}"#).unwrap();
+        assert_eq!(prefs.email, Pref::Off);
+        assert_eq!(prefs.slack, Pref::Default);
+    }
+}
