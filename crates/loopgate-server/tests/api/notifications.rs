@@ -912,3 +912,72 @@ async fn bad_settings_are_refused_and_users_choose_their_own() {
         StatusCode::OK
     );
 }
+
+/// Signed (so they get past the signature check) but hostile payloads:
+/// nothing is decided, nothing fails, and the server still serves.
+#[tokio::test]
+async fn hostile_slack_payloads_decide_nothing_and_the_server_serves() {
+    let slack = SlackApi::default();
+    let slack_url = slack.serve().await;
+    let app = spawn_with(|config| configure(config, None, Some(&slack_url))).await;
+    let (key, ann) = app.ops_review().await;
+    patch_user(&app, "ann", json!({"slack_user_id": "UANN"})).await;
+    let submitted = app
+        .submit(&key, "flag", json!({"fraud": true}), json!({}))
+        .await;
+    let proposal = submitted.body["id"].as_str().unwrap().to_owned();
+    let task = app.task_of(&ann, &proposal).await;
+    let task_id = task["id"].as_str().unwrap();
+    let deep = format!("{}{}", "[".repeat(10_000), "]".repeat(10_000));
+    let bodies = [
+        "payload=".to_owned(),
+        "payload=not%20json".to_owned(),
+        "no-payload-here".to_owned(),
+        format!(
+            "payload={}",
+            form_urlencoded::byte_serialize(deep.as_bytes()).collect::<String>()
+        ),
+        "payload=%7B%22type%22%3A%22block_actions%22%7D".to_owned(),
+        "%FF%FE%00=%00".to_owned(),
+    ];
+    let mut now = seconds(&app);
+    for body in &bodies {
+        now += 1;
+        let signature = sign(SIGNING_SECRET, now, body);
+        let (status, _, text) = post_interaction(&app, body, Some(now), Some(&signature)).await;
+        assert!(
+            status == StatusCode::OK || status == StatusCode::UNPROCESSABLE_ENTITY,
+            "{status} {text}"
+        );
+    }
+    let payloads = [
+        json!({"type": "block_actions", "user": {"id": 7}, "actions": "x"}),
+        json!({"type": "block_actions", "user": {"id": "UANN"}, "trigger_id": "t",
+               "actions": [{"action_id": "approve", "value": "tsk_nope|sha256:00"}]}),
+        json!({"type": "block_actions", "user": {"id": "UANN"}, "trigger_id": "t",
+               "actions": [{"action_id": "approve", "value": format!("{task_id}|{}", "x".repeat(5000))}]}),
+        json!({"type": "view_submission", "user": {"id": "UANN"},
+               "view": {"callback_id": "loopgate_decision", "private_metadata": "{not json"}}),
+        json!({"type": "view_submission", "user": {"id": "UANN"},
+               "view": {"callback_id": "loopgate_decision",
+                        "private_metadata": json!({"t": task_id, "d": "sha256:bad", "v": "approve"}).to_string()}}),
+        json!({"type": "view_submission", "user": {"id": "UANN"},
+               "view": {"callback_id": "loopgate_decision",
+                        "private_metadata": json!({"t": "../../v1/users", "d": task["digest"], "v": "approve"}).to_string()}}),
+        json!({"type": "shortcut", "user": {"id": "UANN"}}),
+    ];
+    for payload in &payloads {
+        now += 1;
+        let (status, _, text) = interact(&app, payload, now).await;
+        assert_eq!(status, StatusCode::OK, "{payload}: {text}");
+    }
+    let still = app
+        .get(&format!("/v1/proposals/{proposal}"), ADMIN_TOKEN)
+        .await;
+    assert_eq!(still.body["status"], "pending", "nothing was decided");
+    assert!(slack.calls("views.open").is_empty());
+    assert_eq!(
+        app.get("/healthz", ADMIN_TOKEN).await.status,
+        StatusCode::OK
+    );
+}
