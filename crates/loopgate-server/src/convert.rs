@@ -298,3 +298,14 @@ pub(crate) fn policy(record: PolicyRecord, active: bool) -> proto::PolicyVersion
         warnings: Vec::new(),
     }
 }
+
+/// One attempt of a webhook delivery or a notification.
+pub(crate) fn attempt(record: loopgate_store::AttemptRecord) -> proto::DeliveryAttempt {
+    proto::DeliveryAttempt {
+        n: record.n,
+        time: record.time.to_rfc3339(),
+        status: record.status,
+        error: record.error,
+        duration_ms: record.duration_ms,
+    }
+}

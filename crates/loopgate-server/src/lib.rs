@@ -24,6 +24,7 @@ pub mod limits;
 mod metrics;
 pub mod notify;
 pub mod outbound;
+mod outbox;
 pub mod policy_reports;
 mod reports;
 mod secrets;

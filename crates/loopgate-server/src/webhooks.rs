@@ -51,15 +51,10 @@ pub fn types() -> impl Iterator<Item = EventKind> {
 const IN_FLIGHT: usize = 256;
 /// Requests in flight at once to one endpoint.
 const PER_ENDPOINT: usize = 128;
-/// Shortest time between two dispatcher steps.
-const STEP: Duration = Duration::from_millis(5);
 /// Events the cursor passes per store call.
 const ENQUEUE_PAGE: u32 = 1000;
 /// Longest pause of an endpoint that keeps failing.
 const MAX_PAUSE: Duration = Duration::from_secs(60);
-/// How often the dispatcher looks for work nobody woke it for (retries that
-/// fell due, events of other processes).
-const POLL: Duration = Duration::from_secs(1);
 /// How long delivered and failed messages stay in the history.
 pub const HISTORY: Duration = Duration::from_secs(30 * 24 * 3600);
 /// Deliveries pruned per store call.
@@ -135,7 +130,7 @@ pub(crate) fn spawn(app: AppState, wake: Arc<Notify>) -> JoinHandle<()> {
             finished: Vec::new(),
             spawned: HashMap::new(),
         };
-        dispatcher.run(&wake).await;
+        crate::outbox::run(&mut dispatcher, &wake).await;
     })
 }
 
@@ -153,67 +148,32 @@ struct Dispatcher {
     spawned: HashMap<tokio::task::Id, (SystemId, i64)>,
 }
 
-impl Dispatcher {
-    async fn run(&mut self, wake: &Notify) {
-        let mut pruned = Instant::now();
-        let mut stepped: Option<Instant> = None;
-        let mut failures =
-            crate::limits::Backoff::new(Duration::from_millis(200), Duration::from_secs(30));
-        loop {
-            // Only the leader queues and sends (deliveries in flight when
-            // leadership moves finish and are recorded).
-            let leads = self.app.store.leads();
-            if leads && POLL <= pruned.elapsed() {
-                self.prune().await;
-                pruned = Instant::now();
-            }
-            if !leads {
-                tokio::select! {
-                    () = tokio::time::sleep(POLL) => continue,
-                    () = self.app.shutdown.cancelled() => return,
-                }
-            }
-            // One step per `STEP` at most: every commit wakes the
-            // dispatcher, and each step costs store calls (two reads when
-            // there is nothing to send), so under load commits share steps.
-            let pause = stepped.map_or(Duration::ZERO, |at| STEP.saturating_sub(at.elapsed()));
-            if !pause.is_zero() {
-                tokio::select! {
-                    () = tokio::time::sleep(pause) => (),
-                    () = self.app.shutdown.cancelled() => {
-                        self.sending.abort_all();
-                        return;
-                    }
-                }
-                self.finish_ready();
-            }
-            stepped = Some(Instant::now());
-            match self.step().await {
-                Ok(()) => failures.succeeded(),
-                Err(error) => {
-                    let wait = failures.failed();
-                    tracing::warn!(%error, retry_in = ?wait, "webhook delivery: store call failed");
-                    tokio::select! {
-                        () = tokio::time::sleep(wait) => (),
-                        () = self.app.shutdown.cancelled() => return,
-                    }
-                }
-            }
-            tokio::select! {
-                Some(done) = self.sending.join_next_with_id(), if !self.sending.is_empty() => {
-                    self.finish(done);
-                    self.finish_ready();
-                }
-                () = wake.notified() => (),
-                () = tokio::time::sleep(POLL) => (),
-                () = self.app.shutdown.cancelled() => {
-                    self.sending.abort_all();
-                    return;
-                }
-            }
-        }
+impl crate::outbox::Worker for Dispatcher {
+    type Done = (SystemId, AttemptResult);
+    const NAME: &'static str = "webhook delivery";
+
+    fn app(&self) -> &AppState {
+        &self.app
     }
 
+    fn sending(&mut self) -> &mut JoinSet<Self::Done> {
+        &mut self.sending
+    }
+
+    async fn step(&mut self) -> Result<(), StoreError> {
+        Dispatcher::step(self).await
+    }
+
+    async fn prune(&self) {
+        Dispatcher::prune(self).await;
+    }
+
+    fn finish(&mut self, done: Result<(tokio::task::Id, Self::Done), tokio::task::JoinError>) {
+        Dispatcher::finish(self, done);
+    }
+}
+
+impl Dispatcher {
     /// Queues new events, records finished attempts, then sends what is due.
     async fn step(&mut self) -> Result<(), StoreError> {
         let store = self.app.store.clone();
@@ -300,13 +260,6 @@ impl Dispatcher {
         }
     }
 
-    /// Every sending task that has already finished, without waiting.
-    fn finish_ready(&mut self) {
-        while let Some(done) = self.sending.try_join_next_with_id() {
-            self.finish(done);
-        }
-    }
-
     /// A finished sending task: its result, or (if it failed, which it
     /// should not) its delivery back to pending in memory too.
     fn finish(
@@ -343,8 +296,9 @@ impl Dispatcher {
     }
 }
 
-/// `base · 2^(n−1)`, saturating.
-fn backoff(base: Duration, n: u32) -> Duration {
+/// `base · 2^(n−1)`, saturating: the wait before retry `n` (webhooks and
+/// notifications).
+pub(crate) fn backoff(base: Duration, n: u32) -> Duration {
     base.saturating_mul(2_u32.saturating_pow(n.saturating_sub(1).min(30)))
 }
 

@@ -209,13 +209,7 @@ fn record_view(record: NotificationRecord) -> proto::Notification {
         history: record
             .history
             .into_iter()
-            .map(|a| proto::DeliveryAttempt {
-                n: a.n,
-                time: a.time.to_rfc3339(),
-                status: a.status,
-                error: a.error,
-                duration_ms: a.duration_ms,
-            })
+            .map(crate::convert::attempt)
             .collect(),
     }
 }

@@ -66,13 +66,7 @@ fn delivery_view(delivery: DeliveryRecord) -> proto::Delivery {
         history: delivery
             .history
             .into_iter()
-            .map(|a| proto::DeliveryAttempt {
-                n: a.n,
-                time: a.time.to_rfc3339(),
-                status: a.status,
-                error: a.error,
-                duration_ms: a.duration_ms,
-            })
+            .map(crate::convert::attempt)
             .collect(),
     }
 }

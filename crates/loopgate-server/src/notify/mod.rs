@@ -21,7 +21,7 @@ mod teams;
 
 use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use loopgate_core::review::Task;
 use loopgate_core::{Channel, DecidedBy, EventKind, ProposalStatus, TaskId, Timestamp};
@@ -36,11 +36,7 @@ use crate::AppState;
 
 /// Messages in flight at once.
 const IN_FLIGHT: usize = 64;
-/// Shortest time between two steps.
-const STEP: Duration = Duration::from_millis(5);
-/// How often the notifier looks for work nobody woke it for (SLA warnings,
-/// retries and digests that fell due).
-const POLL: Duration = Duration::from_secs(1);
+use crate::outbox::POLL;
 /// Events the cursor passes per store call.
 const ENQUEUE_PAGE: u32 = 1000;
 /// Messages pruned per store call.
@@ -70,7 +66,7 @@ pub(crate) fn spawn(app: AppState, wake: Arc<Notify>) -> JoinHandle<()> {
             slack_paused: None,
             warned: None,
         };
-        notifier.run(&wake).await;
+        crate::outbox::run(&mut notifier, &wake).await;
     })
 }
 
@@ -117,62 +113,42 @@ struct Notifier {
     warned: Option<Instant>,
 }
 
-impl Notifier {
-    async fn run(&mut self, wake: &Notify) {
-        let mut pruned = Instant::now();
-        let mut stepped: Option<Instant> = None;
-        let mut failures =
-            crate::limits::Backoff::new(Duration::from_millis(200), Duration::from_secs(30));
-        loop {
-            let leads = self.app.store.leads();
-            if leads && POLL <= pruned.elapsed() {
-                self.prune().await;
-                pruned = Instant::now();
-            }
-            if !leads {
-                tokio::select! {
-                    () = tokio::time::sleep(POLL) => continue,
-                    () = self.app.shutdown.cancelled() => return,
-                }
-            }
-            let pause = stepped.map_or(Duration::ZERO, |at| STEP.saturating_sub(at.elapsed()));
-            if !pause.is_zero() {
-                tokio::select! {
-                    () = tokio::time::sleep(pause) => (),
-                    () = self.app.shutdown.cancelled() => {
-                        self.sending.abort_all();
-                        return;
-                    }
-                }
-            }
-            self.finish_ready();
-            stepped = Some(Instant::now());
-            match self.step().await {
-                Ok(()) => failures.succeeded(),
-                Err(error) => {
-                    let wait = failures.failed();
-                    tracing::warn!(%error, retry_in = ?wait, "notifications: store call failed");
-                    tokio::select! {
-                        () = tokio::time::sleep(wait) => (),
-                        () = self.app.shutdown.cancelled() => return,
-                    }
-                }
-            }
-            tokio::select! {
-                Some(done) = self.sending.join_next(), if !self.sending.is_empty() => {
-                    self.finish(done);
-                    self.finish_ready();
-                }
-                () = wake.notified() => (),
-                () = tokio::time::sleep(POLL) => (),
-                () = self.app.shutdown.cancelled() => {
-                    self.sending.abort_all();
-                    return;
-                }
-            }
-        }
+impl crate::outbox::Worker for Notifier {
+    type Done = Sent;
+    const NAME: &'static str = "notifications";
+
+    fn app(&self) -> &AppState {
+        &self.app
     }
 
+    fn sending(&mut self) -> &mut JoinSet<Sent> {
+        &mut self.sending
+    }
+
+    async fn step(&mut self) -> Result<(), StoreError> {
+        Notifier::step(self).await
+    }
+
+    async fn prune(&self) {
+        Notifier::prune(self).await;
+    }
+
+    fn finish(&mut self, done: Result<(tokio::task::Id, Sent), tokio::task::JoinError>) {
+        match done {
+            Ok((_, sent)) => {
+                if let Some(until) = sent.slack_wait {
+                    self.slack_paused = Some(self.slack_paused.map_or(until, |at| at.max(until)));
+                }
+                self.finished.extend(sent.results);
+            }
+            // The messages stay in flight in memory until a restart: the
+            // task cannot say which they were (it should not fail).
+            Err(error) => tracing::error!(%error, "a notification task failed"),
+        }
+    }
+}
+
+impl Notifier {
     /// Queues new events' messages, records finished attempts, then sends
     /// what is due.
     async fn step(&mut self) -> Result<(), StoreError> {
@@ -243,26 +219,6 @@ impl Notifier {
             }
         }
     }
-
-    fn finish_ready(&mut self) {
-        while let Some(done) = self.sending.try_join_next() {
-            self.finish(done);
-        }
-    }
-
-    fn finish(&mut self, done: Result<Sent, tokio::task::JoinError>) {
-        match done {
-            Ok(sent) => {
-                if let Some(until) = sent.slack_wait {
-                    self.slack_paused = Some(self.slack_paused.map_or(until, |at| at.max(until)));
-                }
-                self.finished.extend(sent.results);
-            }
-            // The messages stay in flight in memory until a restart: the
-            // task cannot say which they were (it should not fail).
-            Err(error) => tracing::error!(%error, "a notification task failed"),
-        }
-    }
 }
 
 /// Due messages in sending units: a digest's messages of one target and
@@ -284,11 +240,6 @@ fn batches(due: Vec<DueNotification>, in_flight: &HashSet<i64>) -> Vec<Vec<DueNo
     }
     out.extend(digests.into_values());
     out
-}
-
-/// `base · 2^(n−1)`, saturating.
-fn backoff(base: Duration, n: u32) -> Duration {
-    base.saturating_mul(2_u32.saturating_pow(n.saturating_sub(1).min(30)))
 }
 
 /// What one attempt at a unit came to.
@@ -350,8 +301,11 @@ async fn send(app: &AppState, senders: &Senders, batch: Vec<DueNotification>) ->
                         Outcome::Failed { status, error } => (*status, error.clone(), None),
                         _ => (None, String::new(), None),
                     };
-                    let delay = backoff(config.webhook_retry_base, due.attempts.saturating_add(1))
-                        .min(config.webhook_retry_max);
+                    let delay = crate::webhooks::backoff(
+                        config.webhook_retry_base,
+                        due.attempts.saturating_add(1),
+                    )
+                    .min(config.webhook_retry_max);
                     let next_at = wait.unwrap_or(time.plus(delay));
                     match next_at <= due.window_start.plus(config.webhook_give_up) {
                         true => (DeliveryState::Pending, next_at, status, Some(error), None),

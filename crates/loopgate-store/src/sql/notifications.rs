@@ -11,10 +11,14 @@ use loopgate_core::{Channel, EventKind, NotifyEvent, ProposalId, TaskId, Timesta
 
 use super::queries::{self as q, TASK_COLUMNS, USER_COLUMNS, to_json};
 use crate::{
-    AttemptRecord, DecisionLink, DeliveryState, DueNotification, GroupNotifications,
-    NotificationFilter, NotificationRecord, NotificationResult, Paged, StoreError, UserRecord,
+    DecisionLink, DeliveryState, DueNotification, GroupNotifications, NotificationFilter,
+    NotificationRecord, NotificationResult, Paged, StoreError, UserRecord,
 };
 
+const ATTEMPTS: q::Attempts = q::Attempts {
+    table: "notification_attempts",
+    key: "id",
+};
 const GROUP_COLUMNS: &str = "grp, email, slack_channel, teams_webhook, events, updated_at";
 const RECORD_COLUMNS: &str = "id, channel, target, grp, task_id, proposal_id, type, digest_at, state, \
      attempts, next_at, created_at, delivered_at, last_status, last_error";
@@ -399,20 +403,7 @@ pub(super) fn record(conn: &Connection, results: &[NotificationResult]) -> Resul
             )
             .optional()?;
         if let Some(n) = n {
-            conn.execute(
-                "INSERT INTO notification_attempts (id, n, time, status, error, duration_ms)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)
-                 ON CONFLICT (id, n) DO UPDATE SET time = excluded.time, status = excluded.status,
-                     error = excluded.error, duration_ms = excluded.duration_ms",
-                params![
-                    attempt.id,
-                    n,
-                    attempt.time.millis(),
-                    attempt.status,
-                    attempt.error,
-                    attempt.duration_ms
-                ],
-            )?;
+            ATTEMPTS.insert(conn, attempt.id, n, attempt)?;
         }
     }
     Ok(())
@@ -455,20 +446,7 @@ pub(super) fn one(conn: &Connection, id: i64) -> Result<Option<NotificationRecor
     let Some(mut record) = q::one(conn, &sql, params![id], record_row)? else {
         return Ok(None);
     };
-    record.history = q::all(
-        conn,
-        "SELECT n, time, status, error, duration_ms FROM notification_attempts WHERE id = ?1 ORDER BY n",
-        params![id],
-        |row| {
-            Ok(AttemptRecord {
-                n: row.get(0)?,
-                time: Timestamp::from_millis(row.get(1)?),
-                status: row.get(2)?,
-                error: row.get(3)?,
-                duration_ms: row.get(4)?,
-            })
-        },
-    )?;
+    record.history = ATTEMPTS.history(conn, id)?;
     Ok(Some(record))
 }
 

@@ -938,3 +938,65 @@ pub(super) fn page_cursor<T>(
     items.truncate(limit);
     items.last().map(seq)
 }
+
+/// An outbox's attempts table: `webhook_attempts` (keyed by `seq`) or
+/// `notification_attempts` (keyed by `id`).
+#[derive(Clone, Copy)]
+pub(super) struct Attempts {
+    pub(super) table: &'static str,
+    pub(super) key: &'static str,
+}
+
+impl Attempts {
+    /// Records attempt `n` of message `id` (again, if a crash repeated it).
+    pub(super) fn insert(
+        self,
+        conn: &Connection,
+        id: i64,
+        n: i64,
+        result: &crate::AttemptResult,
+    ) -> Result<(), StoreError> {
+        let Attempts { table, key } = self;
+        conn.execute(
+            &format!(
+                "INSERT INTO {table} ({key}, n, time, status, error, duration_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+                 ON CONFLICT ({key}, n) DO UPDATE SET time = excluded.time, status = excluded.status,
+                     error = excluded.error, duration_ms = excluded.duration_ms"
+            ),
+            params![
+                id,
+                n,
+                result.time.millis(),
+                result.status,
+                result.error,
+                result.duration_ms
+            ],
+        )?;
+        Ok(())
+    }
+
+    /// Every attempt of message `id`, oldest first.
+    pub(super) fn history(
+        self,
+        conn: &Connection,
+        id: i64,
+    ) -> Result<Vec<crate::AttemptRecord>, StoreError> {
+        let Attempts { table, key } = self;
+        all(
+            conn,
+            &format!(
+                "SELECT n, time, status, error, duration_ms FROM {table} WHERE {key} = ?1 ORDER BY n"
+            ),
+            params![id],
+            |row| {
+                Ok(crate::AttemptRecord {
+                    n: row.get(0)?,
+                    time: Timestamp::from_millis(row.get(1)?),
+                    status: row.get(2)?,
+                    error: row.get(3)?,
+                    duration_ms: row.get(4)?,
+                })
+            },
+        )
+    }
+}

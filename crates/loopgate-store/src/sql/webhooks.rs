@@ -6,10 +6,14 @@ use loopgate_core::{EventKind, SystemId, Timestamp};
 
 use super::queries::{self as q, EVENT_COLUMNS, event_row};
 use crate::{
-    AttemptRecord, AttemptResult, DeliveryFilter, DeliveryRecord, DeliveryState, DueDelivery,
-    Paged, StoreError, WebhookConfig,
+    AttemptResult, DeliveryFilter, DeliveryRecord, DeliveryState, DueDelivery, Paged, StoreError,
+    WebhookConfig,
 };
 
+const ATTEMPTS: q::Attempts = q::Attempts {
+    table: "webhook_attempts",
+    key: "seq",
+};
 const WEBHOOK_COLUMNS: &str = "system, url, secret, types, created_at, updated_at";
 const DELIVERY_COLUMNS: &str = "seq, system, ord, type, state, attempts, next_at, created_at, delivered_at, \
      last_status, last_error";
@@ -209,19 +213,7 @@ pub(super) fn record(conn: &Connection, results: &[AttemptResult]) -> Result<(),
             )
             .optional()?;
         if let Some(n) = n {
-            conn.execute(
-                "INSERT INTO webhook_attempts (seq, n, time, status, error, duration_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6)
-                 ON CONFLICT (seq, n) DO UPDATE SET time = excluded.time, status = excluded.status,
-                     error = excluded.error, duration_ms = excluded.duration_ms",
-                params![
-                result.id,
-                n,
-                result.time.millis(),
-                result.status,
-                result.error,
-                    result.duration_ms
-                ],
-            )?;
+            ATTEMPTS.insert(conn, result.id, n, result)?;
         }
     }
     Ok(())
@@ -267,20 +259,7 @@ pub(super) fn one(
     let Some(mut delivery) = q::one(conn, &sql, params![id, system], delivery_row)? else {
         return Ok(None);
     };
-    delivery.history = q::all(
-        conn,
-        "SELECT n, time, status, error, duration_ms FROM webhook_attempts WHERE seq = ?1 ORDER BY n",
-        params![id],
-        |row| {
-            Ok(AttemptRecord {
-                n: row.get(0)?,
-                time: Timestamp::from_millis(row.get(1)?),
-                status: row.get(2)?,
-                error: row.get(3)?,
-                duration_ms: row.get(4)?,
-            })
-        },
-    )?;
+    delivery.history = ATTEMPTS.history(conn, id)?;
     Ok(Some(delivery))
 }
 
