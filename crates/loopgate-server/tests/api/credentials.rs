@@ -9,19 +9,6 @@ use serde_json::{Value, json};
 
 use crate::harness::{ADMIN_TOKEN, TestApp, spawn_app};
 
-async fn user_id(app: &TestApp, username: &str) -> String {
-    let users = app.get("/v1/users", ADMIN_TOKEN).await;
-    users.body["items"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|u| u["username"] == username)
-        .unwrap()["id"]
-        .as_str()
-        .unwrap()
-        .to_owned()
-}
-
 /// `DELETE path` as the admin.
 async fn delete(app: &TestApp, path: &str) -> crate::harness::Response {
     app.call(Method::DELETE, path, Some(ADMIN_TOKEN), None)
@@ -182,8 +169,8 @@ async fn users_manage_their_own_tokens_and_nobody_elses() {
     let app = spawn_app().await;
     let ann = app.user("ann", &["reviewer"], &["ops"]).await;
     let bob = app.user("bob", &["reviewer"], &["ops"]).await;
-    let ann_id = user_id(&app, "ann").await;
-    let bob_id = user_id(&app, "bob").await;
+    let ann_id = app.user_id("ann").await;
+    let bob_id = app.user_id("bob").await;
 
     let own = app
         .post(
@@ -245,7 +232,7 @@ async fn users_manage_their_own_tokens_and_nobody_elses() {
 async fn a_user_stripped_of_every_role_mints_nothing_and_sees_no_events() {
     let app = spawn_app().await;
     let ann = app.user("ann", &["reviewer"], &["ops"]).await;
-    let ann_id = user_id(&app, "ann").await;
+    let ann_id = app.user_id("ann").await;
     let stripped = patch_user(&app, &ann_id, json!({"roles": []})).await;
     assert_eq!(stripped.status, StatusCode::OK, "{}", stripped.body);
     let mint = app
@@ -262,7 +249,7 @@ async fn a_user_stripped_of_every_role_mints_nothing_and_sees_no_events() {
 async fn a_password_change_may_revoke_every_token() {
     let app = spawn_app().await;
     let ann = app.user("ann", &["reviewer"], &["ops"]).await;
-    let ann_id = user_id(&app, "ann").await;
+    let ann_id = app.user_id("ann").await;
     let changed = patch_user(
         &app,
         &ann_id,
@@ -281,7 +268,7 @@ async fn a_password_change_may_revoke_every_token() {
 async fn disabling_a_user_ends_their_tokens_streams_and_long_polls_at_once() {
     let app = spawn_app().await;
     let (key, ann) = app.ops_review().await;
-    let ann_id = user_id(&app, "ann").await;
+    let ann_id = app.user_id("ann").await;
     let submitted = app
         .submit(&key, "block_card", json!({"block": true}), json!({}))
         .await;
@@ -335,7 +322,7 @@ async fn disabling_a_user_ends_their_tokens_streams_and_long_polls_at_once() {
     );
 
     // An admin cannot lock themself out.
-    let admin_id = user_id(&app, "admin").await;
+    let admin_id = app.user_id("admin").await;
     let own = patch_user(&app, &admin_id, json!({"disabled": true})).await;
     assert_eq!(own.status, StatusCode::UNPROCESSABLE_ENTITY);
 
@@ -351,7 +338,7 @@ async fn disabling_a_user_ends_their_tokens_streams_and_long_polls_at_once() {
 async fn streams_and_long_polls_end_when_their_token_expires() {
     let app = spawn_app().await;
     let (key, _) = app.ops_review().await;
-    let ann_id = user_id(&app, "ann").await;
+    let ann_id = app.user_id("ann").await;
     let issued = app
         .post(
             &format!("/v1/users/{ann_id}/tokens"),

@@ -468,16 +468,7 @@ async fn a_reviewer_decides_from_an_email_link_in_chromium() {
     })
     .await;
     let (key, _ann) = app.ops_review().await;
-    let users = app.get("/v1/users", ADMIN_TOKEN).await;
-    let ann = users.body["items"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|u| u["username"] == "ann")
-        .unwrap()["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let ann = app.user_id("ann").await;
     let patched = app
         .call(
             reqwest::Method::PATCH,

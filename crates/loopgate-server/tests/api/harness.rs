@@ -285,6 +285,20 @@ impl TestApp {
         (key, ann)
     }
 
+    /// A user's id, by username.
+    pub(crate) async fn user_id(&self, username: &str) -> String {
+        let users = self.get("/v1/users", ADMIN_TOKEN).await;
+        users.body["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|u| u["username"] == username)
+            .unwrap()["id"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    }
+
     /// Moves the clock and runs the deadline worker.
     pub(crate) async fn advance(&self, by: Duration) -> usize {
         self.clock.advance(by);

@@ -385,21 +385,8 @@ fn configure(config: &mut Config, smtp: Option<&SmtpSink>, slack: Option<&str>) 
     config.webhook_allow_private = vec!["127.0.0.0/8".parse().unwrap()];
 }
 
-async fn user_id(app: &TestApp, username: &str) -> String {
-    let users = app.get("/v1/users", ADMIN_TOKEN).await;
-    users.body["items"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|u| u["username"] == username)
-        .unwrap()["id"]
-        .as_str()
-        .unwrap()
-        .to_owned()
-}
-
 async fn patch_user(app: &TestApp, username: &str, body: Value) -> crate::harness::Response {
-    let id = user_id(app, username).await;
+    let id = app.user_id(username).await;
     app.call(
         Method::PATCH,
         &format!("/v1/users/{id}"),
@@ -855,7 +842,7 @@ async fn bad_settings_are_refused_and_users_choose_their_own() {
     assert_eq!(read.body["events"], json!([]));
 
     // Users choose how they hear, but not their own addresses.
-    let id = user_id(&app, "ann").await;
+    let id = app.user_id("ann").await;
     let mine = app
         .call(
             Method::PATCH,

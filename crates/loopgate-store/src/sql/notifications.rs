@@ -419,7 +419,7 @@ pub(super) fn list(
            AND (CAST(?3 AS TEXT) IS NULL OR state = ?3) AND (CAST(?4 AS BIGINT) IS NULL OR id < ?4)
          ORDER BY id DESC LIMIT CAST(?5 AS BIGINT)"
     );
-    let mut items = q::all(
+    let items = q::all(
         conn,
         &sql,
         params![
@@ -431,14 +431,7 @@ pub(super) fn list(
         ],
         record_row,
     )?;
-    let next = match items.len() > filter.limit as usize {
-        true => {
-            items.truncate(filter.limit as usize);
-            items.last().map(|d| d.id)
-        }
-        false => None,
-    };
-    Ok(Paged { items, next })
+    Ok(q::newest_first(items, filter.limit, |d| d.id))
 }
 
 pub(super) fn one(conn: &Connection, id: i64) -> Result<Option<NotificationRecord>, StoreError> {

@@ -1000,3 +1000,20 @@ impl Attempts {
         )
     }
 }
+
+/// A page of `limit` rows read newest first (the query asked one more):
+/// the next page starts before the last row kept.
+pub(super) fn newest_first<T>(
+    mut items: Vec<T>,
+    limit: u32,
+    key: impl Fn(&T) -> i64,
+) -> crate::Paged<T> {
+    let next = match items.len() > limit as usize {
+        true => {
+            items.truncate(limit as usize);
+            items.last().map(key)
+        }
+        false => None,
+    };
+    crate::Paged { items, next }
+}

@@ -228,7 +228,7 @@ pub(super) fn list(
          WHERE system = ?1 AND (CAST(?2 AS TEXT) IS NULL OR state = ?2) AND (CAST(?3 AS BIGINT) IS NULL OR seq < ?3)
          ORDER BY seq DESC LIMIT CAST(?4 AS BIGINT)"
     );
-    let mut items = q::all(
+    let items = q::all(
         conn,
         &sql,
         params![
@@ -239,14 +239,7 @@ pub(super) fn list(
         ],
         delivery_row,
     )?;
-    let next = match items.len() > filter.limit as usize {
-        true => {
-            items.truncate(filter.limit as usize);
-            items.last().map(|d| d.id)
-        }
-        false => None,
-    };
-    Ok(Paged { items, next })
+    Ok(q::newest_first(items, filter.limit, |d| d.id))
 }
 
 pub(super) fn one(
