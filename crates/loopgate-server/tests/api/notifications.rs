@@ -968,3 +968,63 @@ async fn hostile_slack_payloads_decide_nothing_and_the_server_serves() {
         StatusCode::OK
     );
 }
+
+/// A message the mail server did not take stays in the outbox, across a
+/// restart, and goes out once the server is back.
+#[tokio::test]
+async fn a_message_the_mail_server_missed_goes_out_after_a_restart() {
+    let closed = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.local_addr().unwrap().port()
+    };
+    let app = spawn_with(|config| {
+        configure(config, None, None);
+        config.smtp_url = Some(format!("smtp://127.0.0.1:{closed}"));
+    })
+    .await;
+    let (key, _ann) = app.ops_review().await;
+    patch_user(&app, "ann", json!({"email": "ann@example.com"})).await;
+    set_group(&app, "ops", json!({"events": ["task.created"]})).await;
+    let submitted = app
+        .submit(&key, "flag", json!({"fraud": true}), json!({}))
+        .await;
+    assert_eq!(submitted.status, StatusCode::CREATED);
+    let mut failed = Value::Null;
+    for _ in 0..400 {
+        let page = app.get("/v1/notifications", ADMIN_TOKEN).await;
+        failed = page.body["items"][0].clone();
+        if failed["attempts"] == 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    assert_eq!(failed["state"], "pending", "{failed}");
+    assert!(
+        failed["last_error"]
+            .as_str()
+            .unwrap()
+            .contains("mail server"),
+        "{failed}"
+    );
+
+    let smtp = SmtpSink::start().await;
+    let app = app
+        .restart_with(|config| configure(config, Some(&smtp), None))
+        .await;
+    app.clock.advance(Duration::from_secs(5));
+    let mails = smtp.wait_for(1).await;
+    assert_eq!(mails[0].to, "ann@example.com");
+    let id = failed["id"].as_i64().unwrap();
+    for _ in 0..400 {
+        let one = app
+            .get(&format!("/v1/notifications/{id}"), ADMIN_TOKEN)
+            .await;
+        if one.body["state"] == "delivered" {
+            assert_eq!(one.body["attempts"], 2, "{}", one.body);
+            assert_eq!(one.body["history"][1]["status"], 250, "{}", one.body);
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    panic!("the message was not recorded as delivered");
+}
