@@ -5,10 +5,12 @@ loopback: a real SMTP server (aiosmtpd) and a Slack Web API stand-in.
 1. Burst: N proposals (default 1,000) that each open a review task for a
    group that hears by email (a group address) and in a Slack channel; how
    long until every email and every Slack message has arrived.
-2. Ingest with and without notifications, back to back: `loopgate bench
-   --workload ingest` against a server whose review group has notification
-   settings, and one without; throughput and the server's CPU per proposal
-   (from /proc/<pid>/stat).
+2. With and without notifications, back to back: `loopgate bench
+   --workload ingest` (auto-allowed: the notifier only moves its cursor)
+   and `--workload cycle` (every proposal opens a task for the bench's
+   group, which hears by email) against a server whose groups have
+   notification settings, and one without; throughput and the server's CPU
+   per operation (from /proc/<pid>/stat). DURATION sets each run (10s).
 
     target/pyvenv/bin/python scripts/notify-bench.py LOOPGATE_BIN [N] [ROUNDS]
 
@@ -182,9 +184,14 @@ def part_burst(binary, n):
             slack.shutdown()
 
 
-def ingest(binary, notify, duration):
+def measure(binary, notify, duration, workload):
+    emails = Counter()
+    smtp_port = free_port()
+    smtp = Controller(SmtpCount(emails), hostname="127.0.0.1", port=smtp_port)
+    smtp.start()
+    env = {"LOOPGATE_SMTP_URL": f"smtp://127.0.0.1:{smtp_port}"} if notify else {}
     with tempfile.TemporaryDirectory() as directory:
-        process, base = serve(binary, directory, {})
+        process, base = serve(binary, directory, env)
         try:
             # The bench's reviewers are in `bench`: the group hears about
             # every task, so the notifier runs as it would.
@@ -196,16 +203,17 @@ def ingest(binary, notify, duration):
                                  json={"email": ["ops@example.com"]}).raise_for_status()
             before = cpu_seconds(process.pid)
             out = subprocess.run([binary, "bench", "--server", base, "--token", TOKEN,
-                                  "--workload", "ingest", "--duration", duration],
+                                  "--workload", workload, "--duration", duration],
                                  capture_output=True, text=True, check=True).stdout
             after = cpu_seconds(process.pid)
         finally:
             process.terminate()
             process.wait()
-    found = re.search(r"^submit .*\(n=(\d+)\)$", out, re.M)
-    rate = re.search(r"^throughput\s+(\d+) proposals/s", out, re.M)
+            smtp.stop()
+    found = re.search(r"^(?:submit|cycle) .*\(n=(\d+)\)$", out, re.M)
+    rate = re.search(r"^throughput\s+(\d+) (?:proposals|cycles)/s", out, re.M)
     total = int(found.group(1)) if found else 0
-    return out, total, after - before, rate.group(1) if rate else "?"
+    return out, total, after - before, rate.group(1) if rate else "?", emails.n
 
 
 def main():
@@ -215,13 +223,15 @@ def main():
     n = int(sys.argv[2]) if len(sys.argv) > 2 else 1000
     rounds = int(sys.argv[3]) if len(sys.argv) > 3 else 3
     part_burst(binary, n)
-    for r in range(rounds):
-        for notify in (False, True):
-            out, total, cpu, rate = ingest(binary, notify, os.environ.get("DURATION", "10s"))
-            per = cpu / total * 1e6 if total else float("nan")
-            label = "with notifications   " if notify else "without notifications"
-            print(f"round {r + 1} ingest {label}: {rate}/s, {total} proposals, "
-                  f"server CPU {per:.0f} µs/proposal")
+    duration = os.environ.get("DURATION", "10s")
+    for workload in ("ingest", "cycle"):
+        for r in range(rounds):
+            for notify in (False, True):
+                out, total, cpu, rate, sent = measure(binary, notify, duration, workload)
+                per = cpu / total * 1e6 if total else float("nan")
+                label = "with notifications   " if notify else "without notifications"
+                print(f"round {r + 1} {workload} {label}: {rate}/s, {total} operations, "
+                      f"server CPU {per:.0f} µs/operation, {sent} emails", flush=True)
 
 
 if __name__ == "__main__":

@@ -217,19 +217,19 @@ pub(super) fn enqueue(
     let cursor: i64 = q::meta(conn, "notify_cursor")?
         .and_then(|v| v.parse().ok())
         .unwrap_or(0);
-    let events = q::all(
-        conn,
-        "SELECT seq, type, subject, data FROM events WHERE seq > ?1 ORDER BY seq LIMIT CAST(?2 AS BIGINT)",
-        params![cursor, limit],
-        |row| {
-            Ok((
-                row.get::<_, i64>(0)?,
-                row.get::<_, String>(1)?,
-                row.get::<_, Option<String>>(2)?,
-                row.get::<_, String>(3)?,
-            ))
-        },
-    )?;
+    // Only the events a group can hear about have their data read.
+    let sql = format!(
+        "SELECT seq, type, subject, CASE WHEN type IN ({COVERED}) THEN data END
+         FROM events WHERE seq > ?1 ORDER BY seq LIMIT CAST(?2 AS BIGINT)"
+    );
+    let events = q::all(conn, &sql, params![cursor, limit], |row| {
+        Ok((
+            row.get::<_, i64>(0)?,
+            row.get::<_, String>(1)?,
+            row.get::<_, Option<String>>(2)?,
+            row.get::<_, Option<String>>(3)?,
+        ))
+    })?;
     let Some(&(upto, ..)) = events.last() else {
         return Ok(0);
     };
@@ -240,7 +240,7 @@ pub(super) fn enqueue(
             continue;
         };
         let Some(proposal) = subject else { continue };
-        if let Some(_event) = notify::covers(kind) {
+        if let (Some(_), Some(data)) = (notify::covers(kind), data) {
             let data: serde_json::Value = serde_json::from_str(data)?;
             let (Some(task), Some(grp)) = (data["task"].as_str(), data["group"].as_str()) else {
                 continue;
@@ -318,6 +318,10 @@ pub(super) fn enqueue(
     )?;
     Ok(u32::try_from(events.len()).unwrap_or(u32::MAX))
 }
+
+/// The event types `notify::covers`, as an SQL list (a test keeps the two
+/// the same).
+const COVERED: &str = "'task.created', 'task.escalated', 'task.expired', 'task.sla_warning'";
 
 /// Whether an event changes what a task's Slack messages should say.
 fn rewrites_slack(kind: EventKind) -> bool {
@@ -535,4 +539,21 @@ pub(super) fn user_for_slack(
         1 => found.pop(),
         _ => None,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_sql_list_is_what_notify_covers() {
+        let covered: Vec<String> = EventKind::ALL
+            .iter()
+            .filter(|kind| notify::covers(**kind).is_some())
+            .map(|kind| format!("'{kind}'"))
+            .collect();
+        let mut sorted = covered.clone();
+        sorted.sort();
+        assert_eq!(COVERED, sorted.join(", "));
+    }
 }
