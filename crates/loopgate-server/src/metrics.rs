@@ -34,6 +34,9 @@ pub(crate) struct Metrics {
     policy_errors: Mutex<BTreeMap<(&'static str, String, String), u64>>,
     /// Responses 429 (a limit) and 503 (busy, draining, writes failing).
     limited: [AtomicU64; 2],
+    /// Attempts at notifications by channel (4) × result (sent, retry,
+    /// failed).
+    notifications: [[AtomicU64; 3]; 4],
 }
 
 #[derive(Default)]
@@ -113,6 +116,23 @@ impl Metrics {
     }
 
     /// The exposition text; `queue` is open tasks per group, `waiters` the open long-polls.
+    /// An attempt at a notification: `result` is `sent`, `retry` or
+    /// `failed`.
+    pub(crate) fn notification(&self, channel: loopgate_core::Channel, result: &str) {
+        let slot = match result {
+            "sent" => 0,
+            "retry" => 1,
+            _ => 2,
+        };
+        if let Some(counter) = self
+            .notifications
+            .get(index(loopgate_core::Channel::ALL, channel))
+            .and_then(|row| row.get(slot))
+        {
+            counter.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
     pub(crate) fn render(&self, queue: &[(String, u64)], waiters: usize) -> String {
         let mut out = String::new();
         out.push_str(
@@ -125,6 +145,17 @@ impl Metrics {
                 let _ = writeln!(
                     out,
                     "loopgate_proposals_total{{route=\"{route}\",status=\"{status}\"}} {n}"
+                );
+            }
+        }
+        out.push_str("# HELP loopgate_notification_attempts_total Attempts at messages to people, by channel and result (sent; retry: failed, to be tried again; failed: given up or never sendable).\n");
+        out.push_str("# TYPE loopgate_notification_attempts_total counter\n");
+        for (channel, row) in loopgate_core::Channel::ALL.iter().zip(&self.notifications) {
+            for (result, counter) in ["sent", "retry", "failed"].iter().zip(row) {
+                let _ = writeln!(
+                    out,
+                    "loopgate_notification_attempts_total{{channel=\"{channel}\",result=\"{result}\"}} {}",
+                    counter.load(Ordering::Relaxed)
                 );
             }
         }

@@ -327,6 +327,14 @@ async fn send(app: &AppState, senders: &Senders, batch: Vec<DueNotification>) ->
             }
         })
         .collect();
+    if let Some(first) = batch.first() {
+        let result = match &outcome {
+            Outcome::Sent { .. } => "sent",
+            Outcome::Failed { .. } | Outcome::Wait { .. } => "retry",
+            Outcome::Dropped(_) => "failed",
+        };
+        app.metrics.notification(first.channel, result);
+    }
     if let Outcome::Failed { error, .. } | Outcome::Dropped(error) = &outcome {
         tracing::warn!(%error, channel = %batch.first().map_or("", |d| d.channel.as_str()),
             "a notification was not sent");

@@ -607,6 +607,12 @@ async fn a_task_reaches_email_slack_and_teams_and_a_slack_click_decides_it() {
         .get(&format!("/v1/notifications/{}", sent[0]["id"]), ADMIN_TOKEN)
         .await;
     assert_eq!(one.body["history"][0]["n"], 1, "{}", one.body);
+    let metrics = app.call(Method::GET, "/metrics", None, None).await;
+    let metrics = metrics.body.as_str().unwrap();
+    assert!(
+        metrics.contains("loopgate_notification_attempts_total{channel=\"email\",result=\"sent\"} 2"),
+        "{metrics}"
+    );
 
     // The audit log has the group's settings, without the addresses.
     let entries = app
