@@ -549,6 +549,17 @@ async fn a_task_reaches_email_slack_and_teams_and_a_slack_click_decides_it() {
     assert!(refusals[0]["text"].as_str().unwrap().contains("not linked"));
     assert!(slack.calls("views.open").is_empty());
 
+    // A member of another group: the same.
+    app.user("bob", &["reviewer"], &["payments"]).await;
+    patch_user(&app, "bob", json!({"slack_user_id": "UBOB"})).await;
+    let (status, ..) = interact(&app, &click("UBOB"), now).await;
+    assert_eq!(status, StatusCode::OK);
+    let refusals = slack.wait_for("chat.postEphemeral", 2).await;
+    assert_eq!(refusals[1]["user"], "UBOB");
+    let text = refusals[1]["text"].as_str().unwrap();
+    assert!(text.contains("not a reviewer of the group `ops`"), "{text}");
+    assert!(slack.calls("views.open").is_empty());
+
     // Ann's click opens the rationale modal; its replay is refused.
     let signed_at = now;
     let (status, ..) = interact(&app, &click("UANN"), signed_at).await;
