@@ -621,7 +621,8 @@ async fn a_task_reaches_email_slack_and_teams_and_a_slack_click_decides_it() {
     let metrics = app.call(Method::GET, "/metrics", None, None).await;
     let metrics = metrics.body.as_str().unwrap();
     assert!(
-        metrics.contains("loopgate_notification_attempts_total{channel=\"email\",result=\"sent\"} 2"),
+        metrics
+            .contains("loopgate_notification_attempts_total{channel=\"email\",result=\"sent\"} 2"),
         "{metrics}"
     );
 
