@@ -456,12 +456,15 @@ async fn clicked(app: &AppState, api: &SlackApi, payload: &Value) -> Response {
     let refusal = match app.store.task(&task).await {
         Ok(Some(record)) => {
             let now = app.clock.now();
-            if !user
-                .roles
-                .iter()
-                .any(|r| matches!(r, loopgate_core::Role::Reviewer))
-                || !user.groups.contains(&record.task.group)
-            {
+            // As the API's `Caller::reviewer`: a reviewer (or an admin)
+            // of the task's group.
+            let reviews = user.roles.iter().any(|r| {
+                matches!(
+                    r,
+                    loopgate_core::Role::Reviewer | loopgate_core::Role::Admin
+                )
+            });
+            if !reviews || !user.groups.contains(&record.task.group) {
                 Some(format!(
                     "You ({}) are not a reviewer of the group `{}`: nothing was decided.",
                     user.username, record.task.group
