@@ -172,9 +172,11 @@ pub fn recipients(
             digest_at: None,
         });
     }
+    let mut messaged = BTreeSet::new();
     for member in members {
         if let Some(slack) = member.slack_user_id
             && member.prefs.slack != Pref::Default
+            && messaged.insert(slack)
         {
             out.extend(personal(
                 Channel::Slack,
@@ -297,6 +299,80 @@ mod tests {
         assert_eq!(warning_at(t(1000), t(2000), 0.75), t(1750));
         assert_eq!(warning_at(t(1000), t(2000), f64::NAN), t(2000));
         assert_eq!(warning_at(t(1000), t(500), 0.75), t(1000));
+    }
+
+    fn pref() -> impl proptest::strategy::Strategy<Value = Pref> {
+        use proptest::prelude::*;
+        prop_oneof![
+            Just(Pref::Default),
+            Just(Pref::Each),
+            Just(Pref::Off),
+            (1_u32..=120).prop_map(|every_minutes| Pref::Digest { every_minutes }),
+        ]
+    }
+
+    proptest::proptest! {
+        /// Whoever the members and addresses: one message per channel and
+        /// target; nobody who chose `off` gets a personal message; every
+        /// address of the group is reached unless it is a member's (whose
+        /// choice then holds); a digest never goes out before `now`.
+        #[test]
+        fn recipients_hold_their_invariants(
+            members in proptest::collection::vec(
+                (0_u8..6, proptest::option::of(0_u8..4), pref(), pref()), 0..8),
+            addresses in proptest::collection::vec(0_u8..6, 0..5),
+            channel in proptest::bool::ANY,
+            now in 0_i64..10_000_000_000,
+        ) {
+            let emails: Vec<String> = (0..6).map(|n| format!("p{n}@Example.com")).collect();
+            let slack: Vec<String> = (0..4).map(|n| format!("U{n}")).collect();
+            let ids: Vec<String> = (0..members.len()).map(|n| format!("u{n}")).collect();
+            let members: Vec<Member<'_>> = members
+                .iter()
+                .zip(&ids)
+                .map(|((email, slack_id, e, s), id)| Member {
+                    user: id,
+                    email: Some(emails[usize::from(*email)].as_str()),
+                    slack_user_id: slack_id.map(|n| slack[usize::from(n)].as_str()),
+                    prefs: Prefs { email: *e, slack: *s },
+                })
+                .collect();
+            let channels = GroupChannels {
+                email: addresses.iter().map(|n| emails[usize::from(*n)].to_uppercase()).collect(),
+                slack_channel: channel.then(|| "C1".to_owned()),
+                teams_webhook: None,
+                events: NotifyEvent::ALL.to_vec(),
+            };
+            let now = Timestamp::from_millis(now);
+            let got = recipients(EventKind::TaskCreated, &channels, &members, now);
+            let mut seen = std::collections::BTreeSet::new();
+            for r in &got {
+                proptest::prop_assert!(
+                    seen.insert((r.channel, r.target.to_lowercase())),
+                    "twice: {:?}", r
+                );
+                proptest::prop_assert!(r.digest_at.is_none_or(|at| now < at));
+                if let Some(user) = &r.user {
+                    let member = members.iter().find(|m| m.user == user).unwrap();
+                    let pref = match r.channel {
+                        Channel::Email => member.prefs.email,
+                        _ => member.prefs.slack,
+                    };
+                    proptest::prop_assert!(pref != Pref::Off);
+                }
+            }
+            for address in &channels.email {
+                let a_member = members
+                    .iter()
+                    .any(|m| m.email.is_some_and(|e| e.eq_ignore_ascii_case(address)));
+                let reached = got.iter().any(|r| r.target.eq_ignore_ascii_case(address));
+                proptest::prop_assert!(a_member || reached, "{} was left out", address);
+            }
+            proptest::prop_assert_eq!(
+                got.iter().any(|r| r.channel == Channel::Slack && r.target == "C1"),
+                channel
+            );
+        }
     }
 
     #[test]
