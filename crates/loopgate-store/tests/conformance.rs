@@ -176,6 +176,20 @@ fn new_proposal(
     }
 }
 
+/// Group `group` hears about its tasks at `team@example.com`.
+fn group_email(group: &str) -> loopgate_store::GroupNotifications {
+    loopgate_store::GroupNotifications {
+        group: group.into(),
+        channels: loopgate_core::notify::GroupChannels {
+            email: vec!["team@example.com".into()],
+            slack_channel: None,
+            teams_webhook: None,
+            events: loopgate_core::NotifyEvent::ALL.to_vec(),
+        },
+        updated_at: T0,
+    }
+}
+
 fn reviewer(name: &str) -> ReviewerRef {
     ReviewerRef {
         name: name.into(),
@@ -1110,6 +1124,11 @@ async fn an_sqlite_install_moves_to_postgres_and_its_log_still_verifies() {
     let (pending_task, pending_digest, before) = {
         let store = SqlStore::open(&path).unwrap();
         let system = setup(&store).await;
+        // The group hears by email: the copy moves the outbox too.
+        store
+            .set_group_notifications(group_email("g"), "user:admin", T0)
+            .await
+            .unwrap();
         for n in 0..5 {
             let new = new_proposal(&system, n, None, json!({"n": n}), 1);
             let (task, digest) = (new.task_id.clone(), new.digest.clone());
@@ -1122,6 +1141,7 @@ async fn an_sqlite_install_moves_to_postgres_and_its_log_still_verifies() {
         let pending = new_proposal(&system, 9, Some("k"), json!({}), 1);
         let (task, digest) = (pending.task_id.clone(), pending.digest.clone());
         store.submit(pending, T0).await.unwrap();
+        assert!(0 < store.enqueue_notifications(T0, None, 1000).await.unwrap());
         store.sequence(1000).await.unwrap();
         (task, digest, store.tree_head().await.unwrap())
     };
@@ -1132,6 +1152,8 @@ async fn an_sqlite_install_moves_to_postgres_and_its_log_still_verifies() {
     let report = admin::copy(&from, &to).await.unwrap();
     let count = |table: &str| report.iter().find(|(t, _)| t == table).unwrap().1;
     assert_eq!((count("proposals"), count("decisions")), (6, 5));
+    assert_eq!(count("notifications"), 6, "one email per task");
+    assert_eq!(count("group_notifications"), 1);
     assert_eq!(count("events"), before.size);
     // A second copy into the same database is refused: it is in use.
     assert!(admin::copy(&from, &to).await.is_err());
@@ -1154,6 +1176,16 @@ async fn an_sqlite_install_moves_to_postgres_and_its_log_still_verifies() {
         .unwrap();
     let new = new_proposal(&SystemId::parse("sys").unwrap(), 10, None, json!({}), 1);
     store.submit(new, T0).await.unwrap();
+    // The outbox carries on too: new messages get new ids.
+    assert!(0 < store.enqueue_notifications(T0, None, 1000).await.unwrap());
+    let outbox = store
+        .notifications(loopgate_store::NotificationFilter {
+            limit: 100,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(outbox.items.len(), 7, "{:?}", outbox.items);
     let after = store.sequence(1000).await.unwrap().head;
     assert!(after.size > before.size);
     let proof = store

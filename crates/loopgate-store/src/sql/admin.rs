@@ -159,7 +159,15 @@ const TABLES: &[&str] = &[
     "webhooks",
     "webhook_deliveries",
     "webhook_attempts",
+    "group_notifications",
+    "task_warnings",
+    "notifications",
+    "notification_attempts",
+    "decision_links",
 ];
+
+/// Tables of a schema that `copy` leaves: each database's own bookkeeping.
+const NOT_COPIED: &[&str] = &["loopgate_migrations"];
 
 /// Rows copied per table.
 pub type CopyReport = Vec<(String, u64)>;
@@ -237,6 +245,15 @@ fn copy_locked(source: &Connection, target: &Connection) -> Result<CopyReport, S
             "the target database is in use already (it has users or events); copy into an empty one".to_owned(),
         ));
     }
+    // A table a migration added must be named above: refuse rather than
+    // leave its rows behind.
+    for table in tables(source)? {
+        if !TABLES.contains(&table.as_str()) && !NOT_COPIED.contains(&table.as_str()) {
+            return Err(StoreError::Other(format!(
+                "table {table} is not one `copy` knows: this build cannot move it"
+            )));
+        }
+    }
     let mut report = Vec::with_capacity(TABLES.len());
     for table in TABLES {
         let names = columns(source, table)?;
@@ -273,19 +290,34 @@ fn copy_locked(source: &Connection, target: &Connection) -> Result<CopyReport, S
     }
     if target.dialect() == Dialect::Postgres {
         // Identity columns continue after the copied rows.
-        for table in [
-            "policies",
-            "policy_activations",
-            "proposals",
-            "tasks",
-            "decisions",
+        for (table, column) in [
+            ("policies", "seq"),
+            ("policy_activations", "seq"),
+            ("proposals", "seq"),
+            ("tasks", "seq"),
+            ("decisions", "seq"),
+            ("notifications", "id"),
         ] {
             target.execute_batch(&format!(
-                "SELECT setval(pg_get_serial_sequence('{table}', 'seq'), COALESCE((SELECT MAX(seq) FROM {table}), 0) + 1, false)"
+                "SELECT setval(pg_get_serial_sequence('{table}', '{column}'), COALESCE((SELECT MAX({column}) FROM {table}), 0) + 1, false)"
             ))?;
         }
     }
     Ok(report)
+}
+
+/// The tables of a database's schema.
+fn tables(conn: &Connection) -> Result<Vec<String>, StoreError> {
+    let sql = match conn.dialect() {
+        Dialect::Sqlite => {
+            "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' ORDER BY name"
+        }
+        Dialect::Postgres => {
+            "SELECT CAST(table_name AS TEXT) FROM information_schema.tables
+             WHERE table_schema = current_schema() AND table_type = 'BASE TABLE' ORDER BY table_name"
+        }
+    };
+    conn.query_map(sql, params![], |row| row.get(0))
 }
 
 fn columns(conn: &Connection, table: &str) -> Result<Vec<String>, StoreError> {
