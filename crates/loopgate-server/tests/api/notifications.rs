@@ -440,7 +440,8 @@ async fn a_task_reaches_email_slack_and_teams_and_a_slack_click_decides_it() {
     let patched = patch_user(
         &app,
         "ann",
-        json!({"email": "ann@example.com", "slack_user_id": "UANN"}),
+        json!({"email": "ann@example.com", "slack_user_id": "UANN",
+               "notify": {"slack": {"mode": "each"}}}),
     )
     .await;
     assert_eq!(patched.status, StatusCode::OK, "{}", patched.body);
@@ -496,11 +497,18 @@ async fn a_task_reaches_email_slack_and_teams_and_a_slack_click_decides_it() {
     );
     assert!(mails[1].link_path().is_none(), "an address is nobody's");
 
-    // Slack: one message in the group's channel, within Slack's limits.
-    let posted = slack.wait_for("chat.postMessage", 1).await;
-    assert_eq!(posted[0]["channel"], "COPS");
+    // Slack: one message in the group's channel and one to Ann, who asked
+    // for direct messages; within Slack's limits.
+    let posted = slack.wait_for("chat.postMessage", 2).await;
+    let mut to: Vec<&str> = posted
+        .iter()
+        .map(|p| p["channel"].as_str().unwrap())
+        .collect();
+    to.sort_unstable();
+    assert_eq!(to, ["COPS", "UANN"]);
     let blocks = &posted[0]["blocks"];
     check_block_kit(blocks);
+    check_block_kit(&posted[1]["blocks"]);
     let value = button(blocks, "approve").unwrap()["value"]
         .as_str()
         .unwrap();
@@ -587,22 +595,24 @@ async fn a_task_reaches_email_slack_and_teams_and_a_slack_click_decides_it() {
     assert_eq!(decision["rationale"], "matches the card pattern");
 
     // Every message about the task now says who decided what.
-    let updates = slack.wait_for("chat.update", 1).await;
-    assert_eq!(updates[0]["channel"], "COPS");
-    // (The stand-in answered the post with `ts` 1700000000.<call number>.)
-    assert!(
-        updates[0]["ts"]
-            .as_str()
-            .unwrap()
-            .starts_with("1700000000.")
-    );
-    let text = updates[0]["blocks"].to_string();
-    assert!(text.contains("Approved by ann"), "{text}");
-    assert!(button(&updates[0]["blocks"], "approve").is_none());
-    check_block_kit(&updates[0]["blocks"]);
+    let updates = slack.wait_for("chat.update", 2).await;
+    let mut rewritten: Vec<&str> = updates
+        .iter()
+        .map(|u| u["channel"].as_str().unwrap())
+        .collect();
+    rewritten.sort_unstable();
+    assert_eq!(rewritten, ["COPS", "UANN"]);
+    for update in &updates {
+        // (The stand-in answered each post with `ts` 1700000000.<call number>.)
+        assert!(update["ts"].as_str().unwrap().starts_with("1700000000."));
+        let text = update["blocks"].to_string();
+        assert!(text.contains("Approved by ann"), "{text}");
+        assert!(button(&update["blocks"], "approve").is_none());
+        check_block_kit(&update["blocks"]);
+    }
 
     // The history: each message, sent once.
-    let sent = history(&app, &task_id, 5).await;
+    let sent = history(&app, &task_id, 6).await;
     let mut channels: Vec<&str> = sent
         .iter()
         .map(|m| m["channel"].as_str().unwrap())
@@ -610,7 +620,7 @@ async fn a_task_reaches_email_slack_and_teams_and_a_slack_click_decides_it() {
     channels.sort_unstable();
     assert_eq!(
         channels,
-        ["email", "email", "slack", "slack_update", "teams"],
+        ["email", "email", "slack", "slack", "slack_update", "teams"],
         "{sent:?}"
     );
     assert!(sent.iter().all(|m| m["state"] == "delivered"), "{sent:?}");
