@@ -31,7 +31,7 @@ use crate::http::error::ApiError;
 use crate::http::extract::JsonBody;
 
 /// How far a request's timestamp may be from now.
-const WINDOW_SECONDS: i64 = 5 * 60;
+const WINDOW_SECONDS: u64 = 5 * 60;
 /// Signatures remembered against replays (per process).
 const MAX_SEEN: usize = 100_000;
 /// Slack's limits (docs.slack.dev, Block Kit reference).
@@ -315,7 +315,7 @@ impl Seen {
             return false;
         };
         if MAX_SEEN <= seen.len() {
-            seen.retain(|_, at| WINDOW_SECONDS >= (now - *at).abs());
+            seen.retain(|_, at| now.abs_diff(*at) <= WINDOW_SECONDS);
         }
         if MAX_SEEN <= seen.len() || seen.contains_key(signature) {
             return false;
@@ -341,7 +341,8 @@ fn verify(app: &AppState, headers: &HeaderMap, body: &[u8]) -> Result<(), &'stat
         return Err("the request's timestamp is not a number");
     };
     let now = app.clock.now().millis().div_euclid(1000);
-    if WINDOW_SECONDS < (now - seconds).abs() {
+    // (`abs_diff`: a timestamp near i64's ends must not overflow.)
+    if WINDOW_SECONDS < now.abs_diff(seconds) {
         return Err("the request's timestamp is not within five minutes");
     }
     let expected = signature(secret, timestamp, body);

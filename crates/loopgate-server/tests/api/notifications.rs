@@ -1003,6 +1003,25 @@ async fn hostile_slack_payloads_decide_nothing_and_the_server_serves() {
         let (status, _, text) = interact(&app, payload, now).await;
         assert_eq!(status, StatusCode::OK, "{payload}: {text}");
     }
+    // Timestamps at i64's ends (or beyond) are refused, not overflowed.
+    for timestamp in [
+        "-9223372036854775808",
+        "9223372036854775807",
+        "99999999999999999999",
+        "1e3",
+    ] {
+        let response = app
+            .http
+            .post(format!("{}/integrations/slack/interactions", app.base))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .header("x-slack-request-timestamp", timestamp)
+            .header("x-slack-signature", "v0=00")
+            .body("payload=%7B%7D")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::UNAUTHORIZED, "{timestamp}");
+    }
     let still = app
         .get(&format!("/v1/proposals/{proposal}"), ADMIN_TOKEN)
         .await;
