@@ -454,8 +454,11 @@ async fn clicked(app: &AppState, api: &SlackApi, payload: &Value) -> Response {
             "Your Slack account is not linked to a loopgate user, so nothing was decided. Ask an admin to set your Slack member id in loopgate.").await;
         return ok;
     };
+    // The policy's `@rationale("required")`, as the task carries it.
+    let mut required = false;
     let refusal = match app.store.task(&task).await {
         Ok(Some(record)) => {
+            required = record.task.plan.rationale_required;
             let now = app.clock.now();
             // As the API's `Caller::reviewer`: a reviewer (or an admin)
             // of the task's group.
@@ -486,10 +489,6 @@ async fn clicked(app: &AppState, api: &SlackApi, payload: &Value) -> Response {
     }
     let Some(trigger) = payload["trigger_id"].as_str() else {
         return ok;
-    };
-    let required = match Summary::load(app, &task, EventKind::TaskCreated).await {
-        Ok(Some(summary)) => summary.rationale_required,
-        _ => false,
     };
     let meta = json!({"t": task.as_str(), "d": digest, "v": verdict, "c": channel}).to_string();
     let title = if verdict == "approve" {
