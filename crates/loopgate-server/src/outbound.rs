@@ -78,6 +78,18 @@ impl Fence {
     }
 }
 
+/// An HTTP client builder for URLs that users set (webhooks, Teams
+/// workflows): names resolve through the fence, redirects are not followed,
+/// requests time out after `webhook_timeout`. Callers add what is theirs and
+/// build it.
+pub(crate) fn client(app: &crate::AppState) -> reqwest::ClientBuilder {
+    reqwest::Client::builder()
+        .dns_resolver(app.fence.resolver())
+        .redirect(reqwest::redirect::Policy::none())
+        .timeout(app.config.webhook_timeout)
+        .user_agent(concat!("loopgate/", env!("CARGO_PKG_VERSION")))
+}
+
 impl Resolve for Fence {
     fn resolve(&self, name: Name) -> Resolving {
         let fence = self.clone();

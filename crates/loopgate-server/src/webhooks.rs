@@ -106,12 +106,8 @@ pub(crate) fn message_id(id: i64) -> String {
 /// stay pending and go out again after the restart).
 pub(crate) fn spawn(app: AppState, wake: Arc<Notify>) -> JoinHandle<()> {
     tokio::spawn(async move {
-        let http = match reqwest::Client::builder()
-            .dns_resolver(app.fence.resolver())
-            .redirect(reqwest::redirect::Policy::none())
-            .timeout(app.config.webhook_timeout)
+        let http = match crate::outbound::client(&app)
             .pool_max_idle_per_host(PER_ENDPOINT)
-            .user_agent(concat!("loopgate/", env!("CARGO_PKG_VERSION")))
             .build()
         {
             Ok(http) => http,

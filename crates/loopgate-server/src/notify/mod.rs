@@ -50,16 +50,19 @@ const MAX_FIELDS: usize = 8;
 /// pending and go out after the restart).
 pub(crate) fn spawn(app: AppState, wake: Arc<Notify>) -> JoinHandle<()> {
     tokio::spawn(async move {
-        let senders = match Senders::new(&app) {
-            Ok(senders) => senders,
+        // Teams workflows are URLs an admin set: fenced like webhooks.
+        // (The SMTP transport and the Slack client are the server's, built
+        // at start from its configuration.)
+        let teams = match crate::outbound::client(&app).build() {
+            Ok(http) => http,
             Err(error) => {
-                tracing::error!(%error, "notifications cannot start");
+                tracing::error!(%error, "notifications cannot start: no HTTP client");
                 return;
             }
         };
         let mut notifier = Notifier {
             app,
-            senders: Arc::new(senders),
+            teams,
             sending: JoinSet::new(),
             in_flight: HashSet::new(),
             finished: Vec::new(),
@@ -68,29 +71,6 @@ pub(crate) fn spawn(app: AppState, wake: Arc<Notify>) -> JoinHandle<()> {
         };
         crate::outbox::run(&mut notifier, &wake).await;
     })
-}
-
-/// The clients of each channel, built once.
-pub(crate) struct Senders {
-    email: Option<Arc<email::Mailer>>,
-    slack: Option<Arc<slack::SlackApi>>,
-    /// Teams workflows are URLs an admin set: fenced like webhooks.
-    http: reqwest::Client,
-}
-
-impl Senders {
-    fn new(app: &AppState) -> Result<Senders, String> {
-        let email = app.mailer.clone();
-        let slack = app.slack.clone();
-        let http = reqwest::Client::builder()
-            .dns_resolver(app.fence.resolver())
-            .redirect(reqwest::redirect::Policy::none())
-            .timeout(app.config.webhook_timeout)
-            .user_agent(concat!("loopgate/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .map_err(|e| e.to_string())?;
-        Ok(Senders { email, slack, http })
-    }
 }
 
 /// How a send went, for every message it covered.
@@ -102,7 +82,8 @@ struct Sent {
 
 struct Notifier {
     app: AppState,
-    senders: Arc<Senders>,
+    /// The HTTP client of Teams workflows.
+    teams: reqwest::Client,
     sending: JoinSet<Sent>,
     /// Messages sent or recorded-to-be; the store still says pending.
     in_flight: HashSet<i64>,
@@ -198,9 +179,9 @@ impl Notifier {
                 break;
             }
             self.in_flight.extend(batch.iter().map(|d| d.id));
-            let (app, senders) = (self.app.clone(), self.senders.clone());
+            let (app, teams) = (self.app.clone(), self.teams.clone());
             self.sending
-                .spawn(async move { send(&app, &senders, batch).await });
+                .spawn(async move { send(&app, &teams, batch).await });
         }
         Ok(())
     }
@@ -258,20 +239,20 @@ pub(crate) enum Outcome {
     Dropped(String),
 }
 
-async fn send(app: &AppState, senders: &Senders, batch: Vec<DueNotification>) -> Sent {
+async fn send(app: &AppState, teams: &reqwest::Client, batch: Vec<DueNotification>) -> Sent {
     let time = app.clock.now();
     let started = Instant::now();
     let outcome = match batch.first() {
         Some(first) => match first.channel {
-            Channel::Email => match &senders.email {
+            Channel::Email => match &app.mailer {
                 Some(mailer) => email::send(app, mailer, &batch).await,
                 None => Outcome::Dropped("email is not configured (smtp_url)".to_owned()),
             },
-            Channel::Slack | Channel::SlackUpdate => match &senders.slack {
+            Channel::Slack | Channel::SlackUpdate => match &app.slack {
                 Some(api) => slack::send(app, api, first, &batch).await,
                 None => Outcome::Dropped("Slack is not configured (slack_bot_token)".to_owned()),
             },
-            Channel::Teams => teams::send(app, &senders.http, first).await,
+            Channel::Teams => teams::send(app, teams, first).await,
         },
         None => Outcome::Dropped("nothing to send".to_owned()),
     };
