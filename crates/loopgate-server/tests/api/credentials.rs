@@ -15,17 +15,6 @@ async fn delete(app: &TestApp, path: &str) -> crate::harness::Response {
         .await
 }
 
-/// `PATCH /v1/users/{id}` as the admin.
-async fn patch_user(app: &TestApp, id: &str, body: Value) -> crate::harness::Response {
-    app.call(
-        Method::PATCH,
-        &format!("/v1/users/{id}"),
-        Some(ADMIN_TOKEN),
-        Some(body),
-    )
-    .await
-}
-
 /// The types of every event so far, from the store.
 async fn event_types(app: &TestApp) -> Vec<String> {
     let events = app.app.store.events_after(0, 10_000).await.unwrap();
@@ -233,7 +222,7 @@ async fn a_user_stripped_of_every_role_mints_nothing_and_sees_no_events() {
     let app = spawn_app().await;
     let ann = app.user("ann", &["reviewer"], &["ops"]).await;
     let ann_id = app.user_id("ann").await;
-    let stripped = patch_user(&app, &ann_id, json!({"roles": []})).await;
+    let stripped = app.patch_user(&ann_id, json!({"roles": []})).await;
     assert_eq!(stripped.status, StatusCode::OK, "{}", stripped.body);
     let mint = app
         .post(&format!("/v1/users/{ann_id}/tokens"), &ann, json!({}))
@@ -250,12 +239,12 @@ async fn a_password_change_may_revoke_every_token() {
     let app = spawn_app().await;
     let ann = app.user("ann", &["reviewer"], &["ops"]).await;
     let ann_id = app.user_id("ann").await;
-    let changed = patch_user(
-        &app,
-        &ann_id,
-        json!({"password": "a new long password", "revoke_tokens": true}),
-    )
-    .await;
+    let changed = app
+        .patch_user(
+            &ann_id,
+            json!({"password": "a new long password", "revoke_tokens": true}),
+        )
+        .await;
     assert_eq!(changed.status, StatusCode::OK, "{}", changed.body);
     assert_eq!(status_with(&app, &ann).await, StatusCode::UNAUTHORIZED);
     let tokens = app
@@ -292,7 +281,7 @@ async fn disabling_a_user_ends_their_tokens_streams_and_long_polls_at_once() {
     assert_eq!(stream.status(), StatusCode::OK);
     tokio::time::sleep(Duration::from_millis(200)).await;
 
-    let disabled = patch_user(&app, &ann_id, json!({"disabled": true})).await;
+    let disabled = app.patch_user(&ann_id, json!({"disabled": true})).await;
     assert_eq!(disabled.status, StatusCode::OK, "{}", disabled.body);
     assert_eq!(disabled.body["disabled"], true);
 
@@ -323,10 +312,10 @@ async fn disabling_a_user_ends_their_tokens_streams_and_long_polls_at_once() {
 
     // An admin cannot lock themself out.
     let admin_id = app.user_id("admin").await;
-    let own = patch_user(&app, &admin_id, json!({"disabled": true})).await;
+    let own = app.patch_user(&admin_id, json!({"disabled": true})).await;
     assert_eq!(own.status, StatusCode::UNPROCESSABLE_ENTITY);
 
-    let enabled = patch_user(&app, &ann_id, json!({"disabled": false})).await;
+    let enabled = app.patch_user(&ann_id, json!({"disabled": false})).await;
     assert_eq!(enabled.body["disabled"], false);
     assert_eq!(status_with(&app, &ann).await, StatusCode::OK);
     let types = event_types(&app).await;

@@ -470,12 +470,7 @@ async fn a_reviewer_decides_from_an_email_link_in_chromium() {
     let (key, _ann) = app.ops_review().await;
     let ann = app.user_id("ann").await;
     let patched = app
-        .call(
-            reqwest::Method::PATCH,
-            &format!("/v1/users/{ann}"),
-            Some(ADMIN_TOKEN),
-            Some(json!({"email": "ann@example.com"})),
-        )
+        .patch_user(&ann, json!({"email": "ann@example.com"}))
         .await;
     assert_eq!(patched.status, StatusCode::OK);
     let set = app

@@ -285,6 +285,17 @@ impl TestApp {
         (key, ann)
     }
 
+    /// `PATCH /v1/users/{id}` as the admin.
+    pub(crate) async fn patch_user(&self, id: &str, body: Value) -> Response {
+        self.call(
+            Method::PATCH,
+            &format!("/v1/users/{id}"),
+            Some(ADMIN_TOKEN),
+            Some(body),
+        )
+        .await
+    }
+
     /// A user's id, by username.
     pub(crate) async fn user_id(&self, username: &str) -> String {
         let users = self.get("/v1/users", ADMIN_TOKEN).await;

@@ -385,15 +385,9 @@ fn configure(config: &mut Config, smtp: Option<&SmtpSink>, slack: Option<&str>) 
     config.webhook_allow_private = vec!["127.0.0.0/8".parse().unwrap()];
 }
 
+/// `PATCH` of a user, by username, as the admin.
 async fn patch_user(app: &TestApp, username: &str, body: Value) -> crate::harness::Response {
-    let id = app.user_id(username).await;
-    app.call(
-        Method::PATCH,
-        &format!("/v1/users/{id}"),
-        Some(ADMIN_TOKEN),
-        Some(body),
-    )
-    .await
+    app.patch_user(&app.user_id(username).await, body).await
 }
 
 async fn set_group(app: &TestApp, group: &str, body: Value) -> crate::harness::Response {
