@@ -112,6 +112,14 @@ def serve(binary, directory, env):
     raise SystemExit("the server did not start:\n" + log.read())
 
 
+def peak_rss_mib(pid):
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    return float("nan")
+
+
 def cpu_seconds(pid):
     with open(f"/proc/{pid}/stat") as f:
         fields = f.read().rsplit(")", 1)[1].split()
@@ -176,7 +184,8 @@ def part_burst(binary, n):
             last = max(emails.last, posts.last) - started
             print(f"burst: {n} tasks submitted in {submitted:.2f} s; "
                   f"{emails.n} emails and {posts.n} Slack messages, the last {last:.2f} s "
-                  f"after the first submit ({last - submitted:.2f} s after the last)")
+                  f"after the first submit ({last - submitted:.2f} s after the last); "
+                  f"server peak RSS {peak_rss_mib(process.pid):.0f} MiB")
         finally:
             process.terminate()
             process.wait()
