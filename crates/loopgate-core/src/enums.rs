@@ -75,6 +75,12 @@ string_enum!(
     Role { Admin = "admin", PolicyAuthor = "policy_author", Reviewer = "reviewer", Auditor = "auditor" }
 );
 string_enum!(
+    /// Where a user comes from: made by an admin, the first admin (who keeps
+    /// a password login when passwords are off: break-glass), or signed in
+    /// through OpenID Connect (docs/sso.md).
+    UserSource { Local = "local", Bootstrap = "bootstrap", Oidc = "oidc" }
+);
+string_enum!(
     /// What a reviewer group can choose to hear about (docs/notifications.md).
     NotifyEvent { TaskCreated = "task.created", TaskEscalated = "task.escalated", SlaWarning = "task.sla_warning" }
 );
@@ -92,6 +98,7 @@ string_enum!(
         WebhookSet = "system.webhook_set", WebhookRemoved = "system.webhook_removed",
         UserCreated = "user.created", UserUpdated = "user.updated",
         UserPasswordSet = "user.password_set", UserDisabled = "user.disabled", UserEnabled = "user.enabled",
+        UserBreakGlassLogin = "user.break_glass_login",
         KeyCreated = "key.created", KeyRevoked = "key.revoked",
         PolicyPublished = "policy.published", PolicyActivated = "policy.activated",
         PolicyShadowStarted = "policy.shadow_started", PolicyShadowStopped = "policy.shadow_stopped",
@@ -148,6 +155,7 @@ impl EventKind {
             | K::UserPasswordSet
             | K::UserDisabled
             | K::UserEnabled
+            | K::UserBreakGlassLogin
             | K::KeyCreated
             | K::KeyRevoked
             | K::PolicyPublished

@@ -16,6 +16,7 @@ pub mod notify;
 pub mod proposal;
 pub mod review;
 pub mod routing;
+pub mod sso;
 pub mod timestamp;
 
 pub use digest::Digest;

@@ -118,6 +118,66 @@ pub struct Config {
     pub slack_api_url: String,
     /// The share of a task's deadline after which its group is warned.
     pub sla_warning_share: f64,
+    /// Single sign-on through an OpenID Provider (docs/sso.md); `None`: off.
+    pub oidc: Option<OidcConfig>,
+    /// Whether people may log in with a password. When off, only the first
+    /// admin may, as break-glass (`/ui/login?break_glass=1`, audited).
+    pub password_login: bool,
+}
+
+/// An OpenID Provider and what its groups claim maps to.
+#[derive(Clone)]
+pub struct OidcConfig {
+    /// The issuer URL (discovery at `{issuer}/.well-known/openid-configuration`).
+    pub issuer: String,
+    /// The client loopgate is at the provider.
+    pub client_id: String,
+    /// The client's secret (`None`: a public client, PKCE only).
+    pub client_secret: Option<String>,
+    /// Scopes asked for besides `openid`.
+    pub scopes: Vec<String>,
+    /// The claim that lists a user's groups.
+    pub groups_claim: String,
+    /// Claim values to roles and reviewer groups.
+    pub mapping: loopgate_core::sso::Mapping,
+    /// Shown as "Sign in with {name}".
+    pub name: String,
+}
+
+impl OidcConfig {
+    /// A provider with the default scopes (`profile email groups`), claim
+    /// (`groups`) and name (the issuer's host), and no mapping.
+    pub fn new(issuer: &str, client_id: &str, client_secret: Option<&str>) -> OidcConfig {
+        let name = issuer
+            .split("://")
+            .nth(1)
+            .and_then(|rest| rest.split(['/', ':']).next())
+            .unwrap_or(issuer)
+            .to_owned();
+        OidcConfig {
+            issuer: issuer.to_owned(),
+            client_id: client_id.to_owned(),
+            client_secret: client_secret.map(str::to_owned),
+            scopes: ["profile", "email", "groups"].map(str::to_owned).to_vec(),
+            groups_claim: "groups".to_owned(),
+            mapping: loopgate_core::sso::Mapping::default(),
+            name,
+        }
+    }
+}
+
+impl std::fmt::Debug for OidcConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OidcConfig")
+            .field("issuer", &self.issuer)
+            .field("client_id", &self.client_id)
+            .field("client_secret", &self.client_secret.as_ref().map(|_| "[redacted]"))
+            .field("scopes", &self.scopes)
+            .field("groups_claim", &self.groups_claim)
+            .field("mapping", &self.mapping)
+            .field("name", &self.name)
+            .finish()
+    }
 }
 
 impl std::fmt::Debug for Config {
@@ -150,6 +210,8 @@ impl std::fmt::Debug for Config {
                 &hidden(self.slack_signing_secret.is_some()),
             )
             .field("slack_api_url", &self.slack_api_url)
+            .field("oidc", &self.oidc)
+            .field("password_login", &self.password_login)
             .finish_non_exhaustive()
     }
 }
@@ -219,6 +281,8 @@ impl Config {
             slack_signing_secret: None,
             slack_api_url: "https://slack.com/api".to_owned(),
             sla_warning_share: 0.75,
+            oidc: None,
+            password_login: true,
         }
     }
 }
@@ -251,6 +315,7 @@ mod tests {
         config.smtp_url = Some("smtps://mailer:sm7pass@mail.example:465".into());
         config.slack_bot_token = Some("xoxb-sl4ck-token".into());
         config.slack_signing_secret = Some("s1gning-secret".into());
+        config.oidc = Some(OidcConfig::new("https://idp.example", "loopgate", Some("0idc-secret")));
         let shown = format!("{config:?}");
         for secret in [
             "lgt_secret_bootstrap",
@@ -259,6 +324,7 @@ mod tests {
             "sm7pass",
             "xoxb-sl4ck-token",
             "s1gning-secret",
+            "0idc-secret",
         ] {
             assert!(!shown.contains(secret), "{shown}");
         }

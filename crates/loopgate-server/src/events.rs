@@ -404,8 +404,9 @@ async fn follow(app: &AppState, row: &StoredEvent) {
         | K::UserEnabled
         | K::KeyCreated
         | K::KeyRevoked => app.credentials_changed(),
-        // The leader's notifier reads these from the store.
-        K::TaskSlaWarning | K::GroupNotificationsSet => (),
+        // The leader's notifier reads these from the store; a login changes
+        // nothing another replica holds.
+        K::TaskSlaWarning | K::GroupNotificationsSet | K::UserBreakGlassLogin => (),
         K::ProposalSubmitted
         | K::ProposalRouted
         | K::ProposalOverridden
@@ -460,6 +461,7 @@ mod tests {
             email: None,
             slack_user_id: None,
             notify: Default::default(),
+            source: loopgate_core::UserSource::Local,
         })
     }
 

@@ -76,6 +76,8 @@ pub struct Shared {
     pub(crate) slack: Option<Arc<crate::notify::slack::SlackApi>>,
     /// Slack request signatures already taken (against replays).
     pub(crate) slack_seen: crate::notify::slack::Seen,
+    /// The identity provider for single sign-on, when configured.
+    pub(crate) oidc: Option<Arc<crate::auth::oidc::Oidc>>,
     /// Submissions a second per system, when limited.
     pub(crate) submit_rate: Option<crate::limits::SubmitRate>,
     /// Cancelled when the server shuts down.
@@ -182,6 +184,20 @@ pub async fn start(config: Config, clock: Arc<dyn Clock>) -> Result<Started, Sta
         )),
         None => None,
     };
+    let oidc = match &config.oidc {
+        Some(oidc) => {
+            let public_url = config.public_url.as_deref().ok_or_else(|| {
+                StartError::Config(
+                    "single sign-on needs `public_url`: the provider sends people back to `{public_url}/ui/oidc/callback`".to_owned(),
+                )
+            })?;
+            Some(Arc::new(
+                crate::auth::oidc::Oidc::new(oidc.clone(), public_url)
+                    .map_err(StartError::Config)?,
+            ))
+        }
+        None => None,
+    };
     let app = AppState(Arc::new(Shared {
         store,
         clock,
@@ -205,6 +221,7 @@ pub async fn start(config: Config, clock: Arc<dyn Clock>) -> Result<Started, Sta
         mailer,
         slack,
         slack_seen: crate::notify::slack::Seen::default(),
+        oidc,
         shutdown: CancellationToken::new(),
     }));
     // Other replicas' commits (PostgreSQL): the tail reads them at once.
@@ -368,6 +385,7 @@ async fn bootstrap(
         password_hash,
         email: None,
         slack_user_id: None,
+        source: loopgate_core::UserSource::Bootstrap,
     };
     let credential = NewCredential {
         id: format!("tok_{}", ulid::Ulid::new()),

@@ -102,6 +102,32 @@ pub trait Store: Send + Sync + 'static {
     async fn touch_session(&self, hash: &str, now: Timestamp) -> Result<(), StoreError>;
     /// Ends a session (logout, expiry).
     async fn delete_session(&self, hash: &str) -> Result<(), StoreError>;
+    /// Remembers a login sent to the identity provider (and forgets
+    /// logins that expired).
+    async fn start_oidc_login(&self, login: OidcLogin, now: Timestamp) -> Result<(), StoreError>;
+    /// Takes the login with this state hash, if it exists and has not
+    /// expired: a state works once.
+    async fn take_oidc_login(
+        &self,
+        state_hash: &str,
+        now: Timestamp,
+    ) -> Result<Option<OidcLogin>, StoreError>;
+    /// Signs in a user the identity provider vouched for, as core's
+    /// `sso::sign_in` decides: creates them at their first sign-in, updates
+    /// their roles and groups, or refuses (ending a known user's sessions
+    /// when they lost their access). Every change is audited.
+    async fn oidc_sign_in(
+        &self,
+        identity: OidcIdentity,
+        now: Timestamp,
+    ) -> Result<OidcSignIn, StoreError>;
+    /// Audits a break-glass password login (`user.break_glass_login`).
+    async fn log_break_glass(
+        &self,
+        user: &UserId,
+        actor: &str,
+        now: Timestamp,
+    ) -> Result<(), StoreError>;
     /// Stores the hash of a new key or token.
     async fn create_credential(
         &self,

@@ -5,7 +5,7 @@ use loopgate_core::routing::schema::{self, GeneratedSchema, Shape};
 use loopgate_core::routing::{EvaluationError, Routing};
 use loopgate_core::{
     DecidedBy, Digest, Oversight, ProposalId, ProposalStatus, RiskTier, Role, Route, SystemId,
-    SystemStatus, TaskKind, TaskState, Timestamp, UserId, Verdict,
+    SystemStatus, TaskKind, TaskState, Timestamp, UserId, UserSource, Verdict,
 };
 use serde_json::{Map, Value};
 
@@ -40,6 +40,8 @@ pub struct UserRecord {
     pub slack_user_id: Option<String>,
     /// What they want to hear, per channel.
     pub notify: loopgate_core::notify::Prefs,
+    /// Made by an admin, the first admin, or at a first sign-in.
+    pub source: UserSource,
 }
 
 /// A new user.
@@ -59,6 +61,9 @@ pub struct NewUser {
     pub email: Option<String>,
     /// Slack member id.
     pub slack_user_id: Option<String>,
+    /// `Local` or `Bootstrap` (signed-in users are made by
+    /// `Store::oidc_sign_in`).
+    pub source: UserSource,
 }
 
 /// A change to a user.
@@ -102,6 +107,9 @@ pub struct NewSession {
     pub csrf: String,
     /// When it ends, whatever the activity.
     pub expires_at: Timestamp,
+    /// Signed in through OpenID Connect: the provider's ID token, handed
+    /// back as `id_token_hint` at logout.
+    pub id_token: Option<String>,
 }
 
 /// A live web session.
@@ -117,6 +125,54 @@ pub struct SessionRecord {
     pub expires_at: Timestamp,
     /// The last request seen (updated at most once a minute).
     pub seen_at: Timestamp,
+    /// The provider's ID token, for a session started by single sign-on.
+    pub id_token: Option<String>,
+}
+
+/// A login sent to the identity provider, waiting for its callback.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OidcLogin {
+    /// SHA-256 of the `state` parameter, hex.
+    pub state_hash: String,
+    /// SHA-256 of the cookie that binds the login to the browser, hex.
+    pub browser_hash: String,
+    /// The nonce the ID token must carry.
+    pub nonce: String,
+    /// The PKCE code verifier.
+    pub pkce_verifier: String,
+    /// Where to go after login (a path in the UI).
+    pub next: String,
+    /// When the login stops being accepted.
+    pub expires_at: Timestamp,
+}
+
+/// Who the identity provider says signed in, with what their claims map to.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OidcIdentity {
+    /// The provider's issuer URL.
+    pub issuer: String,
+    /// The provider's `sub`: with the issuer, the user's key.
+    pub subject: String,
+    /// The id and username for a first sign-in (`sso::username`).
+    pub new_id: UserId,
+    /// The username for a first sign-in.
+    pub username: String,
+    /// The `email` claim, if verified: kept for notifications at creation.
+    pub email: Option<String>,
+    /// Roles and groups the groups claim maps to now.
+    pub access: loopgate_core::sso::Access,
+}
+
+/// How a sign-in through the provider ended.
+#[derive(Debug, Clone, PartialEq)]
+pub enum OidcSignIn {
+    /// Signed in as this user (created or updated first when needed).
+    SignedIn(UserRecord),
+    /// Refused: disabled in loopgate.
+    Disabled,
+    /// Refused: no claim value maps to a role (a known user lost their
+    /// access, and their sessions ended).
+    Unmapped,
 }
 
 /// Whose a credential is.

@@ -1,6 +1,7 @@
 //! `loopgate.toml`, merged under environment variables and flags
 //! (clap already folds `LOOPGATE_*` into the flags).
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -72,6 +73,15 @@ pub(crate) struct FileConfig {
     slack_signing_secret: Option<String>,
     slack_api_url: Option<String>,
     sla_warning_share: Option<f64>,
+    oidc_issuer: Option<String>,
+    oidc_client_id: Option<String>,
+    oidc_client_secret: Option<String>,
+    oidc_scopes: Option<Vec<String>>,
+    oidc_groups_claim: Option<String>,
+    oidc_role_map: Option<BTreeMap<String, Vec<String>>>,
+    oidc_group_map: Option<BTreeMap<String, Vec<String>>>,
+    oidc_name: Option<String>,
+    password_login: Option<bool>,
 }
 
 pub(crate) const DEFAULT_BIND: &str = "127.0.0.1:8460";
@@ -203,6 +213,7 @@ impl FileConfig {
             config.password_workers = workers.max(1);
         }
         self.notifications(&mut config)?;
+        self.sso(&mut config)?;
         config.bootstrap_token = std::env::var("LOOPGATE_BOOTSTRAP_TOKEN")
             .ok()
             .filter(|it| !it.is_empty());
@@ -254,6 +265,97 @@ impl FileConfig {
             }
             config.sla_warning_share = share;
         }
+        Ok(())
+    }
+
+    /// Single sign-on (docs/sso.md), each key also `LOOPGATE_<KEY>` (the
+    /// maps as JSON objects, the scopes separated by spaces or commas).
+    fn sso(&self, config: &mut Config) -> anyhow::Result<()> {
+        let pick = |name: &str, file: &Option<String>| env(name).or_else(|| file.clone());
+        let password_login = match env("LOOPGATE_PASSWORD_LOGIN") {
+            Some(on) => !matches!(on.as_str(), "false" | "0" | "no" | "off"),
+            None => self.password_login.unwrap_or(true),
+        };
+        config.password_login = password_login;
+        let issuer = pick("LOOPGATE_OIDC_ISSUER", &self.oidc_issuer);
+        let client_id = pick("LOOPGATE_OIDC_CLIENT_ID", &self.oidc_client_id);
+        let Some(issuer) = issuer else {
+            if client_id.is_some() || self.oidc_role_map.is_some() {
+                anyhow::bail!("the `oidc_*` settings need `oidc_issuer`, the provider's issuer URL");
+            }
+            if !password_login {
+                anyhow::bail!(
+                    "`password_login = false` needs single sign-on (`oidc_issuer`): otherwise only the first admin could log in"
+                );
+            }
+            return Ok(());
+        };
+        let url = reqwest::Url::parse(&issuer)
+            .map_err(|e| anyhow::anyhow!("`oidc_issuer` must be a URL, not `{issuer}`: {e}"))?;
+        let loopback = matches!(url.host_str(), Some("127.0.0.1" | "localhost" | "[::1]"));
+        if !(url.scheme() == "https" || (url.scheme() == "http" && loopback)) {
+            anyhow::bail!("`oidc_issuer` must be an https URL (http only on loopback), not `{issuer}`");
+        }
+        let Some(client_id) = client_id else {
+            anyhow::bail!("single sign-on needs `oidc_client_id`, loopgate's client id at the provider");
+        };
+        let secret = pick("LOOPGATE_OIDC_CLIENT_SECRET", &self.oidc_client_secret);
+        let mut oidc = loopgate_server::config::OidcConfig::new(&issuer, &client_id, secret.as_deref());
+        if let Some(scopes) = env("LOOPGATE_OIDC_SCOPES") {
+            oidc.scopes = scopes
+                .split([' ', ','])
+                .filter(|it| !it.is_empty())
+                .map(str::to_owned)
+                .collect();
+        } else if let Some(scopes) = &self.oidc_scopes {
+            oidc.scopes = scopes.clone();
+        }
+        oidc.scopes.retain(|scope| scope != "openid");
+        if let Some(claim) = pick("LOOPGATE_OIDC_GROUPS_CLAIM", &self.oidc_groups_claim) {
+            oidc.groups_claim = claim;
+        }
+        if let Some(name) = pick("LOOPGATE_OIDC_NAME", &self.oidc_name) {
+            oidc.name = name;
+        }
+        let table = |name: &str, file: &Option<BTreeMap<String, Vec<String>>>| -> anyhow::Result<BTreeMap<String, Vec<String>>> {
+            match env(name) {
+                Some(json) => serde_json::from_str(&json).map_err(|e| {
+                    anyhow::anyhow!("`{name}` must be a JSON object of lists, like {{\"lg-admins\": [\"admin\"]}}: {e}")
+                }),
+                None => Ok(file.clone().unwrap_or_default()),
+            }
+        };
+        for (value, roles) in table("LOOPGATE_OIDC_ROLE_MAP", &self.oidc_role_map)? {
+            let mut parsed = Vec::new();
+            for role in &roles {
+                let Some(role) = loopgate_core::Role::parse(role) else {
+                    anyhow::bail!(
+                        "`oidc_role_map` maps `{value}` to `{role}`, which is not a role (admin, policy_author, reviewer, auditor)"
+                    );
+                };
+                parsed.push(role);
+            }
+            oidc.mapping.roles.insert(value, parsed);
+        }
+        for (value, groups) in table("LOOPGATE_OIDC_GROUP_MAP", &self.oidc_group_map)? {
+            if let Some(bad) = groups.iter().find(|g| !loopgate_core::ids::is_group_name(g)) {
+                anyhow::bail!(
+                    "`oidc_group_map` maps `{value}` to `{bad}`, which is not a group name (lowercase letters, digits, `-` and `_`)"
+                );
+            }
+            oidc.mapping.groups.insert(value, groups);
+        }
+        if oidc.mapping.roles.is_empty() {
+            anyhow::bail!(
+                "single sign-on needs `oidc_role_map`: without it nobody who signs in gets a role"
+            );
+        }
+        if config.public_url.is_none() {
+            anyhow::bail!(
+                "single sign-on needs `public_url`: the provider sends people back to `{{public_url}}/ui/oidc/callback`"
+            );
+        }
+        config.oidc = Some(oidc);
         Ok(())
     }
 

@@ -12,7 +12,7 @@ use crate::review::{Decision, Task};
 use crate::routing::Routing;
 use crate::{
     DecidedBy, Digest, EventKind, Oversight, ProposalStatus, RiskTier, Role, SystemStatus,
-    Timestamp,
+    Timestamp, UserSource,
 };
 
 /// The actor of what loopgate does by itself (routing, timers, retention).
@@ -72,6 +72,10 @@ pub enum Event<'a> {
         roles: &'a [Role],
         /// Reviewer groups.
         groups: &'a [String],
+        /// Made by an admin, the first admin, or at a first sign-in.
+        source: UserSource,
+        /// For `oidc`: the identity provider (its issuer URL).
+        issuer: Option<&'a str>,
     },
     /// `user.updated`: roles or groups changed.
     UserUpdated {
@@ -94,6 +98,12 @@ pub enum Event<'a> {
     },
     /// `user.enabled`.
     UserEnabled {
+        /// User id.
+        user: &'a str,
+    },
+    /// `user.break_glass_login`: the first admin signed in with a password
+    /// while password logins are off (docs/sso.md).
+    UserBreakGlassLogin {
         /// User id.
         user: &'a str,
     },
@@ -282,6 +292,7 @@ impl Event<'_> {
             Event::UserPasswordSet { .. } => K::UserPasswordSet,
             Event::UserDisabled { .. } => K::UserDisabled,
             Event::UserEnabled { .. } => K::UserEnabled,
+            Event::UserBreakGlassLogin { .. } => K::UserBreakGlassLogin,
             Event::KeyCreated { .. } => K::KeyCreated,
             Event::KeyRevoked { .. } => K::KeyRevoked,
             Event::PolicyPublished { .. } => K::PolicyPublished,
@@ -317,7 +328,8 @@ impl Event<'_> {
             | Event::UserUpdated { user, .. }
             | Event::UserPasswordSet { user }
             | Event::UserDisabled { user }
-            | Event::UserEnabled { user } => user,
+            | Event::UserEnabled { user }
+            | Event::UserBreakGlassLogin { user } => user,
             Event::KeyCreated { key, .. } | Event::KeyRevoked { key, .. } => key,
             Event::PolicyPublished { version, .. }
             | Event::PolicyActivated { version, .. }
@@ -393,7 +405,15 @@ impl Event<'_> {
                 username,
                 roles: r,
                 groups,
-            } => json!({"user": user, "username": username, "roles": roles(r), "groups": groups}),
+                source,
+                issuer,
+            } => {
+                let mut data = json!({"user": user, "username": username, "roles": roles(r), "groups": groups, "source": source.as_str()});
+                if let Some(issuer) = issuer {
+                    data["issuer"] = json!(issuer);
+                }
+                data
+            }
             Event::UserUpdated {
                 user,
                 roles: r,
@@ -401,7 +421,8 @@ impl Event<'_> {
             } => json!({"user": user, "roles": roles(r), "groups": groups}),
             Event::UserPasswordSet { user }
             | Event::UserDisabled { user }
-            | Event::UserEnabled { user } => json!({"user": user}),
+            | Event::UserEnabled { user }
+            | Event::UserBreakGlassLogin { user } => json!({"user": user}),
             Event::KeyCreated {
                 key,
                 owner_kind,

@@ -1,6 +1,7 @@
 //! Who is calling: `Authorization: Bearer <key or token>` resolved to a
 //! principal, and the role checks every handler makes (deny by default).
 
+pub(crate) mod oidc;
 pub(crate) mod session;
 
 use std::time::Duration;

@@ -1,4 +1,5 @@
-//! Web sessions: a password login starts a stored session named by a
+//! Web sessions: a password login (or a sign-in through the identity
+//! provider, `ui/sso.rs`) starts a stored session named by a
 //! random cookie (only its SHA-256 is stored); a CSRF token bound to the
 //! session guards every state-changing request; sessions end on logout, at
 //! an absolute lifetime, or after an idle time. Failed logins are throttled
@@ -28,6 +29,8 @@ pub(crate) struct Session {
     pub(crate) hash: String,
     pub(crate) user: UserRecord,
     pub(crate) csrf: String,
+    /// Signed in through the identity provider: its ID token.
+    pub(crate) id_token: Option<String>,
 }
 
 impl Session {
@@ -77,14 +80,17 @@ pub(crate) async fn by_hash(app: &AppState, hash: &str) -> Result<Option<Session
         hash,
         user: record.user,
         csrf: record.csrf,
+        id_token: record.id_token,
     }))
 }
 
-/// Starts a session for `user`; returns the cookie to set.
+/// Starts a session for `user` (signed in through the identity provider:
+/// with its ID token); returns the cookie to set.
 pub(crate) async fn start(
     app: &AppState,
     user: &UserRecord,
     secure: bool,
+    id_token: Option<String>,
 ) -> Result<Cookie<'static>, ApiError> {
     let secret = new_secret("").map_err(|e| ApiError::internal(&e))?;
     let csrf = new_secret("").map_err(|e| ApiError::internal(&e))?;
@@ -94,6 +100,7 @@ pub(crate) async fn start(
         user: user.id.clone(),
         csrf,
         expires_at: now.plus(app.config.session_ttl),
+        id_token,
     };
     app.store.create_session(session, now).await?;
     Ok(cookie(COOKIE, secret, secure))

@@ -72,6 +72,7 @@ pub async fn create(
         password_hash,
         email,
         slack_user_id,
+        source: loopgate_core::UserSource::Local,
     };
     let record = app
         .store

@@ -17,6 +17,7 @@ use crate::http::users::password_hash;
 use crate::limits::{ClientAddr, Throttled, username_hash};
 use crate::secrets::{hash_password, new_secret, verify_password};
 use crate::ui::{Nav, UiError, assets, render};
+use loopgate_core::UserSource;
 use loopgate_core::notify::Pref;
 
 #[derive(Template)]
@@ -27,15 +28,25 @@ struct LoginPage {
     username: String,
     message: Option<String>,
     version: &'static str,
+    /// "Sign in with {sso}" when single sign-on is configured.
+    sso: Option<String>,
+    /// Whether the password form is shown: passwords are on, or this is
+    /// the break-glass page.
+    passwords: bool,
+    break_glass: bool,
 }
 
 #[derive(Deserialize)]
 pub(crate) struct LoginQuery {
     next: Option<String>,
+    /// `/ui/login?break_glass=1`: the first admin's password form when
+    /// passwords are off.
+    #[serde(default)]
+    break_glass: Option<String>,
 }
 
 /// Only a path inside the UI: never another site.
-fn safe_next(next: Option<&str>) -> String {
+pub(crate) fn safe_next(next: Option<&str>) -> String {
     match next {
         Some(path) if path.starts_with("/ui") && !path.contains("//") && !path.contains('\\') => {
             path.to_owned()
@@ -55,6 +66,7 @@ pub(crate) async fn login_page(
     if session::current(&app, &headers).await?.is_some() {
         return Ok(Redirect::to(&next).into_response());
     }
+    let break_glass = query.break_glass.is_some();
     login_form(
         &app,
         &headers,
@@ -63,9 +75,11 @@ pub(crate) async fn login_page(
         String::new(),
         None,
         StatusCode::OK,
+        break_glass,
     )
 }
 
+#[allow(clippy::too_many_arguments)]
 fn login_form(
     app: &AppState,
     headers: &HeaderMap,
@@ -74,14 +88,19 @@ fn login_form(
     username: String,
     message: Option<String>,
     status: StatusCode,
+    break_glass: bool,
 ) -> Result<Response, UiError> {
     let csrf = new_secret("").map_err(|e| UiError::internal(&e))?;
+    let break_glass = break_glass && !app.config.password_login;
     let page = LoginPage {
         csrf: csrf.clone(),
         next,
         username,
         message,
         version: assets::version(),
+        sso: app.oidc.as_ref().map(|it| it.config.name.clone()),
+        passwords: app.config.password_login || break_glass,
+        break_glass,
     };
     let jar = jar.add(session::cookie(
         LOGIN_COOKIE,
@@ -130,6 +149,7 @@ pub(crate) async fn login(
             username,
             Some(message.to_owned()),
             status,
+            true,
         )
     };
     // Bounded before any work: nothing longer is a name or password here.
@@ -207,7 +227,20 @@ pub(crate) async fn login(
         }
     };
     app.logins.succeeded(&username, addr);
-    let cookie = session::start(&app, &user, session::secure(&app, &headers)).await?;
+    if !app.config.password_login {
+        // Passwords are off: only the first admin, as break-glass, audited.
+        if user.source != UserSource::Bootstrap {
+            let message = match &app.oidc {
+                Some(oidc) => format!("Password login is off here: sign in with {}.", oidc.config.name),
+                None => "Password login is off here.".to_owned(),
+            };
+            return refuse(&message, StatusCode::FORBIDDEN, jar, username);
+        }
+        let actor = format!("user:{}", user.username);
+        app.store.log_break_glass(&user.id, &actor, now).await?;
+        tracing::warn!(user = %user.username, "break-glass password login");
+    }
+    let cookie = session::start(&app, &user, session::secure(&app, &headers), None).await?;
     let jar = jar
         .remove(Cookie::build(LOGIN_COOKIE).path("/"))
         .add(cookie);
@@ -234,6 +267,13 @@ pub(crate) async fn logout(
 ) -> Result<Response, UiError> {
     app.store.delete_session(&session.hash).await?;
     let jar = jar.remove(Cookie::build(session::COOKIE).path("/"));
+    // Signed in through the provider: end the session there too
+    // (RP-initiated logout), when it has an end-session endpoint.
+    if let (Some(oidc), Some(id_token)) = (&app.oidc, &session.id_token)
+        && let Some(url) = oidc.logout_url(id_token, app.clock.now()).await
+    {
+        return Ok((jar, Redirect::to(&url)).into_response());
+    }
     Ok((jar, Redirect::to("/ui/login")).into_response())
 }
 
@@ -411,6 +451,6 @@ pub(crate) async fn change_password(
         .store
         .update_user(&session.user.id, patch, &actor, app.clock.now())
         .await?;
-    let cookie = session::start(&app, &user, session::secure(&app, &headers)).await?;
+    let cookie = session::start(&app, &user, session::secure(&app, &headers), None).await?;
     Ok((jar.add(cookie), Redirect::to("/ui/account?changed=1")).into_response())
 }

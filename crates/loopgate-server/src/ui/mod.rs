@@ -15,6 +15,7 @@ mod credentials;
 mod guard;
 mod policies;
 mod review;
+mod sso;
 mod systems;
 mod users;
 
@@ -96,6 +97,8 @@ pub(crate) fn router(app: AppState) -> Router<AppState> {
                 .layer(axum::extract::DefaultBodyLimit::max(LOGIN_BODY_BYTES)),
         )
         .route("/ui/assets/{name}", get(assets::serve))
+        .route("/ui/oidc/login", get(sso::login))
+        .route("/ui/oidc/callback", get(sso::callback))
         // Decision links: the token is the credential (no session).
         .route(
             "/ui/links/{token}",

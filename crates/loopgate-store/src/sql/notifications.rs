@@ -345,6 +345,7 @@ fn rewrites_slack(kind: EventKind) -> bool {
         | K::UserPasswordSet
         | K::UserDisabled
         | K::UserEnabled
+        | K::UserBreakGlassLogin
         | K::KeyCreated
         | K::KeyRevoked
         | K::PolicyPublished

@@ -10,6 +10,7 @@ use loopgate_core::proposal::Cap;
 use loopgate_core::review::{Case, CaseParts, Decision, ProposalState, Task, count_approvals};
 use loopgate_core::routing::ReviewPlan;
 use loopgate_core::{
+    UserSource,
     DecidedBy, Digest, OnTimeout, ProposalId, ProposalStatus, Role, Route, SystemId, TaskId,
     TaskKind, TaskState, Timestamp, UserId, Verdict,
 };
@@ -637,9 +638,9 @@ pub(super) fn shadow_errors(
 }
 
 pub(super) const USER_COLUMNS: &str =
-    "id, username, roles, groups_, created_at, disabled_at, email, slack_user_id, notify";
+    "id, username, roles, groups_, created_at, disabled_at, email, slack_user_id, notify, source";
 /// The position of the first column after `USER_COLUMNS`.
-pub(super) const AFTER_USER_COLUMNS: usize = 9;
+pub(super) const AFTER_USER_COLUMNS: usize = 10;
 
 pub(super) fn user_row(row: &Row) -> Result<UserRecord, StoreError> {
     let roles: Vec<String> = serde_json::from_str(&row.get::<_, String>(2)?)?;
@@ -658,6 +659,7 @@ pub(super) fn user_row(row: &Row) -> Result<UserRecord, StoreError> {
         slack_user_id: row.get(7)?,
         // Choices that no longer read are the defaults.
         notify: serde_json::from_str(&row.get::<_, String>(8)?).unwrap_or_default(),
+        source: parse(&row.get::<_, String>(9)?, UserSource::parse)?,
     })
 }
 

@@ -21,6 +21,7 @@ use crate::{
     CredentialOwner, CredentialRecord, DecisionLink, DecisionOutcome, DeliveryFilter,
     DeliveryRecord, DueDelivery, DueNotification, EraseError, GroupNotifications, LabelRow,
     LoginRecord, NewCredential, NewPolicy, NewProposal, NewSession, NewSystem, NewUser,
+    OidcIdentity, OidcLogin, OidcSignIn,
     NotificationFilter, NotificationRecord, NotificationResult, Paged, PolicyRecord, PolicyState,
     ProposalFilter, ProposalRecord, ReplayRow, ReviewFact, ReviewerRef, Sequenced, SessionRecord,
     ShadowSummary, Store, StoreError, StoredEvent, SubmitError, Submitted, SystemPatch,
@@ -120,6 +121,35 @@ impl Store for SqlStore {
 
     async fn delete_session(&self, hash: &str) -> Result<(), StoreError> {
         SqlStore::delete_session(self, hash).await
+    }
+
+    async fn start_oidc_login(&self, login: OidcLogin, now: Timestamp) -> Result<(), StoreError> {
+        SqlStore::start_oidc_login(self, login, now).await
+    }
+
+    async fn take_oidc_login(
+        &self,
+        state_hash: &str,
+        now: Timestamp,
+    ) -> Result<Option<OidcLogin>, StoreError> {
+        SqlStore::take_oidc_login(self, state_hash, now).await
+    }
+
+    async fn oidc_sign_in(
+        &self,
+        identity: OidcIdentity,
+        now: Timestamp,
+    ) -> Result<OidcSignIn, StoreError> {
+        SqlStore::oidc_sign_in(self, identity, now).await
+    }
+
+    async fn log_break_glass(
+        &self,
+        user: &UserId,
+        actor: &str,
+        now: Timestamp,
+    ) -> Result<(), StoreError> {
+        SqlStore::log_break_glass(self, user, actor, now).await
     }
 
     async fn create_credential(

@@ -2,14 +2,15 @@
 
 use crate::db::{Connection, params};
 use loopgate_core::audit::event::Event;
-use loopgate_core::{Timestamp, UserId};
+use loopgate_core::sso::{self, Known, SignIn};
+use loopgate_core::{Timestamp, UserId, UserSource};
 
 use super::SqlStore;
 use super::queries::{self as q, USER_COLUMNS, to_json};
 use super::systems::{insert_credential, revoke};
 use crate::{
-    LoginRecord, NewCredential, NewSession, NewUser, SessionRecord, StoreError, UserPatch,
-    UserRecord,
+    LoginRecord, NewCredential, NewSession, NewUser, OidcIdentity, OidcLogin, OidcSignIn,
+    SessionRecord, StoreError, UserPatch, UserRecord,
 };
 
 impl SqlStore {
@@ -165,14 +166,15 @@ impl SqlStore {
                 params![now.millis()],
             )?;
             conn.execute(
-                "INSERT INTO sessions (hash, user_id, csrf, created_at, expires_at, seen_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?4)",
+                "INSERT INTO sessions (hash, user_id, csrf, created_at, expires_at, seen_at, id_token)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?4, ?6)",
                 params![
                     session.hash,
                     session.user.as_str(),
                     session.csrf,
                     now.millis(),
-                    session.expires_at.millis()
+                    session.expires_at.millis(),
+                    session.id_token
                 ],
             )?;
             Ok(())
@@ -183,14 +185,15 @@ impl SqlStore {
     pub(super) async fn session(&self, hash: &str) -> Result<Option<SessionRecord>, StoreError> {
         let hash = hash.to_owned();
         self.read(move |conn| {
-            let sql = "SELECT user_id, csrf, created_at, expires_at, seen_at FROM sessions WHERE hash = ?1";
-            let Some((user_id, csrf, created, expires, seen)) = q::one(conn, sql, params![hash], |row| {
+            let sql = "SELECT user_id, csrf, created_at, expires_at, seen_at, id_token FROM sessions WHERE hash = ?1";
+            let Some((user_id, csrf, created, expires, seen, id_token)) = q::one(conn, sql, params![hash], |row| {
                 Ok((
                     row.get::<_, String>(0)?,
                     row.get::<_, String>(1)?,
                     row.get::<_, i64>(2)?,
                     row.get::<_, i64>(3)?,
                     row.get::<_, i64>(4)?,
+                    row.get::<_, Option<String>>(5)?,
                 ))
             })?
             else {
@@ -205,6 +208,7 @@ impl SqlStore {
                 created_at: Timestamp::from_millis(created),
                 expires_at: Timestamp::from_millis(expires),
                 seen_at: Timestamp::from_millis(seen),
+                id_token,
             }))
         })
         .await
@@ -230,6 +234,181 @@ impl SqlStore {
         })
         .await
     }
+
+    pub(super) async fn start_oidc_login(
+        &self,
+        login: OidcLogin,
+        now: Timestamp,
+    ) -> Result<(), StoreError> {
+        self.write_plain(move |conn| {
+            // Abandoned logins go as new ones come: the table stays small.
+            conn.execute(
+                "DELETE FROM oidc_logins WHERE expires_at <= ?1",
+                params![now.millis()],
+            )?;
+            conn.execute(
+                "INSERT INTO oidc_logins (state_hash, browser_hash, nonce, pkce_verifier, next, expires_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                params![
+                    login.state_hash,
+                    login.browser_hash,
+                    login.nonce,
+                    login.pkce_verifier,
+                    login.next,
+                    login.expires_at.millis()
+                ],
+            )?;
+            Ok(())
+        })
+        .await
+    }
+
+    pub(super) async fn take_oidc_login(
+        &self,
+        state_hash: &str,
+        now: Timestamp,
+    ) -> Result<Option<OidcLogin>, StoreError> {
+        let state_hash = state_hash.to_owned();
+        self.write_plain(move |conn| {
+            let sql = "SELECT browser_hash, nonce, pkce_verifier, next, expires_at FROM oidc_logins WHERE state_hash = ?1";
+            let found = q::one(conn, sql, params![state_hash], |row| {
+                Ok(OidcLogin {
+                    state_hash: state_hash.clone(),
+                    browser_hash: row.get(0)?,
+                    nonce: row.get(1)?,
+                    pkce_verifier: row.get(2)?,
+                    next: row.get(3)?,
+                    expires_at: Timestamp::from_millis(row.get(4)?),
+                })
+            })?;
+            if found.is_some() {
+                conn.execute("DELETE FROM oidc_logins WHERE state_hash = ?1", params![state_hash])?;
+            }
+            Ok(found.filter(|login| now < login.expires_at))
+        })
+        .await
+    }
+
+    pub(super) async fn oidc_sign_in(
+        &self,
+        identity: OidcIdentity,
+        now: Timestamp,
+    ) -> Result<OidcSignIn, StoreError> {
+        self.write_plain(move |conn| {
+            let sql = format!("SELECT {USER_COLUMNS} FROM users WHERE oidc_issuer = ?1 AND oidc_subject = ?2");
+            let known = q::one(conn, &sql, params![identity.issuer, identity.subject], q::user_row)?;
+            let stored = known.as_ref().map(|user| Known {
+                roles: &user.roles,
+                groups: &user.groups,
+                disabled: user.disabled_at.is_some(),
+            });
+            let actor = "oidc";
+            match (sso::sign_in(stored, identity.access.clone()), known) {
+                (SignIn::Disabled, _) => Ok(OidcSignIn::Disabled),
+                (SignIn::Unmapped { revoke }, known) => {
+                    if let (true, Some(user)) = (revoke, known) {
+                        set_access(conn, &user.id, &[], &[], actor, now)?;
+                        conn.execute("DELETE FROM sessions WHERE user_id = ?1", params![user.id.as_str()])?;
+                    }
+                    Ok(OidcSignIn::Unmapped)
+                }
+                (SignIn::Same, Some(user)) => Ok(OidcSignIn::SignedIn(user)),
+                (SignIn::Update(access), Some(user)) => {
+                    set_access(conn, &user.id, &access.roles, &access.groups, actor, now)?;
+                    let user = q::user(conn, user.id.as_str())?.ok_or(StoreError::NotFound)?;
+                    Ok(OidcSignIn::SignedIn(user))
+                }
+                (SignIn::Create(access), _) => {
+                    let username = free_username(conn, &identity)?;
+                    let id = identity.new_id.clone();
+                    let user = NewUser {
+                        id: id.clone(),
+                        username,
+                        roles: access.roles,
+                        groups: access.groups,
+                        password_hash: None,
+                        email: identity.email.clone(),
+                        slack_user_id: None,
+                        source: UserSource::Oidc,
+                    };
+                    insert(conn, &user, now)?;
+                    conn.execute(
+                        "UPDATE users SET oidc_issuer = ?2, oidc_subject = ?3 WHERE id = ?1",
+                        params![id.as_str(), identity.issuer, identity.subject],
+                    )?;
+                    q::append(conn, now, actor, &created_event(&user, Some(&identity.issuer)))?;
+                    let user = q::user(conn, id.as_str())?.ok_or(StoreError::NotFound)?;
+                    Ok(OidcSignIn::SignedIn(user))
+                }
+                // `Same` and `Update` come only with a stored user.
+                (SignIn::Same | SignIn::Update(_), None) => Err(StoreError::NotFound),
+            }
+        })
+        .await
+    }
+
+    pub(super) async fn log_break_glass(
+        &self,
+        user: &UserId,
+        actor: &str,
+        now: Timestamp,
+    ) -> Result<(), StoreError> {
+        let (user, actor) = (user.clone(), actor.to_owned());
+        self.write_plain(move |conn| {
+            let event = Event::UserBreakGlassLogin { user: user.as_str() };
+            q::append(conn, now, &actor, &event)
+        })
+        .await
+    }
+}
+
+/// Stores a user's roles and groups (`user.updated`).
+fn set_access(
+    conn: &Connection,
+    id: &UserId,
+    roles: &[loopgate_core::Role],
+    groups: &[String],
+    actor: &str,
+    now: Timestamp,
+) -> Result<(), StoreError> {
+    conn.execute(
+        "UPDATE users SET roles = ?2, groups_ = ?3 WHERE id = ?1",
+        params![id.as_str(), q::roles_json(roles), to_json(&groups)],
+    )?;
+    let event = Event::UserUpdated {
+        user: id.as_str(),
+        roles,
+        groups,
+    };
+    q::append(conn, now, actor, &event)
+}
+
+/// The identity's username, or the first free alternative (`sso::alternatives`).
+fn free_username(conn: &Connection, identity: &OidcIdentity) -> Result<String, StoreError> {
+    let taken = |name: &str| -> Result<bool, StoreError> {
+        let found: Option<i64> = q::one(
+            conn,
+            "SELECT 1 FROM users WHERE username = ?1",
+            params![name],
+            |row| Ok(row.get(0)?),
+        )?;
+        Ok(found.is_some())
+    };
+    if !taken(&identity.username)? {
+        return Ok(identity.username.clone());
+    }
+    let tag = loopgate_core::digest::sha256_of(
+        format!("{}\n{}", identity.issuer, identity.subject).as_bytes(),
+    );
+    for name in sso::alternatives(&identity.username, &tag) {
+        if !taken(&name)? {
+            return Ok(name);
+        }
+    }
+    Err(StoreError::Conflict(format!(
+        "no free username for `{}`",
+        identity.username
+    )))
 }
 
 pub(super) fn insert_user(
@@ -238,12 +417,26 @@ pub(super) fn insert_user(
     actor: &str,
     now: Timestamp,
 ) -> Result<(), StoreError> {
-    conn.execute("INSERT INTO users (id, username, roles, groups_, password_hash, created_at, email, slack_user_id) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)", params![user.id.as_str(), user.username, q::roles_json(&user.roles), to_json(&user.groups), user.password_hash, now.millis(), user.email, user.slack_user_id])?;
-    let event = Event::UserCreated {
+    insert(conn, user, now)?;
+    q::append(conn, now, actor, &created_event(user, None))
+}
+
+fn insert(
+    conn: &Connection,
+    user: &NewUser,
+    now: Timestamp,
+) -> Result<(), StoreError> {
+    conn.execute("INSERT INTO users (id, username, roles, groups_, password_hash, created_at, email, slack_user_id, source) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)", params![user.id.as_str(), user.username, q::roles_json(&user.roles), to_json(&user.groups), user.password_hash, now.millis(), user.email, user.slack_user_id, user.source.as_str()])?;
+    Ok(())
+}
+
+fn created_event<'a>(user: &'a NewUser, issuer: Option<&'a str>) -> Event<'a> {
+    Event::UserCreated {
         user: user.id.as_str(),
         username: &user.username,
         roles: &user.roles,
         groups: &user.groups,
-    };
-    q::append(conn, now, actor, &event)
+        source: user.source,
+        issuer,
+    }
 }
