@@ -722,6 +722,26 @@ pub struct User {
     /// What they want to hear, per channel.
     #[serde(default)]
     pub notify: NotifyPrefs,
+    /// Made by an admin, the first admin, or at their first sign-in
+    /// through the identity provider (docs/sso.md).
+    #[serde(default)]
+    pub source: UserSource,
+}
+
+/// Where a user comes from.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum UserSource {
+    /// Made by an admin.
+    #[default]
+    Local,
+    /// The first admin (keeps a break-glass password login when password
+    /// logins are off).
+    Bootstrap,
+    /// Made at their first sign-in through the identity provider; roles and
+    /// groups follow the provider's groups at every sign-in.
+    Oidc,
 }
 
 /// How a user hears about their groups' tasks on one channel.

@@ -236,6 +236,11 @@ pub(crate) fn user(record: UserRecord) -> proto::User {
         email: record.email,
         slack_user_id: record.slack_user_id,
         notify: prefs_to_proto(record.notify),
+        source: match record.source {
+            loopgate_core::UserSource::Local => proto::UserSource::Local,
+            loopgate_core::UserSource::Bootstrap => proto::UserSource::Bootstrap,
+            loopgate_core::UserSource::Oidc => proto::UserSource::Oidc,
+        },
     }
 }
 

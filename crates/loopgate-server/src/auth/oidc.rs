@@ -115,7 +115,7 @@ pub(crate) enum SsoError {
     UnknownState,
     #[error("This sign-in was started in another browser (or its cookie was lost). Start again from the login page.")]
     OtherBrowser,
-    #[error("The identity provider's answer could not be trusted: {0}. Nobody was signed in.")]
+    #[error("The identity provider's answer could not be trusted: {0}.")]
     Untrusted(&'static str, String),
     #[error("Your account is in no group that loopgate gives access to. Ask your administrator to add you to one.")]
     Unmapped,
@@ -378,6 +378,7 @@ fn untrusted(error: ClaimsVerificationError) -> SsoError {
         C::SignatureVerification(S::NoMatchingKey) => {
             "the sign-in token is signed by a key the provider does not publish"
         }
+        C::SignatureVerification(S::NoSignature) => "the sign-in token is not signed",
         C::SignatureVerification(S::DisallowedAlg(_) | S::UnsupportedAlg(_)) => {
             "the sign-in token is signed with an algorithm loopgate does not accept"
         }

@@ -152,7 +152,7 @@ fn failed(error: SsoError, jar: CookieJar) -> Response {
         status: error.status(),
         title: "Sign-in failed".to_owned(),
         detail: error.to_string(),
-        help: Some("Nobody was signed in. You can start again from the login page.".to_owned()),
+        help: Some("Nobody was signed in.".to_owned()),
     };
     let jar = jar.remove(Cookie::build(BROWSER_COOKIE).path("/ui/oidc"));
     (jar, page).into_response()

@@ -65,7 +65,28 @@ pub(crate) async fn spawn_in_clock(
     .await
 }
 
+/// A server on `listener` (bound first, so that its address can be in the
+/// configuration) with the given clock.
+pub(crate) async fn spawn_listening(
+    listener: tokio::net::TcpListener,
+    clock: ManualClock,
+    configure: impl FnOnce(&mut Config),
+) -> TestApp {
+    let dir = tempfile::tempdir().unwrap();
+    spawn_on(Some(listener), dir, test_database(), clock, configure).await
+}
+
 async fn spawn_in(
+    dir: tempfile::TempDir,
+    database: Option<Arc<TempDatabase>>,
+    clock: ManualClock,
+    configure: impl FnOnce(&mut Config),
+) -> TestApp {
+    spawn_on(None, dir, database, clock, configure).await
+}
+
+async fn spawn_on(
+    listener: Option<tokio::net::TcpListener>,
     dir: tempfile::TempDir,
     database: Option<Arc<TempDatabase>>,
     clock: ManualClock,
@@ -80,7 +101,10 @@ async fn spawn_in(
     let started = loopgate_server::start(config, Arc::new(clock.clone()))
         .await
         .unwrap();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let listener = match listener {
+        Some(listener) => listener,
+        None => tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap(),
+    };
     let addr = listener.local_addr().unwrap();
     let app = started.app.clone();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();

@@ -22,6 +22,7 @@ mod policies;
 mod proposals;
 mod review;
 mod routing;
+mod sso;
 mod ui;
 mod visibility;
 mod webhooks;
