@@ -92,7 +92,9 @@ pub fn sign_in(known: Option<Known<'_>>, access: Access) -> SignIn {
     }
     match known {
         None => SignIn::Create(access),
-        Some(user) if same_set(user.roles, &access.roles) && same_set(user.groups, &access.groups) => {
+        Some(user)
+            if same_set(user.roles, &access.roles) && same_set(user.groups, &access.groups) =>
+        {
             SignIn::Same
         }
         Some(_) => SignIn::Update(access),
@@ -189,7 +191,10 @@ mod tests {
     #[test]
     fn sign_ins() {
         let access = mapping().access(&values(&["fraud"]));
-        assert_eq!(sign_in(None, access.clone()), SignIn::Create(access.clone()));
+        assert_eq!(
+            sign_in(None, access.clone()),
+            SignIn::Create(access.clone())
+        );
         let groups = values(&["fraud-l1"]);
         let same = Known {
             roles: &[Role::Reviewer],
@@ -202,28 +207,43 @@ mod tests {
             groups: &groups,
             disabled: false,
         };
-        assert_eq!(sign_in(Some(other), access.clone()), SignIn::Update(access.clone()));
+        assert_eq!(
+            sign_in(Some(other), access.clone()),
+            SignIn::Update(access.clone())
+        );
         let disabled = Known {
             disabled: true,
             ..same
         };
         assert_eq!(sign_in(Some(disabled), access), SignIn::Disabled);
         let nothing = Access::default();
-        assert_eq!(sign_in(None, nothing.clone()), SignIn::Unmapped { revoke: false });
-        assert_eq!(sign_in(Some(same), nothing.clone()), SignIn::Unmapped { revoke: true });
+        assert_eq!(
+            sign_in(None, nothing.clone()),
+            SignIn::Unmapped { revoke: false }
+        );
+        assert_eq!(
+            sign_in(Some(same), nothing.clone()),
+            SignIn::Unmapped { revoke: true }
+        );
         let emptied = Known {
             roles: &[],
             groups: &[],
             disabled: false,
         };
-        assert_eq!(sign_in(Some(emptied), nothing), SignIn::Unmapped { revoke: false });
+        assert_eq!(
+            sign_in(Some(emptied), nothing),
+            SignIn::Unmapped { revoke: false }
+        );
     }
 
     #[test]
     fn usernames_from_claims() {
         assert_eq!(username(Some("alice"), None, "s1"), "alice");
         assert_eq!(username(Some("alice@corp.example"), None, "s1"), "alice");
-        assert_eq!(username(None, Some("bob.smith@corp.example"), "s1"), "bob.smith");
+        assert_eq!(
+            username(None, Some("bob.smith@corp.example"), "s1"),
+            "bob.smith"
+        );
         assert_eq!(username(Some("Zoë Ünal"), None, "s1"), "Zo--nal");
         assert_eq!(username(Some("@@"), None, "248289761001"), "248289761001");
         assert_eq!(username(Some("!"), Some("@x"), "***"), "user");
@@ -235,7 +255,9 @@ mod tests {
     fn is_username(name: &str) -> bool {
         !name.is_empty()
             && name.len() <= MAX_USERNAME
-            && name.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
+            && name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
     }
 
     proptest! {

@@ -171,7 +171,10 @@ impl std::fmt::Debug for OidcConfig {
         f.debug_struct("OidcConfig")
             .field("issuer", &self.issuer)
             .field("client_id", &self.client_id)
-            .field("client_secret", &self.client_secret.as_ref().map(|_| "[redacted]"))
+            .field(
+                "client_secret",
+                &self.client_secret.as_ref().map(|_| "[redacted]"),
+            )
             .field("scopes", &self.scopes)
             .field("groups_claim", &self.groups_claim)
             .field("mapping", &self.mapping)
@@ -315,7 +318,11 @@ mod tests {
         config.smtp_url = Some("smtps://mailer:sm7pass@mail.example:465".into());
         config.slack_bot_token = Some("xoxb-sl4ck-token".into());
         config.slack_signing_secret = Some("s1gning-secret".into());
-        config.oidc = Some(OidcConfig::new("https://idp.example", "loopgate", Some("0idc-secret")));
+        config.oidc = Some(OidcConfig::new(
+            "https://idp.example",
+            "loopgate",
+            Some("0idc-secret"),
+        ));
         let shown = format!("{config:?}");
         for secret in [
             "lgt_secret_bootstrap",

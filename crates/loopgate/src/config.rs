@@ -281,7 +281,9 @@ impl FileConfig {
         let client_id = pick("LOOPGATE_OIDC_CLIENT_ID", &self.oidc_client_id);
         let Some(issuer) = issuer else {
             if client_id.is_some() || self.oidc_role_map.is_some() {
-                anyhow::bail!("the `oidc_*` settings need `oidc_issuer`, the provider's issuer URL");
+                anyhow::bail!(
+                    "the `oidc_*` settings need `oidc_issuer`, the provider's issuer URL"
+                );
             }
             if !password_login {
                 anyhow::bail!(
@@ -294,13 +296,18 @@ impl FileConfig {
             .map_err(|e| anyhow::anyhow!("`oidc_issuer` must be a URL, not `{issuer}`: {e}"))?;
         let loopback = matches!(url.host_str(), Some("127.0.0.1" | "localhost" | "[::1]"));
         if !(url.scheme() == "https" || (url.scheme() == "http" && loopback)) {
-            anyhow::bail!("`oidc_issuer` must be an https URL (http only on loopback), not `{issuer}`");
+            anyhow::bail!(
+                "`oidc_issuer` must be an https URL (http only on loopback), not `{issuer}`"
+            );
         }
         let Some(client_id) = client_id else {
-            anyhow::bail!("single sign-on needs `oidc_client_id`, loopgate's client id at the provider");
+            anyhow::bail!(
+                "single sign-on needs `oidc_client_id`, loopgate's client id at the provider"
+            );
         };
         let secret = pick("LOOPGATE_OIDC_CLIENT_SECRET", &self.oidc_client_secret);
-        let mut oidc = loopgate_server::config::OidcConfig::new(&issuer, &client_id, secret.as_deref());
+        let mut oidc =
+            loopgate_server::config::OidcConfig::new(&issuer, &client_id, secret.as_deref());
         if let Some(scopes) = env("LOOPGATE_OIDC_SCOPES") {
             oidc.scopes = scopes
                 .split([' ', ','])
@@ -317,7 +324,9 @@ impl FileConfig {
         if let Some(name) = pick("LOOPGATE_OIDC_NAME", &self.oidc_name) {
             oidc.name = name;
         }
-        let table = |name: &str, file: &Option<BTreeMap<String, Vec<String>>>| -> anyhow::Result<BTreeMap<String, Vec<String>>> {
+        let table = |name: &str,
+                     file: &Option<BTreeMap<String, Vec<String>>>|
+         -> anyhow::Result<BTreeMap<String, Vec<String>>> {
             match env(name) {
                 Some(json) => serde_json::from_str(&json).map_err(|e| {
                     anyhow::anyhow!("`{name}` must be a JSON object of lists, like {{\"lg-admins\": [\"admin\"]}}: {e}")
@@ -338,7 +347,10 @@ impl FileConfig {
             oidc.mapping.roles.insert(value, parsed);
         }
         for (value, groups) in table("LOOPGATE_OIDC_GROUP_MAP", &self.oidc_group_map)? {
-            if let Some(bad) = groups.iter().find(|g| !loopgate_core::ids::is_group_name(g)) {
+            if let Some(bad) = groups
+                .iter()
+                .find(|g| !loopgate_core::ids::is_group_name(g))
+            {
                 anyhow::bail!(
                     "`oidc_group_map` maps `{value}` to `{bad}`, which is not a group name (lowercase letters, digits, `-` and `_`)"
                 );

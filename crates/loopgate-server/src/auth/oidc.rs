@@ -66,12 +66,8 @@ struct Extra {
 
 impl AdditionalClaims for Extra {}
 
-type Token = IdToken<
-    Extra,
-    CoreGenderClaim,
-    CoreJweContentEncryptionAlgorithm,
-    CoreJwsSigningAlgorithm,
->;
+type Token =
+    IdToken<Extra, CoreGenderClaim, CoreJweContentEncryptionAlgorithm, CoreJwsSigningAlgorithm>;
 
 /// The provider as configured, its discovered metadata and keys.
 pub(crate) struct Oidc {
@@ -105,19 +101,29 @@ pub(crate) struct Verified {
 /// gets [`SsoError::cause`].
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum SsoError {
-    #[error("loopgate could not reach the identity provider. Try again in a few minutes; if it goes on, tell your administrator.")]
+    #[error(
+        "loopgate could not reach the identity provider. Try again in a few minutes; if it goes on, tell your administrator."
+    )]
     Unreachable(String),
-    #[error("The identity provider refused loopgate's request ({0}). Your administrator should check loopgate's client id and secret at the provider.")]
+    #[error(
+        "The identity provider refused loopgate's request ({0}). Your administrator should check loopgate's client id and secret at the provider."
+    )]
     Refused(String),
     #[error("The identity provider did not sign you in ({0}).")]
     Denied(String),
-    #[error("This sign-in is unknown, has expired or was already used. Start again from the login page.")]
+    #[error(
+        "This sign-in is unknown, has expired or was already used. Start again from the login page."
+    )]
     UnknownState,
-    #[error("This sign-in was started in another browser (or its cookie was lost). Start again from the login page.")]
+    #[error(
+        "This sign-in was started in another browser (or its cookie was lost). Start again from the login page."
+    )]
     OtherBrowser,
     #[error("The identity provider's answer could not be trusted: {0}.")]
     Untrusted(&'static str, String),
-    #[error("Your account is in no group that loopgate gives access to. Ask your administrator to add you to one.")]
+    #[error(
+        "Your account is in no group that loopgate gives access to. Ask your administrator to add you to one."
+    )]
     Unmapped,
     #[error("This account is disabled in loopgate. Ask an admin to enable it.")]
     Disabled,
@@ -254,23 +260,26 @@ impl Oidc {
             .exchange_code(AuthorizationCode::new(code.to_owned()))
             .map_err(|e| SsoError::Refused(format!("no token endpoint: {e}")))?
             .set_pkce_verifier(PkceCodeVerifier::new(pkce_verifier.to_owned()));
-        let response = exchange.request_async(&self.http).await.map_err(|e| match e {
-            RequestTokenError::ServerResponse(answer) => {
-                let code = answer.error();
-                let cause = format!("token endpoint answered `{}`", code.as_ref());
-                match code {
-                    CoreErrorResponseType::InvalidGrant => SsoError::Untrusted(
-                        "the code was refused (used twice, expired, or not for this sign-in)",
-                        cause,
-                    ),
-                    _ => SsoError::Refused(code.as_ref().to_owned()),
+        let response = exchange
+            .request_async(&self.http)
+            .await
+            .map_err(|e| match e {
+                RequestTokenError::ServerResponse(answer) => {
+                    let code = answer.error();
+                    let cause = format!("token endpoint answered `{}`", code.as_ref());
+                    match code {
+                        CoreErrorResponseType::InvalidGrant => SsoError::Untrusted(
+                            "the code was refused (used twice, expired, or not for this sign-in)",
+                            cause,
+                        ),
+                        _ => SsoError::Refused(code.as_ref().to_owned()),
+                    }
                 }
-            }
-            RequestTokenError::Request(e) => {
-                SsoError::Unreachable(format!("token endpoint: {}", chain(&e)))
-            }
-            other => SsoError::Refused(format!("token endpoint: {}", chain(&other))),
-        })?;
+                RequestTokenError::Request(e) => {
+                    SsoError::Unreachable(format!("token endpoint: {}", chain(&e)))
+                }
+                other => SsoError::Refused(format!("token endpoint: {}", chain(&other))),
+            })?;
         let raw = response
             .id_token()
             .ok_or_else(|| SsoError::Refused("no ID token in the answer".to_owned()))?
@@ -290,7 +299,11 @@ impl Oidc {
         }
         .map_err(untrusted)?;
         let mut groups = Vec::new();
-        match claims.additional_claims().claims.get(&self.config.groups_claim) {
+        match claims
+            .additional_claims()
+            .claims
+            .get(&self.config.groups_claim)
+        {
             Some(Value::Array(values)) => {
                 for value in values.iter().take(MAX_GROUPS) {
                     if let Some(text) = value.as_str().filter(|it| it.len() <= MAX_GROUP_BYTES) {

@@ -231,7 +231,10 @@ pub(crate) async fn login(
         // Passwords are off: only the first admin, as break-glass, audited.
         if user.source != UserSource::Bootstrap {
             let message = match &app.oidc {
-                Some(oidc) => format!("Password login is off here: sign in with {}.", oidc.config.name),
+                Some(oidc) => format!(
+                    "Password login is off here: sign in with {}.",
+                    oidc.config.name
+                ),
                 None => "Password login is off here.".to_owned(),
             };
             return refuse(&message, StatusCode::FORBIDDEN, jar, username);

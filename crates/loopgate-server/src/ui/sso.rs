@@ -92,16 +92,20 @@ pub(crate) async fn callback(
     }
     if let Some(error) = query.error {
         // An OAuth error code is a short word; anything else is not shown.
-        let shown = match error.len() <= 64 && error.bytes().all(|b| b.is_ascii_lowercase() || b == b'_') {
-            true => error,
-            false => "error".to_owned(),
-        };
+        let shown =
+            match error.len() <= 64 && error.bytes().all(|b| b.is_ascii_lowercase() || b == b'_') {
+                true => error,
+                false => "error".to_owned(),
+            };
         return Ok(failed(SsoError::Denied(shown), jar));
     }
     let Some(code) = query.code.filter(|it| it.len() <= MAX_PARAM) else {
         return Ok(failed(SsoError::Denied("no code".to_owned()), jar));
     };
-    let verified = match oidc.finish(&code, &login.nonce, &login.pkce_verifier, now).await {
+    let verified = match oidc
+        .finish(&code, &login.nonce, &login.pkce_verifier, now)
+        .await
+    {
         Ok(it) => it,
         Err(error) => return Ok(failed(error, jar)),
     };
@@ -123,7 +127,10 @@ pub(crate) async fn callback(
         OidcSignIn::SignedIn(user) => user,
         OidcSignIn::Disabled => return Ok(failed(SsoError::Disabled, jar)),
         OidcSignIn::Unmapped => {
-            tracing::info!(groups = verified.groups.len(), "single sign-on: no group maps to a role");
+            tracing::info!(
+                groups = verified.groups.len(),
+                "single sign-on: no group maps to a role"
+            );
             let jar = jar.remove(Cookie::build(session::COOKIE).path("/"));
             return Ok(failed(SsoError::Unmapped, jar));
         }

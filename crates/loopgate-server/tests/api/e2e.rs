@@ -528,3 +528,62 @@ async fn a_reviewer_decides_from_an_email_link_in_chromium() {
     assert_eq!(browser.text("#link-title").await, "Link already used");
     browser.client.clone().close().await.unwrap();
 }
+
+#[tokio::test]
+async fn a_reviewer_signs_in_with_the_identity_provider_and_out_in_chromium() {
+    let (app, idp) = crate::sso::with_idp(crate::sso::CLIENT_SECRET, |_| ()).await;
+    let browser = Browser::start().await;
+    browser.goto(&format!("{}/ui/login", app.base)).await;
+    assert_eq!(browser.text("#sso").await, "Sign in with Test IdP");
+    browser.find("#sso").await.click().await.unwrap();
+
+    // The provider's own pages.
+    browser
+        .find("#idp-login")
+        .await
+        .send_keys("alice")
+        .await
+        .unwrap();
+    browser
+        .find("#idp-password")
+        .await
+        .send_keys("alice-pw")
+        .await
+        .unwrap();
+    assert!(browser.url().await.starts_with(&idp.issuer));
+    browser.shot("sso-provider-login").await;
+    browser.find("#idp-submit").await.click().await.unwrap();
+
+    // Back in loopgate, on the queue, with the mapped role and group.
+    browser.find("header.top").await;
+    assert!(
+        browser.url().await.ends_with("/ui/queue"),
+        "{}",
+        browser.url().await
+    );
+    browser.shot("sso-queue").await;
+    browser.goto(&format!("{}/ui/account", app.base)).await;
+    let account = browser.text("main").await;
+    assert!(account.contains("reviewer"), "{account}");
+    assert!(account.contains("fraud-l1"), "{account}");
+
+    // Logging out ends the session here and at the provider.
+    browser
+        .find("header.top form[action='/ui/logout'] button")
+        .await
+        .click()
+        .await
+        .unwrap();
+    browser.find("#idp-logout").await.click().await.unwrap();
+    browser
+        .until("the login page", || async {
+            browser
+                .url()
+                .await
+                .starts_with(&format!("{}/ui/login", app.base))
+        })
+        .await;
+    browser.find("#sso").await;
+    browser.goto(&format!("{}/ui/account", app.base)).await;
+    browser.find("#sso").await;
+}

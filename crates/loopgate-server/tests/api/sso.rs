@@ -66,8 +66,8 @@ impl Idp {
         let stdout = child.stdout.take().unwrap();
         let mut line = String::new();
         BufReader::new(stdout).read_line(&mut line).await.unwrap();
-        let said: Value = serde_json::from_str(&line)
-            .unwrap_or_else(|_| panic!("the test IdP said `{line}`"));
+        let said: Value =
+            serde_json::from_str(&line).unwrap_or_else(|_| panic!("the test IdP said `{line}`"));
         Idp {
             issuer: said["issuer"].as_str().unwrap().to_owned(),
             http: reqwest::Client::new(),
@@ -115,7 +115,10 @@ pub(crate) fn oidc_config(issuer: &str, secret: &str) -> OidcConfig {
 }
 
 /// The wall clock: the provider's tokens are stamped with it.
-#[allow(clippy::disallowed_methods, reason = "the provider runs on the wall clock")]
+#[allow(
+    clippy::disallowed_methods,
+    reason = "the provider runs on the wall clock"
+)]
 pub(crate) fn wall_clock() -> ManualClock {
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -207,7 +210,9 @@ impl Browser {
     /// From loopgate's "Sign in with" to the provider's login page, then
     /// signs in there as `account` and follows the way back.
     async fn sign_in(&mut self, app: &TestApp, account: &str) -> Landed {
-        let form = self.open(&format!("{}/ui/oidc/login?next=/ui", app.base)).await;
+        let form = self
+            .open(&format!("{}/ui/oidc/login?next=/ui", app.base))
+            .await;
         assert_eq!(form.status, StatusCode::OK, "{}", form.body);
         self.submit_login(&form, account).await
     }
@@ -220,7 +225,10 @@ impl Browser {
             .unwrap_or_else(|| panic!("no login form at {}:\n{}", form.url, form.body));
         let rest = &form.body[at + marker.len()..];
         let action = &rest[..rest.find('"').unwrap()];
-        let target = reqwest::Url::parse(&form.url).unwrap().join(action).unwrap();
+        let target = reqwest::Url::parse(&form.url)
+            .unwrap()
+            .join(action)
+            .unwrap();
         let password = format!("{account}-pw");
         let request = self
             .http
@@ -326,12 +334,28 @@ async fn first_sign_in_creates_the_user_with_mapped_roles_and_groups_and_later_o
 /// The audit log's entries so far (each with its type, actor and data).
 async fn audit_kinds(app: &TestApp) -> Vec<Value> {
     let note = app
-        .call(reqwest::Method::POST, "/v1/audit/checkpoint", Some(ADMIN_TOKEN), None)
+        .call(
+            reqwest::Method::POST,
+            "/v1/audit/checkpoint",
+            Some(ADMIN_TOKEN),
+            None,
+        )
         .await;
     assert_eq!(note.status, StatusCode::CREATED, "{}", note.body);
-    let size: u64 = note.body.as_str().unwrap().lines().nth(1).unwrap().parse().unwrap();
+    let size: u64 = note
+        .body
+        .as_str()
+        .unwrap()
+        .lines()
+        .nth(1)
+        .unwrap()
+        .parse()
+        .unwrap();
     let entries = app
-        .get(&format!("/v1/audit/entries?start=0&end={size}"), ADMIN_TOKEN)
+        .get(
+            &format!("/v1/audit/entries?start=0&end={size}"),
+            ADMIN_TOKEN,
+        )
         .await;
     assert_eq!(entries.status, StatusCode::OK, "{}", entries.body);
     entries.body["items"]
@@ -354,7 +378,13 @@ async fn a_user_whose_groups_no_longer_map_is_refused_and_their_sessions_end() {
     let mut browser = Browser::new();
     let refused = browser.sign_in(&app, "alice").await;
     assert_eq!(refused.status, StatusCode::FORBIDDEN, "{}", refused.body);
-    assert!(refused.body.contains("in no group that loopgate gives access to"), "{}", refused.body);
+    assert!(
+        refused
+            .body
+            .contains("in no group that loopgate gives access to"),
+        "{}",
+        refused.body
+    );
     assert!(!browser.signed_in(&app).await);
     // The session alice had before ended, and she holds nothing.
     assert!(!signed_in.signed_in(&app).await);
@@ -386,7 +416,11 @@ async fn a_user_disabled_in_loopgate_stays_disabled_whatever_the_provider_says()
     let mut browser = Browser::new();
     let refused = browser.sign_in(&app, "alice").await;
     assert_eq!(refused.status, StatusCode::FORBIDDEN, "{}", refused.body);
-    assert!(refused.body.contains("disabled in loopgate"), "{}", refused.body);
+    assert!(
+        refused.body.contains("disabled in loopgate"),
+        "{}",
+        refused.body
+    );
     assert!(!browser.signed_in(&app).await);
 }
 
@@ -406,13 +440,21 @@ async fn tokens_the_provider_did_not_make_for_this_sign_in_are_refused() {
         idp.mode(mode).await;
         let mut browser = Browser::new();
         let refused = browser.sign_in(&app, "alice").await;
-        assert_eq!(refused.status, StatusCode::UNAUTHORIZED, "{mode}: {}", refused.body);
+        assert_eq!(
+            refused.status,
+            StatusCode::UNAUTHORIZED,
+            "{mode}: {}",
+            refused.body
+        );
         assert!(refused.body.contains(says), "{mode}: {}", refused.body);
         assert!(!refused.body.contains(CLIENT_SECRET));
         assert!(!browser.signed_in(&app).await, "{mode}");
     }
     assert!(user_named(&app, "alice").await.is_none());
-    assert!(user_named(&app, "bob").await.is_none(), "a tampered token signed nobody in");
+    assert!(
+        user_named(&app, "bob").await.is_none(),
+        "a tampered token signed nobody in"
+    );
 
     // A key rotated at the provider (a new `kid`) is fetched and works.
     idp.mode("rotate").await;
@@ -439,14 +481,29 @@ async fn callbacks_with_unknown_state_or_from_another_browser_sign_nobody_in() {
     let (app, _idp) = with_idp(CLIENT_SECRET, |_| ()).await;
     let mut browser = Browser::new();
     let unknown = browser
-        .open(&format!("{}/ui/oidc/callback?code=abc&state=made-up", app.base))
+        .open(&format!(
+            "{}/ui/oidc/callback?code=abc&state=made-up",
+            app.base
+        ))
         .await;
     assert_eq!(unknown.status, StatusCode::BAD_REQUEST);
-    assert!(unknown.body.contains("unknown, has expired or was already used"), "{}", unknown.body);
-    let missing = browser.open(&format!("{}/ui/oidc/callback", app.base)).await;
+    assert!(
+        unknown
+            .body
+            .contains("unknown, has expired or was already used"),
+        "{}",
+        unknown.body
+    );
+    let missing = browser
+        .open(&format!("{}/ui/oidc/callback", app.base))
+        .await;
     assert_eq!(missing.status, StatusCode::BAD_REQUEST);
     let huge = browser
-        .open(&format!("{}/ui/oidc/callback?state={}", app.base, "s".repeat(20_000)))
+        .open(&format!(
+            "{}/ui/oidc/callback?state={}",
+            app.base,
+            "s".repeat(20_000)
+        ))
         .await;
     assert!(huge.status.is_client_error(), "{}", huge.status);
 
@@ -498,7 +555,11 @@ async fn a_wrong_client_secret_or_a_provider_that_is_down_is_a_clear_page() {
     let refused = browser.sign_in(&app, "alice").await;
     assert_eq!(refused.status, StatusCode::BAD_GATEWAY, "{}", refused.body);
     assert!(refused.body.contains("invalid_client"), "{}", refused.body);
-    assert!(refused.body.contains("client id and secret"), "{}", refused.body);
+    assert!(
+        refused.body.contains("client id and secret"),
+        "{}",
+        refused.body
+    );
     assert!(!refused.body.contains("not-the-secret"));
     assert!(!browser.signed_in(&app).await);
 
@@ -514,7 +575,11 @@ async fn a_wrong_client_secret_or_a_provider_that_is_down_is_a_clear_page() {
         .open(&format!("{}/ui/oidc/login", app.base))
         .await;
     assert_eq!(down.status, StatusCode::BAD_GATEWAY, "{}", down.body);
-    assert!(down.body.contains("could not reach the identity provider"), "{}", down.body);
+    assert!(
+        down.body.contains("could not reach the identity provider"),
+        "{}",
+        down.body
+    );
 }
 
 #[tokio::test]
@@ -531,7 +596,9 @@ async fn with_passwords_off_only_the_first_admin_logs_in_with_a_password_and_it_
         let base = app.base.clone();
         async move {
             let mut browser = Browser::new();
-            let page = browser.open(&format!("{base}/ui/login?break_glass=1")).await;
+            let page = browser
+                .open(&format!("{base}/ui/login?break_glass=1"))
+                .await;
             assert!(page.body.contains("Break-glass"), "{}", page.body);
             let csrf = hidden(&page.body, "_csrf");
             let request = browser.http.post(format!("{base}/ui/login")).form(&[
@@ -546,7 +613,11 @@ async fn with_passwords_off_only_the_first_admin_logs_in_with_a_password_and_it_
     };
     let (refused, browser) = login("dana", "dana-password-1").await;
     assert_eq!(refused.status, StatusCode::FORBIDDEN, "{}", refused.body);
-    assert!(refused.body.contains("sign in with Test IdP"), "{}", refused.body);
+    assert!(
+        refused.body.contains("sign in with Test IdP"),
+        "{}",
+        refused.body
+    );
     assert!(!browser.signed_in(&app).await);
 
     let (landed, browser) = login("admin", ADMIN_PASSWORD).await;
@@ -593,6 +664,13 @@ async fn logout_ends_the_session_here_and_at_the_provider() {
         .find(|url| url.starts_with(&format!("{}/session/end", idp.issuer)))
         .unwrap_or_else(|| panic!("{:#?}", browser.visited));
     assert!(end_session.contains("id_token_hint="), "{end_session}");
-    assert!(end_session.contains("post_logout_redirect_uri="), "{end_session}");
-    assert!(at_provider.body.contains("Sign out of the test IdP"), "{}", at_provider.body);
+    assert!(
+        end_session.contains("post_logout_redirect_uri="),
+        "{end_session}"
+    );
+    assert!(
+        at_provider.body.contains("Sign out of the test IdP"),
+        "{}",
+        at_provider.body
+    );
 }

@@ -82,7 +82,10 @@ const SQLITE_MIGRATIONS: &[(&str, &str)] = &[
         "0011_notifications",
         include_str!("../../migrations/sqlite/0011_notifications.sql"),
     ),
-    ("0012_sso", include_str!("../../migrations/sqlite/0012_sso.sql")),
+    (
+        "0012_sso",
+        include_str!("../../migrations/sqlite/0012_sso.sql"),
+    ),
 ];
 const MAX_BATCH: usize = 1024;
 /// Prepared statements kept per SQLite connection (the store has about a

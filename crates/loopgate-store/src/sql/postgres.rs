@@ -52,7 +52,10 @@ const MIGRATIONS: &[(&str, &str)] = &[
         "0005_notifications",
         include_str!("../../migrations/postgres/0005_notifications.sql"),
     ),
-    ("0006_sso", include_str!("../../migrations/postgres/0006_sso.sql")),
+    (
+        "0006_sso",
+        include_str!("../../migrations/postgres/0006_sso.sql"),
+    ),
 ];
 
 /// PostgreSQL connection settings.

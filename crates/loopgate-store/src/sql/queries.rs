@@ -10,9 +10,8 @@ use loopgate_core::proposal::Cap;
 use loopgate_core::review::{Case, CaseParts, Decision, ProposalState, Task, count_approvals};
 use loopgate_core::routing::ReviewPlan;
 use loopgate_core::{
-    UserSource,
     DecidedBy, Digest, OnTimeout, ProposalId, ProposalStatus, Role, Route, SystemId, TaskId,
-    TaskKind, TaskState, Timestamp, UserId, Verdict,
+    TaskKind, TaskState, Timestamp, UserId, UserSource, Verdict,
 };
 use serde_json::{Map, Value};
 

@@ -21,12 +21,11 @@ use crate::{
     CredentialOwner, CredentialRecord, DecisionLink, DecisionOutcome, DeliveryFilter,
     DeliveryRecord, DueDelivery, DueNotification, EraseError, GroupNotifications, LabelRow,
     LoginRecord, NewCredential, NewPolicy, NewProposal, NewSession, NewSystem, NewUser,
-    OidcIdentity, OidcLogin, OidcSignIn,
-    NotificationFilter, NotificationRecord, NotificationResult, Paged, PolicyRecord, PolicyState,
-    ProposalFilter, ProposalRecord, ReplayRow, ReviewFact, ReviewerRef, Sequenced, SessionRecord,
-    ShadowSummary, Store, StoreError, StoredEvent, SubmitError, Submitted, SystemPatch,
-    SystemRecord, TaskFilter, TaskRecord, TimerOutcome, Total, TotalsQuery, TreeHead, TxError,
-    UserPatch, UserRecord, WebhookConfig,
+    NotificationFilter, NotificationRecord, NotificationResult, OidcIdentity, OidcLogin,
+    OidcSignIn, Paged, PolicyRecord, PolicyState, ProposalFilter, ProposalRecord, ReplayRow,
+    ReviewFact, ReviewerRef, Sequenced, SessionRecord, ShadowSummary, Store, StoreError,
+    StoredEvent, SubmitError, Submitted, SystemPatch, SystemRecord, TaskFilter, TaskRecord,
+    TimerOutcome, Total, TotalsQuery, TreeHead, TxError, UserPatch, UserRecord, WebhookConfig,
 };
 
 #[async_trait::async_trait]

@@ -295,8 +295,15 @@ impl SqlStore {
         now: Timestamp,
     ) -> Result<OidcSignIn, StoreError> {
         self.write_plain(move |conn| {
-            let sql = format!("SELECT {USER_COLUMNS} FROM users WHERE oidc_issuer = ?1 AND oidc_subject = ?2");
-            let known = q::one(conn, &sql, params![identity.issuer, identity.subject], q::user_row)?;
+            let sql = format!(
+                "SELECT {USER_COLUMNS} FROM users WHERE oidc_issuer = ?1 AND oidc_subject = ?2"
+            );
+            let known = q::one(
+                conn,
+                &sql,
+                params![identity.issuer, identity.subject],
+                q::user_row,
+            )?;
             let stored = known.as_ref().map(|user| Known {
                 roles: &user.roles,
                 groups: &user.groups,
@@ -308,7 +315,10 @@ impl SqlStore {
                 (SignIn::Unmapped { revoke }, known) => {
                     if let (true, Some(user)) = (revoke, known) {
                         set_access(conn, &user.id, &[], &[], actor, now)?;
-                        conn.execute("DELETE FROM sessions WHERE user_id = ?1", params![user.id.as_str()])?;
+                        conn.execute(
+                            "DELETE FROM sessions WHERE user_id = ?1",
+                            params![user.id.as_str()],
+                        )?;
                     }
                     Ok(OidcSignIn::Unmapped)
                 }
@@ -336,7 +346,12 @@ impl SqlStore {
                         "UPDATE users SET oidc_issuer = ?2, oidc_subject = ?3 WHERE id = ?1",
                         params![id.as_str(), identity.issuer, identity.subject],
                     )?;
-                    q::append(conn, now, actor, &created_event(&user, Some(&identity.issuer)))?;
+                    q::append(
+                        conn,
+                        now,
+                        actor,
+                        &created_event(&user, Some(&identity.issuer)),
+                    )?;
                     let user = q::user(conn, id.as_str())?.ok_or(StoreError::NotFound)?;
                     Ok(OidcSignIn::SignedIn(user))
                 }
@@ -355,7 +370,9 @@ impl SqlStore {
     ) -> Result<(), StoreError> {
         let (user, actor) = (user.clone(), actor.to_owned());
         self.write_plain(move |conn| {
-            let event = Event::UserBreakGlassLogin { user: user.as_str() };
+            let event = Event::UserBreakGlassLogin {
+                user: user.as_str(),
+            };
             q::append(conn, now, &actor, &event)
         })
         .await
@@ -421,11 +438,7 @@ pub(super) fn insert_user(
     q::append(conn, now, actor, &created_event(user, None))
 }
 
-fn insert(
-    conn: &Connection,
-    user: &NewUser,
-    now: Timestamp,
-) -> Result<(), StoreError> {
+fn insert(conn: &Connection, user: &NewUser, now: Timestamp) -> Result<(), StoreError> {
     conn.execute("INSERT INTO users (id, username, roles, groups_, password_hash, created_at, email, slack_user_id, source) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)", params![user.id.as_str(), user.username, q::roles_json(&user.roles), to_json(&user.groups), user.password_hash, now.millis(), user.email, user.slack_user_id, user.source.as_str()])?;
     Ok(())
 }
