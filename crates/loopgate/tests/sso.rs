@@ -1,4 +1,11 @@
 //! Single sign-on settings: what `serve` refuses, in a sentence.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    dead_code,
+    reason = "tests"
+)]
 
 mod common;
 

@@ -37,6 +37,7 @@ use crate::http::error::ApiError;
 
 /// Every page of the UI.
 pub(crate) fn router(app: AppState) -> Router<AppState> {
+    let csp = content_security_policy(&app);
     let guarded = Router::new()
         .route("/ui", get(home))
         .route("/ui/queue", get(review::queue))
@@ -107,7 +108,7 @@ pub(crate) fn router(app: AppState) -> Router<AppState> {
                 .layer(axum::extract::DefaultBodyLimit::max(LINK_BODY_BYTES)),
         )
         .merge(guarded)
-        .layer(middleware::from_fn(security_headers))
+        .layer(middleware::from_fn_with_state(csp, security_headers))
 }
 
 /// A decision link form's largest body: a verdict and a rationale of at
@@ -131,16 +132,42 @@ async fn home(axum::Extension(session): axum::Extension<Session>) -> Redirect {
 }
 
 /// Pages may load only loopgate's own script, styles and images, and may
-/// not be framed (the router adds the headers every response carries).
-async fn security_headers(request: Request, next: Next) -> Response {
-    let mut response = next.run(request).await;
-    response.headers_mut().insert(
-        header::CONTENT_SECURITY_POLICY,
+/// not be framed. Forms post only to loopgate, which may redirect them
+/// only to itself, or, with single sign-on, to the identity provider (the
+/// logout form ends at its end-session endpoint).
+fn content_security_policy(app: &AppState) -> HeaderValue {
+    let provider = app
+        .oidc
+        .as_ref()
+        .and_then(|oidc| reqwest::Url::parse(&oidc.config.issuer).ok())
+        .map(|issuer| issuer.origin().ascii_serialization())
+        .filter(|origin| origin != "null");
+    let form_action = match provider {
+        Some(origin) => format!("'self' {origin}"),
+        None => "'self'".to_owned(),
+    };
+    let csp = format!(
+        "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; \
+         object-src 'none'; base-uri 'none'; form-action {form_action}; frame-ancestors 'none'"
+    );
+    HeaderValue::from_str(&csp).unwrap_or_else(|_| {
         HeaderValue::from_static(
             "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; \
              object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'",
-        ),
-    );
+        )
+    })
+}
+
+/// Adds the Content-Security-Policy every response carries.
+async fn security_headers(
+    axum::extract::State(csp): axum::extract::State<HeaderValue>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let mut response = next.run(request).await;
+    response
+        .headers_mut()
+        .insert(header::CONTENT_SECURITY_POLICY, csp);
     response
 }
 

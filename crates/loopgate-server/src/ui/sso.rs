@@ -123,7 +123,11 @@ pub(crate) async fn callback(
             .filter(|it| crate::notify::email::check_address(it).is_ok()),
         access: oidc.config.mapping.access(&verified.groups),
     };
-    let user = match app.store.oidc_sign_in(identity, now).await? {
+    let signed_in = app.store.oidc_sign_in(identity, now).await?;
+    // Roles and groups may have changed (or been taken away): cached
+    // credentials and open streams check again.
+    app.credentials_changed();
+    let user = match signed_in {
         OidcSignIn::SignedIn(user) => user,
         OidcSignIn::Disabled => return Ok(failed(SsoError::Disabled, jar)),
         OidcSignIn::Unmapped => {

@@ -164,6 +164,7 @@ const TABLES: &[&str] = &[
     "notifications",
     "notification_attempts",
     "decision_links",
+    "oidc_logins",
 ];
 
 /// Tables of a schema that `copy` leaves: each database's own bookkeeping.

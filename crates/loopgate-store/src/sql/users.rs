@@ -407,7 +407,7 @@ fn free_username(conn: &Connection, identity: &OidcIdentity) -> Result<String, S
             conn,
             "SELECT 1 FROM users WHERE username = ?1",
             params![name],
-            |row| Ok(row.get(0)?),
+            |row| row.get(0),
         )?;
         Ok(found.is_some())
     };
