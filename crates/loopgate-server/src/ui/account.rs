@@ -79,7 +79,10 @@ pub(crate) async fn login_page(
     )
 }
 
-#[allow(clippy::too_many_arguments, reason = "the login page's fields, each from its caller")]
+#[allow(
+    clippy::too_many_arguments,
+    reason = "the login page's fields, each from its caller"
+)]
 fn login_form(
     app: &AppState,
     headers: &HeaderMap,
