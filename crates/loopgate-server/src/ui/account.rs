@@ -295,6 +295,8 @@ struct AccountPage {
     channels: Vec<(&'static str, &'static str, &'static str, u32)>,
     message: Option<String>,
     message_class: &'static str,
+    /// Signed in through the identity provider: no password to change.
+    sso: bool,
 }
 
 fn account_page(
@@ -327,6 +329,7 @@ fn account_page(
         ],
         message,
         message_class,
+        sso: session.user.source == UserSource::Oidc,
     })
 }
 

@@ -566,6 +566,10 @@ async fn a_reviewer_signs_in_with_the_identity_provider_and_out_in_chromium() {
     let account = browser.text("main").await;
     assert!(account.contains("reviewer"), "{account}");
     assert!(account.contains("fraud-l1"), "{account}");
+    assert!(
+        account.contains("loopgate keeps no password for you"),
+        "{account}"
+    );
 
     // Logging out ends the session here and at the provider.
     browser
