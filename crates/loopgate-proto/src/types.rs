@@ -406,6 +406,79 @@ pub struct DecisionRequest {
     pub seen_digest: String,
 }
 
+/// `POST /v1/tasks/decisions`: many decisions in one call, each its own.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct BatchDecisionRequest {
+    /// At most 100 decisions, decided in this order.
+    pub items: Vec<BatchDecisionItem>,
+}
+
+/// One decision of a batch: a task id and what `POST /v1/tasks/{id}/decision` takes.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct BatchDecisionItem {
+    /// The task.
+    pub task_id: String,
+    /// Verdict.
+    pub verdict: Verdict,
+    /// Why.
+    #[serde(default)]
+    pub rationale: Option<String>,
+    /// The edited output (modify only).
+    #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(value_type = Object))]
+    pub output: Option<Value>,
+    /// Optional labels for feedback.
+    #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(value_type = Object))]
+    pub labels: Option<Map<String, Value>>,
+    /// The digest shown to the reviewer.
+    pub seen_digest: String,
+}
+
+impl BatchDecisionItem {
+    /// The task id and the decision as a single decision's request.
+    pub fn into_parts(self) -> (String, DecisionRequest) {
+        let decision = DecisionRequest {
+            verdict: self.verdict,
+            rationale: self.rationale,
+            output: self.output,
+            labels: self.labels,
+            seen_digest: self.seen_digest,
+        };
+        (self.task_id, decision)
+    }
+}
+
+/// The answer to a batch: one result per item, in the request's order.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct BatchDecisionResponse {
+    /// Results, in the request's order.
+    pub items: Vec<BatchDecisionResult>,
+}
+
+/// How one decision of a batch went.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct BatchDecisionResult {
+    /// The task.
+    pub task_id: String,
+    /// The HTTP status this decision alone would have had (200, or the
+    /// error's).
+    pub status: u16,
+    /// Why it failed (the problem `POST /v1/tasks/{id}/decision` would
+    /// have answered).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<crate::Problem>,
+    /// The task and proposal after the decision, when it was made.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub decision: Option<DecisionResponse>,
+}
+
 /// Kind of a review task.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(ToSchema))]

@@ -4,6 +4,7 @@
 use axum::body::Bytes;
 use axum::extract::{FromRequest, FromRequestParts, Query, Request};
 use axum::http::request::Parts;
+use futures::StreamExt;
 use loopgate_proto::ErrorCode;
 use serde::de::DeserializeOwned;
 
@@ -50,6 +51,24 @@ impl<T: DeserializeOwned + Default> FromRequest<AppState> for JsonBodyOr<T> {
     }
 }
 
+/// A refused body is drained up to four times the limit, and at least this.
+const DRAIN_MIN: usize = 4 * 1024 * 1024;
+
+/// Reads and drops up to `at_most` bytes of a body.
+async fn drain(body: axum::body::Body, at_most: usize) {
+    drain_stream(body.into_data_stream(), at_most).await;
+}
+
+async fn drain_stream(mut stream: axum::body::BodyDataStream, at_most: usize) {
+    let mut seen = 0_usize;
+    while let Some(Ok(chunk)) = stream.next().await {
+        seen += chunk.len();
+        if at_most < seen {
+            break;
+        }
+    }
+}
+
 /// Reads a body within the size limit, refuses deep JSON before parsing,
 /// and parses it.
 async fn read_json<T: DeserializeOwned>(
@@ -82,12 +101,28 @@ async fn read_optional_json<T: DeserializeOwned>(
         .get(axum::http::header::CONTENT_LENGTH)
         .and_then(|it| it.to_str().ok())
         .and_then(|it| it.parse::<usize>().ok());
-    if declared.is_some_and(|n| limit < n) {
+    // A refused body is still read (and dropped) up to a bound, so that a
+    // client still sending it reads the 413 instead of a reset connection.
+    let drain_at_most = limit.saturating_mul(4).max(DRAIN_MIN);
+    if let Some(declared) = declared.filter(|n| limit < *n) {
+        if declared <= drain_at_most {
+            drain(req.into_body(), drain_at_most).await;
+        }
         return Err(too_large());
     }
-    let bytes = axum::body::to_bytes(req.into_body(), limit)
-        .await
-        .map_err(|_| too_large())?;
+    let mut stream = req.into_body().into_data_stream();
+    let mut bytes = Vec::new();
+    while let Some(chunk) = stream.next().await {
+        let Ok(chunk) = chunk else {
+            return Err(ApiError::invalid("the request body could not be read"));
+        };
+        if limit < bytes.len() + chunk.len() {
+            drain_stream(stream, drain_at_most.saturating_sub(bytes.len())).await;
+            return Err(too_large());
+        }
+        bytes.extend_from_slice(&chunk);
+    }
+    let bytes = Bytes::from(bytes);
     if bytes.is_empty() {
         return Ok((None, bytes));
     }

@@ -35,7 +35,7 @@ use error::ApiError;
     info(title = "loopgate", description = "Human-in-the-loop control plane for AI: proposals, policy routing, review, resolution."),
     paths(
         proposals::submit, proposals::get, proposals::list, proposals::cancel,
-        tasks::list, tasks::get, tasks::claim, tasks::release, tasks::decide,
+        tasks::list, tasks::get, tasks::claim, tasks::release, tasks::decide, tasks::decide_many,
         systems::list, systems::create, systems::update,
         credentials::create_key, credentials::keys, credentials::revoke_key,
         credentials::create_token, credentials::tokens, credentials::revoke_token,
@@ -105,6 +105,7 @@ pub fn router(app: AppState) -> Router {
         .route("/v1/tasks/{id}/claim", post(tasks::claim))
         .route("/v1/tasks/{id}/release", post(tasks::release))
         .route("/v1/tasks/{id}/decision", post(tasks::decide))
+        .route("/v1/tasks/decisions", post(tasks::decide_many))
         .route("/v1/systems", get(systems::list).post(systems::create))
         .route("/v1/systems/{id}", patch(systems::update))
         .route(

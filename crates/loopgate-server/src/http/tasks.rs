@@ -156,9 +156,70 @@ pub async fn decide(
     Path(id): Path<String>,
     JsonBody(body): JsonBody<proto::DecisionRequest>,
 ) -> Result<Json<proto::DecisionResponse>, ApiError> {
+    caller.reviewer()?;
+    decide_one(&app, &caller, &id, body).await.map(Json)
+}
+
+/// The most decisions in one batch.
+pub const MAX_BATCH: usize = 100;
+
+/// Decide many tasks at once: each item is its own decision (digest-bound,
+/// audited, checked by every rule of `POST /v1/tasks/{id}/decision`), and
+/// fails alone.
+#[utoipa::path(post, path = "/v1/tasks/decisions", tag = "tasks",
+    request_body = proto::BatchDecisionRequest,
+    responses((status = 200, body = proto::BatchDecisionResponse), (status = 422, body = proto::Problem),
+              (status = 403, body = proto::Problem)))]
+pub async fn decide_many(
+    State(app): State<AppState>,
+    caller: Caller,
+    JsonBody(body): JsonBody<proto::BatchDecisionRequest>,
+) -> Result<Json<proto::BatchDecisionResponse>, ApiError> {
+    caller.reviewer()?;
+    if body.items.is_empty() || MAX_BATCH < body.items.len() {
+        return Err(ApiError::invalid(format!(
+            "`items` must hold 1 to {MAX_BATCH} decisions, not {}",
+            body.items.len()
+        )));
+    }
+    // Decided together: their commits share the writer's groups.
+    let decisions = body.items.into_iter().map(|item| {
+        let (task_id, request) = item.into_parts();
+        let (app, caller) = (&app, &caller);
+        async move {
+            match decide_one(app, caller, &task_id, request).await {
+                Ok(decision) => proto::BatchDecisionResult {
+                    task_id,
+                    status: 200,
+                    error: None,
+                    decision: Some(decision),
+                },
+                Err(error) => {
+                    let problem = error.problem();
+                    proto::BatchDecisionResult {
+                        task_id,
+                        status: problem.status,
+                        error: Some(problem),
+                        decision: None,
+                    }
+                }
+            }
+        }
+    });
+    let items = futures::future::join_all(decisions).await;
+    Ok(Json(proto::BatchDecisionResponse { items }))
+}
+
+/// One decision, as `POST /v1/tasks/{id}/decision` makes it.
+async fn decide_one(
+    app: &AppState,
+    caller: &Caller,
+    id: &str,
+    body: proto::DecisionRequest,
+) -> Result<proto::DecisionResponse, ApiError> {
     let started = Instant::now();
     let reviewer = caller.reviewer()?;
-    let id = parse_id(&id, TaskId::parse, "task")?;
+    let id = parse_id(id, TaskId::parse, "task")?;
     let Some(seen_digest) = Digest::parse(&body.seen_digest) else {
         return Err(ApiError::invalid(format!(
             "`seen_digest` must be `sha256:` and 64 hex digits, not `{}`",
@@ -168,9 +229,7 @@ pub async fn decide(
     if let Some(rationale) = &body.rationale
         && 10_000 < rationale.len()
     {
-        {
-            return Err(ApiError::invalid("`rationale` must be at most 10000 bytes"));
-        }
+        return Err(ApiError::invalid("`rationale` must be at most 10000 bytes"));
     }
     let input = DecisionInput {
         verdict: convert::verdict_to_core(body.verdict),
@@ -186,8 +245,8 @@ pub async fn decide(
         took: started.elapsed(),
         resolved: (outcome.effect == Effect::Resolved).then_some(&outcome.proposal),
     });
-    Ok(Json(proto::DecisionResponse {
+    Ok(proto::DecisionResponse {
         task: convert::task(outcome.task, now),
-        proposal: Viewer::of(&caller)?.shown(outcome.proposal),
-    }))
+        proposal: Viewer::of(caller)?.shown(outcome.proposal),
+    })
 }

@@ -600,3 +600,106 @@ async fn a_policy_can_require_a_rationale_with_every_decision() {
     let decided = app.decide(&reviewer, &task, "approve").await;
     assert_eq!(decided.status, StatusCode::OK, "{}", decided.body);
 }
+
+#[tokio::test]
+async fn a_batch_decides_each_item_on_its_own() {
+    let app = spawn_app().await;
+    let (key, ann) = app.ops_review().await;
+    let bob = app.user("bob", &["reviewer"], &["ops"]).await;
+    let outsider = app.user("olga", &["reviewer"], &["legal"]).await;
+    let mut ids = Vec::new();
+    for n in 0..4 {
+        let submitted = app
+            .submit(&key, "block_card", json!({"n": n}), json!({}))
+            .await;
+        ids.push(submitted.body["id"].as_str().unwrap().to_owned());
+    }
+    let tasks: Vec<Value> = {
+        let mut tasks = Vec::new();
+        for id in &ids {
+            tasks.push(app.task_of(&ann, id).await);
+        }
+        tasks
+    };
+    // Bob holds the last one.
+    let claim = app
+        .post(
+            &format!("/v1/tasks/{}/claim", tasks[3]["id"].as_str().unwrap()),
+            &bob,
+            json!({}),
+        )
+        .await;
+    assert_eq!(claim.status, StatusCode::OK, "{}", claim.body);
+
+    let item = |task: &Value, verdict: &str| json!({"task_id": task["id"], "verdict": verdict, "rationale": "seen together", "seen_digest": task["digest"]});
+    let stale = json!({"task_id": tasks[2]["id"], "verdict": "approve", "seen_digest": format!("sha256:{}", "0".repeat(64))});
+    let unknown = json!({"task_id": "tsk_01JD0000000000000000000000", "verdict": "approve", "seen_digest": tasks[0]["digest"]});
+    let body = json!({"items": [
+        item(&tasks[0], "approve"),
+        item(&tasks[1], "reject"),
+        stale,
+        item(&tasks[3], "approve"),
+        unknown,
+        item(&tasks[0], "approve"),
+    ]});
+    let batch = app.post("/v1/tasks/decisions", &ann, body.clone()).await;
+    assert_eq!(batch.status, StatusCode::OK, "{}", batch.body);
+    let items = batch.body["items"].as_array().unwrap();
+    let statuses: Vec<u64> = items
+        .iter()
+        .map(|it| it["status"].as_u64().unwrap())
+        .collect();
+    // approve, reject, stale digest, lease held by bob, unknown task, a
+    // second decision on the first (already decided).
+    assert_eq!(
+        statuses,
+        vec![200, 200, 409, 409, 404, 409],
+        "{}",
+        batch.body
+    );
+    assert_eq!(items[0]["decision"]["proposal"]["status"], "approved");
+    assert_eq!(items[1]["decision"]["proposal"]["status"], "rejected");
+    assert_eq!(items[2]["error"]["code"], "stale_digest");
+    assert_eq!(items[3]["error"]["code"], "lease_held");
+    assert!(items[2].get("decision").is_none());
+    for (n, expected) in [
+        (0, "approved"),
+        (1, "rejected"),
+        (2, "pending"),
+        (3, "pending"),
+    ] {
+        let read = app
+            .get(&format!("/v1/proposals/{}", ids[n]), ADMIN_TOKEN)
+            .await;
+        assert_eq!(read.body["status"], expected, "{n}");
+    }
+
+    // A reviewer outside the group gets a refusal per item, not a batch refusal.
+    let outside = app
+        .post(
+            "/v1/tasks/decisions",
+            &outsider,
+            json!({"items": [item(&tasks[2], "approve")]}),
+        )
+        .await;
+    assert_eq!(outside.status, StatusCode::OK);
+    assert_eq!(outside.body["items"][0]["status"], 403);
+    // A system key is no reviewer; empty and oversized batches are refused whole.
+    let system = app.post("/v1/tasks/decisions", &key, body).await;
+    assert_eq!(system.status, StatusCode::FORBIDDEN);
+    let empty = app
+        .post("/v1/tasks/decisions", &ann, json!({"items": []}))
+        .await;
+    assert_eq!(empty.status, StatusCode::UNPROCESSABLE_ENTITY);
+    let many: Vec<Value> = (0..101).map(|_| item(&tasks[2], "approve")).collect();
+    let oversized = app
+        .post("/v1/tasks/decisions", &ann, json!({"items": many}))
+        .await;
+    assert_eq!(oversized.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(
+        oversized.body["detail"]
+            .as_str()
+            .unwrap()
+            .contains("1 to 100")
+    );
+}
