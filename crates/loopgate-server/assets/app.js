@@ -69,14 +69,42 @@ function setupQueue(table) {
     all.forEach((row, j) => row.classList.toggle("is-selected", j === selected));
     all[selected].querySelector("a")?.focus();
   };
+  // Batch decisions: checkboxes, Shift-click for a range, `x` toggles.
+  const picks = () => [...table.querySelectorAll("input.pick")];
+  const counter = document.getElementById("batch-count");
+  const buttons = [document.getElementById("batch-approve"), document.getElementById("batch-reject")];
+  const counted = () => {
+    const n = picks().filter((box) => box.checked).length;
+    if (counter) counter.textContent = n ? `${n} selected` : "Select tasks to decide them together.";
+    for (const button of buttons) if (button) button.disabled = n === 0;
+  };
+  let anchor = null;
+  table.addEventListener("click", (event) => {
+    const box = event.target;
+    if (!(box instanceof HTMLInputElement) || !box.classList.contains("pick")) return;
+    const all = picks();
+    if (event.shiftKey && anchor !== null && all.includes(anchor)) {
+      const [from, to] = [all.indexOf(anchor), all.indexOf(box)].sort((a, b) => a - b);
+      for (const other of all.slice(from, to + 1)) if (!other.disabled) other.checked = box.checked;
+    }
+    anchor = box;
+    counted();
+  });
+  counted();
   document.addEventListener("keydown", (event) => {
     if (typing(event.target) || event.ctrlKey || event.metaKey || event.altKey) return;
     if (event.key === "j") { select(selected + 1); event.preventDefault(); }
     if (event.key === "k") { select(selected - 1); event.preventDefault(); }
+    if (event.key === "x" && selected >= 0) {
+      const box = rows()[selected]?.querySelector("input.pick");
+      if (box && !box.disabled) { box.checked = !box.checked; anchor = box; counted(); }
+      event.preventDefault();
+    }
   });
   let timer = null;
   const refresh = async () => {
     const before = new Set(rows().map((r) => r.dataset.task));
+    const checked = new Set(picks().filter((box) => box.checked).map((box) => box.value));
     const response = await fetch(url, { credentials: "same-origin", headers: { Accept: "text/html" } });
     if (!response.ok) return;
     const html = await response.text();
@@ -86,6 +114,8 @@ function setupQueue(table) {
     holder.outerHTML = html;
     const fresh = rows();
     for (const row of fresh) if (!before.has(row.dataset.task)) row.classList.add("is-new");
+    for (const box of picks()) if (checked.has(box.value) && !box.disabled) box.checked = true;
+    counted();
     const total = document.getElementById("queue-total");
     if (total) total.textContent = String(fresh.length);
     tick();

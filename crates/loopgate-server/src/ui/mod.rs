@@ -42,6 +42,7 @@ pub(crate) fn router(app: AppState) -> Router<AppState> {
         .route("/ui", get(home))
         .route("/ui/queue", get(review::queue))
         .route("/ui/queue/rows", get(review::queue_rows))
+        .route("/ui/queue/decisions", post(review::decide_selected))
         .route("/ui/tasks/{id}", get(review::task))
         .route("/ui/tasks/{id}/claim", post(review::claim))
         .route("/ui/tasks/{id}/release", post(review::release))

@@ -71,6 +71,8 @@ pub(crate) struct Row {
     mine: bool,
     age: String,
     blind: bool,
+    /// The digest the row stands for (a batch decision is bound to it).
+    digest: String,
 }
 
 /// A filter choice with its count.
@@ -180,6 +182,7 @@ fn row(task: &proto::Task, me: &str, now: Timestamp) -> Row {
         claimed_by: task.claimed_by.clone(),
         age: span(now.millis() - created.millis()),
         blind: task.blind,
+        digest: task.digest.clone(),
     }
 }
 
@@ -210,7 +213,9 @@ struct QueuePage {
     groups: Vec<Count>,
     systems: Vec<Count>,
     actions: Vec<Count>,
-    notice: Option<&'static str>,
+    notice: Option<String>,
+    /// Why items of a batch failed (the first few).
+    problem: Option<String>,
 }
 
 #[derive(Template)]
@@ -225,7 +230,15 @@ pub(crate) struct QueueParams {
     #[serde(flatten)]
     filter: QueueFilter,
     #[serde(default)]
-    done: Option<u8>,
+    done: Option<String>,
+    /// After a batch: how many were decided, how many failed, and why the
+    /// first failed.
+    #[serde(default)]
+    decided: Option<String>,
+    #[serde(default)]
+    failed: Option<String>,
+    #[serde(default)]
+    why: Option<String>,
 }
 
 /// `GET /ui/queue`.
@@ -255,11 +268,105 @@ pub(crate) async fn queue(
         actions: counts(everything.iter().map(|t| t.action.as_str()), str::to_owned),
         rows,
         filter,
-        notice: params
-            .done
-            .map(|_| "Decision recorded. Your queue is empty for these filters."),
+        notice: match (&params.done, &params.decided) {
+            (_, Some(decided)) => Some(format!(
+                "{} decision{} recorded.",
+                decided,
+                if decided == "1" { "" } else { "s" }
+            )),
+            (Some(_), None) => {
+                Some("Decision recorded. Your queue is empty for these filters.".to_owned())
+            }
+            (None, None) => None,
+        },
+        problem: params.failed.map(|failed| {
+            let why = params.why.unwrap_or_default();
+            let why: String = why.chars().take(300).collect();
+            format!("{failed} could not be decided: {why}")
+        }),
     };
     Ok(render(&page)?.into_response())
+}
+
+/// `POST /ui/queue/decisions`: the selected rows approved or rejected
+/// together, with one rationale, through `POST /v1/tasks/decisions` (each
+/// task its own decision, bound to the digest its row showed).
+pub(crate) async fn decide_selected(
+    State(app): State<AppState>,
+    Extension(session): Extension<Session>,
+    body: axum::body::Bytes,
+) -> Result<Response, UiError> {
+    session.caller().reviewer()?;
+    let mut verdict = None;
+    let mut rationale = String::new();
+    let mut items = Vec::new();
+    for (key, value) in form_urlencoded::parse(&body) {
+        match key.as_ref() {
+            "verdict" => verdict = Some(value.into_owned()),
+            "rationale" => rationale = value.trim().to_owned(),
+            "task" => {
+                if let Some((id, digest)) = value.split_once(' ') {
+                    items.push((id.to_owned(), digest.to_owned()));
+                }
+            }
+            _ => (),
+        }
+    }
+    let verdict = match verdict.as_deref() {
+        Some("approve") => proto::Verdict::Approve,
+        Some("reject") => proto::Verdict::Reject,
+        _ => {
+            return Err(UiError::status(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "A batch is approved or rejected.",
+            ));
+        }
+    };
+    if items.is_empty() {
+        return Ok(
+            Redirect::to("/ui/queue?failed=0&why=select%20at%20least%20one%20task").into_response(),
+        );
+    }
+    let request = proto::BatchDecisionRequest {
+        items: items
+            .into_iter()
+            .map(|(task_id, seen_digest)| proto::BatchDecisionItem {
+                task_id,
+                verdict,
+                rationale: (!rationale.is_empty()).then(|| rationale.clone()),
+                output: None,
+                labels: None,
+                seen_digest,
+            })
+            .collect(),
+    };
+    let answer =
+        ok(tasks::decide_many(State(app.clone()), session.caller(), JsonBody(request)).await)?;
+    let decided = answer.items.iter().filter(|it| it.status == 200).count();
+    let failures: Vec<String> = answer
+        .items
+        .iter()
+        .filter_map(|it| {
+            it.error
+                .as_ref()
+                .map(|e| format!("{}: {}", it.task_id, e.detail))
+        })
+        .collect();
+    let mut query = form_urlencoded::Serializer::new(String::new());
+    query.append_pair("decided", &decided.to_string());
+    if !failures.is_empty() {
+        query.append_pair("failed", &failures.len().to_string());
+        query.append_pair(
+            "why",
+            &failures
+                .iter()
+                .take(3)
+                .cloned()
+                .collect::<Vec<_>>()
+                .join("; "),
+        );
+    }
+    Ok(Redirect::to(&format!("/ui/queue?{}", query.finish())).into_response())
 }
 
 /// `GET /ui/queue/rows`: the table body alone, for live refresh.

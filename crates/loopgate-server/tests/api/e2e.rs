@@ -7,6 +7,10 @@ use std::path::PathBuf;
 use std::process::Stdio;
 use std::time::Duration;
 
+use fantoccini::actions::{
+    Actions, InputSource, KeyAction, KeyActions, MOUSE_BUTTON_LEFT, MouseActions, PointerAction,
+};
+use fantoccini::key::Key;
 use fantoccini::{Client, ClientBuilder, Locator};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
@@ -590,4 +594,111 @@ async fn a_reviewer_signs_in_with_the_identity_provider_and_out_in_chromium() {
     browser.find("#sso").await;
     browser.goto(&format!("{}/ui/account", app.base)).await;
     browser.find("#sso").await;
+}
+
+#[tokio::test]
+async fn a_reviewer_selects_three_rows_and_approves_them_at_once_in_chromium() {
+    let app = spawn_app().await;
+    let base = app.base.clone();
+    let key = app.system("fraud-detector", "in_the_loop").await;
+    let published = app
+        .publish(r#"@reviewers("fraud-analysts") permit(principal, action == Action::"block_card", resource);"#)
+        .await;
+    assert_eq!(published.status, StatusCode::CREATED, "{}", published.body);
+    user(&app, "rita", &["reviewer"], &["fraud-analysts"]).await;
+    let mut ids = Vec::new();
+    for n in 1..=4 {
+        ids.push(submit(&app, &key, n, 10_000 * n).await);
+    }
+
+    let browser = Browser::start().await;
+    browser.login(&base, "rita").await;
+    browser.find("#batch-approve").await;
+    let boxes = browser
+        .client
+        .find_all(Locator::Css("input.pick"))
+        .await
+        .unwrap();
+    assert_eq!(boxes.len(), 4);
+    // The first row by a click, the next two by a Shift-click on the third.
+    boxes[0].click().await.unwrap();
+    let still = Duration::from_millis(0);
+    let shift = KeyActions::new("keyboard".into())
+        .then(KeyAction::Down {
+            value: Key::Shift.into(),
+        })
+        .pause(still)
+        .pause(still)
+        .pause(still)
+        .then(KeyAction::Up {
+            value: Key::Shift.into(),
+        });
+    let click = MouseActions::new("mouse".into())
+        .pause(still)
+        .then(PointerAction::MoveToElement {
+            element: boxes[2].clone(),
+            duration: None,
+            x: 0.0,
+            y: 0.0,
+        })
+        .then(PointerAction::Down {
+            button: MOUSE_BUTTON_LEFT,
+        })
+        .then(PointerAction::Up {
+            button: MOUSE_BUTTON_LEFT,
+        })
+        .pause(still);
+    browser
+        .client
+        .perform_actions(Actions::from(shift).and(click))
+        .await
+        .unwrap();
+    let selected = |n: usize| {
+        let browser = &browser;
+        async move {
+            browser
+                .until(&format!("{n} selected"), || async {
+                    browser.text("#batch-count").await == format!("{n} selected")
+                })
+                .await;
+        }
+    };
+    selected(3).await;
+    // The keyboard: `j` moves to the fourth row, `x` selects it and takes it back.
+    browser.press("jjjj").await;
+    browser.press("x").await;
+    selected(4).await;
+    browser.press("x").await;
+    selected(3).await;
+    browser
+        .find("#batch-rationale")
+        .await
+        .send_keys("same merchant, same pattern")
+        .await
+        .unwrap();
+    browser.shot("batch-selected").await;
+    browser.find("#batch-approve").await.click().await.unwrap();
+    browser
+        .until("the batch's notice", || async {
+            browser.text("main").await.contains("3 decisions recorded.")
+        })
+        .await;
+    browser.shot("batch-done").await;
+
+    let statuses: Vec<Value> = {
+        let mut statuses = Vec::new();
+        for id in &ids {
+            statuses.push(proposal(&app, id).await["status"].clone());
+        }
+        statuses
+    };
+    assert_eq!(
+        statuses,
+        vec![
+            json!("approved"),
+            json!("approved"),
+            json!("approved"),
+            json!("pending")
+        ]
+    );
 }

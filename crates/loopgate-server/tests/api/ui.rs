@@ -668,6 +668,11 @@ async fn every_page_and_action_checks_roles() {
     let actions: Vec<(String, Vec<(&str, String)>)> = vec![
         (format!("/ui/tasks/{task_id}/claim"), vec![]),
         (format!("/ui/tasks/{task_id}/release"), vec![]),
+        // No task selected: only who may send a batch.
+        (
+            "/ui/queue/decisions".into(),
+            vec![("verdict", "approve".into())],
+        ),
         (
             "/ui/systems/fraud-detector/status".into(),
             vec![("status", "active".into())],
