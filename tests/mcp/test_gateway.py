@@ -123,6 +123,19 @@ async def test_review_reject_is_a_tool_error_with_the_rationale(loopgate, upstre
     assert upstream_calls(upstream_log) == []
 
 
+async def test_review_respond_is_the_tools_text_result_and_upstream_is_not_called(loopgate, upstream_log, tmp_path):
+    async with gateway(loopgate, upstream_log, tmp_path) as session:
+        call = asyncio.create_task(session.call_tool("write", {"path": "/etc/hosts", "text": "x"}))
+        task = await open_task(loopgate, loopgate.reviewer_token)
+        await decide(loopgate, task, "respond", message="write under /tmp instead, and say why you need it")
+        result = await asyncio.wait_for(call, 30)
+    # The tool did not run: the reviewer's words are its whole text.
+    assert result.is_error
+    assert text(result) == "write under /tmp instead, and say why you need it"
+    assert result.structured_content["status"] == "returned"
+    assert upstream_calls(upstream_log) == []
+
+
 async def test_a_client_that_leaves_and_repeats_the_call_gets_it_run_once(loopgate, upstream_log, tmp_path):
     arguments = {"path": "b.txt", "text": "once"}
     # Past the gateway's patience the client gets "pending approval", and leaves.

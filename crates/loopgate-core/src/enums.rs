@@ -36,7 +36,9 @@ string_enum!(
 );
 string_enum!(
     /// Lifecycle of a proposal; every state but `Pending` is terminal.
-    ProposalStatus { Pending = "pending", Approved = "approved", Rejected = "rejected", Cancelled = "cancelled" }
+    /// `Returned`: a reviewer answered with a message instead of a yes or no
+    /// (verdict `respond`).
+    ProposalStatus { Pending = "pending", Approved = "approved", Rejected = "rejected", Cancelled = "cancelled", Returned = "returned" }
 );
 string_enum!(
     /// Who settled a proposal.
@@ -44,7 +46,7 @@ string_enum!(
 );
 string_enum!(
     /// A reviewer's verdict.
-    Verdict { Approve = "approve", Reject = "reject", Modify = "modify", Escalate = "escalate" }
+    Verdict { Approve = "approve", Reject = "reject", Modify = "modify", Escalate = "escalate", Respond = "respond" }
 );
 string_enum!(
     /// Kind of a review task.

@@ -79,6 +79,8 @@ pub struct Decision {
     pub output: Option<Value>,
     /// Labels for feedback.
     pub labels: Option<Map<String, Value>>,
+    /// The words sent back to the AI (respond only).
+    pub message: Option<String>,
     /// Task level at the time.
     pub level: u32,
     /// When.
@@ -147,6 +149,8 @@ pub struct DecisionInput {
     pub output: Option<Value>,
     /// Labels.
     pub labels: Option<Map<String, Value>>,
+    /// The words sent back to the AI (respond only).
+    pub message: Option<String>,
     /// The digest shown to the reviewer.
     pub seen_digest: Digest,
 }
@@ -315,6 +319,27 @@ pub fn decide(
         }
         (_, None) => None,
     };
+    let message = match (input.verdict, input.message) {
+        (Verdict::Respond, Some(message)) if !message.trim().is_empty() => {
+            if !is_gate {
+                return Err(ReviewError::Invalid(
+                    "`respond` answers a proposal that waits for review; this task's proposal went ahead already",
+                ));
+            }
+            Some(message)
+        }
+        (Verdict::Respond, _) => {
+            return Err(ReviewError::Invalid(
+                "a `respond` decision needs the `message` to send back",
+            ));
+        }
+        (_, Some(_)) => {
+            return Err(ReviewError::Invalid(
+                "`message` is only accepted with the `respond` verdict",
+            ));
+        }
+        (_, None) => None,
+    };
 
     let mut next = case.clone();
     let mut decision = Decision {
@@ -324,6 +349,7 @@ pub fn decide(
         rationale: input.rationale,
         output: new_output.clone(),
         labels: input.labels,
+        message,
         level: task.level,
         decided_at: now,
     };
@@ -342,6 +368,21 @@ pub fn decide(
                 now,
             );
             Effect::Resolved
+        }
+        (Verdict::Respond, true) => {
+            settle(
+                &mut next,
+                ProposalStatus::Returned,
+                DecidedBy::Reviewers,
+                now,
+            );
+            Effect::Resolved
+        }
+        // Refused above: a message goes back only while the proposal waits.
+        (Verdict::Respond, false) => {
+            return Err(ReviewError::Invalid(
+                "`respond` answers a proposal that waits for review",
+            ));
         }
         (Verdict::Approve | Verdict::Modify, true) => {
             if let Some(output) = new_output {

@@ -95,6 +95,9 @@ pub enum ProposalStatus {
     Rejected,
     /// Withdrawn by the system.
     Cancelled,
+    /// A reviewer sent words back instead of a yes or no (verdict
+    /// `respond`): the AI gets `resolution.message` and does not act.
+    Returned,
 }
 
 /// The route policy chose.
@@ -216,8 +219,11 @@ pub struct PolicyErrorCount {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(ToSchema))]
 pub struct Resolution {
-    /// `approved`, `rejected` or `cancelled`.
+    /// `approved`, `rejected`, `cancelled` or `returned`.
     pub outcome: ProposalStatus,
+    /// With `returned`: the reviewer's words for the AI.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
     /// Who settled it.
     pub decided_by: DecidedBy,
     /// The output to execute (the edited one if reviewers modified it).
@@ -364,6 +370,9 @@ pub enum Verdict {
     Modify,
     /// Send to the next group of the escalation chain.
     Escalate,
+    /// Answer the AI with a `message` instead of a yes or no: the proposal
+    /// ends `returned`.
+    Respond,
 }
 
 /// One recorded human decision.
@@ -378,6 +387,9 @@ pub struct DecisionRecord {
     pub digest: String,
     /// Rationale.
     pub rationale: Option<String>,
+    /// The words sent back to the AI (`respond`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
     /// Task level (escalation level) at the time.
     pub level: u32,
     /// RFC 3339.
@@ -402,6 +414,9 @@ pub struct DecisionRequest {
     #[serde(default)]
     #[cfg_attr(feature = "openapi", schema(value_type = Object))]
     pub labels: Option<Map<String, Value>>,
+    /// The words to send back to the AI (`respond` only; at most 10,000 bytes).
+    #[serde(default)]
+    pub message: Option<String>,
     /// The digest shown to the reviewer.
     pub seen_digest: String,
 }
@@ -435,6 +450,9 @@ pub struct BatchDecisionItem {
     #[serde(default)]
     #[cfg_attr(feature = "openapi", schema(value_type = Object))]
     pub labels: Option<Map<String, Value>>,
+    /// The words to send back to the AI (`respond` only; at most 10,000 bytes).
+    #[serde(default)]
+    pub message: Option<String>,
     /// The digest shown to the reviewer.
     pub seen_digest: String,
 }
@@ -447,6 +465,7 @@ impl BatchDecisionItem {
             rationale: self.rationale,
             output: self.output,
             labels: self.labels,
+            message: self.message,
             seen_digest: self.seen_digest,
         };
         (self.task_id, decision)

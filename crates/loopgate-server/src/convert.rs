@@ -35,7 +35,7 @@ map_enum!(
     status_to_proto,
     ProposalStatus,
     ProposalStatus,
-    [Pending, Approved, Rejected, Cancelled]
+    [Pending, Approved, Rejected, Cancelled, Returned]
 );
 map_enum!(
     decided_by_to_core,
@@ -49,7 +49,7 @@ map_enum!(
     verdict_to_proto,
     Verdict,
     Verdict,
-    [Approve, Reject, Modify, Escalate]
+    [Approve, Reject, Modify, Escalate, Respond]
 );
 map_enum!(
     kind_to_core,
@@ -98,6 +98,11 @@ pub(crate) fn proposal(record: ProposalRecord) -> proto::Proposal {
     let resolution = match (record.status.is_terminal(), record.decided_by) {
         (true, Some(decided_by)) => Some(proto::Resolution {
             outcome: status_to_proto(record.status),
+            message: record
+                .decisions
+                .iter()
+                .rev()
+                .find_map(|it| it.message.clone()),
             decided_by: decided_by_to_proto(decided_by),
             output: record.output.clone(),
             modified: record.modified,
@@ -173,6 +178,7 @@ fn decision(decision: &Decision) -> proto::DecisionRecord {
         verdict: verdict_to_proto(decision.verdict),
         digest: decision.digest.to_string(),
         rationale: decision.rationale.clone(),
+        message: decision.message.clone(),
         level: decision.level,
         decided_at: decision.decided_at.to_rfc3339(),
     }

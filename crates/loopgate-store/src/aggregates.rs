@@ -184,9 +184,12 @@ pub fn wrong(fact: &ReviewFact) -> bool {
         .any(|v| matches!(v.verdict, Verdict::Reject | Verdict::Modify))
 }
 
-/// People judged it (approve, reject or modify; escalations alone do not count).
+/// People judged it (approve, reject or modify; escalations alone do not
+/// count, nor does `respond`: words sent back are neither a yes nor a no).
 pub fn judged(fact: &ReviewFact) -> bool {
-    fact.verdicts.iter().any(|v| v.verdict != Verdict::Escalate)
+    fact.verdicts
+        .iter()
+        .any(|v| !matches!(v.verdict, Verdict::Escalate | Verdict::Respond))
 }
 
 /// People's positive: nobody rejected it.

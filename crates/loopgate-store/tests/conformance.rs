@@ -203,6 +203,7 @@ fn approve(digest: &Digest) -> DecisionInput {
         rationale: None,
         output: None,
         labels: None,
+        message: None,
         seen_digest: digest.clone(),
     }
 }

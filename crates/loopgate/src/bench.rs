@@ -517,6 +517,7 @@ async fn reviewer(
                 rationale: None,
                 output: None,
                 labels: None,
+                message: None,
                 seen_digest: task.digest.clone(),
             };
             // Measured from sending the decision, so the figure includes its durable write.

@@ -373,6 +373,15 @@ pub(crate) enum ReviewCommand {
     },
     /// Send up the escalation chain.
     Escalate(Decide),
+    /// Answer the AI with words instead of a yes or no (the proposal ends
+    /// `returned`).
+    Respond {
+        #[command(flatten)]
+        decide: Decide,
+        /// The message the AI gets back.
+        #[arg(long, short)]
+        message: String,
+    },
 }
 
 #[derive(Debug, Args)]

@@ -483,16 +483,24 @@ async fn review(file: &FileConfig, command: ReviewCommand) -> anyhow::Result<()>
         ReviewCommand::Claim(args) => {
             print_json(&file.client(&args.remote)?.claim(&args.id).await?)
         }
-        ReviewCommand::Approve(args) => decide(file, args, proto::Verdict::Approve, None).await,
-        ReviewCommand::Reject(args) => decide(file, args, proto::Verdict::Reject, None).await,
-        ReviewCommand::Escalate(args) => decide(file, args, proto::Verdict::Escalate, None).await,
+        ReviewCommand::Approve(args) => {
+            decide(file, args, proto::Verdict::Approve, None, None).await
+        }
+        ReviewCommand::Reject(args) => decide(file, args, proto::Verdict::Reject, None, None).await,
+        ReviewCommand::Escalate(args) => {
+            decide(file, args, proto::Verdict::Escalate, None, None).await
+        }
         ReviewCommand::Modify {
             decide: args,
             output,
         } => {
             let output = parse_json("--output", &output)?;
-            decide(file, args, proto::Verdict::Modify, Some(output)).await
+            decide(file, args, proto::Verdict::Modify, Some(output), None).await
         }
+        ReviewCommand::Respond {
+            decide: args,
+            message,
+        } => decide(file, args, proto::Verdict::Respond, None, Some(message)).await,
     }
 }
 
@@ -501,6 +509,7 @@ async fn decide(
     args: Decide,
     verdict: proto::Verdict,
     output: Option<Value>,
+    message: Option<String>,
 ) -> anyhow::Result<()> {
     let client: Client = file.client(&args.remote)?;
     let task = client.task(&args.id).await?;
@@ -510,6 +519,7 @@ async fn decide(
         rationale: args.rationale,
         output,
         labels: None,
+        message,
         seen_digest: proposal.digest,
     };
     let response = client.decide(&args.id, &request).await?;

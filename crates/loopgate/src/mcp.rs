@@ -609,6 +609,11 @@ impl Gateway {
                     format!("the approved arguments are not a JSON object: {other}"),
                 ),
             },
+            // A reviewer answered with words: they are the tool's result,
+            // and the upstream tool is not called.
+            proto::ProposalStatus::Returned => {
+                returned(&id, resolution.message.unwrap_or_default())
+            }
             outcome => refused(&id, why_not(outcome, &resolution)),
         };
         self.forget(&fingerprint, &call);
@@ -694,6 +699,17 @@ fn pending(id: &str) -> CallToolResult {
          Call the tool again with the same arguments to pick up the decision."
     ))]);
     result.structured_content = Some(json!({"status": "pending_approval", "proposal": id}));
+    result
+}
+
+/// A reviewer's words as the tool's result: the text is the message alone.
+/// It is marked `isError` (the tool did not run): a successful result of a
+/// tool with an output schema must carry structured content of that schema,
+/// which MCP clients check, and a message is not that.
+fn returned(id: &str, message: String) -> CallToolResult {
+    let mut result = CallToolResult::error(vec![ContentBlock::text(message.clone())]);
+    result.structured_content =
+        Some(json!({"status": "returned", "proposal": id, "message": message}));
     result
 }
 

@@ -91,6 +91,9 @@ def test_langgraph_approve_edit_reject_and_deny(tools_server):
     ran, said = langgraph_run(tools_server, [{**call, "id": "c3"}], "reject")
     assert ran == [] and said[0].startswith("rejected by rita: policy says no (prp_")
 
+    ran, said = langgraph_run(tools_server, [{**call, "id": "c5"}], ("respond", {"message": "refunds over 300 need the order's invoice first"}))
+    assert ran == [] and said == ["refunds over 300 need the order's invoice first"]
+
     deny = {"name": "delete_account", "args": {"account": "a-9"}, "id": "c4", "type": "tool_call"}
     ran, said = langgraph_run(tools_server, [deny])
     assert ran == [] and said[0].startswith("denied by policy (never-delete)")
@@ -137,6 +140,38 @@ def test_openai_agents_allowed_calls_run_and_reviewed_ones_wait_for_loopgate(too
             result = await Runner.run(agent, state)
             assert result.final_output == "done"
             assert ran == [("lookup", "o-1"), ("refund", "o-1", 500)]
+
+    asyncio.run(main())
+
+
+def test_openai_agents_a_reviewers_message_reaches_the_model(tools_server):
+    from agents import Agent, Runner, function_tool
+    from agents.testing import ScriptedModel, assistant_message, function_call
+
+    from loopgate.openai_agents import LoopgateApprovals
+
+    async def main():
+        async with AsyncClient(tools_server.base, tools_server.key) as lg:
+            gate = LoopgateApprovals(lg)
+
+            @function_tool(needs_approval=gate.needs_approval("refund"))
+            def refund(order: str, amount: int) -> str:
+                """Refund an order."""
+                raise AssertionError("a returned call must not run")
+
+            model = ScriptedModel([
+                [function_call("refund", {"order": "o-3", "amount": 900}, call_id="call-10")],
+                [assistant_message("asking for the invoice")],
+            ])
+            agent = Agent(name="support", tools=[refund], model=model)
+            result = await Runner.run(agent, "refund o-3")
+            thread = decide_next(tools_server, "respond", message="ask the customer for the invoice first")
+            state = await gate.resolve(result)
+            thread.join()
+            result = await Runner.run(agent, state)
+            assert result.final_output == "asking for the invoice"
+            seen = str(model.calls[-1].input)
+            assert "ask the customer for the invoice first" in seen, seen
 
     asyncio.run(main())
 

@@ -540,6 +540,7 @@ impl Event<'_> {
                     ("rationale", decision.rationale.as_ref().map(|r| json!(r))),
                     ("output", decision.output.clone()),
                     ("labels", decision.labels.clone().map(Value::Object)),
+                    ("message", decision.message.as_ref().map(|m| json!(m))),
                 ];
                 for (field, value) in hashed {
                     if let Some(value) = value {

@@ -79,8 +79,57 @@ fn input(verdict: Verdict, case: &Case) -> DecisionInput {
         rationale: None,
         output: None,
         labels: None,
+        message: (verdict == Verdict::Respond)
+            .then(|| "use the sandbox account instead".to_owned()),
         seen_digest: case.proposal.digest.clone(),
     }
+}
+
+fn reviewer<'a>(name: &'a str, groups: &'a [String]) -> Reviewer<'a> {
+    Reviewer { name, groups }
+}
+
+#[test]
+fn respond_returns_the_proposal_with_the_message() {
+    let now = Timestamp::from_millis(T0);
+    let groups = groups();
+    let start = case(2, TaskKind::Gate);
+    let decided = decide(
+        &start,
+        reviewer("ann", &groups),
+        input(Verdict::Respond, &start),
+        now,
+    )
+    .unwrap();
+    assert_eq!(decided.effect, Effect::Resolved);
+    assert_eq!(decided.case.proposal.status, ProposalStatus::Returned);
+    assert_eq!(
+        decided.decision.message.as_deref(),
+        Some("use the sandbox account instead")
+    );
+
+    let mut silent = input(Verdict::Respond, &start);
+    silent.message = Some("  ".to_owned());
+    assert!(matches!(
+        decide(&start, reviewer("ann", &groups), silent, now),
+        Err(ReviewError::Invalid(_))
+    ));
+    let mut chatty = input(Verdict::Approve, &start);
+    chatty.message = Some("ok".to_owned());
+    assert!(matches!(
+        decide(&start, reviewer("ann", &groups), chatty, now),
+        Err(ReviewError::Invalid(_))
+    ));
+    let after = case(1, TaskKind::PostHoc);
+    assert!(matches!(
+        decide(
+            &after,
+            reviewer("ann", &groups),
+            input(Verdict::Respond, &after),
+            now
+        ),
+        Err(ReviewError::Invalid(_))
+    ));
 }
 
 #[test]

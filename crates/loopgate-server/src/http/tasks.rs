@@ -231,11 +231,17 @@ async fn decide_one(
     {
         return Err(ApiError::invalid("`rationale` must be at most 10000 bytes"));
     }
+    if let Some(message) = &body.message
+        && 10_000 < message.len()
+    {
+        return Err(ApiError::invalid("`message` must be at most 10000 bytes"));
+    }
     let input = DecisionInput {
         verdict: convert::verdict_to_core(body.verdict),
         rationale: body.rationale,
         output: body.output,
         labels: body.labels,
+        message: body.message,
         seen_digest,
     };
     let now = app.clock.now();

@@ -271,6 +271,7 @@ pub(crate) async fn decide(
         rationale,
         output: None,
         labels: None,
+        message: None,
         seen_digest: link.digest.as_str().to_owned(),
     };
     let decided = crate::http::tasks::decide(

@@ -472,6 +472,7 @@ fn outcome(task: &Task, proposal: &ProposalRecord) -> Option<String> {
             ProposalStatus::Approved => "Approved",
             ProposalStatus::Rejected => "Rejected",
             ProposalStatus::Cancelled => "Cancelled",
+            ProposalStatus::Returned => "Answered",
             ProposalStatus::Pending => "Pending",
         };
         let by = match proposal.decided_by {

@@ -574,6 +574,7 @@ async fn submitted(app: &AppState, api: &SlackApi, payload: &Value) -> Response 
         rationale,
         output: None,
         labels: None,
+        message: None,
         seen_digest: digest.to_owned(),
     };
     let decided = crate::http::tasks::decide(

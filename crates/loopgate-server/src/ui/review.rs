@@ -336,6 +336,7 @@ pub(crate) async fn decide_selected(
                 rationale: (!rationale.is_empty()).then(|| rationale.clone()),
                 output: None,
                 labels: None,
+                message: None,
                 seen_digest,
             })
             .collect(),
@@ -685,6 +686,8 @@ struct TaskPage {
     position: usize,
     total: usize,
     draft: Draft,
+    /// The proposal waits for this task: words can be sent back instead.
+    can_respond: bool,
 }
 
 async fn task_page(
@@ -747,6 +750,7 @@ async fn task_page(
         taken_by: holder.filter(|_| !mine),
         mine,
         can_decide,
+        can_respond: matches!(task.kind, proto::TaskKind::Gate),
         lease,
         prev,
         next,
@@ -807,6 +811,9 @@ pub(crate) struct DecisionForm {
     rationale: String,
     #[serde(default)]
     output: Option<String>,
+    /// With `respond`: the words for the AI.
+    #[serde(default)]
+    message: String,
     seen_digest: String,
 }
 
@@ -829,9 +836,11 @@ pub(crate) async fn decide(
         "reject" => proto::Verdict::Reject,
         "modify" => proto::Verdict::Modify,
         "escalate" => proto::Verdict::Escalate,
+        "respond" => proto::Verdict::Respond,
         other => {
-            let message =
-                format!("`{other}` is not a decision: approve, reject, modify or escalate.");
+            let message = format!(
+                "`{other}` is not a decision: approve, reject, modify, escalate or respond."
+            );
             return again(&app, &session, &id, filter, refuse(message, form)).await;
         }
     };
@@ -855,6 +864,7 @@ pub(crate) async fn decide(
         rationale: (!rationale.is_empty()).then(|| rationale.to_owned()),
         output,
         labels: None,
+        message: (verdict == proto::Verdict::Respond).then(|| form.message.trim().to_owned()),
         seen_digest: form.seen_digest.clone(),
     };
     let decided = tasks::decide(

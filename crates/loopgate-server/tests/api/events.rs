@@ -255,3 +255,27 @@ async fn live_streams_of_each_system_get_their_own_events_in_order() {
         );
     }
 }
+
+#[tokio::test]
+async fn a_returned_proposal_streams_as_resolved_returned() {
+    let (app, key, ann) = setup().await;
+    let mut live = Stream::open(&app, "", &key, None).await;
+    let submitted = app.submit(&key, "refund", json!({"n": 1}), json!({})).await;
+    let id = submitted.body["id"].as_str().unwrap().to_owned();
+    live.until("task.created").await;
+    let task = app.task_of(&ann, &id).await;
+    let body =
+        json!({"verdict": "respond", "message": "not this one", "seen_digest": task["digest"]});
+    let answered = app
+        .post(
+            &format!("/v1/tasks/{}/decision", task["id"].as_str().unwrap()),
+            &ann,
+            body,
+        )
+        .await;
+    assert_eq!(answered.status, StatusCode::OK, "{}", answered.body);
+    let seen = live.until("proposal.resolved").await;
+    let resolved = &seen.last().unwrap().1;
+    assert_eq!(resolved["proposal"], json!(id));
+    assert_eq!(resolved["data"]["outcome"], "returned", "{resolved}");
+}

@@ -492,3 +492,95 @@ async fn a_destination_allowed_when_set_is_checked_again_at_connect_time() {
     );
     assert_eq!(*hits.lock().unwrap(), 0);
 }
+
+#[tokio::test]
+async fn a_reviewers_message_reaches_the_long_poll_and_the_webhook() {
+    let (app, key, ann) = setup().await;
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/hook", listener.local_addr().unwrap());
+    let receiver = Receiver::new();
+    let _serving = receiver.serve(listener);
+    let webhook = set_webhook(&app, &url).await;
+    receiver.verify_with(webhook["secret"].as_str().unwrap());
+
+    let submitted = app
+        .submit(&key, "refund", json!({"amount": 900}), json!({}))
+        .await;
+    let id = submitted.body["id"].as_str().unwrap().to_owned();
+    let task = app.task_of(&ann, &id).await;
+    // The AI waits.
+    let waiting = {
+        let (http, base, key, id) = (app.http.clone(), app.base.clone(), key.clone(), id.clone());
+        tokio::spawn(async move {
+            http.get(format!("{base}/v1/proposals/{id}?wait=30s"))
+                .bearer_auth(key)
+                .send()
+                .await
+                .unwrap()
+                .json::<Value>()
+                .await
+                .unwrap()
+        })
+    };
+    let path = format!("/v1/tasks/{}/decision", task["id"].as_str().unwrap());
+    let message = "ask the customer for the invoice first";
+    // Words go back only with `respond`, and `respond` needs words.
+    let silent = app
+        .post(
+            &path,
+            &ann,
+            json!({"verdict": "respond", "seen_digest": task["digest"]}),
+        )
+        .await;
+    assert_eq!(
+        silent.status,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "{}",
+        silent.body
+    );
+    let chatty = app
+        .post(
+            &path,
+            &ann,
+            json!({"verdict": "approve", "message": message, "seen_digest": task["digest"]}),
+        )
+        .await;
+    assert_eq!(
+        chatty.status,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "{}",
+        chatty.body
+    );
+    let answered = app
+        .post(
+            &path,
+            &ann,
+            json!({"verdict": "respond", "message": message, "seen_digest": task["digest"]}),
+        )
+        .await;
+    assert_eq!(answered.status, StatusCode::OK, "{}", answered.body);
+    assert_eq!(answered.body["proposal"]["status"], "returned");
+
+    let polled = waiting.await.unwrap();
+    assert_eq!(polled["status"], "returned", "{polled}");
+    assert_eq!(polled["resolution"]["outcome"], "returned");
+    assert_eq!(polled["resolution"]["message"], message);
+    assert_eq!(polled["resolution"]["decisions"][0]["verdict"], "respond");
+
+    let got = receiver.wait_for(2).await;
+    let resolved = &got[1].body;
+    assert_eq!(resolved["type"], "proposal.resolved");
+    assert_eq!(resolved["data"]["proposal"]["status"], "returned");
+    assert_eq!(
+        resolved["data"]["proposal"]["resolution"]["message"],
+        message
+    );
+
+    // The audit log holds a salted hash of the message, never the words.
+    let audit = app
+        .get(&format!("/v1/proposals/{id}/audit"), ADMIN_TOKEN)
+        .await;
+    let text = audit.body.to_string();
+    assert!(!text.contains("invoice"), "{text}");
+    assert!(text.contains("returned"), "{text}");
+}

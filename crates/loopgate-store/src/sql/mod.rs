@@ -86,6 +86,10 @@ const SQLITE_MIGRATIONS: &[(&str, &str)] = &[
         "0012_sso",
         include_str!("../../migrations/sqlite/0012_sso.sql"),
     ),
+    (
+        "0013_respond",
+        include_str!("../../migrations/sqlite/0013_respond.sql"),
+    ),
 ];
 const MAX_BATCH: usize = 1024;
 /// Prepared statements kept per SQLite connection (the store has about a

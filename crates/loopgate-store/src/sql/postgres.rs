@@ -56,6 +56,10 @@ const MIGRATIONS: &[(&str, &str)] = &[
         "0006_sso",
         include_str!("../../migrations/postgres/0006_sso.sql"),
     ),
+    (
+        "0007_respond",
+        include_str!("../../migrations/postgres/0007_respond.sql"),
+    ),
 ];
 
 /// PostgreSQL connection settings.

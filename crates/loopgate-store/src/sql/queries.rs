@@ -138,7 +138,8 @@ pub(super) fn proposal_row(row: &Row) -> Result<ProposalRecord, StoreError> {
 }
 
 pub(super) fn decisions(conn: &Connection, proposal_id: &str) -> Result<Vec<Decision>, StoreError> {
-    let sql = "SELECT reviewer, verdict, digest, rationale, output, labels, level, decided_at
+    let sql =
+        "SELECT reviewer, verdict, digest, rationale, output, labels, level, decided_at, message
                FROM decisions WHERE proposal_id = ?1 ORDER BY seq";
     all(conn, sql, params![proposal_id], |row| {
         let labels = match json_column(row.get(5)?)? {
@@ -154,6 +155,7 @@ pub(super) fn decisions(conn: &Connection, proposal_id: &str) -> Result<Vec<Deci
             labels,
             level: row.get(6)?,
             decided_at: Timestamp::from_millis(row.get(7)?),
+            message: row.get(8)?,
         })
     })
 }
@@ -346,8 +348,8 @@ pub(super) fn insert_decision(
     decision: &Decision,
 ) -> Result<(), StoreError> {
     conn.execute_later(
-        "INSERT INTO decisions (proposal_id, task_id, reviewer, verdict, digest, rationale, output, labels, level, decided_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+        "INSERT INTO decisions (proposal_id, task_id, reviewer, verdict, digest, rationale, output, labels, level, decided_at, message)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
     params![
         task.proposal_id.as_str(),
         task.id.as_str(),
@@ -359,6 +361,7 @@ pub(super) fn insert_decision(
         decision.labels.as_ref().map(to_json),
         decision.level,
         decision.decided_at.millis(),
+        decision.message,
     ])?;
     Ok(())
 }

@@ -32,12 +32,15 @@ def _proposal_body(action: str, output: Any, *, subject: dict[str, Any] | None, 
     return body
 
 
-def _decision_body(verdict: str, seen_digest: str, rationale: str | None, output: Any) -> dict[str, Any]:
+def _decision_body(verdict: str, seen_digest: str, rationale: str | None, output: Any,
+                   message: str | None = None) -> dict[str, Any]:
     body: dict[str, Any] = {"verdict": verdict, "seen_digest": seen_digest}
     if rationale is not None:
         body["rationale"] = rationale
     if output is not None:
         body["output"] = output
+    if message is not None:
+        body["message"] = message
     return body
 
 
@@ -127,9 +130,10 @@ class Client:
         return Proposal.from_json(self._request("POST", f"/v1/proposals/{proposal_id}/cancel", retry=False))
 
     def decide(self, task_id: str, verdict: str, *, seen_digest: str, rationale: str | None = None,
-               output: Any = None) -> dict[str, Any]:
-        """Decides a review task (a reviewer's token): approve, reject, modify (with `output`) or escalate."""
-        body = _decision_body(verdict, seen_digest, rationale, output)
+               output: Any = None, message: str | None = None) -> dict[str, Any]:
+        """Decides a review task (a reviewer's token): approve, reject, modify (with `output`),
+        escalate, or respond (with `message`: words for the AI instead of a yes or no)."""
+        body = _decision_body(verdict, seen_digest, rationale, output, message)
         return self._request("POST", f"/v1/tasks/{task_id}/decision", json=body, retry=False)
 
     def tasks(self, **filters: str) -> list[dict[str, Any]]:
@@ -196,8 +200,8 @@ class AsyncClient:
         return Proposal.from_json(await self._request("POST", f"/v1/proposals/{proposal_id}/cancel", retry=False))
 
     async def decide(self, task_id: str, verdict: str, *, seen_digest: str, rationale: str | None = None,
-                     output: Any = None) -> dict[str, Any]:
-        body = _decision_body(verdict, seen_digest, rationale, output)
+                     output: Any = None, message: str | None = None) -> dict[str, Any]:
+        body = _decision_body(verdict, seen_digest, rationale, output, message)
         return await self._request("POST", f"/v1/tasks/{task_id}/decision", json=body, retry=False)
 
     async def tasks(self, **filters: str) -> list[dict[str, Any]]:

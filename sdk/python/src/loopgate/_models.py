@@ -6,19 +6,21 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-Status = Literal["pending", "approved", "rejected", "cancelled"]
+Status = Literal["pending", "approved", "rejected", "cancelled", "returned"]
 
 
 @dataclass(frozen=True)
 class Decision:
     reviewer: str
-    verdict: Literal["approve", "reject", "modify", "escalate"]
+    verdict: Literal["approve", "reject", "modify", "escalate", "respond"]
     rationale: str | None
     decided_at: str
+    message: str | None = None
+    """With `respond`: the reviewer's words for the AI."""
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Decision:
-        return cls(data["reviewer"], data["verdict"], data.get("rationale"), data["decided_at"])
+        return cls(data["reviewer"], data["verdict"], data.get("rationale"), data["decided_at"], data.get("message"))
 
 
 @dataclass(frozen=True)
@@ -33,10 +35,13 @@ class Resolution:
     matched_policies: list[str]
     decisions: list[Decision]
     decided_at: str
+    message: str | None = None
+    """With outcome `returned`: a reviewer's words for the AI, instead of a yes or no."""
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Resolution:
         return cls(
+            message=data.get("message"),
             outcome=data["outcome"],
             decided_by=data["decided_by"],
             output=data.get("output"),
@@ -84,9 +89,12 @@ class Proposal:
 
 
 def refusal(proposal: Proposal) -> str:
-    """Why a settled proposal may not go ahead, in a sentence for a model or a log."""
+    """Why a settled proposal may not go ahead, in a sentence for a model or a log.
+    A `returned` proposal's answer is the reviewer's message itself."""
     resolution = proposal.resolution
     assert resolution is not None
+    if proposal.status == "returned":
+        return resolution.message or f"a reviewer answered without words ({proposal.id})"
     if resolution.decided_by == "policy":
         return f"denied by policy ({', '.join(resolution.matched_policies)}) ({proposal.id})"
     rejections = [d for d in resolution.decisions if d.verdict == "reject"]

@@ -13,7 +13,8 @@ A call submits a proposal (`action = "<prefix><tool name>"`, `output` = the
 arguments) and waits: **approve** runs the tool with the arguments,
 **edit** (a reviewer's `modify`) runs it with the edited arguments, **reject**
 (or a policy deny) returns a message to the model saying who refused and why,
-without running it. The graph blocks while people decide; the wait is a
+without running it, and **respond** returns the reviewer's message as the
+tool's result (a tool message back to the model), without running it. The graph blocks while people decide; the wait is a
 long-poll, so it survives network hiccups and server restarts.
 """
 

@@ -15,7 +15,8 @@ person, and people decide them in loopgate's queue.
 Each tool call is a proposal (`action = "<prefix><tool>"`, `output` = the
 arguments, idempotency key from the call id). Policy `allow` lets the call run
 at once; `review` interrupts the run until people decide; `deny` interrupts
-and `resolve` rejects it with the reason. A reviewer's edit cannot be applied
+and `resolve` rejects it with the reason; a reviewer's `respond` rejects it with
+the reviewer's message, which the model reads. A reviewer's edit cannot be applied
 to the SDK's pending call, so `modify` rejects it with a message that gives
 the model the approved arguments to call again with.
 """
