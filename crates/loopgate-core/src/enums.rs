@@ -111,6 +111,7 @@ string_enum!(
         TaskEscalated = "task.escalated", TaskExpired = "task.expired",
         TaskSlaWarning = "task.sla_warning",
         DecisionRecorded = "decision.recorded",
+        CommentAdded = "comment.added",
         GroupNotificationsSet = "group.notifications_set",
     }
 );
@@ -145,7 +146,8 @@ impl EventKind {
             | K::TaskEscalated
             | K::TaskExpired
             | K::TaskSlaWarning
-            | K::DecisionRecorded => true,
+            | K::DecisionRecorded
+            | K::CommentAdded => true,
             K::SystemCreated
             | K::SystemUpdated
             | K::SystemPaused

@@ -1437,3 +1437,36 @@ pub struct DeliveryAttempt {
     /// How long it took.
     pub duration_ms: u32,
 }
+
+/// `POST /v1/proposals/{id}/comments`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct NewComment {
+    /// The words (1 to 10,000 bytes).
+    pub body: String,
+}
+
+/// A comment on a proposal, seen by its reviewers, auditors and admins.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct Comment {
+    /// `cmt_…`
+    pub id: String,
+    /// The proposal.
+    pub proposal_id: String,
+    /// `user:<name>`.
+    pub author: String,
+    /// The words; null once the proposal's payload was erased.
+    pub body: Option<String>,
+    /// RFC 3339.
+    pub created_at: String,
+}
+
+/// `GET /v1/proposals/{id}/comments`: oldest first.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct Comments {
+    /// Comments, oldest first.
+    pub items: Vec<Comment>,
+}

@@ -404,9 +404,10 @@ async fn follow(app: &AppState, row: &StoredEvent) {
         | K::UserEnabled
         | K::KeyCreated
         | K::KeyRevoked => app.credentials_changed(),
-        // The leader's notifier reads these from the store; a login changes
-        // nothing another replica holds.
-        K::TaskSlaWarning | K::GroupNotificationsSet | K::UserBreakGlassLogin => (),
+        // The leader's notifier reads these from the store; a login or a
+        // comment changes nothing another replica holds.
+        K::TaskSlaWarning | K::GroupNotificationsSet | K::UserBreakGlassLogin | K::CommentAdded => {
+        }
         K::ProposalSubmitted
         | K::ProposalRouted
         | K::ProposalOverridden

@@ -231,6 +231,15 @@ pub trait Store: Send + Sync + 'static {
     /// The groups whose tasks are or were on a proposal (each task's first
     /// group and its current one), sorted.
     async fn proposal_groups(&self, id: &ProposalId) -> Result<Vec<String>, StoreError>;
+    /// Adds a comment to a proposal (`NotFound` without it), audited as
+    /// `comment.added` with the body's salted hash.
+    async fn add_comment(
+        &self,
+        comment: NewComment,
+        now: Timestamp,
+    ) -> Result<CommentRecord, StoreError>;
+    /// A proposal's comments, oldest first.
+    async fn comments(&self, proposal: &ProposalId) -> Result<Vec<CommentRecord>, StoreError>;
     /// A page of proposals, newest first.
     async fn proposals(&self, filter: ProposalFilter) -> Result<Paged<ProposalRecord>, StoreError>;
     /// Withdraws a pending proposal.

@@ -1169,3 +1169,31 @@ pub struct DecisionLink {
     /// When it was used, if it was.
     pub used_at: Option<Timestamp>,
 }
+
+/// A new comment on a proposal.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewComment {
+    /// `cmt_…`
+    pub id: String,
+    /// The proposal.
+    pub proposal: ProposalId,
+    /// `user:<name>`.
+    pub author: String,
+    /// The words (bounded by the caller).
+    pub body: String,
+}
+
+/// A comment as stored.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CommentRecord {
+    /// `cmt_…`
+    pub id: String,
+    /// The proposal.
+    pub proposal: ProposalId,
+    /// `user:<name>`.
+    pub author: String,
+    /// The words; `None` once the proposal's payload was erased.
+    pub body: Option<String>,
+    /// When.
+    pub created_at: Timestamp,
+}

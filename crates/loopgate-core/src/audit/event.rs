@@ -262,6 +262,18 @@ pub enum Event<'a> {
         /// The proposal's salt.
         salt: &'a [u8],
     },
+    /// `comment.added`: a reviewer's comment on a proposal (its body only as
+    /// a salted hash).
+    CommentAdded {
+        /// The proposal.
+        proposal: &'a str,
+        /// The comment's id.
+        comment: &'a str,
+        /// The words.
+        body: &'a str,
+        /// The proposal's salt.
+        salt: &'a [u8],
+    },
 }
 
 /// Why a proposal was erased.
@@ -313,6 +325,7 @@ impl Event<'_> {
             Event::TaskSlaWarning(_) => K::TaskSlaWarning,
             Event::GroupNotificationsSet { .. } => K::GroupNotificationsSet,
             Event::DecisionRecorded { .. } => K::DecisionRecorded,
+            Event::CommentAdded { .. } => K::CommentAdded,
         }
     }
 
@@ -348,6 +361,7 @@ impl Event<'_> {
             | Event::TaskExpired(task)
             | Event::TaskSlaWarning(task)
             | Event::DecisionRecorded { task, .. } => task.proposal_id.as_str(),
+            Event::CommentAdded { proposal, .. } => proposal,
             Event::GroupNotificationsSet { group, .. } => group,
         }
     }
@@ -522,6 +536,15 @@ impl Event<'_> {
             | Event::TaskSlaWarning(task) => {
                 json!({"task": task.id.as_str(), "proposal": task.proposal_id.as_str(), "group": task.group,
                        "level": task.level, "state": task.state.as_str(), "kind": task.kind.as_str()})
+            }
+            Event::CommentAdded {
+                proposal,
+                comment,
+                body,
+                salt,
+            } => {
+                let hash = salted_hash(salt, "body", &json!(body)).to_string();
+                json!({"proposal": proposal, "comment": comment, "body": hash})
             }
             Event::DecisionRecorded {
                 task,

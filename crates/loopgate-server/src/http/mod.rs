@@ -34,7 +34,7 @@ use error::ApiError;
 #[openapi(
     info(title = "loopgate", description = "Human-in-the-loop control plane for AI: proposals, policy routing, review, resolution."),
     paths(
-        proposals::submit, proposals::get, proposals::list, proposals::cancel,
+        proposals::submit, proposals::get, proposals::list, proposals::cancel, proposals::comments, proposals::add_comment,
         tasks::list, tasks::get, tasks::claim, tasks::release, tasks::decide, tasks::decide_many,
         systems::list, systems::create, systems::update,
         credentials::create_key, credentials::keys, credentials::revoke_key,
@@ -87,6 +87,10 @@ pub fn router(app: AppState) -> Router {
             post(proposals::submit).get(proposals::list),
         )
         .route("/v1/proposals/{id}", get(proposals::get))
+        .route(
+            "/v1/proposals/{id}/comments",
+            get(proposals::comments).post(proposals::add_comment),
+        )
         .route("/v1/proposals/{id}/cancel", post(proposals::cancel))
         .route("/v1/proposals/{id}/erase", post(proposals::erase))
         .route("/v1/proposals/{id}/audit", get(audit::proposal))

@@ -249,6 +249,72 @@ pub async fn get(
     Ok(Json(proposal))
 }
 
+/// The longest comment.
+const MAX_COMMENT: usize = 10_000;
+
+/// A proposal's comment thread (its reviewers, auditors and admins; not
+/// systems).
+#[utoipa::path(get, path = "/v1/proposals/{id}/comments", tag = "proposals", params(("id" = String, Path)),
+    responses((status = 200, body = proto::Comments), (status = 404, body = proto::Problem)))]
+pub async fn comments(
+    State(app): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Json<proto::Comments>, ApiError> {
+    caller.user_with(&[Role::Reviewer, Role::Auditor])?;
+    let viewer = Viewer::of(&caller)?;
+    let (id, record) = load(&app, &id).await?;
+    viewer.check_can_read(&app, &record).await?;
+    let items = app
+        .store
+        .comments(&id)
+        .await?
+        .into_iter()
+        .map(comment)
+        .collect();
+    Ok(Json(proto::Comments { items }))
+}
+
+/// Add to a proposal's comment thread (reviewers who may read it, admins).
+#[utoipa::path(post, path = "/v1/proposals/{id}/comments", tag = "proposals", params(("id" = String, Path)),
+    request_body = proto::NewComment,
+    responses((status = 201, body = proto::Comment), (status = 404, body = proto::Problem)))]
+pub async fn add_comment(
+    State(app): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    JsonBody(body): JsonBody<proto::NewComment>,
+) -> Result<(StatusCode, Json<proto::Comment>), ApiError> {
+    caller.user_with(&[Role::Reviewer])?;
+    let text = body.body.trim();
+    if text.is_empty() || MAX_COMMENT < text.len() {
+        return Err(ApiError::invalid(format!(
+            "`body` must hold 1 to {MAX_COMMENT} bytes"
+        )));
+    }
+    let viewer = Viewer::of(&caller)?;
+    let (id, record) = load(&app, &id).await?;
+    viewer.check_can_read(&app, &record).await?;
+    let new = loopgate_store::NewComment {
+        id: format!("cmt_{}", ulid::Ulid::new()),
+        proposal: id,
+        author: caller.actor(),
+        body: text.to_owned(),
+    };
+    let stored = app.store.add_comment(new, app.clock.now()).await?;
+    Ok((StatusCode::CREATED, Json(comment(stored))))
+}
+
+fn comment(record: loopgate_store::CommentRecord) -> proto::Comment {
+    proto::Comment {
+        id: record.id,
+        proposal_id: record.proposal.to_string(),
+        author: record.author,
+        body: record.body,
+        created_at: record.created_at.to_rfc3339(),
+    }
+}
+
 /// What a caller may see of proposals: a system its own; admins and
 /// auditors all; a reviewer those a task of one of their groups is or was
 /// on, without the model's output and confidence while a blind review is

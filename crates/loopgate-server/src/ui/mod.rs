@@ -45,6 +45,7 @@ pub(crate) fn router(app: AppState) -> Router<AppState> {
         .route("/ui/queue/decisions", post(review::decide_selected))
         .route("/ui/tasks/{id}", get(review::task))
         .route("/ui/tasks/{id}/claim", post(review::claim))
+        .route("/ui/tasks/{id}/comments", post(review::comment))
         .route("/ui/tasks/{id}/release", post(review::release))
         .route("/ui/tasks/{id}/decide", post(review::decide))
         .route("/ui/proposals/{id}", get(review::proposal))

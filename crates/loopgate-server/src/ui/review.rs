@@ -688,6 +688,10 @@ struct TaskPage {
     draft: Draft,
     /// The proposal waits for this task: words can be sent back instead.
     can_respond: bool,
+    /// The proposal's comment thread: (author, words, when).
+    comments: Vec<(String, String, String)>,
+    /// Whether the caller may add to it (reviewers, admins).
+    can_comment: bool,
 }
 
 async fn task_page(
@@ -699,6 +703,24 @@ async fn task_page(
 ) -> Result<TaskPage, UiError> {
     let task = ok(tasks::get(State(app.clone()), session.caller(), Path(id.to_owned())).await)?;
     let p = load_proposal(app, session, &task.proposal_id).await?;
+    let thread = crate::http::proposals::comments(
+        State(app.clone()),
+        session.caller(),
+        Path(task.proposal_id.clone()),
+    )
+    .await;
+    let comments = ok(thread)?
+        .items
+        .into_iter()
+        .map(|c| {
+            let body = c.body.unwrap_or_else(|| "(erased)".to_owned());
+            (c.author, body, c.created_at)
+        })
+        .collect();
+    let can_comment = session
+        .caller()
+        .user_with(&[loopgate_core::Role::Reviewer])
+        .is_ok();
     let now = app.clock.now();
     let me = session.user.username.as_str();
     let queue = load_queue(app, session, &filter).await?;
@@ -751,6 +773,8 @@ async fn task_page(
         mine,
         can_decide,
         can_respond: matches!(task.kind, proto::TaskKind::Gate),
+        comments,
+        can_comment,
         lease,
         prev,
         next,
@@ -788,6 +812,32 @@ pub(crate) async fn claim(
     Query(filter): Query<QueueFilter>,
 ) -> Result<Response, UiError> {
     ok(tasks::claim(State(app), session.caller(), Path(id.clone())).await)?;
+    Ok(back_to_task(&id, &filter.query()).into_response())
+}
+
+#[derive(Deserialize)]
+pub(crate) struct CommentForm {
+    body: String,
+}
+
+/// `POST /ui/tasks/{id}/comments`: adds to the proposal's thread, back to
+/// the task.
+pub(crate) async fn comment(
+    State(app): State<AppState>,
+    Extension(session): Extension<Session>,
+    Path(id): Path<String>,
+    Query(filter): Query<QueueFilter>,
+    Form(form): Form<CommentForm>,
+) -> Result<Response, UiError> {
+    let task = ok(tasks::get(State(app.clone()), session.caller(), Path(id.clone())).await)?;
+    let body = proto::NewComment { body: form.body };
+    let _added = crate::http::proposals::add_comment(
+        State(app),
+        session.caller(),
+        Path(task.proposal_id),
+        JsonBody(body),
+    )
+    .await?;
     Ok(back_to_task(&id, &filter.query()).into_response())
 }
 

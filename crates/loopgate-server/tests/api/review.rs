@@ -703,3 +703,85 @@ async fn a_batch_decides_each_item_on_its_own() {
             .contains("1 to 100")
     );
 }
+
+#[tokio::test]
+async fn a_proposals_comment_thread_is_for_its_reviewers_and_auditors() {
+    let app = spawn_app().await;
+    let (key, ann) = app.ops_review().await;
+    let outsider = app.user("olga", &["reviewer"], &["legal"]).await;
+    let auditor = app.user("aud", &["auditor"], &[]).await;
+    let submitted = app
+        .submit(&key, "block_card", json!({"card": "4111"}), json!({}))
+        .await;
+    let id = submitted.body["id"].as_str().unwrap().to_owned();
+    let path = format!("/v1/proposals/{id}/comments");
+
+    let added = app
+        .post(
+            &path,
+            &ann,
+            json!({"body": "the merchant is on the watch list"}),
+        )
+        .await;
+    assert_eq!(added.status, StatusCode::CREATED, "{}", added.body);
+    assert!(added.body["id"].as_str().unwrap().starts_with("cmt_"));
+    assert_eq!(added.body["author"], "user:ann");
+    let second = app
+        .post(&path, ADMIN_TOKEN, json!({"body": "agreed"}))
+        .await;
+    assert_eq!(second.status, StatusCode::CREATED, "{}", second.body);
+
+    let read = app.get(&path, &auditor).await;
+    assert_eq!(read.status, StatusCode::OK, "{}", read.body);
+    let bodies: Vec<&str> = read.body["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["body"].as_str().unwrap())
+        .collect();
+    assert_eq!(bodies, ["the merchant is on the watch list", "agreed"]);
+
+    // Not theirs to read or write.
+    assert_eq!(
+        app.get(&path, &outsider).await.status,
+        StatusCode::NOT_FOUND
+    );
+    let outside = app.post(&path, &outsider, json!({"body": "hi"})).await;
+    assert_eq!(outside.status, StatusCode::NOT_FOUND);
+    assert_eq!(app.get(&path, &key).await.status, StatusCode::FORBIDDEN);
+    let auditor_writes = app.post(&path, &auditor, json!({"body": "hi"})).await;
+    assert_eq!(auditor_writes.status, StatusCode::FORBIDDEN);
+    // Bounded.
+    let empty = app.post(&path, &ann, json!({"body": "  "})).await;
+    assert_eq!(empty.status, StatusCode::UNPROCESSABLE_ENTITY);
+    let long = app
+        .post(&path, &ann, json!({"body": "x".repeat(10_001)}))
+        .await;
+    assert_eq!(long.status, StatusCode::UNPROCESSABLE_ENTITY);
+
+    // The audit log has the comment's hash, never its words.
+    let audit = app
+        .get(&format!("/v1/proposals/{id}/audit"), ADMIN_TOKEN)
+        .await;
+    let text = audit.body.to_string();
+    assert!(text.contains("comment.added"), "{text}");
+    assert!(!text.contains("watch list"), "{text}");
+
+    // Erasing the proposal's payload erases the words.
+    let task = app.task_of(&ann, &id).await;
+    assert_eq!(
+        app.decide(&ann, &task, "approve").await.status,
+        StatusCode::OK
+    );
+    let erased = app
+        .post(
+            &format!("/v1/proposals/{id}/erase"),
+            ADMIN_TOKEN,
+            json!({"reason": "asked"}),
+        )
+        .await;
+    assert!(erased.status.is_success(), "{}", erased.body);
+    let after = app.get(&path, ADMIN_TOKEN).await;
+    assert!(after.body["items"][0]["body"].is_null(), "{}", after.body);
+    assert_eq!(after.body["items"][0]["author"], "user:ann");
+}

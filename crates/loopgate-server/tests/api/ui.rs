@@ -1010,3 +1010,63 @@ async fn users_issue_and_revoke_their_tokens_and_admins_system_keys() {
         .await;
     assert!(issued.body.contains("lgk_"), "{}", issued.body);
 }
+
+#[tokio::test]
+async fn a_reviewer_comments_and_answers_the_ai_from_the_task_page() {
+    let app = spawn_app().await;
+    let key = app.system("fraud-detector", "in_the_loop").await;
+    let published = app
+        .publish(r#"@reviewers("ops") permit(principal, action, resource);"#)
+        .await;
+    assert_eq!(published.status, StatusCode::CREATED);
+    let mut browser = logged_in(&app, "rev", &["reviewer"], &["ops"]).await;
+    let submitted = app
+        .submit(&key, "refund", json!({"amount": 9}), json!({}))
+        .await;
+    let proposal = submitted.body["id"].as_str().unwrap().to_owned();
+    let tasks = app.get("/v1/tasks", ADMIN_TOKEN).await;
+    let task = tasks.body["items"][0].clone();
+    let task_id = task["id"].as_str().unwrap().to_owned();
+    let digest = task["digest"].as_str().unwrap().to_owned();
+
+    let page = browser.get(&format!("/ui/tasks/{task_id}")).await;
+    assert_eq!(page.status, StatusCode::OK);
+    assert!(page.body.contains("No comments yet"), "{}", page.body);
+    assert!(page.body.contains("value=\"respond\""), "{}", page.body);
+    let csrf = page.csrf();
+    let posted = browser
+        .post(
+            &format!("/ui/tasks/{task_id}/comments"),
+            &[("_csrf", &csrf), ("body", "asked finance <b>first</b>")],
+        )
+        .await;
+    assert_eq!(posted.status, StatusCode::SEE_OTHER, "{}", posted.body);
+    let page = browser.get(&format!("/ui/tasks/{task_id}")).await;
+    assert!(
+        page.body
+            .contains("asked finance &#60;b&#62;first&#60;/b&#62;"),
+        "{}",
+        page.body
+    );
+
+    let answered = browser
+        .post(
+            &format!("/ui/tasks/{task_id}/decide"),
+            &[
+                ("_csrf", &csrf),
+                ("verdict", "respond"),
+                ("message", "attach the invoice and ask again"),
+                ("seen_digest", &digest),
+            ],
+        )
+        .await;
+    assert_eq!(answered.status, StatusCode::SEE_OTHER, "{}", answered.body);
+    let read = app
+        .get(&format!("/v1/proposals/{proposal}"), ADMIN_TOKEN)
+        .await;
+    assert_eq!(read.body["status"], "returned");
+    assert_eq!(
+        read.body["resolution"]["message"],
+        "attach the invoice and ask again"
+    );
+}

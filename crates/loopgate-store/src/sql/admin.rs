@@ -147,6 +147,7 @@ const TABLES: &[&str] = &[
     "proposals",
     "tasks",
     "decisions",
+    "comments",
     "events",
     "audit_tiles",
     "audit_head",

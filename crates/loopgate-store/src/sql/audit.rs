@@ -365,6 +365,10 @@ fn erase_rows(conn: &Connection, id: &str, now: Timestamp) -> Result<(), StoreEr
     conn.execute(
         "UPDATE decisions SET rationale = NULL, output = NULL, labels = NULL, message = NULL WHERE proposal_id = ?1",
     params![id])?;
+    conn.execute(
+        "UPDATE comments SET body = NULL WHERE proposal_id = ?1",
+        params![id],
+    )?;
     // Cedar's messages may quote the request's values; which policy failed, and how, stays.
     let errors: Option<String> = q::one(
         conn,

@@ -90,6 +90,10 @@ const SQLITE_MIGRATIONS: &[(&str, &str)] = &[
         "0013_respond",
         include_str!("../../migrations/sqlite/0013_respond.sql"),
     ),
+    (
+        "0014_comments",
+        include_str!("../../migrations/sqlite/0014_comments.sql"),
+    ),
 ];
 const MAX_BATCH: usize = 1024;
 /// Prepared statements kept per SQLite connection (the store has about a

@@ -330,6 +330,7 @@ fn rewrites_slack(kind: EventKind) -> bool {
         // (`proposal.resolved` comes with a decision, a deadline or a
         // cancellation, each of which rewrites already.)
         K::DecisionRecorded
+        | K::CommentAdded
         | K::ProposalCancelled
         | K::ProposalOverridden
         | K::TaskEscalated

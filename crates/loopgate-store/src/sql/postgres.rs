@@ -60,6 +60,10 @@ const MIGRATIONS: &[(&str, &str)] = &[
         "0007_respond",
         include_str!("../../migrations/postgres/0007_respond.sql"),
     ),
+    (
+        "0008_comments",
+        include_str!("../../migrations/postgres/0008_comments.sql"),
+    ),
 ];
 
 /// PostgreSQL connection settings.
