@@ -144,7 +144,11 @@ def test_openai_agents_allowed_calls_run_and_reviewed_ones_wait_for_loopgate(too
     asyncio.run(main())
 
 
-def test_openai_agents_a_reviewers_message_reaches_the_model(tools_server):
+@pytest.mark.parametrize(("verdict", "extra", "reaches_the_model"), [
+    ("reject", {}, "rejected by rita: policy says no"),
+    ("respond", {"message": "ask the customer for the invoice first"}, "ask the customer for the invoice first"),
+])
+def test_openai_agents_a_refusal_or_a_reviewers_message_reaches_the_model(tools_server, verdict, extra, reaches_the_model):
     from agents import Agent, Runner, function_tool
     from agents.testing import ScriptedModel, assistant_message, function_call
 
@@ -157,52 +161,20 @@ def test_openai_agents_a_reviewers_message_reaches_the_model(tools_server):
             @function_tool(needs_approval=gate.needs_approval("refund"))
             def refund(order: str, amount: int) -> str:
                 """Refund an order."""
-                raise AssertionError("a returned call must not run")
+                raise AssertionError("a refused call must not run")
 
             model = ScriptedModel([
-                [function_call("refund", {"order": "o-3", "amount": 900}, call_id="call-10")],
-                [assistant_message("asking for the invoice")],
-            ])
-            agent = Agent(name="support", tools=[refund], model=model)
-            result = await Runner.run(agent, "refund o-3")
-            thread = decide_next(tools_server, "respond", message="ask the customer for the invoice first")
-            state = await gate.resolve(result)
-            thread.join()
-            result = await Runner.run(agent, state)
-            assert result.final_output == "asking for the invoice"
-            seen = str(model.calls[-1].input)
-            assert "ask the customer for the invoice first" in seen, seen
-
-    asyncio.run(main())
-
-
-def test_openai_agents_rejection_reaches_the_model(tools_server):
-    from agents import Agent, Runner, function_tool
-    from agents.testing import ScriptedModel, assistant_message, function_call
-
-    from loopgate.openai_agents import LoopgateApprovals
-
-    async def main():
-        async with AsyncClient(tools_server.base, tools_server.key) as lg:
-            gate = LoopgateApprovals(lg)
-
-            @function_tool(needs_approval=gate.needs_approval("refund"))
-            def refund(order: str, amount: int) -> str:
-                """Refund an order."""
-                raise AssertionError("a rejected call must not run")
-
-            model = ScriptedModel([
-                [function_call("refund", {"order": "o-2", "amount": 900}, call_id="call-9")],
+                [function_call("refund", {"order": "o-2", "amount": 900}, call_id=f"call-{verdict}")],
                 [assistant_message("understood")],
             ])
             agent = Agent(name="support", tools=[refund], model=model)
             result = await Runner.run(agent, "refund o-2")
-            thread = decide_next(tools_server, "reject")
+            thread = decide_next(tools_server, verdict, **extra)
             state = await gate.resolve(result)
             thread.join()
             result = await Runner.run(agent, state)
             assert result.final_output == "understood"
             seen = str(model.calls[-1].input)
-            assert "rejected by rita: policy says no" in seen, seen
+            assert reaches_the_model in seen, seen
 
     asyncio.run(main())
