@@ -162,6 +162,15 @@ impl Client {
             .await
     }
 
+    /// Decides many tasks in one call; each item succeeds or fails alone.
+    pub async fn decide_many(
+        &self,
+        batch: &proto::BatchDecisionRequest,
+    ) -> Result<proto::BatchDecisionResponse, ClientError> {
+        self.call(Method::POST, "/v1/tasks/decisions", Some(batch))
+            .await
+    }
+
     /// Decides a task.
     pub async fn decide(
         &self,

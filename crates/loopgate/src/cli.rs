@@ -373,6 +373,21 @@ pub(crate) enum ReviewCommand {
     },
     /// Send up the escalation chain.
     Escalate(Decide),
+    /// Approve or reject several tasks at once, with one rationale (each is
+    /// its own decision; one that cannot be made fails alone).
+    Batch {
+        /// `approve` or `reject`.
+        #[arg(long, value_parser = ["approve", "reject"])]
+        verdict: String,
+        /// Task ids (`tsk_…`), at most 100.
+        #[arg(required = true, num_args = 1..=100)]
+        ids: Vec<String>,
+        /// Why.
+        #[arg(long, short)]
+        rationale: Option<String>,
+        #[command(flatten)]
+        remote: Remote,
+    },
     /// Answer the AI with words instead of a yes or no (the proposal ends
     /// `returned`).
     Respond {

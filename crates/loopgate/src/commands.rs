@@ -497,6 +497,54 @@ async fn review(file: &FileConfig, command: ReviewCommand) -> anyhow::Result<()>
             let output = parse_json("--output", &output)?;
             decide(file, args, proto::Verdict::Modify, Some(output), None).await
         }
+        ReviewCommand::Batch {
+            verdict,
+            ids,
+            rationale,
+            remote,
+        } => {
+            let client: Client = file.client(&remote)?;
+            let verdict = match verdict.as_str() {
+                "reject" => proto::Verdict::Reject,
+                _ => proto::Verdict::Approve,
+            };
+            let mut items = Vec::with_capacity(ids.len());
+            for id in ids {
+                // The digest each task stands for now, as `approve` reads it.
+                let task = client.task(&id).await?;
+                items.push(proto::BatchDecisionItem {
+                    task_id: id,
+                    verdict,
+                    rationale: rationale.clone(),
+                    output: None,
+                    labels: None,
+                    message: None,
+                    seen_digest: task.digest,
+                });
+            }
+            let answer = client
+                .decide_many(&proto::BatchDecisionRequest { items })
+                .await?;
+            print_json(&answer)?;
+            let failed: Vec<String> = answer
+                .items
+                .iter()
+                .filter_map(|it| {
+                    it.error
+                        .as_ref()
+                        .map(|e| format!("{}: {}", it.task_id, e.detail))
+                })
+                .collect();
+            if !failed.is_empty() {
+                anyhow::bail!(
+                    "{} of {} could not be decided: {}",
+                    failed.len(),
+                    answer.items.len(),
+                    failed.join("; ")
+                );
+            }
+            Ok(())
+        }
         ReviewCommand::Respond {
             decide: args,
             message,

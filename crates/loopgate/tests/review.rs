@@ -1,0 +1,179 @@
+//! `loopgate review batch` and `loopgate review respond` against the real
+//! binary.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    dead_code,
+    reason = "tests"
+)]
+
+mod common;
+
+use std::process::Command;
+
+use common::{ADMIN, call, start, system_key};
+use reqwest::Method;
+use serde_json::{Value, json};
+
+/// The CLI as `token`: (success, stdout, stderr).
+fn as_user(base: &str, token: &str, args: &[&str]) -> (bool, String, String) {
+    let output = Command::new(env!("CARGO_BIN_EXE_loopgate"))
+        .args(args)
+        .env("LOOPGATE_SERVER", base)
+        .env("LOOPGATE_TOKEN", token)
+        .output()
+        .unwrap();
+    (
+        output.status.success(),
+        String::from_utf8(output.stdout).unwrap(),
+        String::from_utf8(output.stderr).unwrap(),
+    )
+}
+
+#[tokio::test]
+async fn a_reviewer_decides_several_tasks_and_answers_one_from_the_command_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = start(&dir.path().join("data"));
+    let base = server.base.clone();
+    let http = reqwest::Client::new();
+    let key = system_key(&http, &base).await;
+    let policy = json!({"text": "@reviewers(\"ops\") permit(principal, action, resource);"});
+    let (status, body) = call(
+        &http,
+        Method::POST,
+        format!("{base}/v1/policies"),
+        ADMIN,
+        Some(policy),
+    )
+    .await
+    .unwrap();
+    assert_eq!(status, 201, "{body}");
+    let rita = json!({"username": "rita", "roles": ["reviewer"], "groups": ["ops"]});
+    let (status, user) = call(
+        &http,
+        Method::POST,
+        format!("{base}/v1/users"),
+        ADMIN,
+        Some(rita),
+    )
+    .await
+    .unwrap();
+    assert_eq!(status, 201, "{user}");
+    let id = user["id"].as_str().unwrap();
+    let (status, token) = call(
+        &http,
+        Method::POST,
+        format!("{base}/v1/users/{id}/tokens"),
+        ADMIN,
+        Some(json!({})),
+    )
+    .await
+    .unwrap();
+    assert_eq!(status, 201, "{token}");
+    let token = token["secret"].as_str().unwrap().to_owned();
+    let mut proposals = Vec::new();
+    for n in 0..4 {
+        let proposal = json!({"action": "refund", "subject": {"type": "Order", "id": format!("o-{n}")}, "output": {"n": n}});
+        let (status, body) = call(
+            &http,
+            Method::POST,
+            format!("{base}/v1/proposals"),
+            &key,
+            Some(proposal),
+        )
+        .await
+        .unwrap();
+        assert_eq!(status, 201, "{body}");
+        proposals.push(body["id"].as_str().unwrap().to_owned());
+    }
+    let (_, tasks) = call(&http, Method::GET, format!("{base}/v1/tasks"), &token, None)
+        .await
+        .unwrap();
+    let task_of = |proposal: &str| -> String {
+        tasks["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|t| t["proposal_id"] == proposal)
+            .unwrap()["id"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    };
+    let (first, second, third) = (
+        task_of(&proposals[0]),
+        task_of(&proposals[1]),
+        task_of(&proposals[2]),
+    );
+
+    let (ok, stdout, stderr) = as_user(
+        &base,
+        &token,
+        &[
+            "review",
+            "batch",
+            "--verdict",
+            "approve",
+            &first,
+            &second,
+            "-r",
+            "same pattern",
+        ],
+    );
+    assert!(ok, "{stderr}");
+    let answer: Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(answer["items"][0]["status"], 200);
+    assert_eq!(
+        answer["items"][1]["decision"]["proposal"]["status"],
+        "approved"
+    );
+    // A task decided already fails alone, with a sentence and a non-zero exit.
+    let (ok, stdout, stderr) = as_user(
+        &base,
+        &token,
+        &["review", "batch", "--verdict", "reject", &first, &third],
+    );
+    assert!(!ok);
+    assert!(stderr.contains("1 of 2 could not be decided"), "{stderr}");
+    let answer: Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(
+        answer["items"][1]["decision"]["proposal"]["status"],
+        "rejected"
+    );
+
+    let fourth = task_of(&proposals[3]);
+    let (ok, stdout, stderr) = as_user(
+        &base,
+        &token,
+        &[
+            "review",
+            "respond",
+            &fourth,
+            "--message",
+            "send the invoice",
+        ],
+    );
+    assert!(ok, "{stderr}");
+    assert!(stdout.contains("is returned"), "{stdout}");
+    let (_, read) = call(
+        &http,
+        Method::GET,
+        format!("{base}/v1/proposals/{}", proposals[3]),
+        &key,
+        None,
+    )
+    .await
+    .unwrap();
+    assert_eq!(read["resolution"]["message"], "send the invoice");
+    let (ok, _, stderr) = as_user(
+        &base,
+        &token,
+        &["review", "batch", "--verdict", "escalate", &fourth],
+    );
+    assert!(!ok);
+    assert!(
+        stderr.contains("approve") && stderr.contains("reject"),
+        "{stderr}"
+    );
+}
