@@ -273,52 +273,11 @@ impl Store for SqlStore {
         comment: NewComment,
         now: Timestamp,
     ) -> Result<CommentRecord, StoreError> {
-        let record = CommentRecord {
-            id: comment.id.clone(),
-            proposal: comment.proposal.clone(),
-            author: comment.author.clone(),
-            body: Some(comment.body.clone()),
-            created_at: now,
-        };
-        self.write_plain(move |conn| {
-            let salt: Option<Vec<u8>> = q::one(
-                conn,
-                "SELECT salt FROM proposals WHERE id = ?1",
-                params![comment.proposal.as_str()],
-                |row| Ok(row.get::<_, Option<Vec<u8>>>(0)?.unwrap_or_default()),
-            )?;
-            let salt = salt.ok_or(StoreError::NotFound)?;
-            conn.execute(
-                "INSERT INTO comments (id, proposal_id, author, body, created_at) VALUES (?1, ?2, ?3, ?4, ?5)",
-                params![comment.id, comment.proposal.as_str(), comment.author, comment.body, now.millis()],
-            )?;
-            let event = loopgate_core::audit::event::Event::CommentAdded {
-                proposal: comment.proposal.as_str(),
-                comment: &comment.id,
-                body: &comment.body,
-                salt: &salt,
-            };
-            q::append(conn, now, &comment.author, &event)?;
-            Ok(record)
-        })
-        .await
+        SqlStore::add_comment(self, comment, now).await
     }
 
     async fn comments(&self, proposal: &ProposalId) -> Result<Vec<CommentRecord>, StoreError> {
-        let proposal = proposal.clone();
-        self.read(move |conn| {
-            let sql = "SELECT id, author, body, created_at FROM comments WHERE proposal_id = ?1 ORDER BY created_at, id";
-            q::all(conn, sql, params![proposal.as_str()], |row| {
-                Ok(CommentRecord {
-                    id: row.get(0)?,
-                    proposal: proposal.clone(),
-                    author: row.get(1)?,
-                    body: row.get(2)?,
-                    created_at: Timestamp::from_millis(row.get(3)?),
-                })
-            })
-        })
-        .await
+        SqlStore::comments(self, proposal).await
     }
 
     async fn proposal_groups(&self, id: &ProposalId) -> Result<Vec<String>, StoreError> {
