@@ -72,6 +72,7 @@ type Token =
 /// The provider as configured, its discovered metadata and keys.
 pub(crate) struct Oidc {
     pub(crate) config: OidcConfig,
+    issuer: IssuerUrl,
     redirect: RedirectUrl,
     after_logout: String,
     http: reqwest::Client,
@@ -159,7 +160,7 @@ impl Oidc {
         let base = public_url.trim_end_matches('/');
         let redirect = RedirectUrl::new(format!("{base}/ui/oidc/callback"))
             .map_err(|e| format!("`public_url` does not make a redirect URI: {e}"))?;
-        IssuerUrl::new(config.issuer.clone())
+        let issuer = IssuerUrl::new(config.issuer.clone())
             .map_err(|e| format!("`oidc_issuer` is not a URL: {e}"))?;
         // Discovery and token requests follow no redirect (SSRF).
         let http = reqwest::Client::builder()
@@ -169,6 +170,7 @@ impl Oidc {
             .map_err(|e| format!("cannot make an HTTP client: {e}"))?;
         Ok(Oidc {
             config,
+            issuer,
             redirect,
             after_logout: format!("{base}/ui/login"),
             http,
@@ -184,9 +186,7 @@ impl Oidc {
         {
             return Ok(metadata.clone());
         }
-        let issuer = IssuerUrl::new(self.config.issuer.clone())
-            .map_err(|e| SsoError::Unreachable(format!("oidc_issuer: {e}")))?;
-        let metadata = Metadata::discover_async(issuer, &self.http)
+        let metadata = Metadata::discover_async(self.issuer.clone(), &self.http)
             .await
             .map_err(|e| SsoError::Unreachable(format!("discovery: {}", chain(&e))))?;
         let metadata = Arc::new(metadata);
@@ -196,10 +196,10 @@ impl Oidc {
 
     /// Fetches the provider's keys again (a token named a key we do not
     /// have): one fetch at a time.
-    async fn refresh_keys(&self, stale: &Metadata) -> Result<Arc<Metadata>, SsoError> {
+    async fn refresh_keys(&self, stale: &Arc<Metadata>) -> Result<Arc<Metadata>, SsoError> {
         let mut discovered = self.discovered.lock().await;
         if let Some((current, _)) = discovered.as_ref()
-            && current.jwks().keys().len() != stale.jwks().keys().len()
+            && !Arc::ptr_eq(current, stale)
         {
             // Someone else fetched them while we waited.
             return Ok(current.clone());
@@ -210,7 +210,7 @@ impl Oidc {
         let at = discovered
             .as_ref()
             .map_or(Timestamp::from_millis(0), |(_, at)| *at);
-        let metadata = Arc::new(stale.clone().set_jwks(keys));
+        let metadata = Arc::new(Metadata::clone(stale).set_jwks(keys));
         *discovered = Some((metadata.clone(), at));
         Ok(metadata)
     }
@@ -353,7 +353,18 @@ impl Oidc {
     /// Where to send the browser at logout: the provider's end-session
     /// endpoint when it has one (RP-initiated logout), else nowhere.
     pub(crate) async fn logout_url(&self, id_token: &str, now: Timestamp) -> Option<String> {
-        let metadata = self.metadata(now).await.ok()?;
+        // The endpoint discovered at sign-in will do, however old: logging
+        // out waits on no provider.
+        let cached = self
+            .discovered
+            .lock()
+            .await
+            .as_ref()
+            .map(|(it, _)| it.clone());
+        let metadata = match cached {
+            Some(metadata) => metadata,
+            None => self.metadata(now).await.ok()?,
+        };
         let endpoint: &EndSessionUrl = metadata
             .additional_metadata()
             .end_session_endpoint

@@ -55,11 +55,7 @@ impl<T: DeserializeOwned + Default> FromRequest<AppState> for JsonBodyOr<T> {
 const DRAIN_MIN: usize = 4 * 1024 * 1024;
 
 /// Reads and drops up to `at_most` bytes of a body.
-async fn drain(body: axum::body::Body, at_most: usize) {
-    drain_stream(body.into_data_stream(), at_most).await;
-}
-
-async fn drain_stream(mut stream: axum::body::BodyDataStream, at_most: usize) {
+async fn drain(mut stream: axum::body::BodyDataStream, at_most: usize) {
     let mut seen = 0_usize;
     while let Some(Ok(chunk)) = stream.next().await {
         seen += chunk.len();
@@ -106,7 +102,7 @@ async fn read_optional_json<T: DeserializeOwned>(
     let drain_at_most = limit.saturating_mul(4).max(DRAIN_MIN);
     if let Some(declared) = declared.filter(|n| limit < *n) {
         if declared <= drain_at_most {
-            drain(req.into_body(), drain_at_most).await;
+            drain(req.into_body().into_data_stream(), drain_at_most).await;
         }
         return Err(too_large());
     }
@@ -117,7 +113,7 @@ async fn read_optional_json<T: DeserializeOwned>(
             return Err(ApiError::invalid("the request body could not be read"));
         };
         if limit < bytes.len() + chunk.len() {
-            drain_stream(stream, drain_at_most.saturating_sub(bytes.len())).await;
+            drain(stream, drain_at_most.saturating_sub(bytes.len())).await;
             return Err(too_large());
         }
         bytes.extend_from_slice(&chunk);

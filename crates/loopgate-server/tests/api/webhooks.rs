@@ -551,6 +551,27 @@ async fn a_reviewers_message_reaches_the_long_poll_and_the_webhook() {
         "{}",
         chatty.body
     );
+    // Bounded before any work; the server goes on serving.
+    let huge = "x".repeat(10_001);
+    let too_long = app
+        .post(
+            &path,
+            &ann,
+            json!({"verdict": "respond", "message": huge, "seen_digest": task["digest"]}),
+        )
+        .await;
+    assert_eq!(
+        too_long.status,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "{}",
+        too_long.body
+    );
+    assert!(
+        too_long.body["detail"]
+            .as_str()
+            .unwrap()
+            .contains("10000 bytes")
+    );
     let answered = app
         .post(
             &path,
