@@ -150,6 +150,26 @@ impl Client {
             .await
     }
 
+    /// Standing grants the caller may see, newest first (live ones unless `all`).
+    pub async fn grants(
+        &self,
+        system: Option<&str>,
+        all: bool,
+    ) -> Result<proto::GrantList, ClientError> {
+        let mut query = vec![("state", String::from(if all { "all" } else { "live" }))];
+        if let Some(system) = system {
+            query.push(("system", system.to_owned()));
+        }
+        let path = format!("/v1/grants?{}", encode_query(&query));
+        self.call::<(), _>(Method::GET, &path, None).await
+    }
+
+    /// Revokes a standing grant.
+    pub async fn revoke_grant(&self, id: &str) -> Result<proto::Grant, ClientError> {
+        self.call::<(), _>(Method::DELETE, &format!("/v1/grants/{id}"), None)
+            .await
+    }
+
     /// Takes the lease on a task.
     pub async fn claim(&self, id: &str) -> Result<proto::Task, ClientError> {
         self.call::<(), _>(Method::POST, &format!("/v1/tasks/{id}/claim"), None)

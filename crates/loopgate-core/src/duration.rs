@@ -80,6 +80,23 @@ pub fn parse(text: &str) -> Option<Duration> {
     Some(Duration::from_secs_f64(seconds))
 }
 
+/// Writes a duration the short way [`parse`] reads back: the largest unit
+/// that divides it (`90m` stays `90m`, `2h`, `30d`, `1500ms`).
+pub fn format(duration: Duration) -> String {
+    let millis = duration.as_millis();
+    for (unit, size) in [
+        ("d", 86_400_000),
+        ("h", 3_600_000),
+        ("m", 60_000),
+        ("s", 1_000),
+    ] {
+        if millis != 0 && millis % size == 0 {
+            return format!("{}{unit}", millis / size);
+        }
+    }
+    format!("{millis}ms")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -125,6 +142,12 @@ mod tests {
                 let bound = if text.trim().starts_with('P') { 1e10 } else { 1e9 };
                 proptest::prop_assert!(duration.as_secs_f64() < bound);
             }
+        }
+
+        #[test]
+        fn formatted_durations_read_back(seconds in 0_u64..100_000_000) {
+            let duration = Duration::from_secs(seconds);
+            proptest::prop_assert_eq!(parse(&format(duration)), Some(duration));
         }
 
         #[test]

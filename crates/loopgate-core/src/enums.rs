@@ -41,8 +41,14 @@ string_enum!(
     ProposalStatus { Pending = "pending", Approved = "approved", Rejected = "rejected", Cancelled = "cancelled", Returned = "returned" }
 );
 string_enum!(
-    /// Who settled a proposal.
-    DecidedBy { Policy = "policy", Reviewers = "reviewers", Timeout = "timeout", KillSwitch = "kill_switch", System = "system" }
+    /// Who settled a proposal. `Grant`: a standing grant that reviewers
+    /// gave on an earlier proposal approved it.
+    DecidedBy { Policy = "policy", Reviewers = "reviewers", Timeout = "timeout", KillSwitch = "kill_switch", System = "system", Grant = "grant" }
+);
+string_enum!(
+    /// What a standing grant covers: the same action and subject with the
+    /// same output, or with any output.
+    GrantScope { SameOutput = "same_output", SameSubject = "same_subject" }
 );
 string_enum!(
     /// A reviewer's verdict.
@@ -112,6 +118,8 @@ string_enum!(
         TaskSlaWarning = "task.sla_warning",
         DecisionRecorded = "decision.recorded",
         CommentAdded = "comment.added",
+        GrantCreated = "grant.created", GrantUsed = "grant.used",
+        GrantRevoked = "grant.revoked", GrantExpired = "grant.expired",
         GroupNotificationsSet = "group.notifications_set",
     }
 );
@@ -147,7 +155,8 @@ impl EventKind {
             | K::TaskExpired
             | K::TaskSlaWarning
             | K::DecisionRecorded
-            | K::CommentAdded => true,
+            | K::CommentAdded
+            | K::GrantUsed => true,
             K::SystemCreated
             | K::SystemUpdated
             | K::SystemPaused
@@ -166,6 +175,9 @@ impl EventKind {
             | K::PolicyActivated
             | K::PolicyShadowStarted
             | K::PolicyShadowStopped
+            | K::GrantCreated
+            | K::GrantRevoked
+            | K::GrantExpired
             | K::GroupNotificationsSet => false,
         }
     }

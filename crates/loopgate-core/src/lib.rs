@@ -11,6 +11,7 @@ pub mod audit;
 pub mod digest;
 pub mod duration;
 mod enums;
+pub mod grant;
 pub mod ids;
 pub mod notify;
 pub mod proposal;
@@ -21,5 +22,6 @@ pub mod timestamp;
 
 pub use digest::Digest;
 pub use enums::*;
+pub use grant::{Grant, GrantTerms, Grantable};
 pub use ids::{ProposalId, SystemId, TaskId, UserId};
 pub use timestamp::Timestamp;

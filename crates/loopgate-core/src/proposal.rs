@@ -8,6 +8,7 @@ use std::borrow::Cow;
 use serde_json::Value;
 
 use crate::audit::event::{Event, LOOPGATE_ACTOR};
+use crate::grant::{self, Grant, Grantable};
 use crate::review::Task;
 use crate::routing::{ReviewPlan, Routing};
 use crate::{
@@ -92,6 +93,9 @@ pub struct Admission<'a> {
     /// The caps this admission counts one against (all of them when an
     /// automated approval went through, else none).
     pub counted: Vec<Cap>,
+    /// The standing grant that approved it instead of a review, with this
+    /// use counted.
+    pub grant: Option<Grant>,
 }
 
 impl Admission<'_> {
@@ -131,6 +135,13 @@ impl Admission<'_> {
         if let Some(task) = &self.task {
             events.push((LOOPGATE_ACTOR, Event::TaskCreated(task)));
         }
+        if let Some(grant) = &self.grant {
+            let used = Event::GrantUsed {
+                grant,
+                proposal: proposed.id.as_str(),
+            };
+            events.push((LOOPGATE_ACTOR, used));
+        }
         if self.status.is_terminal() {
             let resolved = Event::ProposalResolved {
                 proposal: proposed.id.as_str(),
@@ -138,6 +149,7 @@ impl Admission<'_> {
                 decided_by: self.decided_by,
                 digest: proposed.digest,
                 modified: None,
+                grant: self.grant.as_ref().map(|it| it.id.as_str()),
             };
             events.push((LOOPGATE_ACTOR, resolved));
         }
@@ -145,21 +157,56 @@ impl Admission<'_> {
     }
 }
 
+/// Whether admission may consult standing grants: the proposal would wait
+/// for a review that allows grants. The store reads live grants only then.
+pub fn may_use_grant(routing: &Routing, system: SystemState) -> bool {
+    routing.route == Route::Review
+        && matches!(routing.review.grant, Grantable::UpTo(_))
+        && system.status == SystemStatus::Active
+        && system.oversight == Oversight::InTheLoop
+}
+
 /// Admits a new proposal. `routing` is the live policies' routing,
 /// `sampled` the QA draw for its sampling rate (see `routing::is_sampled`),
-/// and `used` the count of each of [`caps`]`(routing, now)` as committed.
+/// `used` the count of each of [`caps`]`(routing, now)` as committed, and
+/// `grants` the live grants of its system, action and subject as
+/// committed (read when [`may_use_grant`]).
 /// A paused system rejects (the kill switch); otherwise, when any cap is
 /// used up, an allow goes to the first capped policy's review instead and
-/// counts nothing; else the proposal is planned as routed and counts one
-/// against every cap.
+/// counts nothing; a proposal that would wait for review is approved by
+/// the first grant that covers it (forbids were applied by routing before:
+/// a denied proposal never gets here); else the proposal is planned as
+/// routed and counts one against every cap.
 pub fn admit<'a>(
     proposed: &Proposed<'_>,
     routing: &'a Routing,
     system: SystemState,
     sampled: bool,
     used: &[(Cap, u64)],
+    grants: &[Grant],
     now: Timestamp,
 ) -> Admission<'a> {
+    if may_use_grant(routing, system) {
+        let request = grant::Request {
+            system: proposed.system.as_str(),
+            action: proposed.action,
+            subject: proposed.subject,
+            output: proposed.output,
+        };
+        if let Some(grant) = grants.iter().find(|it| it.covers(&request, routing, now)) {
+            let mut grant = grant.clone();
+            grant.used = grant.used.saturating_add(1);
+            return Admission {
+                routing: Cow::Borrowed(routing),
+                over_limit: false,
+                status: ProposalStatus::Approved,
+                decided_by: Some(DecidedBy::Grant),
+                task: None,
+                counted: Vec::new(),
+                grant: Some(grant),
+            };
+        }
+    }
     let used_up = used.iter().any(|(cap, used)| *used >= u64::from(cap.limit));
     let (routing, over_limit, sampled) = match routing.limits.first() {
         Some(first) if used_up && system.status == SystemStatus::Active => {
@@ -194,6 +241,7 @@ pub fn admit<'a>(
         decided_by: plan.decided_by,
         task,
         counted,
+        grant: None,
     }
 }
 
@@ -402,7 +450,7 @@ mod tests {
             status,
         };
         let used: Vec<(Cap, u64)> = caps(routing, now).into_iter().map(|c| (c, used)).collect();
-        let admission = admit(&proposed, routing, state, false, &used, now);
+        let admission = admit(&proposed, routing, state, false, &used, &[], now);
         let kinds: Vec<_> = admission
             .events(&proposed)
             .iter()

@@ -8,6 +8,7 @@ use std::time::Duration;
 use serde_json::{Map, Value};
 
 use crate::digest::{Digest, DigestParts};
+use crate::grant::GrantTerms;
 use crate::ids::{ProposalId, TaskId};
 use crate::routing::ReviewPlan;
 use crate::{DecidedBy, OnTimeout, ProposalStatus, TaskKind, TaskState, Timestamp, Verdict};
@@ -81,6 +82,8 @@ pub struct Decision {
     pub labels: Option<Map<String, Value>>,
     /// The words sent back to the AI (respond only).
     pub message: Option<String>,
+    /// The standing grant this approver agreed to (approve only).
+    pub grant: Option<GrantTerms>,
     /// Task level at the time.
     pub level: u32,
     /// When.
@@ -151,6 +154,8 @@ pub struct DecisionInput {
     pub labels: Option<Map<String, Value>>,
     /// The words sent back to the AI (respond only).
     pub message: Option<String>,
+    /// A standing grant offered with an approval.
+    pub grant: Option<GrantTerms>,
     /// The digest shown to the reviewer.
     pub seen_digest: Digest,
 }
@@ -185,6 +190,9 @@ pub enum ReviewError {
     /// Modify without an output, or an output with another verdict.
     #[error("{0}")]
     Invalid(&'static str),
+    /// A grant the task's policy does not allow.
+    #[error("{0}")]
+    GrantRefused(String),
 }
 
 /// What a decision changed.
@@ -196,6 +204,9 @@ pub struct Decided {
     pub decision: Decision,
     /// What happened, for events and notifications.
     pub effect: Effect,
+    /// The standing grant to make: every approval of the final digest
+    /// offered one (their narrowest terms), and the proposal is approved.
+    pub grant: Option<GrantTerms>,
 }
 
 /// The visible effect of a transition.
@@ -340,6 +351,16 @@ pub fn decide(
         }
         (_, None) => None,
     };
+    if let Some(offer) = &input.grant {
+        if input.verdict != Verdict::Approve || !is_gate {
+            return Err(ReviewError::Invalid(
+                "a `grant` goes only with `approve` on a task that holds its proposal back",
+            ));
+        }
+        offer
+            .check(task.plan.grant)
+            .map_err(ReviewError::GrantRefused)?;
+    }
 
     let mut next = case.clone();
     let mut decision = Decision {
@@ -350,6 +371,7 @@ pub fn decide(
         output: new_output.clone(),
         labels: input.labels,
         message,
+        grant: input.grant,
         level: task.level,
         decided_at: now,
     };
@@ -417,10 +439,23 @@ pub fn decide(
         }
     };
     next.decisions.push(decision.clone());
+    let grant = match (effect, next.proposal.status) {
+        (Effect::Resolved, ProposalStatus::Approved) => {
+            let offers: Vec<Option<GrantTerms>> = next
+                .decisions
+                .iter()
+                .filter(|it| approves_digest(it, &next.proposal.digest))
+                .map(|it| it.grant)
+                .collect();
+            GrantTerms::combine(&offers)
+        }
+        _ => None,
+    };
     Ok(Decided {
         case: next,
         decision,
         effect,
+        grant,
     })
 }
 
@@ -428,11 +463,13 @@ pub fn decide(
 pub fn count_approvals(decisions: &[Decision], digest: &Digest) -> u32 {
     let n = decisions
         .iter()
-        .filter(|it| {
-            matches!(it.verdict, Verdict::Approve | Verdict::Modify) && &it.digest == digest
-        })
+        .filter(|it| approves_digest(it, digest))
         .count();
     u32::try_from(n).unwrap_or(u32::MAX)
+}
+
+fn approves_digest(decision: &Decision, digest: &Digest) -> bool {
+    matches!(decision.verdict, Verdict::Approve | Verdict::Modify) && &decision.digest == digest
 }
 
 /// Runs the deadline of a task: escalates, or applies `on_timeout`.

@@ -22,6 +22,7 @@ use cedar_policy::{
 use sha2::{Digest as _, Sha256};
 
 use crate::duration::parse_iso8601;
+use crate::grant::{self, GrantRule, Grantable};
 use crate::ids::is_group_name;
 use crate::{OnTimeout, Oversight, RiskTier, Route};
 
@@ -58,6 +59,8 @@ struct Rules {
     review: ReviewPlan,
     sample: f64,
     max_auto: Option<Rate>,
+    /// `@grantable` and `@grantable_risk`.
+    grant: Option<GrantRule>,
 }
 
 /// How a review is carried out.
@@ -77,6 +80,9 @@ pub struct ReviewPlan {
     pub blind: bool,
     /// Every decision must carry a rationale (`@rationale("required")`).
     pub rationale_required: bool,
+    /// Whether approvers may give a standing grant, and for how long
+    /// (`@grantable`, decided per proposal with the system's risk tier).
+    pub grant: Grantable,
 }
 
 impl ReviewPlan {
@@ -90,6 +96,7 @@ impl ReviewPlan {
             on_timeout: OnTimeout::Reject,
             blind: false,
             rationale_required: false,
+            grant: Grantable::No,
         }
     }
 }
@@ -444,6 +451,11 @@ fn decide(
     };
     // A rationale asked for by any matching review policy is asked for.
     review.rationale_required |= reviews.iter().any(|(_, r)| r.review.rationale_required);
+    // Grants only where every matching review policy allows them.
+    review.grant = GrantRule::combine(
+        reviews.iter().map(|(_, r)| r.grant.as_ref()),
+        request.risk_tier,
+    );
     let matched = reviews.iter().map(|(id, _)| (*id).clone()).collect();
     Routing {
         route: Route::Review,
@@ -607,6 +619,50 @@ fn read_rules(id: &str, policy: &cedar_policy::Policy) -> Result<Rules, PolicyEr
             }
         },
     };
+    let grant = match policy.annotation("grantable") {
+        None => None,
+        Some(text) => match parse_iso8601(text) {
+            Some(max) if max <= grant::MAX_DURATION => Some(GrantRule {
+                max,
+                risk: RiskTier::Limited,
+            }),
+            _ => {
+                return Err(bad(
+                    "grantable",
+                    format!(
+                        "must be an ISO 8601 duration of at most 30 days such as `PT1H`, not `{text}`"
+                    ),
+                ));
+            }
+        },
+    };
+    let grant = match (grant, policy.annotation("grantable_risk")) {
+        (grant, None) => grant,
+        (Some(rule), Some(text)) => match RiskTier::parse(text) {
+            Some(risk) => Some(GrantRule { risk, ..rule }),
+            None => {
+                return Err(bad(
+                    "grantable_risk",
+                    format!(
+                        "must be a risk tier (`minimal`, `limited`, `high`, `unacceptable`), not `{text}`"
+                    ),
+                ));
+            }
+        },
+        (None, Some(_)) => {
+            return Err(bad(
+                "grantable_risk",
+                "says on which risk tiers grants may be made, so it needs `@grantable`".to_owned(),
+            ));
+        }
+    };
+    if grant.is_some() && route != Route::Review {
+        return Err(bad(
+            "grantable",
+            "lets reviewers approve ahead, so it needs a review policy (not `@route(\"allow\")`)"
+                .to_owned(),
+        ));
+    }
     if max_auto.is_some() && route != Route::Allow {
         return Err(bad(
             "max_auto",
@@ -621,12 +677,14 @@ fn read_rules(id: &str, policy: &cedar_policy::Policy) -> Result<Rules, PolicyEr
         on_timeout,
         blind,
         rationale_required,
+        grant: Grantable::No,
     };
     Ok(Rules {
         route,
         review,
         sample,
         max_auto,
+        grant,
     })
 }
 

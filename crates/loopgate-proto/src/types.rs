@@ -128,6 +128,8 @@ pub enum DecidedBy {
     KillSwitch,
     /// The system cancelled its proposal.
     System,
+    /// A standing grant that reviewers gave earlier (`grant_id`).
+    Grant,
 }
 
 /// A proposal as the API returns it.
@@ -226,6 +228,9 @@ pub struct Resolution {
     pub message: Option<String>,
     /// Who settled it.
     pub decided_by: DecidedBy,
+    /// With `decided_by: grant`: the grant that approved it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub grant_id: Option<String>,
     /// The output to execute (the edited one if reviewers modified it).
     #[cfg_attr(feature = "openapi", schema(value_type = Object))]
     pub output: Value,
@@ -390,6 +395,9 @@ pub struct DecisionRecord {
     /// The words sent back to the AI (`respond`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
+    /// The standing grant this approver agreed to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub grant: Option<GrantOffer>,
     /// Task level (escalation level) at the time.
     pub level: u32,
     /// RFC 3339.
@@ -417,8 +425,106 @@ pub struct DecisionRequest {
     /// The words to send back to the AI (`respond` only; at most 10,000 bytes).
     #[serde(default)]
     pub message: Option<String>,
+    /// A standing grant to give with an `approve`, where the task's policy
+    /// allows one (`grantable` on the task). With a quorum, the grant is
+    /// made when every approval offers one (their narrowest terms).
+    #[serde(default)]
+    pub grant: Option<GrantOffer>,
     /// The digest shown to the reviewer.
     pub seen_digest: String,
+}
+
+/// A standing grant's terms, as a reviewer offers them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct GrantOffer {
+    /// How long it lasts: `30m`, `1h`, `PT1H`; at most the policy's `@grantable`.
+    #[serde(rename = "for")]
+    pub for_: String,
+    /// How many proposals it may approve (1 to 100,000); unlimited when left out.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub uses: Option<u32>,
+    /// `same_output` (the same action, subject and output) or `same_subject`
+    /// (the same action and subject, any output).
+    pub scope: GrantScope,
+}
+
+/// What a standing grant covers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum GrantScope {
+    /// The same action and subject with the same output.
+    SameOutput,
+    /// The same action and subject, any output.
+    SameSubject,
+}
+
+/// A grant's state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum GrantState {
+    /// It approves matching proposals.
+    Live,
+    /// Its uses ran out.
+    UsedUp,
+    /// Its time ran out.
+    Expired,
+    /// Someone revoked it.
+    Revoked,
+}
+
+/// A standing grant (`GET /v1/grants`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct Grant {
+    /// `gnt_…`
+    pub id: String,
+    /// Its state now.
+    pub state: GrantState,
+    /// The system whose proposals it approves.
+    pub system: String,
+    /// The action.
+    pub action: String,
+    /// What it covers (the subject and output are kept only as salted
+    /// digests; `proposal` shows them while its payload is kept).
+    pub scope: GrantScope,
+    /// The proposal whose approval made it.
+    pub proposal: String,
+    /// The review policies it stands in for.
+    pub policies: Vec<String>,
+    /// The policy version it was made under.
+    pub policy_version: String,
+    /// The reviewer group that made it.
+    pub group: String,
+    /// The approvers who agreed to it.
+    pub granted_by: Vec<String>,
+    /// Proposals it approved.
+    pub used: u32,
+    /// Most proposals it may approve (null: no limit).
+    pub max_uses: Option<u32>,
+    /// Uses left (null: no limit).
+    pub uses_left: Option<u32>,
+    /// RFC 3339.
+    pub created_at: String,
+    /// RFC 3339.
+    pub expires_at: String,
+    /// RFC 3339, when revoked.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub revoked_at: Option<String>,
+    /// Who revoked it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub revoked_by: Option<String>,
+}
+
+/// `GET /v1/grants`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct GrantList {
+    /// Newest first.
+    pub items: Vec<Grant>,
 }
 
 /// `POST /v1/tasks/decisions`: many decisions in one call, each its own.
@@ -466,6 +572,7 @@ impl BatchDecisionItem {
             output: self.output,
             labels: self.labels,
             message: self.message,
+            grant: None,
             seen_digest: self.seen_digest,
         };
         (self.task_id, decision)
@@ -565,6 +672,14 @@ pub struct Task {
     /// Every decision must carry a rationale (the policy's `@rationale("required")`).
     #[serde(default)]
     pub rationale_required: bool,
+    /// The longest standing grant an approver may give (`30m`, `1h`, …;
+    /// the policy's `@grantable`); left out when none may be given.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub grantable: Option<String>,
+    /// Why no grant may be given although the policy has `@grantable`
+    /// (the system's risk tier).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub grant_refused: Option<String>,
     /// RFC 3339.
     pub created_at: String,
 }

@@ -42,7 +42,14 @@ map_enum!(
     decided_by_to_proto,
     DecidedBy,
     DecidedBy,
-    [Policy, Reviewers, Timeout, KillSwitch, System]
+    [Policy, Reviewers, Timeout, KillSwitch, System, Grant]
+);
+map_enum!(
+    scope_to_core,
+    scope_to_proto,
+    GrantScope,
+    GrantScope,
+    [SameOutput, SameSubject]
 );
 map_enum!(
     verdict_to_core,
@@ -104,6 +111,7 @@ pub(crate) fn proposal(record: ProposalRecord) -> proto::Proposal {
                 .rev()
                 .find_map(|it| it.message.clone()),
             decided_by: decided_by_to_proto(decided_by),
+            grant_id: record.grant_id.clone(),
             output: record.output.clone(),
             modified: record.modified,
             digest: record.digest.to_string(),
@@ -179,6 +187,7 @@ fn decision(decision: &Decision) -> proto::DecisionRecord {
         digest: decision.digest.to_string(),
         rationale: decision.rationale.clone(),
         message: decision.message.clone(),
+        grant: decision.grant.as_ref().map(grant_offer),
         level: decision.level,
         decided_at: decision.decided_at.to_rfc3339(),
     }
@@ -211,7 +220,61 @@ pub(crate) fn task(record: TaskRecord, now: Timestamp) -> proto::Task {
         lease_expires_at,
         blind: task.plan.blind,
         rationale_required: task.plan.rationale_required,
+        grantable: match task.plan.grant {
+            core::Grantable::UpTo(max) => Some(core::duration::format(max)),
+            _ => None,
+        },
+        grant_refused: match task.plan.grant {
+            core::Grantable::NotAtRisk(tier) => Some(format!(
+                "grants are refused on `{tier}` risk systems unless the policy says `@grantable_risk(\"{tier}\")`"
+            )),
+            _ => None,
+        },
         created_at: task.created_at.to_rfc3339(),
+    }
+}
+
+/// Terms as the API shows them.
+pub(crate) fn grant_offer(terms: &core::GrantTerms) -> proto::GrantOffer {
+    proto::GrantOffer {
+        for_: core::duration::format(terms.duration),
+        uses: terms.uses,
+        scope: scope_to_proto(terms.scope),
+    }
+}
+
+/// A grant as the API shows it at `now`.
+pub(crate) fn grant(grant: core::Grant, now: Timestamp) -> proto::Grant {
+    use core::grant::GrantState as S;
+    let state = match grant.state(now) {
+        S::Live => proto::GrantState::Live,
+        S::UsedUp => proto::GrantState::UsedUp,
+        S::Expired => proto::GrantState::Expired,
+        S::Revoked => proto::GrantState::Revoked,
+    };
+    let uses_left = grant.uses_left();
+    let (revoked_at, revoked_by) = match grant.revoked {
+        Some((at, by)) => (Some(at.to_rfc3339()), Some(by)),
+        None => (None, None),
+    };
+    proto::Grant {
+        id: grant.id,
+        state,
+        system: grant.system,
+        action: grant.action,
+        scope: scope_to_proto(grant.scope),
+        proposal: grant.proposal.to_string(),
+        policies: grant.policies,
+        policy_version: grant.policy_version,
+        group: grant.group,
+        granted_by: grant.granted_by,
+        used: grant.used,
+        max_uses: grant.max_uses,
+        uses_left,
+        created_at: grant.created_at.to_rfc3339(),
+        expires_at: grant.expires_at.to_rfc3339(),
+        revoked_at,
+        revoked_by,
     }
 }
 

@@ -408,6 +408,9 @@ async fn follow(app: &AppState, row: &StoredEvent) {
         // comment changes nothing another replica holds.
         K::TaskSlaWarning | K::GroupNotificationsSet | K::UserBreakGlassLogin | K::CommentAdded => {
         }
+        // Grants are read in the writing transaction, never cached: a
+        // revocation holds on every replica at once.
+        K::GrantCreated | K::GrantUsed | K::GrantRevoked | K::GrantExpired => (),
         K::ProposalSubmitted
         | K::ProposalRouted
         | K::ProposalOverridden

@@ -46,6 +46,14 @@ pub enum SubmitError {
     UnknownSystem(String),
 }
 
+/// Refusals of a change to a standing grant.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum GrantError {
+    /// It already ended.
+    #[error("grant `{id}` is already {state}")]
+    Ended { id: String, state: &'static str },
+}
+
 /// Refusals of an erasure.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum EraseError {

@@ -22,7 +22,7 @@ use loopgate_core::audit::Hash;
 use loopgate_core::review::{DecisionInput, ReviewError};
 use loopgate_core::{Digest, ProposalId, SystemId, TaskId, Timestamp, UserId};
 
-pub use error::{EraseError, StoreError, SubmitError, TxError};
+pub use error::{EraseError, GrantError, StoreError, SubmitError, TxError};
 pub use model::*;
 
 /// What the writer can do.
@@ -281,7 +281,20 @@ pub trait Store: Send + Sync + 'static {
         input: DecisionInput,
         now: Timestamp,
     ) -> Result<DecisionOutcome, TxError<ReviewError>>;
-    /// Runs every deadline due at `now` (at most `limit`); returns what changed.
+    /// Standing grants, newest first.
+    async fn grants(&self, filter: GrantFilter) -> Result<Vec<loopgate_core::Grant>, StoreError>;
+    /// One standing grant.
+    async fn grant(&self, id: &str) -> Result<Option<loopgate_core::Grant>, StoreError>;
+    /// Revokes a grant at once (every replica reads grants in the writing
+    /// transaction), audited as `grant.revoked`.
+    async fn revoke_grant(
+        &self,
+        id: &str,
+        actor: &str,
+        now: Timestamp,
+    ) -> Result<loopgate_core::Grant, TxError<GrantError>>;
+    /// Runs every deadline due at `now` (at most `limit`), and ends the
+    /// grants whose time ran out (`grant.expired`); returns what changed.
     async fn run_timers(&self, now: Timestamp, limit: u32)
     -> Result<Vec<TimerOutcome>, StoreError>;
 

@@ -614,6 +614,8 @@ pub struct ProposalRecord {
     pub erased_at: Option<Timestamp>,
     /// Policies whose evaluation failed while it was routed.
     pub policy_errors: Vec<EvaluationError>,
+    /// The standing grant that approved it (`decided_by: grant`).
+    pub grant_id: Option<String>,
 }
 
 /// Filters of the proposal list.
@@ -674,6 +676,19 @@ pub struct TaskFilter {
     pub limit: u32,
 }
 
+/// Filters of the grant list (newest first).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct GrantFilter {
+    /// Only this system.
+    pub system: Option<SystemId>,
+    /// Only grants made by these groups (`None`: every group).
+    pub groups: Option<Vec<String>>,
+    /// Only grants live at this time.
+    pub live_at: Option<Timestamp>,
+    /// Most grants returned.
+    pub limit: u32,
+}
+
 /// A reviewer as the store sees one.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ReviewerRef {
@@ -692,6 +707,8 @@ pub struct DecisionOutcome {
     pub proposal: ProposalRecord,
     /// The effect.
     pub effect: Effect,
+    /// The standing grant the approvers gave.
+    pub grant: Option<loopgate_core::Grant>,
 }
 
 /// What a deadline did.

@@ -204,6 +204,7 @@ fn approve(digest: &Digest) -> DecisionInput {
         output: None,
         labels: None,
         message: None,
+        grant: None,
         seen_digest: digest.clone(),
     }
 }

@@ -518,6 +518,7 @@ async fn reviewer(
                 output: None,
                 labels: None,
                 message: None,
+                grant: None,
                 seen_digest: task.digest.clone(),
             };
             // Measured from sending the decision, so the figure includes its durable write.

@@ -359,8 +359,40 @@ pub(crate) enum ReviewCommand {
     Show(TaskRef),
     /// Take the lease on a task.
     Claim(TaskRef),
-    /// Approve.
-    Approve(Decide),
+    /// Approve, optionally with a standing grant where the task's policy
+    /// allows one (`grantable` on the task).
+    Approve {
+        #[command(flatten)]
+        decide: Decide,
+        /// Give a standing grant for this long (`30m`, `1h`, `PT1H`): later
+        /// proposals it covers are approved without review.
+        #[arg(long)]
+        grant_for: Option<String>,
+        /// The grant's uses [default: until it ends].
+        #[arg(long, requires = "grant_for")]
+        grant_uses: Option<u32>,
+        /// What the grant covers: the same output, or any output for the same subject.
+        #[arg(long, requires = "grant_for", value_parser = ["same_output", "same_subject"], default_value = "same_output")]
+        grant_scope: String,
+    },
+    /// Standing grants your groups gave (live ones unless `--all`).
+    Grants {
+        /// Include used up, expired and revoked grants.
+        #[arg(long)]
+        all: bool,
+        /// Only this system.
+        #[arg(long)]
+        system: Option<String>,
+        #[command(flatten)]
+        remote: Remote,
+    },
+    /// Revoke a standing grant at once.
+    RevokeGrant {
+        /// Grant id (`gnt_…`).
+        id: String,
+        #[command(flatten)]
+        remote: Remote,
+    },
     /// Reject.
     Reject(Decide),
     /// Approve an edited output.

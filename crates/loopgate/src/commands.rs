@@ -483,19 +483,62 @@ async fn review(file: &FileConfig, command: ReviewCommand) -> anyhow::Result<()>
         ReviewCommand::Claim(args) => {
             print_json(&file.client(&args.remote)?.claim(&args.id).await?)
         }
-        ReviewCommand::Approve(args) => {
-            decide(file, args, proto::Verdict::Approve, None, None).await
+        ReviewCommand::Approve {
+            decide: args,
+            grant_for,
+            grant_uses,
+            grant_scope,
+        } => {
+            let grant = grant_for.map(|for_| proto::GrantOffer {
+                for_,
+                uses: grant_uses,
+                scope: match grant_scope.as_str() {
+                    "same_subject" => proto::GrantScope::SameSubject,
+                    _ => proto::GrantScope::SameOutput,
+                },
+            });
+            let verdict = proto::Verdict::Approve;
+            let request = Request {
+                output: None,
+                message: None,
+                grant,
+            };
+            decide(file, args, verdict, request).await
         }
-        ReviewCommand::Reject(args) => decide(file, args, proto::Verdict::Reject, None, None).await,
+        ReviewCommand::Grants {
+            all,
+            system,
+            remote,
+        } => {
+            let client = file.client(&remote)?;
+            let grants = client.grants(system.as_deref(), all).await?;
+            print_json(&grants)
+        }
+        ReviewCommand::RevokeGrant { id, remote } => {
+            let grant = file.client(&remote)?.revoke_grant(&id).await?;
+            out!(
+                "revoked {}: it approved {} proposal(s)",
+                grant.id,
+                grant.used
+            );
+            Ok(())
+        }
+        ReviewCommand::Reject(args) => {
+            decide(file, args, proto::Verdict::Reject, Request::default()).await
+        }
         ReviewCommand::Escalate(args) => {
-            decide(file, args, proto::Verdict::Escalate, None, None).await
+            decide(file, args, proto::Verdict::Escalate, Request::default()).await
         }
         ReviewCommand::Modify {
             decide: args,
             output,
         } => {
-            let output = parse_json("--output", &output)?;
-            decide(file, args, proto::Verdict::Modify, Some(output), None).await
+            let output = Some(parse_json("--output", &output)?);
+            let request = Request {
+                output,
+                ..Request::default()
+            };
+            decide(file, args, proto::Verdict::Modify, request).await
         }
         ReviewCommand::Batch {
             verdict,
@@ -548,16 +591,29 @@ async fn review(file: &FileConfig, command: ReviewCommand) -> anyhow::Result<()>
         ReviewCommand::Respond {
             decide: args,
             message,
-        } => decide(file, args, proto::Verdict::Respond, None, Some(message)).await,
+        } => {
+            let request = Request {
+                message: Some(message),
+                ..Request::default()
+            };
+            decide(file, args, proto::Verdict::Respond, request).await
+        }
     }
+}
+
+/// What a decision carries besides its verdict and rationale.
+#[derive(Debug, Default)]
+struct Request {
+    output: Option<Value>,
+    message: Option<String>,
+    grant: Option<proto::GrantOffer>,
 }
 
 async fn decide(
     file: &FileConfig,
     args: Decide,
     verdict: proto::Verdict,
-    output: Option<Value>,
-    message: Option<String>,
+    extra: Request,
 ) -> anyhow::Result<()> {
     let client: Client = file.client(&args.remote)?;
     let task = client.task(&args.id).await?;
@@ -565,9 +621,10 @@ async fn decide(
     let request = proto::DecisionRequest {
         verdict,
         rationale: args.rationale,
-        output,
+        output: extra.output,
         labels: None,
-        message,
+        message: extra.message,
+        grant: extra.grant,
         seen_digest: proposal.digest,
     };
     let response = client.decide(&args.id, &request).await?;

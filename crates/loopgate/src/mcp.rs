@@ -745,6 +745,7 @@ fn why_not(outcome: proto::ProposalStatus, resolution: &proto::Resolution) -> St
             "refused: the system is paused (kill switch)".to_owned()
         }
         (_, proto::DecidedBy::System) => "cancelled".to_owned(),
+        (_, proto::DecidedBy::Grant) => "settled by a standing grant".to_owned(),
     }
 }
 

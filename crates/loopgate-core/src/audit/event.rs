@@ -8,6 +8,7 @@ use std::time::Duration;
 use serde_json::{Map, Value, json};
 
 use crate::audit::entry::salted_hash;
+use crate::grant::Grant;
 use crate::review::{Decision, Task};
 use crate::routing::Routing;
 use crate::{
@@ -203,6 +204,8 @@ pub enum Event<'a> {
         /// Whether a reviewer modified the output; `None` when the proposal
         /// was settled at submission (no review could have).
         modified: Option<bool>,
+        /// The standing grant that approved it (`decided_by: grant`).
+        grant: Option<&'a str>,
     },
     /// `proposal.overridden`: a post-hoc review reversed an automated outcome.
     ProposalOverridden {
@@ -274,6 +277,21 @@ pub enum Event<'a> {
         /// The proposal's salt.
         salt: &'a [u8],
     },
+    /// `grant.created`: approvers gave a standing grant (its subject is the
+    /// grant; the subject and output it covers are not logged, only the
+    /// proposal it came from).
+    GrantCreated(&'a Grant),
+    /// `grant.used`: a grant approved a proposal (its subject is the proposal).
+    GrantUsed {
+        /// The grant, with this use counted.
+        grant: &'a Grant,
+        /// The proposal it approved.
+        proposal: &'a str,
+    },
+    /// `grant.revoked`.
+    GrantRevoked(&'a Grant),
+    /// `grant.expired`: its time ran out.
+    GrantExpired(&'a Grant),
 }
 
 /// Why a proposal was erased.
@@ -326,6 +344,10 @@ impl Event<'_> {
             Event::GroupNotificationsSet { .. } => K::GroupNotificationsSet,
             Event::DecisionRecorded { .. } => K::DecisionRecorded,
             Event::CommentAdded { .. } => K::CommentAdded,
+            Event::GrantCreated(_) => K::GrantCreated,
+            Event::GrantUsed { .. } => K::GrantUsed,
+            Event::GrantRevoked(_) => K::GrantRevoked,
+            Event::GrantExpired(_) => K::GrantExpired,
         }
     }
 
@@ -361,7 +383,10 @@ impl Event<'_> {
             | Event::TaskExpired(task)
             | Event::TaskSlaWarning(task)
             | Event::DecisionRecorded { task, .. } => task.proposal_id.as_str(),
-            Event::CommentAdded { proposal, .. } => proposal,
+            Event::CommentAdded { proposal, .. } | Event::GrantUsed { proposal, .. } => proposal,
+            Event::GrantCreated(grant)
+            | Event::GrantRevoked(grant)
+            | Event::GrantExpired(grant) => &grant.id,
             Event::GroupNotificationsSet { group, .. } => group,
         }
     }
@@ -511,13 +536,31 @@ impl Event<'_> {
                 decided_by,
                 digest,
                 modified,
+                grant,
             } => {
                 let mut data = json!({"proposal": proposal, "outcome": outcome.as_str(),
                                       "decided_by": decided_by.map(DecidedBy::as_str), "digest": digest.as_str()});
                 if let Some(modified) = modified {
                     data["modified"] = json!(modified);
                 }
+                if let Some(grant) = grant {
+                    data["grant"] = json!(grant);
+                }
                 data
+            }
+            Event::GrantCreated(grant) => {
+                json!({"grant": grant.id, "proposal": grant.proposal.as_str(), "system": grant.system,
+                       "action": grant.action, "scope": grant.scope.as_str(), "policies": grant.policies,
+                       "policy_version": grant.policy_version, "group": grant.group,
+                       "granted_by": grant.granted_by, "expires_at": grant.expires_at.to_rfc3339(),
+                       "max_uses": grant.max_uses})
+            }
+            Event::GrantUsed { grant, proposal } => {
+                json!({"grant": grant.id, "proposal": proposal, "used": grant.used,
+                       "uses_left": grant.uses_left()})
+            }
+            Event::GrantRevoked(grant) | Event::GrantExpired(grant) => {
+                json!({"grant": grant.id, "used": grant.used})
             }
             Event::ProposalOverridden { proposal, task } => {
                 json!({"proposal": proposal, "task": task})
@@ -559,6 +602,11 @@ impl Event<'_> {
                 data.insert("digest".into(), json!(decision.digest.as_str()));
                 data.insert("seen_digest".into(), json!(seen.as_str()));
                 data.insert("level".into(), json!(decision.level));
+                if let Some(grant) = &decision.grant {
+                    let terms = json!({"for": crate::duration::format(grant.duration),
+                                       "uses": grant.uses, "scope": grant.scope.as_str()});
+                    data.insert("grant".into(), terms);
+                }
                 let hashed = [
                     ("rationale", decision.rationale.as_ref().map(|r| json!(r))),
                     ("output", decision.output.clone()),

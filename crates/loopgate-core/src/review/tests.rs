@@ -4,6 +4,8 @@ use proptest::prelude::*;
 use serde_json::json;
 
 use super::*;
+use crate::GrantScope;
+use crate::grant::{GrantTerms, Grantable};
 use crate::routing::ReviewPlan;
 
 const T0: i64 = 1_795_000_000_000;
@@ -29,6 +31,7 @@ fn case(required: u32, kind: TaskKind) -> Case {
         on_timeout: OnTimeout::Reject,
         blind: false,
         rationale_required: false,
+        grant: Grantable::UpTo(Duration::from_secs(3600)),
     };
     let status = match kind {
         TaskKind::Gate => ProposalStatus::Pending,
@@ -81,6 +84,7 @@ fn input(verdict: Verdict, case: &Case) -> DecisionInput {
         labels: None,
         message: (verdict == Verdict::Respond)
             .then(|| "use the sandbox account instead".to_owned()),
+        grant: None,
         seen_digest: case.proposal.digest.clone(),
     }
 }
@@ -130,6 +134,52 @@ fn respond_returns_the_proposal_with_the_message() {
         ),
         Err(ReviewError::Invalid(_))
     ));
+}
+
+#[test]
+fn a_grant_needs_the_whole_quorum_and_the_policy() {
+    let now = Timestamp::from_millis(T0);
+    let groups = groups();
+    let offer = |minutes: u64, scope| GrantTerms {
+        duration: MINUTE * u32::try_from(minutes).unwrap(),
+        uses: Some(10),
+        scope,
+    };
+    let approve = |case: &Case, who: &str, grant: Option<GrantTerms>| {
+        let mut it = input(Verdict::Approve, case);
+        it.grant = grant;
+        decide(case, reviewer(who, &groups), it, now)
+    };
+    // Two approvals needed: both offer, so the narrowest terms are granted.
+    let start = case(2, TaskKind::Gate);
+    let first = approve(&start, "ann", Some(offer(60, GrantScope::SameSubject))).unwrap();
+    assert_eq!((first.effect, first.grant), (Effect::Recorded, None));
+    let second = approve(&first.case, "bob", Some(offer(30, GrantScope::SameOutput))).unwrap();
+    assert_eq!(second.effect, Effect::Resolved);
+    assert_eq!(second.grant, Some(offer(30, GrantScope::SameOutput)));
+    // One of the two does not agree: no grant, the approval stands.
+    let second = approve(&first.case, "bob", None).unwrap();
+    assert_eq!((second.effect, second.grant), (Effect::Resolved, None));
+    // Longer than the policy allows, or where it allows none, or on a
+    // high-risk system: refused, nothing recorded.
+    let refused = approve(&start, "ann", Some(offer(61, GrantScope::SameOutput)));
+    assert!(matches!(refused, Err(ReviewError::GrantRefused(_))));
+    for grant in [Grantable::No, Grantable::NotAtRisk(crate::RiskTier::High)] {
+        let mut strict = case(1, TaskKind::Gate);
+        strict.task.plan.grant = grant;
+        let refused = approve(&strict, "ann", Some(offer(5, GrantScope::SameOutput)));
+        assert!(matches!(refused, Err(ReviewError::GrantRefused(_))));
+    }
+    // Only with `approve`, only while the proposal waits.
+    let mut rejecting = input(Verdict::Reject, &start);
+    rejecting.grant = Some(offer(5, GrantScope::SameOutput));
+    assert!(matches!(
+        decide(&start, reviewer("ann", &groups), rejecting, now),
+        Err(ReviewError::Invalid(_))
+    ));
+    let after = case(1, TaskKind::PostHoc);
+    let refused = approve(&after, "ann", Some(offer(5, GrantScope::SameOutput)));
+    assert!(matches!(refused, Err(ReviewError::Invalid(_))));
 }
 
 #[test]

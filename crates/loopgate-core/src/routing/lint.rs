@@ -23,6 +23,8 @@ pub const ANNOTATIONS: &[&str] = &[
     "rationale",
     "sample",
     "max_auto",
+    "grantable",
+    "grantable_risk",
 ];
 
 /// Annotations that only mean something on a review route.

@@ -5,7 +5,7 @@ use axum::response::{IntoResponse, Response};
 use loopgate_core::review::ReviewError;
 use loopgate_core::routing::{InvalidContext, PolicyError};
 use loopgate_proto::{ErrorCode, Problem};
-use loopgate_store::EraseError;
+use loopgate_store::{EraseError, GrantError};
 use loopgate_store::{StoreError, SubmitError, TxError};
 use serde_json::{Map, Value, json};
 
@@ -185,6 +185,13 @@ impl<E: Into<ApiError>> From<TxError<E>> for ApiError {
     }
 }
 
+impl From<GrantError> for ApiError {
+    fn from(error: GrantError) -> ApiError {
+        ApiError::new(ErrorCode::AlreadyDecided, error.to_string())
+            .help("it approves nothing any more; nothing to revoke")
+    }
+}
+
 impl From<EraseError> for ApiError {
     fn from(error: EraseError) -> ApiError {
         ApiError::new(ErrorCode::StillPending, error.to_string())
@@ -217,6 +224,8 @@ impl From<ReviewError> for ApiError {
                 ApiError::invalid(detail).help("approve or reject instead")
             }
             ReviewError::Invalid(_) => ApiError::invalid(detail),
+            ReviewError::GrantRefused(_) => ApiError::new(ErrorCode::Forbidden, detail)
+                .help("approve without a grant; the policy decides where grants may be given"),
         }
     }
 }

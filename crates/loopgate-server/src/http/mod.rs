@@ -7,6 +7,7 @@ pub mod credentials;
 pub mod error;
 pub mod events;
 pub mod extract;
+pub mod grants;
 pub mod health;
 pub mod notifications;
 pub mod policies;
@@ -36,6 +37,7 @@ use error::ApiError;
     paths(
         proposals::submit, proposals::get, proposals::list, proposals::cancel, proposals::comments, proposals::add_comment,
         tasks::list, tasks::get, tasks::claim, tasks::release, tasks::decide, tasks::decide_many,
+        grants::list, grants::get, grants::revoke,
         systems::list, systems::create, systems::update,
         credentials::create_key, credentials::keys, credentials::revoke_key,
         credentials::create_token, credentials::tokens, credentials::revoke_token,
@@ -110,6 +112,8 @@ pub fn router(app: AppState) -> Router {
         .route("/v1/tasks/{id}/release", post(tasks::release))
         .route("/v1/tasks/{id}/decision", post(tasks::decide))
         .route("/v1/tasks/decisions", post(tasks::decide_many))
+        .route("/v1/grants", get(grants::list))
+        .route("/v1/grants/{id}", get(grants::get).delete(grants::revoke))
         .route("/v1/systems", get(systems::list).post(systems::create))
         .route("/v1/systems/{id}", patch(systems::update))
         .route(

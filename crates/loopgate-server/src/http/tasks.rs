@@ -19,6 +19,21 @@ use crate::http::extract::{JsonBody, Params};
 use crate::http::proposals::Viewer;
 use crate::http::{cursor, page_limit, parse_id};
 
+/// An offered grant's terms in core's terms (`for` parsed; the bounds are core's).
+fn grant_terms(offer: &proto::GrantOffer) -> Result<loopgate_core::GrantTerms, ApiError> {
+    let Some(duration) = loopgate_core::duration::parse(&offer.for_) else {
+        return Err(ApiError::invalid(format!(
+            "`grant.for` must be a duration such as `30m`, `1h` or `PT1H`, not `{}`",
+            offer.for_
+        )));
+    };
+    Ok(loopgate_core::GrantTerms {
+        duration,
+        uses: offer.uses,
+        scope: convert::scope_to_core(offer.scope),
+    })
+}
+
 /// Filters of `GET /v1/tasks`.
 #[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
@@ -235,12 +250,17 @@ async fn decide_one(
     {
         return Err(ApiError::invalid("`message` must be at most 10000 bytes"));
     }
+    let grant = match &body.grant {
+        Some(offer) => Some(grant_terms(offer)?),
+        None => None,
+    };
     let input = DecisionInput {
         verdict: convert::verdict_to_core(body.verdict),
         rationale: body.rationale,
         output: body.output,
         labels: body.labels,
         message: body.message,
+        grant,
         seen_digest,
     };
     let now = app.clock.now();

@@ -272,6 +272,7 @@ pub(crate) async fn decide(
         output: None,
         labels: None,
         message: None,
+        grant: None,
         seen_digest: link.digest.as_str().to_owned(),
     };
     let decided = crate::http::tasks::decide(

@@ -575,6 +575,7 @@ async fn submitted(app: &AppState, api: &SlackApi, payload: &Value) -> Response 
         output: None,
         labels: None,
         message: None,
+        grant: None,
         seen_digest: digest.to_owned(),
     };
     let decided = crate::http::tasks::decide(

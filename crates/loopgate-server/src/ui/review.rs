@@ -864,7 +864,53 @@ pub(crate) struct DecisionForm {
     /// With `respond`: the words for the AI.
     #[serde(default)]
     message: String,
+    /// With `approve`: a standing grant for this long (empty: none).
+    #[serde(default)]
+    grant_for: String,
+    /// Its uses (empty: until it ends).
+    #[serde(default)]
+    grant_uses: String,
+    /// `same_output` or `same_subject`.
+    #[serde(default)]
+    grant_scope: String,
     seen_digest: String,
+}
+
+/// The grant a task page's approval offers: none unless `grant_for` is
+/// filled in (the API checks the terms against the policy).
+fn grant_offer(
+    verdict: proto::Verdict,
+    form: &DecisionForm,
+) -> Result<Option<proto::GrantOffer>, String> {
+    let duration = form.grant_for.trim();
+    if verdict != proto::Verdict::Approve || duration.is_empty() {
+        return Ok(None);
+    }
+    let uses = match form.grant_uses.trim() {
+        "" => None,
+        text => match text.parse::<u32>() {
+            Ok(n) => Some(n),
+            Err(_) => {
+                return Err(format!(
+                    "The grant's uses must be a whole number, not `{text}`."
+                ));
+            }
+        },
+    };
+    let scope = match form.grant_scope.as_str() {
+        "" | "same_output" => proto::GrantScope::SameOutput,
+        "same_subject" => proto::GrantScope::SameSubject,
+        other => {
+            return Err(format!(
+                "`{other}` is not a grant scope: same_output or same_subject."
+            ));
+        }
+    };
+    Ok(Some(proto::GrantOffer {
+        for_: duration.to_owned(),
+        uses,
+        scope,
+    }))
 }
 
 /// `POST /ui/tasks/{id}/decide`: records the decision and opens the next
@@ -908,6 +954,10 @@ pub(crate) async fn decide(
         }
         _ => None,
     };
+    let grant = match grant_offer(verdict, &form) {
+        Ok(grant) => grant,
+        Err(message) => return again(&app, &session, &id, filter, refuse(message, form)).await,
+    };
     let rationale = form.rationale.trim();
     let request = proto::DecisionRequest {
         verdict,
@@ -915,6 +965,7 @@ pub(crate) async fn decide(
         output,
         labels: None,
         message: (verdict == proto::Verdict::Respond).then(|| form.message.trim().to_owned()),
+        grant,
         seen_digest: form.seen_digest.clone(),
     };
     let decided = tasks::decide(

@@ -104,8 +104,21 @@ impl Browser {
         self.client.current_url().await.unwrap().to_string()
     }
 
+    /// The text of `css`. A page that navigates between finding the element
+    /// and reading it makes the element stale: find it again on the new page.
     async fn text(&self, css: &str) -> String {
-        self.find(css).await.text().await.unwrap()
+        let mut tries = 0;
+        loop {
+            match self.find(css).await.text().await {
+                Ok(text) => return text,
+                Err(e) if tries < 20 => {
+                    tries += 1;
+                    eprintln!("reading `{css}` again: {e}");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                Err(e) => panic!("cannot read `{css}`: {e}"),
+            }
+        }
     }
 
     /// Types on the page itself (not in a field), as a reviewer's shortcut.

@@ -148,6 +148,7 @@ const TABLES: &[&str] = &[
     "tasks",
     "decisions",
     "comments",
+    "grants",
     "events",
     "audit_tiles",
     "audit_head",

@@ -15,6 +15,7 @@
 pub mod admin;
 mod aggregates;
 mod audit;
+mod grants;
 mod notifications;
 mod policies;
 mod postgres;
@@ -93,6 +94,10 @@ const SQLITE_MIGRATIONS: &[(&str, &str)] = &[
     (
         "0014_comments",
         include_str!("../../migrations/sqlite/0014_comments.sql"),
+    ),
+    (
+        "0015_grants",
+        include_str!("../../migrations/sqlite/0015_grants.sql"),
     ),
 ];
 const MAX_BATCH: usize = 1024;

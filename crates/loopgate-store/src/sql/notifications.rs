@@ -361,6 +361,10 @@ fn rewrites_slack(kind: EventKind) -> bool {
         | K::TaskClaimed
         | K::TaskReleased
         | K::TaskSlaWarning
+        | K::GrantCreated
+        | K::GrantUsed
+        | K::GrantRevoked
+        | K::GrantExpired
         | K::GroupNotificationsSet => false,
     }
 }

@@ -64,6 +64,10 @@ const MIGRATIONS: &[(&str, &str)] = &[
         "0008_comments",
         include_str!("../../migrations/postgres/0008_comments.sql"),
     ),
+    (
+        "0009_grants",
+        include_str!("../../migrations/postgres/0009_grants.sql"),
+    ),
 ];
 
 /// PostgreSQL connection settings.

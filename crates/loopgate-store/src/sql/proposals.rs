@@ -6,9 +6,9 @@ use loopgate_core::proposal::{self, Proposed, SystemState};
 use loopgate_core::review::{self, ReviewError, Task};
 use loopgate_core::{DecidedBy, Digest, ProposalId, SystemId, Timestamp};
 
-use super::SqlStore;
 use super::aggregates::Tracked;
 use super::queries::{self as q, PROPOSAL_COLUMNS, TASK_COLUMNS, to_json};
+use super::{SqlStore, grants};
 use crate::{
     CommentRecord, NewComment, NewProposal, Paged, ProposalFilter, ProposalRecord, StoreError,
     SubmitError, Submitted, TxError,
@@ -283,6 +283,10 @@ pub(super) fn submit(
     };
     let caps = proposal::caps(&new.routing, now);
     let used = q::auto_used(conn, caps)?;
+    let grants = match proposal::may_use_grant(&new.routing, state) {
+        true => grants::candidates(conn, new.system.as_str(), &new.action, now)?,
+        false => Vec::new(),
+    };
     let proposed = Proposed {
         id: &new.id,
         task_id: &new.task_id,
@@ -295,15 +299,26 @@ pub(super) fn submit(
         salt: &new.salt,
         submitted_by: &new.submitted_by,
     };
-    let admission = proposal::admit(&proposed, &new.routing, state, new.sampled, &used, now);
+    let admission = proposal::admit(
+        &proposed,
+        &new.routing,
+        state,
+        new.sampled,
+        &used,
+        &grants,
+        now,
+    );
     q::count_auto(conn, &admission.counted)?;
+    if let Some(grant) = &admission.grant {
+        grants::count_use(conn, grant)?;
+    }
     let routing = &*admission.routing;
     let blind = admission.blind();
     let seq: i64 = conn.query_row(
         "INSERT INTO proposals (id, system, action, idempotency_key, digest, fingerprint, subject, input, output, confidence, explanation,
              model, context, status, route, policy_version, matched_policies, overridden, modified, blind, decided_by,
-             decided_at, submitted_by, created_at, salt, ai_output, policy_errors)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?22, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, 0, 0, ?21, ?17, ?18, ?19, ?20, ?23, ?8, ?24)
+             decided_at, submitted_by, created_at, salt, ai_output, policy_errors, grant_id)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?22, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, 0, 0, ?21, ?17, ?18, ?19, ?20, ?23, ?8, ?24, ?25)
          RETURNING seq",
         params![
         new.id.as_str(),
@@ -330,6 +345,7 @@ pub(super) fn submit(
         new.fingerprint.as_str(),
         new.salt,
         (!routing.errors.is_empty()).then(|| to_json(&routing.errors)),
+        admission.grant.as_ref().map(|it| it.id.as_str()),
     ],
         |row| row.get(0),
     )?;
@@ -373,6 +389,7 @@ pub(super) fn submit(
         salt: new.salt,
         erased_at: None,
         policy_errors: routing.errors.clone(),
+        grant_id: admission.grant.as_ref().map(|it| it.id.clone()),
     };
     Tracked::new(record.id.as_str()).apply(conn)?;
     Ok(Submitted::Created(record))

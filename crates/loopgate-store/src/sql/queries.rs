@@ -6,12 +6,13 @@ use std::time::Duration;
 use crate::db::{Connection, OptionalExtension, Params, Row, params};
 use loopgate_core::audit::entry;
 use loopgate_core::audit::event::Event;
+use loopgate_core::grant::Grantable;
 use loopgate_core::proposal::Cap;
 use loopgate_core::review::{Case, CaseParts, Decision, ProposalState, Task, count_approvals};
 use loopgate_core::routing::ReviewPlan;
 use loopgate_core::{
-    DecidedBy, Digest, OnTimeout, ProposalId, ProposalStatus, Role, Route, SystemId, TaskId,
-    TaskKind, TaskState, Timestamp, UserId, UserSource, Verdict,
+    DecidedBy, Digest, OnTimeout, ProposalId, ProposalStatus, RiskTier, Role, Route, SystemId,
+    TaskId, TaskKind, TaskState, Timestamp, UserId, UserSource, Verdict,
 };
 use serde_json::{Map, Value};
 
@@ -23,12 +24,12 @@ use crate::{
 
 pub(super) const PROPOSAL_COLUMNS: &str = "seq, id, system, action, subject, input, output, confidence, explanation, model, \
      context, idempotency_key, digest, status, route, policy_version, matched_policies, overridden, modified, decided_by, \
-     decided_at, submitted_by, created_at, blind, salt, erased_at, policy_errors";
+     decided_at, submitted_by, created_at, blind, salt, erased_at, policy_errors, grant_id";
 
 pub(super) const TASK_COLUMNS: &str = "t.seq, t.id, t.proposal_id, t.kind, t.state, t.grp, t.level, t.required, t.due_at, \
      t.claimed_by, t.lease_expires_at, t.first_group, t.sla_ms, t.escalate_to, t.on_timeout, t.blind, t.sample_probability, \
      t.created_at, p.system, p.action, p.digest, \
-     t.approvals, t.rationale_required";
+     t.approvals, t.rationale_required, t.grant_max_ms, t.grant_refused_tier";
 
 /// An event with its proposal's system and task group (joined as `p`, `t`).
 pub(super) const EVENT_COLUMNS: &str =
@@ -134,12 +135,13 @@ pub(super) fn proposal_row(row: &Row) -> Result<ProposalRecord, StoreError> {
             Some(text) => serde_json::from_str(&text)?,
             None => Vec::new(),
         },
+        grant_id: row.get(27)?,
     })
 }
 
 pub(super) fn decisions(conn: &Connection, proposal_id: &str) -> Result<Vec<Decision>, StoreError> {
     let sql =
-        "SELECT reviewer, verdict, digest, rationale, output, labels, level, decided_at, message
+        "SELECT reviewer, verdict, digest, rationale, output, labels, level, decided_at, message, grant_terms
                FROM decisions WHERE proposal_id = ?1 ORDER BY seq";
     all(conn, sql, params![proposal_id], |row| {
         let labels = match json_column(row.get(5)?)? {
@@ -156,6 +158,10 @@ pub(super) fn decisions(conn: &Connection, proposal_id: &str) -> Result<Vec<Deci
             level: row.get(6)?,
             decided_at: Timestamp::from_millis(row.get(7)?),
             message: row.get(8)?,
+            grant: match row.get::<_, Option<String>>(9)? {
+                Some(text) => Some(super::grants::terms_from_json(&text)?),
+                None => None,
+            },
         })
     })
 }
@@ -182,6 +188,16 @@ pub(super) fn task_row(row: &Row) -> Result<TaskRecord, StoreError> {
         on_timeout: parse(&row.get::<_, String>(14)?, OnTimeout::parse)?,
         blind: row.get(15)?,
         rationale_required: row.get(22)?,
+        grant: match (
+            row.get::<_, Option<i64>>(23)?,
+            row.get::<_, Option<String>>(24)?,
+        ) {
+            (_, Some(tier)) => Grantable::NotAtRisk(parse(&tier, RiskTier::parse)?),
+            (Some(ms), None) => {
+                Grantable::UpTo(Duration::from_millis(u64::try_from(ms).unwrap_or(0)))
+            }
+            (None, None) => Grantable::No,
+        },
     };
     let task = Task {
         id: parse(&row.get::<_, String>(1)?, TaskId::parse)?,
@@ -224,8 +240,8 @@ pub(super) fn insert_task(
     conn.execute_later(
         "INSERT INTO tasks (id, proposal_id, kind, state, grp, level, required, due_at, claimed_by, lease_expires_at,
              first_group, sla_ms, escalate_to, on_timeout, blind, sample_probability, created_at, updated_at,
-             rationale_required)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?17, ?18)",
+             rationale_required, grant_max_ms, grant_refused_tier)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?17, ?18, ?19, ?20)",
     params![
         task.id.as_str(),
         task.proposal_id.as_str(),
@@ -245,6 +261,14 @@ pub(super) fn insert_task(
         task.sample_probability,
         now.millis(),
         plan.rationale_required,
+        match plan.grant {
+            Grantable::UpTo(max) => Some(i64::try_from(max.as_millis()).unwrap_or(i64::MAX)),
+            _ => None,
+        },
+        match plan.grant {
+            Grantable::NotAtRisk(tier) => Some(tier.as_str()),
+            _ => None,
+        },
     ])?;
     Ok(())
 }
@@ -348,8 +372,9 @@ pub(super) fn insert_decision(
     decision: &Decision,
 ) -> Result<(), StoreError> {
     conn.execute_later(
-        "INSERT INTO decisions (proposal_id, task_id, reviewer, verdict, digest, rationale, output, labels, level, decided_at, message)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+        "INSERT INTO decisions (proposal_id, task_id, reviewer, verdict, digest, rationale, output, labels, level, decided_at, message,
+             grant_terms)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
     params![
         task.proposal_id.as_str(),
         task.id.as_str(),
@@ -362,6 +387,7 @@ pub(super) fn insert_decision(
         decision.level,
         decision.decided_at.millis(),
         decision.message,
+        decision.grant.as_ref().map(super::grants::terms_to_json),
     ])?;
     Ok(())
 }

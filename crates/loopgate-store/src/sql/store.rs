@@ -11,7 +11,7 @@ use std::time::Duration;
 use crate::db::params;
 use loopgate_core::audit::Hash;
 use loopgate_core::review::{DecisionInput, ReviewError};
-use loopgate_core::{Digest, ProposalId, SystemId, TaskId, Timestamp, UserId};
+use loopgate_core::{Digest, Grant, ProposalId, SystemId, TaskId, Timestamp, UserId};
 
 use super::aggregates as counts;
 use super::queries as q;
@@ -27,7 +27,7 @@ use crate::{
     StoredEvent, SubmitError, Submitted, SystemPatch, SystemRecord, TaskFilter, TaskRecord,
     TimerOutcome, Total, TotalsQuery, TreeHead, TxError, UserPatch, UserRecord, WebhookConfig,
 };
-use crate::{CommentRecord, NewComment};
+use crate::{CommentRecord, GrantError, GrantFilter, NewComment};
 
 #[async_trait::async_trait]
 impl Store for SqlStore {
@@ -344,6 +344,23 @@ impl Store for SqlStore {
         limit: u32,
     ) -> Result<Vec<TimerOutcome>, StoreError> {
         SqlStore::run_timers(self, now, limit).await
+    }
+
+    async fn grants(&self, filter: GrantFilter) -> Result<Vec<Grant>, StoreError> {
+        SqlStore::grants(self, filter).await
+    }
+
+    async fn grant(&self, id: &str) -> Result<Option<Grant>, StoreError> {
+        SqlStore::grant(self, id).await
+    }
+
+    async fn revoke_grant(
+        &self,
+        id: &str,
+        actor: &str,
+        now: Timestamp,
+    ) -> Result<Grant, TxError<GrantError>> {
+        SqlStore::revoke_grant(self, id, actor, now).await
     }
 
     async fn queue_depth(&self, now: Timestamp) -> Result<Vec<(String, u64)>, StoreError> {

@@ -7,9 +7,9 @@ use loopgate_core::audit::event::Event;
 use loopgate_core::review::{self, DecisionInput, Effect, ReviewError, Reviewer, Task};
 use loopgate_core::{ProposalStatus, TaskId, TaskState, Timestamp};
 
-use super::SqlStore;
 use super::aggregates::Tracked;
 use super::queries::{self as q, TASK_COLUMNS};
+use super::{SqlStore, grants};
 use crate::{
     DecisionOutcome, Paged, ProposalRecord, ReviewerRef, StoreError, TaskFilter, TaskRecord,
     TimerOutcome, TxError,
@@ -134,6 +134,24 @@ impl SqlStore {
             };
             q::append(conn, now, &actor, &event)?;
             effect_events(conn, now, &actor, &decided.case, decided.effect)?;
+            let grant = match decided.grant {
+                Some(terms) => {
+                    let approvers = decided
+                        .case
+                        .decisions
+                        .iter()
+                        .filter(|it| {
+                            it.grant.is_some() && it.digest == decided.case.proposal.digest
+                        })
+                        .map(|it| it.reviewer.clone())
+                        .collect();
+                    let grant =
+                        grants::made(terms, &proposal, &decided.case.task.group, approvers, now)?;
+                    grants::insert(conn, &grant, &actor, now)?;
+                    Some(grant)
+                }
+                None => None,
+            };
             // The answer is built from the transition; reading it back would cost the writer three queries.
             let after = &decided.case;
             let task = TaskRecord {
@@ -157,6 +175,7 @@ impl SqlStore {
                 task,
                 proposal,
                 effect: decided.effect,
+                grant,
             })
         })
         .await
@@ -184,6 +203,7 @@ impl SqlStore {
                 effect_events(conn, now, "loopgate", &next, effect)?;
                 out.push(TimerOutcome { proposal_id: next.task.proposal_id.clone(), status: next.proposal.status, effect });
             }
+            grants::end_expired(conn, now, limit)?;
             Ok(out)
         })
         .await
@@ -259,6 +279,7 @@ pub(super) fn effect_events(
                 decided_by: case.proposal.decided_by,
                 digest: &case.proposal.digest,
                 modified: Some(case.proposal.modified),
+                grant: None,
             }
         }
     };

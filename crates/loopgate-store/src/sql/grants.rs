@@ -1,0 +1,280 @@
+//! Standing grants: made when a decision's quorum agreed to one, consulted
+//! by admission, used up, revoked, and ended by the timer worker; each
+//! change with its `grant.*` event in the same transaction.
+
+use std::time::Duration;
+
+use loopgate_core::audit::event::Event;
+use loopgate_core::grant::{self, Grant, GrantState, GrantTerms};
+use loopgate_core::{Digest, GrantScope, ProposalId, Timestamp};
+use serde_json::json;
+
+use super::SqlStore;
+use super::queries::{self as q, to_json};
+use crate::db::{Arg, Connection, Row, ToArg, params};
+use crate::{GrantError, GrantFilter, StoreError, TxError};
+
+const GRANT_COLUMNS: &str = "id, system, action, subject_digest, scope, output_digest, salt, policies, policy_version, \
+     grp, granted_by, proposal_id, used, max_uses, created_at, expires_at, revoked_at, revoked_by";
+
+/// Most live grants of one system and action that admission reads.
+const MAX_CANDIDATES: u32 = 100;
+
+fn grant_row(row: &Row) -> Result<Grant, StoreError> {
+    let revoked = match (
+        row.get::<_, Option<i64>>(16)?,
+        row.get::<_, Option<String>>(17)?,
+    ) {
+        (Some(at), by) => Some((Timestamp::from_millis(at), by.unwrap_or_default())),
+        (None, _) => None,
+    };
+    Ok(Grant {
+        id: row.get(0)?,
+        system: row.get(1)?,
+        action: row.get(2)?,
+        subject_digest: q::parse(&row.get::<_, String>(3)?, Digest::parse)?,
+        scope: q::parse(&row.get::<_, String>(4)?, GrantScope::parse)?,
+        output_digest: match row.get::<_, Option<String>>(5)? {
+            Some(text) => Some(q::parse(&text, Digest::parse)?),
+            None => None,
+        },
+        salt: row.get(6)?,
+        policies: serde_json::from_str(&row.get::<_, String>(7)?)?,
+        policy_version: row.get(8)?,
+        group: row.get(9)?,
+        granted_by: serde_json::from_str(&row.get::<_, String>(10)?)?,
+        proposal: q::parse(&row.get::<_, String>(11)?, ProposalId::parse)?,
+        used: u32::try_from(row.get::<_, i64>(12)?).unwrap_or(u32::MAX),
+        max_uses: row
+            .get::<_, Option<i64>>(13)?
+            .map(|n| u32::try_from(n).unwrap_or(u32::MAX)),
+        created_at: Timestamp::from_millis(row.get(14)?),
+        expires_at: Timestamp::from_millis(row.get(15)?),
+        revoked,
+    })
+}
+
+/// An approver's terms as stored with the decision.
+pub(super) fn terms_to_json(terms: &GrantTerms) -> String {
+    let millis = u64::try_from(terms.duration.as_millis()).unwrap_or(u64::MAX);
+    to_json(&json!({"for_ms": millis, "uses": terms.uses, "scope": terms.scope.as_str()}))
+}
+
+/// Reads [`terms_to_json`] back.
+pub(super) fn terms_from_json(text: &str) -> Result<GrantTerms, StoreError> {
+    let value: serde_json::Value = serde_json::from_str(text)?;
+    let bad = || StoreError::Other(format!("unexpected stored grant terms `{text}`"));
+    Ok(GrantTerms {
+        duration: Duration::from_millis(value["for_ms"].as_u64().ok_or_else(bad)?),
+        uses: match value["uses"].as_u64() {
+            Some(n) => Some(u32::try_from(n).map_err(|_| bad())?),
+            None => None,
+        },
+        scope: value["scope"]
+            .as_str()
+            .and_then(GrantScope::parse)
+            .ok_or_else(bad)?,
+    })
+}
+
+/// The grants admission may use for a proposal of `system` and `action`
+/// at `now`, oldest first (core checks subject, output and policies).
+pub(super) fn candidates(
+    conn: &Connection,
+    system: &str,
+    action: &str,
+    now: Timestamp,
+) -> Result<Vec<Grant>, StoreError> {
+    let sql = format!(
+        "SELECT {GRANT_COLUMNS} FROM grants
+         WHERE system = ?1 AND action = ?2 AND revoked_at IS NULL AND NOT ended AND expires_at > ?3
+           AND (max_uses IS NULL OR used < max_uses)
+         ORDER BY seq LIMIT CAST(?4 AS BIGINT)"
+    );
+    q::all(
+        conn,
+        &sql,
+        params![system, action, now.millis(), MAX_CANDIDATES],
+        grant_row,
+    )
+}
+
+/// Counts a use of `grant` (which holds the count after it) and logs it.
+pub(super) fn count_use(conn: &Connection, grant: &Grant) -> Result<(), StoreError> {
+    conn.execute_later(
+        "UPDATE grants SET used = ?2 WHERE id = ?1",
+        params![grant.id, i64::from(grant.used)],
+    )?;
+    Ok(())
+}
+
+/// Writes a new grant and its `grant.created`.
+pub(super) fn insert(
+    conn: &Connection,
+    grant: &Grant,
+    actor: &str,
+    now: Timestamp,
+) -> Result<(), StoreError> {
+    conn.execute_later(
+        "INSERT INTO grants (id, system, action, subject_digest, scope, output_digest, salt, policies, policy_version,
+             grp, granted_by, proposal_id, used, max_uses, created_at, expires_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)",
+        params![
+            grant.id,
+            grant.system,
+            grant.action,
+            grant.subject_digest.as_str(),
+            grant.scope.as_str(),
+            grant.output_digest.as_ref().map(Digest::as_str),
+            grant.salt,
+            to_json(&grant.policies),
+            grant.policy_version,
+            grant.group,
+            to_json(&grant.granted_by),
+            grant.proposal.as_str(),
+            i64::from(grant.used),
+            grant.max_uses.map(i64::from),
+            grant.created_at.millis(),
+            grant.expires_at.millis(),
+        ],
+    )?;
+    q::append(conn, now, actor, &Event::GrantCreated(grant))
+}
+
+/// A fresh id and salt for a grant (core has no random source).
+pub(super) fn seed() -> Result<(String, Vec<u8>), StoreError> {
+    let mut salt = vec![0_u8; 32];
+    getrandom::fill(&mut salt)
+        .map_err(|error| StoreError::Other(format!("no random salt for a grant: {error}")))?;
+    Ok((format!("gnt_{}", ulid::Ulid::new()), salt))
+}
+
+/// Ends the grants whose time ran out by `now` (at most `limit`), logging
+/// `grant.expired` for each once. Returns how many ended.
+pub(super) fn end_expired(
+    conn: &Connection,
+    now: Timestamp,
+    limit: u32,
+) -> Result<usize, StoreError> {
+    let sql = format!(
+        "SELECT {GRANT_COLUMNS} FROM grants
+         WHERE revoked_at IS NULL AND NOT ended AND expires_at <= ?1
+         ORDER BY expires_at LIMIT CAST(?2 AS BIGINT)"
+    );
+    let ended = q::all(conn, &sql, params![now.millis(), limit], grant_row)?;
+    for grant in &ended {
+        conn.execute_later(
+            "UPDATE grants SET ended = ?2 WHERE id = ?1",
+            params![grant.id, true],
+        )?;
+        q::append(conn, now, "loopgate", &Event::GrantExpired(grant))?;
+    }
+    Ok(ended.len())
+}
+
+impl SqlStore {
+    pub(super) async fn grants(&self, filter: GrantFilter) -> Result<Vec<Grant>, StoreError> {
+        self.read(move |conn| {
+            let mut sql = format!("SELECT {GRANT_COLUMNS} FROM grants WHERE 1 = 1");
+            let mut args: Vec<Arg> = Vec::new();
+            if let Some(system) = &filter.system {
+                args.push(system.as_str().to_arg());
+                sql.push_str(&format!(" AND system = ?{}", args.len()));
+            }
+            if let Some(groups) = &filter.groups {
+                if groups.is_empty() {
+                    return Ok(Vec::new());
+                }
+                let start = args.len() + 1;
+                args.extend(groups.iter().map(ToArg::to_arg));
+                let marks: Vec<String> = (start..=args.len()).map(|i| format!("?{i}")).collect();
+                sql.push_str(&format!(" AND grp IN ({})", marks.join(", ")));
+            }
+            if let Some(now) = filter.live_at {
+                args.push(now.millis().to_arg());
+                sql.push_str(&format!(
+                    " AND revoked_at IS NULL AND NOT ended AND expires_at > ?{} AND (max_uses IS NULL OR used < max_uses)",
+                    args.len()
+                ));
+            }
+            args.push(filter.limit.to_arg());
+            sql.push_str(&format!(
+                " ORDER BY seq DESC LIMIT CAST(?{} AS BIGINT)",
+                args.len()
+            ));
+            q::all(conn, &sql, args, grant_row)
+        })
+        .await
+    }
+
+    pub(super) async fn grant(&self, id: &str) -> Result<Option<Grant>, StoreError> {
+        let id = id.to_owned();
+        self.read(move |conn| {
+            let sql = format!("SELECT {GRANT_COLUMNS} FROM grants WHERE id = ?1");
+            q::one(conn, &sql, params![id], grant_row)
+        })
+        .await
+    }
+
+    pub(super) async fn revoke_grant(
+        &self,
+        id: &str,
+        actor: &str,
+        now: Timestamp,
+    ) -> Result<Grant, TxError<GrantError>> {
+        let (id, actor) = (id.to_owned(), actor.to_owned());
+        self.write(move |conn| {
+            let sql = format!("SELECT {GRANT_COLUMNS} FROM grants WHERE id = ?1");
+            let mut grant =
+                q::one(conn, &sql, params![id], grant_row)?.ok_or(StoreError::NotFound)?;
+            let state = grant.state(now);
+            if matches!(state, GrantState::Revoked | GrantState::Expired) {
+                return Err(TxError::Refused(GrantError::Ended {
+                    id: grant.id,
+                    state: state.as_str(),
+                }));
+            }
+            conn.execute(
+                "UPDATE grants SET revoked_at = ?2, revoked_by = ?3 WHERE id = ?1",
+                params![grant.id, now.millis(), actor],
+            )?;
+            grant.revoked = Some((now, actor.clone()));
+            q::append(conn, now, &actor, &Event::GrantRevoked(&grant))?;
+            Ok(grant)
+        })
+        .await
+    }
+}
+
+/// The grant that the decision's approvers agreed to, made from the
+/// approved proposal.
+pub(super) fn made(
+    terms: GrantTerms,
+    origin: &crate::ProposalRecord,
+    group: &str,
+    granted_by: Vec<String>,
+    now: Timestamp,
+) -> Result<Grant, StoreError> {
+    let (id, salt) = seed()?;
+    let request = grant::Request {
+        system: origin.system.as_str(),
+        action: &origin.action,
+        subject: &origin.subject,
+        output: &origin.output,
+    };
+    let grant = Grant::new(
+        grant::Origin {
+            id: &id,
+            salt: &salt,
+            proposal: &origin.id,
+            request,
+            policies: &origin.matched_policies,
+            policy_version: &origin.policy_version,
+            group,
+            granted_by,
+        },
+        terms,
+        now,
+    );
+    Ok(grant)
+}
