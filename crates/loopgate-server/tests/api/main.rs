@@ -15,6 +15,7 @@ mod e2e;
 mod errors;
 mod events;
 mod fail_closed;
+mod grants;
 mod harness;
 mod limits;
 mod notifications;
