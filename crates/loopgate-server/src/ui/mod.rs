@@ -12,6 +12,7 @@ mod analytics;
 pub(crate) mod assets;
 mod audit;
 mod credentials;
+mod grants;
 mod guard;
 mod policies;
 mod review;
@@ -49,6 +50,8 @@ pub(crate) fn router(app: AppState) -> Router<AppState> {
         .route("/ui/tasks/{id}/release", post(review::release))
         .route("/ui/tasks/{id}/decide", post(review::decide))
         .route("/ui/proposals/{id}", get(review::proposal))
+        .route("/ui/grants", get(grants::list))
+        .route("/ui/grants/{id}/revoke", post(grants::revoke))
         .route("/ui/systems", get(systems::systems))
         .route("/ui/systems/{id}/status", post(systems::system_status))
         .route("/ui/policies", get(policies::policies))

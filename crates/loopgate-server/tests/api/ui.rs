@@ -663,11 +663,14 @@ async fn every_page_and_action_checks_roles() {
         "/ui/audit".into(),
         "/ui/analytics".into(),
         "/ui/account".into(),
+        "/ui/grants".into(),
     ];
     // Actions that change nothing lasting when allowed (or that are undone).
     let actions: Vec<(String, Vec<(&str, String)>)> = vec![
         (format!("/ui/tasks/{task_id}/claim"), vec![]),
         (format!("/ui/tasks/{task_id}/release"), vec![]),
+        // No such grant: only who may revoke one.
+        ("/ui/grants/gnt_none/revoke".into(), vec![]),
         // No task selected: only who may send a batch.
         (
             "/ui/queue/decisions".into(),
@@ -1069,4 +1072,70 @@ async fn a_reviewer_comments_and_answers_the_ai_from_the_task_page() {
         read.body["resolution"]["message"],
         "attach the invoice and ask again"
     );
+}
+
+#[tokio::test]
+async fn a_reviewer_gives_a_grant_from_the_task_page_and_revokes_it_from_the_grants_page() {
+    let app = spawn_app().await;
+    let key = app.system("fraud-detector", "in_the_loop").await;
+    let policy = r#"@reviewers("ops") @grantable("PT2H") @grantable_risk("high") permit(principal, action, resource);"#;
+    assert_eq!(app.publish(policy).await.status, StatusCode::CREATED);
+    let mut browser = logged_in(&app, "rev", &["reviewer"], &["ops"]).await;
+    let submit = || app.submit(&key, "refund", json!({"amount": 9}), json!({}));
+    submit().await;
+    let task = app.get("/v1/tasks", ADMIN_TOKEN).await.body["items"][0].clone();
+    let task_id = task["id"].as_str().unwrap().to_owned();
+    let digest = task["digest"].as_str().unwrap().to_owned();
+    let page = browser.get(&format!("/ui/tasks/{task_id}")).await;
+    assert!(page.body.contains("Approve and grant"), "{}", page.body);
+    assert!(page.body.contains("at most 2h"), "{}", page.body);
+    let csrf = page.csrf();
+    // Longer than the policy allows: the form comes back with the reason.
+    let decide = |grant_for: &'static str| {
+        let (csrf, digest) = (csrf.clone(), digest.clone());
+        let path = format!("/ui/tasks/{task_id}/decide");
+        (path, move || {
+            vec![
+                ("_csrf".to_owned(), csrf.clone()),
+                ("verdict".to_owned(), "approve".to_owned()),
+                ("grant_for".to_owned(), grant_for.to_owned()),
+                ("grant_uses".to_owned(), "3".to_owned()),
+                ("grant_scope".to_owned(), "same_output".to_owned()),
+                ("seen_digest".to_owned(), digest.clone()),
+            ]
+        })
+    };
+    let (path, form) = decide("3h");
+    let form = form();
+    let fields: Vec<(&str, &str)> = form.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let refused = browser.post(&path, &fields).await;
+    assert_eq!(refused.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(refused.body.contains("at most 2h"), "{}", refused.body);
+    let (path, form) = decide("1h");
+    let form = form();
+    let fields: Vec<(&str, &str)> = form.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let approved = browser.post(&path, &fields).await;
+    assert_eq!(approved.status, StatusCode::SEE_OTHER, "{}", approved.body);
+
+    // The same call goes through by the grant; the page lists it.
+    let again = submit().await;
+    assert_eq!(again.body["resolution"]["decided_by"], "grant");
+    let page = browser.get("/ui/grants").await;
+    assert_eq!(page.status, StatusCode::OK);
+    assert!(page.body.contains("1 of 3 used, 2 left"), "{}", page.body);
+    let grant = app.get("/v1/grants", ADMIN_TOKEN).await.body["items"][0]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let revoked = browser
+        .post(
+            &format!("/ui/grants/{grant}/revoke"),
+            &[("_csrf", &page.csrf())],
+        )
+        .await;
+    assert_eq!(revoked.status, StatusCode::SEE_OTHER, "{}", revoked.body);
+    assert_eq!(submit().await.body["status"], "pending");
+    let page = browser.get("/ui/grants?all=1").await;
+    assert!(page.body.contains("revoked"), "{}", page.body);
+    assert!(page.body.contains("by user:rev"), "{}", page.body);
 }
