@@ -35,6 +35,10 @@ pub struct Overview {
     pub by_status: BTreeMap<String, u64>,
     /// Resolved proposals by who settled them.
     pub by_decider: BTreeMap<String, u64>,
+    /// Proposals a standing grant approved without review (`by_decider`'s
+    /// `grant`): neither reviewed by people nor automated by policy.
+    #[serde(default)]
+    pub approved_by_grant: u64,
     /// Proposals with at least one human decision.
     pub reviewed: u64,
     /// Of those, the ones where people rejected or modified the AI's output.

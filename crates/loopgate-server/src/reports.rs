@@ -204,12 +204,14 @@ pub(crate) fn overview(
     for (bucket, sums) in totals.metric(metric::TIME) {
         add_time(&mut times, bucket, sums);
     }
+    let by_decider = totals.counts(metric::DECIDER);
     proto::Overview {
         window,
         proposals: by_route.values().sum(),
         by_route,
         by_status: totals.counts(metric::STATUS),
-        by_decider: totals.counts(metric::DECIDER),
+        approved_by_grant: by_decider.get("grant").copied().unwrap_or(0),
+        by_decider,
         reviewed,
         overridden,
         override_rate: (0 < reviewed).then(|| overridden as f64 / reviewed as f64),

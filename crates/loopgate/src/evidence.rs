@@ -51,6 +51,7 @@ struct Evidence {
     fairness: Vec<proto::FairnessReport>,
     live: Option<proto::PolicyVersion>,
     activations: Vec<proto::PolicyActivation>,
+    grants: Vec<proto::Grant>,
     audit: AuditCheck,
     daily_svg: String,
     reliability_svg: String,
@@ -106,6 +107,7 @@ pub(crate) async fn run(file: &FileConfig, args: EvidenceArgs) -> anyhow::Result
     let policies = client.policies().await?.items;
     let live = policies.into_iter().find(|p| p.active);
     let activations = client.policy_activations().await?;
+    let grants = client.grants(Some(&args.scope.system), true).await?.items;
 
     // The audit log: export it and verify every entry, tile and checkpoint here.
     let server_key = client.audit_pubkey().await?;
@@ -145,6 +147,7 @@ pub(crate) async fn run(file: &FileConfig, args: EvidenceArgs) -> anyhow::Result
         fairness,
         live,
         activations,
+        grants,
         audit,
     };
     let html = page.render().context("cannot render the report")?;

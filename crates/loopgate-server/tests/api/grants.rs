@@ -133,6 +133,13 @@ async fn a_grant_approves_the_same_call_until_its_uses_run_out() {
         (&json!("used_up"), &json!(2), &json!(0))
     );
     assert!(grants(&app, &ann, "").await.is_empty());
+    // Analytics count approvals by grant apart from people's and policy's.
+    let overview = app
+        .get("/v1/analytics/overview?system=agent", ADMIN_TOKEN)
+        .await;
+    assert_eq!(overview.body["approved_by_grant"], 2, "{}", overview.body);
+    assert_eq!(overview.body["by_decider"]["grant"], 2, "{}", overview.body);
+    assert_eq!(overview.body["reviewed"], 1, "{}", overview.body);
     // The audit log names the grant, never the output.
     let made = audit_kinds(&app, &first).await;
     assert!(!made.contains("alice"), "{made}");
