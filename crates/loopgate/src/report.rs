@@ -158,7 +158,10 @@ pub(crate) async fn report(file: &FileConfig, command: ReportCommand) -> anyhow:
                 r.window.to
             );
             out!("  proposals        {}", r.proposals);
-            out!("  by grant         {} (approved without review)", r.approved_by_grant);
+            out!(
+                "  by grant         {} (approved without review)",
+                r.approved_by_grant
+            );
             out!(
                 "  reviewed         {} (override rate {})",
                 r.reviewed,

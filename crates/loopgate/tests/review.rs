@@ -1,5 +1,5 @@
-//! `loopgate review batch` and `loopgate review respond` against the real
-//! binary.
+//! `loopgate review batch`, `respond`, `approve --grant-for`, `grants` and
+//! `revoke-grant` against the real binary.
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
@@ -12,7 +12,7 @@ mod common;
 
 use std::process::Command;
 
-use common::{ADMIN, call, start, system_key};
+use common::{ADMIN, Server, call, start, system_key};
 use reqwest::Method;
 use serde_json::{Value, json};
 
@@ -31,14 +31,14 @@ fn as_user(base: &str, token: &str, args: &[&str]) -> (bool, String, String) {
     )
 }
 
-#[tokio::test]
-async fn a_reviewer_decides_several_tasks_and_answers_one_from_the_command_line() {
-    let dir = tempfile::tempdir().unwrap();
-    let server = start(&dir.path().join("data"));
+/// A server whose proposals `policy` routes, its system key, and `rita`
+/// of `ops` (returns her token).
+async fn served(dir: &std::path::Path, policy: &str) -> (Server, reqwest::Client, String, String) {
+    let server = start(&dir.join("data"));
     let base = server.base.clone();
     let http = reqwest::Client::new();
     let key = system_key(&http, &base).await;
-    let policy = json!({"text": "@reviewers(\"ops\") permit(principal, action, resource);"});
+    let policy = json!({"text": policy});
     let (status, body) = call(
         &http,
         Method::POST,
@@ -72,6 +72,18 @@ async fn a_reviewer_decides_several_tasks_and_answers_one_from_the_command_line(
     .unwrap();
     assert_eq!(status, 201, "{token}");
     let token = token["secret"].as_str().unwrap().to_owned();
+    (server, http, key, token)
+}
+
+#[tokio::test]
+async fn a_reviewer_decides_several_tasks_and_answers_one_from_the_command_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let (server, http, key, token) = served(
+        dir.path(),
+        "@reviewers(\"ops\") permit(principal, action, resource);",
+    )
+    .await;
+    let base = server.base.clone();
     let mut proposals = Vec::new();
     for n in 0..4 {
         let proposal = json!({"action": "refund", "subject": {"type": "Order", "id": format!("o-{n}")}, "output": {"n": n}});
@@ -176,4 +188,69 @@ async fn a_reviewer_decides_several_tasks_and_answers_one_from_the_command_line(
         stderr.contains("approve") && stderr.contains("reject"),
         "{stderr}"
     );
+}
+
+#[tokio::test]
+async fn a_reviewer_gives_lists_and_revokes_a_grant_from_the_command_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let policy = "@reviewers(\"ops\") @grantable(\"PT1H\") @grantable_risk(\"unacceptable\") permit(principal, action, resource);";
+    let (server, http, key, token) = served(dir.path(), policy).await;
+    let base = server.base.clone();
+    let submit = || async {
+        let proposal = json!({"action": "refund", "subject": {"type": "Order", "id": "o-1"}, "output": {"n": 1}});
+        let (status, body) = call(
+            &http,
+            Method::POST,
+            format!("{base}/v1/proposals"),
+            &key,
+            Some(proposal),
+        )
+        .await
+        .unwrap();
+        assert_eq!(status, 201, "{body}");
+        body
+    };
+    let first = submit().await;
+    let (_, tasks) = call(&http, Method::GET, format!("{base}/v1/tasks"), &token, None)
+        .await
+        .unwrap();
+    let task = tasks["items"][0]["id"].as_str().unwrap().to_owned();
+    // Longer than the policy allows: a sentence, a non-zero exit, nothing decided.
+    let (ok, _, stderr) = as_user(
+        &base,
+        &token,
+        &["review", "approve", &task, "--grant-for", "2h"],
+    );
+    assert!(!ok);
+    assert!(stderr.contains("at most 1h"), "{stderr}");
+    let (ok, stdout, stderr) = as_user(
+        &base,
+        &token,
+        &[
+            "review",
+            "approve",
+            &task,
+            "--grant-for",
+            "30m",
+            "--grant-uses",
+            "5",
+        ],
+    );
+    assert!(ok, "{stderr}");
+    assert!(stdout.contains("is approved"), "{stdout} {}", first["id"]);
+    let second = submit().await;
+    assert_eq!(second["resolution"]["decided_by"], "grant");
+
+    let (ok, stdout, stderr) = as_user(&base, &token, &["review", "grants"]);
+    assert!(ok, "{stderr}");
+    let listed: Value = serde_json::from_str(&stdout).unwrap();
+    let grant = listed["items"][0]["id"].as_str().unwrap().to_owned();
+    assert_eq!(listed["items"][0]["uses_left"], 4);
+    let (ok, stdout, stderr) = as_user(&base, &token, &["review", "revoke-grant", &grant]);
+    assert!(ok, "{stderr}");
+    assert!(stdout.contains("approved 1 proposal"), "{stdout}");
+    assert_eq!(submit().await["status"], "pending");
+    let (ok, _, stderr) = as_user(&base, &token, &["review", "revoke-grant", &grant]);
+    assert!(!ok);
+    assert!(stderr.contains("already revoked"), "{stderr}");
 }
