@@ -160,15 +160,14 @@ pub struct Grant {
     pub system: String,
     /// The action.
     pub action: String,
-    /// The subject's type and id, salted with `salt` (the subject id may
-    /// name a person: it is not kept in the clear).
+    /// The system, action, subject type and id, keyed with the
+    /// deployment's grant key (the subject id may name a person: it is not
+    /// kept in the clear); what admission looks grants up by.
     pub subject_digest: Digest,
     /// What it covers.
     pub scope: GrantScope,
-    /// For `same_output`: the output's digest, salted with `salt`.
+    /// For `same_output`: the same with the output, keyed alike.
     pub output_digest: Option<Digest>,
-    /// The grant's own salt (the output is never stored with it).
-    pub salt: Vec<u8>,
     /// The review policies it stands in for: a proposal that another
     /// policy sends to review is not covered.
     pub policies: Vec<String>,
@@ -240,9 +239,10 @@ impl Request<'_> {
 }
 
 /// The digest a grant keeps of what it covers: system, action, subject
-/// type and id, and (for `same_output`) the output, salted with the
-/// grant's salt.
-pub fn digest(request: &Request<'_>, output: Option<&Value>, salt: &[u8]) -> Digest {
+/// type and id, and (for `same_output`) the output, keyed with the
+/// deployment's grant key (a secret of the store's: without it nobody can
+/// test a guessed subject against the digest).
+pub fn digest(request: &Request<'_>, output: Option<&Value>, key: &[u8]) -> Digest {
     let subject = json!({"type": request.subject_part("type"), "id": request.subject_part("id")});
     Digest::of(DigestParts {
         system: request.system,
@@ -250,17 +250,17 @@ pub fn digest(request: &Request<'_>, output: Option<&Value>, salt: &[u8]) -> Dig
         subject: &subject,
         input: &Value::Null,
         output: output.unwrap_or(&Value::Null),
-        salt,
+        salt: key,
     })
 }
 
 /// Where a new grant comes from: the proposal just approved.
 #[derive(Debug, Clone)]
 pub struct Origin<'a> {
-    /// The new grant's id and salt (core has no random source).
+    /// The new grant's id (core has no random source).
     pub id: &'a str,
-    /// Its salt.
-    pub salt: &'a [u8],
+    /// The deployment's grant key.
+    pub key: &'a [u8],
     /// The approved proposal.
     pub proposal: &'a ProposalId,
     /// What it covers.
@@ -279,15 +279,14 @@ impl Grant {
     /// The grant that `terms` make from `origin` at `now`.
     pub fn new(origin: Origin<'_>, terms: GrantTerms, now: Timestamp) -> Grant {
         let output_digest = (terms.scope == GrantScope::SameOutput)
-            .then(|| digest(&origin.request, Some(origin.request.output), origin.salt));
+            .then(|| digest(&origin.request, Some(origin.request.output), origin.key));
         Grant {
             id: origin.id.to_owned(),
             system: origin.request.system.to_owned(),
             action: origin.request.action.to_owned(),
-            subject_digest: digest(&origin.request, None, origin.salt),
+            subject_digest: digest(&origin.request, None, origin.key),
             scope: terms.scope,
             output_digest,
-            salt: origin.salt.to_vec(),
             policies: origin.policies.to_vec(),
             policy_version: origin.policy_version.to_owned(),
             group: origin.group.to_owned(),
@@ -324,19 +323,24 @@ impl Grant {
     /// `same_output`), and a review that the grant's policies stand for and
     /// that allows grants now (a policy changed to drop `@grantable`, or a
     /// system raised to a higher risk tier, ends every grant's effect).
-    pub fn covers(&self, request: &Request<'_>, routing: &Routing, now: Timestamp) -> bool {
+    pub fn covers(
+        &self,
+        request: &Request<'_>,
+        routing: &Routing,
+        key: &[u8],
+        now: Timestamp,
+    ) -> bool {
         self.state(now) == GrantState::Live
             && routing.route == Route::Review
             && matches!(routing.review.grant, Grantable::UpTo(_))
             && routing.matched.iter().all(|id| self.policies.contains(id))
             && self.system == request.system
             && self.action == request.action
-            && self.subject_digest == digest(request, None, &self.salt)
+            && self.subject_digest == digest(request, None, key)
             && match self.scope {
                 GrantScope::SameSubject => true,
                 GrantScope::SameOutput => {
-                    self.output_digest.as_ref()
-                        == Some(&digest(request, Some(request.output), &self.salt))
+                    self.output_digest.as_ref() == Some(&digest(request, Some(request.output), key))
                 }
             }
     }
@@ -407,6 +411,71 @@ mod tests {
             Grantable::NotAtRisk(RiskTier::Unacceptable)
         );
         assert_eq!(GrantRule::combine([], RiskTier::Minimal), Grantable::No);
+    }
+
+    fn routing(grant: Grantable, matched: &[&str]) -> Routing {
+        Routing {
+            route: Route::Review,
+            matched: matched.iter().map(|it| (*it).to_owned()).collect(),
+            policy_version: "v1".to_owned(),
+            review: crate::routing::ReviewPlan {
+                grant,
+                ..crate::routing::ReviewPlan::default_review()
+            },
+            sample_rate: 0.0,
+            limits: Vec::new(),
+            errors: Vec::new(),
+        }
+    }
+
+    proptest::proptest! {
+        /// A grant covers exactly its own system, action and subject (and
+        /// output for `same_output`), only while live, only for a review
+        /// that allows grants and that its policies stand for.
+        #[test]
+        fn a_grant_covers_only_what_it_was_given_for(
+            system in 0_u8..2, action in 0_u8..2, subject in 0_u8..2, output in 0_u8..2,
+            same_subject: bool, minutes in 0_u64..120, used in 0_u32..4,
+            revoked: bool, grantable: bool, extra_policy: bool, deny: bool,
+        ) {
+            let key = b"grant key";
+            let value = |n: u8| json!({"to": format!("acct-{n}")});
+            let subject_of = |n: u8| json!({"type": "Account", "id": format!("a-{n}"), "attributes": {"x": n}});
+            let (origin_subject, origin_output) = (subject_of(0), value(0));
+            let origin = Origin {
+                id: "gnt_1",
+                key,
+                proposal: &ProposalId::from_unique("1"),
+                request: Request { system: "s0", action: "a0", subject: &origin_subject, output: &origin_output },
+                policies: &["tools".to_owned()],
+                policy_version: "v1",
+                group: "ops",
+                granted_by: vec!["ann".to_owned()],
+            };
+            let scope = if same_subject { GrantScope::SameSubject } else { GrantScope::SameOutput };
+            let t0 = Timestamp::from_millis(1_795_000_000_000);
+            let mut grant = Grant::new(origin, GrantTerms { duration: HOUR, uses: Some(3), scope }, t0);
+            grant.used = used;
+            if revoked {
+                grant.revoked = Some((t0, "user:ann".to_owned()));
+            }
+            let (system_id, action_id) = (format!("s{system}"), format!("a{action}"));
+            let (subject_value, output_value) = (subject_of(subject), value(output));
+            let request = Request { system: &system_id, action: &action_id, subject: &subject_value, output: &output_value };
+            let allowed = if grantable { Grantable::UpTo(HOUR) } else { Grantable::No };
+            let matched: &[&str] = if extra_policy { &["tools", "big"] } else { &["tools"] };
+            let mut routed = routing(allowed, matched);
+            if deny {
+                routed.route = Route::Deny;
+            }
+            let now = t0.plus(Duration::from_secs(minutes * 60));
+            let expected = system == 0 && action == 0 && subject == 0
+                && (same_subject || output == 0)
+                && minutes < 60 && used < 3 && !revoked && grantable && !extra_policy && !deny;
+            proptest::prop_assert_eq!(grant.covers(&request, &routed, key, now), expected);
+            // Another deployment's key never matches.
+            proptest::prop_assert!(!grant.covers(&request, &routed, b"another key", now));
+        }
     }
 
     #[test]

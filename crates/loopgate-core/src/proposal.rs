@@ -170,7 +170,7 @@ pub fn may_use_grant(routing: &Routing, system: SystemState) -> bool {
 /// `sampled` the QA draw for its sampling rate (see `routing::is_sampled`),
 /// `used` the count of each of [`caps`]`(routing, now)` as committed, and
 /// `grants` the live grants of its system, action and subject as
-/// committed (read when [`may_use_grant`]).
+/// committed, with the deployment's grant key (read when [`may_use_grant`]).
 /// A paused system rejects (the kill switch); otherwise, when any cap is
 /// used up, an allow goes to the first capped policy's review instead and
 /// counts nothing; a proposal that would wait for review is approved by
@@ -183,7 +183,7 @@ pub fn admit<'a>(
     system: SystemState,
     sampled: bool,
     used: &[(Cap, u64)],
-    grants: &[Grant],
+    grants: (&[Grant], &[u8]),
     now: Timestamp,
 ) -> Admission<'a> {
     if may_use_grant(routing, system) {
@@ -193,7 +193,11 @@ pub fn admit<'a>(
             subject: proposed.subject,
             output: proposed.output,
         };
-        if let Some(grant) = grants.iter().find(|it| it.covers(&request, routing, now)) {
+        let (grants, key) = grants;
+        if let Some(grant) = grants
+            .iter()
+            .find(|it| it.covers(&request, routing, key, now))
+        {
             let mut grant = grant.clone();
             grant.used = grant.used.saturating_add(1);
             return Admission {
@@ -450,7 +454,7 @@ mod tests {
             status,
         };
         let used: Vec<(Cap, u64)> = caps(routing, now).into_iter().map(|c| (c, used)).collect();
-        let admission = admit(&proposed, routing, state, false, &used, &[], now);
+        let admission = admit(&proposed, routing, state, false, &used, (&[], &[]), now);
         let kinds: Vec<_> = admission
             .events(&proposed)
             .iter()

@@ -1,7 +1,8 @@
 -- Standing grants (docs/policies.md, `@grantable`): approvers let later
 -- proposals of the same system, action and subject (and output, for
 -- `same_output`) through for a while. Neither the subject nor the output
--- is stored here: a grant keeps their digests salted with its own salt.
+-- is stored here: a grant keeps their digests keyed with the deployment's
+-- grant key (`meta.grant_secret`), which is what admission looks them up by.
 -- `used` counts the proposals it approved; `ended` is set once
 -- `grant.expired` is logged. Rows are never deleted (the evidence report
 -- lists them).
@@ -13,7 +14,6 @@ CREATE TABLE grants (
     subject_digest TEXT NOT NULL,
     scope TEXT NOT NULL,
     output_digest TEXT,
-    salt BLOB NOT NULL,
     policies TEXT NOT NULL,
     policy_version TEXT NOT NULL,
     grp TEXT NOT NULL,
@@ -27,7 +27,7 @@ CREATE TABLE grants (
     revoked_by TEXT,
     ended BOOLEAN NOT NULL DEFAULT FALSE
 );
-CREATE INDEX grants_lookup ON grants (system, action) WHERE revoked_at IS NULL AND NOT ended;
+CREATE INDEX grants_lookup ON grants (subject_digest) WHERE revoked_at IS NULL AND NOT ended;
 CREATE INDEX grants_ending ON grants (expires_at) WHERE revoked_at IS NULL AND NOT ended;
 -- What the task's policy allows (`Grantable`): a longest grant, or the risk
 -- tier that refuses grants.

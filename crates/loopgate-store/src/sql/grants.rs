@@ -14,16 +14,16 @@ use super::queries::{self as q, to_json};
 use crate::db::{Arg, Connection, Row, ToArg, params};
 use crate::{GrantError, GrantFilter, StoreError, TxError};
 
-const GRANT_COLUMNS: &str = "id, system, action, subject_digest, scope, output_digest, salt, policies, policy_version, \
+const GRANT_COLUMNS: &str = "id, system, action, subject_digest, scope, output_digest, policies, policy_version, \
      grp, granted_by, proposal_id, used, max_uses, created_at, expires_at, revoked_at, revoked_by";
 
-/// Most live grants of one system and action that admission reads.
+/// Most live grants of one subject that admission reads.
 const MAX_CANDIDATES: u32 = 100;
 
 fn grant_row(row: &Row) -> Result<Grant, StoreError> {
     let revoked = match (
-        row.get::<_, Option<i64>>(16)?,
-        row.get::<_, Option<String>>(17)?,
+        row.get::<_, Option<i64>>(15)?,
+        row.get::<_, Option<String>>(16)?,
     ) {
         (Some(at), by) => Some((Timestamp::from_millis(at), by.unwrap_or_default())),
         (None, _) => None,
@@ -38,18 +38,17 @@ fn grant_row(row: &Row) -> Result<Grant, StoreError> {
             Some(text) => Some(q::parse(&text, Digest::parse)?),
             None => None,
         },
-        salt: row.get(6)?,
-        policies: serde_json::from_str(&row.get::<_, String>(7)?)?,
-        policy_version: row.get(8)?,
-        group: row.get(9)?,
-        granted_by: serde_json::from_str(&row.get::<_, String>(10)?)?,
-        proposal: q::parse(&row.get::<_, String>(11)?, ProposalId::parse)?,
-        used: u32::try_from(row.get::<_, i64>(12)?).unwrap_or(u32::MAX),
+        policies: serde_json::from_str(&row.get::<_, String>(6)?)?,
+        policy_version: row.get(7)?,
+        group: row.get(8)?,
+        granted_by: serde_json::from_str(&row.get::<_, String>(9)?)?,
+        proposal: q::parse(&row.get::<_, String>(10)?, ProposalId::parse)?,
+        used: u32::try_from(row.get::<_, i64>(11)?).unwrap_or(u32::MAX),
         max_uses: row
-            .get::<_, Option<i64>>(13)?
+            .get::<_, Option<i64>>(12)?
             .map(|n| u32::try_from(n).unwrap_or(u32::MAX)),
-        created_at: Timestamp::from_millis(row.get(14)?),
-        expires_at: Timestamp::from_millis(row.get(15)?),
+        created_at: Timestamp::from_millis(row.get(13)?),
+        expires_at: Timestamp::from_millis(row.get(14)?),
         revoked,
     })
 }
@@ -77,26 +76,47 @@ pub(super) fn terms_from_json(text: &str) -> Result<GrantTerms, StoreError> {
     })
 }
 
-/// The grants admission may use for a proposal of `system` and `action`
-/// at `now`, oldest first (core checks subject, output and policies).
+/// The deployment's grant key: a random secret made on first use and kept
+/// in `meta` (only the writer calls this, so two cannot race).
+pub(super) fn key(conn: &Connection) -> Result<Vec<u8>, StoreError> {
+    if let Some(hex) = q::meta(conn, "grant_secret")? {
+        return Ok(hex.into_bytes());
+    }
+    let mut secret = [0_u8; 32];
+    getrandom::fill(&mut secret)
+        .map_err(|error| StoreError::Other(format!("no random grant key: {error}")))?;
+    let hex: String = secret.iter().map(|b| format!("{b:02x}")).collect();
+    conn.execute(
+        "INSERT INTO meta (key, value) VALUES ('grant_secret', ?1) ON CONFLICT DO NOTHING",
+        params![hex],
+    )?;
+    q::meta(conn, "grant_secret")?
+        .map(String::into_bytes)
+        .ok_or(StoreError::NotFound)
+}
+
+/// The grants admission may use for `request` at `now`, oldest first, with
+/// the grant key (core checks output, policies and the routing).
 pub(super) fn candidates(
     conn: &Connection,
-    system: &str,
-    action: &str,
+    request: &grant::Request<'_>,
     now: Timestamp,
-) -> Result<Vec<Grant>, StoreError> {
+) -> Result<(Vec<Grant>, Vec<u8>), StoreError> {
+    let key = key(conn)?;
+    let subject = grant::digest(request, None, &key);
     let sql = format!(
         "SELECT {GRANT_COLUMNS} FROM grants
-         WHERE system = ?1 AND action = ?2 AND revoked_at IS NULL AND NOT ended AND expires_at > ?3
+         WHERE subject_digest = ?1 AND revoked_at IS NULL AND NOT ended AND expires_at > ?2
            AND (max_uses IS NULL OR used < max_uses)
-         ORDER BY seq LIMIT CAST(?4 AS BIGINT)"
+         ORDER BY seq LIMIT CAST(?3 AS BIGINT)"
     );
-    q::all(
+    let grants = q::all(
         conn,
         &sql,
-        params![system, action, now.millis(), MAX_CANDIDATES],
+        params![subject.as_str(), now.millis(), MAX_CANDIDATES],
         grant_row,
-    )
+    )?;
+    Ok((grants, key))
 }
 
 /// Counts a use of `grant` (which holds the count after it) and logs it.
@@ -116,9 +136,9 @@ pub(super) fn insert(
     now: Timestamp,
 ) -> Result<(), StoreError> {
     conn.execute_later(
-        "INSERT INTO grants (id, system, action, subject_digest, scope, output_digest, salt, policies, policy_version,
+        "INSERT INTO grants (id, system, action, subject_digest, scope, output_digest, policies, policy_version,
              grp, granted_by, proposal_id, used, max_uses, created_at, expires_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)",
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)",
         params![
             grant.id,
             grant.system,
@@ -126,7 +146,6 @@ pub(super) fn insert(
             grant.subject_digest.as_str(),
             grant.scope.as_str(),
             grant.output_digest.as_ref().map(Digest::as_str),
-            grant.salt,
             to_json(&grant.policies),
             grant.policy_version,
             grant.group,
@@ -139,14 +158,6 @@ pub(super) fn insert(
         ],
     )?;
     q::append(conn, now, actor, &Event::GrantCreated(grant))
-}
-
-/// A fresh id and salt for a grant (core has no random source).
-pub(super) fn seed() -> Result<(String, Vec<u8>), StoreError> {
-    let mut salt = vec![0_u8; 32];
-    getrandom::fill(&mut salt)
-        .map_err(|error| StoreError::Other(format!("no random salt for a grant: {error}")))?;
-    Ok((format!("gnt_{}", ulid::Ulid::new()), salt))
 }
 
 /// Ends the grants whose time ran out by `now` (at most `limit`), logging
@@ -249,13 +260,15 @@ impl SqlStore {
 /// The grant that the decision's approvers agreed to, made from the
 /// approved proposal.
 pub(super) fn made(
+    conn: &Connection,
     terms: GrantTerms,
     origin: &crate::ProposalRecord,
     group: &str,
     granted_by: Vec<String>,
     now: Timestamp,
 ) -> Result<Grant, StoreError> {
-    let (id, salt) = seed()?;
+    let id = format!("gnt_{}", ulid::Ulid::new());
+    let key = key(conn)?;
     let request = grant::Request {
         system: origin.system.as_str(),
         action: &origin.action,
@@ -265,7 +278,7 @@ pub(super) fn made(
     let grant = Grant::new(
         grant::Origin {
             id: &id,
-            salt: &salt,
+            key: &key,
             proposal: &origin.id,
             request,
             policies: &origin.matched_policies,

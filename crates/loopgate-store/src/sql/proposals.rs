@@ -2,6 +2,7 @@
 
 use crate::db::{Arg, Connection, Dialect, ToArg, params};
 use loopgate_core::audit::event::Event;
+use loopgate_core::grant;
 use loopgate_core::proposal::{self, Proposed, SystemState};
 use loopgate_core::review::{self, ReviewError, Task};
 use loopgate_core::{DecidedBy, Digest, ProposalId, SystemId, Timestamp};
@@ -283,9 +284,15 @@ pub(super) fn submit(
     };
     let caps = proposal::caps(&new.routing, now);
     let used = q::auto_used(conn, caps)?;
-    let grants = match proposal::may_use_grant(&new.routing, state) {
-        true => grants::candidates(conn, new.system.as_str(), &new.action, now)?,
-        false => Vec::new(),
+    let request = grant::Request {
+        system: new.system.as_str(),
+        action: &new.action,
+        subject: &new.subject,
+        output: &new.output,
+    };
+    let (grants, key) = match proposal::may_use_grant(&new.routing, state) {
+        true => grants::candidates(conn, &request, now)?,
+        false => (Vec::new(), Vec::new()),
     };
     let proposed = Proposed {
         id: &new.id,
@@ -305,7 +312,7 @@ pub(super) fn submit(
         state,
         new.sampled,
         &used,
-        &grants,
+        (&grants, &key),
         now,
     );
     q::count_auto(conn, &admission.counted)?;

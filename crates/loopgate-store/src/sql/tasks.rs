@@ -145,8 +145,14 @@ impl SqlStore {
                         })
                         .map(|it| it.reviewer.clone())
                         .collect();
-                    let grant =
-                        grants::made(terms, &proposal, &decided.case.task.group, approvers, now)?;
+                    let grant = grants::made(
+                        conn,
+                        terms,
+                        &proposal,
+                        &decided.case.task.group,
+                        approvers,
+                        now,
+                    )?;
                     grants::insert(conn, &grant, &actor, now)?;
                     Some(grant)
                 }
