@@ -7,6 +7,9 @@
 //!   reviewers approve from their queue; a cycle is submit → task →
 //!   decision → waiting client unblocked.
 //! - `ingest`: N systems submit proposals that policy allows at once.
+//! - `granted`: N systems submit proposals that a review policy sends to
+//!   review and a standing grant approves at once (the grant path of
+//!   admission: its lookup and its counted use).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -24,11 +27,17 @@ use tokio::net::TcpListener;
 const POLICY: &str = r#"
 @id("bench-auto") @route("allow") permit (principal == System::"bench-auto", action, resource);
 @id("bench-review") @reviewers("bench") permit (principal == System::"bench-hitl", action, resource);
+@id("bench-granted") @reviewers("bench") @grantable("P1D") @grantable_risk("unacceptable")
+permit (principal == System::"bench-granted", action, resource);
 "#;
+
+/// The one subject every `granted` proposal is about (its grant covers it).
+const GRANTED_SUBJECT: &str = "item-granted";
 
 #[derive(Debug, Args)]
 pub(crate) struct BenchArgs {
-    /// `cycle` (human in the loop) or `ingest` (auto-allowed proposals).
+    /// `cycle` (human in the loop), `ingest` (auto-allowed proposals) or
+    /// `granted` (proposals a standing grant approves).
     #[arg(long, default_value = "cycle")]
     workload: String,
     /// Concurrent simulated AI systems.
@@ -140,8 +149,12 @@ pub(crate) async fn run(args: BenchArgs) -> anyhow::Result<()> {
         "cycle" if keys.agents.is_empty() => vec![keys.hitl.clone()],
         "cycle" => keys.agents.clone(),
         "ingest" => vec![keys.auto.clone()],
-        other => anyhow::bail!("--workload must be `cycle` or `ingest`, not `{other}`"),
+        "granted" => vec![grant(&base, &keys).await?],
+        other => {
+            anyhow::bail!("--workload must be `cycle`, `ingest` or `granted`, not `{other}`")
+        }
     };
+    let subject = (args.workload == "granted").then_some(GRANTED_SUBJECT);
     let wait = args.workload == "cycle";
     for worker in 0..args.systems {
         // Worker w submits as systems w, w + systems, w + 2·systems, … in turn.
@@ -153,7 +166,7 @@ pub(crate) async fn run(args: BenchArgs) -> anyhow::Result<()> {
         submitters.push(tokio::spawn(submitter(
             clients,
             worker,
-            wait,
+            (wait, subject),
             deadline,
             Arc::clone(&shared),
         )));
@@ -353,6 +366,8 @@ struct Keys {
     hitl_id: String,
     auto: String,
     hitl: String,
+    /// The key of `bench-granted`.
+    granted: String,
     /// The keys of `bench-agent-<n>`.
     agents: Vec<String>,
     reviewers: Vec<String>,
@@ -362,7 +377,7 @@ async fn setup(admin: &Client, agents: usize) -> anyhow::Result<Keys> {
     use futures::{StreamExt as _, TryStreamExt as _};
 
     let run = ulid::Ulid::new().to_string().to_lowercase();
-    for id in ["bench-auto", "bench-hitl"] {
+    for id in ["bench-auto", "bench-hitl", "bench-granted"] {
         create_system(admin, id).await?;
     }
     let agent_ids: Vec<String> = (0..agents).map(|n| format!("bench-agent-{n}")).collect();
@@ -390,6 +405,7 @@ async fn setup(admin: &Client, agents: usize) -> anyhow::Result<Keys> {
         .await?;
     let auto = admin.create_key("bench-auto").await?.secret;
     let hitl = admin.create_key("bench-hitl").await?.secret;
+    let granted = admin.create_key("bench-granted").await?.secret;
     let mut reviewers = Vec::new();
     for i in 0..16 {
         let user = proto::CreateUser {
@@ -408,6 +424,7 @@ async fn setup(admin: &Client, agents: usize) -> anyhow::Result<Keys> {
         hitl_id: "bench-hitl".into(),
         auto,
         hitl,
+        granted,
         agents: agent_keys,
         reviewers,
     })
@@ -431,32 +448,73 @@ async fn create_system(admin: &Client, id: &str) -> anyhow::Result<()> {
     }
 }
 
+/// `bench-granted`'s key, after a reviewer approved its first proposal
+/// with a standing grant for [`GRANTED_SUBJECT`], any output.
+async fn grant(base: &str, keys: &Keys) -> anyhow::Result<String> {
+    let system = Client::new(base, &keys.granted)?;
+    let first = system
+        .submit(&proposal(GRANTED_SUBJECT.to_owned(), 0), None)
+        .await?;
+    let reviewer = Client::new(base, &keys.reviewers[0])?;
+    let task = reviewer
+        .tasks(&TaskQuery {
+            limit: Some(500),
+            ..Default::default()
+        })
+        .await?
+        .items
+        .into_iter()
+        .find(|task| task.proposal_id == first.id)
+        .context("the granted system's first proposal has no task")?;
+    let decision = proto::DecisionRequest {
+        verdict: proto::Verdict::Approve,
+        rationale: None,
+        output: None,
+        labels: None,
+        message: None,
+        grant: Some(proto::GrantOffer {
+            for_: "1d".into(),
+            uses: None,
+            scope: proto::GrantScope::SameSubject,
+        }),
+        seen_digest: task.digest,
+    };
+    reviewer.decide(&task.id, &decision).await?;
+    Ok(keys.granted.clone())
+}
+
+/// The proposal a submitter sends as its `n`th.
+fn proposal(subject: String, n: u64) -> proto::SubmitProposal {
+    proto::SubmitProposal {
+        system: None,
+        action: "act".into(),
+        subject: proto::Subject {
+            type_: "Item".into(),
+            id: subject,
+            attributes: Default::default(),
+        },
+        input: json!({"n": n}),
+        output: json!({"ok": true}),
+        confidence: Some(0.9),
+        explanation: None,
+        model: None,
+        context: Default::default(),
+        idempotency_key: None,
+    }
+}
+
 async fn submitter(
     clients: Vec<Client>,
     worker: usize,
-    wait: bool,
+    (wait, subject): (bool, Option<&'static str>),
     deadline: Instant,
     shared: Arc<Shared>,
 ) -> u64 {
     let mut n = 0;
     let wait_for = wait.then_some(Duration::from_secs(30));
     while Instant::now() < deadline {
-        let proposal = proto::SubmitProposal {
-            system: None,
-            action: "act".into(),
-            subject: proto::Subject {
-                type_: "Item".into(),
-                id: format!("item-{worker}-{n}"),
-                attributes: Default::default(),
-            },
-            input: json!({"n": n}),
-            output: json!({"ok": true}),
-            confidence: Some(0.9),
-            explanation: None,
-            model: None,
-            context: Default::default(),
-            idempotency_key: None,
-        };
+        let id = subject.map_or_else(|| format!("item-{worker}-{n}"), str::to_owned);
+        let proposal = proposal(id, n);
         let started = Instant::now();
         let client = &clients[n as usize % clients.len()];
         let res = client.submit(&proposal, wait_for).await;
