@@ -466,21 +466,27 @@ async fn grant(base: &str, keys: &Keys) -> anyhow::Result<String> {
         .into_iter()
         .find(|task| task.proposal_id == first.id)
         .context("the granted system's first proposal has no task")?;
-    let decision = proto::DecisionRequest {
+    let grant = proto::GrantOffer {
+        for_: "1d".into(),
+        uses: None,
+        scope: proto::GrantScope::SameSubject,
+    };
+    let decision = approval(task.digest, Some(grant));
+    reviewer.decide(&task.id, &decision).await?;
+    Ok(keys.granted.clone())
+}
+
+/// A plain approval of what `digest` shows, with `grant` if any.
+fn approval(digest: String, grant: Option<proto::GrantOffer>) -> proto::DecisionRequest {
+    proto::DecisionRequest {
         verdict: proto::Verdict::Approve,
         rationale: None,
         output: None,
         labels: None,
         message: None,
-        grant: Some(proto::GrantOffer {
-            for_: "1d".into(),
-            uses: None,
-            scope: proto::GrantScope::SameSubject,
-        }),
-        seen_digest: task.digest,
-    };
-    reviewer.decide(&task.id, &decision).await?;
-    Ok(keys.granted.clone())
+        grant,
+        seen_digest: digest,
+    }
 }
 
 /// The proposal a submitter sends as its `n`th.
@@ -570,15 +576,7 @@ async fn reviewer(
             continue;
         }
         for task in mine {
-            let decision = proto::DecisionRequest {
-                verdict: proto::Verdict::Approve,
-                rationale: None,
-                output: None,
-                labels: None,
-                message: None,
-                grant: None,
-                seen_digest: task.digest.clone(),
-            };
+            let decision = approval(task.digest.clone(), None);
             // Measured from sending the decision, so the figure includes its durable write.
             if let Ok(mut map) = shared.decided_at.lock() {
                 map.insert(task.proposal_id.clone(), Instant::now());

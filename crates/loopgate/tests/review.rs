@@ -75,6 +75,22 @@ async fn served(dir: &std::path::Path, policy: &str) -> (Server, reqwest::Client
     (server, http, key, token)
 }
 
+/// Submits a `refund` of order `o-{n}` as the system; the stored proposal.
+async fn submit(http: &reqwest::Client, base: &str, key: &str, n: u32) -> Value {
+    let proposal = json!({"action": "refund", "subject": {"type": "Order", "id": format!("o-{n}")}, "output": {"n": n}});
+    let (status, body) = call(
+        http,
+        Method::POST,
+        format!("{base}/v1/proposals"),
+        key,
+        Some(proposal),
+    )
+    .await
+    .unwrap();
+    assert_eq!(status, 201, "{body}");
+    body
+}
+
 #[tokio::test]
 async fn a_reviewer_decides_several_tasks_and_answers_one_from_the_command_line() {
     let dir = tempfile::tempdir().unwrap();
@@ -86,17 +102,7 @@ async fn a_reviewer_decides_several_tasks_and_answers_one_from_the_command_line(
     let base = server.base.clone();
     let mut proposals = Vec::new();
     for n in 0..4 {
-        let proposal = json!({"action": "refund", "subject": {"type": "Order", "id": format!("o-{n}")}, "output": {"n": n}});
-        let (status, body) = call(
-            &http,
-            Method::POST,
-            format!("{base}/v1/proposals"),
-            &key,
-            Some(proposal),
-        )
-        .await
-        .unwrap();
-        assert_eq!(status, 201, "{body}");
+        let body = submit(&http, &base, &key, n).await;
         proposals.push(body["id"].as_str().unwrap().to_owned());
     }
     let (_, tasks) = call(&http, Method::GET, format!("{base}/v1/tasks"), &token, None)
@@ -196,20 +202,7 @@ async fn a_reviewer_gives_lists_and_revokes_a_grant_from_the_command_line() {
     let policy = "@reviewers(\"ops\") @grantable(\"PT1H\") @grantable_risk(\"unacceptable\") permit(principal, action, resource);";
     let (server, http, key, token) = served(dir.path(), policy).await;
     let base = server.base.clone();
-    let submit = || async {
-        let proposal = json!({"action": "refund", "subject": {"type": "Order", "id": "o-1"}, "output": {"n": 1}});
-        let (status, body) = call(
-            &http,
-            Method::POST,
-            format!("{base}/v1/proposals"),
-            &key,
-            Some(proposal),
-        )
-        .await
-        .unwrap();
-        assert_eq!(status, 201, "{body}");
-        body
-    };
+    let submit = || submit(&http, &base, &key, 1);
     let first = submit().await;
     let (_, tasks) = call(&http, Method::GET, format!("{base}/v1/tasks"), &token, None)
         .await

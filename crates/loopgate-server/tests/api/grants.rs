@@ -6,7 +6,7 @@ use std::time::Duration;
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
-use crate::harness::{ADMIN_TOKEN, TestApp, spawn_app};
+use crate::harness::{ADMIN_TOKEN, Response, TestApp, spawn_app};
 
 const MINUTE: Duration = Duration::from_secs(60);
 
@@ -15,21 +15,9 @@ const POLICY: &str = r#"
 @id("tools") @reviewers("ops") @grantable("PT1H") permit(principal, action, resource);
 "#;
 
-/// Registers a system of `tier` and returns its key.
-async fn system(app: &TestApp, id: &str, tier: &str) -> String {
-    let body = json!({"id": id, "name": id, "owner": "team", "purpose": "tests", "risk_tier": tier, "oversight": "in_the_loop"});
-    let created = app.post("/v1/systems", ADMIN_TOKEN, body).await;
-    assert_eq!(created.status, StatusCode::CREATED, "{}", created.body);
-    let key = app
-        .post(&format!("/v1/systems/{id}/keys"), ADMIN_TOKEN, json!({}))
-        .await;
-    assert_eq!(key.status, StatusCode::CREATED, "{}", key.body);
-    key.body["secret"].as_str().unwrap().to_owned()
-}
-
 async fn setup(policy: &str, tier: &str) -> (TestApp, String, String) {
     let app = spawn_app().await;
-    let key = system(&app, "agent", tier).await;
+    let key = app.system_of_tier("agent", "in_the_loop", tier).await;
     let published = app.publish(policy).await;
     assert_eq!(published.status, StatusCode::CREATED, "{}", published.body);
     let ann = app.user("ann", &["reviewer"], &["ops"]).await;
@@ -45,14 +33,33 @@ async fn pay(app: &TestApp, key: &str, to: &str, amount: u32) -> Value {
     submitted.body
 }
 
-/// Approves the task of `proposal` with `grant`.
-async fn approve_with(app: &TestApp, token: &str, proposal: &Value, grant: Value) -> Value {
+/// Decides the task of `proposal` with `decision`, adding the digest it shows.
+async fn decide_on(app: &TestApp, token: &str, proposal: &Value, mut decision: Value) -> Response {
     let task = app.task_of(token, proposal["id"].as_str().unwrap()).await;
-    let body = json!({"verdict": "approve", "seen_digest": task["digest"], "grant": grant});
+    decision["seen_digest"] = task["digest"].clone();
     let path = format!("/v1/tasks/{}/decision", task["id"].as_str().unwrap());
-    let decided = app.post(&path, token, body).await;
+    app.post(&path, token, decision).await
+}
+
+/// Approves the task of `proposal` with `grant` (`null`: none).
+async fn approve_with(app: &TestApp, token: &str, proposal: &Value, grant: Value) -> Value {
+    let decided = decide_on(
+        app,
+        token,
+        proposal,
+        json!({"verdict": "approve", "grant": grant}),
+    )
+    .await;
     assert_eq!(decided.status, StatusCode::OK, "{}", decided.body);
     decided.body
+}
+
+/// Approves the task of `proposal` with `grant`; the new grant's id.
+async fn grant_on(app: &TestApp, token: &str, proposal: &Value, grant: Value) -> String {
+    approve_with(app, token, proposal, grant).await;
+    let newest = &grants(app, token, "").await[0];
+    assert_eq!(newest["proposal"], proposal["id"]);
+    newest["id"].as_str().unwrap().to_owned()
 }
 
 async fn grants(app: &TestApp, token: &str, query: &str) -> Vec<Value> {
@@ -186,17 +193,13 @@ async fn a_grant_ends_on_time_and_at_once_when_revoked() {
 
     // Revoked: the next call waits for review again.
     let next = pay(&app, &key, "erin", 50).await;
-    approve_with(
+    let id = grant_on(
         &app,
         &ann,
         &next,
         json!({"for": "1h", "scope": "same_subject"}),
     )
     .await;
-    let id = grants(&app, &ann, "").await[0]["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
     let path = format!("/v1/grants/{id}");
     let revoked = app.call(Method::DELETE, &path, Some(&ann), None).await;
     assert_eq!(revoked.status, StatusCode::OK, "{}", revoked.body);
@@ -211,7 +214,9 @@ async fn a_grant_ends_on_time_and_at_once_when_revoked() {
 #[tokio::test]
 async fn a_forbid_beats_a_grant_and_a_grant_stays_in_its_system() {
     let (app, key, ann) = setup(POLICY, "limited").await;
-    let other_key = system(&app, "other-agent", "limited").await;
+    let other_key = app
+        .system_of_tier("other-agent", "in_the_loop", "limited")
+        .await;
     let first = pay(&app, &key, "alice", 10).await;
     approve_with(
         &app,
@@ -253,12 +258,9 @@ async fn a_grant_needs_every_approval_of_the_quorum() {
         |minutes: u32| json!({"for": format!("{minutes}m"), "uses": 5, "scope": "same_subject"});
     // Ann offers, Bob approves without: approved, no grant.
     let first = pay(&app, &key, "alice", 10).await;
-    let task = app.task_of(&ann, first["id"].as_str().unwrap()).await;
     approve_with(&app, &ann, &first, offer(90)).await;
-    let path = format!("/v1/tasks/{}/decision", task["id"].as_str().unwrap());
-    let plain = json!({"verdict": "approve", "seen_digest": task["digest"]});
-    let decided = app.post(&path, &bob, plain).await;
-    assert_eq!(decided.body["proposal"]["status"], "approved");
+    let decided = approve_with(&app, &bob, &first, Value::Null).await;
+    assert_eq!(decided["proposal"]["status"], "approved");
     assert!(grants(&app, &ann, "").await.is_empty());
     // Both offer: the narrowest terms.
     let second = pay(&app, &key, "alice", 20).await;
@@ -282,6 +284,8 @@ async fn a_grant_needs_every_approval_of_the_quorum() {
 #[tokio::test]
 async fn grants_are_refused_where_the_policy_or_the_risk_tier_says_no() {
     let (app, key, ann) = setup(POLICY, "high").await;
+    let offer = |grant: Value| json!({"verdict": "approve", "grant": grant});
+    let ten_minutes = json!({"for": "10m", "scope": "same_output"});
     let first = pay(&app, &key, "alice", 10).await;
     let task = app.task_of(&ann, first["id"].as_str().unwrap()).await;
     assert!(task.get("grantable").is_none(), "{task}");
@@ -289,20 +293,13 @@ async fn grants_are_refused_where_the_policy_or_the_risk_tier_says_no() {
         task["grant_refused"].as_str().unwrap().contains("high"),
         "{task}"
     );
-    let path = format!("/v1/tasks/{}/decision", task["id"].as_str().unwrap());
-    let offer = json!({"verdict": "approve", "seen_digest": task["digest"],
-                       "grant": {"for": "10m", "scope": "same_output"}});
-    let refused = app.post(&path, &ann, offer).await;
+    let refused = decide_on(&app, &ann, &first, offer(ten_minutes.clone())).await;
     assert_eq!(refused.status, StatusCode::FORBIDDEN, "{}", refused.body);
     insta::assert_json_snapshot!("grant_refused_on_high_risk", refused.body, {".instance" => "[instance]"});
+    let path = format!("/v1/proposals/{}", first["id"].as_str().unwrap());
+    let unchanged = app.get(&path, ADMIN_TOKEN).await;
     assert_eq!(
-        app.get(
-            &format!("/v1/proposals/{}", first["id"].as_str().unwrap()),
-            ADMIN_TOKEN
-        )
-        .await
-        .body["status"],
-        "pending",
+        unchanged.body["status"], "pending",
         "a refused grant records nothing"
     );
 
@@ -313,33 +310,20 @@ async fn grants_are_refused_where_the_policy_or_the_risk_tier_says_no() {
     );
     assert_eq!(app.publish(&high).await.status, StatusCode::CREATED);
     let second = pay(&app, &key, "alice", 10).await;
-    let task = app.task_of(&ann, second["id"].as_str().unwrap()).await;
-    let path = format!("/v1/tasks/{}/decision", task["id"].as_str().unwrap());
-    let too_long = json!({"verdict": "approve", "seen_digest": task["digest"],
-                          "grant": {"for": "2h", "scope": "same_output"}});
-    let refused = app.post(&path, &ann, too_long).await;
+    let too_long = json!({"for": "2h", "scope": "same_output"});
+    let refused = decide_on(&app, &ann, &second, offer(too_long)).await;
     assert_eq!(refused.status, StatusCode::FORBIDDEN, "{}", refused.body);
-    assert!(
-        refused.body["detail"]
-            .as_str()
-            .unwrap()
-            .contains("at most 1h")
-    );
+    let detail = refused.body["detail"].as_str().unwrap();
+    assert!(detail.contains("at most 1h"), "{detail}");
     for bad in [
-        json!({"for": "soon", "scope": "same_output"}),
-        json!({"for": "10m", "scope": "everything"}),
-        json!({"for": "10m", "uses": 0, "scope": "same_output"}),
+        offer(json!({"for": "soon", "scope": "same_output"})),
+        offer(json!({"for": "10m", "scope": "everything"})),
+        offer(json!({"for": "10m", "uses": 0, "scope": "same_output"})),
+        json!({"verdict": "reject", "grant": ten_minutes}),
     ] {
-        let body = json!({"verdict": "approve", "seen_digest": task["digest"], "grant": bad});
-        let refused = app.post(&path, &ann, body).await;
+        let refused = decide_on(&app, &ann, &second, bad.clone()).await;
         assert!(refused.status.is_client_error(), "{bad}: {}", refused.body);
     }
-    let rejecting = json!({"verdict": "reject", "seen_digest": task["digest"],
-                           "grant": {"for": "10m", "scope": "same_output"}});
-    assert_eq!(
-        app.post(&path, &ann, rejecting).await.status,
-        StatusCode::UNPROCESSABLE_ENTITY
-    );
     approve_with(
         &app,
         &ann,
@@ -356,18 +340,10 @@ async fn grants_are_refused_where_the_policy_or_the_risk_tier_says_no() {
     let plain = POLICY.replace(r#"@grantable("PT1H") "#, "");
     assert_eq!(app.publish(&plain).await.status, StatusCode::CREATED);
     let third = pay(&app, &key, "bob", 10).await;
-    let task = app.task_of(&ann, third["id"].as_str().unwrap()).await;
-    let path = format!("/v1/tasks/{}/decision", task["id"].as_str().unwrap());
-    let offer = json!({"verdict": "approve", "seen_digest": task["digest"],
-                       "grant": {"for": "10m", "scope": "same_output"}});
-    let refused = app.post(&path, &ann, offer).await;
+    let refused = decide_on(&app, &ann, &third, offer(ten_minutes)).await;
     assert_eq!(refused.status, StatusCode::FORBIDDEN, "{}", refused.body);
-    assert!(
-        refused.body["detail"]
-            .as_str()
-            .unwrap()
-            .contains("@grantable")
-    );
+    let detail = refused.body["detail"].as_str().unwrap();
+    assert!(detail.contains("@grantable"), "{detail}");
     // Bad annotations are refused when published.
     for bad in [
         r#"@grantable("forever") permit(principal, action, resource);"#,
@@ -385,17 +361,13 @@ async fn grants_are_refused_where_the_policy_or_the_risk_tier_says_no() {
 async fn grants_are_seen_and_revoked_by_their_group_and_admins() {
     let (app, key, ann) = setup(POLICY, "limited").await;
     let first = pay(&app, &key, "alice", 10).await;
-    approve_with(
+    let id = grant_on(
         &app,
         &ann,
         &first,
         json!({"for": "1h", "scope": "same_output"}),
     )
     .await;
-    let id = grants(&app, &ann, "").await[0]["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
     let path = format!("/v1/grants/{id}");
     let outsider = app.user("olga", &["reviewer"], &["legal"]).await;
     let auditor = app.user("audrey", &["auditor"], &[]).await;

@@ -205,9 +205,14 @@ impl TestApp {
         self.call(Method::POST, path, Some(token), Some(body)).await
     }
 
-    /// Registers a system and returns an API key for it.
+    /// Registers a `high` risk system and returns an API key for it.
     pub(crate) async fn system(&self, id: &str, oversight: &str) -> String {
-        let body = json!({"id": id, "name": id, "owner": "team", "purpose": "tests", "risk_tier": "high", "oversight": oversight});
+        self.system_of_tier(id, oversight, "high").await
+    }
+
+    /// Registers a system of a risk tier and returns an API key for it.
+    pub(crate) async fn system_of_tier(&self, id: &str, oversight: &str, tier: &str) -> String {
+        let body = json!({"id": id, "name": id, "owner": "team", "purpose": "tests", "risk_tier": tier, "oversight": oversight});
         let created = self.post("/v1/systems", ADMIN_TOKEN, body).await;
         assert_eq!(created.status, StatusCode::CREATED, "{}", created.body);
         let key = self
