@@ -451,11 +451,16 @@ fn decide(
     };
     // A rationale asked for by any matching review policy is asked for.
     review.rationale_required |= reviews.iter().any(|(_, r)| r.review.rationale_required);
-    // Grants only where every matching review policy allows them.
-    review.grant = GrantRule::combine(
-        reviews.iter().map(|(_, r)| r.grant.as_ref()),
-        request.risk_tier,
-    );
+    // Grants only where every matching review policy allows them, and
+    // never when a policy failed to evaluate (fail closed: a grant would be
+    // less restrictive than the review the error counts as).
+    review.grant = match errors.is_empty() {
+        true => GrantRule::combine(
+            reviews.iter().map(|(_, r)| r.grant.as_ref()),
+            request.risk_tier,
+        ),
+        false => Grantable::No,
+    };
     let matched = reviews.iter().map(|(id, _)| (*id).clone()).collect();
     Routing {
         route: Route::Review,

@@ -91,6 +91,13 @@ fn check(policies: &str, proposal: &str, expect: Expect) {
         if plan.rationale_required {
             text.push_str(" rationale");
         }
+        match plan.grant {
+            Grantable::No => (),
+            Grantable::UpTo(max) => {
+                text.push_str(&format!(" grantable={}", crate::duration::format(max)))
+            }
+            Grantable::NotAtRisk(tier) => text.push_str(&format!(" grant_refused={tier}")),
+        }
     }
     if routing.sample_rate > 0.0 {
         text.push_str(&format!(" sample={}", routing.sample_rate));
@@ -781,4 +788,54 @@ cases:
         assert!(changed.diff.contains("-@id(\"b\") @route(\"allow\") permit(principal, action, resource) when { context.x < 5 };"), "{}", changed.diff);
         assert!(changed.diff.contains("+@id(\"b\")"), "{}", changed.diff);
     }
+}
+
+#[test]
+fn grants_need_every_matching_review_policy_a_low_risk_and_no_errors() {
+    let policies = r#"
+        @id("tools") @grantable("PT2H") permit(principal, action, resource);
+        @id("short") @grantable("PT30M") @grantable_risk("high") permit(principal, action == Action::"pay", resource);
+        @id("plain") permit(principal, action == Action::"wire", resource);
+        @id("odd") @grantable("PT1H") permit(principal, action == Action::"odd", resource) when { context.amount > 10 };
+    "#;
+    check(
+        policies,
+        "read",
+        expect![[
+            r#"review by [tools] group=reviewers approvals=1 on_timeout=reject grantable=2h"#
+        ]],
+    );
+    check(
+        policies,
+        "pay",
+        expect![[
+            r#"review by [tools, short] group=reviewers approvals=1 on_timeout=reject grantable=30m"#
+        ]],
+    );
+    check(
+        policies,
+        "read risk=high",
+        expect![[
+            r#"review by [tools] group=reviewers approvals=1 on_timeout=reject grant_refused=high"#
+        ]],
+    );
+    check(
+        policies,
+        "pay risk=high",
+        expect![[
+            r#"review by [tools, short] group=reviewers approvals=1 on_timeout=reject grant_refused=high"#
+        ]],
+    );
+    check(
+        policies,
+        "wire",
+        expect![[r#"review by [tools, plain] group=reviewers approvals=1 on_timeout=reject"#]],
+    );
+    check(
+        policies,
+        "odd amount=\"many\"",
+        expect![[r#"
+        review by [tools, odd] group=reviewers approvals=1 on_timeout=reject
+        error in odd: type error: expected long, got string at line 5, column 99"#]],
+    );
 }
