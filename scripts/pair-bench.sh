@@ -9,7 +9,12 @@
 #
 # Build each with `cargo build --release -p loopgate` (separate target
 # directories, or copy the first binary away before building the second).
-# BENCH_ARGS adds flags to `loopgate bench` (default: --duration 10s).
+# BENCH_ARGS adds flags to `loopgate bench` (default: --duration 10s);
+# WORKLOADS picks the workloads (default: cycle ingest). The same binary
+# twice compares workloads, e.g. what admission through a standing grant
+# costs beside a policy's allow:
+#
+#   WORKLOADS="ingest granted" scripts/pair-bench.sh BIN BIN 3
 set -euo pipefail
 old=${1:?usage: scripts/pair-bench.sh OLD_BIN NEW_BIN [ROUNDS]}
 new=${2:?usage: scripts/pair-bench.sh OLD_BIN NEW_BIN [ROUNDS]}
@@ -48,7 +53,7 @@ run() {
 
 for round in $(seq 1 "$rounds"); do
   echo "== round $round"
-  for workload in cycle ingest; do
+  for workload in ${WORKLOADS:-cycle ingest}; do
     run "$old" "$workload" old
     run "$new" "$workload" new
   done

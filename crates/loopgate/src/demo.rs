@@ -103,6 +103,8 @@ pub(crate) async fn run(mut config: Config, bind: SocketAddr, rate: f64) -> anyh
     let listener = TcpListener::bind(bind)
         .await
         .with_context(|| format!("cannot listen on {bind}"))?;
+    // The address bound (`--bind 127.0.0.1:0` picks a free port).
+    let bound = listener.local_addr().unwrap_or(bind);
     let started = loopgate_server::start(config, Arc::new(SystemClock)).await?;
     let first_start =
         started.generated_admin_token.is_none() && started.app.store.systems().await?.is_empty();
@@ -112,7 +114,7 @@ pub(crate) async fn run(mut config: Config, bind: SocketAddr, rate: f64) -> anyh
         crate::commands::shutdown_signal(),
     ));
 
-    let base = format!("http://{bind}");
+    let base = format!("http://{bound}");
     let admin = Client::new(&base, &admin_token)?;
     if first_start {
         seed(&admin).await.context("seeding the demo failed")?;
