@@ -559,6 +559,9 @@ pub struct BatchDecisionItem {
     /// The words to send back to the AI (`respond` only; at most 10,000 bytes).
     #[serde(default)]
     pub message: Option<String>,
+    /// A standing grant to give with an `approve` (as on a single decision).
+    #[serde(default)]
+    pub grant: Option<GrantOffer>,
     /// The digest shown to the reviewer.
     pub seen_digest: String,
 }
@@ -572,7 +575,7 @@ impl BatchDecisionItem {
             output: self.output,
             labels: self.labels,
             message: self.message,
-            grant: None,
+            grant: self.grant,
             seen_digest: self.seen_digest,
         };
         (self.task_id, decision)

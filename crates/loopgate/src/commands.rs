@@ -562,6 +562,7 @@ async fn review(file: &FileConfig, command: ReviewCommand) -> anyhow::Result<()>
                     output: None,
                     labels: None,
                     message: None,
+                    grant: None,
                     seen_digest: task.digest,
                 });
             }

@@ -337,6 +337,7 @@ pub(crate) async fn decide_selected(
                 output: None,
                 labels: None,
                 message: None,
+                grant: None,
                 seen_digest,
             })
             .collect(),

@@ -140,13 +140,41 @@ async fn a_grant_approves_the_same_call_until_its_uses_run_out() {
         (&json!("used_up"), &json!(2), &json!(0))
     );
     assert!(grants(&app, &ann, "").await.is_empty());
+    // A batch item may carry a grant too, checked like a single decision.
+    let third = pay(&app, &key, "bob", 30).await;
+    let task = app.task_of(&ann, third["id"].as_str().unwrap()).await;
+    let item = |grant: Value| {
+        json!({"items": [{"task_id": task["id"], "verdict": "approve",
+        "seen_digest": task["digest"], "grant": grant}]})
+    };
+    let batch = app
+        .post(
+            "/v1/tasks/decisions",
+            &ann,
+            item(json!({"for": "2h", "scope": "same_output"})),
+        )
+        .await;
+    assert_eq!(batch.body["items"][0]["status"], 403, "{}", batch.body);
+    let batch = app
+        .post(
+            "/v1/tasks/decisions",
+            &ann,
+            item(json!({"for": "5m", "uses": 1, "scope": "same_output"})),
+        )
+        .await;
+    assert_eq!(batch.body["items"][0]["status"], 200, "{}", batch.body);
+    assert_eq!(
+        decided_by(&pay(&app, &key, "bob", 30).await),
+        ("approved", "grant")
+    );
+    assert_eq!(pay(&app, &key, "bob", 30).await["status"], "pending");
     // Analytics count approvals by grant apart from people's and policy's.
     let overview = app
         .get("/v1/analytics/overview?system=agent", ADMIN_TOKEN)
         .await;
-    assert_eq!(overview.body["approved_by_grant"], 2, "{}", overview.body);
-    assert_eq!(overview.body["by_decider"]["grant"], 2, "{}", overview.body);
-    assert_eq!(overview.body["reviewed"], 1, "{}", overview.body);
+    assert_eq!(overview.body["approved_by_grant"], 3, "{}", overview.body);
+    assert_eq!(overview.body["by_decider"]["grant"], 3, "{}", overview.body);
+    assert_eq!(overview.body["reviewed"], 2, "{}", overview.body);
     // The audit log names the grant, never the output.
     let made = audit_kinds(&app, &first).await;
     assert!(!made.contains("alice"), "{made}");
