@@ -18,7 +18,7 @@ use serde_json::{Value, json};
 
 use crate::digest::{Digest, DigestParts};
 use crate::routing::Routing;
-use crate::{GrantScope, ProposalId, RiskTier, Route, Timestamp};
+use crate::{GrantId, GrantScope, ProposalId, RiskTier, Route, Timestamp};
 
 /// The longest any grant may last, whatever a policy says.
 pub const MAX_DURATION: Duration = Duration::from_secs(30 * 24 * 3600);
@@ -37,6 +37,13 @@ pub enum Grantable {
     UpTo(Duration),
     /// The policy allows grants, but not on a system of this risk tier.
     NotAtRisk(RiskTier),
+}
+
+/// Why no grant may be given on a system of `tier`.
+pub fn refused_at_risk(tier: RiskTier) -> String {
+    format!(
+        "grants are refused on `{tier}` risk systems unless the policy says `@grantable_risk(\"{tier}\")`"
+    )
 }
 
 /// What a policy's annotations allow: `@grantable("PT1H")` and the highest
@@ -127,11 +134,7 @@ impl GrantTerms {
                         .to_owned(),
                 );
             }
-            Grantable::NotAtRisk(tier) => {
-                return Err(format!(
-                    "grants are refused on `{tier}` risk systems unless the policy says `@grantable_risk(\"{tier}\")`"
-                ));
-            }
+            Grantable::NotAtRisk(tier) => return Err(refused_at_risk(tier)),
             Grantable::UpTo(max) => max,
         };
         if self.duration.is_zero() {
@@ -151,11 +154,21 @@ impl GrantTerms {
     }
 }
 
+/// The grant a decision's quorum agreed to: their narrowest terms and who
+/// they are.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Agreed {
+    /// The terms.
+    pub terms: GrantTerms,
+    /// The approvers, in the order they decided.
+    pub granted_by: Vec<String>,
+}
+
 /// A standing grant as stored.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Grant {
-    /// `gnt_…`.
-    pub id: String,
+    /// Its id.
+    pub id: GrantId,
     /// The system whose proposals it covers (never another's).
     pub system: String,
     /// The action.
@@ -258,7 +271,7 @@ pub fn digest(request: &Request<'_>, output: Option<&Value>, key: &[u8]) -> Dige
 #[derive(Debug, Clone)]
 pub struct Origin<'a> {
     /// The new grant's id (core has no random source).
-    pub id: &'a str,
+    pub id: &'a GrantId,
     /// The deployment's grant key.
     pub key: &'a [u8],
     /// The approved proposal.
@@ -281,7 +294,7 @@ impl Grant {
         let output_digest = (terms.scope == GrantScope::SameOutput)
             .then(|| digest(&origin.request, Some(origin.request.output), origin.key));
         Grant {
-            id: origin.id.to_owned(),
+            id: origin.id.clone(),
             system: origin.request.system.to_owned(),
             action: origin.request.action.to_owned(),
             subject_digest: digest(&origin.request, None, origin.key),
@@ -443,7 +456,7 @@ mod tests {
             let subject_of = |n: u8| json!({"type": "Account", "id": format!("a-{n}"), "attributes": {"x": n}});
             let (origin_subject, origin_output) = (subject_of(0), value(0));
             let origin = Origin {
-                id: "gnt_1",
+                id: &GrantId::from_unique("1"),
                 key,
                 proposal: &ProposalId::from_unique("1"),
                 request: Request { system: "s0", action: "a0", subject: &origin_subject, output: &origin_output },

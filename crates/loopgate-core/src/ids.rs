@@ -53,6 +53,10 @@ prefixed_id!(
     /// `usr_…`
     UserId, "usr_"
 );
+prefixed_id!(
+    /// `gnt_…`: a standing grant.
+    GrantId, "gnt_"
+);
 
 /// A system's slug: lowercase ASCII letters, digits and `-`, 1 to 64 bytes,
 /// starting with a letter.

@@ -23,5 +23,5 @@ pub mod timestamp;
 pub use digest::Digest;
 pub use enums::*;
 pub use grant::{Grant, GrantTerms, Grantable};
-pub use ids::{ProposalId, SystemId, TaskId, UserId};
+pub use ids::{GrantId, ProposalId, SystemId, TaskId, UserId};
 pub use timestamp::Timestamp;

@@ -8,7 +8,7 @@ use std::time::Duration;
 use serde_json::{Map, Value};
 
 use crate::digest::{Digest, DigestParts};
-use crate::grant::GrantTerms;
+use crate::grant::{Agreed, GrantTerms};
 use crate::ids::{ProposalId, TaskId};
 use crate::routing::ReviewPlan;
 use crate::{DecidedBy, OnTimeout, ProposalStatus, TaskKind, TaskState, Timestamp, Verdict};
@@ -206,7 +206,7 @@ pub struct Decided {
     pub effect: Effect,
     /// The standing grant to make: every approval of the final digest
     /// offered one (their narrowest terms), and the proposal is approved.
-    pub grant: Option<GrantTerms>,
+    pub grant: Option<Agreed>,
 }
 
 /// The visible effect of a transition.
@@ -441,13 +441,16 @@ pub fn decide(
     next.decisions.push(decision.clone());
     let grant = match (effect, next.proposal.status) {
         (Effect::Resolved, ProposalStatus::Approved) => {
-            let offers: Vec<Option<GrantTerms>> = next
+            let approvals: Vec<&Decision> = next
                 .decisions
                 .iter()
                 .filter(|it| approves_digest(it, &next.proposal.digest))
-                .map(|it| it.grant)
                 .collect();
-            GrantTerms::combine(&offers)
+            let offers: Vec<Option<GrantTerms>> = approvals.iter().map(|it| it.grant).collect();
+            GrantTerms::combine(&offers).map(|terms| Agreed {
+                terms,
+                granted_by: approvals.iter().map(|it| it.reviewer.clone()).collect(),
+            })
         }
         _ => None,
     };

@@ -225,9 +225,7 @@ pub(crate) fn task(record: TaskRecord, now: Timestamp) -> proto::Task {
             _ => None,
         },
         grant_refused: match task.plan.grant {
-            core::Grantable::NotAtRisk(tier) => Some(format!(
-                "grants are refused on `{tier}` risk systems unless the policy says `@grantable_risk(\"{tier}\")`"
-            )),
+            core::Grantable::NotAtRisk(tier) => Some(core::grant::refused_at_risk(tier)),
             _ => None,
         },
         created_at: task.created_at.to_rfc3339(),
@@ -258,7 +256,7 @@ pub(crate) fn grant(grant: core::Grant, now: Timestamp) -> proto::Grant {
         None => (None, None),
     };
     proto::Grant {
-        id: grant.id,
+        id: grant.id.to_string(),
         state,
         system: grant.system,
         action: grant.action,

@@ -284,12 +284,15 @@ pub trait Store: Send + Sync + 'static {
     /// Standing grants, newest first.
     async fn grants(&self, filter: GrantFilter) -> Result<Vec<loopgate_core::Grant>, StoreError>;
     /// One standing grant.
-    async fn grant(&self, id: &str) -> Result<Option<loopgate_core::Grant>, StoreError>;
+    async fn grant(
+        &self,
+        id: &loopgate_core::GrantId,
+    ) -> Result<Option<loopgate_core::Grant>, StoreError>;
     /// Revokes a grant at once (every replica reads grants in the writing
     /// transaction), audited as `grant.revoked`.
     async fn revoke_grant(
         &self,
-        id: &str,
+        id: &loopgate_core::GrantId,
         actor: &str,
         now: Timestamp,
     ) -> Result<loopgate_core::Grant, TxError<GrantError>>;

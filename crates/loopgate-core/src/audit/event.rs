@@ -386,7 +386,7 @@ impl Event<'_> {
             Event::CommentAdded { proposal, .. } | Event::GrantUsed { proposal, .. } => proposal,
             Event::GrantCreated(grant)
             | Event::GrantRevoked(grant)
-            | Event::GrantExpired(grant) => &grant.id,
+            | Event::GrantExpired(grant) => grant.id.as_str(),
             Event::GroupNotificationsSet { group, .. } => group,
         }
     }
@@ -549,18 +549,18 @@ impl Event<'_> {
                 data
             }
             Event::GrantCreated(grant) => {
-                json!({"grant": grant.id, "proposal": grant.proposal.as_str(), "system": grant.system,
+                json!({"grant": grant.id.as_str(), "proposal": grant.proposal.as_str(), "system": grant.system,
                        "action": grant.action, "scope": grant.scope.as_str(), "policies": grant.policies,
                        "policy_version": grant.policy_version, "group": grant.group,
                        "granted_by": grant.granted_by, "expires_at": grant.expires_at.to_rfc3339(),
                        "max_uses": grant.max_uses})
             }
             Event::GrantUsed { grant, proposal } => {
-                json!({"grant": grant.id, "proposal": proposal, "used": grant.used,
+                json!({"grant": grant.id.as_str(), "proposal": proposal, "used": grant.used,
                        "uses_left": grant.uses_left()})
             }
             Event::GrantRevoked(grant) | Event::GrantExpired(grant) => {
-                json!({"grant": grant.id, "used": grant.used})
+                json!({"grant": grant.id.as_str(), "used": grant.used})
             }
             Event::ProposalOverridden { proposal, task } => {
                 json!({"proposal": proposal, "task": task})

@@ -5,7 +5,7 @@ use serde_json::json;
 
 use super::*;
 use crate::GrantScope;
-use crate::grant::{GrantTerms, Grantable};
+use crate::grant::{Agreed, GrantTerms, Grantable};
 use crate::routing::ReviewPlan;
 
 const T0: i64 = 1_795_000_000_000;
@@ -156,7 +156,11 @@ fn a_grant_needs_the_whole_quorum_and_the_policy() {
     assert_eq!((first.effect, first.grant), (Effect::Recorded, None));
     let second = approve(&first.case, "bob", Some(offer(30, GrantScope::SameOutput))).unwrap();
     assert_eq!(second.effect, Effect::Resolved);
-    assert_eq!(second.grant, Some(offer(30, GrantScope::SameOutput)));
+    let agreed = Agreed {
+        terms: offer(30, GrantScope::SameOutput),
+        granted_by: vec!["ann".to_owned(), "bob".to_owned()],
+    };
+    assert_eq!(second.grant, Some(agreed));
     // One of the two does not agree: no grant, the approval stands.
     let second = approve(&first.case, "bob", None).unwrap();
     assert_eq!((second.effect, second.grant), (Effect::Resolved, None));

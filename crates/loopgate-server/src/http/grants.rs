@@ -4,7 +4,7 @@
 
 use axum::Json;
 use axum::extract::{Path, State};
-use loopgate_core::{Grant, Role, SystemId};
+use loopgate_core::{Grant, GrantId, Role, SystemId};
 use loopgate_proto as proto;
 use loopgate_store::GrantFilter;
 use serde::Deserialize;
@@ -14,7 +14,7 @@ use crate::auth::Caller;
 use crate::convert;
 use crate::http::error::ApiError;
 use crate::http::extract::Params;
-use crate::http::page_limit;
+use crate::http::{page_limit, parse_id};
 
 /// Query of `GET /v1/grants`.
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
@@ -122,13 +122,8 @@ pub async fn revoke(
 async fn load(app: &AppState, caller: &Caller, id: &str) -> Result<Grant, ApiError> {
     let groups = scope(caller)?;
     let not_found = || ApiError::not_found("grant", id);
-    let well_formed = id.strip_prefix("gnt_").is_some_and(|rest| {
-        !rest.is_empty() && rest.len() <= 64 && rest.bytes().all(|b| b.is_ascii_alphanumeric())
-    });
-    if !well_formed {
-        return Err(not_found());
-    }
-    let grant = app.store.grant(id).await?.ok_or_else(not_found)?;
+    let parsed = parse_id(id, GrantId::parse, "grant")?;
+    let grant = app.store.grant(&parsed).await?.ok_or_else(not_found)?;
     match groups {
         Some(groups) if !groups.contains(&grant.group) => Err(not_found()),
         _ => Ok(grant),

@@ -14,7 +14,7 @@ use crate::AppState;
 use crate::auth::session::Session;
 use crate::http::credentials;
 use crate::http::extract::JsonBodyOr;
-use crate::ui::{Nav, UiError, ok, render};
+use crate::ui::{Nav, UiError, minute, ok, render};
 
 /// A key or token as the page lists it.
 pub(crate) struct CredentialRow {
@@ -28,15 +28,7 @@ pub(crate) struct CredentialRow {
 
 impl From<proto::Credential> for CredentialRow {
     fn from(it: proto::Credential) -> CredentialRow {
-        // `2026-12-02T16:21:07.000Z` as `2026-12-02 16:21 UTC`.
-        let minute = |at: Option<String>| {
-            at.map_or("—".to_owned(), |at| {
-                format!(
-                    "{} UTC",
-                    at.chars().take(16).collect::<String>().replace('T', " ")
-                )
-            })
-        };
+        let minute = |at: Option<String>| at.map_or("—".to_owned(), |at| minute(&at));
         let state = match (&it.revoked_at, it.active) {
             (Some(_), _) => "revoked",
             (None, true) => "active",

@@ -13,7 +13,7 @@ use crate::AppState;
 use crate::auth::session::Session;
 use crate::http::extract::Params;
 use crate::http::grants;
-use crate::ui::{Nav, UiError, ok, render};
+use crate::ui::{Nav, UiError, minute, ok, render};
 
 /// A grant as the page lists it.
 pub(crate) struct GrantRow {
@@ -27,14 +27,6 @@ pub(crate) struct GrantRow {
     created_at: String,
     expires_at: String,
     revoked: String,
-}
-
-/// `2026-12-02T16:21:07.000Z` as `2026-12-02 16:21 UTC`.
-fn minute(at: &str) -> String {
-    format!(
-        "{} UTC",
-        at.chars().take(16).collect::<String>().replace('T', " ")
-    )
 }
 
 impl From<proto::Grant> for GrantRow {

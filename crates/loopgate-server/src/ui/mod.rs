@@ -296,6 +296,15 @@ impl IntoResponse for UiError {
     }
 }
 
+/// An RFC 3339 time to the minute, for tables:
+/// `2026-12-02T16:21:07.000Z` as `2026-12-02 16:21 UTC`.
+pub(crate) fn minute(at: &str) -> String {
+    format!(
+        "{} UTC",
+        at.chars().take(16).collect::<String>().replace('T', " ")
+    )
+}
+
 /// An enum's wire name (`in_the_loop`, `qa_sample`): the API's words.
 pub(crate) fn lower<T: serde::Serialize>(value: &T) -> String {
     serde_json::to_value(value)

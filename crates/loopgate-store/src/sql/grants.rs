@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use loopgate_core::audit::event::Event;
 use loopgate_core::grant::{self, Grant, GrantState, GrantTerms};
-use loopgate_core::{Digest, GrantScope, ProposalId, Timestamp};
+use loopgate_core::{Digest, GrantId, GrantScope, ProposalId, Timestamp};
 use serde_json::json;
 
 use super::SqlStore;
@@ -29,7 +29,7 @@ fn grant_row(row: &Row) -> Result<Grant, StoreError> {
         (None, _) => None,
     };
     Ok(Grant {
-        id: row.get(0)?,
+        id: q::parse(&row.get::<_, String>(0)?, GrantId::parse)?,
         system: row.get(1)?,
         action: row.get(2)?,
         subject_digest: q::parse(&row.get::<_, String>(3)?, Digest::parse)?,
@@ -123,7 +123,7 @@ pub(super) fn candidates(
 pub(super) fn count_use(conn: &Connection, grant: &Grant) -> Result<(), StoreError> {
     conn.execute_later(
         "UPDATE grants SET used = ?2 WHERE id = ?1",
-        params![grant.id, i64::from(grant.used)],
+        params![grant.id.as_str(), i64::from(grant.used)],
     )?;
     Ok(())
 }
@@ -140,7 +140,7 @@ pub(super) fn insert(
              grp, granted_by, proposal_id, used, max_uses, created_at, expires_at)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)",
         params![
-            grant.id,
+            grant.id.as_str(),
             grant.system,
             grant.action,
             grant.subject_digest.as_str(),
@@ -176,7 +176,7 @@ pub(super) fn end_expired(
     for grant in &ended {
         conn.execute_later(
             "UPDATE grants SET ended = ?2 WHERE id = ?1",
-            params![grant.id, true],
+            params![grant.id.as_str(), true],
         )?;
         q::append(conn, now, "loopgate", &Event::GrantExpired(grant))?;
     }
@@ -218,36 +218,36 @@ impl SqlStore {
         .await
     }
 
-    pub(super) async fn grant(&self, id: &str) -> Result<Option<Grant>, StoreError> {
-        let id = id.to_owned();
+    pub(super) async fn grant(&self, id: &GrantId) -> Result<Option<Grant>, StoreError> {
+        let id = id.clone();
         self.read(move |conn| {
             let sql = format!("SELECT {GRANT_COLUMNS} FROM grants WHERE id = ?1");
-            q::one(conn, &sql, params![id], grant_row)
+            q::one(conn, &sql, params![id.as_str()], grant_row)
         })
         .await
     }
 
     pub(super) async fn revoke_grant(
         &self,
-        id: &str,
+        id: &GrantId,
         actor: &str,
         now: Timestamp,
     ) -> Result<Grant, TxError<GrantError>> {
-        let (id, actor) = (id.to_owned(), actor.to_owned());
+        let (id, actor) = (id.clone(), actor.to_owned());
         self.write(move |conn| {
             let sql = format!("SELECT {GRANT_COLUMNS} FROM grants WHERE id = ?1");
             let mut grant =
-                q::one(conn, &sql, params![id], grant_row)?.ok_or(StoreError::NotFound)?;
+                q::one(conn, &sql, params![id.as_str()], grant_row)?.ok_or(StoreError::NotFound)?;
             let state = grant.state(now);
             if matches!(state, GrantState::Revoked | GrantState::Expired) {
                 return Err(TxError::Refused(GrantError::Ended {
-                    id: grant.id,
+                    id: grant.id.to_string(),
                     state: state.as_str(),
                 }));
             }
             conn.execute(
                 "UPDATE grants SET revoked_at = ?2, revoked_by = ?3 WHERE id = ?1",
-                params![grant.id, now.millis(), actor],
+                params![grant.id.as_str(), now.millis(), actor],
             )?;
             grant.revoked = Some((now, actor.clone()));
             q::append(conn, now, &actor, &Event::GrantRevoked(&grant))?;
@@ -261,13 +261,12 @@ impl SqlStore {
 /// approved proposal.
 pub(super) fn made(
     conn: &Connection,
-    terms: GrantTerms,
+    agreed: grant::Agreed,
     origin: &crate::ProposalRecord,
     group: &str,
-    granted_by: Vec<String>,
     now: Timestamp,
 ) -> Result<Grant, StoreError> {
-    let id = format!("gnt_{}", ulid::Ulid::new());
+    let id = GrantId::from_unique(&ulid::Ulid::new().to_string());
     let key = key(conn)?;
     let request = grant::Request {
         system: origin.system.as_str(),
@@ -284,9 +283,9 @@ pub(super) fn made(
             policies: &origin.matched_policies,
             policy_version: &origin.policy_version,
             group,
-            granted_by,
+            granted_by: agreed.granted_by,
         },
-        terms,
+        agreed.terms,
         now,
     );
     Ok(grant)

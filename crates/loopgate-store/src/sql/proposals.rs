@@ -396,7 +396,7 @@ pub(super) fn submit(
         salt: new.salt,
         erased_at: None,
         policy_errors: routing.errors.clone(),
-        grant_id: admission.grant.as_ref().map(|it| it.id.clone()),
+        grant_id: admission.grant.as_ref().map(|it| it.id.to_string()),
     };
     Tracked::new(record.id.as_str()).apply(conn)?;
     Ok(Submitted::Created(record))

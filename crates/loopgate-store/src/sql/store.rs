@@ -11,7 +11,7 @@ use std::time::Duration;
 use crate::db::params;
 use loopgate_core::audit::Hash;
 use loopgate_core::review::{DecisionInput, ReviewError};
-use loopgate_core::{Digest, Grant, ProposalId, SystemId, TaskId, Timestamp, UserId};
+use loopgate_core::{Digest, Grant, GrantId, ProposalId, SystemId, TaskId, Timestamp, UserId};
 
 use super::aggregates as counts;
 use super::queries as q;
@@ -350,13 +350,13 @@ impl Store for SqlStore {
         SqlStore::grants(self, filter).await
     }
 
-    async fn grant(&self, id: &str) -> Result<Option<Grant>, StoreError> {
+    async fn grant(&self, id: &GrantId) -> Result<Option<Grant>, StoreError> {
         SqlStore::grant(self, id).await
     }
 
     async fn revoke_grant(
         &self,
-        id: &str,
+        id: &GrantId,
         actor: &str,
         now: Timestamp,
     ) -> Result<Grant, TxError<GrantError>> {

@@ -135,24 +135,9 @@ impl SqlStore {
             q::append(conn, now, &actor, &event)?;
             effect_events(conn, now, &actor, &decided.case, decided.effect)?;
             let grant = match decided.grant {
-                Some(terms) => {
-                    let approvers = decided
-                        .case
-                        .decisions
-                        .iter()
-                        .filter(|it| {
-                            it.grant.is_some() && it.digest == decided.case.proposal.digest
-                        })
-                        .map(|it| it.reviewer.clone())
-                        .collect();
-                    let grant = grants::made(
-                        conn,
-                        terms,
-                        &proposal,
-                        &decided.case.task.group,
-                        approvers,
-                        now,
-                    )?;
+                Some(agreed) => {
+                    let grant =
+                        grants::made(conn, agreed, &proposal, &decided.case.task.group, now)?;
                     grants::insert(conn, &grant, &actor, now)?;
                     Some(grant)
                 }
