@@ -213,6 +213,67 @@ async fn hostile_input_gets_a_4xx_and_the_server_keeps_serving() {
         let body: Value = response.json().await.unwrap();
         expect_4xx(format!("context: {what}"), status, &body);
     }
+    // Grant offers and the grant list: sizes, types and numbers that do
+    // not fit are refused before any work.
+    let (_, tasks) = call(&http, Method::GET, format!("{base}/v1/tasks"), ADMIN, None)
+        .await
+        .unwrap();
+    let task = tasks["items"][0]["id"].as_str().unwrap().to_owned();
+    let digest = pending["digest"].clone();
+    for (what, grant) in [
+        (
+            "a duration that is not one",
+            json!({"for": "soon", "scope": "same_output"}),
+        ),
+        (
+            "100 years",
+            json!({"for": "36500d", "scope": "same_output"}),
+        ),
+        (
+            "a 100 KB duration",
+            json!({"for": "9".repeat(100_000), "scope": "same_output"}),
+        ),
+        (
+            "uses beyond 32 bits",
+            json!({"for": "1h", "uses": 1_u64 << 40, "scope": "same_output"}),
+        ),
+        (
+            "negative uses",
+            json!({"for": "1h", "uses": -1, "scope": "same_output"}),
+        ),
+        ("a number as a scope", json!({"for": "1h", "scope": 7})),
+        (
+            "an unknown field",
+            json!({"for": "1h", "scope": "same_output", "forever": true}),
+        ),
+    ] {
+        let body = json!({"verdict": "approve", "seen_digest": digest, "grant": grant});
+        let (status, body) = call(
+            &http,
+            Method::POST,
+            format!("{base}/v1/tasks/{task}/decision"),
+            ADMIN,
+            Some(body),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("grant: {what}: the server did not answer: {e}"));
+        expect_4xx(format!("grant: {what}"), status, &body);
+    }
+    for path in [
+        format!("/v1/grants/gnt_{}", "A".repeat(10_000)),
+        format!("/v1/grants?state={}", "x".repeat(10_000)),
+        "/v1/grants?limit=99999999999".to_owned(),
+        "/v1/grants?system=..%2F..".to_owned(),
+    ] {
+        let (status, body) = call(&http, Method::GET, format!("{base}{path}"), ADMIN, None)
+            .await
+            .unwrap();
+        expect_4xx(
+            format!("GET {}", &path[..path.len().min(40)]),
+            status,
+            &body,
+        );
+    }
     assert!(40 < refused, "{refused}");
 
     // The same process still serves, and its waiter is answered.
