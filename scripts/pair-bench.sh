@@ -15,6 +15,11 @@
 # costs beside a policy's allow:
 #
 #   WORKLOADS="ingest granted" scripts/pair-bench.sh BIN BIN 3
+#
+# DRIVER runs the load instead of each build's own `loopgate bench` (for a
+# workload the old build does not know), e.g.
+#
+#   DRIVER=NEW_BIN WORKLOADS=queued scripts/pair-bench.sh OLD_BIN NEW_BIN 3
 set -euo pipefail
 old=${1:?usage: scripts/pair-bench.sh OLD_BIN NEW_BIN [ROUNDS]}
 new=${2:?usage: scripts/pair-bench.sh OLD_BIN NEW_BIN [ROUNDS]}
@@ -39,7 +44,7 @@ run() {
   base=$(sed -n 's/^loopgate listening on //p' "$log" | head -1)
   before=$(cpu_ticks "$pid")
   # shellcheck disable=SC2086
-  out=$("$bin" bench --server "$base" --token "$token" --workload "$workload" ${BENCH_ARGS:---duration 10s})
+  out=$("${DRIVER:-$bin}" bench --server "$base" --token "$token" --workload "$workload" ${BENCH_ARGS:---duration 10s})
   after=$(cpu_ticks "$pid")
   kill "$pid"
   wait "$pid" 2>/dev/null || true

@@ -188,3 +188,28 @@ async def test_the_gateway_serves_streamable_http_too(loopgate, upstream_log, tm
         {"tool": "read", "arguments": {"path": "a.txt"}},
         {"tool": "write", "arguments": {"path": "a.txt", "text": "hi"}},
     ]
+
+
+async def test_parallel_calls_are_one_batch_in_the_queue(loopgate, upstream_log, tmp_path):
+    async with gateway(loopgate, upstream_log, tmp_path) as session:
+        calls = [
+            asyncio.create_task(session.call_tool("write", {"path": f"{n}.txt", "text": "x"}))
+            for n in range(3)
+        ]
+        async with httpx.AsyncClient(
+            base_url=loopgate.base, headers={"Authorization": f"Bearer {loopgate.reviewer_token}"}
+        ) as http:
+            for _ in range(200):
+                tasks = (await http.get("/v1/tasks")).json()["items"]
+                if len(tasks) == 3:
+                    break
+                await asyncio.sleep(0.05)
+        assert len(tasks) == 3, tasks
+        batches = {task.get("batch") for task in tasks}
+        assert len(batches) == 1, batches
+        assert next(iter(batches)).startswith("mcp-")
+        for task in tasks:
+            await decide(loopgate, task, "approve")
+        results = await asyncio.wait_for(asyncio.gather(*calls), 30)
+    assert all(not result.is_error for result in results), [text(r) for r in results]
+    assert len(upstream_calls(upstream_log)) == 3

@@ -60,6 +60,9 @@ pub struct TaskQuery {
     /// Page size.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub limit: Option<u32>,
+    /// Only the tasks assigned to or claimed by the caller.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub mine: bool,
 }
 
 impl Client {
@@ -139,6 +142,7 @@ impl Client {
             ("system", query.system.clone()),
             ("cursor", query.cursor.clone()),
             ("limit", query.limit.map(|n| n.to_string())),
+            ("mine", query.mine.then(|| "true".to_owned())),
         ]);
         self.call::<(), _>(Method::GET, &format!("/v1/tasks{query}"), None)
             .await
@@ -618,6 +622,27 @@ impl Client {
     pub async fn redeliver(&self, system: &str, id: &str) -> Result<proto::Delivery, ClientError> {
         let path = format!("/v1/systems/{system}/webhook/deliveries/{id}/redeliver");
         self.call::<(), _>(Method::POST, &path, None).await
+    }
+
+    /// Every reviewer group the caller may see, with how its tasks are assigned.
+    pub async fn groups(&self) -> Result<proto::Page<proto::Group>, ClientError> {
+        self.call::<(), _>(Method::GET, "/v1/groups", None).await
+    }
+
+    /// One reviewer group.
+    pub async fn group(&self, group: &str) -> Result<proto::Group, ClientError> {
+        let path = format!("/v1/groups/{group}");
+        self.call::<(), _>(Method::GET, &path, None).await
+    }
+
+    /// Sets how a reviewer group's tasks find a reviewer.
+    pub async fn set_group(
+        &self,
+        group: &str,
+        settings: &proto::SetGroup,
+    ) -> Result<proto::Group, ClientError> {
+        let path = format!("/v1/groups/{group}");
+        self.call(Method::PUT, &path, Some(settings)).await
     }
 
     /// What a reviewer group hears about, and where.

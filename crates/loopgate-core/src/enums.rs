@@ -51,6 +51,12 @@ string_enum!(
     GrantScope { SameOutput = "same_output", SameSubject = "same_subject" }
 );
 string_enum!(
+    /// How a reviewer group's new tasks find a reviewer: left in the pool
+    /// for any member to claim, handed to members in turn, or to the member
+    /// with the fewest open tasks.
+    Assignment { Pool = "pool", RoundRobin = "round_robin", LeastLoaded = "least_loaded" }
+);
+string_enum!(
     /// A reviewer's verdict.
     Verdict { Approve = "approve", Reject = "reject", Modify = "modify", Escalate = "escalate", Respond = "respond" }
 );
@@ -106,7 +112,7 @@ string_enum!(
         WebhookSet = "system.webhook_set", WebhookRemoved = "system.webhook_removed",
         UserCreated = "user.created", UserUpdated = "user.updated",
         UserPasswordSet = "user.password_set", UserDisabled = "user.disabled", UserEnabled = "user.enabled",
-        UserBreakGlassLogin = "user.break_glass_login",
+        UserBreakGlassLogin = "user.break_glass_login", UserAwaySet = "user.away_set",
         KeyCreated = "key.created", KeyRevoked = "key.revoked",
         PolicyPublished = "policy.published", PolicyActivated = "policy.activated",
         PolicyShadowStarted = "policy.shadow_started", PolicyShadowStopped = "policy.shadow_stopped",
@@ -116,11 +122,12 @@ string_enum!(
         TaskCreated = "task.created", TaskClaimed = "task.claimed", TaskReleased = "task.released",
         TaskEscalated = "task.escalated", TaskExpired = "task.expired",
         TaskSlaWarning = "task.sla_warning",
+        TaskAssigned = "task.assigned", TaskReturned = "task.returned",
         DecisionRecorded = "decision.recorded",
         CommentAdded = "comment.added",
         GrantCreated = "grant.created", GrantUsed = "grant.used",
         GrantRevoked = "grant.revoked", GrantExpired = "grant.expired",
-        GroupNotificationsSet = "group.notifications_set",
+        GroupNotificationsSet = "group.notifications_set", GroupUpdated = "group.updated",
     }
 );
 
@@ -154,6 +161,8 @@ impl EventKind {
             | K::TaskEscalated
             | K::TaskExpired
             | K::TaskSlaWarning
+            | K::TaskAssigned
+            | K::TaskReturned
             | K::DecisionRecorded
             | K::CommentAdded
             | K::GrantUsed => true,
@@ -169,6 +178,7 @@ impl EventKind {
             | K::UserDisabled
             | K::UserEnabled
             | K::UserBreakGlassLogin
+            | K::UserAwaySet
             | K::KeyCreated
             | K::KeyRevoked
             | K::PolicyPublished
@@ -178,7 +188,8 @@ impl EventKind {
             | K::GrantCreated
             | K::GrantRevoked
             | K::GrantExpired
-            | K::GroupNotificationsSet => false,
+            | K::GroupNotificationsSet
+            | K::GroupUpdated => false,
         }
     }
 }

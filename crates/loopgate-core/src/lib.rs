@@ -7,6 +7,7 @@
 //! (a stale digest, a self-approval), never IO failures.
 
 pub mod analytics;
+pub mod assign;
 pub mod audit;
 pub mod digest;
 pub mod duration;

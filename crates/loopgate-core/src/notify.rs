@@ -74,6 +74,12 @@ pub struct GroupChannels {
 pub struct Member<'a> {
     /// The loopgate user id.
     pub user: &'a str,
+    /// Their username.
+    pub name: &'a str,
+    /// Away until then: their messages go to their delegate.
+    pub away_until: Option<Timestamp>,
+    /// Who stands in for them while they are away.
+    pub delegate: Option<&'a str>,
     /// Email address, if known.
     pub email: Option<&'a str>,
     /// Slack user id, if known.
@@ -100,11 +106,54 @@ pub struct Recipient {
 /// or passed (`task.expired`).
 pub fn covers(kind: EventKind) -> Option<NotifyEvent> {
     match kind {
-        EventKind::TaskCreated => Some(NotifyEvent::TaskCreated),
+        // A task handed to its next approver is new to them, and one back
+        // in the pool is new to the group's members.
+        EventKind::TaskCreated | EventKind::TaskAssigned | EventKind::TaskReturned => {
+            Some(NotifyEvent::TaskCreated)
+        }
         EventKind::TaskEscalated => Some(NotifyEvent::TaskEscalated),
         EventKind::TaskSlaWarning | EventKind::TaskExpired => Some(NotifyEvent::SlaWarning),
         _ => None,
     }
+}
+
+/// The members who hear in person about an event on a task: its assignee
+/// alone when it has one (the event's `assignee`); otherwise every member,
+/// with an away member's messages going to their delegate (a member who is
+/// not away) or to nobody.
+pub fn audience<'a>(
+    members: &[Member<'a>],
+    assignee: Option<&str>,
+    now: Timestamp,
+) -> Vec<Member<'a>> {
+    if let Some(assignee) = assignee {
+        return members
+            .iter()
+            .filter(|m| m.name == assignee)
+            .copied()
+            .collect();
+    }
+    let candidates: Vec<crate::assign::Candidate<'a>> = members
+        .iter()
+        .map(|m| crate::assign::Candidate {
+            name: m.name,
+            away_until: m.away_until,
+            delegate: m.delegate,
+            load: 0,
+        })
+        .collect();
+    let mut out: Vec<Member<'a>> = Vec::new();
+    for member in members {
+        let Some(to) = crate::assign::stand_in(&candidates, member.name, now) else {
+            continue;
+        };
+        if !out.iter().any(|m| m.name == to)
+            && let Some(found) = members.iter().find(|m| m.name == to)
+        {
+            out.push(*found);
+        }
+    }
+    out
 }
 
 /// Who hears about an event of `kind` on a task of a group set up as
@@ -141,6 +190,9 @@ pub fn recipients(
             digest_at,
         })
     };
+    // The group's channels heard of the task when it was created; a task
+    // handed to the next approver, or back in the pool, is news to people.
+    let group_wide = !matches!(kind, EventKind::TaskAssigned | EventKind::TaskReturned);
     let mut addressed = BTreeSet::new();
     for member in members {
         if let Some(email) = member.email
@@ -154,7 +206,7 @@ pub fn recipients(
             ));
         }
     }
-    for email in &channels.email {
+    for email in channels.email.iter().filter(|_| group_wide) {
         if addressed.insert(email.to_lowercase()) {
             out.push(Recipient {
                 channel: Channel::Email,
@@ -164,7 +216,7 @@ pub fn recipients(
             });
         }
     }
-    if let Some(channel) = &channels.slack_channel {
+    if let Some(channel) = channels.slack_channel.as_ref().filter(|_| group_wide) {
         out.push(Recipient {
             channel: Channel::Slack,
             target: channel.clone(),
@@ -186,7 +238,7 @@ pub fn recipients(
             ));
         }
     }
-    if channels.teams_webhook.is_some() {
+    if channels.teams_webhook.is_some() && group_wide {
         out.push(Recipient {
             channel: Channel::Teams,
             target: "teams".to_owned(),
@@ -235,6 +287,9 @@ mod tests {
     fn member<'a>(user: &'a str, email: &'a str, slack: &'a str, prefs: Prefs) -> Member<'a> {
         Member {
             user,
+            name: user,
+            away_until: None,
+            delegate: None,
             email: Some(email),
             slack_user_id: Some(slack),
             prefs,
@@ -276,6 +331,33 @@ mod tests {
                 "teams teams - 0",
             ]
         );
+    }
+
+    #[test]
+    fn the_assignee_alone_or_the_delegate_of_who_is_away() {
+        let now = Timestamp::from_millis(1000);
+        let mut ann = member("ann", "ann@example.com", "UANN", Prefs::default());
+        let bob = member("bob", "bob@example.com", "UBOB", Prefs::default());
+        let carol = member("carol", "carol@example.com", "UCAROL", Prefs::default());
+        let names = |ms: Vec<Member<'_>>| ms.iter().map(|m| m.name.to_owned()).collect::<Vec<_>>();
+        assert_eq!(
+            names(audience(&[ann, bob, carol], Some("bob"), now)),
+            ["bob"]
+        );
+        ann.away_until = Some(Timestamp::from_millis(2000));
+        ann.delegate = Some("carol");
+        assert_eq!(
+            names(audience(&[ann, bob, carol], None, now)),
+            ["carol", "bob"]
+        );
+        ann.delegate = None;
+        assert_eq!(
+            names(audience(&[ann, bob, carol], None, now)),
+            ["bob", "carol"]
+        );
+        // The next approver hears in person; the group's channels heard already.
+        let got = recipients(EventKind::TaskAssigned, &group(), &[bob], now);
+        assert_eq!(shown(&got), ["email bob@example.com bob 0"]);
     }
 
     #[test]
@@ -332,6 +414,9 @@ mod tests {
                 .zip(&ids)
                 .map(|((email, slack_id, e, s), id)| Member {
                     user: id,
+                    name: id,
+                    away_until: None,
+                    delegate: None,
                     email: Some(emails[usize::from(*email)].as_str()),
                     slack_user_id: slack_id.map(|n| slack[usize::from(n)].as_str()),
                     prefs: Prefs { email: *e, slack: *s },

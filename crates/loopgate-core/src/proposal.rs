@@ -234,6 +234,7 @@ pub fn admit<'a>(
         due_at: planned.review.sla.map(|sla| now.plus(sla)),
         claimed_by: None,
         lease_expires_at: None,
+        assigned: None,
         plan: planned.review,
         sample_probability: planned.sample_probability,
         created_at: now,

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use serde_json::{Map, Value};
 
+use crate::assign::Assigned;
 use crate::digest::{Digest, DigestParts};
 use crate::grant::{Agreed, GrantTerms};
 use crate::ids::{ProposalId, TaskId};
@@ -36,6 +37,8 @@ pub struct Task {
     pub claimed_by: Option<String>,
     /// Lease end.
     pub lease_expires_at: Option<Timestamp>,
+    /// Who the task is reserved for (groups that assign; see [`crate::assign`]).
+    pub assigned: Option<Assigned>,
     /// SLA, escalation chain, timeout rule, blindness.
     pub plan: ReviewPlan,
     /// QA inclusion probability (1 for gate and post-hoc tasks).
@@ -172,6 +175,12 @@ pub enum ReviewError {
     /// The proposal changed since it was shown.
     #[error("decision was made on `{seen}` but the proposal is now `{current}`")]
     StaleDigest { seen: Digest, current: Digest },
+    /// The task is reserved for another member of its group.
+    #[error("task is assigned to `{assignee}`{}", until.as_ref().map(|u| format!(" until {u}, when it returns to the pool unless opened")).unwrap_or_default())]
+    Assigned {
+        assignee: String,
+        until: Option<String>,
+    },
     /// Another reviewer holds the lease.
     #[error("task is claimed by `{holder}` until {until}")]
     LeaseHeld { holder: String, until: String },
@@ -235,6 +244,15 @@ impl Task {
         }
     }
 
+    /// Who the task is reserved for at `now`: its assignee, unless the
+    /// time to open it has passed (then it is back in the pool, whether or
+    /// not the timer has run yet).
+    pub fn assignee(&self, now: Timestamp) -> Option<&str> {
+        let assigned = self.assigned.as_ref()?;
+        let live = self.state.is_active() && assigned.return_at.is_none_or(|at| at > now);
+        live.then_some(assigned.to.as_str())
+    }
+
     /// The reviewer holding a live lease.
     pub fn lease_holder(&self, now: Timestamp) -> Option<&str> {
         match self.effective_state(now) {
@@ -253,18 +271,27 @@ pub fn claim(
 ) -> Result<Task, ReviewError> {
     check_active(task, now)?;
     check_group(task, reviewer)?;
+    check_assignee(task, reviewer, now)?;
     check_lease(task, reviewer, now)?;
     let mut next = task.clone();
     next.state = TaskState::Claimed;
     next.claimed_by = Some(reviewer.name.to_owned());
     next.lease_expires_at = Some(now.plus(lease));
+    // Opened by its assignee: it stays theirs until decided.
+    if let Some(assigned) = &mut next.assigned
+        && assigned.to == reviewer.name
+    {
+        assigned.return_at = None;
+    }
     Ok(next)
 }
 
-/// Gives the lease back.
+/// Gives the lease back; an assignee who releases gives the task back to
+/// the pool as well.
 pub fn release(task: &Task, reviewer: Reviewer<'_>, now: Timestamp) -> Result<Task, ReviewError> {
     check_active(task, now)?;
-    if task.lease_holder(now) != Some(reviewer.name) {
+    let holds = task.lease_holder(now) == Some(reviewer.name);
+    if !holds && task.assignee(now) != Some(reviewer.name) {
         return Err(ReviewError::NotClaimed {
             reviewer: reviewer.name.to_owned(),
         });
@@ -288,6 +315,7 @@ pub fn decide(
         });
     }
     check_group(task, reviewer)?;
+    check_assignee(task, reviewer, now)?;
     check_lease(task, reviewer, now)?;
     if case.decisions.iter().any(|it| it.reviewer == reviewer.name) {
         return Err(ReviewError::AlreadyVoted {
@@ -552,11 +580,47 @@ fn escalate(task: &Task, now: Timestamp) -> Option<Task> {
     Some(next)
 }
 
+/// Back to the pool: no lease, no assignee.
 fn open(mut task: Task) -> Task {
     task.state = TaskState::Open;
     task.claimed_by = None;
     task.lease_expires_at = None;
+    task.assigned = None;
     task
+}
+
+/// Gives an active task to `assigned` (the store picked them with
+/// [`crate::assign::pick`]).
+pub fn assign(task: &Task, assigned: Assigned) -> Task {
+    let mut next = task.clone();
+    next.assigned = Some(assigned);
+    next
+}
+
+/// A task whose assignee did not open it in time, back in the pool; `None`
+/// when it is not due.
+pub fn return_unopened(task: &Task, now: Timestamp) -> Option<Task> {
+    let assigned = task.assigned.as_ref()?;
+    let due = task.state.is_active() && assigned.return_at.is_some_and(|at| at <= now);
+    due.then(|| {
+        let mut next = task.clone();
+        next.assigned = None;
+        next
+    })
+}
+
+fn check_assignee(task: &Task, reviewer: Reviewer<'_>, now: Timestamp) -> Result<(), ReviewError> {
+    match task.assignee(now) {
+        Some(assignee) if assignee != reviewer.name => Err(ReviewError::Assigned {
+            assignee: assignee.to_owned(),
+            until: task
+                .assigned
+                .as_ref()
+                .and_then(|a| a.return_at)
+                .map(Timestamp::to_rfc3339),
+        }),
+        _ => Ok(()),
+    }
 }
 
 fn check_active(task: &Task, now: Timestamp) -> Result<(), ReviewError> {

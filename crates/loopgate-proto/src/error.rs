@@ -28,6 +28,8 @@ pub enum ErrorCode {
     StaleDigest,
     /// Another reviewer holds the lease on the task.
     LeaseHeld,
+    /// The task is assigned to another member of its group.
+    TaskAssigned,
     /// A principal may not approve what it submitted.
     SelfApproval,
     /// The system is paused (kill switch).
@@ -58,6 +60,7 @@ impl ErrorCode {
         ErrorCode::StillPending,
         ErrorCode::StaleDigest,
         ErrorCode::LeaseHeld,
+        ErrorCode::TaskAssigned,
         ErrorCode::SelfApproval,
         ErrorCode::SystemPaused,
         ErrorCode::PayloadTooLarge,
@@ -81,6 +84,7 @@ impl ErrorCode {
             ErrorCode::StillPending => 409,
             ErrorCode::StaleDigest => 409,
             ErrorCode::LeaseHeld => 409,
+            ErrorCode::TaskAssigned => 409,
             ErrorCode::SelfApproval => 403,
             ErrorCode::SystemPaused => 423,
             ErrorCode::PayloadTooLarge => 413,
@@ -105,6 +109,7 @@ impl ErrorCode {
             ErrorCode::StillPending => "still_pending",
             ErrorCode::StaleDigest => "stale_digest",
             ErrorCode::LeaseHeld => "lease_held",
+            ErrorCode::TaskAssigned => "task_assigned",
             ErrorCode::SelfApproval => "self_approval",
             ErrorCode::SystemPaused => "system_paused",
             ErrorCode::PayloadTooLarge => "payload_too_large",
@@ -129,6 +134,7 @@ impl ErrorCode {
             ErrorCode::StillPending => "proposal is still pending",
             ErrorCode::StaleDigest => "proposal changed since it was shown",
             ErrorCode::LeaseHeld => "task is claimed by another reviewer",
+            ErrorCode::TaskAssigned => "task is assigned to another reviewer",
             ErrorCode::SelfApproval => "a principal may not approve its own proposal",
             ErrorCode::SystemPaused => "system is paused",
             ErrorCode::PayloadTooLarge => "request body too large",

@@ -80,6 +80,11 @@ pub struct SubmitProposal {
     /// Unique per system; the `Idempotency-Key` header works too.
     #[serde(default)]
     pub idempotency_key: Option<String>,
+    /// Proposals the AI made together (an agent's parallel tool calls) share
+    /// a batch: the queue shows their tasks as one group. 1 to 128 letters,
+    /// digits, `.`, `_`, `:` and `-`; not part of the digest.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub batch: Option<String>,
 }
 
 /// Lifecycle of a proposal.
@@ -176,6 +181,9 @@ pub struct Proposal {
     pub context: Map<String, Value>,
     /// Idempotency key.
     pub idempotency_key: Option<String>,
+    /// The batch it was submitted with (proposals made together).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub batch: Option<String>,
     /// Null while pending.
     pub resolution: Option<Resolution>,
     /// When its payloads were erased (then subject, input and output are null).
@@ -683,6 +691,21 @@ pub struct Task {
     /// (the system's risk tier).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub grant_refused: Option<String>,
+    /// The proposal's batch: tasks of proposals made together (an agent's
+    /// parallel tool calls) show as one group in the queue.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub batch: Option<String>,
+    /// The member the task is reserved for (groups that assign tasks);
+    /// others in the group can neither claim nor decide it meanwhile.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub assignee: Option<String>,
+    /// The away member it was meant for, when it went to their delegate.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub delegated_from: Option<String>,
+    /// RFC 3339: when it returns to the pool unless its assignee opens
+    /// (claims) it; left out once opened.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub return_at: Option<String>,
     /// RFC 3339.
     pub created_at: String,
 }
@@ -936,6 +959,13 @@ pub struct User {
     /// through the identity provider (docs/sso.md).
     #[serde(default)]
     pub source: UserSource,
+    /// RFC 3339: away until then; tasks and messages meant for them go to
+    /// their `delegate`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub away_until: Option<String>,
+    /// The username who stands in for them while they are away.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub delegate: Option<String>,
 }
 
 /// Where a user comes from.
@@ -1014,6 +1044,51 @@ pub struct SetGroupNotifications {
     /// all three).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub events: Option<Vec<String>>,
+}
+
+/// How a reviewer group's tasks find a reviewer.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum Assignment {
+    /// Tasks wait for any member to claim them.
+    #[default]
+    Pool,
+    /// Members in turn, by username.
+    RoundRobin,
+    /// The member with the fewest open tasks assigned to or claimed by them.
+    LeastLoaded,
+}
+
+/// A reviewer group: `GET /v1/groups`, `GET /v1/groups/{name}`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct Group {
+    /// Its name.
+    pub group: String,
+    /// How its tasks find a reviewer.
+    pub assignment: Assignment,
+    /// How long an assignee has to open (claim) a task before it returns
+    /// to the pool (`30m`, `1h`, …).
+    pub return_after: String,
+    /// Usernames of its enabled members who may review.
+    pub members: Vec<String>,
+    /// RFC 3339: when an admin last set it; left out when never set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub updated_at: Option<String>,
+}
+
+/// `PUT /v1/groups/{name}`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct SetGroup {
+    /// How its tasks find a reviewer.
+    pub assignment: Assignment,
+    /// How long an assignee has to open a task before it returns to the
+    /// pool: 1 minute to 7 days (`30m`, `PT1H`; default 30 minutes).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub return_after: Option<String>,
 }
 
 /// What a reviewer group hears about, and where.
@@ -1136,6 +1211,13 @@ pub struct UpdateUser {
     /// New notification choices; users may change their own.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub notify: Option<NotifyPrefs>,
+    /// RFC 3339: away until then (`""`: back). Users may set their own.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub away_until: Option<String>,
+    /// Who stands in while they are away: another user's username (`""`:
+    /// nobody). Users may set their own.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub delegate: Option<String>,
 }
 
 /// `POST /v1/policies` and `POST /v1/policies/validate`.

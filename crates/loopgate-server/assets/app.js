@@ -81,6 +81,15 @@ function setupQueue(table) {
   let anchor = null;
   table.addEventListener("click", (event) => {
     const box = event.target;
+    // A batch's box selects every call of the batch the reviewer may decide.
+    if (box instanceof HTMLInputElement && box.classList.contains("pick-batch")) {
+      for (const row of table.querySelectorAll(`tbody tr[data-batch="${CSS.escape(box.dataset.batch)}"]`)) {
+        const pick = row.querySelector("input.pick");
+        if (pick && !pick.disabled) pick.checked = box.checked;
+      }
+      counted();
+      return;
+    }
     if (!(box instanceof HTMLInputElement) || !box.classList.contains("pick")) return;
     const all = picks();
     if (event.shiftKey && anchor !== null && all.includes(anchor)) {

@@ -164,6 +164,7 @@ pub(crate) fn proposal(record: ProposalRecord) -> proto::Proposal {
         model,
         context: record.context,
         idempotency_key: record.idempotency_key,
+        batch: record.batch,
         resolution,
         erased_at: record.erased_at.map(Timestamp::to_rfc3339),
         policy_errors: record.policy_errors.into_iter().map(policy_error).collect(),
@@ -203,6 +204,7 @@ pub(crate) fn task(record: TaskRecord, now: Timestamp) -> proto::Task {
         ),
         _ => (None, None),
     };
+    let assigned = task.assignee(now).and(task.assigned.as_ref());
     proto::Task {
         id: task.id.to_string(),
         proposal_id: task.proposal_id.to_string(),
@@ -228,6 +230,12 @@ pub(crate) fn task(record: TaskRecord, now: Timestamp) -> proto::Task {
             core::Grantable::NotAtRisk(tier) => Some(core::grant::refused_at_risk(tier)),
             _ => None,
         },
+        batch: record.batch,
+        assignee: assigned.map(|a| a.to.clone()),
+        delegated_from: assigned.and_then(|a| a.delegated_from.clone()),
+        return_at: assigned
+            .and_then(|a| a.return_at)
+            .map(Timestamp::to_rfc3339),
         created_at: task.created_at.to_rfc3339(),
     }
 }
@@ -308,6 +316,35 @@ pub(crate) fn user(record: UserRecord) -> proto::User {
             loopgate_core::UserSource::Bootstrap => proto::UserSource::Bootstrap,
             loopgate_core::UserSource::Oidc => proto::UserSource::Oidc,
         },
+        away_until: record.away_until.map(Timestamp::to_rfc3339),
+        delegate: record.delegate,
+    }
+}
+
+pub(crate) fn assignment_to_proto(mode: core::Assignment) -> proto::Assignment {
+    match mode {
+        core::Assignment::Pool => proto::Assignment::Pool,
+        core::Assignment::RoundRobin => proto::Assignment::RoundRobin,
+        core::Assignment::LeastLoaded => proto::Assignment::LeastLoaded,
+    }
+}
+
+pub(crate) fn assignment_to_core(mode: proto::Assignment) -> core::Assignment {
+    match mode {
+        proto::Assignment::Pool => core::Assignment::Pool,
+        proto::Assignment::RoundRobin => core::Assignment::RoundRobin,
+        proto::Assignment::LeastLoaded => core::Assignment::LeastLoaded,
+    }
+}
+
+/// A group as the API shows it.
+pub(crate) fn group(record: loopgate_store::GroupRecord) -> proto::Group {
+    proto::Group {
+        group: record.group,
+        assignment: assignment_to_proto(record.settings.assignment),
+        return_after: core::duration::format(record.settings.return_after),
+        members: record.members,
+        updated_at: record.updated_at.map(Timestamp::to_rfc3339),
     }
 }
 

@@ -402,12 +402,17 @@ async fn follow(app: &AppState, row: &StoredEvent) {
         | K::UserPasswordSet
         | K::UserDisabled
         | K::UserEnabled
+        | K::UserAwaySet
         | K::KeyCreated
         | K::KeyRevoked => app.credentials_changed(),
         // The leader's notifier reads these from the store; a login or a
         // comment changes nothing another replica holds.
-        K::TaskSlaWarning | K::GroupNotificationsSet | K::UserBreakGlassLogin | K::CommentAdded => {
-        }
+        // Group settings are read in the writing transaction, never cached.
+        K::TaskSlaWarning
+        | K::GroupNotificationsSet
+        | K::GroupUpdated
+        | K::UserBreakGlassLogin
+        | K::CommentAdded => (),
         // Grants are read in the writing transaction, never cached: a
         // revocation holds on every replica at once.
         K::GrantCreated | K::GrantUsed | K::GrantRevoked | K::GrantExpired => (),
@@ -420,6 +425,8 @@ async fn follow(app: &AppState, row: &StoredEvent) {
         | K::TaskReleased
         | K::TaskEscalated
         | K::TaskExpired
+        | K::TaskAssigned
+        | K::TaskReturned
         | K::DecisionRecorded => (),
     }
 }
@@ -466,6 +473,8 @@ mod tests {
             slack_user_id: None,
             notify: Default::default(),
             source: loopgate_core::UserSource::Local,
+            away_until: None,
+            delegate: None,
         })
     }
 

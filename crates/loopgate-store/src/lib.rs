@@ -411,6 +411,18 @@ pub trait Store: Send + Sync + 'static {
     /// attempts) queued before `before`; returns how many.
     async fn prune_deliveries(&self, before: Timestamp, limit: u32) -> Result<u32, StoreError>;
 
+    /// Every reviewer group (with settings or members), with how its tasks
+    /// are assigned.
+    async fn groups(&self) -> Result<Vec<GroupRecord>, StoreError>;
+    /// Sets how a group's tasks are assigned (`group.updated`).
+    async fn set_group(
+        &self,
+        group: &str,
+        settings: loopgate_core::assign::GroupSettings,
+        actor: &str,
+        now: Timestamp,
+    ) -> Result<GroupRecord, StoreError>;
+
     /// Every group's notification settings, by group.
     async fn group_notifications(&self) -> Result<Vec<GroupNotifications>, StoreError>;
     /// Sets what a group hears about (`group.notifications_set`).

@@ -11,6 +11,10 @@ use serde_json::{Map, Value};
 
 /// Who is calling.
 #[derive(Debug, Clone, PartialEq)]
+#[expect(
+    clippy::large_enum_variant,
+    reason = "one per request, moved rarely; a box would cost an allocation each time"
+)]
 pub enum Principal {
     /// A person (token).
     User(UserRecord),
@@ -42,6 +46,10 @@ pub struct UserRecord {
     pub notify: loopgate_core::notify::Prefs,
     /// Made by an admin, the first admin, or at a first sign-in.
     pub source: UserSource,
+    /// Away until then: tasks and messages meant for them go to `delegate`.
+    pub away_until: Option<Timestamp>,
+    /// The username who stands in for them while they are away.
+    pub delegate: Option<String>,
 }
 
 /// A new user.
@@ -85,6 +93,10 @@ pub struct UserPatch {
     pub slack_user_id: Option<Option<String>>,
     /// New notification choices.
     pub notify: Option<loopgate_core::notify::Prefs>,
+    /// New absence (`Some(None)`: back).
+    pub away_until: Option<Option<Timestamp>>,
+    /// New stand-in username (`Some(None)`: nobody).
+    pub delegate: Option<Option<String>>,
 }
 
 /// A user with the hash of their password, for logging in.
@@ -165,6 +177,10 @@ pub struct OidcIdentity {
 
 /// How a sign-in through the provider ended.
 #[derive(Debug, Clone, PartialEq)]
+#[expect(
+    clippy::large_enum_variant,
+    reason = "one per sign-in; a box would buy nothing"
+)]
 pub enum OidcSignIn {
     /// Signed in as this user (created or updated first when needed).
     SignedIn(UserRecord),
@@ -387,6 +403,8 @@ pub struct NewProposal {
     pub context: Map<String, Value>,
     /// Idempotency key.
     pub idempotency_key: Option<String>,
+    /// Proposals made together share a batch (shown as one group).
+    pub batch: Option<String>,
     /// Digest (salted with `salt`).
     pub digest: Digest,
     /// The same document without the salt: what an idempotent replay must match.
@@ -582,6 +600,8 @@ pub struct ProposalRecord {
     pub context: Map<String, Value>,
     /// Idempotency key.
     pub idempotency_key: Option<String>,
+    /// Proposals made together share a batch (shown as one group).
+    pub batch: Option<String>,
     /// Current digest.
     pub digest: Digest,
     /// Lifecycle state.
@@ -659,6 +679,8 @@ pub struct TaskRecord {
     pub digest: Digest,
     /// Approvals of the current digest.
     pub approvals: u32,
+    /// The proposal's batch (proposals made together).
+    pub batch: Option<String>,
 }
 
 /// Filters of the task list.
@@ -670,10 +692,28 @@ pub struct TaskFilter {
     pub state: Option<TaskState>,
     /// Only this system.
     pub system: Option<SystemId>,
+    /// Only the tasks assigned to this username, or under their lease ("mine").
+    pub mine: Option<String>,
     /// Continue after this cursor.
     pub after_seq: Option<i64>,
     /// Page size.
     pub limit: u32,
+}
+
+/// A reviewer group and how its tasks are assigned.
+#[derive(Debug, Clone, PartialEq)]
+pub struct GroupRecord {
+    /// Its name.
+    pub group: String,
+    /// Assignment mode and the time an assignee has to open a task
+    /// (the defaults when never set).
+    pub settings: loopgate_core::assign::GroupSettings,
+    /// The member whose turn came last (round robin).
+    pub last_turn: Option<String>,
+    /// Usernames of its enabled members who may be given its tasks.
+    pub members: Vec<String>,
+    /// When an admin last set them (`None`: never).
+    pub updated_at: Option<Timestamp>,
 }
 
 /// Filters of the grant list (newest first).

@@ -166,6 +166,7 @@ fn new_proposal(
         model: None,
         context: Default::default(),
         idempotency_key: key.map(str::to_owned),
+        batch: None,
         digest,
         fingerprint,
         salt,

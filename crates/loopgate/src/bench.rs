@@ -10,6 +10,11 @@
 //! - `granted`: N systems submit proposals that a review policy sends to
 //!   review and a standing grant approves at once (the grant path of
 //!   admission: its lookup and its counted use).
+//! - `queued`: N systems submit proposals that wait for review (a task
+//!   each, in a group that pools), nobody deciding.
+//! - `assigned` and `least-loaded`: the same, with the group assigning
+//!   `round_robin` or `least_loaded` (the assignment path of admission:
+//!   settings, members, and for `least_loaded` their open tasks).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -36,8 +41,10 @@ const GRANTED_SUBJECT: &str = "item-granted";
 
 #[derive(Debug, Args)]
 pub(crate) struct BenchArgs {
-    /// `cycle` (human in the loop), `ingest` (auto-allowed proposals) or
-    /// `granted` (proposals a standing grant approves).
+    /// `cycle` (human in the loop), `ingest` (auto-allowed proposals),
+    /// `granted` (proposals a standing grant approves), `queued` (tasks in a
+    /// pooling group), `assigned` (tasks in a `round_robin` group) or
+    /// `least-loaded` (tasks in a `least_loaded` group).
     #[arg(long, default_value = "cycle")]
     workload: String,
     /// Concurrent simulated AI systems.
@@ -150,9 +157,21 @@ pub(crate) async fn run(args: BenchArgs) -> anyhow::Result<()> {
         "cycle" => keys.agents.clone(),
         "ingest" => vec![keys.auto.clone()],
         "granted" => vec![grant(&base, &keys).await?],
-        other => {
-            anyhow::bail!("--workload must be `cycle`, `ingest` or `granted`, not `{other}`")
+        "queued" => vec![keys.hitl.clone()],
+        "assigned" | "least-loaded" => {
+            let settings = proto::SetGroup {
+                assignment: match args.workload.as_str() {
+                    "assigned" => proto::Assignment::RoundRobin,
+                    _ => proto::Assignment::LeastLoaded,
+                },
+                return_after: Some("1d".into()),
+            };
+            admin.set_group("bench", &settings).await?;
+            vec![keys.hitl.clone()]
         }
+        other => anyhow::bail!(
+            "--workload must be `cycle`, `ingest`, `granted`, `queued`, `assigned` or `least-loaded`, not `{other}`"
+        ),
     };
     let subject = (args.workload == "granted").then_some(GRANTED_SUBJECT);
     let wait = args.workload == "cycle";
@@ -506,6 +525,7 @@ fn proposal(subject: String, n: u64) -> proto::SubmitProposal {
         model: None,
         context: Default::default(),
         idempotency_key: None,
+        batch: None,
     }
 }
 
@@ -526,7 +546,8 @@ async fn submitter(
         let res = client.submit(&proposal, wait_for).await;
         let finished = Instant::now();
         match res {
-            Ok(done) if done.resolution.is_some() => {
+            // Without a wait, a proposal left pending for review counts too.
+            Ok(done) if done.resolution.is_some() || !wait => {
                 n += 1;
                 record(&shared.cycle, finished - started);
                 let decided = shared

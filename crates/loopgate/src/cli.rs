@@ -52,7 +52,7 @@ pub(crate) enum Command {
     /// A system's webhook: set, show, remove, delivery history, redelivery.
     #[command(subcommand)]
     Webhook(crate::webhook::WebhookCommand),
-    /// Reviewer groups: who hears about their tasks (`group notify`).
+    /// Reviewer groups: how their tasks are assigned (`group assign`), who hears about them (`group notify`).
     #[command(subcommand)]
     Group(crate::notify::GroupCommand),
     /// Messages to people (email, Slack, Teams) and their attempts.
@@ -243,6 +243,21 @@ pub(crate) enum UserCommand {
         #[command(flatten)]
         remote: Remote,
     },
+    /// Away until a time (RFC 3339; `""`: back), and who stands in: tasks
+    /// and messages meant for the user go to the delegate (a member of the
+    /// same group; `""`: nobody). Users may set their own.
+    Away {
+        /// User id (`usr_…`).
+        id: String,
+        /// Away until then (`2026-12-24T00:00:00Z`; `""`: back now).
+        #[arg(long)]
+        until: Option<String>,
+        /// The stand-in's username (`""`: nobody).
+        #[arg(long)]
+        delegate: Option<String>,
+        #[command(flatten)]
+        remote: Remote,
+    },
     /// Set a user's web UI password (read from stdin, one line; at least 12
     /// characters). Ends their sessions.
     Password {
@@ -352,6 +367,9 @@ pub(crate) enum ReviewCommand {
         /// Only this group.
         #[arg(long)]
         group: Option<String>,
+        /// Only the tasks assigned to you or claimed by you.
+        #[arg(long)]
+        mine: bool,
         #[command(flatten)]
         remote: Remote,
     },

@@ -298,6 +298,22 @@ async fn user(file: &FileConfig, command: UserCommand) -> anyhow::Result<()> {
             };
             print_json(&file.client(&remote)?.update_user(&id, &patch).await?)
         }
+        UserCommand::Away {
+            id,
+            until,
+            delegate,
+            remote,
+        } => {
+            if until.is_none() && delegate.is_none() {
+                anyhow::bail!("say `--until` or `--delegate` (or both)");
+            }
+            let patch = proto::UpdateUser {
+                away_until: until,
+                delegate,
+                ..Default::default()
+            };
+            print_json(&file.client(&remote)?.update_user(&id, &patch).await?)
+        }
         UserCommand::Password {
             id,
             revoke_tokens,
@@ -432,6 +448,7 @@ async fn submit(file: &FileConfig, args: SubmitArgs) -> anyhow::Result<()> {
                     _ => anyhow::bail!("--context must be a JSON object"),
                 },
                 idempotency_key: args.idempotency_key.clone(),
+                batch: None,
             }
         }
     };
@@ -448,11 +465,16 @@ async fn submit(file: &FileConfig, args: SubmitArgs) -> anyhow::Result<()> {
 
 async fn review(file: &FileConfig, command: ReviewCommand) -> anyhow::Result<()> {
     match command {
-        ReviewCommand::List { group, remote } => {
+        ReviewCommand::List {
+            group,
+            mine,
+            remote,
+        } => {
             let page = file
                 .client(&remote)?
                 .tasks(&TaskQuery {
                     group,
+                    mine,
                     ..Default::default()
                 })
                 .await?;
@@ -461,15 +483,20 @@ async fn review(file: &FileConfig, command: ReviewCommand) -> anyhow::Result<()>
             }
             for task in page.items {
                 let due = task.due_at.unwrap_or_else(|| "-".to_owned());
+                let assignee = task
+                    .assignee
+                    .map(|who| format!(" assigned to {who}"))
+                    .unwrap_or_default();
                 out!(
-                    "{:<30} {:<20} {:<18} {:<16} {}/{} due {}",
+                    "{:<30} {:<20} {:<18} {:<16} {}/{} due {}{}",
                     task.id,
                     task.system,
                     task.action,
                     task.group,
                     task.approvals,
                     task.required,
-                    due
+                    due,
+                    assignee
                 );
             }
             Ok(())

@@ -206,6 +206,13 @@ async fn seed(admin: &Client) -> anyhow::Result<()> {
         };
         admin.create_user(&user).await?;
     }
+    // The support leads take the agent's calls in turn: each is reserved
+    // for one of them (assignment and delegation, docs/api.md).
+    let turns = proto::SetGroup {
+        assignment: proto::Assignment::RoundRobin,
+        return_after: Some("15m".into()),
+    };
+    admin.set_group("support-leads", &turns).await?;
     let policy = proto::PublishPolicy {
         text: POLICIES.to_owned(),
         description: "demo scenarios".to_owned(),
@@ -419,6 +426,7 @@ pub(crate) fn synthetic(system: &str, n: u64, rng: &mut Rng) -> proto::SubmitPro
         }),
         context,
         idempotency_key: Some(format!("sim-{}-{n}", ulid::Ulid::new())),
+        batch: None,
     }
 }
 

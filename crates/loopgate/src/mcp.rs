@@ -47,6 +47,9 @@ use crate::config::FileConfig;
 /// How long one long-poll of the proposal lasts (a progress notification
 /// goes out after each).
 const POLL: Duration = Duration::from_secs(10);
+/// Calls that arrive within this long of a batch's first call are one batch:
+/// an agent's parallel tool calls, shown as one group in the queue.
+const BURST: Duration = Duration::from_secs(2);
 
 #[derive(Debug, Args)]
 pub(crate) struct McpArgs {
@@ -152,6 +155,7 @@ pub(crate) async fn run(file: &FileConfig, args: McpArgs) -> anyhow::Result<()> 
             calls: Mutex::default(),
             ledger,
             forwarding: TaskTracker::new(),
+            burst: Mutex::default(),
         }),
     };
     let forwarding = gateway.inner.forwarding.clone();
@@ -326,6 +330,8 @@ struct Inner {
     ledger: Ledger,
     /// Upstream calls in flight.
     forwarding: TaskTracker,
+    /// The current batch: when its first call came, and its id.
+    burst: Mutex<Option<(Instant, String)>>,
 }
 
 /// One gated tool call, shared by identical repeats.
@@ -654,12 +660,30 @@ impl Gateway {
             // rule and the action's declared shape, like any proposal's context.
             context: arguments.clone(),
             idempotency_key: Some(key.to_owned()),
+            batch: Some(self.batch()),
         };
         self.inner
             .client
             .submit(&proposal, None)
             .await
             .map_err(|e| ErrorData::internal_error(format!("loopgate refused the call: {e}"), None))
+    }
+
+    /// The batch of a call made now: the current one while it is young
+    /// (the agent's parallel calls), else a new one.
+    fn batch(&self) -> String {
+        let now = Instant::now();
+        let Ok(mut burst) = self.inner.burst.lock() else {
+            return format!("mcp-{}", ulid::Ulid::new());
+        };
+        match &*burst {
+            Some((started, id)) if now.duration_since(*started) < BURST => id.clone(),
+            _ => {
+                let id = format!("mcp-{}", ulid::Ulid::new());
+                *burst = Some((now, id.clone()));
+                id
+            }
+        }
     }
 
     async fn read(&self, id: &str, wait: Option<Duration>) -> Result<proto::Proposal, ErrorData> {

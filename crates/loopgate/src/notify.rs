@@ -1,4 +1,5 @@
-//! `loopgate group notify …` (what a reviewer group hears about) and
+//! `loopgate group …` (how a reviewer group's tasks are assigned, what it
+//! hears about) and
 //! `loopgate notifications …` (every message's history).
 
 use clap::Subcommand;
@@ -10,6 +11,34 @@ use crate::config::FileConfig;
 
 #[derive(Debug, Subcommand)]
 pub(crate) enum GroupCommand {
+    /// Every reviewer group you may see, with how its tasks are assigned.
+    List {
+        #[command(flatten)]
+        remote: Remote,
+    },
+    /// One group: assignment, the time to open a task, members.
+    Show {
+        /// Reviewer group.
+        group: String,
+        #[command(flatten)]
+        remote: Remote,
+    },
+    /// How a group's tasks find a reviewer (admins): `pool` (any member
+    /// claims), `round_robin` (members in turn) or `least_loaded` (the
+    /// fewest open tasks). An assigned task returns to the pool when its
+    /// assignee does not open it within `--return-after`.
+    Assign {
+        /// Reviewer group.
+        group: String,
+        /// pool, round_robin or least_loaded.
+        #[arg(long, value_parser = ["pool", "round_robin", "least_loaded"])]
+        mode: String,
+        /// How long an assignee has to open a task (`30m`, `PT1H`; 1m to 7d) [default: 30m].
+        #[arg(long)]
+        return_after: Option<String>,
+        #[command(flatten)]
+        remote: Remote,
+    },
     /// Show a group's notification settings, or change the ones given
     /// (the others stay as they are).
     Notify {
@@ -61,14 +90,33 @@ pub(crate) enum NotificationsCommand {
 }
 
 pub(crate) async fn group(file: &FileConfig, command: GroupCommand) -> anyhow::Result<()> {
-    let GroupCommand::Notify {
-        group,
-        email,
-        slack_channel,
-        teams_webhook,
-        events,
-        remote,
-    } = command;
+    let (group, email, slack_channel, teams_webhook, events, remote) = match command {
+        GroupCommand::List { remote } => return print_json(&file.client(&remote)?.groups().await?),
+        GroupCommand::Show { group, remote } => {
+            return print_json(&file.client(&remote)?.group(&group).await?);
+        }
+        GroupCommand::Assign {
+            group,
+            mode,
+            return_after,
+            remote,
+        } => {
+            let assignment = serde_json::from_value(serde_json::Value::String(mode))?;
+            let settings = proto::SetGroup {
+                assignment,
+                return_after,
+            };
+            return print_json(&file.client(&remote)?.set_group(&group, &settings).await?);
+        }
+        GroupCommand::Notify {
+            group,
+            email,
+            slack_channel,
+            teams_webhook,
+            events,
+            remote,
+        } => (group, email, slack_channel, teams_webhook, events, remote),
+    };
     let client = file.client(&remote)?;
     let current = client.group_notifications(&group).await?;
     if email.is_none() && slack_channel.is_none() && teams_webhook.is_none() && events.is_none() {

@@ -1,5 +1,6 @@
-//! `loopgate review batch`, `respond`, `approve --grant-for`, `grants` and
-//! `revoke-grant` against the real binary.
+//! `loopgate review batch`, `respond`, `approve --grant-for`, `grants`,
+//! `revoke-grant`, `list --mine`, `group assign` and `user away` against
+//! the real binary.
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
@@ -246,4 +247,115 @@ async fn a_reviewer_gives_lists_and_revokes_a_grant_from_the_command_line() {
     let (ok, _, stderr) = as_user(&base, &token, &["review", "revoke-grant", &grant]);
     assert!(!ok);
     assert!(stderr.contains("already revoked"), "{stderr}");
+}
+
+#[tokio::test]
+async fn groups_assign_and_users_go_away_from_the_command_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let (server, http, key, token) = served(
+        dir.path(),
+        "@reviewers(\"ops\") permit(principal, action, resource);",
+    )
+    .await;
+    let base = server.base.clone();
+    let (ok, stdout, stderr) = as_user(
+        &base,
+        ADMIN,
+        &[
+            "group",
+            "assign",
+            "ops",
+            "--mode",
+            "round_robin",
+            "--return-after",
+            "1h",
+        ],
+    );
+    assert!(ok, "{stderr}");
+    let group: Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(group["assignment"], "round_robin");
+    assert_eq!(group["return_after"], "1h");
+    assert_eq!(group["members"], json!(["rita"]));
+    // A bad duration: a sentence and a non-zero exit.
+    let (ok, _, stderr) = as_user(
+        &base,
+        ADMIN,
+        &[
+            "group",
+            "assign",
+            "ops",
+            "--mode",
+            "pool",
+            "--return-after",
+            "soon",
+        ],
+    );
+    assert!(!ok);
+    assert!(
+        stderr.contains("`return_after` must be a duration"),
+        "{stderr}"
+    );
+    // Rita is the only member: the task is hers, under `--mine`.
+    submit(&http, &base, &key, 1).await;
+    let (ok, stdout, stderr) = as_user(&base, &token, &["review", "list", "--mine"]);
+    assert!(ok, "{stderr}");
+    assert!(stdout.contains("assigned to rita"), "{stdout}");
+    let (ok, stdout, _) = as_user(&base, &token, &["group", "list"]);
+    assert!(ok);
+    assert!(stdout.contains("\"round_robin\""), "{stdout}");
+
+    // Rita sets her own absence; a stand-in who is not a user is refused.
+    let (_, users) = call(&http, Method::GET, format!("{base}/v1/users"), ADMIN, None)
+        .await
+        .unwrap();
+    let rita = users["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|u| u["username"] == "rita")
+        .unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let (ok, _, stderr) = as_user(
+        &base,
+        &token,
+        &["user", "away", &rita, "--delegate", "nobody"],
+    );
+    assert!(!ok);
+    assert!(stderr.contains("is not a user"), "{stderr}");
+    let (ok, _, stderr) = as_user(&base, &token, &["user", "away", &rita]);
+    assert!(!ok);
+    assert!(stderr.contains("--until"), "{stderr}");
+    let until = "2099-01-01T00:00:00Z";
+    let (ok, _, stderr) = as_user(&base, &token, &["user", "away", &rita, "--until", until]);
+    assert!(!ok, "more than a year ahead");
+    assert!(stderr.contains("within a year"), "{stderr}");
+    #[expect(
+        clippy::disallowed_methods,
+        reason = "the binary under test runs on the real clock"
+    )]
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap();
+    let soon = loopgate_core::Timestamp::from_millis(i64::try_from(now.as_millis()).unwrap())
+        .plus(std::time::Duration::from_secs(3 * 86_400))
+        .to_rfc3339();
+    let (ok, stdout, stderr) = as_user(&base, &token, &["user", "away", &rita, "--until", &soon]);
+    assert!(ok, "{stderr}");
+    let user: Value = serde_json::from_str(&stdout).unwrap();
+    assert!(user["away_until"].is_string(), "{user}");
+    // Away, with nobody to stand in: the next task stays in the pool.
+    let next = submit(&http, &base, &key, 2).await;
+    let (_, task) = call(&http, Method::GET, format!("{base}/v1/tasks"), ADMIN, None)
+        .await
+        .unwrap();
+    let task = task["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["proposal_id"] == next["id"])
+        .cloned()
+        .unwrap();
+    assert!(task["assignee"].is_null(), "{task}");
 }

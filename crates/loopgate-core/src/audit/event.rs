@@ -108,6 +108,15 @@ pub enum Event<'a> {
         /// User id.
         user: &'a str,
     },
+    /// `user.away_set`: a user's absence and stand-in changed.
+    UserAwaySet {
+        /// User id.
+        user: &'a str,
+        /// Away until then (`None`: present).
+        away_until: Option<Timestamp>,
+        /// The stand-in's username.
+        delegate: Option<&'a str>,
+    },
     /// `key.created`: a system API key or a personal token.
     KeyCreated {
         /// Public id.
@@ -239,6 +248,27 @@ pub enum Event<'a> {
     /// `task.sla_warning`: the share of the task's deadline that warns its
     /// group has passed (once per task and level).
     TaskSlaWarning(&'a Task),
+    /// `task.assigned`: the task (already created) went to a member: the
+    /// next approver after a decision that did not settle it.
+    /// (`task.created` and `task.escalated` name their assignee themselves.)
+    TaskAssigned(&'a Task),
+    /// `task.returned`: the task went back to its group's pool from
+    /// `from`, because they did not open it in time or released it.
+    TaskReturned {
+        /// The task, back in the pool.
+        task: &'a Task,
+        /// Its assignee until now.
+        from: &'a str,
+        /// `not_opened` or `released`.
+        reason: &'a str,
+    },
+    /// `group.updated`: how a reviewer group's tasks are assigned.
+    GroupUpdated {
+        /// The reviewer group.
+        group: &'a str,
+        /// Its settings.
+        settings: &'a crate::assign::GroupSettings,
+    },
     /// `group.notifications_set`: who hears about the group's tasks. The
     /// addresses and the Teams URL are logged as counts and hashes.
     GroupNotificationsSet {
@@ -294,6 +324,20 @@ pub enum Event<'a> {
     GrantExpired(&'a Grant),
 }
 
+/// A task event's data; an assigned task names its assignee (and the away
+/// member it was meant for).
+fn task_data(task: &Task) -> Value {
+    let mut data = json!({"task": task.id.as_str(), "proposal": task.proposal_id.as_str(), "group": task.group,
+                          "level": task.level, "state": task.state.as_str(), "kind": task.kind.as_str()});
+    if let Some(assigned) = &task.assigned {
+        data["assignee"] = json!(assigned.to);
+        if let Some(from) = &assigned.delegated_from {
+            data["delegated_from"] = json!(from);
+        }
+    }
+    data
+}
+
 /// Why a proposal was erased.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Erasure<'a> {
@@ -323,6 +367,7 @@ impl Event<'_> {
             Event::UserDisabled { .. } => K::UserDisabled,
             Event::UserEnabled { .. } => K::UserEnabled,
             Event::UserBreakGlassLogin { .. } => K::UserBreakGlassLogin,
+            Event::UserAwaySet { .. } => K::UserAwaySet,
             Event::KeyCreated { .. } => K::KeyCreated,
             Event::KeyRevoked { .. } => K::KeyRevoked,
             Event::PolicyPublished { .. } => K::PolicyPublished,
@@ -336,6 +381,9 @@ impl Event<'_> {
             Event::ProposalCancelled { .. } => K::ProposalCancelled,
             Event::ProposalErased { .. } => K::ProposalErased,
             Event::TaskCreated(_) => K::TaskCreated,
+            Event::TaskAssigned(_) => K::TaskAssigned,
+            Event::TaskReturned { .. } => K::TaskReturned,
+            Event::GroupUpdated { .. } => K::GroupUpdated,
             Event::TaskClaimed(_) => K::TaskClaimed,
             Event::TaskReleased(_) => K::TaskReleased,
             Event::TaskEscalated(_) => K::TaskEscalated,
@@ -364,7 +412,8 @@ impl Event<'_> {
             | Event::UserPasswordSet { user }
             | Event::UserDisabled { user }
             | Event::UserEnabled { user }
-            | Event::UserBreakGlassLogin { user } => user,
+            | Event::UserBreakGlassLogin { user }
+            | Event::UserAwaySet { user, .. } => user,
             Event::KeyCreated { key, .. } | Event::KeyRevoked { key, .. } => key,
             Event::PolicyPublished { version, .. }
             | Event::PolicyActivated { version, .. }
@@ -382,12 +431,14 @@ impl Event<'_> {
             | Event::TaskEscalated(task)
             | Event::TaskExpired(task)
             | Event::TaskSlaWarning(task)
+            | Event::TaskAssigned(task)
+            | Event::TaskReturned { task, .. }
             | Event::DecisionRecorded { task, .. } => task.proposal_id.as_str(),
             Event::CommentAdded { proposal, .. } | Event::GrantUsed { proposal, .. } => proposal,
             Event::GrantCreated(grant)
             | Event::GrantRevoked(grant)
             | Event::GrantExpired(grant) => grant.id.as_str(),
-            Event::GroupNotificationsSet { group, .. } => group,
+            Event::GroupNotificationsSet { group, .. } | Event::GroupUpdated { group, .. } => group,
         }
     }
 
@@ -462,6 +513,13 @@ impl Event<'_> {
             | Event::UserDisabled { user }
             | Event::UserEnabled { user }
             | Event::UserBreakGlassLogin { user } => json!({"user": user}),
+            Event::UserAwaySet {
+                user,
+                away_until,
+                delegate,
+            } => {
+                json!({"user": user, "away_until": away_until.map(Timestamp::to_rfc3339), "delegate": delegate})
+            }
             Event::KeyCreated {
                 key,
                 owner_kind,
@@ -576,10 +634,19 @@ impl Event<'_> {
             | Event::TaskReleased(task)
             | Event::TaskEscalated(task)
             | Event::TaskExpired(task)
-            | Event::TaskSlaWarning(task) => {
-                json!({"task": task.id.as_str(), "proposal": task.proposal_id.as_str(), "group": task.group,
-                       "level": task.level, "state": task.state.as_str(), "kind": task.kind.as_str()})
+            | Event::TaskSlaWarning(task)
+            | Event::TaskAssigned(task) => task_data(task),
+            Event::TaskReturned { task, from, reason } => {
+                let mut data = task_data(task);
+                data["from"] = json!(from);
+                data["reason"] = json!(reason);
+                data
             }
+            Event::GroupUpdated { group, settings } => json!({
+                "group": group,
+                "assignment": settings.assignment.as_str(),
+                "return_after_ms": u64::try_from(settings.return_after.as_millis()).unwrap_or(u64::MAX),
+            }),
             Event::CommentAdded {
                 proposal,
                 comment,

@@ -59,6 +59,7 @@ fn case(required: u32, kind: TaskKind) -> Case {
             due_at: Some(Timestamp::from_millis(T0).plus(Duration::from_secs(3600))),
             claimed_by: None,
             lease_expires_at: None,
+            assigned: None,
             plan,
             sample_probability: 1.0,
             created_at: Timestamp::from_millis(T0),
@@ -593,4 +594,61 @@ proptest! {
         prop_assert!(n_resolved <= 1);
         if !gate { prop_assert_eq!(n_resolved, 0); }
     }
+}
+
+#[test]
+fn an_assigned_task_is_its_assignee_s_until_it_returns() {
+    let now = Timestamp::from_millis(T0);
+    let groups = groups();
+    let mut start = case(2, TaskKind::Gate);
+    start.task = assign(
+        &start.task,
+        Assigned {
+            to: "ann".into(),
+            delegated_from: None,
+            return_at: Some(now.plus(30 * MINUTE)),
+        },
+    );
+    // Reserved: another member can neither claim nor decide it.
+    let bob = reviewer("bob", &groups);
+    assert!(matches!(
+        claim(&start.task, bob, now, 5 * MINUTE),
+        Err(ReviewError::Assigned { ref assignee, until: Some(_) }) if assignee == "ann"
+    ));
+    assert!(matches!(
+        decide(&start, bob, input(Verdict::Approve, &start), now),
+        Err(ReviewError::Assigned { .. })
+    ));
+    // Past its time, it is back in the pool even before the timer runs.
+    let later = now.plus(30 * MINUTE);
+    assert_eq!(start.task.assignee(later), None);
+    assert!(claim(&start.task, bob, later, 5 * MINUTE).is_ok());
+    let returned = return_unopened(&start.task, later).unwrap();
+    assert_eq!(returned.assigned, None);
+    assert_eq!(return_unopened(&start.task, now), None, "not due yet");
+
+    // Opened by ann: hers until decided, whatever the time.
+    let ann = reviewer("ann", &groups);
+    let opened = claim(&start.task, ann, now, 5 * MINUTE).unwrap();
+    assert_eq!(opened.assigned.as_ref().unwrap().return_at, None);
+    assert_eq!(opened.assignee(now.plus(600 * MINUTE)), Some("ann"));
+    assert_eq!(return_unopened(&opened, now.plus(600 * MINUTE)), None);
+
+    // Her approval does not settle a two-approval task: back to the pool,
+    // for the store to hand to the next approver.
+    let case = Case {
+        task: opened,
+        ..start.clone()
+    };
+    let decided = decide(&case, ann, input(Verdict::Approve, &case), now).unwrap();
+    assert_eq!(decided.effect, Effect::Recorded);
+    assert_eq!(decided.case.task.assigned, None);
+
+    // Released by its assignee: back to the pool too.
+    let released = release(&start.task, ann, now).unwrap();
+    assert_eq!(released.assigned, None);
+    assert!(matches!(
+        release(&start.task, bob, now),
+        Err(ReviewError::NotClaimed { .. })
+    ));
 }

@@ -5,7 +5,7 @@
 //! public key is always public. Nothing here can change an entry.
 
 use axum::Json;
-use axum::extract::{FromRequestParts as _, Path, State};
+use axum::extract::{FromRequestParts as _, State};
 use axum::http::header::{CACHE_CONTROL, CONTENT_TYPE};
 use axum::http::request::Parts;
 use axum::http::{HeaderValue, StatusCode};
@@ -21,7 +21,7 @@ use serde::Deserialize;
 use crate::AppState;
 use crate::auth::Caller;
 use crate::http::error::ApiError;
-use crate::http::extract::Params;
+use crate::http::extract::{Params, Path};
 
 /// Most entries per `GET /v1/audit/entries`.
 const MAX_ENTRIES: u64 = 1000;

@@ -7,7 +7,7 @@
 use std::time::Duration;
 
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use loopgate_core::duration::parse_iso8601;
 use loopgate_core::{Role, SystemId, Timestamp, UserId};
@@ -17,7 +17,7 @@ use loopgate_store::{CredentialOwner, CredentialRecord, NewCredential, Principal
 use crate::AppState;
 use crate::auth::Caller;
 use crate::http::error::ApiError;
-use crate::http::extract::JsonBodyOr;
+use crate::http::extract::{JsonBodyOr, Path};
 use crate::http::parse_id;
 use crate::secrets::{hash_secret, new_secret};
 

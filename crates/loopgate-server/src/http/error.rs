@@ -217,6 +217,12 @@ impl From<ReviewError> for ApiError {
                 .with("claimed_by", json!(holder))
                 .with("lease_expires_at", json!(until)),
             ReviewError::NotClaimed { .. } => ApiError::new(ErrorCode::LeaseHeld, detail),
+            ReviewError::Assigned { assignee, until } => {
+                ApiError::new(ErrorCode::TaskAssigned, detail)
+                    .help("pick another task; this one is reserved for its assignee")
+                    .with("assignee", json!(assignee))
+                    .with("return_at", json!(until))
+            }
             ReviewError::SelfApproval { .. } => ApiError::new(ErrorCode::SelfApproval, detail)
                 .help("another reviewer has to approve it"),
             ReviewError::NotInGroup { .. } => ApiError::new(ErrorCode::Forbidden, detail),
@@ -264,6 +270,12 @@ impl From<PolicyError> for ApiError {
         ApiError::new(ErrorCode::PolicyInvalid, error.to_string())
             .help("fix the policy text; the live version is unchanged")
     }
+}
+
+/// What a caller sent, as an error message quotes it: at most 64
+/// characters, so that a refusal never echoes a large value back.
+pub(crate) fn quoted(text: &str) -> String {
+    text.chars().take(64).collect()
 }
 
 #[cfg(test)]

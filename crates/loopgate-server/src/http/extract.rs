@@ -136,6 +136,25 @@ async fn read_optional_json<T: DeserializeOwned>(
     }
 }
 
+/// Path parameters, as axum's `Path`, but a segment that does not read
+/// (not UTF-8, not the type) is a problem response like every other bad
+/// input, not axum's plain text.
+pub struct Path<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned + Send> FromRequestParts<S> for Path<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Path<T>, ApiError> {
+        match axum::extract::Path::<T>::from_request_parts(parts, state).await {
+            Ok(axum::extract::Path(value)) => Ok(Path(value)),
+            Err(rejection) => {
+                let why: String = rejection.body_text().chars().take(200).collect();
+                Err(ApiError::invalid(format!("the path is not valid: {why}")))
+            }
+        }
+    }
+}
+
 /// Query parameters.
 pub struct Params<T>(pub T);
 

@@ -3,7 +3,7 @@
 //! decision (`POST /v1/tasks/{id}/decision` with `grant`), never here.
 
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use loopgate_core::{Grant, GrantId, Role, SystemId};
 use loopgate_proto as proto;
 use loopgate_store::GrantFilter;
@@ -13,7 +13,7 @@ use crate::AppState;
 use crate::auth::Caller;
 use crate::convert;
 use crate::http::error::ApiError;
-use crate::http::extract::Params;
+use crate::http::extract::{Params, Path};
 use crate::http::{page_limit, parse_id};
 
 /// Query of `GET /v1/grants`.

@@ -8,6 +8,7 @@ pub mod error;
 pub mod events;
 pub mod extract;
 pub mod grants;
+pub mod groups;
 pub mod health;
 pub mod notifications;
 pub mod policies;
@@ -53,6 +54,7 @@ use error::ApiError;
         analytics::fairness, analytics::agreement, analytics::labels,
         health::healthz, health::readyz, health::metrics, events::stream,
         notifications::get, notifications::set, notifications::list, notifications::one,
+        groups::list, groups::get, groups::set,
         crate::notify::slack::interactions,
     ),
     components(schemas(loopgate_proto::Problem)),
@@ -172,6 +174,8 @@ pub fn router(app: AppState) -> Router {
         .route("/v1/analytics/fairness", get(analytics::fairness))
         .route("/v1/analytics/agreement", get(analytics::agreement))
         .route("/v1/exports/labels", get(analytics::labels))
+        .route("/v1/groups", get(groups::list))
+        .route("/v1/groups/{name}", get(groups::get).put(groups::set))
         .route(
             "/v1/groups/{name}/notifications",
             get(notifications::get).put(notifications::set),

@@ -2,7 +2,7 @@
 //! and where) and `/v1/notifications` (every message's history).
 
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use loopgate_core::ids::is_group_name;
 use loopgate_core::notify::GroupChannels;
 use loopgate_core::{NotifyEvent, Role};
@@ -13,7 +13,7 @@ use serde::Deserialize;
 use crate::AppState;
 use crate::auth::Caller;
 use crate::http::error::ApiError;
-use crate::http::extract::{JsonBody, Params};
+use crate::http::extract::{JsonBody, Params, Path};
 
 /// Addresses a group may list.
 const MAX_ADDRESSES: usize = 100;
@@ -151,11 +151,7 @@ pub async fn set(
     JsonBody(body): JsonBody<proto::SetGroupNotifications>,
 ) -> Result<Json<proto::GroupNotifications>, ApiError> {
     caller.user_with(&[])?;
-    if !is_group_name(&name) {
-        return Err(ApiError::invalid(format!(
-            "`{name}` is not a group name: use lowercase letters, digits, `-` and `_`"
-        )));
-    }
+    crate::http::groups::settable(&name)?;
     let channels = channels(&app, body).await?;
     let now = app.clock.now();
     let saved = app

@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use axum::Json;
 use axum::body::{Body, Bytes};
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use loopgate_core::routing::lint::{Deployment, lint};
@@ -24,7 +24,7 @@ use crate::AppState;
 use crate::auth::Caller;
 use crate::convert;
 use crate::http::error::ApiError;
-use crate::http::extract::{JsonBody, Params};
+use crate::http::extract::{JsonBody, Params, Path};
 use crate::policy_reports::{Registered, Tally, test_report};
 
 const AUTHORS: &[Role] = &[Role::PolicyAuthor];

@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use loopgate_core::audit::entry::SALT_LEN;
 use loopgate_core::digest::DigestParts;
@@ -25,7 +25,7 @@ use crate::auth::Caller;
 use crate::committed::Committed;
 use crate::convert;
 use crate::http::error::ApiError;
-use crate::http::extract::{JsonBody, JsonBodyText, Params};
+use crate::http::extract::{JsonBody, JsonBodyText, Params, Path};
 use crate::http::{cursor, page_limit, parse_id};
 use crate::limits::Held;
 use crate::waiters::Subscription;
@@ -73,6 +73,17 @@ pub async fn submit(
     };
     let idempotency_key = idempotency_key(&headers, body.idempotency_key.as_deref())?;
     check_text("action", &body.action, 128)?;
+    if let Some(batch) = &body.batch {
+        let ok = (1..=128).contains(&batch.len())
+            && batch
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"._:-".contains(&b));
+        if !ok {
+            return Err(ApiError::invalid(
+                "`batch` must be 1 to 128 letters, digits, `.`, `_`, `:` and `-`",
+            ));
+        }
+    }
     check_text("subject.type", &body.subject.type_, 128)?;
     check_text("subject.id", &body.subject.id, 256)?;
     if let Some(confidence) = body.confidence
@@ -154,6 +165,7 @@ pub async fn submit(
             .map(|m| json!({"name": m.name, "version": m.version})),
         context: body.context,
         idempotency_key,
+        batch: body.batch,
         digest,
         fingerprint,
         salt,

@@ -1,7 +1,7 @@
 //! `/v1/systems`: the inventory of AI systems, the kill switch, API keys.
 
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use loopgate_core::routing::schema::Shape;
 use loopgate_core::{Role, SystemId};
@@ -13,7 +13,7 @@ use crate::AppState;
 use crate::auth::Caller;
 use crate::convert;
 use crate::http::error::ApiError;
-use crate::http::extract::JsonBody;
+use crate::http::extract::{JsonBody, Path};
 use crate::http::parse_id;
 use crate::http::proposals::check_text;
 

@@ -3,7 +3,7 @@
 use std::time::Instant;
 
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use loopgate_core::review::{DecisionInput, Effect};
 use loopgate_core::{Digest, Role, SystemId, TaskId};
 use loopgate_proto as proto;
@@ -15,7 +15,7 @@ use crate::auth::Caller;
 use crate::committed::Committed;
 use crate::convert;
 use crate::http::error::ApiError;
-use crate::http::extract::{JsonBody, Params};
+use crate::http::extract::{JsonBody, Params, Path};
 use crate::http::proposals::Viewer;
 use crate::http::{cursor, page_limit, parse_id};
 
@@ -24,7 +24,7 @@ fn grant_terms(offer: &proto::GrantOffer) -> Result<loopgate_core::GrantTerms, A
     let Some(duration) = loopgate_core::duration::parse(&offer.for_) else {
         return Err(ApiError::invalid(format!(
             "`grant.for` must be a duration such as `30m`, `1h` or `PT1H`, not `{}`",
-            offer.for_
+            crate::http::error::quoted(&offer.for_)
         )));
     };
     Ok(loopgate_core::GrantTerms {
@@ -44,6 +44,8 @@ pub struct TaskQuery {
     pub(crate) group: Option<String>,
     /// Only this system.
     pub(crate) system: Option<String>,
+    /// `true`: only the tasks assigned to the caller or under their lease.
+    pub(crate) mine: Option<bool>,
     /// From a previous page's `next_cursor`.
     pub(crate) cursor: Option<String>,
     /// Page size, 1 to 500 (default 50).
@@ -83,6 +85,7 @@ pub async fn list(
             Some(system) => Some(parse_id(system, SystemId::parse, "system")?),
             None => None,
         },
+        mine: query.mine.unwrap_or(false).then(|| user.username.clone()),
         after_seq: cursor::decode(query.cursor.as_deref())?,
         limit: page_limit(query.limit)?,
     };

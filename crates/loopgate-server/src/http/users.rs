@@ -1,7 +1,7 @@
 //! `/v1/users`: people, their roles and reviewer groups, personal tokens.
 
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use loopgate_core::ids::is_group_name;
 use loopgate_core::{Role, UserId};
@@ -12,7 +12,7 @@ use crate::AppState;
 use crate::auth::Caller;
 use crate::convert;
 use crate::http::error::ApiError;
-use crate::http::extract::JsonBody;
+use crate::http::extract::{JsonBody, Path};
 use crate::http::parse_id;
 use crate::secrets::hash_password;
 
@@ -94,10 +94,13 @@ pub async fn update(
 ) -> Result<Json<proto::User>, ApiError> {
     let id = parse_id(&id, UserId::parse, "user")?;
     let is_self = matches!(&caller.0, Principal::User(user) if user.id == id);
-    // Users choose what they hear; everything else is an admin's.
+    // Users choose what they hear and who stands in for them while they
+    // are away; everything else is an admin's.
     let only_notify = body
         == proto::UpdateUser {
             notify: body.notify,
+            away_until: body.away_until.clone(),
+            delegate: body.delegate.clone(),
             ..Default::default()
         };
     if !(is_self && only_notify) {
@@ -134,6 +137,12 @@ pub async fn update(
             .map(convert::prefs_to_core)
             .transpose()
             .map_err(ApiError::invalid)?,
+        away_until: body
+            .away_until
+            .as_deref()
+            .map(|text| away_until(text, app.clock.now()))
+            .transpose()?,
+        delegate: body.delegate.as_deref().map(delegate).transpose()?,
     };
     let record = app
         .store
@@ -145,6 +154,48 @@ pub async fn update(
         })?;
     app.credentials_changed();
     Ok(Json(convert::user(record)))
+}
+
+/// A stand-in's username (`""`: nobody), checked like a username before
+/// the store looks it up.
+fn delegate(name: &str) -> Result<Option<String>, ApiError> {
+    let name = name.trim();
+    if name.is_empty() {
+        return Ok(None);
+    }
+    let ok = name.len() <= crate::ui::MAX_USERNAME
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b));
+    match ok {
+        true => Ok(Some(name.to_owned())),
+        false => Err(ApiError::invalid(
+            "`delegate` must be a username: 1 to 64 letters, digits, `.`, `_` and `-`",
+        )),
+    }
+}
+
+/// An absence's end: RFC 3339 (`""`: back now), at most a year ahead.
+fn away_until(
+    text: &str,
+    now: loopgate_core::Timestamp,
+) -> Result<Option<loopgate_core::Timestamp>, ApiError> {
+    if text.trim().is_empty() {
+        return Ok(None);
+    }
+    let Some(at) = loopgate_core::Timestamp::parse_rfc3339(text.trim()) else {
+        return Err(ApiError::invalid(format!(
+            "`away_until` must be an RFC 3339 time such as `2026-12-24T00:00:00Z`, not `{}`",
+            crate::http::error::quoted(text)
+        )));
+    };
+    // Years of absence read as a typo; a year is plenty for a leave.
+    if now.plus(std::time::Duration::from_secs(366 * 86_400)) < at {
+        return Err(ApiError::invalid(
+            "`away_until` must be within a year from now",
+        ));
+    }
+    Ok(Some(at))
 }
 
 /// The shortest password accepted.

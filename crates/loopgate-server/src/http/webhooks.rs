@@ -2,7 +2,7 @@
 //! history and manual redelivery (docs/integrations.md).
 
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use loopgate_core::{EventKind, SystemId};
 use loopgate_proto as proto;
@@ -13,7 +13,7 @@ use crate::AppState;
 use crate::auth::Caller;
 use crate::committed::Committed;
 use crate::http::error::ApiError;
-use crate::http::extract::{JsonBody, Params};
+use crate::http::extract::{JsonBody, Params, Path};
 use crate::http::{cursor, page_limit, parse_id};
 use crate::webhooks::{DEFAULT_TYPES, check_secret, message_id, new_secret, types};
 

@@ -6,7 +6,7 @@
 
 use askama::Template;
 use axum::Form;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use loopgate_core::EventKind;
@@ -17,7 +17,7 @@ use serde::Deserialize;
 use super::Summary;
 use crate::AppState;
 use crate::auth::{Caller, Via};
-use crate::http::extract::JsonBody;
+use crate::http::extract::{JsonBody, Path};
 use crate::secrets::hash_secret;
 use crate::ui::assets;
 

@@ -424,6 +424,7 @@ impl Summary {
         let what = match (&self.outcome, self.kind) {
             (Some(_), _) => "Decided",
             (None, EventKind::TaskEscalated) => "Escalated to your group",
+            (None, EventKind::TaskReturned) => "Back in your group's pool",
             (None, EventKind::TaskSlaWarning) => "Deadline near",
             (None, EventKind::TaskExpired) => "Deadline passed",
             (None, _) => "Review needed",

@@ -14,7 +14,7 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use axum::body::Bytes;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use hmac::{Hmac, Mac as _};
@@ -28,7 +28,7 @@ use super::{Outcome, Summary, clip};
 use crate::AppState;
 use crate::auth::{Caller, Via};
 use crate::http::error::ApiError;
-use crate::http::extract::JsonBody;
+use crate::http::extract::{JsonBody, Path};
 
 /// How far a request's timestamp may be from now.
 const WINDOW_SECONDS: u64 = 5 * 60;

@@ -297,11 +297,17 @@ struct AccountPage {
     message_class: &'static str,
     /// Signed in through the identity provider: no password to change.
     sso: bool,
+    /// `datetime-local` value (UTC) of the absence's end, empty when present.
+    away_until: String,
+    /// Whether `away_until` is still ahead.
+    away_now: bool,
+    delegate: String,
 }
 
 fn account_page(
     session: &Session,
     message: Option<(String, &'static str)>,
+    now: loopgate_core::Timestamp,
 ) -> Result<axum::response::Html<String>, UiError> {
     let (message, message_class) = match message {
         Some((text, class)) => (Some(text), class),
@@ -330,6 +336,13 @@ fn account_page(
         message,
         message_class,
         sso: session.user.source == UserSource::Oidc,
+        away_until: session
+            .user
+            .away_until
+            .map(|t| t.to_rfc3339().chars().take(16).collect())
+            .unwrap_or_default(),
+        away_now: session.user.away_until.is_some_and(|t| now < t),
+        delegate: session.user.delegate.clone().unwrap_or_default(),
     })
 }
 
@@ -340,6 +353,7 @@ pub(crate) struct AccountQuery {
 
 /// `GET /ui/account`.
 pub(crate) async fn page(
+    State(app): State<AppState>,
     Extension(session): Extension<Session>,
     Query(query): Query<AccountQuery>,
 ) -> Result<Response, UiError> {
@@ -349,7 +363,7 @@ pub(crate) async fn page(
             "ok",
         )
     });
-    Ok(account_page(&session, message)?.into_response())
+    Ok(account_page(&session, message, app.clock.now())?.into_response())
 }
 
 #[derive(Deserialize)]
@@ -386,31 +400,71 @@ pub(crate) async fn set_notifications(
         }),
         ..Default::default()
     };
+    save_own(&app, session, body, "Notification choices saved.").await
+}
+
+/// Applies a change the user may make to themself, then shows the page
+/// with `saved` or the reason it was refused.
+async fn save_own(
+    app: &AppState,
+    session: Session,
+    body: loopgate_proto::UpdateUser,
+    saved: &str,
+) -> Result<Response, UiError> {
     let result = crate::http::users::update(
         State(app.clone()),
         session.caller(),
-        axum::extract::Path(session.user.id.as_str().to_owned()),
+        crate::http::extract::Path(session.user.id.as_str().to_owned()),
         crate::http::extract::JsonBody(body),
     )
     .await;
     match result {
         Ok(axum::Json(_)) => {
             // The page shows the stored choices: read the session again.
-            let fresh = crate::auth::session::by_hash(&app, &session.hash)
+            let fresh = crate::auth::session::by_hash(app, &session.hash)
                 .await?
                 .unwrap_or(session);
-            Ok(account_page(
-                &fresh,
-                Some(("Notification choices saved.".to_owned(), "ok")),
-            )?
-            .into_response())
+            Ok(
+                account_page(&fresh, Some((saved.to_owned(), "ok")), app.clock.now())?
+                    .into_response(),
+            )
         }
         Err(error) => {
             let problem = error.problem();
-            let page = account_page(&session, Some((problem.detail, "error")))?;
+            let page = account_page(&session, Some((problem.detail, "error")), app.clock.now())?;
             Ok((StatusCode::UNPROCESSABLE_ENTITY, page).into_response())
         }
     }
+}
+
+#[derive(Deserialize)]
+pub(crate) struct AwayForm {
+    /// `datetime-local` (UTC), empty when back.
+    #[serde(default)]
+    away_until: String,
+    #[serde(default)]
+    delegate: String,
+}
+
+/// `POST /ui/account/away`: away until a time, and who stands in.
+pub(crate) async fn set_away(
+    State(app): State<AppState>,
+    Extension(session): Extension<Session>,
+    Form(form): Form<AwayForm>,
+) -> Result<Response, UiError> {
+    let until = form.away_until.trim();
+    // A `datetime-local` value has no offset: the page says it is UTC.
+    let until = match until.len() {
+        16 if !until.contains(['Z', '+']) => format!("{until}:00Z"),
+        19 if !until.contains(['Z', '+']) => format!("{until}Z"),
+        _ => until.to_owned(),
+    };
+    let body = loopgate_proto::UpdateUser {
+        away_until: Some(until),
+        delegate: Some(form.delegate.trim().to_owned()),
+        ..Default::default()
+    };
+    save_own(&app, session, body, "Away settings saved.").await
 }
 
 #[derive(Deserialize)]
@@ -440,6 +494,7 @@ pub(crate) async fn change_password(
         let page = account_page(
             &session,
             Some(("The current password is wrong.".to_owned(), "error")),
+            app.clock.now(),
         )?;
         return Ok((StatusCode::UNPROCESSABLE_ENTITY, page).into_response());
     }
@@ -447,7 +502,7 @@ pub(crate) async fn change_password(
         Ok(hash) => hash,
         Err(error) => {
             let problem = error.problem();
-            let page = account_page(&session, Some((problem.detail, "error")))?;
+            let page = account_page(&session, Some((problem.detail, "error")), app.clock.now())?;
             return Ok((StatusCode::UNPROCESSABLE_ENTITY, page).into_response());
         }
     };

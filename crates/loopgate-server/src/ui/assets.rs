@@ -3,11 +3,11 @@
 
 use std::sync::LazyLock;
 
-use axum::extract::Path;
 use axum::http::{HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use sha2::{Digest as _, Sha256};
 
+use crate::http::extract::Path;
 use crate::ui::UiError;
 
 const CSS: &str = include_str!("../../assets/app.css");

@@ -3,7 +3,7 @@
 
 use askama::Template;
 use axum::Extension;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Query, State};
 use axum::response::{IntoResponse, Response};
 use loopgate_core::audit::entry;
 use loopgate_core::{EventKind, Role};
@@ -12,6 +12,7 @@ use serde::Deserialize;
 use crate::AppState;
 use crate::auth::session::Session;
 use crate::http::audit;
+use crate::http::extract::Path;
 use crate::ui::{Nav, UiError, render};
 
 #[derive(Deserialize)]

@@ -4,7 +4,7 @@
 //! revoke, through the API's handlers.
 
 use askama::Template;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::{Extension, Form};
 use loopgate_proto as proto;
@@ -13,7 +13,7 @@ use serde::Deserialize;
 use crate::AppState;
 use crate::auth::session::Session;
 use crate::http::credentials;
-use crate::http::extract::JsonBodyOr;
+use crate::http::extract::{JsonBodyOr, Path};
 use crate::ui::{Nav, UiError, minute, ok, render};
 
 /// A key or token as the page lists it.

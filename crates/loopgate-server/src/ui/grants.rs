@@ -4,14 +4,14 @@
 
 use askama::Template;
 use axum::Extension;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Query, State};
 use axum::response::{IntoResponse, Redirect, Response};
 use loopgate_proto as proto;
 use serde::Deserialize;
 
 use crate::AppState;
 use crate::auth::session::Session;
-use crate::http::extract::Params;
+use crate::http::extract::{Params, Path};
 use crate::http::grants;
 use crate::ui::{Nav, UiError, minute, ok, render};
 

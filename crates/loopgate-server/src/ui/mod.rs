@@ -67,6 +67,10 @@ pub(crate) fn router(app: AppState) -> Router<AppState> {
             "/ui/groups/{name}/notifications",
             post(users::set_group_notifications),
         )
+        .route(
+            "/ui/groups/{name}/assignment",
+            post(users::set_group_assignment),
+        )
         .route("/ui/audit", get(audit::audit))
         .route("/ui/analytics", get(analytics::dashboard))
         .route(
@@ -77,6 +81,7 @@ pub(crate) fn router(app: AppState) -> Router<AppState> {
             "/ui/account/notifications",
             post(account::set_notifications),
         )
+        .route("/ui/account/away", post(account::set_away))
         .route(
             "/ui/account/tokens",
             get(credentials::tokens).post(credentials::issue_token),

@@ -2,7 +2,7 @@
 //! and the draft editor (validate, test, publish, activate).
 
 use askama::Template;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::{Extension, Form};
@@ -14,7 +14,7 @@ use serde::Deserialize;
 use crate::AppState;
 use crate::auth::session::Session;
 use crate::http::error::ApiError;
-use crate::http::extract::JsonBody;
+use crate::http::extract::{JsonBody, Path};
 use crate::http::policies;
 use crate::ui::{Nav, UiError, ok, render};
 

@@ -2,7 +2,7 @@
 //! decide), and a proposal read on its own.
 
 use askama::Template;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::{Extension, Form};
@@ -13,7 +13,7 @@ use serde_json::Value;
 
 use crate::AppState;
 use crate::auth::session::Session;
-use crate::http::extract::{JsonBody, Params};
+use crate::http::extract::{JsonBody, Params, Path};
 use crate::http::{audit, proposals, tasks};
 use crate::ui::{Nav, UiError, lower, ok, render};
 
@@ -28,6 +28,9 @@ pub(crate) struct QueueFilter {
     group: Option<String>,
     #[serde(default, deserialize_with = "empty_none")]
     kind: Option<String>,
+    /// Any value: only the tasks assigned to or claimed by the caller.
+    #[serde(default, deserialize_with = "empty_none")]
+    mine: Option<String>,
 }
 
 /// Empty form fields mean "any".
@@ -45,6 +48,7 @@ impl QueueFilter {
             ("action", &self.action),
             ("group", &self.group),
             ("kind", &self.kind),
+            ("mine", &self.mine),
         ] {
             if let Some(value) = value {
                 out.append_pair(key, value);
@@ -68,11 +72,20 @@ pub(crate) struct Row {
     due_text: String,
     overdue: bool,
     claimed_by: Option<String>,
+    /// The member it is reserved for (groups that assign).
+    assignee: Option<String>,
+    /// Claimed by or assigned to the caller.
     mine: bool,
+    /// Claimed by or assigned to someone else: not the caller's to decide.
+    taken: bool,
     age: String,
     blind: bool,
     /// The digest the row stands for (a batch decision is bound to it).
     digest: String,
+    /// The proposal's batch, when other rows of the view share it.
+    batch: Option<String>,
+    /// On the batch's first row: how many rows the batch has.
+    batch_head: Option<usize>,
 }
 
 /// A filter choice with its count.
@@ -129,6 +142,7 @@ async fn load_queue(
             state: Some(state),
             group: filter.group.clone(),
             system: filter.system.clone(),
+            mine: filter.mine.as_ref().map(|_| true),
             cursor: None,
             limit: Some(500),
         };
@@ -152,7 +166,50 @@ async fn load_queue(
         (due(a).unwrap_or(i64::MAX), &a.created_at)
             .cmp(&(due(b).unwrap_or(i64::MAX), &b.created_at))
     });
-    Ok(all)
+    Ok(batched(all))
+}
+
+/// The tasks with each batch's tasks together, where its first one is.
+fn batched(sorted: Vec<proto::Task>) -> Vec<proto::Task> {
+    let mut out: Vec<proto::Task> = Vec::with_capacity(sorted.len());
+    let mut rest: Vec<Option<proto::Task>> = sorted.into_iter().map(Some).collect();
+    for i in 0..rest.len() {
+        let Some(task) = rest[i].take() else { continue };
+        let batch = task.batch.clone();
+        out.push(task);
+        if let Some(batch) = batch {
+            for later in rest.iter_mut().skip(i + 1) {
+                if later
+                    .as_ref()
+                    .is_some_and(|t| t.batch.as_ref() == Some(&batch))
+                {
+                    out.extend(later.take());
+                }
+            }
+        }
+    }
+    out
+}
+
+/// Rows of `tasks`, with the batches that have more than one row marked.
+fn rows(tasks: &[proto::Task], me: &str, now: Timestamp) -> Vec<Row> {
+    let mut rows: Vec<Row> = tasks.iter().map(|t| row(t, me, now)).collect();
+    let mut i = 0;
+    while i < rows.len() {
+        let batch = tasks[i].batch.clone();
+        let n = tasks[i..]
+            .iter()
+            .take_while(|t| batch.is_some() && t.batch == batch)
+            .count();
+        if 1 < n {
+            rows[i].batch_head = Some(n);
+            for row in &mut rows[i..i + n] {
+                row.batch = batch.clone();
+            }
+        }
+        i += n.max(1);
+    }
+    rows
 }
 
 fn row(task: &proto::Task, me: &str, now: Timestamp) -> Row {
@@ -178,12 +235,22 @@ fn row(task: &proto::Task, me: &str, now: Timestamp) -> Row {
         due_at: task.due_at.clone(),
         due_text,
         overdue,
-        mine: task.claimed_by.as_deref() == Some(me),
+        mine: task.claimed_by.as_deref() == Some(me) || task.assignee.as_deref() == Some(me),
+        taken: !free_for(task, me),
         claimed_by: task.claimed_by.clone(),
+        assignee: task.assignee.clone(),
         age: span(now.millis() - created.millis()),
         blind: task.blind,
         digest: task.digest.clone(),
+        batch: None,
+        batch_head: None,
     }
+}
+
+/// Neither claimed by nor assigned to someone else: `me` may take it.
+fn free_for(task: &proto::Task, me: &str) -> bool {
+    task.claimed_by.as_deref().is_none_or(|who| who == me)
+        && task.assignee.as_deref().is_none_or(|who| who == me)
 }
 
 fn counts<'a>(keys: impl Iterator<Item = &'a str>, label: impl Fn(&str) -> String) -> Vec<Count> {
@@ -210,6 +277,8 @@ struct QueuePage {
     total: usize,
     overdue: usize,
     kinds: Vec<Count>,
+    /// Tasks claimed by or assigned to the caller.
+    mine: usize,
     groups: Vec<Count>,
     systems: Vec<Count>,
     actions: Vec<Count>,
@@ -254,7 +323,7 @@ pub(crate) async fn queue(
     let everything = load_queue(&app, &session, &QueueFilter::default()).await?;
     let shown = load_queue(&app, &session, &filter).await?;
     let me = session.user.username.clone();
-    let rows: Vec<Row> = shown.iter().map(|t| row(t, &me, now)).collect();
+    let rows: Vec<Row> = rows(&shown, &me, now);
     let page = QueuePage {
         nav: Nav::new(&session, "queue"),
         query: filter.query(),
@@ -263,6 +332,10 @@ pub(crate) async fn queue(
         kinds: counts(everything.iter().map(|t| kind_key(t.kind)), |k| {
             kind_label(k).to_owned()
         }),
+        mine: everything
+            .iter()
+            .filter(|t| t.claimed_by.as_deref() == Some(&me) || t.assignee.as_deref() == Some(&me))
+            .count(),
         groups: counts(everything.iter().map(|t| t.group.as_str()), str::to_owned),
         systems: counts(everything.iter().map(|t| t.system.as_str()), str::to_owned),
         actions: counts(everything.iter().map(|t| t.action.as_str()), str::to_owned),
@@ -379,10 +452,7 @@ pub(crate) async fn queue_rows(
 ) -> Result<Response, UiError> {
     let now = app.clock.now();
     let shown = load_queue(&app, &session, &filter).await?;
-    let rows = shown
-        .iter()
-        .map(|t| row(t, &session.user.username, now))
-        .collect();
+    let rows = rows(&shown, &session.user.username, now);
     Ok(render(&QueueRows {
         rows,
         query: filter.query(),
@@ -435,40 +505,74 @@ pub(crate) struct Bar {
     y: usize,
 }
 
+/// A number for people: whole numbers as they are, others to three
+/// significant digits (`0.06575874734556664` reads `0.0658`).
+pub(crate) fn human(n: f64) -> String {
+    if !n.is_finite() {
+        return format!("{n}");
+    }
+    if n.fract() == 0.0 && n.abs() < 1e15 {
+        return format!("{n:.0}");
+    }
+    #[expect(clippy::cast_possible_truncation, reason = "a small exponent")]
+    let exponent = n.abs().log10().floor() as i32;
+    let digits = usize::try_from((2 - exponent).clamp(0, 9)).unwrap_or(0);
+    let text = format!("{n:.digits$}");
+    match text.contains('.') {
+        true => text.trim_end_matches('0').trim_end_matches('.').to_owned(),
+        false => text,
+    }
+}
+
 /// Numeric features as bars around a zero line (at the left when all are
-/// positive).
-fn bars(explanation: Option<&Value>) -> Vec<Bar> {
+/// positive). Features whose sizes differ more than tenfold (a 0.07 score
+/// beside 13 reports) share a logarithmic axis, so that none is invisible;
+/// the second value says which.
+fn bars(explanation: Option<&Value>) -> (Vec<Bar>, bool) {
     let Some(Value::Object(features)) = explanation.and_then(|e| e.get("features")) else {
-        return Vec::new();
+        return (Vec::new(), false);
     };
     let numeric: Vec<(&String, f64)> = features
         .iter()
         .filter_map(|(k, v)| v.as_f64().map(|n| (k, n)))
+        .filter(|(_, n)| n.is_finite())
         .take(20)
         .collect();
     let max = numeric.iter().map(|(_, n)| n.abs()).fold(0.0_f64, f64::max);
+    let min = numeric
+        .iter()
+        .map(|(_, n)| n.abs())
+        .filter(|n| 0.0 < *n)
+        .fold(f64::INFINITY, f64::min);
+    let log = min.is_finite() && 10.0 * min < max;
+    let size = |n: f64| match log {
+        true => (1.0 + n.abs() / min).log10(),
+        false => n.abs(),
+    };
+    let top = size(max);
     let any_negative = numeric.iter().any(|(_, n)| *n < 0.0);
     let zero = if any_negative { 50.0 } else { 0.0 };
     let room = if any_negative { 50.0 } else { 100.0 };
-    numeric
+    let bars = numeric
         .into_iter()
         .enumerate()
         .map(|(i, (name, n))| {
-            let width = if max == 0.0 {
+            let width = if top == 0.0 {
                 0.0
             } else {
-                n.abs() / max * room
+                size(n) / top * room
             };
             Bar {
                 name: name.clone(),
-                value: format!("{n}"),
+                value: human(n),
                 x: if n < 0.0 { zero - width } else { zero },
                 width: width.max(0.5),
                 negative: n < 0.0,
                 y: i * 22,
             }
         })
-        .collect()
+        .collect();
+    (bars, log)
 }
 
 /// One recorded decision.
@@ -509,6 +613,8 @@ pub(crate) struct ProposalView {
     summary: Option<String>,
     bars: Vec<Bar>,
     chart_height: usize,
+    /// The bars share a logarithmic axis.
+    chart_log: bool,
     model: String,
     context: Vec<(String, String)>,
     outcome: Option<String>,
@@ -523,7 +629,7 @@ pub(crate) struct ProposalView {
 
 fn proposal_view(p: proto::Proposal, trail: Option<proto::ProposalAudit>) -> ProposalView {
     let explanation = p.explanation.as_ref();
-    let bars = bars(explanation);
+    let (bars, chart_log) = bars(explanation);
     let history = trail
         .map(|trail| {
             trail
@@ -586,6 +692,7 @@ fn proposal_view(p: proto::Proposal, trail: Option<proto::ProposalAudit>) -> Pro
             .and_then(Value::as_str)
             .map(str::to_owned),
         chart_height: bars.len() * 22,
+        chart_log,
         bars,
         model: p
             .model
@@ -727,7 +834,7 @@ async fn task_page(
     let queue = load_queue(app, session, &filter).await?;
     let ids: Vec<&str> = queue
         .iter()
-        .filter(|t| t.claimed_by.as_deref().is_none_or(|who| who == me) || t.id == task.id)
+        .filter(|t| free_for(t, me) || t.id == task.id)
         .map(|t| t.id.as_str())
         .collect();
     let at = ids.iter().position(|it| *it == task.id);
@@ -751,7 +858,9 @@ async fn task_page(
         proto::TaskState::Open | proto::TaskState::Claimed
     );
     let nav = Nav::new(session, "queue");
-    let can_decide = open && nav.reviewer && (holder.is_none() || mine);
+    // Reserved for another member of the group (groups that assign).
+    let reserved_for = task.assignee.clone().filter(|who| who != me);
+    let can_decide = open && nav.reviewer && (holder.is_none() || mine) && reserved_for.is_none();
     let lease = match (&holder, lease_end) {
         (Some(who), Some(end)) if mine => format!(
             "Yours for {} (until {})",
@@ -761,7 +870,18 @@ async fn task_page(
         (Some(who), Some(end)) => {
             format!("Taken by {who} for {}", span(end.millis() - now.millis()))
         }
-        _ if open => "Not claimed".to_owned(),
+        _ if open => match (
+            &reserved_for,
+            task.return_at.as_deref().and_then(parse_time),
+        ) {
+            (Some(who), Some(back)) => format!(
+                "Assigned to {who}; back in the pool in {} unless opened",
+                span(back.millis() - now.millis())
+            ),
+            (Some(who), None) => format!("Assigned to {who}"),
+            (None, _) if task.assignee.is_some() => "Assigned to you".to_owned(),
+            (None, _) => "Not claimed".to_owned(),
+        },
         _ => "Closed".to_owned(),
     };
     let r = row(&task, me, now);
@@ -770,7 +890,7 @@ async fn task_page(
         kind: r.kind,
         due_text: r.due_text,
         overdue: r.overdue,
-        taken_by: holder.filter(|_| !mine),
+        taken_by: holder.filter(|_| !mine).or(reserved_for),
         mine,
         can_decide,
         can_respond: matches!(task.kind, proto::TaskKind::Gate),
@@ -987,9 +1107,7 @@ pub(crate) async fn decide(
     // The next task of the same queue, if any.
     let queue = load_queue(&app, &session, &filter).await?;
     let me = session.user.username.as_str();
-    let next = queue
-        .iter()
-        .find(|t| t.id != id && t.claimed_by.as_deref().is_none_or(|who| who == me));
+    let next = queue.iter().find(|t| t.id != id && free_for(t, me));
     let query = filter.query();
     Ok(match next {
         Some(task) => back_to_task(&task.id, &query).into_response(),
@@ -1025,9 +1143,35 @@ mod tests {
     }
 
     #[test]
+    fn numbers_read_short_and_far_apart_sizes_share_a_log_axis() {
+        assert_eq!(human(0.06575874734556664), "0.0658");
+        assert_eq!(human(13.0), "13");
+        assert_eq!(human(-2.5), "-2.5");
+        assert_eq!(human(1234.5678), "1235");
+        assert_eq!(human(0.1), "0.1");
+        assert_eq!(human(1e-9), "0.000000001");
+        assert_eq!(human(1e-12), "0");
+        let explanation = serde_json::json!({"features": {"toxicity": 0.066, "reports": 13}});
+        let (bars, log) = bars(Some(&explanation));
+        assert!(log);
+        let widths: Vec<f64> = bars.iter().map(|b| b.width).collect();
+        // 13 reports fill the axis; the score is still a visible bar.
+        assert!(
+            widths.iter().any(|w| (*w - 100.0).abs() < 1e-9),
+            "{widths:?}"
+        );
+        assert!(widths.iter().all(|w| 10.0 < *w), "{widths:?}");
+        assert_eq!(
+            bars.iter().find(|b| b.name == "toxicity").unwrap().value,
+            "0.066"
+        );
+    }
+
+    #[test]
     fn bars_center_on_zero_when_some_are_negative() {
         let explanation = serde_json::json!({"features": {"a": 2.0, "b": -1.0, "c": "text"}});
-        let bars = bars(Some(&explanation));
+        let (bars, log) = bars(Some(&explanation));
+        assert!(!log);
         assert_eq!(bars.len(), 2);
         assert_eq!((bars[0].x, bars[0].width), (50.0, 50.0));
         assert_eq!((bars[1].x, bars[1].width), (25.0, 25.0));

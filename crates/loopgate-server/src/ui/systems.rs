@@ -1,7 +1,7 @@
 //! The systems page: the inventory, and pause and resume (the kill switch).
 
 use askama::Template;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::{Extension, Form};
 use loopgate_proto as proto;
@@ -10,7 +10,7 @@ use serde::Deserialize;
 use crate::AppState;
 use crate::auth::session::Session;
 use crate::http::error::ApiError;
-use crate::http::extract::JsonBody;
+use crate::http::extract::{JsonBody, Path};
 use crate::http::systems;
 use crate::ui::{Nav, UiError, lower, ok, render};
 

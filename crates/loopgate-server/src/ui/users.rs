@@ -1,7 +1,7 @@
 //! The users page: users, their roles and groups, passwords, disabling.
 
 use askama::Template;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Form};
@@ -11,7 +11,7 @@ use serde_json::Value;
 use crate::AppState;
 use crate::auth::session::Session;
 use crate::http::error::ApiError;
-use crate::http::extract::JsonBody;
+use crate::http::extract::{JsonBody, Path};
 use crate::http::users;
 use crate::ui::{Nav, UiError, lower, ok, render};
 
@@ -28,6 +28,10 @@ pub(crate) struct UserRow {
 /// A reviewer group's notification settings, as the form shows them.
 pub(crate) struct GroupRow {
     name: String,
+    /// `pool`, `round_robin` or `least_loaded`.
+    assignment: &'static str,
+    /// How long an assignee has to open a task (`30m`).
+    return_after: String,
     email: String,
     slack_channel: String,
     teams_webhook: String,
@@ -64,9 +68,18 @@ async fn users_page(
             list.items.iter().flat_map(|u| u.groups.clone()).collect();
         let settings = app.store.group_notifications().await?;
         names.extend(settings.iter().map(|g| g.group.clone()));
+        let assigning = app.store.groups().await?;
+        names.extend(assigning.iter().map(|g| g.group.clone()));
         for name in names {
             let found = settings.iter().find(|g| g.group == name);
+            let assigns = assigning
+                .iter()
+                .find(|g| g.group == name)
+                .map(|g| g.settings)
+                .unwrap_or_default();
             groups.push(GroupRow {
+                assignment: assigns.assignment.as_str(),
+                return_after: loopgate_core::duration::format(assigns.return_after),
                 email: found.map_or(String::new(), |g| g.channels.email.join(", ")),
                 slack_channel: found
                     .and_then(|g| g.channels.slack_channel.clone())
@@ -231,6 +244,35 @@ pub(crate) async fn update_user(
 
 /// `POST /ui/groups/{name}/notifications`: a group's channels and events
 /// (admins).
+/// `POST /ui/groups/{name}/assignment`: how the group's tasks find a reviewer.
+pub(crate) async fn set_group_assignment(
+    State(app): State<AppState>,
+    Extension(session): Extension<Session>,
+    Path(name): Path<String>,
+    Form(form): Form<Vec<(String, String)>>,
+) -> Result<Response, UiError> {
+    let assignment = serde_json::from_value(Value::String(field(&form, "assignment").to_owned()))
+        .map_err(|_| {
+        UiError::from(ApiError::invalid(
+            "assignment is pool, round_robin or least_loaded",
+        ))
+    })?;
+    let return_after = field(&form, "return_after").trim();
+    let body = proto::SetGroup {
+        assignment,
+        return_after: (!return_after.is_empty()).then(|| return_after.to_owned()),
+    };
+    let result = crate::http::groups::set(
+        State(app.clone()),
+        session.caller(),
+        Path(name.clone()),
+        JsonBody(body),
+    )
+    .await
+    .map(|_| format!("Assignment of {name} saved."));
+    users_result(app, &session, result).await
+}
+
 pub(crate) async fn set_group_notifications(
     State(app): State<AppState>,
     Extension(session): Extension<Session>,

@@ -9,6 +9,7 @@
 )]
 
 mod analytics;
+mod assignment;
 mod audit;
 mod credentials;
 mod e2e;

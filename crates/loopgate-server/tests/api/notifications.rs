@@ -1086,3 +1086,61 @@ async fn a_message_the_mail_server_missed_goes_out_after_a_restart() {
     }
     panic!("the message was not recorded as delivered");
 }
+
+#[tokio::test]
+async fn an_assigned_task_mails_its_assignee_and_an_away_member_s_delegate() {
+    let smtp = SmtpSink::start().await;
+    let app = spawn_with(|config| configure(config, Some(&smtp), None)).await;
+    let (key, _ann) = app.ops_review().await;
+    app.user("bob", &["reviewer"], &["ops"]).await;
+    app.user("carol", &["reviewer"], &["ops"]).await;
+    for name in ["ann", "bob", "carol"] {
+        let email = format!("{name}@example.com");
+        patch_user(&app, name, json!({ "email": email })).await;
+    }
+    set_group(&app, "ops", json!({"events": ["task.created"]})).await;
+    let to = |mails: &[Mail]| {
+        let mut to: Vec<String> = mails.iter().map(|m| m.to.clone()).collect();
+        to.sort();
+        to
+    };
+    let submit = || app.submit(&key, "flag", json!({"fraud": true}), json!({}));
+
+    // A pooling group: ann is away, carol stands in; bob and carol hear.
+    let away = json!({"away_until": "2026-11-20T00:00:00Z", "delegate": "carol"});
+    assert_eq!(patch_user(&app, "ann", away).await.status, StatusCode::OK);
+    submit().await;
+    let mails = smtp.wait_for(2).await;
+    assert_eq!(to(&mails), ["bob@example.com", "carol@example.com"]);
+
+    // Round robin: ann's turn goes to carol, and only carol hears.
+    let set = app
+        .call(
+            Method::PUT,
+            "/v1/groups/ops",
+            Some(ADMIN_TOKEN),
+            Some(json!({"assignment": "round_robin"})),
+        )
+        .await;
+    assert_eq!(set.status, StatusCode::OK, "{}", set.body);
+    let assigned = submit().await;
+    let task = app
+        .task_of(ADMIN_TOKEN, assigned.body["id"].as_str().unwrap())
+        .await;
+    assert_eq!(task["assignee"], "carol");
+    assert_eq!(task["delegated_from"], "ann");
+    let mails = smtp.wait_for(3).await;
+    assert_eq!(mails[2].to, "carol@example.com");
+
+    // Not opened in time: back in the pool, and the members hear of it.
+    app.advance(Duration::from_secs(30 * 60)).await;
+    let mails = smtp.wait_for(5).await;
+    assert_eq!(to(&mails[3..]), ["bob@example.com", "carol@example.com"]);
+    assert!(
+        mails[3].subject.contains("Back in your group's pool"),
+        "{}",
+        mails[3].subject
+    );
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(smtp.messages().len(), 5, "ann, away, heard nothing");
+}

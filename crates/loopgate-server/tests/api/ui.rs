@@ -1139,3 +1139,163 @@ async fn a_reviewer_gives_a_grant_from_the_task_page_and_revokes_it_from_the_gra
     assert!(page.body.contains("revoked"), "{}", page.body);
     assert!(page.body.contains("by user:rev"), "{}", page.body);
 }
+
+#[tokio::test]
+async fn the_queue_shows_what_is_mine_and_reserved_and_users_set_away_and_groups() {
+    let app = spawn_app().await;
+    let key = app.system("fraud-detector", "in_the_loop").await;
+    let policy = r#"@reviewers("ops") permit(principal, action, resource);"#;
+    assert_eq!(app.publish(policy).await.status, StatusCode::CREATED);
+    let mut admin = logged_in(&app, "boss", &["admin"], &[]).await;
+    let mut ann = logged_in(&app, "ann", &["reviewer"], &["ops"]).await;
+    user(&app, "bob", &["reviewer"], &["ops"]).await;
+
+    // The admin sets `ops` to round robin from the users page.
+    let page = admin.get("/ui/users").await;
+    assert!(page.body.contains("Group assignment"), "{}", page.body);
+    let saved = admin
+        .post(
+            "/ui/groups/ops/assignment",
+            &[
+                ("_csrf", &page.csrf()),
+                ("assignment", "round_robin"),
+                ("return_after", "15m"),
+            ],
+        )
+        .await;
+    assert!(
+        saved.body.contains("Assignment of ops saved."),
+        "{}",
+        saved.body
+    );
+    let refused = admin
+        .post(
+            "/ui/groups/ops/assignment",
+            &[
+                ("_csrf", &page.csrf()),
+                ("assignment", "round_robin"),
+                ("return_after", "5s"),
+            ],
+        )
+        .await;
+    assert_eq!(refused.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(
+        refused.body.contains("between 1m and 7d"),
+        "{}",
+        refused.body
+    );
+
+    // Two tasks: ann's, then bob's.
+    for _ in 0..2 {
+        app.submit(&key, "flag", json!({"fraud": true}), json!({}))
+            .await;
+    }
+    let tasks = app.get("/v1/tasks", ADMIN_TOKEN).await.body["items"].clone();
+    let (ann_task, bob_task) = (
+        tasks[0]["id"].as_str().unwrap().to_owned(),
+        tasks[1]["id"].as_str().unwrap().to_owned(),
+    );
+    assert_eq!(tasks[1]["assignee"], "bob");
+    let queue = ann.get("/ui/queue").await;
+    assert!(queue.body.contains("mine (1)"), "{}", queue.body);
+    assert!(queue.body.contains("assigned to bob"), "{}", queue.body);
+    // Bob's row cannot be selected by ann.
+    let bob_row = &queue.body[queue.body.find(&format!("value=\"{bob_task}")).unwrap()..];
+    assert!(bob_row[..bob_row.find('>').unwrap()].contains("disabled"));
+    let mine = ann.get("/ui/queue?mine=1").await;
+    assert!(mine.body.contains(&ann_task), "{}", mine.body);
+    assert!(!mine.body.contains(&bob_task), "{}", mine.body);
+    // Bob's task page: readable, not claimed on open, not decidable.
+    let page = ann.get(&format!("/ui/tasks/{bob_task}")).await;
+    assert!(
+        page.body.contains("This task is assigned to bob"),
+        "{}",
+        page.body
+    );
+    assert!(page.body.contains("data-claim=\"\""), "{}", page.body);
+
+    // Ann goes away with bob standing in: the next task is bob's turn
+    // anyway, the one after goes to bob for her.
+    let account = ann.get("/ui/account").await;
+    let saved = ann
+        .post(
+            "/ui/account/away",
+            &[
+                ("_csrf", &account.csrf()),
+                ("away_until", "2026-11-25T09:00"),
+                ("delegate", "bob"),
+            ],
+        )
+        .await;
+    assert_eq!(saved.status, StatusCode::OK, "{}", saved.body);
+    assert!(
+        saved
+            .body
+            .contains("You are away until 2026-11-25T09:00 UTC: bob gets"),
+        "{}",
+        saved.body
+    );
+    let user = app.get("/v1/users", ADMIN_TOKEN).await.body["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|u| u["username"] == "ann")
+        .cloned()
+        .unwrap();
+    assert_eq!(user["away_until"], "2026-11-25T09:00:00.000Z");
+    let bad = ann
+        .post(
+            "/ui/account/away",
+            &[
+                ("_csrf", &account.csrf()),
+                ("away_until", ""),
+                ("delegate", "nobody"),
+            ],
+        )
+        .await;
+    assert_eq!(bad.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(bad.body.contains("is not a user"), "{}", bad.body);
+}
+
+#[tokio::test]
+async fn proposals_made_together_show_as_one_group_in_the_queue() {
+    let app = spawn_app().await;
+    let key = app.system("agent", "in_the_loop").await;
+    let policy = r#"@reviewers("ops") permit(principal, action, resource);"#;
+    assert_eq!(app.publish(policy).await.status, StatusCode::CREATED);
+    let mut rev = logged_in(&app, "rev", &["reviewer"], &["ops"]).await;
+    let submit = |batch: Value, n: u32| {
+        let mut body = crate::harness::proposal("call", json!({"n": n}), json!({}));
+        body["batch"] = batch;
+        app.post("/v1/proposals", &key, body)
+    };
+    let alone = submit(Value::Null, 0).await;
+    assert_eq!(alone.status, StatusCode::CREATED, "{}", alone.body);
+    for n in 1..=3 {
+        let made = submit(json!("mcp-01JBATCH"), n).await;
+        assert_eq!(made.status, StatusCode::CREATED, "{}", made.body);
+        assert_eq!(made.body["batch"], "mcp-01JBATCH");
+    }
+    // A batch name is bounded and plain.
+    for bad in [json!(""), json!("a b"), json!("x".repeat(129)), json!(7)] {
+        let refused = submit(bad.clone(), 9).await;
+        assert_eq!(refused.status, StatusCode::UNPROCESSABLE_ENTITY, "{bad}");
+        assert_eq!(refused.content_type, "application/problem+json");
+    }
+    let tasks = app.get("/v1/tasks", ADMIN_TOKEN).await.body["items"].clone();
+    assert_eq!(tasks[1]["batch"], "mcp-01JBATCH");
+    assert!(tasks[0]["batch"].is_null());
+    let queue = rev.get("/ui/queue").await;
+    assert!(
+        queue.body.contains("3 proposals made together"),
+        "{}",
+        queue.body
+    );
+    assert_eq!(
+        queue.body.matches("data-batch=\"mcp-01JBATCH\"").count(),
+        4,
+        "the group's box and its three rows"
+    );
+    let rows = rev.get("/ui/queue/rows").await;
+    assert!(rows.body.contains("class=\"pick-batch\""), "{}", rows.body);
+}

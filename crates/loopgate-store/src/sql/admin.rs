@@ -162,6 +162,7 @@ const TABLES: &[&str] = &[
     "webhook_deliveries",
     "webhook_attempts",
     "group_notifications",
+    "group_settings",
     "task_warnings",
     "notifications",
     "notification_attempts",

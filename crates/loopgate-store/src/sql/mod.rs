@@ -14,6 +14,7 @@
 
 pub mod admin;
 mod aggregates;
+mod assign;
 mod audit;
 mod grants;
 mod notifications;
@@ -98,6 +99,10 @@ const SQLITE_MIGRATIONS: &[(&str, &str)] = &[
     (
         "0015_grants",
         include_str!("../../migrations/sqlite/0015_grants.sql"),
+    ),
+    (
+        "0016_assignment",
+        include_str!("../../migrations/sqlite/0016_assignment.sql"),
     ),
 ];
 const MAX_BATCH: usize = 1024;

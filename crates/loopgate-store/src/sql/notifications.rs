@@ -263,12 +263,16 @@ pub(super) fn enqueue(
                 .filter(|u| u.groups.iter().any(|g| g == grp))
                 .map(|u| Member {
                     user: u.id.as_str(),
+                    name: &u.username,
+                    away_until: u.away_until,
+                    delegate: u.delegate.as_deref(),
                     email: u.email.as_deref(),
                     slack_user_id: u.slack_user_id.as_deref(),
                     prefs: u.notify,
                 })
                 .collect();
-            for to in notify::recipients(kind, channels, &members, now) {
+            let audience = notify::audience(&members, data["assignee"].as_str(), now);
+            for to in notify::recipients(kind, channels, &audience, now) {
                 let ord = match to.channel {
                     Channel::Slack => format!("slack:{task}"),
                     _ => format!("{}:{}:{seq}", to.channel, to.target),
@@ -321,7 +325,7 @@ pub(super) fn enqueue(
 
 /// The event types `notify::covers`, as an SQL list (a test keeps the two
 /// the same).
-const COVERED: &str = "'task.created', 'task.escalated', 'task.expired', 'task.sla_warning'";
+const COVERED: &str = "'task.assigned', 'task.created', 'task.escalated', 'task.expired', 'task.returned', 'task.sla_warning'";
 
 /// Whether an event changes what a task's Slack messages should say.
 fn rewrites_slack(kind: EventKind) -> bool {
@@ -347,6 +351,7 @@ fn rewrites_slack(kind: EventKind) -> bool {
         | K::UserDisabled
         | K::UserEnabled
         | K::UserBreakGlassLogin
+        | K::UserAwaySet
         | K::KeyCreated
         | K::KeyRevoked
         | K::PolicyPublished
@@ -361,11 +366,14 @@ fn rewrites_slack(kind: EventKind) -> bool {
         | K::TaskClaimed
         | K::TaskReleased
         | K::TaskSlaWarning
+        | K::TaskAssigned
+        | K::TaskReturned
         | K::GrantCreated
         | K::GrantUsed
         | K::GrantRevoked
         | K::GrantExpired
-        | K::GroupNotificationsSet => false,
+        | K::GroupNotificationsSet
+        | K::GroupUpdated => false,
     }
 }
 

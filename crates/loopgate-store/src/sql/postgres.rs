@@ -68,6 +68,10 @@ const MIGRATIONS: &[(&str, &str)] = &[
         "0009_grants",
         include_str!("../../migrations/postgres/0009_grants.sql"),
     ),
+    (
+        "0010_assignment",
+        include_str!("../../migrations/postgres/0010_assignment.sql"),
+    ),
 ];
 
 /// PostgreSQL connection settings.

@@ -9,7 +9,7 @@ use loopgate_core::{DecidedBy, Digest, ProposalId, SystemId, Timestamp};
 
 use super::aggregates::Tracked;
 use super::queries::{self as q, PROPOSAL_COLUMNS, TASK_COLUMNS, to_json};
-use super::{SqlStore, grants};
+use super::{SqlStore, assign, grants};
 use crate::{
     CommentRecord, NewComment, NewProposal, Paged, ProposalFilter, ProposalRecord, StoreError,
     SubmitError, Submitted, TxError,
@@ -273,7 +273,18 @@ pub(super) fn submit(
     {
         return Ok(Submitted::Existing(record));
     }
-    let Some(system) = q::system(conn, new.system.as_str())? else {
+    // The system, and whether the review group pools its tasks (the usual
+    // case): one query, so that pooling costs admission no round trip.
+    let sql = format!(
+        "SELECT {}, (SELECT assignment FROM group_settings WHERE grp = ?2) FROM systems WHERE id = ?1",
+        q::SYSTEM_COLUMNS
+    );
+    let group = &new.routing.review.group;
+    let found = q::one(conn, &sql, params![new.system.as_str(), group], |row| {
+        let mode: Option<String> = row.get(q::AFTER_SYSTEM_COLUMNS)?;
+        Ok((q::system_row(row)?, mode.is_none_or(|m| m == "pool")))
+    })?;
+    let Some((system, group_pools)) = found else {
         return Err(TxError::Refused(SubmitError::UnknownSystem(
             new.system.as_str().to_owned(),
         )));
@@ -306,7 +317,7 @@ pub(super) fn submit(
         salt: &new.salt,
         submitted_by: &new.submitted_by,
     };
-    let admission = proposal::admit(
+    let mut admission = proposal::admit(
         &proposed,
         &new.routing,
         state,
@@ -324,8 +335,8 @@ pub(super) fn submit(
     let seq: i64 = conn.query_row(
         "INSERT INTO proposals (id, system, action, idempotency_key, digest, fingerprint, subject, input, output, confidence, explanation,
              model, context, status, route, policy_version, matched_policies, overridden, modified, blind, decided_by,
-             decided_at, submitted_by, created_at, salt, ai_output, policy_errors, grant_id)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?22, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, 0, 0, ?21, ?17, ?18, ?19, ?20, ?23, ?8, ?24, ?25)
+             decided_at, submitted_by, created_at, salt, ai_output, policy_errors, grant_id, batch)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?22, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, 0, 0, ?21, ?17, ?18, ?19, ?20, ?23, ?8, ?24, ?25, ?26)
          RETURNING seq",
         params![
         new.id.as_str(),
@@ -353,6 +364,7 @@ pub(super) fn submit(
         new.salt,
         (!routing.errors.is_empty()).then(|| to_json(&routing.errors)),
         admission.grant.as_ref().map(|it| it.id.as_str()),
+        new.batch,
     ],
         |row| row.get(0),
     )?;
@@ -360,7 +372,13 @@ pub(super) fn submit(
         q::shadow_outcome(conn, new.id.as_str(), routing, shadow, now)?;
         q::shadow_errors(conn, new.id.as_str(), shadow, now)?;
     }
-    if let Some(task) = &admission.task {
+    if let Some(task) = &mut admission.task {
+        let pools = group_pools && task.group == *group;
+        if !pools
+            && let Some(assigned) = assign::assign_task(conn, task, &new.submitted_by, &[], now)?
+        {
+            *task = assigned;
+        }
         q::insert_task(conn, task, now)?;
     }
     for (actor, event) in admission.events(&proposed) {
@@ -380,6 +398,7 @@ pub(super) fn submit(
         model: new.model,
         context: new.context,
         idempotency_key: new.idempotency_key,
+        batch: new.batch,
         digest: new.digest,
         status: admission.status,
         route: routing.route,

@@ -4,6 +4,7 @@
 use std::time::Duration;
 
 use crate::db::{Connection, OptionalExtension, Params, Row, params};
+use loopgate_core::assign::Assigned;
 use loopgate_core::audit::entry;
 use loopgate_core::audit::event::Event;
 use loopgate_core::grant::Grantable;
@@ -24,12 +25,12 @@ use crate::{
 
 pub(super) const PROPOSAL_COLUMNS: &str = "seq, id, system, action, subject, input, output, confidence, explanation, model, \
      context, idempotency_key, digest, status, route, policy_version, matched_policies, overridden, modified, decided_by, \
-     decided_at, submitted_by, created_at, blind, salt, erased_at, policy_errors, grant_id";
+     decided_at, submitted_by, created_at, blind, salt, erased_at, policy_errors, grant_id, batch";
 
 pub(super) const TASK_COLUMNS: &str = "t.seq, t.id, t.proposal_id, t.kind, t.state, t.grp, t.level, t.required, t.due_at, \
      t.claimed_by, t.lease_expires_at, t.first_group, t.sla_ms, t.escalate_to, t.on_timeout, t.blind, t.sample_probability, \
      t.created_at, p.system, p.action, p.digest, \
-     t.approvals, t.rationale_required, t.grant_max_ms, t.grant_refused_tier";
+     t.approvals, t.rationale_required, t.grant_max_ms, t.grant_refused_tier, t.assignee, t.delegated_from, t.return_at, p.batch";
 
 /// An event with its proposal's system and task group (joined as `p`, `t`).
 pub(super) const EVENT_COLUMNS: &str =
@@ -136,6 +137,7 @@ pub(super) fn proposal_row(row: &Row) -> Result<ProposalRecord, StoreError> {
             None => Vec::new(),
         },
         grant_id: row.get(27)?,
+        batch: row.get(28)?,
     })
 }
 
@@ -210,6 +212,14 @@ pub(super) fn task_row(row: &Row) -> Result<TaskRecord, StoreError> {
         due_at: row.get::<_, Option<i64>>(8)?.map(Timestamp::from_millis),
         claimed_by: row.get(9)?,
         lease_expires_at: row.get::<_, Option<i64>>(10)?.map(Timestamp::from_millis),
+        assigned: match row.get::<_, Option<String>>(25)? {
+            Some(to) => Some(Assigned {
+                to,
+                delegated_from: row.get(26)?,
+                return_at: row.get::<_, Option<i64>>(27)?.map(Timestamp::from_millis),
+            }),
+            None => None,
+        },
         plan,
         sample_probability: row.get(16)?,
         created_at: Timestamp::from_millis(row.get(17)?),
@@ -221,6 +231,7 @@ pub(super) fn task_row(row: &Row) -> Result<TaskRecord, StoreError> {
         action: row.get(19)?,
         digest: parse(&row.get::<_, String>(20)?, Digest::parse)?,
         approvals: row.get(21)?,
+        batch: row.get(28)?,
     })
 }
 
@@ -240,8 +251,8 @@ pub(super) fn insert_task(
     conn.execute_later(
         "INSERT INTO tasks (id, proposal_id, kind, state, grp, level, required, due_at, claimed_by, lease_expires_at,
              first_group, sla_ms, escalate_to, on_timeout, blind, sample_probability, created_at, updated_at,
-             rationale_required, grant_max_ms, grant_refused_tier)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?17, ?18, ?19, ?20)",
+             rationale_required, grant_max_ms, grant_refused_tier, assignee, delegated_from, return_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?17, ?18, ?19, ?20, ?21, ?22, ?23)",
     params![
         task.id.as_str(),
         task.proposal_id.as_str(),
@@ -269,6 +280,9 @@ pub(super) fn insert_task(
             Grantable::NotAtRisk(tier) => Some(tier.as_str()),
             _ => None,
         },
+        task.assigned.as_ref().map(|a| a.to.as_str()),
+        task.assigned.as_ref().and_then(|a| a.delegated_from.as_deref()),
+        task.assigned.as_ref().and_then(|a| a.return_at).map(Timestamp::millis),
     ])?;
     Ok(())
 }
@@ -279,7 +293,8 @@ pub(super) fn update_task(
     now: Timestamp,
 ) -> Result<(), StoreError> {
     conn.execute_later(
-        "UPDATE tasks SET state = ?2, grp = ?3, level = ?4, due_at = ?5, claimed_by = ?6, lease_expires_at = ?7, updated_at = ?8
+        "UPDATE tasks SET state = ?2, grp = ?3, level = ?4, due_at = ?5, claimed_by = ?6, lease_expires_at = ?7, updated_at = ?8,
+             assignee = ?9, delegated_from = ?10, return_at = ?11
          WHERE id = ?1",
     params![
         task.id.as_str(),
@@ -290,6 +305,9 @@ pub(super) fn update_task(
         task.claimed_by,
         task.lease_expires_at.map(Timestamp::millis),
         now.millis(),
+        task.assigned.as_ref().map(|a| a.to.as_str()),
+        task.assigned.as_ref().and_then(|a| a.delegated_from.as_deref()),
+        task.assigned.as_ref().and_then(|a| a.return_at).map(Timestamp::millis),
     ])?;
     Ok(())
 }
@@ -425,6 +443,8 @@ pub(super) fn system(conn: &Connection, id: &str) -> Result<Option<SystemRecord>
 }
 
 pub(super) const SYSTEM_COLUMNS: &str = "id, name, owner, purpose, risk_tier, oversight, status, created_at, updated_at, retention_ms, shape";
+/// The position of the first column after `SYSTEM_COLUMNS`.
+pub(super) const AFTER_SYSTEM_COLUMNS: usize = 11;
 
 pub(super) fn system_row(row: &Row) -> Result<SystemRecord, StoreError> {
     Ok(SystemRecord {
@@ -665,10 +685,9 @@ pub(super) fn shadow_errors(
     Ok(())
 }
 
-pub(super) const USER_COLUMNS: &str =
-    "id, username, roles, groups_, created_at, disabled_at, email, slack_user_id, notify, source";
+pub(super) const USER_COLUMNS: &str = "id, username, roles, groups_, created_at, disabled_at, email, slack_user_id, notify, source, away_until, delegate";
 /// The position of the first column after `USER_COLUMNS`.
-pub(super) const AFTER_USER_COLUMNS: usize = 10;
+pub(super) const AFTER_USER_COLUMNS: usize = 12;
 
 pub(super) fn user_row(row: &Row) -> Result<UserRecord, StoreError> {
     let roles: Vec<String> = serde_json::from_str(&row.get::<_, String>(2)?)?;
@@ -688,6 +707,8 @@ pub(super) fn user_row(row: &Row) -> Result<UserRecord, StoreError> {
         // Choices that no longer read are the defaults.
         notify: serde_json::from_str(&row.get::<_, String>(8)?).unwrap_or_default(),
         source: parse(&row.get::<_, String>(9)?, UserSource::parse)?,
+        away_until: row.get::<_, Option<i64>>(10)?.map(Timestamp::from_millis),
+        delegate: row.get(11)?,
     })
 }
 

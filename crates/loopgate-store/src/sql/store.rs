@@ -27,7 +27,7 @@ use crate::{
     StoredEvent, SubmitError, Submitted, SystemPatch, SystemRecord, TaskFilter, TaskRecord,
     TimerOutcome, Total, TotalsQuery, TreeHead, TxError, UserPatch, UserRecord, WebhookConfig,
 };
-use crate::{CommentRecord, GrantError, GrantFilter, NewComment};
+use crate::{CommentRecord, GrantError, GrantFilter, GroupRecord, NewComment};
 
 #[async_trait::async_trait]
 impl Store for SqlStore {
@@ -561,6 +561,20 @@ impl Store for SqlStore {
     async fn prune_deliveries(&self, before: Timestamp, limit: u32) -> Result<u32, StoreError> {
         self.write_plain(move |conn| webhooks::prune(conn, before, limit))
             .await
+    }
+
+    async fn groups(&self) -> Result<Vec<GroupRecord>, StoreError> {
+        SqlStore::groups(self).await
+    }
+
+    async fn set_group(
+        &self,
+        group: &str,
+        settings: loopgate_core::assign::GroupSettings,
+        actor: &str,
+        now: Timestamp,
+    ) -> Result<GroupRecord, StoreError> {
+        SqlStore::set_group(self, group, settings, actor, now).await
     }
 
     async fn group_notifications(&self) -> Result<Vec<GroupNotifications>, StoreError> {

@@ -3,13 +3,13 @@
 use std::time::Duration;
 
 use crate::db::{Arg, Connection, ToArg, params};
-use loopgate_core::audit::event::Event;
+use loopgate_core::audit::event::{Event, LOOPGATE_ACTOR};
 use loopgate_core::review::{self, DecisionInput, Effect, ReviewError, Reviewer, Task};
 use loopgate_core::{ProposalStatus, TaskId, TaskState, Timestamp};
 
 use super::aggregates::Tracked;
 use super::queries::{self as q, TASK_COLUMNS};
-use super::{SqlStore, grants};
+use super::{SqlStore, assign, grants};
 use crate::{
     DecisionOutcome, Paged, ProposalRecord, ReviewerRef, StoreError, TaskFilter, TaskRecord,
     TimerOutcome, TxError,
@@ -53,6 +53,16 @@ impl SqlStore {
             if let Some(system) = &filter.system {
                 args.push(system.as_str().to_arg());
                 sql.push_str(&format!(" AND p.system = ?{}", args.len()));
+            }
+            if let Some(me) = &filter.mine {
+                args.push(me.to_arg());
+                let who = args.len();
+                args.push(now.millis().to_arg());
+                let n = args.len();
+                sql.push_str(&format!(
+                    " AND ((t.assignee = ?{who} AND (t.return_at IS NULL OR t.return_at > ?{n}))
+                       OR (t.claimed_by = ?{who} AND t.state = 'claimed' AND t.lease_expires_at > ?{n}))"
+                ));
             }
             args.push(i64::from(filter.limit).saturating_add(1).to_arg());
             sql.push_str(&format!(" ORDER BY t.seq LIMIT CAST(?{} AS BIGINT)", args.len()));
@@ -120,7 +130,9 @@ impl SqlStore {
                 name: &reviewer.name,
                 groups: &reviewer.groups,
             };
-            let decided = review::decide(&case, who, input, now).map_err(TxError::Refused)?;
+            let mut decided = review::decide(&case, who, input, now).map_err(TxError::Refused)?;
+            let reassigned =
+                assign::after_transition(conn, &mut decided.case, decided.effect, now)?;
             let tracked = Tracked::before(conn, proposal.id.as_str())?;
             let actor = format!("user:{}", reviewer.name);
             q::insert_decision(conn, &decided.case.task, &decided.decision)?;
@@ -134,6 +146,14 @@ impl SqlStore {
             };
             q::append(conn, now, &actor, &event)?;
             effect_events(conn, now, &actor, &decided.case, decided.effect)?;
+            if reassigned && decided.effect == Effect::Recorded {
+                q::append(
+                    conn,
+                    now,
+                    LOOPGATE_ACTOR,
+                    &Event::TaskAssigned(&decided.case.task),
+                )?;
+            }
             let grant = match decided.grant {
                 Some(agreed) => {
                     let grant =
@@ -187,7 +207,8 @@ impl SqlStore {
             let mut out = Vec::with_capacity(ids.len());
             for id in ids {
                 let Some(case) = q::case(conn, &id)? else { continue };
-                let Some((next, effect)) = review::expire(&case, now) else { continue };
+                let Some((mut next, effect)) = review::expire(&case, now) else { continue };
+                assign::after_transition(conn, &mut next, effect, now)?;
                 let tracked = Tracked::before(conn, next.task.proposal_id.as_str())?;
                 q::write_case(conn, &next, now)?;
                 tracked.apply(conn)?;
@@ -195,6 +216,7 @@ impl SqlStore {
                 out.push(TimerOutcome { proposal_id: next.task.proposal_id.clone(), status: next.proposal.status, effect });
             }
             grants::end_expired(conn, now, limit)?;
+            assign::return_unopened(conn, now, limit)?;
             Ok(out)
         })
         .await
@@ -238,6 +260,17 @@ impl SqlStore {
             q::update_task(conn, &task, now)?;
             let actor = format!("user:{}", reviewer.name);
             q::append(conn, now, &actor, &event(&task))?;
+            // An assignee who let go gave the task back to the pool.
+            if let Some(from) = record.task.assignee(now)
+                && task.assigned.is_none()
+            {
+                let event = Event::TaskReturned {
+                    task: &task,
+                    from,
+                    reason: "released",
+                };
+                q::append(conn, now, &actor, &event)?;
+            }
             Ok(TaskRecord { task, ..record })
         })
         .await

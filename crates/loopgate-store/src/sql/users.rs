@@ -98,6 +98,23 @@ impl SqlStore {
                 let event = Event::UserUpdated { user: id.as_str(), roles: &roles, groups: &groups };
                 q::append(conn, now, &actor, &event)?;
             }
+            if patch.away_until.is_some() || patch.delegate.is_some() {
+                let away_until = patch.away_until.unwrap_or(before.away_until);
+                let delegate = patch.delegate.unwrap_or(before.delegate);
+                if let Some(name) = &delegate {
+                    check_delegate(conn, &before.username, name)?;
+                }
+                conn.execute(
+                    "UPDATE users SET away_until = ?2, delegate = ?3 WHERE id = ?1",
+                    params![id.as_str(), away_until.map(Timestamp::millis), delegate],
+                )?;
+                let event = Event::UserAwaySet {
+                    user: id.as_str(),
+                    away_until,
+                    delegate: delegate.as_deref(),
+                };
+                q::append(conn, now, &actor, &event)?;
+            }
             if let Some(hash) = patch.password_hash {
                 conn.execute(
                     "UPDATE users SET password_hash = ?2 WHERE id = ?1",
@@ -451,5 +468,29 @@ fn created_event<'a>(user: &'a NewUser, issuer: Option<&'a str>) -> Event<'a> {
         groups: &user.groups,
         source: user.source,
         issuer,
+    }
+}
+
+/// A stand-in must be another user who can sign in.
+fn check_delegate(conn: &Connection, username: &str, delegate: &str) -> Result<(), StoreError> {
+    if delegate == username {
+        return Err(StoreError::Invalid(
+            "a user cannot be their own `delegate`".to_owned(),
+        ));
+    }
+    let enabled: Option<bool> = q::one(
+        conn,
+        "SELECT disabled_at IS NULL FROM users WHERE username = ?1",
+        params![delegate],
+        |row| row.get(0),
+    )?;
+    match enabled {
+        Some(true) => Ok(()),
+        Some(false) => Err(StoreError::Invalid(format!(
+            "`delegate` `{delegate}` is disabled"
+        ))),
+        None => Err(StoreError::Invalid(format!(
+            "`delegate` `{delegate}` is not a user"
+        ))),
     }
 }
