@@ -81,6 +81,22 @@ impl Client {
         })
     }
 
+    /// A client for what needs no credential (the audit log's public key,
+    /// and its checkpoints and proofs where `audit_public` is on).
+    pub fn anonymous(base: &str) -> Result<Client, ClientError> {
+        Client::new(base, "")
+    }
+
+    /// A request with the client's token, if it has one.
+    fn request(&self, method: Method, url: &str) -> reqwest::RequestBuilder {
+        let request = self.http.request(method, url);
+        if self.token.is_empty() {
+            request
+        } else {
+            request.bearer_auth(&self.token)
+        }
+    }
+
     /// Submits a proposal; with `wait`, long-polls until it is resolved.
     pub async fn submit(
         &self,
@@ -395,9 +411,7 @@ impl Client {
     ) -> Result<proto::ReplayReport, ClientError> {
         let url = format!("{}/v1/policies/replay?stream=true", self.base);
         let response = self
-            .http
-            .post(&url)
-            .bearer_auth(&self.token)
+            .request(Method::POST, &url)
             .json(body)
             .send()
             .await
@@ -445,9 +459,7 @@ impl Client {
     ) -> Result<u64, ClientError> {
         let url = format!("{}/v1/exports/labels?{}", self.base, encode_query(query));
         let response = self
-            .http
-            .get(&url)
-            .bearer_auth(&self.token)
+            .request(Method::GET, &url)
             .send()
             .await
             .map_err(|e| ClientError::Transport(format!("cannot reach {}: {e}", self.base)))?;
@@ -707,7 +719,7 @@ impl Client {
         body: Option<&B>,
     ) -> Result<Vec<u8>, ClientError> {
         let url = format!("{}{path}", self.base);
-        let mut request = self.http.request(method, &url).bearer_auth(&self.token);
+        let mut request = self.request(method, &url);
         if let Some(body) = body {
             request = request.json(body);
         }

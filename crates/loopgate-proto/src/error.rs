@@ -16,6 +16,8 @@ pub enum ErrorCode {
     Forbidden,
     /// The resource does not exist (or the caller may not see it).
     NotFound,
+    /// The route exists but does not accept the request's method.
+    MethodNotAllowed,
     /// The idempotency key was used before with a different proposal.
     IdempotencyConflict,
     /// A resource with this id or name exists already.
@@ -54,6 +56,7 @@ impl ErrorCode {
         ErrorCode::Unauthenticated,
         ErrorCode::Forbidden,
         ErrorCode::NotFound,
+        ErrorCode::MethodNotAllowed,
         ErrorCode::IdempotencyConflict,
         ErrorCode::AlreadyExists,
         ErrorCode::AlreadyDecided,
@@ -78,6 +81,7 @@ impl ErrorCode {
             ErrorCode::Unauthenticated => 401,
             ErrorCode::Forbidden => 403,
             ErrorCode::NotFound => 404,
+            ErrorCode::MethodNotAllowed => 405,
             ErrorCode::IdempotencyConflict => 409,
             ErrorCode::AlreadyExists => 409,
             ErrorCode::AlreadyDecided => 409,
@@ -103,6 +107,7 @@ impl ErrorCode {
             ErrorCode::Unauthenticated => "unauthenticated",
             ErrorCode::Forbidden => "forbidden",
             ErrorCode::NotFound => "not_found",
+            ErrorCode::MethodNotAllowed => "method_not_allowed",
             ErrorCode::IdempotencyConflict => "idempotency_conflict",
             ErrorCode::AlreadyExists => "already_exists",
             ErrorCode::AlreadyDecided => "already_decided",
@@ -128,6 +133,7 @@ impl ErrorCode {
             ErrorCode::Unauthenticated => "authentication required",
             ErrorCode::Forbidden => "not allowed for this caller",
             ErrorCode::NotFound => "not found",
+            ErrorCode::MethodNotAllowed => "method not allowed",
             ErrorCode::IdempotencyConflict => "idempotency key reused with a different proposal",
             ErrorCode::AlreadyExists => "already exists",
             ErrorCode::AlreadyDecided => "already decided",
@@ -158,7 +164,8 @@ impl ErrorCode {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Problem {
-    /// A URI naming the code's section of docs/errors.md.
+    /// A URI reference naming the code's section of the errors reference,
+    /// served by loopgate itself: `/docs/errors#<code>`.
     #[serde(rename = "type")]
     pub type_: String,
     /// The fixed title of the code.

@@ -26,7 +26,7 @@ use crate::config::FileConfig;
 
 #[derive(Debug, Subcommand)]
 pub(crate) enum AuditCommand {
-    /// Print the log's verifier key (`<origin>+<key id>+<key>`).
+    /// Print the log's verifier key (`<origin>+<key id>+<key>`); needs no token.
     Pubkey(Remote0),
     /// Print the newest signed checkpoint; `--issue` signs one now.
     Checkpoint {
@@ -105,7 +105,11 @@ pub(crate) async fn erase(file: &FileConfig, command: EraseCommand) -> anyhow::R
 pub(crate) async fn run(file: &FileConfig, command: AuditCommand) -> anyhow::Result<()> {
     match command {
         AuditCommand::Pubkey(args) => {
-            out!("{}", file.client(&args.remote)?.audit_pubkey().await?);
+            // The key is public: no token needed.
+            out!(
+                "{}",
+                file.public_client(&args.remote)?.audit_pubkey().await?
+            );
         }
         AuditCommand::Checkpoint { issue, remote } => {
             let client = file.client(&remote)?;
@@ -172,6 +176,11 @@ async fn latest_size(client: &loopgate_client::Client) -> anyhow::Result<u64> {
 
 /// The key itself, or a file that holds it.
 pub(crate) fn read_key(arg: &str) -> anyhow::Result<Verifier> {
+    if arg.trim().is_empty() {
+        anyhow::bail!(
+            "the verifier key is empty: pass the key that `loopgate audit pubkey --server URL` prints (no token needed), or a file that holds it"
+        );
+    }
     let text = if Path::new(arg).is_file() {
         std::fs::read_to_string(arg).with_context(|| format!("cannot read the key file `{arg}`"))?
     } else {

@@ -6,9 +6,20 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
+/// What `loopgate --version` prints: the version, the git commit and the
+/// day of the build (`build.rs`).
+pub(crate) const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (commit ",
+    env!("LOOPGATE_COMMIT"),
+    ", built ",
+    env!("LOOPGATE_BUILD_DATE"),
+    ")"
+);
+
 /// loopgate: a human-in-the-loop control plane for AI.
 #[derive(Debug, Parser)]
-#[command(name = "loopgate", version, about)]
+#[command(name = "loopgate", version = VERSION, about)]
 pub(crate) struct Cli {
     /// Configuration file (default: ./loopgate.toml when it exists).
     #[arg(long, global = true, env = "LOOPGATE_CONFIG")]
@@ -96,6 +107,16 @@ pub(crate) struct DemoArgs {
     /// Proposals per second the simulator submits (0 turns it off).
     #[arg(long, default_value_t = 1.0)]
     pub(crate) rate: f64,
+    /// Proposals per scenario in the 30 days of history made on the first
+    /// start (decided by the same rules the dashboards should find).
+    #[arg(long, default_value_t = 600, value_parser = clap::value_parser!(u64).range(1..=100_000))]
+    pub(crate) history: u64,
+    /// Start without history: empty dashboards until the simulator fills them.
+    #[arg(long, conflicts_with = "history")]
+    pub(crate) no_history: bool,
+    /// The history's random seed (the same seed makes the same month).
+    #[arg(long, default_value_t = 2026)]
+    pub(crate) seed: u64,
 }
 
 /// Where the server is and who is calling.

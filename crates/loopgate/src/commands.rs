@@ -26,7 +26,8 @@ pub(crate) async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Demo(args) => {
             init_logging();
             let (config, bind) = file.server_config(&args.serve)?;
-            crate::demo::run(config, bind, args.rate).await
+            let history = (!args.no_history).then_some((args.history, args.seed));
+            crate::demo::run(config, bind, args.rate, history).await
         }
         Command::System(command) => system(&file, command).await,
         Command::User(command) => user(&file, command).await,

@@ -25,8 +25,10 @@ fn axum_header_name(name: &str) -> Option<()> {
         .map(|_| ())
 }
 
-/// The file's keys; every one optional.
+/// The file's keys; every one optional. `deploy/loopgate.toml` lists them
+/// all with their defaults (kept true by the tests below).
 #[derive(Debug, Default, Deserialize)]
+#[cfg_attr(test, derive(serde::Serialize))]
 #[serde(deny_unknown_fields)]
 pub(crate) struct FileConfig {
     bind: Option<SocketAddr>,
@@ -380,16 +382,90 @@ impl FileConfig {
 
     /// The client of a remote command.
     pub(crate) fn client(&self, remote: &Remote) -> anyhow::Result<loopgate_client::Client> {
-        let server = remote
-            .server
-            .clone()
-            .or_else(|| self.server.clone())
-            .unwrap_or_else(|| DEFAULT_SERVER.to_owned());
+        let server = self.server(remote);
         let Some(token) = remote.token.clone().or_else(|| self.token.clone()) else {
             anyhow::bail!(
                 "no token: pass --token, set LOOPGATE_TOKEN, or put `token` in loopgate.toml"
             );
         };
         Ok(loopgate_client::Client::new(&server, &token)?)
+    }
+
+    /// A client for public endpoints: the token when there is one, none
+    /// otherwise.
+    pub(crate) fn public_client(&self, remote: &Remote) -> anyhow::Result<loopgate_client::Client> {
+        let server = self.server(remote);
+        Ok(match remote.token.clone().or_else(|| self.token.clone()) {
+            Some(token) => loopgate_client::Client::new(&server, &token)?,
+            None => loopgate_client::Client::anonymous(&server)?,
+        })
+    }
+
+    /// The server URL: the flag or `LOOPGATE_SERVER`, the file, the default.
+    fn server(&self, remote: &Remote) -> String {
+        remote
+            .server
+            .clone()
+            .or_else(|| self.server.clone())
+            .unwrap_or_else(|| DEFAULT_SERVER.to_owned())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SAMPLE: &str = include_str!("../../../deploy/loopgate.toml");
+
+    fn no_flags() -> ServeArgs {
+        ServeArgs {
+            bind: None,
+            data_dir: None,
+            database_url: None,
+            policies: None,
+            require_shapes: None,
+        }
+    }
+
+    /// A commented-out `# key = example` line of the sample.
+    fn example(line: &str) -> Option<&str> {
+        let rest = line.strip_prefix("# ")?;
+        let (key, _) = rest.split_once(" = ")?;
+        let is_key = !key.is_empty() && key.chars().all(|c| c.is_ascii_lowercase() || c == '_');
+        is_key.then_some(rest)
+    }
+
+    /// Every value the sample sets is the default: it configures the server
+    /// exactly as no file does (but for the data directory, which it names
+    /// for the systemd unit).
+    #[test]
+    fn the_sample_config_sets_only_defaults() {
+        let sample: FileConfig = toml::from_str(SAMPLE).unwrap();
+        let (mut from_sample, bind) = sample.server_config(&no_flags()).unwrap();
+        let (defaults, default_bind) = FileConfig::default().server_config(&no_flags()).unwrap();
+        assert_eq!(from_sample.data_dir, PathBuf::from("/var/lib/loopgate"));
+        from_sample.data_dir = defaults.data_dir.clone();
+        assert_eq!(format!("{from_sample:?}"), format!("{defaults:?}"));
+        assert_eq!(bind, default_bind);
+        assert_eq!(sample.server.as_deref(), Some(DEFAULT_SERVER));
+    }
+
+    /// The sample names every key: with its examples uncommented, it still
+    /// parses (no unknown key, each example of the right type) and sets
+    /// every key there is.
+    #[test]
+    fn the_sample_config_names_every_key() {
+        let uncommented: Vec<&str> = SAMPLE
+            .lines()
+            .map(|line| example(line).unwrap_or(line))
+            .collect();
+        let all: FileConfig = toml::from_str(&uncommented.join("\n")).unwrap();
+        let keys = serde_json::to_value(&all).unwrap();
+        for (key, value) in keys.as_object().unwrap() {
+            assert!(
+                !value.is_null(),
+                "deploy/loopgate.toml does not name `{key}`"
+            );
+        }
     }
 }

@@ -1,6 +1,9 @@
 //! `loopgate demo`: the server on an embedded SQLite data directory, seeded
-//! with five scenarios (systems, policies, reviewers) and a simulator that
-//! keeps submitting realistic synthetic proposals.
+//! with five scenarios (systems, policies, reviewers) and a month of their
+//! history (`history`), and a simulator that keeps submitting realistic
+//! synthetic proposals.
+
+mod history;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -9,7 +12,7 @@ use std::time::Duration;
 use anyhow::Context as _;
 use loopgate_client::Client;
 use loopgate_proto as proto;
-use loopgate_server::{Config, SystemClock};
+use loopgate_server::Config;
 use serde_json::{Map, Value, json};
 use tokio::net::TcpListener;
 
@@ -95,7 +98,14 @@ const USERS: [(&str, &[proto::Role], &[&str]); 4] = [
     ("audrey", &[proto::Role::Auditor], &[]),
 ];
 
-pub(crate) async fn run(mut config: Config, bind: SocketAddr, rate: f64) -> anyhow::Result<()> {
+/// Runs the demo; `history` is the proposals per scenario and the seed of
+/// the month made on the first start (none: start empty).
+pub(crate) async fn run(
+    mut config: Config,
+    bind: SocketAddr,
+    rate: f64,
+    history: Option<(u64, u64)>,
+) -> anyhow::Result<()> {
     let admin_token = demo_admin_token(&config)?;
     config.bootstrap_token = Some(admin_token.clone());
     // Every demo action has a declared shape: a context of the wrong type is refused.
@@ -105,7 +115,15 @@ pub(crate) async fn run(mut config: Config, bind: SocketAddr, rate: f64) -> anyh
         .with_context(|| format!("cannot listen on {bind}"))?;
     // The address bound (`--bind 127.0.0.1:0` picks a free port).
     let bound = listener.local_addr().unwrap_or(bind);
-    let started = loopgate_server::start(config, Arc::new(SystemClock)).await?;
+    // A new SQLite data directory gets a past: the server starts 30 days
+    // ago and its clock walks to now while the history is made.
+    let new = config.database_url.is_none() && !config.data_dir.join("loopgate.db").exists();
+    let history = history.filter(|_| new);
+    let clock = Arc::new(match history {
+        Some(_) => history::DemoClock::days_ago(history::DAYS),
+        None => history::DemoClock::default(),
+    });
+    let started = loopgate_server::start(config, clock.clone()).await?;
     let first_start =
         started.generated_admin_token.is_none() && started.app.store.systems().await?.is_empty();
     let server = tokio::spawn(loopgate_server::serve(
@@ -118,6 +136,25 @@ pub(crate) async fn run(mut config: Config, bind: SocketAddr, rate: f64) -> anyh
     let admin = Client::new(&base, &admin_token)?;
     if first_start {
         seed(&admin).await.context("seeding the demo failed")?;
+    }
+    if let Some((size, seed)) = history {
+        if first_start {
+            let began = std::time::Instant::now();
+            out!(
+                "Making {} days of history ({size} proposals per scenario)…",
+                history::DAYS
+            );
+            let made = history::make(&base, &admin, &clock, size, seed)
+                .await
+                .context("making the demo's history failed")?;
+            out!(
+                "History: {} proposals and {} decisions in {:.1} s.",
+                made.proposals,
+                made.decisions,
+                began.elapsed().as_secs_f64()
+            );
+        }
+        clock.live();
     }
     let accounts = accounts(&admin).await?;
     let keys = system_keys(&admin).await?;
@@ -140,12 +177,18 @@ pub(crate) async fn run(mut config: Config, bind: SocketAddr, rate: f64) -> anyh
             account.token
         );
     }
-    out!(
-        "\nTry:\n  export LOOPGATE_TOKEN={}\n  loopgate review list\n",
+    let token = |name: &str| {
         accounts
-            .first()
+            .iter()
+            .find(|it| it.username == name)
             .map(|it| it.token.as_str())
             .unwrap_or_default()
+    };
+    out!(
+        "\nTry:\n  {base}/ui/analytics       the last 30 days as audrey (auditor) sees them: overrides, calibration, fairness, agreement\n  {base}/ui/queue           the review queue as rita or sam\n  LOOPGATE_TOKEN={} loopgate review list\n  LOOPGATE_TOKEN={} loopgate report overview --system fraud-detector\n  LOOPGATE_TOKEN={} loopgate report fairness --system fraud-detector --attribute country\n",
+        token("rita"),
+        token("audrey"),
+        token("audrey"),
     );
     if 0.0 < rate {
         let noun = if rate == 1.0 { "proposal" } else { "proposals" };

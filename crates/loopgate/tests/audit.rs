@@ -64,7 +64,14 @@ async fn export() -> Export {
     assert!(ok, "{stderr}");
     // Checkpoints come at 100 and 400, at the end, and on the 1 s interval.
     assert!(stdout.starts_with("exported 1804 entries, "), "{stdout}");
-    let (_, pubkey, _) = cli(&base, &["audit", "pubkey"]);
+    // The key is public: `audit pubkey` needs no token.
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_loopgate"))
+        .args(["audit", "pubkey", "--server", &base])
+        .env_remove("LOOPGATE_TOKEN")
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{output:?}");
+    let pubkey = String::from_utf8(output.stdout).unwrap();
     let child = &mut server.child;
     child.kill().unwrap();
     child.wait().unwrap();
@@ -135,6 +142,10 @@ async fn an_export_verifies_and_every_tampering_is_named() {
     // The key may also be given as a file.
     let (ok, _) = verify(&export.path, export.path.join("pubkey").to_str().unwrap());
     assert!(ok);
+    // An empty key (a failed `$(loopgate audit pubkey)`) is named as such.
+    let (ok, output) = verify(&export.path, "");
+    assert!(!ok);
+    assert!(output.contains("the verifier key is empty"), "{output}");
 
     let changed = tampered(&export, "changed", |entries| {
         let text = String::from_utf8(entries[5].clone()).unwrap();

@@ -26,7 +26,7 @@ fn policy_validate_checks_the_demo_policies() {
     let demo = concat!(env!("CARGO_MANIFEST_DIR"), "/demo/policies.cedar");
     let (ok, stdout, _) = loopgate(&["policy", "validate", demo]);
     assert!(ok);
-    assert!(stdout.starts_with("valid: 12 policies"), "{stdout}");
+    assert!(stdout.starts_with("valid: 13 policies"), "{stdout}");
     assert!(stdout.contains("fraud-large-amount"));
 }
 

@@ -24,6 +24,7 @@ use crate::reports;
 
 /// Filters and settings of the analytics reports.
 #[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct AnalyticsQuery {
     /// System id (required).

@@ -89,6 +89,7 @@ pub async fn issue(State(app): State<AppState>, caller: Caller) -> Result<Respon
 
 /// Page of `GET /v1/audit/checkpoints`.
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct CheckpointsQuery {
     /// Only checkpoints larger than this size.
     #[serde(default)]
@@ -177,6 +178,7 @@ pub async fn tile(
 
 /// Range of `GET /v1/audit/entries`.
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct EntriesQuery {
     /// First index (inclusive).
     pub start: u64,
@@ -213,6 +215,7 @@ pub async fn entries(
 
 /// Query of the inclusion proof.
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct InclusionQuery {
     /// Leaf index.
     pub index: u64,
@@ -250,6 +253,7 @@ pub async fn inclusion(
 
 /// Query of the consistency proof.
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct ConsistencyQuery {
     /// The older tree size (at least 1).
     pub from: u64,

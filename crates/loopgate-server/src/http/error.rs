@@ -9,8 +9,10 @@ use loopgate_store::{EraseError, GrantError};
 use loopgate_store::{StoreError, SubmitError, TxError};
 use serde_json::{Map, Value, json};
 
-/// Where each code's documentation lives.
-pub const ERRORS_DOC: &str = "https://github.com/loopgate/loopgate/blob/main/docs/errors.md";
+/// Where each code's documentation lives: docs/errors.md, served by the
+/// binary itself (`ui::docs`), so the link resolves against the server that
+/// answered (a relative reference, RFC 9457 section 3.1.1), at its version.
+pub const ERRORS_DOC: &str = "/docs/errors";
 
 /// An error on its way to becoming a problem response (boxed: errors are rare, `Result`s are everywhere).
 #[derive(Debug)]
@@ -130,7 +132,7 @@ impl IntoResponse for ApiError {
         let headers = response.headers_mut();
         headers.insert(
             header::CONTENT_TYPE,
-            HeaderValue::from_static("application/problem+json"),
+            HeaderValue::from_static(super::PROBLEM_JSON),
         );
         match (code, retry_after) {
             (_, Some(seconds)) => {

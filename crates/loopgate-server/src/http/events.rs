@@ -23,6 +23,7 @@ use crate::http::extract::Params;
 
 /// Which events to stream.
 #[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct EventsQuery {
     /// Only the events of this system's proposals.

@@ -18,6 +18,7 @@ use crate::http::{page_limit, parse_id};
 
 /// Query of `GET /v1/grants`.
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct GrantQuery {
     /// Only this system.

@@ -58,7 +58,7 @@ use error::ApiError;
         crate::notify::slack::interactions,
     ),
     components(schemas(loopgate_proto::Problem)),
-    modifiers(&BearerAuth),
+    modifiers(&BearerAuth, &ProblemResponses),
     security(("bearer" = [])),
 )]
 pub struct ApiDoc;
@@ -71,6 +71,88 @@ impl utoipa::Modify for BearerAuth {
         let components = openapi.components.get_or_insert_with(Default::default);
         let scheme = HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build();
         components.add_security_scheme("bearer", SecurityScheme::Http(scheme));
+    }
+}
+
+/// Error responses as they are served: `application/problem+json` bodies
+/// (RFC 9457), 401 on every operation that needs a credential, and a
+/// `default` for the errors any operation may meet (a limit: 413, 429; a
+/// busy or failing server: 503, 500), so that a client generated from the
+/// document knows every error's shape.
+struct ProblemResponses;
+
+/// The media type of every error body.
+pub(crate) const PROBLEM_JSON: &str = "application/problem+json";
+
+impl utoipa::Modify for ProblemResponses {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::SecurityRequirement;
+        use utoipa::openapi::{ContentBuilder, Ref, RefOr, ResponseBuilder};
+        let problem = |description: &str| {
+            let content = ContentBuilder::new()
+                .schema(Some(Ref::from_schema_name("Problem")))
+                .build();
+            ResponseBuilder::new()
+                .description(description)
+                .content(PROBLEM_JSON, content)
+                .build()
+        };
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.responses.insert(
+            "Unauthenticated".to_owned(),
+            RefOr::T(problem(
+                "No credential, or one that is unknown, expired or revoked (`unauthenticated`)",
+            )),
+        );
+        components.responses.insert(
+            "Problem".to_owned(),
+            RefOr::T(problem(
+                "Any other error, as a problem with a stable `code` (see /docs/errors): a limit (413, 429), the server busy or failing (503, 500)",
+            )),
+        );
+        for item in openapi.paths.paths.values_mut() {
+            let operations = [
+                &mut item.get,
+                &mut item.put,
+                &mut item.post,
+                &mut item.delete,
+                &mut item.patch,
+            ];
+            for operation in operations.into_iter().flatten() {
+                for (status, response) in &mut operation.responses.responses {
+                    let RefOr::T(response) = response else {
+                        continue;
+                    };
+                    if status.starts_with(['4', '5'])
+                        && let Some(content) = response.content.shift_remove("application/json")
+                    {
+                        response.content.insert(PROBLEM_JSON.to_owned(), content);
+                    }
+                    if response.description.is_empty() {
+                        let reason = status
+                            .parse::<u16>()
+                            .ok()
+                            .and_then(|code| StatusCode::from_u16(code).ok())
+                            .and_then(|code| code.canonical_reason())
+                            .unwrap_or("the answer");
+                        response.description = reason.to_owned();
+                    }
+                }
+                let public = operation
+                    .security
+                    .as_ref()
+                    .is_some_and(|all| all.iter().all(|it| *it == SecurityRequirement::default()));
+                let responses = &mut operation.responses.responses;
+                if !public {
+                    responses
+                        .entry("401".to_owned())
+                        .or_insert_with(|| RefOr::Ref(Ref::from_response_name("Unauthenticated")));
+                }
+                responses
+                    .entry("default".to_owned())
+                    .or_insert_with(|| RefOr::Ref(Ref::from_response_name("Problem")));
+            }
+        }
     }
 }
 
@@ -270,15 +352,12 @@ async fn not_found(uri: Uri) -> ApiError {
     .help("the API reference is at /openapi.json")
 }
 
-async fn method_not_allowed(uri: Uri) -> Response {
-    let error = ApiError::new(
-        ErrorCode::NotFound,
-        format!("`{}` does not accept this method", uri.path()),
+async fn method_not_allowed(method: axum::http::Method, uri: Uri) -> ApiError {
+    ApiError::new(
+        ErrorCode::MethodNotAllowed,
+        format!("`{}` does not accept `{method}`", uri.path()),
     )
-    .help("the API reference is at /openapi.json");
-    let mut response = error.into_response();
-    *response.status_mut() = StatusCode::METHOD_NOT_ALLOWED;
-    response
+    .help("the API reference is at /openapi.json")
 }
 
 fn panicked(_: Box<dyn Any + Send + 'static>) -> Response {

@@ -172,6 +172,7 @@ pub async fn set(
 
 /// `GET /v1/notifications` filters.
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct NotificationQuery {
     /// Only about this task.
     pub task: Option<String>,

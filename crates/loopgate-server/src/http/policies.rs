@@ -250,6 +250,7 @@ pub async fn test(
 
 /// `?stream=true`.
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct ReplayQuery {
     /// Stream progress lines and then the report as NDJSON.

@@ -32,6 +32,7 @@ use crate::waiters::Subscription;
 
 /// `?wait=30s`.
 #[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct WaitQuery {
     /// Long-poll: return as soon as the proposal is resolved, or after this long (max 60s), e.g. `30s`.
@@ -395,6 +396,7 @@ impl Viewer {
 
 /// Filters of `GET /v1/proposals`.
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct ListQuery {
     /// Only this system.

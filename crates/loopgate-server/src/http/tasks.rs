@@ -36,6 +36,7 @@ fn grant_terms(offer: &proto::GrantOffer) -> Result<loopgate_core::GrantTerms, A
 
 /// Filters of `GET /v1/tasks`.
 #[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct TaskQuery {
     /// open (default), claimed, done, expired, cancelled.

@@ -158,6 +158,7 @@ pub async fn remove(
 
 /// Filters of `GET /v1/systems/{id}/webhook/deliveries`.
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct DeliveriesQuery {
     /// Only this state: `pending`, `delivered`, `failed`.

@@ -12,6 +12,7 @@ mod analytics;
 pub(crate) mod assets;
 mod audit;
 mod credentials;
+mod docs;
 mod grants;
 mod guard;
 mod policies;
@@ -108,6 +109,10 @@ pub(crate) fn router(app: AppState) -> Router<AppState> {
                 .layer(axum::extract::DefaultBodyLimit::max(LOGIN_BODY_BYTES)),
         )
         .route("/ui/assets/{name}", get(assets::serve))
+        // The reference documents; public, like the API description.
+        .route("/docs", get(docs::index))
+        .route("/docs/img/{name}", get(docs::image))
+        .route("/docs/{name}", get(docs::doc))
         .route("/ui/oidc/login", get(sso::login))
         .route("/ui/oidc/callback", get(sso::callback))
         // Decision links: the token is the credential (no session).

@@ -106,6 +106,19 @@ async fn error_bodies() {
         .await;
     assert_eq!(method.status, StatusCode::METHOD_NOT_ALLOWED);
     assert_eq!(method.content_type, "application/problem+json");
+    // The body says what the status says.
+    assert_eq!(
+        (
+            &method.body["status"],
+            &method.body["code"],
+            &method.body["type"]
+        ),
+        (
+            &json!(405),
+            &json!("method_not_allowed"),
+            &json!("/docs/errors#method_not_allowed")
+        )
+    );
 }
 
 #[tokio::test]
@@ -159,4 +172,64 @@ async fn health_metrics_and_openapi() {
     let openapi = app.call(Method::GET, "/openapi.json", None, None).await;
     assert_eq!(openapi.body["openapi"], "3.1.0");
     insta::assert_json_snapshot!("openapi", openapi.body);
+}
+
+/// A problem's `type` leads to its section of the errors reference, which
+/// the server serves itself, without a credential; so it does the rest of
+/// the reference, and a name it does not know is a plain 404 page.
+#[tokio::test]
+async fn problem_types_resolve_on_the_server_that_answered() {
+    let app = spawn_app().await;
+    let none = app.call(Method::GET, "/v1/tasks", None, None).await;
+    let link = none.body["type"].as_str().unwrap().to_owned();
+    let (page, anchor) = link.split_once('#').unwrap();
+    assert_eq!((page, anchor), ("/docs/errors", "unauthenticated"));
+    let fetch = |path: String| {
+        let http = app.http.clone();
+        let url = format!("{}{path}", app.base);
+        async move {
+            let response = http.get(url).send().await.unwrap();
+            let status = response.status();
+            let kind = response.headers()["content-type"]
+                .to_str()
+                .unwrap()
+                .to_owned();
+            (status, kind, response.text().await.unwrap())
+        }
+    };
+    let (status, kind, html) = fetch(page.to_owned()).await;
+    assert_eq!(
+        (status, kind.as_str()),
+        (StatusCode::OK, "text/html; charset=utf-8")
+    );
+    assert!(html.contains(&format!("id=\"{anchor}\"")), "{html}");
+    for path in [
+        "/docs",
+        "/docs/api",
+        "/docs/policies.md",
+        "/docs/operations",
+    ] {
+        let (status, _, html) = fetch(path.to_owned()).await;
+        assert_eq!(status, StatusCode::OK, "{path}");
+        assert!(
+            !html.contains("href=\"docs/"),
+            "{path} links to a file path"
+        );
+    }
+    let (status, kind, _) = fetch("/docs/img/analytics-dashboard.png".to_owned()).await;
+    assert_eq!((status, kind.as_str()), (StatusCode::OK, "image/png"));
+    for hostile in [
+        "/docs/nope",
+        "/docs/..%2fCargo.toml",
+        "/docs/img/..%2f..%2fREADME.md",
+        "/docs/%ff%fe",
+    ] {
+        let (status, _, _) = fetch(hostile.to_owned()).await;
+        assert!(status.is_client_error(), "{hostile}: {status}");
+    }
+    // Still serving.
+    assert_eq!(
+        app.get("/v1/tasks", ADMIN_TOKEN).await.status,
+        StatusCode::OK
+    );
 }

@@ -119,7 +119,7 @@ async fn declared_shapes_are_enforced_and_coerce_numbers() {
     );
     insta::assert_json_snapshot!(wrong.body, @r#"
     {
-      "type": "https://github.com/loopgate/loopgate/blob/main/docs/errors.md#invalid_context",
+      "type": "/docs/errors#invalid_context",
       "title": "context cannot be routed on",
       "status": 422,
       "code": "invalid_context",

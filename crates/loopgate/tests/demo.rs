@@ -1,0 +1,157 @@
+//! `loopgate demo` as a first-time visitor meets it: the real binary on a
+//! fresh data directory, with its month of history, then the figures the
+//! analytics pages show and the audit log's offline verification.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "test"
+)]
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+
+use common::{ADMIN, Server, call, export_and_verify};
+use reqwest::Method;
+use serde_json::Value;
+
+/// Starts `loopgate demo` with `history` proposals per scenario and no
+/// live simulator; returns the server once it prints its address.
+fn demo(data_dir: &std::path::Path, history: &str) -> Server {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_loopgate"))
+        .args([
+            "demo",
+            "--bind",
+            "127.0.0.1:0",
+            "--rate",
+            "0",
+            "--history",
+            history,
+            "--data-dir",
+        ])
+        .arg(data_dir)
+        .env("LOOPGATE_BOOTSTRAP_TOKEN", ADMIN)
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let mut lines = BufReader::new(stdout).lines();
+    let base = loop {
+        let line = lines.next().expect("the demo printed its address").unwrap();
+        if let Some(rest) = line.strip_prefix("loopgate demo is running: open ") {
+            break rest.split("/ui").next().unwrap().to_owned();
+        }
+    };
+    // Keep reading, so that the demo never blocks on a full pipe.
+    std::thread::spawn(move || for _ in lines {});
+    Server { child, base }
+}
+
+async fn get(http: &reqwest::Client, base: &str, path: &str) -> Value {
+    let (status, body) = call(http, Method::GET, format!("{base}{path}"), ADMIN, None)
+        .await
+        .unwrap();
+    assert_eq!(status, 200, "{path}: {body}");
+    body
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_demo_starts_with_a_month_of_history_that_every_panel_shows() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = demo(&dir.path().join("data"), "300");
+    let base = server.base.clone();
+    let http = reqwest::Client::new();
+    let q = "system=fraud-detector&since=31d";
+
+    let overview = get(&http, &base, &format!("/v1/analytics/overview?{q}")).await;
+    assert!(overview["override_rate"].is_number(), "{overview}");
+    assert!(
+        overview["reviewed"].as_u64().unwrap_or(0) >= 100,
+        "{overview}"
+    );
+    assert!(
+        overview["sla_breaches"].as_u64().unwrap_or(0) > 0,
+        "{overview}"
+    );
+    assert!(
+        overview["escalations"].as_u64().unwrap_or(0) > 0,
+        "{overview}"
+    );
+    let days = overview["daily"].as_array().map(Vec::len).unwrap_or(0);
+    assert!(
+        days >= 28,
+        "the history spreads over the month: {days} days"
+    );
+
+    let calibration = get(&http, &base, &format!("/v1/analytics/calibration?{q}")).await;
+    assert!(calibration["ece"].is_number(), "{calibration}");
+
+    let thresholds = get(&http, &base, &format!("/v1/analytics/thresholds?{q}")).await;
+    assert!(
+        !thresholds["curve"].as_array().unwrap().is_empty(),
+        "{thresholds}"
+    );
+
+    let unfair = get(
+        &http,
+        &base,
+        &format!("/v1/analytics/fairness?{q}&attribute=country"),
+    )
+    .await;
+    let fair = get(
+        &http,
+        &base,
+        &format!("/v1/analytics/fairness?{q}&attribute=age_band"),
+    )
+    .await;
+    // One attribute the dashboard flags, one it does not.
+    assert_eq!(unfair["ai"]["four_fifths_flag"], true, "{unfair}");
+    assert!(
+        fair["ai"]["demographic_parity_difference"].is_number(),
+        "{fair}"
+    );
+    assert_eq!(fair["ai"]["four_fifths_flag"], false, "{fair}");
+
+    let agreement = get(&http, &base, &format!("/v1/analytics/agreement?{q}")).await;
+    assert!(
+        agreement["multiply_reviewed"].as_u64().unwrap_or(0) > 0,
+        "{agreement}"
+    );
+    assert!(agreement["fleiss_kappa"].is_number(), "{agreement}");
+
+    let stamps = get(
+        &http,
+        &base,
+        "/v1/analytics/agreement?system=content-moderator&since=31d",
+    )
+    .await;
+    let flagged: Vec<&Value> = stamps["reviewers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|it| it["rubber_stamp"] == true)
+        .map(|it| &it["reviewer"])
+        .collect();
+    assert_eq!(flagged, [&Value::from("jun")], "{stamps}");
+
+    let qa = get(
+        &http,
+        &base,
+        "/v1/analytics/qa?system=lead-scorer&since=31d",
+    )
+    .await;
+    assert!(qa["sampled"].as_u64().unwrap_or(0) > 0, "{qa}");
+    assert!(qa["error_rate"].is_number(), "{qa}");
+
+    let shadow = get(&http, &base, "/v1/policies/shadow").await;
+    assert!(
+        shadow["disagreements"].as_u64().unwrap_or(0) > 0,
+        "{shadow}"
+    );
+
+    export_and_verify(&base, &dir.path().join("export"));
+}
