@@ -62,7 +62,7 @@ async fn get(http: &reqwest::Client, base: &str, path: &str) -> Value {
 #[tokio::test(flavor = "multi_thread")]
 async fn the_demo_starts_with_a_month_of_history_that_every_panel_shows() {
     let dir = tempfile::tempdir().unwrap();
-    let server = demo(&dir.path().join("data"), "300");
+    let server = demo(&dir.path().join("data"), "400");
     let base = server.base.clone();
     let http = reqwest::Client::new();
     let q = "system=fraud-detector&since=31d";

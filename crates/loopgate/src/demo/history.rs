@@ -10,8 +10,8 @@
 //!
 //! - the fraud model is overconfident between 0.80 and 0.90 (right about
 //!   half the time there): a miscalibrated band on the reliability diagram;
-//! - it flags cards from one country (`PL`) with more confidence and less
-//!   reason: a fairness disparity on `country`, none on `age_band`;
+//! - it is far less confident about cards from one country (`PL`) that are
+//!   fraud as often: a fairness disparity on `country`, none on `age_band`;
 //! - two clinicians (`omar`, `lena`) slip more than the rest, so they
 //!   disagree with their peers on two-approval reviews;
 //! - one moderator (`jun`) approves nearly everything within seconds: a
@@ -375,17 +375,17 @@ impl History<'_> {
         let u = self.rng.unit();
         let (confidence, right) = match system {
             "fraud-detector" => {
-                // Wider than the live simulator's, so that the AI's flags
-                // differ by group at the fairness report's threshold (0.5).
-                let mut confidence = 0.35 + 0.64 * u;
-                let country = proposal.subject.attributes.get("country");
+                // The model is sure enough to block most cards it flags, but
+                // far less sure about cards from one country (PL), though
+                // they are fraud as often: the fairness report's threshold
+                // (0.5) lets through few of them.
+                let mut confidence = 0.5 + 0.49 * u;
                 let mut right = confidence;
-                if country == Some(&json!("PL")) {
-                    confidence = (confidence + 0.12).min(0.999);
-                    right = confidence - 0.25;
-                }
-                if (0.80..0.90).contains(&confidence) {
-                    right = right.min(confidence - 0.3);
+                if proposal.subject.attributes.get("country") == Some(&json!("PL")) {
+                    confidence -= 0.35;
+                    right = (confidence + 0.35).min(0.99);
+                } else if (0.80..0.90).contains(&confidence) {
+                    right = confidence - 0.3;
                 }
                 (confidence, right)
             }
