@@ -185,7 +185,7 @@ pub(crate) async fn run(
             .unwrap_or_default()
     };
     out!(
-        "\nTry:\n  {base}/ui/analytics       the last 30 days as audrey (auditor) sees them: overrides, calibration, fairness, agreement\n  {base}/ui/queue           the review queue as rita or sam\n  LOOPGATE_TOKEN={} loopgate review list\n  LOOPGATE_TOKEN={} loopgate report overview --system fraud-detector\n  LOOPGATE_TOKEN={} loopgate report fairness --system fraud-detector --attribute country\n",
+        "\nTry:\n  {base}/ui/analytics?system=fraud-detector&attribute=country\n      the last 30 days as audrey (auditor) sees them: overrides, calibration, fairness, agreement\n  {base}/ui/queue           the review queue as rita or sam\n  LOOPGATE_TOKEN={} loopgate review list\n  LOOPGATE_TOKEN={} loopgate report overview --system fraud-detector\n  LOOPGATE_TOKEN={} loopgate report fairness --system fraud-detector --attribute country\n",
         token("rita"),
         token("audrey"),
         token("audrey"),

@@ -10,17 +10,17 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
+use std::process::Command;
 
-use common::{ADMIN, Server, call, export_and_verify};
+use common::{ADMIN, Server, call, export_and_verify, spawn};
 use reqwest::Method;
 use serde_json::Value;
 
 /// Starts `loopgate demo` with `history` proposals per scenario and no
 /// live simulator; returns the server once it prints its address.
 fn demo(data_dir: &std::path::Path, history: &str) -> Server {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_loopgate"))
+    let mut command = Command::new(env!("CARGO_BIN_EXE_loopgate"));
+    command
         .args([
             "demo",
             "--bind",
@@ -29,26 +29,10 @@ fn demo(data_dir: &std::path::Path, history: &str) -> Server {
             "0",
             "--history",
             history,
-            "--data-dir",
         ])
-        .arg(data_dir)
-        .env("LOOPGATE_BOOTSTRAP_TOKEN", ADMIN)
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let stdout = child.stdout.take().unwrap();
-    let mut lines = BufReader::new(stdout).lines();
-    let base = loop {
-        let line = lines.next().expect("the demo printed its address").unwrap();
-        if let Some(rest) = line.strip_prefix("loopgate demo is running: open ") {
-            break rest.split("/ui").next().unwrap().to_owned();
-        }
-    };
-    // Keep reading, so that the demo never blocks on a full pipe.
-    std::thread::spawn(move || for _ in lines {});
-    Server { child, base }
+        .arg("--data-dir")
+        .arg(data_dir);
+    spawn(command, "loopgate demo is running: open ")
 }
 
 async fn get(http: &reqwest::Client, base: &str, path: &str) -> Value {

@@ -258,7 +258,7 @@ impl From<InvalidContext> for ApiError {
     fn from(error: InvalidContext) -> ApiError {
         let detail = error.to_string();
         let mut api = ApiError::new(ErrorCode::InvalidContext, detail)
-            .help("numbers are whole (Long) or have at most 4 fractional digits (decimal); `GET /v1/systems` shows each declared shape; see docs/policies.md")
+            .help("numbers are whole (Long) or have at most 4 fractional digits (decimal); `GET /v1/systems` shows each declared shape; see /docs/policies#numbers-and-shapes")
             .with("field", json!(error.field));
         if let Some(expected) = error.expected {
             api = api.with("expected", json!(expected));

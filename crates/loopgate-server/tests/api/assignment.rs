@@ -9,7 +9,7 @@ use std::time::Duration;
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
-use crate::harness::{ADMIN_TOKEN, Response, TestApp, spawn_app};
+use crate::harness::{ADMIN_TOKEN, Response, TestApp, assert_unprocessable, spawn_app};
 
 const MINUTE: Duration = Duration::from_secs(60);
 
@@ -369,13 +369,7 @@ async fn groups_are_listed_and_only_admins_change_them() {
         json!({"assignment": "pool", "return_after": "9".repeat(100_000)}),
     ] {
         let refused = set_group(&app, "ops", body.clone()).await;
-        assert_eq!(
-            refused.status,
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "{body}: {}",
-            refused.body
-        );
-        assert_eq!(refused.content_type, "application/problem+json");
+        assert_unprocessable(&refused, &body);
         assert!(refused.body.to_string().len() < 2_000, "{}", refused.body);
     }
     let bad_name = set_group(&app, "Not%20A%20Group", json!({"assignment": "pool"})).await;

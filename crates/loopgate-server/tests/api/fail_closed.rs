@@ -124,7 +124,7 @@ async fn declared_shapes_are_enforced_and_coerce_numbers() {
       "status": 422,
       "code": "invalid_context",
       "detail": "`context.amount_minor` must be a whole number (Long) as the declared shape says, not text",
-      "help": "numbers are whole (Long) or have at most 4 fractional digits (decimal); `GET /v1/systems` shows each declared shape; see docs/policies.md",
+      "help": "numbers are whole (Long) or have at most 4 fractional digits (decimal); `GET /v1/systems` shows each declared shape; see /docs/policies#numbers-and-shapes",
       "field": "context.amount_minor",
       "expected": "Long"
     }

@@ -41,6 +41,17 @@ pub(crate) struct Response {
     pub(crate) content_type: String,
 }
 
+/// A refused body: 422 with a problem, named with what was sent.
+pub(crate) fn assert_unprocessable(response: &Response, sent: &Value) {
+    assert_eq!(
+        response.status,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "{sent}: {}",
+        response.body
+    );
+    assert_eq!(response.content_type, "application/problem+json");
+}
+
 pub(crate) async fn spawn_app() -> TestApp {
     spawn_with(|_| ()).await
 }

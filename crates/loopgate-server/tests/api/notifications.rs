@@ -22,7 +22,7 @@ use sha2::Sha256;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::net::TcpListener;
 
-use crate::harness::{ADMIN_TOKEN, TestApp, spawn_with};
+use crate::harness::{ADMIN_TOKEN, TestApp, assert_unprocessable, spawn_with};
 
 const SIGNING_SECRET: &str = "8f742231b10e8888abcd99yyyzzz85a5";
 const BOT_TOKEN: &str = "xoxb-test-bot-token";
@@ -855,13 +855,7 @@ async fn bad_settings_are_refused_and_users_choose_their_own() {
     ];
     for body in bad {
         let refused = set_group(&app, "ops", body.clone()).await;
-        assert_eq!(
-            refused.status,
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "{body}: {}",
-            refused.body
-        );
-        assert_eq!(refused.content_type, "application/problem+json");
+        assert_unprocessable(&refused, &body);
     }
     let refused = set_group(&app, "Not A Group", json!({})).await;
     assert_eq!(refused.status, StatusCode::UNPROCESSABLE_ENTITY);

@@ -39,11 +39,20 @@ pub(crate) fn start_env(
     args: &[&str],
     envs: &[(&str, &str)],
 ) -> Server {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_loopgate"))
+    let mut command = Command::new(env!("CARGO_BIN_EXE_loopgate"));
+    command
         .args(["serve", "--bind", "127.0.0.1:0", "--data-dir"])
         .arg(data_dir)
         .args(args)
-        .envs(envs.iter().copied())
+        .envs(envs.iter().copied());
+    spawn(command, "loopgate listening on ")
+}
+
+/// Starts a loopgate command as the admin (the bootstrap token `ADMIN`)
+/// and reads its output until a line starts with `prefix`, which is
+/// followed by the server's address; the rest of the output is drained.
+pub(crate) fn spawn(mut command: Command, prefix: &str) -> Server {
+    let mut child = command
         .env("LOOPGATE_BOOTSTRAP_TOKEN", ADMIN)
         .env("RUST_LOG", "warn")
         .stdout(Stdio::piped())
@@ -52,15 +61,18 @@ pub(crate) fn start_env(
         .unwrap();
     let stdout = child.stdout.take().unwrap();
     let mut lines = BufReader::new(stdout).lines();
-    let base = loop {
+    let address = loop {
         let line = lines
             .next()
             .expect("the server printed its address")
             .unwrap();
-        if let Some(address) = line.strip_prefix("loopgate listening on ") {
+        if let Some(address) = line.strip_prefix(prefix) {
             break address.to_owned();
         }
     };
+    // Keep reading, so that the server never blocks on a full pipe.
+    std::thread::spawn(move || lines.for_each(drop));
+    let base = address.split("/ui").next().unwrap_or(&address).to_owned();
     Server { child, base }
 }
 
