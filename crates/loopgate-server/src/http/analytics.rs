@@ -28,6 +28,7 @@ use crate::reports;
 #[serde(deny_unknown_fields)]
 pub struct AnalyticsQuery {
     /// System id (required).
+    #[param(required, min_length = 1)]
     pub(crate) system: Option<String>,
     /// Only this action.
     pub(crate) action: Option<String>,
@@ -36,14 +37,18 @@ pub struct AnalyticsQuery {
     /// Fairness: the subject attribute to group by.
     pub(crate) attribute: Option<String>,
     /// Fairness: the AI counts as positive at confidence ≥ this (default 0.5).
+    #[param(minimum = 0.0, maximum = 1.0)]
     pub(crate) threshold: Option<f64>,
     /// Fairness: groups smaller than this are not compared (default 30).
     pub(crate) min_group: Option<u64>,
     /// Thresholds: the target error rate of auto-approval (default 0.01).
+    #[param(minimum = 0.0, maximum = 1.0)]
     pub(crate) target: Option<f64>,
     /// 1 − confidence level of intervals and bounds (default 0.05).
+    #[param(minimum = 0.0, maximum = 1.0)]
     pub(crate) alpha: Option<f64>,
     /// QA: the half-width of the error-rate interval to plan for (default 0.01).
+    #[param(minimum = 0.0, maximum = 1.0)]
     pub(crate) half_width: Option<f64>,
 }
 
