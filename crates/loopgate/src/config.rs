@@ -383,7 +383,7 @@ impl FileConfig {
     /// The client of a remote command.
     pub(crate) fn client(&self, remote: &Remote) -> anyhow::Result<loopgate_client::Client> {
         let server = self.server(remote);
-        let Some(token) = remote.token.clone().or_else(|| self.token.clone()) else {
+        let Some(token) = self.token(remote) else {
             anyhow::bail!(
                 "no token: pass --token, set LOOPGATE_TOKEN, or put `token` in loopgate.toml"
             );
@@ -395,10 +395,15 @@ impl FileConfig {
     /// otherwise.
     pub(crate) fn public_client(&self, remote: &Remote) -> anyhow::Result<loopgate_client::Client> {
         let server = self.server(remote);
-        Ok(match remote.token.clone().or_else(|| self.token.clone()) {
+        Ok(match self.token(remote) {
             Some(token) => loopgate_client::Client::new(&server, &token)?,
             None => loopgate_client::Client::anonymous(&server)?,
         })
+    }
+
+    /// The token: the flag or `LOOPGATE_TOKEN`, or the file's.
+    fn token(&self, remote: &Remote) -> Option<String> {
+        remote.token.clone().or_else(|| self.token.clone())
     }
 
     /// The server URL: the flag or `LOOPGATE_SERVER`, the file, the default.
