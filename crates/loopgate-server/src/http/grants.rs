@@ -40,7 +40,7 @@ fn scope(caller: &Caller) -> Result<Option<Vec<String>>, ApiError> {
 
 /// List standing grants, newest first: live ones unless `state=all`
 /// (reviewers see their groups' grants; auditors and admins all).
-#[utoipa::path(get, path = "/v1/grants", tag = "tasks", params(GrantQuery),
+#[utoipa::path(get, path = "/v1/grants", tag = "grants", params(GrantQuery),
     responses((status = 200, body = proto::GrantList), (status = 403, body = proto::Problem)))]
 pub async fn list(
     State(app): State<AppState>,
@@ -82,7 +82,7 @@ pub async fn list(
 }
 
 /// One standing grant.
-#[utoipa::path(get, path = "/v1/grants/{id}", tag = "tasks", params(("id" = String, Path)),
+#[utoipa::path(get, path = "/v1/grants/{id}", tag = "grants", params(("id" = String, Path)),
     responses((status = 200, body = proto::Grant), (status = 404, body = proto::Problem)))]
 pub async fn get(
     State(app): State<AppState>,
@@ -95,7 +95,7 @@ pub async fn get(
 
 /// Revoke a standing grant at once, on every replica (reviewers of its
 /// group, admins). A revoked or expired grant is `409 already_decided`.
-#[utoipa::path(delete, path = "/v1/grants/{id}", tag = "tasks", params(("id" = String, Path)),
+#[utoipa::path(delete, path = "/v1/grants/{id}", tag = "grants", params(("id" = String, Path)),
     responses((status = 200, body = proto::Grant), (status = 404, body = proto::Problem),
               (status = 409, body = proto::Problem)))]
 pub async fn revoke(

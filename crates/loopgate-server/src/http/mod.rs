@@ -58,7 +58,7 @@ use error::ApiError;
         crate::notify::slack::interactions,
     ),
     components(schemas(loopgate_proto::Problem)),
-    modifiers(&BearerAuth, &ProblemResponses),
+    modifiers(&BearerAuth, &ProblemResponses, &OperationIds),
     security(("bearer" = [])),
 )]
 pub struct ApiDoc;
@@ -151,6 +151,38 @@ impl utoipa::Modify for ProblemResponses {
                 responses
                     .entry("default".to_owned())
                     .or_insert_with(|| RefOr::Ref(Ref::from_response_name("Problem")));
+            }
+        }
+    }
+}
+
+/// Operation ids a generated client can use as method names: each
+/// handler's name under its resource's tag (`grants_list`, `users_update`),
+/// unique across the document (handlers of different resources share names
+/// such as `list` and `get`).
+struct OperationIds;
+
+impl utoipa::Modify for OperationIds {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        for item in openapi.paths.paths.values_mut() {
+            let operations = [
+                &mut item.get,
+                &mut item.put,
+                &mut item.post,
+                &mut item.delete,
+                &mut item.patch,
+            ];
+            for operation in operations.into_iter().flatten() {
+                let tag = operation
+                    .tags
+                    .as_ref()
+                    .and_then(|tags| tags.first())
+                    .cloned();
+                if let (Some(tag), Some(id)) = (tag, operation.operation_id.as_mut())
+                    && !id.starts_with(&format!("{tag}_"))
+                {
+                    *id = format!("{tag}_{id}");
+                }
             }
         }
     }

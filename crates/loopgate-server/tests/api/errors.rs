@@ -171,6 +171,18 @@ async fn health_metrics_and_openapi() {
 
     let openapi = app.call(Method::GET, "/openapi.json", None, None).await;
     assert_eq!(openapi.body["openapi"], "3.1.0");
+    // Generated clients name their methods by operation id: each is unique.
+    let mut ids: Vec<&str> = openapi.body["paths"]
+        .as_object()
+        .unwrap()
+        .values()
+        .flat_map(|item| item.as_object().unwrap().values())
+        .map(|operation| operation["operationId"].as_str().unwrap())
+        .collect();
+    let all = ids.len();
+    ids.sort_unstable();
+    ids.dedup();
+    assert_eq!(ids.len(), all, "operation ids repeat: {ids:?}");
     insta::assert_json_snapshot!("openapi", openapi.body);
 }
 
