@@ -57,6 +57,12 @@ pub fn lint(policies: &Policies, deployment: &Deployment) -> Vec<Finding> {
             message,
         });
     };
+    if policies.set.is_empty() {
+        warn(
+            "*",
+            "the text holds no policy: every proposal will take the default route (`default_route`, review unless configured)".to_owned(),
+        );
+    }
     let high_risk: Vec<&String> = deployment
         .systems
         .iter()

@@ -659,6 +659,17 @@ permit(principal, action == Action::"refund", resource);
     }
 
     #[test]
+    fn lint_warns_about_a_text_without_policies() {
+        for text in ["", "  \n", "// only a comment\n"] {
+            let policies = Policies::parse(text).unwrap();
+            expect![[r#"
+                *: the text holds no policy: every proposal will take the default route (`default_route`, review unless configured)
+            "#]]
+            .assert_eq(&show(&lint(&policies, &Deployment::default())));
+        }
+    }
+
+    #[test]
     fn lint_warns_about_attributes_no_shape_types() {
         let policies = Policies::parse(
             r#"@id("typed") forbid(principal, action == Action::"block_card", resource) when { context.amount_minor > 5 && context.confidence.lessThan(decimal("0.5")) };

@@ -320,3 +320,21 @@ permit(principal == System::"fraud-detector", action == Action::"block_card", re
     app.advance(std::time::Duration::from_secs(3_600)).await;
     assert_eq!(submit(&app, &key, 100).await["route"], "allow");
 }
+
+/// An empty text is a valid policy set, but publishing it live sends every
+/// proposal to the default route: the answer says so.
+#[tokio::test]
+async fn an_empty_policy_text_is_published_with_a_warning() {
+    let app = spawn_app().await;
+    let published = app.publish("// nothing yet\n").await;
+    assert_eq!(published.status, StatusCode::CREATED, "{}", published.body);
+    let warnings = published.body["warnings"].as_array().unwrap();
+    assert!(
+        warnings.iter().any(|it| it["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("the text holds no policy")),
+        "{}",
+        published.body
+    );
+}
