@@ -137,6 +137,8 @@ pub(crate) async fn run(
     if first_start {
         seed(&admin).await.context("seeding the demo failed")?;
     }
+    // The simulator's keys, which the history submits with too.
+    let keys = system_keys(&admin).await?;
     if let Some((size, seed)) = history {
         if first_start {
             let began = std::time::Instant::now();
@@ -144,7 +146,7 @@ pub(crate) async fn run(
                 "Making {} days of history ({size} proposals per scenario)…",
                 history::DAYS
             );
-            let made = history::make(&base, &admin, &clock, size, seed)
+            let made = history::make(&base, &admin, &keys, &clock, size, seed)
                 .await
                 .context("making the demo's history failed")?;
             out!(
@@ -157,7 +159,6 @@ pub(crate) async fn run(
         clock.live();
     }
     let accounts = accounts(&admin).await?;
-    let keys = system_keys(&admin).await?;
 
     out!("\nloopgate demo is running: open {base}/ui and log in");
     out!("(API reference: {base}/openapi.json)\n");

@@ -32,6 +32,9 @@ fn as_user(base: &str, token: &str, args: &[&str]) -> (bool, String, String) {
     )
 }
 
+/// Every task goes to the group `ops`.
+const OPS: &str = "@reviewers(\"ops\") permit(principal, action, resource);";
+
 /// A server whose proposals `policy` routes, its system key, and `rita`
 /// of `ops` (returns her token).
 async fn served(dir: &std::path::Path, policy: &str) -> (Server, reqwest::Client, String, String) {
@@ -95,11 +98,7 @@ async fn submit(http: &reqwest::Client, base: &str, key: &str, n: u32) -> Value 
 #[tokio::test]
 async fn a_reviewer_decides_several_tasks_and_answers_one_from_the_command_line() {
     let dir = tempfile::tempdir().unwrap();
-    let (server, http, key, token) = served(
-        dir.path(),
-        "@reviewers(\"ops\") permit(principal, action, resource);",
-    )
-    .await;
+    let (server, http, key, token) = served(dir.path(), OPS).await;
     let base = server.base.clone();
     let mut proposals = Vec::new();
     for n in 0..4 {
@@ -252,11 +251,7 @@ async fn a_reviewer_gives_lists_and_revokes_a_grant_from_the_command_line() {
 #[tokio::test]
 async fn groups_assign_and_users_go_away_from_the_command_line() {
     let dir = tempfile::tempdir().unwrap();
-    let (server, http, key, token) = served(
-        dir.path(),
-        "@reviewers(\"ops\") permit(principal, action, resource);",
-    )
-    .await;
+    let (server, http, key, token) = served(dir.path(), OPS).await;
     let base = server.base.clone();
     let (ok, stdout, stderr) = as_user(
         &base,

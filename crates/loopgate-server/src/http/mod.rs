@@ -74,6 +74,23 @@ impl utoipa::Modify for BearerAuth {
     }
 }
 
+/// Every operation of the document (the methods loopgate routes).
+fn operations(
+    openapi: &mut utoipa::openapi::OpenApi,
+) -> impl Iterator<Item = &mut utoipa::openapi::path::Operation> {
+    openapi.paths.paths.values_mut().flat_map(|item| {
+        [
+            &mut item.get,
+            &mut item.put,
+            &mut item.post,
+            &mut item.delete,
+            &mut item.patch,
+        ]
+        .into_iter()
+        .flatten()
+    })
+}
+
 /// Error responses as they are served: `application/problem+json` bodies
 /// (RFC 9457), 401 on every operation that needs a credential, and a
 /// `default` for the errors any operation may meet (a limit: 413, 429; a
@@ -110,48 +127,39 @@ impl utoipa::Modify for ProblemResponses {
                 "Any other error, as a problem with a stable `code` (see /docs/errors): a limit (413, 429), the server busy or failing (503, 500)",
             )),
         );
-        for item in openapi.paths.paths.values_mut() {
-            let operations = [
-                &mut item.get,
-                &mut item.put,
-                &mut item.post,
-                &mut item.delete,
-                &mut item.patch,
-            ];
-            for operation in operations.into_iter().flatten() {
-                for (status, response) in &mut operation.responses.responses {
-                    let RefOr::T(response) = response else {
-                        continue;
-                    };
-                    if status.starts_with(['4', '5'])
-                        && let Some(content) = response.content.shift_remove("application/json")
-                    {
-                        response.content.insert(PROBLEM_JSON.to_owned(), content);
-                    }
-                    if response.description.is_empty() {
-                        let reason = status
-                            .parse::<u16>()
-                            .ok()
-                            .and_then(|code| StatusCode::from_u16(code).ok())
-                            .and_then(|code| code.canonical_reason())
-                            .unwrap_or("the answer");
-                        response.description = reason.to_owned();
-                    }
+        for operation in operations(openapi) {
+            for (status, response) in &mut operation.responses.responses {
+                let RefOr::T(response) = response else {
+                    continue;
+                };
+                if status.starts_with(['4', '5'])
+                    && let Some(content) = response.content.shift_remove("application/json")
+                {
+                    response.content.insert(PROBLEM_JSON.to_owned(), content);
                 }
-                let public = operation
-                    .security
-                    .as_ref()
-                    .is_some_and(|all| all.iter().all(|it| *it == SecurityRequirement::default()));
-                let responses = &mut operation.responses.responses;
-                if !public {
-                    responses
-                        .entry("401".to_owned())
-                        .or_insert_with(|| RefOr::Ref(Ref::from_response_name("Unauthenticated")));
+                if response.description.is_empty() {
+                    let reason = status
+                        .parse::<u16>()
+                        .ok()
+                        .and_then(|code| StatusCode::from_u16(code).ok())
+                        .and_then(|code| code.canonical_reason())
+                        .unwrap_or("the answer");
+                    response.description = reason.to_owned();
                 }
-                responses
-                    .entry("default".to_owned())
-                    .or_insert_with(|| RefOr::Ref(Ref::from_response_name("Problem")));
             }
+            let public = operation
+                .security
+                .as_ref()
+                .is_some_and(|all| all.iter().all(|it| *it == SecurityRequirement::default()));
+            let responses = &mut operation.responses.responses;
+            if !public {
+                responses
+                    .entry("401".to_owned())
+                    .or_insert_with(|| RefOr::Ref(Ref::from_response_name("Unauthenticated")));
+            }
+            responses
+                .entry("default".to_owned())
+                .or_insert_with(|| RefOr::Ref(Ref::from_response_name("Problem")));
         }
     }
 }
@@ -164,25 +172,16 @@ struct OperationIds;
 
 impl utoipa::Modify for OperationIds {
     fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
-        for item in openapi.paths.paths.values_mut() {
-            let operations = [
-                &mut item.get,
-                &mut item.put,
-                &mut item.post,
-                &mut item.delete,
-                &mut item.patch,
-            ];
-            for operation in operations.into_iter().flatten() {
-                let tag = operation
-                    .tags
-                    .as_ref()
-                    .and_then(|tags| tags.first())
-                    .cloned();
-                if let (Some(tag), Some(id)) = (tag, operation.operation_id.as_mut())
-                    && !id.starts_with(&format!("{tag}_"))
-                {
-                    *id = format!("{tag}_{id}");
-                }
+        for operation in operations(openapi) {
+            let tag = operation
+                .tags
+                .as_ref()
+                .and_then(|tags| tags.first())
+                .cloned();
+            if let (Some(tag), Some(id)) = (tag, operation.operation_id.as_mut())
+                && !id.starts_with(&format!("{tag}_"))
+            {
+                *id = format!("{tag}_{id}");
             }
         }
     }

@@ -201,7 +201,6 @@ struct History<'a> {
     order: u64,
     truths: HashMap<String, Truth>,
     tasks: HashMap<String, Known>,
-    seen: HashSet<String>,
     /// Systems with a sweep planned.
     sweeping: HashSet<usize>,
     made: Made,
@@ -209,9 +208,11 @@ struct History<'a> {
 
 /// Makes `size` proposals per scenario over the past [`DAYS`] days, and
 /// their reviews, then sets the clock live.
+/// `keys` are the systems' API keys, in the order of `SYSTEMS`.
 pub(crate) async fn make(
     base: &str,
     admin: &Client,
+    keys: &[(String, String)],
     clock: &DemoClock,
     size: u64,
     seed: u64,
@@ -231,14 +232,12 @@ pub(crate) async fn make(
         order: 0,
         truths: HashMap::new(),
         tasks: HashMap::new(),
-        seen: HashSet::new(),
         sweeping: HashSet::new(),
         made: Made::default(),
     };
     history.people(base).await?;
-    for (id, ..) in SYSTEMS {
-        let key = admin.create_key(id).await?.secret;
-        history.keys.push(Client::new(base, &key)?);
+    for (_, key) in keys {
+        history.keys.push(Client::new(base, key)?);
     }
     let shadow = proto::PublishPolicy {
         text: shadow_policies(),
@@ -362,7 +361,7 @@ impl History<'_> {
         };
         let open = self.admin.tasks(&query).await?.items;
         for task in open {
-            if self.seen.insert(task.id.clone()) {
+            if !self.tasks.contains_key(&task.id) {
                 self.schedule(&task, system, &[]);
             }
         }
