@@ -3,6 +3,8 @@ server (official Python package), with a real loopgate server deciding."""
 
 import asyncio
 import os
+import threading
+import time
 from contextlib import asynccontextmanager
 
 import httpx
@@ -11,7 +13,8 @@ from mcp import ClientSession, StdioServerParameters
 from mcp.client.stdio import stdio_client
 from mcp.client.streamable_http import streamable_http_client
 
-from conftest import gateway_command, upstream_calls
+from conftest import gateway_command, start, upstream_calls
+from loopgate.testing import LocalServer
 
 pytestmark = pytest.mark.anyio
 
@@ -213,3 +216,63 @@ async def test_parallel_calls_are_one_batch_in_the_queue(loopgate, upstream_log,
         results = await asyncio.wait_for(asyncio.gather(*calls), 30)
     assert all(not result.is_error for result in results), [text(r) for r in results]
     assert len(upstream_calls(upstream_log)) == 3
+
+
+class OtlpCollector:
+    """An OTLP/HTTP traces receiver on loopback: the spans loopgate exports,
+    decoded with the OpenTelemetry protobuf types."""
+
+    def __init__(self):
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+
+        spans = self.spans = []
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self):
+                body = self.rfile.read(int(self.headers["content-length"]))
+                request = ExportTraceServiceRequest()
+                request.ParseFromString(body)
+                for resource in request.resource_spans:
+                    service = next(a.value.string_value for a in resource.resource.attributes if a.key == "service.name")
+                    for scope in resource.scope_spans:
+                        spans.extend((service, span) for span in scope.spans)
+                self.send_response(200)
+                self.send_header("content-type", "application/x-protobuf")
+                self.send_header("content-length", "0")
+                self.end_headers()
+
+            def log_message(self, *args):
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def named(self, name):
+        for _ in range(200):
+            found = [(service, span) for service, span in self.spans if span.name == name]
+            if found:
+                return found
+            time.sleep(0.05)
+        raise AssertionError(f"no `{name}` span arrived: {[span.name for _, span in self.spans]}")
+
+
+async def test_the_agents_trace_context_in_meta_reaches_loopgates_spans(upstream_log, tmp_path, monkeypatch):
+    collector = OtlpCollector()
+    # loopgate reads the standard OpenTelemetry variables.
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", collector.url)
+    monkeypatch.setenv("OTEL_SERVICE_NAME", "loopgate-under-test")
+    monkeypatch.setenv("OTEL_BSP_SCHEDULE_DELAY", "50")
+    trace_id, span_id = "0af7651916cd43dd8448eb211c80319c", "b7ad6b7169203331"
+    with LocalServer() as server:
+        loopgate = start(server)
+        async with gateway(loopgate, upstream_log, tmp_path) as session:
+            result = await session.call_tool("read", {"path": "a.txt"}, meta={"traceparent": f"00-{trace_id}-{span_id}-01"})
+            assert not result.is_error, text(result)
+        [(service, submit)] = collector.named("loopgate.submit")
+    assert service == "loopgate-under-test"
+    assert (submit.trace_id.hex(), submit.parent_span_id.hex()) == (trace_id, span_id)
+    [(_, route)] = collector.named("loopgate.route")
+    assert route.parent_span_id == submit.span_id

@@ -40,6 +40,8 @@ pub struct Client {
     token: String,
     http: reqwest::Client,
     retries: u32,
+    /// Sent as `traceparent` with every request.
+    traceparent: Option<reqwest::header::HeaderValue>,
 }
 
 /// Filters of the task queue.
@@ -78,7 +80,21 @@ impl Client {
             token: token.to_owned(),
             http,
             retries: 3,
+            traceparent: None,
         })
+    }
+
+    /// This client, sending `traceparent` (W3C Trace Context,
+    /// `00-<trace id>-<span id>-<flags>`) with every request, so that the
+    /// server's spans of what it sends join the caller's trace. A value
+    /// that cannot be a header is not sent (the server ignores one that is
+    /// not a valid trace context, and starts a trace of its own).
+    pub fn with_traceparent(&self, traceparent: &str) -> Client {
+        let mut client = self.clone();
+        client.traceparent = reqwest::header::HeaderValue::from_str(traceparent)
+            .ok()
+            .filter(|_| traceparent.len() <= 256);
+        client
     }
 
     /// A client for what needs no credential (the audit log's public key,
@@ -89,7 +105,10 @@ impl Client {
 
     /// A request with the client's token, if it has one.
     fn request(&self, method: Method, url: &str) -> reqwest::RequestBuilder {
-        let request = self.http.request(method, url);
+        let mut request = self.http.request(method, url);
+        if let Some(traceparent) = &self.traceparent {
+            request = request.header("traceparent", traceparent.clone());
+        }
         if self.token.is_empty() {
             request
         } else {

@@ -66,7 +66,16 @@ impl AppState {
                 if outcomes.is_empty() {
                     return;
                 }
+                let now = self.clock.now();
                 for outcome in outcomes {
+                    let trace = outcome.trace_context.as_deref();
+                    if outcome.effect == Effect::Escalated {
+                        let (before, after) = (Some(&outcome.before), &outcome.after);
+                        self.traces.escalated(trace, before, after, "deadline", now);
+                    }
+                    if crate::otel::is_closed(&outcome.after) {
+                        self.traces.review_ended(trace, &outcome.after, now);
+                    }
                     if outcome.effect == Effect::Resolved {
                         self.waiters.resolved(&outcome.proposal_id, None);
                         self.metrics.resolution(outcome.status);

@@ -123,6 +123,8 @@ pub struct Config {
     /// Whether people may log in with a password. When off, only the first
     /// admin may, as break-glass (`/ui/login?break_glass=1`, audited).
     pub password_login: bool,
+    /// OpenTelemetry trace export (docs/operations.md, "Traces"); `None`: off.
+    pub traces: Option<crate::otel::TraceExport>,
 }
 
 /// An OpenID Provider and what its groups claim maps to.
@@ -215,6 +217,7 @@ impl std::fmt::Debug for Config {
             .field("slack_api_url", &self.slack_api_url)
             .field("oidc", &self.oidc)
             .field("password_login", &self.password_login)
+            .field("traces", &self.traces)
             .finish_non_exhaustive()
     }
 }
@@ -286,6 +289,7 @@ impl Config {
             sla_warning_share: 0.75,
             oidc: None,
             password_login: true,
+            traces: None,
         }
     }
 }

@@ -320,7 +320,14 @@ pub(crate) fn spawn(app: AppState) -> JoinHandle<()> {
                                 follow(&app, &row).await;
                             }
                             if listening {
-                                held.push(Arc::new(Published::from(row)));
+                                let (time, trace) = (row.time, row.trace_context.clone());
+                                let published = Published::from(row);
+                                if published.event.kind == EventKind::ProposalResolved
+                                    && app.traces.is_on()
+                                {
+                                    streamed(&app, &published, time, trace.as_deref());
+                                }
+                                held.push(Arc::new(published));
                             }
                         }
                         if !full {
@@ -455,6 +462,32 @@ pub(crate) fn sees_everything(user: &UserRecord) -> bool {
         .any(|r| matches!(r, Role::Admin | Role::Auditor))
 }
 
+/// The span of a resolution published on the event stream: from its commit
+/// to its publication.
+fn streamed(
+    app: &AppState,
+    published: &Published,
+    committed: loopgate_core::Timestamp,
+    trace: Option<&str>,
+) {
+    let Some(proposal) = published.event.proposal.as_deref() else {
+        return;
+    };
+    let took = app.clock.now().millis().saturating_sub(committed.millis());
+    app.traces.delivered(crate::otel::Delivery {
+        trace,
+        proposal,
+        how: "event_stream",
+        start: committed,
+        took: Duration::from_millis(u64::try_from(took).unwrap_or(0)),
+        attributes: vec![opentelemetry::KeyValue::new(
+            "loopgate.event.id",
+            published.event.id,
+        )],
+        error: None,
+    });
+}
+
 #[cfg(test)]
 mod tests {
     use loopgate_core::{SystemId, Timestamp, UserId};
@@ -489,6 +522,7 @@ mod tests {
             data: serde_json::json!({"task": "tsk_1"}),
             system: Some("fraud".into()),
             group: Some("analysts".into()),
+            trace_context: None,
         });
         assert_eq!(
             (event.proposal.as_deref(), event.task.as_deref()),

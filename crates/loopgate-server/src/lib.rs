@@ -23,6 +23,7 @@ pub mod http;
 pub mod limits;
 mod metrics;
 pub mod notify;
+pub mod otel;
 pub mod outbound;
 mod outbox;
 pub mod policy_reports;
@@ -81,6 +82,9 @@ pub async fn serve(
     let _ = tail.await;
     let _ = webhooks.await;
     let _ = notifier.await;
+    // What the exporter still holds goes out before the process ends.
+    let traces = app.traces.clone();
+    let _ = tokio::task::spawn_blocking(move || traces.shutdown()).await;
     res
 }
 

@@ -80,6 +80,8 @@ pub struct Shared {
     pub(crate) oidc: Option<Arc<crate::auth::oidc::Oidc>>,
     /// Submissions a second per system, when limited.
     pub(crate) submit_rate: Option<crate::limits::SubmitRate>,
+    /// OpenTelemetry traces (off unless `traces` is configured).
+    pub(crate) traces: crate::otel::Traces,
     /// Cancelled when the server shuts down.
     pub shutdown: CancellationToken,
 }
@@ -198,6 +200,16 @@ pub async fn start(config: Config, clock: Arc<dyn Clock>) -> Result<Started, Sta
         }
         None => None,
     };
+    let traces = match &config.traces {
+        Some(export) => {
+            let http = reqwest::Client::builder()
+                .timeout(Duration::from_secs(10))
+                .build()
+                .map_err(|e| StartError::Config(format!("no HTTP client for traces: {e}")))?;
+            crate::otel::Traces::start(export, http).map_err(StartError::Config)?
+        }
+        None => crate::otel::Traces::default(),
+    };
     let app = AppState(Arc::new(Shared {
         store,
         clock,
@@ -222,6 +234,7 @@ pub async fn start(config: Config, clock: Arc<dyn Clock>) -> Result<Started, Sta
         slack,
         slack_seen: crate::notify::slack::Seen::default(),
         oidc,
+        traces,
         shutdown: CancellationToken::new(),
     }));
     // Other replicas' commits (PostgreSQL): the tail reads them at once.
@@ -236,6 +249,13 @@ pub async fn start(config: Config, clock: Arc<dyn Clock>) -> Result<Started, Sta
 }
 
 impl AppState {
+    /// Sends every finished span to the OTLP endpoint now (when traces are
+    /// on), without waiting for the exporter's next batch.
+    pub async fn flush_traces(&self) {
+        let traces = self.traces.clone();
+        let _ = tokio::task::spawn_blocking(move || traces.flush()).await;
+    }
+
     /// A credential, user or session changed (here or on another replica):
     /// forget cached credentials and make open streams and long-polls check
     /// their caller again.

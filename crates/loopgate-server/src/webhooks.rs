@@ -299,25 +299,29 @@ pub(crate) fn backoff(base: Duration, n: u32) -> Duration {
 }
 
 /// The body: `{"type", "timestamp", "data": {"event", "proposal"}}`, the
-/// proposal as `GET /v1/proposals/{id}` shows it at the time of sending.
-async fn body(app: &AppState, event: Event) -> Result<Vec<u8>, StoreError> {
-    let proposal = match event.proposal.as_deref().and_then(ProposalId::parse) {
-        Some(id) => app.store.proposal(&id).await?.map(crate::convert::proposal),
+/// proposal as `GET /v1/proposals/{id}` shows it at the time of sending;
+/// and the proposal's trace context.
+async fn body(app: &AppState, event: Event) -> Result<(Vec<u8>, Option<String>), StoreError> {
+    let record = match event.proposal.as_deref().and_then(ProposalId::parse) {
+        Some(id) => app.store.proposal(&id).await?,
         None => None,
     };
+    let trace = record.as_ref().and_then(|it| it.trace_context.clone());
+    let proposal = record.map(crate::convert::proposal);
     let body = json!({
         "type": event.kind,
         "timestamp": event.time,
         "data": {"event": event, "proposal": proposal},
     });
-    Ok(serde_json::to_vec(&body)?)
+    Ok((serde_json::to_vec(&body)?, trace))
 }
 
 /// Sends one delivery and says what happens next.
 async fn attempt(app: &AppState, http: &reqwest::Client, due: DueDelivery) -> AttemptResult {
     let time = app.clock.now();
     let started = Instant::now();
-    let (status, error) = match send(app, http, &due, time).await {
+    let mut trace = None;
+    let (status, error) = match send(app, http, &due, time, &mut trace).await {
         Ok(status) if (200..300).contains(&status) => (Some(status), None),
         Ok(status) => (
             Some(status),
@@ -326,6 +330,32 @@ async fn attempt(app: &AppState, http: &reqwest::Client, due: DueDelivery) -> At
         Err(error) => (None, Some(error)),
     };
     let duration_ms = u32::try_from(started.elapsed().as_millis()).unwrap_or(u32::MAX);
+    if app.traces.is_on()
+        && let Some(proposal) = Event::from(due.event.clone()).proposal
+    {
+        let mut attributes = vec![
+            opentelemetry::KeyValue::new("loopgate.event.kind", due.event.kind.as_str()),
+            opentelemetry::KeyValue::new("loopgate.webhook.attempt", i64::from(due.attempts) + 1),
+        ];
+        if let Some(status) = status {
+            attributes.push(opentelemetry::KeyValue::new(
+                "http.response.status_code",
+                i64::from(status),
+            ));
+        }
+        app.traces.delivered(crate::otel::Delivery {
+            trace: trace.as_deref(),
+            proposal: proposal.as_str(),
+            how: "webhook",
+            start: time,
+            took: started.elapsed(),
+            attributes,
+            error: error.is_some().then_some(match status {
+                Some(_) => "the endpoint answered with an error",
+                None => "the endpoint could not be reached",
+            }),
+        });
+    }
     let config = &app.config;
     let (state, next_at) = match error {
         None => (DeliveryState::Delivered, time),
@@ -355,10 +385,12 @@ async fn send(
     http: &reqwest::Client,
     due: &DueDelivery,
     now: Timestamp,
+    trace: &mut Option<String>,
 ) -> Result<u16, String> {
-    let body = body(app, Event::from(due.event.clone()))
+    let (body, context) = body(app, Event::from(due.event.clone()))
         .await
         .map_err(|e| format!("the message could not be built: {e}"))?;
+    *trace = context;
     let id = message_id(due.id);
     let timestamp = now.millis().div_euclid(1000);
     let signature = sign(&due.secret, &id, timestamp, &body)?;
@@ -366,8 +398,16 @@ async fn send(
     if let Some(refused) = app.fence.refuses_literal(&url) {
         return Err(refused.to_string());
     }
+    // The receiver may continue the proposal's trace.
+    let mut headers = reqwest::header::HeaderMap::new();
+    if app.traces.is_on()
+        && let Some(context) = trace.as_deref()
+    {
+        crate::otel::inject(context, &mut headers);
+    }
     let response = http
         .post(url)
+        .headers(headers)
         .header("content-type", "application/json")
         .header("webhook-id", &id)
         .header("webhook-timestamp", timestamp)

@@ -405,6 +405,8 @@ pub struct NewProposal {
     pub idempotency_key: Option<String>,
     /// Proposals made together share a batch (shown as one group).
     pub batch: Option<String>,
+    /// The W3C `traceparent` of its submission, which its later spans join.
+    pub trace_context: Option<String>,
     /// Digest (salted with `salt`).
     pub digest: Digest,
     /// The same document without the salt: what an idempotent replay must match.
@@ -636,6 +638,8 @@ pub struct ProposalRecord {
     pub policy_errors: Vec<EvaluationError>,
     /// The standing grant that approved it (`decided_by: grant`).
     pub grant_id: Option<String>,
+    /// The W3C `traceparent` of its submission, which its later spans join.
+    pub trace_context: Option<String>,
 }
 
 /// Filters of the proposal list.
@@ -760,6 +764,12 @@ pub struct TimerOutcome {
     pub status: ProposalStatus,
     /// The effect.
     pub effect: Effect,
+    /// The task before the deadline ran.
+    pub before: Task,
+    /// The task after.
+    pub after: Task,
+    /// The proposal's trace context (`traceparent`).
+    pub trace_context: Option<String>,
 }
 
 /// The sequenced tree: how many entries and their RFC 9162 root.
@@ -963,6 +973,8 @@ pub struct StoredEvent {
     pub system: Option<String>,
     /// The review group of that proposal's task.
     pub group: Option<String>,
+    /// That proposal's trace context (`traceparent`); not part of the entry.
+    pub trace_context: Option<String>,
 }
 
 /// A system's webhook endpoint.

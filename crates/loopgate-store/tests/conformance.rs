@@ -167,6 +167,7 @@ fn new_proposal(
         context: Default::default(),
         idempotency_key: key.map(str::to_owned),
         batch: None,
+        trace_context: None,
         digest,
         fingerprint,
         salt,

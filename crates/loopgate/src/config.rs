@@ -18,6 +18,41 @@ fn env(name: &str) -> Option<String> {
     std::env::var(name).ok().filter(|it| !it.trim().is_empty())
 }
 
+/// OpenTelemetry trace export, from the standard variables
+/// (docs/operations.md, "Traces"): on when an OTLP endpoint is set, unless
+/// `OTEL_SDK_DISABLED=true` or `OTEL_TRACES_EXPORTER=none`. The exporter
+/// itself reads the endpoint, headers, timeout and compression, the SDK the
+/// sampler and batch sizes.
+fn traces() -> anyhow::Result<Option<loopgate_server::otel::TraceExport>> {
+    let endpoint =
+        env("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT").or_else(|| env("OTEL_EXPORTER_OTLP_ENDPOINT"));
+    let disabled =
+        env("OTEL_SDK_DISABLED").is_some_and(|it| it.trim().eq_ignore_ascii_case("true"));
+    let exporter = env("OTEL_TRACES_EXPORTER").unwrap_or_else(|| "otlp".to_owned());
+    if endpoint.is_none() || disabled || exporter.trim() == "none" {
+        return Ok(None);
+    }
+    if exporter.trim() != "otlp" {
+        anyhow::bail!("`OTEL_TRACES_EXPORTER` may be `otlp` or `none`, not `{exporter}`");
+    }
+    for name in [
+        "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL",
+        "OTEL_EXPORTER_OTLP_PROTOCOL",
+    ] {
+        if let Some(protocol) = env(name)
+            && protocol.trim() != "http/protobuf"
+        {
+            anyhow::bail!(
+                "`{name}` must be `http/protobuf` (loopgate exports OTLP over HTTP), not `{protocol}`"
+            );
+        }
+    }
+    Ok(Some(loopgate_server::otel::TraceExport {
+        endpoint: None,
+        service_name: env("OTEL_SERVICE_NAME").unwrap_or_else(|| "loopgate".to_owned()),
+    }))
+}
+
 /// Whether `name` is a valid header name.
 fn axum_header_name(name: &str) -> Option<()> {
     reqwest::header::HeaderName::from_bytes(name.as_bytes())
@@ -216,6 +251,7 @@ impl FileConfig {
         }
         self.notifications(&mut config)?;
         self.sso(&mut config)?;
+        config.traces = traces()?;
         config.bootstrap_token = std::env::var("LOOPGATE_BOOTSTRAP_TOKEN")
             .ok()
             .filter(|it| !it.is_empty());

@@ -541,7 +541,9 @@ impl Gateway {
         let id = call
             .proposal
             .get_or_try_init(|| async {
-                let proposal = self.submit(tool, &arguments, &call.key).await?;
+                let proposal = self
+                    .submit(tool, &arguments, &call.key, traceparent(context))
+                    .await?;
                 let id = proposal.id.clone();
                 submitted = Some(proposal);
                 Ok::<_, ErrorData>(id)
@@ -641,6 +643,7 @@ impl Gateway {
         tool: &str,
         arguments: &JsonObject,
         key: &str,
+        traceparent: Option<&str>,
     ) -> Result<proto::Proposal, ErrorData> {
         let name = &self.inner.name;
         let proposal = proto::SubmitProposal {
@@ -662,8 +665,11 @@ impl Gateway {
             idempotency_key: Some(key.to_owned()),
             batch: Some(self.batch()),
         };
-        self.inner
-            .client
+        let client = match traceparent {
+            Some(traceparent) => &self.inner.client.with_traceparent(traceparent),
+            None => &self.inner.client,
+        };
+        client
             .submit(&proposal, None)
             .await
             .map_err(|e| ErrorData::internal_error(format!("loopgate refused the call: {e}"), None))
@@ -709,6 +715,13 @@ async fn call_upstream(
 }
 
 /// Tool and arguments, hashed (arguments with sorted keys).
+/// The agent's trace context, sent in the call's `_meta.traceparent` (as
+/// MCP clients instrumented with OpenTelemetry do): the proposal's spans
+/// join the agent's trace.
+fn traceparent(context: &RequestContext<RoleServer>) -> Option<&str> {
+    context.meta.get("traceparent").and_then(Value::as_str)
+}
+
 fn fingerprint(tool: &str, arguments: &JsonObject) -> String {
     let mut hasher = Sha256::new();
     hasher.update(tool.as_bytes());

@@ -2,6 +2,7 @@ import asyncio
 import threading
 import time
 
+import httpx
 import pytest
 import standardwebhooks
 
@@ -102,3 +103,35 @@ def test_webhook_signatures_verify_like_the_reference_library():
         verify_webhook(secret, headers, body + b" ")
     with pytest.raises(WebhookVerificationError):
         verify_webhook(secret, headers, body, now=now + 3600)
+
+
+class _Recording(httpx.HTTPTransport):
+    """A real transport that remembers the headers it sent."""
+
+    def __init__(self):
+        super().__init__()
+        self.sent = []
+
+    def handle_request(self, request):
+        self.sent.append(dict(request.headers))
+        return super().handle_request(request)
+
+
+def test_the_callers_trace_context_is_sent(server):
+    from opentelemetry import trace
+    from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags
+
+    given = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+    transport = _Recording()
+    with Client(server.base, server.key, transport=transport) as lg:
+        lg.submit("refund", {"amount": 20}, context={"amount": 20}, traceparent=given)
+        assert transport.sent[-1]["traceparent"] == given
+        # Without one: the current OpenTelemetry span's context.
+        current = SpanContext(trace_id=0x0AF7651916CD43DD8448EB211C80319C, span_id=0xB7AD6B7169203331,
+                              is_remote=False, trace_flags=TraceFlags(TraceFlags.SAMPLED))
+        with trace.use_span(NonRecordingSpan(current)):
+            lg.submit("refund", {"amount": 20}, context={"amount": 20})
+        assert transport.sent[-1]["traceparent"] == "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+        # And none outside a span.
+        lg.submit("refund", {"amount": 20}, context={"amount": 20})
+        assert "traceparent" not in transport.sent[-1]

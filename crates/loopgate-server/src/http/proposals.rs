@@ -11,7 +11,7 @@ use loopgate_core::routing::value::check_exact;
 use loopgate_core::routing::{
     Defaults, ReviewPlan, RoutingRequest, ShapeRule, TypedInput, is_sampled, route, typed_input,
 };
-use loopgate_core::{Digest, ProposalId, Role, Route, SystemId, TaskId};
+use loopgate_core::{Digest, ProposalId, Role, Route, SystemId, TaskId, Timestamp};
 use loopgate_proto as proto;
 use loopgate_store::{
     NewProposal, ProposalFilter, ProposalRecord, ShadowOutcome, StoreError, Submitted,
@@ -52,7 +52,47 @@ pub async fn submit(
     headers: HeaderMap,
     JsonBodyText(body, text): JsonBodyText<proto::SubmitProposal>,
 ) -> Result<(StatusCode, Json<proto::Proposal>), ApiError> {
-    let wait = parse_wait(&app, query.wait.as_deref())?;
+    let trace = app.traces.submit(&headers, app.clock.now());
+    let (status, record, waiting) =
+        match store_proposal(&app, &caller, query, &headers, body, &text, &trace).await {
+            Ok(stored) => stored,
+            Err(error) => {
+                trace.finish(Err(error.code().as_str()));
+                return Err(error);
+            }
+        };
+    trace.finish(Ok((&record, status == StatusCode::OK)));
+    let record = match waiting {
+        Some((wait, held, subscription)) if !record.status.is_terminal() => match status {
+            StatusCode::CREATED => {
+                wait_on(&app, &caller, held, subscription, &record, wait).await?
+            }
+            // An idempotent replay has another id than the one subscribed to.
+            _ => {
+                drop(held);
+                wait_for(&app, &caller, &record.id, wait).await?
+            }
+        },
+        _ => record,
+    };
+    Ok((status, Json(convert::proposal(record))))
+}
+
+/// A wait taken before the proposal was stored.
+type Waiting = Option<(Duration, Held, Subscription)>;
+
+/// Checks, routes and stores a submission (or finds its idempotent replay):
+/// `201` for a new proposal, `200` for a replay.
+async fn store_proposal(
+    app: &AppState,
+    caller: &Caller,
+    query: WaitQuery,
+    headers: &HeaderMap,
+    body: proto::SubmitProposal,
+    text: &[u8],
+    trace: &crate::otel::Submit,
+) -> Result<(StatusCode, ProposalRecord, Waiting), ApiError> {
+    let wait = parse_wait(app, query.wait.as_deref())?;
     let system_id = match (caller.system(), body.system.as_deref()) {
         (Some(own), None) => own.clone(),
         (Some(own), Some(named)) if named == own.as_str() => own.clone(),
@@ -72,7 +112,7 @@ pub async fn submit(
             ));
         }
     };
-    let idempotency_key = idempotency_key(&headers, body.idempotency_key.as_deref())?;
+    let idempotency_key = idempotency_key(headers, body.idempotency_key.as_deref())?;
     check_text("action", &body.action, 128)?;
     if let Some(batch) = &body.batch {
         let ok = (1..=128).contains(&batch.len())
@@ -100,7 +140,7 @@ pub async fn submit(
         return Err(ApiError::invalid(format!("unknown system `{system_id}`"))
             .help("register the system first: POST /v1/systems"));
     };
-    let input = read_context(&app, &system, &body, &text)?;
+    let input = read_context(app, &system, &body, text)?;
 
     let subject = json!({"type": body.subject.type_, "id": body.subject.id, "attributes": body.subject.attributes});
     let mut salt = vec![0u8; SALT_LEN];
@@ -135,6 +175,7 @@ pub async fn submit(
         route: app.config.default_route,
         review: ReviewPlan::default_review(),
     };
+    let routing_started = std::time::Instant::now();
     let routing = route(&active.live, &request, &defaults);
     app.metrics.policy_errors("live", &routing.errors);
     let shadow = active.shadow.as_ref().map(|shadow| {
@@ -148,6 +189,11 @@ pub async fn submit(
             errors: routing.errors,
         }
     });
+    trace.routed(
+        &routing,
+        routing_started,
+        shadow.as_ref().map(|it| it.version.as_str()),
+    );
     let id = ProposalId::from_unique(&ulid::Ulid::new().to_string());
     let sampled = is_sampled(&app.sampling_secret, id.as_str(), routing.sample_rate);
     let now = app.clock.now();
@@ -167,6 +213,7 @@ pub async fn submit(
         context: body.context,
         idempotency_key,
         batch: body.batch,
+        trace_context: trace.stored_context(),
         digest,
         fingerprint,
         salt,
@@ -196,7 +243,7 @@ pub async fn submit(
         // A replay is answered even when nothing can be written (a full
         // disk, a stopped writer): from a read, as the write would have.
         Err(TxError::Store(error @ StoreError::Unavailable(_))) => {
-            match replay(&app, &system_id, key.as_deref(), &fingerprint).await? {
+            match replay(app, &system_id, key.as_deref(), &fingerprint).await? {
                 Some(record) => Submitted::Existing(record),
                 None => return Err(error.into()),
             }
@@ -210,20 +257,7 @@ pub async fn submit(
         }
         Submitted::Existing(record) => (StatusCode::OK, record),
     };
-    let record = match waiting {
-        Some((wait, held, subscription)) if !record.status.is_terminal() => match status {
-            StatusCode::CREATED => {
-                wait_on(&app, &caller, held, subscription, &record.id, wait).await?
-            }
-            // An idempotent replay has another id than the one subscribed to.
-            _ => {
-                drop(held);
-                wait_for(&app, &caller, &record.id, wait).await?
-            }
-        },
-        _ => record,
-    };
-    Ok((status, Json(convert::proposal(record))))
+    Ok((status, record, waiting))
 }
 
 /// The proposal stored under `key` by `system`, read without the writer;
@@ -525,9 +559,33 @@ pub(crate) async fn wait_for(
         .await?
         .ok_or_else(|| ApiError::not_found("proposal", id.as_str()))?;
     if record.status.is_terminal() {
+        delivered(app, &record, app.clock.now(), std::time::Instant::now());
         return Ok(record);
     }
-    wait_on(app, caller, held, subscription, id, wait).await
+    wait_on(app, caller, held, subscription, &record, wait).await
+}
+
+/// The span of a long-poll's answer with a resolution.
+fn delivered(
+    app: &AppState,
+    record: &ProposalRecord,
+    start: Timestamp,
+    started: std::time::Instant,
+) {
+    if app.traces.is_on() && record.status.is_terminal() {
+        app.traces.delivered(crate::otel::Delivery {
+            trace: record.trace_context.as_deref(),
+            proposal: record.id.as_str(),
+            how: "long_poll",
+            start,
+            took: started.elapsed(),
+            attributes: vec![opentelemetry::KeyValue::new(
+                "loopgate.status",
+                record.status.as_str(),
+            )],
+            error: None,
+        });
+    }
 }
 
 /// Waits on a subscription taken before the proposal could have been resolved.
@@ -536,9 +594,11 @@ async fn wait_on(
     caller: &Caller,
     _held: Held,
     mut subscription: Subscription,
-    id: &ProposalId,
+    waited: &ProposalRecord,
     wait: Duration,
 ) -> Result<ProposalRecord, ApiError> {
+    let (start, started) = (app.clock.now(), std::time::Instant::now());
+    let id = &waited.id;
     let deadline = tokio::time::Instant::now() + wait;
     // A credential that expires before the wait ends ends the wait.
     let expiry = caller
@@ -560,13 +620,16 @@ async fn wait_on(
         }
     };
     drop(subscription);
-    if let Some(record) = resolved {
-        return Ok(ProposalRecord::clone(&record));
-    }
-    app.store
-        .proposal(id)
-        .await?
-        .ok_or_else(|| ApiError::not_found("proposal", id.as_str()))
+    let record = match resolved {
+        Some(record) => ProposalRecord::clone(&record),
+        None => app
+            .store
+            .proposal(id)
+            .await?
+            .ok_or_else(|| ApiError::not_found("proposal", id.as_str()))?,
+    };
+    delivered(app, &record, start, started);
+    Ok(record)
 }
 
 /// Sleeps until `at`, or forever without one.

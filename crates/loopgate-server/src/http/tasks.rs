@@ -236,6 +236,7 @@ async fn decide_one(
     body: proto::DecisionRequest,
 ) -> Result<proto::DecisionResponse, ApiError> {
     let started = Instant::now();
+    let start = app.clock.now();
     let reviewer = caller.reviewer()?;
     let id = parse_id(id, TaskId::parse, "task")?;
     let Some(seen_digest) = Digest::parse(&body.seen_digest) else {
@@ -274,6 +275,26 @@ async fn decide_one(
         took: started.elapsed(),
         resolved: (outcome.effect == Effect::Resolved).then_some(&outcome.proposal),
     });
+    if app.traces.is_on() {
+        let user = caller.user_with(&[Role::Reviewer])?;
+        let trace = outcome.proposal.trace_context.as_deref();
+        let task = &outcome.task.task;
+        app.traces.decided(crate::otel::DecisionSpan {
+            trace,
+            task,
+            verdict: convert::verdict_to_core(body.verdict),
+            effect: crate::otel::effect_name(outcome.effect),
+            reviewer: user.id.as_str(),
+            start,
+            took: started.elapsed(),
+        });
+        if outcome.effect == Effect::Escalated {
+            app.traces.escalated(trace, None, task, "reviewer", now);
+        }
+        if crate::otel::is_closed(task) {
+            app.traces.review_ended(trace, task, now);
+        }
+    }
     Ok(proto::DecisionResponse {
         task: convert::task(outcome.task, now),
         proposal: Viewer::of(caller)?.shown(outcome.proposal),

@@ -25,6 +25,7 @@ mod proposals;
 mod review;
 mod routing;
 mod sso;
+mod traces;
 mod ui;
 mod visibility;
 mod webhooks;

@@ -104,6 +104,10 @@ const SQLITE_MIGRATIONS: &[(&str, &str)] = &[
         "0016_assignment",
         include_str!("../../migrations/sqlite/0016_assignment.sql"),
     ),
+    (
+        "0017_traces",
+        include_str!("../../migrations/sqlite/0017_traces.sql"),
+    ),
 ];
 const MAX_BATCH: usize = 1024;
 /// Prepared statements kept per SQLite connection (the store has about a

@@ -72,6 +72,10 @@ const MIGRATIONS: &[(&str, &str)] = &[
         "0010_assignment",
         include_str!("../../migrations/postgres/0010_assignment.sql"),
     ),
+    (
+        "0011_traces",
+        include_str!("../../migrations/postgres/0011_traces.sql"),
+    ),
 ];
 
 /// PostgreSQL connection settings.

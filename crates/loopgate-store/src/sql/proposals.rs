@@ -335,8 +335,8 @@ pub(super) fn submit(
     let seq: i64 = conn.query_row(
         "INSERT INTO proposals (id, system, action, idempotency_key, digest, fingerprint, subject, input, output, confidence, explanation,
              model, context, status, route, policy_version, matched_policies, overridden, modified, blind, decided_by,
-             decided_at, submitted_by, created_at, salt, ai_output, policy_errors, grant_id, batch)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?22, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, 0, 0, ?21, ?17, ?18, ?19, ?20, ?23, ?8, ?24, ?25, ?26)
+             decided_at, submitted_by, created_at, salt, ai_output, policy_errors, grant_id, batch, trace_context)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?22, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, 0, 0, ?21, ?17, ?18, ?19, ?20, ?23, ?8, ?24, ?25, ?26, ?27)
          RETURNING seq",
         params![
         new.id.as_str(),
@@ -365,6 +365,7 @@ pub(super) fn submit(
         (!routing.errors.is_empty()).then(|| to_json(&routing.errors)),
         admission.grant.as_ref().map(|it| it.id.as_str()),
         new.batch,
+        new.trace_context,
     ],
         |row| row.get(0),
     )?;
@@ -399,6 +400,7 @@ pub(super) fn submit(
         context: new.context,
         idempotency_key: new.idempotency_key,
         batch: new.batch,
+        trace_context: new.trace_context,
         digest: new.digest,
         status: admission.status,
         route: routing.route,

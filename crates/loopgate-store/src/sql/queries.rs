@@ -25,7 +25,7 @@ use crate::{
 
 pub(super) const PROPOSAL_COLUMNS: &str = "seq, id, system, action, subject, input, output, confidence, explanation, model, \
      context, idempotency_key, digest, status, route, policy_version, matched_policies, overridden, modified, decided_by, \
-     decided_at, submitted_by, created_at, blind, salt, erased_at, policy_errors, grant_id, batch";
+     decided_at, submitted_by, created_at, blind, salt, erased_at, policy_errors, grant_id, batch, trace_context";
 
 pub(super) const TASK_COLUMNS: &str = "t.seq, t.id, t.proposal_id, t.kind, t.state, t.grp, t.level, t.required, t.due_at, \
      t.claimed_by, t.lease_expires_at, t.first_group, t.sla_ms, t.escalate_to, t.on_timeout, t.blind, t.sample_probability, \
@@ -34,7 +34,7 @@ pub(super) const TASK_COLUMNS: &str = "t.seq, t.id, t.proposal_id, t.kind, t.sta
 
 /// An event with its proposal's system and task group (joined as `p`, `t`).
 pub(super) const EVENT_COLUMNS: &str =
-    "e.seq, e.time, e.actor, e.type, e.subject, e.data, p.system, t.grp";
+    "e.seq, e.time, e.actor, e.type, e.subject, e.data, p.system, t.grp, p.trace_context";
 
 /// A row of `EVENT_COLUMNS` starting at column `at`.
 pub(super) fn event_row(row: &Row, at: usize) -> Result<StoredEvent, StoreError> {
@@ -50,6 +50,7 @@ pub(super) fn event_row(row: &Row, at: usize) -> Result<StoredEvent, StoreError>
         data: serde_json::from_str(&row.get::<_, String>(at + 5)?)?,
         system: row.get(at + 6)?,
         group: row.get(at + 7)?,
+        trace_context: row.get(at + 8)?,
     })
 }
 
@@ -138,6 +139,7 @@ pub(super) fn proposal_row(row: &Row) -> Result<ProposalRecord, StoreError> {
         },
         grant_id: row.get(27)?,
         batch: row.get(28)?,
+        trace_context: row.get(29)?,
     })
 }
 
@@ -313,7 +315,11 @@ pub(super) fn update_task(
 }
 
 /// Loads everything a decision on `task_id` reads.
-pub(super) fn case(conn: &Connection, task_id: &str) -> Result<Option<Case>, StoreError> {
+/// A task's case, and its proposal's trace context.
+pub(super) fn case(
+    conn: &Connection,
+    task_id: &str,
+) -> Result<Option<(Case, Option<String>)>, StoreError> {
     let Some(task) = task(conn, task_id)? else {
         return Ok(None);
     };
@@ -322,7 +328,8 @@ pub(super) fn case(conn: &Connection, task_id: &str) -> Result<Option<Case>, Sto
             "task `{task_id}` has no proposal"
         )));
     };
-    Ok(Some(case_of(proposal, task.task)))
+    let trace = proposal.trace_context.clone();
+    Ok(Some((case_of(proposal, task.task), trace)))
 }
 
 pub(super) fn case_of(proposal: ProposalRecord, task: Task) -> Case {

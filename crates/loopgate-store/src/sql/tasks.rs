@@ -206,14 +206,21 @@ impl SqlStore {
             )?;
             let mut out = Vec::with_capacity(ids.len());
             for id in ids {
-                let Some(case) = q::case(conn, &id)? else { continue };
+                let Some((case, trace_context)) = q::case(conn, &id)? else { continue };
                 let Some((mut next, effect)) = review::expire(&case, now) else { continue };
                 assign::after_transition(conn, &mut next, effect, now)?;
                 let tracked = Tracked::before(conn, next.task.proposal_id.as_str())?;
                 q::write_case(conn, &next, now)?;
                 tracked.apply(conn)?;
                 effect_events(conn, now, "loopgate", &next, effect)?;
-                out.push(TimerOutcome { proposal_id: next.task.proposal_id.clone(), status: next.proposal.status, effect });
+                out.push(TimerOutcome {
+                    proposal_id: next.task.proposal_id.clone(),
+                    status: next.proposal.status,
+                    effect,
+                    before: case.task,
+                    after: next.task.clone(),
+                    trace_context,
+                });
             }
             grants::end_expired(conn, now, limit)?;
             assign::return_unopened(conn, now, limit)?;

@@ -57,6 +57,21 @@ def _check(response: httpx.Response) -> Any:
     raise LoopgateError(detail, status=response.status_code, code=problem.get("code"), problem=problem)
 
 
+def _trace_headers(traceparent: str | None) -> dict[str, str]:
+    """The caller's W3C trace context: `traceparent` when given, else the
+    current OpenTelemetry context when `opentelemetry-api` is installed, so
+    that loopgate's spans of the call join the caller's trace."""
+    if traceparent:
+        return {"traceparent": traceparent}
+    try:
+        from opentelemetry import propagate
+    except ImportError:
+        return {}
+    carrier: dict[str, str] = {}
+    propagate.inject(carrier)
+    return {key: value for key, value in carrier.items() if key in ("traceparent", "tracestate")}
+
+
 def _wait_param(seconds: float | None) -> dict[str, str]:
     return {} if not seconds else {"wait": f"{int(min(seconds, MAX_WAIT) * 1000)}ms"}
 
@@ -86,6 +101,7 @@ class Client:
     def _request(self, method: str, path: str, *, retry: bool = True, **kwargs) -> Any:
         """One call; connection errors are retried when `retry` (reads, and
         submissions, which carry an idempotency key)."""
+        kwargs["headers"] = {**_trace_headers(kwargs.pop("traceparent", None)), **kwargs.get("headers", {})}
         for attempt in range(self._retries + 1):
             try:
                 return _check(self._http.request(method, path, **kwargs))
@@ -97,11 +113,17 @@ class Client:
 
     def submit(self, action: str, output: Any, *, subject: dict[str, Any] | None = None, input: Any = None,
                confidence: float | None = None, explanation: Any = None, context: dict[str, Any] | None = None,
-               idempotency_key: str | None = None, wait: float | None = None) -> Proposal:
-        """Submits a proposal; with `wait` (seconds, at most 60), returns as soon as it is resolved."""
+               idempotency_key: str | None = None, wait: float | None = None,
+               traceparent: str | None = None) -> Proposal:
+        """Submits a proposal; with `wait` (seconds, at most 60), returns as soon as it is resolved.
+
+        `traceparent` (W3C Trace Context) puts loopgate's spans of this proposal
+        in the caller's trace; without it, the current OpenTelemetry context is
+        sent when `opentelemetry-api` is installed."""
         body = _proposal_body(action, output, subject=subject, input=input, confidence=confidence,
                               explanation=explanation, context=context, idempotency_key=idempotency_key)
-        return Proposal.from_json(self._request("POST", "/v1/proposals", json=body, params=_wait_param(wait)))
+        return Proposal.from_json(self._request("POST", "/v1/proposals", json=body, params=_wait_param(wait),
+                                                traceparent=traceparent))
 
     def get(self, proposal_id: str, *, wait: float | None = None) -> Proposal:
         """Reads a proposal; with `wait`, long-polls until it is resolved or the wait runs out."""
@@ -160,6 +182,7 @@ class AsyncClient:
         await self._http.aclose()
 
     async def _request(self, method: str, path: str, *, retry: bool = True, **kwargs) -> Any:
+        kwargs["headers"] = {**_trace_headers(kwargs.pop("traceparent", None)), **kwargs.get("headers", {})}
         for attempt in range(self._retries + 1):
             try:
                 return _check(await self._http.request(method, path, **kwargs))
@@ -171,10 +194,12 @@ class AsyncClient:
 
     async def submit(self, action: str, output: Any, *, subject: dict[str, Any] | None = None, input: Any = None,
                      confidence: float | None = None, explanation: Any = None, context: dict[str, Any] | None = None,
-                     idempotency_key: str | None = None, wait: float | None = None) -> Proposal:
+                     idempotency_key: str | None = None, wait: float | None = None,
+                     traceparent: str | None = None) -> Proposal:
         body = _proposal_body(action, output, subject=subject, input=input, confidence=confidence,
                               explanation=explanation, context=context, idempotency_key=idempotency_key)
-        return Proposal.from_json(await self._request("POST", "/v1/proposals", json=body, params=_wait_param(wait)))
+        return Proposal.from_json(await self._request("POST", "/v1/proposals", json=body, params=_wait_param(wait),
+                                                      traceparent=traceparent))
 
     async def get(self, proposal_id: str, *, wait: float | None = None) -> Proposal:
         return Proposal.from_json(await self._request("GET", f"/v1/proposals/{proposal_id}", params=_wait_param(wait)))
