@@ -58,17 +58,17 @@ pub struct SubmitProposal {
     pub subject: Subject,
     /// What the model saw.
     #[serde(default)]
-    #[cfg_attr(feature = "openapi", schema(value_type = Object))]
+    #[cfg_attr(feature = "openapi", schema(value_type = Value))]
     pub input: Value,
     /// What will be executed or published if approved.
-    #[cfg_attr(feature = "openapi", schema(value_type = Object))]
+    #[cfg_attr(feature = "openapi", schema(value_type = Value))]
     pub output: Value,
     /// The model's confidence in `[0, 1]`.
     #[serde(default)]
     pub confidence: Option<f64>,
     /// The model's explanation.
     #[serde(default)]
-    #[cfg_attr(feature = "openapi", schema(value_type = Object))]
+    #[cfg_attr(feature = "openapi", schema(value_type = Value))]
     pub explanation: Option<Value>,
     /// The model that produced the proposal.
     #[serde(default)]
@@ -163,16 +163,17 @@ pub struct Proposal {
     pub created_at: String,
     /// Subject.
     pub subject: Subject,
-    /// Input.
-    #[cfg_attr(feature = "openapi", schema(value_type = Object))]
+    /// Input: any JSON value (null once erased).
+    #[cfg_attr(feature = "openapi", schema(value_type = Value))]
     pub input: Value,
-    /// Current output (reviewers may have edited it).
-    #[cfg_attr(feature = "openapi", schema(value_type = Object))]
+    /// Current output (reviewers may have edited it): any JSON value (null
+    /// once erased).
+    #[cfg_attr(feature = "openapi", schema(value_type = Value))]
     pub output: Value,
     /// Confidence.
     pub confidence: Option<f64>,
-    /// Explanation.
-    #[cfg_attr(feature = "openapi", schema(value_type = Object))]
+    /// Explanation: any JSON value, or null.
+    #[cfg_attr(feature = "openapi", schema(value_type = Value))]
     pub explanation: Option<Value>,
     /// Model.
     pub model: Option<Model>,
@@ -240,7 +241,7 @@ pub struct Resolution {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub grant_id: Option<String>,
     /// The output to execute (the edited one if reviewers modified it).
-    #[cfg_attr(feature = "openapi", schema(value_type = Object))]
+    #[cfg_attr(feature = "openapi", schema(value_type = Value))]
     pub output: Value,
     /// Whether reviewers edited the output.
     pub modified: bool,
@@ -422,13 +423,13 @@ pub struct DecisionRequest {
     /// Why.
     #[serde(default)]
     pub rationale: Option<String>,
-    /// The edited output (modify only).
+    /// The edited output (modify only): any JSON value.
     #[serde(default)]
-    #[cfg_attr(feature = "openapi", schema(value_type = Object))]
+    #[cfg_attr(feature = "openapi", schema(value_type = Value))]
     pub output: Option<Value>,
     /// Optional labels for feedback.
     #[serde(default)]
-    #[cfg_attr(feature = "openapi", schema(value_type = Object))]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<Object>))]
     pub labels: Option<Map<String, Value>>,
     /// The words to send back to the AI (`respond` only; at most 10,000 bytes).
     #[serde(default)]
@@ -439,6 +440,7 @@ pub struct DecisionRequest {
     #[serde(default)]
     pub grant: Option<GrantOffer>,
     /// The digest shown to the reviewer.
+    #[cfg_attr(feature = "openapi", schema(pattern = r"^sha256:[0-9a-f]{64}$"))]
     pub seen_digest: String,
 }
 
@@ -541,6 +543,7 @@ pub struct GrantList {
 #[serde(deny_unknown_fields)]
 pub struct BatchDecisionRequest {
     /// At most 100 decisions, decided in this order.
+    #[cfg_attr(feature = "openapi", schema(min_items = 1, max_items = 100))]
     pub items: Vec<BatchDecisionItem>,
 }
 
@@ -550,19 +553,20 @@ pub struct BatchDecisionRequest {
 #[serde(deny_unknown_fields)]
 pub struct BatchDecisionItem {
     /// The task.
+    #[cfg_attr(feature = "openapi", schema(pattern = r"^tsk_[A-Za-z0-9]{1,64}$"))]
     pub task_id: String,
     /// Verdict.
     pub verdict: Verdict,
     /// Why.
     #[serde(default)]
     pub rationale: Option<String>,
-    /// The edited output (modify only).
+    /// The edited output (modify only): any JSON value.
     #[serde(default)]
-    #[cfg_attr(feature = "openapi", schema(value_type = Object))]
+    #[cfg_attr(feature = "openapi", schema(value_type = Value))]
     pub output: Option<Value>,
     /// Optional labels for feedback.
     #[serde(default)]
-    #[cfg_attr(feature = "openapi", schema(value_type = Object))]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<Object>))]
     pub labels: Option<Map<String, Value>>,
     /// The words to send back to the AI (`respond` only; at most 10,000 bytes).
     #[serde(default)]
@@ -571,6 +575,7 @@ pub struct BatchDecisionItem {
     #[serde(default)]
     pub grant: Option<GrantOffer>,
     /// The digest shown to the reviewer.
+    #[cfg_attr(feature = "openapi", schema(pattern = r"^sha256:[0-9a-f]{64}$"))]
     pub seen_digest: String,
 }
 
@@ -798,7 +803,8 @@ pub struct System {
 #[cfg_attr(feature = "openapi", derive(ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct CreateSystem {
-    /// Slug: lowercase letters, digits and `-`, 1 to 64 characters.
+    /// Slug: lowercase letters, digits and `-`, 1 to 64 characters, starting with a letter.
+    #[cfg_attr(feature = "openapi", schema(pattern = r"^[a-z][a-z0-9-]{0,63}$"))]
     pub id: String,
     /// Display name.
     pub name: String,
@@ -1010,6 +1016,7 @@ pub struct NotifyPref {
     pub mode: NotifyMode,
     /// The digest's period in minutes (1 to 1440), with `digest`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(minimum = 1, maximum = 1440))]
     pub every_minutes: Option<u32>,
 }
 
@@ -1043,6 +1050,7 @@ pub struct SetGroupNotifications {
     /// Of `task.created`, `task.escalated`, `task.sla_warning` (default:
     /// all three).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<Vec<GroupEvent>>))]
     pub events: Option<Vec<String>>,
 }
 
@@ -1086,9 +1094,32 @@ pub struct SetGroup {
     /// How its tasks find a reviewer.
     pub assignment: Assignment,
     /// How long an assignee has to open a task before it returns to the
-    /// pool: 1 minute to 7 days (`30m`, `PT1H`; default 30 minutes).
+    /// pool: 1 minute to 7 days, as minutes, hours or days (`30m`, `2h`,
+    /// `7d`) or ISO 8601 (`PT30M`, `PT2H`, `P7D`); default 30 minutes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(
+        feature = "openapi",
+        schema(
+            pattern = r"^([1-9][0-9]{0,3}m|[1-9][0-9]?h|[1-7]d|PT[1-9][0-9]{0,3}M|PT[1-9][0-9]?H|P[1-7]D)$"
+        )
+    )]
     pub return_after: Option<String>,
+}
+
+/// An event a reviewer group can hear about (in the API document; the
+/// bodies carry these as strings).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub enum GroupEvent {
+    /// A task was created for the group.
+    #[serde(rename = "task.created")]
+    TaskCreated,
+    /// A task escalated to the group.
+    #[serde(rename = "task.escalated")]
+    TaskEscalated,
+    /// A task's deadline is near.
+    #[serde(rename = "task.sla_warning")]
+    TaskSlaWarning,
 }
 
 /// What a reviewer group hears about, and where.
@@ -1162,7 +1193,8 @@ pub struct Notification {
 #[cfg_attr(feature = "openapi", derive(ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct CreateUser {
-    /// Unique login name.
+    /// Unique login name: 1 to 64 letters, digits, `.`, `_` and `-`.
+    #[cfg_attr(feature = "openapi", schema(pattern = r"^[A-Za-z0-9._-]{1,64}$"))]
     pub username: String,
     /// Roles.
     pub roles: Vec<Role>,
@@ -1266,7 +1298,8 @@ pub struct PolicyFinding {
 #[cfg_attr(feature = "openapi", derive(ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct ActivatePolicy {
-    /// Why (kept in the audit log).
+    /// Why (kept in the audit log); not blank.
+    #[cfg_attr(feature = "openapi", schema(pattern = r"\S"))]
     pub reason: String,
     /// `live` (default) or `shadow`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -1278,7 +1311,8 @@ pub struct ActivatePolicy {
 #[cfg_attr(feature = "openapi", derive(ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct StopShadow {
-    /// Why (kept in the audit log).
+    /// Why (kept in the audit log); not blank.
+    #[cfg_attr(feature = "openapi", schema(pattern = r"\S"))]
     pub reason: String,
 }
 
@@ -1552,7 +1586,8 @@ pub struct PolicyValidation {
 #[cfg_attr(feature = "openapi", derive(ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct SetWebhook {
-    /// Where deliveries are POSTed (`http://` or `https://`).
+    /// Where deliveries are POSTed: an absolute `http://` or `https://` URL.
+    #[cfg_attr(feature = "openapi", schema(pattern = r"^https?://[^/?#\s]+"))]
     pub url: String,
     /// Event types to deliver; default `proposal.resolved`,
     /// `proposal.overridden`, `task.created`, `task.escalated`.
@@ -1643,7 +1678,8 @@ pub struct DeliveryAttempt {
 #[cfg_attr(feature = "openapi", derive(ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct NewComment {
-    /// The words (1 to 10,000 bytes).
+    /// The words: not blank, at most 10,000 characters.
+    #[cfg_attr(feature = "openapi", schema(pattern = r"\S", max_length = 10000))]
     pub body: String,
 }
 

@@ -377,6 +377,9 @@ pub(crate) fn prefs_to_core(
 ) -> Result<loopgate_core::notify::Prefs, String> {
     use loopgate_core::notify::{Pref, Prefs};
     let one = |name: &str, pref: proto::NotifyPref| match (pref.mode, pref.every_minutes) {
+        (_, Some(n)) if !(1..=1440).contains(&n) => Err(format!(
+            "`{name}.every_minutes` must be from 1 to 1440, not {n}"
+        )),
         (proto::NotifyMode::Default, _) => Ok(Pref::Default),
         (proto::NotifyMode::Each, _) => Ok(Pref::Each),
         (proto::NotifyMode::Off, _) => Ok(Pref::Off),

@@ -28,13 +28,18 @@ use crate::reports;
 #[serde(deny_unknown_fields)]
 pub struct AnalyticsQuery {
     /// System id (required).
-    #[param(required, min_length = 1)]
+    #[param(required, pattern = r"^[a-z][a-z0-9-]{0,63}$")]
     pub(crate) system: Option<String>,
     /// Only this action.
+    #[param(min_length = 1)]
     pub(crate) action: Option<String>,
-    /// The period up to now: `30d` (default), `12h`, or ISO 8601 (`P7D`).
+    /// The period up to now: `30d` (default), `12h`, or ISO 8601 (`P7D`,
+    /// `PT12H`); at most 9999 days.
+    #[param(pattern = r"^([1-9][0-9]{0,3}[hd]|P[1-9][0-9]{0,3}D|PT[1-9][0-9]{0,4}H)$")]
     pub(crate) since: Option<String>,
-    /// Fairness: the subject attribute to group by.
+    /// Fairness: the subject attribute to group by (default: the first,
+    /// by name, that the system's proposals carry).
+    #[param(min_length = 1)]
     pub(crate) attribute: Option<String>,
     /// Fairness: the AI counts as positive at confidence ≥ this (default 0.5).
     #[param(minimum = 0.0, maximum = 1.0)]
@@ -80,11 +85,7 @@ async fn window(
     }
     let since = match query.since.as_deref() {
         None => Duration::from_secs(30 * 86_400),
-        Some(text) => loopgate_core::duration::parse(text).ok_or_else(|| {
-            ApiError::invalid(format!(
-                "`since` must be a period such as `30d`, `12h` or `P7D`, not `{text}`"
-            ))
-        })?,
+        Some(text) => crate::http::formats::period("since", text)?,
     };
     // Up to and including now.
     let to = app.clock.now().plus(Duration::from_millis(1));
@@ -223,23 +224,19 @@ pub async fn fairness(
     let alpha = fraction("alpha", query.alpha, 0.05)?;
     let threshold = fraction("threshold", query.threshold, 0.5)?;
     let min_group = query.min_group.unwrap_or(30);
-    let Some(attribute) = query.attribute.clone() else {
-        caller.user_with(&[Role::Auditor])?;
-        let system = query.system.as_deref().unwrap_or_default();
-        let keys = match SystemId::parse(system) {
-            Some(id) => app.store.attribute_keys(&id).await?,
-            None => Vec::new(),
-        };
-        let known = if keys.is_empty() {
-            "this system's proposals carry no subject attributes".to_owned()
-        } else {
-            format!("this system's proposals have {}", keys.join(", "))
-        };
-        return Err(ApiError::invalid(format!(
-            "name a subject attribute to group by, e.g. `attribute=country`: {known}"
-        )));
+    let (window, filter, totals) = load(&app, &caller, &query, reports::needs::FAIRNESS).await?;
+    // Without one named: the first attribute the system's proposals carry
+    // (the report says which), or none (a report without groups).
+    let attribute = match query.attribute.clone() {
+        Some(attribute) => attribute,
+        None => app
+            .store
+            .attribute_keys(&filter.system)
+            .await?
+            .into_iter()
+            .next()
+            .unwrap_or_default(),
     };
-    let (window, _, totals) = load(&app, &caller, &query, reports::needs::FAIRNESS).await?;
     Ok(Json(
         compute(move || {
             reports::fairness_report(window, &totals, &attribute, threshold, min_group, alpha)

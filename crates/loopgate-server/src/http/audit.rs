@@ -93,7 +93,8 @@ pub async fn issue(State(app): State<AppState>, caller: Caller) -> Result<Respon
 pub struct CheckpointsQuery {
     /// Only checkpoints larger than this size.
     #[serde(default)]
-    pub after: u64,
+    #[param(minimum = 0)]
+    pub after: i64,
 }
 
 /// Every stored checkpoint, smallest first, 1000 a page: what an auditor
@@ -107,7 +108,7 @@ pub async fn checkpoints(
 ) -> Result<Json<proto::AuditCheckpoints>, ApiError> {
     check_reader(&app, &mut parts).await?;
     const PAGE: u32 = 1000;
-    let after = query.after.min(u64::try_from(i64::MAX).unwrap_or(u64::MAX));
+    let after = position("after", query.after)?;
     let records = app.store.checkpoints(after, PAGE).await?;
     let next_after = (records.len() == PAGE as usize)
         .then(|| records.last().map(|c| c.size))
@@ -181,9 +182,12 @@ pub async fn tile(
 #[into_params(parameter_in = Query)]
 pub struct EntriesQuery {
     /// First index (inclusive).
-    pub start: u64,
-    /// Last index (exclusive); at most 1000 after `start`.
-    pub end: u64,
+    #[param(minimum = 0)]
+    pub start: i64,
+    /// Last index (exclusive). At most 1000 entries come back, and none
+    /// past the log's end (nor any when `end` is not after `start`).
+    #[param(minimum = 0)]
+    pub end: i64,
 }
 
 /// Entries `[start, end)`, as the canonical JSON text that was hashed.
@@ -195,15 +199,17 @@ pub async fn entries(
     mut parts: Parts,
 ) -> Result<Json<proto::AuditEntries>, ApiError> {
     check_reader(&app, &mut parts).await?;
-    if query.end < query.start || query.end - query.start > MAX_ENTRIES {
-        return Err(ApiError::invalid(format!(
-            "`end` must be from `start` to `start` + {MAX_ENTRIES}"
-        )));
-    }
-    let entries = app.store.entries(query.start, query.end).await?;
+    let start = position("start", query.start)?;
+    let end = position("end", query.end)?
+        .min(start.saturating_add(MAX_ENTRIES))
+        .max(start);
+    let entries = match start < end {
+        true => app.store.entries(start, end).await?,
+        false => Vec::new(),
+    };
     let items = entries
         .into_iter()
-        .zip(query.start..)
+        .zip(start..)
         .map(|(entry, index)| proto::AuditEntry {
             index,
             entry: String::from_utf8_lossy(&entry).into_owned(),
@@ -217,10 +223,13 @@ pub async fn entries(
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct InclusionQuery {
-    /// Leaf index.
-    pub index: u64,
-    /// Tree size (a checkpoint's); defaults to the newest checkpoint's.
-    pub size: Option<u64>,
+    /// Leaf index (404 when the tree has no such entry).
+    #[param(minimum = 0)]
+    pub index: i64,
+    /// Tree size (a checkpoint's); defaults to the newest checkpoint's (404
+    /// past the log's end).
+    #[param(minimum = 1)]
+    pub size: Option<i64>,
 }
 
 /// The RFC 9162 inclusion proof of an entry.
@@ -232,20 +241,21 @@ pub async fn inclusion(
     mut parts: Parts,
 ) -> Result<Json<proto::InclusionProof>, ApiError> {
     check_reader(&app, &mut parts).await?;
+    let index = position("index", query.index)?;
     let size = match query.size {
         Some(size) => within_log(&app, "size", size).await?,
         None => latest_size(&app).await?,
     };
-    if query.index >= size {
-        return Err(ApiError::invalid(format!(
-            "`index` {} is not below the tree size {size}",
-            query.index
-        )));
+    if index >= size {
+        return Err(ApiError::new(
+            proto::ErrorCode::NotFound,
+            format!("the tree of size {size} has no entry {index}"),
+        ));
     }
-    let proofs = app.store.inclusion_proofs(vec![query.index], size).await?;
+    let proofs = app.store.inclusion_proofs(vec![index], size).await?;
     let proof = proofs.into_iter().next().unwrap_or_default();
     Ok(Json(proto::InclusionProof {
-        index: query.index,
+        index,
         size,
         proof: encode(&proof),
     }))
@@ -255,10 +265,13 @@ pub async fn inclusion(
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct ConsistencyQuery {
-    /// The older tree size (at least 1).
-    pub from: u64,
-    /// The newer tree size; defaults to the newest checkpoint's.
-    pub to: Option<u64>,
+    /// The older tree size (404 when larger than `to`).
+    #[param(minimum = 1)]
+    pub from: i64,
+    /// The newer tree size; defaults to the newest checkpoint's (404 past
+    /// the log's end).
+    #[param(minimum = 1)]
+    pub to: Option<i64>,
 }
 
 /// The RFC 9162 consistency proof between two tree sizes.
@@ -274,28 +287,44 @@ pub async fn consistency(
         Some(to) => within_log(&app, "to", to).await?,
         None => latest_size(&app).await?,
     };
-    if query.from == 0 || query.from > to {
-        return Err(ApiError::invalid(format!(
-            "`from` must be from 1 to `to` ({to}), not {}",
-            query.from
-        )));
+    let from = position("from", query.from)?;
+    if from == 0 {
+        return Err(ApiError::invalid("`from` must be at least 1"));
     }
-    let proof = app.store.consistency_proof(query.from, to).await?;
+    if from > to {
+        return Err(ApiError::new(
+            proto::ErrorCode::NotFound,
+            format!("no consistency proof leads from size {from} to the smaller size {to}"),
+        ));
+    }
+    let proof = app.store.consistency_proof(from, to).await?;
     Ok(Json(proto::ConsistencyProof {
-        from: query.from,
+        from,
         to,
         proof: encode(&proof),
     }))
 }
 
-/// 422 for a position or size past the log's end (where nothing can be
-/// read or proven; numbers beyond 64 bits are refused by the query parser).
-async fn within_log(app: &AppState, name: &str, value: u64) -> Result<u64, ApiError> {
+/// A position or size from the query: never negative (422); numbers
+/// beyond 63 bits are refused by the query parser.
+fn position(name: &str, value: i64) -> Result<u64, ApiError> {
+    u64::try_from(value)
+        .map_err(|_| ApiError::invalid(format!("`{name}` must not be negative, not {value}")))
+}
+
+/// A tree size: 404 past the log's end (where nothing can be read or
+/// proven yet).
+async fn within_log(app: &AppState, name: &str, value: i64) -> Result<u64, ApiError> {
+    let value = position(name, value)?;
+    if value == 0 {
+        return Err(ApiError::invalid(format!("`{name}` must be at least 1")));
+    }
     let size = app.store.tree_head().await?.size;
     if size < value {
-        return Err(ApiError::invalid(format!(
-            "`{name}` {value} is past the log's end ({size} entries)"
-        )));
+        return Err(ApiError::new(
+            proto::ErrorCode::NotFound,
+            format!("`{name}` {value} is past the log's end ({size} entries)"),
+        ));
     }
     Ok(value)
 }

@@ -46,8 +46,10 @@ impl<T: DeserializeOwned + Default> FromRequest<AppState> for JsonBodyOr<T> {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, app: &AppState) -> Result<JsonBodyOr<T>, ApiError> {
-        let (value, _) = read_optional_json(req, app).await?;
-        Ok(JsonBodyOr(value.unwrap_or_default()))
+        // No body, or JSON `null` (the document calls the body optional
+        // and nullable): the defaults.
+        let (value, _) = read_optional_json::<Option<T>>(req, app).await?;
+        Ok(JsonBodyOr(value.flatten().unwrap_or_default()))
     }
 }
 
@@ -162,6 +164,16 @@ impl<T: DeserializeOwned + Send> FromRequestParts<AppState> for Params<T> {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, app: &AppState) -> Result<Params<T>, ApiError> {
+        // An empty value (`?action=`) is never a filter the document
+        // describes: say so rather than read it as "any" or as absent.
+        if let Some(query) = parts.uri.query()
+            && let Some((name, _)) =
+                form_urlencoded::parse(query.as_bytes()).find(|(_, value)| value.is_empty())
+        {
+            return Err(ApiError::invalid(format!(
+                "`{name}` is empty: give it a value or leave it out"
+            )));
+        }
         match Query::<T>::from_request_parts(parts, app).await {
             Ok(Query(value)) => Ok(Params(value)),
             Err(rejection) => Err(ApiError::invalid(format!(

@@ -22,10 +22,13 @@ use crate::http::{page_limit, parse_id};
 #[serde(deny_unknown_fields)]
 pub struct GrantQuery {
     /// Only this system.
+    #[param(pattern = r"^[a-z][a-z0-9-]{0,63}$")]
     pub system: Option<String>,
     /// `live` (default) or `all`.
+    #[param(pattern = r"^(live|all)$")]
     pub state: Option<String>,
     /// At most this many, 1 to 500 (default 50).
+    #[param(minimum = 1, maximum = 500)]
     pub limit: Option<u32>,
 }
 

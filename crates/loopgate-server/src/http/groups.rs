@@ -102,12 +102,7 @@ pub async fn set(
         ..GroupSettings::default()
     };
     if let Some(text) = &body.return_after {
-        settings.return_after = loopgate_core::duration::parse(text).ok_or_else(|| {
-            ApiError::invalid(format!(
-                "`return_after` must be a duration such as `30m`, `1h` or `PT1H`, not `{}`",
-                crate::http::error::quoted(text)
-            ))
-        })?;
+        settings.return_after = crate::http::formats::return_after(text)?;
     }
     settings.check().map_err(ApiError::invalid)?;
     let record = app

@@ -7,6 +7,7 @@ pub mod credentials;
 pub mod error;
 pub mod events;
 pub mod extract;
+pub mod formats;
 pub mod grants;
 pub mod groups;
 pub mod health;
@@ -426,13 +427,6 @@ pub mod cursor {
 
     /// A cursor from a query string; 422 when it is not one this API made.
     pub fn decode(cursor: Option<&str>) -> Result<Option<i64>, ApiError> {
-        let Some(text) = cursor else { return Ok(None) };
-        match text.strip_prefix('c').and_then(|n| n.parse::<i64>().ok()) {
-            Some(seq) if 0 <= seq => Ok(Some(seq)),
-            _ => Err(
-                ApiError::invalid(format!("`{text}` is not a cursor from this API"))
-                    .help("pass `next_cursor` of the previous page"),
-            ),
-        }
+        crate::http::formats::cursor(cursor)
     }
 }

@@ -175,14 +175,19 @@ pub async fn set(
 #[into_params(parameter_in = Query)]
 pub struct NotificationQuery {
     /// Only about this task.
+    #[param(pattern = r"^tsk_[A-Za-z0-9]{1,64}$")]
     pub task: Option<String>,
     /// Only of this group.
+    #[param(min_length = 1)]
     pub group: Option<String>,
     /// `pending`, `delivered` or `failed`.
+    #[param(pattern = r"^(pending|delivered|failed)$")]
     pub state: Option<String>,
     /// The page cursor.
+    #[param(pattern = r"^c[0-9]{1,18}$")]
     pub cursor: Option<String>,
     /// Page size (1 to 200, default 50).
+    #[param(minimum = 1, maximum = 200)]
     pub limit: Option<u32>,
 }
 

@@ -397,7 +397,8 @@ pub async fn shadow(
 
 /// Stop evaluating the shadow version.
 #[utoipa::path(delete, path = "/v1/policies/shadow", tag = "policies", request_body = proto::StopShadow,
-    responses((status = 204), (status = 422, body = proto::Problem)))]
+    responses((status = 204), (status = 404, body = proto::Problem, description = "no shadow version is running"),
+              (status = 422, body = proto::Problem)))]
 pub async fn stop_shadow(
     State(app): State<AppState>,
     caller: Caller,
@@ -408,6 +409,14 @@ pub async fn stop_shadow(
         return Err(ApiError::invalid("`reason` must say why"));
     }
     let _guard = app.policy_lock.lock().await;
+    // Nothing to stop is nothing found (the store refuses it too, should
+    // another replica have stopped it meanwhile).
+    if app.active_policies().shadow.is_none() {
+        return Err(ApiError::new(
+            proto::ErrorCode::NotFound,
+            "no shadow version is running",
+        ));
+    }
     app.store
         .activate_policy(
             "",

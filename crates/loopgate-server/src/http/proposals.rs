@@ -35,7 +35,10 @@ use crate::waiters::Subscription;
 #[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct WaitQuery {
-    /// Long-poll: return as soon as the proposal is resolved, or after this long (max 60s), e.g. `30s`.
+    /// Long-poll: return as soon as the proposal is resolved, or after this
+    /// long (at most 60 s; longer waits wait 60 s): seconds, or with `ms`,
+    /// `s` or `m` (`30s`, `500ms`), or ISO 8601 seconds (`PT30S`).
+    #[param(pattern = r"^([0-9]{1,9}(\.[0-9]{1,3})?(ms|s|m)?|PT[0-9]{1,9}(\.[0-9]{1,3})?S)$")]
     pub(crate) wait: Option<String>,
 }
 
@@ -296,7 +299,7 @@ pub async fn get(
     Ok(Json(proposal))
 }
 
-/// The longest comment.
+/// The longest comment, in characters.
 const MAX_COMMENT: usize = 10_000;
 
 /// A proposal's comment thread (its reviewers, auditors and admins; not
@@ -334,9 +337,9 @@ pub async fn add_comment(
 ) -> Result<(StatusCode, Json<proto::Comment>), ApiError> {
     caller.user_with(&[Role::Reviewer])?;
     let text = body.body.trim();
-    if text.is_empty() || MAX_COMMENT < text.len() {
+    if text.is_empty() || MAX_COMMENT < body.body.chars().count() {
         return Err(ApiError::invalid(format!(
-            "`body` must hold 1 to {MAX_COMMENT} bytes"
+            "`body` must be 1 to {MAX_COMMENT} characters, not blank"
         )));
     }
     let viewer = Viewer::of(&caller)?;
@@ -434,14 +437,18 @@ impl Viewer {
 #[serde(deny_unknown_fields)]
 pub struct ListQuery {
     /// Only this system.
+    #[param(pattern = r"^[a-z][a-z0-9-]{0,63}$")]
     system: Option<String>,
     /// Only this status: pending, approved, rejected, cancelled.
     status: Option<proto::ProposalStatus>,
     /// Only this action.
+    #[param(min_length = 1)]
     action: Option<String>,
     /// From a previous page's `next_cursor`.
+    #[param(pattern = r"^c[0-9]{1,18}$")]
     cursor: Option<String>,
     /// Page size, 1 to 500 (default 50).
+    #[param(minimum = 1, maximum = 500)]
     limit: Option<u32>,
 }
 
@@ -689,12 +696,7 @@ fn read_context(
 
 fn parse_wait(app: &AppState, wait: Option<&str>) -> Result<Option<Duration>, ApiError> {
     let Some(text) = wait else { return Ok(None) };
-    match loopgate_core::duration::parse(text) {
-        Some(wait) => Ok(Some(wait.min(app.config.max_wait))),
-        None => Err(ApiError::invalid(format!(
-            "`wait` must be a duration such as `30s` or `500ms`, not `{text}`"
-        ))),
-    }
+    crate::http::formats::wait(text, app.config.max_wait).map(Some)
 }
 
 fn idempotency_key(headers: &HeaderMap, body: Option<&str>) -> Result<Option<String>, ApiError> {

@@ -42,14 +42,18 @@ pub struct TaskQuery {
     /// open (default), claimed, done, expired, cancelled.
     pub(crate) state: Option<proto::TaskState>,
     /// Only this group (one of the caller's).
+    #[param(min_length = 1)]
     pub(crate) group: Option<String>,
     /// Only this system.
+    #[param(pattern = r"^[a-z][a-z0-9-]{0,63}$")]
     pub(crate) system: Option<String>,
     /// `true`: only the tasks assigned to the caller or under their lease.
     pub(crate) mine: Option<bool>,
     /// From a previous page's `next_cursor`.
+    #[param(pattern = r"^c[0-9]{1,18}$")]
     pub(crate) cursor: Option<String>,
     /// Page size, 1 to 500 (default 50).
+    #[param(minimum = 1, maximum = 500)]
     pub(crate) limit: Option<u32>,
 }
 
@@ -199,6 +203,22 @@ pub async fn decide_many(
             "`items` must hold 1 to {MAX_BATCH} decisions, not {}",
             body.items.len()
         )));
+    }
+    // The batch is one request: an item the schema refuses refuses it
+    // whole (422), before anything is decided; what fails on the state of
+    // its task fails alone.
+    for (n, item) in body.items.iter().enumerate() {
+        if TaskId::parse(&item.task_id).is_none() {
+            return Err(ApiError::invalid(format!(
+                "item {n}: `{}` is not a task id",
+                item.task_id
+            )));
+        }
+        if Digest::parse(&item.seen_digest).is_none() {
+            return Err(ApiError::invalid(format!(
+                "item {n}: `seen_digest` must be `sha256:` and 64 hex digits"
+            )));
+        }
     }
     // Decided together: their commits share the writer's groups.
     let decisions = body.items.into_iter().map(|item| {

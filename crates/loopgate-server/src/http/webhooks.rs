@@ -162,10 +162,13 @@ pub async fn remove(
 #[serde(deny_unknown_fields)]
 pub struct DeliveriesQuery {
     /// Only this state: `pending`, `delivered`, `failed`.
+    #[param(pattern = r"^(pending|delivered|failed)$")]
     state: Option<String>,
     /// From a previous page's `next_cursor`.
+    #[param(pattern = r"^c[0-9]{1,18}$")]
     cursor: Option<String>,
     /// Page size, 1 to 500 (default 50).
+    #[param(minimum = 1, maximum = 500)]
     limit: Option<u32>,
 }
 

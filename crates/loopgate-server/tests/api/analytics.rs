@@ -130,15 +130,15 @@ async fn analytics_refuse_what_they_cannot_answer() {
         ),
         (
             "/v1/analytics/overview?system=fraud-detector&since=forever",
-            "`since` must be a period such as `30d`, `12h` or `P7D`, not `forever`",
+            "`since` must be a period such as `30d`, `12h` or `P7D` (at most 9999 days), not `forever`",
+        ),
+        (
+            "/v1/analytics/overview?system=fraud-detector&since=99999999d",
+            "`since` must be a period such as `30d`, `12h` or `P7D` (at most 9999 days), not `99999999d`",
         ),
         (
             "/v1/analytics/thresholds?system=fraud-detector&target=2",
             "`target` must be a fraction from 0 to 1, not 2",
-        ),
-        (
-            "/v1/analytics/fairness?system=fraud-detector",
-            "name a subject attribute to group by, e.g. `attribute=country`: this system's proposals have country",
         ),
     ];
     for (path, detail) in cases {
@@ -150,9 +150,22 @@ async fn analytics_refuse_what_they_cannot_answer() {
         );
         assert_eq!(refused.body["detail"], detail, "{path}");
     }
+    // Fairness without `attribute`: the first attribute the proposals carry.
+    let fairness = app
+        .get("/v1/analytics/fairness?system=fraud-detector", &auditor)
+        .await;
+    assert_eq!(fairness.status, StatusCode::OK, "{}", fairness.body);
+    assert_eq!(fairness.body["attribute"], "country");
     // A system without history answers with empty figures, not errors.
     app.system("quiet", "in_the_loop").await;
-    for name in ["overview", "calibration", "qa", "thresholds", "agreement"] {
+    for name in [
+        "overview",
+        "calibration",
+        "qa",
+        "thresholds",
+        "agreement",
+        "fairness",
+    ] {
         let empty = app
             .get(&format!("/v1/analytics/{name}?system=quiet"), &auditor)
             .await;

@@ -204,11 +204,9 @@ async fn entries_tiles_checkpoints_and_proofs_agree() {
     assert!(sizes.contains(&first.size) && sizes.contains(&second.size));
 
     for bad in [
-        format!("/v1/audit/proof/inclusion?index={}", second.size),
         "/v1/audit/proof/consistency?from=0".to_owned(),
-        format!("/v1/audit/proof/consistency?from=1&to={}", second.size + 10),
-        "/v1/audit/entries?start=5&end=2".to_owned(),
-        "/v1/audit/entries?start=0&end=5000".to_owned(),
+        "/v1/audit/entries?start=-1&end=2".to_owned(),
+        "/v1/audit/checkpoints?after=9223372036854775808".to_owned(),
         "/v1/audit/proof/inclusion?index=x".to_owned(),
     ] {
         let refused = app.get(&bad, ADMIN_TOKEN).await;
@@ -218,6 +216,34 @@ async fn entries_tiles_checkpoints_and_proofs_agree() {
             refused.body
         );
         assert_eq!(refused.content_type, "application/problem+json");
+    }
+    // What the log does not hold yet is not found.
+    for missing in [
+        format!("/v1/audit/proof/inclusion?index={}", second.size),
+        format!("/v1/audit/proof/consistency?from=1&to={}", second.size + 10),
+        format!("/v1/audit/proof/consistency?from={}&to=1", second.size),
+    ] {
+        let refused = app.get(&missing, ADMIN_TOKEN).await;
+        assert_eq!(
+            refused.status,
+            StatusCode::NOT_FOUND,
+            "{missing}: {}",
+            refused.body
+        );
+        assert_eq!(refused.content_type, "application/problem+json");
+    }
+    // A range is at most 1000 entries and ends at the log's end.
+    for (range, at_least, at_most) in [
+        ("start=5&end=2", 0, 0),
+        ("start=0&end=5000", second.size, 1000),
+        ("start=1000000000&end=1000000005", 0, 0),
+    ] {
+        let page = app
+            .get(&format!("/v1/audit/entries?{range}"), ADMIN_TOKEN)
+            .await;
+        assert_eq!(page.status, StatusCode::OK, "{range}: {}", page.body);
+        let n = page.body["items"].as_array().unwrap().len() as u64;
+        assert!((at_least..=at_most).contains(&n), "{range}: {n}");
     }
     for bad in [
         "/v1/audit/tile/0/1",

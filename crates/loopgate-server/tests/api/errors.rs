@@ -89,6 +89,28 @@ async fn error_bodies() {
     insta::assert_json_snapshot!("confidence_out_of_range", confidence.body);
     let cursor = app.get("/v1/proposals?cursor=zzz", &reviewer).await;
     insta::assert_json_snapshot!("bad_cursor", cursor.body);
+    // Formats are what `openapi.json` says, no more and no less.
+    for (path, status) in [
+        (
+            "/v1/proposals?cursor=c%2B1",
+            StatusCode::UNPROCESSABLE_ENTITY,
+        ),
+        ("/v1/proposals?cursor=c12", StatusCode::OK),
+        ("/v1/proposals?limit=0", StatusCode::UNPROCESSABLE_ENTITY),
+        (
+            "/v1/proposals/prp_x?wait=1h",
+            StatusCode::UNPROCESSABLE_ENTITY,
+        ),
+        (
+            "/v1/proposals/prp_x?wait=",
+            StatusCode::UNPROCESSABLE_ENTITY,
+        ),
+        ("/v1/proposals/prp_x?wait=999999999m", StatusCode::NOT_FOUND),
+        ("/v1/proposals/prp_x?wait=PT1.5S", StatusCode::NOT_FOUND),
+    ] {
+        let response = app.get(path, &reviewer).await;
+        assert_eq!(response.status, status, "{path}: {}", response.body);
+    }
     let wait = app.get("/v1/proposals?wait=forever", &reviewer).await;
     assert_eq!(wait.status, StatusCode::UNPROCESSABLE_ENTITY);
     let state = app.get("/v1/tasks?state=sleeping", &reviewer).await;
