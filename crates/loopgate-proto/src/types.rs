@@ -449,11 +449,17 @@ pub struct DecisionRequest {
 #[cfg_attr(feature = "openapi", derive(ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct GrantOffer {
-    /// How long it lasts: `30m`, `1h`, `PT1H`; at most the policy's `@grantable`.
+    /// How long it lasts: seconds, minutes, hours or days (`30m`, `1h`,
+    /// `7d`) or ISO 8601 (`PT1H`, `P7D`); at most the policy's `@grantable`.
     #[serde(rename = "for")]
+    #[cfg_attr(
+        feature = "openapi",
+        schema(pattern = r"^([1-9][0-9]{0,5}[smhd]|PT[1-9][0-9]{0,5}[HMS]|P[1-9][0-9]{0,3}D)$")
+    )]
     pub for_: String,
     /// How many proposals it may approve (1 to 100,000); unlimited when left out.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(minimum = 1, maximum = 100000))]
     pub uses: Option<u32>,
     /// `same_output` (the same action, subject and output) or `same_subject`
     /// (the same action and subject, any output).
@@ -1201,9 +1207,10 @@ pub struct CreateUser {
     /// Reviewer groups.
     #[serde(default)]
     pub groups: Vec<String>,
-    /// Password for the web UI (at least 12 characters); without one the
+    /// Password for the web UI (12 to 1024 characters); without one the
     /// user logs in only once an admin sets it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(min_length = 12, max_length = 1024))]
     pub password: Option<String>,
     /// Email address for notifications and decision links.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -1224,8 +1231,9 @@ pub struct UpdateUser {
     /// Reviewer groups.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub groups: Option<Vec<String>>,
-    /// A new password (at least 12 characters); ends the user's web sessions.
+    /// A new password (12 to 1024 characters); ends the user's web sessions.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(min_length = 12, max_length = 1024))]
     pub password: Option<String>,
     /// `true` disables the user: their sessions end, their tokens, streams
     /// and long-polls are refused at once. `false` enables them again.

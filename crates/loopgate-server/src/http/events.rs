@@ -27,9 +27,11 @@ use crate::http::extract::Params;
 #[serde(deny_unknown_fields)]
 pub struct EventsQuery {
     /// Only the events of this system's proposals.
+    #[param(pattern = r"^[a-z][a-z0-9-]{0,63}$")]
     system: Option<String>,
     /// Only these types, comma-separated; `task.*` matches every `task.` type.
     #[serde(rename = "type")]
+    #[param(min_length = 1)]
     kinds: Option<String>,
     /// Resume after this event id (what `Last-Event-ID` does; the header wins).
     after: Option<i64>,

@@ -124,6 +124,13 @@ async fn read_optional_json<T: DeserializeOwned>(
     if bytes.is_empty() {
         return Ok((None, bytes));
     }
+    // Every body is a JSON object: serde would read an array into a
+    // struct's fields by position, which the API document does not allow.
+    if bytes.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'[') {
+        return Err(ApiError::invalid(
+            "the body must be a JSON object, not an array",
+        ));
+    }
     if MAX_DEPTH < json_depth(&bytes) {
         return Err(ApiError::invalid(format!(
             "JSON is nested deeper than {MAX_DEPTH} levels"

@@ -20,6 +20,8 @@ pub const WAIT: &str = r"^([0-9]{1,9}(\.[0-9]{1,3})?(ms|s|m)?|PT[0-9]{1,9}(\.[0-
 /// How long an assignee has to open a task: 1 minute to 7 days.
 pub const RETURN_AFTER: &str =
     r"^([1-9][0-9]{0,3}m|[1-9][0-9]?h|[1-7]d|PT[1-9][0-9]{0,3}M|PT[1-9][0-9]?H|P[1-7]D)$";
+/// A standing grant's duration (bounded by the policy's `@grantable`).
+pub const GRANT_FOR: &str = r"^([1-9][0-9]{0,5}[smhd]|PT[1-9][0-9]{0,5}[HMS]|P[1-9][0-9]{0,3}D)$";
 /// A period up to now: hours or days, or ISO 8601 (`P7D`, `PT12H`).
 pub const PERIOD: &str = r"^([1-9][0-9]{0,3}[hd]|P[1-9][0-9]{0,3}D|PT[1-9][0-9]{0,4}H)$";
 
@@ -29,6 +31,7 @@ static CURSOR_RE: LazyLock<Option<Regex>> = LazyLock::new(|| Regex::new(CURSOR).
 static WAIT_RE: LazyLock<Option<Regex>> = LazyLock::new(|| Regex::new(WAIT).ok());
 static PERIOD_RE: LazyLock<Option<Regex>> = LazyLock::new(|| Regex::new(PERIOD).ok());
 static RETURN_AFTER_RE: LazyLock<Option<Regex>> = LazyLock::new(|| Regex::new(RETURN_AFTER).ok());
+static GRANT_FOR_RE: LazyLock<Option<Regex>> = LazyLock::new(|| Regex::new(GRANT_FOR).ok());
 
 fn matches(pattern: &LazyLock<Option<Regex>>, text: &str) -> bool {
     pattern.as_ref().is_some_and(|it| it.is_match(text))
@@ -95,13 +98,28 @@ pub fn return_after(text: &str) -> Result<Duration, ApiError> {
     loopgate_core::duration::parse(text).ok_or_else(refused)
 }
 
+/// A standing grant's duration; 422 when it is not written as `GRANT_FOR`
+/// says.
+pub fn grant_for(text: &str) -> Result<Duration, ApiError> {
+    let refused = || {
+        ApiError::invalid(format!(
+            "`grant.for` must be a duration such as `30m`, `1h`, `7d` or `PT1H`, not `{}`",
+            crate::http::error::quoted(text)
+        ))
+    };
+    if !matches(&GRANT_FOR_RE, text) {
+        return Err(refused());
+    }
+    loopgate_core::duration::parse(text).ok_or_else(refused)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     fn the_patterns_compile_and_say_what_the_checks_take() {
-        for pattern in [CURSOR, SYSTEM_ID, WAIT, PERIOD, RETURN_AFTER] {
+        for pattern in [CURSOR, SYSTEM_ID, WAIT, PERIOD, RETURN_AFTER, GRANT_FOR] {
             assert!(Regex::new(pattern).is_ok(), "{pattern}");
         }
         assert_eq!(cursor(Some("c42")).ok(), Some(Some(42)));

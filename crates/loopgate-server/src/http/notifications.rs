@@ -233,15 +233,20 @@ pub async fn list(
             ))
         })?),
     };
-    let before = match query.cursor.as_deref() {
-        None => None,
-        Some(cursor) => Some(
-            cursor
-                .parse::<i64>()
-                .ok()
-                .filter(|n| 0 < *n)
-                .ok_or_else(|| ApiError::invalid("`cursor` is not one this API gave"))?,
-        ),
+    let before = crate::http::cursor::decode(query.cursor.as_deref())?;
+    if let Some(task) = &query.task
+        && loopgate_core::TaskId::parse(task).is_none()
+    {
+        return Err(ApiError::invalid(format!("`{task}` is not a task id")));
+    }
+    let limit = match query.limit {
+        None => 50,
+        Some(n @ 1..=200) => n,
+        Some(n) => {
+            return Err(ApiError::invalid(format!(
+                "`limit` must be from 1 to 200, not {n}"
+            )));
+        }
     };
     let page = app
         .store
@@ -250,12 +255,12 @@ pub async fn list(
             group: query.group,
             state,
             before,
-            limit: query.limit.unwrap_or(50).clamp(1, 200),
+            limit,
         })
         .await?;
     Ok(Json(proto::Page {
         items: page.items.into_iter().map(record_view).collect(),
-        next_cursor: page.next.map(|n| n.to_string()),
+        next_cursor: page.next.map(crate::http::cursor::encode),
     }))
 }
 

@@ -21,12 +21,15 @@ use crate::http::{cursor, page_limit, parse_id};
 
 /// An offered grant's terms in core's terms (`for` parsed; the bounds are core's).
 fn grant_terms(offer: &proto::GrantOffer) -> Result<loopgate_core::GrantTerms, ApiError> {
-    let Some(duration) = loopgate_core::duration::parse(&offer.for_) else {
+    let duration = crate::http::formats::grant_for(&offer.for_)?;
+    if let Some(uses) = offer.uses
+        && !(1..=loopgate_core::grant::MAX_USES).contains(&uses)
+    {
         return Err(ApiError::invalid(format!(
-            "`grant.for` must be a duration such as `30m`, `1h` or `PT1H`, not `{}`",
-            crate::http::error::quoted(&offer.for_)
+            "`grant.uses` must be from 1 to {}, not {uses}",
+            loopgate_core::grant::MAX_USES
         )));
-    };
+    }
     Ok(loopgate_core::GrantTerms {
         duration,
         uses: offer.uses,
@@ -218,6 +221,9 @@ pub async fn decide_many(
             return Err(ApiError::invalid(format!(
                 "item {n}: `seen_digest` must be `sha256:` and 64 hex digits"
             )));
+        }
+        if let Some(offer) = &item.grant {
+            grant_terms(offer)?;
         }
     }
     // Decided together: their commits share the writer's groups.

@@ -209,9 +209,9 @@ pub(crate) async fn password_hash(app: &AppState, password: String) -> Result<St
             "a password must have at least {MIN_PASSWORD} characters"
         )));
     }
-    if crate::ui::MAX_PASSWORD < password.len() {
+    if crate::ui::MAX_PASSWORD < password.chars().count() {
         return Err(ApiError::invalid(format!(
-            "a password must have at most {} bytes",
+            "a password must have at most {} characters",
             crate::ui::MAX_PASSWORD
         )));
     }
