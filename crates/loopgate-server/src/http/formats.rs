@@ -70,47 +70,44 @@ pub fn wait(text: &str, max: Duration) -> Result<Duration, ApiError> {
     Ok(Duration::from_secs_f64(seconds.min(max.as_secs_f64())))
 }
 
-/// A period up to now; 422 when it is not written as `PERIOD` says.
-pub fn period(name: &str, text: &str) -> Result<Duration, ApiError> {
+/// A duration written as `pattern` says, else 422 with `expected` (what a
+/// good one looks like).
+fn duration(
+    pattern: &LazyLock<Option<Regex>>,
+    name: &str,
+    expected: &str,
+    text: &str,
+) -> Result<Duration, ApiError> {
     let refused = || {
         ApiError::invalid(format!(
-            "`{name}` must be a period such as `30d`, `12h` or `P7D` (at most 9999 days), not `{text}`"
+            "`{name}` must be {expected}, not `{}`",
+            crate::http::error::quoted(text)
         ))
     };
-    if !matches(&PERIOD_RE, text) {
+    if !matches(pattern, text) {
         return Err(refused());
     }
     loopgate_core::duration::parse(text).ok_or_else(refused)
+}
+
+/// A period up to now; 422 when it is not written as `PERIOD` says.
+pub fn period(name: &str, text: &str) -> Result<Duration, ApiError> {
+    let expected = "a period such as `30d`, `12h` or `P7D` (at most 9999 days)";
+    duration(&PERIOD_RE, name, expected, text)
 }
 
 /// How long an assignee has to open a task; 422 when it is not written as
 /// `RETURN_AFTER` says.
 pub fn return_after(text: &str) -> Result<Duration, ApiError> {
-    let refused = || {
-        ApiError::invalid(format!(
-            "`return_after` must be between 1m and 7d, such as `30m`, `2h`, `7d` or `PT1H`, not `{}`",
-            crate::http::error::quoted(text)
-        ))
-    };
-    if !matches(&RETURN_AFTER_RE, text) {
-        return Err(refused());
-    }
-    loopgate_core::duration::parse(text).ok_or_else(refused)
+    let expected = "between 1m and 7d, such as `30m`, `2h`, `7d` or `PT1H`";
+    duration(&RETURN_AFTER_RE, "return_after", expected, text)
 }
 
 /// A standing grant's duration; 422 when it is not written as `GRANT_FOR`
 /// says.
 pub fn grant_for(text: &str) -> Result<Duration, ApiError> {
-    let refused = || {
-        ApiError::invalid(format!(
-            "`grant.for` must be a duration such as `30m`, `1h`, `7d` or `PT1H`, not `{}`",
-            crate::http::error::quoted(text)
-        ))
-    };
-    if !matches(&GRANT_FOR_RE, text) {
-        return Err(refused());
-    }
-    loopgate_core::duration::parse(text).ok_or_else(refused)
+    let expected = "a duration such as `30m`, `1h`, `7d` or `PT1H`";
+    duration(&GRANT_FOR_RE, "grant.for", expected, text)
 }
 
 #[cfg(test)]

@@ -113,11 +113,26 @@ async fn error_bodies() {
     }
     // A body is an object: an array is not read into fields by position.
     let array = app
-        .raw(Method::POST, "/v1/users", ADMIN_TOKEN, b"[\"x\", []]".to_vec())
+        .raw(
+            Method::POST,
+            "/v1/users",
+            ADMIN_TOKEN,
+            b"[\"x\", []]".to_vec(),
+        )
         .await;
-    assert_eq!(array.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", array.body);
+    assert_eq!(
+        array.status,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "{}",
+        array.body
+    );
     let not_a_task = app.get("/v1/notifications?task=null", ADMIN_TOKEN).await;
-    assert_eq!(not_a_task.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", not_a_task.body);
+    assert_eq!(
+        not_a_task.status,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "{}",
+        not_a_task.body
+    );
     let wait = app.get("/v1/proposals?wait=forever", &reviewer).await;
     assert_eq!(wait.status, StatusCode::UNPROCESSABLE_ENTITY);
     let state = app.get("/v1/tasks?state=sleeping", &reviewer).await;
