@@ -287,7 +287,7 @@ async fn groups_assign_and_users_go_away_from_the_command_line() {
     );
     assert!(!ok);
     assert!(
-        stderr.contains("`return_after` must be a duration"),
+        stderr.contains("`return_after` must be between 1m and 7d"),
         "{stderr}"
     );
     // Rita is the only member: the task is hers, under `--mine`.
