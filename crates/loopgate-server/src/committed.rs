@@ -73,7 +73,7 @@ impl AppState {
                         let (before, after) = (Some(&outcome.before), &outcome.after);
                         self.traces.escalated(trace, before, after, "deadline", now);
                     }
-                    if crate::otel::is_closed(&outcome.after) {
+                    if !outcome.after.state.is_active() {
                         self.traces.review_ended(trace, &outcome.after, now);
                     }
                     if outcome.effect == Effect::Resolved {

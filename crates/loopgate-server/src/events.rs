@@ -320,11 +320,12 @@ pub(crate) fn spawn(app: AppState) -> JoinHandle<()> {
                                 follow(&app, &row).await;
                             }
                             if listening {
-                                let (time, trace) = (row.time, row.trace_context.clone());
+                                // Only resolutions are traced, and only when traces are on.
+                                let traced = (row.kind == EventKind::ProposalResolved
+                                    && app.traces.is_on())
+                                .then(|| (row.time, row.trace_context.clone()));
                                 let published = Published::from(row);
-                                if published.event.kind == EventKind::ProposalResolved
-                                    && app.traces.is_on()
-                                {
+                                if let Some((time, trace)) = traced {
                                     streamed(&app, &published, time, trace.as_deref());
                                 }
                                 held.push(Arc::new(published));

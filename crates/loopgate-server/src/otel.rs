@@ -25,7 +25,7 @@ use axum::http::{self, HeaderMap, HeaderValue};
 use bytes::Bytes;
 use loopgate_core::review::{Effect, Task};
 use loopgate_core::routing::Routing;
-use loopgate_core::{TaskState, Timestamp, Verdict};
+use loopgate_core::{Timestamp, Verdict};
 use loopgate_store::ProposalRecord;
 use opentelemetry::propagation::TextMapPropagator as _;
 use opentelemetry::trace::{
@@ -290,11 +290,6 @@ pub(crate) struct DecisionSpan<'a> {
     pub(crate) reviewer: &'a str,
     pub(crate) start: Timestamp,
     pub(crate) took: Duration,
-}
-
-/// Whether a task has ended (its review span ends with it).
-pub(crate) fn is_closed(task: &Task) -> bool {
-    !matches!(task.state, TaskState::Open | TaskState::Claimed)
 }
 
 /// An effect as spans name it.

@@ -299,29 +299,25 @@ pub(crate) fn backoff(base: Duration, n: u32) -> Duration {
 }
 
 /// The body: `{"type", "timestamp", "data": {"event", "proposal"}}`, the
-/// proposal as `GET /v1/proposals/{id}` shows it at the time of sending;
-/// and the proposal's trace context.
-async fn body(app: &AppState, event: Event) -> Result<(Vec<u8>, Option<String>), StoreError> {
-    let record = match event.proposal.as_deref().and_then(ProposalId::parse) {
-        Some(id) => app.store.proposal(&id).await?,
+/// proposal as `GET /v1/proposals/{id}` shows it at the time of sending.
+async fn body(app: &AppState, event: Event) -> Result<Vec<u8>, StoreError> {
+    let proposal = match event.proposal.as_deref().and_then(ProposalId::parse) {
+        Some(id) => app.store.proposal(&id).await?.map(crate::convert::proposal),
         None => None,
     };
-    let trace = record.as_ref().and_then(|it| it.trace_context.clone());
-    let proposal = record.map(crate::convert::proposal);
     let body = json!({
         "type": event.kind,
         "timestamp": event.time,
         "data": {"event": event, "proposal": proposal},
     });
-    Ok((serde_json::to_vec(&body)?, trace))
+    Ok(serde_json::to_vec(&body)?)
 }
 
 /// Sends one delivery and says what happens next.
 async fn attempt(app: &AppState, http: &reqwest::Client, due: DueDelivery) -> AttemptResult {
     let time = app.clock.now();
     let started = Instant::now();
-    let mut trace = None;
-    let (status, error) = match send(app, http, &due, time, &mut trace).await {
+    let (status, error) = match send(app, http, &due, time).await {
         Ok(status) if (200..300).contains(&status) => (Some(status), None),
         Ok(status) => (
             Some(status),
@@ -330,8 +326,12 @@ async fn attempt(app: &AppState, http: &reqwest::Client, due: DueDelivery) -> At
         Err(error) => (None, Some(error)),
     };
     let duration_ms = u32::try_from(started.elapsed().as_millis()).unwrap_or(u32::MAX);
+    // A trace context is joined from the proposal the event's subject names.
     if app.traces.is_on()
-        && let Some(proposal) = Event::from(due.event.clone()).proposal
+        && let (Some(trace), Some(proposal)) = (
+            due.event.trace_context.as_deref(),
+            due.event.subject.as_deref(),
+        )
     {
         let mut attributes = vec![
             opentelemetry::KeyValue::new("loopgate.event.kind", due.event.kind.as_str()),
@@ -344,8 +344,8 @@ async fn attempt(app: &AppState, http: &reqwest::Client, due: DueDelivery) -> At
             ));
         }
         app.traces.delivered(crate::otel::Delivery {
-            trace: trace.as_deref(),
-            proposal: proposal.as_str(),
+            trace: Some(trace),
+            proposal,
             how: "webhook",
             start: time,
             took: started.elapsed(),
@@ -385,12 +385,10 @@ async fn send(
     http: &reqwest::Client,
     due: &DueDelivery,
     now: Timestamp,
-    trace: &mut Option<String>,
 ) -> Result<u16, String> {
-    let (body, context) = body(app, Event::from(due.event.clone()))
+    let body = body(app, Event::from(due.event.clone()))
         .await
         .map_err(|e| format!("the message could not be built: {e}"))?;
-    *trace = context;
     let id = message_id(due.id);
     let timestamp = now.millis().div_euclid(1000);
     let signature = sign(&due.secret, &id, timestamp, &body)?;
@@ -401,7 +399,7 @@ async fn send(
     // The receiver may continue the proposal's trace.
     let mut headers = reqwest::header::HeaderMap::new();
     if app.traces.is_on()
-        && let Some(context) = trace.as_deref()
+        && let Some(context) = due.event.trace_context.as_deref()
     {
         crate::otel::inject(context, &mut headers);
     }

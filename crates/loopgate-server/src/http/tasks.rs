@@ -317,7 +317,7 @@ async fn decide_one(
         if outcome.effect == Effect::Escalated {
             app.traces.escalated(trace, None, task, "reviewer", now);
         }
-        if crate::otel::is_closed(task) {
+        if !task.state.is_active() {
             app.traces.review_ended(trace, task, now);
         }
     }
