@@ -5,6 +5,13 @@
 # "decision → client unblocked" is the wake-up across replicas.
 #
 #   scripts/pg-bench.sh [REPLICAS...]      e.g. scripts/pg-bench.sh 1 2 3
+#   PG_RTT=1ms scripts/pg-bench.sh 1 2 4
+#
+# PG_RTT puts a relay (`loopgate latency-relay`) between the replicas and
+# PostgreSQL that adds that round-trip time, as when the database is on
+# another host. Each run prints the replicas' CPU (user + system, from
+# /proc/<pid>/stat) per cycle and as a share of the machine, so that a
+# gain from more replicas can be told from idle cores filling.
 #
 # Needs a release build (cargo build --release) and PostgreSQL at
 # LOOPGATE_TEST_POSTGRES (default postgres://postgres@127.0.0.1:5432/test).
@@ -16,6 +23,8 @@ admin_url=${LOOPGATE_TEST_POSTGRES:-postgres://postgres@127.0.0.1:5432/test}
 token=lgt_bench_admin_token_0123456789
 counts=("$@")
 [ ${#counts[@]} -gt 0 ] || counts=(1 2 3)
+ticks=$(getconf CLK_TCK)
+cpu_ticks() { local t=0 p; for p in "$@"; do t=$((t + $(awk '{print $14 + $15}' "/proc/$p/stat"))); done; echo $t; }
 
 for n in "${counts[@]}"; do
   db="loopgate_bench_$$_$n"
@@ -23,6 +32,17 @@ for n in "${counts[@]}"; do
   url="${admin_url%/*}/$db"
   dir=$(mktemp -d)
   pids=()
+  relay=
+  if [ -n "${PG_RTT:-}" ]; then
+    # The database's host and port from the URL, the relay in front of it.
+    hostport=$(sed -E 's#^[a-z]+://([^@/]*@)?([^/?]*).*#\2#' <<<"$admin_url")
+    case $hostport in *:*) ;; *) hostport="$hostport:5432" ;; esac
+    "$bin" latency-relay --to "$hostport" --rtt "$PG_RTT" >"$dir/relay.log" 2>&1 &
+    relay=$!
+    until grep -q "relay listening on" "$dir/relay.log"; do sleep 0.05; done
+    via=$(sed -n 's/^relay listening on //p' "$dir/relay.log")
+    url=$(sed -E "s#^([a-z]+://([^@/]*@)?)[^/?]*#\1$via#" <<<"$url")
+  fi
   bases=()
   for i in $(seq 1 "$n"); do
     log="$dir/replica$i.log"
@@ -36,10 +56,18 @@ for n in "${counts[@]}"; do
     bases+=("$(sed -n 's/^loopgate listening on //p' "$log" | head -1)")
   done
   servers=$(IFS=,; echo "${bases[*]}")
-  echo "== $n replica(s): $servers"
+  echo "== $n replica(s)${PG_RTT:+, $PG_RTT to the database}: $servers"
+  before=$(cpu_ticks "${pids[@]}")
+  start=$(date +%s.%N)
   # shellcheck disable=SC2086
-  "$bin" bench --server "$servers" --token "$token" ${BENCH_ARGS:---systems 64 --reviewers 8 --duration 10s}
-  kill "${pids[@]}"
+  out=$("$bin" bench --server "$servers" --token "$token" ${BENCH_ARGS:---systems 64 --reviewers 8 --duration 10s})
+  after=$(cpu_ticks "${pids[@]}")
+  end=$(date +%s.%N)
+  echo "$out"
+  ops=$(echo "$out" | sed -n 's/^\(cycle\|submit\).*(n=\([0-9]*\))$/\2/p' | head -1)
+  awk -v t=$((after - before)) -v hz="$ticks" -v n="${ops:-0}" -v s="$start" -v e="$end" -v cores="$(nproc)" \
+    'BEGIN { cpu = t / hz; printf "replicas CPU   %.0f µs/op, %.0f%% of %d cores\n", (n > 0 ? cpu * 1e6 / n : 0), cpu / (e - s) / cores * 100, cores }'
+  kill "${pids[@]}" $relay
   wait "${pids[@]}" 2>/dev/null || true
   psql -q "$admin_url" -c "DROP DATABASE $db WITH (FORCE)"
   rm -rf "$dir"

@@ -78,6 +78,9 @@ fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
 pub(crate) fn spawn(app: AppState) -> JoinHandle<()> {
     tokio::spawn(async move {
         let mut backoff = crate::limits::Backoff::new(POLL, Duration::from_secs(5));
+        // SQLite's events are in the log as they commit: its steps can wait
+        // and take more at once.
+        let eager = app.store.sequences_later();
         loop {
             // Only the leader sequences and signs (replicas share the log).
             let pause = match app.store.leads() {
@@ -96,6 +99,8 @@ pub(crate) fn spawn(app: AppState) -> JoinHandle<()> {
             };
             tokio::select! {
                 () = tokio::time::sleep(pause) => {}
+                // A commit: on PostgreSQL its events wait for this step.
+                () = app.bus.sequencer.notified(), if pause == POLL && eager => {}
                 () = app.shutdown.cancelled() => {
                     if !app.store.leads() {
                         return;
@@ -117,6 +122,10 @@ pub async fn sequence_and_sign(
     app: &AppState,
     force: bool,
 ) -> Result<Option<CheckpointRecord>, StoreError> {
+    if force {
+        // Every event committed before, in the checkpoint.
+        app.store.settle_log().await?;
+    }
     let head = loop {
         let step = app.store.sequence(BATCH).await?;
         app.metrics.audit_appended(step.appended);

@@ -14,9 +14,11 @@ pub struct Config {
     pub data_dir: PathBuf,
     /// `sqlite://PATH` or `postgres://…`; `None` means `<data_dir>/loopgate.db`.
     pub database_url: Option<String>,
-    /// PostgreSQL: connections for reads per replica (plus one writer and
-    /// one watch connection).
+    /// PostgreSQL: connections for reads per replica.
     pub database_readers: usize,
+    /// PostgreSQL: connections for writes per replica, each running one
+    /// transaction at a time (plus one watch connection).
+    pub database_writers: usize,
     /// PostgreSQL: longest a statement (or the wait for the writers' lock)
     /// may take before the request fails with 503.
     pub database_statement_timeout: Duration,
@@ -195,6 +197,7 @@ impl std::fmt::Debug for Config {
                 &self.database_url.as_deref().map(redact_url),
             )
             .field("database_readers", &self.database_readers)
+            .field("database_writers", &self.database_writers)
             .field("policies", &self.policies)
             .field("default_route", &self.default_route)
             .field("max_body_bytes", &self.max_body_bytes)
@@ -244,6 +247,7 @@ impl Config {
             data_dir,
             database_url: None,
             database_readers: 8,
+            database_writers: 4,
             database_statement_timeout: Duration::from_secs(30),
             policies: None,
             default_route: Route::Review,

@@ -156,6 +156,9 @@ pub(crate) struct Bus {
     pub(crate) webhooks: Arc<Notify>,
     /// Wakes the notifier (email, Slack, Teams).
     pub(crate) notifier: Arc<Notify>,
+    /// Wakes the audit sequencer (on PostgreSQL events wait for it before
+    /// anyone can read them).
+    pub(crate) sequencer: Arc<Notify>,
     everything: Channel,
     systems: Arc<std::sync::Mutex<HashMap<String, Channel>>>,
     /// Held while subscribing, and by the tail while it skips ahead with
@@ -175,6 +178,7 @@ impl Default for Bus {
             wake: Arc::default(),
             webhooks: Arc::default(),
             notifier: Arc::default(),
+            sequencer: Arc::default(),
             everything: broadcast::channel(CAPACITY).0,
             systems: Arc::default(),
             gate: Arc::default(),
@@ -189,6 +193,7 @@ impl Bus {
         self.wake.notify_one();
         self.webhooks.notify_one();
         self.notifier.notify_one();
+        self.sequencer.notify_one();
     }
 
     /// Another process committed to the shared database.

@@ -362,6 +362,7 @@ async fn open_store(config: &Config) -> Result<Arc<dyn Store>, StartError> {
     };
     let options = PgOptions {
         readers: config.database_readers.max(1),
+        writers: config.database_writers.max(1),
         statement_timeout: config.database_statement_timeout,
         ..PgOptions::default()
     };

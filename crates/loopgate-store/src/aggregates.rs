@@ -22,7 +22,7 @@ use crate::ReviewFact;
 
 /// Bump when a contribution changes meaning: stores rebuild their counts
 /// when the version they hold differs.
-pub const VERSION: &str = "1";
+pub const VERSION: &str = "2";
 
 /// Joins the parts of a key (ASCII unit separator: never in names).
 pub const SEP: char = '\u{1f}';

@@ -382,14 +382,14 @@ impl Connection {
         Ok(Connection::Postgres(Box::new(pg)))
     }
 
-    /// Starts a write transaction. On PostgreSQL it takes the writers'
-    /// advisory lock: replicas write one transaction at a time, as SQLite's
-    /// single writer does (`BEGIN IMMEDIATE`).
+    /// Starts a write transaction outside the writers (a rebuild at start,
+    /// copying into an empty database). On PostgreSQL it takes the
+    /// maintenance lock, so that replicas starting together take turns.
     pub(crate) fn begin_write(&self) -> Result<(), StoreError> {
         match self {
             Connection::Sqlite(_) => self.execute_batch("BEGIN IMMEDIATE"),
             Connection::Postgres(_) => self.execute_batch(&format!(
-                "BEGIN; SELECT pg_advisory_xact_lock({WRITER_LOCK})"
+                "BEGIN; SELECT pg_advisory_xact_lock({MAINTENANCE_LOCK})"
             )),
         }
     }
@@ -462,6 +462,14 @@ impl Connection {
         match self {
             Connection::Sqlite(_) => 0,
             Connection::Postgres(pg) => pg.sent.get() + pg.later.borrow().len() as u64,
+        }
+    }
+
+    /// Whether a statement held after `mark` has gone out (PostgreSQL).
+    pub(crate) fn sent_since(&self, mark: u64) -> bool {
+        match self {
+            Connection::Sqlite(_) => true,
+            Connection::Postgres(pg) => mark < pg.sent.get(),
         }
     }
 
@@ -766,8 +774,9 @@ pub(crate) fn pg_reason(error: &postgres::Error) -> String {
     }
 }
 
-/// The advisory lock writers hold for their transaction (PostgreSQL).
-pub(crate) const WRITER_LOCK: i64 = 0x6c6f_6f70_6701;
+/// The advisory lock of maintenance writes outside the writers
+/// (PostgreSQL); the writers never take it.
+pub(crate) const MAINTENANCE_LOCK: i64 = 0x6c6f_6f70_6701;
 
 /// Fragments of SQLite's dialect with their PostgreSQL equivalents.
 const REWRITES: &[(&str, &str)] = &[
@@ -785,12 +794,22 @@ const REWRITES: &[(&str, &str)] = &[
 ];
 
 /// Rewrites a statement of the common dialect for PostgreSQL.
+///
+/// `/*pg …*/` is SQL for PostgreSQL alone (row locks, which SQLite's one
+/// writer needs none of and reads as a comment): it loses its comment marks.
 pub(crate) fn to_postgres(sql: &str) -> String {
     let mut sql = sql.to_owned();
     for (sqlite, postgres) in REWRITES {
         if sql.contains(sqlite) {
             sql = sql.replace(sqlite, postgres);
         }
+    }
+    while let Some(start) = sql.find("/*pg ") {
+        let Some(length) = sql[start..].find("*/") else {
+            break;
+        };
+        let inner = sql[start + 5..start + length].to_owned();
+        sql.replace_range(start..start + length + 2, &inner);
     }
     let mut out = String::with_capacity(sql.len() + 8);
     let mut quoted = false;

@@ -14,6 +14,12 @@ pub enum StoreError {
     /// The database is unavailable for now (busy, locked, closed).
     #[error("database unavailable: {0}")]
     Unavailable(String),
+    /// A concurrent transaction won a race for the same rows (PostgreSQL:
+    /// a serialization failure, a deadlock, or a concurrent submission
+    /// with the same idempotency key). The store runs the work again
+    /// itself; callers see this only when every attempt lost.
+    #[error("database contended: {0}")]
+    Contended(String),
     /// The request cannot be answered from what is stored (a proof for a
     /// tree larger than the log).
     #[error("{0}")]
@@ -119,7 +125,15 @@ impl From<postgres::Error> for StoreError {
         };
         let code = db.code();
         let message = format!("{}: {}", db.severity(), db.message());
-        if *code == SqlState::UNIQUE_VIOLATION
+        if *code == SqlState::T_R_SERIALIZATION_FAILURE
+            || *code == SqlState::T_R_DEADLOCK_DETECTED
+            // Another submission with this key committed first: the next
+            // attempt replays it.
+            || (*code == SqlState::UNIQUE_VIOLATION
+                && db.constraint() == Some("proposals_idempotency"))
+        {
+            StoreError::Contended(message)
+        } else if *code == SqlState::UNIQUE_VIOLATION
             || *code == SqlState::FOREIGN_KEY_VIOLATION
             || *code == SqlState::CHECK_VIOLATION
             || *code == SqlState::NOT_NULL_VIOLATION
@@ -128,8 +142,6 @@ impl From<postgres::Error> for StoreError {
         } else if code.code().starts_with("08")
             || code.code().starts_with("53")
             || code.code().starts_with("57")
-            || *code == SqlState::T_R_SERIALIZATION_FAILURE
-            || *code == SqlState::T_R_DEADLOCK_DETECTED
             || *code == SqlState::LOCK_NOT_AVAILABLE
         {
             // Connection exceptions, insufficient resources, operator

@@ -507,6 +507,19 @@ pub trait Store: Send + Sync + 'static {
     /// with SQLite; one replica at a time on PostgreSQL.
     fn leads(&self) -> bool;
 
+    /// Whether a committed event waits for the sequencer before it can be
+    /// read (PostgreSQL, where writers run in parallel): the sequencer then
+    /// runs at every commit rather than on its own time.
+    fn sequences_later(&self) -> bool;
+
+    /// Returns once every event committed before the call has its log
+    /// position, so that a read of the log sees the caller's writes (the
+    /// sequencer hashes them into the tree later). On PostgreSQL it gives
+    /// positions to what can have them and waits for transactions still
+    /// running that might come before, at most a few seconds (then
+    /// `Unavailable`); on SQLite an event has its position when it commits.
+    async fn settle_log(&self) -> Result<(), StoreError>;
+
     /// The proposals of `filter`, oldest first, with their task and human
     /// decisions: what analytics reads for part of a day.
     async fn review_facts(&self, filter: AnalyticsFilter) -> Result<Vec<ReviewFact>, StoreError>;

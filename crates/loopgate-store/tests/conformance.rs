@@ -192,6 +192,20 @@ fn group_email(group: &str) -> loopgate_store::GroupNotifications {
     }
 }
 
+/// `store`, after its sequencer ran: the outboxes follow the log, and on
+/// PostgreSQL a committed event waits for the sequencer to be in it.
+async fn sequenced<S: Store + ?Sized>(store: &S) -> &S {
+    settled(store).await.sequence(100_000).await.unwrap();
+    store
+}
+
+/// `store`, once every committed event has its log position (on
+/// PostgreSQL the sequencer gives them after the commit).
+async fn settled<S: Store + ?Sized>(store: &S) -> &S {
+    store.settle_log().await.unwrap();
+    store
+}
+
 fn reviewer(name: &str) -> ReviewerRef {
     ReviewerRef {
         name: name.into(),
@@ -431,7 +445,7 @@ async fn policy_errors_stay_with_the_proposal_and_its_routed_event(store: &dyn S
             .is_empty()
     );
 
-    let sequenced = store.sequence(1000).await.unwrap();
+    let sequenced = settled(store).await.sequence(1000).await.unwrap();
     let entries = store.entries(0, sequenced.head.size).await.unwrap();
     let routed: Vec<serde_json::Value> = entries
         .iter()
@@ -465,7 +479,7 @@ async fn every_change_writes_its_event(store: &dyn Store) {
         .decide(&task_id, &reviewer("ann"), approve(&digest), T0)
         .await
         .unwrap();
-    let sequenced = store.sequence(1000).await.unwrap();
+    let sequenced = settled(store).await.sequence(1000).await.unwrap();
     assert_eq!(sequenced.appended, 6);
     let entries = store.entries(0, sequenced.head.size).await.unwrap();
     let heads: Vec<(u64, String)> = entries
@@ -512,12 +526,12 @@ async fn the_log_grows_in_order_and_proves_inclusion(store: &dyn Store) {
         let new = new_proposal(&system, n, None, json!({"n": n}), 1);
         store.submit(new, T0).await.unwrap();
         if n % 7 == 0 {
-            let step = store.sequence(5).await.unwrap();
+            let step = settled(store).await.sequence(5).await.unwrap();
             assert!(step.head.size >= previous.size);
             previous = step.head;
         }
     }
-    while store.sequence(100).await.unwrap().appended > 0 {}
+    while settled(store).await.sequence(100).await.unwrap().appended > 0 {}
     let head = store.tree_head().await.unwrap();
     assert_eq!(head.size, 1 + 40 * 3);
     let entries = store.entries(0, head.size).await.unwrap();
@@ -569,7 +583,7 @@ async fn erasure_keeps_the_log_and_drops_the_payload(store: &dyn Store) {
         .decide(&task_id, &reviewer("ann"), approve(&digest), T0)
         .await
         .unwrap();
-    store.sequence(1000).await.unwrap();
+    settled(store).await.sequence(1000).await.unwrap();
     let before = store.tree_head().await.unwrap();
     let erased = store.erase(&id, "user:admin", "gdpr", T0).await.unwrap();
     assert!(erased.salt.is_empty() && erased.erased_at.is_some());
@@ -581,7 +595,7 @@ async fn erasure_keeps_the_log_and_drops_the_payload(store: &dyn Store) {
         erased.digest, digest,
         "the salted digest stays; it no longer links"
     );
-    let after = store.sequence(1000).await.unwrap();
+    let after = settled(store).await.sequence(1000).await.unwrap();
     assert_eq!(after.appended, 1);
     let proof = store
         .consistency_proof(before.size, after.head.size)
@@ -933,7 +947,13 @@ async fn the_webhook_outbox_delivers_each_proposal_in_order(store: &dyn Store) {
         created_at: T0,
         updated_at: T0,
     };
-    while store.enqueue_deliveries(T0, 1000).await.unwrap() == 1000 {}
+    while sequenced(store)
+        .await
+        .enqueue_deliveries(T0, 1000)
+        .await
+        .unwrap()
+        == 1000
+    {}
     store
         .set_webhook(webhook.clone(), "user:admin", T0)
         .await
@@ -955,9 +975,29 @@ async fn the_webhook_outbox_delivers_each_proposal_in_order(store: &dyn Store) {
         .await
         .unwrap();
     // Twice over the same events queues nothing twice.
-    assert!(store.enqueue_deliveries(T0, 2).await.unwrap() == 2);
-    while store.enqueue_deliveries(T0, 2).await.unwrap() == 2 {}
-    assert_eq!(store.enqueue_deliveries(T0, 1000).await.unwrap(), 0);
+    assert!(
+        sequenced(store)
+            .await
+            .enqueue_deliveries(T0, 2)
+            .await
+            .unwrap()
+            == 2
+    );
+    while sequenced(store)
+        .await
+        .enqueue_deliveries(T0, 2)
+        .await
+        .unwrap()
+        == 2
+    {}
+    assert_eq!(
+        sequenced(store)
+            .await
+            .enqueue_deliveries(T0, 1000)
+            .await
+            .unwrap(),
+        0
+    );
 
     let filter = |state| DeliveryFilter {
         system: system.clone(),
@@ -1086,7 +1126,13 @@ async fn a_second_webhook_gets_only_what_comes_after_it(store: &dyn Store) {
         .submit(new_proposal(&second, 1, None, json!({}), 1), T0)
         .await
         .unwrap();
-    while store.enqueue_deliveries(T0, 1000).await.unwrap() == 1000 {}
+    while sequenced(store)
+        .await
+        .enqueue_deliveries(T0, 1000)
+        .await
+        .unwrap()
+        == 1000
+    {}
     store
         .set_webhook(webhook(&second), "user:admin", T0)
         .await
@@ -1096,7 +1142,13 @@ async fn a_second_webhook_gets_only_what_comes_after_it(store: &dyn Store) {
         .submit(new_proposal(&second, 2, None, json!({}), 1), T0)
         .await
         .unwrap();
-    while store.enqueue_deliveries(T0, 1000).await.unwrap() == 1000 {}
+    while sequenced(store)
+        .await
+        .enqueue_deliveries(T0, 1000)
+        .await
+        .unwrap()
+        == 1000
+    {}
     let queued = store
         .deliveries(DeliveryFilter {
             system: second.clone(),
@@ -1145,8 +1197,14 @@ async fn an_sqlite_install_moves_to_postgres_and_its_log_still_verifies() {
         let pending = new_proposal(&system, 9, Some("k"), json!({}), 1);
         let (task, digest) = (pending.task_id.clone(), pending.digest.clone());
         store.submit(pending, T0).await.unwrap();
-        assert!(0 < store.enqueue_notifications(T0, None, 1000).await.unwrap());
-        store.sequence(1000).await.unwrap();
+        assert!(
+            0 < sequenced(&store)
+                .await
+                .enqueue_notifications(T0, None, 1000)
+                .await
+                .unwrap()
+        );
+        settled(&store).await.sequence(1000).await.unwrap();
         (task, digest, store.tree_head().await.unwrap())
     };
 
@@ -1181,7 +1239,13 @@ async fn an_sqlite_install_moves_to_postgres_and_its_log_still_verifies() {
     let new = new_proposal(&SystemId::parse("sys").unwrap(), 10, None, json!({}), 1);
     store.submit(new, T0).await.unwrap();
     // The outbox carries on too: new messages get new ids.
-    assert!(0 < store.enqueue_notifications(T0, None, 1000).await.unwrap());
+    assert!(
+        0 < sequenced(&store)
+            .await
+            .enqueue_notifications(T0, None, 1000)
+            .await
+            .unwrap()
+    );
     let outbox = store
         .notifications(loopgate_store::NotificationFilter {
             limit: 100,
@@ -1190,7 +1254,7 @@ async fn an_sqlite_install_moves_to_postgres_and_its_log_still_verifies() {
         .await
         .unwrap();
     assert_eq!(outbox.items.len(), 7, "{:?}", outbox.items);
-    let after = store.sequence(1000).await.unwrap().head;
+    let after = settled(&store).await.sequence(1000).await.unwrap().head;
     assert!(after.size > before.size);
     let proof = store
         .consistency_proof(before.size, after.size)

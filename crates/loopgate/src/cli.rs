@@ -73,6 +73,9 @@ pub(crate) enum Command {
     Mcp(crate::mcp::McpArgs),
     /// Load-test a running server and print throughput and latency.
     Bench(crate::bench::BenchArgs),
+    /// A TCP relay that adds a round-trip time (for benchmarks over a "network").
+    #[command(hide = true)]
+    LatencyRelay(crate::relay::RelayArgs),
     /// Migrate the database schema (runs at start too); `--check` only reports.
     Migrate(crate::database::MigrateArgs),
     /// Write a consistent copy of an SQLite database (safe while serving).

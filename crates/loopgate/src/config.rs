@@ -70,6 +70,7 @@ pub(crate) struct FileConfig {
     data_dir: Option<PathBuf>,
     database_url: Option<String>,
     database_readers: Option<usize>,
+    database_writers: Option<usize>,
     database_statement_timeout_seconds: Option<u64>,
     policies: Option<PathBuf>,
     default_route: Option<String>,
@@ -164,6 +165,9 @@ impl FileConfig {
             .or_else(|| self.database_url.clone());
         if let Some(readers) = self.database_readers {
             config.database_readers = readers.max(1);
+        }
+        if let Some(writers) = self.database_writers {
+            config.database_writers = writers.max(1);
         }
         if let Some(seconds) = self.database_statement_timeout_seconds {
             config.database_statement_timeout = Duration::from_secs(seconds.max(1));

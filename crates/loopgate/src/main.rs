@@ -21,6 +21,7 @@ mod evidence;
 mod mcp;
 mod notify;
 mod policy;
+mod relay;
 mod report;
 mod webhook;
 

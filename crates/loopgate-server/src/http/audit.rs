@@ -203,6 +203,8 @@ pub async fn entries(
     let end = position("end", query.end)?
         .min(start.saturating_add(MAX_ENTRIES))
         .max(start);
+    // What the caller wrote before is in the log (PostgreSQL sequences later).
+    app.store.settle_log().await?;
     let entries = match start < end {
         true => app.store.entries(start, end).await?,
         false => Vec::new(),
@@ -355,6 +357,7 @@ pub async fn proposal(
     let viewer = crate::http::proposals::Viewer::of(&caller)?;
     let (id, record) = crate::http::proposals::load(&app, &id).await?;
     viewer.check_can_read(&app, &record).await?;
+    app.store.settle_log().await?;
     let checkpoint = app.store.latest_checkpoint().await?;
     let entries = app.store.subject_entries(id.as_str()).await?;
     let size = checkpoint.as_ref().map_or(0, |c| c.size);

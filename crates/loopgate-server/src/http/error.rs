@@ -164,7 +164,7 @@ impl From<StoreError> for ApiError {
                 "a resource with this id or name already exists",
             )
             .help("choose another id or name, or update the existing one"),
-            StoreError::Unavailable(cause) => {
+            StoreError::Unavailable(cause) | StoreError::Contended(cause) => {
                 tracing::warn!(%cause, "store unavailable");
                 ApiError::new(
                     ErrorCode::Unavailable,

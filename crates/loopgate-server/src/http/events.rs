@@ -273,7 +273,11 @@ pub async fn stream(
     let receiver = app.bus.subscribe(channel.as_deref()).await;
     let position = match resume {
         Some(id) => id,
-        None => app.store.last_event_seq().await?,
+        // After everything committed before the request.
+        None => {
+            app.store.settle_log().await?;
+            app.store.last_event_seq().await?
+        }
     };
     let filter = Filter {
         principal: caller.0.clone(),

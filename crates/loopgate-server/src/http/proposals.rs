@@ -245,7 +245,7 @@ async fn store_proposal(
         Ok(submitted) => submitted,
         // A replay is answered even when nothing can be written (a full
         // disk, a stopped writer): from a read, as the write would have.
-        Err(TxError::Store(error @ StoreError::Unavailable(_))) => {
+        Err(TxError::Store(error @ (StoreError::Unavailable(_) | StoreError::Contended(_)))) => {
             match replay(app, &system_id, key.as_deref(), &fingerprint).await? {
                 Some(record) => Submitted::Existing(record),
                 None => return Err(error.into()),

@@ -76,6 +76,7 @@ async fn claim(app: &TestApp, token: &str, task: &Value) -> Response {
 
 /// Every event row of a kind, as `data` values.
 async fn events(app: &TestApp, kind: &str) -> Vec<Value> {
+    app.app.store.settle_log().await.unwrap();
     let events = app.app.store.events_after(0, 10_000).await.unwrap();
     events
         .into_iter()

@@ -17,6 +17,7 @@ async fn delete(app: &TestApp, path: &str) -> crate::harness::Response {
 
 /// The types of every event so far, from the store.
 async fn event_types(app: &TestApp) -> Vec<String> {
+    app.app.store.settle_log().await.unwrap();
     let events = app.app.store.events_after(0, 10_000).await.unwrap();
     events
         .into_iter()

@@ -77,6 +77,7 @@ fn decided_by(proposal: &Value) -> (&str, &str) {
 
 /// Every event row so far, as text: kinds, subjects and data.
 async fn all_events(app: &TestApp) -> String {
+    app.app.store.settle_log().await.unwrap();
     let events = app.app.store.events_after(0, 10_000).await.unwrap();
     events
         .iter()

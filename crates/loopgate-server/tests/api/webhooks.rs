@@ -460,6 +460,7 @@ async fn redirects_are_not_followed_and_the_log_holds_no_url() {
     assert_eq!(*first_hits.lock().unwrap(), 1);
     assert_eq!(*target_hits.lock().unwrap(), 0, "the redirect was followed");
 
+    app.app.store.settle_log().await.unwrap();
     let events = app.app.store.events_after(0, 1000).await.unwrap();
     let set = events
         .iter()

@@ -171,7 +171,8 @@ const TABLES: &[&str] = &[
 ];
 
 /// Tables of a schema that `copy` leaves: each database's own bookkeeping.
-const NOT_COPIED: &[&str] = &["loopgate_migrations"];
+/// (PostgreSQL's `event_queue` must be empty: see `copy_locked`.)
+const NOT_COPIED: &[&str] = &["loopgate_migrations", "event_queue"];
 
 /// Rows copied per table.
 pub type CopyReport = Vec<(String, u64)>;
@@ -248,6 +249,19 @@ fn copy_locked(source: &Connection, target: &Connection) -> Result<CopyReport, S
         return Err(StoreError::Invalid(
             "the target database is in use already (it has users or events); copy into an empty one".to_owned(),
         ));
+    }
+    // Events not in the log yet would be left behind: the sequencer of a
+    // server on the source moves them (at the latest when it stops).
+    if source.dialect() == Dialect::Postgres {
+        let queued: i64 =
+            source.query_row("SELECT COUNT(*) FROM event_queue", params![], |row| {
+                row.get(0)
+            })?;
+        if 0 < queued {
+            return Err(StoreError::Invalid(format!(
+                "the source has {queued} audit events not in its log yet; start loopgate on it and stop it again (its sequencer moves them), then copy"
+            )));
+        }
     }
     // A table a migration added must be named above: refuse rather than
     // leave its rows behind.

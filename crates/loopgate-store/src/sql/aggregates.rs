@@ -7,7 +7,12 @@
 //! ([`job_done`]), and writes the sum of the group's before its commit
 //! ([`flush`]). A group of a thousand submissions of one system touches a
 //! handful of count rows once each instead of thousands of times. The
-//! buffers are thread-local: only the writer thread writes.
+//! buffers are thread-local: only writer threads write.
+//!
+//! Each writer adds to count rows of its own (`shard`, [`set_shard`]), so
+//! that PostgreSQL's writers, each a transaction at a time, never wait for
+//! each other on a busy count; readers sum the shards. SQLite's one writer
+//! writes shard 0.
 
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -109,6 +114,12 @@ struct Pending {
 
 thread_local! {
     static PENDING: RefCell<Pending> = RefCell::default();
+    static SHARD: std::cell::Cell<i64> = const { std::cell::Cell::new(0) };
+}
+
+/// The count rows this writer thread adds to.
+pub(super) fn set_shard(shard: i64) {
+    SHARD.set(shard);
 }
 
 /// The writer's job ended: its differences join the group's when it
@@ -132,24 +143,32 @@ pub(super) fn flush(conn: &Connection) -> Result<(), StoreError> {
 
 /// Adds `deltas` to the stored counts; rows whose count reaches zero go.
 fn write(conn: &Connection, deltas: Deltas) -> Result<(), StoreError> {
-    for ((system, metric, day, action, key), (n, a, b)) in deltas.0 {
+    let shard = SHARD.get();
+    // In key order, so that two transactions adding to the same rows (a
+    // rebuild beside a writer) lock them in the same order.
+    let mut deltas: Vec<_> = deltas.0.into_iter().collect();
+    deltas.sort_by(|x, y| x.0.cmp(&y.0));
+    for ((system, metric, day, action, key), (n, a, b)) in deltas {
         if n == 0 && a == 0.0 && b == 0.0 {
             continue;
         }
         conn.execute_later(
-            "INSERT INTO analytics_counts AS c (system, metric, day, action, key, n, a, b)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
-             ON CONFLICT (system, metric, day, action, key)
+            "INSERT INTO analytics_counts AS c (system, metric, day, action, key, shard, n, a, b)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
+             ON CONFLICT (system, metric, day, action, key, shard)
              DO UPDATE SET n = c.n + excluded.n, a = c.a + excluded.a, b = c.b + excluded.b",
-            params![system, metric, day, action, key, n, a, b],
+            params![system, metric, day, action, key, shard, n, a, b],
         )?;
-        // Stored counts are positive, so only a difference that is not can
-        // bring one to zero (and nobody waits for the answer).
+        // A count that a difference brings to zero goes (nobody waits for
+        // the answer). On PostgreSQL a shard's row may hold sums with no
+        // items (a proposal counted by one writer and changed by another),
+        // so a shard other than 0 goes only when its sums are zero too.
         if n <= 0 {
             conn.execute_later(
                 "DELETE FROM analytics_counts
-                 WHERE system = ?1 AND metric = ?2 AND day = ?3 AND action = ?4 AND key = ?5 AND n = 0",
-                params![system, metric, day, action, key],
+                 WHERE system = ?1 AND metric = ?2 AND day = ?3 AND action = ?4 AND key = ?5 AND shard = ?6
+                   AND n = 0 AND (shard = 0 OR (a = 0 AND b = 0))",
+                params![system, metric, day, action, key, shard],
             )?;
         }
     }
@@ -196,6 +215,13 @@ pub(super) fn rebuild(conn: &Connection) -> Result<(), StoreError> {
 }
 
 fn count_all(conn: &Connection) -> Result<(), StoreError> {
+    if conn.dialect() == crate::db::Dialect::Postgres {
+        // Writers add their differences after this commits: each then
+        // applies to the counts rebuilt from what it had not committed.
+        conn.execute_batch(
+            "LOCK TABLE analytics_counts, analytics_disagreements IN EXCLUSIVE MODE",
+        )?;
+    }
     conn.execute_batch("DELETE FROM analytics_counts; DELETE FROM analytics_disagreements;")?;
     let mut sums = Deltas::default();
     let mut facts = 0_u64;
@@ -232,7 +258,7 @@ pub(super) fn totals(conn: &Connection, query: &TotalsQuery) -> Result<Vec<Total
         let rows = conn.query_map(
             "SELECT metric, key, CAST(SUM(n) AS BIGINT), SUM(a), SUM(b) FROM analytics_counts
              WHERE system = ?1 AND metric = ?2 AND day >= ?3 AND (CAST(?4 AS TEXT) IS NULL OR action = ?4)
-             GROUP BY metric, key",
+             GROUP BY metric, key HAVING SUM(n) <> 0",
             params![
                 query.system.as_str(),
                 metric,

@@ -101,7 +101,15 @@ pub(super) fn assign_task(
     if !task.state.is_active() || task.assigned.is_some() {
         return Ok(None);
     }
-    let Some((settings, last_turn)) = settings(conn, &task.group)? else {
+    // Locked until the commit (PostgreSQL), so that two tasks of the group
+    // never take the same turn; after the proposal's lock, in that order.
+    let Some((settings, last_turn)) = q::one(
+        conn,
+        "SELECT assignment, return_after_ms, last_turn FROM group_settings WHERE grp = ?1 /*pg FOR UPDATE*/",
+        params![task.group],
+        settings_row,
+    )?
+    else {
         return Ok(None);
     };
     if settings.assignment == Assignment::Pool {
@@ -173,6 +181,7 @@ pub(super) fn return_unopened(
     conn: &Connection,
     now: Timestamp,
     limit: u32,
+    locked: Option<&std::collections::HashSet<String>>,
 ) -> Result<Vec<Task>, StoreError> {
     let sql = format!(
         "SELECT {} FROM tasks t JOIN proposals p ON p.id = t.proposal_id
@@ -183,6 +192,10 @@ pub(super) fn return_unopened(
     let due = q::all(conn, &sql, params![now.millis(), limit], q::task_row)?;
     let mut out = Vec::with_capacity(due.len());
     for record in due {
+        // PostgreSQL: only tasks whose proposal the caller locked.
+        if locked.is_some_and(|locked| !locked.contains(record.task.proposal_id.as_str())) {
+            continue;
+        }
         let Some(from) = record.task.assigned.as_ref().map(|a| a.to.clone()) else {
             continue;
         };
@@ -279,7 +292,7 @@ impl SqlStore {
             q::append(conn, now, &actor, &event)?;
             let found = settings(conn, &group)?;
             let members = members(conn, &group)?;
-            Ok(group_record(group, found, Some(now), &members))
+            Ok(group_record(group.clone(), found, Some(now), &members))
         })
         .await
     }

@@ -13,7 +13,7 @@ use loopgate_core::audit::merkle::{self, Hash, ProofError};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-use crate::db::{Connection, OptionalExtension, Row, params};
+use crate::db::{Connection, Dialect, OptionalExtension, Row, params};
 use loopgate_core::audit::tile::{TileBuilder, TileSource, TileTree, tree_of};
 use loopgate_core::{ProposalId, Timestamp};
 
@@ -105,6 +105,12 @@ fn sequence_step(
     builder: &mut TileBuilder,
     limit: u32,
 ) -> Result<Sequenced, StoreError> {
+    if conn.dialect() == Dialect::Postgres {
+        // Two replicas that both believe they lead (for a moment, while
+        // leadership moves) take turns.
+        conn.execute_batch(&format!("SELECT pg_advisory_xact_lock({SEQUENCER_LOCK})"))?;
+        give_positions(conn, limit)?;
+    }
     // Another replica may have led the sequencer since this one last did.
     let stored = head(conn)?;
     if stored.size != builder.size() || stored.root != builder.root() {
@@ -149,7 +155,84 @@ fn sequence_step(
     })
 }
 
+/// Held by the sequencer's step (PostgreSQL).
+const SEQUENCER_LOCK: i64 = 0x6c6f_6f70_6704;
+
+/// PostgreSQL: moves queued events whose transactions can no longer be
+/// overtaken into the log, giving them the next positions. An event's
+/// transaction id is below the oldest one still running only when every
+/// transaction that could write an event before it has ended; in (xid, id)
+/// order an event made after another committed comes after it, and an
+/// event's own transaction keeps its order. The move is one statement of
+/// the step's transaction: a crash loses neither queue nor log entries.
+fn give_positions(conn: &Connection, limit: u32) -> Result<(), StoreError> {
+    conn.execute(
+        "WITH ready AS (
+             DELETE FROM event_queue WHERE id IN (
+                 SELECT id FROM event_queue
+                 WHERE xid < pg_snapshot_xmin(pg_current_snapshot())
+                 ORDER BY xid, id LIMIT CAST(?1 AS BIGINT))
+             RETURNING xid, id, time, actor, type, subject, data)
+         INSERT INTO events (seq, time, actor, type, subject, data)
+         SELECT (SELECT COALESCE(MAX(seq), 0) FROM events) + row_number() OVER (ORDER BY xid, id),
+                time, actor, type, subject, data
+         FROM ready",
+        params![limit],
+    )?;
+    Ok(())
+}
+
+/// Longest [`SqlStore::settle_events`] waits for the sequencer.
+const SETTLE: std::time::Duration = std::time::Duration::from_secs(5);
+
 impl SqlStore {
+    /// See `Store::settle_log`.
+    pub(super) async fn settle_events(&self) -> Result<(), StoreError> {
+        if !self.sequences_later() {
+            return Ok(());
+        }
+        let newest = |conn: &Connection| -> Result<i64, StoreError> {
+            conn.query_row(
+                "SELECT COALESCE(MAX(id), 0) FROM event_queue",
+                params![],
+                |row| row.get(0),
+            )
+        };
+        let mark = self.read(newest).await?;
+        if mark == 0 {
+            return Ok(());
+        }
+        let deadline = tokio::time::Instant::now() + SETTLE;
+        loop {
+            // Positions only: any replica may give them (they take turns
+            // on the sequencer's lock); hashing stays the sequencer's.
+            self.write_plain(|conn| {
+                conn.execute_batch(&format!("SELECT pg_advisory_xact_lock({SEQUENCER_LOCK})"))?;
+                give_positions(conn, u32::MAX)
+            })
+            .await?;
+            let waiting: bool = self
+                .read(move |conn| {
+                    conn.query_row(
+                        "SELECT EXISTS (SELECT 1 FROM event_queue WHERE id <= ?1)",
+                        params![mark],
+                        |row| row.get(0),
+                    )
+                })
+                .await?;
+            if !waiting {
+                return Ok(());
+            }
+            if deadline <= tokio::time::Instant::now() {
+                return Err(StoreError::Unavailable(
+                    "events committed before this request are still waiting for their log positions"
+                        .to_owned(),
+                ));
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+        }
+    }
+
     pub(super) async fn sequence_events(&self, limit: u32) -> Result<Sequenced, StoreError> {
         // Idle steps only read: the sequencer polls often.
         let idle = self
@@ -160,7 +243,15 @@ impl SqlStore {
                     params![],
                     |row| row.get(0),
                 )?;
-                Ok((to_u64(newest)? == head.size).then_some(head))
+                let queued = match conn.dialect() {
+                    Dialect::Sqlite => false,
+                    Dialect::Postgres => conn.query_row(
+                        "SELECT EXISTS (SELECT 1 FROM event_queue)",
+                        params![],
+                        |row| row.get(0),
+                    )?,
+                };
+                Ok((to_u64(newest)? == head.size && !queued).then_some(head))
             })
             .await?;
         if let Some(head) = idle {
@@ -173,7 +264,7 @@ impl SqlStore {
         };
         let (builder, sequenced) = self
             .write_plain(move |conn| {
-                let mut builder = builder;
+                let mut builder = builder.clone();
                 let sequenced = sequence_step(conn, &mut builder, limit)?;
                 Ok((builder, sequenced))
             })
@@ -339,6 +430,7 @@ pub(super) fn erase(
     reason: &str,
     now: Timestamp,
 ) -> Result<ProposalRecord, TxError<EraseError>> {
+    q::lock_proposal(conn, id.as_str())?;
     let record = q::proposal(conn, id.as_str())?.ok_or(StoreError::NotFound)?;
     if !record.status.is_terminal() {
         return Err(TxError::Refused(EraseError::Pending(id.clone())));
@@ -403,7 +495,7 @@ pub(super) fn erase_expired(
     let sql = "SELECT p.id FROM proposals p JOIN systems s ON s.id = p.system
                WHERE s.retention_ms IS NOT NULL AND p.erased_at IS NULL AND p.decided_at IS NOT NULL
                  AND p.decided_at + s.retention_ms <= ?1
-               ORDER BY p.decided_at LIMIT CAST(?2 AS BIGINT)";
+               ORDER BY p.decided_at LIMIT CAST(?2 AS BIGINT) /*pg FOR UPDATE OF p SKIP LOCKED*/";
     let ids: Vec<String> = q::all(conn, sql, params![now.millis(), limit], |row| row.get(0))?;
     let mut erased = Vec::with_capacity(ids.len());
     for id in ids {

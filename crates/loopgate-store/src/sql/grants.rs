@@ -108,7 +108,7 @@ pub(super) fn candidates(
         "SELECT {GRANT_COLUMNS} FROM grants
          WHERE subject_digest = ?1 AND revoked_at IS NULL AND NOT ended AND expires_at > ?2
            AND (max_uses IS NULL OR used < max_uses)
-         ORDER BY seq LIMIT CAST(?3 AS BIGINT)"
+         ORDER BY seq LIMIT CAST(?3 AS BIGINT) /*pg FOR UPDATE*/"
     );
     let grants = q::all(
         conn,
@@ -170,7 +170,7 @@ pub(super) fn end_expired(
     let sql = format!(
         "SELECT {GRANT_COLUMNS} FROM grants
          WHERE revoked_at IS NULL AND NOT ended AND expires_at <= ?1
-         ORDER BY expires_at LIMIT CAST(?2 AS BIGINT)"
+         ORDER BY expires_at LIMIT CAST(?2 AS BIGINT) /*pg FOR UPDATE SKIP LOCKED*/"
     );
     let ended = q::all(conn, &sql, params![now.millis(), limit], grant_row)?;
     for grant in &ended {
@@ -235,7 +235,7 @@ impl SqlStore {
     ) -> Result<Grant, TxError<GrantError>> {
         let (id, actor) = (id.clone(), actor.to_owned());
         self.write(move |conn| {
-            let sql = format!("SELECT {GRANT_COLUMNS} FROM grants WHERE id = ?1");
+            let sql = format!("SELECT {GRANT_COLUMNS} FROM grants WHERE id = ?1 /*pg FOR UPDATE*/");
             let mut grant =
                 q::one(conn, &sql, params![id.as_str()], grant_row)?.ok_or(StoreError::NotFound)?;
             let state = grant.state(now);

@@ -1,16 +1,28 @@
 //! The store on SQL, one implementation for both backends: embedded SQLite
 //! (rusqlite, bundled) and PostgreSQL (see `postgres` and `crate::db`).
 //!
-//! Writes go through one writer thread that commits in groups: it takes every
-//! job waiting in its queue, runs each in its own savepoint inside one write
-//! transaction (SQLite: `BEGIN IMMEDIATE`, WAL, `synchronous=FULL`;
-//! PostgreSQL: `BEGIN` and the writers' advisory lock, so replicas write one
-//! group at a time), commits once, and only then answers the callers. A
-//! refused job rolls back its savepoint alone (a job alone in its group runs
-//! without one: its refusal rolls the transaction back). The analytics
-//! counts the jobs change are summed over the group and written once, just
-//! before the commit. Reads run on a small pool of connections on tokio's
-//! blocking threads and see every committed write.
+//! Writes are jobs on a queue, run by writer threads.
+//!
+//! SQLite has one writer thread that commits in groups: it takes every job
+//! waiting in its queue, runs each in its own savepoint inside one write
+//! transaction (`BEGIN IMMEDIATE`, WAL, `synchronous=FULL`), commits once,
+//! and only then answers the callers. A refused job rolls back its
+//! savepoint alone (a job alone in its group runs without one: its refusal
+//! rolls the transaction back). The analytics counts the jobs change are
+//! summed over the group and written once, just before the commit.
+//!
+//! PostgreSQL has several writer threads per replica, each with its own
+//! connection, and every job is a transaction of its own: nothing is shared
+//! by all writers, so replicas add write capacity. Correctness comes from
+//! the rows (ARCHITECTURE.md, "Concurrent writers"): a transition locks its
+//! proposal's row first, caps and grants count in their own rows, the audit
+//! log's positions are given later by the sequencer. A job that loses a
+//! race (a deadlock, a serialization failure, a concurrent submission with
+//! its idempotency key: [`StoreError::Contended`]) is run again, up to
+//! [`ATTEMPTS`] times.
+//!
+//! Reads run on a small pool of connections on tokio's blocking threads and
+//! see every committed write.
 
 pub mod admin;
 mod aggregates;
@@ -108,6 +120,10 @@ const SQLITE_MIGRATIONS: &[(&str, &str)] = &[
         "0017_traces",
         include_str!("../../migrations/sqlite/0017_traces.sql"),
     ),
+    (
+        "0018_count_shards",
+        include_str!("../../migrations/sqlite/0018_count_shards.sql"),
+    ),
 ];
 const MAX_BATCH: usize = 1024;
 /// Prepared statements kept per SQLite connection (the store has about a
@@ -142,6 +158,7 @@ struct Inner {
     wake: Arc<Wake>,
     /// Tells the watch thread to end.
     stopped: Arc<AtomicBool>,
+    dialect: Dialect,
 }
 
 impl Drop for Inner {
@@ -182,10 +199,12 @@ impl Wake {
     }
 }
 
-/// A job runs inside its own savepoint, or alone in the transaction (or is
-/// told why there is no transaction), and returns whether it succeeded and
-/// how to answer its caller once the commit outcome is known.
-type Job = Box<dyn FnOnce(Result<&Connection, &StoreError>) -> (bool, Finish) + Send>;
+/// One attempt at a job: it runs inside its own savepoint, or alone in the
+/// transaction (or is told why there is no transaction), and returns
+/// whether it succeeded and how to answer its caller once the commit
+/// outcome is known. `None` asks for another attempt: a concurrent
+/// transaction got in the way and `last` was false.
+type Job = Box<dyn FnMut(Result<&Connection, &StoreError>, bool) -> Option<(bool, Finish)> + Send>;
 type Finish = Box<dyn FnOnce(Option<&StoreError>) + Send>;
 
 impl SqlStore {
@@ -202,30 +221,51 @@ impl SqlStore {
             reader.execute_batch("PRAGMA mmap_size = 1073741824;")?;
             readers.push(reader);
         }
-        SqlStore::start(writer, readers)
+        SqlStore::start(vec![writer], readers)
     }
 
-    /// Starts the writer thread over `writer`, with `readers` for reads.
-    fn start(writer: Connection, readers: Vec<Connection>) -> Result<SqlStore, StoreError> {
-        let dialect = writer.dialect();
+    /// Starts the writer threads, one per connection of `writers` (SQLite:
+    /// exactly one), with `readers` for reads.
+    fn start(writers: Vec<Connection>, readers: Vec<Connection>) -> Result<SqlStore, StoreError> {
+        let dialect = match writers.first() {
+            Some(writer) => writer.dialect(),
+            None => return Err(StoreError::Other("the store needs a writer".to_owned())),
+        };
         let n_readers = readers.len();
         let (sender, receiver) = mpsc::sync_channel::<Job>(MAX_QUEUE);
+        let receiver = Arc::new(Mutex::new(receiver));
         let health = Arc::new(WriterHealth::default());
-        let watched = Arc::clone(&health);
-        std::thread::Builder::new()
-            .name("loopgate-db-writer".to_owned())
-            .spawn(move || {
-                // A panic ends the writer; the server sees it stopped and
-                // exits so that a supervisor restarts it.
-                let ended = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                    write_loop(writer, receiver, &watched)
-                }));
-                if ended.is_err() {
-                    tracing::error!("the database writer panicked; no write can be made");
-                }
-                watched.stopped.store(true, Ordering::SeqCst);
-            })
-            .map_err(|e| StoreError::Other(format!("cannot start the writer thread: {e}")))?;
+        // Each PostgreSQL writer adds to count rows of its own (see
+        // `aggregates`): a number no other process is likely to pick.
+        let mut base = [0u8; 4];
+        getrandom::fill(&mut base)
+            .map_err(|e| StoreError::Other(format!("no randomness for the writers: {e}")))?;
+        let base = i64::from(u32::from_le_bytes(base)) << 8;
+        for (slot, writer) in writers.into_iter().enumerate() {
+            let watched = Arc::clone(&health);
+            let receiver = Arc::clone(&receiver);
+            let shard = base + i64::try_from(slot).unwrap_or(0);
+            std::thread::Builder::new()
+                .name("loopgate-db-writer".to_owned())
+                .spawn(move || {
+                    // A panic ends the writers; the server sees it stopped and
+                    // exits so that a supervisor restarts it.
+                    let ended = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                        match writer.dialect() {
+                            Dialect::Sqlite => write_loop(&writer, &receiver, &watched),
+                            Dialect::Postgres => {
+                                aggregates::set_shard(shard);
+                                write_alone_loop(&writer, &receiver, &watched);
+                            }
+                        }
+                    }));
+                    if ended.is_err() {
+                        tracing::error!("a database writer panicked; no write can be made");
+                    }
+                    watched.stopped.store(true, Ordering::SeqCst);
+                })
+                .map_err(|e| StoreError::Other(format!("cannot start a writer thread: {e}")))?;
+        }
         let inner = Inner {
             writer: Mutex::new(sender),
             health,
@@ -236,6 +276,7 @@ impl SqlStore {
             leader: Arc::new(AtomicBool::new(dialect == Dialect::Sqlite)),
             wake: Arc::default(),
             stopped: Arc::default(),
+            dialect,
         };
         Ok(SqlStore {
             inner: Arc::new(inner),
@@ -257,35 +298,57 @@ impl SqlStore {
         self.inner.health.refuse.store(fail, Ordering::SeqCst);
     }
 
+    /// Whether events wait in `event_queue` for the sequencer (PostgreSQL).
+    pub(crate) fn sequences_later(&self) -> bool {
+        self.inner.dialect == Dialect::Postgres
+    }
+
     /// Whether this process leads (runs the sequencer, timers and webhooks).
     pub(crate) fn leads(&self) -> bool {
         self.inner.leader.load(Ordering::SeqCst)
     }
 
-    /// Runs `job` in the writer's next group commit.
+    /// Runs `job` in a write transaction: SQLite's next group commit, or a
+    /// PostgreSQL transaction of its own. `job` may run more than once (on
+    /// PostgreSQL, when a concurrent transaction got in the way), each time
+    /// in a new transaction.
     async fn write<T, E>(
         &self,
-        job: impl FnOnce(&Connection) -> Result<T, TxError<E>> + Send + 'static,
+        job: impl Fn(&Connection) -> Result<T, TxError<E>> + Send + 'static,
     ) -> Result<T, TxError<E>>
     where
         T: Send + 'static,
         E: Send + 'static,
     {
+        // One writer crashed: the process is to be restarted, and writes
+        // stop as they do on SQLite.
+        if self.inner.health.stopped.load(Ordering::SeqCst) {
+            return Err(TxError::Store(StoreError::Unavailable(
+                "the writer has stopped".to_owned(),
+            )));
+        }
         let (answer, answered) = oneshot::channel();
-        let boxed: Job = Box::new(move |conn| {
+        let mut answer = Some(answer);
+        let boxed: Job = Box::new(move |conn, last| {
             let res = match conn {
                 Ok(conn) => job(conn),
                 Err(error) => Err(TxError::Store(error.clone())),
             };
+            if !last && matches!(res, Err(TxError::Store(StoreError::Contended(_)))) {
+                return None;
+            }
             let ok = res.is_ok();
+            let answer = answer.take();
             let finish: Finish = Box::new(move |commit_error| {
                 let out = match commit_error {
                     Some(error) if ok => Err(TxError::Store(error.clone())),
                     _ => res,
                 };
-                let _ = answer.send(out);
+                if let Some(answer) = answer {
+                    let _ = answer.send(out);
+                }
             });
-            (ok, finish)
+            Some((ok, finish))
         });
         let full = match self.inner.writer.lock() {
             Ok(sender) => match sender.try_send(boxed) {
@@ -319,7 +382,7 @@ impl SqlStore {
     /// A write that core cannot refuse.
     async fn write_plain<T: Send + 'static>(
         &self,
-        job: impl FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
+        job: impl Fn(&Connection) -> Result<T, StoreError> + Send + 'static,
     ) -> Result<T, StoreError> {
         let res: Result<T, TxError<std::convert::Infallible>> = self
             .write(move |conn| job(conn).map_err(TxError::Store))
@@ -435,11 +498,15 @@ impl WriterHealth {
     }
 }
 
-fn write_loop(conn: Connection, receiver: mpsc::Receiver<Job>, health: &WriterHealth) {
-    // PostgreSQL: the notification and the commit in one round trip.
-    let commit = match conn.dialect() {
-        Dialect::Sqlite => "COMMIT".to_owned(),
-        Dialect::Postgres => format!("{}; COMMIT", postgres::NOTIFY),
+/// Runs `job` once more, as its last attempt: it answers.
+fn last_attempt(job: &mut Job, conn: Result<&Connection, &StoreError>) -> (bool, Finish) {
+    job(conn, true).unwrap_or_else(|| (false, Box::new(|_| ())))
+}
+
+/// SQLite's one writer: group commits.
+fn write_loop(conn: &Connection, receiver: &Mutex<mpsc::Receiver<Job>>, health: &WriterHealth) {
+    let Ok(receiver) = receiver.lock() else {
+        return;
     };
     while let Ok(first) = receiver.recv() {
         let mut batch = vec![first];
@@ -459,8 +526,8 @@ fn write_loop(conn: Connection, receiver: mpsc::Receiver<Job>, health: &WriterHe
             health.record(Err(&error));
             // Nothing runs outside a transaction: every job is told why.
             let _ = conn.execute_batch("ROLLBACK");
-            for job in batch {
-                let (_, finish) = job(Err(&error));
+            for mut job in batch {
+                let (_, finish) = last_attempt(&mut job, Err(&error));
                 aggregates::job_done(false);
                 finish(Some(&error));
             }
@@ -471,10 +538,10 @@ fn write_loop(conn: Connection, receiver: mpsc::Receiver<Job>, health: &WriterHe
         // A job alone in its group needs no savepoint: if it fails, the
         // whole transaction rolls back (two round trips fewer on PostgreSQL).
         if batch.len() == 1
-            && let Some(job) = batch.pop()
+            && let Some(mut job) = batch.pop()
         {
             let mark = conn.later_mark();
-            let (ok, finish) = job(Ok(&conn));
+            let (ok, finish) = last_attempt(&mut job, Ok(conn));
             aggregates::job_done(ok);
             if !ok {
                 // Its contributions were dropped above, so the group's
@@ -486,14 +553,12 @@ fn write_loop(conn: Connection, receiver: mpsc::Receiver<Job>, health: &WriterHe
             }
             finishes.push((finish, None));
         }
-        for job in batch {
-            // On PostgreSQL the savepoint goes out with the job's first
-            // statement, and the job's writes with its release.
-            let began = conn.execute_batch_later("SAVEPOINT job");
+        for mut job in batch {
+            let began = conn.execute_batch("SAVEPOINT job");
             let mark = conn.later_mark();
             let (ok, finish) = match &began {
-                Ok(()) => job(Ok(&conn)),
-                Err(error) => job(Err(error)),
+                Ok(()) => last_attempt(&mut job, Ok(conn)),
+                Err(error) => last_attempt(&mut job, Err(error)),
             };
             let released = match ok && began.is_ok() {
                 true => conn.execute_batch("RELEASE job"),
@@ -508,13 +573,81 @@ fn write_loop(conn: Connection, receiver: mpsc::Receiver<Job>, health: &WriterHe
             aggregates::job_done(ok && began.is_ok() && released.is_ok());
             finishes.push((finish, released.err()));
         }
-        let committed = aggregates::flush(&conn).and_then(|()| conn.execute_batch(&commit));
+        let committed = aggregates::flush(conn).and_then(|()| conn.execute_batch("COMMIT"));
         health.record(committed.as_ref().map(|_| ()));
         if committed.is_err() {
             let _ = conn.execute_batch("ROLLBACK");
         }
         for (finish, undone) in finishes {
             finish(undone.as_ref().or(committed.as_ref().err()));
+        }
+    }
+}
+
+/// How many times a PostgreSQL job runs before its contention is its answer.
+const ATTEMPTS: u32 = 8;
+
+/// One of PostgreSQL's writers: each job is a transaction of its own, run
+/// again when it lost a race (see the module's documentation).
+fn write_alone_loop(
+    conn: &Connection,
+    receiver: &Mutex<mpsc::Receiver<Job>>,
+    health: &WriterHealth,
+) {
+    // The notification and the commit go out in one round trip.
+    let commit = format!("{}; COMMIT", postgres::NOTIFY);
+    loop {
+        let job = match receiver.lock() {
+            Ok(receiver) => receiver.recv(),
+            Err(_) => return,
+        };
+        let Ok(mut job) = job else { return };
+        for attempt in 1..=ATTEMPTS {
+            let last = attempt == ATTEMPTS;
+            if health.refuse.load(Ordering::SeqCst) {
+                let error = StoreError::Unavailable("writes fail, as a test asked".to_owned());
+                health.record(Err(&error));
+                let (_, finish) = last_attempt(&mut job, Err(&error));
+                finish(Some(&error));
+                break;
+            }
+            // `BEGIN` goes out with the job's first statement.
+            let before = conn.later_mark();
+            let began = conn.execute_batch_later("BEGIN");
+            let ran = match &began {
+                Ok(()) => job(Ok(conn), last),
+                Err(error) => Some(last_attempt(&mut job, Err(error))),
+            };
+            match ran {
+                Some((true, finish)) => {
+                    aggregates::job_done(true);
+                    let committed =
+                        aggregates::flush(conn).and_then(|()| conn.execute_batch(&commit));
+                    health.record(committed.as_ref().map(|_| ()));
+                    if committed.is_err() {
+                        let _ = conn.execute_batch("ROLLBACK");
+                    }
+                    finish(committed.as_ref().err());
+                    break;
+                }
+                refused_or_lost => {
+                    aggregates::job_done(false);
+                    conn.forget_later(before);
+                    // Nothing to roll back when nothing went out.
+                    if conn.sent_since(before) {
+                        let _ = conn.execute_batch("ROLLBACK");
+                    }
+                    let Some((_, finish)) = refused_or_lost else {
+                        // Lost a race: give the winner a moment.
+                        std::thread::sleep(std::time::Duration::from_micros(
+                            200 * u64::from(attempt),
+                        ));
+                        continue;
+                    };
+                    finish(None);
+                    break;
+                }
+            }
         }
     }
 }

@@ -21,6 +21,7 @@ impl SqlStore {
     ) -> Result<PolicyRecord, StoreError> {
         let actor = actor.to_owned();
         self.write_plain(move |conn| {
+            let policy = policy.clone();
             let existing = q::policy(conn, &policy.version)?;
             let record = match existing {
                 Some(record) => record,

@@ -1,12 +1,12 @@
 //! PostgreSQL: connecting, migrations under a lock, and the session that
 //! listens for other replicas' commits and holds leadership.
 //!
-//! Replicas share one database. Writers take one advisory lock per
-//! transaction (see `Connection::begin_write`), so every write runs as if
-//! it were SQLite's single writer: the store's read-then-write methods need
-//! no row locks, and the audit log's positions stay dense and in commit
-//! order. Each group commit ends with `NOTIFY loopgate`; every replica's
-//! watch session `LISTEN`s and wakes its tail and waiters. The same session
+//! Replicas share one database and write in parallel: each replica has
+//! several writer connections, each job a transaction of its own, and no
+//! lock is shared by all writers (see `super` and ARCHITECTURE.md,
+//! "Concurrent writers"). Each commit that wrote something ends with
+//! `NOTIFY loopgate`; every replica's watch session `LISTEN`s and wakes its
+//! tail and waiters. The same session
 //! holds the leader lock (a session-level advisory lock): it is released by
 //! PostgreSQL the moment the session ends, so leadership moves within a
 //! second or two of a replica's death.
@@ -76,16 +76,22 @@ const MIGRATIONS: &[(&str, &str)] = &[
         "0011_traces",
         include_str!("../../migrations/postgres/0011_traces.sql"),
     ),
+    (
+        "0012_parallel_writers",
+        include_str!("../../migrations/postgres/0012_parallel_writers.sql"),
+    ),
 ];
 
 /// PostgreSQL connection settings.
 #[derive(Debug, Clone)]
 pub struct PgOptions {
-    /// Connections for reads (each replica also has one writer and one
-    /// watch connection).
+    /// Connections for reads.
     pub readers: usize,
-    /// Longest a statement may run (also bounds the wait for the writers'
-    /// lock); past it the request fails with 503.
+    /// Connections for writes, each running one transaction at a time
+    /// (each replica also has one watch connection).
+    pub writers: usize,
+    /// Longest a statement may run (also bounds the wait for a row lock);
+    /// past it the request fails with 503.
     pub statement_timeout: Duration,
     /// Longest a connection attempt may take.
     pub connect_timeout: Duration,
@@ -95,6 +101,7 @@ impl Default for PgOptions {
     fn default() -> PgOptions {
         PgOptions {
             readers: 8,
+            writers: 4,
             statement_timeout: Duration::from_secs(30),
             connect_timeout: Duration::from_secs(5),
         }
@@ -147,11 +154,15 @@ impl SqlStore {
             let writer = Connection::postgres(config.clone(), setup.clone())?;
             migrate(&writer)?;
             aggregates::ensure(&writer)?;
+            let mut writers = vec![writer];
+            for _ in 1..options.writers.max(1) {
+                writers.push(Connection::postgres(config.clone(), setup.clone())?);
+            }
             let mut readers = Vec::with_capacity(options.readers.max(1));
             for _ in 0..options.readers.max(1) {
                 readers.push(Connection::postgres(config.clone(), setup.clone())?);
             }
-            let store = SqlStore::start(writer, readers)?;
+            let store = SqlStore::start(writers, readers)?;
             let watch = Connection::postgres(config, setup)?;
             let leader = Arc::clone(&store.inner.leader);
             let wake = Arc::clone(&store.inner.wake);

@@ -47,7 +47,7 @@ impl SqlStore {
                 salt: &salt,
             };
             q::append(conn, now, &comment.author, &event)?;
-            Ok(record)
+            Ok(record.clone())
         })
         .await
     }
@@ -77,7 +77,7 @@ impl SqlStore {
         new: NewProposal,
         now: Timestamp,
     ) -> Result<Submitted, TxError<SubmitError>> {
-        self.write(move |conn| submit(conn, new, now)).await
+        self.write(move |conn| submit(conn, new.clone(), now)).await
     }
 
     pub(super) async fn proposal(
@@ -169,6 +169,7 @@ impl SqlStore {
     ) -> Result<ProposalRecord, TxError<ReviewError>> {
         let (id, actor) = (id.clone(), actor.to_owned());
         self.write(move |conn| {
+            q::lock_proposal(conn, id.as_str())?;
             let proposal = q::proposal(conn, id.as_str())?.ok_or(StoreError::NotFound)?;
             let sql = format!(
                 "SELECT {TASK_COLUMNS} FROM tasks t JOIN proposals p ON p.id = t.proposal_id

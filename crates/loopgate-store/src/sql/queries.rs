@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use crate::db::{Connection, OptionalExtension, Params, Row, params};
+use crate::db::{Connection, Dialect, OptionalExtension, Params, Row, params};
 use loopgate_core::assign::Assigned;
 use loopgate_core::audit::entry;
 use loopgate_core::audit::event::Event;
@@ -417,6 +417,31 @@ pub(super) fn insert_decision(
     Ok(())
 }
 
+/// Locks proposal `id`'s row until the transaction ends: the first lock of
+/// every transition of a proposal or its tasks on PostgreSQL, so that
+/// concurrent writers take turns per proposal (ARCHITECTURE.md, "Concurrent
+/// writers"). Sent with the next statement; SQLite's one writer needs none.
+pub(super) fn lock_proposal(conn: &Connection, id: &str) -> Result<(), StoreError> {
+    if conn.dialect() == Dialect::Postgres {
+        conn.execute_later(
+            "SELECT 1 FROM proposals WHERE id = ?1 FOR UPDATE",
+            params![id],
+        )?;
+    }
+    Ok(())
+}
+
+/// [`lock_proposal`] of task `id`'s proposal (a task's proposal never changes).
+pub(super) fn lock_proposal_of_task(conn: &Connection, id: &str) -> Result<(), StoreError> {
+    if conn.dialect() == Dialect::Postgres {
+        conn.execute_later(
+            "SELECT 1 FROM proposals WHERE id = (SELECT proposal_id FROM tasks WHERE id = ?1) FOR UPDATE",
+            params![id],
+        )?;
+    }
+    Ok(())
+}
+
 /// Appends an event to the audit log's queue, in the caller's transaction:
 /// the one way an event is written. Its data (ids, digests and salted
 /// hashes, never payloads: see [`Event::data`]) is stored as canonical JSON
@@ -427,12 +452,22 @@ pub(super) fn append(
     actor: &str,
     event: &Event<'_>,
 ) -> Result<(), StoreError> {
-    conn.execute_later(
-        // `seq` is the next log position: writers are serialized (one
-        // writer thread, and on PostgreSQL one lock across replicas), so
+    let sql = match conn.dialect() {
+        // `seq` is the next log position: SQLite has one writer, so
         // positions are dense and in commit order.
-        "INSERT INTO events (seq, time, actor, type, subject, data)
-         VALUES ((SELECT COALESCE(MAX(seq), 0) + 1 FROM events), ?1, ?2, ?3, ?4, ?5)",
+        Dialect::Sqlite => {
+            "INSERT INTO events (seq, time, actor, type, subject, data)
+             VALUES ((SELECT COALESCE(MAX(seq), 0) + 1 FROM events), ?1, ?2, ?3, ?4, ?5)"
+        }
+        // PostgreSQL's writers run in parallel: the event waits in the
+        // queue with its transaction's id until the sequencer can give it
+        // its position (see `audit::sequence_step`).
+        Dialect::Postgres => {
+            "INSERT INTO event_queue (time, actor, type, subject, data) VALUES (?1, ?2, ?3, ?4, ?5)"
+        }
+    };
+    conn.execute_later(
+        sql,
         params![
             now.millis(),
             actor,
@@ -607,16 +642,30 @@ pub(super) fn replay_rows(
     })
 }
 
-/// Each cap with its count as committed (0 for a new window).
-pub(super) fn auto_used(conn: &Connection, caps: Vec<Cap>) -> Result<Vec<(Cap, u64)>, StoreError> {
+/// Each cap with its count as committed (0 for a new window). On
+/// PostgreSQL each cap's window row is made if needed and locked until the
+/// commit, in policy order, so that submissions under one cap take turns
+/// and the cap holds across replicas.
+pub(super) fn auto_used(
+    conn: &Connection,
+    mut caps: Vec<Cap>,
+) -> Result<Vec<(Cap, u64)>, StoreError> {
+    caps.sort_by(|a, b| (&a.policy, a.window.millis()).cmp(&(&b.policy, b.window.millis())));
+    let sql = match conn.dialect() {
+        Dialect::Sqlite => {
+            "SELECT count FROM auto_counters WHERE policy = ?1 AND window_start = ?2"
+        }
+        Dialect::Postgres => {
+            "INSERT INTO auto_counters AS c (policy, window_start, count) VALUES (?1, ?2, 0)
+             ON CONFLICT (policy, window_start) DO UPDATE SET count = c.count
+             RETURNING count"
+        }
+    };
     let mut used = Vec::with_capacity(caps.len());
     for cap in caps {
-        let count: Option<i64> = one(
-            conn,
-            "SELECT count FROM auto_counters WHERE policy = ?1 AND window_start = ?2",
-            params![cap.policy, cap.window.millis()],
-            |row| row.get(0),
-        )?;
+        let count: Option<i64> = one(conn, sql, params![cap.policy, cap.window.millis()], |row| {
+            row.get(0)
+        })?;
         let count = u64::try_from(count.unwrap_or(0)).unwrap_or(0);
         used.push((cap, count));
     }

@@ -716,6 +716,14 @@ impl Store for SqlStore {
         SqlStore::leads(self)
     }
 
+    fn sequences_later(&self) -> bool {
+        SqlStore::sequences_later(self)
+    }
+
+    async fn settle_log(&self) -> Result<(), StoreError> {
+        self.settle_events().await
+    }
+
     fn writer_state(&self) -> crate::WriterState {
         SqlStore::writer_state(self)
     }

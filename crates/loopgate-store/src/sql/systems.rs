@@ -164,6 +164,7 @@ impl SqlStore {
     ) -> Result<SystemRecord, StoreError> {
         let (id, actor) = (id.clone(), actor.to_owned());
         self.write_plain(move |conn| {
+            let patch = patch.clone();
             let before = q::system(conn, id.as_str())?.ok_or(StoreError::NotFound)?;
             let after = SystemRecord {
                 name: patch.name.unwrap_or(before.name.clone()),

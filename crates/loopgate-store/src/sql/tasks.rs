@@ -122,6 +122,7 @@ impl SqlStore {
     ) -> Result<DecisionOutcome, TxError<ReviewError>> {
         let (id, reviewer) = (id.clone(), reviewer.clone());
         self.write(move |conn| {
+            q::lock_proposal_of_task(conn, id.as_str())?;
             let task = q::task(conn, id.as_str())?.ok_or(StoreError::NotFound)?;
             let proposal =
                 q::proposal(conn, task.task.proposal_id.as_str())?.ok_or(StoreError::NotFound)?;
@@ -130,7 +131,8 @@ impl SqlStore {
                 name: &reviewer.name,
                 groups: &reviewer.groups,
             };
-            let mut decided = review::decide(&case, who, input, now).map_err(TxError::Refused)?;
+            let mut decided =
+                review::decide(&case, who, input.clone(), now).map_err(TxError::Refused)?;
             let reassigned =
                 assign::after_transition(conn, &mut decided.case, decided.effect, now)?;
             let tracked = Tracked::before(conn, proposal.id.as_str())?;
@@ -198,6 +200,9 @@ impl SqlStore {
         limit: u32,
     ) -> Result<Vec<TimerOutcome>, StoreError> {
         self.write_plain(move |conn| {
+            // The proposals of due tasks, locked in id order (PostgreSQL);
+            // a task whose proposal was not locked waits for the next run.
+            let locked = lock_due(conn, now, limit)?;
             let ids: Vec<String> = conn.query_map(
                 "SELECT id FROM tasks WHERE state IN ('open', 'claimed') AND due_at IS NOT NULL AND due_at <= ?1
                  ORDER BY due_at LIMIT CAST(?2 AS BIGINT)",
@@ -207,6 +212,12 @@ impl SqlStore {
             let mut out = Vec::with_capacity(ids.len());
             for id in ids {
                 let Some((case, trace_context)) = q::case(conn, &id)? else { continue };
+                if locked
+                    .as_ref()
+                    .is_some_and(|locked| !locked.contains(case.task.proposal_id.as_str()))
+                {
+                    continue;
+                }
                 let Some((mut next, effect)) = review::expire(&case, now) else { continue };
                 assign::after_transition(conn, &mut next, effect, now)?;
                 let tracked = Tracked::before(conn, next.task.proposal_id.as_str())?;
@@ -223,7 +234,7 @@ impl SqlStore {
                 });
             }
             grants::end_expired(conn, now, limit)?;
-            assign::return_unopened(conn, now, limit)?;
+            assign::return_unopened(conn, now, limit, locked.as_ref())?;
             Ok(out)
         })
         .await
@@ -254,10 +265,11 @@ impl SqlStore {
         reviewer: &ReviewerRef,
         now: Timestamp,
         event: impl for<'t> Fn(&'t Task) -> Event<'t> + Send + 'static,
-        transition: impl FnOnce(&Task, Reviewer<'_>) -> Result<Task, ReviewError> + Send + 'static,
+        transition: impl Fn(&Task, Reviewer<'_>) -> Result<Task, ReviewError> + Send + 'static,
     ) -> Result<TaskRecord, TxError<ReviewError>> {
         let (id, reviewer) = (id.clone(), reviewer.clone());
         self.write(move |conn| {
+            q::lock_proposal_of_task(conn, id.as_str())?;
             let record = q::task(conn, id.as_str())?.ok_or(StoreError::NotFound)?;
             let who = Reviewer {
                 name: &reviewer.name,
@@ -282,6 +294,32 @@ impl SqlStore {
         })
         .await
     }
+}
+
+/// PostgreSQL: locks the proposals of tasks past their deadline or their
+/// return time, in id order, and names them; `None` on SQLite.
+fn lock_due(
+    conn: &Connection,
+    now: Timestamp,
+    limit: u32,
+) -> Result<Option<std::collections::HashSet<String>>, StoreError> {
+    if conn.dialect() != crate::db::Dialect::Postgres {
+        return Ok(None);
+    }
+    let ids: Vec<String> = conn.query_map(
+        "SELECT id FROM proposals WHERE id IN (
+             (SELECT proposal_id FROM tasks
+              WHERE state IN ('open', 'claimed') AND due_at IS NOT NULL AND due_at <= ?1
+              ORDER BY due_at LIMIT CAST(?2 AS BIGINT))
+             UNION
+             (SELECT proposal_id FROM tasks
+              WHERE return_at IS NOT NULL AND return_at <= ?1 AND state IN ('open', 'claimed')
+              ORDER BY return_at LIMIT CAST(?2 AS BIGINT)))
+         ORDER BY id FOR UPDATE",
+        params![now.millis(), limit],
+        |row| row.get(0),
+    )?;
+    Ok(Some(ids.into_iter().collect()))
 }
 
 pub(super) fn effect_events(

@@ -27,8 +27,8 @@ impl SqlStore {
                 return Ok(false);
             }
             insert_user(conn, &admin, "loopgate", now)?;
-            if let Some(token) = token {
-                insert_credential(conn, &token, "loopgate", now)?;
+            if let Some(token) = &token {
+                insert_credential(conn, token, "loopgate", now)?;
             }
             Ok(true)
         })
@@ -71,6 +71,7 @@ impl SqlStore {
     ) -> Result<UserRecord, StoreError> {
         let (id, actor) = (id.clone(), actor.to_owned());
         self.write_plain(move |conn| {
+            let patch = patch.clone();
             let before = q::user(conn, id.as_str())?.ok_or(StoreError::NotFound)?;
             // Contact details and choices are not in the log (they are
             // personal data); that they changed is.
