@@ -248,3 +248,30 @@ fn label(value: &str) -> String {
 fn index<T: PartialEq>(all: &[T], value: T) -> usize {
     all.iter().position(|it| *it == value).unwrap_or(0)
 }
+
+/// The store's write figures: jobs, their round trips to PostgreSQL (0 on
+/// SQLite) and the attempts run again after losing a race.
+pub(crate) fn render_writes(out: &mut String, stats: loopgate_store::WriteStats) {
+    for (name, help, value) in [
+        (
+            "loopgate_db_write_jobs_total",
+            "Write transactions' jobs run to their end (committed or refused).",
+            stats.jobs,
+        ),
+        (
+            "loopgate_db_write_round_trips_total",
+            "Round trips of those jobs to PostgreSQL (0 on SQLite); divided by the jobs, round trips per write.",
+            stats.round_trips,
+        ),
+        (
+            "loopgate_db_write_retries_total",
+            "Write attempts run again after losing a race to a concurrent transaction (PostgreSQL).",
+            stats.retries,
+        ),
+    ] {
+        let _ = writeln!(
+            out,
+            "# HELP {name} {help}\n# TYPE {name} counter\n{name} {value}"
+        );
+    }
+}

@@ -55,6 +55,8 @@ pub(crate) struct PgConnection {
     /// How many statements held for later have left `later` (sent or
     /// dropped with a lost session).
     sent: std::cell::Cell<u64>,
+    /// Round trips made (`WriteStats`).
+    trips: std::cell::Cell<u64>,
 }
 
 struct PgSession {
@@ -377,6 +379,7 @@ impl Connection {
             statements: RefCell::new(HashMap::new()),
             later: RefCell::new(Vec::new()),
             sent: std::cell::Cell::new(0),
+            trips: std::cell::Cell::new(0),
         };
         pg.with_session(|_| Ok(()))?;
         Ok(Connection::Postgres(Box::new(pg)))
@@ -462,6 +465,14 @@ impl Connection {
         match self {
             Connection::Sqlite(_) => 0,
             Connection::Postgres(pg) => pg.sent.get() + pg.later.borrow().len() as u64,
+        }
+    }
+
+    /// Round trips this connection made to the server (0 on SQLite).
+    pub(crate) fn round_trips(&self) -> u64 {
+        match self {
+            Connection::Sqlite(_) => 0,
+            Connection::Postgres(pg) => pg.trips.get(),
         }
     }
 
@@ -602,6 +613,7 @@ impl PgConnection {
         &self,
         op: impl AsyncFnOnce(&tokio_postgres::Client) -> Result<T, tokio_postgres::Error>,
     ) -> Result<T, StoreError> {
+        self.trips.set(self.trips.get() + 1);
         let later = self.take_later();
         self.with_session(|session| {
             session.block_on(async |client| {
@@ -780,6 +792,9 @@ pub(crate) const MAINTENANCE_LOCK: i64 = 0x6c6f_6f70_6701;
 
 /// Fragments of SQLite's dialect with their PostgreSQL equivalents.
 const REWRITES: &[(&str, &str)] = &[
+    // SQLite's index hints; PostgreSQL's planner finds the index itself.
+    (" INDEXED BY tasks_active_all", ""),
+    (" INDEXED BY tasks_active", ""),
     ("instr(", "strpos("),
     // `+column` keeps SQLite's planner off an index; PostgreSQL has no unary + on text.
     ("+p.system", "p.system"),

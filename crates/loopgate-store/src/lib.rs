@@ -38,6 +38,18 @@ pub enum WriterState {
     Stopped,
 }
 
+/// What the writers did since the process started (`/metrics`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct WriteStats {
+    /// Write jobs run to their end (committed or refused).
+    pub jobs: u64,
+    /// Their round trips to the database server (PostgreSQL; 0 on SQLite,
+    /// which runs in the process).
+    pub round_trips: u64,
+    /// Attempts run again after losing a race (PostgreSQL).
+    pub retries: u64,
+}
+
 /// Every durable read and write.
 #[async_trait::async_trait]
 pub trait Store: Send + Sync + 'static {
@@ -511,6 +523,9 @@ pub trait Store: Send + Sync + 'static {
     /// read (PostgreSQL, where writers run in parallel): the sequencer then
     /// runs at every commit rather than on its own time.
     fn sequences_later(&self) -> bool;
+
+    /// What the writers did since the process started.
+    fn write_stats(&self) -> WriteStats;
 
     /// Returns once every event committed before the call has its log
     /// position, so that a read of the log sees the caller's writes (the

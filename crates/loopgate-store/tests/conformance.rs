@@ -84,6 +84,7 @@ conformance!(
     a_reviewer_decides_a_proposal_once,
     terminal_states_never_change,
     cursor_paging_is_stable,
+    a_queue_of_several_groups_pages_in_queue_order,
     racing_claims_have_one_winner,
     every_change_writes_its_event,
     the_log_grows_in_order_and_proves_inclusion,
@@ -341,6 +342,64 @@ async fn terminal_states_never_change(store: &dyn Store) {
             .unwrap()
             .is_empty()
     );
+}
+
+/// A reviewer of two groups pages through both in queue order (each group
+/// is read from its own index), without the third group's tasks, without
+/// claimed ones, and with a claim whose lease lapsed.
+async fn a_queue_of_several_groups_pages_in_queue_order(store: &dyn Store) {
+    let system = setup(store).await;
+    let ann = ReviewerRef {
+        name: "ann".into(),
+        groups: vec!["a".into(), "b".into()],
+    };
+    let mut expected = Vec::new();
+    for n in 0..15 {
+        let mut new = new_proposal(&system, n, None, json!({}), 1);
+        let group = ["a", "b", "c"][n as usize % 3];
+        new.routing.review.group = group.into();
+        let task = new.task_id.clone();
+        store.submit(new, T0).await.unwrap();
+        match (group, n) {
+            ("c", _) => (),
+            // Claimed, with a lease that has not lapsed by T0 + 1 s.
+            (_, 4) => {
+                store
+                    .claim(&task, &ann, Duration::from_secs(60), T0)
+                    .await
+                    .unwrap();
+            }
+            // Claimed, lapsed by then: open again.
+            (_, 7) => {
+                store
+                    .claim(&task, &ann, Duration::from_millis(10), T0)
+                    .await
+                    .unwrap();
+                expected.push(task.to_string());
+            }
+            _ => expected.push(task.to_string()),
+        }
+    }
+    let now = T0.plus(Duration::from_secs(1));
+    let mut seen = Vec::new();
+    let mut after = None;
+    loop {
+        let filter = TaskFilter {
+            groups: Some(vec!["b".into(), "a".into()]),
+            state: Some(TaskState::Open),
+            after_seq: after,
+            limit: 3,
+            ..Default::default()
+        };
+        let page = store.tasks(filter, now).await.unwrap();
+        assert!(page.items.len() <= 3);
+        seen.extend(page.items.iter().map(|t| t.task.id.to_string()));
+        match page.next {
+            Some(next) => after = Some(next),
+            None => break,
+        }
+    }
+    assert_eq!(seen, expected);
 }
 
 async fn cursor_paging_is_stable(store: &dyn Store) {

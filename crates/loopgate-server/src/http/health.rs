@@ -67,7 +67,8 @@ pub async fn metrics(
         }
     }
     let queue = app.store.queue_depth(app.clock.now()).await?;
-    let body = app.metrics.render(&queue, app.waiters.len());
+    let mut body = app.metrics.render(&queue, app.waiters.len());
+    crate::metrics::render_writes(&mut body, app.store.write_stats());
     Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body).into_response())
 }
 

@@ -107,8 +107,8 @@ fn sequence_step(
 ) -> Result<Sequenced, StoreError> {
     if conn.dialect() == Dialect::Postgres {
         // Two replicas that both believe they lead (for a moment, while
-        // leadership moves) take turns.
-        conn.execute_batch(&format!("SELECT pg_advisory_xact_lock({SEQUENCER_LOCK})"))?;
+        // leadership moves) take turns. Both go out with the next read.
+        conn.execute_batch_later(&format!("SELECT pg_advisory_xact_lock({SEQUENCER_LOCK})"))?;
         give_positions(conn, limit)?;
     }
     // Another replica may have led the sequencer since this one last did.
@@ -166,7 +166,7 @@ const SEQUENCER_LOCK: i64 = 0x6c6f_6f70_6704;
 /// event's own transaction keeps its order. The move is one statement of
 /// the step's transaction: a crash loses neither queue nor log entries.
 fn give_positions(conn: &Connection, limit: u32) -> Result<(), StoreError> {
-    conn.execute(
+    conn.execute_later(
         "WITH ready AS (
              DELETE FROM event_queue WHERE id IN (
                  SELECT id FROM event_queue
@@ -207,7 +207,9 @@ impl SqlStore {
             // Positions only: any replica may give them (they take turns
             // on the sequencer's lock); hashing stays the sequencer's.
             self.write_plain(|conn| {
-                conn.execute_batch(&format!("SELECT pg_advisory_xact_lock({SEQUENCER_LOCK})"))?;
+                conn.execute_batch_later(&format!(
+                    "SELECT pg_advisory_xact_lock({SEQUENCER_LOCK})"
+                ))?;
                 give_positions(conn, u32::MAX)
             })
             .await?;

@@ -124,6 +124,10 @@ const SQLITE_MIGRATIONS: &[(&str, &str)] = &[
         "0018_count_shards",
         include_str!("../../migrations/sqlite/0018_count_shards.sql"),
     ),
+    (
+        "0019_queue",
+        include_str!("../../migrations/sqlite/0019_queue.sql"),
+    ),
 ];
 const MAX_BATCH: usize = 1024;
 /// Prepared statements kept per SQLite connection (the store has about a
@@ -478,12 +482,29 @@ pub(crate) struct WriterHealth {
     failing: Mutex<Option<String>>,
     /// Tests only: every group fails to begin, as on a full disk.
     refuse: AtomicBool,
+    jobs: std::sync::atomic::AtomicU64,
+    round_trips: std::sync::atomic::AtomicU64,
+    retries: std::sync::atomic::AtomicU64,
 }
 
 impl WriterHealth {
     fn record(&self, result: Result<(), &StoreError>) {
         if let Ok(mut failing) = self.failing.lock() {
             *failing = result.err().map(ToString::to_string);
+        }
+    }
+
+    fn count(&self, jobs: u64, round_trips: u64, retries: u64) {
+        self.jobs.fetch_add(jobs, Ordering::Relaxed);
+        self.round_trips.fetch_add(round_trips, Ordering::Relaxed);
+        self.retries.fetch_add(retries, Ordering::Relaxed);
+    }
+
+    pub(crate) fn stats(&self) -> crate::WriteStats {
+        crate::WriteStats {
+            jobs: self.jobs.load(Ordering::Relaxed),
+            round_trips: self.round_trips.load(Ordering::Relaxed),
+            retries: self.retries.load(Ordering::Relaxed),
         }
     }
 
@@ -578,6 +599,7 @@ fn write_loop(conn: &Connection, receiver: &Mutex<mpsc::Receiver<Job>>, health: 
         if committed.is_err() {
             let _ = conn.execute_batch("ROLLBACK");
         }
+        health.count(finishes.len() as u64, 0, 0);
         for (finish, undone) in finishes {
             finish(undone.as_ref().or(committed.as_ref().err()));
         }
@@ -602,6 +624,8 @@ fn write_alone_loop(
             Err(_) => return,
         };
         let Ok(mut job) = job else { return };
+        let trips = conn.round_trips();
+        let mut retries = 0;
         for attempt in 1..=ATTEMPTS {
             let last = attempt == ATTEMPTS;
             if health.refuse.load(Ordering::SeqCst) {
@@ -642,6 +666,7 @@ fn write_alone_loop(
                         std::thread::sleep(std::time::Duration::from_micros(
                             200 * u64::from(attempt),
                         ));
+                        retries += 1;
                         continue;
                     };
                     finish(None);
@@ -649,5 +674,6 @@ fn write_alone_loop(
                 }
             }
         }
+        health.count(1, conn.round_trips() - trips, retries);
     }
 }

@@ -80,6 +80,10 @@ const MIGRATIONS: &[(&str, &str)] = &[
         "0012_parallel_writers",
         include_str!("../../migrations/postgres/0012_parallel_writers.sql"),
     ),
+    (
+        "0013_queue",
+        include_str!("../../migrations/postgres/0013_queue.sql"),
+    ),
 ];
 
 /// PostgreSQL connection settings.

@@ -720,6 +720,10 @@ impl Store for SqlStore {
         SqlStore::sequences_later(self)
     }
 
+    fn write_stats(&self) -> crate::WriteStats {
+        self.inner.health.stats()
+    }
+
     async fn settle_log(&self) -> Result<(), StoreError> {
         self.settle_events().await
     }

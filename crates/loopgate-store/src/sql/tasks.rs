@@ -22,50 +22,13 @@ impl SqlStore {
         now: Timestamp,
     ) -> Result<Paged<TaskRecord>, StoreError> {
         self.read(move |conn| {
-            let mut sql = format!("SELECT {TASK_COLUMNS} FROM tasks t JOIN proposals p ON p.id = t.proposal_id WHERE t.seq > ?1");
-            let mut args: Vec<Arg> = vec![filter.after_seq.unwrap_or(0).to_arg()];
-            match filter.state {
-                Some(TaskState::Open) => {
-                    args.push(now.millis().to_arg());
-                    let n = args.len();
-                    sql.push_str(&format!(" AND (t.state = 'open' OR (t.state = 'claimed' AND t.lease_expires_at <= ?{n}))"));
-                }
-                Some(TaskState::Claimed) => {
-                    args.push(now.millis().to_arg());
-                    let n = args.len();
-                    sql.push_str(&format!(" AND t.state = 'claimed' AND t.lease_expires_at > ?{n}"));
-                }
-                Some(state) => {
-                    args.push(state.as_str().to_arg());
-                    sql.push_str(&format!(" AND t.state = ?{}", args.len()));
-                }
-                None => (),
-            }
-            if let Some(groups) = &filter.groups {
-                if groups.is_empty() {
-                    return Ok(Paged { items: Vec::new(), next: None });
-                }
-                let start = args.len() + 1;
-                args.extend(groups.iter().map(ToArg::to_arg));
-                let marks: Vec<String> = (start..=args.len()).map(|i| format!("?{i}")).collect();
-                sql.push_str(&format!(" AND t.grp IN ({})", marks.join(", ")));
-            }
-            if let Some(system) = &filter.system {
-                args.push(system.as_str().to_arg());
-                sql.push_str(&format!(" AND p.system = ?{}", args.len()));
-            }
-            if let Some(me) = &filter.mine {
-                args.push(me.to_arg());
-                let who = args.len();
-                args.push(now.millis().to_arg());
-                let n = args.len();
-                sql.push_str(&format!(
-                    " AND ((t.assignee = ?{who} AND (t.return_at IS NULL OR t.return_at > ?{n}))
-                       OR (t.claimed_by = ?{who} AND t.state = 'claimed' AND t.lease_expires_at > ?{n}))"
-                ));
-            }
-            args.push(i64::from(filter.limit).saturating_add(1).to_arg());
-            sql.push_str(&format!(" ORDER BY t.seq LIMIT CAST(?{} AS BIGINT)", args.len()));
+            let (sql, args) = queue_query(&filter, now);
+            let Some(sql) = sql else {
+                return Ok(Paged {
+                    items: Vec::new(),
+                    next: None,
+                });
+            };
             let mut items = q::all(conn, &sql, args, q::task_row)?;
             let next = q::page_cursor(&mut items, filter.limit, |it| it.seq);
             Ok(Paged { items, next })
@@ -294,6 +257,105 @@ impl SqlStore {
         })
         .await
     }
+}
+
+/// The page of tasks `filter` asks for (one more than its limit, to know
+/// whether another page follows); `None` when it can hold nothing.
+///
+/// A queue's page costs the same with a hundred or a million open tasks:
+/// active tasks (open or claimed) are read in queue order from partial
+/// indexes (`tasks_active`, per group, and `tasks_active_all`), each of a
+/// reviewer's groups on its own and at most a page of each, so that no
+/// query sorts the whole queue.
+fn queue_query(filter: &TaskFilter, now: Timestamp) -> (Option<String>, Vec<Arg>) {
+    let mut args: Vec<Arg> = vec![filter.after_seq.unwrap_or(0).to_arg()];
+    // Every condition but the group's, on `t` and `p`.
+    let mut conditions = String::from("t.seq > ?1");
+    let active = matches!(filter.state, Some(TaskState::Open | TaskState::Claimed));
+    match filter.state {
+        Some(TaskState::Open) => {
+            args.push(now.millis().to_arg());
+            let n = args.len();
+            conditions.push_str(&format!(
+                " AND t.state IN ('open', 'claimed') AND (t.state = 'open' OR t.lease_expires_at <= ?{n})"
+            ));
+        }
+        Some(TaskState::Claimed) => {
+            args.push(now.millis().to_arg());
+            let n = args.len();
+            conditions.push_str(&format!(
+                " AND t.state IN ('open', 'claimed') AND t.state = 'claimed' AND t.lease_expires_at > ?{n}"
+            ));
+        }
+        Some(state) => {
+            args.push(state.as_str().to_arg());
+            conditions.push_str(&format!(" AND t.state = ?{}", args.len()));
+        }
+        None => (),
+    }
+    if let Some(system) = &filter.system {
+        args.push(system.as_str().to_arg());
+        conditions.push_str(&format!(" AND p.system = ?{}", args.len()));
+    }
+    if let Some(me) = &filter.mine {
+        args.push(me.to_arg());
+        let who = args.len();
+        args.push(now.millis().to_arg());
+        let n = args.len();
+        conditions.push_str(&format!(
+            " AND ((t.assignee = ?{who} AND (t.return_at IS NULL OR t.return_at > ?{n}))
+               OR (t.claimed_by = ?{who} AND t.state = 'claimed' AND t.lease_expires_at > ?{n}))"
+        ));
+    }
+    args.push(i64::from(filter.limit).saturating_add(1).to_arg());
+    let limit = args.len();
+    let from = "FROM tasks t JOIN proposals p ON p.id = t.proposal_id";
+    // SQLite's planner would rather read `tasks_queue` by state and sort
+    // the whole queue; PostgreSQL's finds the partial index by itself
+    // (`INDEXED BY` is rewritten away for it).
+    let from_active = |index: &str| {
+        format!("FROM tasks t INDEXED BY {index} JOIN proposals p ON p.id = t.proposal_id")
+    };
+    let sql = match &filter.groups {
+        Some(groups) if groups.is_empty() => return (None, args),
+        // Each group's first page from its index, then the page of those.
+        Some(groups) if active => {
+            let mut pages = Vec::with_capacity(groups.len());
+            for group in groups {
+                args.push(group.to_arg());
+                pages.push(format!(
+                    "SELECT seq FROM (SELECT t.seq {} WHERE t.grp = ?{} AND {conditions}
+                     ORDER BY t.seq LIMIT CAST(?{limit} AS BIGINT)) g{}",
+                    from_active("tasks_active"),
+                    args.len(),
+                    pages.len()
+                ));
+            }
+            format!(
+                "SELECT {TASK_COLUMNS} {from} WHERE t.seq IN ({})
+                 ORDER BY t.seq LIMIT CAST(?{limit} AS BIGINT)",
+                pages.join(" UNION ALL ")
+            )
+        }
+        Some(groups) => {
+            let start = args.len() + 1;
+            args.extend(groups.iter().map(ToArg::to_arg));
+            let marks: Vec<String> = (start..=args.len()).map(|i| format!("?{i}")).collect();
+            format!(
+                "SELECT {TASK_COLUMNS} {from} WHERE {conditions} AND t.grp IN ({})
+                 ORDER BY t.seq LIMIT CAST(?{limit} AS BIGINT)",
+                marks.join(", ")
+            )
+        }
+        None if active => format!(
+            "SELECT {TASK_COLUMNS} {} WHERE {conditions} ORDER BY t.seq LIMIT CAST(?{limit} AS BIGINT)",
+            from_active("tasks_active_all")
+        ),
+        None => format!(
+            "SELECT {TASK_COLUMNS} {from} WHERE {conditions} ORDER BY t.seq LIMIT CAST(?{limit} AS BIGINT)"
+        ),
+    };
+    (Some(sql), args)
 }
 
 /// PostgreSQL: locks the proposals of tasks past their deadline or their
