@@ -11,7 +11,8 @@
 # PostgreSQL that adds that round-trip time, as when the database is on
 # another host. Each run prints the replicas' CPU (user + system, from
 # /proc/<pid>/stat) per cycle and as a share of the machine, so that a
-# gain from more replicas can be told from idle cores filling.
+# gain from more replicas can be told from idle cores filling. RELAY_BIN
+# runs the relay when LOOPGATE_BIN is a build without it.
 #
 # Needs a release build (cargo build --release) and PostgreSQL at
 # LOOPGATE_TEST_POSTGRES (default postgres://postgres@127.0.0.1:5432/test).
@@ -37,7 +38,7 @@ for n in "${counts[@]}"; do
     # The database's host and port from the URL, the relay in front of it.
     hostport=$(sed -E 's#^[a-z]+://([^@/]*@)?([^/?]*).*#\2#' <<<"$admin_url")
     case $hostport in *:*) ;; *) hostport="$hostport:5432" ;; esac
-    "$bin" latency-relay --to "$hostport" --rtt "$PG_RTT" >"$dir/relay.log" 2>&1 &
+    "${RELAY_BIN:-$bin}" latency-relay --to "$hostport" --rtt "$PG_RTT" >"$dir/relay.log" 2>&1 &
     relay=$!
     until grep -q "relay listening on" "$dir/relay.log"; do sleep 0.05; done
     via=$(sed -n 's/^relay listening on //p' "$dir/relay.log")

@@ -190,16 +190,22 @@ impl Default for Bus {
 impl Bus {
     /// Something was committed: have the tail read it now.
     pub(crate) fn wake(&self) {
-        self.wake.notify_one();
-        self.webhooks.notify_one();
-        self.notifier.notify_one();
+        self.readers();
         self.sequencer.notify_one();
     }
 
-    /// Another process committed to the shared database.
+    /// The log grew: those who read it.
+    fn readers(&self) {
+        self.wake.notify_one();
+        self.webhooks.notify_one();
+        self.notifier.notify_one();
+    }
+
+    /// The shared database's log grew by another's hand (PostgreSQL: a
+    /// sequencer gave positions to committed events).
     pub(crate) fn foreign_commit(&self) {
         self.shared.store(true, Ordering::Relaxed);
-        self.wake();
+        self.readers();
     }
 
     /// Every batch the tail publishes from now on: those of one system's

@@ -241,6 +241,9 @@ pub async fn start(config: Config, clock: Arc<dyn Clock>) -> Result<Started, Sta
     let bus = app.bus.clone();
     app.store
         .watch_commits(Box::new(move || bus.foreign_commit()));
+    let sequencer = Arc::clone(&app.bus.sequencer);
+    app.store
+        .watch_queued(Box::new(move || sequencer.notify_one()));
     Ok(Started {
         app,
         generated_admin_token,

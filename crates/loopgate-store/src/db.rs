@@ -493,11 +493,12 @@ impl Connection {
         }
     }
 
-    /// PostgreSQL: waits up to `timeout` for notifications on a channel this
-    /// session listens to; whether any came (several make one).
-    pub(crate) fn notified(&self, timeout: std::time::Duration) -> Result<bool, StoreError> {
+    /// PostgreSQL: waits up to `timeout` for notifications on the channels
+    /// this session listens to; the channels that had any (several on one
+    /// make one).
+    pub(crate) fn notified(&self, timeout: std::time::Duration) -> Result<Vec<String>, StoreError> {
         let Connection::Postgres(pg) = self else {
-            return Ok(false);
+            return Ok(Vec::new());
         };
         pg.with_session(|session| {
             let PgSession {
@@ -509,13 +510,18 @@ impl Connection {
             match runtime
                 .block_on(async { tokio::time::timeout(timeout, notifications.recv()).await })
             {
-                Err(_elapsed) => Ok(false),
+                Err(_elapsed) => Ok(Vec::new()),
                 Ok(None) => Err(StoreError::Unavailable(
                     "the connection to PostgreSQL is closed".to_owned(),
                 )),
-                Ok(Some(_)) => {
-                    while notifications.try_recv().is_ok() {}
-                    Ok(true)
+                Ok(Some(first)) => {
+                    let mut channels = vec![first.channel().to_owned()];
+                    while let Ok(more) = notifications.try_recv() {
+                        if !channels.iter().any(|c| c == more.channel()) {
+                            channels.push(more.channel().to_owned());
+                        }
+                    }
+                    Ok(channels)
                 }
             }
         })

@@ -510,9 +510,14 @@ pub trait Store: Send + Sync + 'static {
     #[doc(hidden)]
     fn fail_writes_for_tests(&self, fail: bool);
 
-    /// Calls `callback` whenever another process committed to the same
-    /// database (PostgreSQL replicas); never with a database of its own.
+    /// Calls `callback` whenever the log grew by another process's hand or
+    /// on another connection (PostgreSQL replicas: a sequencer gave
+    /// positions to committed events); never with a database of its own.
     fn watch_commits(&self, callback: Box<dyn Fn() + Send + Sync>);
+
+    /// Calls `callback`, while this process leads, whenever a replica
+    /// committed events that wait for the sequencer (PostgreSQL).
+    fn watch_queued(&self, callback: Box<dyn Fn() + Send + Sync>);
 
     /// Whether this process leads: only the leader runs the audit
     /// sequencer, the timers, retention and the webhook outbox. Always true

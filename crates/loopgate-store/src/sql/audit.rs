@@ -165,6 +165,8 @@ const SEQUENCER_LOCK: i64 = 0x6c6f_6f70_6704;
 /// order an event made after another committed comes after it, and an
 /// event's own transaction keeps its order. The move is one statement of
 /// the step's transaction: a crash loses neither queue nor log entries.
+/// When it moved any, every replica hears on `loopgate` at the commit: the
+/// log grew.
 fn give_positions(conn: &Connection, limit: u32) -> Result<(), StoreError> {
     conn.execute_later(
         "WITH ready AS (
@@ -172,11 +174,14 @@ fn give_positions(conn: &Connection, limit: u32) -> Result<(), StoreError> {
                  SELECT id FROM event_queue
                  WHERE xid < pg_snapshot_xmin(pg_current_snapshot())
                  ORDER BY xid, id LIMIT CAST(?1 AS BIGINT))
-             RETURNING xid, id, time, actor, type, subject, data)
-         INSERT INTO events (seq, time, actor, type, subject, data)
-         SELECT (SELECT COALESCE(MAX(seq), 0) FROM events) + row_number() OVER (ORDER BY xid, id),
-                time, actor, type, subject, data
-         FROM ready",
+             RETURNING xid, id, time, actor, type, subject, data),
+         moved AS (
+             INSERT INTO events (seq, time, actor, type, subject, data)
+             SELECT (SELECT COALESCE(MAX(seq), 0) FROM events) + row_number() OVER (ORDER BY xid, id),
+                    time, actor, type, subject, data
+             FROM ready
+             RETURNING 1)
+         SELECT pg_notify('loopgate', '') WHERE EXISTS (SELECT 1 FROM moved)",
         params![limit],
     )?;
     Ok(())

@@ -158,8 +158,11 @@ struct Inner {
     tiles: Arc<audit::TileCache>,
     /// Whether this process leads (always, on SQLite).
     leader: Arc<AtomicBool>,
-    /// Called when another replica committed.
+    /// Called when the log grew (another replica's sequencer gave positions).
     wake: Arc<Wake>,
+    /// Called, on the leader, when any replica committed events that wait
+    /// for positions.
+    queued: Arc<Wake>,
     /// Tells the watch thread to end.
     stopped: Arc<AtomicBool>,
     dialect: Dialect,
@@ -279,6 +282,7 @@ impl SqlStore {
             tiles: Arc::default(),
             leader: Arc::new(AtomicBool::new(dialect == Dialect::Sqlite)),
             wake: Arc::default(),
+            queued: Arc::default(),
             stopped: Arc::default(),
             dialect,
         };
@@ -290,6 +294,12 @@ impl SqlStore {
     /// Calls `callback` whenever another replica committed.
     pub(crate) fn watch_commits(&self, callback: Box<dyn Fn() + Send + Sync>) {
         self.inner.wake.add(callback);
+    }
+
+    /// Calls `callback`, while this process leads, whenever a replica
+    /// committed events that wait for the sequencer.
+    pub(crate) fn watch_queued(&self, callback: Box<dyn Fn() + Send + Sync>) {
+        self.inner.queued.add(callback);
     }
 
     /// Whether the writer runs, and whether its last commit failed.

@@ -19,10 +19,12 @@ use super::{SqlStore, aggregates};
 use crate::StoreError;
 use crate::db::{Connection, params};
 
-/// Run at the end of every group commit: other replicas hear of it when it
-/// wrote something (an empty group, e.g. an idle sequencer step, is silent).
+/// Run at the end of every write transaction that wrote something: the
+/// leader's sequencer hears of it (its events wait for positions). Readers
+/// of the log hear on `loopgate`, when the sequencer gave positions (see
+/// `audit::give_positions`): before that, a commit's events cannot be read.
 pub(super) const NOTIFY: &str =
-    "SELECT pg_notify('loopgate', '') WHERE pg_current_xact_id_if_assigned() IS NOT NULL";
+    "SELECT pg_notify('loopgate_queued', '') WHERE pg_current_xact_id_if_assigned() IS NOT NULL";
 /// Held by the replica that runs the sequencer, timers and webhook outbox.
 const LEADER_LOCK: i64 = 0x6c6f_6f70_6702;
 /// Held while migrating.
@@ -170,10 +172,11 @@ impl SqlStore {
             let watch = Connection::postgres(config, setup)?;
             let leader = Arc::clone(&store.inner.leader);
             let wake = Arc::clone(&store.inner.wake);
+            let queued = Arc::clone(&store.inner.queued);
             let stop = Arc::clone(&store.inner.stopped);
             std::thread::Builder::new()
                 .name("loopgate-db-watch".to_owned())
-                .spawn(move || watch_loop(&watch, &leader, &wake, &stop))
+                .spawn(move || watch_loop(&watch, &leader, (&wake, &queued), &stop))
                 .map_err(|e| StoreError::Other(format!("cannot start the watch thread: {e}")))?;
             Ok(store)
         })
@@ -282,12 +285,17 @@ fn migrate_locked(conn: &Connection) -> Result<(), StoreError> {
 
 /// Listens for commits of other replicas and holds (or seeks) the leader
 /// lock, reconnecting whenever the session is lost.
-fn watch_loop(conn: &Connection, leader: &AtomicBool, wake: &super::Wake, stopped: &AtomicBool) {
+fn watch_loop(
+    conn: &Connection,
+    leader: &AtomicBool,
+    (wake, queued): (&super::Wake, &super::Wake),
+    stopped: &AtomicBool,
+) {
     let mut listening = false;
     while !stopped.load(Ordering::Relaxed) {
         if !listening {
             leader.store(false, Ordering::SeqCst);
-            match conn.execute_batch("LISTEN loopgate") {
+            match conn.execute_batch("LISTEN loopgate; LISTEN loopgate_queued") {
                 Ok(()) => {
                     listening = true;
                     // Whatever happened while no one listened: look now.
@@ -320,9 +328,15 @@ fn watch_loop(conn: &Connection, leader: &AtomicBool, wake: &super::Wake, stoppe
             }
         }
         match conn.notified(TICK) {
-            Ok(true) => wake.wake(),
-            // Readers of the store poll on their own as a fallback.
-            Ok(false) => (),
+            Ok(channels) => {
+                for channel in channels {
+                    match channel.as_str() {
+                        "loopgate" => wake.wake(),
+                        _ if leader.load(Ordering::SeqCst) => queued.wake(),
+                        _ => (),
+                    }
+                }
+            }
             Err(error) => {
                 tracing::warn!(%error, "the watch session was lost; reconnecting");
                 listening = false;

@@ -712,6 +712,10 @@ impl Store for SqlStore {
         SqlStore::watch_commits(self, callback);
     }
 
+    fn watch_queued(&self, callback: Box<dyn Fn() + Send + Sync>) {
+        SqlStore::watch_queued(self, callback);
+    }
+
     fn leads(&self) -> bool {
         SqlStore::leads(self)
     }
