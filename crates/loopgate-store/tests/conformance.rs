@@ -200,6 +200,17 @@ async fn sequenced<S: Store + ?Sized>(store: &S) -> &S {
     store
 }
 
+/// Queues every delivery the log calls for.
+async fn drain_deliveries(store: &dyn Store) {
+    while sequenced(store)
+        .await
+        .enqueue_deliveries(T0, 1000)
+        .await
+        .unwrap()
+        == 1000
+    {}
+}
+
 /// `store`, once every committed event has its log position (on
 /// PostgreSQL the sequencer gives them after the commit).
 async fn settled<S: Store + ?Sized>(store: &S) -> &S {
@@ -1006,13 +1017,7 @@ async fn the_webhook_outbox_delivers_each_proposal_in_order(store: &dyn Store) {
         created_at: T0,
         updated_at: T0,
     };
-    while sequenced(store)
-        .await
-        .enqueue_deliveries(T0, 1000)
-        .await
-        .unwrap()
-        == 1000
-    {}
+    drain_deliveries(store).await;
     store
         .set_webhook(webhook.clone(), "user:admin", T0)
         .await
@@ -1185,13 +1190,7 @@ async fn a_second_webhook_gets_only_what_comes_after_it(store: &dyn Store) {
         .submit(new_proposal(&second, 1, None, json!({}), 1), T0)
         .await
         .unwrap();
-    while sequenced(store)
-        .await
-        .enqueue_deliveries(T0, 1000)
-        .await
-        .unwrap()
-        == 1000
-    {}
+    drain_deliveries(store).await;
     store
         .set_webhook(webhook(&second), "user:admin", T0)
         .await
@@ -1201,13 +1200,7 @@ async fn a_second_webhook_gets_only_what_comes_after_it(store: &dyn Store) {
         .submit(new_proposal(&second, 2, None, json!({}), 1), T0)
         .await
         .unwrap();
-    while sequenced(store)
-        .await
-        .enqueue_deliveries(T0, 1000)
-        .await
-        .unwrap()
-        == 1000
-    {}
+    drain_deliveries(store).await;
     let queued = store
         .deliveries(DeliveryFilter {
             system: second.clone(),
