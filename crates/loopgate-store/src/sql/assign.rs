@@ -102,7 +102,8 @@ pub(super) fn assign_task(
         return Ok(None);
     }
     // Locked until the commit (PostgreSQL), so that two tasks of the group
-    // never take the same turn; after the proposal's lock, in that order.
+    // never take the same turn; after the proposal's lock and admission's
+    // caps and grants (ARCHITECTURE.md, "Concurrent writers").
     let Some((settings, last_turn)) = q::one(
         conn,
         "SELECT assignment, return_after_ms, last_turn FROM group_settings WHERE grp = ?1 /*pg FOR UPDATE*/",
