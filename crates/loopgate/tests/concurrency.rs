@@ -251,9 +251,16 @@ async fn a_cap_holds_when_replicas_hit_it_together() {
     const CAP: usize = 25;
     let pair = pair();
     let key = system_key(&pair.http, &pair.bases[0]).await;
-    let policy = format!(
+    // And caps of one: each lets exactly one of many at once through.
+    const SINGLES: usize = 8;
+    let mut policy = format!(
         "@id(\"capped\") @route(\"allow\") @max_auto(\"{CAP}/d\") @reviewers(\"reviewers\")\npermit (principal, action == Action::\"refund\", resource);\n@id(\"probe\") @route(\"allow\")\npermit (principal, action == Action::\"probe\", resource);"
     );
+    for n in 0..SINGLES {
+        policy.push_str(&format!(
+            "\n@id(\"single{n}\") @route(\"allow\") @max_auto(\"1/d\") @reviewers(\"reviewers\")\npermit (principal, action == Action::\"single{n}\", resource);"
+        ));
+    }
     pair.publish(&key, &policy).await;
     let pair = std::sync::Arc::new(pair);
     let mut submissions = Vec::new();
@@ -262,6 +269,15 @@ async fn a_cap_holds_when_replicas_hit_it_together() {
         submissions.push(tokio::spawn(async move {
             let body = json!({"action": "refund", "subject": {"type": "Order", "id": format!("o{i}")}, "output": {}});
             pair.post(i, "/v1/proposals", &key, Some(body)).await
+        }));
+    }
+    let mut singles = Vec::new();
+    for i in 0..(SINGLES * 6) {
+        let (pair, key) = (std::sync::Arc::clone(&pair), key.clone());
+        singles.push(tokio::spawn(async move {
+            let action = format!("single{}", i % SINGLES);
+            let body = json!({"action": action, "subject": {"type": "Order", "id": format!("s{i}")}, "output": {}});
+            (i % SINGLES, pair.post(i, "/v1/proposals", &key, Some(body)).await)
         }));
     }
     let mut approved = 0;
@@ -277,6 +293,15 @@ async fn a_cap_holds_when_replicas_hit_it_together() {
     }
     assert_eq!(approved, CAP, "the cap lets exactly {CAP} through");
     assert_eq!(reviewed, CAP + 10);
+    let mut through = [0; SINGLES];
+    for single in singles {
+        let (n, (status, proposal)) = single.await.unwrap();
+        assert_eq!(status, 201, "{proposal}");
+        if proposal["status"] == "approved" {
+            through[n] += 1;
+        }
+    }
+    assert_eq!(through, [1; SINGLES], "each cap of one lets one through");
     pair.verifies().await;
 }
 
