@@ -558,6 +558,44 @@ impl Connection {
         })
     }
 
+    /// The rows of several queries, in order. On PostgreSQL they go out
+    /// together with what is held for later, in one round trip.
+    pub(crate) fn query_all(
+        &self,
+        queries: Vec<(&str, Vec<Arg>)>,
+    ) -> Result<Vec<Vec<Row>>, StoreError> {
+        match self {
+            Connection::Sqlite(_) => queries
+                .into_iter()
+                .map(|(sql, args)| {
+                    let mut rows = self.query(sql, args)?;
+                    let mut out = Vec::new();
+                    while let Some(row) = rows.next()? {
+                        out.push(row.clone());
+                    }
+                    Ok(out)
+                })
+                .collect(),
+            Connection::Postgres(pg) => {
+                let mut prepared = Vec::with_capacity(queries.len());
+                for (sql, args) in queries {
+                    prepared.push((pg.statement(sql)?, args));
+                }
+                let answers = pg.round_trip(async |client| {
+                    futures::future::try_join_all(prepared.iter().map(|(statement, args)| {
+                        let refs = pg_args(args);
+                        async move { client.query(statement, &refs).await }
+                    }))
+                    .await
+                })?;
+                answers
+                    .iter()
+                    .map(|rows| rows.iter().map(pg_row).collect::<Result<Vec<_>, _>>())
+                    .collect()
+            }
+        }
+    }
+
     /// The first row of a query, mapped; `NotFound` without rows.
     pub(crate) fn query_row<T>(
         &self,

@@ -143,30 +143,70 @@ pub(super) fn proposal_row(row: &Row) -> Result<ProposalRecord, StoreError> {
     })
 }
 
+const DECISION_COLUMNS: &str =
+    "reviewer, verdict, digest, rationale, output, labels, level, decided_at, message, grant_terms";
+
 pub(super) fn decisions(conn: &Connection, proposal_id: &str) -> Result<Vec<Decision>, StoreError> {
     let sql =
-        "SELECT reviewer, verdict, digest, rationale, output, labels, level, decided_at, message, grant_terms
-               FROM decisions WHERE proposal_id = ?1 ORDER BY seq";
-    all(conn, sql, params![proposal_id], |row| {
-        let labels = match json_column(row.get(5)?)? {
-            Some(Value::Object(map)) => Some(map),
-            _ => None,
-        };
-        Ok(Decision {
-            reviewer: row.get(0)?,
-            verdict: parse(&row.get::<_, String>(1)?, Verdict::parse)?,
-            digest: parse(&row.get::<_, String>(2)?, Digest::parse)?,
-            rationale: row.get(3)?,
-            output: json_column(row.get(4)?)?,
-            labels,
-            level: row.get(6)?,
-            decided_at: Timestamp::from_millis(row.get(7)?),
-            message: row.get(8)?,
-            grant: match row.get::<_, Option<String>>(9)? {
-                Some(text) => Some(super::grants::terms_from_json(&text)?),
-                None => None,
-            },
-        })
+        format!("SELECT {DECISION_COLUMNS} FROM decisions WHERE proposal_id = ?1 ORDER BY seq");
+    all(conn, &sql, params![proposal_id], decision_row)
+}
+
+/// Task `id` with its proposal and the proposal's decisions: three reads
+/// that go out together (one round trip on PostgreSQL, with whatever the
+/// transaction held for later, such as its proposal's lock).
+pub(super) fn task_and_proposal(
+    conn: &Connection,
+    id: &str,
+) -> Result<Option<(TaskRecord, ProposalRecord)>, StoreError> {
+    let task = format!(
+        "SELECT {TASK_COLUMNS} FROM tasks t JOIN proposals p ON p.id = t.proposal_id WHERE t.id = ?1"
+    );
+    let proposal = format!(
+        "SELECT {PROPOSAL_COLUMNS} FROM proposals WHERE id = (SELECT proposal_id FROM tasks WHERE id = ?1)"
+    );
+    let decisions = format!(
+        "SELECT {DECISION_COLUMNS} FROM decisions
+         WHERE proposal_id = (SELECT proposal_id FROM tasks WHERE id = ?1) ORDER BY seq"
+    );
+    let rows = conn.query_all(vec![
+        (task.as_str(), params![id].into_args()),
+        (proposal.as_str(), params![id].into_args()),
+        (decisions.as_str(), params![id].into_args()),
+    ])?;
+    let [tasks, proposals, decisions] = <[Vec<Row>; 3]>::try_from(rows)
+        .map_err(|_| StoreError::Other("three reads gave another number of answers".into()))?;
+    let (Some(task), Some(proposal)) = (tasks.first(), proposals.first()) else {
+        return Ok(None);
+    };
+    let mut proposal = proposal_row(proposal)?;
+    proposal.decisions = decisions
+        .iter()
+        .map(decision_row)
+        .collect::<Result<_, _>>()?;
+    Ok(Some((task_row(task)?, proposal)))
+}
+
+/// A row of `DECISION_COLUMNS`.
+fn decision_row(row: &Row) -> Result<Decision, StoreError> {
+    let labels = match json_column(row.get(5)?)? {
+        Some(Value::Object(map)) => Some(map),
+        _ => None,
+    };
+    Ok(Decision {
+        reviewer: row.get(0)?,
+        verdict: parse(&row.get::<_, String>(1)?, Verdict::parse)?,
+        digest: parse(&row.get::<_, String>(2)?, Digest::parse)?,
+        rationale: row.get(3)?,
+        output: json_column(row.get(4)?)?,
+        labels,
+        level: row.get(6)?,
+        decided_at: Timestamp::from_millis(row.get(7)?),
+        message: row.get(8)?,
+        grant: match row.get::<_, Option<String>>(9)? {
+            Some(text) => Some(super::grants::terms_from_json(&text)?),
+            None => None,
+        },
     })
 }
 

@@ -86,9 +86,8 @@ impl SqlStore {
         let (id, reviewer) = (id.clone(), reviewer.clone());
         self.write(move |conn| {
             q::lock_proposal_of_task(conn, id.as_str())?;
-            let task = q::task(conn, id.as_str())?.ok_or(StoreError::NotFound)?;
-            let proposal =
-                q::proposal(conn, task.task.proposal_id.as_str())?.ok_or(StoreError::NotFound)?;
+            let (task, proposal) =
+                q::task_and_proposal(conn, id.as_str())?.ok_or(StoreError::NotFound)?;
             let case = q::case_of(proposal.clone(), task.task.clone());
             let who = Reviewer {
                 name: &reviewer.name,
