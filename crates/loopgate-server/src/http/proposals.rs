@@ -346,7 +346,7 @@ pub async fn add_comment(
     let (id, record) = load(&app, &id).await?;
     viewer.check_can_read(&app, &record).await?;
     let new = loopgate_store::NewComment {
-        id: format!("cmt_{}", ulid::Ulid::new()),
+        id: format!("cmt_{}", comment_id()),
         proposal: id,
         author: caller.actor(),
         body: text.to_owned(),
@@ -692,6 +692,20 @@ fn read_context(
         }
     }
     Ok(input)
+}
+
+/// A comment's id, increasing within this process even inside one
+/// millisecond: a thread is read in (time, id) order, so two comments made
+/// one after the other keep their order.
+fn comment_id() -> ulid::Ulid {
+    static IDS: std::sync::Mutex<Option<ulid::Generator>> = std::sync::Mutex::new(None);
+    let mut ids = match IDS.lock() {
+        Ok(ids) => ids,
+        Err(poisoned) => poisoned.into_inner(),
+    };
+    ids.get_or_insert_with(ulid::Generator::new)
+        .generate()
+        .unwrap_or_else(|_| ulid::Ulid::new())
 }
 
 fn parse_wait(app: &AppState, wait: Option<&str>) -> Result<Option<Duration>, ApiError> {
