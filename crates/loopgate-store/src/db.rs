@@ -567,14 +567,7 @@ impl Connection {
         match self {
             Connection::Sqlite(_) => queries
                 .into_iter()
-                .map(|(sql, args)| {
-                    let mut rows = self.query(sql, args)?;
-                    let mut out = Vec::new();
-                    while let Some(row) = rows.next()? {
-                        out.push(row.clone());
-                    }
-                    Ok(out)
-                })
+                .map(|(sql, args)| Ok(self.query(sql, args)?.rows.collect()))
                 .collect(),
             Connection::Postgres(pg) => {
                 let mut prepared = Vec::with_capacity(queries.len());

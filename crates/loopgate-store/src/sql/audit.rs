@@ -106,9 +106,6 @@ fn sequence_step(
     limit: u32,
 ) -> Result<Sequenced, StoreError> {
     if conn.dialect() == Dialect::Postgres {
-        // Two replicas that both believe they lead (for a moment, while
-        // leadership moves) take turns. Both go out with the next read.
-        conn.execute_batch_later(&format!("SELECT pg_advisory_xact_lock({SEQUENCER_LOCK})"))?;
         give_positions(conn, limit)?;
     }
     // Another replica may have led the sequencer since this one last did.
@@ -167,7 +164,13 @@ const SEQUENCER_LOCK: i64 = 0x6c6f_6f70_6704;
 /// the step's transaction: a crash loses neither queue nor log entries.
 /// When it moved any, every replica hears on `loopgate` at the commit: the
 /// log grew.
+///
+/// It takes the sequencer's lock for the rest of the transaction, so that
+/// two replicas that both believe they lead (for a moment, while leadership
+/// moves), or a reader settling the log, take turns. Both statements go out
+/// with the transaction's next round trip.
 fn give_positions(conn: &Connection, limit: u32) -> Result<(), StoreError> {
+    conn.execute_batch_later(&format!("SELECT pg_advisory_xact_lock({SEQUENCER_LOCK})"))?;
     conn.execute_later(
         "WITH ready AS (
              DELETE FROM event_queue WHERE id IN (
@@ -211,13 +214,8 @@ impl SqlStore {
         loop {
             // Positions only: any replica may give them (they take turns
             // on the sequencer's lock); hashing stays the sequencer's.
-            self.write_plain(|conn| {
-                conn.execute_batch_later(&format!(
-                    "SELECT pg_advisory_xact_lock({SEQUENCER_LOCK})"
-                ))?;
-                give_positions(conn, u32::MAX)
-            })
-            .await?;
+            self.write_plain(|conn| give_positions(conn, u32::MAX))
+                .await?;
             let waiting: bool = self
                 .read(move |conn| {
                     conn.query_row(

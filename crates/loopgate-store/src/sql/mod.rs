@@ -579,6 +579,7 @@ fn write_loop(conn: &Connection, receiver: &Mutex<mpsc::Receiver<Job>>, health: 
                 // buffer stays empty for the next group.
                 conn.forget_later(mark);
                 let _ = conn.execute_batch("ROLLBACK");
+                health.count(1, 0, 0);
                 finish(None);
                 continue;
             }
