@@ -157,11 +157,16 @@ impl Admission<'_> {
     }
 }
 
+/// The part of [`may_use_grant`] that `routing` decides: the store reads
+/// the grants before it knows the system's state.
+pub fn routing_allows_grants(routing: &Routing) -> bool {
+    routing.route == Route::Review && matches!(routing.review.grant, Grantable::UpTo(_))
+}
+
 /// Whether admission may consult standing grants: the proposal would wait
 /// for a review that allows grants. The store reads live grants only then.
 pub fn may_use_grant(routing: &Routing, system: SystemState) -> bool {
-    routing.route == Route::Review
-        && matches!(routing.review.grant, Grantable::UpTo(_))
+    routing_allows_grants(routing)
         && system.status == SystemStatus::Active
         && system.oversight == Oversight::InTheLoop
 }

@@ -52,6 +52,9 @@ pub(crate) struct PgConnection {
     statements: RefCell<HashMap<String, tokio_postgres::Statement>>,
     /// Statements sent ahead of the next round trip, in order.
     later: RefCell<Vec<Later>>,
+    /// Statements held until the transaction's commit
+    /// ([`Connection::execute_at_commit`]).
+    at_commit: RefCell<Vec<Later>>,
     /// How many statements held for later have left `later` (sent or
     /// dropped with a lost session).
     sent: std::cell::Cell<u64>,
@@ -66,6 +69,8 @@ struct PgSession {
     notifications: tokio::sync::mpsc::UnboundedReceiver<tokio_postgres::Notification>,
     connection: Option<tokio::task::JoinHandle<()>>,
     runtime: tokio::runtime::Runtime,
+    /// The server ended the session with a `FATAL` error.
+    ended: std::cell::Cell<bool>,
 }
 
 /// A statement whose answer is only its success.
@@ -378,6 +383,7 @@ impl Connection {
             session: RefCell::new(None),
             statements: RefCell::new(HashMap::new()),
             later: RefCell::new(Vec::new()),
+            at_commit: RefCell::new(Vec::new()),
             sent: std::cell::Cell::new(0),
             trips: std::cell::Cell::new(0),
         };
@@ -446,6 +452,45 @@ impl Connection {
                     .push(Later::Prepared(statement, params.into_args()));
                 Ok(())
             }
+        }
+    }
+
+    /// [`Connection::execute_later`], held back further: PostgreSQL sends it
+    /// only when [`Connection::release_at_commit`] is called, just before
+    /// the commit, after every other statement of the transaction (SQLite
+    /// runs it at once). A statement that must come after every lock its
+    /// transaction takes (the audit log's events: see `queries::append`).
+    pub(crate) fn execute_at_commit(
+        &self,
+        sql: &str,
+        params: impl Params,
+    ) -> Result<(), StoreError> {
+        match self {
+            Connection::Sqlite(_) => self.execute(sql, params).map(drop),
+            Connection::Postgres(pg) => {
+                let statement = pg.statement(sql)?;
+                pg.at_commit
+                    .borrow_mut()
+                    .push(Later::Prepared(statement, params.into_args()));
+                Ok(())
+            }
+        }
+    }
+
+    /// Sends what [`Connection::execute_at_commit`] held with the next round
+    /// trip, the commit's.
+    pub(crate) fn release_at_commit(&self) {
+        if let Connection::Postgres(pg) = self {
+            let held = std::mem::take(&mut *pg.at_commit.borrow_mut());
+            pg.later.borrow_mut().extend(held);
+        }
+    }
+
+    /// Drops what [`Connection::execute_at_commit`] held: its transaction is
+    /// being rolled back.
+    pub(crate) fn forget_at_commit(&self) {
+        if let Connection::Postgres(pg) = self {
+            pg.at_commit.borrow_mut().clear();
         }
     }
 
@@ -686,6 +731,7 @@ impl PgConnection {
         if slot.as_ref().is_none_or(PgSession::is_closed) {
             self.statements.borrow_mut().clear();
             drop(self.take_later());
+            self.at_commit.borrow_mut().clear();
             *slot = None;
             let session = PgSession::connect(&self.config)?;
             session.block_on(async |client| client.batch_execute(&self.setup).await)?;
@@ -737,13 +783,16 @@ impl PgSession {
             notifications,
             connection: Some(task),
             runtime,
+            ended: std::cell::Cell::new(false),
         })
     }
 
     fn is_closed(&self) -> bool {
-        self.client
-            .as_ref()
-            .is_none_or(tokio_postgres::Client::is_closed)
+        self.ended.get()
+            || self
+                .client
+                .as_ref()
+                .is_none_or(tokio_postgres::Client::is_closed)
     }
 
     /// Runs `op` on the client, driving the connection until it is done.
@@ -754,7 +803,18 @@ impl PgSession {
         let Some(client) = self.client.as_ref() else {
             return Err(StoreError::Unavailable("no PostgreSQL session".to_owned()));
         };
-        Ok(self.runtime.block_on(op(client))?)
+        self.runtime.block_on(op(client)).map_err(|error| {
+            // The server ended the session (`FATAL`: terminated, shut
+            // down): the client may not have seen the socket close yet, and
+            // the next call must not try it again.
+            let fatal = error
+                .as_db_error()
+                .is_some_and(|db| matches!(db.severity(), "FATAL" | "PANIC"));
+            if fatal {
+                self.ended.set(true);
+            }
+            StoreError::from(error)
+        })
     }
 }
 

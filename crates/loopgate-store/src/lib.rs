@@ -535,9 +535,8 @@ pub trait Store: Send + Sync + 'static {
     /// Returns once every event committed before the call has its log
     /// position, so that a read of the log sees the caller's writes (the
     /// sequencer hashes them into the tree later). On PostgreSQL it gives
-    /// positions to what can have them and waits for transactions still
-    /// running that might come before, at most a few seconds (then
-    /// `Unavailable`); on SQLite an event has its position when it commits.
+    /// positions to every event committed so far, in one short transaction;
+    /// on SQLite an event has its position when it commits.
     async fn settle_log(&self) -> Result<(), StoreError>;
 
     /// The proposals of `filter`, oldest first, with their task and human

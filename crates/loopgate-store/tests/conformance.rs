@@ -16,8 +16,8 @@ use loopgate_core::digest::DigestParts;
 use loopgate_core::review::{DecisionInput, ReviewError};
 use loopgate_core::routing::{AutoLimit, EvaluationError, Rate, ReviewPlan, Routing};
 use loopgate_core::{
-    Digest, EventKind, Oversight, ProposalId, ProposalStatus, RiskTier, Route, SystemId, TaskId,
-    TaskState, Timestamp, Verdict,
+    Digest, EventKind, Grantable, Oversight, ProposalId, ProposalStatus, RiskTier, Route, SystemId,
+    TaskId, TaskState, Timestamp, Verdict,
 };
 use loopgate_store::aggregates::metric;
 use loopgate_store::sql::{PgOptions, SqlStore};
@@ -96,6 +96,7 @@ conformance!(
     analytics_counts_follow_every_change,
     the_webhook_outbox_delivers_each_proposal_in_order,
     a_second_webhook_gets_only_what_comes_after_it,
+    an_api_write_costs_at_most_three_round_trips,
 );
 
 async fn setup(store: &dyn Store) -> SystemId {
@@ -803,6 +804,75 @@ async fn automation_caps_hold_under_concurrency(store: &dyn Store) {
         }
     }
     assert_eq!(approved, 5, "exactly the cap is automated");
+}
+
+/// What a write reads goes out in one round trip, its writes with the
+/// commit: at most three round trips to PostgreSQL for each API write
+/// (SQLite runs in the process and counts none).
+async fn an_api_write_costs_at_most_three_round_trips(store: &dyn Store) {
+    let system = setup(store).await;
+    let trips = || store.write_stats().round_trips;
+    let spent_on = |what: &str, before: u64| {
+        let spent = trips() - before;
+        assert!(spent <= 3, "{what} took {spent} round trips");
+    };
+    // A submission that reads all admission can: its idempotency key, a
+    // cap's use, and the grants its review allows.
+    let with_all = |n: u32| {
+        let key = format!("key{n}");
+        let mut new = new_proposal(&system, n, Some(&key), json!({}), 1);
+        new.routing.review.grant = Grantable::UpTo(Duration::from_secs(3_600));
+        new.routing.limits = vec![AutoLimit {
+            policy: "cap".into(),
+            rate: Rate {
+                limit: 5,
+                window: Duration::from_secs(3_600),
+            },
+            review: new.routing.review.clone(),
+        }];
+        new
+    };
+    for n in 1..=3 {
+        let new = with_all(n);
+        let before = trips();
+        store.submit(new, T0).await.unwrap();
+        spent_on("a submission", before);
+    }
+    let first = with_all(1);
+    let before = trips();
+    let replayed = store.submit(first.clone(), T0).await.unwrap();
+    assert!(matches!(replayed, Submitted::Existing(_)), "{replayed:?}");
+    spent_on("a replayed submission", before);
+    let lease = Duration::from_secs(60);
+    let before_claim = trips();
+    store
+        .claim(&first.task_id, &reviewer("ann"), lease, T0)
+        .await
+        .unwrap();
+    spent_on("a claim", before_claim);
+    let before = trips();
+    store
+        .release(&first.task_id, &reviewer("ann"), T0)
+        .await
+        .unwrap();
+    spent_on("a release", before);
+    let mut offer = approve(&first.digest);
+    offer.grant = Some(loopgate_core::GrantTerms {
+        duration: Duration::from_secs(600),
+        uses: None,
+        scope: loopgate_core::GrantScope::SameSubject,
+    });
+    let before = trips();
+    let decided = store
+        .decide(&first.task_id, &reviewer("ann"), offer, T0)
+        .await
+        .unwrap();
+    spent_on("a decision that makes a grant", before);
+    assert!(decided.grant.is_some());
+    let second = with_all(2);
+    let before = trips();
+    store.cancel(&second.id, "system:sys", T0).await.unwrap();
+    spent_on("a cancellation", before);
 }
 
 async fn shadow_disagreements_are_recorded_and_replay_reads_history(store: &dyn Store) {

@@ -21,7 +21,7 @@ use crate::db::{Connection, params};
 
 use crate::aggregates::{self, Contribution, Count};
 use crate::sql::queries as q;
-use crate::{AnalyticsFilter, StoreError, Total, TotalsQuery};
+use crate::{AnalyticsFilter, ReviewFact, StoreError, Total, TotalsQuery};
 
 /// A proposal's contribution before a change; [`Tracked::apply`] after the
 /// change writes the difference.
@@ -48,10 +48,29 @@ impl Tracked {
         }
     }
 
+    /// The contribution of `fact`, as the job read or made it
+    /// (`queries::fact_of`).
+    pub(super) fn of(fact: &ReviewFact) -> Tracked {
+        Tracked {
+            id: fact.id.to_string(),
+            before: Some(Contribution::of(fact)),
+        }
+    }
+
     /// Adds the difference between the contribution now and before to the
     /// job's pending counts.
     pub(super) fn apply(self, conn: &Connection) -> Result<(), StoreError> {
-        let after = q::fact(conn, &self.id)?.map(|fact| Contribution::of(&fact));
+        let after = q::fact(conn, &self.id)?;
+        self.apply_to(conn, after.as_ref())
+    }
+
+    /// [`Tracked::apply`] with the fact as it is now, made by the job.
+    pub(super) fn apply_to(
+        self,
+        conn: &Connection,
+        after: Option<&ReviewFact>,
+    ) -> Result<(), StoreError> {
+        let after = after.map(Contribution::of);
         let Some(at) = after.as_ref().or(self.before.as_ref()) else {
             return Ok(());
         };

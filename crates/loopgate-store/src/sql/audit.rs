@@ -155,32 +155,35 @@ fn sequence_step(
 /// Held by the sequencer's step (PostgreSQL).
 const SEQUENCER_LOCK: i64 = 0x6c6f_6f70_6704;
 
-/// PostgreSQL: moves queued events whose transactions can no longer be
-/// overtaken into the log, giving them the next positions. An event's
-/// transaction id is below the oldest one still running only when every
-/// transaction that could write an event before it has ended; in (xid, id)
-/// order an event made after another committed comes after it, and an
-/// event's own transaction keeps its order. The move is one statement of
-/// the step's transaction: a crash loses neither queue nor log entries.
-/// When it moved any, every replica hears on `loopgate` at the commit: the
-/// log grew.
+/// PostgreSQL: moves the queued events of committed transactions into the
+/// log, giving them the next positions in queue order (`id`). A writer
+/// queues its events at its commit, after every lock it takes
+/// (`Connection::execute_at_commit`), so two transactions that touched the
+/// same rows queue theirs in the order they committed, and a transaction
+/// that began after another committed queues after it. What a step sees
+/// committed it moves: a transaction committed later is moved by a later
+/// step, after it. Positions therefore stay dense and follow commit order
+/// wherever one transaction could see or had to wait for another; no step
+/// waits for transactions still running anywhere in the cluster. The move
+/// is one statement of the step's transaction: a crash loses neither queue
+/// nor log entries. When it moved any, every replica hears on `loopgate` at
+/// the commit: the log grew.
 ///
 /// It takes the sequencer's lock for the rest of the transaction, so that
 /// two replicas that both believe they lead (for a moment, while leadership
-/// moves), or a reader settling the log, take turns. Both statements go out
-/// with the transaction's next round trip.
+/// moves), or a reader settling the log, take turns; the move's snapshot is
+/// taken after the lock, so it sees every step before it. Both statements
+/// go out with the transaction's next round trip.
 fn give_positions(conn: &Connection, limit: u32) -> Result<(), StoreError> {
     conn.execute_batch_later(&format!("SELECT pg_advisory_xact_lock({SEQUENCER_LOCK})"))?;
     conn.execute_later(
         "WITH ready AS (
              DELETE FROM event_queue WHERE id IN (
-                 SELECT id FROM event_queue
-                 WHERE xid < pg_snapshot_xmin(pg_current_snapshot())
-                 ORDER BY xid, id LIMIT CAST(?1 AS BIGINT))
-             RETURNING xid, id, time, actor, type, subject, data),
+                 SELECT id FROM event_queue ORDER BY id LIMIT CAST(?1 AS BIGINT))
+             RETURNING id, time, actor, type, subject, data),
          moved AS (
              INSERT INTO events (seq, time, actor, type, subject, data)
-             SELECT (SELECT COALESCE(MAX(seq), 0) FROM events) + row_number() OVER (ORDER BY xid, id),
+             SELECT (SELECT COALESCE(MAX(seq), 0) FROM events) + row_number() OVER (ORDER BY id),
                     time, actor, type, subject, data
              FROM ready
              RETURNING 1)
@@ -190,52 +193,29 @@ fn give_positions(conn: &Connection, limit: u32) -> Result<(), StoreError> {
     Ok(())
 }
 
-/// Longest [`SqlStore::settle_events`] waits for the sequencer.
-const SETTLE: std::time::Duration = std::time::Duration::from_secs(5);
-
 impl SqlStore {
-    /// See `Store::settle_log`.
+    /// See `Store::settle_log`: one move of everything committed gives
+    /// every event committed before the call its position (the hashing
+    /// stays the sequencer's). Any replica may move events: they take turns
+    /// on the sequencer's lock.
     pub(super) async fn settle_events(&self) -> Result<(), StoreError> {
         if !self.sequences_later() {
             return Ok(());
         }
-        let newest = |conn: &Connection| -> Result<i64, StoreError> {
-            conn.query_row(
-                "SELECT COALESCE(MAX(id), 0) FROM event_queue",
-                params![],
-                |row| row.get(0),
-            )
-        };
-        let mark = self.read(newest).await?;
-        if mark == 0 {
-            return Ok(());
-        }
-        let deadline = tokio::time::Instant::now() + SETTLE;
-        loop {
-            // Positions only: any replica may give them (they take turns
-            // on the sequencer's lock); hashing stays the sequencer's.
+        let queued: bool = self
+            .read(|conn| {
+                conn.query_row(
+                    "SELECT EXISTS (SELECT 1 FROM event_queue)",
+                    params![],
+                    |row| row.get(0),
+                )
+            })
+            .await?;
+        if queued {
             self.write_plain(|conn| give_positions(conn, u32::MAX))
                 .await?;
-            let waiting: bool = self
-                .read(move |conn| {
-                    conn.query_row(
-                        "SELECT EXISTS (SELECT 1 FROM event_queue WHERE id <= ?1)",
-                        params![mark],
-                        |row| row.get(0),
-                    )
-                })
-                .await?;
-            if !waiting {
-                return Ok(());
-            }
-            if deadline <= tokio::time::Instant::now() {
-                return Err(StoreError::Unavailable(
-                    "events committed before this request are still waiting for their log positions"
-                        .to_owned(),
-                ));
-            }
-            tokio::time::sleep(std::time::Duration::from_millis(2)).await;
         }
+        Ok(())
     }
 
     pub(super) async fn sequence_events(&self, limit: u32) -> Result<Sequenced, StoreError> {

@@ -11,7 +11,7 @@ use serde_json::json;
 
 use super::SqlStore;
 use super::queries::{self as q, to_json};
-use crate::db::{Arg, Connection, Row, ToArg, params};
+use crate::db::{Arg, Connection, Params, Row, ToArg, params};
 use crate::{GrantError, GrantFilter, StoreError, TxError};
 
 const GRANT_COLUMNS: &str = "id, system, action, subject_digest, scope, output_digest, policies, policy_version, \
@@ -76,12 +76,41 @@ pub(super) fn terms_from_json(text: &str) -> Result<GrantTerms, StoreError> {
     })
 }
 
-/// The deployment's grant key: a random secret made on first use and kept
-/// in `meta` (only the writer calls this, so two cannot race).
-pub(super) fn key(conn: &Connection) -> Result<Vec<u8>, StoreError> {
-    if let Some(hex) = q::meta(conn, "grant_secret")? {
-        return Ok(hex.into_bytes());
+/// The deployment's grant key: a random secret kept in `meta`, made when
+/// the store opens ([`ensure_key`]). It never changes once committed, so a
+/// store keeps the key it read.
+#[derive(Default)]
+pub(super) struct GrantKey(std::sync::OnceLock<Vec<u8>>);
+
+impl GrantKey {
+    pub(super) fn get(&self, conn: &Connection) -> Result<Vec<u8>, StoreError> {
+        if let Some(key) = self.0.get() {
+            return Ok(key.clone());
+        }
+        if let Some(hex) = q::meta(conn, "grant_secret")? {
+            return Ok(self.0.get_or_init(|| hex.into_bytes()).clone());
+        }
+        // Not kept: this job's transaction may still roll back.
+        make_key(conn)?;
+        q::meta(conn, "grant_secret")?
+            .map(String::into_bytes)
+            .ok_or(StoreError::NotFound)
     }
+}
+
+/// Makes the grant key unless there is one (a database copied in keeps
+/// the source's: see `admin::copy_locked`; two replicas starting together
+/// keep the first), and reads it, when the store opens.
+pub(super) fn ensure_key(conn: &Connection) -> Result<GrantKey, StoreError> {
+    let keys = GrantKey::default();
+    if q::meta(conn, "grant_secret")?.is_none() {
+        make_key(conn)?;
+    }
+    keys.get(conn)?;
+    Ok(keys)
+}
+
+fn make_key(conn: &Connection) -> Result<(), StoreError> {
     let mut secret = [0_u8; 32];
     getrandom::fill(&mut secret)
         .map_err(|error| StoreError::Other(format!("no random grant key: {error}")))?;
@@ -90,33 +119,33 @@ pub(super) fn key(conn: &Connection) -> Result<Vec<u8>, StoreError> {
         "INSERT INTO meta (key, value) VALUES ('grant_secret', ?1) ON CONFLICT DO NOTHING",
         params![hex],
     )?;
-    q::meta(conn, "grant_secret")?
-        .map(String::into_bytes)
-        .ok_or(StoreError::NotFound)
+    Ok(())
 }
 
-/// The grants admission may use for `request` at `now`, oldest first, with
-/// the grant key (core checks output, policies and the routing).
-pub(super) fn candidates(
-    conn: &Connection,
-    request: &grant::Request<'_>,
-    now: Timestamp,
-) -> Result<(Vec<Grant>, Vec<u8>), StoreError> {
-    let key = key(conn)?;
-    let subject = grant::digest(request, None, &key);
-    let sql = format!(
+/// The statement of the grants admission may use (see [`candidates`]): the
+/// live grants of a subject digest at a time, oldest first, locked.
+pub(super) fn candidates_sql() -> String {
+    format!(
         "SELECT {GRANT_COLUMNS} FROM grants
          WHERE subject_digest = ?1 AND revoked_at IS NULL AND NOT ended AND expires_at > ?2
            AND (max_uses IS NULL OR used < max_uses)
          ORDER BY seq LIMIT CAST(?3 AS BIGINT) /*pg FOR UPDATE*/"
-    );
-    let grants = q::all(
-        conn,
-        &sql,
-        params![subject.as_str(), now.millis(), MAX_CANDIDATES],
-        grant_row,
-    )?;
-    Ok((grants, key))
+    )
+}
+
+/// The arguments of [`candidates_sql`] for `request` at `now`.
+pub(super) fn candidates_args(
+    request: &grant::Request<'_>,
+    key: &[u8],
+    now: Timestamp,
+) -> Vec<Arg> {
+    let subject = grant::digest(request, None, key);
+    params![subject.as_str(), now.millis(), MAX_CANDIDATES].into_args()
+}
+
+/// The grants of [`candidates_sql`]'s rows.
+pub(super) fn candidates(rows: &[Row]) -> Result<Vec<Grant>, StoreError> {
+    rows.iter().map(grant_row).collect()
 }
 
 /// Counts a use of `grant` (which holds the count after it) and logs it.
@@ -261,13 +290,14 @@ impl SqlStore {
 /// approved proposal.
 pub(super) fn made(
     conn: &Connection,
+    keys: &GrantKey,
     agreed: grant::Agreed,
     origin: &crate::ProposalRecord,
     group: &str,
     now: Timestamp,
 ) -> Result<Grant, StoreError> {
     let id = GrantId::from_unique(&ulid::Ulid::new().to_string());
-    let key = key(conn)?;
+    let key = keys.get(conn)?;
     let request = grant::Request {
         system: origin.system.as_str(),
         action: &origin.action,

@@ -156,6 +156,8 @@ struct Inner {
     sequencer: tokio::sync::Mutex<Option<loopgate_core::audit::tile::TileBuilder>>,
     /// Full audit tiles read by proofs.
     tiles: Arc<audit::TileCache>,
+    /// The grant key, read once.
+    grant_key: Arc<grants::GrantKey>,
     /// Whether this process leads (always, on SQLite).
     leader: Arc<AtomicBool>,
     /// Called when the log grew (another replica's sequencer gave positions).
@@ -220,6 +222,7 @@ impl SqlStore {
         let writer = connect(path)?;
         migrate(&writer)?;
         aggregates::ensure(&writer)?;
+        let grant_key = grants::ensure_key(&writer)?;
         let mut readers = Vec::with_capacity(N_READERS);
         for _ in 0..N_READERS {
             let reader = connect(path)?;
@@ -228,12 +231,16 @@ impl SqlStore {
             reader.execute_batch("PRAGMA mmap_size = 1073741824;")?;
             readers.push(reader);
         }
-        SqlStore::start(vec![writer], readers)
+        SqlStore::start(vec![writer], readers, grant_key)
     }
 
     /// Starts the writer threads, one per connection of `writers` (SQLite:
     /// exactly one), with `readers` for reads.
-    fn start(writers: Vec<Connection>, readers: Vec<Connection>) -> Result<SqlStore, StoreError> {
+    fn start(
+        writers: Vec<Connection>,
+        readers: Vec<Connection>,
+        grant_key: grants::GrantKey,
+    ) -> Result<SqlStore, StoreError> {
         let dialect = match writers.first() {
             Some(writer) => writer.dialect(),
             None => return Err(StoreError::Other("the store needs a writer".to_owned())),
@@ -280,6 +287,7 @@ impl SqlStore {
             read_permits: Arc::new(Semaphore::new(n_readers)),
             sequencer: tokio::sync::Mutex::new(None),
             tiles: Arc::default(),
+            grant_key: Arc::new(grant_key),
             leader: Arc::new(AtomicBool::new(dialect == Dialect::Sqlite)),
             wake: Arc::default(),
             queued: Arc::default(),
@@ -637,12 +645,16 @@ fn write_alone_loop(
         let Ok(mut job) = job else { return };
         let trips = conn.round_trips();
         let mut retries = 0;
+        // Counted before the caller hears, so that what it reads next
+        // includes this job.
+        let count = |retries| health.count(1, conn.round_trips() - trips, retries);
         for attempt in 1..=ATTEMPTS {
             let last = attempt == ATTEMPTS;
             if health.refuse.load(Ordering::SeqCst) {
                 let error = StoreError::Unavailable("writes fail, as a test asked".to_owned());
                 health.record(Err(&error));
                 let (_, finish) = last_attempt(&mut job, Err(&error));
+                count(retries);
                 finish(Some(&error));
                 break;
             }
@@ -656,18 +668,23 @@ fn write_alone_loop(
             match ran {
                 Some((true, finish)) => {
                     aggregates::job_done(true);
-                    let committed =
-                        aggregates::flush(conn).and_then(|()| conn.execute_batch(&commit));
+                    let committed = aggregates::flush(conn).and_then(|()| {
+                        conn.release_at_commit();
+                        conn.execute_batch(&commit)
+                    });
                     health.record(committed.as_ref().map(|_| ()));
                     if committed.is_err() {
+                        conn.forget_at_commit();
                         let _ = conn.execute_batch("ROLLBACK");
                     }
+                    count(retries);
                     finish(committed.as_ref().err());
                     break;
                 }
                 refused_or_lost => {
                     aggregates::job_done(false);
                     conn.forget_later(before);
+                    conn.forget_at_commit();
                     // Nothing to roll back when nothing went out.
                     if conn.sent_since(before) {
                         let _ = conn.execute_batch("ROLLBACK");
@@ -680,11 +697,11 @@ fn write_alone_loop(
                         retries += 1;
                         continue;
                     };
+                    count(retries);
                     finish(None);
                     break;
                 }
             }
         }
-        health.count(1, conn.round_trips() - trips, retries);
     }
 }

@@ -86,6 +86,10 @@ const MIGRATIONS: &[(&str, &str)] = &[
         "0013_queue",
         include_str!("../../migrations/postgres/0013_queue.sql"),
     ),
+    (
+        "0014_event_queue_order",
+        include_str!("../../migrations/postgres/0014_event_queue_order.sql"),
+    ),
 ];
 
 /// PostgreSQL connection settings.
@@ -160,6 +164,7 @@ impl SqlStore {
             let writer = Connection::postgres(config.clone(), setup.clone())?;
             migrate(&writer)?;
             aggregates::ensure(&writer)?;
+            let grant_key = super::grants::ensure_key(&writer)?;
             let mut writers = vec![writer];
             for _ in 1..options.writers.max(1) {
                 writers.push(Connection::postgres(config.clone(), setup.clone())?);
@@ -168,7 +173,7 @@ impl SqlStore {
             for _ in 0..options.readers.max(1) {
                 readers.push(Connection::postgres(config.clone(), setup.clone())?);
             }
-            let store = SqlStore::start(writers, readers)?;
+            let store = SqlStore::start(writers, readers, grant_key)?;
             let watch = Connection::postgres(config, setup)?;
             let leader = Arc::clone(&store.inner.leader);
             let wake = Arc::clone(&store.inner.wake);

@@ -1,15 +1,16 @@
 //! Proposals: admission (as core's `proposal::admit` decides it), reads, cancellation.
 
-use crate::db::{Arg, Connection, Dialect, ToArg, params};
+use crate::db::{Arg, Connection, Dialect, Params, Row, ToArg, params};
 use loopgate_core::audit::event::Event;
 use loopgate_core::grant;
 use loopgate_core::proposal::{self, Proposed, SystemState};
 use loopgate_core::review::{self, ReviewError, Task};
-use loopgate_core::{DecidedBy, Digest, ProposalId, SystemId, Timestamp};
+use loopgate_core::{DecidedBy, Digest, ProposalId, SystemId, TaskState, Timestamp};
 
 use super::aggregates::Tracked;
-use super::queries::{self as q, PROPOSAL_COLUMNS, TASK_COLUMNS, to_json};
-use super::{SqlStore, assign, grants};
+use super::grants::{self, GrantKey};
+use super::queries::{self as q, PROPOSAL_COLUMNS, to_json};
+use super::{SqlStore, assign};
 use crate::{
     CommentRecord, NewComment, NewProposal, Paged, ProposalFilter, ProposalRecord, StoreError,
     SubmitError, Submitted, TxError,
@@ -77,7 +78,9 @@ impl SqlStore {
         new: NewProposal,
         now: Timestamp,
     ) -> Result<Submitted, TxError<SubmitError>> {
-        self.write(move |conn| submit(conn, new.clone(), now)).await
+        let keys = self.inner.grant_key.clone();
+        self.write(move |conn| submit(conn, &keys, new.clone(), now))
+            .await
     }
 
     pub(super) async fn proposal(
@@ -170,19 +173,17 @@ impl SqlStore {
         let (id, actor) = (id.clone(), actor.to_owned());
         self.write(move |conn| {
             q::lock_proposal(conn, id.as_str())?;
-            let proposal = q::proposal(conn, id.as_str())?.ok_or(StoreError::NotFound)?;
-            let sql = format!(
-                "SELECT {TASK_COLUMNS} FROM tasks t JOIN proposals p ON p.id = t.proposal_id
-                 WHERE t.proposal_id = ?1 AND t.state IN ('open', 'claimed') ORDER BY t.seq"
-            );
-            let tasks: Vec<Task> = q::all(conn, &sql, params![id.as_str()], q::task_row)?
-                .into_iter()
-                .map(|record| record.task)
+            let (proposal, tasks) =
+                q::proposal_and_tasks(conn, id.as_str())?.ok_or(StoreError::NotFound)?;
+            let active: Vec<Task> = tasks
+                .iter()
+                .filter(|task| matches!(task.state, TaskState::Open | TaskState::Claimed))
+                .cloned()
                 .collect();
-            let (state, _, _) = q::review_parts(proposal);
-            let (after, ended) = review::cancel(&state, &tasks, now).map_err(TxError::Refused)?;
-            let tracked = Tracked::before(conn, id.as_str())?;
-            conn.execute(
+            let (state, _, _) = q::review_parts(proposal.clone());
+            let (after, ended) = review::cancel(&state, &active, now).map_err(TxError::Refused)?;
+            let tracked = Tracked::of(&q::fact_of(&proposal, tasks.first()));
+            conn.execute_later(
                 "UPDATE proposals SET status = ?2, decided_by = ?3, decided_at = ?4 WHERE id = ?1",
                 params![
                     id.as_str(),
@@ -194,7 +195,6 @@ impl SqlStore {
             for task in &ended {
                 q::update_task(conn, task, now)?;
             }
-            tracked.apply(conn)?;
             q::append(
                 conn,
                 now,
@@ -203,7 +203,21 @@ impl SqlStore {
                     proposal: id.as_str(),
                 },
             )?;
-            Ok(q::proposal(conn, id.as_str())?.ok_or(StoreError::NotFound)?)
+            // The row as written; reading it back would cost a round trip.
+            let record = ProposalRecord {
+                status: after.status,
+                decided_by: after.decided_by,
+                decided_at: after.decided_at,
+                ..proposal
+            };
+            let task = tasks.first().map(|first| {
+                ended
+                    .iter()
+                    .find(|task| task.id == first.id)
+                    .unwrap_or(first)
+            });
+            tracked.apply_to(conn, Some(&q::fact_of(&record, task)))?;
+            Ok(record)
         })
         .await
     }
@@ -238,22 +252,38 @@ impl SqlStore {
 /// The proposal `system` stored under `key`, when a submission with
 /// `fingerprint` replays it; `IdempotencyConflict` when it was stored with
 /// other contents.
+/// The idempotency lookup: only `proposals_idempotency` can serve it (see
+/// its migration).
+const REPLAY: &str =
+    "SELECT id, fingerprint FROM proposals WHERE idempotency_key = ?2 AND system || '' = ?1";
+
 fn replay(
     conn: &Connection,
     system: &SystemId,
     key: &str,
     fingerprint: &Digest,
 ) -> Result<Option<ProposalRecord>, TxError<SubmitError>> {
-    let stored: Option<(String, String)> = q::one(
+    let rows = conn.query_all(vec![(REPLAY, params![system.as_str(), key].into_args())])?;
+    replayed(
         conn,
-        // Only `proposals_idempotency` can serve this (see its migration).
-        "SELECT id, fingerprint FROM proposals WHERE idempotency_key = ?2 AND system || '' = ?1",
-        params![system.as_str(), key],
-        |row| Ok((row.get(0)?, row.get(1)?)),
-    )?;
-    let Some((id, stored)) = stored else {
+        rows.first().map(Vec::as_slice).unwrap_or(&[]),
+        key,
+        fingerprint,
+    )
+}
+
+/// The stored proposal of [`REPLAY`]'s rows, if any: a conflict when its
+/// request differed.
+fn replayed(
+    conn: &Connection,
+    rows: &[Row],
+    key: &str,
+    fingerprint: &Digest,
+) -> Result<Option<ProposalRecord>, TxError<SubmitError>> {
+    let Some(row) = rows.first() else {
         return Ok(None);
     };
+    let (id, stored): (String, String) = (row.get(0)?, row.get(1)?);
     let record = q::proposal(conn, &id)?.ok_or(StoreError::NotFound)?;
     if stored != fingerprint.as_str() {
         return Err(TxError::Refused(SubmitError::IdempotencyConflict {
@@ -264,27 +294,78 @@ fn replay(
     Ok(Some(record))
 }
 
+/// Admits and stores a new proposal. Everything admission reads goes out in
+/// one round trip (the idempotency lookup, the system, each cap's use, the
+/// grants it may use); with the insert and the commit a submission costs
+/// three round trips on PostgreSQL (more only when its group assigns tasks
+/// to people, or on a replay).
 pub(super) fn submit(
     conn: &Connection,
+    keys: &GrantKey,
     new: NewProposal,
     now: Timestamp,
 ) -> Result<Submitted, TxError<SubmitError>> {
-    if let Some(key) = &new.idempotency_key
-        && let Some(record) = replay(conn, &new.system, key, &new.fingerprint)?
-    {
-        return Ok(Submitted::Existing(record));
-    }
+    let group = &new.routing.review.group;
+    let mut caps = proposal::caps(&new.routing, now);
+    q::sort_caps(&mut caps);
+    let request = grant::Request {
+        system: new.system.as_str(),
+        action: &new.action,
+        subject: &new.subject,
+        output: &new.output,
+    };
+    // Read before the system's state is known; dropped unless it allows
+    // grants (a paused system, or one not in the loop, is rare).
+    let grant_key = match proposal::routing_allows_grants(&new.routing) {
+        true => Some(keys.get(conn)?),
+        false => None,
+    };
     // The system, and whether the review group pools its tasks (the usual
-    // case): one query, so that pooling costs admission no round trip.
-    let sql = format!(
+    // case).
+    let system_sql = format!(
         "SELECT {}, (SELECT assignment FROM group_settings WHERE grp = ?2) FROM systems WHERE id = ?1",
         q::SYSTEM_COLUMNS
     );
-    let group = &new.routing.review.group;
-    let found = q::one(conn, &sql, params![new.system.as_str(), group], |row| {
-        let mode: Option<String> = row.get(q::AFTER_SYSTEM_COLUMNS)?;
-        Ok((q::system_row(row)?, mode.is_none_or(|m| m == "pool")))
-    })?;
+    let candidates_sql = grants::candidates_sql();
+    // In lock order (ARCHITECTURE.md, "Concurrent writers"): caps, then grants.
+    let mut reads = Vec::with_capacity(3 + caps.len());
+    if let Some(key) = &new.idempotency_key {
+        reads.push((REPLAY, params![new.system.as_str(), key].into_args()));
+    }
+    reads.push((
+        system_sql.as_str(),
+        params![new.system.as_str(), group].into_args(),
+    ));
+    for cap in &caps {
+        reads.push((
+            q::auto_used_sql(conn.dialect()),
+            params![cap.policy, cap.window.millis()].into_args(),
+        ));
+    }
+    if let Some(key) = &grant_key {
+        reads.push((
+            candidates_sql.as_str(),
+            grants::candidates_args(&request, key, now),
+        ));
+    }
+    let mut answers = conn.query_all(reads)?.into_iter();
+    let mut next = || {
+        answers
+            .next()
+            .ok_or_else(|| StoreError::Other("admission's reads gave fewer answers".into()))
+    };
+    if let Some(key) = &new.idempotency_key
+        && let Some(record) = replayed(conn, &next()?, key, &new.fingerprint)?
+    {
+        return Ok(Submitted::Existing(record));
+    }
+    let found = match next()?.first() {
+        Some(row) => {
+            let mode: Option<String> = row.get(q::AFTER_SYSTEM_COLUMNS)?;
+            Some((q::system_row(row)?, mode.is_none_or(|m| m == "pool")))
+        }
+        None => None,
+    };
     let Some((system, group_pools)) = found else {
         return Err(TxError::Refused(SubmitError::UnknownSystem(
             new.system.as_str().to_owned(),
@@ -294,17 +375,15 @@ pub(super) fn submit(
         oversight: system.oversight,
         status: system.status,
     };
-    let caps = proposal::caps(&new.routing, now);
-    let used = q::auto_used(conn, caps)?;
-    let request = grant::Request {
-        system: new.system.as_str(),
-        action: &new.action,
-        subject: &new.subject,
-        output: &new.output,
-    };
-    let (grants, key) = match proposal::may_use_grant(&new.routing, state) {
-        true => grants::candidates(conn, &request, now)?,
-        false => (Vec::new(), Vec::new()),
+    let mut used = Vec::with_capacity(caps.len());
+    for cap in caps {
+        used.push((cap, q::auto_used(&next()?)?));
+    }
+    let (grants, key) = match grant_key {
+        Some(key) if proposal::may_use_grant(&new.routing, state) => {
+            (grants::candidates(&next()?)?, key)
+        }
+        _ => (Vec::new(), Vec::new()),
     };
     let proposed = Proposed {
         id: &new.id,
@@ -420,6 +499,7 @@ pub(super) fn submit(
         policy_errors: routing.errors.clone(),
         grant_id: admission.grant.as_ref().map(|it| it.id.to_string()),
     };
-    Tracked::new(record.id.as_str()).apply(conn)?;
+    let fact = q::fact_of(&record, admission.task.as_ref());
+    Tracked::new(record.id.as_str()).apply_to(conn, Some(&fact))?;
     Ok(Submitted::Created(record))
 }

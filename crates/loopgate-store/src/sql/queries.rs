@@ -187,6 +187,41 @@ pub(super) fn task_and_proposal(
     Ok(Some((task_row(task)?, proposal)))
 }
 
+/// Proposal `id` with its decisions, and its tasks in order: three reads
+/// in one round trip.
+pub(super) fn proposal_and_tasks(
+    conn: &Connection,
+    id: &str,
+) -> Result<Option<(ProposalRecord, Vec<Task>)>, StoreError> {
+    let proposal = format!("SELECT {PROPOSAL_COLUMNS} FROM proposals WHERE id = ?1");
+    let decisions =
+        format!("SELECT {DECISION_COLUMNS} FROM decisions WHERE proposal_id = ?1 ORDER BY seq");
+    let tasks = format!(
+        "SELECT {TASK_COLUMNS} FROM tasks t JOIN proposals p ON p.id = t.proposal_id
+         WHERE t.proposal_id = ?1 ORDER BY t.seq"
+    );
+    let rows = conn.query_all(vec![
+        (proposal.as_str(), params![id].into_args()),
+        (decisions.as_str(), params![id].into_args()),
+        (tasks.as_str(), params![id].into_args()),
+    ])?;
+    let [proposals, decisions, tasks] = <[Vec<Row>; 3]>::try_from(rows)
+        .map_err(|_| StoreError::Other("three reads gave another number of answers".into()))?;
+    let Some(proposal) = proposals.first() else {
+        return Ok(None);
+    };
+    let mut proposal = proposal_row(proposal)?;
+    proposal.decisions = decisions
+        .iter()
+        .map(decision_row)
+        .collect::<Result<_, _>>()?;
+    let tasks = tasks
+        .iter()
+        .map(|row| task_row(row).map(|record| record.task))
+        .collect::<Result<_, _>>()?;
+    Ok(Some((proposal, tasks)))
+}
+
 /// A row of `DECISION_COLUMNS`.
 fn decision_row(row: &Row) -> Result<Decision, StoreError> {
     let labels = match json_column(row.get(5)?)? {
@@ -211,11 +246,24 @@ fn decision_row(row: &Row) -> Result<Decision, StoreError> {
 }
 
 pub(super) fn proposal(conn: &Connection, id: &str) -> Result<Option<ProposalRecord>, StoreError> {
-    let sql = format!("SELECT {PROPOSAL_COLUMNS} FROM proposals WHERE id = ?1");
-    let Some(mut record) = one(conn, &sql, params![id], proposal_row)? else {
+    let proposal = format!("SELECT {PROPOSAL_COLUMNS} FROM proposals WHERE id = ?1");
+    let decisions =
+        format!("SELECT {DECISION_COLUMNS} FROM decisions WHERE proposal_id = ?1 ORDER BY seq");
+    // Both reads in one round trip.
+    let rows = conn.query_all(vec![
+        (proposal.as_str(), params![id].into_args()),
+        (decisions.as_str(), params![id].into_args()),
+    ])?;
+    let [proposals, decisions] = <[Vec<Row>; 2]>::try_from(rows)
+        .map_err(|_| StoreError::Other("two reads gave another number of answers".into()))?;
+    let Some(row) = proposals.first() else {
         return Ok(None);
     };
-    record.decisions = decisions(conn, id)?;
+    let mut record = proposal_row(row)?;
+    record.decisions = decisions
+        .iter()
+        .map(decision_row)
+        .collect::<Result<_, _>>()?;
     Ok(Some(record))
 }
 
@@ -500,13 +548,14 @@ pub(super) fn append(
              VALUES ((SELECT COALESCE(MAX(seq), 0) + 1 FROM events), ?1, ?2, ?3, ?4, ?5)"
         }
         // PostgreSQL's writers run in parallel: the event waits in the
-        // queue with its transaction's id until the sequencer can give it
-        // its position (see `audit::sequence_step`).
+        // queue until the sequencer gives it its position. It is queued at
+        // the commit, after every lock the transaction takes, so that the
+        // queue's order is the order of commits (see `audit::give_positions`).
         Dialect::Postgres => {
             "INSERT INTO event_queue (time, actor, type, subject, data) VALUES (?1, ?2, ?3, ?4, ?5)"
         }
     };
-    conn.execute_later(
+    conn.execute_at_commit(
         sql,
         params![
             now.millis(),
@@ -682,16 +731,13 @@ pub(super) fn replay_rows(
     })
 }
 
-/// Each cap with its count as committed (0 for a new window). On
-/// PostgreSQL each cap's window row is made if needed and locked until the
-/// commit, in policy order, so that submissions under one cap take turns
-/// and the cap holds across replicas.
-pub(super) fn auto_used(
-    conn: &Connection,
-    mut caps: Vec<Cap>,
-) -> Result<Vec<(Cap, u64)>, StoreError> {
-    caps.sort_by(|a, b| (&a.policy, a.window.millis()).cmp(&(&b.policy, b.window.millis())));
-    let sql = match conn.dialect() {
+/// The statement that reads how much of a cap is used, in the order
+/// admission needs: caps sorted by [`sort_caps`]. On PostgreSQL it makes
+/// and locks the window's row (`INSERT … ON CONFLICT DO UPDATE …
+/// RETURNING`), so that two writers admitting against one cap take turns;
+/// SQLite's one writer only reads.
+pub(super) fn auto_used_sql(dialect: Dialect) -> &'static str {
+    match dialect {
         Dialect::Sqlite => {
             "SELECT count FROM auto_counters WHERE policy = ?1 AND window_start = ?2"
         }
@@ -700,16 +746,21 @@ pub(super) fn auto_used(
              ON CONFLICT (policy, window_start) DO UPDATE SET count = c.count
              RETURNING count"
         }
-    };
-    let mut used = Vec::with_capacity(caps.len());
-    for cap in caps {
-        let count: Option<i64> = one(conn, sql, params![cap.policy, cap.window.millis()], |row| {
-            row.get(0)
-        })?;
-        let count = u64::try_from(count.unwrap_or(0)).unwrap_or(0);
-        used.push((cap, count));
     }
-    Ok(used)
+}
+
+/// Caps in lock order: policy, then window.
+pub(super) fn sort_caps(caps: &mut [Cap]) {
+    caps.sort_by(|a, b| (&a.policy, a.window.millis()).cmp(&(&b.policy, b.window.millis())));
+}
+
+/// A cap's use from the rows of [`auto_used_sql`] (none: unused).
+pub(super) fn auto_used(rows: &[Row]) -> Result<u64, StoreError> {
+    let count: i64 = match rows.first() {
+        Some(row) => row.get(0)?,
+        None => 0,
+    };
+    Ok(u64::try_from(count).unwrap_or(0))
 }
 
 /// Counts one automated approval against each cap (dropping past windows).
@@ -989,17 +1040,65 @@ fn attributes(json: Option<&str>) -> Result<Vec<(String, String)>, StoreError> {
     let Some(json) = json else {
         return Ok(Vec::new());
     };
-    let Value::Object(map) = serde_json::from_str(json)? else {
-        return Ok(Vec::new());
+    Ok(attributes_of(serde_json::from_str(json)?))
+}
+
+/// [`attributes`] of the attributes' value.
+fn attributes_of(value: Value) -> Vec<(String, String)> {
+    let Value::Object(map) = value else {
+        return Vec::new();
     };
-    Ok(map
-        .into_iter()
+    map.into_iter()
         .filter_map(|(name, value)| match value {
             Value::Null => None,
             Value::String(text) => Some((name, text)),
             other => Some((name, other.to_string())),
         })
-        .collect())
+        .collect()
+}
+
+/// The fact [`fact`] would read, made from rows the writer already holds:
+/// `proposal` with all its decisions, and its task (a proposal has at most
+/// one). A job that read or made them costs no round trip for it.
+pub(super) fn fact_of(proposal: &ProposalRecord, task: Option<&Task>) -> ReviewFact {
+    let mut verdicts: Vec<VerdictFact> = proposal
+        .decisions
+        .iter()
+        .map(|decision| VerdictFact {
+            reviewer: decision.reviewer.clone(),
+            verdict: decision.verdict,
+            decided_at: decision.decided_at,
+        })
+        .collect();
+    verdicts.sort_by_key(|v| v.decided_at);
+    ReviewFact {
+        id: proposal.id.clone(),
+        system: proposal.system.clone(),
+        action: proposal.action.clone(),
+        created_at: proposal.created_at,
+        decided_at: proposal.decided_at,
+        route: proposal.route,
+        status: proposal.status,
+        decided_by: proposal.decided_by,
+        confidence: proposal.confidence,
+        overridden: proposal.overridden,
+        modified: proposal.modified,
+        attributes: proposal
+            .subject
+            .get("attributes")
+            .cloned()
+            .map(attributes_of)
+            .unwrap_or_default(),
+        task: task.map(|task| TaskFact {
+            kind: task.kind,
+            state: task.state,
+            level: task.level,
+            due_at: task.due_at,
+            sample_probability: task.sample_probability,
+            created_at: task.created_at,
+        }),
+        verdicts,
+    }
 }
 
 /// A page of decided, unerased proposals with their decisions.

@@ -84,6 +84,7 @@ impl SqlStore {
         now: Timestamp,
     ) -> Result<DecisionOutcome, TxError<ReviewError>> {
         let (id, reviewer) = (id.clone(), reviewer.clone());
+        let keys = self.inner.grant_key.clone();
         self.write(move |conn| {
             q::lock_proposal_of_task(conn, id.as_str())?;
             let (task, proposal) =
@@ -97,11 +98,10 @@ impl SqlStore {
                 review::decide(&case, who, input.clone(), now).map_err(TxError::Refused)?;
             let reassigned =
                 assign::after_transition(conn, &mut decided.case, decided.effect, now)?;
-            let tracked = Tracked::before(conn, proposal.id.as_str())?;
+            let tracked = Tracked::of(&q::fact_of(&proposal, Some(&task.task)));
             let actor = format!("user:{}", reviewer.name);
             q::insert_decision(conn, &decided.case.task, &decided.decision)?;
             q::write_case(conn, &decided.case, now)?;
-            tracked.apply(conn)?;
             let event = Event::DecisionRecorded {
                 task: &decided.case.task,
                 decision: &decided.decision,
@@ -120,8 +120,14 @@ impl SqlStore {
             }
             let grant = match decided.grant {
                 Some(agreed) => {
-                    let grant =
-                        grants::made(conn, agreed, &proposal, &decided.case.task.group, now)?;
+                    let grant = grants::made(
+                        conn,
+                        &keys,
+                        agreed,
+                        &proposal,
+                        &decided.case.task.group,
+                        now,
+                    )?;
                     grants::insert(conn, &grant, &actor, now)?;
                     Some(grant)
                 }
@@ -146,6 +152,7 @@ impl SqlStore {
                 decisions: after.decisions.clone(),
                 ..proposal
             };
+            tracked.apply_to(conn, Some(&q::fact_of(&proposal, Some(&after.task))))?;
             Ok(DecisionOutcome {
                 task,
                 proposal,
