@@ -13,7 +13,7 @@ use loopgate_core::audit::merkle::{self, Hash, ProofError};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-use crate::db::{Connection, Dialect, OptionalExtension, Row, params};
+use crate::db::{Arg, Connection, Dialect, OptionalExtension, Params, Row, params};
 use loopgate_core::audit::tile::{TileBuilder, TileSource, TileTree, tree_of};
 use loopgate_core::{ProposalId, Timestamp};
 
@@ -23,20 +23,22 @@ use crate::{
     CheckpointRecord, EraseError, ProposalRecord, Sequenced, StoreError, TreeHead, TxError,
 };
 
+/// The statement of the stored tree head (no row: the empty tree).
+const HEAD: &str = "SELECT size, root FROM audit_head WHERE id = 0";
+
 pub(super) fn head(conn: &Connection) -> Result<TreeHead, StoreError> {
-    let row: Option<(i64, Vec<u8>)> = conn
-        .query_row(
-            "SELECT size, root FROM audit_head WHERE id = 0",
-            params![],
-            |row| Ok((row.get(0)?, row.get(1)?)),
-        )
-        .optional()?;
-    let Some((size, root)) = row else {
-        return Ok(TreeHead {
+    let mut rows = conn.query(HEAD, params![])?;
+    match rows.next()? {
+        Some(row) => head_row(row),
+        None => Ok(TreeHead {
             size: 0,
             root: merkle::empty_root(),
-        });
-    };
+        }),
+    }
+}
+
+fn head_row(row: &Row) -> Result<TreeHead, StoreError> {
+    let (size, root): (i64, Vec<u8>) = (row.get(0)?, row.get(1)?);
     let root = Hash::try_from(root.as_slice())
         .map_err(|_| StoreError::Other("the audit tree head's root is not 32 bytes".into()))?;
     Ok(TreeHead {
@@ -108,17 +110,38 @@ fn sequence_step(
     if conn.dialect() == Dialect::Postgres {
         give_positions(conn, limit)?;
     }
-    // Another replica may have led the sequencer since this one last did.
-    let stored = head(conn)?;
-    if stored.size != builder.size() || stored.root != builder.root() {
-        *builder = load_builder(conn)?;
-    }
     let sql = format!(
         "SELECT {EVENT_COLUMNS} FROM events WHERE seq > ?1 ORDER BY seq LIMIT CAST(?2 AS BIGINT)"
     );
-    let mut rows = conn.query(&sql, params![to_i64(builder.size())?, limit])?;
+    let after = |size: u64| -> Result<Vec<Arg>, StoreError> {
+        Ok(params![to_i64(size)?, limit].into_args())
+    };
+    // The stored head and the events after this builder's, in one round
+    // trip with the move; another replica may have led the sequencer since
+    // this one last did, and then the events are read again after its head.
+    let answers = conn.query_all(vec![
+        (HEAD, Vec::new()),
+        (sql.as_str(), after(builder.size())?),
+    ])?;
+    let [heads, mut events] = <[Vec<Row>; 2]>::try_from(answers)
+        .map_err(|_| StoreError::Other("two reads gave another number of answers".into()))?;
+    let stored = match heads.first() {
+        Some(row) => head_row(row)?,
+        None => TreeHead {
+            size: 0,
+            root: merkle::empty_root(),
+        },
+    };
+    if stored.size != builder.size() || stored.root != builder.root() {
+        *builder = load_builder(conn)?;
+        events = conn
+            .query_all(vec![(sql.as_str(), after(builder.size())?)])?
+            .into_iter()
+            .next()
+            .unwrap_or_default();
+    }
     let mut appended = 0u64;
-    while let Some(row) = rows.next()? {
+    for row in &events {
         let (index, bytes) = entry_row(row)?;
         if index != builder.size() {
             return Err(StoreError::Other(format!(
@@ -130,14 +153,15 @@ fn sequence_step(
         appended += 1;
     }
     if appended > 0 {
+        // Sent with the commit (PostgreSQL): a step is three round trips.
         for (level, index, bytes) in builder.take_dirty() {
-            conn.execute(
+            conn.execute_later(
                 "INSERT INTO audit_tiles (level, idx, data) VALUES (?1, ?2, ?3)
                  ON CONFLICT (level, idx) DO UPDATE SET data = excluded.data",
                 params![level, to_i64(index)?, bytes],
             )?;
         }
-        conn.execute(
+        conn.execute_later(
             "INSERT INTO audit_head (id, size, root) VALUES (0, ?1, ?2)
              ON CONFLICT (id) DO UPDATE SET size = excluded.size, root = excluded.root",
             params![to_i64(builder.size())?, builder.root().to_vec()],
