@@ -119,12 +119,11 @@ fn sequence_step(
     // The stored head and the events after this builder's, in one round
     // trip with the move; another replica may have led the sequencer since
     // this one last did, and then the events are read again after its head.
-    let answers = conn.query_all(vec![
+    let rows = conn.query_all(vec![
         (HEAD, Vec::new()),
         (sql.as_str(), after(builder.size())?),
     ])?;
-    let [heads, mut events] = <[Vec<Row>; 2]>::try_from(answers)
-        .map_err(|_| StoreError::Other("two reads gave another number of answers".into()))?;
+    let [heads, mut events] = q::answers(rows)?;
     let stored = match heads.first() {
         Some(row) => head_row(row)?,
         None => TreeHead {

@@ -174,17 +174,30 @@ pub(super) fn task_and_proposal(
         (proposal.as_str(), params![id].into_args()),
         (decisions.as_str(), params![id].into_args()),
     ])?;
-    let [tasks, proposals, decisions] = <[Vec<Row>; 3]>::try_from(rows)
-        .map_err(|_| StoreError::Other("three reads gave another number of answers".into()))?;
+    let [tasks, proposals, decisions] = answers(rows)?;
     let (Some(task), Some(proposal)) = (tasks.first(), proposals.first()) else {
         return Ok(None);
     };
+    Ok(Some((
+        task_row(task)?,
+        with_decisions(proposal, &decisions)?,
+    )))
+}
+
+/// The answers of `N` queries sent together (`Connection::query_all`).
+pub(super) fn answers<const N: usize>(rows: Vec<Vec<Row>>) -> Result<[Vec<Row>; N], StoreError> {
+    <[Vec<Row>; N]>::try_from(rows)
+        .map_err(|_| StoreError::Other(format!("{N} reads gave another number of answers")))
+}
+
+/// A row of `PROPOSAL_COLUMNS` with the rows of its decisions.
+fn with_decisions(proposal: &Row, decisions: &[Row]) -> Result<ProposalRecord, StoreError> {
     let mut proposal = proposal_row(proposal)?;
     proposal.decisions = decisions
         .iter()
         .map(decision_row)
         .collect::<Result<_, _>>()?;
-    Ok(Some((task_row(task)?, proposal)))
+    Ok(proposal)
 }
 
 /// Proposal `id` with its decisions, and its tasks in order: three reads
@@ -193,6 +206,16 @@ pub(super) fn proposal_and_tasks(
     conn: &Connection,
     id: &str,
 ) -> Result<Option<(ProposalRecord, Vec<Task>)>, StoreError> {
+    proposal_reads(conn, id, true)
+}
+
+/// Proposal `id` with its decisions, and with its tasks when asked, read in
+/// one round trip.
+fn proposal_reads(
+    conn: &Connection,
+    id: &str,
+    with_tasks: bool,
+) -> Result<Option<(ProposalRecord, Vec<Task>)>, StoreError> {
     let proposal = format!("SELECT {PROPOSAL_COLUMNS} FROM proposals WHERE id = ?1");
     let decisions =
         format!("SELECT {DECISION_COLUMNS} FROM decisions WHERE proposal_id = ?1 ORDER BY seq");
@@ -200,26 +223,27 @@ pub(super) fn proposal_and_tasks(
         "SELECT {TASK_COLUMNS} FROM tasks t JOIN proposals p ON p.id = t.proposal_id
          WHERE t.proposal_id = ?1 ORDER BY t.seq"
     );
-    let rows = conn.query_all(vec![
+    let mut queries = vec![
         (proposal.as_str(), params![id].into_args()),
         (decisions.as_str(), params![id].into_args()),
-        (tasks.as_str(), params![id].into_args()),
-    ])?;
-    let [proposals, decisions, tasks] = <[Vec<Row>; 3]>::try_from(rows)
-        .map_err(|_| StoreError::Other("three reads gave another number of answers".into()))?;
+    ];
+    if with_tasks {
+        queries.push((tasks.as_str(), params![id].into_args()));
+    }
+    let mut rows = conn.query_all(queries)?;
+    let tasks = match with_tasks {
+        true => rows.pop().unwrap_or_default(),
+        false => Vec::new(),
+    };
+    let [proposals, decisions] = answers(rows)?;
     let Some(proposal) = proposals.first() else {
         return Ok(None);
     };
-    let mut proposal = proposal_row(proposal)?;
-    proposal.decisions = decisions
-        .iter()
-        .map(decision_row)
-        .collect::<Result<_, _>>()?;
     let tasks = tasks
         .iter()
         .map(|row| task_row(row).map(|record| record.task))
         .collect::<Result<_, _>>()?;
-    Ok(Some((proposal, tasks)))
+    Ok(Some((with_decisions(proposal, &decisions)?, tasks)))
 }
 
 /// A row of `DECISION_COLUMNS`.
@@ -246,25 +270,7 @@ fn decision_row(row: &Row) -> Result<Decision, StoreError> {
 }
 
 pub(super) fn proposal(conn: &Connection, id: &str) -> Result<Option<ProposalRecord>, StoreError> {
-    let proposal = format!("SELECT {PROPOSAL_COLUMNS} FROM proposals WHERE id = ?1");
-    let decisions =
-        format!("SELECT {DECISION_COLUMNS} FROM decisions WHERE proposal_id = ?1 ORDER BY seq");
-    // Both reads in one round trip.
-    let rows = conn.query_all(vec![
-        (proposal.as_str(), params![id].into_args()),
-        (decisions.as_str(), params![id].into_args()),
-    ])?;
-    let [proposals, decisions] = <[Vec<Row>; 2]>::try_from(rows)
-        .map_err(|_| StoreError::Other("two reads gave another number of answers".into()))?;
-    let Some(row) = proposals.first() else {
-        return Ok(None);
-    };
-    let mut record = proposal_row(row)?;
-    record.decisions = decisions
-        .iter()
-        .map(decision_row)
-        .collect::<Result<_, _>>()?;
-    Ok(Some(record))
+    Ok(proposal_reads(conn, id, false)?.map(|(proposal, _)| proposal))
 }
 
 /// A row in the order of `TASK_COLUMNS`.
