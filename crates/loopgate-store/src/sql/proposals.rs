@@ -249,14 +249,14 @@ impl SqlStore {
     }
 }
 
-/// The proposal `system` stored under `key`, when a submission with
-/// `fingerprint` replays it; `IdempotencyConflict` when it was stored with
-/// other contents.
 /// The idempotency lookup: only `proposals_idempotency` can serve it (see
 /// its migration).
 const REPLAY: &str =
     "SELECT id, fingerprint FROM proposals WHERE idempotency_key = ?2 AND system || '' = ?1";
 
+/// The proposal `system` stored under `key`, when a submission with
+/// `fingerprint` replays it; `IdempotencyConflict` when it was stored with
+/// other contents.
 fn replay(
     conn: &Connection,
     system: &SystemId,
