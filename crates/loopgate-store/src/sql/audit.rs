@@ -152,7 +152,8 @@ fn sequence_step(
         appended += 1;
     }
     if appended > 0 {
-        // Sent with the commit (PostgreSQL): a step is three round trips.
+        // Sent with the commit (PostgreSQL): a step is two round trips, its
+        // reads and its commit.
         for (level, index, bytes) in builder.take_dirty() {
             conn.execute_later(
                 "INSERT INTO audit_tiles (level, idx, data) VALUES (?1, ?2, ?3)
