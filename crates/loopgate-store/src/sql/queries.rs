@@ -219,15 +219,18 @@ fn proposal_reads(
     let proposal = format!("SELECT {PROPOSAL_COLUMNS} FROM proposals WHERE id = ?1");
     let decisions =
         format!("SELECT {DECISION_COLUMNS} FROM decisions WHERE proposal_id = ?1 ORDER BY seq");
-    let tasks = format!(
-        "SELECT {TASK_COLUMNS} FROM tasks t JOIN proposals p ON p.id = t.proposal_id
-         WHERE t.proposal_id = ?1 ORDER BY t.seq"
-    );
+    // Made only when asked: a proposal's read (every `GET`) needs no tasks.
+    let tasks = with_tasks.then(|| {
+        format!(
+            "SELECT {TASK_COLUMNS} FROM tasks t JOIN proposals p ON p.id = t.proposal_id
+             WHERE t.proposal_id = ?1 ORDER BY t.seq"
+        )
+    });
     let mut queries = vec![
         (proposal.as_str(), params![id].into_args()),
         (decisions.as_str(), params![id].into_args()),
     ];
-    if with_tasks {
+    if let Some(tasks) = &tasks {
         queries.push((tasks.as_str(), params![id].into_args()));
     }
     let mut rows = conn.query_all(queries)?;
