@@ -12,7 +12,9 @@
 # another host. Each run prints the replicas' CPU (user + system, from
 # /proc/<pid>/stat) per cycle and as a share of the machine, so that a
 # gain from more replicas can be told from idle cores filling. RELAY_BIN
-# runs the relay when LOOPGATE_BIN is a build without it.
+# runs the relay when LOOPGATE_BIN is a build without it, DRIVER the load
+# (`loopgate bench`) instead of LOOPGATE_BIN, so that two builds of the
+# server meet the same load generator.
 #
 # Needs a release build (cargo build --release) and PostgreSQL at
 # LOOPGATE_TEST_POSTGRES (default postgres://postgres@127.0.0.1:5432/test).
@@ -20,6 +22,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bin=${LOOPGATE_BIN:-target/release/loopgate}
+driver=${DRIVER:-$bin}
 admin_url=${LOOPGATE_TEST_POSTGRES:-postgres://postgres@127.0.0.1:5432/test}
 token=lgt_bench_admin_token_0123456789
 counts=("$@")
@@ -61,7 +64,7 @@ for n in "${counts[@]}"; do
   before=$(cpu_ticks "${pids[@]}")
   start=$(date +%s.%N)
   # shellcheck disable=SC2086
-  out=$("$bin" bench --server "$servers" --token "$token" ${BENCH_ARGS:---systems 64 --reviewers 8 --duration 10s})
+  out=$("$driver" bench --server "$servers" --token "$token" ${BENCH_ARGS:---systems 64 --reviewers 8 --duration 10s})
   after=$(cpu_ticks "${pids[@]}")
   end=$(date +%s.%N)
   echo "$out"

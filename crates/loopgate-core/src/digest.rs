@@ -10,7 +10,7 @@
 
 use std::fmt;
 
-use serde_json::{Value, json};
+use serde_json::Value;
 use sha2::{Digest as _, Sha256};
 
 /// `sha256:<64 hex>`.
@@ -37,15 +37,14 @@ pub struct DigestParts<'a> {
 impl Digest {
     /// Computes the digest of a proposal.
     pub fn of(parts: DigestParts<'_>) -> Digest {
-        let document = json!({
-            "salt": crate::audit::entry::salt_text(parts.salt),
-            "system": parts.system,
-            "action": parts.action,
-            "subject": parts.subject,
-            "input": parts.input,
-            "output": parts.output,
-        });
-        Digest::of_json(&document)
+        Canonical::of(parts).digest(parts.salt)
+    }
+
+    /// The digest of a proposal and its idempotency fingerprint (the same
+    /// document with an empty salt), its payload made canonical once.
+    pub fn with_fingerprint(parts: DigestParts<'_>) -> (Digest, Digest) {
+        let canonical = Canonical::of(parts);
+        (canonical.digest(parts.salt), canonical.digest(&[]))
     }
 
     /// SHA-256 over the canonical JSON of any value.
@@ -76,6 +75,58 @@ impl fmt::Display for Digest {
     }
 }
 
+/// The canonical JSON of a digest's document but its salt: the members
+/// `action`, `input`, `output`, `salt`, `subject`, `system` in RFC 8785's
+/// order (all ASCII names, so byte order), each value canonical on its own.
+/// Written member by member, without first building the document (which
+/// copied the whole payload) and without sorting its names.
+struct Canonical {
+    /// `{"action":…,"input":…,"output":…,"salt":`
+    head: Vec<u8>,
+    /// `,"subject":…,"system":…}`
+    tail: Vec<u8>,
+}
+
+impl Canonical {
+    fn of(parts: DigestParts<'_>) -> Canonical {
+        let mut head = Vec::with_capacity(256);
+        for (name, value) in [
+            (&b"{\"action\":"[..], canonical_json_of(parts.action)),
+            (b",\"input\":", canonical_json(parts.input)),
+            (b",\"output\":", canonical_json(parts.output)),
+        ] {
+            head.extend_from_slice(name);
+            head.extend_from_slice(&value);
+        }
+        head.extend_from_slice(b",\"salt\":");
+        let mut tail = Vec::with_capacity(128);
+        for (name, value) in [
+            (&b",\"subject\":"[..], canonical_json(parts.subject)),
+            (b",\"system\":", canonical_json_of(parts.system)),
+        ] {
+            tail.extend_from_slice(name);
+            tail.extend_from_slice(&value);
+        }
+        tail.push(b'}');
+        Canonical { head, tail }
+    }
+
+    fn digest(&self, salt: &[u8]) -> Digest {
+        let salt = canonical_json_of(&crate::audit::entry::salt_text(salt));
+        let mut hasher = Sha256::new();
+        hasher.update(&self.head);
+        hasher.update(&salt);
+        hasher.update(&self.tail);
+        Digest(format!("sha256:{}", hex::encode(hasher.finalize())))
+    }
+}
+
+/// RFC 8785 canonical JSON of a string.
+fn canonical_json_of(text: &str) -> Vec<u8> {
+    // A string always serializes.
+    serde_jcs::to_vec(text).unwrap_or_default()
+}
+
 /// `sha256:` and the hex SHA-256 of `bytes` (e.g. of a webhook URL the
 /// audit log must not hold in the clear).
 pub fn sha256_of(bytes: &[u8]) -> String {
@@ -94,6 +145,7 @@ mod tests {
     use proptest::prelude::*;
 
     use super::*;
+    use serde_json::json;
 
     /// Test cases of RFC 8785, section 3.2.2 and appendix B.
     #[test]
@@ -218,6 +270,30 @@ mod tests {
     }
 
     proptest! {
+        /// The document written member by member is the document built
+        /// whole and made canonical (the definition).
+        #[test]
+        fn digest_is_the_canonical_document(
+            system in "[a-z\"\\\u{1}é😀]{0,6}",
+            action in ".{0,8}",
+            subject in arb_json(),
+            input in arb_json(),
+            output in arb_json(),
+            salt in prop::collection::vec(any::<u8>(), 0..40),
+        ) {
+            let parts = DigestParts { system: &system, action: &action, subject: &subject, input: &input, output: &output, salt: &salt };
+            let whole = |salt: &[u8]| Digest::of_json(&json!({
+                "salt": crate::audit::entry::salt_text(salt),
+                "system": system,
+                "action": action,
+                "subject": subject,
+                "input": input,
+                "output": output,
+            }));
+            prop_assert_eq!(Digest::of(parts), whole(&salt));
+            prop_assert_eq!(Digest::with_fingerprint(parts), (whole(&salt), whole(&[])));
+        }
+
         #[test]
         fn digest_ignores_key_order_and_whitespace(value in arb_json()) {
             let pretty = serde_json::to_string_pretty(&value).unwrap();

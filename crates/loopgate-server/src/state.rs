@@ -244,6 +244,10 @@ pub async fn start(config: Config, clock: Arc<dyn Clock>) -> Result<Started, Sta
     let sequencer = Arc::clone(&app.bus.sequencer);
     app.store
         .watch_queued(Box::new(move || sequencer.notify_one()));
+    // A proposal settled on another replica: its waiters here read it now.
+    let waiters = app.waiters.clone();
+    app.store
+        .watch_settled(Box::new(move |id| waiters.resolved(id, None)));
     Ok(Started {
         app,
         generated_admin_token,

@@ -55,6 +55,9 @@ pub(crate) struct PgConnection {
     /// Statements held until the transaction's commit
     /// ([`Connection::execute_at_commit`]).
     at_commit: RefCell<Vec<Later>>,
+    /// Notifications (channel, payload) sent right after the transaction's
+    /// commit ([`Connection::notify_after_commit`]).
+    after_commit: RefCell<Vec<(&'static str, String)>>,
     /// How many statements held for later have left `later` (sent or
     /// dropped with a lost session).
     sent: std::cell::Cell<u64>,
@@ -384,6 +387,7 @@ impl Connection {
             statements: RefCell::new(HashMap::new()),
             later: RefCell::new(Vec::new()),
             at_commit: RefCell::new(Vec::new()),
+            after_commit: RefCell::new(Vec::new()),
             sent: std::cell::Cell::new(0),
             trips: std::cell::Cell::new(0),
         };
@@ -486,10 +490,56 @@ impl Connection {
         }
     }
 
+    /// PostgreSQL: sends `NOTIFY channel, payload` once this transaction
+    /// committed ([`Connection::commit`]), in the commit's round trip but
+    /// outside the transaction (each once, however often asked). A
+    /// notification inside a writing transaction would hold PostgreSQL's
+    /// one notification lock through the commit's WAL flush, and so make
+    /// every notifying commit of the cluster wait for the one before.
+    pub(crate) fn notify_after_commit(&self, channel: &'static str, payload: &str) {
+        if let Connection::Postgres(pg) = self {
+            let mut notes = pg.after_commit.borrow_mut();
+            if !notes.iter().any(|(c, p)| *c == channel && p == payload) {
+                notes.push((channel, payload.to_owned()));
+            }
+        }
+    }
+
+    /// Commits the transaction, then sends the notifications asked for
+    /// with [`Connection::notify_after_commit`] (one round trip). Only the
+    /// commit's failure is the answer: a notification that could not be
+    /// sent is logged (its listeners also poll).
+    pub(crate) fn commit(&self) -> Result<(), StoreError> {
+        let Connection::Postgres(pg) = self else {
+            return self.execute_batch("COMMIT");
+        };
+        let notes = std::mem::take(&mut *pg.after_commit.borrow_mut());
+        if notes.is_empty() {
+            return self.execute_batch("COMMIT");
+        }
+        let mut notify = String::new();
+        for (channel, payload) in &notes {
+            // Channels are the store's own names; a payload is quoted.
+            let payload = payload.replace('\'', "''");
+            notify.push_str(&format!("SELECT pg_notify('{channel}', '{payload}');"));
+        }
+        pg.round_trip(async |client| {
+            let (committed, notified) =
+                futures::join!(client.batch_execute("COMMIT"), client.batch_execute(&notify));
+            if committed.is_ok()
+                && let Err(error) = notified
+            {
+                tracing::warn!(error = %pg_reason(&error), "a notification after a commit was not sent");
+            }
+            committed
+        })
+    }
+
     /// Drops what [`Connection::execute_at_commit`] held: its transaction is
     /// being rolled back.
     pub(crate) fn forget_at_commit(&self) {
         if let Connection::Postgres(pg) = self {
+            pg.after_commit.borrow_mut().clear();
             pg.at_commit.borrow_mut().clear();
         }
     }
@@ -539,9 +589,13 @@ impl Connection {
     }
 
     /// PostgreSQL: waits up to `timeout` for notifications on the channels
-    /// this session listens to; the channels that had any (several on one
-    /// make one).
-    pub(crate) fn notified(&self, timeout: std::time::Duration) -> Result<Vec<String>, StoreError> {
+    /// this session listens to: each channel and payload that came, in
+    /// order, once (PostgreSQL's own rule within a transaction, here over
+    /// everything that arrived together).
+    pub(crate) fn notified(
+        &self,
+        timeout: std::time::Duration,
+    ) -> Result<Vec<(String, String)>, StoreError> {
         let Connection::Postgres(pg) = self else {
             return Ok(Vec::new());
         };
@@ -560,10 +614,17 @@ impl Connection {
                     "the connection to PostgreSQL is closed".to_owned(),
                 )),
                 Ok(Some(first)) => {
-                    let mut channels = vec![first.channel().to_owned()];
-                    while let Ok(more) = notifications.try_recv() {
-                        if !channels.iter().any(|c| c == more.channel()) {
-                            channels.push(more.channel().to_owned());
+                    let pair = |n: &tokio_postgres::Notification| {
+                        (n.channel().to_owned(), n.payload().to_owned())
+                    };
+                    let mut seen = std::collections::HashSet::new();
+                    let mut channels = Vec::new();
+                    for n in std::iter::once(first)
+                        .chain(std::iter::from_fn(|| notifications.try_recv().ok()))
+                    {
+                        let n = pair(&n);
+                        if seen.insert(n.clone()) {
+                            channels.push(n);
                         }
                     }
                     Ok(channels)
@@ -732,6 +793,7 @@ impl PgConnection {
             self.statements.borrow_mut().clear();
             drop(self.take_later());
             self.at_commit.borrow_mut().clear();
+            self.after_commit.borrow_mut().clear();
             *slot = None;
             let session = PgSession::connect(&self.config)?;
             session.block_on(async |client| client.batch_execute(&self.setup).await)?;
@@ -944,7 +1006,11 @@ fn sqlite_value(value: rusqlite::types::ValueRef<'_>) -> Value {
         ValueRef::Null => Value::Null,
         ValueRef::Integer(n) => Value::Int(n),
         ValueRef::Real(x) => Value::Real(x),
-        ValueRef::Text(bytes) => Value::Text(String::from_utf8_lossy(bytes).into_owned()),
+        // The store writes UTF-8: checked whole (fast), mended only if not.
+        ValueRef::Text(bytes) => Value::Text(match std::str::from_utf8(bytes) {
+            Ok(text) => text.to_owned(),
+            Err(_) => String::from_utf8_lossy(bytes).into_owned(),
+        }),
         ValueRef::Blob(bytes) => Value::Blob(bytes.to_vec()),
     }
 }

@@ -519,6 +519,13 @@ pub trait Store: Send + Sync + 'static {
     /// committed events that wait for the sequencer (PostgreSQL).
     fn watch_queued(&self, callback: Box<dyn Fn() + Send + Sync>);
 
+    /// Calls `callback` with a proposal's id whenever any replica
+    /// committed its resolution or cancellation (PostgreSQL; a waiter on
+    /// another replica wakes from the commit, before the log has the
+    /// events). Never with a database of its own: its writes are this
+    /// process's.
+    fn watch_settled(&self, callback: Box<dyn Fn(&ProposalId) + Send + Sync>);
+
     /// Whether this process leads: only the leader runs the audit
     /// sequencer, the timers, retention and the webhook outbox. Always true
     /// with SQLite; one replica at a time on PostgreSQL.

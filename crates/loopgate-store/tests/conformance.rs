@@ -1478,3 +1478,50 @@ async fn a_store_recovers_when_postgres_drops_its_connections() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
+
+/// PostgreSQL replicas: a waiter on one replica wakes from the commit that
+/// settled its proposal on another, before any sequencer step gave the
+/// events positions (the log is still empty here: no sequencer runs).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_settled_proposal_wakes_other_replicas_from_its_commit() {
+    let database = TempDatabase::create().unwrap();
+    let here = SqlStore::connect(&database.url, PgOptions::default())
+        .await
+        .unwrap();
+    let there = SqlStore::connect(&database.url, PgOptions::default())
+        .await
+        .unwrap();
+    let (sender, mut woken) = tokio::sync::mpsc::unbounded_channel();
+    here.watch_settled(Box::new(move |id| {
+        let _ = sender.send(id.clone());
+    }));
+    let system = setup(&there).await;
+    let approved = new_proposal(&system, 1, None, json!({}), 1);
+    let (task_id, digest, approved_id) = (
+        approved.task_id.clone(),
+        approved.digest.clone(),
+        approved.id.clone(),
+    );
+    let cancelled = new_proposal(&system, 2, None, json!({}), 1);
+    let cancelled_id = cancelled.id.clone();
+    there.submit(approved, T0).await.unwrap();
+    there.submit(cancelled, T0).await.unwrap();
+    there
+        .decide(&task_id, &reviewer("ann"), approve(&digest), T0)
+        .await
+        .unwrap();
+    there.cancel(&cancelled_id, "ann", T0).await.unwrap();
+    for expected in [approved_id.clone(), cancelled_id] {
+        let id = tokio::time::timeout(Duration::from_secs(5), woken.recv())
+            .await
+            .expect("no wake-up within 5 s")
+            .unwrap();
+        assert_eq!(id, expected);
+    }
+    assert_eq!(here.last_event_seq().await.unwrap(), 0, "no step ran");
+    assert_eq!(
+        here.proposal(&approved_id).await.unwrap().unwrap().status,
+        ProposalStatus::Approved,
+        "what woke the waiter is committed"
+    );
+}

@@ -53,6 +53,11 @@ pub(crate) struct BenchArgs {
     /// Concurrent reviewers (cycle only).
     #[arg(long, default_value_t = 8)]
     reviewers: usize,
+    /// Hold the submissions to this many per second in all (spread evenly
+    /// over the systems) instead of as fast as answers come: latencies at a
+    /// given load, e.g. half of the peak a run without it reached.
+    #[arg(long)]
+    rate: Option<f64>,
     /// How long to run.
     #[arg(long, default_value = "10s")]
     duration: String,
@@ -87,6 +92,8 @@ pub(crate) struct BenchArgs {
 struct Shared {
     decided_at: Mutex<HashMap<String, Instant>>,
     cycle: Mutex<Histogram<u64>>,
+    /// A reviewer's decision: request to answer.
+    decide: Mutex<Histogram<u64>>,
     unblock: Mutex<Histogram<u64>>,
     errors: Mutex<u64>,
 }
@@ -122,7 +129,7 @@ pub(crate) async fn run(args: BenchArgs) -> anyhow::Result<()> {
     let bases: Vec<String> = base.split(',').map(str::to_owned).collect();
     let base = bases[0].clone();
     let admin = Client::new(&base, &admin_token)?;
-    let keys = setup(&admin, args.agents).await?;
+    let keys = setup(&admin, args.agents, args.reviewers.max(1)).await?;
     if 1 < bases.len() {
         // The other replicas pick the published policy up from its event.
         tokio::time::sleep(Duration::from_millis(500)).await;
@@ -130,6 +137,7 @@ pub(crate) async fn run(args: BenchArgs) -> anyhow::Result<()> {
     let shared = Arc::new(Shared {
         decided_at: Mutex::new(HashMap::new()),
         cycle: Mutex::new(Histogram::new(3)?),
+        decide: Mutex::new(Histogram::new(3)?),
         unblock: Mutex::new(Histogram::new(3)?),
         errors: Mutex::new(0),
     });
@@ -175,6 +183,14 @@ pub(crate) async fn run(args: BenchArgs) -> anyhow::Result<()> {
     };
     let subject = (args.workload == "granted").then_some(GRANTED_SUBJECT);
     let wait = args.workload == "cycle";
+    // Each submitter's share of `--rate`: one submission per `every`.
+    let every = match args.rate {
+        Some(rate) if rate > 0.0 && rate.is_finite() => {
+            Some(Duration::from_secs_f64(args.systems.max(1) as f64 / rate))
+        }
+        Some(rate) => anyhow::bail!("--rate must be a positive number, not {rate}"),
+        None => None,
+    };
     for worker in 0..args.systems {
         // Worker w submits as systems w, w + systems, w + 2·systems, … in turn.
         let base = &bases[worker % bases.len()];
@@ -185,26 +201,26 @@ pub(crate) async fn run(args: BenchArgs) -> anyhow::Result<()> {
         submitters.push(tokio::spawn(submitter(
             clients,
             worker,
-            (wait, subject),
+            (wait, subject, every),
             deadline,
             Arc::clone(&shared),
         )));
     }
     let mut reviewers = Vec::new();
     if wait {
-        for (index, token) in keys
-            .reviewers
-            .iter()
-            .take(args.reviewers.max(1))
-            .enumerate()
-        {
+        // One reviewer per token: a task whose id hashes to nobody's index
+        // would never be decided.
+        let n = keys.reviewers.len();
+        for (index, token) in keys.reviewers.iter().enumerate() {
             let client = Client::new(&bases[(index + 1) % bases.len()], token)?;
-            let n = args.reviewers.max(1);
+            // Reviewers decide until every submitter is done (they are
+            // stopped then): a proposal submitted just before the deadline
+            // still ends its cycle, instead of holding its submitter for
+            // the whole wait and stretching the run.
             reviewers.push(tokio::spawn(reviewer(
                 client,
                 index,
                 n,
-                deadline + Duration::from_secs(2),
                 Arc::clone(&shared),
             )));
         }
@@ -262,6 +278,9 @@ pub(crate) async fn run(args: BenchArgs) -> anyhow::Result<()> {
     }
     if let (true, Ok(unblock)) = (wait, shared.unblock.lock()) {
         report("decision → client unblocked", &unblock);
+    }
+    if let (true, Ok(decide)) = (wait, shared.decide.lock()) {
+        report("decision (request → 200)", &decide);
     }
     if !listeners.is_empty() {
         let total = received.load(std::sync::atomic::Ordering::Relaxed);
@@ -392,7 +411,9 @@ struct Keys {
     reviewers: Vec<String>,
 }
 
-async fn setup(admin: &Client, agents: usize) -> anyhow::Result<Keys> {
+/// Systems, keys, the bench's policy and `n_reviewers` reviewers of group
+/// `bench` with a token each.
+async fn setup(admin: &Client, agents: usize, n_reviewers: usize) -> anyhow::Result<Keys> {
     use futures::{StreamExt as _, TryStreamExt as _};
 
     let run = ulid::Ulid::new().to_string().to_lowercase();
@@ -426,7 +447,7 @@ async fn setup(admin: &Client, agents: usize) -> anyhow::Result<Keys> {
     let hitl = admin.create_key("bench-hitl").await?.secret;
     let granted = admin.create_key("bench-granted").await?.secret;
     let mut reviewers = Vec::new();
-    for i in 0..16 {
+    for i in 0..n_reviewers {
         let user = proto::CreateUser {
             password: None,
             username: format!("bench-{run}-{i}"),
@@ -474,7 +495,11 @@ async fn grant(base: &str, keys: &Keys) -> anyhow::Result<String> {
     let first = system
         .submit(&proposal(GRANTED_SUBJECT.to_owned(), 0), None)
         .await?;
-    let reviewer = Client::new(base, &keys.reviewers[0])?;
+    let token = keys
+        .reviewers
+        .first()
+        .context("the bench has no reviewer")?;
+    let reviewer = Client::new(base, token)?;
     let task = reviewer
         .tasks(&TaskQuery {
             limit: Some(500),
@@ -532,13 +557,20 @@ fn proposal(subject: String, n: u64) -> proto::SubmitProposal {
 async fn submitter(
     clients: Vec<Client>,
     worker: usize,
-    (wait, subject): (bool, Option<&'static str>),
+    (wait, subject, every): (bool, Option<&'static str>, Option<Duration>),
     deadline: Instant,
     shared: Arc<Shared>,
 ) -> u64 {
     let mut n = 0;
     let wait_for = wait.then_some(Duration::from_secs(30));
+    // Submitters start spread over one interval, not all at once.
+    let mut next =
+        Instant::now() + every.map_or(Duration::ZERO, |every| every.mul_f64(fraction(worker)));
     while Instant::now() < deadline {
+        if let Some(every) = every {
+            tokio::time::sleep_until(next.into()).await;
+            next += every;
+        }
         let id = subject.map_or_else(|| format!("item-{worker}-{n}"), str::to_owned);
         let proposal = proposal(id, n);
         let started = Instant::now();
@@ -569,14 +601,8 @@ async fn submitter(
     n
 }
 
-async fn reviewer(
-    client: Client,
-    index: usize,
-    n_reviewers: usize,
-    deadline: Instant,
-    shared: Arc<Shared>,
-) {
-    while Instant::now() < deadline {
+async fn reviewer(client: Client, index: usize, n_reviewers: usize, shared: Arc<Shared>) {
+    loop {
         let page = match client
             .tasks(&TaskQuery {
                 limit: Some(200),
@@ -602,7 +628,10 @@ async fn reviewer(
             if let Ok(mut map) = shared.decided_at.lock() {
                 map.insert(task.proposal_id.clone(), Instant::now());
             }
-            let _ = client.decide(&task.id, &decision).await;
+            let sent = Instant::now();
+            if client.decide(&task.id, &decision).await.is_ok() {
+                record(&shared.decide, sent.elapsed());
+            }
         }
     }
 }
@@ -615,6 +644,12 @@ fn record(histogram: &Mutex<Histogram<u64>>, elapsed: Duration) {
                 .max(1),
         );
     }
+}
+
+/// A number in [0, 1) that spreads workers 0, 1, 2, … evenly (the
+/// golden-ratio sequence).
+fn fraction(worker: usize) -> f64 {
+    (worker as f64 * 0.618_033_988_749_895).fract()
 }
 
 fn hash(text: &str) -> usize {

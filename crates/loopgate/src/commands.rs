@@ -43,7 +43,9 @@ pub(crate) async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Notifications(command) => crate::notify::notifications(&file, command).await,
         Command::Mcp(args) => crate::mcp::run(&file, args).await,
         Command::Bench(args) => crate::bench::run(args).await,
-        Command::LatencyRelay(args) => crate::relay::run(args).await,
+        Command::LatencyRelay(args) => {
+            tokio::task::spawn_blocking(move || crate::relay::run(&args)).await?
+        }
         Command::Migrate(args) => crate::database::migrate(&file, args).await,
         Command::Backup(args) => crate::database::backup(&file, args).await,
         Command::MigrateData(args) => crate::database::migrate_data(args).await,

@@ -156,8 +156,7 @@ async fn store_proposal(
         output: &body.output,
         salt: &salt,
     };
-    let digest = Digest::of(parts);
-    let fingerprint = Digest::of(DigestParts { salt: &[], ..parts });
+    let (digest, fingerprint) = Digest::with_fingerprint(parts);
     if let Some(rate) = &app.submit_rate {
         rate.take(system_id.as_str())?;
     }

@@ -48,6 +48,7 @@ use tokio::sync::{Semaphore, oneshot};
 
 use crate::db::{Connection, Dialect};
 use crate::{StoreError, TxError};
+use loopgate_core::ProposalId;
 
 pub use postgres::{MigrationStatus, PgOptions};
 
@@ -128,6 +129,10 @@ const SQLITE_MIGRATIONS: &[(&str, &str)] = &[
         "0019_queue",
         include_str!("../../migrations/sqlite/0019_queue.sql"),
     ),
+    (
+        "0020_erasure",
+        include_str!("../../migrations/sqlite/0020_erasure.sql"),
+    ),
 ];
 const MAX_BATCH: usize = 1024;
 /// Prepared statements kept per SQLite connection (the store has about a
@@ -165,6 +170,9 @@ struct Inner {
     /// Called, on the leader, when any replica committed events that wait
     /// for positions.
     queued: Arc<Wake>,
+    /// Called with a proposal's id when any replica committed its
+    /// resolution or cancellation (PostgreSQL).
+    settled: Arc<Wake<str>>,
     /// Tells the watch thread to end.
     stopped: Arc<AtomicBool>,
     dialect: Dialect,
@@ -185,22 +193,36 @@ impl Drop for Inner {
     }
 }
 
-/// What runs when another replica committed.
-#[derive(Default)]
-pub(super) struct Wake(Mutex<Vec<Box<dyn Fn() + Send + Sync>>>);
+/// What runs when another replica committed: callbacks given an `A`
+/// (nothing, or a settled proposal's id).
+pub(super) struct Wake<A: ?Sized = ()>(Mutex<Vec<Callback<A>>>);
+
+type Callback<A> = Box<dyn Fn(&A) + Send + Sync>;
+
+impl<A: ?Sized> Default for Wake<A> {
+    fn default() -> Self {
+        Wake(Mutex::new(Vec::new()))
+    }
+}
 
 impl Wake {
     pub(super) fn wake(&self) {
+        self.call(&());
+    }
+}
+
+impl<A: ?Sized> Wake<A> {
+    pub(super) fn call(&self, arg: &A) {
         let callbacks = match self.0.lock() {
             Ok(callbacks) => callbacks,
             Err(poisoned) => poisoned.into_inner(),
         };
         for callback in callbacks.iter() {
-            callback();
+            callback(arg);
         }
     }
 
-    fn add(&self, callback: Box<dyn Fn() + Send + Sync>) {
+    fn add(&self, callback: Callback<A>) {
         match self.0.lock() {
             Ok(mut callbacks) => callbacks.push(callback),
             Err(poisoned) => poisoned.into_inner().push(callback),
@@ -291,6 +313,7 @@ impl SqlStore {
             leader: Arc::new(AtomicBool::new(dialect == Dialect::Sqlite)),
             wake: Arc::default(),
             queued: Arc::default(),
+            settled: Arc::default(),
             stopped: Arc::default(),
             dialect,
         };
@@ -301,13 +324,23 @@ impl SqlStore {
 
     /// Calls `callback` whenever another replica committed.
     pub(crate) fn watch_commits(&self, callback: Box<dyn Fn() + Send + Sync>) {
-        self.inner.wake.add(callback);
+        self.inner.wake.add(Box::new(move |()| callback()));
     }
 
     /// Calls `callback`, while this process leads, whenever a replica
     /// committed events that wait for the sequencer.
     pub(crate) fn watch_queued(&self, callback: Box<dyn Fn() + Send + Sync>) {
-        self.inner.queued.add(callback);
+        self.inner.queued.add(Box::new(move |()| callback()));
+    }
+
+    /// Calls `callback` with a proposal's id whenever a replica committed
+    /// its resolution or cancellation (PostgreSQL).
+    pub(crate) fn watch_settled(&self, callback: Box<dyn Fn(&ProposalId) + Send + Sync>) {
+        self.inner.settled.add(Box::new(move |id: &str| {
+            if let Some(id) = ProposalId::parse(id) {
+                callback(&id);
+            }
+        }));
     }
 
     /// Whether the writer runs, and whether its last commit failed.
@@ -635,8 +668,6 @@ fn write_alone_loop(
     receiver: &Mutex<mpsc::Receiver<Job>>,
     health: &WriterHealth,
 ) {
-    // The notification and the commit go out in one round trip.
-    let commit = format!("{}; COMMIT", postgres::NOTIFY);
     loop {
         let job = match receiver.lock() {
             Ok(receiver) => receiver.recv(),
@@ -670,7 +701,7 @@ fn write_alone_loop(
                     aggregates::job_done(true);
                     let committed = aggregates::flush(conn).and_then(|()| {
                         conn.release_at_commit();
-                        conn.execute_batch(&commit)
+                        conn.commit()
                     });
                     health.record(committed.as_ref().map(|_| ()));
                     if committed.is_err() {

@@ -19,12 +19,18 @@ use super::{SqlStore, aggregates};
 use crate::StoreError;
 use crate::db::{Connection, params};
 
-/// Run at the end of every write transaction that wrote something: the
-/// leader's sequencer hears of it (its events wait for positions). Readers
+/// Notified after a commit that queued events (`queries::append`): the
+/// leader's sequencer hears of it (the events wait for positions). Readers
 /// of the log hear on `loopgate`, when the sequencer gave positions (see
 /// `audit::give_positions`): before that, a commit's events cannot be read.
-pub(super) const NOTIFY: &str =
-    "SELECT pg_notify('loopgate_queued', '') WHERE pg_current_xact_id_if_assigned() IS NOT NULL";
+pub(super) const QUEUED: &str = "loopgate_queued";
+/// Notified after a sequencer step's commit: the log grew, and every
+/// replica's tail reads it.
+pub(super) const LOG_GREW: &str = "loopgate";
+/// Notified, with a proposal's id, after a commit that settled it: every
+/// replica's waiters on it wake from the commit, without waiting for the
+/// sequencer to give the events positions.
+pub(super) const SETTLED: &str = "loopgate_settled";
 /// Held by the replica that runs the sequencer, timers and webhook outbox.
 const LEADER_LOCK: i64 = 0x6c6f_6f70_6702;
 /// Held while migrating.
@@ -89,6 +95,10 @@ const MIGRATIONS: &[(&str, &str)] = &[
     (
         "0014_event_queue_order",
         include_str!("../../migrations/postgres/0014_event_queue_order.sql"),
+    ),
+    (
+        "0015_erasure",
+        include_str!("../../migrations/postgres/0015_erasure.sql"),
     ),
 ];
 
@@ -178,10 +188,13 @@ impl SqlStore {
             let leader = Arc::clone(&store.inner.leader);
             let wake = Arc::clone(&store.inner.wake);
             let queued = Arc::clone(&store.inner.queued);
+            let settled = Arc::clone(&store.inner.settled);
             let stop = Arc::clone(&store.inner.stopped);
             std::thread::Builder::new()
                 .name("loopgate-db-watch".to_owned())
-                .spawn(move || watch_loop(&watch, &leader, (&wake, &queued), &stop))
+                .spawn(move || {
+                    watch_loop(&watch, &leader, (&wake, &queued, &settled), &stop);
+                })
                 .map_err(|e| StoreError::Other(format!("cannot start the watch thread: {e}")))?;
             Ok(store)
         })
@@ -293,14 +306,15 @@ fn migrate_locked(conn: &Connection) -> Result<(), StoreError> {
 fn watch_loop(
     conn: &Connection,
     leader: &AtomicBool,
-    (wake, queued): (&super::Wake, &super::Wake),
+    (wake, queued, settled): (&super::Wake, &super::Wake, &super::Wake<str>),
     stopped: &AtomicBool,
 ) {
     let mut listening = false;
     while !stopped.load(Ordering::Relaxed) {
         if !listening {
             leader.store(false, Ordering::SeqCst);
-            match conn.execute_batch("LISTEN loopgate; LISTEN loopgate_queued") {
+            let listen = format!("LISTEN {LOG_GREW}; LISTEN {QUEUED}; LISTEN {SETTLED}");
+            match conn.execute_batch(&listen) {
                 Ok(()) => {
                     listening = true;
                     // Whatever happened while no one listened: look now.
@@ -334,10 +348,11 @@ fn watch_loop(
         }
         match conn.notified(TICK) {
             Ok(channels) => {
-                for channel in channels {
+                for (channel, payload) in channels {
                     match channel.as_str() {
-                        "loopgate" => wake.wake(),
-                        _ if leader.load(Ordering::SeqCst) => queued.wake(),
+                        LOG_GREW => wake.wake(),
+                        SETTLED => settled.call(&payload),
+                        QUEUED if leader.load(Ordering::SeqCst) => queued.wake(),
                         _ => (),
                     }
                 }

@@ -4,6 +4,7 @@
 use std::time::Duration;
 
 use crate::db::{Connection, Dialect, OptionalExtension, Params, Row, params};
+use loopgate_core::EventKind;
 use loopgate_core::assign::Assigned;
 use loopgate_core::audit::entry;
 use loopgate_core::audit::event::Event;
@@ -574,6 +575,16 @@ pub(super) fn append(
             entry::canonical_data(&event.data())
         ],
     )?;
+    // The leader's sequencer hears that events wait for positions; waiters
+    // on every replica hear of a settled proposal from the commit itself,
+    // not from the log (its positions come a sequencer step later).
+    conn.notify_after_commit(super::postgres::QUEUED, "");
+    if matches!(
+        event.kind(),
+        EventKind::ProposalResolved | EventKind::ProposalCancelled
+    ) {
+        conn.notify_after_commit(super::postgres::SETTLED, event.subject());
+    }
     Ok(())
 }
 

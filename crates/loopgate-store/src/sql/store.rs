@@ -716,6 +716,10 @@ impl Store for SqlStore {
         SqlStore::watch_queued(self, callback);
     }
 
+    fn watch_settled(&self, callback: Box<dyn Fn(&ProposalId) + Send + Sync>) {
+        SqlStore::watch_settled(self, callback);
+    }
+
     fn leads(&self) -> bool {
         SqlStore::leads(self)
     }
