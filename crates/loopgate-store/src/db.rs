@@ -954,6 +954,7 @@ const REWRITES: &[(&str, &str)] = &[
     // SQLite's index hints; PostgreSQL's planner finds the index itself.
     (" INDEXED BY tasks_active_all", ""),
     (" INDEXED BY tasks_active", ""),
+    (" INDEXED BY proposals_to_erase", ""),
     ("instr(", "strpos("),
     // `+column` keeps SQLite's planner off an index; PostgreSQL has no unary + on text.
     ("+p.system", "p.system"),

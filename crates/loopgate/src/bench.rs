@@ -53,6 +53,12 @@ pub(crate) struct BenchArgs {
     /// Concurrent reviewers (cycle only).
     #[arg(long, default_value_t = 8)]
     reviewers: usize,
+    /// Reviewers learn of new tasks from their own event stream (`GET
+    /// /v1/events`: `proposal.submitted` gives the digest, `task.created`
+    /// the task) instead of listing the queue: no polling, so the run
+    /// measures the server's writes rather than the reviewers' reads.
+    #[arg(long)]
+    review_from_stream: bool,
     /// Hold the submissions to this many per second in all (spread evenly
     /// over the systems) instead of as fast as answers come: latencies at a
     /// given load, e.g. half of the peak a run without it reached.
@@ -157,6 +163,15 @@ pub(crate) async fn run(args: BenchArgs) -> anyhow::Result<()> {
         let url = format!("{}/v1/events", bases[index % bases.len()]);
         listeners.push(listen(url, token, Arc::clone(&received)).await?);
     }
+    // Streaming reviewers connect before anything is submitted.
+    let mut streams = Vec::new();
+    if args.review_from_stream && args.workload == "cycle" {
+        let n = keys.reviewers.len();
+        for (index, token) in keys.reviewers.iter().enumerate() {
+            let url = format!("{}/v1/events", bases[(index + 1) % bases.len()]);
+            streams.push(follow_tasks(url, token, (index, n)).await?);
+        }
+    }
     let deadline = Instant::now() + duration;
     let started = Instant::now();
     let mut submitters = Vec::new();
@@ -211,18 +226,18 @@ pub(crate) async fn run(args: BenchArgs) -> anyhow::Result<()> {
         // One reviewer per token: a task whose id hashes to nobody's index
         // would never be decided.
         let n = keys.reviewers.len();
+        let mut streams = streams.into_iter();
         for (index, token) in keys.reviewers.iter().enumerate() {
             let client = Client::new(&bases[(index + 1) % bases.len()], token)?;
             // Reviewers decide until every submitter is done (they are
             // stopped then): a proposal submitted just before the deadline
             // still ends its cycle, instead of holding its submitter for
             // the whole wait and stretching the run.
-            reviewers.push(tokio::spawn(reviewer(
-                client,
-                index,
-                n,
-                Arc::clone(&shared),
-            )));
+            let shared = Arc::clone(&shared);
+            reviewers.push(match streams.next() {
+                Some(tasks) => tokio::spawn(stream_reviewer(client, tasks, shared)),
+                None => tokio::spawn(reviewer(client, index, n, shared)),
+            });
         }
     }
     let mut n_done = 0_u64;
@@ -632,6 +647,90 @@ async fn reviewer(client: Client, index: usize, n_reviewers: usize, shared: Arc<
             if client.decide(&task.id, &decision).await.is_ok() {
                 record(&shared.decide, sent.elapsed());
             }
+        }
+    }
+}
+
+/// A task to decide: its id, its proposal's id and the digest to approve.
+type Assigned = (String, String, String);
+
+/// Follows a reviewer's `GET /v1/events` (connected before it returns) and
+/// hands over the new tasks whose id hashes to `index` of `n`, each with
+/// the digest its proposal was submitted with.
+async fn follow_tasks(
+    url: String,
+    token: &str,
+    (index, n): (usize, usize),
+) -> anyhow::Result<tokio::sync::mpsc::UnboundedReceiver<Assigned>> {
+    let mut response = reqwest::Client::new()
+        .get(url)
+        .bearer_auth(token)
+        .send()
+        .await?
+        .error_for_status()?;
+    let (send, receive) = tokio::sync::mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        let mut digests: HashMap<String, String> = HashMap::new();
+        let mut pending: Vec<u8> = Vec::new();
+        let text = |event: &serde_json::Value, name: &str| {
+            event[name]
+                .as_str()
+                .or_else(|| event["data"][name].as_str())
+                .map(str::to_owned)
+        };
+        while let Ok(Some(chunk)) = response.chunk().await {
+            pending.extend_from_slice(&chunk);
+            while let Some(end) = pending.iter().position(|b| *b == b'\n') {
+                let line: Vec<u8> = pending.drain(..=end).collect();
+                let Some(json) = line.strip_prefix(b"data: ") else {
+                    continue;
+                };
+                let Ok(event) = serde_json::from_slice::<serde_json::Value>(json) else {
+                    continue;
+                };
+                let Some(proposal) = text(&event, "proposal") else {
+                    continue;
+                };
+                match event["type"].as_str() {
+                    Some("proposal.submitted") => {
+                        if let Some(digest) = event["data"]["digest"].as_str() {
+                            digests.insert(proposal, digest.to_owned());
+                        }
+                    }
+                    Some("task.created") => {
+                        let (Some(task), Some(digest)) =
+                            (text(&event, "task"), digests.remove(&proposal))
+                        else {
+                            continue;
+                        };
+                        if hash(&task) % n == index && send.send((task, proposal, digest)).is_err()
+                        {
+                            return;
+                        }
+                    }
+                    _ => (),
+                }
+            }
+        }
+    });
+    Ok(receive)
+}
+
+/// A reviewer that approves the tasks its event stream hands over, one
+/// after another.
+async fn stream_reviewer(
+    client: Client,
+    mut tasks: tokio::sync::mpsc::UnboundedReceiver<Assigned>,
+    shared: Arc<Shared>,
+) {
+    while let Some((task, proposal, digest)) = tasks.recv().await {
+        let decision = approval(digest, None);
+        if let Ok(mut map) = shared.decided_at.lock() {
+            map.insert(proposal, Instant::now());
+        }
+        let sent = Instant::now();
+        if client.decide(&task, &decision).await.is_ok() {
+            record(&shared.decide, sent.elapsed());
         }
     }
 }
