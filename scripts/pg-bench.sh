@@ -18,6 +18,8 @@
 #
 # Needs a release build (cargo build --release) and PostgreSQL at
 # LOOPGATE_TEST_POSTGRES (default postgres://postgres@127.0.0.1:5432/test).
+# PG_SYNCHRONOUS_COMMIT (e.g. off) sets the bench database's
+# synchronous_commit, to see what the WAL flush of each commit bounds.
 # BENCH_ARGS adds flags to `loopgate bench` (default: --systems 64 --reviewers 8 --duration 10s).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -33,6 +35,10 @@ cpu_ticks() { local t=0 p; for p in "$@"; do t=$((t + $(awk '{print $14 + $15}' 
 for n in "${counts[@]}"; do
   db="loopgate_bench_$$_$n"
   psql -q "$admin_url" -c "CREATE DATABASE $db"
+  # PG_SYNCHRONOUS_COMMIT=off takes the WAL flush out of every commit's
+  # wait, to tell what the database's disk bounds from what loopgate does.
+  [ -z "${PG_SYNCHRONOUS_COMMIT:-}" ] ||
+    psql -q "$admin_url" -c "ALTER DATABASE $db SET synchronous_commit = '$PG_SYNCHRONOUS_COMMIT'"
   url="${admin_url%/*}/$db"
   dir=$(mktemp -d)
   pids=()
@@ -61,16 +67,24 @@ for n in "${counts[@]}"; do
   done
   servers=$(IFS=,; echo "${bases[*]}")
   echo "== $n replica(s)${PG_RTT:+, $PG_RTT to the database}: $servers"
+  machine_before=$(head -1 /proc/stat)
   before=$(cpu_ticks "${pids[@]}")
   start=$(date +%s.%N)
   # shellcheck disable=SC2086
   out=$("$driver" bench --server "$servers" --token "$token" ${BENCH_ARGS:---systems 64 --reviewers 8 --duration 10s})
   after=$(cpu_ticks "${pids[@]}")
+  machine_after=$(head -1 /proc/stat)
   end=$(date +%s.%N)
   echo "$out"
   ops=$(echo "$out" | sed -n 's/^\(cycle\|submit\).*(n=\([0-9]*\))$/\2/p' | head -1)
   awk -v t=$((after - before)) -v hz="$ticks" -v n="${ops:-0}" -v s="$start" -v e="$end" -v cores="$(nproc)" \
     'BEGIN { cpu = t / hz; printf "replicas CPU   %.0f µs/op, %.0f%% of %d cores\n", (n > 0 ? cpu * 1e6 / n : 0), cpu / (e - s) / cores * 100, cores }'
+  # The whole machine (replicas, PostgreSQL, the relay and the load
+  # generator share it): when it is busy, more replicas cannot show more.
+  paste <(echo "$machine_before") <(echo "$machine_after") | awk '{
+    n = NF / 2; busy = 0; total = 0
+    for (i = 2; i <= n; i++) { d = $(i + n) - $i; total += d; if (i != 5 && i != 6) busy += d }
+    printf "machine CPU    %.0f%% busy (all processes)\n", busy / total * 100 }'
   kill "${pids[@]}" $relay
   wait "${pids[@]}" 2>/dev/null || true
   psql -q "$admin_url" -c "DROP DATABASE $db WITH (FORCE)"
