@@ -20,11 +20,25 @@ use crate::harness::{ADMIN_TOKEN, TestApp, spawn_app};
 const PASSWORD: &str = "correct horse battery";
 const CTRL_ENTER: &str = "\u{E009}\u{E007}\u{E000}";
 
-/// chromedriver on a free port and a browser session in it; both end on drop.
+/// chromedriver on a free port and a browser session in it; both end on
+/// drop. chromedriver runs in a process group of its own, with the
+/// browser it starts, and the whole group is killed: killing chromedriver
+/// alone left its browser running after the test.
 struct Browser {
     client: Client,
     _driver: tokio::process::Child,
+    group: Option<u32>,
     shots: PathBuf,
+}
+
+impl Drop for Browser {
+    fn drop(&mut self) {
+        if let Some(group) = self.group {
+            let _ = std::process::Command::new("kill")
+                .args(["-KILL", "--", &format!("-{group}")])
+                .status();
+        }
+    }
 }
 
 impl Browser {
@@ -47,8 +61,10 @@ impl Browser {
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .kill_on_drop(true)
+            .process_group(0)
             .spawn()
             .unwrap();
+        let group = driver.id();
         let url = format!("http://127.0.0.1:{port}");
         let mut capabilities = serde_json::Map::new();
         capabilities.insert(
@@ -73,6 +89,7 @@ impl Browser {
                     return Browser {
                         client,
                         _driver: driver,
+                        group,
                         shots,
                     };
                 }
