@@ -49,7 +49,10 @@ for n in "${counts[@]}"; do
     case $hostport in *:*) ;; *) hostport="$hostport:5432" ;; esac
     "${RELAY_BIN:-$bin}" latency-relay --to "$hostport" --rtt "$PG_RTT" >"$dir/relay.log" 2>&1 &
     relay=$!
-    until grep -q "relay listening on" "$dir/relay.log"; do sleep 0.05; done
+    until grep -q "relay listening on" "$dir/relay.log"; do
+      kill -0 "$relay" 2>/dev/null || { echo "the relay did not start:" >&2; cat "$dir/relay.log" >&2; exit 1; }
+      sleep 0.05
+    done
     via=$(sed -n 's/^relay listening on //p' "$dir/relay.log")
     url=$(sed -E "s#^([a-z]+://([^@/]*@)?)[^/?]*#\1$via#" <<<"$url")
   fi
