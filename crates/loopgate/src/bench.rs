@@ -394,18 +394,23 @@ async fn webhook_receiver(admin: &Client, keys: &Keys, types: &str) -> anyhow::R
     Ok(receiver)
 }
 
+/// `GET /v1/events` with `token`, once connected (its events from then on).
+async fn open_stream(url: String, token: &str) -> anyhow::Result<reqwest::Response> {
+    Ok(reqwest::Client::new()
+        .get(url)
+        .bearer_auth(token)
+        .send()
+        .await?
+        .error_for_status()?)
+}
+
 /// Follows `GET /v1/events` (connected before it returns), counting events.
 async fn listen(
     url: String,
     token: &str,
     received: Arc<std::sync::atomic::AtomicU64>,
 ) -> anyhow::Result<tokio::task::JoinHandle<()>> {
-    let mut response = reqwest::Client::new()
-        .get(url)
-        .bearer_auth(token)
-        .send()
-        .await?
-        .error_for_status()?;
+    let mut response = open_stream(url, token).await?;
     Ok(tokio::spawn(async move {
         while let Ok(Some(chunk)) = response.chunk().await {
             let events = chunk.windows(3).filter(|w| w == b"id:").count() as u64;
@@ -638,16 +643,22 @@ async fn reviewer(client: Client, index: usize, n_reviewers: usize, shared: Arc<
             continue;
         }
         for task in mine {
-            let decision = approval(task.digest.clone(), None);
-            // Measured from sending the decision, so the figure includes its durable write.
-            if let Ok(mut map) = shared.decided_at.lock() {
-                map.insert(task.proposal_id.clone(), Instant::now());
-            }
-            let sent = Instant::now();
-            if client.decide(&task.id, &decision).await.is_ok() {
-                record(&shared.decide, sent.elapsed());
-            }
+            approve(&client, (task.id, task.proposal_id, task.digest), &shared).await;
         }
+    }
+}
+
+/// Approves a task as shown, noting when the decision was sent (so that
+/// "decision → client unblocked" includes its durable write) and how long
+/// its answer took.
+async fn approve(client: &Client, (task, proposal, digest): Assigned, shared: &Shared) {
+    let decision = approval(digest, None);
+    if let Ok(mut map) = shared.decided_at.lock() {
+        map.insert(proposal, Instant::now());
+    }
+    let sent = Instant::now();
+    if client.decide(&task, &decision).await.is_ok() {
+        record(&shared.decide, sent.elapsed());
     }
 }
 
@@ -662,12 +673,7 @@ async fn follow_tasks(
     token: &str,
     (index, n): (usize, usize),
 ) -> anyhow::Result<tokio::sync::mpsc::UnboundedReceiver<Assigned>> {
-    let mut response = reqwest::Client::new()
-        .get(url)
-        .bearer_auth(token)
-        .send()
-        .await?
-        .error_for_status()?;
+    let mut response = open_stream(url, token).await?;
     let (send, receive) = tokio::sync::mpsc::unbounded_channel();
     tokio::spawn(async move {
         let mut digests: HashMap<String, String> = HashMap::new();
@@ -723,15 +729,8 @@ async fn stream_reviewer(
     mut tasks: tokio::sync::mpsc::UnboundedReceiver<Assigned>,
     shared: Arc<Shared>,
 ) {
-    while let Some((task, proposal, digest)) = tasks.recv().await {
-        let decision = approval(digest, None);
-        if let Ok(mut map) = shared.decided_at.lock() {
-            map.insert(proposal, Instant::now());
-        }
-        let sent = Instant::now();
-        if client.decide(&task, &decision).await.is_ok() {
-            record(&shared.decide, sent.elapsed());
-        }
+    while let Some(assigned) = tasks.recv().await {
+        approve(&client, assigned, &shared).await;
     }
 }
 
