@@ -9,6 +9,7 @@
     reason = "tests"
 )]
 
+use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -758,20 +759,38 @@ async fn activations_decide_the_live_and_shadow_versions(store: &dyn Store) {
         .unwrap();
     assert_eq!(state.shadow, None);
 
+    // One text published by writers at once is stored once (on PostgreSQL
+    // the writers run in parallel).
+    let together = (0..8).map(|_| {
+        store.publish_policy(new_policy("c"), ActivationMode::Live, "user:ann", T0)
+    });
+    let stored: HashSet<i64> = futures::future::join_all(together)
+        .await
+        .into_iter()
+        .map(|record| record.unwrap().seq)
+        .collect();
+    assert_eq!(stored.len(), 1, "one row for one text: {stored:?}");
+    assert_eq!(store.policies().await.unwrap().len(), 3);
+    store
+        .activate_policy(&b.version, ActivationMode::Live, "back", "user:ann", T0)
+        .await
+        .unwrap();
+
     let history = store.activations().await.unwrap();
     let modes: Vec<(String, String, String)> = history
         .iter()
         .map(|it| (it.mode.clone(), it.reason.clone(), it.actor.clone()))
         .collect();
+    assert_eq!(modes[0], ("live".into(), "back".into(), "user:ann".into()));
     assert_eq!(
-        modes[0],
+        modes[9],
         ("shadow_off".into(), "enough".into(), "user:bob".into())
     );
     assert_eq!(
-        modes[2],
+        modes[11],
         ("live".into(), "roll back".into(), "user:bob".into())
     );
-    assert_eq!(history.len(), 7);
+    assert_eq!(history.len(), 16);
 }
 
 async fn automation_caps_hold_under_concurrency(store: &dyn Store) {

@@ -133,6 +133,10 @@ const SQLITE_MIGRATIONS: &[(&str, &str)] = &[
         "0020_erasure",
         include_str!("../../migrations/sqlite/0020_erasure.sql"),
     ),
+    (
+        "0021_policy_versions",
+        include_str!("../../migrations/sqlite/0021_policy_versions.sql"),
+    ),
 ];
 const MAX_BATCH: usize = 1024;
 /// Prepared statements kept per SQLite connection (the store has about a

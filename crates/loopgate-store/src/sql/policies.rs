@@ -22,16 +22,25 @@ impl SqlStore {
         let actor = actor.to_owned();
         self.write_plain(move |conn| {
             let policy = policy.clone();
-            let existing = q::policy(conn, &policy.version)?;
-            let record = match existing {
-                Some(record) => record,
-                None => {
-                    let seq: i64 = conn.query_row(
-                        "INSERT INTO policies (version, text, description, policy_ids, created_by, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)
-                         RETURNING seq",
-                        params![policy.version, policy.text, policy.description, to_json(&policy.policy_ids), actor, now.millis()],
-                        |row| row.get(0),
-                    )?;
+            // A text is stored once (`policies_version` is unique). A publish
+            // that finds its text stored, or stored meanwhile by a parallel
+            // writer (the insert waits for that writer's commit), activates
+            // the stored version.
+            let inserted: Option<i64> = q::one(
+                conn,
+                "INSERT INTO policies (version, text, description, policy_ids, created_by, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+                 ON CONFLICT (version) DO NOTHING RETURNING seq",
+                params![policy.version, policy.text, policy.description, to_json(&policy.policy_ids), actor, now.millis()],
+                |row| Ok(row.get(0)?),
+            )?;
+            let record = match inserted {
+                None => q::policy(conn, &policy.version)?.ok_or_else(|| {
+                    StoreError::Other(format!(
+                        "policy version {} is stored, but could not be read",
+                        policy.version
+                    ))
+                })?,
+                Some(seq) => {
                     let event = Event::PolicyPublished {
                         version: &policy.version,
                         seq,

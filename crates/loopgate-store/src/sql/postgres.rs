@@ -100,6 +100,10 @@ const MIGRATIONS: &[(&str, &str)] = &[
         "0015_erasure",
         include_str!("../../migrations/postgres/0015_erasure.sql"),
     ),
+    (
+        "0016_policy_versions",
+        include_str!("../../migrations/postgres/0016_policy_versions.sql"),
+    ),
 ];
 
 /// PostgreSQL connection settings.
