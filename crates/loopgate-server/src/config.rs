@@ -247,7 +247,7 @@ impl Config {
             data_dir,
             database_url: None,
             database_readers: 8,
-            database_writers: 4,
+            database_writers: 8,
             database_statement_timeout: Duration::from_secs(30),
             policies: None,
             default_route: Route::Review,

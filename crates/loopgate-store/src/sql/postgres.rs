@@ -125,7 +125,7 @@ impl Default for PgOptions {
     fn default() -> PgOptions {
         PgOptions {
             readers: 8,
-            writers: 4,
+            writers: 8,
             statement_timeout: Duration::from_secs(30),
             connect_timeout: Duration::from_secs(5),
         }
