@@ -761,9 +761,8 @@ async fn activations_decide_the_live_and_shadow_versions(store: &dyn Store) {
 
     // One text published by writers at once is stored once (on PostgreSQL
     // the writers run in parallel).
-    let together = (0..8).map(|_| {
-        store.publish_policy(new_policy("c"), ActivationMode::Live, "user:ann", T0)
-    });
+    let together =
+        (0..8).map(|_| store.publish_policy(new_policy("c"), ActivationMode::Live, "user:ann", T0));
     let stored: HashSet<i64> = futures::future::join_all(together)
         .await
         .into_iter()
