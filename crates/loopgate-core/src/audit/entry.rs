@@ -7,9 +7,9 @@
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as BASE64URL;
 use serde::Deserialize;
-use serde_json::{Value, json};
+use serde_json::Value;
 
-use crate::digest::{Digest, canonical_json};
+use crate::digest::{Digest, canonical_json, write_canonical, write_string};
 
 /// Bytes of a proposal's salt.
 pub const SALT_LEN: usize = 32;
@@ -31,7 +31,20 @@ pub fn parse_salt(text: &str) -> Option<Vec<u8>> {
 /// `{"field": field, "salt": <base64url salt>, "value": value}`. Without
 /// the salt, which erasure deletes, the hash cannot be linked to a guess.
 pub fn salted_hash(salt: &[u8], field: &str, value: &Value) -> Digest {
-    Digest::of_json(&json!({"field": field, "salt": salt_text(salt), "value": value}))
+    // The members in RFC 8785's order, written one by one rather than by
+    // copying `value` into a document first.
+    let mut document = Vec::with_capacity(128);
+    for (name, text) in [
+        (&b"{\"field\":"[..], field),
+        (b",\"salt\":", &salt_text(salt)),
+    ] {
+        document.extend_from_slice(name);
+        write_string(&mut document, text);
+    }
+    document.extend_from_slice(b",\"value\":");
+    write_canonical(&mut document, value);
+    document.push(b'}');
+    Digest::of_canonical(&document)
 }
 
 /// The canonical bytes of an entry. `data` must already be canonical JSON
@@ -108,6 +121,7 @@ fn rfind(haystack: &[u8], needle: &[u8]) -> Option<usize> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     #[test]
     fn an_entry_is_canonical_json() {
@@ -132,6 +146,22 @@ mod tests {
                 .unwrap()
                 .contains("\"subject\":null")
         );
+    }
+
+    proptest::proptest! {
+        /// Written member by member, the document is the one its
+        /// definition builds whole.
+        #[test]
+        fn a_salted_hash_is_its_definition(
+            salt in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..40),
+            field in "[a-z_\"é😀]{0,8}",
+            value in "[a-z\"\\\\\u{1}€😀]{0,8}",
+            n in proptest::prelude::any::<f64>(),
+        ) {
+            let value = json!({"text": value, "n": serde_json::Number::from_f64(n), "list": [value, 1, null]});
+            let whole = Digest::of_json(&json!({"field": field, "salt": salt_text(&salt), "value": value}));
+            proptest::prop_assert_eq!(salted_hash(&salt, &field, &value), whole);
+        }
     }
 
     #[test]

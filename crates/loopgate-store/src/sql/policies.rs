@@ -31,7 +31,7 @@ impl SqlStore {
                 "INSERT INTO policies (version, text, description, policy_ids, created_by, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)
                  ON CONFLICT (version) DO NOTHING RETURNING seq",
                 params![policy.version, policy.text, policy.description, to_json(&policy.policy_ids), actor, now.millis()],
-                |row| Ok(row.get(0)?),
+                |row| row.get(0),
             )?;
             let record = match inserted {
                 None => q::policy(conn, &policy.version)?.ok_or_else(|| {
