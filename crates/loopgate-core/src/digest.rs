@@ -54,7 +54,13 @@ impl Digest {
 
     /// SHA-256 over bytes that already are canonical JSON.
     pub fn of_canonical(bytes: &[u8]) -> Digest {
-        Digest(format!("sha256:{}", hex::encode(Sha256::digest(bytes))))
+        Digest::of_hash(&Sha256::digest(bytes).into())
+    }
+
+    /// `sha256:` and the hash in lowercase hex, written into one buffer
+    /// (`hex::encode` collects a `String` char by char).
+    fn of_hash(hash: &[u8; 32]) -> Digest {
+        Digest(sha256_text(hash))
     }
 
     /// Parses `sha256:<64 lowercase hex>`.
@@ -121,7 +127,7 @@ impl Canonical {
         hasher.update(&self.head);
         hasher.update(&salt);
         hasher.update(&self.tail);
-        Digest(format!("sha256:{}", hex::encode(hasher.finalize())))
+        Digest::of_hash(&hasher.finalize().into())
     }
 }
 
@@ -135,7 +141,16 @@ fn canonical_json_of(text: &str) -> Vec<u8> {
 /// `sha256:` and the hex SHA-256 of `bytes` (e.g. of a webhook URL the
 /// audit log must not hold in the clear).
 pub fn sha256_of(bytes: &[u8]) -> String {
-    format!("sha256:{}", hex::encode(Sha256::digest(bytes)))
+    sha256_text(&Sha256::digest(bytes).into())
+}
+
+/// `sha256:<64 lowercase hex>` of a hash.
+fn sha256_text(hash: &[u8; 32]) -> String {
+    let mut text = [0u8; 7 + 64];
+    text[..7].copy_from_slice(b"sha256:");
+    // 64 bytes of room for 32 bytes, and hex is ASCII.
+    let _ = hex::encode_to_slice(hash, &mut text[7..]);
+    String::from_utf8_lossy(&text).into_owned()
 }
 
 /// RFC 8785 canonical JSON bytes of a value.
