@@ -246,16 +246,17 @@ impl SqlStore {
     /// Opens (creating if needed) the SQLite database file and runs migrations.
     pub fn open(path: &Path) -> Result<SqlStore, StoreError> {
         let writer = connect(path)?;
+        migrate(&writer)?;
+        aggregates::ensure(&writer)?;
+        let grant_key = grants::ensure_key(&writer)?;
         // Each job of a group runs in a savepoint, and SQLite keeps the
         // pages a savepoint changes in a statement journal, spilled to a
         // temporary file past 64 KiB: three quarters of the writer's
         // `pwrite`s went there (strace, ingest). In memory it costs a copy;
-        // it never outgrows the pages one transaction changes. Readers keep
-        // files for their temporary storage: an analytics sort may be big.
+        // it never outgrows the pages one transaction changes. Set after the
+        // migrations, whose index builds sort whole tables, and not on the
+        // readers, whose analytics sorts may be big: those keep files.
         writer.execute_batch("PRAGMA temp_store = MEMORY;")?;
-        migrate(&writer)?;
-        aggregates::ensure(&writer)?;
-        let grant_key = grants::ensure_key(&writer)?;
         let mut readers = Vec::with_capacity(N_READERS);
         for _ in 0..N_READERS {
             let reader = connect(path)?;
