@@ -1422,6 +1422,7 @@ async fn an_sqlite_install_moves_to_postgres_and_its_log_still_verifies() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_store_recovers_when_postgres_drops_its_connections() {
     let database = TempDatabase::create().unwrap();
+    let writers = PgOptions::default().writers;
     let store = SqlStore::connect(&database.url, PgOptions::default())
         .await
         .unwrap();
@@ -1452,7 +1453,8 @@ async fn a_store_recovers_when_postgres_drops_its_connections() {
     .unwrap();
     assert!(3 <= killed, "killed {killed} sessions");
 
-    // Each call fails at most once per dead connection, then works.
+    // Each call fails at most once per dead writer connection (the writers
+    // take jobs in turn), then works.
     let mut n = 2;
     let mut refusals = 0;
     loop {
@@ -1465,7 +1467,10 @@ async fn a_store_recovers_when_postgres_drops_its_connections() {
             Err(other) => panic!("expected Unavailable, got {other:?}"),
         }
         n += 1;
-        assert!(refusals < 5, "the writer does not reconnect");
+        assert!(
+            refusals <= writers,
+            "the writers do not reconnect: {refusals} refusals from {writers} writers"
+        );
     }
     let mut reads = 0;
     let listed = loop {
