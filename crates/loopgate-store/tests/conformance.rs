@@ -1548,3 +1548,74 @@ async fn a_settled_proposal_wakes_other_replicas_from_its_commit() {
         "what woke the waiter is committed"
     );
 }
+
+/// Before `policies.version` was unique, two writers publishing one text at
+/// once on PostgreSQL could both store it. The migration that makes it
+/// unique keeps the first copy of each text; its SQL runs here on both
+/// stores, against tables that hold such copies.
+#[tokio::test]
+async fn the_policy_version_migration_keeps_the_first_copy_of_a_text() {
+    const COPIES: &str = "INSERT INTO policies (version, text, description, policy_ids, created_by, created_at)
+        VALUES ('v1', 't', 'first', '[]', 'u', 1), ('v1', 't', 'second', '[]', 'u', 2), ('v2', 't2', 'other', '[]', 'u', 3)";
+    let expected = vec![
+        ("v1".to_owned(), "first".to_owned()),
+        ("v2".to_owned(), "other".to_owned()),
+    ];
+
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("loopgate.db");
+    drop(SqlStore::open(&path).unwrap());
+    let sqlite = rusqlite::Connection::open(&path).unwrap();
+    sqlite
+        .execute_batch(&format!("DROP INDEX policies_version; {COPIES};"))
+        .unwrap();
+    sqlite
+        .execute_batch(include_str!(
+            "../migrations/sqlite/0021_policy_versions.sql"
+        ))
+        .unwrap();
+    let mut statement = sqlite
+        .prepare("SELECT version, description FROM policies ORDER BY seq")
+        .unwrap();
+    let kept: Vec<(String, String)> = statement
+        .query_map([], |row| Ok((row.get(0)?, row.get(1)?)))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    assert_eq!(kept, expected);
+    assert!(
+        sqlite.execute_batch(COPIES).is_err(),
+        "the version is unique"
+    );
+
+    let database = TempDatabase::create().unwrap();
+    drop(
+        SqlStore::connect(&database.url, PgOptions::default())
+            .await
+            .unwrap(),
+    );
+    let url = database.url.clone();
+    let kept = tokio::task::spawn_blocking(move || {
+        let mut pg = postgres::Client::connect(&url, postgres::NoTls).unwrap();
+        pg.batch_execute(&format!("DROP INDEX policies_version; {COPIES};"))
+            .unwrap();
+        pg.batch_execute(include_str!(
+            "../migrations/postgres/0016_policy_versions.sql"
+        ))
+        .unwrap();
+        let kept: Vec<(String, String)> = pg
+            .query(
+                "SELECT version, description FROM policies ORDER BY seq",
+                &[],
+            )
+            .unwrap()
+            .iter()
+            .map(|row| (row.get(0), row.get(1)))
+            .collect();
+        assert!(pg.batch_execute(COPIES).is_err(), "the version is unique");
+        kept
+    })
+    .await
+    .unwrap();
+    assert_eq!(kept, expected);
+}
