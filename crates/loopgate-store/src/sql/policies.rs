@@ -1,6 +1,6 @@
 //! Policy versions, their activations, shadow evaluation and replay's history.
 
-use crate::db::params;
+use crate::db::{Connection, params};
 use loopgate_core::Timestamp;
 use loopgate_core::audit::event::Event;
 
@@ -21,44 +21,31 @@ impl SqlStore {
     ) -> Result<PolicyRecord, StoreError> {
         let actor = actor.to_owned();
         self.write_plain(move |conn| {
-            let policy = policy.clone();
-            // A text is stored once (`policies_version` is unique). A publish
-            // that finds its text stored, or stored meanwhile by a parallel
-            // writer (the insert waits for that writer's commit), activates
-            // the stored version.
-            let inserted: Option<i64> = q::one(
-                conn,
-                "INSERT INTO policies (version, text, description, policy_ids, created_by, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)
-                 ON CONFLICT (version) DO NOTHING RETURNING seq",
-                params![policy.version, policy.text, policy.description, to_json(&policy.policy_ids), actor, now.millis()],
-                |row| row.get(0),
-            )?;
-            let record = match inserted {
-                None => q::policy(conn, &policy.version)?.ok_or_else(|| {
-                    StoreError::Other(format!(
-                        "policy version {} is stored, but could not be read",
-                        policy.version
-                    ))
-                })?,
-                Some(seq) => {
-                    let event = Event::PolicyPublished {
-                        version: &policy.version,
-                        seq,
-                        policies: policy.policy_ids.len(),
-                    };
-                    q::append(conn, now, &actor, &event)?;
-                    PolicyRecord {
-                        seq,
-                        version: policy.version,
-                        text: policy.text,
-                        description: policy.description.clone(),
-                        policy_ids: policy.policy_ids,
-                        created_by: actor.clone(),
-                        created_at: now,
-                    }
-                }
+            // A text is stored once (`policies_version` is unique): a publish
+            // of a stored text activates the stored version. Looking first
+            // spares PostgreSQL's sequence a number for each such publish.
+            let record = match q::policy(conn, &policy.version)? {
+                Some(record) => record,
+                None => match insert_policy(conn, &policy, &actor, now)? {
+                    Some(record) => record,
+                    // A parallel writer stored it meanwhile: the insert
+                    // waited for that writer's commit, which is now seen.
+                    None => q::policy(conn, &policy.version)?.ok_or_else(|| {
+                        StoreError::Other(format!(
+                            "policy version {} is stored, but could not be read",
+                            policy.version
+                        ))
+                    })?,
+                },
             };
-            q::activate(conn, &record.version, mode, &policy.description, &actor, now)?;
+            q::activate(
+                conn,
+                &record.version,
+                mode,
+                &policy.description,
+                &actor,
+                now,
+            )?;
             Ok(record)
         })
         .await
@@ -227,4 +214,37 @@ impl SqlStore {
         })
         .await
     }
+}
+
+/// Stores a new policy version and its audit event; `None` when the text
+/// is stored already.
+fn insert_policy(
+    conn: &Connection,
+    policy: &NewPolicy,
+    actor: &str,
+    now: Timestamp,
+) -> Result<Option<PolicyRecord>, StoreError> {
+    let seq: Option<i64> = q::one(
+        conn,
+        "INSERT INTO policies (version, text, description, policy_ids, created_by, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+         ON CONFLICT (version) DO NOTHING RETURNING seq",
+        params![policy.version, policy.text, policy.description, to_json(&policy.policy_ids), actor, now.millis()],
+        |row| row.get(0),
+    )?;
+    let Some(seq) = seq else { return Ok(None) };
+    let event = Event::PolicyPublished {
+        version: &policy.version,
+        seq,
+        policies: policy.policy_ids.len(),
+    };
+    q::append(conn, now, actor, &event)?;
+    Ok(Some(PolicyRecord {
+        seq,
+        version: policy.version.clone(),
+        text: policy.text.clone(),
+        description: policy.description.clone(),
+        policy_ids: policy.policy_ids.clone(),
+        created_by: actor.to_owned(),
+        created_at: now,
+    }))
 }
