@@ -100,42 +100,31 @@ struct Canonical {
 impl Canonical {
     fn of(parts: DigestParts<'_>) -> Canonical {
         let mut head = Vec::with_capacity(256);
-        for (name, value) in [
-            (&b"{\"action\":"[..], canonical_json_of(parts.action)),
-            (b",\"input\":", canonical_json(parts.input)),
-            (b",\"output\":", canonical_json(parts.output)),
-        ] {
-            head.extend_from_slice(name);
-            head.extend_from_slice(&value);
-        }
+        head.extend_from_slice(b"{\"action\":");
+        write_string(&mut head, parts.action);
+        head.extend_from_slice(b",\"input\":");
+        write_canonical(&mut head, parts.input);
+        head.extend_from_slice(b",\"output\":");
+        write_canonical(&mut head, parts.output);
         head.extend_from_slice(b",\"salt\":");
         let mut tail = Vec::with_capacity(128);
-        for (name, value) in [
-            (&b",\"subject\":"[..], canonical_json(parts.subject)),
-            (b",\"system\":", canonical_json_of(parts.system)),
-        ] {
-            tail.extend_from_slice(name);
-            tail.extend_from_slice(&value);
-        }
+        tail.extend_from_slice(b",\"subject\":");
+        write_canonical(&mut tail, parts.subject);
+        tail.extend_from_slice(b",\"system\":");
+        write_string(&mut tail, parts.system);
         tail.push(b'}');
         Canonical { head, tail }
     }
 
     fn digest(&self, salt: &[u8]) -> Digest {
-        let salt = canonical_json_of(&crate::audit::entry::salt_text(salt));
+        let mut salt_json = Vec::with_capacity(48);
+        write_string(&mut salt_json, &crate::audit::entry::salt_text(salt));
         let mut hasher = Sha256::new();
         hasher.update(&self.head);
-        hasher.update(&salt);
+        hasher.update(&salt_json);
         hasher.update(&self.tail);
         Digest::of_hash(&hasher.finalize().into())
     }
-}
-
-/// RFC 8785 canonical JSON of a string.
-fn canonical_json_of(text: &str) -> Vec<u8> {
-    let mut out = Vec::with_capacity(text.len() + 2);
-    write_string(&mut out, text);
-    out
 }
 
 /// `sha256:` and the hex SHA-256 of `bytes` (e.g. of a webhook URL the
