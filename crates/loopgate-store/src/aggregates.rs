@@ -13,6 +13,11 @@
 //! and two sums `a`, `b` whose meaning depends on the metric (see
 //! [`metric`]); a row whose count reaches 0 is deleted, so every metric
 //! counts something in `n`.
+//!
+//! The same rows keep the review queue's depth: a proposal whose task is
+//! open or claimed adds one to its group's row under [`QUEUE_SYSTEM`] (see
+//! [`Contribution::queue`]), so `/metrics` reads a few rows per group
+//! instead of counting the open tasks.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -22,7 +27,12 @@ use crate::ReviewFact;
 
 /// Bump when a contribution changes meaning: stores rebuild their counts
 /// when the version they hold differs.
-pub const VERSION: &str = "2";
+pub const VERSION: &str = "3";
+
+/// The `system` of the rows that count active tasks per group (metric
+/// [`metric::QUEUE`], day 0, no action). No system is named with the empty
+/// string, so these rows mix with no system's.
+pub const QUEUE_SYSTEM: &str = "";
 
 /// Joins the parts of a key (ASCII unit separator: never in names).
 pub const SEP: char = '\u{1f}';
@@ -59,6 +69,9 @@ pub mod metric {
     pub const TASK: &str = "task";
     /// key: day a task opened. n: tasks.
     pub const QUEUE_OPENED: &str = "queue_opened";
+    /// key: group (system [`super::QUEUE_SYSTEM`], day 0). n: tasks open
+    /// or claimed in that group's queue now.
+    pub const QUEUE: &str = "queue";
     /// key: day a task closed. n: tasks.
     pub const QUEUE_CLOSED: &str = "queue_closed";
     /// key: reliability bin, correct (0/1). n: judged items; a: Σ confidence; b: Σ confidence².
@@ -121,6 +134,8 @@ pub struct Contribution {
     pub counts: Vec<Count>,
     /// Its reviewers disagreed (it belongs in the adjudication queue).
     pub disagreement: bool,
+    /// The group whose queue holds its task (open or claimed), if any.
+    pub queue: Option<String>,
 }
 
 /// Joins key parts.
@@ -238,6 +253,11 @@ impl Contribution {
             created_at: fact.created_at,
             counts: out.0,
             disagreement,
+            queue: fact
+                .task
+                .as_ref()
+                .filter(|task| matches!(task.state, TaskState::Open | TaskState::Claimed))
+                .map(|task| task.group.clone()),
         }
     }
 

@@ -888,6 +888,8 @@ pub struct TaskFact {
     pub state: TaskState,
     /// Escalation level reached.
     pub level: u32,
+    /// The group whose queue it is in now.
+    pub group: String,
     /// Deadline of the current level.
     pub due_at: Option<Timestamp>,
     /// QA inclusion probability (1 for other kinds).

@@ -95,6 +95,7 @@ conformance!(
     shadow_disagreements_are_recorded_and_replay_reads_history,
     policy_errors_stay_with_the_proposal_and_its_routed_event,
     analytics_counts_follow_every_change,
+    the_queue_depth_follows_every_change,
     the_webhook_outbox_delivers_each_proposal_in_order,
     a_second_webhook_gets_only_what_comes_after_it,
     an_api_write_costs_at_most_three_round_trips,
@@ -1088,6 +1089,102 @@ async fn analytics_counts_follow_every_change(store: &dyn Store) {
             "{kept:?} {fresh:?}"
         );
     }
+}
+
+/// What `queue_depth` must answer: the tasks waiting for a reviewer (open,
+/// or claimed with a lapsed lease), counted one by one.
+async fn waiting_tasks(store: &dyn Store, now: Timestamp) -> Vec<(String, u64)> {
+    let mut by_group = std::collections::BTreeMap::new();
+    let filter = TaskFilter {
+        limit: 1000,
+        ..TaskFilter::default()
+    };
+    for record in store.tasks(filter, now).await.unwrap().items {
+        let task = &record.task;
+        let lapsed = task.lease_expires_at.is_some_and(|at| at <= now);
+        if task.state == TaskState::Open || (task.state == TaskState::Claimed && lapsed) {
+            *by_group.entry(task.group.clone()).or_insert(0) += 1;
+        }
+    }
+    by_group.into_iter().collect()
+}
+
+async fn the_queue_depth_follows_every_change(store: &dyn Store) {
+    let system = setup(store).await;
+    let at = |s: u64| T0.plus(Duration::from_secs(s));
+    let mut tasks = Vec::new();
+    let mut submissions = Vec::new();
+    for n in 0..6 {
+        let mut new = new_proposal(&system, n, None, json!({"n": n}), 1);
+        if n == 5 {
+            // Escalates from `g` to `h` after a minute.
+            new.routing.review.sla = Some(Duration::from_secs(60));
+            new.routing.review.escalate_to = vec!["h".into()];
+        }
+        tasks.push((new.id.clone(), new.task_id.clone(), new.digest.clone()));
+        submissions.push(store.submit(new, T0));
+    }
+    for submitted in futures::future::join_all(submissions).await {
+        submitted.unwrap();
+    }
+    let check = async |now: Timestamp, expected: &[(&str, u64)]| {
+        let depth = store.queue_depth(now).await.unwrap();
+        let expected: Vec<(String, u64)> = expected
+            .iter()
+            .map(|(g, n)| ((*g).to_owned(), *n))
+            .collect();
+        assert_eq!(depth, expected, "at {now:?}");
+        assert_eq!(depth, waiting_tasks(store, now).await, "at {now:?}");
+    };
+    check(at(1), &[("g", 6)]).await;
+
+    // A claim holds a task out of the queue until its lease lapses.
+    let lease = Duration::from_secs(30);
+    store
+        .claim(&tasks[0].1, &reviewer("ann"), lease, at(1))
+        .await
+        .unwrap();
+    check(at(2), &[("g", 5)]).await;
+    check(at(40), &[("g", 6)]).await;
+    store
+        .claim(&tasks[1].1, &reviewer("bob"), lease, at(2))
+        .await
+        .unwrap();
+    store
+        .release(&tasks[1].1, &reviewer("bob"), at(3))
+        .await
+        .unwrap();
+    check(at(4), &[("g", 5)]).await;
+
+    // Decisions and a cancellation take tasks out; a deadline moves one.
+    store
+        .decide(&tasks[0].1, &reviewer("ann"), approve(&tasks[0].2), at(5))
+        .await
+        .unwrap();
+    store
+        .decide(&tasks[2].1, &reviewer("ann"), approve(&tasks[2].2), at(6))
+        .await
+        .unwrap();
+    store
+        .cancel(&tasks[3].0, "system:sys", at(7))
+        .await
+        .unwrap();
+    check(at(8), &[("g", 3)]).await;
+    store.run_timers(at(61), 100).await.unwrap();
+    check(at(62), &[("g", 2), ("h", 1)]).await;
+
+    // The counts kept change by change equal the counts rebuilt.
+    store.rebuild_analytics().await.unwrap();
+    check(at(62), &[("g", 2), ("h", 1)]).await;
+    store
+        .decide(&tasks[1].1, &reviewer("ann"), approve(&tasks[1].2), at(63))
+        .await
+        .unwrap();
+    store
+        .decide(&tasks[4].1, &reviewer("ann"), approve(&tasks[4].2), at(64))
+        .await
+        .unwrap();
+    check(at(65), &[("h", 1)]).await;
 }
 
 async fn the_webhook_outbox_delivers_each_proposal_in_order(store: &dyn Store) {

@@ -17,6 +17,8 @@
 use std::cell::RefCell;
 use std::collections::HashMap;
 
+use loopgate_core::Timestamp;
+
 use crate::db::{Connection, params};
 
 use crate::aggregates::{self, Contribution, Count};
@@ -75,7 +77,13 @@ impl Tracked {
             return Ok(());
         };
         let diff = Contribution::diff(self.before.as_ref(), after.as_ref());
-        PENDING.with_borrow_mut(|pending| pending.job.add(&at.system, &at.action, at.day, diff));
+        PENDING.with_borrow_mut(|pending| {
+            pending.job.add(&at.system, &at.action, at.day, diff);
+            let before = self.before.as_ref().and_then(|c| c.queue.as_deref());
+            pending
+                .job
+                .queue(before, after.as_ref().and_then(|c| c.queue.as_deref()));
+        });
         let was = self.before.as_ref().is_some_and(|c| c.disagreement);
         match after.as_ref().filter(|c| c.disagreement) {
             Some(now) if !was => insert_disagreement(conn, &self.id, now)?,
@@ -111,6 +119,26 @@ impl Deltas {
             entry.0 += count.n;
             entry.1 += count.a;
             entry.2 += count.b;
+        }
+    }
+
+    /// A task left the queue of group `before` and joined `after`'s
+    /// (`None`: no queue).
+    fn queue(&mut self, before: Option<&str>, after: Option<&str>) {
+        if before == after {
+            return;
+        }
+        for (group, n) in [(before, -1), (after, 1)] {
+            if let Some(group) = group {
+                let key = (
+                    aggregates::QUEUE_SYSTEM.to_owned(),
+                    aggregates::metric::QUEUE,
+                    0,
+                    String::new(),
+                    group.to_owned(),
+                );
+                self.0.entry(key).or_default().0 += n;
+            }
         }
     }
 
@@ -250,6 +278,7 @@ fn count_all(conn: &Connection) -> Result<(), StoreError> {
         if c.disagreement {
             insert_disagreement(conn, fact.id.as_str(), &c)?;
         }
+        sums.queue(None, c.queue.as_deref());
         sums.add(&c.system, &c.action, c.day, c.counts);
         Ok(())
     })?;
@@ -297,6 +326,30 @@ pub(super) fn totals(conn: &Connection, query: &TotalsQuery) -> Result<Vec<Total
         out.extend(rows);
     }
     Ok(out)
+}
+
+/// Tasks waiting for a reviewer (open, or claimed with a lapsed lease), by
+/// group, read from the counts: what the queues hold (kept change by
+/// change) less the claims still held, which the state index finds among
+/// the claimed tasks alone. The cost grows with the groups and the claims,
+/// not with the open tasks.
+pub(super) fn queue_depth(
+    conn: &Connection,
+    now: Timestamp,
+) -> Result<Vec<(String, u64)>, StoreError> {
+    conn.query_map(
+        "SELECT grp, CAST(SUM(n) AS BIGINT) FROM (
+             SELECT key AS grp, n FROM analytics_counts WHERE system = ?1 AND metric = ?2
+             UNION ALL
+             SELECT grp, -1 FROM tasks WHERE state = 'claimed' AND lease_expires_at > ?3
+         ) q GROUP BY grp HAVING SUM(n) > 0 ORDER BY grp",
+        params![
+            aggregates::QUEUE_SYSTEM,
+            aggregates::metric::QUEUE,
+            now.millis()
+        ],
+        |row| Ok((row.get(0)?, row.get(1)?)),
+    )
 }
 
 /// Proposals of `filter` whose reviewers disagreed, oldest first.

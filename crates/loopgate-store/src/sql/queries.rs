@@ -976,7 +976,7 @@ macro_rules! fact_query {
             "SELECT p.seq, p.id, p.system, p.action, p.created_at, p.decided_at, p.route, p.status, p.decided_by,
                     p.confidence, p.overridden, p.modified, json_extract(p.subject, '$.attributes'),
                     t.kind, t.state, t.level, t.due_at, t.sample_probability, t.created_at,
-                    d.reviewer, d.verdict, d.decided_at
+                    d.reviewer, d.verdict, d.decided_at, t.grp
              FROM proposals p
              LEFT JOIN tasks t ON t.proposal_id = p.id
              LEFT JOIN decisions d ON d.proposal_id = p.id
@@ -1011,6 +1011,7 @@ pub(super) fn each_fact(
                     kind: parse(kind, TaskKind::parse)?,
                     state: parse(row.get_ref(14)?.as_str()?, TaskState::parse)?,
                     level: row.get(15)?,
+                    group: row.get(22)?,
                     due_at: row.get::<_, Option<i64>>(16)?.map(Timestamp::from_millis),
                     sample_probability: row.get(17)?,
                     created_at: Timestamp::from_millis(row.get(18)?),
@@ -1113,6 +1114,7 @@ pub(super) fn fact_of(proposal: &ProposalRecord, task: Option<&Task>) -> ReviewF
             kind: task.kind,
             state: task.state,
             level: task.level,
+            group: task.group.clone(),
             due_at: task.due_at,
             sample_probability: task.sample_probability,
             created_at: task.created_at,

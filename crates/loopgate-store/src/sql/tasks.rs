@@ -213,15 +213,8 @@ impl SqlStore {
         &self,
         now: Timestamp,
     ) -> Result<Vec<(String, u64)>, StoreError> {
-        self.read(move |conn| {
-            conn.query_map(
-                "SELECT grp, count(*) FROM tasks
-                 WHERE state = 'open' OR (state = 'claimed' AND lease_expires_at <= ?1) GROUP BY grp ORDER BY grp",
-                params![now.millis()],
-                |row| Ok((row.get(0)?, row.get(1)?)),
-            )
-        })
-        .await
+        self.read(move |conn| super::aggregates::queue_depth(conn, now))
+            .await
     }
 }
 
