@@ -10,7 +10,8 @@
 # PG_RTT puts a relay (`loopgate latency-relay`) between the replicas and
 # PostgreSQL that adds that round-trip time, as when the database is on
 # another host. Each run prints the replicas' CPU (user + system, from
-# /proc/<pid>/stat) per cycle and as a share of the machine, so that a
+# /proc/<pid>/stat) per cycle and as a share of the machine, and the same
+# for PostgreSQL's processes (when it runs on this machine), so that a
 # gain from more replicas can be told from idle cores filling. RELAY_BIN
 # runs the relay when LOOPGATE_BIN is a build without it, DRIVER the load
 # (`loopgate bench`) instead of LOOPGATE_BIN, so that two builds of the
@@ -21,6 +22,8 @@
 # PG_SYNCHRONOUS_COMMIT (e.g. off) sets the bench database's
 # synchronous_commit, to see what the WAL flush of each commit bounds.
 # BENCH_ARGS adds flags to `loopgate bench` (default: --systems 64 --reviewers 8 --duration 10s).
+# PG_TABLE_STATS=1 prints, after each run, what it asked of PostgreSQL
+# table by table (pg_stat_user_tables) and its transactions.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bin=${LOOPGATE_BIN:-target/release/loopgate}
@@ -31,6 +34,9 @@ counts=("$@")
 [ ${#counts[@]} -gt 0 ] || counts=(1 2 3)
 ticks=$(getconf CLK_TCK)
 cpu_ticks() { local t=0 p; for p in "$@"; do t=$((t + $(awk '{print $14 + $15}' "/proc/$p/stat"))); done; echo $t; }
+# PostgreSQL's own processes (backends, WAL writer, checkpointer): ticks by
+# pid, so that a backend started during the run counts from zero.
+pg_ticks() { local p; for p in $(pgrep -x postgres || true); do echo "$p $(awk '{print $14 + $15}' "/proc/$p/stat" 2>/dev/null || echo 0)"; done; }
 
 for n in "${counts[@]}"; do
   db="loopgate_bench_$$_$n"
@@ -72,22 +78,38 @@ for n in "${counts[@]}"; do
   echo "== $n replica(s)${PG_RTT:+, $PG_RTT to the database}: $servers"
   machine_before=$(head -1 /proc/stat)
   before=$(cpu_ticks "${pids[@]}")
+  pg_before=$(pg_ticks)
   start=$(date +%s.%N)
   # shellcheck disable=SC2086
   out=$("$driver" bench --server "$servers" --token "$token" ${BENCH_ARGS:---systems 64 --reviewers 8 --duration 10s})
   after=$(cpu_ticks "${pids[@]}")
+  pg_after=$(pg_ticks)
   machine_after=$(head -1 /proc/stat)
   end=$(date +%s.%N)
   echo "$out"
   ops=$(echo "$out" | sed -n 's/^\(cycle\|submit\).*(n=\([0-9]*\))$/\2/p' | head -1)
   awk -v t=$((after - before)) -v hz="$ticks" -v n="${ops:-0}" -v s="$start" -v e="$end" -v cores="$(nproc)" \
     'BEGIN { cpu = t / hz; printf "replicas CPU   %.0f µs/op, %.0f%% of %d cores\n", (n > 0 ? cpu * 1e6 / n : 0), cpu / (e - s) / cores * 100, cores }'
+  awk -v hz="$ticks" -v n="${ops:-0}" -v s="$start" -v e="$end" -v cores="$(nproc)" '
+    FNR == NR { was[$1] = $2; next }
+    { t += $2 - ($1 in was ? was[$1] : 0) }
+    END { cpu = t / hz; printf "PostgreSQL CPU %.0f µs/op, %.0f%% of %d cores\n", (n > 0 ? cpu * 1e6 / n : 0), cpu / (e - s) / cores * 100, cores }
+  ' <(echo "$pg_before") <(echo "$pg_after")
   # The whole machine (replicas, PostgreSQL, the relay and the load
   # generator share it): when it is busy, more replicas cannot show more.
   paste <(echo "$machine_before") <(echo "$machine_after") | awk '{
     n = NF / 2; busy = 0; total = 0
     for (i = 2; i <= n; i++) { d = $(i + n) - $i; total += d; if (i != 5 && i != 6) busy += d }
     printf "machine CPU    %.0f%% busy (all processes)\n", busy / total * 100 }'
+  if [ -n "${PG_TABLE_STATS:-}" ]; then
+    # What the run asked of PostgreSQL, table by table (a sequential scan
+    # of a growing table is the thing to look for), and its transactions.
+    sleep 1
+    psql -q "$url" -c "SELECT relname, seq_scan, seq_tup_read, idx_scan, n_tup_ins, n_tup_upd, n_tup_del, n_tup_hot_upd
+      FROM pg_stat_user_tables ORDER BY seq_tup_read + coalesce(idx_scan, 0) + n_tup_ins + n_tup_upd DESC LIMIT 25"
+    psql -q "$url" -c "SELECT xact_commit, xact_rollback, tup_returned, tup_fetched, tup_inserted, tup_updated, tup_deleted
+      FROM pg_stat_database WHERE datname = current_database()"
+  fi
   kill "${pids[@]}" $relay
   wait "${pids[@]}" 2>/dev/null || true
   psql -q "$admin_url" -c "DROP DATABASE $db WITH (FORCE)"

@@ -19,7 +19,7 @@ use std::collections::HashMap;
 
 use loopgate_core::Timestamp;
 
-use crate::db::{Connection, params};
+use crate::db::{Connection, Dialect, params};
 
 use crate::aggregates::{self, Contribution, Count};
 use crate::sql::queries as q;
@@ -193,32 +193,71 @@ fn write(conn: &Connection, deltas: Deltas) -> Result<(), StoreError> {
     let shard = SHARD.get();
     // In key order, so that two transactions adding to the same rows (a
     // rebuild beside a writer) lock them in the same order.
-    let mut deltas: Vec<_> = deltas.0.into_iter().collect();
+    let mut deltas: Vec<_> = deltas
+        .0
+        .into_iter()
+        .filter(|(_, (n, a, b))| *n != 0 || *a != 0.0 || *b != 0.0)
+        .collect();
     deltas.sort_by(|x, y| x.0.cmp(&y.0));
-    for ((system, metric, day, action, key), (n, a, b)) in deltas {
-        if n == 0 && a == 0.0 && b == 0.0 {
-            continue;
+    if conn.dialect() == Dialect::Postgres && 1 < deltas.len() {
+        for rows in deltas.chunks(ROWS_PER_STATEMENT) {
+            add_rows(conn, shard, rows)?;
         }
-        conn.execute_later(
-            "INSERT INTO analytics_counts AS c (system, metric, day, action, key, shard, n, a, b)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
-             ON CONFLICT (system, metric, day, action, key, shard)
-             DO UPDATE SET n = c.n + excluded.n, a = c.a + excluded.a, b = c.b + excluded.b",
-            params![system, metric, day, action, key, shard, n, a, b],
-        )?;
-        // A count that a difference brings to zero goes (nobody waits for
-        // the answer). On PostgreSQL a shard's row may hold sums with no
-        // items (a proposal counted by one writer and changed by another),
-        // so a shard other than 0 goes only when its sums are zero too.
-        if n <= 0 {
+    } else {
+        for ((system, metric, day, action, key), (n, a, b)) in &deltas {
             conn.execute_later(
-                "DELETE FROM analytics_counts
-                 WHERE system = ?1 AND metric = ?2 AND day = ?3 AND action = ?4 AND key = ?5 AND shard = ?6
-                   AND n = 0 AND (shard = 0 OR (a = 0 AND b = 0))",
-                params![system, metric, day, action, key, shard],
+                "INSERT INTO analytics_counts AS c (system, metric, day, action, key, shard, n, a, b)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
+                 ON CONFLICT (system, metric, day, action, key, shard)
+                 DO UPDATE SET n = c.n + excluded.n, a = c.a + excluded.a, b = c.b + excluded.b",
+                params![system, *metric, day, action, key, shard, n, a, b],
             )?;
         }
     }
+    // A count that a difference brings to zero goes (nobody waits for the
+    // answer). On PostgreSQL a shard's row may hold sums with no items (a
+    // proposal counted by one writer and changed by another), so a shard
+    // other than 0 goes only when its sums are zero too. A statement a row:
+    // a job lowers one or two, and each is found through the key.
+    for ((system, metric, day, action, key), _) in deltas.iter().filter(|(_, (n, _, _))| *n <= 0) {
+        conn.execute_later(
+            "DELETE FROM analytics_counts
+             WHERE system = ?1 AND metric = ?2 AND day = ?3 AND action = ?4 AND key = ?5 AND shard = ?6
+               AND n = 0 AND (shard = 0 OR (a = 0 AND b = 0))",
+            params![system, *metric, day, action, key, shard],
+        )?;
+    }
+    Ok(())
+}
+
+/// Rows one PostgreSQL statement adds to at most (a rebuild writes them all).
+const ROWS_PER_STATEMENT: usize = 500;
+
+/// PostgreSQL: adds `rows` (in key order, each key once) in one upsert
+/// from one JSON parameter (`json_to_recordset`). A statement a row, as
+/// SQLite's writer does, cost the backend more than the rows did: a
+/// decision changes a dozen counts, and every job is a transaction of its
+/// own there. It goes out with the commit's round trip.
+fn add_rows(
+    conn: &Connection,
+    shard: i64,
+    rows: &[(RowKey, (i64, f64, f64))],
+) -> Result<(), StoreError> {
+    let rows: Vec<serde_json::Value> = rows
+        .iter()
+        .map(|((system, metric, day, action, key), (n, a, b))| {
+            serde_json::json!({"s": system, "m": metric, "d": day, "c": action, "k": key, "n": n, "a": a, "b": b})
+        })
+        .collect();
+    conn.execute_later(
+        "INSERT INTO analytics_counts AS c (system, metric, day, action, key, shard, n, a, b)
+         SELECT r.s, r.m, r.d, r.c, r.k, CAST(?2 AS BIGINT), r.n, r.a, r.b
+         FROM json_to_recordset(CAST(?1 AS JSON))
+              AS r(s TEXT, m TEXT, d BIGINT, c TEXT, k TEXT, n BIGINT, a DOUBLE PRECISION, b DOUBLE PRECISION)
+         ON CONFLICT (system, metric, day, action, key, shard)
+         DO UPDATE SET n = c.n + excluded.n, a = c.a + excluded.a, b = c.b + excluded.b",
+        params![serde_json::Value::Array(rows).to_string(), shard],
+    )?;
     Ok(())
 }
 
@@ -262,7 +301,7 @@ pub(super) fn rebuild(conn: &Connection) -> Result<(), StoreError> {
 }
 
 fn count_all(conn: &Connection) -> Result<(), StoreError> {
-    if conn.dialect() == crate::db::Dialect::Postgres {
+    if conn.dialect() == Dialect::Postgres {
         // Writers add their differences after this commits: each then
         // applies to the counts rebuilt from what it had not committed.
         conn.execute_batch(
