@@ -1157,14 +1157,15 @@ async fn the_queue_depth_follows_every_change(store: &dyn Store) {
     check(at(4), &[("g", 5)]).await;
 
     // Decisions and a cancellation take tasks out; a deadline moves one.
-    store
-        .decide(&tasks[0].1, &reviewer("ann"), approve(&tasks[0].2), at(5))
-        .await
-        .unwrap();
-    store
-        .decide(&tasks[2].1, &reviewer("ann"), approve(&tasks[2].2), at(6))
-        .await
-        .unwrap();
+    let decide = async |i: usize, s: u64| {
+        let (_, task, digest) = &tasks[i];
+        store
+            .decide(task, &reviewer("ann"), approve(digest), at(s))
+            .await
+            .unwrap();
+    };
+    decide(0, 5).await;
+    decide(2, 6).await;
     store
         .cancel(&tasks[3].0, "system:sys", at(7))
         .await
@@ -1176,14 +1177,8 @@ async fn the_queue_depth_follows_every_change(store: &dyn Store) {
     // The counts kept change by change equal the counts rebuilt.
     store.rebuild_analytics().await.unwrap();
     check(at(62), &[("g", 2), ("h", 1)]).await;
-    store
-        .decide(&tasks[1].1, &reviewer("ann"), approve(&tasks[1].2), at(63))
-        .await
-        .unwrap();
-    store
-        .decide(&tasks[4].1, &reviewer("ann"), approve(&tasks[4].2), at(64))
-        .await
-        .unwrap();
+    decide(1, 63).await;
+    decide(4, 64).await;
     check(at(65), &[("h", 1)]).await;
 }
 
