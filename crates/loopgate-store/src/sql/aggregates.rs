@@ -234,10 +234,11 @@ fn write(conn: &Connection, deltas: Deltas) -> Result<(), StoreError> {
 const ROWS_PER_STATEMENT: usize = 500;
 
 /// PostgreSQL: adds `rows` (in key order, each key once) in one upsert
-/// from one JSON parameter (`json_to_recordset`). A statement a row, as
-/// SQLite's writer does, cost the backend more than the rows did: a
-/// decision changes a dozen counts, and every job is a transaction of its
-/// own there. It goes out with the commit's round trip.
+/// from one JSON parameter (`json_to_recordset`), sent with the commit.
+/// Every job is a transaction of its own there and a decision changes a
+/// dozen counts; a statement a row, as SQLite's writer keeps (summed over
+/// its group commit), paid the backend's cost of a statement for each
+/// (docs/operations.md: 8% of PostgreSQL's CPU per ingested proposal).
 fn add_rows(
     conn: &Connection,
     shard: i64,
