@@ -11,7 +11,8 @@
 # PostgreSQL that adds that round-trip time, as when the database is on
 # another host. Each run prints the replicas' CPU (user + system, from
 # /proc/<pid>/stat) per cycle and as a share of the machine, and the same
-# for PostgreSQL's processes (when it runs on this machine), so that a
+# for PostgreSQL's processes (when it runs on this machine: all of the
+# cluster's, so run nothing else against it meanwhile), so that a
 # gain from more replicas can be told from idle cores filling. RELAY_BIN
 # runs the relay when LOOPGATE_BIN is a build without it, DRIVER the load
 # (`loopgate bench`) instead of LOOPGATE_BIN, so that two builds of the
