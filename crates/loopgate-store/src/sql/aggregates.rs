@@ -128,18 +128,19 @@ impl Deltas {
         if before == after {
             return;
         }
-        for (group, n) in [(before, -1), (after, 1)] {
-            if let Some(group) = group {
-                let key = (
-                    aggregates::QUEUE_SYSTEM.to_owned(),
-                    aggregates::metric::QUEUE,
-                    0,
-                    String::new(),
-                    group.to_owned(),
-                );
-                self.0.entry(key).or_default().0 += n;
-            }
-        }
+        let counts = [(before, -1), (after, 1)]
+            .into_iter()
+            .filter_map(|(group, n)| {
+                Some(Count {
+                    metric: aggregates::metric::QUEUE,
+                    key: group?.to_owned(),
+                    n,
+                    a: 0.0,
+                    b: 0.0,
+                })
+            })
+            .collect();
+        self.add(aggregates::QUEUE_SYSTEM, "", 0, counts);
     }
 
     fn merge(&mut self, other: Deltas) {
@@ -199,7 +200,7 @@ fn write(conn: &Connection, deltas: Deltas) -> Result<(), StoreError> {
         .filter(|(_, (n, a, b))| *n != 0 || *a != 0.0 || *b != 0.0)
         .collect();
     deltas.sort_by(|x, y| x.0.cmp(&y.0));
-    if conn.dialect() == Dialect::Postgres && 1 < deltas.len() {
+    if conn.dialect() == Dialect::Postgres {
         for rows in deltas.chunks(ROWS_PER_STATEMENT) {
             add_rows(conn, shard, rows)?;
         }
