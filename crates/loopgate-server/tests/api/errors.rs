@@ -189,65 +189,6 @@ async fn oversized_and_too_deep_bodies_are_refused_before_parsing() {
     assert_eq!(listed.body["items"].as_array().unwrap().len(), 0);
 }
 
-/// PostgreSQL's text cannot hold U+0000: a subject attribute holding it
-/// used to fail the decision (500) on that store, and with it the writer's
-/// health, while SQLite took it. Both stores refuse it at the door.
-#[tokio::test]
-async fn text_holding_nul_is_refused_and_the_server_still_serves() {
-    let app = spawn_app().await;
-    let key = app.system("fraud-detector", "in_the_loop").await;
-    let mut sent = proposal("a", json!({}), json!({}));
-    sent["subject"]["attributes"]["country"] = json!("D\u{0}E");
-    let refused = app.post("/v1/proposals", &key, sent).await;
-    assert_eq!(
-        refused.status,
-        StatusCode::UNPROCESSABLE_ENTITY,
-        "{}",
-        refused.body
-    );
-    assert_eq!(refused.body["code"], "validation_failed");
-    assert_eq!(refused.body["detail"], "text must not contain U+0000 (NUL)");
-
-    // A decision's rationale, and a filter in the query string.
-    let submitted = app.submit(&key, "a", json!({}), json!({})).await;
-    assert_eq!(submitted.status, StatusCode::CREATED, "{}", submitted.body);
-    let reviewer = app.user("rita", &["reviewer"], &["reviewers"]).await;
-    let task = app
-        .task_of(&reviewer, submitted.body["id"].as_str().unwrap())
-        .await;
-    let decision =
-        json!({"verdict": "approve", "rationale": "fine\u{0}", "seen_digest": task["digest"]});
-    let path = format!("/v1/tasks/{}/decision", task["id"].as_str().unwrap());
-    let refused = app.post(&path, &reviewer, decision).await;
-    assert_eq!(
-        refused.status,
-        StatusCode::UNPROCESSABLE_ENTITY,
-        "{}",
-        refused.body
-    );
-    for query in ["/v1/proposals?action=a%00", "/v1/tasks?group=reviewers%00"] {
-        let refused = app.get(query, ADMIN_TOKEN).await;
-        assert_eq!(
-            refused.status,
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "{query}: {}",
-            refused.body
-        );
-        assert_eq!(
-            refused.body["detail"],
-            "the query string: text must not contain U+0000 (NUL)"
-        );
-    }
-
-    // Nothing failed inside: the server is ready, and the task is decided.
-    let ready = app.call(Method::GET, "/readyz", None, None).await;
-    assert_eq!(ready.status, StatusCode::OK, "{}", ready.body);
-    let decided = app.decide(&reviewer, &task, "approve").await;
-    assert_eq!(decided.status, StatusCode::OK, "{}", decided.body);
-    let listed = app.get("/v1/proposals", ADMIN_TOKEN).await;
-    assert_eq!(listed.body["items"].as_array().unwrap().len(), 1);
-}
-
 #[tokio::test]
 async fn health_metrics_and_openapi() {
     let app = spawn_app().await;
