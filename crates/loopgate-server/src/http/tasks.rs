@@ -1,5 +1,6 @@
 //! `/v1/tasks`: the reviewer's queue, leases and decisions.
 
+use std::collections::HashMap;
 use std::time::Instant;
 
 use axum::Json;
@@ -226,31 +227,52 @@ pub async fn decide_many(
             grant_terms(offer)?;
         }
     }
-    // Decided together: their commits share the writer's groups.
-    let decisions = body.items.into_iter().map(|item| {
-        let (task_id, request) = item.into_parts();
-        let (app, caller) = (&app, &caller);
-        async move {
-            match decide_one(app, caller, &task_id, request).await {
-                Ok(decision) => proto::BatchDecisionResult {
-                    task_id,
-                    status: 200,
-                    error: None,
-                    decision: Some(decision),
-                },
-                Err(error) => {
-                    let problem = error.problem();
-                    proto::BatchDecisionResult {
-                        task_id,
-                        status: problem.status,
-                        error: Some(problem),
-                        decision: None,
-                    }
-                }
-            }
+    // Decided together, so their commits share the writer's groups; but
+    // items naming the same task are decided in their order (round `k`
+    // holds each task's `k`-th item), so the first is the one that counts
+    // and a repeat meets its result, on every store.
+    let mut seen: HashMap<String, usize> = HashMap::new();
+    let mut rounds: Vec<Vec<(usize, proto::BatchDecisionItem)>> = Vec::new();
+    for (n, item) in body.items.into_iter().enumerate() {
+        let round = seen.entry(item.task_id.clone()).or_insert(0);
+        if rounds.len() <= *round {
+            rounds.push(Vec::new());
         }
-    });
-    let items = futures::future::join_all(decisions).await;
+        rounds[*round].push((n, item));
+        *round += 1;
+    }
+    let mut items: Vec<Option<proto::BatchDecisionResult>> = Vec::new();
+    items.resize_with(seen.values().sum(), || None);
+    for round in rounds {
+        let decisions = round.into_iter().map(|(n, item)| {
+            let (task_id, request) = item.into_parts();
+            let (app, caller) = (&app, &caller);
+            async move {
+                let result = match decide_one(app, caller, &task_id, request).await {
+                    Ok(decision) => proto::BatchDecisionResult {
+                        task_id,
+                        status: 200,
+                        error: None,
+                        decision: Some(decision),
+                    },
+                    Err(error) => {
+                        let problem = error.problem();
+                        proto::BatchDecisionResult {
+                            task_id,
+                            status: problem.status,
+                            error: Some(problem),
+                            decision: None,
+                        }
+                    }
+                };
+                (n, result)
+            }
+        });
+        for (n, result) in futures::future::join_all(decisions).await {
+            items[n] = Some(result);
+        }
+    }
+    let items = items.into_iter().flatten().collect();
     Ok(Json(proto::BatchDecisionResponse { items }))
 }
 
