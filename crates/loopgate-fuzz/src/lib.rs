@@ -76,11 +76,11 @@ pub fn policy_text(data: &[u8]) {
 }
 
 /// A proposal body through what `POST /v1/proposals` does before the
-/// store: the depth check, parsing, the digest, and the routing input by
+/// store: the depth and NUL checks, parsing, the digest, and the routing input by
 /// the number rule and a declared shape.
 pub fn proposal_body(data: &[u8]) {
-    if loopgate_server::http::extract::MAX_DEPTH < loopgate_server::http::extract::json_depth(data)
-    {
+    let shape = loopgate_server::http::extract::json_shape(data);
+    if loopgate_server::http::extract::MAX_DEPTH < shape.depth || shape.nul {
         return;
     }
     let Ok(body) = serde_json::from_slice::<proto::SubmitProposal>(data) else {

@@ -131,10 +131,14 @@ async fn read_optional_json<T: DeserializeOwned>(
             "the body must be a JSON object, not an array",
         ));
     }
-    if MAX_DEPTH < json_depth(&bytes) {
+    let shape = json_shape(&bytes);
+    if MAX_DEPTH < shape.depth {
         return Err(ApiError::invalid(format!(
             "JSON is nested deeper than {MAX_DEPTH} levels"
         )));
+    }
+    if shape.nul {
+        return Err(ApiError::invalid(NUL_REFUSED));
     }
     match serde_json::from_slice(&bytes) {
         Ok(value) => Ok((Some(value), bytes)),
@@ -191,13 +195,47 @@ impl<T: DeserializeOwned + Send> FromRequestParts<AppState> for Params<T> {
     }
 }
 
-/// The nesting depth of JSON text, counting brackets outside strings.
-/// Malformed text is left to the parser.
-pub fn json_depth(bytes: &[u8]) -> usize {
+/// Why text holding U+0000 is refused: PostgreSQL's text cannot hold it,
+/// and a store must not answer the same request differently (a 500 on one,
+/// a 201 on the other) or fail a write, a deadline or a rebuild later on a
+/// value it accepted.
+pub const NUL_REFUSED: &str = "text must not contain U+0000 (NUL)";
+
+/// Whether a request's address (path or query) holds U+0000: percent
+/// encoding (`%00`) is the only way to write it there. `%2500` is the text
+/// `%00`, and does not match.
+pub fn address_holds_nul(uri: &axum::http::Uri) -> bool {
+    uri.path_and_query()
+        .is_some_and(|it| it.as_str().contains("%00"))
+}
+
+/// Whether a URL-encoded form (a UI form, a Slack interaction) holds
+/// U+0000 in a name or a value.
+pub fn form_holds_nul(body: &[u8]) -> bool {
+    form_urlencoded::parse(body).any(|(name, value)| name.contains('\0') || value.contains('\0'))
+}
+
+/// What [`json_shape`] sees of JSON text before it is parsed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct JsonShape {
+    /// Nesting depth, counting brackets outside strings.
+    pub depth: usize,
+    /// A string (or member name) holds U+0000, written `\u0000`.
+    pub nul: bool,
+}
+
+/// The nesting depth of JSON text and whether a string holds U+0000, in
+/// one pass. Malformed text is left to the parser.
+pub fn json_shape(bytes: &[u8]) -> JsonShape {
     let (mut depth, mut deepest, mut in_string, mut escaped) = (0_usize, 0_usize, false, false);
-    for &b in bytes {
+    let mut nul = false;
+    for (i, &b) in bytes.iter().enumerate() {
         if in_string {
             match (escaped, b) {
+                (true, b'u') => {
+                    escaped = false;
+                    nul |= bytes.get(i + 1..i + 5) == Some(b"0000");
+                }
                 (true, _) => escaped = false,
                 (false, b'\\') => escaped = true,
                 (false, b'"') => in_string = false,
@@ -215,7 +253,10 @@ pub fn json_depth(bytes: &[u8]) -> usize {
             _ => (),
         }
     }
-    deepest
+    JsonShape {
+        depth: deepest,
+        nul,
+    }
 }
 
 #[cfg(test)]
@@ -224,8 +265,22 @@ mod tests {
 
     #[test]
     fn depth() {
-        assert_eq!(json_depth(br#"{"a": [1, {"b": "[[[{{"}]}"#), 3);
-        assert_eq!(json_depth(br#""\"[""#), 0);
-        assert_eq!(json_depth(&b"[".repeat(100)), 100);
+        let depth = |bytes: &[u8]| json_shape(bytes).depth;
+        assert_eq!(depth(br#"{"a": [1, {"b": "[[[{{"}]}"#), 3);
+        assert_eq!(depth(br#""\"[""#), 0);
+        assert_eq!(depth(&b"[".repeat(100)), 100);
+    }
+
+    #[test]
+    fn nul_in_a_string_or_name() {
+        let nul = |bytes: &[u8]| json_shape(bytes).nul;
+        assert!(nul(br#"{"a": "x\u0000y"}"#));
+        assert!(nul(br#"{"a\u0000": 1}"#));
+        assert!(nul(br#"{"a": ["\"\u0000"]}"#));
+        // A backslash written `\\` followed by the text `u0000` is no NUL.
+        assert!(!nul(br#"{"a": "\\u0000"}"#));
+        assert!(nul(br#"{"a": "\u00001"}"#));
+        assert!(!nul(br#"{"a": "\u0001", "b": 0000}"#));
+        assert!(!nul(br#"{"a": "\u000"#));
     }
 }

@@ -35,7 +35,7 @@ use error::ApiError;
 /// The OpenAPI 3.1 document.
 #[derive(OpenApi)]
 #[openapi(
-    info(title = "loopgate", description = "Human-in-the-loop control plane for AI: proposals, policy routing, review, resolution."),
+    info(title = "loopgate", description = "Human-in-the-loop control plane for AI: proposals, policy routing, review, resolution.\n\nText anywhere in a request must not hold U+0000 (NUL): a JSON string or member name at any depth (free JSON values such as `input`, `output` and `context` included), a path segment or a query value. Such a request is refused with 422 `validation_failed` before it is read. String schemas say so with a pattern; free JSON values cannot, and this sentence does."),
     paths(
         proposals::submit, proposals::get, proposals::list, proposals::cancel, proposals::comments, proposals::add_comment,
         tasks::list, tasks::get, tasks::claim, tasks::release, tasks::decide, tasks::decide_many,
@@ -59,7 +59,7 @@ use error::ApiError;
         crate::notify::slack::interactions,
     ),
     components(schemas(loopgate_proto::Problem)),
-    modifiers(&BearerAuth, &ProblemResponses, &OperationIds),
+    modifiers(&BearerAuth, &ProblemResponses, &OperationIds, &TextWithoutNul),
     security(("bearer" = [])),
 )]
 pub struct ApiDoc;
@@ -188,6 +188,97 @@ impl utoipa::Modify for OperationIds {
     }
 }
 
+/// Says in the document what the server refuses of all text (see
+/// [`extract::NUL_REFUSED`]): every string schema that does not already
+/// narrow its text (a pattern, an enum, a format) gets the pattern
+/// [`NO_NUL`], in parameters, bodies and components alike.
+struct TextWithoutNul;
+
+/// Text without U+0000.
+pub(crate) const NO_NUL: &str = r"^[^\x00]*$";
+
+impl utoipa::Modify for TextWithoutNul {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::RefOr;
+        if let Some(components) = openapi.components.as_mut() {
+            for schema in components.schemas.values_mut() {
+                no_nul_in(schema);
+            }
+        }
+        for item in openapi.paths.paths.values_mut() {
+            for parameter in item.parameters.iter_mut().flatten() {
+                parameter.schema.iter_mut().for_each(no_nul_in);
+            }
+        }
+        for operation in operations(openapi) {
+            for parameter in operation.parameters.iter_mut().flatten() {
+                parameter.schema.iter_mut().for_each(no_nul_in);
+            }
+            for content in operation
+                .request_body
+                .iter_mut()
+                .flat_map(|body| body.content.values_mut())
+            {
+                content.schema.iter_mut().for_each(no_nul_in);
+            }
+            for response in operation.responses.responses.values_mut() {
+                if let RefOr::T(response) = response {
+                    for content in response.content.values_mut() {
+                        content.schema.iter_mut().for_each(no_nul_in);
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// [`TextWithoutNul`] on one schema and the schemas inside it.
+fn no_nul_in(schema: &mut utoipa::openapi::RefOr<utoipa::openapi::schema::Schema>) {
+    use utoipa::openapi::RefOr;
+    if let RefOr::T(schema) = schema {
+        no_nul_in_schema(schema);
+    }
+}
+
+fn no_nul_in_schema(schema: &mut utoipa::openapi::schema::Schema) {
+    use utoipa::openapi::schema::{AdditionalProperties, ArrayItems, Schema, SchemaType, Type};
+    match schema {
+        Schema::Object(object) => {
+            let text = match &object.schema_type {
+                SchemaType::Type(Type::String) => true,
+                SchemaType::Array(types) => types.contains(&Type::String),
+                _ => false,
+            };
+            if text
+                && object.pattern.is_none()
+                && object.enum_values.is_none()
+                && object.format.is_none()
+            {
+                object.pattern = Some(NO_NUL.to_owned());
+            }
+            object.properties.values_mut().for_each(no_nul_in);
+            if let Some(additional) = object.additional_properties.as_deref_mut()
+                && let AdditionalProperties::RefOr(value) = additional
+            {
+                no_nul_in(value);
+            }
+            if let Some(names) = object.property_names.as_deref_mut() {
+                no_nul_in_schema(names);
+            }
+        }
+        Schema::Array(array) => {
+            if let ArrayItems::RefOrSchema(items) = &mut array.items {
+                no_nul_in(items);
+            }
+            array.prefix_items.iter_mut().for_each(no_nul_in_schema);
+        }
+        Schema::OneOf(one_of) => one_of.items.iter_mut().for_each(no_nul_in),
+        Schema::AllOf(all_of) => all_of.items.iter_mut().for_each(no_nul_in),
+        Schema::AnyOf(any_of) => any_of.items.iter_mut().for_each(no_nul_in),
+        _ => (),
+    }
+}
+
 /// The largest Slack interaction accepted (a message of 50 blocks, or a
 /// modal, URL-encoded).
 const SLACK_BODY_BYTES: usize = 256 * 1024;
@@ -304,10 +395,24 @@ pub fn router(app: AppState) -> Router {
         .merge(crate::ui::router(app.clone()))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
+        .layer(axum::middleware::from_fn(refuse_nul_in_address))
         .layer(axum::middleware::from_fn_with_state(app.clone(), deadline))
         .layer(axum::middleware::from_fn(security_headers))
         .layer(CatchPanicLayer::custom(panicked))
         .with_state(app)
+}
+
+/// A path or query value holding U+0000 is refused (422) before any route
+/// reads it, on every route: PostgreSQL's text cannot hold it (see
+/// [`extract::NUL_REFUSED`]).
+async fn refuse_nul_in_address(
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    if extract::address_holds_nul(request.uri()) {
+        return ApiError::invalid(format!("the address: {}", extract::NUL_REFUSED)).into_response();
+    }
+    next.run(request).await
 }
 
 /// A request is answered within `request_timeout` (503 after it), and a

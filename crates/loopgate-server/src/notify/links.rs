@@ -4,8 +4,8 @@
 //! email showed. A link that is unknown, used, expired, stale or for a task
 //! no longer open says so and links to the task.
 
+use crate::ui::Form;
 use askama::Template;
-use axum::Form;
 use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};

@@ -378,10 +378,13 @@ pub async fn interactions(
         tracing::info!(why, "a Slack interaction was refused");
         return unauthorized(why);
     }
-    let payload = form_urlencoded::parse(&body)
-        .find(|(key, _)| key == "payload")
-        .and_then(|(_, value)| serde_json::from_str::<Value>(&value).ok());
-    let Some(payload) = payload else {
+    let Some((_, payload)) = form_urlencoded::parse(&body).find(|(key, _)| key == "payload") else {
+        return ApiError::invalid("the body has no `payload` JSON").into_response();
+    };
+    if payload.contains('\0') || crate::http::extract::json_shape(payload.as_bytes()).nul {
+        return ApiError::invalid(crate::http::extract::NUL_REFUSED).into_response();
+    }
+    let Ok(payload) = serde_json::from_str::<Value>(&payload) else {
         return ApiError::invalid("the body has no `payload` JSON").into_response();
     };
     let Some(api) = app.slack.clone() else {

@@ -3,10 +3,11 @@
 //! issue (the secret is shown once, on the page that answers the form) and
 //! revoke, through the API's handlers.
 
+use crate::ui::Form;
 use askama::Template;
+use axum::Extension;
 use axum::extract::State;
 use axum::response::{IntoResponse, Redirect, Response};
-use axum::{Extension, Form};
 use loopgate_proto as proto;
 use serde::Deserialize;
 

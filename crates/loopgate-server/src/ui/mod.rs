@@ -36,6 +36,7 @@ use loopgate_store::StoreError;
 use crate::AppState;
 use crate::auth::session::Session;
 use crate::http::error::ApiError;
+use crate::http::extract;
 
 /// Every page of the UI.
 pub(crate) fn router(app: AppState) -> Router<AppState> {
@@ -225,6 +226,31 @@ impl Nav {
             audit: has(&[Role::Auditor]),
             version: assets::version(),
         }
+    }
+}
+
+/// A URL-encoded form, as axum's `Form`, but one holding U+0000 is refused
+/// (422, as a page) before it is read, as the API refuses it in JSON:
+/// PostgreSQL's text cannot hold it ([`extract::NUL_REFUSED`]).
+pub(crate) struct Form<T>(pub(crate) T);
+
+impl<T: serde::de::DeserializeOwned, S: Send + Sync> axum::extract::FromRequest<S> for Form<T> {
+    type Rejection = Response;
+
+    async fn from_request(request: Request, state: &S) -> Result<Form<T>, Response> {
+        let axum::extract::RawForm(body) = axum::extract::RawForm::from_request(request, state)
+            .await
+            .map_err(IntoResponse::into_response)?;
+        if extract::form_holds_nul(&body) {
+            let detail = format!("the form: {}", extract::NUL_REFUSED);
+            return Err(UiError::status(StatusCode::UNPROCESSABLE_ENTITY, &detail).into_response());
+        }
+        serde_urlencoded::from_bytes(&body)
+            .map(Form)
+            .map_err(|error| {
+                let detail = format!("the form is not valid: {error}");
+                UiError::status(StatusCode::UNPROCESSABLE_ENTITY, &detail).into_response()
+            })
     }
 }
 

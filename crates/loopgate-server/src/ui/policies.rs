@@ -1,11 +1,12 @@
 //! Policy pages: versions and activations, a version's highlighted text, diffs,
 //! and the draft editor (validate, test, publish, activate).
 
+use crate::ui::Form;
 use askama::Template;
+use axum::Extension;
 use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
-use axum::{Extension, Form};
 use loopgate_core::Role;
 use loopgate_core::routing::Policies;
 use loopgate_proto as proto;

@@ -1,11 +1,12 @@
 //! The reviewer's pages: the queue, a task (the proposal, claim on open,
 //! decide), and a proposal read on its own.
 
+use crate::ui::Form;
 use askama::Template;
+use axum::Extension;
 use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
-use axum::{Extension, Form};
 use loopgate_core::Timestamp;
 use loopgate_proto as proto;
 use serde::Deserialize;

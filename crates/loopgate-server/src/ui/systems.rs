@@ -1,9 +1,10 @@
 //! The systems page: the inventory, and pause and resume (the kill switch).
 
+use crate::ui::Form;
 use askama::Template;
+use axum::Extension;
 use axum::extract::State;
 use axum::response::{IntoResponse, Redirect, Response};
-use axum::{Extension, Form};
 use loopgate_proto as proto;
 use serde::Deserialize;
 

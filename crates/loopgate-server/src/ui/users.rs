@@ -1,10 +1,11 @@
 //! The users page: users, their roles and groups, passwords, disabling.
 
+use crate::ui::Form;
 use askama::Template;
+use axum::Extension;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::{Extension, Form};
 use loopgate_proto as proto;
 use serde_json::Value;
 

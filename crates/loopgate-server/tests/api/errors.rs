@@ -189,6 +189,97 @@ async fn oversized_and_too_deep_bodies_are_refused_before_parsing() {
     assert_eq!(listed.body["items"].as_array().unwrap().len(), 0);
 }
 
+/// PostgreSQL's text cannot hold U+0000: a subject attribute holding it
+/// used to fail the decision (500) on that store, and with it the writer's
+/// health, while SQLite took it. Both stores refuse it at the door.
+#[tokio::test]
+async fn text_holding_nul_is_refused_and_the_server_still_serves() {
+    let app = spawn_app().await;
+    let key = app.system("fraud-detector", "in_the_loop").await;
+    let mut sent = proposal("a", json!({}), json!({}));
+    sent["subject"]["attributes"]["country"] = json!("D\u{0}E");
+    let refused = app.post("/v1/proposals", &key, sent).await;
+    assert_eq!(
+        refused.status,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "{}",
+        refused.body
+    );
+    assert_eq!(refused.body["code"], "validation_failed");
+    assert_eq!(refused.body["detail"], "text must not contain U+0000 (NUL)");
+
+    // A decision's rationale, and a filter in the query string.
+    let submitted = app.submit(&key, "a", json!({}), json!({})).await;
+    assert_eq!(submitted.status, StatusCode::CREATED, "{}", submitted.body);
+    let reviewer = app.user("rita", &["reviewer"], &["reviewers"]).await;
+    let task = app
+        .task_of(&reviewer, submitted.body["id"].as_str().unwrap())
+        .await;
+    let decision =
+        json!({"verdict": "approve", "rationale": "fine\u{0}", "seen_digest": task["digest"]});
+    let path = format!("/v1/tasks/{}/decision", task["id"].as_str().unwrap());
+    let refused = app.post(&path, &reviewer, decision).await;
+    assert_eq!(
+        refused.status,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "{}",
+        refused.body
+    );
+    for query in [
+        "/v1/proposals?action=a%00",
+        "/v1/tasks?group=reviewers%00",
+        "/v1/groups/reviewers%00",
+        "/v1/groups/reviewers%00/notifications",
+    ] {
+        let refused = app.get(query, ADMIN_TOKEN).await;
+        assert_eq!(
+            refused.status,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "{query}: {}",
+            refused.body
+        );
+        assert_eq!(
+            refused.body["detail"],
+            "the address: text must not contain U+0000 (NUL)"
+        );
+    }
+    // `%2500` is the text `%00`, no NUL: an action of that name, none stored.
+    let listed = app.get("/v1/proposals?action=a%2500", ADMIN_TOKEN).await;
+    assert_eq!(listed.status, StatusCode::OK, "{}", listed.body);
+
+    // The document says it: every string a request may carry that is not
+    // narrowed otherwise has a pattern without NUL.
+    let document = app.get("/openapi.json", ADMIN_TOKEN).await.body;
+    let no_nul = json!("^[^\\x00]*$");
+    assert_eq!(
+        document["components"]["schemas"]["Subject"]["properties"]["id"]["pattern"],
+        no_nul
+    );
+    let mut unpatterned = Vec::new();
+    for (path, item) in document["paths"].as_object().unwrap() {
+        for (method, operation) in item.as_object().unwrap() {
+            for parameter in operation["parameters"].as_array().into_iter().flatten() {
+                let schema = &parameter["schema"];
+                if schema["type"] == "string"
+                    && schema.get("pattern").is_none()
+                    && schema.get("enum").is_none()
+                {
+                    unpatterned.push(format!("{method} {path} {}", parameter["name"]));
+                }
+            }
+        }
+    }
+    assert!(unpatterned.is_empty(), "{unpatterned:?}");
+
+    // Nothing failed inside: the server is ready, and the task is decided.
+    let ready = app.call(Method::GET, "/readyz", None, None).await;
+    assert_eq!(ready.status, StatusCode::OK, "{}", ready.body);
+    let decided = app.decide(&reviewer, &task, "approve").await;
+    assert_eq!(decided.status, StatusCode::OK, "{}", decided.body);
+    let listed = app.get("/v1/proposals", ADMIN_TOKEN).await;
+    assert_eq!(listed.body["items"].as_array().unwrap().len(), 1);
+}
+
 #[tokio::test]
 async fn health_metrics_and_openapi() {
     let app = spawn_app().await;

@@ -1037,6 +1037,24 @@ async fn a_reviewer_comments_and_answers_the_ai_from_the_task_page() {
     assert!(page.body.contains("No comments yet"), "{}", page.body);
     assert!(page.body.contains("value=\"respond\""), "{}", page.body);
     let csrf = page.csrf();
+    // A form holding U+0000 is refused as a page, as the API refuses it.
+    let refused = browser
+        .post(
+            &format!("/ui/tasks/{task_id}/comments"),
+            &[("_csrf", &csrf), ("body", "asked\u{0}")],
+        )
+        .await;
+    assert_eq!(
+        refused.status,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "{}",
+        refused.body
+    );
+    assert!(
+        refused.body.contains("text must not contain U+0000 (NUL)"),
+        "{}",
+        refused.body
+    );
     let posted = browser
         .post(
             &format!("/ui/tasks/{task_id}/comments"),
