@@ -991,6 +991,13 @@ async fn hostile_slack_payloads_decide_nothing_and_the_server_serves() {
         let (status, _, text) = interact(&app, payload, now).await;
         assert_eq!(status, StatusCode::OK, "{payload}: {text}");
     }
+    // Text holding U+0000 is refused before anything reads it, as in the API.
+    now += 1;
+    let nul = json!({"type": "block_actions", "user": {"id": "UANN\u{0}"}, "trigger_id": "t",
+                     "actions": [{"action_id": "approve", "value": format!("{task_id}|{}", task["digest"].as_str().unwrap())}]});
+    let (status, _, text) = interact(&app, &nul, now).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{text}");
+    assert!(text.contains("U+0000"), "{text}");
     // Timestamps at i64's ends (or beyond) are refused, not overflowed.
     for timestamp in [
         "-9223372036854775808",
