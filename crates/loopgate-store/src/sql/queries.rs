@@ -392,9 +392,20 @@ pub(super) fn update_task(
     task: &Task,
     now: Timestamp,
 ) -> Result<(), StoreError> {
+    update_task_counting(conn, task, now, None)
+}
+
+/// [`update_task`], and when `approvals` is given, the task's count of
+/// approvals too: one row update where two would do.
+fn update_task_counting(
+    conn: &Connection,
+    task: &Task,
+    now: Timestamp,
+    approvals: Option<u32>,
+) -> Result<(), StoreError> {
     conn.execute_later(
         "UPDATE tasks SET state = ?2, grp = ?3, level = ?4, due_at = ?5, claimed_by = ?6, lease_expires_at = ?7, updated_at = ?8,
-             assignee = ?9, delegated_from = ?10, return_at = ?11
+             assignee = ?9, delegated_from = ?10, return_at = ?11, approvals = COALESCE(?12, approvals)
          WHERE id = ?1",
     params![
         task.id.as_str(),
@@ -408,6 +419,7 @@ pub(super) fn update_task(
         task.assigned.as_ref().map(|a| a.to.as_str()),
         task.assigned.as_ref().and_then(|a| a.delegated_from.as_deref()),
         task.assigned.as_ref().and_then(|a| a.return_at).map(Timestamp::millis),
+        approvals,
     ])?;
     Ok(())
 }
@@ -480,13 +492,8 @@ pub(super) fn write_case(conn: &Connection, case: &Case, now: Timestamp) -> Resu
         proposal.decided_by.map(DecidedBy::as_str),
         proposal.decided_at.map(Timestamp::millis),
     ])?;
-    update_task(conn, &case.task, now)?;
     let approvals = count_approvals(&case.decisions, &case.proposal.digest);
-    conn.execute_later(
-        "UPDATE tasks SET approvals = ?2 WHERE id = ?1",
-        params![case.task.id.as_str(), approvals],
-    )?;
-    Ok(())
+    update_task_counting(conn, &case.task, now, Some(approvals))
 }
 
 pub(super) fn insert_decision(
