@@ -4,7 +4,6 @@
 //! email showed. A link that is unknown, used, expired, stale or for a task
 //! no longer open says so and links to the task.
 
-use crate::ui::Form;
 use askama::Template;
 use axum::extract::{Query, State};
 use axum::http::StatusCode;
@@ -19,6 +18,7 @@ use crate::AppState;
 use crate::auth::{Caller, Via};
 use crate::http::extract::{JsonBody, Path};
 use crate::secrets::hash_secret;
+use crate::ui::Form;
 use crate::ui::assets;
 
 #[derive(Template)]

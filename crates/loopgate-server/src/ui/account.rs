@@ -3,7 +3,6 @@
 use std::sync::LazyLock;
 use std::time::Duration;
 
-use crate::ui::Form;
 use askama::Template;
 use axum::Extension;
 use axum::extract::{Query, State};
@@ -17,6 +16,7 @@ use crate::auth::session::{self, LOGIN_COOKIE, Session, same_secret};
 use crate::http::users::password_hash;
 use crate::limits::{ClientAddr, Throttled, username_hash};
 use crate::secrets::{hash_password, new_secret, verify_password};
+use crate::ui::Form;
 use crate::ui::{Nav, UiError, assets, render};
 use loopgate_core::UserSource;
 use loopgate_core::notify::Pref;

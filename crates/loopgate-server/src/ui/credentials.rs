@@ -3,7 +3,6 @@
 //! issue (the secret is shown once, on the page that answers the form) and
 //! revoke, through the API's handlers.
 
-use crate::ui::Form;
 use askama::Template;
 use axum::Extension;
 use axum::extract::State;
@@ -15,6 +14,7 @@ use crate::AppState;
 use crate::auth::session::Session;
 use crate::http::credentials;
 use crate::http::extract::{JsonBodyOr, Path};
+use crate::ui::Form;
 use crate::ui::{Nav, UiError, minute, ok, render};
 
 /// A key or token as the page lists it.

@@ -1,7 +1,6 @@
 //! Policy pages: versions and activations, a version's highlighted text, diffs,
 //! and the draft editor (validate, test, publish, activate).
 
-use crate::ui::Form;
 use askama::Template;
 use axum::Extension;
 use axum::extract::{Query, State};
@@ -17,6 +16,7 @@ use crate::auth::session::Session;
 use crate::http::error::ApiError;
 use crate::http::extract::{JsonBody, Path};
 use crate::http::policies;
+use crate::ui::Form;
 use crate::ui::{Nav, UiError, ok, render};
 
 pub(crate) struct VersionRow {

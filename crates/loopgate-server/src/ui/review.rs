@@ -1,7 +1,6 @@
 //! The reviewer's pages: the queue, a task (the proposal, claim on open,
 //! decide), and a proposal read on its own.
 
-use crate::ui::Form;
 use askama::Template;
 use axum::Extension;
 use axum::extract::{Query, State};
@@ -16,6 +15,7 @@ use crate::AppState;
 use crate::auth::session::Session;
 use crate::http::extract::{JsonBody, Params, Path};
 use crate::http::{audit, proposals, tasks};
+use crate::ui::Form;
 use crate::ui::{Nav, UiError, lower, ok, render};
 
 /// The queue's filters, also carried through a task and back.

@@ -1,6 +1,5 @@
 //! The systems page: the inventory, and pause and resume (the kill switch).
 
-use crate::ui::Form;
 use askama::Template;
 use axum::Extension;
 use axum::extract::State;
@@ -13,6 +12,7 @@ use crate::auth::session::Session;
 use crate::http::error::ApiError;
 use crate::http::extract::{JsonBody, Path};
 use crate::http::systems;
+use crate::ui::Form;
 use crate::ui::{Nav, UiError, lower, ok, render};
 
 pub(crate) struct SystemRow {

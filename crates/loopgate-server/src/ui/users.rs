@@ -1,6 +1,5 @@
 //! The users page: users, their roles and groups, passwords, disabling.
 
-use crate::ui::Form;
 use askama::Template;
 use axum::Extension;
 use axum::extract::State;
@@ -14,6 +13,7 @@ use crate::auth::session::Session;
 use crate::http::error::ApiError;
 use crate::http::extract::{JsonBody, Path};
 use crate::http::users;
+use crate::ui::Form;
 use crate::ui::{Nav, UiError, lower, ok, render};
 
 pub(crate) struct UserRow {
