@@ -201,18 +201,11 @@ impl<T: DeserializeOwned + Send> FromRequestParts<AppState> for Params<T> {
 /// value it accepted.
 pub const NUL_REFUSED: &str = "text must not contain U+0000 (NUL)";
 
-/// Whether a request's address (path or query) holds U+0000: percent
-/// encoding (`%00`) is the only way to write it there. `%2500` is the text
-/// `%00`, and does not match.
-pub fn address_holds_nul(uri: &axum::http::Uri) -> bool {
-    uri.path_and_query()
-        .is_some_and(|it| it.as_str().contains("%00"))
-}
-
-/// Whether a URL-encoded form (a UI form, a Slack interaction) holds
-/// U+0000 in a name or a value.
-pub fn form_holds_nul(body: &[u8]) -> bool {
-    form_urlencoded::parse(body).any(|(name, value)| name.contains('\0') || value.contains('\0'))
+/// Whether URL-encoded text (a request's path and query, a form body)
+/// holds U+0000: written `%00`, or as the raw byte in a form. `%2500` is
+/// the text `%00`, and does not match. One scan, nothing decoded.
+pub fn encoded_holds_nul(text: &[u8]) -> bool {
+    text.contains(&0) || text.windows(3).any(|it| it == b"%00")
 }
 
 /// What [`json_shape`] sees of JSON text before it is parsed.
@@ -269,6 +262,15 @@ mod tests {
         assert_eq!(depth(br#"{"a": [1, {"b": "[[[{{"}]}"#), 3);
         assert_eq!(depth(br#""\"[""#), 0);
         assert_eq!(depth(&b"[".repeat(100)), 100);
+    }
+
+    #[test]
+    fn nul_in_encoded_text() {
+        assert!(encoded_holds_nul(b"/v1/groups/ops%00"));
+        assert!(encoded_holds_nul(b"a=1&body=x%00y"));
+        assert!(encoded_holds_nul(b"body=x\0y"));
+        assert!(!encoded_holds_nul(b"/v1/proposals?action=a%2500"));
+        assert!(!encoded_holds_nul(b"body=100%25&n=%0A"));
     }
 
     #[test]

@@ -409,7 +409,8 @@ async fn refuse_nul_in_address(
     request: axum::extract::Request,
     next: axum::middleware::Next,
 ) -> Response {
-    if extract::address_holds_nul(request.uri()) {
+    let address = request.uri().path_and_query().map(|it| it.as_str());
+    if address.is_some_and(|it| extract::encoded_holds_nul(it.as_bytes())) {
         return ApiError::invalid(format!("the address: {}", extract::NUL_REFUSED)).into_response();
     }
     next.run(request).await

@@ -231,6 +231,7 @@ pub async fn decide_many(
     // items naming the same task are decided in their order (round `k`
     // holds each task's `k`-th item), so the first is the one that counts
     // and a repeat meets its result, on every store.
+    let total = body.items.len();
     let mut seen: HashMap<String, usize> = HashMap::new();
     let mut rounds: Vec<Vec<(usize, proto::BatchDecisionItem)>> = Vec::new();
     for (n, item) in body.items.into_iter().enumerate() {
@@ -241,8 +242,7 @@ pub async fn decide_many(
         rounds[*round].push((n, item));
         *round += 1;
     }
-    let mut items: Vec<Option<proto::BatchDecisionResult>> = Vec::new();
-    items.resize_with(seen.values().sum(), || None);
+    let mut items: Vec<Option<proto::BatchDecisionResult>> = vec![None; total];
     for round in rounds {
         let decisions = round.into_iter().map(|(n, item)| {
             let (task_id, request) = item.into_parts();

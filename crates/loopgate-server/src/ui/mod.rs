@@ -241,7 +241,7 @@ impl<T: serde::de::DeserializeOwned, S: Send + Sync> axum::extract::FromRequest<
         let axum::extract::RawForm(body) = axum::extract::RawForm::from_request(request, state)
             .await
             .map_err(IntoResponse::into_response)?;
-        if extract::form_holds_nul(&body) {
+        if extract::encoded_holds_nul(&body) {
             let detail = format!("the form: {}", extract::NUL_REFUSED);
             return Err(UiError::status(StatusCode::UNPROCESSABLE_ENTITY, &detail).into_response());
         }
