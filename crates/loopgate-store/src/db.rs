@@ -52,9 +52,10 @@ pub(crate) struct PgConnection {
     statements: RefCell<HashMap<String, tokio_postgres::Statement>>,
     /// Statements sent ahead of the next round trip, in order.
     later: RefCell<Vec<Later>>,
-    /// Statements held until the transaction's commit
-    /// ([`Connection::execute_at_commit`]).
-    at_commit: RefCell<Vec<Later>>,
+    /// Rows held until the transaction's commit, per statement in the
+    /// order each statement was first asked for
+    /// ([`Connection::insert_at_commit`]).
+    at_commit: RefCell<Vec<HeldRows>>,
     /// Notifications (channel, payload) sent right after the transaction's
     /// commit ([`Connection::notify_after_commit`]).
     after_commit: RefCell<Vec<(&'static str, String)>>,
@@ -64,6 +65,9 @@ pub(crate) struct PgConnection {
     /// Round trips made (`WriteStats`).
     trips: std::cell::Cell<u64>,
 }
+
+/// A statement's rows held for the commit (`Connection::insert_at_commit`).
+type HeldRows = (&'static str, Vec<Vec<Arg>>);
 
 struct PgSession {
     /// `None` only while the session closes.
@@ -90,6 +94,9 @@ pub(crate) enum Arg {
     Real(f64),
     Text(String),
     Blob(Vec<u8>),
+    /// PostgreSQL: the values of one column of many rows, as one array
+    /// parameter (`BIGINT[]`, `TEXT[]`); see [`Connection::insert_at_commit`].
+    Column(Vec<Arg>),
 }
 
 /// A column's value.
@@ -459,35 +466,61 @@ impl Connection {
         }
     }
 
-    /// [`Connection::execute_later`], held back further: PostgreSQL sends it
-    /// only when [`Connection::release_at_commit`] is called, just before
-    /// the commit, after every other statement of the transaction (SQLite
-    /// runs it at once). A statement that must come after every lock its
-    /// transaction takes (the audit log's events: see `queries::append`).
-    pub(crate) fn execute_at_commit(
+    /// [`Connection::execute_later`] for one row of an insert, held back
+    /// further: SQLite runs `single` with `row` at once; PostgreSQL holds
+    /// the row until [`Connection::release_at_commit`], just before the
+    /// commit, after every other statement of the transaction, and then
+    /// sends every row held for `batched` as one statement whose parameter
+    /// `?i` is the array of the rows' `i`-th values, in the order they were
+    /// held (`unnest(CAST(?1 AS BIGINT[]), CAST(?2 AS TEXT[]), …) WITH
+    /// ORDINALITY … ORDER BY` the ordinality). For rows that must come after
+    /// every lock their transaction takes (the audit log's events: see
+    /// `queries::append`), which cost PostgreSQL a statement each before.
+    pub(crate) fn insert_at_commit(
         &self,
-        sql: &str,
-        params: impl Params,
+        single: &str,
+        batched: &'static str,
+        row: impl Params,
     ) -> Result<(), StoreError> {
-        match self {
-            Connection::Sqlite(_) => self.execute(sql, params).map(drop),
-            Connection::Postgres(pg) => {
-                let statement = pg.statement(sql)?;
-                pg.at_commit
-                    .borrow_mut()
-                    .push(Later::Prepared(statement, params.into_args()));
-                Ok(())
-            }
+        let Connection::Postgres(pg) = self else {
+            return self.execute(single, row).map(drop);
+        };
+        let row = row.into_args();
+        let mut held = pg.at_commit.borrow_mut();
+        match held.iter_mut().find(|(sql, _)| *sql == batched) {
+            Some((_, rows)) => rows.push(row),
+            None => held.push((batched, vec![row])),
         }
+        Ok(())
     }
 
-    /// Sends what [`Connection::execute_at_commit`] held with the next round
-    /// trip, the commit's.
-    pub(crate) fn release_at_commit(&self) {
-        if let Connection::Postgres(pg) = self {
-            let held = std::mem::take(&mut *pg.at_commit.borrow_mut());
-            pg.later.borrow_mut().extend(held);
+    /// Sends what [`Connection::insert_at_commit`] held with the next round
+    /// trip, the commit's: a statement for each statement's rows.
+    pub(crate) fn release_at_commit(&self) -> Result<(), StoreError> {
+        let Connection::Postgres(pg) = self else {
+            return Ok(());
+        };
+        let held = std::mem::take(&mut *pg.at_commit.borrow_mut());
+        for (sql, rows) in held {
+            let statement = pg.statement(sql)?;
+            let width = rows.first().map_or(0, Vec::len);
+            let mut columns: Vec<Vec<Arg>> =
+                (0..width).map(|_| Vec::with_capacity(rows.len())).collect();
+            for row in rows {
+                if row.len() != width {
+                    return Err(StoreError::Other(format!(
+                        "rows of {width} and {} values held for one statement",
+                        row.len()
+                    )));
+                }
+                for (column, value) in columns.iter_mut().zip(row) {
+                    column.push(value);
+                }
+            }
+            let args = columns.into_iter().map(Arg::Column).collect();
+            pg.later.borrow_mut().push(Later::Prepared(statement, args));
         }
+        Ok(())
     }
 
     /// PostgreSQL: sends `NOTIFY channel, payload` once this transaction
@@ -517,11 +550,13 @@ impl Connection {
         if notes.is_empty() {
             return self.execute_batch("COMMIT");
         }
-        let mut notify = String::new();
-        for (channel, payload) in &notes {
+        // One statement for them all: each is a transaction of its own.
+        let mut notify = String::from("SELECT ");
+        for (i, (channel, payload)) in notes.iter().enumerate() {
             // Channels are the store's own names; a payload is quoted.
             let payload = payload.replace('\'', "''");
-            notify.push_str(&format!("SELECT pg_notify('{channel}', '{payload}');"));
+            let comma = if i == 0 { "" } else { ", " };
+            notify.push_str(&format!("{comma}pg_notify('{channel}', '{payload}')"));
         }
         pg.round_trip(async |client| {
             let (committed, notified) =
@@ -535,7 +570,7 @@ impl Connection {
         })
     }
 
-    /// Drops what [`Connection::execute_at_commit`] held: its transaction is
+    /// Drops what [`Connection::insert_at_commit`] held: its transaction is
     /// being rolled back.
     pub(crate) fn forget_at_commit(&self) {
         if let Connection::Postgres(pg) = self {
@@ -1025,6 +1060,11 @@ impl rusqlite::ToSql for Arg {
             Arg::Real(x) => ValueRef::Real(*x),
             Arg::Text(text) => ValueRef::Text(text.as_bytes()),
             Arg::Blob(bytes) => ValueRef::Blob(bytes),
+            Arg::Column(_) => {
+                return Err(rusqlite::Error::ToSqlConversionFailure(
+                    "SQLite takes no array parameter".into(),
+                ));
+            }
         }))
     }
 }
@@ -1132,6 +1172,31 @@ impl postgres::types::ToSql for Arg {
             Arg::Blob(bytes) => {
                 if *ty == Type::BYTEA {
                     bytes.as_slice().to_sql(ty, out)
+                } else {
+                    Err(mismatch().into())
+                }
+            }
+            Arg::Column(items) => {
+                if *ty == Type::INT8_ARRAY {
+                    let ints = items
+                        .iter()
+                        .map(|item| match item {
+                            Arg::Null => Ok(None),
+                            Arg::Int(n) => Ok(Some(*n)),
+                            _ => Err(mismatch()),
+                        })
+                        .collect::<Result<Vec<_>, _>>()?;
+                    ints.to_sql(ty, out)
+                } else if *ty == Type::TEXT_ARRAY {
+                    let texts = items
+                        .iter()
+                        .map(|item| match item {
+                            Arg::Null => Ok(None),
+                            Arg::Text(text) => Ok(Some(text.as_str())),
+                            _ => Err(mismatch()),
+                        })
+                        .collect::<Result<Vec<_>, _>>()?;
+                    texts.to_sql(ty, out)
                 } else {
                     Err(mismatch().into())
                 }

@@ -711,10 +711,9 @@ fn write_alone_loop(
             match ran {
                 Some((true, finish)) => {
                     aggregates::job_done(true);
-                    let committed = aggregates::flush(conn).and_then(|()| {
-                        conn.release_at_commit();
-                        conn.commit()
-                    });
+                    let committed = aggregates::flush(conn)
+                        .and_then(|()| conn.release_at_commit())
+                        .and_then(|()| conn.commit());
                     health.record(committed.as_ref().map(|_| ()));
                     if committed.is_err() {
                         conn.forget_at_commit();

@@ -557,23 +557,22 @@ pub(super) fn append(
     actor: &str,
     event: &Event<'_>,
 ) -> Result<(), StoreError> {
-    let sql = match conn.dialect() {
-        // `seq` is the next log position: SQLite has one writer, so
-        // positions are dense and in commit order.
-        Dialect::Sqlite => {
-            "INSERT INTO events (seq, time, actor, type, subject, data)
-             VALUES ((SELECT COALESCE(MAX(seq), 0) + 1 FROM events), ?1, ?2, ?3, ?4, ?5)"
-        }
-        // PostgreSQL's writers run in parallel: the event waits in the
-        // queue until the sequencer gives it its position. It is queued at
-        // the commit, after every lock the transaction takes, so that the
-        // queue's order is the order of commits (see `audit::give_positions`).
-        Dialect::Postgres => {
-            "INSERT INTO event_queue (time, actor, type, subject, data) VALUES (?1, ?2, ?3, ?4, ?5)"
-        }
-    };
-    conn.execute_at_commit(
-        sql,
+    // SQLite: `seq` is the next log position (one writer, so positions are
+    // dense and in commit order). PostgreSQL's writers run in parallel: the
+    // event waits in the queue until the sequencer gives it its position.
+    // It is queued at the commit, after every lock the transaction takes,
+    // so that the queue's order is the order of commits (see
+    // `audit::give_positions`); a job's events go in one statement, in the
+    // order they were made.
+    conn.insert_at_commit(
+        "INSERT INTO events (seq, time, actor, type, subject, data)
+         VALUES ((SELECT COALESCE(MAX(seq), 0) + 1 FROM events), ?1, ?2, ?3, ?4, ?5)",
+        "INSERT INTO event_queue (time, actor, type, subject, data)
+         SELECT e.time, e.actor, e.type, e.subject, e.data
+         FROM unnest(CAST(?1 AS BIGINT[]), CAST(?2 AS TEXT[]), CAST(?3 AS TEXT[]),
+                     CAST(?4 AS TEXT[]), CAST(?5 AS TEXT[]))
+              WITH ORDINALITY AS e(time, actor, type, subject, data, n)
+         ORDER BY e.n",
         params![
             now.millis(),
             actor,
