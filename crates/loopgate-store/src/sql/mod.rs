@@ -43,6 +43,7 @@ mod webhooks;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, mpsc};
+use std::time::{Duration, Instant};
 
 use tokio::sync::{Semaphore, oneshot};
 
@@ -139,6 +140,10 @@ const SQLITE_MIGRATIONS: &[(&str, &str)] = &[
     ),
 ];
 const MAX_BATCH: usize = 1024;
+
+/// How long a group of SQLite's writer takes in jobs that arrive while it
+/// runs (`write_loop`).
+const GROUP_GROWS_FOR: Duration = Duration::from_millis(1);
 /// Prepared statements kept per SQLite connection (the store has about a
 /// hundred distinct ones; rusqlite's default of 16 would re-prepare most).
 const STATEMENT_CACHE: usize = 512;
@@ -258,12 +263,15 @@ impl SqlStore {
         // readers, whose analytics sorts may be big: those keep files.
         writer.execute_batch("PRAGMA temp_store = MEMORY;")?;
         let mut readers = Vec::with_capacity(N_READERS);
+        // Readers do not map the file. In WAL mode a reader unmaps all of
+        // it whenever a commit came between two of its read transactions
+        // (`pagerBeginReadTransaction`), and maps and faults it in again:
+        // with writes going on that is every read, and the `munmap`s with
+        // their TLB shootdowns cost about 4% of the server's CPU per cycle
+        // (docs/operations.md, "Where a SQLite cycle's CPU goes"). A
+        // proof's few tiles are read with `pread` instead.
         for _ in 0..N_READERS {
-            let reader = connect(path)?;
-            // Readers map the file: a proof reads a few tiles of 8 KiB from
-            // anywhere in the log, and pread per overflow page dominated that.
-            reader.execute_batch("PRAGMA mmap_size = 1073741824;")?;
-            readers.push(reader);
+            readers.push(connect(path)?);
         }
         SqlStore::start(vec![writer], readers, grant_key)
     }
@@ -593,6 +601,7 @@ fn write_loop(conn: &Connection, receiver: &Mutex<mpsc::Receiver<Job>>, health: 
         return;
     };
     while let Ok(first) = receiver.recv() {
+        let started = Instant::now();
         let mut batch = vec![first];
         while batch.len() < MAX_BATCH {
             match receiver.try_recv() {
@@ -638,7 +647,17 @@ fn write_loop(conn: &Connection, receiver: &Mutex<mpsc::Receiver<Job>>, health: 
             }
             finishes.push((finish, None));
         }
-        for mut job in batch {
+        // Jobs that arrive while the group runs join it, for as long as it
+        // is young: each commit costs a sync (a third of the writer's CPU
+        // per cycle), so bigger groups cost less per job, and a job that
+        // arrives now would otherwise wait for this commit and then its own.
+        let mut waiting = batch.into_iter();
+        while let Some(mut job) = waiting.next().or_else(|| {
+            let room = finishes.len() < MAX_BATCH
+                && started.elapsed() < GROUP_GROWS_FOR
+                && !health.refuse.load(Ordering::SeqCst);
+            room.then(|| receiver.try_recv().ok()).flatten()
+        }) {
             let began = conn.execute_batch("SAVEPOINT job");
             let mark = conn.later_mark();
             let (ok, finish) = match &began {
