@@ -26,6 +26,7 @@
 # PG_TABLE_STATS=1 prints, after each run, what it asked of PostgreSQL
 # table by table (pg_stat_user_tables) and its transactions.
 set -euo pipefail
+. "$(dirname "$0")/listening.sh"
 cd "$(dirname "$0")/.."
 bin=${LOOPGATE_BIN:-target/release/loopgate}
 driver=${DRIVER:-$bin}
@@ -56,11 +57,7 @@ for n in "${counts[@]}"; do
     case $hostport in *:*) ;; *) hostport="$hostport:5432" ;; esac
     "${RELAY_BIN:-$bin}" latency-relay --to "$hostport" --rtt "$PG_RTT" >"$dir/relay.log" 2>&1 &
     relay=$!
-    until grep -q "relay listening on" "$dir/relay.log"; do
-      kill -0 "$relay" 2>/dev/null || { echo "the relay did not start:" >&2; cat "$dir/relay.log" >&2; exit 1; }
-      sleep 0.05
-    done
-    via=$(sed -n 's/^relay listening on //p' "$dir/relay.log")
+    via=$(wait_listening "$relay" "$dir/relay.log" "relay listening on" "the relay") || exit 1
     url=$(sed -E "s#^([a-z]+://([^@/]*@)?)[^/?]*#\1$via#" <<<"$url")
   fi
   bases=()
@@ -69,11 +66,8 @@ for n in "${counts[@]}"; do
     LOOPGATE_BOOTSTRAP_TOKEN=$token RUST_LOG=warn \
       "$bin" serve --bind 127.0.0.1:0 --data-dir "$dir" --database-url "$url" >"$log" 2>&1 &
     pids+=($!)
-    until grep -q "loopgate listening on" "$log"; do
-      kill -0 "${pids[-1]}" 2>/dev/null || { echo "replica $i did not start:" >&2; cat "$log" >&2; exit 1; }
-      sleep 0.1
-    done
-    bases+=("$(sed -n 's/^loopgate listening on //p' "$log" | head -1)")
+    base=$(wait_listening "${pids[-1]}" "$log" "loopgate listening on" "replica $i") || exit 1
+    bases+=("$base")
   done
   servers=$(IFS=,; echo "${bases[*]}")
   echo "== $n replica(s)${PG_RTT:+, $PG_RTT to the database}: $servers"
