@@ -144,6 +144,7 @@ const MAX_BATCH: usize = 1024;
 /// How long a group of SQLite's writer takes in jobs that arrive while it
 /// runs (`write_loop`).
 const GROUP_GROWS_FOR: Duration = Duration::from_millis(1);
+
 /// Prepared statements kept per SQLite connection (the store has about a
 /// hundred distinct ones; rusqlite's default of 16 would re-prepare most).
 const STATEMENT_CACHE: usize = 512;
