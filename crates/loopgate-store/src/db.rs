@@ -598,6 +598,16 @@ impl Connection {
         }
     }
 
+    /// Rows inserted, updated or deleted on this connection since it
+    /// opened, triggers' included and failed statements' not (SQLite's
+    /// `sqlite3_total_changes`; 0 on PostgreSQL, whose writers never ask).
+    pub(crate) fn changes_made(&self) -> u64 {
+        match self {
+            Connection::Sqlite(conn) => conn.total_changes(),
+            Connection::Postgres(_) => 0,
+        }
+    }
+
     /// Round trips this connection made to the server (0 on SQLite).
     pub(crate) fn round_trips(&self) -> u64 {
         match self {

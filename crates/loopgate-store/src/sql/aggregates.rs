@@ -181,6 +181,12 @@ pub(super) fn job_done(kept: bool) {
     });
 }
 
+/// Drops every difference not written yet: the group's transaction was
+/// rolled back, and its jobs run again.
+pub(super) fn discard() {
+    PENDING.with_borrow_mut(|pending| *pending = Pending::default());
+}
+
 /// Writes the group's differences, inside its transaction, before the
 /// commit. The buffer is empty afterwards whatever happens (a failed flush
 /// fails the whole group).

@@ -4,12 +4,13 @@
 //! Writes are jobs on a queue, run by writer threads.
 //!
 //! SQLite has one writer thread that commits in groups: it takes every job
-//! waiting in its queue, runs each in its own savepoint inside one write
+//! waiting in its queue, runs them one after another inside one write
 //! transaction (`BEGIN IMMEDIATE`, WAL, `synchronous=FULL`), commits once,
-//! and only then answers the callers. A refused job rolls back its
-//! savepoint alone (a job alone in its group runs without one: its refusal
-//! rolls the transaction back). The analytics counts the jobs change are
-//! summed over the group and written once, just before the commit.
+//! and only then answers the callers. A job refused before it changed a
+//! row needs nothing undone; one that fails after changing rows undoes the
+//! group, which runs again with a savepoint per job (see [`write_loop`]).
+//! The analytics counts the jobs change are summed over the group and
+//! written once, just before the commit.
 //!
 //! PostgreSQL has several writer threads per replica, each with its own
 //! connection, and every job is a transaction of its own: nothing is shared
@@ -255,11 +256,12 @@ impl SqlStore {
         migrate(&writer)?;
         aggregates::ensure(&writer)?;
         let grant_key = grants::ensure_key(&writer)?;
-        // Each job of a group runs in a savepoint, and SQLite keeps the
-        // pages a savepoint changes in a statement journal, spilled to a
-        // temporary file past 64 KiB: three quarters of the writer's
-        // `pwrite`s went there (strace, ingest). In memory it costs a copy;
-        // it never outgrows the pages one transaction changes. Set after the
+        // A group that runs again gives each job a savepoint, and SQLite
+        // keeps the pages a savepoint changes in a statement journal,
+        // spilled to a temporary file past 64 KiB: three quarters of the
+        // writer's `pwrite`s went there (strace, ingest) when every job had
+        // one. In memory it costs a copy; it never outgrows the pages one
+        // transaction changes. Set after the
         // migrations, whose index builds sort whole tables, and not on the
         // readers, whose analytics sorts may be big: those keep files.
         writer.execute_batch("PRAGMA temp_store = MEMORY;")?;
@@ -404,7 +406,10 @@ impl SqlStore {
             )));
         }
         let (answer, answered) = oneshot::channel();
-        let mut answer = Some(answer);
+        // Taken when an answer goes out, not when the job runs: SQLite's
+        // writer may run a job again after its first run's answer was
+        // dropped unsent (see `write_loop`).
+        let answer = Arc::new(Mutex::new(Some(answer)));
         let boxed: Job = Box::new(move |conn, last| {
             let res = match conn {
                 Ok(conn) => job(conn),
@@ -414,13 +419,13 @@ impl SqlStore {
                 return None;
             }
             let ok = res.is_ok();
-            let answer = answer.take();
+            let answer = Arc::clone(&answer);
             let finish: Finish = Box::new(move |commit_error| {
                 let out = match commit_error {
                     Some(error) if ok => Err(TxError::Store(error.clone())),
                     _ => res,
                 };
-                if let Some(answer) = answer {
+                if let Some(answer) = answer.lock().ok().and_then(|mut slot| slot.take()) {
                     let _ = answer.send(out);
                 }
             });
@@ -597,6 +602,19 @@ fn last_attempt(job: &mut Job, conn: Result<&Connection, &StoreError>) -> (bool,
 }
 
 /// SQLite's one writer: group commits.
+///
+/// A group's jobs run one after another in one transaction, without a
+/// savepoint each: SQLite copies every page a savepoint changes into its
+/// statement journal, which cost about 7% of the server's CPU per ingested
+/// proposal (docs/operations.md, "A group without savepoints"). A job that
+/// fails without having changed a row (`sqlite3_total_changes`, which
+/// counts every row a statement inserted, updated or deleted, triggers'
+/// included, and nothing of a statement that failed) needs nothing undone:
+/// the usual refusal, such as a decision on a task already decided, reads
+/// and refuses before it writes. A job that fails after changing rows
+/// undoes the whole group, which then runs again, each job in its own
+/// savepoint ([`run_in_savepoints`]); no answer has gone out by then, and
+/// jobs may run again (PostgreSQL's do after losing a race).
 fn write_loop(conn: &Connection, receiver: &Mutex<mpsc::Receiver<Job>>, health: &WriterHealth) {
     let Ok(receiver) = receiver.lock() else {
         return;
@@ -610,16 +628,8 @@ fn write_loop(conn: &Connection, receiver: &Mutex<mpsc::Receiver<Job>>, health: 
                 Err(_) => break,
             }
         }
-        let began = match health.refuse.load(Ordering::SeqCst) {
-            true => Err(StoreError::Unavailable(
-                "writes fail, as a test asked".to_owned(),
-            )),
-            false => conn.begin_write(),
-        };
-        if let Err(error) = began {
-            health.record(Err(&error));
+        if let Err(error) = begin_group(conn, health) {
             // Nothing runs outside a transaction: every job is told why.
-            let _ = conn.execute_batch("ROLLBACK");
             for mut job in batch {
                 let (_, finish) = last_attempt(&mut job, Err(&error));
                 aggregates::job_done(false);
@@ -629,54 +639,48 @@ fn write_loop(conn: &Connection, receiver: &Mutex<mpsc::Receiver<Job>>, health: 
         }
         // Each job's answer, and the error that undid it after it succeeded.
         let mut finishes: Vec<(Finish, Option<StoreError>)> = Vec::with_capacity(batch.len());
-        // A job alone in its group needs no savepoint: if it fails, the
-        // whole transaction rolls back (two round trips fewer on PostgreSQL).
-        if batch.len() == 1
-            && let Some(mut job) = batch.pop()
-        {
-            let mark = conn.later_mark();
-            let (ok, finish) = last_attempt(&mut job, Ok(conn));
-            aggregates::job_done(ok);
-            if !ok {
-                // Its contributions were dropped above, so the group's
-                // buffer stays empty for the next group.
-                conn.forget_later(mark);
-                let _ = conn.execute_batch("ROLLBACK");
-                health.count(1, 0, 0);
-                finish(None);
-                continue;
-            }
-            finishes.push((finish, None));
-        }
+        // The jobs run so far, kept in case the group has to run again.
+        let mut ran: Vec<Job> = Vec::with_capacity(batch.len());
+        let mut undo = false;
         // Jobs that arrive while the group runs join it, for as long as it
         // is young: each commit costs a sync (a third of the writer's CPU
         // per cycle), so bigger groups cost less per job, and a job that
         // arrives now would otherwise wait for this commit and then its own.
         let mut waiting = batch.into_iter();
         while let Some(mut job) = waiting.next().or_else(|| {
-            let room = finishes.len() < MAX_BATCH
+            let room = ran.len() < MAX_BATCH
                 && started.elapsed() < GROUP_GROWS_FOR
                 && !health.refuse.load(Ordering::SeqCst);
             room.then(|| receiver.try_recv().ok()).flatten()
         }) {
-            let began = conn.execute_batch("SAVEPOINT job");
-            let mark = conn.later_mark();
-            let (ok, finish) = match &began {
-                Ok(()) => last_attempt(&mut job, Ok(conn)),
-                Err(error) => last_attempt(&mut job, Err(error)),
-            };
-            let released = match ok && began.is_ok() {
-                true => conn.execute_batch("RELEASE job"),
-                false => Ok(()),
-            };
-            if began.is_ok() && !(ok && released.is_ok()) {
-                conn.forget_later(mark);
-                if let Err(error) = conn.execute_batch("ROLLBACK TO job; RELEASE job") {
-                    tracing::error!(%error, "savepoint could not be rolled back");
+            let changes = conn.changes_made();
+            let (ok, finish) = last_attempt(&mut job, Ok(conn));
+            aggregates::job_done(ok);
+            ran.push(job);
+            if !ok && conn.changes_made() != changes {
+                undo = true;
+                break;
+            }
+            finishes.push((finish, None));
+        }
+        if undo {
+            // Unanswered, so nobody hears of the first run.
+            drop(finishes);
+            let _ = conn.execute_batch("ROLLBACK");
+            aggregates::discard();
+            ran.extend(waiting);
+            finishes = Vec::with_capacity(ran.len());
+            match begin_group(conn, health) {
+                Ok(()) => run_in_savepoints(conn, &mut ran, &mut finishes),
+                Err(error) => {
+                    for job in &mut ran {
+                        let (_, finish) = last_attempt(job, Err(&error));
+                        aggregates::job_done(false);
+                        finish(Some(&error));
+                    }
+                    continue;
                 }
             }
-            aggregates::job_done(ok && began.is_ok() && released.is_ok());
-            finishes.push((finish, released.err()));
         }
         let committed = aggregates::flush(conn).and_then(|()| conn.execute_batch("COMMIT"));
         health.record(committed.as_ref().map(|_| ()));
@@ -687,6 +691,49 @@ fn write_loop(conn: &Connection, receiver: &Mutex<mpsc::Receiver<Job>>, health: 
         for (finish, undone) in finishes {
             finish(undone.as_ref().or(committed.as_ref().err()));
         }
+    }
+}
+
+/// Begins a group's write transaction, unless a test asked writes to fail.
+fn begin_group(conn: &Connection, health: &WriterHealth) -> Result<(), StoreError> {
+    let began = match health.refuse.load(Ordering::SeqCst) {
+        true => Err(StoreError::Unavailable(
+            "writes fail, as a test asked".to_owned(),
+        )),
+        false => conn.begin_write(),
+    };
+    if let Err(error) = &began {
+        health.record(Err(error));
+        let _ = conn.execute_batch("ROLLBACK");
+    }
+    began
+}
+
+/// Runs `jobs` in the open transaction, each in its own savepoint, so that
+/// a job that fails leaves the others' writes as they were.
+fn run_in_savepoints(
+    conn: &Connection,
+    jobs: &mut [Job],
+    finishes: &mut Vec<(Finish, Option<StoreError>)>,
+) {
+    for job in jobs {
+        let began = conn.execute_batch("SAVEPOINT job");
+        let (ok, finish) = match &began {
+            Ok(()) => last_attempt(job, Ok(conn)),
+            Err(error) => last_attempt(job, Err(error)),
+        };
+        let released = match ok && began.is_ok() {
+            true => conn.execute_batch("RELEASE job"),
+            false => Ok(()),
+        };
+        if began.is_ok()
+            && !(ok && released.is_ok())
+            && let Err(error) = conn.execute_batch("ROLLBACK TO job; RELEASE job")
+        {
+            tracing::error!(%error, "savepoint could not be rolled back");
+        }
+        aggregates::job_done(ok && began.is_ok() && released.is_ok());
+        finishes.push((finish, released.err()));
     }
 }
 
@@ -765,5 +812,80 @@ fn write_alone_loop(
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::db::params;
+
+    /// A group of jobs where some refuse before writing and some after:
+    /// what the refused jobs wrote is gone, the others' writes stay, and
+    /// every caller hears its own answer once.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_job_refused_after_writing_leaves_nothing_and_the_group_commits() {
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let store = Arc::new(SqlStore::open(&dir.path().join("db.sqlite")).expect("open"));
+        store
+            .write_plain(|conn| conn.execute_batch("CREATE TABLE scratch (n INTEGER PRIMARY KEY)"))
+            .await
+            .expect("table");
+        // Holds the writer, so that the jobs below queue up and run as
+        // one group.
+        let holder = tokio::spawn({
+            let store = Arc::clone(&store);
+            async move {
+                store
+                    .write_plain(|_| {
+                        std::thread::sleep(Duration::from_millis(200));
+                        Ok(())
+                    })
+                    .await
+            }
+        });
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let jobs = (0..30_i64).map(|n| {
+            let store = Arc::clone(&store);
+            tokio::spawn(async move {
+                let answer = store
+                    .write(move |conn| {
+                        if n % 3 != 2 {
+                            conn.execute("INSERT INTO scratch (n) VALUES (?1)", params![n])?;
+                        }
+                        match n % 3 {
+                            0 => Ok(n),
+                            _ => Err(TxError::Refused(n)),
+                        }
+                    })
+                    .await;
+                (n, answer)
+            })
+        });
+        let answers = futures::future::join_all(jobs).await;
+        holder
+            .await
+            .expect("the holder ran")
+            .expect("the holder's write");
+        for answer in answers {
+            let (n, answer) = answer.expect("the job ran");
+            match (n % 3, answer) {
+                (0, Ok(got)) => assert_eq!(got, n),
+                (_, Err(TxError::Refused(got))) if n % 3 != 0 => assert_eq!(got, n),
+                (_, other) => panic!("job {n} answered {:?}", other.map_err(|_| "an error")),
+            }
+        }
+        let stored: Vec<i64> = store
+            .read(|conn| {
+                let mut rows = conn.query("SELECT n FROM scratch ORDER BY n", params![])?;
+                let mut stored = Vec::new();
+                while let Some(row) = rows.next()? {
+                    stored.push(row.get(0)?);
+                }
+                Ok(stored)
+            })
+            .await
+            .expect("read");
+        assert_eq!(stored, (0..30).filter(|n| n % 3 == 0).collect::<Vec<_>>());
     }
 }
