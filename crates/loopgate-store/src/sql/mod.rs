@@ -261,9 +261,9 @@ impl SqlStore {
         // spilled to a temporary file past 64 KiB: three quarters of the
         // writer's `pwrite`s went there (strace, ingest) when every job had
         // one. In memory it costs a copy; it never outgrows the pages one
-        // transaction changes. Set after the
-        // migrations, whose index builds sort whole tables, and not on the
-        // readers, whose analytics sorts may be big: those keep files.
+        // transaction changes. Set after the migrations, whose index builds
+        // sort whole tables, and not on the readers, whose analytics sorts
+        // may be big: those keep files.
         writer.execute_batch("PRAGMA temp_store = MEMORY;")?;
         let mut readers = Vec::with_capacity(N_READERS);
         // Readers do not map the file. In WAL mode a reader unmaps all of
@@ -605,8 +605,9 @@ fn last_attempt(job: &mut Job, conn: Result<&Connection, &StoreError>) -> (bool,
 ///
 /// A group's jobs run one after another in one transaction, without a
 /// savepoint each: SQLite copies every page a savepoint changes into its
-/// statement journal, which cost about 7% of the server's CPU per ingested
-/// proposal (docs/operations.md, "A group without savepoints"). A job that
+/// statement journal, which cost 3% of the server's instructions per
+/// ingested proposal and 5% per cycle (docs/operations.md, "A group
+/// without savepoints"). A job that
 /// fails without having changed a row (`sqlite3_total_changes`, which
 /// counts every row a statement inserted, updated or deleted, triggers'
 /// included, and nothing of a statement that failed) needs nothing undone:
@@ -629,12 +630,7 @@ fn write_loop(conn: &Connection, receiver: &Mutex<mpsc::Receiver<Job>>, health: 
             }
         }
         if let Err(error) = begin_group(conn, health) {
-            // Nothing runs outside a transaction: every job is told why.
-            for mut job in batch {
-                let (_, finish) = last_attempt(&mut job, Err(&error));
-                aggregates::job_done(false);
-                finish(Some(&error));
-            }
+            fail_all(&mut batch, &error);
             continue;
         }
         // Each job's answer, and the error that undid it after it succeeded.
@@ -673,11 +669,7 @@ fn write_loop(conn: &Connection, receiver: &Mutex<mpsc::Receiver<Job>>, health: 
             match begin_group(conn, health) {
                 Ok(()) => run_in_savepoints(conn, &mut ran, &mut finishes),
                 Err(error) => {
-                    for job in &mut ran {
-                        let (_, finish) = last_attempt(job, Err(&error));
-                        aggregates::job_done(false);
-                        finish(Some(&error));
-                    }
+                    fail_all(&mut ran, &error);
                     continue;
                 }
             }
@@ -707,6 +699,16 @@ fn begin_group(conn: &Connection, health: &WriterHealth) -> Result<(), StoreErro
         let _ = conn.execute_batch("ROLLBACK");
     }
     began
+}
+
+/// Answers every job of a group whose transaction could not begin: nothing
+/// runs outside a transaction, so each is told why.
+fn fail_all(jobs: &mut [Job], error: &StoreError) {
+    for job in jobs {
+        let (_, finish) = last_attempt(job, Err(error));
+        aggregates::job_done(false);
+        finish(Some(error));
+    }
 }
 
 /// Runs `jobs` in the open transaction, each in its own savepoint, so that
@@ -877,12 +879,9 @@ mod tests {
         }
         let stored: Vec<i64> = store
             .read(|conn| {
-                let mut rows = conn.query("SELECT n FROM scratch ORDER BY n", params![])?;
-                let mut stored = Vec::new();
-                while let Some(row) = rows.next()? {
-                    stored.push(row.get(0)?);
-                }
-                Ok(stored)
+                conn.query_map("SELECT n FROM scratch ORDER BY n", params![], |row| {
+                    row.get(0)
+                })
             })
             .await
             .expect("read");
