@@ -448,6 +448,30 @@ impl Connection {
         }
     }
 
+    /// Inserts one row (`sql`, an `INSERT` without `RETURNING`) and returns
+    /// its `key`, the table's `INTEGER PRIMARY KEY`. PostgreSQL runs `sql
+    /// RETURNING key`. SQLite runs `sql` and reads `last_insert_rowid()`,
+    /// the key: its `RETURNING` is a trigger that gathers the rows in an
+    /// ephemeral table, and a statement with a trigger writes every page it
+    /// changes to a statement journal first, so that it can be undone alone
+    /// (together 7% of the server's instructions per ingested proposal).
+    pub(crate) fn insert_returning_key(
+        &self,
+        sql: &str,
+        key: &str,
+        params: impl Params,
+    ) -> Result<i64, StoreError> {
+        match self {
+            Connection::Sqlite(conn) => {
+                self.execute(sql, params)?;
+                Ok(conn.last_insert_rowid())
+            }
+            Connection::Postgres(_) => {
+                self.query_row(&format!("{sql} RETURNING {key}"), params, |row| row.get(0))
+            }
+        }
+    }
+
     /// Runs one statement whose result nobody reads. SQLite runs it now;
     /// PostgreSQL sends it with the next round trip of this connection (a
     /// query, a statement, the commit), whose call then reports its failure

@@ -95,6 +95,7 @@ conformance!(
     shadow_disagreements_are_recorded_and_replay_reads_history,
     policy_errors_stay_with_the_proposal_and_its_routed_event,
     analytics_counts_follow_every_change,
+    analytics_counts_stay_current_across_folds,
     the_queue_depth_follows_every_change,
     the_webhook_outbox_delivers_each_proposal_in_order,
     a_second_webhook_gets_only_what_comes_after_it,
@@ -1089,6 +1090,78 @@ async fn analytics_counts_follow_every_change(store: &dyn Store) {
             "{kept:?} {fresh:?}"
         );
     }
+}
+
+/// Writers append their count differences and fold them into the counts
+/// every `FOLD_EVERY` (64) rows they appended: 600 submissions and 300
+/// decisions, eight at a time, make more than 64 groups on SQLite and more
+/// than 64 jobs for each of PostgreSQL's eight writers, which then fold
+/// side by side. What is read before and after the folds is what a rebuild
+/// from the proposals gives.
+async fn analytics_counts_stay_current_across_folds(store: &dyn Store) {
+    let system = setup(store).await;
+    let at = |s: u64| T0.plus(Duration::from_secs(s));
+    let mut made = Vec::new();
+    for chunk in (0..600_u32).collect::<Vec<_>>().chunks(8) {
+        let submissions = chunk.iter().map(|&n| {
+            let mut new = new_proposal(&system, n, None, json!({"n": n}), 1);
+            new.confidence = Some(f64::from(n % 100) / 100.0);
+            let region = ["eu", "us", "apac"][n as usize % 3];
+            new.subject["attributes"] = json!({ "region": region });
+            made.push((new.task_id.clone(), new.digest.clone()));
+            store.submit(new, at(u64::from(n)))
+        });
+        for submitted in futures::future::join_all(submissions.collect::<Vec<_>>()).await {
+            submitted.unwrap();
+        }
+    }
+    // Half of them decided, a third of those rejected.
+    let ann = reviewer("ann");
+    let decided: Vec<_> = made.iter().step_by(2).enumerate().collect();
+    for (i, chunk) in decided.chunks(8).enumerate() {
+        let decisions = chunk.iter().map(|(k, (task, digest))| {
+            let mut input = approve(digest);
+            if k % 3 == 0 {
+                input.verdict = Verdict::Reject;
+            }
+            store.decide(task, &ann, input, at(1_000 + i as u64))
+        });
+        for decided in futures::future::join_all(decisions.collect::<Vec<_>>()).await {
+            decided.unwrap();
+        }
+    }
+    let counts = all_counts(store, &system).await;
+    let n = |metric: &str, key: &str| {
+        counts
+            .iter()
+            .find(|c| c.0 == metric && c.1 == key)
+            .map_or(0, |c| c.2)
+    };
+    assert_eq!(n(metric::ROUTE, "review"), 600);
+    assert_eq!(n(metric::STATUS, "pending"), 300);
+    assert_eq!(n(metric::STATUS, "approved"), 200);
+    assert_eq!(n(metric::STATUS, "rejected"), 100);
+    assert_eq!(n(metric::REVIEW, "judged"), 300);
+    let now = at(2_000);
+    assert_eq!(
+        store.queue_depth(now).await.unwrap(),
+        vec![("g".to_owned(), 300)]
+    );
+
+    store.rebuild_analytics().await.unwrap();
+    let rebuilt = all_counts(store, &system).await;
+    assert_eq!(counts.len(), rebuilt.len(), "{counts:#?}\n{rebuilt:#?}");
+    for (kept, fresh) in counts.iter().zip(&rebuilt) {
+        assert_eq!((&kept.0, &kept.1, kept.2), (&fresh.0, &fresh.1, fresh.2));
+        assert!(
+            (kept.3 - fresh.3).abs() < 1e-6 && (kept.4 - fresh.4).abs() < 1e-6,
+            "{kept:?} {fresh:?}"
+        );
+    }
+    assert_eq!(
+        store.queue_depth(now).await.unwrap(),
+        vec![("g".to_owned(), 300)]
+    );
 }
 
 /// What `queue_depth` must answer: the tasks waiting for a reviewer (open,

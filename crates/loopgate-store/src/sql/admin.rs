@@ -157,6 +157,7 @@ const TABLES: &[&str] = &[
     "shadow_errors",
     "auto_counters",
     "analytics_counts",
+    "analytics_deltas",
     "analytics_disagreements",
     "webhooks",
     "webhook_deliveries",
@@ -315,6 +316,7 @@ fn copy_locked(source: &Connection, target: &Connection) -> Result<CopyReport, S
             ("tasks", "seq"),
             ("decisions", "seq"),
             ("notifications", "id"),
+            ("analytics_deltas", "seq"),
         ] {
             target.execute_batch(&format!(
                 "SELECT setval(pg_get_serial_sequence('{table}', '{column}'), COALESCE((SELECT MAX({column}) FROM {table}), 0) + 1, false)"

@@ -139,6 +139,10 @@ const SQLITE_MIGRATIONS: &[(&str, &str)] = &[
         "0021_policy_versions",
         include_str!("../../migrations/sqlite/0021_policy_versions.sql"),
     ),
+    (
+        "0022_analytics_deltas",
+        include_str!("../../migrations/sqlite/0022_analytics_deltas.sql"),
+    ),
 ];
 const MAX_BATCH: usize = 1024;
 
@@ -790,6 +794,7 @@ fn write_alone_loop(
                     }
                     count(retries);
                     finish(committed.as_ref().err());
+                    aggregates::fold_if_due(conn);
                     break;
                 }
                 refused_or_lost => {

@@ -104,6 +104,10 @@ const MIGRATIONS: &[(&str, &str)] = &[
         "0016_policy_versions",
         include_str!("../../migrations/postgres/0016_policy_versions.sql"),
     ),
+    (
+        "0017_analytics_deltas",
+        include_str!("../../migrations/postgres/0017_analytics_deltas.sql"),
+    ),
 ];
 
 /// PostgreSQL connection settings.

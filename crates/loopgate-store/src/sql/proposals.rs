@@ -412,12 +412,12 @@ pub(super) fn submit(
     }
     let routing = &*admission.routing;
     let blind = admission.blind();
-    let seq: i64 = conn.query_row(
+    let seq = conn.insert_returning_key(
         "INSERT INTO proposals (id, system, action, idempotency_key, digest, fingerprint, subject, input, output, confidence, explanation,
              model, context, status, route, policy_version, matched_policies, overridden, modified, blind, decided_by,
              decided_at, submitted_by, created_at, salt, ai_output, policy_errors, grant_id, batch, trace_context)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?22, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, 0, 0, ?21, ?17, ?18, ?19, ?20, ?23, ?8, ?24, ?25, ?26, ?27)
-         RETURNING seq",
+         VALUES (?1, ?2, ?3, ?4, ?5, ?22, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, 0, 0, ?21, ?17, ?18, ?19, ?20, ?23, ?8, ?24, ?25, ?26, ?27)",
+        "seq",
         params![
         new.id.as_str(),
         new.system.as_str(),
@@ -447,7 +447,6 @@ pub(super) fn submit(
         new.batch,
         new.trace_context,
     ],
-        |row| row.get(0),
     )?;
     if let Some(shadow) = &new.shadow {
         q::shadow_outcome(conn, new.id.as_str(), routing, shadow, now)?;
