@@ -992,6 +992,33 @@ async fn all_counts(store: &dyn Store, system: &SystemId) -> Vec<(String, String
     rows
 }
 
+/// The count `n` of `metric` and `key` among `counts` (0 when absent).
+fn count_of(counts: &[(String, String, i64, f64, f64)], metric: &str, key: &str) -> i64 {
+    counts
+        .iter()
+        .find(|c| c.0 == metric && c.1 == key)
+        .map_or(0, |c| c.2)
+}
+
+/// Rebuilds the counts from the proposals and checks that they equal
+/// `counts`, the ones kept change by change.
+async fn assert_a_rebuild_gives(
+    store: &dyn Store,
+    system: &SystemId,
+    counts: &[(String, String, i64, f64, f64)],
+) {
+    store.rebuild_analytics().await.unwrap();
+    let rebuilt = all_counts(store, system).await;
+    assert_eq!(counts.len(), rebuilt.len(), "{counts:#?}\n{rebuilt:#?}");
+    for (kept, fresh) in counts.iter().zip(&rebuilt) {
+        assert_eq!((&kept.0, &kept.1, kept.2), (&fresh.0, &fresh.1, fresh.2));
+        assert!(
+            (kept.3 - fresh.3).abs() < 1e-6 && (kept.4 - fresh.4).abs() < 1e-6,
+            "{kept:?} {fresh:?}"
+        );
+    }
+}
+
 async fn analytics_counts_follow_every_change(store: &dyn Store) {
     let system = setup(store).await;
     let mut ids = Vec::new();
@@ -1047,12 +1074,7 @@ async fn analytics_counts_follow_every_change(store: &dyn Store) {
         .unwrap();
 
     let counts = all_counts(store, &system).await;
-    let n = |metric: &str, key: &str| {
-        counts
-            .iter()
-            .find(|c| c.0 == metric && c.1 == key)
-            .map_or(0, |c| c.2)
-    };
+    let n = |metric: &str, key: &str| count_of(&counts, metric, key);
     assert_eq!(n(metric::ROUTE, "review"), 8);
     assert_eq!(n(metric::REVIEW, "judged"), 6);
     assert_eq!(n(metric::REVIEW, "overridden"), 3);
@@ -1080,16 +1102,7 @@ async fn analytics_counts_follow_every_change(store: &dyn Store) {
     assert_eq!(disagreed, vec![ids[3].0.clone()]);
 
     // The counts kept change by change equal the counts rebuilt from scratch.
-    store.rebuild_analytics().await.unwrap();
-    let rebuilt = all_counts(store, &system).await;
-    assert_eq!(counts.len(), rebuilt.len(), "{counts:#?}\n{rebuilt:#?}");
-    for (kept, fresh) in counts.iter().zip(&rebuilt) {
-        assert_eq!((&kept.0, &kept.1, kept.2), (&fresh.0, &fresh.1, fresh.2));
-        assert!(
-            (kept.3 - fresh.3).abs() < 1e-9 && (kept.4 - fresh.4).abs() < 1e-9,
-            "{kept:?} {fresh:?}"
-        );
-    }
+    assert_a_rebuild_gives(store, &system, &counts).await;
 }
 
 /// Writers append their count differences and fold them into the counts
@@ -1131,12 +1144,7 @@ async fn analytics_counts_stay_current_across_folds(store: &dyn Store) {
         }
     }
     let counts = all_counts(store, &system).await;
-    let n = |metric: &str, key: &str| {
-        counts
-            .iter()
-            .find(|c| c.0 == metric && c.1 == key)
-            .map_or(0, |c| c.2)
-    };
+    let n = |metric: &str, key: &str| count_of(&counts, metric, key);
     assert_eq!(n(metric::ROUTE, "review"), 600);
     assert_eq!(n(metric::STATUS, "pending"), 300);
     assert_eq!(n(metric::STATUS, "approved"), 200);
@@ -1148,16 +1156,7 @@ async fn analytics_counts_stay_current_across_folds(store: &dyn Store) {
         vec![("g".to_owned(), 300)]
     );
 
-    store.rebuild_analytics().await.unwrap();
-    let rebuilt = all_counts(store, &system).await;
-    assert_eq!(counts.len(), rebuilt.len(), "{counts:#?}\n{rebuilt:#?}");
-    for (kept, fresh) in counts.iter().zip(&rebuilt) {
-        assert_eq!((&kept.0, &kept.1, kept.2), (&fresh.0, &fresh.1, fresh.2));
-        assert!(
-            (kept.3 - fresh.3).abs() < 1e-6 && (kept.4 - fresh.4).abs() < 1e-6,
-            "{kept:?} {fresh:?}"
-        );
-    }
+    assert_a_rebuild_gives(store, &system, &counts).await;
     assert_eq!(
         store.queue_depth(now).await.unwrap(),
         vec![("g".to_owned(), 300)]

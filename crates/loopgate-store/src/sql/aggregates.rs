@@ -204,9 +204,10 @@ pub(super) fn discard() {
     PENDING.with_borrow_mut(|pending| *pending = Pending::default());
 }
 
-/// Writes the group's differences, inside its transaction, before the
-/// commit. The buffer is empty afterwards whatever happens (a failed flush
-/// fails the whole group).
+/// Appends the group's differences to `analytics_deltas`, inside its
+/// transaction, before the commit; on SQLite, every [`FOLD_EVERY`] groups,
+/// folds them into the counts too. The buffer is empty afterwards whatever
+/// happens (a failed append fails the whole group).
 pub(super) fn flush(conn: &Connection) -> Result<(), StoreError> {
     let group = PENDING.with_borrow_mut(|pending| std::mem::take(&mut pending.group));
     if group
@@ -216,18 +217,29 @@ pub(super) fn flush(conn: &Connection) -> Result<(), StoreError> {
     {
         return Ok(());
     }
-    let appended = APPENDED.get() + 1;
-    if conn.dialect() == Dialect::Sqlite && FOLD_EVERY <= appended {
-        // Counted as folded whether or not the group commits: a fold that
-        // is rolled back leaves the rows for the next one.
-        APPENDED.set(0);
-        let mut sums = take_appended(conn)?;
-        sums.merge(group);
-        return write(conn, sums);
-    }
     append(conn, &group)?;
-    APPENDED.set(appended);
-    Ok(())
+    let appended = APPENDED.get() + 1;
+    if conn.dialect() == Dialect::Postgres || appended < FOLD_EVERY {
+        APPENDED.set(appended);
+        return Ok(());
+    }
+    // SQLite folds in the group, in a savepoint, so that a fold that fails
+    // fails none of the group's jobs: its rows wait for the next fold.
+    APPENDED.set(0);
+    conn.execute_batch("SAVEPOINT fold")?;
+    let folded = fold(conn);
+    if let Err(error) = &folded {
+        tracing::warn!(%error, "analytics differences not folded yet; the next fold takes them");
+        conn.execute_batch("ROLLBACK TO fold")?;
+    }
+    conn.execute_batch("RELEASE fold")
+}
+
+/// Takes the rows waiting in `analytics_deltas` and adds them to the
+/// counts.
+fn fold(conn: &Connection) -> Result<(), StoreError> {
+    let sums = take_appended(conn)?;
+    write(conn, sums)
 }
 
 /// PostgreSQL: folds in a transaction of its own once this writer has
@@ -242,8 +254,7 @@ pub(super) fn fold_if_due(conn: &Connection) {
     let before = conn.later_mark();
     let folded = conn
         .execute_batch_later("BEGIN")
-        .and_then(|()| take_appended(conn))
-        .and_then(|sums| write(conn, sums))
+        .and_then(|()| fold(conn))
         .and_then(|()| conn.commit());
     if let Err(error) = folded {
         conn.forget_later(before);
