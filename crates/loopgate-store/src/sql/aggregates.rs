@@ -6,14 +6,15 @@
 //! them per job, keeps a job's only when the job succeeded ([`job_done`]),
 //! and before the commit appends the sum of the group's (a job's on
 //! PostgreSQL) to `analytics_deltas` as one row ([`flush`]). Every
-//! [`FOLD_EVERY`] rows it appended, a writer folds instead: it takes the
-//! rows waiting there (on PostgreSQL those no other writer holds), adds
-//! them and its own to the counts, and deletes them, in the same
-//! transaction. Readers add the rows not folded yet (the view
-//! `analytics_pending`), so what they read is as current as before. A
-//! cycle used to upsert about nine count rows a job; it now inserts one
-//! row, and a fold upserts each count row once for many jobs. The buffers
-//! are thread-local: only writer threads write.
+//! [`FOLD_EVERY`] rows it appended, a writer folds: it takes the rows
+//! waiting there (on PostgreSQL those no other writer holds), adds them to
+//! the counts and deletes them, in one transaction (SQLite's writer in the
+//! group's, in a savepoint; a PostgreSQL writer in one of its own after it
+//! answered the job, [`fold_if_due`]). Readers add the rows not folded
+//! yet (the view `analytics_pending`), so what they read is as current as
+//! before. A cycle used to upsert about nine count rows a job; it now
+//! inserts one row, and a fold upserts each count row once for many jobs.
+//! The buffers are thread-local: only writer threads write.
 //!
 //! Each writer folds into count rows of its own (`shard`, [`set_shard`]),
 //! so that PostgreSQL's writers never wait for each other on a busy count;
@@ -177,7 +178,7 @@ thread_local! {
 /// Rows a writer appends to `analytics_deltas` between two folds. Readers
 /// spread out at most this many rows per writer besides the counts; a fold
 /// upserts each count row the rows touch once.
-pub(crate) const FOLD_EVERY: u32 = 64;
+const FOLD_EVERY: u32 = 64;
 
 /// Rows one PostgreSQL fold takes at most (the rest wait for the next).
 const FOLD_AT_MOST: u32 = 4 * FOLD_EVERY;
