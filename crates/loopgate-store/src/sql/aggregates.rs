@@ -109,9 +109,17 @@ impl Tracked {
 /// A count row: system, metric, day, action, key.
 type RowKey = (String, Cow<'static, str>, i64, String, String);
 
+/// A count row's difference: its count and its two sums.
+type Diff = (i64, f64, f64);
+
+/// Whether a difference changes nothing.
+fn is_zero(&(n, a, b): &Diff) -> bool {
+    n == 0 && a == 0.0 && b == 0.0
+}
+
 /// Count differences not written yet, summed per row.
 #[derive(Default)]
-struct Deltas(HashMap<RowKey, (i64, f64, f64)>);
+struct Deltas(HashMap<RowKey, Diff>);
 
 impl Deltas {
     fn add(&mut self, system: &str, action: &str, day: i64, counts: Vec<Count>) {
@@ -123,11 +131,16 @@ impl Deltas {
                 action.to_owned(),
                 count.key,
             );
-            let entry = self.0.entry(key).or_default();
-            entry.0 += count.n;
-            entry.1 += count.a;
-            entry.2 += count.b;
+            self.add_row(key, (count.n, count.a, count.b));
         }
+    }
+
+    /// Adds `(n, a, b)` to row `key`'s difference.
+    fn add_row(&mut self, key: RowKey, (n, a, b): Diff) {
+        let entry = self.0.entry(key).or_default();
+        entry.0 += n;
+        entry.1 += a;
+        entry.2 += b;
     }
 
     /// A task left the queue of group `before` and joined `after`'s
@@ -152,11 +165,8 @@ impl Deltas {
     }
 
     fn merge(&mut self, other: Deltas) {
-        for (key, (n, a, b)) in other.0 {
-            let entry = self.0.entry(key).or_default();
-            entry.0 += n;
-            entry.1 += a;
-            entry.2 += b;
+        for (key, diff) in other.0 {
+            self.add_row(key, diff);
         }
     }
 }
@@ -211,14 +221,9 @@ pub(super) fn discard() {
 /// happens (a failed append fails the whole group).
 pub(super) fn flush(conn: &Connection) -> Result<(), StoreError> {
     let group = PENDING.with_borrow_mut(|pending| std::mem::take(&mut pending.group));
-    if group
-        .0
-        .values()
-        .all(|&(n, a, b)| n == 0 && a == 0.0 && b == 0.0)
-    {
+    if !append(conn, &group)? {
         return Ok(());
     }
-    append(conn, &group)?;
     let appended = APPENDED.get() + 1;
     if conn.dialect() == Dialect::Postgres || appended < FOLD_EVERY {
         APPENDED.set(appended);
@@ -267,24 +272,29 @@ pub(super) fn fold_if_due(conn: &Connection) {
 }
 
 /// Appends `deltas` to `analytics_deltas` as one row (see the migration:
-/// a JSON array of `[system, metric, day, action, key, n, a, b]`).
-fn append(conn: &Connection, deltas: &Deltas) -> Result<(), StoreError> {
+/// a JSON array of `[system, metric, day, action, key, n, a, b]`); false
+/// when they change nothing, and nothing was appended.
+fn append(conn: &Connection, deltas: &Deltas) -> Result<bool, StoreError> {
     let mut rows = Vec::with_capacity(deltas.0.len());
-    for ((system, metric, day, action, key), &(n, a, b)) in &deltas.0 {
+    for ((system, metric, day, action, key), diff @ &(n, a, b)) in &deltas.0 {
         if !(a.is_finite() && b.is_finite()) {
             // JSON has no such number; the counts' columns refuse it too.
             return Err(StoreError::Other(format!(
                 "the analytics sums of {metric} are not finite numbers"
             )));
         }
-        if n != 0 || a != 0.0 || b != 0.0 {
+        if !is_zero(diff) {
             rows.push((system, metric, day, action, key, n, a, b));
         }
+    }
+    if rows.is_empty() {
+        return Ok(false);
     }
     conn.execute_later(
         "INSERT INTO analytics_deltas (rows) VALUES (?1)",
         params![serde_json::to_string(&rows)?],
-    )
+    )?;
+    Ok(true)
 }
 
 /// One row of `analytics_deltas`, as [`append`] writes it.
@@ -316,13 +326,7 @@ fn take_appended(conn: &Connection) -> Result<Deltas, StoreError> {
     for text in texts {
         let rows: Vec<DeltaRow> = serde_json::from_str(&text)?;
         for (system, metric, day, action, key, n, a, b) in rows {
-            let entry = sums
-                .0
-                .entry((system, Cow::Owned(metric), day, action, key))
-                .or_default();
-            entry.0 += n;
-            entry.1 += a;
-            entry.2 += b;
+            sums.add_row((system, Cow::Owned(metric), day, action, key), (n, a, b));
         }
     }
     Ok(sums)
@@ -336,7 +340,7 @@ fn write(conn: &Connection, deltas: Deltas) -> Result<(), StoreError> {
     let mut deltas: Vec<_> = deltas
         .0
         .into_iter()
-        .filter(|(_, (n, a, b))| *n != 0 || *a != 0.0 || *b != 0.0)
+        .filter(|(_, diff)| !is_zero(diff))
         .collect();
     deltas.sort_by(|x, y| x.0.cmp(&y.0));
     if conn.dialect() == Dialect::Postgres {

@@ -10,7 +10,8 @@
 //! row needs nothing undone; one that fails after changing rows undoes the
 //! group, which runs again with a savepoint per job (see [`write_loop`]).
 //! The analytics counts the jobs change are summed over the group and
-//! written once, just before the commit.
+//! appended as one row just before the commit, then folded into the
+//! counts every 64 groups (see `aggregates`).
 //!
 //! PostgreSQL has several writer threads per replica, each with its own
 //! connection, and every job is a transaction of its own: nothing is shared
@@ -611,10 +612,10 @@ fn last_attempt(job: &mut Job, conn: Result<&Connection, &StoreError>) -> (bool,
 /// savepoint each: SQLite copies every page a savepoint changes into its
 /// statement journal, which cost 3% of the server's instructions per
 /// ingested proposal and 5% per cycle (docs/operations.md, "A group
-/// without savepoints"). A job that
-/// fails without having changed a row (`sqlite3_total_changes`, which
-/// counts every row a statement inserted, updated or deleted, triggers'
-/// included, and nothing of a statement that failed) needs nothing undone:
+/// without savepoints"). A job that fails without having changed a row
+/// (`sqlite3_total_changes`, which counts every row a statement inserted,
+/// updated or deleted, triggers' included, and nothing of a statement that
+/// failed) needs nothing undone:
 /// the usual refusal, such as a decision on a task already decided, reads
 /// and refuses before it writes. A job that fails after changing rows
 /// undoes the whole group, which then runs again, each job in its own
