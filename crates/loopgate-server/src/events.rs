@@ -66,17 +66,13 @@ pub struct Event {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub group: Option<String>,
     /// The entry's data: ids, digests, salted hashes.
-    pub data: serde_json::Value,
+    pub data: loopgate_store::EventData,
 }
 
 impl From<StoredEvent> for Event {
     fn from(row: StoredEvent) -> Event {
         let proposal = row.system.as_ref().and(row.subject.clone());
-        let task = row
-            .data
-            .get("task")
-            .and_then(|t| t.as_str())
-            .map(str::to_owned);
+        let task = row.data.task();
         Event {
             id: row.seq,
             kind: row.kind,
@@ -531,7 +527,7 @@ mod tests {
             actor: "user:ann".into(),
             kind: EventKind::TaskClaimed,
             subject: Some("prp_1".into()),
-            data: serde_json::json!({"task": "tsk_1"}),
+            data: loopgate_store::EventData::parse(r#"{"task":"tsk_1"}"#.to_owned()).unwrap(),
             system: Some("fraud".into()),
             group: Some("analysts".into()),
             trace_context: None,

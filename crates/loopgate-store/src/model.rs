@@ -955,6 +955,61 @@ pub struct LabelDecision {
     pub decided_at: Timestamp,
 }
 
+/// An event's `data` as stored: the entry's canonical JSON text, checked
+/// to be JSON when read and passed on as it is. The event stream and the
+/// webhooks send it without building a JSON value and writing it again
+/// (that was 6% of a cycle's instructions on SQLite).
+#[derive(Debug, Clone)]
+pub struct EventData(Box<serde_json::value::RawValue>);
+
+impl EventData {
+    /// `text` as an event's data; an error when it is not JSON.
+    pub fn parse(text: String) -> Result<EventData, serde_json::Error> {
+        serde_json::value::RawValue::from_string(text).map(EventData)
+    }
+
+    /// The JSON text.
+    pub fn get(&self) -> &str {
+        self.0.get()
+    }
+
+    /// The data as a JSON value.
+    pub fn to_value(&self) -> Result<Value, serde_json::Error> {
+        serde_json::from_str(self.get())
+    }
+
+    /// Its `task` member when that is a string (task and decision events),
+    /// read without building the rest.
+    pub fn task(&self) -> Option<String> {
+        #[derive(serde::Deserialize)]
+        struct Members<'a> {
+            #[serde(borrow, default)]
+            task: Option<std::borrow::Cow<'a, str>>,
+        }
+        let members: Members<'_> = serde_json::from_str(self.get()).ok()?;
+        members.task.map(std::borrow::Cow::into_owned)
+    }
+}
+
+impl std::fmt::Display for EventData {
+    /// The JSON text, as `serde_json::Value` displays it (compact).
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.get())
+    }
+}
+
+impl PartialEq for EventData {
+    fn eq(&self, other: &EventData) -> bool {
+        self.get() == other.get()
+    }
+}
+
+impl serde::Serialize for EventData {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        self.0.serialize(serializer)
+    }
+}
+
 /// One stored event (an audit entry's row) as the event stream serves it,
 /// with the system and review group of the proposal it concerns.
 #[derive(Debug, Clone, PartialEq)]
@@ -970,7 +1025,7 @@ pub struct StoredEvent {
     /// A proposal id, or a system, user, key or policy id.
     pub subject: Option<String>,
     /// Ids, digests and salted hashes; never a payload.
-    pub data: serde_json::Value,
+    pub data: EventData,
     /// The system of the proposal it concerns.
     pub system: Option<String>,
     /// The review group of that proposal's task.

@@ -81,7 +81,7 @@ async fn events(app: &TestApp, kind: &str) -> Vec<Value> {
     events
         .into_iter()
         .filter(|e| e.kind.as_str() == kind)
-        .map(|e| e.data)
+        .map(|e| e.data.to_value().unwrap())
         .collect()
 }
 

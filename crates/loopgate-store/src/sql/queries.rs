@@ -48,7 +48,7 @@ pub(super) fn event_row(row: &Row, at: usize) -> Result<StoredEvent, StoreError>
             loopgate_core::EventKind::parse,
         )?,
         subject: row.get(at + 4)?,
-        data: serde_json::from_str(&row.get::<_, String>(at + 5)?)?,
+        data: crate::EventData::parse(row.get(at + 5)?)?,
         system: row.get(at + 6)?,
         group: row.get(at + 7)?,
         trace_context: row.get(at + 8)?,
