@@ -26,6 +26,10 @@ use crate::{AppState, StartError};
 const BATCH: u32 = 4096;
 /// How often the sequencer looks for new events when idle.
 const POLL: Duration = Duration::from_millis(20);
+/// Shortest time between two steps woken by commits (PostgreSQL): commits
+/// that come meanwhile share the next step, one transaction, instead of
+/// taking one each (as the event tail's and the outboxes' 5 ms).
+const STEP: Duration = Duration::from_millis(5);
 pub(crate) const KEY_FILE: &str = "audit-signing-key";
 
 /// The signer and the last checkpoint issued.
@@ -82,6 +86,7 @@ pub(crate) fn spawn(app: AppState) -> JoinHandle<()> {
         // and take more at once.
         let eager = app.store.sequences_later();
         loop {
+            let stepped = tokio::time::Instant::now();
             // Only the leader sequences and signs (replicas share the log).
             let pause = match app.store.leads() {
                 true => match sequence_and_sign(&app, false).await {
@@ -99,8 +104,14 @@ pub(crate) fn spawn(app: AppState) -> JoinHandle<()> {
             };
             tokio::select! {
                 () = tokio::time::sleep(pause) => {}
-                // A commit: on PostgreSQL its events wait for this step.
-                () = app.bus.sequencer.notified(), if pause == POLL && eager => {}
+                // A commit: on PostgreSQL its events wait for this step,
+                // taken `STEP` after the last at the earliest.
+                () = app.bus.sequencer.notified(), if pause == POLL && eager => {
+                    tokio::select! {
+                        () = tokio::time::sleep_until(stepped + STEP) => {}
+                        () = app.shutdown.cancelled() => {}
+                    }
+                }
                 () = app.shutdown.cancelled() => {
                     if !app.store.leads() {
                         return;

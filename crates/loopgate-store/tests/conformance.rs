@@ -1163,6 +1163,75 @@ async fn analytics_counts_stay_current_across_folds(store: &dyn Store) {
     );
 }
 
+/// A row of analytics differences that does not read as the writers write
+/// them (here: the database edited by hand) fails no write, and does not
+/// wait for ever: the fold that meets it rebuilds the counts from the
+/// proposals, which empties the table. On both stores.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreadable_row_of_analytics_differences_is_rebuilt_over() {
+    const SPOIL: &str = r#"INSERT INTO analytics_deltas (rows) VALUES ('[["x"]]')"#;
+    const LEFT: &str =
+        r#"SELECT CAST(COUNT(*) AS BIGINT) FROM analytics_deltas WHERE rows = '[["x"]]'"#;
+
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("loopgate.db");
+    let store = SqlStore::open(&path).unwrap();
+    let system = setup(&store).await;
+    let sqlite = rusqlite::Connection::open(&path).unwrap();
+    sqlite.busy_timeout(Duration::from_secs(5)).unwrap();
+    sqlite.execute_batch(SPOIL).unwrap();
+    enough_writes_for_every_writer_to_fold(&store, &system).await;
+    let left: i64 = sqlite.query_row(LEFT, [], |row| row.get(0)).unwrap();
+    assert_eq!(left, 0, "a fold met the row and rebuilt the counts");
+    assert_the_counts_of_600_pending(&store, &system).await;
+
+    let database = TempDatabase::create().unwrap();
+    let store = SqlStore::connect(&database.url, PgOptions::default())
+        .await
+        .unwrap();
+    let system = setup(&store).await;
+    let pg = |sql: &'static str| {
+        let url = database.url.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut pg = postgres::Client::connect(&url, postgres::NoTls).unwrap();
+            pg.batch_execute(sql).unwrap();
+            pg.query_one(LEFT, &[]).unwrap().get::<_, i64>(0)
+        })
+    };
+    assert_eq!(pg(SPOIL).await.unwrap(), 1);
+    enough_writes_for_every_writer_to_fold(&store, &system).await;
+    assert_eq!(
+        pg("").await.unwrap(),
+        0,
+        "a fold met the row and rebuilt the counts"
+    );
+    assert_the_counts_of_600_pending(&store, &system).await;
+}
+
+/// 600 submissions, eight at a time: more than 64 groups on SQLite and more
+/// than 64 jobs for each of PostgreSQL's eight writers, so that each folds
+/// (as in `analytics_counts_stay_current_across_folds`).
+async fn enough_writes_for_every_writer_to_fold(store: &dyn Store, system: &SystemId) {
+    for chunk in (0..600_u32).collect::<Vec<_>>().chunks(8) {
+        let submissions = chunk.iter().map(|&n| {
+            let new = new_proposal(system, n, None, json!({"n": n}), 1);
+            store.submit(new, T0.plus(Duration::from_secs(u64::from(n))))
+        });
+        for submitted in futures::future::join_all(submissions.collect::<Vec<_>>()).await {
+            submitted.unwrap();
+        }
+    }
+}
+
+/// The counts after [`enough_writes_for_every_writer_to_fold`], read and
+/// rebuilt.
+async fn assert_the_counts_of_600_pending(store: &dyn Store, system: &SystemId) {
+    let counts = all_counts(store, system).await;
+    assert_eq!(count_of(&counts, metric::ROUTE, "review"), 600);
+    assert_eq!(count_of(&counts, metric::STATUS, "pending"), 600);
+    assert_a_rebuild_gives(store, system, &counts).await;
+}
+
 /// What `queue_depth` must answer: the tasks waiting for a reviewer (open,
 /// or claimed with a lapsed lease), counted one by one.
 async fn waiting_tasks(store: &dyn Store, now: Timestamp) -> Vec<(String, u64)> {
