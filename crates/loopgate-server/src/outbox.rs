@@ -97,6 +97,27 @@ pub(crate) async fn run<W: Worker>(worker: &mut W, wake: &Notify) {
     }
 }
 
+/// When a worker reads what is due: after a step that queued messages or
+/// recorded finished ones (either can make some due at once), and
+/// otherwise once per `POLL` (retries and paused endpoints fall due with
+/// time, and `POLL` is also when a worker nobody woke steps). A step woken
+/// by a commit that queued nothing and recorded nothing reads nothing more,
+/// so an idle worker's step, with no webhook or notification configured,
+/// is one store read instead of two (on PostgreSQL, a transaction each).
+#[derive(Default)]
+pub(crate) struct DueReads(Option<Instant>);
+
+impl DueReads {
+    /// Whether this step reads what is due; if so, noted as read now.
+    pub(crate) fn wanted(&mut self, queued: bool, recorded: bool) -> bool {
+        let wanted = queued || recorded || self.0.is_none_or(|at| POLL <= at.elapsed());
+        if wanted {
+            self.0 = Some(Instant::now());
+        }
+        wanted
+    }
+}
+
 /// Every sending task that has already finished, without waiting.
 pub(crate) fn finish_ready<W: Worker>(worker: &mut W) {
     while let Some(done) = worker.sending().try_join_next_with_id() {

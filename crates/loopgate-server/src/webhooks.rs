@@ -125,6 +125,7 @@ pub(crate) fn spawn(app: AppState, wake: Arc<Notify>) -> JoinHandle<()> {
             paused: HashMap::new(),
             finished: Vec::new(),
             spawned: HashMap::new(),
+            due_reads: crate::outbox::DueReads::default(),
         };
         crate::outbox::run(&mut dispatcher, &wake).await;
     })
@@ -142,6 +143,7 @@ struct Dispatcher {
     finished: Vec<(SystemId, AttemptResult)>,
     /// Sending tasks and their deliveries.
     spawned: HashMap<tokio::task::Id, (SystemId, i64)>,
+    due_reads: crate::outbox::DueReads,
 }
 
 impl crate::outbox::Worker for Dispatcher {
@@ -177,6 +179,7 @@ impl Dispatcher {
         // Recording and queueing are sent together: the store's writer commits
         // them in one group (one fsync per step).
         let results: Vec<AttemptResult> = self.finished.iter().map(|(_, r)| r.clone()).collect();
+        let any_finished = !results.is_empty();
         let record = async {
             match results.is_empty() {
                 true => Ok(()),
@@ -191,11 +194,12 @@ impl Dispatcher {
             self.release(&system, result.id);
             self.note_endpoint(system, &result);
         }
-        if passed? == ENQUEUE_PAGE {
+        let passed = passed?;
+        if passed == ENQUEUE_PAGE {
             while store.enqueue_deliveries(now, ENQUEUE_PAGE).await? == ENQUEUE_PAGE {}
         }
         let room = IN_FLIGHT.saturating_sub(self.in_flight.len());
-        if room < IN_FLIGHT / 4 {
+        if room < IN_FLIGHT / 4 || !self.due_reads.wanted(0 < passed, any_finished) {
             return Ok(());
         }
         let skip = self

@@ -68,6 +68,7 @@ pub(crate) fn spawn(app: AppState, wake: Arc<Notify>) -> JoinHandle<()> {
             finished: Vec::new(),
             slack_paused: None,
             warned: None,
+            due_reads: crate::outbox::DueReads::default(),
         };
         crate::outbox::run(&mut notifier, &wake).await;
     })
@@ -92,6 +93,7 @@ struct Notifier {
     /// When SLA warnings were last looked for (at most once per `POLL`:
     /// the look scans open tasks, commits come far more often).
     warned: Option<Instant>,
+    due_reads: crate::outbox::DueReads,
 }
 
 impl crate::outbox::Worker for Notifier {
@@ -158,14 +160,19 @@ impl Notifier {
             self.finished = results;
             return Err(error);
         }
+        let any_finished = !ids.is_empty();
         for id in ids {
             self.in_flight.remove(&id);
         }
-        if passed? == ENQUEUE_PAGE {
+        let passed = passed?;
+        if passed == ENQUEUE_PAGE {
             while store.enqueue_notifications(now, None, ENQUEUE_PAGE).await? == ENQUEUE_PAGE {}
         }
+        // An SLA warning queues its messages without passing an event: the
+        // look for them (`warn`) counts as queueing.
+        let queued = 0 < passed || warn.is_some();
         let room = IN_FLIGHT.saturating_sub(self.sending.len());
-        if room == 0 {
+        if room == 0 || !self.due_reads.wanted(queued, any_finished) {
             return Ok(());
         }
         let mut skip = Vec::new();
