@@ -97,24 +97,26 @@ pub(crate) async fn run<W: Worker>(worker: &mut W, wake: &Notify) {
     }
 }
 
-/// When a worker reads what is due: after a step that queued messages or
-/// recorded finished ones (either can make some due at once), and
-/// otherwise once per `POLL` (retries and paused endpoints fall due with
-/// time, and `POLL` is also when a worker nobody woke steps). A step woken
-/// by a commit that queued nothing and recorded nothing reads nothing more,
-/// so an idle worker's step, with no webhook or notification configured,
+/// Something a worker does at most once per `POLL` unless it must do it
+/// now: the notifier's look for SLA warnings (which scans open tasks), and
+/// both workers' read of what is due. That read is forced after a step that
+/// queued messages or recorded finished ones (either can make some due at
+/// once); otherwise retries and paused endpoints fall due with time, and a
+/// step woken by a commit that queued and recorded nothing reads nothing
+/// more: an idle worker's step, with no webhook or notification configured,
 /// is one store read instead of two (on PostgreSQL, a transaction each).
 #[derive(Default)]
-pub(crate) struct DueReads(Option<Instant>);
+pub(crate) struct OncePerPoll(Option<Instant>);
 
-impl DueReads {
-    /// Whether this step reads what is due; if so, noted as read now.
-    pub(crate) fn wanted(&mut self, queued: bool, recorded: bool) -> bool {
-        let wanted = queued || recorded || self.0.is_none_or(|at| POLL <= at.elapsed());
-        if wanted {
+impl OncePerPoll {
+    /// Whether to do it in this step (when `forced`, or `POLL` after the
+    /// last time); if so, noted as done now.
+    pub(crate) fn due(&mut self, forced: bool) -> bool {
+        let due = forced || self.0.is_none_or(|at| POLL <= at.elapsed());
+        if due {
             self.0 = Some(Instant::now());
         }
-        wanted
+        due
     }
 }
 

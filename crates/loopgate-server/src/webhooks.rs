@@ -125,7 +125,7 @@ pub(crate) fn spawn(app: AppState, wake: Arc<Notify>) -> JoinHandle<()> {
             paused: HashMap::new(),
             finished: Vec::new(),
             spawned: HashMap::new(),
-            due_reads: crate::outbox::DueReads::default(),
+            due_reads: crate::outbox::OncePerPoll::default(),
         };
         crate::outbox::run(&mut dispatcher, &wake).await;
     })
@@ -143,7 +143,8 @@ struct Dispatcher {
     finished: Vec<(SystemId, AttemptResult)>,
     /// Sending tasks and their deliveries.
     spawned: HashMap<tokio::task::Id, (SystemId, i64)>,
-    due_reads: crate::outbox::DueReads,
+    /// When it last read what is due.
+    due_reads: crate::outbox::OncePerPoll,
 }
 
 impl crate::outbox::Worker for Dispatcher {
@@ -199,7 +200,7 @@ impl Dispatcher {
             while store.enqueue_deliveries(now, ENQUEUE_PAGE).await? == ENQUEUE_PAGE {}
         }
         let room = IN_FLIGHT.saturating_sub(self.in_flight.len());
-        if room < IN_FLIGHT / 4 || !self.due_reads.wanted(0 < passed, any_finished) {
+        if room < IN_FLIGHT / 4 || !self.due_reads.due(0 < passed || any_finished) {
             return Ok(());
         }
         let skip = self

@@ -1114,20 +1114,7 @@ async fn analytics_counts_follow_every_change(store: &dyn Store) {
 async fn analytics_counts_stay_current_across_folds(store: &dyn Store) {
     let system = setup(store).await;
     let at = |s: u64| T0.plus(Duration::from_secs(s));
-    let mut made = Vec::new();
-    for chunk in (0..600_u32).collect::<Vec<_>>().chunks(8) {
-        let submissions = chunk.iter().map(|&n| {
-            let mut new = new_proposal(&system, n, None, json!({"n": n}), 1);
-            new.confidence = Some(f64::from(n % 100) / 100.0);
-            let region = ["eu", "us", "apac"][n as usize % 3];
-            new.subject["attributes"] = json!({ "region": region });
-            made.push((new.task_id.clone(), new.digest.clone()));
-            store.submit(new, at(u64::from(n)))
-        });
-        for submitted in futures::future::join_all(submissions.collect::<Vec<_>>()).await {
-            submitted.unwrap();
-        }
-    }
+    let made = enough_writes_for_every_writer_to_fold(store, &system).await;
     // Half of them decided, a third of those rejected.
     let ann = reviewer("ann");
     let decided: Vec<_> = made.iter().step_by(2).enumerate().collect();
@@ -1208,19 +1195,29 @@ async fn an_unreadable_row_of_analytics_differences_is_rebuilt_over() {
     assert_the_counts_of_600_pending(&store, &system).await;
 }
 
-/// 600 submissions, eight at a time: more than 64 groups on SQLite and more
-/// than 64 jobs for each of PostgreSQL's eight writers, so that each folds
-/// (as in `analytics_counts_stay_current_across_folds`).
-async fn enough_writes_for_every_writer_to_fold(store: &dyn Store, system: &SystemId) {
+/// 600 submissions (proposal `n` at `T0 + n` seconds, with a confidence
+/// and a region, each with a task), eight at a time: more than 64 groups on
+/// SQLite and more than 64 jobs for each of PostgreSQL's eight writers, so
+/// that each folds. Returns each one's task and digest.
+async fn enough_writes_for_every_writer_to_fold(
+    store: &dyn Store,
+    system: &SystemId,
+) -> Vec<(TaskId, Digest)> {
+    let mut made = Vec::new();
     for chunk in (0..600_u32).collect::<Vec<_>>().chunks(8) {
         let submissions = chunk.iter().map(|&n| {
-            let new = new_proposal(system, n, None, json!({"n": n}), 1);
+            let mut new = new_proposal(system, n, None, json!({"n": n}), 1);
+            new.confidence = Some(f64::from(n % 100) / 100.0);
+            let region = ["eu", "us", "apac"][n as usize % 3];
+            new.subject["attributes"] = json!({ "region": region });
+            made.push((new.task_id.clone(), new.digest.clone()));
             store.submit(new, T0.plus(Duration::from_secs(u64::from(n))))
         });
         for submitted in futures::future::join_all(submissions.collect::<Vec<_>>()).await {
             submitted.unwrap();
         }
     }
+    made
 }
 
 /// The counts after [`enough_writes_for_every_writer_to_fold`], read and

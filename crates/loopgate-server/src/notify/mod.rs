@@ -36,7 +36,6 @@ use crate::AppState;
 
 /// Messages in flight at once.
 const IN_FLIGHT: usize = 64;
-use crate::outbox::POLL;
 /// Events the cursor passes per store call.
 const ENQUEUE_PAGE: u32 = 1000;
 /// Messages pruned per store call.
@@ -67,8 +66,8 @@ pub(crate) fn spawn(app: AppState, wake: Arc<Notify>) -> JoinHandle<()> {
             in_flight: HashSet::new(),
             finished: Vec::new(),
             slack_paused: None,
-            warned: None,
-            due_reads: crate::outbox::DueReads::default(),
+            warned: crate::outbox::OncePerPoll::default(),
+            due_reads: crate::outbox::OncePerPoll::default(),
         };
         crate::outbox::run(&mut notifier, &wake).await;
     })
@@ -92,8 +91,9 @@ struct Notifier {
     slack_paused: Option<Timestamp>,
     /// When SLA warnings were last looked for (at most once per `POLL`:
     /// the look scans open tasks, commits come far more often).
-    warned: Option<Instant>,
-    due_reads: crate::outbox::DueReads,
+    warned: crate::outbox::OncePerPoll,
+    /// When it last read what is due.
+    due_reads: crate::outbox::OncePerPoll,
 }
 
 impl crate::outbox::Worker for Notifier {
@@ -145,13 +145,10 @@ impl Notifier {
                 false => store.record_notifications(results.clone()).await,
             }
         };
-        let warn = match self.warned {
-            Some(at) if at.elapsed() < POLL => None,
-            _ => {
-                self.warned = Some(Instant::now());
-                Some(self.app.config.sla_warning_share)
-            }
-        };
+        let warn = self
+            .warned
+            .due(false)
+            .then_some(self.app.config.sla_warning_share);
         let (passed, recorded) =
             tokio::join!(store.enqueue_notifications(now, warn, ENQUEUE_PAGE), record);
         if let Err(error) = recorded {
@@ -172,7 +169,7 @@ impl Notifier {
         // look for them (`warn`) counts as queueing.
         let queued = 0 < passed || warn.is_some();
         let room = IN_FLIGHT.saturating_sub(self.sending.len());
-        if room == 0 || !self.due_reads.wanted(queued, any_finished) {
+        if room == 0 || !self.due_reads.due(queued || any_finished) {
             return Ok(());
         }
         let mut skip = Vec::new();
