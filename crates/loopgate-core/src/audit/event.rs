@@ -7,7 +7,8 @@ use std::time::Duration;
 
 use serde_json::{Map, Value, json};
 
-use crate::audit::entry::salted_hash;
+use crate::audit::entry::{self, salted_hash};
+use crate::digest::write_string;
 use crate::grant::Grant;
 use crate::review::{Decision, Task};
 use crate::routing::Routing;
@@ -692,6 +693,207 @@ impl Event<'_> {
     }
 }
 
+impl Event<'_> {
+    /// [`Event::data`] as the canonical JSON the store keeps
+    /// ([`entry::canonical_data`]). The events on every proposal's path
+    /// (submitted, routed, resolved, the task's and the decision's) are
+    /// written member by member in canonical order, without building a
+    /// `Value` and sorting it (a twentieth of an ingested proposal's
+    /// instructions); the other events, and these in their rare shapes
+    /// (policy errors, a decision that grants), go through `data()`.
+    /// `written_data_is_data_made_canonical` checks that both give the same
+    /// text.
+    pub fn canonical_data(&self) -> String {
+        match self.written_data() {
+            Some(text) => text,
+            None => entry::canonical_data(&self.data()),
+        }
+    }
+
+    /// The canonical data of the events it writes directly, `None` for the
+    /// others.
+    fn written_data(&self) -> Option<String> {
+        let mut out = Members::new();
+        match *self {
+            Event::ProposalSubmitted {
+                proposal,
+                system,
+                action,
+                digest,
+                subject,
+                input,
+                output,
+                salt,
+            } => {
+                out.text("action", action);
+                out.text("digest", digest.as_str());
+                out.text("input", salted_hash(salt, "input", input).as_str());
+                out.text("output", salted_hash(salt, "output", output).as_str());
+                out.text("proposal", proposal);
+                out.text("subject", salted_hash(salt, "subject", subject).as_str());
+                out.text("system", system);
+            }
+            Event::ProposalRouted {
+                proposal,
+                routing,
+                over_limit,
+                salt: _,
+            } if routing.errors.is_empty() => {
+                out.texts("matched_policies", &routing.matched);
+                if over_limit {
+                    out.literal("over_limit", "true");
+                }
+                out.text("policy_version", &routing.policy_version);
+                out.text("proposal", proposal);
+                out.text("route", routing.route.as_str());
+            }
+            Event::ProposalResolved {
+                proposal,
+                outcome,
+                decided_by,
+                digest,
+                modified,
+                grant,
+            } => {
+                match decided_by {
+                    Some(decided_by) => out.text("decided_by", decided_by.as_str()),
+                    None => out.literal("decided_by", "null"),
+                }
+                out.text("digest", digest.as_str());
+                if let Some(grant) = grant {
+                    out.text("grant", grant);
+                }
+                if let Some(modified) = modified {
+                    out.literal("modified", if modified { "true" } else { "false" });
+                }
+                out.text("outcome", outcome.as_str());
+                out.text("proposal", proposal);
+            }
+            Event::TaskCreated(task)
+            | Event::TaskClaimed(task)
+            | Event::TaskReleased(task)
+            | Event::TaskEscalated(task)
+            | Event::TaskExpired(task)
+            | Event::TaskSlaWarning(task)
+            | Event::TaskAssigned(task) => {
+                if let Some(assigned) = &task.assigned {
+                    out.text("assignee", &assigned.to);
+                    if let Some(from) = &assigned.delegated_from {
+                        out.text("delegated_from", from);
+                    }
+                }
+                out.text("group", &task.group);
+                out.text("kind", task.kind.as_str());
+                out.number("level", task.level);
+                out.text("proposal", task.proposal_id.as_str());
+                out.text("state", task.state.as_str());
+                out.text("task", task.id.as_str());
+            }
+            Event::DecisionRecorded {
+                task,
+                decision,
+                seen,
+                salt,
+            } if decision.grant.is_none() => {
+                let hashed = |out: &mut Members, field: &'static str, value: Option<Value>| {
+                    if let Some(value) = value {
+                        out.text(field, salted_hash(salt, field, &value).as_str());
+                    }
+                };
+                out.text("digest", decision.digest.as_str());
+                hashed(
+                    &mut out,
+                    "labels",
+                    decision.labels.clone().map(Value::Object),
+                );
+                out.number("level", decision.level);
+                hashed(
+                    &mut out,
+                    "message",
+                    decision.message.as_ref().map(|m| json!(m)),
+                );
+                hashed(&mut out, "output", decision.output.clone());
+                out.text("proposal", task.proposal_id.as_str());
+                hashed(
+                    &mut out,
+                    "rationale",
+                    decision.rationale.as_ref().map(|r| json!(r)),
+                );
+                out.text("seen_digest", seen.as_str());
+                out.text("task", task.id.as_str());
+                out.text("verdict", decision.verdict.as_str());
+            }
+            _ => return None,
+        }
+        Some(out.finish())
+    }
+}
+
+/// A canonical JSON object written member by member. The caller gives the
+/// members in RFC 8785's order; their names are ASCII, where that order is
+/// the bytes' order.
+struct Members {
+    out: Vec<u8>,
+    last: &'static str,
+}
+
+impl Members {
+    fn new() -> Members {
+        let mut out = Vec::with_capacity(256);
+        out.push(b'{');
+        Members { out, last: "" }
+    }
+
+    fn name(&mut self, name: &'static str) {
+        debug_assert!(
+            name.is_ascii() && name > self.last,
+            "{name} after {}",
+            self.last
+        );
+        if !self.last.is_empty() {
+            self.out.push(b',');
+        }
+        self.last = name;
+        write_string(&mut self.out, name);
+        self.out.push(b':');
+    }
+
+    fn text(&mut self, name: &'static str, text: &str) {
+        self.name(name);
+        write_string(&mut self.out, text);
+    }
+
+    fn texts(&mut self, name: &'static str, texts: &[String]) {
+        self.name(name);
+        self.out.push(b'[');
+        for (n, text) in texts.iter().enumerate() {
+            if n > 0 {
+                self.out.push(b',');
+            }
+            write_string(&mut self.out, text);
+        }
+        self.out.push(b']');
+    }
+
+    /// `true`, `false` or `null`.
+    fn literal(&mut self, name: &'static str, literal: &'static str) {
+        self.name(name);
+        self.out.extend_from_slice(literal.as_bytes());
+    }
+
+    /// A whole number below 2^53 is written as its digits in RFC 8785 too.
+    fn number(&mut self, name: &'static str, number: u32) {
+        self.name(name);
+        self.out.extend_from_slice(number.to_string().as_bytes());
+    }
+
+    fn finish(mut self) -> String {
+        self.out.push(b'}');
+        // Only UTF-8 went in: ASCII and serde_json's strings.
+        String::from_utf8(self.out).unwrap_or_default()
+    }
+}
+
 /// The host (and port) of an absolute URL, without scheme, credentials,
 /// path, query or fragment.
 fn url_host(url: &str) -> &str {
@@ -704,7 +906,15 @@ fn url_host(url: &str) -> &str {
 
 #[cfg(test)]
 mod tests {
+    use proptest::prelude::*;
+
     use super::*;
+    use crate::assign::Assigned;
+    use crate::routing::{EvaluationError, ReviewPlan};
+    use crate::{
+        GrantScope, GrantTerms, Grantable, OnTimeout, ProposalId, Route, TaskId, TaskKind,
+        TaskState, Verdict,
+    };
 
     #[test]
     fn every_kind_has_one_stable_name() {
@@ -747,6 +957,133 @@ mod tests {
         assert_eq!(changed(paused, active).kind(), EventKind::SystemResumed);
         assert_eq!(changed(active, active).kind(), EventKind::SystemUpdated);
         assert_eq!(changed(paused, paused).kind(), EventKind::SystemUpdated);
+    }
+
+    fn pick<T: Copy + std::fmt::Debug>(all: &'static [T]) -> impl Strategy<Value = T> {
+        proptest::sample::select(all)
+    }
+
+    /// Any text, quotes, backslashes, controls and non-ASCII included.
+    fn text() -> impl Strategy<Value = String> {
+        prop_oneof![any::<String>(), "[a-z_\"\\\\\u{0}-\u{1f}é€😀]{0,6}"]
+    }
+
+    fn payload() -> impl Strategy<Value = Value> {
+        (text(), any::<i32>(), any::<bool>())
+            .prop_map(|(t, n, b)| json!({"t": t, "n": n, "b": [b, null]}))
+    }
+
+    fn task(
+        (group, kind, state, level): (String, TaskKind, TaskState, u32),
+        assigned: Option<(String, Option<String>)>,
+    ) -> Task {
+        Task {
+            id: TaskId::from_unique("01J"),
+            proposal_id: ProposalId::from_unique("01K"),
+            kind,
+            state,
+            group: group.clone(),
+            level,
+            required: 1,
+            due_at: None,
+            claimed_by: None,
+            lease_expires_at: None,
+            assigned: assigned.map(|(to, delegated_from)| Assigned {
+                to,
+                delegated_from,
+                return_at: None,
+            }),
+            plan: ReviewPlan {
+                group,
+                approvals: 1,
+                sla: None,
+                escalate_to: Vec::new(),
+                on_timeout: OnTimeout::Reject,
+                blind: false,
+                rationale_required: false,
+                grant: Grantable::No,
+            },
+            sample_probability: 1.0,
+            created_at: Timestamp::from_millis(0),
+        }
+    }
+
+    fn same(event: &Event<'_>) -> Result<(), TestCaseError> {
+        prop_assert_eq!(event.canonical_data(), entry::canonical_data(&event.data()));
+        Ok(())
+    }
+
+    proptest! {
+        /// The events written member by member give what `data()` gives,
+        /// made canonical, in every shape (the rare ones go through `data()`).
+        #[test]
+        fn written_data_is_data_made_canonical(
+            (a, b, c) in (text(), text(), text()),
+            (input, output, subject) in (payload(), payload(), payload()),
+            salt in proptest::collection::vec(any::<u8>(), 32),
+            matched in proptest::collection::vec(text(), 0..3),
+            (route, over_limit, with_error) in (pick(Route::ALL), any::<bool>(), any::<bool>()),
+            (outcome, decided_by, modified, grant) in (
+                pick(ProposalStatus::ALL),
+                proptest::option::of(pick(DecidedBy::ALL)),
+                proptest::option::of(any::<bool>()),
+                proptest::option::of(text()),
+            ),
+            shape in (text(), pick(TaskKind::ALL), pick(TaskState::ALL), any::<u32>()),
+            assigned in proptest::option::of((text(), proptest::option::of(text()))),
+            (verdict, rationale, message, edited, labels, granting) in (
+                pick(Verdict::ALL),
+                proptest::option::of(text()),
+                proptest::option::of(text()),
+                proptest::option::of(payload()),
+                proptest::option::of(text()),
+                any::<bool>(),
+            ),
+        ) {
+            let digest = Digest::of_json(&output);
+            same(&Event::ProposalSubmitted {
+                proposal: &a, system: &b, action: &c, digest: &digest,
+                subject: &subject, input: &input, output: &output, salt: &salt,
+            })?;
+            let routing = Routing {
+                route,
+                matched,
+                policy_version: c.clone(),
+                review: task(shape.clone(), None).plan,
+                sample_rate: 0.0,
+                limits: Vec::new(),
+                errors: with_error.then(|| EvaluationError {
+                    policy: a.clone(), kind: "k".to_owned(), message: b.clone(),
+                }).into_iter().collect(),
+            };
+            same(&Event::ProposalRouted { proposal: &a, routing: &routing, over_limit, salt: &salt })?;
+            same(&Event::ProposalResolved {
+                proposal: &a, outcome, decided_by, digest: &digest, modified, grant: grant.as_deref(),
+            })?;
+            let task = task(shape, assigned);
+            for event in [Event::TaskCreated(&task), Event::TaskClaimed(&task), Event::TaskAssigned(&task)] {
+                same(&event)?;
+            }
+            let decision = Decision {
+                reviewer: a.clone(),
+                verdict,
+                digest: digest.clone(),
+                rationale,
+                output: edited,
+                labels: labels.map(|label| {
+                    let mut map = Map::new();
+                    map.insert(label, json!(1));
+                    map
+                }),
+                message,
+                grant: granting.then_some(GrantTerms {
+                    duration: Duration::from_secs(60), uses: Some(2), scope: GrantScope::SameOutput,
+                }),
+                level: task.level,
+                decided_at: Timestamp::from_millis(0),
+            };
+            same(&Event::DecisionRecorded { task: &task, decision: &decision, seen: &digest, salt: &salt })?;
+        }
     }
 
     #[test]

@@ -6,7 +6,6 @@ use std::time::Duration;
 use crate::db::{Connection, Dialect, OptionalExtension, Params, Row, params};
 use loopgate_core::EventKind;
 use loopgate_core::assign::Assigned;
-use loopgate_core::audit::entry;
 use loopgate_core::audit::event::Event;
 use loopgate_core::grant::Grantable;
 use loopgate_core::proposal::Cap;
@@ -578,7 +577,7 @@ pub(super) fn append(
             actor,
             event.kind().as_str(),
             event.subject(),
-            entry::canonical_data(&event.data())
+            event.canonical_data()
         ],
     )?;
     // The leader's sequencer hears that events wait for positions; waiters
