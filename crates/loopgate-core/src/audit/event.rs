@@ -698,7 +698,7 @@ impl Event<'_> {
     /// ([`entry::canonical_data`]). The events on every proposal's path
     /// (submitted, routed, resolved, the task's and the decision's) are
     /// written member by member in canonical order, without building a
-    /// `Value` and sorting it (a twentieth of an ingested proposal's
+    /// `Value` and sorting it (about 3% of an ingested proposal's
     /// instructions); the other events, and these in their rare shapes
     /// (policy errors, a decision that grants), go through `data()`.
     /// `written_data_is_data_made_canonical` checks that both give the same
@@ -911,10 +911,7 @@ mod tests {
     use super::*;
     use crate::assign::Assigned;
     use crate::routing::{EvaluationError, ReviewPlan};
-    use crate::{
-        GrantScope, GrantTerms, Grantable, OnTimeout, ProposalId, Route, TaskId, TaskKind,
-        TaskState, Verdict,
-    };
+    use crate::{GrantScope, GrantTerms, ProposalId, Route, TaskId, TaskKind, TaskState, Verdict};
 
     #[test]
     fn every_kind_has_one_stable_name() {
@@ -995,13 +992,7 @@ mod tests {
             }),
             plan: ReviewPlan {
                 group,
-                approvals: 1,
-                sla: None,
-                escalate_to: Vec::new(),
-                on_timeout: OnTimeout::Reject,
-                blind: false,
-                rationale_required: false,
-                grant: Grantable::No,
+                ..ReviewPlan::default_review()
             },
             sample_probability: 1.0,
             created_at: Timestamp::from_millis(0),
