@@ -24,7 +24,8 @@
 # synchronous_commit, to see what the WAL flush of each commit bounds.
 # BENCH_ARGS adds flags to `loopgate bench` (default: --systems 64 --reviewers 8 --duration 10s).
 # PG_TABLE_STATS=1 prints, after each run, what it asked of PostgreSQL
-# table by table (pg_stat_user_tables) and its transactions.
+# table by table (pg_stat_user_tables) and its transactions; PG_WRITE_TIMES=1
+# each replica's write times from /metrics (the wait for a writer, the run).
 set -euo pipefail
 . "$(dirname "$0")/listening.sh"
 cd "$(dirname "$0")/.."
@@ -96,6 +97,27 @@ for n in "${counts[@]}"; do
     n = NF / 2; busy = 0; total = 0
     for (i = 2; i <= n; i++) { d = $(i + n) - $i; total += d; if (i != 5 && i != 6) busy += d }
     printf "machine CPU    %.0f%% busy (all processes)\n", busy / total * 100 }'
+  if [ -n "${PG_WRITE_TIMES:-}" ]; then
+    # Each replica's writes (`/metrics`): how long they waited for a
+    # writer, and how long they ran to their answer; p50 and p99 as the
+    # bucket bound that holds them, and how many took over 10 ms.
+    for i in "${!bases[@]}"; do
+      curl -s "${bases[$i]}/metrics" | awk -v r=$((i + 1)) '
+        /^loopgate_db_write(_wait)?_seconds_bucket/ {
+          split($0, a, "\""); name = ($0 ~ /_wait_/) ? "wait" : "run"
+          if (a[2] != "+Inf") { bound[name, ++n[name]] = a[2]; cum[name, n[name]] = $2 } else total[name] = $2 }
+        END {
+          for (k = 1; k <= 2; k++) {
+            name = (k == 1) ? "wait" : "run"; t = total[name]; p50 = p99 = "> 1"; over = t
+            for (j = n[name]; j >= 1; j--) {
+              if (cum[name, j] >= 0.5 * t) p50 = bound[name, j]
+              if (cum[name, j] >= 0.99 * t) p99 = bound[name, j]
+              if (bound[name, j] == "0.01") over = t - cum[name, j]
+            }
+            printf "replica %d writes %-4s n=%d  p50 <= %s s  p99 <= %s s  over 10 ms: %d\n", r, name, t, p50, p99, over
+          } }'
+    done
+  fi
   if [ -n "${PG_TABLE_STATS:-}" ]; then
     # What the run asked of PostgreSQL, table by table (a sequential scan
     # of a growing table is the thing to look for), and its transactions.

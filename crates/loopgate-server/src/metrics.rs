@@ -186,26 +186,20 @@ impl Metrics {
                 counter.load(Ordering::Relaxed)
             );
         }
-        out.push_str(
-            "# HELP loopgate_decision_duration_seconds Time to record a decision durably.\n",
-        );
-        out.push_str("# TYPE loopgate_decision_duration_seconds histogram\n");
         let histogram = &self.decision_latency;
-        for (bound, bucket) in BUCKETS.iter().zip(&histogram.buckets) {
-            let _ = writeln!(
-                out,
-                "loopgate_decision_duration_seconds_bucket{{le=\"{bound}\"}} {}",
-                bucket.load(Ordering::Relaxed)
-            );
-        }
-        let count = histogram.count.load(Ordering::Relaxed);
-        let _ = writeln!(
-            out,
-            "loopgate_decision_duration_seconds_bucket{{le=\"+Inf\"}} {count}"
+        render_histogram(
+            &mut out,
+            (
+                "loopgate_decision_duration_seconds",
+                "Time to record a decision durably.",
+            ),
+            &BUCKETS,
+            loopgate_store::Durations {
+                buckets: std::array::from_fn(|n| histogram.buckets[n].load(Ordering::Relaxed)),
+                count: histogram.count.load(Ordering::Relaxed),
+                sum_micros: histogram.sum_micros.load(Ordering::Relaxed),
+            },
         );
-        let sum = histogram.sum_micros.load(Ordering::Relaxed) as f64 / 1e6;
-        let _ = writeln!(out, "loopgate_decision_duration_seconds_sum {sum}");
-        let _ = writeln!(out, "loopgate_decision_duration_seconds_count {count}");
         out.push_str("# HELP loopgate_queue_depth Open review tasks, by group.\n");
         out.push_str("# TYPE loopgate_queue_depth gauge\n");
         for (group, n) in queue {
@@ -274,4 +268,41 @@ pub(crate) fn render_writes(out: &mut String, stats: loopgate_store::WriteStats)
             "# HELP {name} {help}\n# TYPE {name} counter\n{name} {value}"
         );
     }
+    for (name, help, durations) in [
+        (
+            "loopgate_db_write_wait_seconds",
+            "Time a write waited for a writer to begin it (on SQLite, for the group before it to commit).",
+            stats.waited,
+        ),
+        (
+            "loopgate_db_write_seconds",
+            "Time from a writer beginning a write to its answer: its statements, its commit (on SQLite its group's) and runs again after a lost race.",
+            stats.ran,
+        ),
+    ] {
+        render_histogram(
+            out,
+            (name, help),
+            &loopgate_store::DURATION_BOUNDS,
+            durations,
+        );
+    }
+}
+
+/// One histogram in the text format: its cumulative buckets at `bounds`,
+/// `+Inf`, the sum in seconds and the count.
+fn render_histogram(
+    out: &mut String,
+    (name, help): (&str, &str),
+    bounds: &[f64],
+    durations: loopgate_store::Durations,
+) {
+    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} histogram");
+    for (bound, n) in bounds.iter().zip(durations.buckets) {
+        let _ = writeln!(out, "{name}_bucket{{le=\"{bound}\"}} {n}");
+    }
+    let count = durations.count;
+    let _ = writeln!(out, "{name}_bucket{{le=\"+Inf\"}} {count}");
+    let sum = durations.sum_micros as f64 / 1e6;
+    let _ = writeln!(out, "{name}_sum {sum}\n{name}_count {count}");
 }

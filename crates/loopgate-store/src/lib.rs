@@ -48,6 +48,28 @@ pub struct WriteStats {
     pub round_trips: u64,
     /// Attempts run again after losing a race (PostgreSQL).
     pub retries: u64,
+    /// How long answered writes waited for a writer to begin them.
+    pub waited: Durations,
+    /// How long answered writes took from a writer beginning them to their
+    /// answer: their statements, the commit (on SQLite their group's), and
+    /// runs again after a lost race.
+    pub ran: Durations,
+}
+
+/// The upper bounds, in seconds, of [`Durations`]' buckets.
+pub const DURATION_BOUNDS: [f64; 12] = [
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0,
+];
+
+/// A histogram of durations, as Prometheus keeps one.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Durations {
+    /// How many took at most each of [`DURATION_BOUNDS`] (cumulative).
+    pub buckets: [u64; 12],
+    /// How many in all.
+    pub count: u64,
+    /// Their sum, in microseconds.
+    pub sum_micros: u64,
 }
 
 /// Every durable read and write.

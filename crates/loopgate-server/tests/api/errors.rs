@@ -303,6 +303,21 @@ async fn health_metrics_and_openapi() {
         text.contains("loopgate_decision_duration_seconds_bucket"),
         "{text}"
     );
+    // Every answered write is timed: its wait for a writer, and its run.
+    for name in [
+        "loopgate_db_write_wait_seconds",
+        "loopgate_db_write_seconds",
+    ] {
+        let count = |suffix: &str| -> u64 {
+            let prefix = format!("{name}{suffix} ");
+            let line = text.lines().find(|line| line.starts_with(&prefix));
+            line.and_then(|line| line[prefix.len()..].parse().ok())
+                .unwrap_or_else(|| panic!("no {prefix}in {text}"))
+        };
+        assert!(count("_count") >= 1, "{text}");
+        assert_eq!(count("_bucket{le=\"+Inf\"}"), count("_count"), "{text}");
+        assert!(count("_bucket{le=\"1\"}") <= count("_count"), "{text}");
+    }
 
     let openapi = app.call(Method::GET, "/openapi.json", None, None).await;
     assert_eq!(openapi.body["openapi"], "3.1.0");

@@ -415,7 +415,13 @@ impl SqlStore {
         // writer may run a job again after its first run's answer was
         // dropped unsent (see `write_loop`).
         let answer = Arc::new(Mutex::new(Some(answer)));
+        // When it was queued, and when a writer first began it (`/metrics`).
+        let queued = Instant::now();
+        let mut began: Option<Instant> = None;
+        let health = Arc::clone(&self.inner.health);
         let boxed: Job = Box::new(move |conn, last| {
+            let began = *began.get_or_insert_with(Instant::now);
+            let health = Arc::clone(&health);
             let res = match conn {
                 Ok(conn) => job(conn),
                 Err(error) => Err(TxError::Store(error.clone())),
@@ -431,6 +437,10 @@ impl SqlStore {
                     _ => res,
                 };
                 if let Some(answer) = answer.lock().ok().and_then(|mut slot| slot.take()) {
+                    health
+                        .waited
+                        .record(began.saturating_duration_since(queued));
+                    health.ran.record(began.elapsed());
                     let _ = answer.send(out);
                 }
             });
@@ -567,6 +577,40 @@ pub(crate) struct WriterHealth {
     jobs: std::sync::atomic::AtomicU64,
     round_trips: std::sync::atomic::AtomicU64,
     retries: std::sync::atomic::AtomicU64,
+    /// Answered writes' wait for a writer, and their time from a writer
+    /// beginning them to the answer.
+    waited: DurationCounts,
+    ran: DurationCounts,
+}
+
+/// A [`crate::Durations`] histogram kept in atomics.
+#[derive(Default)]
+struct DurationCounts {
+    buckets: [std::sync::atomic::AtomicU64; 12],
+    count: std::sync::atomic::AtomicU64,
+    sum_micros: std::sync::atomic::AtomicU64,
+}
+
+impl DurationCounts {
+    fn record(&self, took: Duration) {
+        let seconds = took.as_secs_f64();
+        for (bound, bucket) in crate::DURATION_BOUNDS.iter().zip(&self.buckets) {
+            if seconds <= *bound {
+                bucket.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        self.count.fetch_add(1, Ordering::Relaxed);
+        let micros = u64::try_from(took.as_micros()).unwrap_or(u64::MAX);
+        self.sum_micros.fetch_add(micros, Ordering::Relaxed);
+    }
+
+    fn snapshot(&self) -> crate::Durations {
+        crate::Durations {
+            buckets: std::array::from_fn(|n| self.buckets[n].load(Ordering::Relaxed)),
+            count: self.count.load(Ordering::Relaxed),
+            sum_micros: self.sum_micros.load(Ordering::Relaxed),
+        }
+    }
 }
 
 impl WriterHealth {
@@ -587,6 +631,8 @@ impl WriterHealth {
             jobs: self.jobs.load(Ordering::Relaxed),
             round_trips: self.round_trips.load(Ordering::Relaxed),
             retries: self.retries.load(Ordering::Relaxed),
+            waited: self.waited.snapshot(),
+            ran: self.ran.snapshot(),
         }
     }
 
