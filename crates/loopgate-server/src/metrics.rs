@@ -27,7 +27,7 @@ pub(crate) struct Metrics {
     resolutions: [AtomicU64; 4],
     /// Decisions by verdict (4).
     decisions: [AtomicU64; 4],
-    decision_latency: Histogram,
+    decision_latency: loopgate_store::DurationCounts,
     /// Entries the sequencer appended to the audit log.
     audit_entries: AtomicU64,
     /// Evaluation errors by (set: live or shadow, policy, kind).
@@ -37,13 +37,6 @@ pub(crate) struct Metrics {
     /// Attempts at notifications by channel (4) × result (sent, retry,
     /// failed).
     notifications: [[AtomicU64; 3]; 4],
-}
-
-#[derive(Default)]
-struct Histogram {
-    buckets: [AtomicU64; 12],
-    count: AtomicU64,
-    sum_micros: AtomicU64,
 }
 
 impl Metrics {
@@ -67,17 +60,7 @@ impl Metrics {
         if let Some(counter) = self.decisions.get(index(Verdict::ALL, verdict)) {
             counter.fetch_add(1, Ordering::Relaxed);
         }
-        let seconds = latency.as_secs_f64();
-        for (bound, bucket) in BUCKETS.iter().zip(&self.decision_latency.buckets) {
-            if seconds <= *bound {
-                bucket.fetch_add(1, Ordering::Relaxed);
-            }
-        }
-        self.decision_latency.count.fetch_add(1, Ordering::Relaxed);
-        let micros = u64::try_from(latency.as_micros()).unwrap_or(u64::MAX);
-        self.decision_latency
-            .sum_micros
-            .fetch_add(micros, Ordering::Relaxed);
+        self.decision_latency.record(&BUCKETS, latency);
     }
 
     /// Counts the evaluation errors of one routing by the `set` (`live` or `shadow`).
@@ -186,7 +169,6 @@ impl Metrics {
                 counter.load(Ordering::Relaxed)
             );
         }
-        let histogram = &self.decision_latency;
         render_histogram(
             &mut out,
             (
@@ -194,11 +176,7 @@ impl Metrics {
                 "Time to record a decision durably.",
             ),
             &BUCKETS,
-            loopgate_store::Durations {
-                buckets: std::array::from_fn(|n| histogram.buckets[n].load(Ordering::Relaxed)),
-                count: histogram.count.load(Ordering::Relaxed),
-                sum_micros: histogram.sum_micros.load(Ordering::Relaxed),
-            },
+            self.decision_latency.snapshot(),
         );
         out.push_str("# HELP loopgate_queue_depth Open review tasks, by group.\n");
         out.push_str("# TYPE loopgate_queue_depth gauge\n");

@@ -16,6 +16,7 @@ pub mod sql;
 #[doc(hidden)]
 pub mod testing;
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use loopgate_core::audit::Hash;
@@ -70,6 +71,40 @@ pub struct Durations {
     pub count: u64,
     /// Their sum, in microseconds.
     pub sum_micros: u64,
+}
+
+/// A [`Durations`] histogram kept in atomics, shared by the threads that
+/// record into it.
+#[derive(Debug, Default)]
+pub struct DurationCounts {
+    buckets: [AtomicU64; 12],
+    count: AtomicU64,
+    sum_micros: AtomicU64,
+}
+
+impl DurationCounts {
+    /// Counts `took` in every bucket whose bound in `bounds` (seconds,
+    /// ascending, at most 12) it does not exceed.
+    pub fn record(&self, bounds: &[f64], took: Duration) {
+        let seconds = took.as_secs_f64();
+        for (bound, bucket) in bounds.iter().zip(&self.buckets) {
+            if seconds <= *bound {
+                bucket.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        self.count.fetch_add(1, Ordering::Relaxed);
+        let micros = u64::try_from(took.as_micros()).unwrap_or(u64::MAX);
+        self.sum_micros.fetch_add(micros, Ordering::Relaxed);
+    }
+
+    /// What it holds now.
+    pub fn snapshot(&self) -> Durations {
+        Durations {
+            buckets: std::array::from_fn(|n| self.buckets[n].load(Ordering::Relaxed)),
+            count: self.count.load(Ordering::Relaxed),
+            sum_micros: self.sum_micros.load(Ordering::Relaxed),
+        }
+    }
 }
 
 /// Every durable read and write.

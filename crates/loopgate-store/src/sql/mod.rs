@@ -437,10 +437,11 @@ impl SqlStore {
                     _ => res,
                 };
                 if let Some(answer) = answer.lock().ok().and_then(|mut slot| slot.take()) {
+                    let bounds = &crate::DURATION_BOUNDS;
                     health
                         .waited
-                        .record(began.saturating_duration_since(queued));
-                    health.ran.record(began.elapsed());
+                        .record(bounds, began.saturating_duration_since(queued));
+                    health.ran.record(bounds, began.elapsed());
                     let _ = answer.send(out);
                 }
             });
@@ -579,38 +580,8 @@ pub(crate) struct WriterHealth {
     retries: std::sync::atomic::AtomicU64,
     /// Answered writes' wait for a writer, and their time from a writer
     /// beginning them to the answer.
-    waited: DurationCounts,
-    ran: DurationCounts,
-}
-
-/// A [`crate::Durations`] histogram kept in atomics.
-#[derive(Default)]
-struct DurationCounts {
-    buckets: [std::sync::atomic::AtomicU64; 12],
-    count: std::sync::atomic::AtomicU64,
-    sum_micros: std::sync::atomic::AtomicU64,
-}
-
-impl DurationCounts {
-    fn record(&self, took: Duration) {
-        let seconds = took.as_secs_f64();
-        for (bound, bucket) in crate::DURATION_BOUNDS.iter().zip(&self.buckets) {
-            if seconds <= *bound {
-                bucket.fetch_add(1, Ordering::Relaxed);
-            }
-        }
-        self.count.fetch_add(1, Ordering::Relaxed);
-        let micros = u64::try_from(took.as_micros()).unwrap_or(u64::MAX);
-        self.sum_micros.fetch_add(micros, Ordering::Relaxed);
-    }
-
-    fn snapshot(&self) -> crate::Durations {
-        crate::Durations {
-            buckets: std::array::from_fn(|n| self.buckets[n].load(Ordering::Relaxed)),
-            count: self.count.load(Ordering::Relaxed),
-            sum_micros: self.sum_micros.load(Ordering::Relaxed),
-        }
-    }
+    waited: crate::DurationCounts,
+    ran: crate::DurationCounts,
 }
 
 impl WriterHealth {
