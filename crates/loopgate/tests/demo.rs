@@ -92,13 +92,17 @@ async fn the_demo_starts_with_a_month_of_history_that_every_panel_shows() {
         &format!("/v1/analytics/fairness?{q}&attribute=age_band"),
     )
     .await;
-    // One attribute the dashboard flags, one it does not.
+    // One attribute the dashboard flags, and one whose gap is a fraction
+    // of it. Whether the fair one's four-fifths flag is up is left to
+    // chance: with about 60 proposals per age band (400 per scenario) the
+    // rates of six bands spread by sampling alone, and a history drawn
+    // after the server's own random draws (QA samples) differs per run.
     assert_eq!(unfair["ai"]["four_fifths_flag"], true, "{unfair}");
-    assert!(
-        fair["ai"]["demographic_parity_difference"].is_number(),
-        "{fair}"
-    );
-    assert_eq!(fair["ai"]["four_fifths_flag"], false, "{fair}");
+    let gap = |report: &Value| report["ai"]["demographic_parity_difference"].as_f64();
+    let (Some(unfair_gap), Some(fair_gap)) = (gap(&unfair), gap(&fair)) else {
+        panic!("no gaps: {unfair} {fair}");
+    };
+    assert!(fair_gap < unfair_gap / 2.0, "{fair} against {unfair}");
 
     let agreement = get(&http, &base, &format!("/v1/analytics/agreement?{q}")).await;
     assert!(
