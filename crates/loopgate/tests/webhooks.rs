@@ -86,9 +86,17 @@ async fn set_list_show_and_redeliver_from_the_command_line() {
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
     assert_eq!(got.lock().unwrap().clone(), [id.clone(), id.clone()]);
-    let (ok, stdout, _) = cli(&server.base, &["webhook", "delivery", "sys", &id]);
-    assert!(ok);
-    let shown: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    // The dispatcher records an attempt after the receiver has answered it.
+    let mut shown = serde_json::Value::Null;
+    for _ in 0..200 {
+        let (ok, stdout, _) = cli(&server.base, &["webhook", "delivery", "sys", &id]);
+        assert!(ok);
+        shown = serde_json::from_str(&stdout).unwrap();
+        if shown["history"].as_array().map(Vec::len) == Some(2) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
     assert_eq!(
         shown["history"].as_array().map(Vec::len),
         Some(2),
