@@ -27,7 +27,7 @@ pub(crate) struct Metrics {
     resolutions: [AtomicU64; 4],
     /// Decisions by verdict (4).
     decisions: [AtomicU64; 4],
-    decision_latency: loopgate_store::DurationCounts,
+    decision_latency: DecisionLatency,
     /// Entries the sequencer appended to the audit log.
     audit_entries: AtomicU64,
     /// Evaluation errors by (set: live or shadow, policy, kind).
@@ -37,6 +37,15 @@ pub(crate) struct Metrics {
     /// Attempts at notifications by channel (4) × result (sent, retry,
     /// failed).
     notifications: [[AtomicU64; 3]; 4],
+}
+
+/// The decisions' latency, in buckets up to `BUCKETS`.
+struct DecisionLatency(loopgate_store::DurationCounts);
+
+impl Default for DecisionLatency {
+    fn default() -> DecisionLatency {
+        DecisionLatency(loopgate_store::DurationCounts::new(&BUCKETS))
+    }
 }
 
 impl Metrics {
@@ -60,7 +69,7 @@ impl Metrics {
         if let Some(counter) = self.decisions.get(index(Verdict::ALL, verdict)) {
             counter.fetch_add(1, Ordering::Relaxed);
         }
-        self.decision_latency.record(&BUCKETS, latency);
+        self.decision_latency.0.record(latency);
     }
 
     /// Counts the evaluation errors of one routing by the `set` (`live` or `shadow`).
@@ -175,8 +184,7 @@ impl Metrics {
                 "loopgate_decision_duration_seconds",
                 "Time to record a decision durably.",
             ),
-            &BUCKETS,
-            self.decision_latency.snapshot(),
+            self.decision_latency.0.snapshot(),
         );
         out.push_str("# HELP loopgate_queue_depth Open review tasks, by group.\n");
         out.push_str("# TYPE loopgate_queue_depth gauge\n");
@@ -258,25 +266,19 @@ pub(crate) fn render_writes(out: &mut String, stats: loopgate_store::WriteStats)
             stats.ran,
         ),
     ] {
-        render_histogram(
-            out,
-            (name, help),
-            &loopgate_store::DURATION_BOUNDS,
-            durations,
-        );
+        render_histogram(out, (name, help), durations);
     }
 }
 
-/// One histogram in the text format: its cumulative buckets at `bounds`,
-/// `+Inf`, the sum in seconds and the count.
+/// One histogram in the text format: its cumulative buckets at their
+/// bounds, `+Inf`, the sum in seconds and the count.
 fn render_histogram(
     out: &mut String,
     (name, help): (&str, &str),
-    bounds: &[f64],
     durations: loopgate_store::Durations,
 ) {
     let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} histogram");
-    for (bound, n) in bounds.iter().zip(durations.buckets) {
+    for (bound, n) in durations.bounds.iter().zip(durations.buckets) {
         let _ = writeln!(out, "{name}_bucket{{le=\"{bound}\"}} {n}");
     }
     let count = durations.count;

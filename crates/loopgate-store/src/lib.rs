@@ -40,7 +40,7 @@ pub enum WriterState {
 }
 
 /// What the writers did since the process started (`/metrics`).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
 pub struct WriteStats {
     /// Write jobs run to their end (committed or refused).
     pub jobs: u64,
@@ -57,15 +57,17 @@ pub struct WriteStats {
     pub ran: Durations,
 }
 
-/// The upper bounds, in seconds, of [`Durations`]' buckets.
+/// The upper bounds, in seconds, of the buckets of the writes' histograms.
 pub const DURATION_BOUNDS: [f64; 12] = [
     0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0,
 ];
 
 /// A histogram of durations, as Prometheus keeps one.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Durations {
-    /// How many took at most each of [`DURATION_BOUNDS`] (cumulative).
+    /// The upper bounds of its buckets, in seconds, ascending.
+    pub bounds: &'static [f64; 12],
+    /// How many took at most each bound (cumulative).
     pub buckets: [u64; 12],
     /// How many in all.
     pub count: u64,
@@ -73,21 +75,43 @@ pub struct Durations {
     pub sum_micros: u64,
 }
 
+impl Default for Durations {
+    fn default() -> Durations {
+        DurationCounts::default().snapshot()
+    }
+}
+
 /// A [`Durations`] histogram kept in atomics, shared by the threads that
-/// record into it.
-#[derive(Debug, Default)]
+/// record into it. `Default` has the writes' bounds ([`DURATION_BOUNDS`]).
+#[derive(Debug)]
 pub struct DurationCounts {
+    bounds: &'static [f64; 12],
     buckets: [AtomicU64; 12],
     count: AtomicU64,
     sum_micros: AtomicU64,
 }
 
+impl Default for DurationCounts {
+    fn default() -> DurationCounts {
+        DurationCounts::new(&DURATION_BOUNDS)
+    }
+}
+
 impl DurationCounts {
-    /// Counts `took` in every bucket whose bound in `bounds` (seconds,
-    /// ascending, at most 12) it does not exceed.
-    pub fn record(&self, bounds: &[f64], took: Duration) {
+    /// An empty histogram with buckets up to `bounds` (seconds, ascending).
+    pub fn new(bounds: &'static [f64; 12]) -> DurationCounts {
+        DurationCounts {
+            bounds,
+            buckets: Default::default(),
+            count: AtomicU64::new(0),
+            sum_micros: AtomicU64::new(0),
+        }
+    }
+
+    /// Counts `took` in every bucket whose bound it does not exceed.
+    pub fn record(&self, took: Duration) {
         let seconds = took.as_secs_f64();
-        for (bound, bucket) in bounds.iter().zip(&self.buckets) {
+        for (bound, bucket) in self.bounds.iter().zip(&self.buckets) {
             if seconds <= *bound {
                 bucket.fetch_add(1, Ordering::Relaxed);
             }
@@ -100,6 +124,7 @@ impl DurationCounts {
     /// What it holds now.
     pub fn snapshot(&self) -> Durations {
         Durations {
+            bounds: self.bounds,
             buckets: std::array::from_fn(|n| self.buckets[n].load(Ordering::Relaxed)),
             count: self.count.load(Ordering::Relaxed),
             sum_micros: self.sum_micros.load(Ordering::Relaxed),

@@ -437,11 +437,10 @@ impl SqlStore {
                     _ => res,
                 };
                 if let Some(answer) = answer.lock().ok().and_then(|mut slot| slot.take()) {
-                    let bounds = &crate::DURATION_BOUNDS;
                     health
                         .waited
-                        .record(bounds, began.saturating_duration_since(queued));
-                    health.ran.record(bounds, began.elapsed());
+                        .record(began.saturating_duration_since(queued));
+                    health.ran.record(began.elapsed());
                     let _ = answer.send(out);
                 }
             });
