@@ -1779,6 +1779,79 @@ async fn a_settled_proposal_wakes_other_replicas_from_its_commit() {
     );
 }
 
+/// The dispatcher skips its read while it knows no webhook is set: a
+/// webhook set through this replica counts at once, one set through
+/// another within a second (`known::TRUSTED_FOR`), and no event is lost
+/// meanwhile (the cursor waits for the first webhook).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_webhook_set_on_another_replica_is_served_within_a_second() {
+    let database = TempDatabase::create().unwrap();
+    let here = SqlStore::connect(&database.url, PgOptions::default())
+        .await
+        .unwrap();
+    let there = SqlStore::connect(&database.url, PgOptions::default())
+        .await
+        .unwrap();
+    let system = setup(&there).await;
+    let webhook = |system: &SystemId| WebhookConfig {
+        system: system.clone(),
+        url: "http://127.0.0.1:9/hook".into(),
+        secret: "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw".into(),
+        types: vec![EventKind::ProposalSubmitted],
+        created_at: T0,
+        updated_at: T0,
+    };
+    // `here` looks, finds no webhook, and remembers it.
+    assert_eq!(here.enqueue_deliveries(T0, 1000).await.unwrap(), 0);
+    there
+        .set_webhook(webhook(&system), "user:admin", T0)
+        .await
+        .unwrap();
+    there
+        .submit(new_proposal(&system, 1, None, json!({}), 1), T0)
+        .await
+        .unwrap();
+    let set_at = std::time::Instant::now();
+    let mut queued = 0;
+    while queued == 0 && set_at.elapsed() < Duration::from_secs(5) {
+        queued = sequenced(&here)
+            .await
+            .enqueue_deliveries(T0, 1000)
+            .await
+            .unwrap();
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(
+        0 < queued,
+        "the submission's events after the webhook are queued"
+    );
+    assert!(
+        set_at.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        set_at.elapsed()
+    );
+
+    // On the replica that set it, a webhook counts at once.
+    let other = create_system(&here, "other-system").await;
+    here.remove_webhook(&system, "user:admin", T0)
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    assert_eq!(here.enqueue_deliveries(T0, 1000).await.unwrap(), 0);
+    here.set_webhook(webhook(&other), "user:admin", T0)
+        .await
+        .unwrap();
+    here.submit(new_proposal(&other, 2, None, json!({}), 1), T0)
+        .await
+        .unwrap();
+    let queued = sequenced(&here)
+        .await
+        .enqueue_deliveries(T0, 1000)
+        .await
+        .unwrap();
+    assert!(0 < queued, "queued at once");
+}
+
 /// Before `policies.version` was unique, two writers publishing one text at
 /// once on PostgreSQL could both store it. The migration that makes it
 /// unique keeps the first copy of each text; its SQL runs here on both

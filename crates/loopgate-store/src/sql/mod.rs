@@ -31,6 +31,7 @@ mod aggregates;
 mod assign;
 mod audit;
 mod grants;
+mod known;
 mod notifications;
 mod policies;
 mod postgres;
@@ -189,6 +190,10 @@ struct Inner {
     /// Called with a proposal's id when any replica committed its
     /// resolution or cancellation (PostgreSQL).
     settled: Arc<Wake<str>>,
+    /// No webhook was set when last looked (the dispatcher skips its read).
+    no_webhooks: known::KnownEmpty,
+    /// No group's notifications were set when last looked.
+    no_notifications: known::KnownEmpty,
     /// Tells the watch thread to end.
     stopped: Arc<AtomicBool>,
     dialect: Dialect,
@@ -342,6 +347,8 @@ impl SqlStore {
             wake: Arc::default(),
             queued: Arc::default(),
             settled: Arc::default(),
+            no_webhooks: known::KnownEmpty::default(),
+            no_notifications: known::KnownEmpty::default(),
             stopped: Arc::default(),
             dialect,
         };

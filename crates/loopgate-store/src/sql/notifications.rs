@@ -159,27 +159,29 @@ const WARNINGS_DUE: &str = "t.state IN ('open', 'claimed') AND t.due_at IS NOT N
 /// Whether some group has settings and either events came after the cursor
 /// or a task is past its warning point: checked on a reader, so the
 /// notifier's wake-ups cost the writer nothing when there is nothing to do.
+/// Whether any group's notifications are set, and whether events or SLA
+/// warnings wait to be queued for them.
 pub(super) fn has_work(
     conn: &Connection,
     now: Timestamp,
     warn: Option<f64>,
-) -> Result<bool, StoreError> {
-    let events = "SELECT EXISTS (SELECT 1 FROM group_notifications)
-            AND COALESCE((SELECT MAX(seq) FROM events), 0)
+) -> Result<(bool, bool), StoreError> {
+    let events = "SELECT EXISTS (SELECT 1 FROM group_notifications),
+            COALESCE((SELECT MAX(seq) FROM events), 0)
                 > COALESCE((SELECT CAST(value AS BIGINT) FROM meta WHERE key = 'notify_cursor'), 0)";
-    if conn.query_row(events, params![], |row| row.get(0))? {
-        return Ok(true);
+    let (set, events): (bool, bool) =
+        conn.query_row(events, params![], |row| Ok((row.get(0)?, row.get(1)?)))?;
+    if !set || events {
+        return Ok((set, events));
     }
     let Some(share) = warn else {
-        return Ok(false);
+        return Ok((true, false));
     };
-    let sql = format!(
-        "SELECT EXISTS (SELECT 1 FROM group_notifications)
-            AND EXISTS (SELECT 1 FROM tasks t WHERE {WARNINGS_DUE})"
-    );
-    conn.query_row(&sql, params![now.millis(), warn_permille(share)], |row| {
+    let sql = format!("SELECT EXISTS (SELECT 1 FROM tasks t WHERE {WARNINGS_DUE})");
+    let warnings = conn.query_row(&sql, params![now.millis(), warn_permille(share)], |row| {
         row.get(0)
-    })
+    })?;
+    Ok((true, warnings))
 }
 
 /// Logs the SLA warnings that are due, then queues the messages of up to

@@ -486,8 +486,11 @@ impl Store for SqlStore {
         now: Timestamp,
     ) -> Result<WebhookConfig, StoreError> {
         let actor = actor.to_owned();
-        self.write_plain(move |conn| webhooks::set(conn, &webhook, &actor, now))
-            .await
+        let set = self
+            .write_plain(move |conn| webhooks::set(conn, &webhook, &actor, now))
+            .await;
+        self.inner.no_webhooks.forget();
+        set
     }
 
     async fn remove_webhook(
@@ -508,7 +511,16 @@ impl Store for SqlStore {
     }
 
     async fn enqueue_deliveries(&self, now: Timestamp, limit: u32) -> Result<u32, StoreError> {
-        if !self.read(webhooks::has_work).await? {
+        let known = &self.inner.no_webhooks;
+        if known.holds() {
+            return Ok(0);
+        }
+        let generation = known.generation();
+        let (set, work) = self.read(webhooks::has_work).await?;
+        if !set {
+            known.found_empty(generation);
+        }
+        if !work {
             return Ok(0);
         }
         self.write_plain(move |conn| webhooks::enqueue(conn, now, limit))
@@ -588,8 +600,11 @@ impl Store for SqlStore {
         now: Timestamp,
     ) -> Result<GroupNotifications, StoreError> {
         let actor = actor.to_owned();
-        self.write_plain(move |conn| notifications::set_group(conn, &settings, &actor, now))
-            .await
+        let set = self
+            .write_plain(move |conn| notifications::set_group(conn, &settings, &actor, now))
+            .await;
+        self.inner.no_notifications.forget();
+        set
     }
 
     async fn enqueue_notifications(
@@ -598,10 +613,18 @@ impl Store for SqlStore {
         warn: Option<f64>,
         limit: u32,
     ) -> Result<u32, StoreError> {
-        if !self
+        let known = &self.inner.no_notifications;
+        if known.holds() {
+            return Ok(0);
+        }
+        let generation = known.generation();
+        let (set, work) = self
             .read(move |conn| notifications::has_work(conn, now, warn))
-            .await?
-        {
+            .await?;
+        if !set {
+            known.found_empty(generation);
+        }
+        if !work {
             return Ok(0);
         }
         self.write_plain(move |conn| notifications::enqueue(conn, now, warn, limit))

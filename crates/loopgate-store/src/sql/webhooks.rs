@@ -118,13 +118,18 @@ pub(super) fn remove(
 /// Whether some webhook exists and events came after the cursor: checked on
 /// a reader, so that the dispatcher's wake-ups cost the writer nothing when
 /// there is nothing to queue.
-pub(super) fn has_work(conn: &Connection) -> Result<bool, StoreError> {
+/// Whether any webhook is set, and whether events wait to be queued for
+/// them.
+pub(super) fn has_work(conn: &Connection) -> Result<(bool, bool), StoreError> {
     conn.query_row(
-        "SELECT EXISTS (SELECT 1 FROM webhooks)
-            AND COALESCE((SELECT MAX(seq) FROM events), 0)
+        "SELECT EXISTS (SELECT 1 FROM webhooks),
+            COALESCE((SELECT MAX(seq) FROM events), 0)
                 > COALESCE((SELECT CAST(value AS BIGINT) FROM meta WHERE key = 'webhook_cursor'), 0)",
         params![],
-        |row| row.get(0),
+        |row| {
+            let set: bool = row.get(0)?;
+            Ok((set, set && row.get::<_, bool>(1)?))
+        },
     )
 }
 
