@@ -100,6 +100,7 @@ conformance!(
     the_webhook_outbox_delivers_each_proposal_in_order,
     a_second_webhook_gets_only_what_comes_after_it,
     an_api_write_costs_at_most_three_round_trips,
+    outboxes_without_settings_queue_nothing,
 );
 
 async fn setup(store: &dyn Store) -> SystemId {
@@ -1486,6 +1487,32 @@ async fn the_webhook_outbox_delivers_each_proposal_in_order(store: &dyn Store) {
             .unwrap()
             .is_empty()
     );
+}
+
+/// With no webhook and no group's notifications set, the outbox workers'
+/// wake-ups pass no event (the cursors wait for the first settings), twice
+/// in a row: the second time from what the store remembers.
+async fn outboxes_without_settings_queue_nothing(store: &dyn Store) {
+    let system = setup(store).await;
+    store
+        .submit(new_proposal(&system, 0, None, json!({}), 1), T0)
+        .await
+        .unwrap();
+    let store = sequenced(store).await;
+    for _ in 0..2 {
+        assert_eq!(store.enqueue_deliveries(T0, 1000).await.unwrap(), 0);
+        assert_eq!(
+            store.enqueue_notifications(T0, None, 1000).await.unwrap(),
+            0
+        );
+        assert_eq!(
+            store
+                .enqueue_notifications(T0, Some(0.5), 1000)
+                .await
+                .unwrap(),
+            0
+        );
+    }
 }
 
 async fn a_second_webhook_gets_only_what_comes_after_it(store: &dyn Store) {

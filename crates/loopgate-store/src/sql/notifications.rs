@@ -172,7 +172,7 @@ pub(super) fn has_work(
     let (set, events): (bool, bool) =
         conn.query_row(events, params![], |row| Ok((row.get(0)?, row.get(1)?)))?;
     if !set || events {
-        return Ok((set, events));
+        return Ok((set, set && events));
     }
     let Some(share) = warn else {
         return Ok((true, false));
