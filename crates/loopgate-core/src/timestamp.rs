@@ -46,7 +46,9 @@ impl Timestamp {
                     for (range, value) in fields {
                         put_digits(&mut out[range], value);
                     }
-                    out.iter().copied().map(char::from).collect()
+                    // INVARIANT: ASCII digits and separators only.
+                    String::from_utf8(out.to_vec())
+                        .unwrap_or_else(|_| String::from("9999-12-31T23:59:59.999Z"))
                 }
                 _ => {
                     let (y, mo, d) = (at.year(), u8::from(at.month()), at.day());
