@@ -156,11 +156,9 @@ const WARNINGS_DUE: &str = "t.state IN ('open', 'claimed') AND t.due_at IS NOT N
       AND t.grp IN (SELECT grp FROM group_notifications)
       AND NOT EXISTS (SELECT 1 FROM task_warnings w WHERE w.task_id = t.id || ':' || CAST(t.level AS TEXT))";
 
-/// Whether some group has settings and either events came after the cursor
-/// or a task is past its warning point: checked on a reader, so the
+/// Whether any group has settings, and whether events came after the
+/// cursor or a task is past its warning point: checked on a reader, so the
 /// notifier's wake-ups cost the writer nothing when there is nothing to do.
-/// Whether any group's notifications are set, and whether events or SLA
-/// warnings wait to be queued for them.
 pub(super) fn has_work(
     conn: &Connection,
     now: Timestamp,

@@ -115,11 +115,9 @@ pub(super) fn remove(
     Ok(true)
 }
 
-/// Whether some webhook exists and events came after the cursor: checked on
-/// a reader, so that the dispatcher's wake-ups cost the writer nothing when
-/// there is nothing to queue.
-/// Whether any webhook is set, and whether events wait to be queued for
-/// them.
+/// Whether any webhook is set, and whether events came after the cursor for
+/// it to queue: checked on a reader, so that the dispatcher's wake-ups cost
+/// the writer nothing when there is nothing to queue.
 pub(super) fn has_work(conn: &Connection) -> Result<(bool, bool), StoreError> {
     conn.query_row(
         "SELECT EXISTS (SELECT 1 FROM webhooks),
