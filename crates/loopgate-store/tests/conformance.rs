@@ -205,6 +205,31 @@ async fn sequenced<S: Store + ?Sized>(store: &S) -> &S {
     store
 }
 
+/// A webhook of `system` for `types` (its endpoint never answers).
+fn webhook_of(system: &SystemId, types: Vec<EventKind>) -> WebhookConfig {
+    WebhookConfig {
+        system: system.clone(),
+        url: "http://127.0.0.1:9/hook".into(),
+        secret: "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw".into(),
+        types,
+        created_at: T0,
+        updated_at: T0,
+    }
+}
+
+/// Two stores on one fresh PostgreSQL database, as two replicas (the
+/// database lives as long as the first).
+async fn two_replicas() -> (TempDatabase, SqlStore, SqlStore) {
+    let database = TempDatabase::create().unwrap();
+    let here = SqlStore::connect(&database.url, PgOptions::default())
+        .await
+        .unwrap();
+    let there = SqlStore::connect(&database.url, PgOptions::default())
+        .await
+        .unwrap();
+    (database, here, there)
+}
+
 /// Queues every delivery the log calls for.
 async fn drain_deliveries(store: &dyn Store) {
     while sequenced(store)
@@ -1328,14 +1353,10 @@ async fn the_webhook_outbox_delivers_each_proposal_in_order(store: &dyn Store) {
         .submit(new_proposal(&system, 0, None, json!({}), 1), T0)
         .await
         .unwrap();
-    let webhook = WebhookConfig {
-        system: system.clone(),
-        url: "http://127.0.0.1:9/hook".into(),
-        secret: "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw".into(),
-        types: vec![EventKind::ProposalResolved, EventKind::TaskCreated],
-        created_at: T0,
-        updated_at: T0,
-    };
+    let webhook = webhook_of(
+        &system,
+        vec![EventKind::ProposalResolved, EventKind::TaskCreated],
+    );
     drain_deliveries(store).await;
     store
         .set_webhook(webhook.clone(), "user:admin", T0)
@@ -1518,14 +1539,7 @@ async fn outboxes_without_settings_queue_nothing(store: &dyn Store) {
 async fn a_second_webhook_gets_only_what_comes_after_it(store: &dyn Store) {
     let first = setup(store).await;
     let second = create_system(store, "other").await;
-    let webhook = |system: &SystemId| WebhookConfig {
-        system: system.clone(),
-        url: "http://127.0.0.1:9/hook".into(),
-        secret: "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw".into(),
-        types: vec![EventKind::TaskCreated],
-        created_at: T0,
-        updated_at: T0,
-    };
+    let webhook = |system: &SystemId| webhook_of(system, vec![EventKind::TaskCreated]);
     store
         .set_webhook(webhook(&first), "user:admin", T0)
         .await
@@ -1764,13 +1778,7 @@ async fn a_store_recovers_when_postgres_drops_its_connections() {
 /// events positions (the log is still empty here: no sequencer runs).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_settled_proposal_wakes_other_replicas_from_its_commit() {
-    let database = TempDatabase::create().unwrap();
-    let here = SqlStore::connect(&database.url, PgOptions::default())
-        .await
-        .unwrap();
-    let there = SqlStore::connect(&database.url, PgOptions::default())
-        .await
-        .unwrap();
+    let (_database, here, there) = two_replicas().await;
     let (sender, mut woken) = tokio::sync::mpsc::unbounded_channel();
     here.watch_settled(Box::new(move |id| {
         let _ = sender.send(id.clone());
@@ -1812,22 +1820,9 @@ async fn a_settled_proposal_wakes_other_replicas_from_its_commit() {
 /// meanwhile (the cursor waits for the first webhook).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_webhook_set_on_another_replica_is_served_within_a_second() {
-    let database = TempDatabase::create().unwrap();
-    let here = SqlStore::connect(&database.url, PgOptions::default())
-        .await
-        .unwrap();
-    let there = SqlStore::connect(&database.url, PgOptions::default())
-        .await
-        .unwrap();
+    let (_database, here, there) = two_replicas().await;
     let system = setup(&there).await;
-    let webhook = |system: &SystemId| WebhookConfig {
-        system: system.clone(),
-        url: "http://127.0.0.1:9/hook".into(),
-        secret: "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw".into(),
-        types: vec![EventKind::ProposalSubmitted],
-        created_at: T0,
-        updated_at: T0,
-    };
+    let webhook = |system: &SystemId| webhook_of(system, vec![EventKind::ProposalSubmitted]);
     // `here` looks, finds no webhook, and remembers it.
     assert_eq!(here.enqueue_deliveries(T0, 1000).await.unwrap(), 0);
     there
