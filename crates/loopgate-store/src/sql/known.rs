@@ -8,7 +8,6 @@
 //! starts from an emptied page cache.
 
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 /// How long a table found empty is believed empty without reading it
@@ -24,39 +23,44 @@ pub(crate) const TRUSTED_FOR: Duration = Duration::from_secs(1);
 /// [`KnownEmpty::generation`] read before the read began, and is ignored if
 /// a write forgot meanwhile.
 #[derive(Debug, Default)]
-pub(crate) struct KnownEmpty {
-    generation: AtomicU64,
-    since: Mutex<Option<Instant>>,
+pub(crate) struct KnownEmpty(Mutex<Belief>);
+
+#[derive(Debug, Default)]
+struct Belief {
+    /// How many times a write forgot.
+    generation: u64,
+    /// When a read last found the table empty, unless a write forgot since.
+    since: Option<Instant>,
 }
 
 impl KnownEmpty {
     /// Whether the table is known to be empty now.
     pub(crate) fn holds(&self) -> bool {
-        self.since
+        self.0
             .lock()
-            .is_ok_and(|since| since.is_some_and(|at| at.elapsed() < TRUSTED_FOR))
+            .is_ok_and(|belief| belief.since.is_some_and(|at| at.elapsed() < TRUSTED_FOR))
     }
 
     /// Taken before reading the table.
     pub(crate) fn generation(&self) -> u64 {
-        self.generation.load(Ordering::SeqCst)
+        self.0.lock().map_or(0, |belief| belief.generation)
     }
 
     /// A read begun at `generation` found the table empty.
     pub(crate) fn found_empty(&self, generation: u64) {
-        if let Ok(mut since) = self.since.lock()
-            && self.generation.load(Ordering::SeqCst) == generation
+        if let Ok(mut belief) = self.0.lock()
+            && belief.generation == generation
         {
-            *since = Some(Instant::now());
+            belief.since = Some(Instant::now());
         }
     }
 
     /// The table may have rows now: called once this process's write to it
     /// committed.
     pub(crate) fn forget(&self) {
-        if let Ok(mut since) = self.since.lock() {
-            self.generation.fetch_add(1, Ordering::SeqCst);
-            *since = None;
+        if let Ok(mut belief) = self.0.lock() {
+            belief.generation += 1;
+            belief.since = None;
         }
     }
 }
@@ -93,8 +97,8 @@ mod tests {
     #[test]
     fn belief_ends_after_the_trusted_time() {
         let known = KnownEmpty::default();
-        if let Ok(mut since) = known.since.lock() {
-            *since = Instant::now().checked_sub(TRUSTED_FOR);
+        if let Ok(mut belief) = known.0.lock() {
+            belief.since = Instant::now().checked_sub(TRUSTED_FOR);
         }
         assert!(!known.holds());
     }

@@ -497,6 +497,25 @@ impl SqlStore {
         }
     }
 
+    /// Whether an outbox worker has something to queue: `check` reads
+    /// whether its settings are set and whether work waits. While `known`
+    /// says no settings are set, it is not read at all.
+    async fn outbox_has_work(
+        &self,
+        known: &known::KnownEmpty,
+        check: impl FnOnce(&Connection) -> Result<(bool, bool), StoreError> + Send + 'static,
+    ) -> Result<bool, StoreError> {
+        if known.holds() {
+            return Ok(false);
+        }
+        let generation = known.generation();
+        let (set, work) = self.read(check).await?;
+        if !set {
+            known.found_empty(generation);
+        }
+        Ok(work)
+    }
+
     /// Runs `job` on a reader connection.
     async fn read<T: Send + 'static>(
         &self,

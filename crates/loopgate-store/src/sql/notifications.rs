@@ -169,8 +169,11 @@ pub(super) fn has_work(
                 > COALESCE((SELECT CAST(value AS BIGINT) FROM meta WHERE key = 'notify_cursor'), 0)";
     let (set, events): (bool, bool) =
         conn.query_row(events, params![], |row| Ok((row.get(0)?, row.get(1)?)))?;
-    if !set || events {
-        return Ok((set, set && events));
+    if !set {
+        return Ok((false, false));
+    }
+    if events {
+        return Ok((true, true));
     }
     let Some(share) = warn else {
         return Ok((true, false));

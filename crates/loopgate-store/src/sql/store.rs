@@ -511,16 +511,10 @@ impl Store for SqlStore {
     }
 
     async fn enqueue_deliveries(&self, now: Timestamp, limit: u32) -> Result<u32, StoreError> {
-        let known = &self.inner.no_webhooks;
-        if known.holds() {
-            return Ok(0);
-        }
-        let generation = known.generation();
-        let (set, work) = self.read(webhooks::has_work).await?;
-        if !set {
-            known.found_empty(generation);
-        }
-        if !work {
+        if !self
+            .outbox_has_work(&self.inner.no_webhooks, webhooks::has_work)
+            .await?
+        {
             return Ok(0);
         }
         self.write_plain(move |conn| webhooks::enqueue(conn, now, limit))
@@ -613,18 +607,12 @@ impl Store for SqlStore {
         warn: Option<f64>,
         limit: u32,
     ) -> Result<u32, StoreError> {
-        let known = &self.inner.no_notifications;
-        if known.holds() {
-            return Ok(0);
-        }
-        let generation = known.generation();
-        let (set, work) = self
-            .read(move |conn| notifications::has_work(conn, now, warn))
-            .await?;
-        if !set {
-            known.found_empty(generation);
-        }
-        if !work {
+        if !self
+            .outbox_has_work(&self.inner.no_notifications, move |conn| {
+                notifications::has_work(conn, now, warn)
+            })
+            .await?
+        {
             return Ok(0);
         }
         self.write_plain(move |conn| notifications::enqueue(conn, now, warn, limit))
